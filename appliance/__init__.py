@@ -1,0 +1,1 @@
+"""Towerbox appliance daemon: owns the node (VMs, GPUs, N6 paths) and its state."""

@@ -1,0 +1,288 @@
+"""The typed VM spec and its validation rules.
+
+A spec arrives as JSON from the API, the CLI or a catalog file, is decoded once into
+these structs (``parse_vm_spec``) and checked by ``validate_spec``; nothing inward
+sees raw input. Checks that need the host (free cores, known PCI addresses, images
+on disk) live in the allocator and the VM service.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Annotated, Any
+
+import msgspec
+
+from appliance.errors import InvalidInput
+
+# Names reach libvirt XML, file names and log lines: keep them boring.
+VM_NAME_MAX = 63
+_VM_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Linux interface names: at most 15 bytes, no '/', ':' or whitespace.
+IFNAME_MAX = 15
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_PCI_RE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+MAX_VCPUS = 256
+MIN_MEMORY_MIB = 32
+MAX_MEMORY_MIB = 4 * 1024 * 1024
+
+
+class CpuPolicy(enum.StrEnum):
+    SHARED = "shared"  # vCPUs float over the shared pool
+    PINNED = "pinned"  # vCPUs pinned to exclusive host cores on one NUMA node
+
+
+class PinUnit(enum.StrEnum):
+    CORE = "core"  # each vCPU gets a whole core; its sibling threads stay idle
+    THREAD = "thread"  # vCPUs fill sibling threads of whole, exclusive cores
+
+
+class Role(enum.StrEnum):
+    VRAN = "vran"
+    UPF = "upf"
+    B2B = "b2b"
+    OTHER = "other"
+
+
+class RestartPolicy(enum.StrEnum):
+    ALWAYS = "always"  # restart whenever it should run and does not
+    ON_FAILURE = "on-failure"  # restart only after a crash
+    NEVER = "never"
+
+
+class NicKind(enum.StrEnum):
+    BRIDGE = "bridge"  # Linux bridge
+    OVS = "ovs"  # Open vSwitch bridge, optionally on a VLAN tag
+    SRIOV = "sriov"  # a virtual function of an SR-IOV NIC, passed through
+
+
+class HugepageSize(enum.StrEnum):
+    NONE = "none"
+    SIZE_2M = "2M"
+    SIZE_1G = "1G"
+
+    @property
+    def kib(self) -> int:
+        return {"none": 0, "2M": 2048, "1G": 1048576}[self.value]
+
+
+class CpuSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    policy: CpuPolicy = CpuPolicy.SHARED
+    pin_unit: PinUnit = PinUnit.CORE
+    # Pinned only: keep QEMU's emulator threads off the VM's cores (on reserved ones).
+    isolated: bool = False
+
+
+class DiskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # Base image file in the image directory; the VM gets a qcow2 overlay on it.
+    # Without an image the disk is blank and needs size_gib.
+    image: str | None = None
+    size_gib: Annotated[int, msgspec.Meta(ge=1, le=65536)] | None = None
+    bus: str = "virtio"
+
+
+class KernelBoot(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Direct kernel boot (files in the image directory), for tiny appliances."""
+
+    kernel: str
+    initrd: str | None = None
+    cmdline: Annotated[str, msgspec.Meta(max_length=1024)] = ""
+
+
+class NicSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    kind: NicKind
+    bridge: str | None = None  # bridge and ovs
+    vlan: Annotated[int, msgspec.Meta(ge=1, le=4094)] | None = None  # ovs only
+    pf: str | None = None  # sriov: the PF's interface name
+    mac: str | None = None
+    model: str = "virtio"  # bridge and ovs
+
+
+class VmSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    vcpus: int = 1
+    memory_mib: int = 512
+    cpu: CpuSpec = CpuSpec()
+    numa_node: int | None = None  # None: the node of the VM's PCI devices, or any
+    hugepages: HugepageSize = HugepageSize.NONE
+    disks: tuple[DiskSpec, ...] = ()
+    boot: KernelBoot | None = None
+    nics: tuple[NicSpec, ...] = ()
+    pci_devices: tuple[str, ...] = ()  # host PCI addresses passed through whole
+    serial_log: bool = True  # serial console to a log file the API can tail
+    autostart: bool = False  # libvirt starts it when libvirtd starts
+    restart: RestartPolicy = RestartPolicy.ON_FAILURE
+    role: Role = Role.OTHER
+    tenant: str | None = None
+    appliance: str | None = None  # catalog entry it was made from, for the record
+
+
+def parse_vm_spec(data: dict[str, Any]) -> VmSpec:
+    """Decode untrusted JSON-like data into a validated spec."""
+    try:
+        spec = msgspec.convert(data, VmSpec)
+    except msgspec.ValidationError as err:
+        raise InvalidInput(f"invalid VM spec: {err}", code="invalid_spec") from err
+    validate_spec(spec)
+    return spec
+
+
+def spec_to_dict(spec: VmSpec) -> dict[str, Any]:
+    result: dict[str, Any] = msgspec.to_builtins(spec)
+    return result
+
+
+def check_name(kind: str, value: str, *, max_len: int = VM_NAME_MAX, field: str = "name") -> None:
+    if not value or len(value) > max_len or not _VM_NAME_RE.match(value):
+        raise InvalidInput(
+            f"{kind} name {value!r} is not valid: use 1 to {max_len} letters, digits, "
+            "'-', '_' or '.', starting with a letter or digit",
+            code="invalid_name",
+            field=field,
+        )
+
+
+def check_ifname(value: str, field: str) -> None:
+    if len(value.encode()) > IFNAME_MAX or not _IFNAME_RE.match(value):
+        raise InvalidInput(
+            f"interface name {value!r} is not valid: use 1 to {IFNAME_MAX} letters, digits, "
+            "'-', '_' or '.'",
+            code="invalid_interface_name",
+            field=field,
+        )
+
+
+def check_file_name(value: str, field: str) -> None:
+    """Image and kernel names are plain file names inside the image directory."""
+    if len(value) > 255 or not _FILE_RE.match(value) or ".." in value:
+        raise InvalidInput(
+            f"{value!r} is not a plain file name in the image directory",
+            code="invalid_image_name",
+            field=field,
+        )
+
+
+def check_pci_address(value: str, field: str) -> None:
+    if not _PCI_RE.match(value):
+        raise InvalidInput(
+            f"{value!r} is not a PCI address like 0000:3b:00.0",
+            code="invalid_pci_address",
+            field=field,
+        )
+
+
+def validate_spec(spec: VmSpec) -> None:
+    """Rules that need nothing but the spec itself."""
+    check_name("VM", spec.name)
+    if not 1 <= spec.vcpus <= MAX_VCPUS:
+        raise InvalidInput(
+            f"vcpus must be between 1 and {MAX_VCPUS}, got {spec.vcpus}",
+            code="invalid_vcpus",
+            field="vcpus",
+        )
+    if not MIN_MEMORY_MIB <= spec.memory_mib <= MAX_MEMORY_MIB:
+        raise InvalidInput(
+            f"memory_mib must be between {MIN_MEMORY_MIB} and {MAX_MEMORY_MIB}, "
+            f"got {spec.memory_mib}",
+            code="invalid_memory",
+            field="memory_mib",
+        )
+    page_mib = spec.hugepages.kib // 1024
+    if page_mib and spec.memory_mib % page_mib:
+        raise InvalidInput(
+            f"memory_mib {spec.memory_mib} is not a multiple of the {spec.hugepages.value} "
+            "hugepage size",
+            code="invalid_memory",
+            field="memory_mib",
+        )
+    if spec.numa_node is not None and not 0 <= spec.numa_node < 1024:
+        raise InvalidInput(
+            f"numa_node {spec.numa_node} is out of range", code="unknown_numa_node",
+            field="numa_node",
+        )
+    if spec.cpu.policy is CpuPolicy.SHARED and spec.cpu.isolated:
+        raise InvalidInput(
+            "cpu.isolated needs cpu.policy 'pinned'", code="invalid_cpu_policy", field="cpu"
+        )
+    if spec.tenant is not None:
+        check_name("tenant", spec.tenant, field="tenant")
+    if spec.appliance is not None:
+        check_name("appliance", spec.appliance, field="appliance")
+    _validate_disks(spec)
+    _validate_nics(spec)
+    seen: set[str] = set()
+    for i, addr in enumerate(spec.pci_devices):
+        check_pci_address(addr, f"pci_devices[{i}]")
+        if addr in seen:
+            raise InvalidInput(
+                f"PCI device {addr} is listed twice", code="invalid_pci_address",
+                field=f"pci_devices[{i}]",
+            )
+        seen.add(addr)
+    if spec.disks == () and spec.boot is None:
+        raise InvalidInput(
+            "a VM needs a disk or a kernel to boot", code="invalid_spec", field="disks"
+        )
+
+
+def _validate_disks(spec: VmSpec) -> None:
+    if len(spec.disks) > 16:
+        raise InvalidInput("at most 16 disks", code="invalid_spec", field="disks")
+    for i, disk in enumerate(spec.disks):
+        field = f"disks[{i}]"
+        if disk.bus not in ("virtio", "sata", "scsi"):
+            raise InvalidInput(
+                f"disk bus {disk.bus!r} is not one of virtio, sata, scsi",
+                code="invalid_spec", field=f"{field}.bus",
+            )
+        if disk.image is None and disk.size_gib is None:
+            raise InvalidInput(
+                "a disk needs a base image or a size_gib", code="invalid_spec", field=field
+            )
+        if disk.image is not None:
+            check_file_name(disk.image, f"{field}.image")
+    if spec.boot is not None:
+        check_file_name(spec.boot.kernel, "boot.kernel")
+        if spec.boot.initrd is not None:
+            check_file_name(spec.boot.initrd, "boot.initrd")
+        if any(ord(c) < 32 for c in spec.boot.cmdline):
+            raise InvalidInput(
+                "boot.cmdline has control characters", code="invalid_spec", field="boot.cmdline"
+            )
+
+
+def _validate_nics(spec: VmSpec) -> None:
+    if len(spec.nics) > 16:
+        raise InvalidInput("at most 16 NICs", code="invalid_spec", field="nics")
+    for i, nic in enumerate(spec.nics):
+        field = f"nics[{i}]"
+        if nic.kind in (NicKind.BRIDGE, NicKind.OVS):
+            if nic.bridge is None:
+                raise InvalidInput(
+                    f"a {nic.kind.value} NIC needs a bridge", code="invalid_nic", field=field
+                )
+            check_ifname(nic.bridge, f"{field}.bridge")
+            if nic.model not in ("virtio", "e1000", "rtl8139"):
+                raise InvalidInput(
+                    f"NIC model {nic.model!r} is not one of virtio, e1000, rtl8139",
+                    code="invalid_nic", field=f"{field}.model",
+                )
+        if nic.vlan is not None and nic.kind is not NicKind.OVS:
+            raise InvalidInput(
+                "a VLAN tag needs an ovs NIC", code="invalid_nic", field=f"{field}.vlan"
+            )
+        if nic.kind is NicKind.SRIOV:
+            if nic.pf is None:
+                raise InvalidInput(
+                    "an sriov NIC needs the PF interface name", code="invalid_nic", field=field
+                )
+            check_ifname(nic.pf, f"{field}.pf")
+        if nic.mac is not None and not _MAC_RE.match(nic.mac):
+            raise InvalidInput(
+                f"{nic.mac!r} is not a MAC address like 52:54:00:12:34:56",
+                code="invalid_nic", field=f"{field}.mac",
+            )

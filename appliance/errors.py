@@ -1,0 +1,91 @@
+"""The project's errors: each has a stable code an operator or client can match on.
+
+Library exceptions (libvirtError, NVMLError, NetlinkError) stop at the backend that
+caught them and become one of these, raised ``from`` the original. The API turns
+them into RFC 9457 problem-details responses; the CLI prints code and message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TowerboxError(Exception):
+    """Base of every error the project raises on purpose."""
+
+    code = "internal_error"
+    status = 500
+
+    def __init__(self, message: str, *, code: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        # Extra members land in the problem document (field, allowed, vm, ...).
+        self.extra = extra
+
+    def to_problem(self) -> dict[str, Any]:
+        return {
+            "type": f"urn:towerbox:problem:{self.code}",
+            "title": self.code.replace("_", " "),
+            "status": self.status,
+            "detail": self.message,
+            "code": self.code,
+            **self.extra,
+        }
+
+
+class InvalidInput(TowerboxError):
+    """The caller sent something malformed or out of range; fix the input."""
+
+    code = "invalid_input"
+    status = 422
+
+
+class NotFound(TowerboxError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(TowerboxError):
+    """The request is valid but clashes with the node's current state."""
+
+    code = "conflict"
+    status = 409
+
+
+class InsufficientResources(Conflict):
+    """Valid, but the node has not enough free of something (cores, hugepages...)."""
+
+    code = "insufficient_resources"
+
+
+class Unauthorized(TowerboxError):
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(TowerboxError):
+    code = "forbidden"
+    status = 403
+
+
+class BackendUnavailable(TowerboxError):
+    """A backend (libvirt, NVML, netlink) cannot be reached; retry later."""
+
+    code = "backend_unavailable"
+    status = 503
+
+
+class BackendError(TowerboxError):
+    """A backend refused or failed an operation it was asked to do."""
+
+    code = "backend_error"
+    status = 502
+
+
+class ConfigError(TowerboxError):
+    """The daemon's configuration or a catalog file is invalid; fix the file."""
+
+    code = "config_error"
+    status = 500

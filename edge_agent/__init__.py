@@ -1,0 +1,1 @@
+"""Unprivileged edge agent syncing the node with the fleet registry. Not built yet."""

@@ -1,0 +1,1 @@
+"""Central fleet registry. Not built yet."""

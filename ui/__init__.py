@@ -1,0 +1,1 @@
+"""Node web UI (NiceGUI), its own process talking to the appliance API. Not built yet."""
