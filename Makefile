@@ -1,0 +1,56 @@
+# Towerbox — `make help` lists the targets.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+IMAGES := var/images
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help:  ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps:  ## Install missing Debian packages (needs root)
+	@scripts/install-deps.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+$(IMAGES)/demo-initramfs.cpio.gz: images/demo/build.sh
+	@images/demo/build.sh $(IMAGES)
+
+.PHONY: setup
+setup: deps $(STAMP) $(IMAGES)/demo-initramfs.cpio.gz  ## Packages, venv and demo image (idempotent)
+
+.PHONY: run
+run: setup  ## Start the appliance (real libvirt when possible) on 127.0.0.1:8443
+	@scripts/start-libvirtd.sh
+	@echo "Towerbox API: http://127.0.0.1:8443  (OpenAPI: /api/schema, health: /healthz)"
+	@echo "Admin password: $(CURDIR)/var/state/admin-password (written on first start)"
+	@echo "CLI: TOWERBOX_CONFIG=etc/dev.toml $(VENV)/bin/towerbox vm list"
+	@TOWERBOX_CONFIG=etc/dev.toml exec $(VENV)/bin/towerbox appliance
+
+.PHONY: test
+test: setup  ## Run the whole test suite (starts libvirtd and Open vSwitch if needed)
+	@scripts/start-libvirtd.sh
+	@TOWERBOX_IMAGE_DIR=$(CURDIR)/$(IMAGES) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: $(STAMP)  ## ruff and mypy --strict
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy
+
+.PHONY: bench
+bench: setup  ## Measure the figures the issues name (non-zero exit when a target is missed)
+	@scripts/start-libvirtd.sh
+	@rc=0; for b in bench/*.py; do echo "== $$b"; TOWERBOX_IMAGE_DIR=$(CURDIR)/$(IMAGES) $(PY) $$b || rc=1; done; exit $$rc
+
+.PHONY: clean
+clean:  ## Remove the venv and local state (var/)
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,86 @@
+"""The Litestar application: routes, auth, problem details, OpenAPI, latency metric."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from appliance.api import problems
+from appliance.api.auth import make_auth_middleware
+from appliance.api.auth_routes import AuthController
+from appliance.api.node import NodeController, healthz, metrics
+from appliance.api.vms import VmController
+from appliance.context import Appliance
+from appliance.errors import TowerboxError
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def _latency_middleware(appliance: Appliance) -> Any:
+    def factory(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            status = 500
+
+            async def capture(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, capture)
+            finally:
+                # The route template, not the path: VM names must not explode labels.
+                route = scope.get("path_template") or "unmatched"
+                appliance.metrics.api_seconds.labels(
+                    method=scope.get("method", "?"), route=route, status=str(status)
+                ).observe(time.perf_counter() - started)
+
+        return middleware
+
+    return factory
+
+
+def create_app(appliance: Appliance) -> Litestar:
+    return Litestar(
+        route_handlers=[healthz, metrics, AuthController, VmController, NodeController],
+        dependencies={"appliance": Provide(lambda: appliance, sync_to_thread=False)},
+        middleware=[
+            _latency_middleware(appliance),
+            DefineMiddleware(make_auth_middleware(appliance.auth)),
+        ],
+        exception_handlers={
+            TowerboxError: problems.towerbox_error,
+            ValidationException: problems.validation_error,
+            HTTPException: problems.http_error,
+            Exception: problems.internal_error,
+        },
+        openapi_config=OpenAPIConfig(
+            title="Towerbox appliance API",
+            version="1",
+            path="/api/schema",
+            render_plugins=[JsonRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer",
+                                             description="token from POST /api/v1/auth/login")
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
+        request_max_body_size=MAX_BODY_BYTES,
+        debug=False,
+    )

@@ -1,0 +1,72 @@
+"""Errors to RFC 9457 problem-details responses, every one with a stable code."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    PermissionDeniedException,
+    ValidationException,
+)
+
+from appliance.errors import TowerboxError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+def problem(status: int, code: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
+    body = {
+        "type": f"urn:towerbox:problem:{code}",
+        "title": code.replace("_", " "),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return Response(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def towerbox_error(_: Request[Any, Any, Any], exc: TowerboxError) -> Response[dict[str, Any]]:
+    if exc.status >= 500:
+        log.error("request failed: %s (%s)", exc.message, exc.code)
+    body = exc.to_problem()
+    return Response(body, status_code=exc.status, media_type=PROBLEM_JSON)
+
+
+def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+    errors = exc.extra if isinstance(exc.extra, list) else []
+    detail = "; ".join(
+        f"{e.get('key', '?')}: {e.get('message', '')}" for e in errors if isinstance(e, dict)
+    ) or str(exc.detail)
+    return problem(400, "invalid_request", f"invalid request: {detail}", errors=errors)
+
+
+def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    if isinstance(exc, NotAuthorizedException):
+        code = "unauthorized"
+    elif isinstance(exc, PermissionDeniedException):
+        code = "forbidden"
+    return problem(exc.status_code, code, str(exc.detail))
+
+
+def internal_error(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error in request", exc_info=exc)
+    return problem(500, "internal_error", "internal error; the appliance log has the details")

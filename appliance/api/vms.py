@@ -1,0 +1,80 @@
+"""VM routes: a thin layer over VmService, run in worker threads (libvirt blocks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, delete, get, post
+from litestar.params import Parameter
+from litestar.response import Response
+
+from appliance.context import Appliance
+from appliance.errors import InvalidInput
+from appliance.services.auth import Principal
+from appliance.services.vms import VmCreateRequest
+
+AuthedRequest = Request[Principal, str, Any]
+
+
+class ShutdownRequest(msgspec.Struct, forbid_unknown_fields=True):
+    # Seconds to wait for the guest's ACPI power-off before forcing it off.
+    timeout_s: float | None = msgspec.field(default=None)
+
+
+class VmController(Controller):
+    path = "/api/v1/vms"
+    tags = ["vms"]
+
+    @get("/", sync_to_thread=True)
+    def list_vms(self, request: AuthedRequest, appliance: Appliance) -> list[dict[str, Any]]:
+        return appliance.vms.list(request.user)
+
+    @post("/", sync_to_thread=True)
+    def create_vm(
+        self, request: AuthedRequest, data: VmCreateRequest, appliance: Appliance
+    ) -> dict[str, Any]:
+        return appliance.vms.create(request.user, data)
+
+    @get("/{name:str}", sync_to_thread=True)
+    def get_vm(self, request: AuthedRequest, name: str, appliance: Appliance) -> dict[str, Any]:
+        return appliance.vms.get(request.user, name)
+
+    @delete("/{name:str}", sync_to_thread=True)
+    def delete_vm(self, request: AuthedRequest, name: str, appliance: Appliance) -> None:
+        appliance.vms.delete(request.user, name)
+
+    @post("/{name:str}/start", sync_to_thread=True, status_code=200)
+    def start(self, request: AuthedRequest, name: str, appliance: Appliance) -> dict[str, Any]:
+        return appliance.vms.start(request.user, name)
+
+    @post("/{name:str}/shutdown", sync_to_thread=True, status_code=200)
+    def shutdown(
+        self, request: AuthedRequest, name: str, appliance: Appliance,
+        data: ShutdownRequest | None = None,
+    ) -> dict[str, Any]:
+        timeout = data.timeout_s if data else None
+        if timeout is not None and not 0 <= timeout <= 3600:
+            raise InvalidInput("timeout_s must be between 0 and 3600", code="invalid_timeout",
+                               field="timeout_s")
+        return appliance.vms.shutdown(request.user, name, timeout)
+
+    @post("/{name:str}/stop", sync_to_thread=True, status_code=200)
+    def stop(self, request: AuthedRequest, name: str, appliance: Appliance) -> dict[str, Any]:
+        return appliance.vms.stop(request.user, name)
+
+    @post("/{name:str}/reboot", sync_to_thread=True, status_code=200)
+    def reboot(self, request: AuthedRequest, name: str, appliance: Appliance) -> dict[str, Any]:
+        return appliance.vms.reboot(request.user, name)
+
+    @get("/{name:str}/console", sync_to_thread=True)
+    def console(
+        self, request: AuthedRequest, name: str, appliance: Appliance,
+        lines: int = Parameter(default=200, ge=1, le=10_000),
+    ) -> Response[str]:
+        text = appliance.vms.console(request.user, name, lines)
+        return Response(text, media_type="text/plain; charset=utf-8")
+
+    @get("/{name:str}/stats", sync_to_thread=True)
+    def stats(self, request: AuthedRequest, name: str, appliance: Appliance) -> dict[str, Any]:
+        return appliance.vms.stats(request.user, name)

@@ -1,0 +1,88 @@
+"""The VM backend interface and the records it returns.
+
+One implementation, over libvirt, serves both the real node (qemu:///system) and its
+simulated twin (test:///default); the contract tests run the same behaviours on both.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class DomainState(enum.StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    SHUTTING_DOWN = "shutting-down"
+    SHUTOFF = "shutoff"
+    CRASHED = "crashed"
+    SUSPENDED = "suspended"
+    BLOCKED = "blocked"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class DomainStatus:
+    uuid: str
+    name: str
+    state: DomainState
+    # The owning node's name from Towerbox's metadata; None for domains not ours.
+    owner_node: str | None
+    crashed: bool = False  # shut off or stopped because the guest crashed
+
+
+@dataclass(frozen=True)
+class DomainStats:
+    uuid: str
+    name: str
+    state: DomainState
+    vcpus: int = 0
+    cpu_time_ns: int = 0
+    memory_kib: int = 0  # balloon current (what the guest has)
+    rss_kib: int = 0  # what QEMU uses on the host
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0
+    disk_read_bytes: int = 0
+    disk_write_bytes: int = 0
+
+
+class VmBackend(Protocol):
+    @property
+    def uri(self) -> str: ...
+
+    @property
+    def simulated(self) -> bool: ...
+
+    @property
+    def virt_type(self) -> str:
+        """The <domain type> to define: kvm, qemu (emulation) or test."""
+        ...
+
+    def describe(self) -> str: ...
+
+    def define(self, xml: str) -> None: ...
+
+    def undefine(self, uuid: str) -> None: ...
+
+    def start(self, uuid: str) -> None: ...
+
+    def shutdown(self, uuid: str) -> None:
+        """Ask the guest to power off (ACPI); returns at once."""
+        ...
+
+    def destroy(self, uuid: str) -> None:
+        """Pull the plug."""
+        ...
+
+    def reboot(self, uuid: str) -> None: ...
+
+    def set_autostart(self, uuid: str, enabled: bool) -> None: ...
+
+    def status(self, uuid: str) -> DomainStatus | None: ...
+
+    def list_domains(self) -> list[DomainStatus]: ...
+
+    def bulk_stats(self) -> list[DomainStats]:
+        """Every domain's stats in one call (libvirt's getAllDomainStats)."""
+        ...

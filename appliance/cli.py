@@ -1,0 +1,157 @@
+"""``towerbox``: the daemon and the operator's commands, one console script."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from appliance.client import ApiError, ApplianceClient
+from appliance.config import load_config
+from appliance.errors import TowerboxError
+
+Handler = Callable[[argparse.Namespace, ApplianceClient], Any]
+
+
+def _vm_create(args: argparse.Namespace, c: ApplianceClient) -> Any:
+    spec: dict[str, Any] = json.loads(args.spec) if args.spec else {}
+    for key in ("vcpus", "memory_mib", "tenant", "role"):
+        if getattr(args, key) is not None:
+            spec[key] = getattr(args, key)
+    body = {"name": args.name, "appliance": args.appliance, "spec": spec, "start": args.start}
+    return c.request("POST", "/api/v1/vms", json=body)
+
+
+def _vm_shutdown(args: argparse.Namespace, c: ApplianceClient) -> Any:
+    body = {"timeout_s": args.timeout} if args.timeout is not None else None
+    return c.request("POST", f"/api/v1/vms/{args.name}/shutdown", json=body)
+
+
+_VM_COMMANDS: dict[str, tuple[str, Handler]] = {
+    "list": ("list VMs", lambda a, c: c.request("GET", "/api/v1/vms")),
+    "get": ("show a VM: spec, live state, allocation",
+            lambda a, c: c.request("GET", f"/api/v1/vms/{a.name}")),
+    "create": ("create a VM from the catalog or a spec", _vm_create),
+    "start": ("start a VM", lambda a, c: c.request("POST", f"/api/v1/vms/{a.name}/start")),
+    "shutdown": ("ACPI shutdown, forced after a deadline", _vm_shutdown),
+    "stop": ("force a VM off", lambda a, c: c.request("POST", f"/api/v1/vms/{a.name}/stop")),
+    "reboot": ("reboot a VM", lambda a, c: c.request("POST", f"/api/v1/vms/{a.name}/reboot")),
+    "delete": ("delete a VM and its disks",
+               lambda a, c: c.request("DELETE", f"/api/v1/vms/{a.name}")),
+    "console": ("tail the serial console log",
+                lambda a, c: c.request("GET", f"/api/v1/vms/{a.name}/console",
+                                       params={"lines": a.lines})),
+    "stats": ("CPU, memory, network and disk figures",
+              lambda a, c: c.request("GET", f"/api/v1/vms/{a.name}/stats")),
+}
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="towerbox", description="Towerbox edge node")
+    p.add_argument("--config", type=Path, help="appliance config (default /etc/towerbox/...)")
+    p.add_argument("--url", help="appliance API URL (default: the local unix socket)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("appliance", help="run the appliance daemon")
+
+    vm = sub.add_parser("vm", help="manage VMs").add_subparsers(dest="vm_command", required=True)
+    for name, (help_text, _) in _VM_COMMANDS.items():
+        cmd = vm.add_parser(name, help=help_text)
+        cmd.add_argument("--json", action="store_true", help="print JSON")
+        if name != "list":
+            cmd.add_argument("name")
+        if name == "create":
+            cmd.add_argument("--appliance", help="catalog entry to start from")
+            cmd.add_argument("--spec", help="VM spec fields as JSON")
+            cmd.add_argument("--vcpus", type=int)
+            cmd.add_argument("--memory-mib", dest="memory_mib", type=int)
+            cmd.add_argument("--tenant")
+            cmd.add_argument("--role")
+            cmd.add_argument("--start", action="store_true")
+        if name == "shutdown":
+            cmd.add_argument("--timeout", type=float, help="seconds before forcing it off")
+        if name == "console":
+            cmd.add_argument("--lines", type=int, default=50)
+
+    for name, help_text, path in (("host", "host inventory", "/api/v1/host"),
+                                  ("catalog", "appliance catalog", "/api/v1/catalog"),
+                                  ("health", "daemon health", "/healthz")):
+        sub.add_parser(name, help=help_text).add_argument("--json", action="store_true")
+        p.set_defaults(**{f"_{name}_path": path})
+    journal = sub.add_parser("journal", help="the node's journal")
+    journal.add_argument("--after", type=int, default=0)
+    journal.add_argument("--limit", type=int, default=50)
+    journal.add_argument("--json", action="store_true")
+    token = sub.add_parser("token", help="create an API token for yourself")
+    token.add_argument("token_name")
+    token.add_argument("--json", action="store_true")
+    return p
+
+
+def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns))  # noqa: T201
+    for r in rows:
+        print("  ".join(str(r.get(c, "") if r.get(c) is not None else "-").ljust(widths[c])  # noqa: T201
+                        for c in columns))
+
+
+def _show(args: argparse.Namespace, result: Any) -> None:
+    if result is None:
+        return
+    if getattr(args, "json", False) or not isinstance(result, (list, dict)):
+        print(json.dumps(result, indent=2) if not isinstance(result, str) else result,  # noqa: T201
+              end="" if isinstance(result, str) else "\n")
+        return
+    if isinstance(result, list) and args.command == "vm":
+        _print_table(result, ["name", "state", "role", "tenant", "vcpus", "memory_mib",
+                              "cpu_pct"])
+    elif isinstance(result, list) and args.command == "catalog":
+        _print_table(result, ["name", "role", "version", "description"])
+    elif args.command == "journal":
+        _print_table(result["entries"], ["seq", "kind", "object_type", "object_id"])
+    else:
+        print(json.dumps(result, indent=2))  # noqa: T201
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        if args.command == "appliance":
+            from appliance.daemon import run_daemon
+
+            return run_daemon(cfg)
+        client = ApplianceClient(cfg, url=args.url)
+        try:
+            result = _dispatch(args, client)
+        finally:
+            client.close()
+    except ApiError as err:
+        print(f"error [{err.code}] (HTTP {err.status}): {err.message}", file=sys.stderr)  # noqa: T201
+        return 1
+    except TowerboxError as err:
+        print(f"error [{err.code}]: {err.message}", file=sys.stderr)  # noqa: T201
+        return 1
+    _show(args, result)
+    return 0
+
+
+def _dispatch(args: argparse.Namespace, client: ApplianceClient) -> Any:
+    if args.command == "vm":
+        return _VM_COMMANDS[args.vm_command][1](args, client)
+    if args.command in ("host", "catalog", "health"):
+        return client.request("GET", getattr(args, f"_{args.command}_path"))
+    if args.command == "journal":
+        return client.request("GET", "/api/v1/journal",
+                              params={"after": args.after, "limit": args.limit})
+    if args.command == "token":
+        return client.request("POST", "/api/v1/tokens", json={"name": args.token_name})
+    raise TowerboxError(f"unknown command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

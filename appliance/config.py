@@ -1,0 +1,193 @@
+"""Daemon configuration: a TOML file, with every key overridable by environment.
+
+``TOWERBOX_<SECTION>_<KEY>`` overrides ``[section] key`` (``TOWERBOX_API_PORT=9443``);
+top-level keys drop the section (``TOWERBOX_STATE_DIR``). Tests and ``make run`` use
+this so they never need a file under /etc.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/towerbox/appliance.toml")
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8443
+    # Local clients (CLI, UI, agent) may use the unix socket instead of TCP.
+    socket: str = "/run/towerbox/appliance.sock"
+    tls_cert: str = ""
+    tls_key: str = ""
+    token_ttl_s: int = 12 * 3600  # login tokens; API tokens made by an admin do not expire
+
+
+@dataclass(frozen=True)
+class LibvirtConfig:
+    # "auto": qemu:///system when libvirtd answers, else the test driver (simulated).
+    uri: str = "auto"
+    # "auto": kvm when the CPU has vmx/svm and /dev/kvm exists, else qemu emulation.
+    virt_type: str = "auto"
+    shutdown_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    sysfs_root: str = "/sys"
+    procfs_root: str = "/proc"
+    dev_root: str = "/dev"
+    # Host housekeeping CPUs, never given to VMs: e.g. "0,1" or "0-1,16-17".
+    reserved_cpus: str = ""
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    monitor_interval_s: float = 5.0
+    reconcile_interval_s: float = 15.0
+    history_samples: int = 360  # per VM, for charts: 30 min at the default interval
+
+
+@dataclass(frozen=True)
+class Config:
+    node_name: str = "towerbox"
+    state_dir: str = "/var/lib/towerbox"
+    image_dir: str = "/var/lib/towerbox/images"
+    catalog_dir: str = ""  # default: the images/catalog folder shipped with Towerbox
+    log_level: str = "INFO"
+    api: ApiConfig = field(default_factory=ApiConfig)
+    libvirt: LibvirtConfig = field(default_factory=LibvirtConfig)
+    host: HostConfig = field(default_factory=HostConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.state_dir) / "appliance.db"
+
+    @property
+    def disk_dir(self) -> Path:
+        return Path(self.state_dir) / "disks"
+
+    @property
+    def console_dir(self) -> Path:
+        return Path(self.state_dir) / "console"
+
+    @property
+    def admin_password_file(self) -> Path:
+        return Path(self.state_dir) / "admin-password"
+
+    @property
+    def cli_token_file(self) -> Path:
+        return Path(self.state_dir) / "cli-token"
+
+    def resolved_catalog_dir(self) -> Path:
+        if self.catalog_dir:
+            return Path(self.catalog_dir)
+        return Path(__file__).resolve().parent.parent / "images" / "catalog"
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "api": ApiConfig,
+    "libvirt": LibvirtConfig,
+    "host": HostConfig,
+    "jobs": JobsConfig,
+}
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file (if any) and apply environment overrides."""
+    env = os.environ if env is None else env
+    if path is None:
+        path = Path(env.get("TOWERBOX_CONFIG", str(DEFAULT_CONFIG_PATH)))
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError(f"cannot read config {path}: {err}") from err
+    return _build(raw, env, str(path))
+
+
+def _build(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> Config:
+    top: dict[str, Any] = {}
+    for f in fields(Config):
+        if f.name in _SECTIONS:
+            section_raw = raw.get(f.name, {})
+            if not isinstance(section_raw, dict):
+                raise ConfigError(f"{origin}: [{f.name}] must be a table")
+            top[f.name] = _section(_SECTIONS[f.name], section_raw, env, f.name, origin)
+        else:
+            value = _env_or(raw, env, f.name, f"TOWERBOX_{f.name.upper()}")
+            if value is not None:
+                top[f.name] = _coerce(value, type(getattr(Config(), f.name)), f.name, origin)
+    unknown = set(raw) - {f.name for f in fields(Config)}
+    if unknown:
+        raise ConfigError(f"{origin}: unknown keys {sorted(unknown)}")
+    cfg = replace(Config(), **top)
+    # libvirt needs absolute paths in domain XML; relative ones are the caller's cwd.
+    cfg = replace(
+        cfg,
+        state_dir=os.path.abspath(cfg.state_dir),
+        image_dir=os.path.abspath(cfg.image_dir),
+        catalog_dir=os.path.abspath(cfg.catalog_dir) if cfg.catalog_dir else "",
+        api=replace(cfg.api, socket=os.path.abspath(cfg.api.socket) if cfg.api.socket else ""),
+    )
+    return cfg
+
+
+def _section(
+    cls: type[Any], raw: dict[str, Any], env: Mapping[str, str], name: str, origin: str
+) -> Any:
+    unknown = set(raw) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ConfigError(f"{origin}: unknown keys in [{name}]: {sorted(unknown)}")
+    default = cls()
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        value = _env_or(raw, env, f.name, f"TOWERBOX_{name.upper()}_{f.name.upper()}")
+        if value is not None:
+            values[f.name] = _coerce(
+                value, type(getattr(default, f.name)), f"{name}.{f.name}", origin
+            )
+    return replace(default, **values)
+
+
+def _env_or(raw: dict[str, Any], env: Mapping[str, str], key: str, env_key: str) -> Any:
+    if env_key in env:
+        return env[env_key]
+    return raw.get(key)
+
+
+def _coerce(value: Any, kind: type[Any], key: str, origin: str) -> Any:
+    try:
+        if kind is bool and isinstance(value, str):
+            return value.lower() in ("1", "true", "yes", "on")
+        if kind in (int, float) and isinstance(value, bool):
+            raise TypeError("boolean given")
+        return kind(value)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(
+            f"{origin}: {key} must be {kind.__name__}, got {value!r}", field=key
+        ) from err
+
+
+def parse_cpu_list(text: str) -> frozenset[int]:
+    """Parse "0-3,8,10-11" as Linux writes CPU lists."""
+    cpus: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        lo, _, hi = part.partition("-")
+        try:
+            start, end = int(lo), int(hi or lo)
+        except ValueError as err:
+            raise ConfigError(f"bad CPU list {text!r}") from err
+        if end < start:
+            raise ConfigError(f"bad CPU range {part!r} in {text!r}")
+        cpus.update(range(start, end + 1))
+    return frozenset(cpus)

@@ -1,0 +1,91 @@
+"""Wiring: build the appliance's parts from its configuration, once, at start."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import peewee
+
+from appliance.backends.host.sysfs_inventory import read_inventory
+from appliance.backends.vm.libvirt_backend import LibvirtBackend, choose_uri, choose_virt_type
+from appliance.catalog import CatalogEntry, load_catalog
+from appliance.config import Config, parse_cpu_list
+from appliance.domain.allocator import Allocator
+from appliance.domain.host import HostInventory
+from appliance.errors import TowerboxError
+from appliance.metrics import Metrics
+from appliance.services.auth import AuthService
+from appliance.services.monitor import Monitor, record_state_changes
+from appliance.services.reconcile import Reconciler
+from appliance.services.vms import VmService
+from appliance.store.db import open_database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Appliance:
+    cfg: Config
+    db: peewee.SqliteDatabase
+    host: HostInventory
+    backend: LibvirtBackend
+    backend_note: str | None  # why the simulated backend was chosen, if it was
+    allocator: Allocator
+    catalog: dict[str, CatalogEntry]
+    monitor: Monitor
+    reconciler: Reconciler
+    auth: AuthService
+    vms: VmService
+    metrics: Metrics
+    started_at: float
+
+    def monitor_job(self) -> None:
+        snapshot = self.monitor.sweep()
+        self.metrics.observe_sweep(snapshot.sweep_ms / 1000, snapshot.states)
+        record_state_changes(snapshot)
+
+    def reconcile_job(self) -> None:
+        report = self.reconciler.run()
+        self.metrics.reconcile_restarts.set(len(report.restarted))
+        self.metrics.drift.set(len(report.drift))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def build_appliance(cfg: Config) -> Appliance:
+    for d in (Path(cfg.state_dir), cfg.disk_dir, cfg.console_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    # QEMU runs as its own user on real nodes and must reach disks and console
+    # logs below the state directory; the secrets in it are 0600 files.
+    Path(cfg.state_dir).chmod(0o755)
+    db = open_database(cfg.db_path)
+    host = read_inventory(Path(cfg.host.sysfs_root), Path(cfg.host.procfs_root),
+                          Path(cfg.host.dev_root))
+    uri, note = choose_uri(cfg.libvirt.uri)
+    if note:
+        log.warning("libvirt: using the simulated test driver: %s", note)
+    virt_type = choose_virt_type(cfg.libvirt.virt_type, uri, host.hw_virt, host.kvm_device)
+    backend = LibvirtBackend(uri, virt_type)
+    log.info("libvirt backend: %s", backend.describe())
+    allocator = Allocator(host, parse_cpu_list(cfg.host.reserved_cpus))
+    catalog = load_catalog(cfg.resolved_catalog_dir())
+    monitor = Monitor(backend, cfg.jobs.history_samples)
+    auth = AuthService(cfg.api.token_ttl_s)
+    vms = VmService(cfg, backend, allocator, catalog, monitor)
+    for record in vms.load_records():
+        try:
+            allocator.restore(record.spec.name, record.allocation)
+        except TowerboxError as err:
+            # Keep the daemon up: the VM keeps running, the operator sees why.
+            log.error("allocation of VM %s cannot be restored: %s", record.spec.name, err.message)
+    if auth.bootstrap(cfg.admin_password_file, cfg.cli_token_file):
+        log.warning("admin password written to %s", cfg.admin_password_file)
+    return Appliance(
+        cfg=cfg, db=db, host=host, backend=backend, backend_note=note, allocator=allocator,
+        catalog=catalog, monitor=monitor, reconciler=Reconciler(backend, cfg.node_name),
+        auth=auth, vms=vms, metrics=Metrics(), started_at=time.time(),
+    )

@@ -1,0 +1,238 @@
+"""Users, tenants and tokens: who may call the API, and as whom.
+
+Passwords are hashed with Argon2id; tokens are 256-bit random strings whose SHA-256
+is all the database keeps. The first start creates ``admin`` with a random password
+in a 0600 file, and a CLI token for root's local use, also 0600.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import argon2
+import peewee
+
+from appliance.domain.vm_spec import check_name
+from appliance.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from appliance.store import journal
+from appliance.store.models import Tenant, Token, User, utcnow
+
+log = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "tbx_"
+_hasher = argon2.PasswordHasher()
+# Verified against when a username does not exist, so a wrong name costs as much time
+# as a wrong password and does not reveal which users exist.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+class Role(enum.StrEnum):
+    INFRA_ADMIN = "infra-admin"  # the whole node
+    TENANT_ADMIN = "tenant-admin"  # its tenant's objects
+    VIEWER = "viewer"  # read-only; its tenant's objects when it has one
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    username: str
+    role: Role
+    tenant: str | None
+    token_id: int
+
+    @property
+    def is_infra_admin(self) -> bool:
+        return self.role is Role.INFRA_ADMIN
+
+    def can_see(self, tenant: str | None) -> bool:
+        """Infra admins and tenant-less viewers see all; others their tenant's only."""
+        if self.is_infra_admin or (self.role is Role.VIEWER and self.tenant is None):
+            return True
+        return tenant is not None and tenant == self.tenant
+
+    def require_write(self) -> None:
+        if self.role is Role.VIEWER:
+            raise Forbidden("viewers cannot change anything", code="read_only_role")
+
+    def require_infra_admin(self) -> None:
+        if not self.is_infra_admin:
+            raise Forbidden("this needs the infra-admin role", code="infra_admin_required")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def write_secret_file(path: Path, content: str) -> None:
+    """Write a secret so that it is 0600 from its first byte on disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(content)
+    os.replace(tmp, path)
+    path.chmod(0o600)
+
+
+class AuthService:
+    def __init__(self, login_ttl_s: int) -> None:
+        self._login_ttl = dt.timedelta(seconds=login_ttl_s)
+
+    # -- first start -------------------------------------------------------------
+
+    def bootstrap(self, password_file: Path, cli_token_file: Path) -> bool:
+        """Create the admin user and the CLI token when missing. True when created."""
+        created = False
+        if not User.select().where(User.username == "admin").exists():
+            password = secrets.token_urlsafe(18)
+            self.create_user("admin", password, Role.INFRA_ADMIN, None)
+            write_secret_file(password_file, password + "\n")
+            log.warning("created user 'admin'; its password is in %s", password_file)
+            created = True
+        if not cli_token_file.exists():
+            admin = User.get(User.username == "admin")
+            token = self._issue(admin, "cli", "cli", expires=None)
+            write_secret_file(cli_token_file, token + "\n")
+            log.info("local CLI token written to %s", cli_token_file)
+        return created
+
+    # -- login and tokens --------------------------------------------------------
+
+    def login(self, username: str, password: str) -> tuple[str, dt.datetime]:
+        user = User.get_or_none(User.username == username)
+        try:
+            _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        except argon2.exceptions.VerificationError:
+            user = None
+        if user is None or user.disabled:
+            log.warning("failed login for %r", username)
+            raise Unauthorized("wrong username or password", code="bad_credentials")
+        expires = utcnow() + self._login_ttl
+        return self._issue(user, "login", "login", expires=expires), expires
+
+    def authenticate(self, token: str) -> Principal:
+        if not token.startswith(TOKEN_PREFIX):
+            raise Unauthorized("malformed token", code="invalid_token")
+        row = (
+            Token.select(Token, User)
+            .join(User)
+            .where(Token.token_hash == hash_token(token))
+            .get_or_none()
+        )
+        if row is None or row.user.disabled:
+            raise Unauthorized("unknown or revoked token", code="invalid_token")
+        if row.expires_at is not None and _aware(row.expires_at) < utcnow():
+            raise Unauthorized("token expired; log in again", code="token_expired")
+        user = row.user
+        tenant = user.tenant_id if user.tenant_id else None
+        return Principal(user.id, user.username, Role(user.role), tenant, row.id)
+
+    def create_api_token(self, principal: Principal, name: str, username: str | None) -> str:
+        check_name("token", name)
+        target = principal.username if username is None else username
+        if target != principal.username:
+            principal.require_infra_admin()
+        user = User.get_or_none(User.username == target)
+        if user is None:
+            raise NotFound(f"no user {target!r}", code="user_not_found")
+        return self._issue(user, name, "api", expires=None)
+
+    def list_tokens(self, principal: Principal) -> list[dict[str, object]]:
+        query = Token.select(Token, User).join(User)
+        if not principal.is_infra_admin:
+            query = query.where(Token.user == principal.user_id)
+        return [
+            {
+                "id": t.id,
+                "name": t.name,
+                "kind": t.kind,
+                "user": t.user.username,
+                "created_at": _aware(t.created_at).isoformat(),
+                "expires_at": _aware(t.expires_at).isoformat() if t.expires_at else None,
+            }
+            for t in query.order_by(Token.id)
+        ]
+
+    def revoke(self, principal: Principal, token_id: int) -> None:
+        token = Token.get_or_none(Token.id == token_id)
+        if token is None or (
+            not principal.is_infra_admin and token.user_id != principal.user_id
+        ):
+            raise NotFound(f"no token {token_id}", code="token_not_found")
+        with journal.write_transaction():
+            token.delete_instance()
+            journal.append("token.revoked", "token", str(token_id), {"name": token.name})
+
+    def _issue(self, user: User, name: str, kind: str, expires: dt.datetime | None) -> str:
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with journal.write_transaction():
+            row = Token.create(
+                user=user, token_hash=hash_token(token), name=name, kind=kind, expires_at=expires
+            )
+            if kind != "login":  # logins are too frequent to be worth shipping
+                journal.append(
+                    "token.created", "token", str(row.id), {"name": name, "user": user.username}
+                )
+        return token
+
+    # -- users and tenants ---------------------------------------------------------
+
+    def create_user(self, username: str, password: str, role: Role, tenant: str | None) -> None:
+        check_name("user", username)
+        if len(password) < 12:
+            raise InvalidInput(
+                "passwords need at least 12 characters", code="weak_password", field="password"
+            )
+        if role is Role.TENANT_ADMIN and tenant is None:
+            raise InvalidInput(
+                "a tenant-admin needs a tenant", code="tenant_required", field="tenant"
+            )
+        if tenant is not None and not Tenant.select().where(Tenant.name == tenant).exists():
+            raise NotFound(f"no tenant {tenant!r}", code="tenant_not_found", field="tenant")
+        try:
+            with journal.write_transaction():
+                User.create(
+                    username=username,
+                    password_hash=_hasher.hash(password),
+                    role=role.value,
+                    tenant=tenant,
+                )
+                journal.append(
+                    "user.created", "user", username, {"role": role.value, "tenant": tenant}
+                )
+        except peewee.IntegrityError as err:
+            raise Conflict(f"user {username!r} exists", code="user_exists") from err
+
+    def list_users(self) -> list[dict[str, object]]:
+        return [
+            {"username": u.username, "role": u.role, "tenant": u.tenant_id, "disabled": u.disabled}
+            for u in User.select().order_by(User.username)
+        ]
+
+    def create_tenant(self, name: str, description: str) -> None:
+        check_name("tenant", name)
+        try:
+            with journal.write_transaction():
+                Tenant.create(name=name, description=description)
+                journal.append("tenant.created", "tenant", name, {"description": description})
+        except peewee.IntegrityError as err:
+            raise Conflict(f"tenant {name!r} exists", code="tenant_exists") from err
+
+    def list_tenants(self, principal: Principal) -> list[dict[str, object]]:
+        return [
+            {"name": t.name, "description": t.description}
+            for t in Tenant.select().order_by(Tenant.name)
+            if principal.can_see(t.name)
+        ]
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes for what was written as UTC.
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

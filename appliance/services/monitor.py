@@ -1,0 +1,140 @@
+"""The monitor sweep: one bulk stats call into a frozen node snapshot plus history.
+
+The API, the UI and /metrics read the latest snapshot; nothing else polls libvirt for
+live state. A sweep also journals each owned VM's state change, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from appliance.backends.vm.protocol import DomainState, DomainStats, VmBackend
+from appliance.store import journal
+from appliance.store.models import Vm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VmSample:
+    at: float  # wall clock, for charts only
+    state: str
+    cpu_pct: float  # of the VM's vCPUs: 100 = all vCPUs busy
+    cpu_time_ns: int
+    memory_kib: int
+    rss_kib: int
+    net_rx_bytes: int
+    net_tx_bytes: int
+    disk_read_bytes: int
+    disk_write_bytes: int
+
+
+@dataclass(frozen=True)
+class NodeSnapshot:
+    taken_at: float = 0.0  # wall clock of the sweep, 0 before the first one
+    sweep_ms: float = 0.0
+    vms: dict[str, VmSample] = field(default_factory=dict)  # by domain UUID
+    states: dict[str, int] = field(default_factory=dict)  # count of domains by state
+
+
+class Monitor:
+    def __init__(self, backend: VmBackend, history_samples: int) -> None:
+        self._backend = backend
+        self._history_len = history_samples
+        self._history: dict[str, deque[VmSample]] = {}
+        self._last_raw: dict[str, tuple[float, DomainStats]] = {}
+        self._snapshot = NodeSnapshot()
+        self._lock = threading.Lock()
+
+    @property
+    def snapshot(self) -> NodeSnapshot:
+        return self._snapshot
+
+    def history(self, uuid: str) -> list[VmSample]:
+        with self._lock:
+            return list(self._history.get(uuid, ()))
+
+    def sweep(self) -> NodeSnapshot:
+        started = time.perf_counter()
+        stats = self._backend.bulk_stats()
+        now_mono = time.monotonic()
+        now = time.time()
+        samples: dict[str, VmSample] = {}
+        states: dict[str, int] = {}
+        with self._lock:
+            for s in stats:
+                sample = self._sample(s, now, now_mono)
+                samples[s.uuid] = sample
+                states[s.state.value] = states.get(s.state.value, 0) + 1
+                hist = self._history.get(s.uuid)
+                if hist is None:
+                    hist = self._history[s.uuid] = deque(maxlen=self._history_len)
+                hist.append(sample)
+                self._last_raw[s.uuid] = (now_mono, s)
+            for gone in set(self._history) - samples.keys():
+                del self._history[gone]
+                self._last_raw.pop(gone, None)
+        sweep_ms = (time.perf_counter() - started) * 1000
+        self._snapshot = NodeSnapshot(now, sweep_ms, samples, states)
+        return self._snapshot
+
+    def _sample(self, s: DomainStats, now: float, now_mono: float) -> VmSample:
+        cpu_pct = 0.0
+        prev = self._last_raw.get(s.uuid)
+        if prev is not None and s.vcpus:
+            elapsed_ns = (now_mono - prev[0]) * 1e9
+            used = s.cpu_time_ns - prev[1].cpu_time_ns
+            if elapsed_ns > 0 and used >= 0:
+                cpu_pct = min(100.0, 100.0 * used / elapsed_ns / s.vcpus)
+        return VmSample(
+            at=now,
+            state=s.state.value,
+            cpu_pct=round(cpu_pct, 2),
+            cpu_time_ns=s.cpu_time_ns,
+            memory_kib=s.memory_kib,
+            rss_kib=s.rss_kib,
+            net_rx_bytes=s.net_rx_bytes,
+            net_tx_bytes=s.net_tx_bytes,
+            disk_read_bytes=s.disk_read_bytes,
+            disk_write_bytes=s.disk_write_bytes,
+        )
+
+
+def record_state_changes(snapshot: NodeSnapshot) -> int:
+    """Journal each owned VM whose observed state changed since the last sweep."""
+    changed = 0
+    for vm in Vm.select(Vm.id, Vm.name, Vm.observed_state):
+        sample = snapshot.vms.get(vm.id)
+        state = sample.state if sample else "missing"
+        if state == vm.observed_state:
+            continue
+        with journal.write_transaction():
+            Vm.update(observed_state=state).where(Vm.id == vm.id).execute()
+            journal.append(
+                "vm.state", "vm", vm.id, {"name": vm.name, "state": state, "was": vm.observed_state}
+            )
+        changed += 1
+    return changed
+
+
+def sample_to_dict(sample: VmSample) -> dict[str, Any]:
+    return {
+        "at": sample.at,
+        "state": sample.state,
+        "cpu_pct": sample.cpu_pct,
+        "cpu_time_ns": sample.cpu_time_ns,
+        "memory_kib": sample.memory_kib,
+        "rss_kib": sample.rss_kib,
+        "net_rx_bytes": sample.net_rx_bytes,
+        "net_tx_bytes": sample.net_tx_bytes,
+        "disk_read_bytes": sample.disk_read_bytes,
+        "disk_write_bytes": sample.disk_write_bytes,
+    }
+
+
+__all__ = ["DomainState", "Monitor", "NodeSnapshot", "VmSample", "record_state_changes"]

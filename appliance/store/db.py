@@ -1,0 +1,63 @@
+"""Opening the state database: SQLite in WAL mode, with versioned migrations."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import peewee
+
+from appliance.errors import ConfigError
+from appliance.store.models import ALL_MODELS, Meta, db_proxy
+
+log = logging.getLogger(__name__)
+
+_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    # NORMAL is durable in WAL mode except for the last commits on power loss; the
+    # journal and reconcile recover from that, and it keeps writes cheap.
+    "synchronous": "normal",
+    "busy_timeout": 5000,
+}
+
+
+def _v1_initial(db: peewee.SqliteDatabase) -> None:
+    db.create_tables(ALL_MODELS)
+    Meta.create(key="journal_next_seq", value="1")
+
+
+# Append only: each function moves the schema from version i to i + 1.
+MIGRATIONS: tuple[Callable[[peewee.SqliteDatabase], None], ...] = (_v1_initial,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def open_database(path: Path) -> peewee.SqliteDatabase:
+    """Open (creating if needed) and migrate the database, and bind the models to it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = peewee.SqliteDatabase(str(path), pragmas=_PRAGMAS)
+    db_proxy.initialize(db)
+    db.connect(reuse_if_open=True)
+    migrate(db)
+    # The database holds password and token hashes: keep it (and its WAL) private.
+    for suffix in ("", "-wal", "-shm"):
+        p = Path(str(path) + suffix)
+        if p.exists():
+            p.chmod(0o600)
+    return db
+
+
+def migrate(db: peewee.SqliteDatabase) -> None:
+    current = int(db.pragma("user_version"))
+    if current > SCHEMA_VERSION:
+        raise ConfigError(
+            f"state database schema is version {current}, newer than this Towerbox "
+            f"({SCHEMA_VERSION}); upgrade Towerbox or restore a matching backup",
+            code="schema_too_new",
+        )
+    for version in range(current, SCHEMA_VERSION):
+        with db.atomic():
+            MIGRATIONS[version](db)
+            db.pragma("user_version", version + 1)
+        log.info("state database migrated to schema version %d", version + 1)

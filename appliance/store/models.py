@@ -1,0 +1,87 @@
+"""peewee models of the node's state database.
+
+Bound through ``db_proxy`` so the daemon, the CLI and tests each open their own file.
+JSON columns hold msgspec-encoded structs (specs, allocations, journal states).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import peewee
+
+db_proxy = peewee.DatabaseProxy()
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = db_proxy
+
+
+class Meta(BaseModel):
+    """Small key/value facts: node id, the journal's next sequence number."""
+
+    key = peewee.CharField(primary_key=True)
+    value = peewee.TextField()
+
+
+class Tenant(BaseModel):
+    name = peewee.CharField(primary_key=True, max_length=63)
+    description = peewee.TextField(default="")
+    created_at = peewee.DateTimeField(default=utcnow)
+
+
+class User(BaseModel):
+    username = peewee.CharField(unique=True, max_length=63)
+    password_hash = peewee.TextField()
+    role = peewee.CharField(max_length=32)  # infra-admin | tenant-admin | viewer
+    tenant = peewee.ForeignKeyField(Tenant, null=True, on_delete="RESTRICT", column_name="tenant")
+    disabled = peewee.BooleanField(default=False)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+
+class Token(BaseModel):
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE", backref="tokens")
+    # SHA-256 of the token: tokens are 256-bit random, so a fast hash is enough to
+    # make a stolen database useless without making every request pay for a KDF.
+    token_hash = peewee.CharField(unique=True, max_length=64)
+    name = peewee.CharField(max_length=63)
+    kind = peewee.CharField(max_length=16)  # login | api | cli
+    created_at = peewee.DateTimeField(default=utcnow)
+    expires_at = peewee.DateTimeField(null=True)
+
+
+class Vm(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=36)  # also the libvirt domain UUID
+    name = peewee.CharField(unique=True, max_length=63)
+    spec = peewee.TextField()  # VmSpec as JSON
+    allocation = peewee.TextField()  # Allocation as JSON
+    desired_state = peewee.CharField(max_length=16)  # running | stopped
+    # Last state the monitor saw (libvirt's word); a change is journalled once.
+    observed_state = peewee.CharField(max_length=16, default="unknown")
+    role = peewee.CharField(max_length=16, index=True)
+    tenant = peewee.CharField(max_length=63, null=True, index=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class JournalEntry(BaseModel):
+    """One state change, shipped to the registry by the agent in seq order."""
+
+    seq = peewee.BigIntegerField(primary_key=True)
+    kind = peewee.CharField(max_length=48)  # vm.created, vm.state, drift.unknown_domain, ...
+    object_type = peewee.CharField(max_length=32)
+    object_id = peewee.CharField(max_length=128)
+    state = peewee.TextField()  # JSON: the object's new state, or null when deleted
+    # Informational only: ordering comes from seq, never from clocks.
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "journal"
+
+
+ALL_MODELS: tuple[type[BaseModel], ...] = (Meta, Tenant, User, Token, Vm, JournalEntry)
