@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import peewee
+import pytest
+
+from appliance.errors import Conflict, Forbidden, InvalidInput, Unauthorized
+from appliance.services.auth import AuthService, Role
+from appliance.store.db import open_database
+from appliance.store.models import Token, User
+
+
+@pytest.fixture
+def auth(tmp_path: Path) -> AuthService:
+    db: peewee.SqliteDatabase = open_database(tmp_path / "state.db")
+    service = AuthService(login_ttl_s=3600)
+    service.bootstrap(tmp_path / "admin-password", tmp_path / "cli-token")
+    yield service
+    db.close()
+
+
+def test_bootstrap_writes_private_secrets_once(auth: AuthService, tmp_path: Path) -> None:
+    for name in ("admin-password", "cli-token"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600
+    password = (tmp_path / "admin-password").read_text().strip()
+    assert len(password) >= 16
+    assert not auth.bootstrap(tmp_path / "admin-password", tmp_path / "cli-token")
+    assert (tmp_path / "admin-password").read_text().strip() == password
+
+
+def test_secrets_are_hashed_at_rest(auth: AuthService, tmp_path: Path) -> None:
+    password = (tmp_path / "admin-password").read_text().strip()
+    token, _ = auth.login("admin", password)
+    admin = User.get(User.username == "admin")
+    assert admin.password_hash.startswith("$argon2id$")
+    assert password not in admin.password_hash
+    stored = [t.token_hash for t in Token.select()]
+    assert token not in stored
+    assert all(len(h) == 64 for h in stored)
+
+
+def test_login_and_token_life(auth: AuthService, tmp_path: Path) -> None:
+    password = (tmp_path / "admin-password").read_text().strip()
+    token, expires = auth.login("admin", password)
+    principal = auth.authenticate(token)
+    assert principal.role is Role.INFRA_ADMIN
+    assert expires > dt.datetime.now(dt.UTC)
+    auth.revoke(principal, principal.token_id)
+    with pytest.raises(Unauthorized, match="revoked"):
+        auth.authenticate(token)
+
+
+@pytest.mark.parametrize(("user", "password"), [("admin", "wrong-password"), ("nobody", "x")])
+def test_bad_credentials_say_nothing_more(auth: AuthService, user: str, password: str) -> None:
+    with pytest.raises(Unauthorized) as err:
+        auth.login(user, password)
+    assert err.value.code == "bad_credentials"
+
+
+def test_expired_and_malformed_tokens(auth: AuthService, tmp_path: Path) -> None:
+    password = (tmp_path / "admin-password").read_text().strip()
+    token, _ = auth.login("admin", password)
+    Token.update(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)).execute()
+    with pytest.raises(Unauthorized) as err:
+        auth.authenticate(token)
+    assert err.value.code == "token_expired"
+    with pytest.raises(Unauthorized) as err:
+        auth.authenticate("not-a-token")
+    assert err.value.code == "invalid_token"
+
+
+def test_users_tenants_and_roles(auth: AuthService) -> None:
+    auth.create_tenant("acme", "Acme robotics")
+    with pytest.raises(Conflict):
+        auth.create_tenant("acme", "")
+    with pytest.raises(InvalidInput, match="tenant-admin needs a tenant"):
+        auth.create_user("alice", "long-enough-password", Role.TENANT_ADMIN, None)
+    with pytest.raises(InvalidInput, match="at least 12"):
+        auth.create_user("alice", "short", Role.TENANT_ADMIN, "acme")
+    auth.create_user("alice", "long-enough-password", Role.TENANT_ADMIN, "acme")
+    auth.create_user("victor", "long-enough-password", Role.VIEWER, None)
+    with pytest.raises(Conflict):
+        auth.create_user("alice", "long-enough-password", Role.VIEWER, None)
+    alice = auth.authenticate(auth.login("alice", "long-enough-password")[0])
+    victor = auth.authenticate(auth.login("victor", "long-enough-password")[0])
+    assert alice.can_see("acme") and not alice.can_see("other") and not alice.can_see(None)
+    assert victor.can_see("acme") and victor.can_see(None)
+    with pytest.raises(Forbidden):
+        victor.require_write()
+    with pytest.raises(Forbidden):
+        auth.create_api_token(alice, "ci", "admin")
+    token = auth.create_api_token(alice, "ci", None)
+    assert auth.authenticate(token).username == "alice"
+    assert {t["user"] for t in auth.list_tokens(alice)} == {"alice"}

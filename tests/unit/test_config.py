@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance.config import load_config, parse_cpu_list
+from appliance.errors import ConfigError
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    cfg = load_config(tmp_path / "absent.toml", {})
+    assert cfg.api.port == 8443
+    assert cfg.libvirt.uri == "auto"
+    assert cfg.db_path == Path("/var/lib/towerbox/appliance.db")
+    assert (cfg.resolved_catalog_dir() / "demo.toml").exists()
+
+
+def test_file_then_environment_wins(tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+    path.write_text('node_name = "site-1"\n[api]\nport = 9000\n[jobs]\nmonitor_interval_s = 2\n')
+    cfg = load_config(path, {"TOWERBOX_API_PORT": "9100", "TOWERBOX_NODE_NAME": "site-2"})
+    assert cfg.api.port == 9100
+    assert cfg.node_name == "site-2"
+    assert cfg.jobs.monitor_interval_s == 2.0
+
+
+def test_relative_paths_become_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(tmp_path / "absent.toml", {"TOWERBOX_STATE_DIR": "var/state"})
+    assert cfg.state_dir == str(tmp_path / "var" / "state")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("bogus = 1\n", "unknown keys"),
+        ("[api]\nprot = 1\n", "unknown keys in [api]"),
+        ('[api]\nport = "many"\n', "api.port must be int"),
+        ("[api]\nport = true\n", "api.port must be int"),
+        ("api = 3\n", "must be a table"),
+        ("[api\n", "cannot read config"),
+    ],
+)
+def test_bad_files_are_refused_with_the_reason(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_config(path, {})
+
+
+def test_cpu_lists() -> None:
+    assert parse_cpu_list("0-2,8,10-11") == {0, 1, 2, 8, 10, 11}
+    assert parse_cpu_list("") == frozenset()
+    with pytest.raises(ConfigError):
+        parse_cpu_list("3-1")
+    with pytest.raises(ConfigError):
+        parse_cpu_list("a")

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import peewee
+import pytest
+
+from appliance.errors import ConfigError
+from appliance.store import journal
+from appliance.store.db import SCHEMA_VERSION, open_database
+from appliance.store.models import JournalEntry, Tenant
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> peewee.SqliteDatabase:
+    database = open_database(tmp_path / "state.db")
+    yield database
+    database.close()
+
+
+def test_wal_mode_schema_version_and_private_file(db: peewee.SqliteDatabase, tmp_path: Path) -> None:
+    assert db.pragma("journal_mode") == "wal"
+    assert db.pragma("user_version") == SCHEMA_VERSION
+    assert (tmp_path / "state.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_reopening_does_not_migrate_twice(db: peewee.SqliteDatabase, tmp_path: Path) -> None:
+    with journal.write_transaction():
+        journal.append("x", "t", "1", {})
+    db.close()
+    again = open_database(tmp_path / "state.db")
+    assert journal.head() == 1
+    again.close()
+
+
+def test_newer_schema_is_refused(db: peewee.SqliteDatabase, tmp_path: Path) -> None:
+    db.pragma("user_version", SCHEMA_VERSION + 1)
+    db.close()
+    with pytest.raises(ConfigError, match="newer than this Towerbox"):
+        open_database(tmp_path / "state.db")
+
+
+def test_entry_is_written_with_the_change_or_not_at_all(db: peewee.SqliteDatabase) -> None:
+    with journal.write_transaction():
+        Tenant.create(name="acme")
+        journal.append("tenant.created", "tenant", "acme", {"name": "acme"})
+    with pytest.raises(RuntimeError), journal.write_transaction():
+        Tenant.create(name="beta")
+        journal.append("tenant.created", "tenant", "beta", {"name": "beta"})
+        raise RuntimeError("service failed after writing")
+    assert [t.name for t in Tenant.select()] == ["acme"]
+    assert [e["seq"] for e in journal.entries()] == [1]
+    # The rolled-back entry did not use up a number: the next one is 2.
+    with journal.write_transaction():
+        assert journal.append("tenant.created", "tenant", "gamma", None) == 2
+
+
+def test_append_outside_a_transaction_is_a_bug(db: peewee.SqliteDatabase) -> None:
+    with pytest.raises(RuntimeError):
+        journal.append("x", "t", "1", {})
+
+
+def test_sequence_is_gap_free_under_concurrent_writers(db: peewee.SqliteDatabase) -> None:
+    def writer(n: int) -> None:
+        for i in range(50):
+            with journal.write_transaction():
+                journal.append("test", "t", f"{n}-{i}", {"i": i})
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seqs = [e.seq for e in JournalEntry.select().order_by(JournalEntry.seq)]
+    assert seqs == list(range(1, 201))
+    assert journal.head() == 200
+    assert len(journal.entries(after=150, limit=1000)) == 50
