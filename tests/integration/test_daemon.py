@@ -1,0 +1,52 @@
+"""The daemon as systemd runs it: READY, watchdog, TCP and unix socket, CLI, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import httpx
+
+from tests.support.appliance import make_config
+from tests.support.daemon import running_daemon
+
+
+def test_daemon_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    with running_daemon(cfg, tmp_path) as d:
+        ready = d.wait_notify("READY=1")
+        assert "STATUS=serving; libvirt: test:///default (simulated)" in ready
+        d.wait_notify("WATCHDOG=1", timeout=5)
+
+        health = httpx.get(f"{d.url}/healthz").json()
+        assert health["status"] == "ok"
+        transport = httpx.HTTPTransport(uds=cfg.api.socket)
+        with httpx.Client(transport=transport, base_url="http://appliance") as local:
+            assert local.get("/healthz").json()["node"] == "test-node"
+            assert local.get("/api/v1/vms").status_code == 401
+
+        password = cfg.admin_password_file.read_text().strip()
+        assert cfg.admin_password_file.stat().st_mode & 0o777 == 0o600
+        login = httpx.post(f"{d.url}/api/v1/auth/login",
+                           json={"username": "admin", "password": password})
+        assert login.status_code == 201
+
+        # The CLI finds the local token and the unix socket on its own.
+        made = d.cli("vm", "create", "cli-vm", "--appliance", "demo", "--start", "--json")
+        assert made.returncode == 0, made.stderr
+        assert json.loads(made.stdout)["state"] == "running"
+        listed = d.cli("vm", "list")
+        assert "cli-vm" in listed.stdout and "running" in listed.stdout
+        bad = d.cli("vm", "create", "a<b", "--appliance", "demo")
+        assert bad.returncode == 1
+        assert "invalid_name" in bad.stderr
+        journal = json.loads(d.cli("journal", "--json").stdout)
+        assert "vm.created" in [e["kind"] for e in journal["entries"]]
+        assert d.cli("vm", "delete", "cli-vm").returncode == 0
+
+        d.proc.send_signal(signal.SIGTERM)
+        d.wait_notify("STOPPING=1", timeout=15)
+        assert d.proc.wait(timeout=15) == 0
+    assert not Path(cfg.api.socket).exists()
+    assert "VMs keep running" in d.log.read_text()

@@ -1,0 +1,105 @@
+"""Run the real daemon as a child process, the way systemd would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from appliance.config import Config
+
+TOWERBOX = str(Path(sys.executable).with_name("towerbox"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Daemon:
+    proc: subprocess.Popen[bytes]
+    notify: socket.socket
+    env: dict[str, str]
+    url: str
+    log: Path
+
+    def wait_notify(self, wanted: str, timeout: float = 30.0) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.notify.settimeout(max(0.1, end - time.monotonic()))
+            try:
+                msg = self.notify.recv(4096).decode()
+            except TimeoutError:
+                break
+            if wanted in msg.split("\n"):
+                return msg
+        raise AssertionError(f"no {wanted} from the daemon; log:\n{self.log.read_text()[-3000:]}")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([TOWERBOX, *args], env=self.env, capture_output=True, text=True,
+                              timeout=120, check=False)
+
+    def http(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
+
+
+def config_env(cfg: Config, port: int) -> dict[str, str]:
+    return {
+        "TOWERBOX_NODE_NAME": cfg.node_name,
+        "TOWERBOX_STATE_DIR": cfg.state_dir,
+        "TOWERBOX_IMAGE_DIR": cfg.image_dir,
+        "TOWERBOX_LIBVIRT_URI": cfg.libvirt.uri,
+        "TOWERBOX_API_SOCKET": cfg.api.socket,
+        "TOWERBOX_API_PORT": str(port),
+        "TOWERBOX_HOST_SYSFS_ROOT": cfg.host.sysfs_root,
+        "TOWERBOX_HOST_PROCFS_ROOT": cfg.host.procfs_root,
+        "TOWERBOX_HOST_DEV_ROOT": cfg.host.dev_root,
+        "TOWERBOX_HOST_RESERVED_CPUS": cfg.host.reserved_cpus,
+        "TOWERBOX_LIBVIRT_SHUTDOWN_TIMEOUT_S": str(cfg.libvirt.shutdown_timeout_s),
+        "TOWERBOX_JOBS_MONITOR_INTERVAL_S": "1",
+        "TOWERBOX_JOBS_RECONCILE_INTERVAL_S": "2",
+    }
+
+
+@contextmanager
+def running_daemon(cfg: Config, tmp: Path, watchdog_usec: int = 2_000_000) -> Iterator[Daemon]:
+    port = free_port()
+    notify_path = tmp / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TOWERBOX_")},
+        **config_env(cfg, port),
+        "TOWERBOX_CONFIG": str(tmp / "absent.toml"),
+        "NOTIFY_SOCKET": str(notify_path),
+        "WATCHDOG_USEC": str(watchdog_usec),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = tmp / "daemon.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([TOWERBOX, "appliance"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    daemon = Daemon(proc, notify, env, f"http://127.0.0.1:{port}", log)
+    try:
+        yield daemon
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        notify.close()
