@@ -49,7 +49,7 @@ lint: $(STAMP)  ## ruff and mypy --strict
 .PHONY: bench
 bench: setup  ## Measure the figures the issues name (non-zero exit when a target is missed)
 	@scripts/start-libvirtd.sh
-	@rc=0; for b in bench/*.py; do echo "== $$b"; TOWERBOX_IMAGE_DIR=$(CURDIR)/$(IMAGES) $(PY) $$b || rc=1; done; exit $$rc
+	@rc=0; for b in bench/*.py; do echo "== $$b"; PYTHONPATH=$(CURDIR) TOWERBOX_IMAGE_DIR=$(CURDIR)/$(IMAGES) $(PY) $$b || rc=1; done; exit $$rc
 
 .PHONY: clean
 clean:  ## Remove the venv and local state (var/)
