@@ -32,20 +32,27 @@ def _vm_shutdown(args: argparse.Namespace, c: ApplianceClient) -> Any:
 
 _VM_COMMANDS: dict[str, tuple[str, Handler]] = {
     "list": ("list VMs", lambda a, c: c.request("GET", "/api/v1/vms")),
-    "get": ("show a VM: spec, live state, allocation",
-            lambda a, c: c.request("GET", f"/api/v1/vms/{a.name}")),
+    "get": (
+        "show a VM: spec, live state, allocation",
+        lambda a, c: c.request("GET", f"/api/v1/vms/{a.name}"),
+    ),
     "create": ("create a VM from the catalog or a spec", _vm_create),
     "start": ("start a VM", lambda a, c: c.request("POST", f"/api/v1/vms/{a.name}/start")),
     "shutdown": ("ACPI shutdown, forced after a deadline", _vm_shutdown),
     "stop": ("force a VM off", lambda a, c: c.request("POST", f"/api/v1/vms/{a.name}/stop")),
     "reboot": ("reboot a VM", lambda a, c: c.request("POST", f"/api/v1/vms/{a.name}/reboot")),
-    "delete": ("delete a VM and its disks",
-               lambda a, c: c.request("DELETE", f"/api/v1/vms/{a.name}")),
-    "console": ("tail the serial console log",
-                lambda a, c: c.request("GET", f"/api/v1/vms/{a.name}/console",
-                                       params={"lines": a.lines})),
-    "stats": ("CPU, memory, network and disk figures",
-              lambda a, c: c.request("GET", f"/api/v1/vms/{a.name}/stats")),
+    "delete": (
+        "delete a VM and its disks",
+        lambda a, c: c.request("DELETE", f"/api/v1/vms/{a.name}"),
+    ),
+    "console": (
+        "tail the serial console log",
+        lambda a, c: c.request("GET", f"/api/v1/vms/{a.name}/console", params={"lines": a.lines}),
+    ),
+    "stats": (
+        "CPU, memory, network and disk figures",
+        lambda a, c: c.request("GET", f"/api/v1/vms/{a.name}/stats"),
+    ),
 }
 
 
@@ -76,9 +83,11 @@ def _build_parser() -> argparse.ArgumentParser:
         if name == "console":
             cmd.add_argument("--lines", type=int, default=50)
 
-    for name, help_text, path in (("host", "host inventory", "/api/v1/host"),
-                                  ("catalog", "appliance catalog", "/api/v1/catalog"),
-                                  ("health", "daemon health", "/healthz")):
+    for name, help_text, path in (
+        ("host", "host inventory", "/api/v1/host"),
+        ("catalog", "appliance catalog", "/api/v1/catalog"),
+        ("health", "daemon health", "/healthz"),
+    ):
         sub.add_parser(name, help=help_text).add_argument("--json", action="store_true")
         p.set_defaults(**{f"_{name}_path": path})
     journal = sub.add_parser("journal", help="the node's journal")
@@ -93,28 +102,33 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
     widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
-    print("  ".join(c.upper().ljust(widths[c]) for c in columns))  # noqa: T201
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
     for r in rows:
-        print("  ".join(str(r.get(c, "") if r.get(c) is not None else "-").ljust(widths[c])  # noqa: T201
-                        for c in columns))
+        print(
+            "  ".join(
+                str(r.get(c, "") if r.get(c) is not None else "-").ljust(widths[c]) for c in columns
+            )
+        )
 
 
 def _show(args: argparse.Namespace, result: Any) -> None:
     if result is None:
         return
     if getattr(args, "json", False) or not isinstance(result, (list, dict)):
-        print(json.dumps(result, indent=2) if not isinstance(result, str) else result,  # noqa: T201
-              end="" if isinstance(result, str) else "\n")
+        print(
+            json.dumps(result, indent=2) if not isinstance(result, str) else result,
+            end="" if isinstance(result, str) else "\n",
+        )
         return
     if isinstance(result, list) and args.command == "vm":
-        _print_table(result, ["name", "state", "role", "tenant", "vcpus", "memory_mib",
-                              "cpu_pct"])
+        _print_table(result, ["name", "state", "role", "tenant", "vcpus", "memory_mib", "cpu_pct"])
     elif isinstance(result, list) and args.command == "catalog":
         _print_table(result, ["name", "role", "version", "description"])
     elif args.command == "journal":
-        _print_table(result["entries"], ["seq", "kind", "object_type", "object_id"])
+        entries = result["entries"] if isinstance(result, dict) else []
+        _print_table(entries, ["seq", "kind", "object_type", "object_id"])
     else:
-        print(json.dumps(result, indent=2))  # noqa: T201
+        print(json.dumps(result, indent=2))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,10 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             client.close()
     except ApiError as err:
-        print(f"error [{err.code}] (HTTP {err.status}): {err.message}", file=sys.stderr)  # noqa: T201
+        print(f"error [{err.code}] (HTTP {err.status}): {err.message}", file=sys.stderr)
         return 1
     except TowerboxError as err:
-        print(f"error [{err.code}]: {err.message}", file=sys.stderr)  # noqa: T201
+        print(f"error [{err.code}]: {err.message}", file=sys.stderr)
         return 1
     _show(args, result)
     return 0
@@ -146,8 +160,9 @@ def _dispatch(args: argparse.Namespace, client: ApplianceClient) -> Any:
     if args.command in ("host", "catalog", "health"):
         return client.request("GET", getattr(args, f"_{args.command}_path"))
     if args.command == "journal":
-        return client.request("GET", "/api/v1/journal",
-                              params={"after": args.after, "limit": args.limit})
+        return client.request(
+            "GET", "/api/v1/journal", params={"after": args.after, "limit": args.limit}
+        )
     if args.command == "token":
         return client.request("POST", "/api/v1/tokens", json={"name": args.token_name})
     raise TowerboxError(f"unknown command {args.command}")

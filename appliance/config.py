@@ -132,14 +132,13 @@ def _build(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> Config:
         raise ConfigError(f"{origin}: unknown keys {sorted(unknown)}")
     cfg = replace(Config(), **top)
     # libvirt needs absolute paths in domain XML; relative ones are the caller's cwd.
-    cfg = replace(
+    return replace(
         cfg,
         state_dir=os.path.abspath(cfg.state_dir),
         image_dir=os.path.abspath(cfg.image_dir),
         catalog_dir=os.path.abspath(cfg.catalog_dir) if cfg.catalog_dir else "",
         api=replace(cfg.api, socket=os.path.abspath(cfg.api.socket) if cfg.api.socket else ""),
     )
-    return cfg
 
 
 def _section(
@@ -166,16 +165,15 @@ def _env_or(raw: dict[str, Any], env: Mapping[str, str], key: str, env_key: str)
 
 
 def _coerce(value: Any, kind: type[Any], key: str, origin: str) -> Any:
+    if kind is bool and isinstance(value, str):
+        return value.lower() in ("1", "true", "yes", "on")
+    bad = ConfigError(f"{origin}: {key} must be {kind.__name__}, got {value!r}", field=key)
+    if kind in (int, float) and isinstance(value, bool):
+        raise bad
     try:
-        if kind is bool and isinstance(value, str):
-            return value.lower() in ("1", "true", "yes", "on")
-        if kind in (int, float) and isinstance(value, bool):
-            raise TypeError("boolean given")
         return kind(value)
     except (TypeError, ValueError) as err:
-        raise ConfigError(
-            f"{origin}: {key} must be {kind.__name__}, got {value!r}", field=key
-        ) from err
+        raise bad from err
 
 
 def parse_cpu_list(text: str) -> frozenset[int]:

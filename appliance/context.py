@@ -63,8 +63,9 @@ def build_appliance(cfg: Config) -> Appliance:
     # logs below the state directory; the secrets in it are 0600 files.
     Path(cfg.state_dir).chmod(0o755)
     db = open_database(cfg.db_path)
-    host = read_inventory(Path(cfg.host.sysfs_root), Path(cfg.host.procfs_root),
-                          Path(cfg.host.dev_root))
+    host = read_inventory(
+        Path(cfg.host.sysfs_root), Path(cfg.host.procfs_root), Path(cfg.host.dev_root)
+    )
     uri, note = choose_uri(cfg.libvirt.uri)
     if note:
         log.warning("libvirt: using the simulated test driver: %s", note)
@@ -85,7 +86,17 @@ def build_appliance(cfg: Config) -> Appliance:
     if auth.bootstrap(cfg.admin_password_file, cfg.cli_token_file):
         log.warning("admin password written to %s", cfg.admin_password_file)
     return Appliance(
-        cfg=cfg, db=db, host=host, backend=backend, backend_note=note, allocator=allocator,
-        catalog=catalog, monitor=monitor, reconciler=Reconciler(backend, cfg.node_name),
-        auth=auth, vms=vms, metrics=Metrics(), started_at=time.time(),
+        cfg=cfg,
+        db=db,
+        host=host,
+        backend=backend,
+        backend_note=note,
+        allocator=allocator,
+        catalog=catalog,
+        monitor=monitor,
+        reconciler=Reconciler(backend, cfg.node_name),
+        auth=auth,
+        vms=vms,
+        metrics=Metrics(),
+        started_at=time.time(),
     )

@@ -45,8 +45,9 @@ def _bind_sockets(cfg: Config) -> list[socket.socket]:
         tcp.bind((cfg.api.host, cfg.api.port))
     except OSError as err:
         tcp.close()
-        raise ConfigError(f"cannot listen on {cfg.api.host}:{cfg.api.port}: {err}",
-                          code="listen_failed") from err
+        raise ConfigError(
+            f"cannot listen on {cfg.api.host}:{cfg.api.port}: {err}", code="listen_failed"
+        ) from err
     sockets = [tcp]
     if cfg.api.socket:
         path = Path(cfg.api.socket)
@@ -81,11 +82,22 @@ async def _serve(appliance: Appliance) -> None:
     await asyncio.to_thread(appliance.reconcile_job)
 
     scheduler = AsyncIOScheduler()
-    scheduler.add_job(appliance.monitor_job, "interval", seconds=cfg.jobs.monitor_interval_s,
-                      id="monitor", max_instances=1, coalesce=True)
-    scheduler.add_job(appliance.reconcile_job, "interval",
-                      seconds=cfg.jobs.reconcile_interval_s, id="reconcile", max_instances=1,
-                      coalesce=True)
+    scheduler.add_job(
+        appliance.monitor_job,
+        "interval",
+        seconds=cfg.jobs.monitor_interval_s,
+        id="monitor",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        appliance.reconcile_job,
+        "interval",
+        seconds=cfg.jobs.reconcile_interval_s,
+        id="reconcile",
+        max_instances=1,
+        coalesce=True,
+    )
     scheduler.start()
     # Everything made at start-up lives as long as the daemon: keep it out of the
     # collector's full passes, which would otherwise grow with the node's size.
@@ -93,10 +105,16 @@ async def _serve(appliance: Appliance) -> None:
     gc.freeze()
 
     sockets = _bind_sockets(cfg)
-    server = _Server(uvicorn.Config(
-        create_app(appliance), log_config=None, lifespan="on", access_log=False,
-        ssl_certfile=cfg.api.tls_cert or None, ssl_keyfile=cfg.api.tls_key or None,
-    ))
+    server = _Server(
+        uvicorn.Config(
+            create_app(appliance),
+            log_config=None,
+            lifespan="on",
+            access_log=False,
+            ssl_certfile=cfg.api.tls_cert or None,
+            ssl_keyfile=cfg.api.tls_key or None,
+        )
+    )
 
     def stop(signame: str) -> None:
         log.info("%s received: stopping the API and jobs; VMs keep running", signame)
@@ -111,10 +129,13 @@ async def _serve(appliance: Appliance) -> None:
     watchdog_task = None
     if server.started:
         scheme = "https" if cfg.api.tls_cert else "http"
-        log.info("API on %s://%s:%d and unix:%s", scheme, cfg.api.host, cfg.api.port,
-                 cfg.api.socket)
-        sdnotify.notify(f"READY=1\nSTATUS=serving; libvirt: {appliance.backend.describe()}"
-                        f"\nMAINPID={os.getpid()}")
+        log.info(
+            "API on %s://%s:%d and unix:%s", scheme, cfg.api.host, cfg.api.port, cfg.api.socket
+        )
+        sdnotify.notify(
+            f"READY=1\nSTATUS=serving; libvirt: {appliance.backend.describe()}"
+            f"\nMAINPID={os.getpid()}"
+        )
         every = sdnotify.watchdog_interval_s()
         if every:
             watchdog_task = asyncio.create_task(_watchdog(appliance, server, every))

@@ -63,8 +63,12 @@ def main() -> int:
     subprocess.run([str(REPO / "images" / "demo" / "build.sh"), str(image_dir)], check=True)
     work = Path(tempfile.mkdtemp(prefix="towerbox-bench-", dir="/var/tmp"))
     work.chmod(0o755)
-    cfg = make_config(work, TOWERBOX_LIBVIRT_URI=SYSTEM_URI, TOWERBOX_IMAGE_DIR=str(image_dir),
-                      TOWERBOX_NODE_NAME="bench")
+    cfg = make_config(
+        work,
+        TOWERBOX_LIBVIRT_URI=SYSTEM_URI,
+        TOWERBOX_IMAGE_DIR=str(image_dir),
+        TOWERBOX_NODE_NAME="bench",
+    )
     api_times: list[float] = []
     raw_times: list[float] = []
     try:
@@ -76,8 +80,9 @@ def main() -> int:
                 for i in range(RUNS):
                     name = f"bench-api-{i}"
                     started = time.perf_counter()
-                    resp = api.post("/api/v1/vms", json={"name": name, "appliance": "demo",
-                                                         "start": True})
+                    resp = api.post(
+                        "/api/v1/vms", json={"name": name, "appliance": "demo", "start": True}
+                    )
                     assert resp.status_code == 201, resp.text
                     _wait_running(conn, name)
                     api_times.append(time.perf_counter() - started)

@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.di import Provide
+from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -28,7 +29,7 @@ MAX_BODY_BYTES = 1024 * 1024
 def _latency_middleware(appliance: Appliance) -> Any:
     def factory(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
+            if scope["type"] != ScopeType.HTTP:
                 await app(scope, receive, send)
                 return
             started = time.perf_counter()
@@ -75,8 +76,11 @@ def create_app(appliance: Appliance) -> Litestar:
             render_plugins=[JsonRenderPlugin()],
             components=Components(
                 security_schemes={
-                    "bearer": SecurityScheme(type="http", scheme="bearer",
-                                             description="token from POST /api/v1/auth/login")
+                    "bearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="token from POST /api/v1/auth/login",
+                    )
                 }
             ),
             security=[{"bearer": []}],

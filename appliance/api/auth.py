@@ -22,8 +22,9 @@ def make_auth_middleware(auth: AuthService) -> type[AbstractAuthenticationMiddle
             header = connection.headers.get("authorization", "")
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token:
-                raise NotAuthorizedException("send 'Authorization: Bearer <token>'; get a token "
-                                             "from POST /api/v1/auth/login")
+                raise NotAuthorizedException(
+                    "send 'Authorization: Bearer <token>'; get a token from POST /api/v1/auth/login"
+                )
             # An indexed lookup of one row: cheap enough for the event loop.
             principal = auth.authenticate(token.strip())
             return AuthenticationResult(user=principal, auth=token)

@@ -4,30 +4,29 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from litestar import Controller, Request, get
-from litestar.params import Parameter
+from litestar import Controller, get
+from litestar.params import FromPath, QueryParameter
 from litestar.response import Response
 
+from appliance.api.deps import ApplianceDep, AuthedRequest
 from appliance.backends.host.sysfs_inventory import inventory_to_dict
 from appliance.catalog import image_status
-from appliance.context import Appliance
 from appliance.errors import Forbidden, NotFound
 from appliance.services.auth import Principal
 from appliance.store import journal
 
-AuthedRequest = Request[Principal, str, Any]
-
 
 def _node_wide(principal: Principal) -> None:
     if not principal.can_see(None):
-        raise Forbidden("node-wide data needs infra-admin or a tenant-less viewer",
-                        code="node_scope_required")
+        raise Forbidden(
+            "node-wide data needs infra-admin or a tenant-less viewer", code="node_scope_required"
+        )
 
 
-@get("/healthz", sync_to_thread=False)
-async def healthz(appliance: Appliance) -> dict[str, Any]:
+@get("/healthz")
+async def healthz(appliance: ApplianceDep) -> dict[str, Any]:
     snap = appliance.monitor.snapshot
     libvirt_line = f"libvirt: {appliance.backend.describe()}"
     return {
@@ -51,50 +50,57 @@ async def healthz(appliance: Appliance) -> dict[str, Any]:
 
 class NodeController(Controller):
     path = "/api/v1"
-    tags = ["node"]
+    tags = ("node",)
 
     @get("/host", sync_to_thread=True)
-    def host(self, request: AuthedRequest, appliance: Appliance) -> dict[str, Any]:
+    def host(self, request: AuthedRequest, appliance: ApplianceDep) -> dict[str, Any]:
         _node_wide(request.user)
-        return {"inventory": inventory_to_dict(appliance.host),
-                "allocation": appliance.allocator.usage()}
+        return {
+            "inventory": inventory_to_dict(appliance.host),
+            "allocation": appliance.allocator.usage(),
+        }
 
     @get("/catalog", sync_to_thread=True)
-    def catalog(self, appliance: Appliance) -> list[dict[str, Any]]:
+    def catalog(self, appliance: ApplianceDep) -> list[dict[str, Any]]:
         return [_entry(appliance, name) for name in sorted(appliance.catalog)]
 
     @get("/catalog/{name:str}", sync_to_thread=True)
-    def catalog_entry(self, name: str, appliance: Appliance) -> dict[str, Any]:
+    def catalog_entry(self, name: FromPath[str], appliance: ApplianceDep) -> dict[str, Any]:
         if name not in appliance.catalog:
             raise NotFound(f"no appliance {name!r} in the catalog", code="unknown_appliance")
         return _entry(appliance, name)
 
     @get("/journal", sync_to_thread=True)
     def journal_entries(
-        self, request: AuthedRequest,
-        after: int = Parameter(default=0, ge=0),
-        limit: int = Parameter(default=100, ge=1, le=1000),
-        kind: str | None = Parameter(default=None, max_length=48),
+        self,
+        request: AuthedRequest,
+        after: Annotated[int, QueryParameter(ge=0)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        kind: Annotated[str | None, QueryParameter(max_length=48)] = None,
     ) -> dict[str, Any]:
         _node_wide(request.user)
         return {"head": journal.head(), "entries": journal.entries(after, limit, kind)}
 
 
-def _entry(appliance: Appliance, name: str) -> dict[str, Any]:
+def _entry(appliance: ApplianceDep, name: str) -> dict[str, Any]:
     entry = appliance.catalog[name]
     return {
         "name": entry.name,
         "description": entry.description,
         "version": entry.version,
         "role": entry.role,
-        "image": {"kind": entry.image.kind, "file": entry.image.file,
-                  "initrd": entry.image.initrd, "url": entry.image.url,
-                  "sha256": entry.image.sha256},
+        "image": {
+            "kind": entry.image.kind,
+            "file": entry.image.file,
+            "initrd": entry.image.initrd,
+            "url": entry.image.url,
+            "sha256": entry.image.sha256,
+        },
         "image_status": image_status(entry, Path(appliance.cfg.image_dir)),
         "default_spec": entry.default_spec,
     }
 
 
-@get("/metrics", sync_to_thread=False)
-async def metrics(appliance: Appliance) -> Response[bytes]:
+@get("/metrics")
+async def metrics(appliance: ApplianceDep) -> Response[bytes]:
     return Response(appliance.metrics.render(), media_type="text/plain; version=0.0.4")

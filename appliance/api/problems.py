@@ -50,7 +50,9 @@ def towerbox_error(_: Request[Any, Any, Any], exc: TowerboxError) -> Response[di
     return Response(body, status_code=exc.status, media_type=PROBLEM_JSON)
 
 
-def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+def validation_error(
+    _: Request[Any, Any, Any], exc: ValidationException
+) -> Response[dict[str, Any]]:
     errors = exc.extra if isinstance(exc.extra, list) else []
     detail = "; ".join(
         f"{e.get('key', '?')}: {e.get('message', '')}" for e in errors if isinstance(e, dict)
@@ -68,5 +70,5 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[s
 
 
 def internal_error(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    log.exception("unhandled error in request", exc_info=exc)
+    log.error("unhandled error in request", exc_info=exc)
     return problem(500, "internal_error", "internal error; the appliance log has the details")

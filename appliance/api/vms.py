@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, post
-from litestar.params import Parameter
+from litestar import Controller, delete, get, post
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Response
 
-from appliance.context import Appliance
+from appliance.api.deps import ApplianceDep, AuthedRequest
 from appliance.errors import InvalidInput
-from appliance.services.auth import Principal
 from appliance.services.vms import VmCreateRequest
-
-AuthedRequest = Request[Principal, str, Any]
 
 
 class ShutdownRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -24,57 +21,76 @@ class ShutdownRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class VmController(Controller):
     path = "/api/v1/vms"
-    tags = ["vms"]
+    tags = ("vms",)
 
     @get("/", sync_to_thread=True)
-    def list_vms(self, request: AuthedRequest, appliance: Appliance) -> list[dict[str, Any]]:
-        return appliance.vms.list(request.user)
+    def list_vms(self, request: AuthedRequest, appliance: ApplianceDep) -> list[dict[str, Any]]:
+        return appliance.vms.list_vms(request.user)
 
     @post("/", sync_to_thread=True)
     def create_vm(
-        self, request: AuthedRequest, data: VmCreateRequest, appliance: Appliance
+        self, request: AuthedRequest, data: JSONBody[VmCreateRequest], appliance: ApplianceDep
     ) -> dict[str, Any]:
         return appliance.vms.create(request.user, data)
 
     @get("/{name:str}", sync_to_thread=True)
-    def get_vm(self, request: AuthedRequest, name: str, appliance: Appliance) -> dict[str, Any]:
+    def get_vm(
+        self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep
+    ) -> dict[str, Any]:
         return appliance.vms.get(request.user, name)
 
     @delete("/{name:str}", sync_to_thread=True)
-    def delete_vm(self, request: AuthedRequest, name: str, appliance: Appliance) -> None:
+    def delete_vm(
+        self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep
+    ) -> None:
         appliance.vms.delete(request.user, name)
 
     @post("/{name:str}/start", sync_to_thread=True, status_code=200)
-    def start(self, request: AuthedRequest, name: str, appliance: Appliance) -> dict[str, Any]:
+    def start(
+        self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep
+    ) -> dict[str, Any]:
         return appliance.vms.start(request.user, name)
 
     @post("/{name:str}/shutdown", sync_to_thread=True, status_code=200)
     def shutdown(
-        self, request: AuthedRequest, name: str, appliance: Appliance,
-        data: ShutdownRequest | None = None,
+        self,
+        request: AuthedRequest,
+        name: FromPath[str],
+        appliance: ApplianceDep,
+        data: JSONBody[ShutdownRequest | None] = None,
     ) -> dict[str, Any]:
         timeout = data.timeout_s if data else None
         if timeout is not None and not 0 <= timeout <= 3600:
-            raise InvalidInput("timeout_s must be between 0 and 3600", code="invalid_timeout",
-                               field="timeout_s")
+            raise InvalidInput(
+                "timeout_s must be between 0 and 3600", code="invalid_timeout", field="timeout_s"
+            )
         return appliance.vms.shutdown(request.user, name, timeout)
 
     @post("/{name:str}/stop", sync_to_thread=True, status_code=200)
-    def stop(self, request: AuthedRequest, name: str, appliance: Appliance) -> dict[str, Any]:
+    def stop(
+        self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep
+    ) -> dict[str, Any]:
         return appliance.vms.stop(request.user, name)
 
     @post("/{name:str}/reboot", sync_to_thread=True, status_code=200)
-    def reboot(self, request: AuthedRequest, name: str, appliance: Appliance) -> dict[str, Any]:
+    def reboot(
+        self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep
+    ) -> dict[str, Any]:
         return appliance.vms.reboot(request.user, name)
 
     @get("/{name:str}/console", sync_to_thread=True)
     def console(
-        self, request: AuthedRequest, name: str, appliance: Appliance,
-        lines: int = Parameter(default=200, ge=1, le=10_000),
+        self,
+        request: AuthedRequest,
+        name: FromPath[str],
+        appliance: ApplianceDep,
+        lines: Annotated[int, QueryParameter(ge=1, le=10_000)] = 200,
     ) -> Response[str]:
         text = appliance.vms.console(request.user, name, lines)
         return Response(text, media_type="text/plain; charset=utf-8")
 
     @get("/{name:str}/stats", sync_to_thread=True)
-    def stats(self, request: AuthedRequest, name: str, appliance: Appliance) -> dict[str, Any]:
+    def stats(
+        self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep
+    ) -> dict[str, Any]:
         return appliance.vms.stats(request.user, name)

@@ -26,7 +26,7 @@ from appliance.store.models import Tenant, Token, User, utcnow
 
 log = logging.getLogger(__name__)
 
-TOKEN_PREFIX = "tbx_"
+TOKEN_PREFIX = "tbx_"  # noqa: S105 - a prefix, not a secret
 _hasher = argon2.PasswordHasher()
 # Verified against when a username does not exist, so a wrong name costs as much time
 # as a wrong password and does not reveal which users exist.
@@ -162,9 +162,7 @@ class AuthService:
 
     def revoke(self, principal: Principal, token_id: int) -> None:
         token = Token.get_or_none(Token.id == token_id)
-        if token is None or (
-            not principal.is_infra_admin and token.user_id != principal.user_id
-        ):
+        if token is None or (not principal.is_infra_admin and token.user_id != principal.user_id):
             raise NotFound(f"no token {token_id}", code="token_not_found")
         with journal.write_transaction():
             token.delete_instance()

@@ -48,16 +48,28 @@ class Reconciler:
         for vm in rows:
             dom = domains.get(vm.id)
             if dom is None:
-                self._drift(report, current, "drift.domain_missing", vm.id, vm.name,
-                            "the VM is in the database but libvirt has no domain for it")
+                self._drift(
+                    report,
+                    current,
+                    "drift.domain_missing",
+                    vm.id,
+                    vm.name,
+                    "the VM is in the database but libvirt has no domain for it",
+                )
                 continue
             if vm.desired_state == "running" and dom.state in _NOT_RUNNING:
                 self._maybe_restart(vm, dom, report)
         known = {vm.id for vm in rows}
         for dom in domains.values():
             if dom.owner_node == self._node and dom.uuid not in known:
-                self._drift(report, current, "drift.unknown_domain", dom.uuid, dom.name,
-                            "libvirt has a Towerbox domain the database does not know")
+                self._drift(
+                    report,
+                    current,
+                    "drift.unknown_domain",
+                    dom.uuid,
+                    dom.name,
+                    "libvirt has a Towerbox domain the database does not know",
+                )
         # Drift that has cleared may be journalled again if it comes back.
         self._reported &= current
         self.last_report = report
@@ -65,7 +77,9 @@ class Reconciler:
 
     def _maybe_restart(self, vm: Vm, dom: DomainStatus, report: ReconcileReport) -> None:
         policy = RestartPolicy(_restart_policy(vm))
-        if policy is RestartPolicy.NEVER or (policy is RestartPolicy.ON_FAILURE and not dom.crashed):
+        if policy is RestartPolicy.NEVER or (
+            policy is RestartPolicy.ON_FAILURE and not dom.crashed
+        ):
             return
         try:
             self._backend.start(vm.id)
@@ -73,15 +87,31 @@ class Reconciler:
             log.error("could not restart VM %s: %s", vm.name, err.message, extra={"vm": vm.name})
             report.restart_failed.append(vm.name)
             return
-        log.warning("restarted VM %s (policy %s, crashed=%s)", vm.name, policy.value,
-                    dom.crashed, extra={"vm": vm.name})
+        log.warning(
+            "restarted VM %s (policy %s, crashed=%s)",
+            vm.name,
+            policy.value,
+            dom.crashed,
+            extra={"vm": vm.name},
+        )
         with journal.write_transaction():
-            journal.append("vm.restarted", "vm", vm.id,
-                           {"name": vm.name, "policy": policy.value, "crashed": dom.crashed})
+            journal.append(
+                "vm.restarted",
+                "vm",
+                vm.id,
+                {"name": vm.name, "policy": policy.value, "crashed": dom.crashed},
+            )
         report.restarted.append(vm.name)
 
-    def _drift(self, report: ReconcileReport, current: set[tuple[str, str]], kind: str,
-               uuid: str, name: str, why: str) -> None:
+    def _drift(
+        self,
+        report: ReconcileReport,
+        current: set[tuple[str, str]],
+        kind: str,
+        uuid: str,
+        name: str,
+        why: str,
+    ) -> None:
         key = (kind, uuid)
         current.add(key)
         report.drift.append({"kind": kind, "id": uuid, "name": name, "detail": why})

@@ -36,8 +36,13 @@ log = logging.getLogger(__name__)
 
 RUNNING = "running"
 STOPPED = "stopped"
-_ACTIVE = (DomainState.RUNNING, DomainState.PAUSED, DomainState.SHUTTING_DOWN,
-           DomainState.BLOCKED, DomainState.SUSPENDED)
+_ACTIVE = (
+    DomainState.RUNNING,
+    DomainState.PAUSED,
+    DomainState.SHUTTING_DOWN,
+    DomainState.BLOCKED,
+    DomainState.SUSPENDED,
+)
 
 
 class VmCreateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -78,9 +83,12 @@ class VmService:
 
     # -- reads -------------------------------------------------------------------
 
-    def list(self, principal: Principal) -> list[dict[str, Any]]:
-        return [self._view(vm, live=False) for vm in Vm.select().order_by(Vm.name)
-                if principal.can_see(vm.tenant)]
+    def list_vms(self, principal: Principal) -> list[dict[str, Any]]:
+        return [
+            self._view(vm, live=False)
+            for vm in Vm.select().order_by(Vm.name)
+            if principal.can_see(vm.tenant)
+        ]
 
     def get(self, principal: Principal, name: str) -> dict[str, Any]:
         vm = self._visible(principal, name)
@@ -108,9 +116,15 @@ class VmService:
         return b"".join(tail).decode("utf-8", errors="replace")
 
     def load_records(self) -> list[VmRecord]:
-        return [VmRecord(vm.id, msgspec.json.decode(vm.spec, type=VmSpec),
-                         decode_allocation(vm.allocation), vm.desired_state)
-                for vm in Vm.select()]
+        return [
+            VmRecord(
+                vm.id,
+                msgspec.json.decode(vm.spec, type=VmSpec),
+                decode_allocation(vm.allocation),
+                vm.desired_state,
+            )
+            for vm in Vm.select()
+        ]
 
     # -- create ------------------------------------------------------------------
 
@@ -121,7 +135,8 @@ class VmService:
                 raise InvalidInput(
                     f"no appliance {req.appliance!r} in the catalog; known: "
                     f"{', '.join(sorted(self._catalog)) or 'none'}",
-                    code="unknown_appliance", field="appliance",
+                    code="unknown_appliance",
+                    field="appliance",
                 )
             spec = spec_for(entry, req.name, dict(req.spec))
         else:
@@ -129,11 +144,17 @@ class VmService:
         if principal.is_infra_admin:
             return spec
         if spec.tenant not in (None, principal.tenant):
-            raise Forbidden(f"you can create VMs for tenant {principal.tenant!r} only",
-                            code="tenant_mismatch", field="tenant")
+            raise Forbidden(
+                f"you can create VMs for tenant {principal.tenant!r} only",
+                code="tenant_mismatch",
+                field="tenant",
+            )
         if spec.role not in (Role.B2B, Role.OTHER):
-            raise Forbidden(f"role {spec.role.value!r} VMs need the infra-admin role",
-                            code="role_not_allowed", field="role")
+            raise Forbidden(
+                f"role {spec.role.value!r} VMs need the infra-admin role",
+                code="role_not_allowed",
+                field="role",
+            )
         return msgspec.structs.replace(spec, tenant=principal.tenant)
 
     def create(self, principal: Principal, req: VmCreateRequest) -> dict[str, Any]:
@@ -150,19 +171,33 @@ class VmService:
             try:
                 paths = self._make_disks(vm_id, spec, made)
                 xml = build_domain_xml(
-                    spec, alloc, paths,
-                    Owner(node=self._cfg.node_name, vm_id=vm_id, role=spec.role.value,
-                          tenant=spec.tenant),
-                    virt_type=self._backend.virt_type, uuid=vm_id,
+                    spec,
+                    alloc,
+                    paths,
+                    Owner(
+                        node=self._cfg.node_name,
+                        vm_id=vm_id,
+                        role=spec.role.value,
+                        tenant=spec.tenant,
+                    ),
+                    virt_type=self._backend.virt_type,
+                    uuid=vm_id,
                 )
                 self._backend.define(xml)
                 defined = True
                 if spec.autostart:
                     self._backend.set_autostart(vm_id, True)
                 with journal.write_transaction():
-                    Vm.create(id=vm_id, name=spec.name, spec=msgspec.json.encode(spec).decode(),
-                              allocation=encode_allocation(alloc), desired_state=STOPPED,
-                              role=spec.role.value, tenant=spec.tenant, observed_state="shutoff")
+                    Vm.create(
+                        id=vm_id,
+                        name=spec.name,
+                        spec=msgspec.json.encode(spec).decode(),
+                        allocation=encode_allocation(alloc),
+                        desired_state=STOPPED,
+                        role=spec.role.value,
+                        tenant=spec.tenant,
+                        observed_state="shutoff",
+                    )
                     journal.append("vm.created", "vm", vm_id, self._journal_state(spec, STOPPED))
             except BaseException:
                 self._undo_create(vm_id, defined, made, spec.name)
@@ -173,9 +208,13 @@ class VmService:
         return self.get(principal, spec.name)
 
     def _check_references(self, spec: VmSpec) -> None:
-        if spec.tenant is not None and not Tenant.select().where(Tenant.name == spec.tenant).exists():
-            raise InvalidInput(f"no tenant {spec.tenant!r}; create it first",
-                               code="unknown_tenant", field="tenant")
+        if (
+            spec.tenant is not None
+            and not Tenant.select().where(Tenant.name == spec.tenant).exists()
+        ):
+            raise InvalidInput(
+                f"no tenant {spec.tenant!r}; create it first", code="unknown_tenant", field="tenant"
+            )
         wanted = [(f"disks[{i}].image", d.image) for i, d in enumerate(spec.disks) if d.image]
         if spec.boot is not None:
             wanted.append(("boot.kernel", spec.boot.kernel))
@@ -185,7 +224,8 @@ class VmService:
             if not (self._image_dir / name).is_file():
                 raise InvalidInput(
                     f"image {name!r} is not in the image directory {self._image_dir}",
-                    code="unknown_image", field=field,
+                    code="unknown_image",
+                    field=field,
                 )
 
     def _make_disks(self, vm_id: str, spec: VmSpec, made: list[Path]) -> DomainPaths:
@@ -195,8 +235,7 @@ class VmService:
             made.append(path)
             if disk.image:
                 disks.create_overlay(self._image_dir / disk.image, path, disk.size_gib)
-            else:
-                assert disk.size_gib is not None  # validate_spec guarantees it
+            elif disk.size_gib is not None:  # validate_spec makes this the only other case
                 disks.create_blank(path, disk.size_gib)
             overlays.append(str(path))
         console = None
@@ -229,8 +268,10 @@ class VmService:
         self._set_desired(vm, RUNNING, "vm.start")
         status = self._backend.status(vm.id)
         if status is None:
-            raise Conflict(f"VM {name} has no libvirt domain (drift); delete and re-create it",
-                           code="domain_missing")
+            raise Conflict(
+                f"VM {name} has no libvirt domain (drift); delete and re-create it",
+                code="domain_missing",
+            )
         if status.state not in _ACTIVE:
             self._backend.start(vm.id)
             log.info("started VM %s", name, extra={"vm": name})
@@ -246,8 +287,12 @@ class VmService:
             self._backend.shutdown(vm.id)
             forced = not self._wait_off(vm.id, deadline)
             if forced:
-                log.warning("VM %s ignored ACPI shutdown for %.0f s; forcing it off", name,
-                            deadline, extra={"vm": name})
+                log.warning(
+                    "VM %s ignored ACPI shutdown for %.0f s; forcing it off",
+                    name,
+                    deadline,
+                    extra={"vm": name},
+                )
                 self._backend.destroy(vm.id)
         view = self._view(Vm.get_by_id(vm.id))
         view["forced"] = forced
@@ -277,8 +322,10 @@ class VmService:
             if self._backend.status(vm.id) is not None:
                 self._backend.undefine(vm.id)
             spec = msgspec.json.decode(vm.spec, type=VmSpec)
-            disks.remove([self._cfg.disk_dir / f"{vm.id}-{i}.qcow2" for i in range(len(spec.disks))]
-                         + [self._console_path(vm.id)])
+            disks.remove(
+                [self._cfg.disk_dir / f"{vm.id}-{i}.qcow2" for i in range(len(spec.disks))]
+                + [self._console_path(vm.id)]
+            )
             self._allocator.release(vm.name)
             with journal.write_transaction():
                 vm.delete_instance()
@@ -298,8 +345,10 @@ class VmService:
         principal.require_write()
         vm = self._visible(principal, name)
         if not principal.is_infra_admin and vm.role not in (Role.B2B.value, Role.OTHER.value):
-            raise Forbidden(f"VM {name} has role {vm.role}; only infra-admins may change it",
-                            code="role_not_allowed")
+            raise Forbidden(
+                f"VM {name} has role {vm.role}; only infra-admins may change it",
+                code="role_not_allowed",
+            )
         return vm
 
     def _set_desired(self, vm: Vm, desired: str, kind: str) -> None:

@@ -24,7 +24,8 @@ def write_transaction() -> Iterator[None]:
     gap-free without any lock of our own, even across processes.
     """
     db = db_proxy.obj
-    assert isinstance(db, peewee.SqliteDatabase)
+    if not isinstance(db, peewee.SqliteDatabase):
+        raise TypeError("the state database is not open")
     with db.atomic(lock_type="IMMEDIATE"):
         yield
 
@@ -47,7 +48,9 @@ def append(kind: str, object_type: str, object_id: str, state: Any) -> int:
     return seq
 
 
-def entries(after: int = 0, limit: int = 500, kind_prefix: str | None = None) -> list[dict[str, Any]]:
+def entries(
+    after: int = 0, limit: int = 500, kind_prefix: str | None = None
+) -> list[dict[str, Any]]:
     query = JournalEntry.select().where(JournalEntry.seq > after)
     if kind_prefix:
         query = query.where(JournalEntry.kind.startswith(kind_prefix))

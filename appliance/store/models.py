@@ -36,6 +36,8 @@ class Tenant(BaseModel):
 
 
 class User(BaseModel):
+    id = peewee.AutoField()
+    tenant_id: str | None  # peewee's accessor for the foreign key's raw value
     username = peewee.CharField(unique=True, max_length=63)
     password_hash = peewee.TextField()
     role = peewee.CharField(max_length=32)  # infra-admin | tenant-admin | viewer
@@ -45,6 +47,8 @@ class User(BaseModel):
 
 
 class Token(BaseModel):
+    id = peewee.AutoField()
+    user_id: int  # peewee's accessor for the foreign key's raw value
     user = peewee.ForeignKeyField(User, on_delete="CASCADE", backref="tokens")
     # SHA-256 of the token: tokens are 256-bit random, so a fast hash is enough to
     # make a stolen database useless without making every request pay for a KDF.

@@ -20,18 +20,24 @@ NODE = f"contract-{os.getpid()}"
 
 
 def _tiny_xml(virt_type: str, name: str, vm_id: str, workdir: Path) -> str:
-    meta = (f"<metadata><tbx:vm xmlns:tbx='urn:towerbox:vm:1' node='{NODE}' vm-id='{vm_id}' "
-            "role='other'/></metadata>")
+    meta = (
+        f"<metadata><tbx:vm xmlns:tbx='urn:towerbox:vm:1' node='{NODE}' vm-id='{vm_id}' "
+        "role='other'/></metadata>"
+    )
     if virt_type == "test":
-        return (f"<domain type='test'><name>{name}</name><uuid>{vm_id}</uuid>{meta}"
-                "<memory>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>")
+        return (
+            f"<domain type='test'><name>{name}</name><uuid>{vm_id}</uuid>{meta}"
+            "<memory>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>"
+        )
     # No kernel at all: QEMU sits in its firmware, which is all a contract needs.
-    return (f"<domain type='{virt_type}'><name>{name}</name><uuid>{vm_id}</uuid>{meta}"
-            "<memory unit='MiB'>64</memory><vcpu>1</vcpu>"
-            "<os><type arch='x86_64' machine='pc'>hvm</type></os><features><acpi/></features>"
-            "<on_poweroff>destroy</on_poweroff><devices><memballoon model='virtio'/>"
-            f"<serial type='file'><source path='{workdir}/{name}.log'/></serial>"
-            "</devices></domain>")
+    return (
+        f"<domain type='{virt_type}'><name>{name}</name><uuid>{vm_id}</uuid>{meta}"
+        "<memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+        "<os><type arch='x86_64' machine='pc'>hvm</type></os><features><acpi/></features>"
+        "<on_poweroff>destroy</on_poweroff><devices><memballoon model='virtio'/>"
+        f"<serial type='file'><source path='{workdir}/{name}.log'/></serial>"
+        "</devices></domain>"
+    )
 
 
 def _backends() -> list[object]:
@@ -110,9 +116,7 @@ def test_starting_a_running_domain_is_a_conflict(backend: LibvirtBackend, domain
     backend.destroy(domain)
 
 
-def test_operations_on_stopped_domains_are_conflicts(
-    backend: LibvirtBackend, domain: str
-) -> None:
+def test_operations_on_stopped_domains_are_conflicts(backend: LibvirtBackend, domain: str) -> None:
     for op in (backend.destroy, backend.shutdown):
         with pytest.raises(Conflict):
             op(domain)

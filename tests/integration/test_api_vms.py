@@ -94,7 +94,9 @@ def test_disk_vm_gets_an_overlay_that_delete_removes(
     assert resp.status_code == 201, resp.text
     vm_id = resp.json()["id"]
     assert sorted(p.name for p in appliance.cfg.disk_dir.iterdir()) == [
-        f"{vm_id}-0.qcow2", f"{vm_id}-1.qcow2"]
+        f"{vm_id}-0.qcow2",
+        f"{vm_id}-1.qcow2",
+    ]
     assert client.delete("/api/v1/vms/disky").status_code == 204
     assert _leftovers(appliance, "disky") == NOTHING
 
@@ -109,14 +111,22 @@ def test_disk_vm_gets_an_overlay_that_delete_removes(
         ("a'b", {}, 422, "invalid_name"),
         ("x" * 64, {}, 422, "invalid_name"),
         ("ok", {"appliance": "no-such-appliance"}, 422, "unknown_appliance"),
-        ("ok", {"appliance": None, "spec": {"disks": [{"image": "missing.qcow2"}]}}, 422,
-         "unknown_image"),
+        (
+            "ok",
+            {"appliance": None, "spec": {"disks": [{"image": "missing.qcow2"}]}},
+            422,
+            "unknown_image",
+        ),
         ("ok", {"spec": {"numa_node": 7}}, 422, "unknown_numa_node"),
         ("ok", {"spec": {"pci_devices": ["0000:99:00.0"]}}, 422, "unknown_pci_device"),
         ("ok", {"spec": {"pci_devices": ["not-pci"]}}, 422, "invalid_pci_address"),
         ("ok", {"spec": {"vcpus": 40, "cpu": {"policy": "pinned"}}}, 409, "insufficient_cpus"),
-        ("ok", {"spec": {"memory_mib": 20480, "hugepages": "1G", "numa_node": 1}}, 409,
-         "insufficient_hugepages"),
+        (
+            "ok",
+            {"spec": {"memory_mib": 20480, "hugepages": "1G", "numa_node": 1}},
+            409,
+            "insufficient_hugepages",
+        ),
         ("ok", {"spec": {"vcpus": "four"}}, 422, "invalid_spec"),
         ("ok", {"spec": {"bogus": 1}}, 422, "invalid_spec"),
         ("ok", {"spec": {"tenant": "ghost"}}, 422, "unknown_tenant"),
@@ -125,7 +135,11 @@ def test_disk_vm_gets_an_overlay_that_delete_removes(
     ],
 )
 def test_bad_input_is_refused_and_nothing_is_made(
-    client: TestClient[Any], appliance: Appliance, name: str, body: dict[str, Any], status: int,
+    client: TestClient[Any],
+    appliance: Appliance,
+    name: str,
+    body: dict[str, Any],
+    status: int,
     code: str,
 ) -> None:
     resp = _create(client, name, **body)
@@ -167,8 +181,12 @@ def test_failure_after_define_undoes_everything(
 
 
 def test_pinned_vm_gets_exclusive_cores(client: TestClient[Any]) -> None:
-    spec = {"vcpus": 4, "cpu": {"policy": "pinned", "isolated": True}, "memory_mib": 1024,
-            "hugepages": "2M"}
+    spec = {
+        "vcpus": 4,
+        "cpu": {"policy": "pinned", "isolated": True},
+        "memory_mib": 1024,
+        "hugepages": "2M",
+    }
     first = _create(client, "du1", spec=spec).json()
     second = _create(client, "du2", spec=spec).json()
     a, b = first["allocation"], second["allocation"]
@@ -200,24 +218,44 @@ def test_every_route_but_health_and_login_needs_a_token(appliance: Appliance) ->
 def test_tenants_see_only_their_own(client: TestClient[Any], appliance: Appliance) -> None:
     for tenant in ("acme", "beta"):
         assert client.post("/api/v1/tenants", json={"name": tenant}).status_code == 201
-        assert client.post("/api/v1/users", json={
-            "username": f"{tenant}-admin", "password": "long-enough-password",
-            "role": "tenant-admin", "tenant": tenant}).status_code == 201
-    client.post("/api/v1/users", json={"username": "watcher", "password": "long-enough-password",
-                                       "role": "viewer"})
+        assert (
+            client.post(
+                "/api/v1/users",
+                json={
+                    "username": f"{tenant}-admin",
+                    "password": "long-enough-password",
+                    "role": "tenant-admin",
+                    "tenant": tenant,
+                },
+            ).status_code
+            == 201
+        )
+    client.post(
+        "/api/v1/users",
+        json={"username": "watcher", "password": "long-enough-password", "role": "viewer"},
+    )
     with api_client(appliance) as other:
         acme = login(other, "acme-admin", "long-enough-password")
         beta = login(other, "beta-admin", "long-enough-password")
         viewer = login(other, "watcher", "long-enough-password")
-        made = other.post("/api/v1/vms", headers=acme,
-                          json={"name": "acme-llm", "appliance": "demo", "spec": {"role": "b2b"}})
+        made = other.post(
+            "/api/v1/vms",
+            headers=acme,
+            json={"name": "acme-llm", "appliance": "demo", "spec": {"role": "b2b"}},
+        )
         assert made.status_code == 201, made.text
         assert made.json()["tenant"] == "acme"
-        denied = other.post("/api/v1/vms", headers=acme,
-                            json={"name": "x", "appliance": "demo", "spec": {"tenant": "beta"}})
+        denied = other.post(
+            "/api/v1/vms",
+            headers=acme,
+            json={"name": "x", "appliance": "demo", "spec": {"tenant": "beta"}},
+        )
         assert denied.json()["code"] == "tenant_mismatch"
-        denied = other.post("/api/v1/vms", headers=acme,
-                            json={"name": "x", "appliance": "demo", "spec": {"role": "vran"}})
+        denied = other.post(
+            "/api/v1/vms",
+            headers=acme,
+            json={"name": "x", "appliance": "demo", "spec": {"role": "vran"}},
+        )
         assert denied.json()["code"] == "role_not_allowed"
         assert [v["name"] for v in other.get("/api/v1/vms", headers=beta).json()] == []
         assert other.get("/api/v1/vms/acme-llm", headers=beta).status_code == 404
@@ -226,7 +264,8 @@ def test_tenants_see_only_their_own(client: TestClient[Any], appliance: Applianc
         assert other.get("/api/v1/journal", headers=acme).status_code == 403
         assert [v["name"] for v in other.get("/api/v1/vms", headers=viewer).json()] == ["acme-llm"]
         assert other.post("/api/v1/vms/acme-llm/stop", headers=viewer).json()["code"] == (
-            "read_only_role")
+            "read_only_role"
+        )
         assert other.delete("/api/v1/vms/acme-llm", headers=acme).status_code == 204
 
 

@@ -28,8 +28,9 @@ def test_daemon_serves_and_stops_cleanly(tmp_path: Path) -> None:
 
         password = cfg.admin_password_file.read_text().strip()
         assert cfg.admin_password_file.stat().st_mode & 0o777 == 0o600
-        login = httpx.post(f"{d.url}/api/v1/auth/login",
-                           json={"username": "admin", "password": password})
+        login = httpx.post(
+            f"{d.url}/api/v1/auth/login", json={"username": "admin", "password": password}
+        )
         assert login.status_code == 201
 
         # The CLI finds the local token and the unix socket on its own.

@@ -40,8 +40,9 @@ def _system_conn() -> libvirt.virConnect:
 @pytest.fixture(scope="module")
 def demo_images() -> Path:
     image_dir = Path(os.environ.get("TOWERBOX_IMAGE_DIR", REPO / "var" / "images"))
-    subprocess.run([str(REPO / "images" / "demo" / "build.sh"), str(image_dir)], check=True,
-                   timeout=600)
+    subprocess.run(
+        [str(REPO / "images" / "demo" / "build.sh"), str(image_dir)], check=True, timeout=600
+    )
     return image_dir
 
 
@@ -65,10 +66,13 @@ def _wait(predicate: object, timeout: float, what: str) -> None:
 
 def test_real_vm_lifecycle_through_the_api(demo_images: Path, workdir: Path) -> None:
     conn = _system_conn()
-    cfg = make_config(workdir, TOWERBOX_LIBVIRT_URI=SYSTEM_URI,
-                      TOWERBOX_IMAGE_DIR=str(demo_images),
-                      TOWERBOX_NODE_NAME=f"it-{os.getpid()}",
-                      TOWERBOX_LIBVIRT_SHUTDOWN_TIMEOUT_S="60")
+    cfg = make_config(
+        workdir,
+        TOWERBOX_LIBVIRT_URI=SYSTEM_URI,
+        TOWERBOX_IMAGE_DIR=str(demo_images),
+        TOWERBOX_NODE_NAME=f"it-{os.getpid()}",
+        TOWERBOX_LIBVIRT_SHUTDOWN_TIMEOUT_S="60",
+    )
     name = f"demo-it-{os.getpid()}"
     vm_id = None
     try:
@@ -77,19 +81,32 @@ def test_real_vm_lifecycle_through_the_api(demo_images: Path, workdir: Path) -> 
             health = httpx.get(f"{d.url}/healthz").json()
             assert health["backends"]["libvirt"]["uri"] == SYSTEM_URI
             assert health["backends"]["libvirt"]["simulated"] is False
-            token = httpx.post(f"{d.url}/api/v1/auth/login", json={
-                "username": "admin", "password": cfg.admin_password_file.read_text().strip()
-            }).json()["token"]
+            token = httpx.post(
+                f"{d.url}/api/v1/auth/login",
+                json={"username": "admin", "password": cfg.admin_password_file.read_text().strip()},
+            ).json()["token"]
             with d.http(token) as api:
-                made = api.post("/api/v1/vms", json={"name": name, "appliance": "demo",
-                                                     "start": True})
+                made = api.post(
+                    "/api/v1/vms", json={"name": name, "appliance": "demo", "start": True}
+                )
                 assert made.status_code == 201, made.text
                 vm_id = made.json()["id"]
                 assert made.json()["state"] == "running"
-                _wait(lambda: MARKER in api.get(f"/api/v1/vms/{name}/console").text, 120,
-                      "the boot marker on the serial console")
-                _wait(lambda: (api.get(f"/api/v1/vms/{name}/stats").json()["current"] or {})
-                      .get("cpu_time_ns", 0) > 0, 30, "CPU time in the stats")
+                _wait(
+                    lambda: MARKER in api.get(f"/api/v1/vms/{name}/console").text,
+                    120,
+                    "the boot marker on the serial console",
+                )
+                _wait(
+                    lambda: (
+                        (api.get(f"/api/v1/vms/{name}/stats").json()["current"] or {}).get(
+                            "cpu_time_ns", 0
+                        )
+                        > 0
+                    ),
+                    30,
+                    "CPU time in the stats",
+                )
             d.proc.send_signal(signal.SIGTERM)
             assert d.proc.wait(timeout=30) == 0
         # The daemon is gone; the VM is libvirtd's and still runs.

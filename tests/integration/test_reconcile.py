@@ -31,8 +31,9 @@ def _root(app: Appliance) -> Any:
 
 
 def _make(app: Appliance, name: str, restart: str, role: str = "other") -> str:
-    req = VmCreateRequest(name=name, appliance="demo", spec={"restart": restart, "role": role},
-                          start=True)
+    req = VmCreateRequest(
+        name=name, appliance="demo", spec={"restart": restart, "role": role}, start=True
+    )
     return str(app.vms.create(_root(app), req)["id"])
 
 
@@ -59,8 +60,10 @@ def test_restart_policies(appliance: Appliance) -> None:
 
 def test_vran_restarts_first(appliance: Appliance) -> None:
     conn = libvirt.open("test:///default")
-    ids = [_make(appliance, n, "always", role=r)
-           for n, r in (("a-b2b", "b2b"), ("b-upf", "upf"), ("c-du", "vran"))]
+    ids = [
+        _make(appliance, n, "always", role=r)
+        for n, r in (("a-b2b", "b2b"), ("b-upf", "upf"), ("c-du", "vran"))
+    ]
     for vm_id in ids:
         conn.lookupByUUIDString(vm_id).destroy()
     assert appliance.reconciler.run().restarted == ["c-du", "b-upf", "a-b2b"]
@@ -77,14 +80,18 @@ def test_drift_is_journalled_once_and_never_repaired_by_deleting(appliance: Appl
     stray = conn.defineXML(
         f"<domain type='test'><name>stray</name><uuid>{stray_id}</uuid><memory>65536</memory>"
         "<os><type>hvm</type></os><metadata><tbx:vm xmlns:tbx='urn:towerbox:vm:1' "
-        "node='test-node' vm-id='x' role='other'/></metadata></domain>")
+        "node='test-node' vm-id='x' role='other'/></metadata></domain>"
+    )
     foreign = conn.defineXML(
         "<domain type='test'><name>someone-elses</name><memory>65536</memory>"
-        "<os><type>hvm</type></os></domain>")
+        "<os><type>hvm</type></os></domain>"
+    )
     try:
         report = appliance.reconciler.run()
         assert sorted(d["kind"] for d in report.drift) == [
-            "drift.domain_missing", "drift.unknown_domain"]
+            "drift.domain_missing",
+            "drift.unknown_domain",
+        ]
         appliance.reconciler.run()
         kinds = _kinds()
         assert kinds.count("drift.domain_missing") == 1

@@ -47,8 +47,14 @@ class Daemon:
         raise AssertionError(f"no {wanted} from the daemon; log:\n{self.log.read_text()[-3000:]}")
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([TOWERBOX, *args], env=self.env, capture_output=True, text=True,
-                              timeout=120, check=False)
+        return subprocess.run(
+            [TOWERBOX, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     def http(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -89,8 +95,9 @@ def running_daemon(cfg: Config, tmp: Path, watchdog_usec: int = 2_000_000) -> It
     }
     log = tmp / "daemon.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([TOWERBOX, "appliance"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [TOWERBOX, "appliance"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     daemon = Daemon(proc, notify, env, f"http://127.0.0.1:{port}", log)
     try:
         yield daemon

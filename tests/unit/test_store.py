@@ -19,7 +19,9 @@ def db(tmp_path: Path) -> peewee.SqliteDatabase:
     database.close()
 
 
-def test_wal_mode_schema_version_and_private_file(db: peewee.SqliteDatabase, tmp_path: Path) -> None:
+def test_wal_mode_schema_version_and_private_file(
+    db: peewee.SqliteDatabase, tmp_path: Path
+) -> None:
     assert db.pragma("journal_mode") == "wal"
     assert db.pragma("user_version") == SCHEMA_VERSION
     assert (tmp_path / "state.db").stat().st_mode & 0o777 == 0o600
@@ -45,15 +47,20 @@ def test_entry_is_written_with_the_change_or_not_at_all(db: peewee.SqliteDatabas
     with journal.write_transaction():
         Tenant.create(name="acme")
         journal.append("tenant.created", "tenant", "acme", {"name": "acme"})
-    with pytest.raises(RuntimeError), journal.write_transaction():
-        Tenant.create(name="beta")
-        journal.append("tenant.created", "tenant", "beta", {"name": "beta"})
-        raise RuntimeError("service failed after writing")
+    with pytest.raises(RuntimeError):
+        _failing_write()
     assert [t.name for t in Tenant.select()] == ["acme"]
     assert [e["seq"] for e in journal.entries()] == [1]
     # The rolled-back entry did not use up a number: the next one is 2.
     with journal.write_transaction():
         assert journal.append("tenant.created", "tenant", "gamma", None) == 2
+
+
+def _failing_write() -> None:
+    with journal.write_transaction():
+        Tenant.create(name="beta")
+        journal.append("tenant.created", "tenant", "beta", {"name": "beta"})
+        raise RuntimeError("service failed after writing")
 
 
 def test_append_outside_a_transaction_is_a_bug(db: peewee.SqliteDatabase) -> None:

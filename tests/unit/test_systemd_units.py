@@ -41,7 +41,12 @@ def test_verify_would_catch_a_mistake(tmp_path: Path) -> None:
 
 def test_appliance_unit_essentials() -> None:
     text = (REPO / "systemd" / "towerbox-appliance.service").read_text()
-    for line in ("Type=notify", "Restart=on-failure", "After=libvirtd.service",
-                 "NoNewPrivileges=yes", "ProtectSystem=strict"):
+    for line in (
+        "Type=notify",
+        "Restart=on-failure",
+        "After=libvirtd.service",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+    ):
         assert line in text
     assert "WatchdogSec=" in text

@@ -24,8 +24,18 @@ def image_format(path: Path) -> str:
 def create_overlay(base: Path, overlay: Path, size_gib: int | None = None) -> None:
     """A copy-on-write qcow2 on top of ``base``; the base is never written."""
     overlay.parent.mkdir(parents=True, exist_ok=True)
-    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", image_format(base),
-            "-b", str(base.resolve()), str(overlay)]
+    argv = [
+        "qemu-img",
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-F",
+        image_format(base),
+        "-b",
+        str(base.resolve()),
+        str(overlay),
+    ]
     if size_gib is not None:
         argv.append(f"{size_gib}G")
     run(argv, code="disk_create_failed")
@@ -34,8 +44,10 @@ def create_overlay(base: Path, overlay: Path, size_gib: int | None = None) -> No
 
 def create_blank(path: Path, size_gib: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), f"{size_gib}G"],
-        code="disk_create_failed")
+    run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", str(path), f"{size_gib}G"],
+        code="disk_create_failed",
+    )
 
 
 def remove(paths: list[Path]) -> None:

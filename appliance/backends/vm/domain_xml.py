@@ -128,7 +128,9 @@ def read_owner(domain_xml: str) -> Owner | None:
         root = ET.fromstring(domain_xml)  # noqa: S314 - libvirt's output or ours
     except ET.ParseError:
         return None
-    marker = root if root.tag == _MARKER else root.find(f"metadata/{_MARKER}")
+    # virDomain.metadata(..., OWNER_NS) hands the marker back with its namespace
+    # stripped on some drivers: a bare <vm> root can only have come from that lookup.
+    marker = root if root.tag in (_MARKER, "vm") else root.find(f"metadata/{_MARKER}")
     if marker is None:
         return None
     node, vm_id, role = marker.get("node"), marker.get("vm-id"), marker.get("role")

@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 
 import libvirt
 
+from appliance.backends.vm.domain_xml import OWNER_NS, read_owner
 from appliance.backends.vm.protocol import DomainState, DomainStats, DomainStatus
 from appliance.errors import BackendError, BackendUnavailable, Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
-OWNER_NS = "urn:towerbox:vm:1"
 SYSTEM_URI = "qemu:///system"
 TEST_URI = "test:///default"
 
@@ -55,8 +55,9 @@ def _translate(err: libvirt.libvirtError, what: str) -> Exception:
 
 
 def _crashed(state: int, reason: int) -> bool:
-    return state == libvirt.VIR_DOMAIN_CRASHED or (
-        state == libvirt.VIR_DOMAIN_SHUTOFF and reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED
+    return bool(
+        state == libvirt.VIR_DOMAIN_CRASHED
+        or (state == libvirt.VIR_DOMAIN_SHUTOFF and reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED)
     )
 
 
@@ -91,7 +92,7 @@ class LibvirtBackend:
         with self._lock:
             if self._conn is not None:
                 try:
-                    if self._conn.isAlive():
+                    if bool(self._conn.isAlive()):
                         return self._conn
                 except libvirt.libvirtError:
                     pass
@@ -201,7 +202,8 @@ class LibvirtBackend:
             if err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN_METADATA:
                 raise
             meta = None
-        owner = _owner_from_metadata(meta) if meta else None
+        parsed = read_owner(meta) if meta else None
+        owner = parsed.node if parsed else None
         self._owner_cache[uuid] = owner
         return owner
 
@@ -210,16 +212,6 @@ class LibvirtBackend:
             return [_stats(dom, raw) for dom, raw in c.getAllDomainStats()]
 
         return self._call("domain stats", go)
-
-
-def _owner_from_metadata(meta: str) -> str | None:
-    import xml.etree.ElementTree as ET  # noqa: S405 - parses libvirt's own output
-
-    try:
-        node = ET.fromstring(meta).get("node")  # noqa: S314
-    except ET.ParseError:
-        return None
-    return node
 
 
 def _stats(dom: libvirt.virDomain, raw: dict[str, Any]) -> DomainStats:
