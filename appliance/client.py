@@ -16,8 +16,10 @@ class ApiError(TowerboxError):
     """A problem response from the appliance, carried back with its code."""
 
     def __init__(self, status: int, problem: dict[str, Any]) -> None:
-        super().__init__(str(problem.get("detail", f"HTTP {status}")),
-                         code=str(problem.get("code", "http_error")))
+        super().__init__(
+            str(problem.get("detail", f"HTTP {status}")),
+            code=str(problem.get("code", "http_error")),
+        )
         self.status = status
         self.problem = problem
 
@@ -35,26 +37,32 @@ def find_token(cfg: Config) -> str | None:
 
 
 class ApplianceClient:
-    def __init__(self, cfg: Config, url: str | None = None, token: str | None = None,
-                 timeout: float = 120.0) -> None:
+    def __init__(
+        self, cfg: Config, url: str | None = None, token: str | None = None, timeout: float = 120.0
+    ) -> None:
         token = token or find_token(cfg)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if url:
             self._http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
         elif Path(cfg.api.socket).exists():
-            self._http = httpx.Client(transport=httpx.HTTPTransport(uds=cfg.api.socket),
-                                      base_url="http://appliance", headers=headers,
-                                      timeout=timeout)
+            self._http = httpx.Client(
+                transport=httpx.HTTPTransport(uds=cfg.api.socket),
+                base_url="http://appliance",
+                headers=headers,
+                timeout=timeout,
+            )
         else:
-            self._http = httpx.Client(base_url=f"http://{cfg.api.host}:{cfg.api.port}",
-                                      headers=headers, timeout=timeout)
+            self._http = httpx.Client(
+                base_url=f"http://{cfg.api.host}:{cfg.api.port}", headers=headers, timeout=timeout
+            )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             resp = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as err:
-            raise TowerboxError(f"cannot reach the appliance: {err}",
-                                code="appliance_unreachable") from err
+            raise TowerboxError(
+                f"cannot reach the appliance: {err}", code="appliance_unreachable"
+            ) from err
         if resp.status_code >= 400:
             try:
                 problem = resp.json()

@@ -53,7 +53,8 @@ def run(
         )
     except subprocess.TimeoutExpired as err:
         raise BackendError(
-            f"{args[0]} did not finish within {timeout:.0f} s", code="command_timeout",
+            f"{args[0]} did not finish within {timeout:.0f} s",
+            code="command_timeout",
             command=args[0],
         ) from err
     done = Completed(args, proc.returncode, proc.stdout, proc.stderr)

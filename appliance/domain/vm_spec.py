@@ -201,7 +201,8 @@ def validate_spec(spec: VmSpec) -> None:
         )
     if spec.numa_node is not None and not 0 <= spec.numa_node < 1024:
         raise InvalidInput(
-            f"numa_node {spec.numa_node} is out of range", code="unknown_numa_node",
+            f"numa_node {spec.numa_node} is out of range",
+            code="unknown_numa_node",
             field="numa_node",
         )
     if spec.cpu.policy is CpuPolicy.SHARED and spec.cpu.isolated:
@@ -219,7 +220,8 @@ def validate_spec(spec: VmSpec) -> None:
         check_pci_address(addr, f"pci_devices[{i}]")
         if addr in seen:
             raise InvalidInput(
-                f"PCI device {addr} is listed twice", code="invalid_pci_address",
+                f"PCI device {addr} is listed twice",
+                code="invalid_pci_address",
                 field=f"pci_devices[{i}]",
             )
         seen.add(addr)
@@ -237,7 +239,8 @@ def _validate_disks(spec: VmSpec) -> None:
         if disk.bus not in ("virtio", "sata", "scsi"):
             raise InvalidInput(
                 f"disk bus {disk.bus!r} is not one of virtio, sata, scsi",
-                code="invalid_spec", field=f"{field}.bus",
+                code="invalid_spec",
+                field=f"{field}.bus",
             )
         if disk.image is None and disk.size_gib is None:
             raise InvalidInput(
@@ -269,7 +272,8 @@ def _validate_nics(spec: VmSpec) -> None:
             if nic.model not in ("virtio", "e1000", "rtl8139"):
                 raise InvalidInput(
                     f"NIC model {nic.model!r} is not one of virtio, e1000, rtl8139",
-                    code="invalid_nic", field=f"{field}.model",
+                    code="invalid_nic",
+                    field=f"{field}.model",
                 )
         if nic.vlan is not None and nic.kind is not NicKind.OVS:
             raise InvalidInput(
@@ -284,5 +288,6 @@ def _validate_nics(spec: VmSpec) -> None:
         if nic.mac is not None and not _MAC_RE.match(nic.mac):
             raise InvalidInput(
                 f"{nic.mac!r} is not a MAC address like 52:54:00:12:34:56",
-                code="invalid_nic", field=f"{field}.mac",
+                code="invalid_nic",
+                field=f"{field}.mac",
             )
