@@ -25,8 +25,8 @@ from appliance.catalog import CatalogEntry, spec_for
 from appliance.config import Config
 from appliance.domain.allocation import Allocation, decode_allocation, encode_allocation
 from appliance.domain.allocator import Allocator
-from appliance.domain.vm_spec import Role, VmSpec, parse_vm_spec, spec_to_dict
-from appliance.errors import Conflict, Forbidden, InvalidInput, NotFound
+from appliance.domain.vm_spec import CpuPolicy, Role, VmSpec, parse_vm_spec, spec_to_dict
+from appliance.errors import Conflict, Forbidden, InvalidInput, NotFound, TowerboxError
 from appliance.services.auth import Principal
 from appliance.services.monitor import Monitor, sample_to_dict
 from appliance.store import journal
@@ -203,6 +203,8 @@ class VmService:
                 self._undo_create(vm_id, defined, made, spec.name)
                 raise
         log.info("created VM %s (%s)", spec.name, vm_id, extra={"vm": spec.name})
+        if alloc.vcpu_pins:
+            self._repin_shared()
         if req.start:
             self.start(principal, spec.name)
         return self.get(principal, spec.name)
@@ -330,7 +332,37 @@ class VmService:
             with journal.write_transaction():
                 vm.delete_instance()
                 journal.append("vm.deleted", "vm", vm.id, None)
+            if spec.cpu.policy is CpuPolicy.PINNED:
+                self._repin_shared()
         log.info("deleted VM %s", name, extra={"vm": name})
+
+    def _repin_shared(self) -> None:
+        """Move shared VMs onto the shared pool as it is now.
+
+        A pinned VM's cores are exclusive only if no shared VM may float onto them,
+        and a deleted pinned VM's cores should return to the pool.
+        """
+        for vm in Vm.select():
+            alloc = decode_allocation(vm.allocation)
+            if alloc.vcpu_pins or not alloc.shared_cpus:
+                continue
+            pool = self._allocator.shared_pool(alloc.numa_node)
+            if not pool or pool == alloc.shared_cpus:
+                continue
+            try:
+                self._backend.pin_vcpus(vm.id, pool)
+            except TowerboxError as err:
+                log.error(
+                    "could not move VM %s to the shared CPU pool: %s",
+                    vm.name,
+                    err.message,
+                    extra={"vm": vm.name},
+                )
+                continue
+            new = msgspec.structs.replace(alloc, shared_cpus=pool)
+            with journal.write_transaction():
+                Vm.update(allocation=encode_allocation(new)).where(Vm.id == vm.id).execute()
+                journal.append("vm.repinned", "vm", vm.id, {"name": vm.name, "cpus": list(pool)})
 
     # -- helpers -----------------------------------------------------------------
 

@@ -145,3 +145,16 @@ def test_foreign_domains_have_no_owner(backend: LibvirtBackend) -> None:
         assert backend.status(foreign_id).owner_node is None  # type: ignore[union-attr]
     finally:
         backend.undefine(foreign_id)
+
+
+def test_pin_vcpus_saved_and_live(backend: LibvirtBackend, domain: str) -> None:
+    backend.pin_vcpus(domain, (0,))
+    backend.start(domain)
+    backend.pin_vcpus(domain, (0,))
+    conn = libvirt.open(backend.uri)
+    try:
+        pins = conn.lookupByUUIDString(domain).vcpuPinInfo(0)
+    finally:
+        conn.close()
+    assert [i for i, on in enumerate(pins[0]) if on] == [0]
+    backend.destroy(domain)

@@ -283,3 +283,24 @@ def test_node_routes(client: TestClient[Any]) -> None:
     text = client.get("/metrics").text
     assert "towerbox_api_request_seconds_bucket" in text
     assert 'route="/api/v1/vms"' in text
+
+
+def test_shared_vms_move_off_cores_a_pinned_vm_takes(
+    client: TestClient[Any], appliance: Appliance
+) -> None:
+    shared = _create(client, "floater", start=True).json()
+    before = set(shared["allocation"]["shared_cpus"])
+    pinned = _create(client, "du", spec={"vcpus": 4, "cpu": {"policy": "pinned"}}).json()
+    taken = set(pinned["allocation"]["cpus"])
+    assert taken <= before
+    after = set(client.get("/api/v1/vms/floater").json()["allocation"]["shared_cpus"])
+    assert after == before - taken
+    conn = libvirt.open("test:///default")
+    pins = conn.lookupByUUIDString(shared["id"]).vcpuPinInfo(0)
+    host_cpus = conn.getCPUMap()[0]
+    conn.close()
+    # The test driver's host is smaller than the fixture's: it shows the pool's first CPUs.
+    assert {i for i, on in enumerate(pins[0]) if on} == {c for c in after if c < host_cpus}
+    assert client.delete("/api/v1/vms/du").status_code == 204
+    restored = client.get("/api/v1/vms/floater").json()["allocation"]["shared_cpus"]
+    assert set(restored) == before
