@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ import libvirt
 
 from appliance.backends.vm.domain_xml import OWNER_NS, read_owner
 from appliance.backends.vm.protocol import DomainState, DomainStats, DomainStatus
+from appliance.backends.vm.xml_parts import compact_cpuset
 from appliance.errors import BackendError, BackendUnavailable, Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -163,9 +165,16 @@ class LibvirtBackend:
             if not any(cpumap):
                 raise Conflict(f"no usable CPU among {cpus}", code="no_cpus_to_pin")
             dom = self._dom(c, uuid)
-            flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
-            if dom.isActive():
-                flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+            if not dom.isActive():
+                # The saved definition is all there is: rewrite its cpuset (some
+                # drivers refuse pinning calls on a stopped domain).
+                root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))  # noqa: S314
+                vcpu_el = root.find("vcpu")
+                if vcpu_el is not None:
+                    vcpu_el.set("cpuset", compact_cpuset(cpus))
+                    c.defineXML(ET.tostring(root, encoding="unicode"))
+                return
+            flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG | libvirt.VIR_DOMAIN_AFFECT_LIVE
             for vcpu in range(dom.info()[3]):
                 _with_flags(functools.partial(dom.pinVcpuFlags, vcpu, cpumap), flags)
             _with_flags(functools.partial(dom.pinEmulator, cpumap), flags)
