@@ -22,7 +22,7 @@ from pathlib import Path
 import libvirt
 
 from appliance.backends.vm.libvirt_backend import SYSTEM_URI
-from tests.support.appliance import REPO, make_config
+from tests.support.appliance import REAL_HOST, REPO, make_config
 from tests.support.daemon import running_daemon
 
 RUNS = 5
@@ -68,6 +68,7 @@ def main() -> int:
         TOWERBOX_LIBVIRT_URI=SYSTEM_URI,
         TOWERBOX_IMAGE_DIR=str(image_dir),
         TOWERBOX_NODE_NAME="bench",
+        **REAL_HOST,
     )
     api_times: list[float] = []
     raw_times: list[float] = []

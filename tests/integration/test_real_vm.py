@@ -20,7 +20,7 @@ import libvirt
 import pytest
 
 from appliance.backends.vm.libvirt_backend import SYSTEM_URI
-from tests.support.appliance import REPO, make_config
+from tests.support.appliance import REAL_HOST, REPO, make_config
 from tests.support.daemon import running_daemon
 
 pytestmark = [pytest.mark.libvirtd, pytest.mark.slow]
@@ -72,6 +72,7 @@ def test_real_vm_lifecycle_through_the_api(demo_images: Path, workdir: Path) -> 
         TOWERBOX_IMAGE_DIR=str(demo_images),
         TOWERBOX_NODE_NAME=f"it-{os.getpid()}",
         TOWERBOX_LIBVIRT_SHUTDOWN_TIMEOUT_S="60",
+        **REAL_HOST,
     )
     name = f"demo-it-{os.getpid()}"
     vm_id = None

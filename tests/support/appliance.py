@@ -28,6 +28,15 @@ def make_images(image_dir: Path) -> None:
         run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "1G"])
 
 
+# This machine rather than a fixture tree: for real QEMU, which pins to CPUs that exist.
+REAL_HOST = {
+    "TOWERBOX_HOST_SYSFS_ROOT": "/sys",
+    "TOWERBOX_HOST_PROCFS_ROOT": "/proc",
+    "TOWERBOX_HOST_DEV_ROOT": "/dev",
+    "TOWERBOX_HOST_RESERVED_CPUS": "",
+}
+
+
 def make_config(tmp: Path, **env: str) -> Config:
     host_root = tmp / "host"
     if not host_root.exists():

@@ -83,6 +83,7 @@ def config_env(cfg: Config, port: int) -> dict[str, str]:
 def running_daemon(cfg: Config, tmp: Path, watchdog_usec: int = 2_000_000) -> Iterator[Daemon]:
     port = free_port()
     notify_path = tmp / "notify.sock"
+    notify_path.unlink(missing_ok=True)  # left by an earlier run in the same folder
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
     env = {

@@ -50,7 +50,7 @@ def _translate(err: libvirt.libvirtError, what: str) -> Exception:
         return NotFound(msg, code="domain_not_found")
     if code == libvirt.VIR_ERR_OPERATION_INVALID:
         return Conflict(msg, code="domain_state_conflict")
-    if code in (libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_ERR_RPC):
+    if code in (libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_RPC):
         return BackendUnavailable(msg, code="libvirt_unavailable")
     if code in (libvirt.VIR_ERR_XML_ERROR, libvirt.VIR_ERR_CONFIG_UNSUPPORTED):
         return BackendError(msg, code="libvirt_rejected_config")
