@@ -87,4 +87,6 @@ def create_app(appliance: Appliance) -> Litestar:
         ),
         request_max_body_size=MAX_BODY_BYTES,
         debug=False,
+        # The daemon configures logging once (journald-friendly); Litestar must not.
+        logging_config=None,
     )
