@@ -127,6 +127,8 @@ def test_real_vm_lifecycle_through_the_api(demo_images: Path, workdir: Path) -> 
         assert list(cfg.disk_dir.iterdir()) == []
         assert list(cfg.console_dir.iterdir()) == []
     finally:
+        # libvirtd keeps each domain's QEMU log after undefine; this one is ours.
+        Path(f"/var/log/libvirt/qemu/{name}.log").unlink(missing_ok=True)
         if vm_id is not None:  # the test failed midway: do not leave a VM running
             try:
                 dom = conn.lookupByUUIDString(vm_id)
