@@ -128,7 +128,7 @@ class AuthService:
         )
         if row is None or row.user.disabled:
             raise Unauthorized("unknown or revoked token", code="invalid_token")
-        if row.expires_at is not None and _aware(row.expires_at) < utcnow():
+        if row.expires_at is not None and aware_utc(row.expires_at) < utcnow():
             raise Unauthorized("token expired; log in again", code="token_expired")
         user = row.user
         tenant = user.tenant_id if user.tenant_id else None
@@ -154,8 +154,8 @@ class AuthService:
                 "name": t.name,
                 "kind": t.kind,
                 "user": t.user.username,
-                "created_at": _aware(t.created_at).isoformat(),
-                "expires_at": _aware(t.expires_at).isoformat() if t.expires_at else None,
+                "created_at": aware_utc(t.created_at).isoformat(),
+                "expires_at": aware_utc(t.expires_at).isoformat() if t.expires_at else None,
             }
             for t in query.order_by(Token.id)
         ]
@@ -231,6 +231,6 @@ class AuthService:
         ]
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
+def aware_utc(value: dt.datetime) -> dt.datetime:
     # SQLite hands back naive datetimes for what was written as UTC.
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -27,7 +27,7 @@ from appliance.domain.allocation import Allocation, decode_allocation, encode_al
 from appliance.domain.allocator import Allocator
 from appliance.domain.vm_spec import CpuPolicy, Role, VmSpec, parse_vm_spec, spec_to_dict
 from appliance.errors import Conflict, Forbidden, InvalidInput, NotFound, TowerboxError
-from appliance.services.auth import Principal
+from appliance.services.auth import Principal, aware_utc
 from appliance.services.monitor import Monitor, sample_to_dict
 from appliance.store import journal
 from appliance.store.models import Tenant, Vm, utcnow
@@ -84,8 +84,15 @@ class VmService:
     # -- reads -------------------------------------------------------------------
 
     def list_vms(self, principal: Principal) -> list[dict[str, Any]]:
+        swept = self._monitor.snapshot.taken_at
+        # The snapshot answers for every VM but those acted on since the last sweep:
+        # a list right after "start" must not say "shutoff".
         return [
-            self._view(vm, live=False)
+            self._view(
+                vm,
+                live=vm.id not in self._monitor.snapshot.vms
+                or aware_utc(vm.updated_at).timestamp() > swept,
+            )
             for vm in Vm.select().order_by(Vm.name)
             if principal.can_see(vm.tenant)
         ]
@@ -277,7 +284,7 @@ class VmService:
         if status.state not in _ACTIVE:
             self._backend.start(vm.id)
             log.info("started VM %s", name, extra={"vm": name})
-        return self._view(Vm.get_by_id(vm.id))
+        return self._after_action(vm.id)
 
     def shutdown(self, principal: Principal, name: str, timeout_s: float | None) -> dict[str, Any]:
         """ACPI power-off, then force after the deadline."""
@@ -296,7 +303,7 @@ class VmService:
                     extra={"vm": name},
                 )
                 self._backend.destroy(vm.id)
-        view = self._view(Vm.get_by_id(vm.id))
+        view = self._after_action(vm.id)
         view["forced"] = forced
         return view
 
@@ -305,7 +312,7 @@ class VmService:
         self._set_desired(vm, STOPPED, "vm.stop")
         if self._is_active(vm.id):
             self._backend.destroy(vm.id)
-        return self._view(Vm.get_by_id(vm.id))
+        return self._after_action(vm.id)
 
     def reboot(self, principal: Principal, name: str) -> dict[str, Any]:
         vm = self._writable(principal, name)
@@ -387,6 +394,12 @@ class VmService:
         with journal.write_transaction():
             Vm.update(desired_state=desired, updated_at=utcnow()).where(Vm.id == vm.id).execute()
             journal.append(kind, "vm", vm.id, {"name": vm.name, "desired_state": desired})
+
+    def _after_action(self, vm_id: str) -> dict[str, Any]:
+        # Marks the row as newer than any sweep that ran during the action, so lists
+        # ask libvirt for this VM until the next sweep sees the new state.
+        Vm.update(updated_at=utcnow()).where(Vm.id == vm_id).execute()
+        return self._view(Vm.get_by_id(vm_id))
 
     def _is_active(self, vm_id: str) -> bool:
         status = self._backend.status(vm_id)
