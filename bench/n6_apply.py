@@ -149,9 +149,11 @@ def main() -> int:
         finally:
             lab.close()
             shutil.rmtree(workdir, ignore_errors=True)
-    print(f"n6_apply_100_ms: {apply_ms:.0f} ms ({len(made.changes)} changes)")
+    print(f"n6_apply_100_ms: {apply_ms:.0f} ms")
+    print(f"n6_apply_100_changes: {len(made.changes)} count")
     print(f"n6_reapply_noop_ms: {reapply_ms:.0f} ms")
-    print(f"n6_isolation_violations: {violations} count ({PROBED} tenants probed)")
+    print(f"n6_isolation_violations: {violations} count")
+    print(f"n6_isolation_tenants_probed: {PROBED} count")
     ok = apply_ms <= TARGET_APPLY_MS and reapply_ms <= TARGET_REAPPLY_MS and violations == 0
     if unanswered:
         print(f"n6 probe: {unanswered} same-tenant probes went unanswered")
