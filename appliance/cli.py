@@ -90,6 +90,29 @@ def _build_parser() -> argparse.ArgumentParser:
     ):
         sub.add_parser(name, help=help_text).add_argument("--json", action="store_true")
         p.set_defaults(**{f"_{name}_path": path})
+    n6 = sub.add_parser("n6", help="N6 trunks and tenant VNets").add_subparsers(
+        dest="n6_command", required=True
+    )
+    for name, help_text in (
+        ("trunks", "list trunks"),
+        ("vnets", "list VNets"),
+        ("plan", "what apply would change"),
+        ("apply", "apply the VNets"),
+        ("state", "VNets with traffic and attached VMs"),
+    ):
+        n6.add_parser(name, help=help_text).add_argument("--json", action="store_true")
+    vnet = n6.add_parser("vnet-create", help="declare a VNet from a JSON document")
+    vnet.add_argument("document", help='e.g. \'{"tenant": "acme", "name": "llm", ...}\'')
+    vnet.add_argument("--json", action="store_true")
+    vnet_rm = n6.add_parser("vnet-delete", help="remove a VNet from the declaration")
+    vnet_rm.add_argument("tenant")
+    vnet_rm.add_argument("name")
+    trunk = n6.add_parser("trunk-set", help="declare or change a trunk")
+    trunk.add_argument("name")
+    trunk.add_argument("--kind", choices=("ovs", "linux"), required=True)
+    trunk.add_argument("--port", action="append", default=[], help="uplink/UPF port (repeat)")
+    trunk.add_argument("--json", action="store_true")
+
     journal = sub.add_parser("journal", help="the node's journal")
     journal.add_argument("--after", type=int, default=0)
     journal.add_argument("--limit", type=int, default=50)
@@ -124,9 +147,13 @@ def _show(args: argparse.Namespace, result: Any) -> None:
         _print_table(result, ["name", "state", "role", "tenant", "vcpus", "memory_mib", "cpu_pct"])
     elif isinstance(result, list) and args.command == "catalog":
         _print_table(result, ["name", "role", "version", "description"])
-    elif args.command == "journal":
-        entries = result["entries"] if isinstance(result, dict) else []
-        _print_table(entries, ["seq", "kind", "object_type", "object_id"])
+    elif isinstance(result, dict) and args.command == "n6" and "changes" in result:
+        for kind, lines in result["changes"].items():
+            print(f"{kind}: {len(lines)} changes")
+            for line in lines:
+                print(f"  {line}")
+    elif isinstance(result, dict) and args.command == "journal":
+        _print_table(result["entries"], ["seq", "kind", "object_type", "object_id"])
     else:
         print(json.dumps(result, indent=2))
 
@@ -154,11 +181,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _n6(args: argparse.Namespace, c: ApplianceClient) -> Any:
+    base = "/api/v1/n6"
+    command = args.n6_command
+    if command in ("trunks", "vnets", "state"):
+        return c.request("GET", f"{base}/{command}")
+    if command in ("plan", "apply"):
+        return c.request("POST", f"{base}/{command}")
+    if command == "vnet-create":
+        return c.request("POST", f"{base}/vnets", json=json.loads(args.document))
+    if command == "vnet-delete":
+        return c.request("DELETE", f"{base}/vnets/{args.tenant}/{args.name}")
+    body = {"kind": args.kind, "ports": args.port}
+    return c.request("PUT", f"{base}/trunks/{args.name}", json=body)
+
+
 def _dispatch(args: argparse.Namespace, client: ApplianceClient) -> Any:
     if args.command == "vm":
         return _VM_COMMANDS[args.vm_command][1](args, client)
     if args.command in ("host", "catalog", "health"):
         return client.request("GET", getattr(args, f"_{args.command}_path"))
+    if args.command == "n6":
+        return _n6(args, client)
     if args.command == "journal":
         return client.request(
             "GET", "/api/v1/journal", params={"after": args.after, "limit": args.limit}

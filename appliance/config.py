@@ -56,6 +56,14 @@ class JobsConfig:
 
 
 @dataclass(frozen=True)
+class NetConfig:
+    # "auto": the real Open vSwitch / Linux backend when it answers, else simulated;
+    # "real": refuse to fall back; "simulated": never touch the host network.
+    backend: str = "auto"
+    owner: str = "towerbox"  # marker on every port, rule and table Towerbox makes
+
+
+@dataclass(frozen=True)
 class Config:
     node_name: str = "towerbox"
     state_dir: str = "/var/lib/towerbox"
@@ -66,6 +74,7 @@ class Config:
     libvirt: LibvirtConfig = field(default_factory=LibvirtConfig)
     host: HostConfig = field(default_factory=HostConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    n6: NetConfig = field(default_factory=NetConfig)
 
     @property
     def db_path(self) -> Path:
@@ -98,6 +107,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "libvirt": LibvirtConfig,
     "host": HostConfig,
     "jobs": JobsConfig,
+    "n6": NetConfig,
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,13 +16,18 @@ from appliance.catalog import CatalogEntry, load_catalog
 from appliance.config import Config, parse_cpu_list
 from appliance.domain.allocator import Allocator
 from appliance.domain.host import HostInventory
-from appliance.errors import TowerboxError
+from appliance.errors import ConfigError, TowerboxError
 from appliance.metrics import Metrics
 from appliance.services.auth import AuthService
 from appliance.services.monitor import Monitor, record_state_changes
+from appliance.services.n6 import N6Service
 from appliance.services.reconcile import Reconciler
 from appliance.services.vms import VmService
 from appliance.store.db import open_database
+from upf_bridge.backends import backend_for as n6_backend_for
+from upf_bridge.backends import probe as n6_probe
+from upf_bridge.backends.base import NetBackend
+from upf_bridge.model import TrunkKind
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +47,40 @@ class Appliance:
     vms: VmService
     metrics: Metrics
     started_at: float
+    n6: N6Service
 
     def monitor_job(self) -> None:
         snapshot = self.monitor.sweep()
         self.metrics.observe_sweep(snapshot.sweep_ms / 1000, snapshot.states)
         record_state_changes(snapshot)
+        self.n6.sweep_counters()
 
     def reconcile_job(self) -> None:
         report = self.reconciler.run()
         self.metrics.reconcile_restarts.set(len(report.restarted))
         self.metrics.drift.set(len(report.drift))
+        try:
+            self.n6.reapply()
+        except TowerboxError as err:
+            log.error("N6 paths could not be repaired: %s (%s)", err.message, err.code)
 
     def close(self) -> None:
         self.db.close()
+
+
+def _n6_backends(cfg: Config) -> Callable[[TrunkKind], NetBackend]:
+    choice = cfg.n6.backend
+    if choice not in ("auto", "real", "simulated"):
+        raise ConfigError(
+            f"n6.backend must be auto, real or simulated, not {choice!r}", field="n6.backend"
+        )
+
+    def make(kind: TrunkKind) -> NetBackend:
+        if choice == "auto":
+            return n6_probe(kind, owner=cfg.n6.owner)
+        return n6_backend_for(kind, owner=cfg.n6.owner, simulated=choice == "simulated")
+
+    return make
 
 
 def build_appliance(cfg: Config) -> Appliance:
@@ -76,7 +103,8 @@ def build_appliance(cfg: Config) -> Appliance:
     catalog = load_catalog(cfg.resolved_catalog_dir())
     monitor = Monitor(backend, cfg.jobs.history_samples)
     auth = AuthService(cfg.api.token_ttl_s)
-    vms = VmService(cfg, backend, allocator, catalog, monitor)
+    n6 = N6Service(_n6_backends(cfg))
+    vms = VmService(cfg, backend, allocator, catalog, monitor, vnets=n6.attachment)
     for record in vms.load_records():
         try:
             allocator.restore(record.spec.name, record.allocation)
@@ -99,4 +127,5 @@ def build_appliance(cfg: Config) -> Appliance:
         vms=vms,
         metrics=Metrics(),
         started_at=time.time(),
+        n6=n6,
     )

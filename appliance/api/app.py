@@ -18,6 +18,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from appliance.api import problems
 from appliance.api.auth import make_auth_middleware
 from appliance.api.auth_routes import AuthController
+from appliance.api.n6 import N6Controller
 from appliance.api.node import NodeController, healthz, metrics
 from appliance.api.vms import VmController
 from appliance.context import Appliance
@@ -57,7 +58,14 @@ def _latency_middleware(appliance: Appliance) -> Any:
 
 def create_app(appliance: Appliance) -> Litestar:
     return Litestar(
-        route_handlers=[healthz, metrics, AuthController, VmController, NodeController],
+        route_handlers=[
+            healthz,
+            metrics,
+            AuthController,
+            VmController,
+            NodeController,
+            N6Controller,
+        ],
         dependencies={"appliance": Provide(lambda: appliance, sync_to_thread=False)},
         middleware=[
             _latency_middleware(appliance),

@@ -24,6 +24,7 @@ IFNAME_MAX = 15
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PCI_RE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_VNET_REF_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,62}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 MAX_VCPUS = 256
@@ -58,6 +59,7 @@ class NicKind(enum.StrEnum):
     BRIDGE = "bridge"  # Linux bridge
     OVS = "ovs"  # Open vSwitch bridge, optionally on a VLAN tag
     SRIOV = "sriov"  # a virtual function of an SR-IOV NIC, passed through
+    VNET = "vnet"  # a tenant VNet by name: the appliance finds its bridge and VLAN
 
 
 class HugepageSize(enum.StrEnum):
@@ -98,6 +100,7 @@ class NicSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     bridge: str | None = None  # bridge and ovs
     vlan: Annotated[int, msgspec.Meta(ge=1, le=4094)] | None = None  # ovs only
     pf: str | None = None  # sriov: the PF's interface name
+    vnet: str | None = None  # vnet: "name" in the VM's tenant, or "tenant/name"
     mac: str | None = None
     model: str = "virtio"  # bridge and ovs
 
@@ -278,6 +281,17 @@ def _validate_nics(spec: VmSpec) -> None:
         if nic.vlan is not None and nic.kind is not NicKind.OVS:
             raise InvalidInput(
                 "a VLAN tag needs an ovs NIC", code="invalid_nic", field=f"{field}.vlan"
+            )
+        if nic.kind is NicKind.VNET:
+            if nic.vnet is None or not _VNET_REF_RE.match(nic.vnet):
+                raise InvalidInput(
+                    "a vnet NIC needs vnet: a VNet name, or tenant/name",
+                    code="invalid_nic",
+                    field=f"{field}.vnet",
+                )
+        elif nic.vnet is not None:
+            raise InvalidInput(
+                "vnet is only for NICs of kind 'vnet'", code="invalid_nic", field=f"{field}.vnet"
             )
         if nic.kind is NicKind.SRIOV:
             if nic.pf is None:

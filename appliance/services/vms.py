@@ -12,6 +12,7 @@ import threading
 import time
 import uuid as uuidlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,25 @@ from appliance.catalog import CatalogEntry, spec_for
 from appliance.config import Config
 from appliance.domain.allocation import Allocation, decode_allocation, encode_allocation
 from appliance.domain.allocator import Allocator
-from appliance.domain.vm_spec import CpuPolicy, Role, VmSpec, parse_vm_spec, spec_to_dict
+from appliance.domain.vm_spec import (
+    CpuPolicy,
+    NicKind,
+    Role,
+    VmSpec,
+    parse_vm_spec,
+    spec_to_dict,
+)
 from appliance.errors import Conflict, Forbidden, InvalidInput, NotFound, TowerboxError
 from appliance.services.auth import Principal, aware_utc
 from appliance.services.monitor import Monitor, sample_to_dict
 from appliance.store import journal
 from appliance.store.models import Tenant, Vm, utcnow
+from upf_bridge.backends.base import Attachment
 
 log = logging.getLogger(__name__)
+
+# (VM's tenant, "name" or "tenant/name") -> where the NIC plugs in; from the N6 service.
+VnetResolver = Callable[[str | None, str], Attachment]
 
 RUNNING = "running"
 STOPPED = "stopped"
@@ -70,8 +82,10 @@ class VmService:
         allocator: Allocator,
         catalog: dict[str, CatalogEntry],
         monitor: Monitor,
+        vnets: VnetResolver | None = None,
     ) -> None:
         self._cfg = cfg
+        self._vnets = vnets
         self._backend = backend
         self._allocator = allocator
         self._catalog = catalog
@@ -168,6 +182,8 @@ class VmService:
         principal.require_write()
         spec = self.resolve_spec(principal, req)
         self._check_references(spec)
+        # The row keeps the VNet names; libvirt gets the bridges and tags they map to.
+        wired = self._wire_vnets(spec)
         vm_id = str(uuidlib.uuid4())
         made: list[Path] = []
         defined = False
@@ -178,7 +194,7 @@ class VmService:
             try:
                 paths = self._make_disks(vm_id, spec, made)
                 xml = build_domain_xml(
-                    spec,
+                    wired,
                     alloc,
                     paths,
                     Owner(
@@ -215,6 +231,25 @@ class VmService:
         if req.start:
             self.start(principal, spec.name)
         return self.get(principal, spec.name)
+
+    def _wire_vnets(self, spec: VmSpec) -> VmSpec:
+        if not any(nic.kind is NicKind.VNET for nic in spec.nics):
+            return spec
+        if self._vnets is None:
+            raise Conflict("this node has no N6 service to attach VNets", code="n6_unavailable")
+        nics = []
+        for nic in spec.nics:
+            if nic.kind is NicKind.VNET and nic.vnet is not None:
+                att = self._vnets(spec.tenant, nic.vnet)
+                kind = NicKind.OVS if att.kind == "ovs" else NicKind.BRIDGE
+                nics.append(
+                    msgspec.structs.replace(
+                        nic, kind=kind, bridge=att.bridge, vlan=att.vlan, vnet=None
+                    )
+                )
+            else:
+                nics.append(nic)
+        return msgspec.structs.replace(spec, nics=tuple(nics))
 
     def _check_references(self, spec: VmSpec) -> None:
         if (

@@ -1,0 +1,115 @@
+"""N6 routes: trunks and tenant VNets, plan and apply, live state, UPF configuration.
+
+Bodies are parsed by upf_bridge.parse, which names the field and gives each refusal
+a stable code; every edit is validated against the whole declaration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, delete, get, patch, post, put
+from litestar.params import FromPath, JSONBody
+from litestar.response import Response
+
+from appliance.api.deps import ApplianceDep, AuthedRequest
+from appliance.errors import Forbidden, InvalidInput
+from upf_bridge.parse import parse_config
+from upf_bridge.upf_config import render_upf_yaml
+
+
+def _same_name(body: dict[str, Any], name: str) -> dict[str, Any]:
+    if body.setdefault("name", name) != name:
+        raise InvalidInput(
+            f"the body names {body['name']!r} but the path {name!r}",
+            code="name_mismatch",
+            field="name",
+        )
+    return body
+
+
+class N6Controller(Controller):
+    path = "/api/v1/n6"
+    tags = ("n6",)
+
+    @get("/trunks", sync_to_thread=True)
+    def trunks(self, request: AuthedRequest, appliance: ApplianceDep) -> list[dict[str, Any]]:
+        if not request.user.can_see(None):
+            raise Forbidden("trunks are node-wide", code="node_scope_required")
+        return appliance.n6.list_trunks()
+
+    @put("/trunks/{name:str}", sync_to_thread=True)
+    def put_trunk(
+        self,
+        request: AuthedRequest,
+        name: FromPath[str],
+        data: JSONBody[dict[str, Any]],
+        appliance: ApplianceDep,
+    ) -> dict[str, Any]:
+        return appliance.n6.put_trunk(request.user, _same_name(data, name))
+
+    @delete("/trunks/{name:str}", sync_to_thread=True)
+    def delete_trunk(
+        self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep
+    ) -> None:
+        appliance.n6.delete_trunk(request.user, name)
+
+    @get("/vnets", sync_to_thread=True)
+    def vnets(self, request: AuthedRequest, appliance: ApplianceDep) -> list[dict[str, Any]]:
+        return appliance.n6.list_vnets(request.user)
+
+    @post("/vnets", sync_to_thread=True)
+    def create_vnet(
+        self, request: AuthedRequest, data: JSONBody[dict[str, Any]], appliance: ApplianceDep
+    ) -> dict[str, Any]:
+        return appliance.n6.create_vnet(request.user, data)
+
+    @get("/vnets/{tenant:str}/{name:str}", sync_to_thread=True)
+    def get_vnet(
+        self,
+        request: AuthedRequest,
+        tenant: FromPath[str],
+        name: FromPath[str],
+        appliance: ApplianceDep,
+    ) -> dict[str, Any]:
+        return appliance.n6.get_vnet(request.user, tenant, name)
+
+    @patch("/vnets/{tenant:str}/{name:str}", sync_to_thread=True)
+    def update_vnet(
+        self,
+        request: AuthedRequest,
+        tenant: FromPath[str],
+        name: FromPath[str],
+        data: JSONBody[dict[str, Any]],
+        appliance: ApplianceDep,
+    ) -> dict[str, Any]:
+        return appliance.n6.update_vnet(request.user, tenant, name, data)
+
+    @delete("/vnets/{tenant:str}/{name:str}", sync_to_thread=True)
+    def delete_vnet(
+        self,
+        request: AuthedRequest,
+        tenant: FromPath[str],
+        name: FromPath[str],
+        appliance: ApplianceDep,
+    ) -> None:
+        appliance.n6.delete_vnet(request.user, tenant, name)
+
+    @post("/plan", sync_to_thread=True, status_code=200)
+    def plan(self, request: AuthedRequest, appliance: ApplianceDep) -> dict[str, Any]:
+        request.user.require_infra_admin()
+        return {"changes": appliance.n6.plan()}
+
+    @post("/apply", sync_to_thread=True, status_code=200)
+    def apply(self, request: AuthedRequest, appliance: ApplianceDep) -> dict[str, Any]:
+        return {"changes": appliance.n6.apply(request.user)}
+
+    @get("/state", sync_to_thread=True)
+    def state(self, request: AuthedRequest, appliance: ApplianceDep) -> list[dict[str, Any]]:
+        return appliance.n6.state(request.user)
+
+    @get("/upf-config", sync_to_thread=True)
+    def upf_config(self, request: AuthedRequest, appliance: ApplianceDep) -> Response[str]:
+        request.user.require_infra_admin()
+        vnets = parse_config(appliance.n6.applied_document()).vnets
+        return Response(render_upf_yaml(vnets, default_dev="ogstun"), media_type="application/yaml")

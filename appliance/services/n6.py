@@ -1,0 +1,279 @@
+"""N6 use cases: declare trunks and tenant VNets, plan, apply, read their traffic.
+
+Two documents live in the state database: what the operator *declared* (edited by
+the API, validated as a whole on every change) and what was last *applied* to the
+node. Plan compares the node with the declaration; apply makes the node match it
+and records it as applied; reconcile re-applies the applied document, so a reboot
+or a hand-deleted port comes back without shipping unreviewed edits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from appliance.errors import Conflict, NotFound, TowerboxError
+from appliance.services.auth import Principal
+from appliance.store import journal
+from appliance.store.models import Meta, Vm
+from upf_bridge.backends.base import Attachment, NetBackend, VNetCounters
+from upf_bridge.model import N6Config, TrunkKind, VNet
+from upf_bridge.parse import parse_config, parse_trunk, parse_vnet
+
+log = logging.getLogger(__name__)
+
+DECLARED = "n6_declared"
+APPLIED = "n6_applied"
+_EMPTY: dict[str, list[Any]] = {"trunks": [], "vnets": []}
+
+BackendFactory = Callable[[TrunkKind], NetBackend]
+
+
+def _read(key: str) -> dict[str, list[Any]]:
+    row = Meta.get_or_none(Meta.key == key)
+    if row is None:
+        return {"trunks": [], "vnets": []}
+    doc: dict[str, list[Any]] = msgspec.json.decode(row.value)
+    return doc
+
+
+def _write(key: str, doc: dict[str, list[Any]]) -> None:
+    value = msgspec.json.encode(doc).decode()
+    Meta.insert(key=key, value=value).on_conflict_replace().execute()
+
+
+def vnet_key(tenant: str, name: str) -> str:
+    return f"{tenant}/{name}"
+
+
+class N6Service:
+    def __init__(self, backend_for: BackendFactory) -> None:
+        self._backend_for = backend_for
+        self._backends: dict[TrunkKind, NetBackend] = {}
+        # Edits read, validate and write the whole declaration: one at a time.
+        self._lock = threading.Lock()
+        self.last_counters: dict[str, VNetCounters] = {}
+
+    def backend(self, kind: TrunkKind) -> NetBackend:
+        if kind not in self._backends:
+            self._backends[kind] = self._backend_for(kind)
+        return self._backends[kind]
+
+    def describe(self) -> list[str]:
+        return [b.describe() for b in self._backends.values()]
+
+    # -- the declaration -----------------------------------------------------------
+
+    def declared(self) -> N6Config:
+        return parse_config(_read(DECLARED))
+
+    def applied_document(self) -> dict[str, list[Any]]:
+        return _read(APPLIED)
+
+    def list_trunks(self) -> list[dict[str, Any]]:
+        return list(_read(DECLARED)["trunks"])
+
+    def put_trunk(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        principal.require_infra_admin()
+        trunk = parse_trunk(body, "trunk")
+        with self._lock:
+            doc = _read(DECLARED)
+            doc["trunks"] = [t for t in doc["trunks"] if t.get("name") != trunk.name] + [body]
+            self._save(doc, "n6.trunk_declared", trunk.name, body)
+        return body
+
+    def delete_trunk(self, principal: Principal, name: str) -> None:
+        principal.require_infra_admin()
+        with self._lock:
+            doc = _read(DECLARED)
+            if not any(t.get("name") == name for t in doc["trunks"]):
+                raise NotFound(f"no N6 trunk {name!r}", code="unknown_trunk")
+            users = [vnet_key(v["tenant"], v["name"]) for v in doc["vnets"] if v["trunk"] == name]
+            if users:
+                raise Conflict(
+                    f"trunk {name} still carries VNets {', '.join(users)}", code="trunk_in_use"
+                )
+            doc["trunks"] = [t for t in doc["trunks"] if t.get("name") != name]
+            self._save(doc, "n6.trunk_removed", name, None)
+
+    def list_vnets(self, principal: Principal) -> list[dict[str, Any]]:
+        return [v for v in _read(DECLARED)["vnets"] if principal.can_see(v.get("tenant"))]
+
+    def get_vnet(self, principal: Principal, tenant: str, name: str) -> dict[str, Any]:
+        for v in self.list_vnets(principal):
+            if v["tenant"] == tenant and v["name"] == name:
+                return v
+        raise NotFound(f"no VNet {vnet_key(tenant, name)}", code="vnet_not_found")
+
+    def create_vnet(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        principal.require_infra_admin()
+        vnet = parse_vnet(body, "vnet")
+        with self._lock:
+            doc = _read(DECLARED)
+            if any(_same(v, vnet.tenant, vnet.name) for v in doc["vnets"]):
+                raise Conflict(f"VNet {vnet.key} exists", code="vnet_exists")
+            doc["vnets"] = [*doc["vnets"], body]
+            self._save(doc, "n6.vnet_declared", vnet.key, body)
+        return body
+
+    def update_vnet(
+        self, principal: Principal, tenant: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        principal.require_infra_admin()
+        merged = {**self.get_vnet(principal, tenant, name), **body}
+        if (merged["tenant"], merged["name"]) != (tenant, name):
+            raise Conflict(
+                "a VNet's tenant and name cannot change; create a new one", code="vnet_rename"
+            )
+        parse_vnet(merged, "vnet")
+        with self._lock:
+            doc = _read(DECLARED)
+            doc["vnets"] = [merged if _same(v, tenant, name) else v for v in doc["vnets"]]
+            self._save(doc, "n6.vnet_declared", vnet_key(tenant, name), merged)
+        return merged
+
+    def delete_vnet(self, principal: Principal, tenant: str, name: str) -> None:
+        principal.require_infra_admin()
+        self.get_vnet(principal, tenant, name)
+        attached = self.attached_vms().get(vnet_key(tenant, name), [])
+        if attached:
+            raise Conflict(
+                f"VMs {', '.join(attached)} are attached to {vnet_key(tenant, name)}",
+                code="vnet_in_use",
+                vms=attached,
+            )
+        with self._lock:
+            doc = _read(DECLARED)
+            doc["vnets"] = [v for v in doc["vnets"] if not _same(v, tenant, name)]
+            self._save(doc, "n6.vnet_removed", vnet_key(tenant, name), None)
+
+    def _save(self, doc: dict[str, list[Any]], kind: str, object_id: str, state: Any) -> None:
+        parse_config(doc)  # the whole declaration must stay valid, or nothing is saved
+        with journal.write_transaction():
+            _write(DECLARED, doc)
+            journal.append(kind, "n6", object_id, state)
+
+    # -- plan and apply ------------------------------------------------------------
+
+    def plan(self) -> dict[str, Any]:
+        config = self.declared()
+        return {
+            kind.value: self.backend(kind).plan(config.of_kind(kind)).lines()
+            for kind in self._kinds(config)
+        }
+
+    def apply(self, principal: Principal) -> dict[str, Any]:
+        principal.require_infra_admin()
+        with self._lock:
+            doc = _read(DECLARED)
+            result = self._apply(parse_config(doc))
+            with journal.write_transaction():
+                _write(APPLIED, doc)
+                journal.append(
+                    "n6.applied", "n6", "node", {"changes": result, "vnets": len(doc["vnets"])}
+                )
+        log.info("N6 applied: %d changes", sum(len(v) for v in result.values()))
+        return result
+
+    def reapply(self) -> dict[str, list[str]]:
+        """Make the node match the last applied document again (reconcile, boot)."""
+        config = parse_config(_read(APPLIED))
+        plans = {k: self.backend(k).plan(config.of_kind(k)) for k in self._kinds(config)}
+        if all(p.empty for p in plans.values()):
+            return {}
+        result = self._apply(config)
+        with journal.write_transaction():
+            journal.append("n6.repaired", "n6", "node", {"changes": result})
+        log.warning("N6 drift repaired: %s", result)
+        return result
+
+    def _apply(self, config: N6Config) -> dict[str, list[str]]:
+        return {
+            kind.value: self.backend(kind).apply(config.of_kind(kind)).lines()
+            for kind in self._kinds(config)
+        }
+
+    def _kinds(self, config: N6Config) -> list[TrunkKind]:
+        # Kinds with trunks now, and kinds a backend was made for (it may have to
+        # delete what it made before the last trunk of its kind went away).
+        kinds = {t.kind for t in config.trunks} | set(self._backends)
+        return sorted(kinds, key=lambda k: k.value)
+
+    # -- live state and VM attachment ---------------------------------------------------
+
+    def sweep_counters(self) -> dict[str, VNetCounters]:
+        counters: dict[str, VNetCounters] = {}
+        for backend in list(self._backends.values()):
+            try:
+                counters.update(backend.counters())
+            except TowerboxError as err:
+                log.warning("N6 counters unavailable: %s", err.message)
+        self.last_counters = counters
+        return counters
+
+    def state(self, principal: Principal) -> list[dict[str, Any]]:
+        applied = {vnet_key(v["tenant"], v["name"]) for v in _read(APPLIED)["vnets"]}
+        attached = self.attached_vms()
+        result = []
+        for v in self.list_vnets(principal):
+            key = vnet_key(v["tenant"], v["name"])
+            c = self.last_counters.get(key)
+            result.append(
+                {
+                    "vnet": key,
+                    "vlan": v["vlan"],
+                    "trunk": v["trunk"],
+                    "applied": key in applied,
+                    "attached_vms": attached.get(key, []),
+                    "interfaces": [dataclasses.asdict(i) for i in (c.interfaces if c else ())],
+                    "rx_bytes": c.rx_bytes if c else 0,
+                    "tx_bytes": c.tx_bytes if c else 0,
+                    "rx_packets": c.rx_packets if c else 0,
+                    "tx_packets": c.tx_packets if c else 0,
+                }
+            )
+        return result
+
+    def attachment(self, tenant: str | None, ref: str) -> Attachment:
+        """Where a VM NIC asking for VNet ``ref`` ("name" in its tenant, or "tenant/name")."""
+        owner, _, name = ref.rpartition("/")
+        owner = owner or (tenant or "")
+        if tenant is not None and owner != tenant:
+            raise NotFound(
+                f"no VNet {ref!r} in tenant {tenant}", code="vnet_not_found", field="nics"
+            )
+        applied = parse_config(_read(APPLIED))
+        for vnet in applied.vnets:
+            if (vnet.tenant, vnet.name) == (owner, name):
+                return self.backend(applied.trunk(vnet.trunk).kind).attachment(vnet)
+        declared = any((v.tenant, v.name) == (owner, name) for v in self.declared().vnets)
+        if declared:
+            raise Conflict(
+                f"VNet {owner}/{name} is declared but not applied yet; apply N6 first",
+                code="vnet_not_applied",
+                field="nics",
+            )
+        raise NotFound(f"no VNet {owner}/{name}", code="vnet_not_found", field="nics")
+
+    def attached_vms(self) -> dict[str, list[str]]:
+        result: dict[str, list[str]] = {}
+        for vm in Vm.select(Vm.name, Vm.spec, Vm.tenant):
+            for nic in msgspec.json.decode(vm.spec).get("nics", []):
+                ref = nic.get("vnet")
+                if ref:
+                    owner, _, name = ref.rpartition("/")
+                    key = vnet_key(owner or vm.tenant or "", name)
+                    result.setdefault(key, []).append(vm.name)
+        return result
+
+
+def _same(doc: dict[str, Any], tenant: str, name: str) -> bool:
+    return bool(doc.get("tenant") == tenant and doc.get("name") == name)
+
+
+__all__ = ["N6Service", "VNet"]
