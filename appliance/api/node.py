@@ -42,6 +42,8 @@ async def healthz(appliance: ApplianceDep) -> dict[str, Any]:
                 "note": appliance.backend_note,
             },
             "gpu": {"summary": "GPU: not managed yet", "simulated": None},
+            # N6 backends are made when the first trunk of their kind is declared.
+            "n6": {"summary": appliance.n6.describe() or ["N6: no trunk declared"]},
         },
         "summary": [libvirt_line],
         "last_sweep_at": snap.taken_at or None,
