@@ -97,6 +97,8 @@ def test_declare_plan_apply_and_state(client: TestClient[Any]) -> None:
     assert change and any("101" in line for line in change)
     client.post("/api/v1/n6/apply")
 
+    health = client.get("/healthz").json()["backends"]["n6"]["summary"]
+    assert health == ["N6 backend: simulated ovs (no host network changes)"]
     upf = client.get("/api/v1/n6/upf-config").text
     assert "10.45.0.0/16" in upf and "acme.robots" in upf
     assert client.delete("/api/v1/n6/vnets/beta/cams").status_code == 204
