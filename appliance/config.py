@@ -61,6 +61,8 @@ class NetConfig:
     # "real": refuse to fall back; "simulated": never touch the host network.
     backend: str = "auto"
     owner: str = "towerbox"  # marker on every port, rule and table Towerbox makes
+    # eUPF REST API (e.g. http://127.0.0.1:8080) for PFCP sessions; "" when none.
+    eupf_url: str = ""
 
 
 @dataclass(frozen=True)

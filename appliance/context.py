@@ -103,7 +103,7 @@ def build_appliance(cfg: Config) -> Appliance:
     catalog = load_catalog(cfg.resolved_catalog_dir())
     monitor = Monitor(backend, cfg.jobs.history_samples)
     auth = AuthService(cfg.api.token_ttl_s)
-    n6 = N6Service(_n6_backends(cfg))
+    n6 = N6Service(_n6_backends(cfg), eupf_url=cfg.n6.eupf_url)
     vms = VmService(cfg, backend, allocator, catalog, monitor, vnets=n6.attachment)
     for record in vms.load_records():
         try:

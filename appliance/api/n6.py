@@ -108,6 +108,12 @@ class N6Controller(Controller):
     def state(self, request: AuthedRequest, appliance: ApplianceDep) -> list[dict[str, Any]]:
         return appliance.n6.state(request.user)
 
+    @get("/sessions", sync_to_thread=True)
+    def sessions(
+        self, request: AuthedRequest, appliance: ApplianceDep
+    ) -> dict[str, list[dict[str, Any]]]:
+        return appliance.n6.sessions(request.user)
+
     @get("/upf-config", sync_to_thread=True)
     def upf_config(self, request: AuthedRequest, appliance: ApplianceDep) -> Response[str]:
         request.user.require_infra_admin()

@@ -22,6 +22,7 @@ from appliance.services.auth import Principal
 from appliance.store import journal
 from appliance.store.models import Meta, Vm
 from upf_bridge.backends.base import Attachment, NetBackend, VNetCounters
+from upf_bridge.eupf import EupfClient, sessions_by_vnet
 from upf_bridge.model import N6Config, TrunkKind, VNet
 from upf_bridge.parse import parse_config, parse_trunk, parse_vnet
 
@@ -52,8 +53,9 @@ def vnet_key(tenant: str, name: str) -> str:
 
 
 class N6Service:
-    def __init__(self, backend_for: BackendFactory) -> None:
+    def __init__(self, backend_for: BackendFactory, eupf_url: str = "") -> None:
         self._backend_for = backend_for
+        self._eupf_url = eupf_url
         self._backends: dict[TrunkKind, NetBackend] = {}
         # Edits read, validate and write the whole declaration: one at a time.
         self._lock = threading.Lock()
@@ -238,6 +240,29 @@ class N6Service:
                 }
             )
         return result
+
+    def sessions(self, principal: Principal) -> dict[str, list[dict[str, Any]]]:
+        """PFCP sessions from the eUPF, grouped by the VNet whose UE pool holds them."""
+        if not self._eupf_url:
+            raise Conflict(
+                "no eUPF is configured on this node (n6.eupf_url)", code="eupf_not_configured"
+            )
+        with EupfClient(self._eupf_url) as client:
+            sessions = client.sessions()
+        grouped = sessions_by_vnet(sessions, parse_config(_read(APPLIED)).vnets)
+        return {
+            key: [
+                {
+                    "imsi": s.imsi,
+                    "msisdn": s.msisdn,
+                    "local_seid": s.local_seid,
+                    "ue_addresses": [str(a) for a in s.ue_addresses],
+                }
+                for s in found
+            ]
+            for key, found in grouped.items()
+            if principal.can_see(key.split("/", 1)[0])
+        }
 
     def attachment(self, tenant: str | None, ref: str) -> Attachment:
         """Where a VM NIC asking for VNet ``ref`` ("name" in its tenant, or "tenant/name")."""

@@ -17,6 +17,7 @@ from litestar.testing import TestClient
 from appliance.context import Appliance
 from appliance.store.models import Vm
 from tests.support.appliance import admin_password, api_client, built, login
+from tests.unit.n6.test_eupf import eupf_url  # noqa: F401 - the stand-in eUPF fixture
 
 ACME = {
     "tenant": "acme",
@@ -213,3 +214,26 @@ def test_vms_attach_by_vnet_name(client: TestClient[Any], appliance: Appliance) 
     assert busy.status_code == 409
     assert busy.json()["code"] == "vnet_in_use"
     assert client.delete("/api/v1/n6/trunks/br-n6").json()["code"] == "trunk_in_use"
+
+
+def test_pfcp_sessions_from_the_eupf(tmp_path: Path, eupf_url: str) -> None:  # noqa: F811
+    app = built(tmp_path, TOWERBOX_N6_BACKEND="simulated", TOWERBOX_N6_EUPF_URL=eupf_url)
+    try:
+        with api_client(app) as c:
+            c.headers.update(login(c, "admin", admin_password(app.cfg)))
+            c.put("/api/v1/n6/trunks/br-n6", json={"kind": "ovs"})
+            c.post("/api/v1/n6/vnets", json=ACME)
+            c.post("/api/v1/n6/apply")
+            sessions = c.get("/api/v1/n6/sessions").json()
+            assert sorted(s["imsi"] for s in sessions["acme/llm"]) == [
+                "001010000000001",
+                "001010000000002",
+            ]
+            assert sessions["acme/llm"][0]["ue_addresses"] == ["10.45.1.7"]
+    finally:
+        app.close()
+
+
+def test_sessions_without_an_eupf(client: TestClient[Any]) -> None:
+    resp = client.get("/api/v1/n6/sessions")
+    assert (resp.status_code, resp.json()["code"]) == (409, "eupf_not_configured")
