@@ -113,6 +113,15 @@ def _build_parser() -> argparse.ArgumentParser:
     trunk.add_argument("--port", action="append", default=[], help="uplink/UPF port (repeat)")
     trunk.add_argument("--json", action="store_true")
 
+    tenant = sub.add_parser("tenant", help="tenants").add_subparsers(
+        dest="tenant_command", required=True
+    )
+    tenant.add_parser("list", help="list tenants").add_argument("--json", action="store_true")
+    tenant_add = tenant.add_parser("create", help="create a tenant")
+    tenant_add.add_argument("tenant_name")
+    tenant_add.add_argument("--description", default="")
+    tenant_add.add_argument("--json", action="store_true")
+
     journal = sub.add_parser("journal", help="the node's journal")
     journal.add_argument("--after", type=int, default=0)
     journal.add_argument("--limit", type=int, default=50)
@@ -196,20 +205,29 @@ def _n6(args: argparse.Namespace, c: ApplianceClient) -> Any:
     return c.request("PUT", f"{base}/trunks/{args.name}", json=body)
 
 
+def _tenant(args: argparse.Namespace, c: ApplianceClient) -> Any:
+    if args.tenant_command == "create":
+        body = {"name": args.tenant_name, "description": args.description}
+        return c.request("POST", "/api/v1/tenants", json=body)
+    return c.request("GET", "/api/v1/tenants")
+
+
+_COMMANDS: dict[str, Handler] = {
+    "vm": lambda a, c: _VM_COMMANDS[a.vm_command][1](a, c),
+    "host": lambda a, c: c.request("GET", a._host_path),
+    "catalog": lambda a, c: c.request("GET", a._catalog_path),
+    "health": lambda a, c: c.request("GET", a._health_path),
+    "n6": _n6,
+    "tenant": _tenant,
+    "journal": lambda a, c: c.request(
+        "GET", "/api/v1/journal", params={"after": a.after, "limit": a.limit}
+    ),
+    "token": lambda a, c: c.request("POST", "/api/v1/tokens", json={"name": a.token_name}),
+}
+
+
 def _dispatch(args: argparse.Namespace, client: ApplianceClient) -> Any:
-    if args.command == "vm":
-        return _VM_COMMANDS[args.vm_command][1](args, client)
-    if args.command in ("host", "catalog", "health"):
-        return client.request("GET", getattr(args, f"_{args.command}_path"))
-    if args.command == "n6":
-        return _n6(args, client)
-    if args.command == "journal":
-        return client.request(
-            "GET", "/api/v1/journal", params={"after": args.after, "limit": args.limit}
-        )
-    if args.command == "token":
-        return client.request("POST", "/api/v1/tokens", json={"name": args.token_name})
-    raise TowerboxError(f"unknown command {args.command}")
+    return _COMMANDS[args.command](args, client)
 
 
 if __name__ == "__main__":

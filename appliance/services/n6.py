@@ -17,10 +17,10 @@ from typing import Any
 
 import msgspec
 
-from appliance.errors import Conflict, NotFound, TowerboxError
+from appliance.errors import Conflict, InvalidInput, NotFound, TowerboxError
 from appliance.services.auth import Principal
 from appliance.store import journal
-from appliance.store.models import Meta, Vm
+from appliance.store.models import Meta, Tenant, Vm
 from upf_bridge.backends.base import Attachment, NetBackend, VNetCounters
 from upf_bridge.eupf import EupfClient, sessions_by_vnet
 from upf_bridge.model import N6Config, TrunkKind, VNet
@@ -115,6 +115,10 @@ class N6Service:
     def create_vnet(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
         principal.require_infra_admin()
         vnet = parse_vnet(body, "vnet")
+        if not Tenant.select().where(Tenant.name == vnet.tenant).exists():
+            raise InvalidInput(
+                f"no tenant {vnet.tenant!r}; create it first", code="unknown_tenant", field="tenant"
+            )
         with self._lock:
             doc = _read(DECLARED)
             if any(_same(v, vnet.tenant, vnet.name) for v in doc["vnets"]):

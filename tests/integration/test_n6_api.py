@@ -134,6 +134,7 @@ GAMMA = {
         ({"name": "bad/name"}, 422, "invalid_name"),
         ({"trunk": "br-nope"}, 422, "unknown_trunk"),
         ({"surprise": 1}, 422, "unknown_field"),
+        ({"tenant": "ghost", "vlan": 301}, 422, "unknown_tenant"),
     ],
 )
 def test_bad_vnets_are_refused_and_nothing_changes(
@@ -221,6 +222,7 @@ def test_pfcp_sessions_from_the_eupf(tmp_path: Path, eupf_url: str) -> None:  # 
     try:
         with api_client(app) as c:
             c.headers.update(login(c, "admin", admin_password(app.cfg)))
+            c.post("/api/v1/tenants", json={"name": "acme"})
             c.put("/api/v1/n6/trunks/br-n6", json={"kind": "ovs"})
             c.post("/api/v1/n6/vnets", json=ACME)
             c.post("/api/v1/n6/apply")

@@ -34,6 +34,7 @@ def test_apply_through_the_api_on_real_ovs(ovs: None, tmp_path: Path) -> None:
     try:
         with api_client(appliance) as c:
             c.headers.update(login(c, "admin", admin_password(appliance.cfg)))
+            c.post("/api/v1/tenants", json={"name": "acme"})
             trunk = c.put(
                 f"/api/v1/n6/trunks/{bridge}", json={"kind": "ovs", "datapath_type": "netdev"}
             )
