@@ -131,7 +131,19 @@ class N6Service:
         self, principal: Principal, tenant: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         principal.require_infra_admin()
-        merged = {**self.get_vnet(principal, tenant, name), **body}
+        current = self.get_vnet(principal, tenant, name)
+        merged = {**current, **body}
+        attached = self.attached_vms().get(vnet_key(tenant, name), [])
+        moved = any(merged.get(k) != current.get(k) for k in ("vlan", "trunk"))
+        if moved and attached:
+            # Their ports carry the old tag until they are re-created: refuse rather
+            # than strand running VMs on a VLAN nobody serves.
+            raise Conflict(
+                f"VMs {', '.join(attached)} are attached to {vnet_key(tenant, name)}; "
+                "moving it to another VLAN or trunk needs them deleted or re-created first",
+                code="vnet_in_use",
+                vms=attached,
+            )
         if (merged["tenant"], merged["name"]) != (tenant, name):
             raise Conflict(
                 "a VNet's tenant and name cannot change; create a new one", code="vnet_rename"

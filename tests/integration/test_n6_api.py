@@ -211,6 +211,9 @@ def test_vms_attach_by_vnet_name(client: TestClient[Any], appliance: Appliance) 
         state = other.get("/api/v1/n6/state", headers=acme).json()
         assert state[0]["attached_vms"] == ["llm1", "llm2"]
 
+    moved = client.patch("/api/v1/n6/vnets/acme/llm", json={"vlan": 102})
+    assert (moved.status_code, moved.json()["code"]) == (409, "vnet_in_use")
+    assert client.patch("/api/v1/n6/vnets/acme/llm", json={"dnns": ["x"]}).status_code == 200
     busy = client.delete("/api/v1/n6/vnets/acme/llm")
     assert busy.status_code == 409
     assert busy.json()["code"] == "vnet_in_use"
