@@ -57,17 +57,21 @@ class N6Service:
         self._backend_for = backend_for
         self._eupf_url = eupf_url
         self._backends: dict[TrunkKind, NetBackend] = {}
+        self._lines: dict[TrunkKind, str] = {}
         # Edits read, validate and write the whole declaration: one at a time.
         self._lock = threading.Lock()
         self.last_counters: dict[str, VNetCounters] = {}
 
     def backend(self, kind: TrunkKind) -> NetBackend:
         if kind not in self._backends:
-            self._backends[kind] = self._backend_for(kind)
+            backend = self._backend_for(kind)
+            # Asked once: describing OVS runs ovs-vsctl, too slow for every /healthz.
+            self._lines[kind] = backend.describe()
+            self._backends[kind] = backend
         return self._backends[kind]
 
     def describe(self) -> list[str]:
-        return [b.describe() for b in self._backends.values()]
+        return [self._lines[k] for k in sorted(self._lines, key=lambda k: k.value)]
 
     # -- the declaration -----------------------------------------------------------
 
