@@ -8,7 +8,16 @@ from litestar import Request
 from litestar.di import NamedDependency
 
 from appliance.context import Appliance
+from appliance.errors import Forbidden
 from appliance.services.auth import Principal
 
 ApplianceDep = NamedDependency[Appliance]
 AuthedRequest = Request[Principal, str, Any]
+
+
+def require_node_scope(principal: Principal) -> None:
+    """Node-wide data (host, journal, trunks) is for infra-admins and tenant-less viewers."""
+    if not principal.can_see(None):
+        raise Forbidden(
+            "node-wide data needs infra-admin or a tenant-less viewer", code="node_scope_required"
+        )

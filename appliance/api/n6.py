@@ -12,8 +12,8 @@ from litestar import Controller, delete, get, patch, post, put
 from litestar.params import FromPath, JSONBody
 from litestar.response import Response
 
-from appliance.api.deps import ApplianceDep, AuthedRequest
-from appliance.errors import Forbidden, InvalidInput
+from appliance.api.deps import ApplianceDep, AuthedRequest, require_node_scope
+from appliance.errors import InvalidInput
 from upf_bridge.parse import parse_config
 from upf_bridge.upf_config import render_upf_yaml
 
@@ -34,8 +34,7 @@ class N6Controller(Controller):
 
     @get("/trunks", sync_to_thread=True)
     def trunks(self, request: AuthedRequest, appliance: ApplianceDep) -> list[dict[str, Any]]:
-        if not request.user.can_see(None):
-            raise Forbidden("trunks are node-wide", code="node_scope_required")
+        require_node_scope(request.user)
         return appliance.n6.list_trunks()
 
     @put("/trunks/{name:str}", sync_to_thread=True)

@@ -10,19 +10,11 @@ from litestar import Controller, get
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Response
 
-from appliance.api.deps import ApplianceDep, AuthedRequest
+from appliance.api.deps import ApplianceDep, AuthedRequest, require_node_scope
 from appliance.backends.host.sysfs_inventory import inventory_to_dict
 from appliance.catalog import image_status
-from appliance.errors import Forbidden, NotFound
-from appliance.services.auth import Principal
+from appliance.errors import NotFound
 from appliance.store import journal
-
-
-def _node_wide(principal: Principal) -> None:
-    if not principal.can_see(None):
-        raise Forbidden(
-            "node-wide data needs infra-admin or a tenant-less viewer", code="node_scope_required"
-        )
 
 
 @get("/healthz")
@@ -56,7 +48,7 @@ class NodeController(Controller):
 
     @get("/host", sync_to_thread=True)
     def host(self, request: AuthedRequest, appliance: ApplianceDep) -> dict[str, Any]:
-        _node_wide(request.user)
+        require_node_scope(request.user)
         return {
             "inventory": inventory_to_dict(appliance.host),
             "allocation": appliance.allocator.usage(),
@@ -80,7 +72,7 @@ class NodeController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         kind: Annotated[str | None, QueryParameter(max_length=48)] = None,
     ) -> dict[str, Any]:
-        _node_wide(request.user)
+        require_node_scope(request.user)
         return {"head": journal.head(), "entries": journal.entries(after, limit, kind)}
 
 
