@@ -56,6 +56,13 @@ class JobsConfig:
 
 
 @dataclass(frozen=True)
+class GpuConfig:
+    # "auto": NVML when a driver answers, else the simulator; "nvml"; "simulated".
+    backend: str = "auto"
+    simulated_models: str = "H100-80GB"  # comma-separated catalog keys, one per GPU
+
+
+@dataclass(frozen=True)
 class NetConfig:
     # "auto": the real Open vSwitch / Linux backend when it answers, else simulated;
     # "real": refuse to fall back; "simulated": never touch the host network.
@@ -77,6 +84,7 @@ class Config:
     host: HostConfig = field(default_factory=HostConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     n6: NetConfig = field(default_factory=NetConfig)
+    gpu: GpuConfig = field(default_factory=GpuConfig)
 
     @property
     def db_path(self) -> Path:
@@ -110,6 +118,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "host": HostConfig,
     "jobs": JobsConfig,
     "n6": NetConfig,
+    "gpu": GpuConfig,
 }
 
 

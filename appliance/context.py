@@ -7,18 +7,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, cast
 
 import peewee
 
+from appliance.backends.gpu.probe import open_gpu_backend
 from appliance.backends.host.sysfs_inventory import read_inventory
 from appliance.backends.vm.libvirt_backend import LibvirtBackend, choose_uri, choose_virt_type
 from appliance.catalog import CatalogEntry, load_catalog
 from appliance.config import Config, parse_cpu_list
 from appliance.domain.allocator import Allocator
+from appliance.domain.gpu.catalog import default_catalog
 from appliance.domain.host import HostInventory
 from appliance.errors import ConfigError, TowerboxError
 from appliance.metrics import Metrics
 from appliance.services.auth import AuthService
+from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.services.monitor import Monitor, record_state_changes
 from appliance.services.n6 import N6Service
 from appliance.services.reconcile import Reconciler
@@ -48,6 +52,7 @@ class Appliance:
     metrics: Metrics
     started_at: float
     n6: N6Service
+    gpus: GpuLayoutService
 
     def monitor_job(self) -> None:
         snapshot = self.monitor.sweep()
@@ -83,6 +88,24 @@ def _n6_backends(cfg: Config) -> Callable[[TrunkKind], NetBackend]:
     return make
 
 
+def _gpu_service(cfg: Config) -> GpuLayoutService:
+    choice = cfg.gpu.backend
+    if choice not in ("auto", "nvml", "simulated"):  # narrowed for the Literal below
+        raise ConfigError(
+            f"gpu.backend must be auto, nvml or simulated, not {choice!r}", field="gpu.backend"
+        )
+    models = tuple(m.strip() for m in cfg.gpu.simulated_models.split(",") if m.strip())
+    backend, line = open_gpu_backend(
+        cast(Literal["auto", "nvml", "simulated"], choice),
+        simulated_models=models,
+        # A demo node keeps its simulated layout across daemon restarts.
+        simulated_state=Path(cfg.state_dir) / "gpu-simulator.json",
+    )
+    service = GpuLayoutService(backend, line, default_catalog())
+    service.restore()
+    return service
+
+
 def build_appliance(cfg: Config) -> Appliance:
     for d in (Path(cfg.state_dir), cfg.disk_dir, cfg.console_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -104,6 +127,7 @@ def build_appliance(cfg: Config) -> Appliance:
     monitor = Monitor(backend, cfg.jobs.history_samples)
     auth = AuthService(cfg.api.token_ttl_s)
     n6 = N6Service(_n6_backends(cfg), eupf_url=cfg.n6.eupf_url)
+    gpus = _gpu_service(cfg)
     vms = VmService(cfg, backend, allocator, catalog, monitor, vnets=n6.attachment)
     for record in vms.load_records():
         try:
@@ -128,4 +152,5 @@ def build_appliance(cfg: Config) -> Appliance:
         metrics=Metrics(),
         started_at=time.time(),
         n6=n6,
+        gpus=gpus,
     )

@@ -18,6 +18,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from appliance.api import problems
 from appliance.api.auth import make_auth_middleware
 from appliance.api.auth_routes import AuthController
+from appliance.api.gpus import GpuController
 from appliance.api.n6 import N6Controller
 from appliance.api.node import NodeController, healthz, metrics
 from appliance.api.vms import VmController
@@ -65,6 +66,7 @@ def create_app(appliance: Appliance) -> Litestar:
             VmController,
             NodeController,
             N6Controller,
+            GpuController,
         ],
         dependencies={"appliance": Provide(lambda: appliance, sync_to_thread=False)},
         middleware=[

@@ -33,7 +33,10 @@ async def healthz(appliance: ApplianceDep) -> dict[str, Any]:
                 "summary": libvirt_line,
                 "note": appliance.backend_note,
             },
-            "gpu": {"summary": "GPU: not managed yet", "simulated": None},
+            "gpu": {
+                "summary": f"GPU: {appliance.gpus.line}",
+                "simulated": appliance.gpus.backend.simulated,
+            },
             # N6 backends are made when the first trunk of their kind is declared.
             "n6": {"summary": appliance.n6.describe() or ["N6: no trunk declared"]},
         },

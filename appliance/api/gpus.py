@@ -1,0 +1,49 @@
+"""GPU routes: the node's GPUs and MIG layouts, dry-run and apply (infra-admin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, get, post
+from litestar.params import FromPath, JSONBody
+
+from appliance.api.deps import ApplianceDep, AuthedRequest, require_node_scope
+from appliance.services.gpu_layouts import LayoutRequest
+
+
+class GpuController(Controller):
+    path = "/api/v1/gpus"
+    tags = ("gpus",)
+
+    @get("/", sync_to_thread=True)
+    def list_gpus(self, request: AuthedRequest, appliance: ApplianceDep) -> dict[str, Any]:
+        require_node_scope(request.user)
+        return {"backend": appliance.gpus.line, "gpus": appliance.gpus.list_gpus()}
+
+    @get("/{uuid:str}", sync_to_thread=True)
+    def get_gpu(
+        self, request: AuthedRequest, uuid: FromPath[str], appliance: ApplianceDep
+    ) -> dict[str, Any]:
+        require_node_scope(request.user)
+        return appliance.gpus.get(uuid)
+
+    @post("/{uuid:str}/plan", sync_to_thread=True, status_code=200)
+    def plan(
+        self,
+        request: AuthedRequest,
+        uuid: FromPath[str],
+        data: JSONBody[LayoutRequest],
+        appliance: ApplianceDep,
+    ) -> dict[str, Any]:
+        require_node_scope(request.user)
+        return appliance.gpus.plan(uuid, data)
+
+    @post("/{uuid:str}/apply", sync_to_thread=True, status_code=200)
+    def apply(
+        self,
+        request: AuthedRequest,
+        uuid: FromPath[str],
+        data: JSONBody[LayoutRequest],
+        appliance: ApplianceDep,
+    ) -> dict[str, Any]:
+        return appliance.gpus.apply(request.user, uuid, data)

@@ -1,0 +1,221 @@
+"""GPU layouts on the node: see them, dry-run a target, apply it with rollback.
+
+The node keeps each GPU's last committed layout (roles and owners included) in the
+state database; MIG instances do not survive a host reboot, so the daemon re-creates
+the committed layout at start, vRAN first. Not wired yet: draining the B2B VMs that
+use instances a plan changes (the plan lists them in ``drain``), schedules, and
+binding VMs to slices.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import msgspec
+
+from appliance.backends.gpu.protocol import GpuBackend, GpuInfo
+from appliance.domain.gpu.catalog import GpuCatalog, GpuModel
+from appliance.domain.gpu.layout import Instance, Layout, MigRole, validate_layout
+from appliance.domain.gpu.planner import OpKind, Plan, plan
+from appliance.domain.gpu.solver import solve_counts
+from appliance.errors import BackendError, Conflict, InvalidInput, NotFound, TowerboxError
+from appliance.services.auth import Principal
+from appliance.store import journal
+from appliance.store.models import Meta
+
+log = logging.getLogger(__name__)
+
+
+class LayoutRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A target: exact instances, or B2B profile counts solved around the vRAN slice."""
+
+    instances: tuple[Instance, ...] | None = None
+    counts: dict[str, int] | None = None
+
+
+def _key(gpu: str) -> str:
+    return f"gpu_layout:{gpu}"
+
+
+class GpuLayoutService:
+    def __init__(self, backend: GpuBackend, line: str, catalog: GpuCatalog) -> None:
+        self.backend = backend
+        self.line = line
+        self._catalog = catalog
+        self._lock = threading.Lock()  # one layout change on the node at a time
+
+    # -- reads -------------------------------------------------------------------
+
+    def list_gpus(self) -> list[dict[str, Any]]:
+        return [self._view(info) for info in self.backend.list_gpus()]
+
+    def get(self, gpu: str) -> dict[str, Any]:
+        return self._view(self._info(gpu))
+
+    def _info(self, gpu: str) -> GpuInfo:
+        for info in self.backend.list_gpus():
+            if info.uuid == gpu:
+                return info
+        raise NotFound(f"no GPU {gpu!r} on this node", code="gpu_not_found")
+
+    def _model(self, info: GpuInfo) -> GpuModel:
+        if info.model is None:
+            raise Conflict(f"{info.name} is not in the GPU catalog", code="gpu_not_in_catalog")
+        return self._catalog.model(info.model)
+
+    def _view(self, info: GpuInfo) -> dict[str, Any]:
+        return {
+            "uuid": info.uuid,
+            "name": info.name,
+            "model": info.model,
+            "pci_address": info.pci_address,
+            "numa_node": info.numa_node,
+            "memory_mib": info.memory_mib,
+            "mig": {
+                "supported": info.mig_supported,
+                "current": info.mig.current,
+                "pending": info.mig.pending,
+            },
+            "layout": msgspec.to_builtins(self.current_layout(info)) if info.model else None,
+        }
+
+    def committed(self, gpu: str) -> Layout | None:
+        row = Meta.get_or_none(Meta.key == _key(gpu))
+        return msgspec.json.decode(row.value, type=Layout) if row else None
+
+    def current_layout(self, info: GpuInfo) -> Layout:
+        """What the GPU has now, with roles and owners from the committed layout."""
+        model = self._model(info)
+        known = self.committed(info.uuid)
+        meta = known.by_placement() if known else {}
+        instances = []
+        for gi in self.backend.instances(info.uuid):
+            was = meta.get((gi.profile, gi.start))
+            instances.append(
+                Instance(
+                    profile=gi.profile,
+                    start=gi.start,
+                    role=was.role if was else MigRole.B2B,
+                    owner=was.owner if was else None,
+                )
+            )
+        return Layout(gpu_model=model.key, instances=tuple(instances)).in_slot_order()
+
+    # -- plan and apply ----------------------------------------------------------
+
+    def plan(self, gpu: str, req: LayoutRequest) -> dict[str, Any]:
+        info = self._info(gpu)
+        return self._plan_view(self._plan(info, req))
+
+    def _plan(self, info: GpuInfo, req: LayoutRequest) -> Plan:
+        model = self._model(info)
+        current = self.current_layout(info)
+        if (req.instances is None) == (req.counts is None):
+            raise InvalidInput("give either instances or counts", code="invalid_layout_request")
+        if req.counts is not None:
+            target = solve_counts(model, current, req.counts)
+        else:
+            target = Layout(gpu_model=model.key, instances=req.instances or ())
+            validate_layout(model, target)
+        return plan(model, current, target)
+
+    @staticmethod
+    def _plan_view(p: Plan) -> dict[str, Any]:
+        return {
+            "ops": [{"op": op.kind.value, **msgspec.to_builtins(op.instance)} for op in p.ops],
+            "kept": msgspec.to_builtins(p.kept),
+            "drain": msgspec.to_builtins(p.drain),
+            "empty": p.empty,
+        }
+
+    def apply(self, principal: Principal, gpu: str, req: LayoutRequest) -> dict[str, Any]:
+        principal.require_infra_admin()
+        with self._lock:
+            info = self._info(gpu)
+            p = self._plan(info, req)
+            target = Layout(
+                gpu_model=p.gpu_model,
+                instances=tuple(sorted(p.kept + p.creates, key=lambda i: (i.start, i.profile))),
+            )
+            self._run(gpu, p)
+            with journal.write_transaction():
+                Meta.insert(
+                    key=_key(gpu), value=msgspec.json.encode(target).decode()
+                ).on_conflict_replace().execute()
+                journal.append(
+                    "gpu.layout_applied",
+                    "gpu",
+                    gpu,
+                    {"layout": msgspec.to_builtins(target), "ops": self._plan_view(p)["ops"]},
+                )
+        log.info("GPU %s: layout applied (%d operations)", gpu, len(p.ops), extra={"gpu": gpu})
+        return {"plan": self._plan_view(p), "layout": msgspec.to_builtins(target)}
+
+    def _run(self, gpu: str, p: Plan) -> None:
+        """Run the operations; on a failure undo those done, in reverse, and re-raise."""
+        done: list[tuple[OpKind, Instance, int | None]] = []
+        ids = {(gi.profile, gi.start): gi.gpu_instance_id for gi in self.backend.instances(gpu)}
+        try:
+            for op in p.ops:
+                inst = op.instance
+                if op.kind is OpKind.DESTROY:
+                    self.backend.destroy_instance(gpu, ids[inst.placement])
+                    done.append((op.kind, inst, None))
+                else:
+                    made = self.backend.create_instance(gpu, inst.profile, inst.start)
+                    done.append((op.kind, inst, made.gpu_instance_id))
+        except TowerboxError as err:
+            self._undo(gpu, done)
+            with journal.write_transaction():
+                journal.append(
+                    "gpu.layout_failed", "gpu", gpu, {"code": err.code, "detail": err.message}
+                )
+            raise BackendError(
+                f"applying the layout failed ({err.message}); the GPU is back on its last "
+                "good layout",
+                code="mig_apply_rolled_back",
+                cause=err.code,
+            ) from err
+
+    def _undo(self, gpu: str, done: list[tuple[OpKind, Instance, int | None]]) -> None:
+        for kind, inst, made_id in reversed(done):
+            try:
+                if kind is OpKind.CREATE and made_id is not None:
+                    self.backend.destroy_instance(gpu, made_id)
+                elif kind is OpKind.DESTROY:
+                    self.backend.create_instance(gpu, inst.profile, inst.start)
+            except TowerboxError as err:
+                log.error(
+                    "GPU %s: could not undo %s of %s: %s",
+                    gpu,
+                    kind.value,
+                    inst.label,
+                    err.message,
+                    extra={"gpu": gpu},
+                )
+
+    def restore(self) -> None:
+        """At start: re-create committed layouts the GPU lost (a reboot), vRAN first."""
+        for info in self.backend.list_gpus():
+            layout = self.committed(info.uuid)
+            if layout is None or not info.mig.current or self.backend.instances(info.uuid):
+                continue
+            ordered = sorted(layout.instances, key=lambda i: (not i.protected, i.start))
+            for inst in ordered:
+                try:
+                    self.backend.create_instance(info.uuid, inst.profile, inst.start)
+                except TowerboxError as err:
+                    log.error(
+                        "GPU %s: could not restore %s: %s",
+                        info.uuid,
+                        inst.label,
+                        err.message,
+                        extra={"gpu": info.uuid},
+                    )
+            with journal.write_transaction():
+                journal.append(
+                    "gpu.layout_restored", "gpu", info.uuid, {"layout": msgspec.to_builtins(layout)}
+                )
+            log.warning("GPU %s: committed layout re-created after a reset", info.uuid)
