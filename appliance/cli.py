@@ -113,6 +113,18 @@ def _build_parser() -> argparse.ArgumentParser:
     trunk.add_argument("--port", action="append", default=[], help="uplink/UPF port (repeat)")
     trunk.add_argument("--json", action="store_true")
 
+    gpu = sub.add_parser("gpu", help="GPUs and MIG layouts").add_subparsers(
+        dest="gpu_command", required=True
+    )
+    gpu.add_parser("list", help="GPUs with their layouts").add_argument(
+        "--json", action="store_true"
+    )
+    for name, help_text in (("plan", "dry-run a target layout"), ("apply", "apply it")):
+        cmd = gpu.add_parser(name, help=help_text)
+        cmd.add_argument("uuid")
+        cmd.add_argument("target", help='{"counts": {"1g.10gb": 4}} or {"instances": [...]}')
+        cmd.add_argument("--json", action="store_true")
+
     tenant = sub.add_parser("tenant", help="tenants").add_subparsers(
         dest="tenant_command", required=True
     )
@@ -205,6 +217,14 @@ def _n6(args: argparse.Namespace, c: ApplianceClient) -> Any:
     return c.request("PUT", f"{base}/trunks/{args.name}", json=body)
 
 
+def _gpu(args: argparse.Namespace, c: ApplianceClient) -> Any:
+    if args.gpu_command == "list":
+        return c.request("GET", "/api/v1/gpus")
+    return c.request(
+        "POST", f"/api/v1/gpus/{args.uuid}/{args.gpu_command}", json=json.loads(args.target)
+    )
+
+
 def _tenant(args: argparse.Namespace, c: ApplianceClient) -> Any:
     if args.tenant_command == "create":
         body = {"name": args.tenant_name, "description": args.description}
@@ -219,6 +239,7 @@ _COMMANDS: dict[str, Handler] = {
     "health": lambda a, c: c.request("GET", a._health_path),
     "n6": _n6,
     "tenant": _tenant,
+    "gpu": _gpu,
     "journal": lambda a, c: c.request(
         "GET", "/api/v1/journal", params={"after": a.after, "limit": a.limit}
     ),
