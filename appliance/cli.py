@@ -56,40 +56,7 @@ _VM_COMMANDS: dict[str, tuple[str, Handler]] = {
 }
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="towerbox", description="Towerbox edge node")
-    p.add_argument("--config", type=Path, help="appliance config (default /etc/towerbox/...)")
-    p.add_argument("--url", help="appliance API URL (default: the local unix socket)")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    sub.add_parser("appliance", help="run the appliance daemon")
-
-    vm = sub.add_parser("vm", help="manage VMs").add_subparsers(dest="vm_command", required=True)
-    for name, (help_text, _) in _VM_COMMANDS.items():
-        cmd = vm.add_parser(name, help=help_text)
-        cmd.add_argument("--json", action="store_true", help="print JSON")
-        if name != "list":
-            cmd.add_argument("name")
-        if name == "create":
-            cmd.add_argument("--appliance", help="catalog entry to start from")
-            cmd.add_argument("--spec", help="VM spec fields as JSON")
-            cmd.add_argument("--vcpus", type=int)
-            cmd.add_argument("--memory-mib", dest="memory_mib", type=int)
-            cmd.add_argument("--tenant")
-            cmd.add_argument("--role")
-            cmd.add_argument("--start", action="store_true")
-        if name == "shutdown":
-            cmd.add_argument("--timeout", type=float, help="seconds before forcing it off")
-        if name == "console":
-            cmd.add_argument("--lines", type=int, default=50)
-
-    for name, help_text, path in (
-        ("host", "host inventory", "/api/v1/host"),
-        ("catalog", "appliance catalog", "/api/v1/catalog"),
-        ("health", "daemon health", "/healthz"),
-    ):
-        sub.add_parser(name, help=help_text).add_argument("--json", action="store_true")
-        p.set_defaults(**{f"_{name}_path": path})
+def _add_resource_commands(sub: Any) -> None:
     n6 = sub.add_parser("n6", help="N6 trunks and tenant VNets").add_subparsers(
         dest="n6_command", required=True
     )
@@ -133,6 +100,43 @@ def _build_parser() -> argparse.ArgumentParser:
     tenant_add.add_argument("tenant_name")
     tenant_add.add_argument("--description", default="")
     tenant_add.add_argument("--json", action="store_true")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="towerbox", description="Towerbox edge node")
+    p.add_argument("--config", type=Path, help="appliance config (default /etc/towerbox/...)")
+    p.add_argument("--url", help="appliance API URL (default: the local unix socket)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("appliance", help="run the appliance daemon")
+
+    vm = sub.add_parser("vm", help="manage VMs").add_subparsers(dest="vm_command", required=True)
+    for name, (help_text, _) in _VM_COMMANDS.items():
+        cmd = vm.add_parser(name, help=help_text)
+        cmd.add_argument("--json", action="store_true", help="print JSON")
+        if name != "list":
+            cmd.add_argument("name")
+        if name == "create":
+            cmd.add_argument("--appliance", help="catalog entry to start from")
+            cmd.add_argument("--spec", help="VM spec fields as JSON")
+            cmd.add_argument("--vcpus", type=int)
+            cmd.add_argument("--memory-mib", dest="memory_mib", type=int)
+            cmd.add_argument("--tenant")
+            cmd.add_argument("--role")
+            cmd.add_argument("--start", action="store_true")
+        if name == "shutdown":
+            cmd.add_argument("--timeout", type=float, help="seconds before forcing it off")
+        if name == "console":
+            cmd.add_argument("--lines", type=int, default=50)
+
+    for name, help_text, path in (
+        ("host", "host inventory", "/api/v1/host"),
+        ("catalog", "appliance catalog", "/api/v1/catalog"),
+        ("health", "daemon health", "/healthz"),
+    ):
+        sub.add_parser(name, help=help_text).add_argument("--json", action="store_true")
+        p.set_defaults(**{f"_{name}_path": path})
+    _add_resource_commands(sub)
 
     journal = sub.add_parser("journal", help="the node's journal")
     journal.add_argument("--after", type=int, default=0)
