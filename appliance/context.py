@@ -23,6 +23,7 @@ from appliance.errors import ConfigError, TowerboxError
 from appliance.metrics import Metrics
 from appliance.services.auth import AuthService
 from appliance.services.gpu_layouts import GpuLayoutService
+from appliance.services.gpu_schedules import GpuSchedules
 from appliance.services.monitor import Monitor, record_state_changes
 from appliance.services.n6 import N6Service
 from appliance.services.reconcile import Reconciler
@@ -53,6 +54,7 @@ class Appliance:
     started_at: float
     n6: N6Service
     gpus: GpuLayoutService
+    gpu_schedules: GpuSchedules
 
     def monitor_job(self) -> None:
         snapshot = self.monitor.sweep()
@@ -153,4 +155,5 @@ def build_appliance(cfg: Config) -> Appliance:
         started_at=time.time(),
         n6=n6,
         gpus=gpus,
+        gpu_schedules=GpuSchedules(gpus),
     )

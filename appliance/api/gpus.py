@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, get, post
+from litestar import Controller, delete, get, post, put
 from litestar.params import FromPath, JSONBody
 
 from appliance.api.deps import ApplianceDep, AuthedRequest, require_node_scope
 from appliance.services.gpu_layouts import LayoutRequest
+from appliance.services.gpu_schedules import Schedule
 
 
 class GpuController(Controller):
@@ -19,6 +20,27 @@ class GpuController(Controller):
     def list_gpus(self, request: AuthedRequest, appliance: ApplianceDep) -> dict[str, Any]:
         require_node_scope(request.user)
         return {"backend": appliance.gpus.line, "gpus": appliance.gpus.list_gpus()}
+
+    @get("/schedules", sync_to_thread=True)
+    def schedules(self, request: AuthedRequest, appliance: ApplianceDep) -> list[dict[str, Any]]:
+        require_node_scope(request.user)
+        return appliance.gpu_schedules.list()
+
+    @put("/schedules/{name:str}", sync_to_thread=True)
+    def put_schedule(
+        self,
+        request: AuthedRequest,
+        name: FromPath[str],
+        data: JSONBody[Schedule],
+        appliance: ApplianceDep,
+    ) -> dict[str, Any]:
+        return appliance.gpu_schedules.put(request.user, name, data)
+
+    @delete("/schedules/{name:str}", sync_to_thread=True)
+    def delete_schedule(
+        self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep
+    ) -> None:
+        appliance.gpu_schedules.delete(request.user, name)
 
     @get("/{uuid:str}", sync_to_thread=True)
     def get_gpu(

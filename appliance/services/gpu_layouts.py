@@ -132,6 +132,10 @@ class GpuLayoutService:
 
     def apply(self, principal: Principal, gpu: str, req: LayoutRequest) -> dict[str, Any]:
         principal.require_infra_admin()
+        return self.apply_as_node(gpu, req)
+
+    def apply_as_node(self, gpu: str, req: LayoutRequest) -> dict[str, Any]:
+        """Apply on the node's own behalf (schedules); API callers go through apply."""
         with self._lock:
             info = self._info(gpu)
             p = self._plan(info, req)

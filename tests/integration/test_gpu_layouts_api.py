@@ -144,3 +144,38 @@ def test_committed_layout_comes_back_after_a_gpu_reset(
     assert _placements(client, gpu) == []
     appliance.gpus.restore()
     assert _placements(client, gpu) == before
+
+
+def test_schedules(client: TestClient[Any], appliance: Appliance) -> None:
+    gpu = _gpu(client)
+    client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY)
+    offpeak = {"gpu": gpu, "cron": "0 22 * * *", "target": {"counts": {"1g.10gb": 4}}}
+    made = client.put("/api/v1/gpus/schedules/offpeak", json=offpeak)
+    assert made.status_code == 200, made.text
+    assert made.json()["next_run"].endswith("22:00:00+00:00")
+    listed = client.get("/api/v1/gpus/schedules").json()
+    assert [s["name"] for s in listed] == ["offpeak"]
+
+    bad_cron = client.put("/api/v1/gpus/schedules/x", json={**offpeak, "cron": "61 * * * *"})
+    assert (bad_cron.status_code, bad_cron.json()["code"]) == (422, "invalid_cron")
+    bad_target = client.put(
+        "/api/v1/gpus/schedules/x",
+        json={**offpeak, "target": {"instances": [{"profile": "1g.10gb", "start": 0}]}},
+    )
+    assert bad_target.json()["code"] == "vran_protected"
+    assert [s["name"] for s in client.get("/api/v1/gpus/schedules").json()] == ["offpeak"]
+
+    assert appliance.gpu_schedules.run("offpeak") is True
+    assert sum(p == "1g.10gb" for p, _, _ in _placements(client, gpu)) == 4
+    # A run that cannot complete leaves the last good layout and says why.
+    before = _placements(client, gpu)
+    backend = appliance.gpus.backend
+    assert isinstance(backend, SimulatedGpuBackend)
+    client.put("/api/v1/gpus/schedules/day", json={**offpeak, "cron": "0 6 * * *", "target": DAY})
+    backend.fail_next("create_instance", BackendError("injected", code="injected_fault"))
+    assert appliance.gpu_schedules.run("day") is False
+    assert _placements(client, gpu) == before
+    kinds = [e["kind"] for e in client.get("/api/v1/journal?limit=1000").json()["entries"]]
+    assert "gpu.schedule_failed" in kinds
+    assert client.delete("/api/v1/gpus/schedules/day").status_code == 204
+    assert client.delete("/api/v1/gpus/schedules/day").json()["code"] == "schedule_not_found"
