@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Controller, delete, get, post, put
 from litestar.params import FromPath, JSONBody
 
 from appliance.api.deps import ApplianceDep, AuthedRequest, require_node_scope
 from appliance.services.gpu_layouts import LayoutRequest
 from appliance.services.gpu_schedules import Schedule
+
+
+class MigModeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool
 
 
 class GpuController(Controller):
@@ -48,6 +53,16 @@ class GpuController(Controller):
     ) -> dict[str, Any]:
         require_node_scope(request.user)
         return appliance.gpus.get(uuid)
+
+    @post("/{uuid:str}/mig-mode", sync_to_thread=True, status_code=200)
+    def mig_mode(
+        self,
+        request: AuthedRequest,
+        uuid: FromPath[str],
+        data: JSONBody[MigModeRequest],
+        appliance: ApplianceDep,
+    ) -> dict[str, bool]:
+        return appliance.gpus.set_mig_mode(request.user, uuid, data.enabled)
 
     @post("/{uuid:str}/plan", sync_to_thread=True, status_code=200)
     def plan(

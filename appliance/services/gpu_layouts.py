@@ -200,6 +200,22 @@ class GpuLayoutService:
                     extra={"gpu": gpu},
                 )
 
+    def set_mig_mode(self, principal: Principal, gpu: str, enabled: bool) -> dict[str, bool]:
+        """Ask for MIG on or off; the change waits for a GPU reset, which we never do."""
+        principal.require_infra_admin()
+        self._info(gpu)
+        with self._lock:
+            mode = self.backend.set_mig_mode(gpu, enabled)
+            with journal.write_transaction():
+                journal.append(
+                    "gpu.mig_mode", "gpu", gpu, {"current": mode.current, "pending": mode.pending}
+                )
+        return {
+            "current": mode.current,
+            "pending": mode.pending,
+            "reset_needed": mode.current != mode.pending,
+        }
+
     def restore(self) -> None:
         """At start: re-create committed layouts the GPU lost (a reboot), vRAN first."""
         for info in self.backend.list_gpus():

@@ -179,3 +179,21 @@ def test_schedules(client: TestClient[Any], appliance: Appliance) -> None:
     assert "gpu.schedule_failed" in kinds
     assert client.delete("/api/v1/gpus/schedules/day").status_code == 204
     assert client.delete("/api/v1/gpus/schedules/day").json()["code"] == "schedule_not_found"
+
+
+def test_mig_mode_change_waits_for_a_reset(tmp_path: Path) -> None:
+    app = built(
+        tmp_path,
+        TOWERBOX_GPU_BACKEND="simulated",
+        TOWERBOX_GPU_SIMULATED_MODELS="H100-80GB,L40S-48GB",
+    )
+    try:
+        with api_client(app) as c:
+            c.headers.update(login(c, "admin", admin_password(app.cfg)))
+            gpus = {g["model"]: g["uuid"] for g in c.get("/api/v1/gpus").json()["gpus"]}
+            off = c.post(f"/api/v1/gpus/{gpus['H100-80GB']}/mig-mode", json={"enabled": False})
+            assert off.json() == {"current": True, "pending": False, "reset_needed": True}
+            no_mig = c.post(f"/api/v1/gpus/{gpus['L40S-48GB']}/mig-mode", json={"enabled": True})
+            assert (no_mig.status_code, no_mig.json()["code"]) == (409, "mig_not_supported")
+    finally:
+        app.close()
