@@ -229,7 +229,14 @@ class VmService:
         if alloc.vcpu_pins:
             self._repin_shared()
         if req.start:
-            self.start(principal, spec.name)
+            try:
+                self.start(principal, spec.name)
+            except TowerboxError:
+                # "Create and start" is one request: a VM that cannot start is not left
+                # behind for the operator to find after an error.
+                log.warning("VM %s did not start; removing it again", spec.name)
+                self.delete(principal, spec.name)
+                raise
         return self.get(principal, spec.name)
 
     def _wire_vnets(self, spec: VmSpec) -> VmSpec:

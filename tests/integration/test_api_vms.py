@@ -12,6 +12,7 @@ import pytest
 from litestar.testing import TestClient
 
 from appliance.context import Appliance
+from appliance.errors import BackendError
 from appliance.store.models import Vm
 from tests.support.appliance import admin_password, api_client, built, login
 
@@ -305,3 +306,15 @@ def test_shared_vms_move_off_cores_a_pinned_vm_takes(
     assert client.delete("/api/v1/vms/du").status_code == 204
     restored = client.get("/api/v1/vms/floater").json()["allocation"]["shared_cpus"]
     assert set(restored) == before
+
+
+def test_create_and_start_is_all_or_nothing(
+    client: TestClient[Any], appliance: Appliance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(uuid: str) -> None:
+        raise BackendError("no memory for QEMU", code="libvirt_error")
+
+    monkeypatch.setattr(appliance.backend, "start", refuse)
+    resp = _create(client, "nostart", start=True)
+    assert (resp.status_code, resp.json()["code"]) == (502, "libvirt_error")
+    assert _leftovers(appliance, "nostart") == NOTHING
