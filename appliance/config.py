@@ -14,7 +14,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import ConfigError
+import msgspec
+from apscheduler.triggers.cron import CronTrigger
+
+from appliance.domain.gpu.target import LayoutRequest
+from appliance.errors import ConfigError, TowerboxError
 
 DEFAULT_CONFIG_PATH = Path("/etc/towerbox/appliance.toml")
 
@@ -55,11 +59,23 @@ class JobsConfig:
     history_samples: int = 360  # per VM, for charts: 30 min at the default interval
 
 
+class GpuScheduleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    cron: str
+    layout: str
+    gpu: str = ""  # a GPU UUID; "" for every GPU with MIG
+
+
 @dataclass(frozen=True)
 class GpuConfig:
     # "auto": NVML when a driver answers, else the simulator; "nvml"; "simulated".
     backend: str = "auto"
     simulated_models: str = "H100-80GB"  # comma-separated catalog keys, one per GPU
+    # Named targets, e.g. [gpu.layouts.offpeak] counts = {"1g.10gb" = 4}. The
+    # environment gives the whole table as JSON (TOWERBOX_GPU_LAYOUTS).
+    layouts: dict[str, LayoutRequest] = field(default_factory=dict)
+    # e.g. [gpu.schedules.offpeak] cron = "0 22 * * *", layout = "offpeak", and an
+    # optional gpu = "GPU-..." (every MIG GPU when left out). Cron is five fields, UTC.
+    schedules: dict[str, GpuScheduleConfig] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -152,6 +168,7 @@ def _build(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> Config:
     if unknown:
         raise ConfigError(f"{origin}: unknown keys {sorted(unknown)}")
     cfg = replace(Config(), **top)
+    cfg = replace(cfg, gpu=_check_gpu(cfg.gpu, origin))
     # libvirt needs absolute paths in domain XML; relative ones are the caller's cwd.
     return replace(
         cfg,
@@ -160,6 +177,41 @@ def _build(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> Config:
         catalog_dir=os.path.abspath(cfg.catalog_dir) if cfg.catalog_dir else "",
         api=replace(cfg.api, socket=os.path.abspath(cfg.api.socket) if cfg.api.socket else ""),
     )
+
+
+def _check_gpu(gpu: GpuConfig, origin: str) -> GpuConfig:
+    """Type the layout and schedule tables; refuse bad targets and cron expressions."""
+    layouts: dict[str, LayoutRequest] = {}
+    for name, raw in gpu.layouts.items():
+        key = f"gpu.layouts.{name}"
+        try:
+            layouts[name] = msgspec.convert(raw, LayoutRequest)
+            layouts[name].check(named=False)
+        except (msgspec.ValidationError, TowerboxError) as err:
+            raise ConfigError(f"{origin}: {key}: {err}", field=key) from err
+    schedules: dict[str, GpuScheduleConfig] = {}
+    for name, table in gpu.schedules.items():
+        key = f"gpu.schedules.{name}"
+        try:
+            sched = msgspec.convert(table, GpuScheduleConfig)
+        except msgspec.ValidationError as err:
+            raise ConfigError(f"{origin}: {key}: {err}", field=key) from err
+        try:
+            CronTrigger.from_crontab(sched.cron, timezone="UTC")
+        except ValueError as err:
+            raise ConfigError(
+                f"{origin}: {key}: bad cron expression {sched.cron!r}: {err}",
+                code="invalid_cron",
+                field=key,
+            ) from err
+        if sched.layout not in layouts:
+            raise ConfigError(
+                f"{origin}: {key}: no layout {sched.layout!r} in [gpu.layouts]",
+                code="unknown_layout",
+                field=key,
+            )
+        schedules[name] = sched
+    return replace(gpu, layouts=layouts, schedules=schedules)
 
 
 def _section(
@@ -188,6 +240,11 @@ def _env_or(raw: dict[str, Any], env: Mapping[str, str], key: str, env_key: str)
 def _coerce(value: Any, kind: type[Any], key: str, origin: str) -> Any:
     if kind is bool and isinstance(value, str):
         return value.lower() in ("1", "true", "yes", "on")
+    if kind is dict and isinstance(value, str):  # a table from the environment, as JSON
+        try:
+            value = msgspec.json.decode(value)
+        except msgspec.DecodeError as err:
+            raise ConfigError(f"{origin}: {key} must be a JSON object: {err}", field=key) from err
     bad = ConfigError(f"{origin}: {key} must be {kind.__name__}, got {value!r}", field=key)
     if kind in (int, float) and isinstance(value, bool):
         raise bad

@@ -103,7 +103,8 @@ def _gpu_service(cfg: Config) -> GpuLayoutService:
         # A demo node keeps its simulated layout across daemon restarts.
         simulated_state=Path(cfg.state_dir) / "gpu-simulator.json",
     )
-    service = GpuLayoutService(backend, line, default_catalog())
+    # No drain hook yet: an apply reports the B2B owners it did not stop first.
+    service = GpuLayoutService(backend, line, default_catalog(), layouts=cfg.gpu.layouts)
     service.restore()
     return service
 
@@ -155,5 +156,5 @@ def build_appliance(cfg: Config) -> Appliance:
         started_at=time.time(),
         n6=n6,
         gpus=gpus,
-        gpu_schedules=GpuSchedules(gpus),
+        gpu_schedules=GpuSchedules(gpus, cfg.gpu.schedules),
     )

@@ -9,7 +9,7 @@ from litestar import Controller, delete, get, post, put
 from litestar.params import FromPath, JSONBody
 
 from appliance.api.deps import ApplianceDep, AuthedRequest, require_node_scope
-from appliance.services.gpu_layouts import LayoutRequest
+from appliance.domain.gpu.target import LayoutRequest
 from appliance.services.gpu_schedules import Schedule
 
 
@@ -53,6 +53,18 @@ class GpuController(Controller):
     ) -> dict[str, Any]:
         require_node_scope(request.user)
         return appliance.gpus.get(uuid)
+
+    @get("/{uuid:str}/profiles", sync_to_thread=True)
+    def profiles(
+        self, request: AuthedRequest, uuid: FromPath[str], appliance: ApplianceDep
+    ) -> list[dict[str, Any]]:
+        require_node_scope(request.user)
+        return appliance.gpus.profiles(uuid)
+
+    @get("/layouts", sync_to_thread=True)
+    def layouts(self, request: AuthedRequest, appliance: ApplianceDep) -> dict[str, Any]:
+        require_node_scope(request.user)
+        return msgspec.to_builtins(appliance.gpus.layouts)  # type: ignore[no-any-return]
 
     @post("/{uuid:str}/mig-mode", sync_to_thread=True, status_code=200)
     def mig_mode(

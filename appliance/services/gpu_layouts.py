@@ -1,16 +1,19 @@
 """GPU layouts on the node: see them, dry-run a target, apply it with rollback.
 
 The node keeps each GPU's last committed layout (roles and owners included) in the
-state database; MIG instances do not survive a host reboot, so the daemon re-creates
-the committed layout at start, vRAN first. Not wired yet: draining the B2B VMs that
-use instances a plan changes (the plan lists them in ``drain``), schedules, and
-binding VMs to slices.
+``gpu_layout`` table; MIG instances do not survive a host reboot, so the daemon
+re-creates the committed layout at start, vRAN first. Draining the B2B workloads on
+instances a plan changes goes through the ``drain`` hook: until VmService provides
+one, an apply reports those owners as not drained. Binding VMs to slices (vGPU,
+mdev, passthrough) is not built yet.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from typing import Any
 
 import msgspec
@@ -20,30 +23,39 @@ from appliance.domain.gpu.catalog import GpuCatalog, GpuModel
 from appliance.domain.gpu.layout import Instance, Layout, MigRole, validate_layout
 from appliance.domain.gpu.planner import OpKind, Plan, plan
 from appliance.domain.gpu.solver import solve_counts
+from appliance.domain.gpu.target import LayoutRequest
 from appliance.errors import BackendError, Conflict, InvalidInput, NotFound, TowerboxError
 from appliance.services.auth import Principal
 from appliance.store import journal
-from appliance.store.models import Meta
+from appliance.store.models import GpuLayout
 
 log = logging.getLogger(__name__)
 
 
-class LayoutRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A target: exact instances, or B2B profile counts solved around the vRAN slice."""
+# Stops the workloads on these instances of this GPU before their slices change;
+# raises a TowerboxError when it cannot, and the apply stops before any GPU change.
+DrainHook = Callable[[str, tuple[Instance, ...]], None]
 
-    instances: tuple[Instance, ...] | None = None
-    counts: dict[str, int] | None = None
+_OP_KINDS = {OpKind.DESTROY: "gpu.instance_destroyed", OpKind.CREATE: "gpu.instance_created"}
 
-
-def _key(gpu: str) -> str:
-    return f"gpu_layout:{gpu}"
+DRAIN_NOT_WIRED = "VM drain is not wired yet: workloads on changed instances were not stopped first"
 
 
 class GpuLayoutService:
-    def __init__(self, backend: GpuBackend, line: str, catalog: GpuCatalog) -> None:
+    def __init__(
+        self,
+        backend: GpuBackend,
+        line: str,
+        catalog: GpuCatalog,
+        *,
+        layouts: Mapping[str, LayoutRequest] | None = None,
+        drain: DrainHook | None = None,
+    ) -> None:
         self.backend = backend
         self.line = line
         self._catalog = catalog
+        self.layouts = dict(layouts or {})  # named targets from [gpu.layouts]
+        self._drain = drain
         self._lock = threading.Lock()  # one layout change on the node at a time
 
     # -- reads -------------------------------------------------------------------
@@ -81,9 +93,15 @@ class GpuLayoutService:
             "layout": msgspec.to_builtins(self.current_layout(info)) if info.model else None,
         }
 
+    def profiles(self, gpu: str) -> list[dict[str, Any]]:
+        info = self._info(gpu)
+        if not info.mig_supported:
+            return []
+        return [asdict(p) for p in self.backend.profiles(gpu)]
+
     def committed(self, gpu: str) -> Layout | None:
-        row = Meta.get_or_none(Meta.key == _key(gpu))
-        return msgspec.json.decode(row.value, type=Layout) if row else None
+        row = GpuLayout.get_or_none(GpuLayout.gpu_uuid == gpu)
+        return msgspec.json.decode(row.layout, type=Layout) if row else None
 
     def current_layout(self, info: GpuInfo) -> Layout:
         """What the GPU has now, with roles and owners from the committed layout."""
@@ -109,11 +127,27 @@ class GpuLayoutService:
         info = self._info(gpu)
         return self._plan_view(self._plan(info, req))
 
+    def resolve(self, req: LayoutRequest) -> LayoutRequest:
+        """The request itself, or the configured layout it names."""
+        req.check()
+        if req.layout is None:
+            return req
+        named = self.layouts.get(req.layout)
+        if named is None:
+            raise InvalidInput(
+                f"no layout {req.layout!r} in the configuration; known: "
+                f"{', '.join(sorted(self.layouts)) or 'none'}",
+                code="unknown_layout",
+                layout=req.layout,
+            )
+        return named
+
     def _plan(self, info: GpuInfo, req: LayoutRequest) -> Plan:
         model = self._model(info)
+        if not model.mig_supported:
+            raise Conflict(f"{model.display_name} does not support MIG", code="mig_not_supported")
+        req = self.resolve(req)
         current = self.current_layout(info)
-        if (req.instances is None) == (req.counts is None):
-            raise InvalidInput("give either instances or counts", code="invalid_layout_request")
         if req.counts is not None:
             target = solve_counts(model, current, req.counts)
         else:
@@ -130,6 +164,16 @@ class GpuLayoutService:
             "empty": p.empty,
         }
 
+    def _drain_workloads(self, gpu: str, p: Plan) -> dict[str, Any]:
+        owners = sorted({inst.owner for inst in p.drain if inst.owner})
+        if not p.drain:
+            return {"owners": owners, "drained": True}
+        if self._drain is None:
+            log.warning("GPU %s: %s (%s)", gpu, DRAIN_NOT_WIRED, ", ".join(owners))
+            return {"owners": owners, "drained": False, "note": DRAIN_NOT_WIRED}
+        self._drain(gpu, p.drain)
+        return {"owners": owners, "drained": True}
+
     def apply(self, principal: Principal, gpu: str, req: LayoutRequest) -> dict[str, Any]:
         principal.require_infra_admin()
         return self.apply_as_node(gpu, req)
@@ -143,19 +187,44 @@ class GpuLayoutService:
                 gpu_model=p.gpu_model,
                 instances=tuple(sorted(p.kept + p.creates, key=lambda i: (i.start, i.profile))),
             )
+            try:
+                drained = self._drain_workloads(gpu, p)
+            except TowerboxError as err:
+                self._journal_failure(gpu, err)
+                raise
             self._run(gpu, p)
-            with journal.write_transaction():
-                Meta.insert(
-                    key=_key(gpu), value=msgspec.json.encode(target).decode()
-                ).on_conflict_replace().execute()
-                journal.append(
-                    "gpu.layout_applied",
-                    "gpu",
-                    gpu,
-                    {"layout": msgspec.to_builtins(target), "ops": self._plan_view(p)["ops"]},
-                )
+            self._commit(gpu, target, p)
         log.info("GPU %s: layout applied (%d operations)", gpu, len(p.ops), extra={"gpu": gpu})
-        return {"plan": self._plan_view(p), "layout": msgspec.to_builtins(target)}
+        return {
+            "plan": self._plan_view(p),
+            "layout": msgspec.to_builtins(target),
+            "drain": drained,
+        }
+
+    @staticmethod
+    def _commit(gpu: str, target: Layout, p: Plan) -> None:
+        """The new last good layout, its journal entry and one entry per operation."""
+        with journal.write_transaction():
+            GpuLayout.insert(
+                gpu_uuid=gpu,
+                gpu_model=target.gpu_model,
+                layout=msgspec.json.encode(target).decode(),
+            ).on_conflict_replace().execute()
+            for op in p.ops:
+                journal.append(_OP_KINDS[op.kind], "gpu", gpu, msgspec.to_builtins(op.instance))
+            journal.append(
+                "gpu.layout_applied",
+                "gpu",
+                gpu,
+                {"layout": msgspec.to_builtins(target), "ops": len(p.ops)},
+            )
+
+    @staticmethod
+    def _journal_failure(gpu: str, err: TowerboxError) -> None:
+        with journal.write_transaction():
+            journal.append(
+                "gpu.layout_failed", "gpu", gpu, {"code": err.code, "detail": err.message}
+            )
 
     def _run(self, gpu: str, p: Plan) -> None:
         """Run the operations; on a failure undo those done, in reverse, and re-raise."""
@@ -172,10 +241,7 @@ class GpuLayoutService:
                     done.append((op.kind, inst, made.gpu_instance_id))
         except TowerboxError as err:
             self._undo(gpu, done)
-            with journal.write_transaction():
-                journal.append(
-                    "gpu.layout_failed", "gpu", gpu, {"code": err.code, "detail": err.message}
-                )
+            self._journal_failure(gpu, err)
             raise BackendError(
                 f"applying the layout failed ({err.message}); the GPU is back on its last "
                 "good layout",

@@ -6,10 +6,11 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import peewee
 
 from appliance.errors import ConfigError
-from appliance.store.models import ALL_MODELS, Meta, db_proxy
+from appliance.store.models import ALL_MODELS, GpuLayout, Meta, db_proxy
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,24 @@ def _v1_initial(db: peewee.SqliteDatabase) -> None:
     Meta.create(key="journal_next_seq", value="1")
 
 
+class _StoredLayout(msgspec.Struct):
+    gpu_model: str
+
+
+def _v2_gpu(db: peewee.SqliteDatabase) -> None:
+    """GPU layouts get their own table; earlier builds kept them as Meta rows."""
+    db.create_tables([GpuLayout])
+    for row in Meta.select().where(Meta.key.startswith("gpu_layout:")):
+        GpuLayout.create(
+            gpu_uuid=row.key.removeprefix("gpu_layout:"),
+            gpu_model=msgspec.json.decode(row.value, type=_StoredLayout).gpu_model,
+            layout=row.value,
+        )
+    Meta.delete().where(Meta.key.startswith("gpu_layout:")).execute()
+
+
 # Append only: each function moves the schema from version i to i + 1.
-MIGRATIONS: tuple[Callable[[peewee.SqliteDatabase], None], ...] = (_v1_initial,)
+MIGRATIONS: tuple[Callable[[peewee.SqliteDatabase], None], ...] = (_v1_initial, _v2_gpu)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -88,4 +88,21 @@ class JournalEntry(BaseModel):
         table_name = "journal"
 
 
+class GpuLayout(BaseModel):
+    """Each GPU's last committed MIG layout, roles and owners included.
+
+    The layout the node re-creates after a reboot and rolls back to after a failed
+    reshape; written in the same transaction as the journal entries that announce it.
+    """
+
+    gpu_uuid = peewee.CharField(primary_key=True, max_length=96)
+    gpu_model = peewee.CharField(max_length=48)
+    layout = peewee.TextField()  # Layout as JSON
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "gpu_layout"
+
+
+# The tables of schema version 1; later tables are created by their own migration.
 ALL_MODELS: tuple[type[BaseModel], ...] = (Meta, Tenant, User, Token, Vm, JournalEntry)
