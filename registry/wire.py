@@ -1,0 +1,100 @@
+"""The sync protocol's wire shapes, shared by the registry, the agent and the appliance.
+
+One module so the three processes cannot drift apart: the registry validates with
+these structs, the agent builds them, and the checksum that proves "the registry holds
+exactly the node's journal" is computed the same way on both ends.
+See docs/sync-protocol.md for the routes and rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+# Bounds on one journal batch; larger batches are refused with `batch_too_large`.
+MAX_BATCH_ENTRIES = 1000
+MAX_BATCH_BYTES = 4 * 1024 * 1024  # after gzip decompression
+
+# Desired-state document kinds the registry hands down and the appliance applies.
+DESIRED_KINDS = ("gpu", "vnets", "catalog")
+
+
+class WireEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One journal entry exactly as the appliance's journal API serves it."""
+
+    seq: int
+    kind: str
+    object_type: str
+    object_id: str
+    state: Any
+    created_at: str | None = None
+
+
+class JournalBatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """POST /api/v1/sync/journal body (gzip-encoded on the wire).
+
+    `compacted_through`: the appliance compacted its journal up to this seq, so seqs
+    at or below it may be missing for good; the registry accepts such gaps, no others.
+    """
+
+    entries: list[WireEntry]
+    compacted_through: int = 0
+
+
+class JournalAck(msgspec.Struct, frozen=True):
+    """The registry's answer: the highest contiguous seq it holds for the site."""
+
+    acked_seq: int
+    stored: int  # entries newly stored by this request (0 on a pure replay)
+
+
+class Heartbeat(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """POST /api/v1/sync/heartbeat body; sent on its own timer, also during a backlog."""
+
+    agent_version: str
+    appliance_head: int  # newest seq in the node's journal
+    queued: int  # entries the registry does not hold yet, as far as the agent knows
+    host: dict[str, Any] = msgspec.field(default_factory=dict)  # health/host facts
+
+
+class DesiredIndexItem(msgspec.Struct, frozen=True):
+    kind: str
+    etag: str  # opaque; changes whenever the effective document changes
+    version: int
+    source: str  # "site" or "group:<label>=<value>"
+
+
+class DesiredDocument(msgspec.Struct, frozen=True):
+    """GET /api/v1/sync/desired/{kind} body; also what the agent hands the appliance."""
+
+    kind: str
+    etag: str
+    version: int
+    source: str
+    document: dict[str, Any]
+
+
+def canonical_line(entry: WireEntry) -> bytes:
+    """One entry's canonical bytes: independent of key order and JSON spacing."""
+    state = msgspec.json.encode(_sorted(entry.state))
+    head = f"{entry.seq}\t{entry.kind}\t{entry.object_type}\t{entry.object_id}\t"
+    return head.encode() + state + b"\n"
+
+
+def journal_checksum(entries: Iterable[WireEntry]) -> str:
+    """sha256 over the canonical lines, in seq order (the caller sorts)."""
+    digest = hashlib.sha256()
+    for entry in entries:
+        digest.update(canonical_line(entry))
+    return digest.hexdigest()
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
