@@ -7,7 +7,9 @@ PKGS=(
   libxml2-utils                                              # virt-xml-validate's schemas
   busybox-static cpio xz-utils                               # the demo appliance image
   systemd                                                    # systemd-analyze verify
-  openvswitch-switch iproute2 nftables                       # N6 handoff
+  openvswitch-switch iproute2 nftables                       # N6 handoff, WAN faults
+  postgresql                                                 # the registry on PostgreSQL
+  chromium                                                   # the UI's end-to-end tests
 )
 missing=()
 for p in "${PKGS[@]}"; do
