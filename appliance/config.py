@@ -76,6 +76,12 @@ class GpuConfig:
     # e.g. [gpu.schedules.offpeak] cron = "0 22 * * *", layout = "offpeak", and an
     # optional gpu = "GPU-..." (every MIG GPU when left out). Cron is five fields, UTC.
     schedules: dict[str, GpuScheduleConfig] = field(default_factory=dict)
+    # How long a B2B VM on a changing slice gets to shut down before an apply gives
+    # up and leaves the GPU as it was.
+    drain_timeout_s: float = 60.0
+    # Whether the simulated GPUs offer MIG-backed vGPUs to VMs (a demo node does); real
+    # GPUs offer them when NVIDIA's vGPU manager shows mdev types in sysfs.
+    simulated_vgpu: bool = True
 
 
 @dataclass(frozen=True)

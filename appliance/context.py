@@ -12,6 +12,9 @@ from typing import Literal, cast
 import peewee
 
 from appliance.backends.gpu.probe import open_gpu_backend
+from appliance.backends.gpu.protocol import GpuBackend
+from appliance.backends.gpu.simulated import SimulatedGpuBackend
+from appliance.backends.gpu.vgpu import NoVgpu, SimulatedVgpu, SysfsVgpu, VgpuHost
 from appliance.backends.host.sysfs_inventory import read_inventory
 from appliance.backends.vm.libvirt_backend import LibvirtBackend, choose_uri, choose_virt_type
 from appliance.catalog import CatalogEntry, load_catalog
@@ -22,6 +25,7 @@ from appliance.domain.host import HostInventory
 from appliance.errors import ConfigError, TowerboxError
 from appliance.metrics import Metrics
 from appliance.services.auth import AuthService
+from appliance.services.gpu_binding import GpuBinder
 from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.services.gpu_schedules import GpuSchedules
 from appliance.services.monitor import Monitor, record_state_changes
@@ -103,10 +107,16 @@ def _gpu_service(cfg: Config) -> GpuLayoutService:
         # A demo node keeps its simulated layout across daemon restarts.
         simulated_state=Path(cfg.state_dir) / "gpu-simulator.json",
     )
-    # No drain hook yet: an apply reports the B2B owners it did not stop first.
+    # The drain and resume hooks come from the VM service, built after this one.
     service = GpuLayoutService(backend, line, default_catalog(), layouts=cfg.gpu.layouts)
     service.restore()
     return service
+
+
+def _vgpu_host(cfg: Config, backend: GpuBackend) -> VgpuHost:
+    if isinstance(backend, SimulatedGpuBackend):
+        return SimulatedVgpu(backend) if cfg.gpu.simulated_vgpu else NoVgpu()
+    return SysfsVgpu(Path(cfg.host.sysfs_root))
 
 
 def build_appliance(cfg: Config) -> Appliance:
@@ -131,7 +141,9 @@ def build_appliance(cfg: Config) -> Appliance:
     auth = AuthService(cfg.api.token_ttl_s)
     n6 = N6Service(_n6_backends(cfg), eupf_url=cfg.n6.eupf_url)
     gpus = _gpu_service(cfg)
-    vms = VmService(cfg, backend, allocator, catalog, monitor, vnets=n6.attachment)
+    binder = GpuBinder(gpus, _vgpu_host(cfg, gpus.backend))
+    vms = VmService(cfg, backend, allocator, catalog, monitor, vnets=n6.attachment, gpus=binder)
+    gpus.set_hooks(vms.drain_gpu, vms.resume_gpu)
     for record in vms.load_records():
         try:
             allocator.restore(record.spec.name, record.allocation)
@@ -149,7 +161,7 @@ def build_appliance(cfg: Config) -> Appliance:
         allocator=allocator,
         catalog=catalog,
         monitor=monitor,
-        reconciler=Reconciler(backend, cfg.node_name),
+        reconciler=Reconciler(backend, cfg.node_name, start=vms.prepare_restart),
         auth=auth,
         vms=vms,
         metrics=Metrics(),

@@ -9,12 +9,27 @@ from litestar import Controller, delete, get, post, put
 from litestar.params import FromPath, JSONBody
 
 from appliance.api.deps import ApplianceDep, AuthedRequest, require_node_scope
+from appliance.context import Appliance
+from appliance.domain.gpu.binding import process_owner
+from appliance.domain.gpu.layout import MigRole
 from appliance.domain.gpu.target import LayoutRequest
+from appliance.domain.vm_spec import check_name
+from appliance.errors import InvalidInput, NotFound
+from appliance.services.auth import Principal
 from appliance.services.gpu_schedules import Schedule
 
 
 class MigModeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     enabled: bool
+
+
+class ClaimRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A slice for a process or container, which gets the MIG device UUID."""
+
+    name: str
+    profile: str | None = None
+    role: str = "b2b"
+    gpu: str | None = None
 
 
 class GpuController(Controller):
@@ -46,6 +61,24 @@ class GpuController(Controller):
         self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep
     ) -> None:
         appliance.gpu_schedules.delete(request.user, name)
+
+    @get("/claims", sync_to_thread=True)
+    def claims(self, request: AuthedRequest, appliance: ApplianceDep) -> list[dict[str, Any]]:
+        require_node_scope(request.user)
+        return appliance.gpus.claims()
+
+    @post("/claims", sync_to_thread=True, status_code=201)
+    def claim(
+        self, request: AuthedRequest, data: JSONBody[ClaimRequest], appliance: ApplianceDep
+    ) -> dict[str, Any]:
+        return claim_for_process(appliance, request.user, data)
+
+    @delete("/claims/{name:str}", sync_to_thread=True)
+    def release(self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep) -> None:
+        request.user.require_infra_admin()
+        check_name("process", name)
+        if not appliance.gpus.release(process_owner(name)):
+            raise NotFound(f"process {name!r} holds no GPU slice", code="claim_not_found")
 
     @get("/{uuid:str}", sync_to_thread=True)
     def get_gpu(
@@ -96,3 +129,18 @@ class GpuController(Controller):
         appliance: ApplianceDep,
     ) -> dict[str, Any]:
         return appliance.gpus.apply(request.user, uuid, data)
+
+
+def claim_for_process(appliance: Appliance, user: Principal, req: ClaimRequest) -> dict[str, Any]:
+    user.require_infra_admin()
+    check_name("process", req.name)
+    if req.role not in ("vran", "b2b"):
+        raise InvalidInput(
+            f"role must be vran or b2b, not {req.role!r}", code="invalid_gpu_request", field="role"
+        )
+    owner = process_owner(req.name)
+    appliance.gpus.claim(owner, req.profile, MigRole(req.role), req.gpu)
+    for view in appliance.gpus.claims():
+        if view["owner"] == owner:
+            return view
+    raise NotFound(f"the claim of {req.name!r} vanished", code="claim_not_found")

@@ -105,6 +105,25 @@ class NicSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     model: str = "virtio"  # bridge and ovs
 
 
+class GpuAttach(enum.StrEnum):
+    MIG = "mig"  # a MIG slice, reaching the VM as an NVIDIA vGPU (mediated device)
+    PASSTHROUGH = "passthrough"  # a whole GPU by PCI passthrough (MIG off)
+
+
+class GpuRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The GPU a VM asks for; the node picks the instance when the VM starts.
+
+    A MIG request names a profile ("1g.10gb"), a role ("b2b" or "vran"), or both; the
+    role defaults to the VM's own. ``gpu`` narrows the choice to one GPU (UUID), or
+    names the GPU to pass through (UUID or PCI address).
+    """
+
+    attach: GpuAttach = GpuAttach.MIG
+    profile: str | None = None
+    role: str | None = None
+    gpu: str | None = None
+
+
 class VmSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     vcpus: int = 1
@@ -116,6 +135,7 @@ class VmSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     boot: KernelBoot | None = None
     nics: tuple[NicSpec, ...] = ()
     pci_devices: tuple[str, ...] = ()  # host PCI addresses passed through whole
+    gpu: GpuRequest | None = None
     serial_log: bool = True  # serial console to a log file the API can tail
     autostart: bool = False  # libvirt starts it when libvirtd starts
     restart: RestartPolicy = RestartPolicy.ON_FAILURE
@@ -228,9 +248,44 @@ def validate_spec(spec: VmSpec) -> None:
                 field=f"pci_devices[{i}]",
             )
         seen.add(addr)
+    if spec.gpu is not None:
+        _validate_gpu(spec.gpu)
     if spec.disks == () and spec.boot is None:
         raise InvalidInput(
             "a VM needs a disk or a kernel to boot", code="invalid_spec", field="disks"
+        )
+
+
+_PROFILE_RE = re.compile(r"^[1-8]g\.[0-9]+gb(\+me|\+gfx|-me)?$")
+_GPU_REF_RE = re.compile(r"^(GPU-[0-9a-fA-F-]{36}|[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7])$")
+
+
+def _validate_gpu(req: GpuRequest) -> None:
+    if req.gpu is not None and not _GPU_REF_RE.match(req.gpu):
+        raise InvalidInput(
+            f"{req.gpu!r} is not a GPU UUID (GPU-...) or a PCI address like 0000:3b:00.0",
+            code="invalid_gpu_request",
+            field="gpu.gpu",
+        )
+    if req.attach is GpuAttach.PASSTHROUGH:
+        if req.profile is not None or req.role is not None:
+            raise InvalidInput(
+                "a passthrough GPU takes the whole board: leave out profile and role",
+                code="invalid_gpu_request",
+                field="gpu.profile" if req.profile is not None else "gpu.role",
+            )
+        return
+    if req.profile is not None and not _PROFILE_RE.match(req.profile):
+        raise InvalidInput(
+            f"{req.profile!r} is not a MIG profile name like 1g.10gb or 3g.40gb",
+            code="invalid_gpu_request",
+            field="gpu.profile",
+        )
+    if req.role is not None and req.role not in ("vran", "b2b"):
+        raise InvalidInput(
+            f"gpu.role must be vran or b2b, not {req.role!r}",
+            code="invalid_gpu_request",
+            field="gpu.role",
         )
 
 

@@ -2,10 +2,16 @@
 
 The node keeps each GPU's last committed layout (roles and owners included) in the
 ``gpu_layout`` table; MIG instances do not survive a host reboot, so the daemon
-re-creates the committed layout at start, vRAN first. Draining the B2B workloads on
-instances a plan changes goes through the ``drain`` hook: until VmService provides
-one, an apply reports those owners as not drained. Binding VMs to slices (vGPU,
-mdev, passthrough) is not built yet.
+re-creates the committed layout at start, vRAN first.
+
+Workloads own instances through the layout's ``owner`` field: ``claim`` gives a
+workload (a VM by name, or ``process:NAME``) an instance of the profile and role it
+asks for and records it in the committed layout. An apply first drains the workloads
+on the instances it changes through the ``drain`` hook (the VM service shuts the VMs
+down with a deadline; a process claim must be released by its owner first), runs the
+operations, commits, and then calls the ``resume`` hook, which binds the drained VMs
+again and restarts those that have a place in the new layout; after a rollback the
+same hook restarts them on the old one.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from typing import Any
 
 import msgspec
 
-from appliance.backends.gpu.protocol import GpuBackend, GpuInfo
-from appliance.domain.gpu.catalog import GpuCatalog, GpuModel
+from appliance.backends.gpu.protocol import GpuBackend, GpuInfo, GpuInstanceInfo
+from appliance.domain.gpu.binding import choose, is_process_owner, with_owner, without_owner
+from appliance.domain.gpu.catalog import GpuCatalog, GpuModel, MigProfile
 from appliance.domain.gpu.layout import Instance, Layout, MigRole, validate_layout
 from appliance.domain.gpu.planner import OpKind, Plan, plan
 from appliance.domain.gpu.solver import solve_counts
@@ -35,6 +42,9 @@ log = logging.getLogger(__name__)
 # Stops the workloads on these instances of this GPU before their slices change;
 # raises a TowerboxError when it cannot, and the apply stops before any GPU change.
 DrainHook = Callable[[str, tuple[Instance, ...]], None]
+# After an apply or its rollback: bind and restart what was drained; returns a report
+# ({"restarted": [...], "waiting": [...]}).
+ResumeHook = Callable[[str], dict[str, Any]]
 
 _OP_KINDS = {OpKind.DESTROY: "gpu.instance_destroyed", OpKind.CREATE: "gpu.instance_created"}
 
@@ -50,13 +60,22 @@ class GpuLayoutService:
         *,
         layouts: Mapping[str, LayoutRequest] | None = None,
         drain: DrainHook | None = None,
+        resume: ResumeHook | None = None,
     ) -> None:
         self.backend = backend
         self.line = line
         self._catalog = catalog
         self.layouts = dict(layouts or {})  # named targets from [gpu.layouts]
         self._drain = drain
-        self._lock = threading.Lock()  # one layout change on the node at a time
+        self._resume = resume
+        # One layout change on the node at a time. Re-entrant: an apply's hooks stop
+        # and bind VMs, which claim and release instances under the same lock.
+        self._lock = threading.RLock()
+
+    def set_hooks(self, drain: DrainHook, resume: ResumeHook) -> None:
+        """Wire the VM service in (it is built after this service)."""
+        self._drain = drain
+        self._resume = resume
 
     # -- reads -------------------------------------------------------------------
 
@@ -166,6 +185,14 @@ class GpuLayoutService:
 
     def _drain_workloads(self, gpu: str, p: Plan) -> dict[str, Any]:
         owners = sorted({inst.owner for inst in p.drain if inst.owner})
+        claimed = [i for i in p.drain if is_process_owner(i.owner)]
+        if claimed:
+            raise Conflict(
+                f"{claimed[0].label} is claimed by {claimed[0].owner}; the process must "
+                "stop and release its claim before the slice can change",
+                code="gpu_claimed_by_process",
+                owner=claimed[0].owner,
+            )
         if not p.drain:
             return {"owners": owners, "drained": True}
         if self._drain is None:
@@ -192,14 +219,134 @@ class GpuLayoutService:
             except TowerboxError as err:
                 self._journal_failure(gpu, err)
                 raise
-            self._run(gpu, p)
+            try:
+                self._run(gpu, p)
+            except TowerboxError:
+                self._resume_workloads(gpu)  # back on the old layout
+                raise
             self._commit(gpu, target, p)
+            drained |= self._resume_workloads(gpu)
         log.info("GPU %s: layout applied (%d operations)", gpu, len(p.ops), extra={"gpu": gpu})
         return {
             "plan": self._plan_view(p),
             "layout": msgspec.to_builtins(target),
             "drain": drained,
         }
+
+    def _resume_workloads(self, gpu: str) -> dict[str, Any]:
+        if self._resume is None:
+            return {}
+        try:
+            return self._resume(gpu)
+        except TowerboxError as err:
+            log.error("GPU %s: workloads not resumed: %s", gpu, err.message, extra={"gpu": gpu})
+            return {"resume_error": {"code": err.code, "detail": err.message}}
+
+    # -- claims ----------------------------------------------------------------------
+
+    def check_request(self, profile: str | None, role: MigRole, gpu: str | None) -> None:
+        """Refuse a slice request no GPU of this node could ever satisfy."""
+        infos = self._candidates(gpu)
+        mig = [i for i in infos if i.mig_supported and i.model is not None]
+        if not mig:
+            raise Conflict(
+                "no GPU on this node supports MIG" + (f" ({gpu})" if gpu else ""),
+                code="mig_not_supported",
+                field="gpu",
+            )
+        if profile is None:
+            return
+        known: set[str] = set()
+        for info in mig:
+            known |= {p.name for p in self._model(info).profiles}
+        if profile not in known:
+            raise InvalidInput(
+                f"no GPU of this node has MIG profile {profile!r}; known: "
+                f"{', '.join(sorted(known))}",
+                code="unknown_mig_profile",
+                field="gpu.profile",
+            )
+
+    def _candidates(self, gpu: str | None) -> list[GpuInfo]:
+        infos = self.backend.list_gpus()
+        if gpu is None:
+            return infos
+        found = [i for i in infos if gpu in (i.uuid, i.pci_address)]
+        if not found:
+            raise NotFound(f"no GPU {gpu!r} on this node", code="gpu_not_found", field="gpu.gpu")
+        return found
+
+    def claim(
+        self, owner: str, profile: str | None, role: MigRole, gpu: str | None = None
+    ) -> tuple[GpuInfo, Instance, GpuInstanceInfo, MigProfile]:
+        """The instance this owner uses: the one it holds, else a free matching one."""
+        with self._lock:
+            self.check_request(profile, role, gpu)
+            free: list[str] = []
+            for info in self._candidates(gpu):
+                if not (info.mig_supported and info.mig.current and info.model):
+                    continue
+                layout = self.current_layout(info)
+                inst = choose(layout, owner, profile, role)
+                if inst is None:
+                    free += [
+                        f"{i.profile} ({i.role.value})" for i in layout.instances if not i.owner
+                    ]
+                    continue
+                if inst.owner != owner:
+                    claimed = with_owner(without_owner(layout, owner), inst.placement, owner)
+                    self._save(info.uuid, claimed, "gpu.instance_bound", inst, owner)
+                live = {(g.profile, g.start): g for g in self.backend.instances(info.uuid)}
+                return info, inst, live[inst.placement], self._model(info).profile(inst.profile)
+            wanted = f"{profile or 'any'} {role.value}"
+            raise Conflict(
+                f"no free {wanted} MIG slice on this node (unowned slices: "
+                f"{', '.join(free) or 'none'}); apply a layout that has one or stop the "
+                "workload holding one",
+                code="no_free_gpu_slice",
+                profile=profile,
+                role=role.value,
+            )
+
+    def release(self, owner: str) -> bool:
+        """Give back every instance this owner holds; False when it held none."""
+        released = False
+        with self._lock:
+            for info in self.backend.list_gpus():
+                layout = self.committed(info.uuid)
+                held = [i for i in layout.instances if i.owner == owner] if layout else []
+                if layout is None or not held:
+                    continue
+                self._save(
+                    info.uuid, without_owner(layout, owner), "gpu.instance_released", held[0], owner
+                )
+                released = True
+        return released
+
+    def claims(self) -> list[dict[str, Any]]:
+        result = []
+        for info in self.backend.list_gpus():
+            layout = self.committed(info.uuid)
+            if layout is None:
+                continue
+            live = {(g.profile, g.start): g for g in self.backend.instances(info.uuid)}
+            for inst in layout.instances:
+                if inst.owner:
+                    gi = live.get(inst.placement)
+                    result.append(_claim_view(info, inst, gi))
+        return result
+
+    @staticmethod
+    def _save(gpu: str, layout: Layout, kind: str, inst: Instance, owner: str) -> None:
+        with journal.write_transaction():
+            GpuLayout.insert(
+                gpu_uuid=gpu,
+                gpu_model=layout.gpu_model,
+                layout=msgspec.json.encode(layout).decode(),
+            ).on_conflict_replace().execute()
+            journal.append(
+                kind, "gpu", gpu, {"profile": inst.profile, "start": inst.start, "owner": owner}
+            )
 
     @staticmethod
     def _commit(gpu: str, target: Layout, p: Plan) -> None:
@@ -305,3 +452,18 @@ class GpuLayoutService:
                     "gpu.layout_restored", "gpu", info.uuid, {"layout": msgspec.to_builtins(layout)}
                 )
             log.warning("GPU %s: committed layout re-created after a reset", info.uuid)
+
+
+def _claim_view(info: GpuInfo, inst: Instance, gi: GpuInstanceInfo | None) -> dict[str, Any]:
+    mig_uuid = gi.mig_uuid if gi else None
+    return {
+        "owner": inst.owner,
+        "gpu": info.uuid,
+        "pci_address": info.pci_address,
+        "profile": inst.profile,
+        "start": inst.start,
+        "role": inst.role.value,
+        "mig_uuid": mig_uuid,
+        # What a process or container sets to see only its slice.
+        "env": {"CUDA_VISIBLE_DEVICES": mig_uuid} if mig_uuid else {},
+    }

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -34,8 +35,12 @@ class ReconcileReport:
 
 
 class Reconciler:
-    def __init__(self, backend: VmBackend, node_name: str) -> None:
+    def __init__(
+        self, backend: VmBackend, node_name: str, start: Callable[[Vm], None] | None = None
+    ) -> None:
         self._backend = backend
+        # How a VM is started: the VM service's path, which binds its GPU slice first.
+        self._start = start or (lambda vm: backend.start(vm.id))
         self._node = node_name
         self._reported: set[tuple[str, str]] = set()  # (kind, uuid) journalled already
         self.last_report = ReconcileReport()
@@ -82,8 +87,10 @@ class Reconciler:
         ):
             return
         try:
-            self._backend.start(vm.id)
+            self._start(vm)
         except TowerboxError as err:
+            if err.code == "vm_draining":  # an apply restarts it once the GPU is reshaped
+                return
             log.error("could not restart VM %s: %s", vm.name, err.message, extra={"vm": vm.name})
             report.restart_failed.append(vm.name)
             return

@@ -20,12 +20,13 @@ from typing import Any
 import msgspec
 
 from appliance.backends.vm import disks
-from appliance.backends.vm.domain_xml import DomainPaths, Owner, build_domain_xml
+from appliance.backends.vm.domain_xml import DomainPaths, GpuDevice, Owner, build_domain_xml
 from appliance.backends.vm.protocol import DomainState, VmBackend
 from appliance.catalog import CatalogEntry, spec_for
 from appliance.config import Config
 from appliance.domain.allocation import Allocation, decode_allocation, encode_allocation
 from appliance.domain.allocator import Allocator
+from appliance.domain.gpu.layout import Instance
 from appliance.domain.vm_spec import (
     CpuPolicy,
     NicKind,
@@ -36,6 +37,7 @@ from appliance.domain.vm_spec import (
 )
 from appliance.errors import Conflict, Forbidden, InvalidInput, NotFound, TowerboxError
 from appliance.services.auth import Principal, aware_utc
+from appliance.services.gpu_binding import GpuBinder
 from appliance.services.monitor import Monitor, sample_to_dict
 from appliance.store import journal
 from appliance.store.models import Tenant, Vm, utcnow
@@ -83,9 +85,16 @@ class VmService:
         catalog: dict[str, CatalogEntry],
         monitor: Monitor,
         vnets: VnetResolver | None = None,
+        gpus: GpuBinder | None = None,
     ) -> None:
         self._cfg = cfg
         self._vnets = vnets
+        self._gpus = gpus
+        # VMs an apply has shut down to change their GPU slice: the reconciler leaves
+        # them alone until the apply restarts them (desired state stays "running").
+        self._draining: set[str] = set()
+        # VMs an apply could not place on the new layout; the next apply tries again.
+        self._waiting: set[str] = set()
         self._backend = backend
         self._allocator = allocator
         self._catalog = catalog
@@ -116,6 +125,9 @@ class VmService:
         view = self._view(vm)
         view["spec"] = msgspec.json.decode(vm.spec)
         view["allocation"] = msgspec.json.decode(vm.allocation)
+        view["gpu"] = (
+            self._gpus.binding(vm.name) if self._gpus and view["spec"].get("gpu") else None
+        )
         return view
 
     def stats(self, principal: Principal, name: str) -> dict[str, Any]:
@@ -182,9 +194,10 @@ class VmService:
         principal.require_write()
         spec = self.resolve_spec(principal, req)
         self._check_references(spec)
+        vm_id = str(uuidlib.uuid4())
+        spec, gpu_device = self._prepare_gpu(spec, vm_id)
         # The row keeps the VNet names; libvirt gets the bridges and tags they map to.
         wired = self._wire_vnets(spec)
-        vm_id = str(uuidlib.uuid4())
         made: list[Path] = []
         defined = False
         with self._lock:
@@ -205,6 +218,7 @@ class VmService:
                     ),
                     virt_type=self._backend.virt_type,
                     uuid=vm_id,
+                    gpu=gpu_device,
                 )
                 self._backend.define(xml)
                 defined = True
@@ -238,6 +252,13 @@ class VmService:
                 self.delete(principal, spec.name)
                 raise
         return self.get(principal, spec.name)
+
+    def _prepare_gpu(self, spec: VmSpec, vm_id: str) -> tuple[VmSpec, GpuDevice | None]:
+        if spec.gpu is None:
+            return spec, None
+        if self._gpus is None:
+            raise Conflict("this node has no GPU service", code="gpu_unavailable", field="gpu")
+        return self._gpus.prepare(spec, vm_id)
 
     def _wire_vnets(self, spec: VmSpec) -> VmSpec:
         if not any(nic.kind is NicKind.VNET for nic in spec.nics):
@@ -324,9 +345,129 @@ class VmService:
                 code="domain_missing",
             )
         if status.state not in _ACTIVE:
-            self._backend.start(vm.id)
+            self._start_domain(vm)
             log.info("started VM %s", name, extra={"vm": name})
         return self._after_action(vm.id)
+
+    def _start_domain(self, vm: Vm) -> None:
+        """Start the domain, with its GPU slice bound first; nothing held on failure."""
+        spec = msgspec.json.decode(vm.spec, type=VmSpec)
+        if self._gpus is None or spec.gpu is None:
+            self._backend.start(vm.id)
+            return
+        if vm.name in self._draining:
+            raise Conflict(
+                f"VM {vm.name} is being moved off a GPU slice that changes; it restarts "
+                "when the new layout is in place",
+                code="vm_draining",
+            )
+        bound = self._gpus.bind(vm.id, spec)
+        try:
+            self._backend.start(vm.id)
+        except BaseException:
+            self._gpus.unbind(vm.id, spec, release=True)
+            raise
+        if bound:
+            with journal.write_transaction():
+                journal.append("vm.gpu_bound", "vm", vm.id, {"name": vm.name, **bound})
+
+    def prepare_restart(self, vm: Vm) -> None:
+        """The reconciler's restart path: same GPU binding as an operator's start."""
+        self._start_domain(vm)
+
+    def _release_gpu(self, vm: Vm) -> None:
+        """After the domain is off: remove its vGPU and give its slice back."""
+        spec = msgspec.json.decode(vm.spec, type=VmSpec)
+        if self._gpus is None or spec.gpu is None:
+            return
+        try:
+            self._gpus.unbind(vm.id, spec, release=True)
+        except TowerboxError as err:
+            log.error(
+                "VM %s: GPU slice not released: %s", vm.name, err.message, extra={"vm": vm.name}
+            )
+
+    # -- GPU reshapes ----------------------------------------------------------------
+
+    def drain_gpu(self, gpu: str, instances: tuple[Instance, ...]) -> None:
+        """Shut down the VMs on these instances before their slices change.
+
+        Graceful (ACPI) with the configured deadline, all at once. A VM still running
+        at the deadline stops the apply: the VMs already off start again on their
+        slices and the GPU is left as it was.
+        """
+        owners = {i.owner for i in instances if i.owner}
+        rows = [vm for vm in Vm.select() if vm.name in owners]
+        active = [vm for vm in rows if self._is_active(vm.id)]
+        self._draining.update(vm.name for vm in rows)
+        deadline = self._cfg.gpu.drain_timeout_s
+        for vm in active:
+            self._backend.shutdown(vm.id)
+        end = time.monotonic() + deadline
+        still = [vm for vm in active if not self._wait_off(vm.id, max(0.0, end - time.monotonic()))]
+        if still:
+            names = ", ".join(vm.name for vm in still)
+            log.error("GPU %s: drain deadline of %.0f s missed by %s", gpu, deadline, names)
+            self._draining.difference_update(vm.name for vm in rows)
+            for vm in active:
+                if vm not in still and not self._is_active(vm.id):
+                    self._restart_after_drain(vm)
+            raise Conflict(
+                f"VM {names} did not shut down within the {deadline:.0f} s drain deadline; "
+                "the GPU keeps its last good layout",
+                code="drain_deadline",
+                vms=[vm.name for vm in still],
+            )
+        for vm in rows:
+            spec = msgspec.json.decode(vm.spec, type=VmSpec)
+            if self._gpus is not None and spec.gpu is not None:
+                self._gpus.unbind(vm.id, spec, release=False)
+            with journal.write_transaction():
+                journal.append("vm.drained", "vm", vm.id, {"name": vm.name, "gpu": gpu})
+        log.info("GPU %s: drained %s", gpu, ", ".join(sorted(owners)) or "nothing")
+
+    def resume_gpu(self, gpu: str) -> dict[str, Any]:
+        """After an apply (or its rollback): start every VM that should run on a slice.
+
+        That is the drained VMs and any earlier one left waiting for a slice (and still
+        meant to run). A VM with no place in the layout stays off, journalled as
+        waiting, and starts after a later apply gives it one.
+        """
+        candidates = self._draining | self._waiting
+        self._draining.clear()
+        restarted: list[str] = []
+        waiting: list[dict[str, str]] = []
+        for vm in Vm.select().where(Vm.desired_state == RUNNING).order_by(Vm.name):
+            if vm.name not in candidates or self._is_active(vm.id):
+                self._waiting.discard(vm.name)
+                continue
+            try:
+                self._start_domain(vm)
+            except TowerboxError as err:
+                self._waiting.add(vm.name)
+                waiting.append({"vm": vm.name, "code": err.code, "detail": err.message})
+                with journal.write_transaction():
+                    journal.append(
+                        "vm.gpu_waiting", "vm", vm.id, {"name": vm.name, "reason": err.message}
+                    )
+                continue
+            self._waiting.discard(vm.name)
+            restarted.append(vm.name)
+            Vm.update(updated_at=utcnow()).where(Vm.id == vm.id).execute()
+        if waiting:
+            log.warning("GPU %s: VMs waiting for a slice: %s", gpu, waiting)
+        return {"restarted": restarted, "waiting": waiting}
+
+    def _restart_after_drain(self, vm: Vm) -> None:
+        try:
+            self._start_domain(vm)
+        except TowerboxError as err:
+            log.error(
+                "VM %s could not restart after a failed drain: %s",
+                vm.name,
+                err.message,
+                extra={"vm": vm.name},
+            )
 
     def shutdown(self, principal: Principal, name: str, timeout_s: float | None) -> dict[str, Any]:
         """ACPI power-off, then force after the deadline."""
@@ -345,6 +486,7 @@ class VmService:
                     extra={"vm": name},
                 )
                 self._backend.destroy(vm.id)
+        self._release_gpu(vm)
         view = self._after_action(vm.id)
         view["forced"] = forced
         return view
@@ -354,6 +496,7 @@ class VmService:
         self._set_desired(vm, STOPPED, "vm.stop")
         if self._is_active(vm.id):
             self._backend.destroy(vm.id)
+        self._release_gpu(vm)
         return self._after_action(vm.id)
 
     def reboot(self, principal: Principal, name: str) -> dict[str, Any]:
@@ -370,6 +513,7 @@ class VmService:
         with self._lock:
             if self._is_active(vm.id):
                 self._backend.destroy(vm.id)
+            self._release_gpu(vm)
             if self._backend.status(vm.id) is not None:
                 self._backend.undefine(vm.id)
             spec = msgspec.json.decode(vm.spec, type=VmSpec)

@@ -15,6 +15,7 @@ import pytest
 from appliance.backends.vm.domain_xml import (
     OWNER_NS,
     DomainPaths,
+    GpuDevice,
     Owner,
     build_domain_xml,
     read_owner,
@@ -593,3 +594,41 @@ def test_test_driver_defines_every_scenario(name: str, test_driver: Any) -> None
     xml = _build(spec, alloc, "test", uuid=vm_uuid)
     stored = _define_and_undefine(test_driver, xml, vm_uuid)
     assert read_owner(stored) == OWNER
+
+
+def _gpu_spec() -> tuple[VmSpec, Allocation]:
+    spec = parse_vm_spec({"name": "llm1", "boot": KERNEL, "gpu": {"profile": "1g.10gb"}})
+    return spec, Allocation(shared_cpus=(2, 3))
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        GpuDevice("mdev", "7a6f1f9e-2a4b-5c3d-8e1f-0a1b2c3d4e5f"),
+        GpuDevice("pci", "0000:17:00.0"),
+    ],
+)
+def test_gpu_devices_are_schema_valid(device: GpuDevice, tmp_path: Path) -> None:
+    spec, alloc = _gpu_spec()
+    xml = _build(spec, alloc, "kvm", gpu=device)
+    _validate(xml, tmp_path)
+    hostdev = _parse(xml).find(f"devices/hostdev[@type='{device.kind}']")
+    assert hostdev is not None
+    address = hostdev.find("source/address")
+    assert address is not None
+    if device.kind == "mdev":
+        # The appliance makes the vGPU on the slice it claimed, so libvirt must not.
+        assert (hostdev.get("managed"), hostdev.get("model")) == ("no", "vfio-pci")
+        assert address.get("uuid") == device.address
+    else:
+        assert hostdev.get("managed") == "yes"
+        assert (address.get("bus"), address.get("slot")) == ("0x17", "0x00")
+
+
+@pytest.mark.parametrize(
+    "device", [GpuDevice("mdev", "not-a-uuid'/>"), GpuDevice("pci", "17:00"), GpuDevice("x", "")]
+)
+def test_bad_gpu_devices_are_refused(device: GpuDevice) -> None:
+    spec, alloc = _gpu_spec()
+    with pytest.raises(InvalidInput):
+        _build(spec, alloc, gpu=device)

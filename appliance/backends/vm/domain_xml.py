@@ -10,6 +10,7 @@ changed; the test driver accepts every element written here.
 from __future__ import annotations
 
 import os.path
+import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -43,6 +44,15 @@ class Owner:
     tenant: str | None
 
 
+@dataclass(frozen=True)
+class GpuDevice:
+    """The GPU a domain gets: a mediated device (a vGPU on a MIG slice) by its UUID,
+    or a whole GPU by PCI address."""
+
+    kind: str  # "mdev" | "pci"
+    address: str
+
+
 def build_domain_xml(
     spec: VmSpec,
     alloc: Allocation,
@@ -51,6 +61,7 @@ def build_domain_xml(
     *,
     virt_type: str,
     uuid: str,
+    gpu: GpuDevice | None = None,
 ) -> str:
     """The full <domain> document for libvirt's defineXML."""
     if virt_type not in VIRT_TYPES:
@@ -105,6 +116,8 @@ def build_domain_xml(
         hostdev = ET.SubElement(devices, "hostdev", mode="subsystem", type="pci", managed="yes")
         source = ET.SubElement(hostdev, "source")
         ET.SubElement(source, "address", parse_pci_address(addr, f"pci_devices[{i}]").xml_attrs())
+    if gpu is not None:
+        _add_gpu(devices, gpu)
     _add_serial(devices, spec.serial_log, paths.console_log)
     # No USB: libvirt would otherwise add an xHCI controller on q35 that nothing uses.
     ET.SubElement(devices, "controller", type="usb", model="none")
@@ -115,6 +128,34 @@ def build_domain_xml(
 
     ET.indent(root)
     return ET.tostring(root, encoding="unicode")
+
+
+def _add_gpu(devices: ET.Element, gpu: GpuDevice) -> None:
+    if gpu.kind == "pci":
+        hostdev = ET.SubElement(devices, "hostdev", mode="subsystem", type="pci", managed="yes")
+        source = ET.SubElement(hostdev, "source")
+        ET.SubElement(source, "address", parse_pci_address(gpu.address, "gpu.gpu").xml_attrs())
+        return
+    if gpu.kind != "mdev":
+        raise InvalidInput(f"unknown GPU device kind {gpu.kind!r}", code="invalid_gpu_request")
+    try:
+        mdev = str(uuidlib.UUID(gpu.address))
+    except ValueError as err:
+        raise InvalidInput(
+            f"{gpu.address!r} is not a mediated device UUID", code="invalid_gpu_request"
+        ) from err
+    # managed='no': the appliance makes and removes the vGPU itself, on the slice it
+    # claimed; display off because an inference vGPU has no console.
+    hostdev = ET.SubElement(
+        devices,
+        "hostdev",
+        mode="subsystem",
+        type="mdev",
+        model="vfio-pci",
+        display="off",
+        managed="no",
+    )
+    ET.SubElement(ET.SubElement(hostdev, "source"), "address", uuid=mdev)
 
 
 def read_owner(domain_xml: str) -> Owner | None:

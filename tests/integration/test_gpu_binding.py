@@ -1,0 +1,322 @@
+"""VMs and processes on MIG slices, through the API on the simulated H100 and the
+libvirt test driver: vGPU by mediated device, whole-GPU passthrough, the drain of
+B2B VMs when a layout changes, their restart on the new layout, and rollback."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+from litestar.testing import TestClient
+
+from appliance.backends.gpu.simulated import SimulatedGpuBackend
+from appliance.context import Appliance
+from appliance.errors import BackendError
+from appliance.services.gpu_binding import mdev_uuid_for
+from appliance.store.models import Vm
+from tests.support.appliance import admin_password, api_client, built, login
+
+VRAN = {"profile": "3g.40gb", "start": 4, "role": "vran", "owner": "du1"}
+# Day: two 2g.20gb B2B slices beside the vRAN one. Night: four 1g.10gb.
+DAY = {"instances": [VRAN, {"profile": "2g.20gb", "start": 0}, {"profile": "2g.20gb", "start": 2}]}
+NIGHT_COUNTS = {"counts": {"1g.10gb": 4}}
+
+
+def _build(tmp_path: Path, **env: str) -> Iterator[Appliance]:
+    app = built(tmp_path, TOWERBOX_GPU_BACKEND="simulated", **env)
+    yield app
+    root = app.auth.authenticate(app.cfg.cli_token_file.read_text().strip())
+    for vm in Vm.select():
+        app.vms.delete(root, vm.name)
+    app.close()
+
+
+@pytest.fixture
+def appliance(tmp_path: Path) -> Iterator[Appliance]:
+    yield from _build(tmp_path, TOWERBOX_GPU_DRAIN_TIMEOUT_S="2")
+
+
+@pytest.fixture
+def client(appliance: Appliance) -> Iterator[TestClient[Any]]:
+    with api_client(appliance) as c:
+        c.headers.update(login(c, "admin", admin_password(appliance.cfg)))
+        yield c
+
+
+def _gpu(client: TestClient[Any]) -> str:
+    return str(client.get("/api/v1/gpus").json()["gpus"][0]["uuid"])
+
+
+def _sim(appliance: Appliance) -> SimulatedGpuBackend:
+    backend = appliance.gpus.backend
+    assert isinstance(backend, SimulatedGpuBackend)
+    return backend
+
+
+def _create(client: TestClient[Any], name: str, gpu: dict[str, Any], **body: Any) -> Any:
+    spec = {"gpu": gpu, "role": "b2b"}
+    return client.post(
+        "/api/v1/vms", json={"name": name, "appliance": "demo", "spec": spec, **body}
+    )
+
+
+def _owners(client: TestClient[Any], gpu: str) -> dict[tuple[str, int], str | None]:
+    layout = client.get(f"/api/v1/gpus/{gpu}").json()["layout"]["instances"]
+    return {(i["profile"], i["start"]): i["owner"] for i in layout}
+
+
+def _busy(appliance: Appliance, gpu: str) -> dict[tuple[str, int], str | None]:
+    """Which simulated instances carry a workload (a vGPU), read past the service."""
+    state = _sim(appliance)._state  # the simulator's own record, as NVML would report
+    sim = next(g for g in state.gpus if g.uuid == gpu)
+    return {(i.profile, i.start): i.workload for i in sim.instances}
+
+
+def _domain_xml(vm_id: str) -> ET.Element:
+    conn = libvirt.open("test:///default")
+    try:
+        return ET.fromstring(conn.lookupByUUIDString(vm_id).XMLDesc(0))  # noqa: S314 - libvirt output
+    finally:
+        conn.close()
+
+
+def _kinds(client: TestClient[Any]) -> list[str]:
+    return [e["kind"] for e in client.get("/api/v1/journal?limit=1000").json()["entries"]]
+
+
+def test_a_vm_gets_a_vgpu_on_a_free_slice_and_gives_it_back(
+    client: TestClient[Any], appliance: Appliance
+) -> None:
+    gpu = _gpu(client)
+    client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY)
+    made = _create(client, "llm1", {"profile": "2g.20gb"}, start=True)
+    assert made.status_code == 201, made.text
+    vm = made.json()
+    assert vm["state"] == "running"
+    mdev = mdev_uuid_for(vm["id"])
+    assert vm["gpu"]["profile"] == "2g.20gb"
+    assert vm["gpu"]["start"] == 0
+    assert vm["gpu"]["mig_uuid"].startswith("MIG-")
+
+    hostdev = _domain_xml(vm["id"]).find("devices/hostdev[@type='mdev']")
+    assert hostdev is not None
+    assert hostdev.get("model") == "vfio-pci"
+    address = hostdev.find("source/address")
+    assert address is not None
+    assert address.get("uuid") == mdev
+
+    assert _owners(client, gpu)[("2g.20gb", 0)] == "llm1"
+    assert _busy(appliance, gpu)[("2g.20gb", 0)] == f"vgpu:{mdev}"
+    # The simulator refuses to destroy the slice under a running vGPU, as NVML does.
+    sim = _sim(appliance)
+    gi = next(i for i in sim.instances(gpu) if i.start == 0)
+    with pytest.raises(Exception, match="in use"):
+        sim.destroy_instance(gpu, gi.gpu_instance_id)
+
+    off = client.post("/api/v1/vms/llm1/shutdown", json={"timeout_s": 2}).json()
+    assert off["state"] == "shutoff"
+    assert _owners(client, gpu)[("2g.20gb", 0)] is None
+    assert _busy(appliance, gpu)[("2g.20gb", 0)] is None
+    assert {"gpu.instance_bound", "vm.gpu_bound", "gpu.instance_released"} <= set(_kinds(client))
+
+
+def test_two_vms_take_two_slices_and_a_third_is_refused_with_nothing_held(
+    client: TestClient[Any], appliance: Appliance
+) -> None:
+    gpu = _gpu(client)
+    client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY)
+    assert _create(client, "a", {"profile": "2g.20gb"}, start=True).status_code == 201
+    assert _create(client, "b", {"role": "b2b"}, start=True).status_code == 201
+    assert _owners(client, gpu) == {("2g.20gb", 0): "a", ("2g.20gb", 2): "b", ("3g.40gb", 4): "du1"}
+    assert _create(client, "c", {"profile": "2g.20gb"}).status_code == 201
+    refused = client.post("/api/v1/vms/c/start")
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "no_free_gpu_slice"
+    assert client.get("/api/v1/vms/c").json()["state"] == "shutoff"
+    assert _owners(client, gpu)[("3g.40gb", 4)] == "du1"  # a B2B VM never takes the vRAN slice
+
+
+def test_reshape_drains_the_vm_and_restarts_it_on_the_new_layout(
+    client: TestClient[Any], appliance: Appliance
+) -> None:
+    gpu = _gpu(client)
+    client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY)
+    vm = _create(client, "llm1", {"role": "b2b"}, start=True).json()
+    assert vm["gpu"]["profile"] == "2g.20gb"
+    before = len(_kinds(client))
+
+    dry = client.post(f"/api/v1/gpus/{gpu}/plan", json=NIGHT_COUNTS).json()
+    assert [i["owner"] for i in dry["drain"]] == ["llm1"]
+    done = client.post(f"/api/v1/gpus/{gpu}/apply", json=NIGHT_COUNTS)
+    assert done.status_code == 200, done.text
+    assert done.json()["drain"] == {
+        "owners": ["llm1"],
+        "drained": True,
+        "restarted": ["llm1"],
+        "waiting": [],
+    }
+    now = client.get("/api/v1/vms/llm1").json()
+    assert now["state"] == "running"
+    assert now["desired_state"] == "running"
+    assert now["gpu"]["profile"] == "1g.10gb"
+    assert _owners(client, gpu)[("3g.40gb", 4)] == "du1"
+    kinds = _kinds(client)[before:]
+    # Drained before any slice changed; bound again after the layout was committed.
+    assert kinds.index("vm.drained") < kinds.index("gpu.instance_destroyed")
+    assert kinds.index("gpu.layout_applied") < kinds.index("vm.gpu_bound")
+
+
+def test_a_vm_without_a_place_waits_and_starts_when_a_layout_gives_it_one(
+    client: TestClient[Any], appliance: Appliance
+) -> None:
+    gpu = _gpu(client)
+    client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY)
+    _create(client, "big", {"profile": "2g.20gb"}, start=True)
+    done = client.post(f"/api/v1/gpus/{gpu}/apply", json=NIGHT_COUNTS).json()
+    assert done["drain"]["restarted"] == []
+    assert [w["vm"] for w in done["drain"]["waiting"]] == ["big"]
+    assert done["drain"]["waiting"][0]["code"] == "no_free_gpu_slice"
+    vm = client.get("/api/v1/vms/big").json()
+    assert (vm["state"], vm["desired_state"]) == ("shutoff", "running")
+    assert "vm.gpu_waiting" in _kinds(client)
+    back = client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY).json()
+    assert back["drain"]["restarted"] == ["big"]
+    assert client.get("/api/v1/vms/big").json()["state"] == "running"
+
+
+def test_a_failed_apply_rolls_back_and_restarts_the_drained_vm_where_it_was(
+    client: TestClient[Any], appliance: Appliance
+) -> None:
+    gpu = _gpu(client)
+    client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY)
+    vm = _create(client, "llm1", {"profile": "2g.20gb"}, start=True).json()
+    _sim(appliance).fail_next("create_instance", BackendError("injected", code="nvml_unknown"))
+    failed = client.post(f"/api/v1/gpus/{gpu}/apply", json=NIGHT_COUNTS)
+    assert failed.status_code >= 500
+    assert failed.json()["code"] == "mig_apply_rolled_back"
+    now = client.get("/api/v1/vms/llm1").json()
+    assert now["state"] == "running"
+    assert (now["gpu"]["profile"], now["gpu"]["start"]) == ("2g.20gb", 0)
+    assert _busy(appliance, gpu)[("2g.20gb", 0)] == f"vgpu:{mdev_uuid_for(vm['id'])}"
+
+
+def test_a_vm_that_ignores_shutdown_stops_the_apply_before_the_gpu_changes(
+    client: TestClient[Any], appliance: Appliance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gpu = _gpu(client)
+    client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY)
+    _create(client, "stubborn", {"profile": "2g.20gb"}, start=True)
+    _create(client, "polite", {"profile": "2g.20gb"}, start=True)
+    stubborn_id = client.get("/api/v1/vms/stubborn").json()["id"]
+    real_shutdown = appliance.backend.shutdown
+
+    def ignore_acpi(vm_id: str) -> None:
+        if vm_id != stubborn_id:  # a guest that never answers the ACPI button
+            real_shutdown(vm_id)
+
+    monkeypatch.setattr(appliance.backend, "shutdown", ignore_acpi)
+    before = _owners(client, gpu)
+    refused = client.post(f"/api/v1/gpus/{gpu}/apply", json=NIGHT_COUNTS)
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "drain_deadline"
+    assert _owners(client, gpu) == before
+    assert [client.get(f"/api/v1/vms/{n}").json()["state"] for n in ("stubborn", "polite")] == [
+        "running",
+        "running",
+    ]
+    assert "gpu.layout_failed" in _kinds(client)
+
+
+def test_the_reconciler_restarts_a_crashed_vm_on_its_slice(
+    client: TestClient[Any], appliance: Appliance
+) -> None:
+    gpu = _gpu(client)
+    client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY)
+    spec_always = {"gpu": {"profile": "2g.20gb"}, "role": "b2b", "restart": "always"}
+    made = client.post(
+        "/api/v1/vms", json={"name": "crashy", "appliance": "demo", "spec": spec_always}
+    )
+    assert made.status_code == 201, made.text
+    client.post("/api/v1/vms/crashy/start")
+    vm_id = made.json()["id"]
+    appliance.backend.destroy(vm_id)  # gone behind the service's back, slice still claimed
+    report = appliance.reconciler.run()
+    assert "crashy" in report.restarted
+    assert client.get("/api/v1/vms/crashy").json()["gpu"]["owner"] == "crashy"
+
+
+def test_processes_claim_a_slice_by_mig_uuid_and_block_its_reshape(
+    client: TestClient[Any],
+) -> None:
+    gpu = _gpu(client)
+    client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY)
+    claim = client.post("/api/v1/gpus/claims", json={"name": "vllm", "profile": "2g.20gb"})
+    assert claim.status_code == 201, claim.text
+    body = claim.json()
+    assert body["owner"] == "process:vllm"
+    assert body["env"] == {"CUDA_VISIBLE_DEVICES": body["mig_uuid"]}
+    assert [c["owner"] for c in client.get("/api/v1/gpus/claims").json()] == [
+        "process:vllm",
+        "du1",
+    ]
+    blocked = client.post(f"/api/v1/gpus/{gpu}/apply", json=NIGHT_COUNTS)
+    assert blocked.status_code == 409
+    assert blocked.json()["code"] == "gpu_claimed_by_process"
+    assert client.delete("/api/v1/gpus/claims/vllm").status_code == 204
+    assert client.delete("/api/v1/gpus/claims/vllm").json()["code"] == "claim_not_found"
+    assert client.post(f"/api/v1/gpus/{gpu}/apply", json=NIGHT_COUNTS).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("gpu", "status", "code"),
+    [
+        ({"profile": "9x"}, 422, "invalid_gpu_request"),
+        ({"profile": "1g.99gb"}, 422, "unknown_mig_profile"),
+        ({"role": "boss"}, 422, "invalid_gpu_request"),
+        ({"gpu": "GPU-<script>"}, 422, "invalid_gpu_request"),
+        ({"gpu": "GPU-00000000-0000-0000-0000-000000000000"}, 404, "gpu_not_found"),
+        ({"attach": "passthrough", "profile": "1g.10gb"}, 422, "invalid_gpu_request"),
+        ({"attach": "passthrough"}, 409, "gpu_in_mig_mode"),
+        ({"attach": "sideways"}, 422, "invalid_spec"),
+    ],
+)
+def test_bad_gpu_requests_are_refused_and_leave_nothing(
+    client: TestClient[Any], gpu: dict[str, Any], status: int, code: str
+) -> None:
+    resp = _create(client, "bad", gpu)
+    assert resp.status_code == status, resp.text
+    assert resp.json()["code"] == code
+    assert not Vm.select().where(Vm.name == "bad").exists()
+
+
+def test_without_a_vgpu_manager_a_mig_vm_is_refused(tmp_path: Path) -> None:
+    for app in _build(tmp_path, TOWERBOX_GPU_SIMULATED_VGPU="false"):
+        with api_client(app) as c:
+            c.headers.update(login(c, "admin", admin_password(app.cfg)))
+            resp = _create(c, "llm1", {"profile": "1g.10gb"})
+            assert resp.status_code == 409
+            assert resp.json()["code"] == "vgpu_unavailable"
+            assert "process" in resp.json()["detail"]
+
+
+def test_a_whole_gpu_without_mig_is_passed_through_once(tmp_path: Path) -> None:
+    for app in _build(tmp_path, TOWERBOX_GPU_SIMULATED_MODELS="L40S-48GB"):
+        with api_client(app) as c:
+            c.headers.update(login(c, "admin", admin_password(app.cfg)))
+            made = _create(c, "render", {"attach": "passthrough"}, start=True)
+            assert made.status_code == 201, made.text
+            pci = c.get("/api/v1/gpus").json()["gpus"][0]["pci_address"]
+            assert made.json()["spec"]["gpu"]["gpu"] == pci
+            hostdev = _domain_xml(made.json()["id"]).find("devices/hostdev[@type='pci']")
+            assert hostdev is not None
+            address = hostdev.find("source/address")
+            assert address is not None
+            bus = int(pci.split(":")[1], 16)
+            assert int(address.get("bus", "0"), 16) == bus
+            again = _create(c, "render2", {"attach": "passthrough"})
+            assert again.status_code == 409
+            assert again.json()["code"] == "gpu_in_use"
