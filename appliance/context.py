@@ -144,6 +144,7 @@ def build_appliance(cfg: Config) -> Appliance:
     binder = GpuBinder(gpus, _vgpu_host(cfg, gpus.backend))
     vms = VmService(cfg, backend, allocator, catalog, monitor, vnets=n6.attachment, gpus=binder)
     gpus.set_hooks(vms.drain_gpu, vms.resume_gpu)
+    vms.start_gpu_vms()  # the layouts were re-created above; their VMs follow
     for record in vms.load_records():
         try:
             allocator.restore(record.spec.name, record.allocation)

@@ -50,6 +50,8 @@ VnetResolver = Callable[[str | None, str], Attachment]
 
 RUNNING = "running"
 STOPPED = "stopped"
+# Who starts first when several VMs come up together: the RAN before the rest.
+_ROLE_ORDER = {"vran": 0, "upf": 1, "b2b": 2, "other": 3}
 _ACTIVE = (
     DomainState.RUNNING,
     DomainState.PAUSED,
@@ -222,7 +224,9 @@ class VmService:
                 )
                 self._backend.define(xml)
                 defined = True
-                if spec.autostart:
+                # A VM on a MIG slice is started by the appliance at boot, after its
+                # slice is re-created; libvirt's autostart would find no vGPU.
+                if spec.autostart and spec.gpu is None:
                     self._backend.set_autostart(vm_id, True)
                 with journal.write_transaction():
                     Vm.create(
@@ -437,7 +441,8 @@ class VmService:
         self._draining.clear()
         restarted: list[str] = []
         waiting: list[dict[str, str]] = []
-        for vm in Vm.select().where(Vm.desired_state == RUNNING).order_by(Vm.name):
+        rows = Vm.select().where(Vm.desired_state == RUNNING)
+        for vm in sorted(rows, key=lambda vm: (_ROLE_ORDER.get(vm.role, 9), vm.name)):
             if vm.name not in candidates or self._is_active(vm.id):
                 self._waiting.discard(vm.name)
                 continue
@@ -457,6 +462,18 @@ class VmService:
         if waiting:
             log.warning("GPU %s: VMs waiting for a slice: %s", gpu, waiting)
         return {"restarted": restarted, "waiting": waiting}
+
+    def start_gpu_vms(self) -> dict[str, Any]:
+        """At daemon start, after the GPU layouts are re-created: start the VMs on
+        slices that should run and do not (a host reboot), vRAN first."""
+        for vm in Vm.select().where(Vm.desired_state == RUNNING):
+            if msgspec.json.decode(vm.spec, type=VmSpec).gpu is not None:
+                self._waiting.add(vm.name)
+        if not self._waiting:
+            return {"restarted": [], "waiting": []}
+        report = self.resume_gpu("")
+        log.info("VMs on GPU slices after start: %s", report)
+        return report
 
     def _restart_after_drain(self, vm: Vm) -> None:
         try:

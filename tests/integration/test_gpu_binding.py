@@ -320,3 +320,43 @@ def test_a_whole_gpu_without_mig_is_passed_through_once(tmp_path: Path) -> None:
             again = _create(c, "render2", {"attach": "passthrough"})
             assert again.status_code == 409
             assert again.json()["code"] == "gpu_in_use"
+
+
+def test_after_a_host_reboot_the_slices_come_back_before_their_vms(tmp_path: Path) -> None:
+    apps = _build(tmp_path)
+    app = next(apps)
+    with api_client(app) as c:
+        c.headers.update(login(c, "admin", admin_password(app.cfg)))
+        gpu = _gpu(c)
+        c.post(f"/api/v1/gpus/{gpu}/apply", json=DAY)
+        vm_id = _create(c, "llm1", {"profile": "2g.20gb"}, start=True).json()["id"]
+    # The reboot: the domain is off without anyone asking, and the GPU lost its MIG
+    # instances (and the vGPU on one of them) with its reset.
+    app.backend.destroy(vm_id)
+    sim = _sim(app)
+    for inst in sim.instances(gpu):
+        sim.detach_workload(gpu, inst.gpu_instance_id)
+    sim.simulate_gpu_reset(gpu)
+    assert sim.instances(gpu) == []
+    app.close()
+
+    again = built(tmp_path, TOWERBOX_GPU_BACKEND="simulated")
+    try:
+        assert sorted((i.profile, i.start) for i in _sim(again).instances(gpu)) == [
+            ("2g.20gb", 0),
+            ("2g.20gb", 2),
+            ("3g.40gb", 4),
+        ]
+        with api_client(again) as c:
+            c.headers.update(login(c, "admin", admin_password(again.cfg)))
+            vm = c.get("/api/v1/vms/llm1").json()
+            assert vm["state"] == "running"
+            assert (vm["gpu"]["profile"], vm["gpu"]["start"]) == ("2g.20gb", 0)
+            kinds = _kinds(c)
+            assert kinds.index("gpu.layout_restored") < len(kinds) - 1 - kinds[::-1].index(
+                "vm.gpu_bound"
+            )
+    finally:
+        root = again.auth.authenticate(again.cfg.cli_token_file.read_text().strip())
+        again.vms.delete(root, "llm1")
+        again.close()
