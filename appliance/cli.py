@@ -91,6 +91,18 @@ def _add_resource_commands(sub: Any) -> None:
         cmd.add_argument("uuid")
         cmd.add_argument("target", help='{"counts": {"1g.10gb": 4}} or {"instances": [...]}')
         cmd.add_argument("--json", action="store_true")
+    gpu.add_parser("claims", help="who holds which slice").add_argument(
+        "--json", action="store_true"
+    )
+    claim = gpu.add_parser("claim", help="a slice for a process: prints its MIG device UUID")
+    claim.add_argument("process")
+    claim.add_argument("--profile", help="MIG profile, e.g. 1g.10gb (default: any)")
+    claim.add_argument("--role", choices=("b2b", "vran"), default="b2b")
+    claim.add_argument("--gpu", help="GPU UUID or PCI address (default: any)")
+    claim.add_argument("--json", action="store_true")
+    release = gpu.add_parser("release", help="give a process's slice back")
+    release.add_argument("process")
+    release.add_argument("--json", action="store_true")
 
     tenant = sub.add_parser("tenant", help="tenants").add_subparsers(
         dest="tenant_command", required=True
@@ -224,6 +236,13 @@ def _n6(args: argparse.Namespace, c: ApplianceClient) -> Any:
 def _gpu(args: argparse.Namespace, c: ApplianceClient) -> Any:
     if args.gpu_command == "list":
         return c.request("GET", "/api/v1/gpus")
+    if args.gpu_command == "claims":
+        return c.request("GET", "/api/v1/gpus/claims")
+    if args.gpu_command == "claim":
+        body = {"name": args.process, "profile": args.profile, "role": args.role, "gpu": args.gpu}
+        return c.request("POST", "/api/v1/gpus/claims", json=body)
+    if args.gpu_command == "release":
+        return c.request("DELETE", f"/api/v1/gpus/claims/{args.process}")
     return c.request(
         "POST", f"/api/v1/gpus/{args.uuid}/{args.gpu_command}", json=json.loads(args.target)
     )

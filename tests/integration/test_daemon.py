@@ -46,6 +46,20 @@ def test_daemon_serves_and_stops_cleanly(tmp_path: Path) -> None:
         assert "vm.created" in [e["kind"] for e in journal["entries"]]
         assert d.cli("vm", "delete", "cli-vm").returncode == 0
 
+        # A process gets a MIG slice by name and sees only its device.
+        gpu = json.loads(d.cli("gpu", "list", "--json").stdout)["gpus"][0]["uuid"]
+        applied = d.cli("gpu", "apply", gpu, '{"counts": {"1g.10gb": 2}}', "--json")
+        assert applied.returncode == 0, applied.stderr
+        claim = d.cli("gpu", "claim", "vllm", "--profile", "1g.10gb", "--json")
+        assert claim.returncode == 0, claim.stderr
+        mig = json.loads(claim.stdout)["env"]["CUDA_VISIBLE_DEVICES"]
+        assert mig.startswith("MIG-")
+        assert "process:vllm" in d.cli("gpu", "claims").stdout
+        assert d.cli("gpu", "release", "vllm").returncode == 0
+        again = d.cli("gpu", "release", "vllm")
+        assert again.returncode == 1
+        assert "claim_not_found" in again.stderr
+
         d.proc.send_signal(signal.SIGTERM)
         d.wait_notify("STOPPING=1", timeout=15)
         assert d.proc.wait(timeout=15) == 0
