@@ -113,10 +113,18 @@ def _gpu_service(cfg: Config) -> GpuLayoutService:
     return service
 
 
-def _vgpu_host(cfg: Config, backend: GpuBackend) -> VgpuHost:
-    if isinstance(backend, SimulatedGpuBackend):
-        return SimulatedVgpu(backend) if cfg.gpu.simulated_vgpu else NoVgpu()
-    return SysfsVgpu(Path(cfg.host.sysfs_root))
+def _vgpu_host(cfg: Config, backend: GpuBackend, libvirt: LibvirtBackend) -> VgpuHost:
+    if not isinstance(backend, SimulatedGpuBackend):
+        return SysfsVgpu(Path(cfg.host.sysfs_root))
+    if not cfg.gpu.simulated_vgpu:
+        return NoVgpu("simulated vGPUs are off ([gpu] simulated_vgpu)")
+    if not libvirt.simulated:
+        # A real QEMU would look for the mediated device on the host and not start.
+        return NoVgpu(
+            "the GPUs are simulated but libvirt is real, and QEMU cannot attach a "
+            "simulated vGPU; use the libvirt test driver for a GPU demo"
+        )
+    return SimulatedVgpu(backend)
 
 
 def build_appliance(cfg: Config) -> Appliance:
@@ -141,7 +149,7 @@ def build_appliance(cfg: Config) -> Appliance:
     auth = AuthService(cfg.api.token_ttl_s)
     n6 = N6Service(_n6_backends(cfg), eupf_url=cfg.n6.eupf_url)
     gpus = _gpu_service(cfg)
-    binder = GpuBinder(gpus, _vgpu_host(cfg, gpus.backend))
+    binder = GpuBinder(gpus, _vgpu_host(cfg, gpus.backend, backend))
     vms = VmService(cfg, backend, allocator, catalog, monitor, vnets=n6.attachment, gpus=binder)
     gpus.set_hooks(vms.drain_gpu, vms.resume_gpu)
     vms.start_gpu_vms()  # the layouts were re-created above; their VMs follow

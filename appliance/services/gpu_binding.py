@@ -68,9 +68,9 @@ class GpuBinder:
         ]
         if not any(self.vgpu.available(i) for i in gpus):
             raise Conflict(
-                "a MIG slice reaches a VM only as an NVIDIA vGPU, and this host has no vGPU "
-                "manager for its GPUs; pass a whole GPU through (gpu.attach 'passthrough') or "
-                "run the workload as a process with a slice claim",
+                "a MIG slice reaches a VM only as an NVIDIA vGPU, and there is none here: "
+                f"{self.vgpu.describe()}; pass a whole GPU through (gpu.attach "
+                "'passthrough') or run the workload as a process with a slice claim",
                 code="vgpu_unavailable",
                 field="gpu",
             )

@@ -73,11 +73,17 @@ class VgpuHost(Protocol):
         ...
 
 
+NO_VGPU_MANAGER = "this host has no NVIDIA vGPU manager"
+
+
 class NoVgpu:
-    """A host without NVIDIA's vGPU manager: MIG slices reach processes only."""
+    """No vGPUs for VMs here: MIG slices reach processes only."""
+
+    def __init__(self, reason: str = NO_VGPU_MANAGER) -> None:
+        self.reason = reason
 
     def describe(self) -> str:
-        return "none"
+        return f"none ({self.reason})"
 
     def available(self, gpu: GpuInfo) -> bool:
         return False
@@ -86,8 +92,8 @@ class NoVgpu:
         self, gpu: GpuInfo, instance: GpuInstanceInfo, profile: MigProfile, mdev_uuid: str
     ) -> None:
         raise Conflict(
-            "this host has no NVIDIA vGPU manager, so a MIG slice cannot reach a VM; "
-            "pass the whole GPU through or run the workload as a process",
+            f"{self.reason}, so a MIG slice cannot reach a VM; pass the whole GPU through "
+            "or run the workload as a process",
             code="vgpu_unavailable",
         )
 
