@@ -19,7 +19,12 @@ def notify(message: str) -> bool:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             sock.connect(addr)
-            sock.sendall(message.encode())
+            # Never wait: this runs on the event loop, and a reader that stopped
+            # reading (a full datagram queue) must not freeze the daemon's API.
+            sock.send(message.encode(), socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        log.warning("sd_notify to %s dropped %r: the receiver's queue is full", addr, message)
+        return False
     except OSError as err:
         log.warning("sd_notify to %s failed: %s", addr, err)
         return False

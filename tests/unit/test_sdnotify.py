@@ -28,3 +28,18 @@ def test_watchdog_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     assert sdnotify.watchdog_interval_s() == 15.0
     monkeypatch.setenv("WATCHDOG_PID", "1")
     assert sdnotify.watchdog_interval_s() is None
+
+
+def test_a_receiver_that_stops_reading_never_blocks_the_sender(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(path))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        # Far more than a datagram queue holds (net.unix.max_dgram_qlen, 10 by
+        # default): the sends past it are dropped, not waited on.
+        sent = [sdnotify.notify("WATCHDOG=1") for _ in range(500)]
+        assert sent[0]
+        assert not all(sent)
+        assert server.recv(100) == b"WATCHDOG=1"
