@@ -12,6 +12,10 @@ from typing import Any
 from appliance.client import ApiError, ApplianceClient
 from appliance.config import load_config
 from appliance.errors import TowerboxError
+from edge_agent.cli import handle as agent_command
+from edge_agent.cli import register as register_agent
+from registry.cli import handle as registry_command
+from registry.cli import register as register_registry
 
 Handler = Callable[[argparse.Namespace, ApplianceClient], Any]
 
@@ -154,6 +158,8 @@ def _build_parser() -> argparse.ArgumentParser:
     journal.add_argument("--after", type=int, default=0)
     journal.add_argument("--limit", type=int, default=50)
     journal.add_argument("--json", action="store_true")
+    register_agent(sub)
+    register_registry(sub)
     token = sub.add_parser("token", help="create an API token for yourself")
     token.add_argument("token_name")
     token.add_argument("--json", action="store_true")
@@ -197,6 +203,10 @@ def _show(args: argparse.Namespace, result: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    # These groups read their own config, not the appliance's.
+    own_config = {"agent": agent_command, "registry": registry_command}
+    if args.command in own_config:
+        return own_config[args.command](args)
     try:
         cfg = load_config(args.config)
         if args.command == "appliance":

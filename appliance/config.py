@@ -59,6 +59,15 @@ class JobsConfig:
     history_samples: int = 360  # per VM, for charts: 30 min at the default interval
 
 
+@dataclass(frozen=True)
+class JournalConfig:
+    # Past either bound the journal is compacted to the latest entry per object, so a
+    # week without WAN cannot fill the disk; newer entries are always kept whole.
+    keep_entries: int = 200_000
+    keep_days: float = 7.0
+    compact_interval_s: float = 300.0
+
+
 class GpuScheduleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cron: str
     layout: str
@@ -107,6 +116,7 @@ class Config:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     n6: NetConfig = field(default_factory=NetConfig)
     gpu: GpuConfig = field(default_factory=GpuConfig)
+    journal: JournalConfig = field(default_factory=JournalConfig)
 
     @property
     def db_path(self) -> Path:
@@ -141,6 +151,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "jobs": JobsConfig,
     "n6": NetConfig,
     "gpu": GpuConfig,
+    "journal": JournalConfig,
 }
 
 

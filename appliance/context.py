@@ -25,13 +25,16 @@ from appliance.domain.host import HostInventory
 from appliance.errors import ConfigError, TowerboxError
 from appliance.metrics import Metrics
 from appliance.services.auth import AuthService
+from appliance.services.desired import DesiredService
 from appliance.services.gpu_binding import GpuBinder
 from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.services.gpu_schedules import GpuSchedules
 from appliance.services.monitor import Monitor, record_state_changes
 from appliance.services.n6 import N6Service
 from appliance.services.reconcile import Reconciler
+from appliance.services.sync import SyncStatusBoard
 from appliance.services.vms import VmService
+from appliance.store.compaction import compact
 from appliance.store.db import open_database
 from upf_bridge.backends import backend_for as n6_backend_for
 from upf_bridge.backends import probe as n6_probe
@@ -59,6 +62,8 @@ class Appliance:
     n6: N6Service
     gpus: GpuLayoutService
     gpu_schedules: GpuSchedules
+    desired: DesiredService
+    sync: SyncStatusBoard
 
     def monitor_job(self) -> None:
         snapshot = self.monitor.sweep()
@@ -74,6 +79,9 @@ class Appliance:
             self.n6.reapply()
         except TowerboxError as err:
             log.error("N6 paths could not be repaired: %s (%s)", err.message, err.code)
+
+    def compaction_job(self) -> None:
+        compact(self.cfg.journal.keep_entries, self.cfg.journal.keep_days)
 
     def close(self) -> None:
         self.db.close()
@@ -161,6 +169,9 @@ def build_appliance(cfg: Config) -> Appliance:
             log.error("allocation of VM %s cannot be restored: %s", record.spec.name, err.message)
     if auth.bootstrap(cfg.admin_password_file, cfg.cli_token_file):
         log.warning("admin password written to %s", cfg.admin_password_file)
+    gpu_schedules = GpuSchedules(gpus, cfg.gpu.schedules)
+    desired = DesiredService(gpus, gpu_schedules, n6)
+    desired.restore()
     return Appliance(
         cfg=cfg,
         db=db,
@@ -177,5 +188,7 @@ def build_appliance(cfg: Config) -> Appliance:
         started_at=time.time(),
         n6=n6,
         gpus=gpus,
-        gpu_schedules=GpuSchedules(gpus, cfg.gpu.schedules),
+        gpu_schedules=gpu_schedules,
+        desired=desired,
+        sync=SyncStatusBoard(),
     )

@@ -98,6 +98,14 @@ async def _serve(appliance: Appliance) -> None:
         max_instances=1,
         coalesce=True,
     )
+    scheduler.add_job(
+        appliance.compaction_job,
+        "interval",
+        seconds=cfg.journal.compact_interval_s,
+        id="journal-compaction",
+        max_instances=1,
+        coalesce=True,
+    )
     scheduler.start()
     appliance.gpu_schedules.attach(scheduler)
     # Everything made at start-up lives as long as the daemon: keep it out of the

@@ -1,1 +1,5 @@
-"""Central fleet registry. Not built yet."""
+"""Central fleet registry: sites, their journals and observed objects, desired state.
+
+Litestar + peewee over SQLite (WAL) or PostgreSQL; stateless workers over one
+database. ``towerbox registry serve`` runs it; docs/sync-protocol.md is its contract.
+"""

@@ -98,3 +98,21 @@ def _sorted(value: Any) -> Any:
     if isinstance(value, list):
         return [_sorted(v) for v in value]
     return value
+
+
+class AgentStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """PUT /api/v1/sync/status body: the agent's view of the WAN, kept by the appliance.
+
+    `since`: when `state` last changed (the agent's clock; shown, never ordered on).
+    `heartbeat_s`: the agent's interval, so the appliance can tell when it went quiet.
+    """
+
+    state: str  # "online" | "offline"
+    registry_url: str
+    site: str
+    queued: int
+    acked_seq: int
+    since: str | None = None
+    last_sync_at: str | None = None
+    last_error: str | None = None
+    heartbeat_s: float = 15.0

@@ -21,6 +21,7 @@ from appliance.api.auth_routes import AuthController
 from appliance.api.gpus import GpuController
 from appliance.api.n6 import N6Controller
 from appliance.api.node import NodeController, healthz, metrics
+from appliance.api.sync import SyncController, sync_agent_guard
 from appliance.api.vms import VmController
 from appliance.context import Appliance
 from appliance.errors import TowerboxError
@@ -67,7 +68,9 @@ def create_app(appliance: Appliance) -> Litestar:
             NodeController,
             N6Controller,
             GpuController,
+            SyncController,
         ],
+        guards=[sync_agent_guard],
         dependencies={"appliance": Provide(lambda: appliance, sync_to_thread=False)},
         middleware=[
             _latency_middleware(appliance),

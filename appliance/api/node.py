@@ -11,6 +11,7 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Response
 
 from appliance.api.deps import ApplianceDep, AuthedRequest, require_node_scope
+from appliance.api.sync import SYNC_AGENT_OPEN, require_sync_scope
 from appliance.backends.host.sysfs_inventory import inventory_to_dict
 from appliance.catalog import image_status
 from appliance.errors import NotFound
@@ -67,7 +68,7 @@ class NodeController(Controller):
             raise NotFound(f"no appliance {name!r} in the catalog", code="unknown_appliance")
         return _entry(appliance, name)
 
-    @get("/journal", sync_to_thread=True)
+    @get("/journal", sync_to_thread=True, opt=SYNC_AGENT_OPEN)
     def journal_entries(
         self,
         request: AuthedRequest,
@@ -75,8 +76,14 @@ class NodeController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         kind: Annotated[str | None, QueryParameter(max_length=48)] = None,
     ) -> dict[str, Any]:
-        require_node_scope(request.user)
-        return {"head": journal.head(), "entries": journal.entries(after, limit, kind)}
+        require_sync_scope(request.user)
+        # Positions first: an entry appended in between shows up in the next read.
+        return {
+            "head": journal.head(),
+            "compacted_through": journal.compacted_through(),
+            "acked_seq": journal.acked_seq(),
+            "entries": journal.entries(after, limit, kind),
+        }
 
 
 def _entry(appliance: ApplianceDep, name: str) -> dict[str, Any]:

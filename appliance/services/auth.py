@@ -27,6 +27,7 @@ from appliance.store.models import Tenant, Token, User, utcnow
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "tbx_"  # noqa: S105 - a prefix, not a secret
+SYNC_AGENT_USER = "sync-agent"
 _hasher = argon2.PasswordHasher()
 # Verified against when a username does not exist, so a wrong name costs as much time
 # as a wrong password and does not reveal which users exist.
@@ -37,6 +38,9 @@ class Role(enum.StrEnum):
     INFRA_ADMIN = "infra-admin"  # the whole node
     TENANT_ADMIN = "tenant-admin"  # its tenant's objects
     VIEWER = "viewer"  # read-only; its tenant's objects when it has one
+    # The edge agent: reads and acks the journal, reports sync status, hands desired
+    # documents over. Routes open to it say so; every other route refuses it.
+    SYNC_AGENT = "sync-agent"
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,15 @@ class Principal:
     def require_write(self) -> None:
         if self.role is Role.VIEWER:
             raise Forbidden("viewers cannot change anything", code="read_only_role")
+        self.refuse_sync_agent()
+
+    def refuse_sync_agent(self) -> None:
+        if self.role is Role.SYNC_AGENT:
+            raise Forbidden(
+                "the sync-agent role may only read and ack the journal, report sync "
+                "status and hand over desired documents",
+                code="sync_agent_scope",
+            )
 
     def require_infra_admin(self) -> None:
         if not self.is_infra_admin:
@@ -136,6 +149,7 @@ class AuthService:
 
     def create_api_token(self, principal: Principal, name: str, username: str | None) -> str:
         check_name("token", name)
+        principal.refuse_sync_agent()
         target = principal.username if username is None else username
         if target != principal.username:
             principal.require_infra_admin()
@@ -179,6 +193,21 @@ class AuthService:
                     "token.created", "token", str(row.id), {"name": name, "user": user.username}
                 )
         return token
+
+    def sync_agent_token(self, principal: Principal, name: str) -> str:
+        """A token for the edge agent (infra-admin only); makes its user when missing."""
+        principal.require_infra_admin()
+        check_name("token", name)
+        user = User.get_or_none(User.username == SYNC_AGENT_USER)
+        if user is None:
+            # Nobody logs in as the agent: its password is random and thrown away.
+            self.create_user(SYNC_AGENT_USER, secrets.token_urlsafe(32), Role.SYNC_AGENT, None)
+            user = User.get(User.username == SYNC_AGENT_USER)
+        if user.role != Role.SYNC_AGENT.value:
+            raise Conflict(
+                f"user {SYNC_AGENT_USER!r} exists with role {user.role}", code="user_exists"
+            )
+        return self._issue(user, name, "api", expires=None)
 
     # -- users and tenants ---------------------------------------------------------
 

@@ -14,6 +14,7 @@ import msgspec
 import peewee
 
 from appliance.store.models import JournalEntry, Meta, db_proxy
+from registry.wire import WireEntry, journal_checksum
 
 
 @contextmanager
@@ -70,3 +71,74 @@ def entries(
 def head() -> int:
     """The seq of the newest entry written (0 when none)."""
     return int(Meta.get_by_id("journal_next_seq").value) - 1
+
+
+# -- sync bookkeeping: what the registry holds, and where compaction reached ------
+
+_ACKED = "journal_acked_seq"
+_COMPACTED = "journal_compacted_through"
+
+
+def _meta_int(key: str) -> int:
+    row = Meta.get_or_none(Meta.key == key)
+    return int(row.value) if row else 0
+
+
+def acked_seq() -> int:
+    """The highest seq the registry is known to hold (0 before the first ack)."""
+    return _meta_int(_ACKED)
+
+
+def compacted_through() -> int:
+    """Seqs at or below this may be gone for good: compaction kept one per object."""
+    return _meta_int(_COMPACTED)
+
+
+def record_ack(seq: int) -> int:
+    """Move the acked seq forward (never back); must run inside ``write_transaction()``.
+
+    Returns the acked seq after the call. An ack beyond the head is the caller's error.
+    """
+    current = acked_seq()
+    if seq > current:
+        Meta.insert(key=_ACKED, value=str(seq)).on_conflict_replace().execute()
+        return seq
+    return current
+
+
+def record_compacted_through(seq: int) -> None:
+    """Must run inside ``write_transaction()``; never moves backwards."""
+    if seq > compacted_through():
+        Meta.insert(key=_COMPACTED, value=str(seq)).on_conflict_replace().execute()
+
+
+def summary(through: int | None = None) -> dict[str, Any]:
+    """Count, head and ``registry.wire.journal_checksum`` of the entries ≤ ``through``.
+
+    The same figures the registry answers for a site, so the two can be compared.
+    """
+    limit = head() if through is None else min(through, head())
+    query = (
+        JournalEntry.select(
+            JournalEntry.seq,
+            JournalEntry.kind,
+            JournalEntry.object_type,
+            JournalEntry.object_id,
+            JournalEntry.state,
+        )
+        .where(JournalEntry.seq <= limit)
+        .order_by(JournalEntry.seq)
+        .tuples()
+    )
+    count = 0
+    last = 0
+
+    def wire() -> Iterator[WireEntry]:
+        nonlocal count, last
+        for seq, kind, object_type, object_id, state in query.iterator():
+            count += 1
+            last = seq
+            yield WireEntry(seq, kind, object_type, object_id, msgspec.json.decode(state))
+
+    checksum = journal_checksum(wire())
+    return {"count": count, "head": last, "checksum": checksum}

@@ -1,0 +1,138 @@
+"""Sync routes: journal acks and summary, the agent's status, desired-state documents.
+
+The ``sync-agent`` role reaches only the routes marked ``opt={"sync_agent": True}``;
+the app-wide guard below refuses it everywhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, get, post, put
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from appliance.api.deps import ApplianceDep, AuthedRequest
+from appliance.errors import Conflict, Forbidden
+from appliance.services.auth import Principal, Role
+from appliance.store import journal
+from registry.wire import AgentStatus, DesiredDocument
+
+SYNC_AGENT_OPEN = {"sync_agent": True}
+
+
+def sync_agent_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    principal = connection.scope.get("user")
+    if (
+        isinstance(principal, Principal)
+        and principal.role is Role.SYNC_AGENT
+        and not handler.opt.get("sync_agent")
+    ):
+        principal.refuse_sync_agent()
+
+
+def require_sync_scope(principal: Principal) -> None:
+    """The journal and sync routes: the agent, infra-admins, tenant-less viewers (read)."""
+    if principal.role is Role.SYNC_AGENT or principal.can_see(None):
+        return
+    raise Forbidden(
+        "the journal needs the sync-agent or infra-admin role", code="node_scope_required"
+    )
+
+
+def require_sync_write(principal: Principal) -> None:
+    if principal.role is not Role.SYNC_AGENT:
+        principal.require_infra_admin()
+
+
+class AckRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    seq: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class OverrideRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    object_id: str
+    local_override: bool
+
+
+class AgentTokenRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str = "edge-agent"
+
+
+class SyncController(Controller):
+    path = "/api/v1"
+    tags = ("sync",)
+
+    @post("/journal/ack", sync_to_thread=True, status_code=200, opt=SYNC_AGENT_OPEN)
+    def ack(self, request: AuthedRequest, data: JSONBody[AckRequest]) -> dict[str, int]:
+        require_sync_write(request.user)
+        with journal.write_transaction():
+            head = journal.head()
+            if data.seq > head:
+                raise Conflict(
+                    f"cannot ack seq {data.seq}: the journal's head is {head}",
+                    code="ack_beyond_head",
+                    head=head,
+                )
+            acked = journal.record_ack(data.seq)
+        return {"acked_seq": acked, "head": head}
+
+    @get("/journal/summary", sync_to_thread=True, opt=SYNC_AGENT_OPEN)
+    def summary(
+        self,
+        request: AuthedRequest,
+        through: Annotated[int | None, QueryParameter(ge=0)] = None,
+    ) -> dict[str, Any]:
+        require_sync_scope(request.user)
+        return journal.summary(through)
+
+    @put("/sync/status", sync_to_thread=True, opt=SYNC_AGENT_OPEN)
+    def put_status(
+        self, request: AuthedRequest, data: JSONBody[AgentStatus], appliance: ApplianceDep
+    ) -> dict[str, Any]:
+        require_sync_write(request.user)
+        appliance.sync.put(data)
+        return appliance.sync.view()
+
+    @get("/sync/status", sync_to_thread=True, opt=SYNC_AGENT_OPEN)
+    def get_status(self, request: AuthedRequest, appliance: ApplianceDep) -> dict[str, Any]:
+        require_sync_scope(request.user)
+        return appliance.sync.view()
+
+    @post("/sync/agent-token", sync_to_thread=True)
+    def agent_token(
+        self, request: AuthedRequest, data: JSONBody[AgentTokenRequest], appliance: ApplianceDep
+    ) -> dict[str, str]:
+        token = appliance.auth.sync_agent_token(request.user, data.name)
+        return {"token": token, "name": data.name, "role": Role.SYNC_AGENT.value}
+
+    @post("/desired/{kind:str}", sync_to_thread=True, status_code=200, opt=SYNC_AGENT_OPEN)
+    def post_desired(
+        self,
+        request: AuthedRequest,
+        kind: FromPath[str],
+        data: JSONBody[DesiredDocument],
+        appliance: ApplianceDep,
+    ) -> dict[str, Any]:
+        require_sync_write(request.user)
+        return appliance.desired.apply(kind, data)
+
+    @get("/desired", sync_to_thread=True)
+    def desired(self, request: AuthedRequest, appliance: ApplianceDep) -> dict[str, Any]:
+        return appliance.desired.summary(request.user)
+
+    @put("/desired/{kind:str}/overrides", sync_to_thread=True)
+    def override(
+        self,
+        request: AuthedRequest,
+        kind: FromPath[str],
+        data: JSONBody[OverrideRequest],
+        appliance: ApplianceDep,
+    ) -> dict[str, Any]:
+        marked = appliance.desired.set_override(
+            request.user, kind, data.object_id, data.local_override
+        )
+        return {"kind": kind, "local_overrides": marked}

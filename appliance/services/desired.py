@@ -1,0 +1,423 @@
+"""Desired-state documents from the registry: validated like any input, applied through
+the node's own services, and the outcome journalled so it travels back up.
+
+The conflict rule (docs/sync-protocol.md): an object named by a central document is
+centrally owned, and central policy wins for it — unless the local change is marked
+as a local override. "Changed locally" means the object's local state differs both
+from what the last central document put there and from what the new one asks for.
+A locally changed, unmarked object is replaced by the central version and reported
+(``resolution: "central"``); a marked one is kept and reported
+(``resolution: "local_override"``). Objects that come from the node's configuration
+file count as marked: only the file changes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+
+from appliance.domain.gpu.target import LayoutRequest
+from appliance.domain.vm_spec import check_name
+from appliance.errors import Conflict, InvalidInput, NotFound, TowerboxError
+from appliance.services.auth import Principal, Role
+from appliance.services.gpu_layouts import GpuLayoutService
+from appliance.services.gpu_schedules import GpuSchedules, Schedule, cron_trigger
+from appliance.services.n6 import N6Service, vnet_key
+from appliance.store import journal
+from appliance.store.models import Meta, Tenant
+from registry.wire import DESIRED_KINDS, DesiredDocument
+from upf_bridge.parse import parse_config, parse_vnet
+
+log = logging.getLogger(__name__)
+
+# The node applies central documents as itself: the caller (sync-agent or infra-admin)
+# was authorised to hand the document over, not to act as an operator.
+NODE = Principal(0, "desired-state", Role.INFRA_ADMIN, None, 0)
+_RECORD = "desired:"
+_OVERRIDES = "desired_overrides"
+_GPU_LAYOUTS = "desired_gpu_layouts"
+
+States = dict[str, Any]  # object id -> the object's state as plain data
+
+
+class DesiredRejected(TowerboxError):
+    """A document the node refused; carries the original problem's code and status."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        extra = {k: v for k, v in problem.items() if k not in _PROBLEM_KEYS}
+        super().__init__(str(problem.get("detail", "")), code=str(problem["code"]), **extra)
+        self.status = status
+
+
+_PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
+
+
+class NotSupported(TowerboxError):
+    code = "not_supported"
+    status = 501
+
+
+def fingerprint(state: Any) -> str:
+    if state is None:
+        return "absent"
+    return hashlib.sha256(msgspec.json.encode(state, order="sorted")).hexdigest()[:32]
+
+
+class KindAdapter(Protocol):
+    def current(self) -> States: ...
+    def locked(self) -> set[str]: ...
+    def parse(self, document: dict[str, Any]) -> States: ...
+    def apply(self, puts: States, deletes: list[str], central: States) -> None: ...
+
+
+@dataclass
+class Decision:
+    puts: States = field(default_factory=dict)
+    deletes: list[str] = field(default_factory=list)
+    owned: dict[str, str] = field(default_factory=dict)
+    conflicts: list[dict[str, str]] = field(default_factory=list)
+
+
+def decide(
+    central: States, current: States, owned: Mapping[str, str], overrides: set[str]
+) -> Decision:
+    """The conflict rule as a pure function of the four inputs."""
+    d = Decision()
+    for oid, state in sorted(central.items()):
+        local = current.get(oid)
+        known = oid in current or oid in owned
+        changed = known and fingerprint(local) not in (owned.get(oid), fingerprint(state))
+        if changed and oid in overrides:
+            d.conflicts.append({"object_id": oid, "resolution": "local_override"})
+            continue
+        if changed:
+            d.conflicts.append({"object_id": oid, "resolution": "central"})
+        if fingerprint(local) != fingerprint(state):
+            d.puts[oid] = state
+        d.owned[oid] = fingerprint(state)
+    for oid in sorted(set(owned) - set(central)):
+        if oid not in current:
+            continue
+        if fingerprint(current[oid]) != owned[oid]:
+            resolution = "local_override" if oid in overrides else "central"
+            d.conflicts.append({"object_id": oid, "resolution": resolution})
+            if oid in overrides:
+                continue
+        d.deletes.append(oid)
+    return d
+
+
+def _invalid(message: str, **extra: Any) -> InvalidInput:
+    return InvalidInput(message, code="invalid_desired_document", **extra)
+
+
+class GpuDocument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    layouts: dict[str, LayoutRequest] = msgspec.field(default_factory=dict)
+    schedules: dict[str, Schedule] = msgspec.field(default_factory=dict)
+
+
+class GpuAdapter:
+    """Named GPU layouts (``layout:NAME``) and schedules (``schedule:NAME``)."""
+
+    def __init__(self, gpus: GpuLayoutService, schedules: GpuSchedules) -> None:
+        self._gpus = gpus
+        self._schedules = schedules
+        self._configured = set(gpus.layouts)  # from the configuration file
+
+    def restore(self) -> None:
+        row = Meta.get_or_none(Meta.key == _GPU_LAYOUTS)
+        if row is not None:
+            stored = msgspec.json.decode(row.value, type=dict[str, LayoutRequest])
+            for name, req in stored.items():
+                self._gpus.layouts.setdefault(name, req)
+
+    def current(self) -> States:
+        states: States = {
+            f"layout:{n}": msgspec.to_builtins(r) for n, r in self._gpus.layouts.items()
+        }
+        for s in self._schedules.list():
+            sched = Schedule(s["gpu"], s["cron"], msgspec.convert(s["target"], LayoutRequest))
+            states[f"schedule:{s['name']}"] = msgspec.to_builtins(sched)
+        return states
+
+    def locked(self) -> set[str]:
+        names = {f"layout:{n}" for n in self._configured}
+        return names | {
+            f"schedule:{s['name']}" for s in self._schedules.list() if s["source"] == "config"
+        }
+
+    def parse(self, document: dict[str, Any]) -> States:
+        try:
+            doc = msgspec.convert(document, GpuDocument)
+        except msgspec.ValidationError as err:
+            raise _invalid(f"gpu document: {err}") from err
+        states: States = {}
+        for name, req in doc.layouts.items():
+            check_name("layout", name, field=f"layouts.{name}")
+            req.check(named=False)
+            states[f"layout:{name}"] = msgspec.to_builtins(req)
+        for name, sched in doc.schedules.items():
+            check_name("schedule", name, field=f"schedules.{name}")
+            cron_trigger(sched.cron)
+            states[f"schedule:{name}"] = msgspec.to_builtins(sched)
+        return states
+
+    def apply(self, puts: States, deletes: list[str], central: States) -> None:
+        before = dict(self._gpus.layouts)
+        layouts = dict(before)
+        for oid in deletes:
+            if oid.startswith("layout:"):
+                layouts.pop(oid.removeprefix("layout:"), None)
+        for oid, state in puts.items():
+            if oid.startswith("layout:"):
+                layouts[oid.removeprefix("layout:")] = msgspec.convert(state, LayoutRequest)
+        self._gpus.layouts.clear()
+        self._gpus.layouts.update(layouts)
+        try:
+            # Every schedule is planned before any is saved: a bad GPU or target
+            # refuses the whole document and leaves the node as it was.
+            scheds = {
+                oid.removeprefix("schedule:"): msgspec.convert(state, Schedule)
+                for oid, state in puts.items()
+                if oid.startswith("schedule:")
+            }
+            for sched in scheds.values():
+                self._gpus.plan(sched.gpu, sched.target)
+        except TowerboxError:
+            self._gpus.layouts.clear()
+            self._gpus.layouts.update(before)
+            raise
+        central_layouts = {
+            n: r
+            for n, r in layouts.items()
+            if f"layout:{n}" in central and n not in self._configured
+        }
+        with journal.write_transaction():
+            Meta.insert(
+                key=_GPU_LAYOUTS, value=msgspec.json.encode(central_layouts).decode()
+            ).on_conflict_replace().execute()
+        for name, sched in scheds.items():
+            self._schedules.put(NODE, name, sched)
+        for oid in deletes:
+            if oid.startswith("schedule:"):
+                self._schedules.delete(NODE, oid.removeprefix("schedule:"))
+
+
+class VnetsDocument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    vnets: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+
+class VnetsAdapter:
+    """Tenant VNets in the N6 declaration, by ``tenant/name``."""
+
+    def __init__(self, n6: N6Service) -> None:
+        self._n6 = n6
+
+    def current(self) -> States:
+        return {vnet_key(v["tenant"], v["name"]): v for v in self._n6.list_vnets(NODE)}
+
+    def locked(self) -> set[str]:
+        return set()
+
+    def parse(self, document: dict[str, Any]) -> States:
+        try:
+            doc = msgspec.convert(document, VnetsDocument)
+        except msgspec.ValidationError as err:
+            raise _invalid(f"vnets document: {err}") from err
+        states: States = {}
+        for i, body in enumerate(doc.vnets):
+            vnet = parse_vnet(body, f"vnets[{i}]")
+            if vnet.key in states:
+                raise _invalid(f"VNet {vnet.key} appears twice", field=f"vnets[{i}]")
+            states[vnet.key] = body
+        return states
+
+    def apply(self, puts: States, deletes: list[str], central: States) -> None:
+        current = self.current()
+        final = {k: v for k, v in current.items() if k not in deletes}
+        for key, body in puts.items():
+            final[key] = {**current.get(key, {}), **body}
+        # The whole declaration must stay valid, and no change may strand a VM.
+        parse_config({"trunks": self._n6.list_trunks(), "vnets": list(final.values())})
+        attached = self._n6.attached_vms()
+        for key, body in puts.items():
+            tenant = body["tenant"]
+            if not Tenant.select().where(Tenant.name == tenant).exists():
+                raise InvalidInput(
+                    f"no tenant {tenant!r} on this node for VNet {key}", code="unknown_tenant"
+                )
+            old = current.get(key)
+            moved = old is not None and any(old.get(k) != body.get(k) for k in ("vlan", "trunk"))
+            if moved and attached.get(key):
+                raise Conflict(f"VMs are attached to {key}", code="vnet_in_use", vnet=key)
+        for key in deletes:
+            if attached.get(key):
+                raise Conflict(f"VMs are attached to {key}", code="vnet_in_use", vnet=key)
+        for key in deletes:
+            tenant, _, name = key.partition("/")
+            self._n6.delete_vnet(NODE, tenant, name)
+        for key, body in puts.items():
+            if key in current:
+                tenant, _, name = key.partition("/")
+                self._n6.update_vnet(NODE, tenant, name, body)
+            else:
+                self._n6.create_vnet(NODE, body)
+
+
+class DesiredService:
+    def __init__(self, gpus: GpuLayoutService, schedules: GpuSchedules, n6: N6Service) -> None:
+        self.gpu = GpuAdapter(gpus, schedules)
+        self._adapters: dict[str, KindAdapter] = {"gpu": self.gpu, "vnets": VnetsAdapter(n6)}
+
+    def restore(self) -> None:
+        """Put the central GPU layouts back after a restart (schedules name them)."""
+        self.gpu.restore()
+
+    # -- records ---------------------------------------------------------------------
+
+    @staticmethod
+    def _record(kind: str) -> dict[str, Any]:
+        row = Meta.get_or_none(Meta.key == _RECORD + kind)
+        return msgspec.json.decode(row.value) if row else {}
+
+    @staticmethod
+    def _overrides() -> dict[str, list[str]]:
+        row = Meta.get_or_none(Meta.key == _OVERRIDES)
+        return msgspec.json.decode(row.value) if row else {}
+
+    def summary(self, principal: Principal) -> dict[str, Any]:
+        principal.require_infra_admin()
+        overrides = self._overrides()
+        result = {}
+        for kind in DESIRED_KINDS:
+            rec = self._record(kind)
+            result[kind] = {
+                "version": rec.get("version"),
+                "etag": rec.get("etag"),
+                "source": rec.get("source"),
+                "result": rec.get("body", {}).get("result") or rec.get("body", {}).get("code"),
+                "owned": sorted(rec.get("owned", {})),
+                "local_overrides": overrides.get(kind, []),
+            }
+        return result
+
+    def set_override(self, principal: Principal, kind: str, object_id: str, on: bool) -> list[str]:
+        principal.require_infra_admin()
+        _check_kind(kind)
+        if not object_id or len(object_id) > 200:
+            raise InvalidInput("object_id must be 1 to 200 characters", code="invalid_object_id")
+        with journal.write_transaction():
+            overrides = self._overrides()
+            marked = set(overrides.get(kind, []))
+            marked = marked | {object_id} if on else marked - {object_id}
+            overrides[kind] = sorted(marked)
+            Meta.insert(
+                key=_OVERRIDES, value=msgspec.json.encode(overrides).decode()
+            ).on_conflict_replace().execute()
+            journal.append(
+                "desired.local_override", "desired_override", f"{kind}:{object_id}", {"on": on}
+            )
+        return overrides[kind]
+
+    # -- apply -----------------------------------------------------------------------
+
+    def apply(self, kind: str, doc: DesiredDocument) -> dict[str, Any]:
+        _check_kind(kind)
+        if doc.kind != kind:
+            raise InvalidInput(
+                f"the document is of kind {doc.kind!r}, posted as {kind!r}",
+                code="kind_mismatch",
+                field="kind",
+            )
+        rec = self._record(kind)
+        if rec.get("etag") == doc.etag:
+            # A resend (agent restart, lost answer): the same answer, nothing journalled.
+            if rec["status"] >= 400:
+                raise DesiredRejected(rec["status"], rec["body"])
+            return {**rec["body"], "unchanged": True}
+        if rec.get("source") == doc.source and doc.version < rec.get("version", 0):
+            raise Conflict(
+                f"version {doc.version} of {kind} from {doc.source} is older than the "
+                f"applied version {rec['version']}",
+                code="desired_stale",
+            )
+        adapter = self._adapters.get(kind)
+        try:
+            if adapter is None:
+                raise NotSupported(
+                    f"desired documents of kind {kind!r} cannot be applied here: the appliance "
+                    "catalog is read from files at start and takes no entries at run time",
+                )
+            decision = self._decide(kind, adapter, doc, rec)
+            adapter.apply(decision.puts, decision.deletes, adapter.parse(doc.document))
+        except TowerboxError as err:
+            if err.status >= 500 and not isinstance(err, NotSupported):
+                raise  # the node failed, not the document: let the agent retry
+            problem = err.to_problem()
+            self._finish(kind, doc, "desired.rejected", err.status, problem, rec.get("owned", {}))
+            log.warning(
+                "desired %s v%d rejected: %s (%s)", kind, doc.version, err.message, err.code
+            )
+            raise DesiredRejected(err.status, problem) from err
+        result = "conflict" if decision.conflicts else "applied"
+        body = {
+            "kind": kind,
+            "version": doc.version,
+            "etag": doc.etag,
+            "result": result,
+            "changed": sorted(decision.puts) + sorted(decision.deletes),
+            "conflicts": decision.conflicts,
+        }
+        self._finish(kind, doc, f"desired.{result}", 200, body, decision.owned)
+        return body
+
+    def _decide(
+        self, kind: str, adapter: KindAdapter, doc: DesiredDocument, rec: dict[str, Any]
+    ) -> Decision:
+        central = adapter.parse(doc.document)
+        overrides = set(self._overrides().get(kind, [])) | adapter.locked()
+        return decide(central, adapter.current(), rec.get("owned", {}), overrides)
+
+    def _finish(
+        self,
+        kind: str,
+        doc: DesiredDocument,
+        entry_kind: str,
+        status: int,
+        body: dict[str, Any],
+        owned: Mapping[str, str],
+    ) -> None:
+        record = {
+            "etag": doc.etag,
+            "version": doc.version,
+            "source": doc.source,
+            "status": status,
+            "body": body,
+            "owned": dict(owned),
+        }
+        state = {
+            "version": doc.version,
+            "etag": doc.etag,
+            "source": doc.source,
+            "result": entry_kind.removeprefix("desired."),
+            "reason": body.get("code") and {"code": body["code"], "detail": body.get("detail")},
+            "conflicts": body.get("conflicts", []),
+        }
+        with journal.write_transaction():
+            Meta.insert(
+                key=_RECORD + kind, value=msgspec.json.encode(record).decode()
+            ).on_conflict_replace().execute()
+            journal.append(entry_kind, "desired", kind, state)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in DESIRED_KINDS:
+        raise NotFound(
+            f"no desired-state kind {kind!r}; known: {', '.join(DESIRED_KINDS)}",
+            code="unknown_desired_kind",
+        )

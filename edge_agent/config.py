@@ -1,0 +1,91 @@
+"""The agent's configuration: a TOML file, every key overridable by environment.
+
+``TOWERBOX_AGENT_<KEY>`` overrides ``key``; ``TOWERBOX_AGENT_CONFIG`` names the file
+(default /etc/towerbox/agent.toml). The registry's URL, site and secret are not
+configuration: enrollment writes them to the state file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import ConfigError
+from registry.wire import MAX_BATCH_ENTRIES
+
+DEFAULT_CONFIG_PATH = Path("/etc/towerbox/agent.toml")
+ENV_PREFIX = "TOWERBOX_AGENT_"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    # "unix:/run/towerbox/appliance.sock" or "http://127.0.0.1:8443".
+    appliance_url: str = "unix:/run/towerbox/appliance.sock"
+    # A sync-agent token (`towerbox agent token`), mode 0600, owned by the agent's user.
+    token_file: str = "/etc/towerbox/agent-token"  # noqa: S105 - a path
+    state_dir: str = "/var/lib/towerbox-agent"
+    # A CA bundle for the registry's TLS; "" uses the one given at enrollment, if any.
+    ca_file: str = ""
+    heartbeat_s: float = 15.0
+    poll_s: float = 1.0  # how often an idle journal pump looks for new entries
+    batch_size: int = MAX_BATCH_ENTRIES
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 60.0
+    request_timeout_s: float = 30.0
+    log_level: str = "INFO"
+
+    @property
+    def state_file(self) -> Path:
+        return Path(self.state_dir) / "enrollment.json"
+
+    def check(self) -> AgentConfig:
+        if not 1 <= self.batch_size <= MAX_BATCH_ENTRIES:
+            raise ConfigError(f"batch_size must be 1 to {MAX_BATCH_ENTRIES}", field="batch_size")
+        for key in ("heartbeat_s", "poll_s", "backoff_base_s", "backoff_cap_s"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be > 0", field=key)
+        if self.backoff_cap_s < self.backoff_base_s:
+            raise ConfigError("backoff_cap_s must be ≥ backoff_base_s", field="backoff_cap_s")
+        if not self.appliance_url.startswith(("unix:", "http://", "https://")):
+            raise ConfigError(
+                "appliance_url must be unix:PATH, http:// or https://", field="appliance_url"
+            )
+        return self
+
+
+def load_agent_config(
+    path: Path | None = None, env: Mapping[str, str] | None = None
+) -> AgentConfig:
+    env = os.environ if env is None else env
+    if path is None:
+        path = Path(env.get(ENV_PREFIX + "CONFIG", str(DEFAULT_CONFIG_PATH)))
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError(f"cannot read agent config {path}: {err}") from err
+    known = {f.name for f in fields(AgentConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
+    default = AgentConfig()
+    values: dict[str, Any] = {}
+    for f in fields(AgentConfig):
+        value = env.get(ENV_PREFIX + f.name.upper(), raw.get(f.name))
+        if value is None:
+            continue
+        kind = type(getattr(default, f.name))
+        if kind in (int, float) and isinstance(value, bool):
+            raise ConfigError(f"{f.name} must be a number", field=f.name)
+        try:
+            values[f.name] = kind(value)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(
+                f"{f.name} must be {kind.__name__}, got {value!r}", field=f.name
+            ) from err
+    return replace(default, **values).check()

@@ -1,0 +1,48 @@
+"""Trading a one-time enrollment token for the site's secret."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from appliance.errors import TowerboxError
+from edge_agent.config import AgentConfig
+from edge_agent.errors import Refused, Unreachable
+from edge_agent.http import tls_context
+from edge_agent.state import Enrollment, save_enrollment
+
+
+class EnrollAnswer(msgspec.Struct, frozen=True):
+    site: str
+    secret: str
+
+
+def enroll(cfg: AgentConfig, url: str, token: str, ca_file: str = "") -> Enrollment:
+    url = url.rstrip("/")
+    if not url.startswith(("https://", "http://")):
+        raise TowerboxError(
+            f"registry URL must be https:// (or http://), not {url!r}", code="invalid_url"
+        )
+    ca = str(Path(ca_file).resolve()) if ca_file else ""
+    body = {"token": token, "hostname": socket.gethostname()}
+    try:
+        with httpx.Client(timeout=cfg.request_timeout_s, verify=tls_context(ca)) as client:
+            resp = client.post(f"{url}/api/v1/enroll", json=body)
+    except httpx.HTTPError as err:
+        raise Unreachable("registry", f"{type(err).__name__}: {err}") from err
+    if resp.status_code >= 400:
+        try:
+            problem = resp.json()
+        except ValueError:
+            problem = {"code": "http_error", "detail": resp.text[:200]}
+        raise Refused("registry", resp.status_code, problem)
+    try:
+        answer = msgspec.json.decode(resp.content, type=EnrollAnswer)
+    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        raise Unreachable("registry", f"an enrollment answer we cannot read: {err}") from err
+    enrollment = Enrollment(registry_url=url, site=answer.site, secret=answer.secret, ca_file=ca)
+    save_enrollment(cfg.state_file, enrollment)
+    return enrollment

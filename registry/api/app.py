@@ -1,0 +1,87 @@
+"""The registry's Litestar application: routes, auth, problem details, OpenAPI."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from typing import Any
+
+from litestar import Litestar, Request, Response, get
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from appliance.api import problems
+from appliance.errors import TowerboxError
+from appliance.logsetup import setup_logging
+from registry.api.auth import make_auth_middleware
+from registry.api.deps import RegistryDep
+from registry.api.operator_routes import OperatorController
+from registry.api.sites import SiteController
+from registry.api.sync import SyncController
+from registry.config import load_config
+from registry.context import Registry, build_registry
+from registry.store.db import SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 2 * 1024 * 1024  # desired documents; journal batches have their own bound
+
+
+@get("/healthz")
+async def healthz(registry: RegistryDep) -> dict[str, Any]:
+    return {"status": "ok", "database": registry.engine, "schema_version": SCHEMA_VERSION}
+
+
+def _internal_error(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.error("unhandled error in request", exc_info=exc)
+    return problems.problem(
+        500, "internal_error", "internal error; the registry log has the details"
+    )
+
+
+def create_app(registry: Registry) -> Litestar:
+    return Litestar(
+        route_handlers=[healthz, OperatorController, SiteController, SyncController],
+        dependencies={"registry": Provide(lambda: registry, sync_to_thread=False)},
+        middleware=[DefineMiddleware(make_auth_middleware(registry))],
+        exception_handlers={
+            TowerboxError: problems.towerbox_error,
+            ValidationException: problems.validation_error,
+            HTTPException: problems.http_error,
+            Exception: _internal_error,
+        },
+        openapi_config=OpenAPIConfig(
+            title="Towerbox fleet registry API",
+            version="1",
+            path="/api/schema",
+            render_plugins=[JsonRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="operator token (POST /api/v1/auth/login) or site secret",
+                    )
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
+        request_max_body_size=MAX_BODY_BYTES,
+        debug=False,
+        logging_config=None,
+    )
+
+
+def create_app_from_env() -> Litestar:
+    """uvicorn's factory: each worker process opens its own database connection."""
+    cfg = load_config()
+    setup_logging(cfg.log_level)
+    registry = build_registry(cfg, bootstrap=False)
+    app = create_app(registry)
+    gc.collect()
+    gc.freeze()  # as registry.server does for one worker: no full passes over start-up objects
+    return app

@@ -1,0 +1,215 @@
+"""What operators call: sites, enrollment tokens, journals, objects, desired state,
+conflicts, fleet queries.
+
+Handlers run in worker threads: a fleet query or a checksum over a long journal must
+not hold up the heartbeats that agents send to the same worker.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Response, delete, get, patch, post, put
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from registry.api.auth import OperatorRequest
+from registry.api.deps import RegistryDep
+from registry.services.desired import group_scope, site_scope
+
+Limit = Annotated[int, QueryParameter(ge=1, le=20000)]
+Offset = Annotated[int, QueryParameter(ge=0)]
+
+
+class SiteCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    region: str = ""
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    token_ttl_s: int | None = None
+
+
+class SiteUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    region: str | None = None
+    labels: dict[str, str] | None = None
+
+
+class TokenCreate(msgspec.Struct, forbid_unknown_fields=True):
+    ttl_s: int | None = None
+
+
+def _etag_response(result: dict[str, Any], status: int = 200) -> Response[dict[str, Any]]:
+    return Response(result, status_code=status, headers={"ETag": f'"{result["etag"]}"'})
+
+
+class SiteController(Controller):
+    path = "/api/v1"
+    tags = ("sites",)
+
+    @post("/sites", sync_to_thread=True, status_code=HTTP_201_CREATED)
+    def create_site(
+        self, request: OperatorRequest, data: JSONBody[SiteCreate], registry: RegistryDep
+    ) -> dict[str, Any]:
+        request.user.require_write()
+        return registry.sites.create(data.name, data.region, data.labels, data.token_ttl_s)
+
+    @get("/sites", sync_to_thread=True)
+    def list_sites(
+        self,
+        registry: RegistryDep,
+        status: Annotated[
+            str | None, QueryParameter(description="pending|online|stale|offline")
+        ] = None,
+        label: Annotated[
+            list[str] | None, QueryParameter(description="key=value, repeatable")
+        ] = None,
+        region: FromQuery[str | None] = None,
+        limit: Limit = 1000,
+        offset: Offset = 0,
+    ) -> dict[str, Any]:
+        return registry.sites.search(status, label or [], region, limit, offset)
+
+    @get("/sites/{name:str}", sync_to_thread=True)
+    def get_site(self, name: FromPath[str], registry: RegistryDep) -> dict[str, Any]:
+        return registry.sites.describe(registry.sites.get(name), detail=True)
+
+    @patch("/sites/{name:str}", sync_to_thread=True)
+    def update_site(
+        self,
+        request: OperatorRequest,
+        name: FromPath[str],
+        data: JSONBody[SiteUpdate],
+        registry: RegistryDep,
+    ) -> dict[str, Any]:
+        request.user.require_write()
+        return registry.sites.update(name, data.region, data.labels)
+
+    @delete("/sites/{name:str}", sync_to_thread=True, status_code=HTTP_204_NO_CONTENT)
+    def delete_site(
+        self, request: OperatorRequest, name: FromPath[str], registry: RegistryDep
+    ) -> None:
+        request.user.require_write()
+        registry.sites.delete(name)
+
+    @post("/sites/{name:str}/enrollment-tokens", sync_to_thread=True, status_code=HTTP_201_CREATED)
+    def new_token(
+        self,
+        request: OperatorRequest,
+        name: FromPath[str],
+        registry: RegistryDep,
+        data: JSONBody[TokenCreate | None] = None,
+    ) -> dict[str, Any]:
+        request.user.require_write()
+        return registry.sites.new_enrollment_token(name, data.ttl_s if data else None)
+
+    @get("/sites/{name:str}/journal", sync_to_thread=True)
+    def journal(
+        self,
+        name: FromPath[str],
+        registry: RegistryDep,
+        after: Offset = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=5000)] = 500,
+    ) -> dict[str, Any]:
+        return registry.fleet.journal(name, after, limit)
+
+    @get("/sites/{name:str}/journal/summary", sync_to_thread=True)
+    def journal_summary(
+        self,
+        name: FromPath[str],
+        registry: RegistryDep,
+        through: Annotated[int | None, QueryParameter(ge=0)] = None,
+    ) -> dict[str, Any]:
+        return registry.fleet.summary(name, through)
+
+    @get("/sites/{name:str}/objects", sync_to_thread=True)
+    def objects(
+        self,
+        name: FromPath[str],
+        registry: RegistryDep,
+        type: FromQuery[str | None] = None,
+        limit: Limit = 1000,
+        offset: Offset = 0,
+    ) -> dict[str, Any]:
+        return registry.fleet.objects(name, type, limit, offset)
+
+    # -- desired state ---------------------------------------------------------------
+
+    @get("/sites/{name:str}/desired", sync_to_thread=True)
+    def site_desired(self, name: FromPath[str], registry: RegistryDep) -> dict[str, Any]:
+        site = registry.sites.get(name)
+        return {
+            "site": name,
+            "own": registry.desired.list_scope(site_scope(name)),
+            "effective": registry.desired.index(site.id, name),
+        }
+
+    @get("/sites/{name:str}/desired/{kind:str}", sync_to_thread=True)
+    def get_site_desired(
+        self, name: FromPath[str], kind: FromPath[str], registry: RegistryDep
+    ) -> Response[dict[str, Any]]:
+        registry.sites.get(name)
+        return _etag_response(registry.desired.get(site_scope(name), kind))
+
+    @put("/sites/{name:str}/desired/{kind:str}", sync_to_thread=True)
+    def put_site_desired(
+        self,
+        request: OperatorRequest,
+        name: FromPath[str],
+        kind: FromPath[str],
+        data: JSONBody[Any],
+        registry: RegistryDep,
+    ) -> Response[dict[str, Any]]:
+        request.user.require_write()
+        registry.sites.get(name)
+        result = registry.desired.put(
+            site_scope(name), kind, data, request.headers.get("if-match"), request.user.username
+        )
+        return _etag_response(result)
+
+    @get("/groups/{group:str}/desired/{kind:str}", sync_to_thread=True)
+    def get_group_desired(
+        self, group: FromPath[str], kind: FromPath[str], registry: RegistryDep
+    ) -> Response[dict[str, Any]]:
+        return _etag_response(registry.desired.get(group_scope(group), kind))
+
+    @put("/groups/{group:str}/desired/{kind:str}", sync_to_thread=True)
+    def put_group_desired(
+        self,
+        request: OperatorRequest,
+        group: FromPath[str],
+        kind: FromPath[str],
+        data: JSONBody[Any],
+        registry: RegistryDep,
+    ) -> Response[dict[str, Any]]:
+        request.user.require_write()
+        result = registry.desired.put(
+            group_scope(group), kind, data, request.headers.get("if-match"), request.user.username
+        )
+        return _etag_response(result)
+
+    # -- fleet -----------------------------------------------------------------------
+
+    @get("/conflicts", sync_to_thread=True)
+    def conflicts(
+        self,
+        registry: RegistryDep,
+        site: FromQuery[str | None] = None,
+        kind: FromQuery[str | None] = None,
+        limit: Limit = 1000,
+        offset: Offset = 0,
+    ) -> dict[str, Any]:
+        return registry.fleet.conflicts(site, kind, limit, offset)
+
+    @get("/fleet/vms", sync_to_thread=True)
+    def fleet_vms(
+        self,
+        registry: RegistryDep,
+        site: FromQuery[str | None] = None,
+        # "state" is a name Litestar reserves for the application state.
+        vm_state: Annotated[str | None, QueryParameter(name="state")] = None,
+        tenant: FromQuery[str | None] = None,
+        role: FromQuery[str | None] = None,
+        limit: Limit = 1000,
+        offset: Offset = 0,
+    ) -> dict[str, Any]:
+        return registry.fleet.vms(site, vm_state, tenant, role, limit, offset)

@@ -1,0 +1,141 @@
+"""What agents call: enroll, journal up, heartbeat, desired state down.
+
+These handlers are async and touch the database directly on the event loop: each is
+one short transaction on indexed rows, SQLite takes one writer at a time anyway, and
+a hop to a worker thread would cost more than the work. The journal body is read,
+size-checked and decoded here, once, with msgspec.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import msgspec
+from litestar import Controller, Response, get, post
+from litestar.exceptions import HTTPException
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
+
+from registry.api.auth import SiteRequest
+from registry.api.deps import RegistryDep
+from registry.errors import BadRequest, PayloadTooLarge
+from registry.store.ingest import ingest
+from registry.store.models import Site, now_ms
+from registry.wire import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_ENTRIES,
+    DesiredDocument,
+    Heartbeat,
+    JournalAck,
+    JournalBatch,
+)
+
+# gzip adds a few bytes per 32 KiB block to data it cannot shrink.
+_MAX_WIRE_BYTES = MAX_BATCH_BYTES + MAX_BATCH_BYTES // 64 + 1024
+_batch_decoder = msgspec.json.Decoder(JournalBatch)
+_heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
+
+
+class EnrollRequest(msgspec.Struct, forbid_unknown_fields=True):
+    token: str
+    hostname: str = ""
+
+
+def decode_batch(body: bytes, encoding: str) -> JournalBatch:
+    encoding = encoding.strip().lower()
+    if encoding == "gzip":
+        body = _gunzip(body)
+    elif encoding not in ("", "identity"):
+        raise BadRequest(
+            f"Content-Encoding {encoding!r} is not supported; send gzip",
+            code="unsupported_encoding",
+        )
+    if len(body) > MAX_BATCH_BYTES:
+        raise PayloadTooLarge(f"a journal batch is at most {MAX_BATCH_BYTES} bytes decompressed")
+    try:
+        batch = _batch_decoder.decode(body)
+    except msgspec.ValidationError as err:
+        raise BadRequest(f"not a journal batch: {err}", code="invalid_batch") from err
+    except msgspec.DecodeError as err:
+        raise BadRequest(f"the batch is not valid JSON: {err}", code="invalid_batch") from err
+    if len(batch.entries) > MAX_BATCH_ENTRIES:
+        raise PayloadTooLarge(
+            f"{len(batch.entries)} entries; a journal batch holds at most {MAX_BATCH_ENTRIES}"
+        )
+    return batch
+
+
+def _gunzip(body: bytes) -> bytes:
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        # Bounded: a small gzip bomb must not inflate into memory beyond the limit.
+        out = inflater.decompress(body, MAX_BATCH_BYTES + 1)
+    except zlib.error as err:
+        raise BadRequest(f"the body is not valid gzip: {err}", code="invalid_gzip") from err
+    if len(out) > MAX_BATCH_BYTES:
+        raise PayloadTooLarge(f"a journal batch is at most {MAX_BATCH_BYTES} bytes decompressed")
+    if not inflater.eof or inflater.unused_data:
+        raise BadRequest("the gzip body is truncated or has trailing data", code="invalid_gzip")
+    return out
+
+
+class SyncController(Controller):
+    path = "/api/v1"
+    tags = ("sync",)
+
+    @post("/enroll", sync_to_thread=False, status_code=HTTP_200_OK)
+    def enroll(self, data: JSONBody[EnrollRequest], registry: RegistryDep) -> dict[str, str]:
+        return registry.sites.enroll(data.token, data.hostname)
+
+    @post("/sync/journal", status_code=HTTP_200_OK, request_max_body_size=_MAX_WIRE_BYTES)
+    async def journal(self, request: SiteRequest, registry: RegistryDep) -> JournalAck:
+        try:
+            body = await request.body()
+        except HTTPException as err:
+            if err.status_code == 413:
+                raise PayloadTooLarge(
+                    f"a journal batch is at most {MAX_BATCH_BYTES} bytes"
+                ) from err
+            raise
+        batch = decode_batch(body, request.headers.get("content-encoding", ""))
+        return ingest(request.user.site_id, batch, now_ms())
+
+    @get("/sync/journal/head")
+    async def journal_head(self, request: SiteRequest) -> dict[str, int]:
+        row = (
+            Site.select(Site.acked_seq, Site.compacted_through)
+            .where(Site.id == request.user.site_id)
+            .tuples()
+            .first()
+        )
+        acked, compacted = row if row else (0, 0)
+        return {"acked_seq": acked, "compacted_through": compacted}
+
+    @post("/sync/heartbeat", status_code=HTTP_200_OK, request_max_body_size=256 * 1024)
+    async def heartbeat(self, request: SiteRequest, registry: RegistryDep) -> dict[str, Any]:
+        try:
+            beat = _heartbeat_decoder.decode(await request.body())
+        except msgspec.DecodeError as err:  # ValidationError is a DecodeError
+            raise BadRequest(f"not a heartbeat: {err}", code="invalid_heartbeat") from err
+        site = request.user
+        registry.sites.record_heartbeat(site.site_id, msgspec.json.encode(beat))
+        return {"desired": registry.desired.index(site.site_id, site.name)}
+
+    @get("/sync/desired/{kind:str}")
+    async def desired(
+        self, request: SiteRequest, kind: FromPath[str], registry: RegistryDep
+    ) -> Response[DesiredDocument | None]:
+        site = request.user
+        doc = registry.desired.effective(site.site_id, site.name, kind)
+        headers = {"ETag": f'"{doc.etag}"'}
+        wanted = request.headers.get("if-none-match")
+        if wanted and _etag_matches_tag(wanted, doc.etag):
+            return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers=headers)
+        return Response(doc, headers=headers)
+
+
+def _etag_matches_tag(header: str, etag: str) -> bool:
+    return any(
+        part.strip().removeprefix("W/").strip('"') in ("*", etag) for part in header.split(",")
+    )

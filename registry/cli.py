@@ -1,0 +1,101 @@
+"""``towerbox registry ...``: serve the registry and administer it on its own host.
+
+The administration commands open the registry database directly, as the server
+does (same config, same services), so they work while the server is down too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import TowerboxError
+from registry.config import load_config
+from registry.context import Registry, build_registry
+from registry.services.sites import parse_label
+
+
+def register(sub: Any) -> None:
+    """Add the ``registry`` command group to the towerbox parser's subparsers."""
+    reg = sub.add_parser("registry", help="the central fleet registry")
+    reg.add_argument(
+        "--config",
+        dest="registry_config",
+        type=Path,
+        help="registry config (default $TOWERBOX_REGISTRY_CONFIG or /etc/towerbox/registry.toml)",
+    )
+    cmds = reg.add_subparsers(dest="registry_command", required=True)
+    serve = cmds.add_parser("serve", help="run the registry API (uvicorn)")
+    serve.add_argument("--workers", type=int, help="worker processes (PostgreSQL: several)")
+    cmds.add_parser("migrate", help="create or upgrade the database schema")
+
+    create = cmds.add_parser("site-create", help="create a site; prints its enrollment token")
+    create.add_argument("name")
+    create.add_argument("--region", default="")
+    create.add_argument("--label", action="append", default=[], help="key=value, repeatable")
+    create.add_argument("--ttl", type=int, help="token lifetime in seconds")
+    token = cmds.add_parser("token", help="a new one-time enrollment token for a site")
+    token.add_argument("name")
+    token.add_argument("--ttl", type=int, help="token lifetime in seconds")
+    sites = cmds.add_parser("sites", help="list sites with their status")
+    sites.add_argument("--status", choices=("pending", "online", "stale", "offline"))
+    sites.add_argument("--label", action="append", default=[], help="key=value, repeatable")
+    site = cmds.add_parser("site", help="one site in detail")
+    site.add_argument("name")
+    cmds.add_parser("admin-password", help="set a new random admin password (file, 0600)")
+    for parser in (create, token, sites, site):
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def handle(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.registry_config)
+        if args.registry_command == "serve":
+            from registry.server import serve
+
+            return serve(cfg, args.workers, args.registry_config)
+        registry = build_registry(cfg)
+        try:
+            result = _run(args, registry)
+        finally:
+            registry.db.close()
+    except TowerboxError as err:
+        sys.stderr.write(f"error [{err.code}]: {err.message}\n")
+        return 1
+    _show(args, result)
+    return 0
+
+
+def _run(args: argparse.Namespace, registry: Registry) -> Any:
+    command = args.registry_command
+    if command == "migrate":
+        return "database at the current schema version\n"
+    if command == "site-create":
+        labels = dict(parse_label(text) for text in args.label)
+        return registry.sites.create(args.name, args.region, labels, args.ttl)
+    if command == "token":
+        return registry.sites.new_enrollment_token(args.name, args.ttl)
+    if command == "sites":
+        return registry.sites.search(args.status, args.label, None, 100000, 0)["sites"]
+    if command == "site":
+        return registry.sites.describe(registry.sites.get(args.name), detail=True)
+    path = registry.cfg.admin_password_file
+    registry.operators.reset_password("admin", path)
+    return f"new admin password written to {path}; admin login tokens revoked\n"
+
+
+def _show(args: argparse.Namespace, result: Any) -> None:
+    if isinstance(result, str):
+        sys.stdout.write(result)
+    elif getattr(args, "json", False) or not isinstance(result, list):
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        columns = ("name", "region", "status", "last_contact", "acked_seq")
+        rows = [[str(r.get(c) if r.get(c) is not None else "-") for c in columns] for r in result]
+        widths = [max([len(c)] + [len(row[i]) for row in rows]) for i, c in enumerate(columns)]
+        lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+        lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
+        sys.stdout.write("\n".join(lines) + "\n")

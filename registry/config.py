@@ -1,0 +1,183 @@
+"""Registry configuration: a TOML file, every key overridable by environment.
+
+``TOWERBOX_REGISTRY_<SECTION>_<KEY>`` overrides ``[section] key``; top-level keys drop
+the section (``TOWERBOX_REGISTRY_DATABASE``). ``TOWERBOX_REGISTRY_CONFIG`` names the
+file. Tests and the bench use the environment so they never need a file under /etc.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from appliance.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/towerbox/registry.toml")
+ENV_PREFIX = "TOWERBOX_REGISTRY_"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8600
+    # One worker is right for SQLite (one writer at a time); PostgreSQL takes several.
+    workers: int = 1
+    tls_cert: str = ""  # PEM; with tls_key the registry serves HTTPS only
+    tls_key: str = ""
+    token_ttl_s: int = 12 * 3600  # operator login tokens
+
+
+@dataclass(frozen=True)
+class SitesConfig:
+    # The agent's heartbeat interval; a site's status counts missed intervals.
+    heartbeat_s: float = 15.0
+    online_intervals: int = 3  # online while the last contact is within this many
+    stale_intervals: int = 10  # stale up to this many, offline beyond
+    enrollment_ttl_s: int = 24 * 3600
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    state_dir: str = "/var/lib/towerbox-registry"
+    # "" is the SQLite file registry.db in state_dir; "sqlite:///path" another file;
+    # "postgresql://user[:password]@host[:port]/dbname" for a fleet; a unix socket
+    # directory as libpq writes it: "postgresql://user@:5432/dbname?host=/run/postgresql".
+    database: str = ""
+    log_level: str = "INFO"
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    sites: SitesConfig = field(default_factory=SitesConfig)
+
+    @property
+    def admin_password_file(self) -> Path:
+        return Path(self.state_dir) / "admin-password"
+
+    @property
+    def cli_token_file(self) -> Path:
+        return Path(self.state_dir) / "cli-token"
+
+    def database_url(self) -> DatabaseUrl:
+        return parse_database_url(self.database, Path(self.state_dir))
+
+
+@dataclass(frozen=True)
+class DatabaseUrl:
+    kind: str  # "sqlite" | "postgresql"
+    path: str = ""  # sqlite file
+    dbname: str = ""
+    user: str = ""
+    password: str = ""
+    host: str = ""
+    port: int = 5432
+
+
+def parse_database_url(url: str, state_dir: Path) -> DatabaseUrl:
+    if not url:
+        return DatabaseUrl("sqlite", path=str(state_dir / "registry.db"))
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = parts.path if not parts.netloc else parts.netloc + parts.path
+        if not path:
+            raise ConfigError(f"database URL {url!r} names no file", code="bad_database_url")
+        return DatabaseUrl("sqlite", path=os.path.abspath(path))
+    if parts.scheme in ("postgresql", "postgres"):
+        dbname = parts.path.lstrip("/")
+        if not dbname:
+            raise ConfigError(
+                f"database URL {url!r} names no database: postgresql://user@host:port/dbname",
+                code="bad_database_url",
+            )
+        try:
+            port = parts.port or 5432
+        except ValueError as err:
+            raise ConfigError(f"database URL {url!r}: {err}", code="bad_database_url") from err
+        return DatabaseUrl(
+            "postgresql",
+            dbname=dbname,
+            user=unquote(parts.username or ""),
+            password=unquote(parts.password or ""),
+            # libpq's form for a unix socket directory: ...@:5432/db?host=/run/postgresql
+            host=parse_qs(parts.query).get("host", [parts.hostname or ""])[0],
+            port=port,
+        )
+    raise ConfigError(
+        f"database URL {url!r}: use sqlite:///path or postgresql://user@host:port/db",
+        code="bad_database_url",
+    )
+
+
+_SECTIONS: dict[str, type[Any]] = {"serve": ServeConfig, "sites": SitesConfig}
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> RegistryConfig:
+    """Read the TOML file (if any) and apply environment overrides."""
+    env = os.environ if env is None else env
+    if path is None:
+        path = Path(env.get(ENV_PREFIX + "CONFIG", str(DEFAULT_CONFIG_PATH)))
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError(f"cannot read config {path}: {err}") from err
+    cfg = _build(raw, env, str(path))
+    cfg.database_url()  # refuse a bad URL at start, not at the first request
+    if cfg.sites.heartbeat_s <= 0 or not 0 < cfg.sites.online_intervals < cfg.sites.stale_intervals:
+        raise ConfigError(
+            f"{path}: [sites] needs heartbeat_s > 0 and 0 < online_intervals < stale_intervals",
+            code="bad_intervals",
+        )
+    if bool(cfg.serve.tls_cert) != bool(cfg.serve.tls_key):
+        raise ConfigError(f"{path}: [serve] tls_cert and tls_key go together", code="bad_tls")
+    return replace(cfg, state_dir=os.path.abspath(cfg.state_dir))
+
+
+def _build(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> RegistryConfig:
+    known = {f.name for f in fields(RegistryConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"{origin}: unknown keys {sorted(unknown)}")
+    top: dict[str, Any] = {}
+    default = RegistryConfig()
+    for f in fields(RegistryConfig):
+        if f.name in _SECTIONS:
+            section = raw.get(f.name, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{origin}: [{f.name}] must be a table")
+            top[f.name] = _section(_SECTIONS[f.name], section, env, f.name, origin)
+            continue
+        value = env.get(ENV_PREFIX + f.name.upper(), raw.get(f.name))
+        if value is not None:
+            top[f.name] = _coerce(value, type(getattr(default, f.name)), f.name, origin)
+    return replace(default, **top)
+
+
+def _section(
+    cls: type[Any], raw: dict[str, Any], env: Mapping[str, str], name: str, origin: str
+) -> Any:
+    unknown = set(raw) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ConfigError(f"{origin}: unknown keys in [{name}]: {sorted(unknown)}")
+    default = cls()
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        value = env.get(f"{ENV_PREFIX}{name.upper()}_{f.name.upper()}", raw.get(f.name))
+        if value is not None:
+            values[f.name] = _coerce(
+                value, type(getattr(default, f.name)), f"{name}.{f.name}", origin
+            )
+    return replace(default, **values)
+
+
+def _coerce(value: Any, kind: type[Any], key: str, origin: str) -> Any:
+    bad = ConfigError(f"{origin}: {key} must be {kind.__name__}, got {value!r}", field=key)
+    if kind in (int, float) and isinstance(value, bool):
+        raise bad
+    try:
+        return kind(value)
+    except (TypeError, ValueError) as err:
+        raise bad from err

@@ -1,0 +1,1 @@
+"""Use cases of the registry: sites and enrollment, operators, desired state, fleet."""

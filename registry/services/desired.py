@@ -1,0 +1,182 @@
+"""Desired-state documents: versioned per site and per label group, fetched by ETag.
+
+A site's effective document of a kind is its own, else the one of the first matching
+group in ``label=value`` sort order (documented in docs/sync-protocol.md). The ETag
+covers the scope as well as the version, so a site that switches from one group's
+document to another's always sees a new ETag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+import peewee
+
+from appliance.errors import Conflict, InvalidInput, NotFound
+from registry.errors import PreconditionFailed
+from registry.services.sites import SiteService, parse_label
+from registry.store import sql
+from registry.store.models import DesiredDoc, db_proxy, ms_to_iso
+from registry.wire import DESIRED_KINDS, DesiredDocument, DesiredIndexItem
+
+
+def site_scope(name: str) -> str:
+    return f"site:{name}"
+
+
+def group_scope(group: str) -> str:
+    key, value = parse_label(group, "group")
+    return f"group:{key}={value}"
+
+
+def _source(scope: str) -> str:
+    return "site" if scope.startswith("site:") else scope
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in DESIRED_KINDS:
+        raise NotFound(
+            f"no desired-state kind {kind!r}; kinds are {', '.join(DESIRED_KINDS)}",
+            code="unknown_desired_kind",
+        )
+
+
+def _etag_matches(header: str, doc: DesiredDoc) -> bool:
+    """If-Match / If-None-Match: '*', a quoted or bare ETag, or the version number."""
+    for part in header.split(","):
+        tag = part.strip().removeprefix("W/").strip('"')
+        if tag in ("*", doc.etag, str(doc.version)):
+            return True
+    return False
+
+
+class DesiredService:
+    def __init__(self, sites: SiteService) -> None:
+        self._sites = sites
+
+    def put(
+        self, scope: str, kind: str, document: Any, if_match: str | None, author: str
+    ) -> dict[str, Any]:
+        _check_kind(kind)
+        if not isinstance(document, dict):
+            raise InvalidInput("a desired-state document is a JSON object", code="invalid_document")
+        text = msgspec.json.encode(document).decode()
+        try:
+            with db_proxy.obj.atomic():
+                current = _current(scope, kind)
+                if if_match is not None and (
+                    current is None or not _etag_matches(if_match, current)
+                ):
+                    raise PreconditionFailed(
+                        f"If-Match {if_match} is not the current version of {kind} for "
+                        f"{scope}; fetch it again and reapply your change",
+                        code="version_mismatch",
+                        current_version=current.version if current else 0,
+                        current_etag=current.etag if current else None,
+                    )
+                version = current.version + 1 if current else 1
+                etag = hashlib.sha256(f"{scope}\n{kind}\n{version}\n{text}".encode()).hexdigest()
+                if current is not None:
+                    DesiredDoc.update(current=False).where(DesiredDoc.id == current.id).execute()
+                DesiredDoc.create(
+                    scope=scope,
+                    kind=kind,
+                    version=version,
+                    document=text,
+                    etag=etag[:32],
+                    created_by=author,
+                )
+        except peewee.IntegrityError as err:
+            # Two writers made the same version at once: the unique key kept one.
+            raise Conflict(
+                f"{kind} for {scope} changed concurrently; retry", code="concurrent_update"
+            ) from err
+        return {"scope": scope, "kind": kind, "version": version, "etag": etag[:32]}
+
+    def get(self, scope: str, kind: str) -> dict[str, Any]:
+        _check_kind(kind)
+        doc = _current(scope, kind)
+        if doc is None:
+            raise NotFound(f"no {kind} document for {scope}", code="desired_not_found")
+        return _describe(doc)
+
+    def list_scope(self, scope: str) -> list[dict[str, Any]]:
+        query = DesiredDoc.select().where(DesiredDoc.scope == scope, DesiredDoc.current == True)  # noqa: E712
+        return [_describe(d) for d in query.order_by(DesiredDoc.kind)]
+
+    def index(self, site_id: int, site_name: str) -> list[DesiredIndexItem]:
+        """What a heartbeat answers: one plain query, as it runs for every heartbeat."""
+        own = site_scope(site_name)
+        best: dict[str, tuple[str, str, int, str]] = {}
+        for scope, kind, version, etag in sql.fetchall(sql.DESIRED_FOR_SITE, (own, site_id)):
+            held = best.get(kind)
+            if held is None or _preferred(scope, held[0], own):
+                best[kind] = (scope, kind, version, etag)
+        return [
+            DesiredIndexItem(kind=kind, etag=etag, version=version, source=_source(scope))
+            for scope, kind, version, etag in (best[k] for k in sorted(best))
+        ]
+
+    def effective(self, site_id: int, site_name: str, kind: str) -> DesiredDocument:
+        _check_kind(kind)
+        doc = self._effective(site_id, site_name, kind).get(kind)
+        if doc is None:
+            raise NotFound(
+                f"no {kind} document for this site or its groups", code="desired_not_found"
+            )
+        return DesiredDocument(
+            kind=doc.kind,
+            etag=doc.etag,
+            version=doc.version,
+            source=_source(doc.scope),
+            document=msgspec.json.decode(doc.document),
+        )
+
+    def _effective(
+        self, site_id: int, site_name: str, kind: str | None = None
+    ) -> dict[str, DesiredDoc]:
+        own = site_scope(site_name)
+        scopes = [own] + [f"group:{k}={v}" for k, v in self._sites.labels_of(site_id)]
+        query = DesiredDoc.select(
+            DesiredDoc.scope,
+            DesiredDoc.kind,
+            DesiredDoc.version,
+            DesiredDoc.etag,
+            *([DesiredDoc.document] if kind else []),
+        ).where(DesiredDoc.scope.in_(scopes), DesiredDoc.current == True)  # noqa: E712
+        if kind:
+            query = query.where(DesiredDoc.kind == kind)
+        best: dict[str, DesiredDoc] = {}
+        for doc in query:
+            held = best.get(doc.kind)
+            if held is None or _preferred(doc.scope, held.scope, own):
+                best[doc.kind] = doc
+        return dict(sorted(best.items()))
+
+
+def _preferred(scope: str, held: str, own: str) -> bool:
+    """The site's own document wins; among groups the lowest label=value does."""
+    return held != own and (scope == own or scope < held)
+
+
+def _current(scope: str, kind: str) -> DesiredDoc | None:
+    result: DesiredDoc | None = DesiredDoc.get_or_none(
+        DesiredDoc.scope == scope,
+        DesiredDoc.kind == kind,
+        DesiredDoc.current == True,  # noqa: E712
+    )
+    return result
+
+
+def _describe(doc: DesiredDoc) -> dict[str, Any]:
+    return {
+        "scope": doc.scope,
+        "kind": doc.kind,
+        "version": doc.version,
+        "etag": doc.etag,
+        "document": msgspec.json.decode(doc.document),
+        "created_at": ms_to_iso(doc.created_at),
+        "created_by": doc.created_by,
+    }

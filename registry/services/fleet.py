@@ -1,0 +1,196 @@
+"""Reading what sites reported: journals, their summaries, objects, fleet-wide VMs.
+
+Objects keep the last state their site reported, with the node time it was recorded
+(``as_of``) and the site's status beside it: a site that went quiet shows its VMs as
+they last were, never as failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from registry.services.sites import SiteService
+from registry.store.models import ConflictRow, JournalRow, ObjectRow, Site, now_ms, tuples
+from registry.wire import WireEntry, journal_checksum
+
+_decode = msgspec.json.Decoder().decode
+
+
+class FleetService:
+    def __init__(self, sites: SiteService) -> None:
+        self._sites = sites
+
+    def journal(self, site_name: str, after: int, limit: int) -> dict[str, Any]:
+        site = self._sites.get(site_name)
+        query = (
+            JournalRow.select(
+                JournalRow.seq,
+                JournalRow.kind,
+                JournalRow.object_type,
+                JournalRow.object_id,
+                JournalRow.state,
+                JournalRow.created_at,
+            )
+            .where(JournalRow.site == site.id, JournalRow.seq > after)
+            .order_by(JournalRow.seq)
+            .limit(limit)
+        )
+        entries = [
+            {
+                "seq": seq,
+                "kind": kind,
+                "object_type": object_type,
+                "object_id": object_id,
+                "state": _decode(state),
+                "created_at": created_at,
+            }
+            for seq, kind, object_type, object_id, state, created_at in tuples(query)
+        ]
+        return {
+            "site": site.name,
+            "acked_seq": site.acked_seq,
+            "compacted_through": site.compacted_through,
+            "entries": entries,
+        }
+
+    def summary(self, site_name: str, through: int | None) -> dict[str, Any]:
+        """count, head and checksum as the node's /journal/summary computes them."""
+        site = self._sites.get(site_name)
+        query = JournalRow.select(
+            JournalRow.seq,
+            JournalRow.kind,
+            JournalRow.object_type,
+            JournalRow.object_id,
+            JournalRow.state,
+        ).where(JournalRow.site == site.id)
+        if through is not None:
+            query = query.where(JournalRow.seq <= through)
+        count = 0
+        head = 0
+
+        def entries() -> Any:
+            nonlocal count, head
+            for seq, kind, object_type, object_id, state in tuples(query.order_by(JournalRow.seq)):
+                count += 1
+                head = seq
+                yield WireEntry(seq, kind, object_type, object_id, _decode(state))
+
+        checksum = journal_checksum(entries())
+        return {"site": site.name, "count": count, "head": head, "checksum": checksum}
+
+    def objects(
+        self, site_name: str, object_type: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        site = self._sites.get(site_name)
+        query = ObjectRow.select(
+            ObjectRow.object_type,
+            ObjectRow.object_id,
+            ObjectRow.state,
+            ObjectRow.seq,
+            ObjectRow.as_of,
+        ).where(ObjectRow.site == site.id)
+        if object_type:
+            query = query.where(ObjectRow.object_type == object_type)
+        total = query.count()
+        rows = (
+            query.order_by(ObjectRow.object_type, ObjectRow.object_id).limit(limit).offset(offset)
+        )
+        return {
+            "site": site.name,
+            "status": self._sites.status.of(site.last_contact, now_ms()),
+            "last_contact": self._sites.describe(site)["last_contact"],
+            "total": total,
+            "objects": [
+                {"object_type": t, "object_id": i, "state": _decode(s), "seq": q, "as_of": a}
+                for t, i, s, q, a in tuples(rows)
+            ],
+        }
+
+    def vms(
+        self,
+        site: str | None,
+        state: str | None,
+        tenant: str | None,
+        role: str | None,
+        limit: int,
+        offset: int,
+    ) -> dict[str, Any]:
+        query = ObjectRow.select().where(ObjectRow.object_type == "vm")
+        if site:
+            query = query.where(ObjectRow.site == self._sites.get(site).id)
+        if state:
+            query = query.where(ObjectRow.status == state)
+        if tenant:
+            query = query.where(ObjectRow.tenant == tenant)
+        if role:
+            query = query.where(ObjectRow.role == role)
+        total = query.count()
+        rows = (
+            query.select(
+                ObjectRow.site,
+                ObjectRow.object_id,
+                ObjectRow.name,
+                ObjectRow.status,
+                ObjectRow.tenant,
+                ObjectRow.role,
+                ObjectRow.seq,
+                ObjectRow.as_of,
+            )
+            .order_by(ObjectRow.site, ObjectRow.object_id)
+            .limit(limit)
+            .offset(offset)
+        )
+        now = now_ms()
+        sites = {
+            sid: (name, self._sites.status.of(contact, now))
+            for sid, name, contact in tuples(Site.select(Site.id, Site.name, Site.last_contact))
+        }
+        return {
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "vms": [
+                {
+                    "site": sites[sid][0],
+                    "site_status": sites[sid][1],
+                    "id": object_id,
+                    "name": name,
+                    "state": status,
+                    "tenant": tenant_,
+                    "role": role_,
+                    "seq": seq,
+                    "as_of": as_of,
+                }
+                for sid, object_id, name, status, tenant_, role_, seq, as_of in tuples(rows)
+            ],
+        }
+
+    def conflicts(
+        self, site: str | None, kind: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        query = ConflictRow.select(ConflictRow, Site.name).join(Site)
+        if site:
+            query = query.where(ConflictRow.site == self._sites.get(site).id)
+        if kind:
+            query = query.where(ConflictRow.kind == kind)
+        total = query.count()
+        rows = query.order_by(ConflictRow.site, ConflictRow.seq.desc()).limit(limit).offset(offset)
+        return {
+            "total": total,
+            "conflicts": [
+                {
+                    "site": r.site.name,
+                    "seq": r.seq,
+                    "kind": r.kind,
+                    "result": r.result,
+                    "version": r.version,
+                    "etag": r.etag,
+                    "reason": r.reason,
+                    "detail": _decode(r.detail),
+                    "created_at": r.created_at,
+                }
+                for r in rows
+            ],
+        }

@@ -1,0 +1,1 @@
+"""The registry's database: peewee models, migrations, journal ingest."""

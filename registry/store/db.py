@@ -1,0 +1,117 @@
+"""Opening the registry database (SQLite in WAL mode or PostgreSQL) and migrating it.
+
+Migrations are append-only functions, each moving the schema one version up; the
+version lives in the ``schema_version`` table so both engines record it the same
+way. Several workers may start at once on PostgreSQL: an advisory lock makes one of
+them migrate while the others wait and then find nothing to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import peewee
+
+from appliance.errors import ConfigError
+from registry.config import DatabaseUrl
+from registry.store.models import TABLES_V1, SchemaVersion, db_proxy
+
+log = logging.getLogger(__name__)
+
+_SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    # NORMAL is durable in WAL mode except for the last commits on power loss; an
+    # agent resends whatever the registry did not ack, so nothing is lost for good.
+    "synchronous": "normal",
+    "busy_timeout": 10000,
+    "cache_size": -65536,  # 64 MiB of page cache: fleet queries stay in memory
+}
+
+# Any constant that no other program on the same PostgreSQL uses for its own lock.
+_MIGRATION_LOCK_ID = 0x74627267  # "tbrg"
+
+
+def _v1_initial(db: peewee.Database) -> None:
+    db.create_tables(TABLES_V1)
+
+
+# Append only: MIGRATIONS[i] moves the schema from version i to i + 1.
+MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_v1_initial,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def connect(url: DatabaseUrl) -> peewee.Database:
+    """Open the database the URL names and bind the models to it (no migration)."""
+    db: peewee.Database
+    if url.kind == "sqlite":
+        Path(url.path).parent.mkdir(parents=True, exist_ok=True)
+        db = peewee.SqliteDatabase(url.path, pragmas=_SQLITE_PRAGMAS)
+    else:
+        db = peewee.PostgresqlDatabase(
+            url.dbname,
+            user=url.user or None,
+            password=url.password or None,
+            host=url.host or None,
+            port=url.port,
+        )
+    db_proxy.initialize(db)
+    try:
+        db.connect(reuse_if_open=True)
+    except peewee.OperationalError as err:
+        raise ConfigError(
+            f"cannot open the registry database: {err}".strip(), code="database_unavailable"
+        ) from err
+    if url.kind == "sqlite":
+        # The database holds password, token and secret hashes: keep it private.
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(url.path + suffix)
+            if p.exists():
+                os.chmod(p, 0o600)
+    return db
+
+
+def open_database(url: DatabaseUrl) -> peewee.Database:
+    db = connect(url)
+    migrate(db)
+    return db
+
+
+def current_version(db: peewee.Database) -> int:
+    if not db.table_exists(SchemaVersion._meta.table_name):
+        return 0
+    row = SchemaVersion.get_or_none(SchemaVersion.id == 1)
+    return int(row.version) if row else 0
+
+
+def migrate(db: peewee.Database) -> None:
+    with _migration_lock(db):
+        current = current_version(db)
+        if current > SCHEMA_VERSION:
+            raise ConfigError(
+                f"registry database schema is version {current}, newer than this Towerbox "
+                f"({SCHEMA_VERSION}); upgrade Towerbox or restore a matching backup",
+                code="schema_too_new",
+            )
+        for version in range(current, SCHEMA_VERSION):
+            MIGRATIONS[version](db)
+            SchemaVersion.insert(id=1, version=version + 1).on_conflict(
+                conflict_target=[SchemaVersion.id], preserve=[SchemaVersion.version]
+            ).execute()
+            log.info("registry database migrated to schema version %d", version + 1)
+
+
+@contextmanager
+def _migration_lock(db: peewee.Database) -> Iterator[None]:
+    """One transaction around all migrations; on PostgreSQL also a cluster-wide lock."""
+    if isinstance(db, peewee.SqliteDatabase):
+        with db.atomic(lock_type="IMMEDIATE"):
+            yield
+        return
+    with db.atomic():
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_ID,))  # type: ignore[no-untyped-call]
+        yield

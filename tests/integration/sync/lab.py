@@ -1,0 +1,92 @@
+"""One sync lab: appliance, registry in a network namespace, agent (enrolled, stopped)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.store import journal
+from appliance.store.db import open_database
+from tests.integration.sync.fleet import AgentProcess, RegistryProcess, agent_env
+from tests.integration.sync.wan import DelayProxy, Wan, wan_namespace
+from tests.support.appliance import make_config
+from tests.support.daemon import Daemon, running_daemon
+
+
+@dataclass
+class Lab:
+    daemon: Daemon
+    admin_token: str  # the appliance's CLI token, for reading summaries
+    registry: RegistryProcess
+    agent: AgentProcess
+    wan: Wan
+    proxy: DelayProxy
+    site: str
+    db_path: Path
+
+    def fill_journal(self, count: int, chunk: int = 2000) -> None:
+        """Write entries through the appliance's own journal.append, as its services do.
+
+        Chunks keep each write transaction short: the daemon writes too.
+        """
+        db = open_database(self.db_path)
+        try:
+            written = 0
+            while written < count:
+                n = min(chunk, count - written)
+                with journal.write_transaction():
+                    for i in range(written, written + n):
+                        journal.append(
+                            "vm.state", "vm", f"vm{i % 500}", {"state": "running", "n": i}
+                        )
+                written += n
+        finally:
+            db.close()
+
+
+@contextmanager
+def open_lab(tmp_path: Path, database: str) -> Iterator[Lab]:
+    """Appliance and registry started, a site created, the agent enrolled (not started)."""
+    cfg = make_config(tmp_path / "node", TOWERBOX_GPU_BACKEND="simulated")
+    (tmp_path / "node").mkdir(exist_ok=True)
+    # No watchdog pings: nobody reads the notify socket after READY, and a full
+    # datagram queue would block the daemon.
+    with wan_namespace() as wan, running_daemon(cfg, tmp_path / "node", 0) as daemon:
+        daemon.wait_notify("READY=1")
+        registry = RegistryProcess(wan, tmp_path / "registry", database)
+        registry.state_dir.mkdir()
+        registry.start()
+        proxy = DelayProxy((wan.ns_ip, registry.port))
+        agent_dir = tmp_path / "agent"
+        agent_dir.mkdir()
+        token_file = agent_dir / "token"
+        agent = AgentProcess(agent_dir, agent_env(daemon, agent_dir, token_file))
+        try:
+            with proxy:
+                made = agent.cli("token", "--out", str(token_file))
+                assert made.returncode == 0, made.stderr
+                with registry.operator() as op:
+                    resp = op.post(
+                        "/api/v1/sites",
+                        json={"name": "site-a", "region": "eu", "labels": {"tier": "edge"}},
+                    )
+                    assert resp.status_code == 201, resp.text
+                    enrollment_token = resp.json()["enrollment_token"]
+                # Through the proxy: the agent's every registry request can be delayed.
+                enrolled = agent.cli("enroll", f"http://127.0.0.1:{proxy.port}", enrollment_token)
+                assert enrolled.returncode == 0, enrolled.stderr
+                yield Lab(
+                    daemon=daemon,
+                    admin_token=cfg.cli_token_file.read_text().strip(),
+                    registry=registry,
+                    agent=agent,
+                    wan=wan,
+                    proxy=proxy,
+                    site="site-a",
+                    db_path=cfg.db_path,
+                )
+        finally:
+            agent.stop()
+            registry.stop()

@@ -1,0 +1,224 @@
+"""The registry as a real process: `towerbox registry serve` over TLS on SQLite, the
+admin CLI, and two uvicorn workers on one PostgreSQL taking the same site's batches."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+
+from registry.config import load_config, parse_database_url
+from tests.registry.fleetapi import vm_entries
+from tests.support.daemon import free_port
+from tests.support.postgres import PostgresServer
+
+TOWERBOX = str(Path(sys.executable).with_name("towerbox"))
+
+
+def _env(tmp: Path, database: str = "", **extra: str) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TOWERBOX_")},
+        "TOWERBOX_REGISTRY_CONFIG": str(tmp / "absent.toml"),
+        "TOWERBOX_REGISTRY_STATE_DIR": str(tmp / "state"),
+        "TOWERBOX_REGISTRY_DATABASE": database,
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
+@contextmanager
+def serving(
+    env: dict[str, str], url: str, verify: ssl.SSLContext | bool, log: Path
+) -> Iterator[None]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen([TOWERBOX, "registry", "serve"], env=env, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/healthz", verify=verify, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+    # uvicorn ends by re-raising SIGTERM, which systemd counts as a clean stop.
+    assert rc in (0, -signal.SIGTERM), log.read_text()
+    assert "Finished server process" in log.read_text()
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TOWERBOX, "registry", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    cert, key = tmp / "registry.crt", tmp / "registry.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+def test_serve_over_tls_with_the_admin_cli(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    port = free_port()
+    env = _env(
+        tmp_path,
+        TOWERBOX_REGISTRY_SERVE_PORT=str(port),
+        TOWERBOX_REGISTRY_SERVE_TLS_CERT=str(cert),
+        TOWERBOX_REGISTRY_SERVE_TLS_KEY=str(key),
+    )
+    url = f"https://127.0.0.1:{port}"
+    ca = ssl.create_default_context(cafile=str(cert))
+    made = _cli(env, "site-create", "edge-1", "--region", "eu", "--label", "tier=gold", "--json")
+    assert made.returncode == 0, made.stderr
+    token = msgspec.json.decode(made.stdout)["enrollment_token"]
+    with serving(env, url, ca, tmp_path / "registry.log"):
+        with pytest.raises(httpx.ConnectError):  # an agent without the CA refuses it
+            httpx.get(url + "/healthz", timeout=5)
+        with httpx.Client(base_url=url, verify=ca, timeout=30) as client:
+            secret = client.post("/api/v1/enroll", json={"token": token}).json()["secret"]
+            body = gzip.compress(msgspec.json.encode({"entries": vm_entries(1, 20)}))
+            ack = client.post(
+                "/api/v1/sync/journal",
+                content=body,
+                headers={"Authorization": f"Bearer {secret}", "Content-Encoding": "gzip"},
+            )
+            assert ack.json() == {"acked_seq": 20, "stored": 20}
+    listed = _cli(env, "sites")
+    assert listed.returncode == 0, listed.stderr
+    assert "edge-1" in listed.stdout
+    assert "online" in listed.stdout
+    detail = msgspec.json.decode(_cli(env, "site", "edge-1", "--json").stdout)
+    assert detail["acked_seq"] == 20
+    assert detail["labels"] == {"tier": "gold"}
+    old = (tmp_path / "state" / "admin-password").read_text()
+    reset = _cli(env, "admin-password")
+    assert reset.returncode == 0, reset.stderr
+    assert (tmp_path / "state" / "admin-password").read_text() != old
+    missing = _cli(env, "token", "nope")
+    assert missing.returncode == 1
+    assert "site_not_found" in missing.stderr
+
+
+def test_bad_config_is_refused_at_start(tmp_path: Path) -> None:
+    env = _env(tmp_path, "mysql://x/y")
+    result = _cli(env, "sites")
+    assert result.returncode == 1
+    assert "bad_database_url" in result.stderr
+
+
+def test_config_from_file_and_environment(tmp_path: Path) -> None:
+    path = tmp_path / "registry.toml"
+    path.write_text('database = "postgresql://reg@db:5433/fleet"\n[serve]\nport = 9000\n')
+    cfg = load_config(path, {"TOWERBOX_REGISTRY_SERVE_PORT": "9100"})
+    assert cfg.serve.port == 9100
+    url = cfg.database_url()
+    assert (url.kind, url.user, url.host, url.port, url.dbname) == (
+        "postgresql",
+        "reg",
+        "db",
+        5433,
+        "fleet",
+    )
+    socket_url = parse_database_url("postgresql://reg@:5432/fleet?host=/run/pg", tmp_path)
+    assert (socket_url.host, socket_url.port) == ("/run/pg", 5432)
+    assert load_config(path, {"TOWERBOX_REGISTRY_DATABASE": ""}).database_url().kind == "sqlite"
+    path.write_text("[sites]\nonline_intervals = 10\nstale_intervals = 3\n")
+    with pytest.raises(Exception, match="stale_intervals"):
+        load_config(path, {})
+
+
+def test_two_workers_on_postgresql_store_each_seq_once(
+    tmp_path: Path, pg_server: PostgresServer
+) -> None:
+    port = free_port()
+    env = _env(
+        tmp_path,
+        pg_server.create_database(),
+        TOWERBOX_REGISTRY_SERVE_PORT=str(port),
+        TOWERBOX_REGISTRY_SERVE_WORKERS="2",
+    )
+    url = f"http://127.0.0.1:{port}"
+    token = msgspec.json.decode(_cli(env, "site-create", "s1", "--json").stdout)["enrollment_token"]
+    with serving(env, url, False, tmp_path / "registry.log"):
+        secret = httpx.post(url + "/api/v1/enroll", json={"token": token}).json()["secret"]
+        headers = {"Authorization": f"Bearer {secret}", "Content-Encoding": "gzip"}
+        bodies = [
+            gzip.compress(msgspec.json.encode({"entries": vm_entries(first, 40)}))
+            for first in range(1, 600, 20)
+        ]
+
+        def send(body: bytes) -> int:
+            # Each thread its own connection, so both workers take some of them.
+            with httpx.Client(base_url=url, timeout=30) as client:
+                for _ in range(200):
+                    resp = client.post("/api/v1/sync/journal", content=body, headers=headers)
+                    if resp.status_code == 200:
+                        return int(resp.json()["stored"])
+                    assert resp.json()["code"] == "sequence_gap", resp.text
+                    time.sleep(0.02)
+            raise AssertionError("batch never accepted")
+
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            stored = sum(pool.map(send, reversed(bodies)))
+        assert stored == 620
+        with httpx.Client(base_url=url, timeout=30) as client:
+            password = (tmp_path / "state" / "admin-password").read_text().strip()
+            login = client.post(
+                "/api/v1/auth/login", json={"username": "admin", "password": password}
+            )
+            admin = {"Authorization": f"Bearer {login.json()['token']}"}
+            summary = client.get("/api/v1/sites/s1/journal/summary", headers=admin).json()
+    assert (summary["count"], summary["head"]) == (620, 620)
+    workers = (tmp_path / "registry.log").read_text()
+    assert "2 worker(s)" in workers

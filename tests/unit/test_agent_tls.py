@@ -1,0 +1,125 @@
+"""The agent verifies the registry's TLS against the configured CA, and only that CA."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config import load_agent_config
+from edge_agent.enroll import enroll
+from edge_agent.errors import Unreachable
+from edge_agent.state import load_enrollment
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def _make_ca(folder: Path, name: str) -> tuple[Path, Path]:
+    key, cert = folder / f"{name}.key", folder / f"{name}.pem"
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        str(key),
+        "-out",
+        str(cert),
+    )
+    return key, cert
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
+    """An HTTPS endpoint for 127.0.0.1 signed by a test CA; yields URL, CA, other CA."""
+    ca_key, ca = _make_ca(tmp_path, "test-ca")
+    _, other_ca = _make_ca(tmp_path, "other-ca")
+    key, csr, cert = tmp_path / "srv.key", tmp_path / "srv.csr", tmp_path / "srv.pem"
+    ext = tmp_path / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=registry",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(cert),
+    )
+
+    class Enroll(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            body = json.loads(self.rfile.read(length))
+            answer = json.dumps({"site": "s1", "secret": "tbs_" + body["token"]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Enroll)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", ca, other_ca
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_enroll_trusts_the_given_ca_only(
+    tls_server: tuple[str, Path, Path], tmp_path: Path
+) -> None:
+    url, ca, other_ca = tls_server
+    cfg = load_agent_config(
+        tmp_path / "absent.toml", {"TOWERBOX_AGENT_STATE_DIR": str(tmp_path / "s")}
+    )
+    for wrong in ("", str(other_ca)):  # the system store, then another CA
+        with pytest.raises(Unreachable, match="CERTIFICATE_VERIFY_FAILED"):
+            enroll(cfg, url, "tbe_x", wrong)
+    assert not cfg.state_file.exists()
+    done = enroll(cfg, url, "tbe_abc", str(ca))
+    assert (done.site, done.secret, done.ca_file) == ("s1", "tbs_tbe_abc", str(ca))
+    assert load_enrollment(cfg.state_file) == done
+    assert cfg.state_file.stat().st_mode & 0o777 == 0o600
