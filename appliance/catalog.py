@@ -134,6 +134,43 @@ def load_entry(path: Path, *, templates_dir: Path | None = None) -> CatalogEntry
         raise _entry_error(path, err.message, field if isinstance(field, str) else None) from err
 
 
+def entry_from_document(data: Any, templates_dir: Path | None, field: str) -> CatalogEntry:
+    """One catalog entry handed down by the registry, checked exactly like a file.
+
+    Errors are InvalidInput (the document is refused), naming ``field``.
+    """
+    try:
+        parsed = msgspec.convert(data, _CatalogFile)
+    except msgspec.ValidationError as err:
+        raise InvalidInput(
+            f"{field}: {err}", code=INVALID_ENTRY, field=f"{field}.{_msgspec_field(str(err))}"
+        ) from err
+    try:
+        return _check(Path(f"central/{parsed.name}.toml"), parsed, templates_dir)
+    except InvalidInput as err:
+        sub = err.extra.get("field")
+        raise InvalidInput(
+            f"{field}: {err.message}",
+            code=INVALID_ENTRY,
+            field=f"{field}.{sub}" if isinstance(sub, str) else field,
+        ) from err
+
+
+def entry_document(entry: CatalogEntry) -> dict[str, Any]:
+    """An entry as the document (or file) that describes it."""
+    doc: dict[str, Any] = {
+        "name": entry.name,
+        "description": entry.description,
+        "version": entry.version,
+        "role": entry.role.value,
+        "image": msgspec.to_builtins(entry.image),
+        "spec": entry.default_spec,
+    }
+    if entry.cloud_init_template is not None:
+        doc["cloud_init"] = {"template": entry.cloud_init_template}
+    return doc
+
+
 def spec_for(entry: CatalogEntry, name: str, overrides: dict[str, Any]) -> VmSpec:
     """The spec of a VM named ``name`` made from ``entry``, with ``overrides`` on top.
 

@@ -17,7 +17,7 @@ from appliance.backends.gpu.simulated import SimulatedGpuBackend
 from appliance.backends.gpu.vgpu import NoVgpu, SimulatedVgpu, SysfsVgpu, VgpuHost
 from appliance.backends.host.sysfs_inventory import read_inventory
 from appliance.backends.vm.libvirt_backend import LibvirtBackend, choose_uri, choose_virt_type
-from appliance.catalog import CatalogEntry, load_catalog
+from appliance.catalog import CatalogEntry, cloud_init_dir, load_catalog
 from appliance.config import Config, parse_cpu_list
 from appliance.domain.allocator import Allocator
 from appliance.domain.gpu.catalog import default_catalog
@@ -170,7 +170,8 @@ def build_appliance(cfg: Config) -> Appliance:
     if auth.bootstrap(cfg.admin_password_file, cfg.cli_token_file):
         log.warning("admin password written to %s", cfg.admin_password_file)
     gpu_schedules = GpuSchedules(gpus, cfg.gpu.schedules)
-    desired = DesiredService(gpus, gpu_schedules, n6)
+    catalog_dir = cfg.resolved_catalog_dir()
+    desired = DesiredService(gpus, gpu_schedules, n6, catalog, cloud_init_dir(catalog_dir))
     desired.restore()
     return Appliance(
         cfg=cfg,

@@ -17,10 +17,12 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 
+from appliance.catalog import CatalogEntry, entry_document, entry_from_document
 from appliance.domain.gpu.target import LayoutRequest
 from appliance.domain.vm_spec import check_name
 from appliance.errors import Conflict, InvalidInput, NotFound, TowerboxError
@@ -41,6 +43,7 @@ NODE = Principal(0, "desired-state", Role.INFRA_ADMIN, None, 0)
 _RECORD = "desired:"
 _OVERRIDES = "desired_overrides"
 _GPU_LAYOUTS = "desired_gpu_layouts"
+_CATALOG = "desired_catalog"
 
 States = dict[str, Any]  # object id -> the object's state as plain data
 
@@ -55,11 +58,6 @@ class DesiredRejected(TowerboxError):
 
 
 _PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
-
-
-class NotSupported(TowerboxError):
-    code = "not_supported"
-    status = 501
 
 
 def fingerprint(state: Any) -> str:
@@ -267,16 +265,99 @@ class VnetsAdapter:
                 self._n6.update_vnet(NODE, tenant, name, body)
             else:
                 self._n6.create_vnet(NODE, body)
+        if puts or deletes:
+            # Declared is not done: the node's bridges, VLANs and rules follow now. A
+            # failure here is the node's (5xx): the agent resends, and the resend finds
+            # the declaration in place and applies again.
+            self._n6.apply(NODE)
+
+
+class CatalogDocument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    entries: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+
+class CatalogAdapter:
+    """Appliance catalog entries by name. Entries shipped as files count as marked:
+    a central entry of the same name is reported and the file's stays."""
+
+    def __init__(self, catalog: dict[str, CatalogEntry], templates_dir: Path) -> None:
+        self._catalog = catalog  # the VM service's own dict: changes are live at once
+        self._templates = templates_dir
+        self._files = {n for n, e in catalog.items() if not e.source_file.startswith("central/")}
+
+    def restore(self) -> None:
+        row = Meta.get_or_none(Meta.key == _CATALOG)
+        if row is None:
+            return
+        for i, data in enumerate(msgspec.json.decode(row.value, type=list[dict[str, Any]])):
+            try:
+                entry = entry_from_document(data, self._templates, f"entries[{i}]")
+            except InvalidInput as err:  # a template removed since: say so, keep going
+                log.error("central catalog entry not restored: %s", err.message)
+                continue
+            self._catalog.setdefault(entry.name, entry)
+
+    def current(self) -> States:
+        return {name: entry_document(e) for name, e in self._catalog.items()}
+
+    def locked(self) -> set[str]:
+        return set(self._files)
+
+    def _entries(self, document: dict[str, Any]) -> dict[str, CatalogEntry]:
+        try:
+            doc = msgspec.convert(document, CatalogDocument)
+        except msgspec.ValidationError as err:
+            raise _invalid(f"catalog document: {err}") from err
+        entries: dict[str, CatalogEntry] = {}
+        for i, data in enumerate(doc.entries):
+            entry = entry_from_document(data, self._templates, f"entries[{i}]")
+            if entry.name in entries:
+                raise _invalid(f"catalog entry {entry.name} appears twice", field=f"entries[{i}]")
+            entries[entry.name] = entry
+        return entries
+
+    def parse(self, document: dict[str, Any]) -> States:
+        return {name: entry_document(e) for name, e in self._entries(document).items()}
+
+    def apply(self, puts: States, deletes: list[str], central: States) -> None:
+        for name in deletes:
+            if name not in self._files:
+                self._catalog.pop(name, None)
+        for i, (name, data) in enumerate(sorted(puts.items())):
+            self._catalog[name] = entry_from_document(data, self._templates, f"entries[{i}]")
+        kept = [
+            entry_document(e)
+            for n, e in sorted(self._catalog.items())
+            if n not in self._files and n in central
+        ]
+        with journal.write_transaction():
+            Meta.insert(
+                key=_CATALOG, value=msgspec.json.encode(kept).decode()
+            ).on_conflict_replace().execute()
 
 
 class DesiredService:
-    def __init__(self, gpus: GpuLayoutService, schedules: GpuSchedules, n6: N6Service) -> None:
+    def __init__(
+        self,
+        gpus: GpuLayoutService,
+        schedules: GpuSchedules,
+        n6: N6Service,
+        catalog: dict[str, CatalogEntry],
+        templates_dir: Path,
+    ) -> None:
         self.gpu = GpuAdapter(gpus, schedules)
-        self._adapters: dict[str, KindAdapter] = {"gpu": self.gpu, "vnets": VnetsAdapter(n6)}
+        self.catalog = CatalogAdapter(catalog, templates_dir)
+        self._adapters: dict[str, KindAdapter] = {
+            "gpu": self.gpu,
+            "vnets": VnetsAdapter(n6),
+            "catalog": self.catalog,
+        }
 
     def restore(self) -> None:
-        """Put the central GPU layouts back after a restart (schedules name them)."""
+        """Put the central GPU layouts (schedules name them) and catalog entries back
+        after a restart."""
         self.gpu.restore()
+        self.catalog.restore()
 
     # -- records ---------------------------------------------------------------------
 
@@ -346,17 +427,12 @@ class DesiredService:
                 f"applied version {rec['version']}",
                 code="desired_stale",
             )
-        adapter = self._adapters.get(kind)
+        adapter = self._adapters[kind]
         try:
-            if adapter is None:
-                raise NotSupported(
-                    f"desired documents of kind {kind!r} cannot be applied here: the appliance "
-                    "catalog is read from files at start and takes no entries at run time",
-                )
             decision = self._decide(kind, adapter, doc, rec)
             adapter.apply(decision.puts, decision.deletes, adapter.parse(doc.document))
         except TowerboxError as err:
-            if err.status >= 500 and not isinstance(err, NotSupported):
+            if err.status >= 500:
                 raise  # the node failed, not the document: let the agent retry
             problem = err.to_problem()
             self._finish(kind, doc, "desired.rejected", err.status, problem, rec.get("owned", {}))

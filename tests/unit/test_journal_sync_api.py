@@ -196,9 +196,9 @@ def test_bad_documents_are_rejected_journalled_once_and_change_nothing(
     assert "n" not in admin.get("/api/v1/gpus/layouts").json()
     shape = _as(admin, agent_headers, "POST", "/api/v1/desired/gpu", json=_doc("gpu", 3, {"x": 1}))
     assert shape.status_code == 422 and shape.json()["code"] == "invalid_desired_document"
-    catalog = _doc("catalog", 1, {"entries": []})
+    catalog = _doc("catalog", 1, {"entries": [{"name": "x"}]})
     resp = _as(admin, agent_headers, "POST", "/api/v1/desired/catalog", json=catalog)
-    assert resp.status_code == 501 and resp.json()["code"] == "not_supported"
+    assert resp.status_code == 422 and resp.json()["code"] == "invalid_catalog_entry"
     assert _journal(admin, "desired.rejected")[-1]["object_id"] == "catalog"
     wrong = _as(admin, agent_headers, "POST", "/api/v1/desired/gpu", json=catalog)
     assert wrong.status_code == 422 and wrong.json()["code"] == "kind_mismatch"
@@ -225,6 +225,9 @@ def test_vnet_conflicts_follow_the_rule(
 
     assert post(1, [VNET])["result"] == "applied"
     assert admin.get("/api/v1/n6/vnets/acme/llm").json()["vlan"] == 100
+    # Applied to the node, not only declared.
+    assert _journal(admin, "n6.applied")
+    assert admin.post("/api/v1/n6/plan").json() == {"changes": {"ovs": []}}
     # Changed locally while offline, not marked: central wins, reported.
     admin.patch("/api/v1/n6/vnets/acme/llm", json={"vlan": 300})
     answer = post(2, [{**VNET, "dnns": ["a.b"]}])
@@ -276,3 +279,45 @@ def test_decide_is_the_documented_rule() -> None:
     assert decide({}, {"x": a}, {"x": fingerprint(a)}, set()).deletes == ["x"]
     kept = decide({}, {"x": b}, {"x": fingerprint(a)}, {"x"})
     assert kept.deletes == [] and kept.conflicts[0]["resolution"] == "local_override"
+
+
+LLM = {
+    "name": "llm-small",
+    "description": "a small inference VM",
+    "version": "1",
+    "role": "b2b",
+    "image": {"kind": "kernel", "file": "vmlinuz", "initrd": "initrd.img"},
+    "spec": {"vcpus": 2, "memory_mib": 1024},
+}
+
+
+def test_catalog_entries_come_down_checked_like_files_and_survive_a_restart(
+    tmp_path: Path, appliance: Appliance, admin: TestClient[Any], agent_headers: dict[str, str]
+) -> None:
+    def post(version: int, entries: list[dict[str, Any]]) -> Any:
+        doc = _doc("catalog", version, {"entries": entries})
+        return _as(admin, agent_headers, "POST", "/api/v1/desired/catalog", json=doc)
+
+    shipped = admin.get("/api/v1/catalog/demo").json()
+    answer = post(1, [LLM])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["result"] == "applied"
+    assert admin.get("/api/v1/catalog/llm-small").json()["version"] == "1"
+    # A central entry naming a shipped file: the file's entry stays, reported.
+    clash = post(2, [LLM, {**LLM, "name": "demo", "version": "9"}]).json()
+    assert clash["conflicts"] == [{"object_id": "demo", "resolution": "local_override"}]
+    assert admin.get("/api/v1/catalog/demo").json() == shipped
+    # Checked like a file: a missing template refuses the whole document.
+    bad = post(3, [{**LLM, "version": "2"}, {**LLM, "name": "b", "cloud_init": {"template": "no"}}])
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_catalog_entry"
+    assert admin.get("/api/v1/catalog/llm-small").json()["version"] == "1"
+    # Dropped centrally: gone; re-added: back, and still there after a restart.
+    assert post(4, []).json()["changed"] == ["llm-small"]
+    assert admin.get("/api/v1/catalog/llm-small").status_code == 404
+    post(5, [LLM])
+    appliance.close()
+    again = built(tmp_path, TOWERBOX_GPU_BACKEND="simulated", TOWERBOX_N6_BACKEND="simulated")
+    try:
+        assert "llm-small" in again.catalog
+    finally:
+        again.close()
