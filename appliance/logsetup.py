@@ -34,3 +34,5 @@ def setup_logging(level: str = "INFO") -> None:
     # Per-request access lines would drown the log of a node that is polled a lot.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: the agent polls the appliance each second.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
