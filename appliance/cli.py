@@ -16,6 +16,8 @@ from edge_agent.cli import handle as agent_command
 from edge_agent.cli import register as register_agent
 from registry.cli import handle as registry_command
 from registry.cli import register as register_registry
+from ui.cli import handle as ui_command
+from ui.cli import register as register_ui
 
 Handler = Callable[[argparse.Namespace, ApplianceClient], Any]
 
@@ -160,6 +162,7 @@ def _build_parser() -> argparse.ArgumentParser:
     journal.add_argument("--json", action="store_true")
     register_agent(sub)
     register_registry(sub)
+    register_ui(sub)
     token = sub.add_parser("token", help="create an API token for yourself")
     token.add_argument("token_name")
     token.add_argument("--json", action="store_true")
@@ -207,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     own_config = {"agent": agent_command, "registry": registry_command}
     if args.command in own_config:
         return own_config[args.command](args)
+    if args.command == "ui":
+        return ui_command(args)
     try:
         cfg = load_config(args.config)
         if args.command == "appliance":

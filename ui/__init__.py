@@ -1,1 +1,1 @@
-"""Node web UI (NiceGUI), its own process talking to the appliance API. Not built yet."""
+"""Node web UI (NiceGUI): its own process, talking only to the appliance API on loopback."""

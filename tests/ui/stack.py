@@ -1,0 +1,144 @@
+"""The real processes the UI tests and the UI bench run against: appliance and `towerbox ui`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.support.appliance import admin_password, make_config
+from tests.support.daemon import TOWERBOX, Daemon, free_port, running_daemon
+
+CHROMIUM = "/usr/bin/chromium"
+# Quiet on a closed network (HOST-NOTES.md); headless is set by Playwright.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@dataclass
+class Appliance:
+    daemon: Daemon
+    password: str
+
+    @property
+    def url(self) -> str:
+        return self.daemon.url
+
+    def token(self) -> str:
+        resp = httpx.post(
+            f"{self.url}/api/v1/auth/login",
+            json={"username": "admin", "password": self.password},
+            timeout=30,
+        )
+        resp.raise_for_status()
+        return str(resp.json()["token"])
+
+    def http(self) -> httpx.Client:
+        return self.daemon.http(self.token())
+
+
+def _drain(sock_daemon: Daemon) -> None:
+    # The daemon's watchdog pings would otherwise pile up unread for the whole module.
+    sock = sock_daemon.notify
+    sock.settimeout(0.5)
+    while sock.fileno() != -1:
+        try:
+            sock.recv(4096)
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+
+
+# The daemon reads its config file from tests.support.daemon's fixed name in its folder.
+# UI tests must never touch the host's network or GPUs: simulated backends, always.
+NODE_CONFIG = """
+[n6]
+backend = "simulated"
+
+[gpu]
+backend = "simulated"
+
+[gpu.layouts.offpeak]
+counts = {"1g.10gb" = 4}
+"""
+
+
+@contextmanager
+def appliance(tmp: Path, **env: str) -> Iterator[Appliance]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "absent.toml").write_text(NODE_CONFIG)
+    cfg = make_config(tmp, **env)
+    assert cfg.n6.backend == "simulated", "the UI tests' node config was not read"
+    with running_daemon(cfg, tmp) as daemon:
+        daemon.wait_notify("READY=1")
+        threading.Thread(target=_drain, args=(daemon,), daemon=True).start()
+        yield Appliance(daemon, admin_password(cfg))
+
+
+@contextmanager
+def ui_process(appliance_url: str, tmp: Path, poll_s: float = 1.0) -> Iterator[str]:
+    """`towerbox ui` as its unit runs it; yields its base URL once it answers."""
+    port = free_port()
+    log = tmp / "ui.log"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TOWERBOX_", "NICEGUI_", "PYTEST_"))
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                TOWERBOX,
+                "ui",
+                "--appliance-url",
+                appliance_url,
+                "--port",
+                str(port),
+                "--storage-dir",
+                str(tmp / "ui-sessions"),
+                "--poll",
+                str(poll_s),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"towerbox ui exited {proc.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{url}/login", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"towerbox ui did not answer:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -1,0 +1,222 @@
+"""End to end in Chromium: the appliance and `towerbox ui` as processes, Playwright driving.
+
+Screenshots land in the pytest tmp folder (``screenshots/``) as test artifacts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.ui.conftest import chromium_or_skip
+from tests.ui.stack import CHROMIUM_FLAGS, Appliance, appliance, ui_process
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Stack:
+    node: Appliance
+    ui_url: str
+    shots: Path
+    sessions: Path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    chromium_or_skip()
+    tmp = tmp_path_factory.mktemp("stack")
+    shots = tmp / "screenshots"
+    shots.mkdir()
+    node_dir = tmp / "node"
+    node_dir.mkdir()
+    with appliance(node_dir) as node, ui_process(node.url, tmp) as url:
+        yield Stack(node, url, shots, tmp / "ui-sessions")
+
+
+@pytest.fixture(scope="module")
+def browser(stack: Stack) -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(
+            executable_path=chromium_or_skip(), headless=True, args=CHROMIUM_FLAGS
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, stack: Stack) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    outside: list[str] = []
+    context.on(
+        "request",
+        lambda r: (
+            None if r.url.startswith((stack.ui_url, "data:", "blob:")) else outside.append(r.url)
+        ),
+    )
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    yield tab
+    context.close()
+    assert outside == [], f"the UI loaded something from outside the node: {outside}"
+
+
+def log_in(page: Page, stack: Stack) -> None:
+    page.goto(f"{stack.ui_url}/")
+    expect(page.get_by_label("Username")).to_be_visible()
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password", exact=True).fill(stack.node.password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_test_id("dash-vm-total")).to_be_visible()
+
+
+def test_login_by_keyboard_and_session_cookie(page: Page, stack: Stack) -> None:
+    page.goto(f"{stack.ui_url}/vms")
+    expect(page).to_have_url(f"{stack.ui_url}/login?next=/vms")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password", exact=True).fill("wrong")
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("login-error")).to_contain_text("Wrong username or password")
+    page.screenshot(path=stack.shots / "login-error.png")
+
+    page.get_by_label("Username").focus()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Password", exact=True)).to_be_focused()
+    page.get_by_label("Password", exact=True).fill(stack.node.password)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{stack.ui_url}/vms")
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    session = cookies["session"]
+    assert session["httpOnly"] is True
+    assert session["sameSite"] == "Strict"
+    assert stack.node.password not in str(cookies)
+    # The session map holds appliance tokens: private to the UI's user.
+    assert stack.sessions.stat().st_mode & 0o777 == 0o700
+    stored = list(stack.sessions.glob("storage-user-*.json"))
+    assert stored and all(f.stat().st_mode & 0o777 == 0o600 for f in stored)
+
+
+def test_create_vm_in_the_wizard_and_see_it_running(page: Page, stack: Stack) -> None:
+    log_in(page, stack)
+    page.screenshot(path=stack.shots / "dashboard.png", full_page=True)
+    page.get_by_role("link", name="VMs").click()
+    page.get_by_test_id("vm-create").click()
+    page.get_by_label("Appliance").click()
+    page.get_by_role("option", name="demo — other").click()
+    page.get_by_test_id("create-next").click()
+    page.get_by_label("Name").fill("bad name")
+    page.get_by_test_id("create-submit").click()
+    expect(page.get_by_text("[invalid_name]")).to_be_visible()
+    page.screenshot(path=stack.shots / "vm-create-field-error.png")
+    page.get_by_label("Name").fill("browser-vm")
+    page.get_by_test_id("create-submit").click()
+    expect(page.get_by_test_id("vm-state-browser-vm")).to_have_text("running")
+    page.screenshot(path=stack.shots / "vms.png", full_page=True)
+
+    # A change made elsewhere shows up without a reload.
+    with stack.node.http() as api:
+        assert api.post("/api/v1/vms/browser-vm/stop").status_code == 200
+    expect(page.get_by_test_id("vm-state-browser-vm")).to_have_text("shutoff")
+    with stack.node.http() as api:
+        assert api.post("/api/v1/vms/browser-vm/start").status_code == 200
+    expect(page.get_by_test_id("vm-state-browser-vm")).to_have_text("running")
+
+    page.get_by_test_id("vm-link-browser-vm").click()
+    expect(page.get_by_test_id("vm-state")).to_have_text("running")
+    expect(page.get_by_test_id("vm-chart-note")).to_contain_text("samples")
+    page.screenshot(path=stack.shots / "vm-detail.png", full_page=True)
+    page.get_by_test_id("vm-action-delete").click()
+    page.get_by_test_id("confirm-yes").click()
+    expect(page).to_have_url(f"{stack.ui_url}/vms")
+    with stack.node.http() as api:
+        assert api.get("/api/v1/vms/browser-vm").status_code == 404
+
+
+def test_apply_a_gpu_layout_and_see_the_slot_map_change(page: Page, stack: Stack) -> None:
+    log_in(page, stack)
+    page.goto(f"{stack.ui_url}/gpus")
+    memory = page.get_by_test_id("slotmap-memory").first
+    expect(memory.locator('[data-role="free"]')).to_have_count(8)
+    page.get_by_label("1g.10gb count").fill("3")
+    page.get_by_test_id("gpu-plan-0").click()
+    expect(page.get_by_test_id("plan-line")).to_have_count(3)
+    expect(page.get_by_test_id("plan-drain")).to_contain_text("Workloads to drain: none")
+    page.screenshot(path=stack.shots / "gpu-plan.png", full_page=True)
+    page.get_by_test_id("gpu-apply-0").click()
+    page.get_by_test_id("confirm-yes").click()
+    expect(page.get_by_text("Layout applied: 3 operation(s)")).to_be_visible()
+    expect(memory.locator('[data-role="b2b"]')).to_have_count(3)
+    expect(memory.locator('[data-role="free"]')).to_have_count(5)
+    page.screenshot(path=stack.shots / "gpus.png", full_page=True)
+    with stack.node.http() as api:
+        gpu = api.get("/api/v1/gpus").json()["gpus"][0]
+        assert len(gpu["layout"]["instances"]) == 3
+        api.post(f"/api/v1/gpus/{gpu['uuid']}/apply", json={"instances": []})
+    # The reset made through the API reaches the open page too.
+    expect(memory.locator('[data-role="free"]')).to_have_count(8)
+
+
+def test_wan_banner_turns_offline(page: Page, stack: Stack) -> None:
+    """Driven through PUT /api/v1/sync/status, the route the edge agent reports on."""
+    log_in(page, stack)
+    banner = page.get_by_test_id("wan-banner")
+    report = {
+        "state": "online",
+        "registry_url": "http://registry.invalid",
+        "site": "test-node",
+        "queued": 0,
+        "acked_seq": 3,
+        "since": "2026-01-02T03:00:00Z",
+        "last_sync_at": "2026-01-02T03:04:00Z",
+        "heartbeat_s": 30,
+    }
+    with stack.node.http() as api:
+        assert api.put("/api/v1/sync/status", json=report).status_code == 200
+    expect(banner).to_have_attribute("data-tone", "online")
+    expect(banner).to_contain_text("WAN online")
+    with stack.node.http() as api:
+        offline = {
+            **report,
+            "state": "offline",
+            "since": "2026-01-02T03:05:00Z",
+            "queued": 7,
+            "last_error": "registry unreachable: connection refused",
+        }
+        assert api.put("/api/v1/sync/status", json=offline).status_code == 200
+    expect(banner).to_have_attribute("data-tone", "offline")
+    expect(banner).to_contain_text("WAN offline since 2026-01-02 03:05:00 UTC")
+    expect(banner).to_contain_text("registry unreachable")
+    page.screenshot(path=stack.shots / "wan-offline.png")
+
+
+def test_gpu_n6_and_events_pages_render(page: Page, stack: Stack) -> None:
+    log_in(page, stack)
+    with stack.node.http() as api:
+        api.post("/api/v1/tenants", json={"name": "acme"})
+        api.put("/api/v1/n6/trunks/br-n6", json={"kind": "ovs", "ports": ["ens2f0"]})
+        api.post(
+            "/api/v1/n6/vnets",
+            json={
+                "tenant": "acme",
+                "name": "llm",
+                "trunk": "br-n6",
+                "vlan": 100,
+                "subnet": "10.100.0.0/24",
+                "gateway": "10.100.0.1",
+                "ue_pools": ["10.45.0.0/16"],
+                "dnns": ["internet"],
+            },
+        )
+    page.goto(f"{stack.ui_url}/n6")
+    expect(page.get_by_test_id("n6-tenant-acme")).to_contain_text("10.45.0.0/16")
+    page.get_by_test_id("n6-plan").click()
+    expect(page.get_by_test_id("n6-change").first).to_be_visible()
+    page.screenshot(path=stack.shots / "n6.png", full_page=True)
+    page.goto(f"{stack.ui_url}/events")
+    expect(page.get_by_test_id("events-table")).to_contain_text("tenant.created")
+    page.get_by_label("Filter events").fill("vnet")
+    page.screenshot(path=stack.shots / "events.png", full_page=True)

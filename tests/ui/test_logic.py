@@ -1,0 +1,208 @@
+"""The UI's pure parts: banner words, slot-map geometry, plan diff, field mapping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ui import fmt, slotmap, wan
+from ui.api import ApiError
+from ui.frame import badges_from, short_badge
+from ui.pages.common import safe_next
+from ui.pages.dashboard import is_alert, vm_counts
+from ui.pages.n6 import vnet_rows
+from ui.pages.vm_create import field_of
+from ui.pages.vm_detail import chart_series
+
+H100_PROFILES: list[dict[str, Any]] = [
+    {"name": "1g.10gb", "compute_slices": 1, "size": 1, "starts": [0, 1, 2, 3, 4, 5, 6]},
+    {"name": "2g.20gb", "compute_slices": 2, "size": 2, "starts": [0, 2, 4]},
+    {"name": "3g.40gb", "compute_slices": 3, "size": 4, "starts": [0, 4]},
+    {"name": "7g.80gb", "compute_slices": 7, "size": 8, "starts": [0]},
+]
+
+
+def test_banner_without_the_route_or_agent() -> None:
+    missing = wan.banner(None, ApiError(404, "not_found", "no route"))
+    assert missing.tone == "off" and "not configured" in missing.text
+    never = wan.banner({"agent": "never reported", "wan": "unknown", "queued": 1})
+    assert never.tone == "unknown" and "1 journal entry queued" in never.text
+    gone = wan.banner(
+        {
+            "agent": "not running",
+            "wan": "unknown",
+            "queued": 4,
+            "reported_at": "2026-01-01T00:00:00Z",
+        }
+    )
+    assert "edge agent not running (last report 2026-01-01 00:00:00 UTC)" in gone.text
+
+
+def test_banner_online_and_offline() -> None:
+    online = wan.banner(
+        {"agent": "running", "wan": "online", "queued": 0, "last_sync_at": "2026-01-01T10:00:00Z"}
+    )
+    assert online == wan.Banner(
+        "WAN online · last sync 2026-01-01 10:00:00 UTC · 0 journal entries queued", "online"
+    )
+    offline = wan.banner(
+        {
+            "agent": "running",
+            "wan": "offline",
+            "offline_since": "2026-01-01T11:00:00+00:00",
+            "queued": 12,
+            "last_sync_at": None,
+            "last_error": "timeout",
+        }
+    )
+    assert offline.tone == "offline"
+    assert offline.text == (
+        "WAN offline since 2026-01-01 11:00:00 UTC · 12 journal entries queued · never synced"
+        " · last error: timeout"
+    )
+
+
+def test_slot_map_geometry_and_blocks() -> None:
+    geo = slotmap.geometry(H100_PROFILES)
+    assert (geo.memory_slots, geo.compute_slices) == (8, 7)
+    layout = [
+        {"profile": "3g.40gb", "start": 0, "role": "vran", "owner": "du1"},
+        {"profile": "1g.10gb", "start": 6, "role": "b2b", "owner": "llm"},
+    ]
+    memory = slotmap.memory_blocks(layout, geo)
+    assert [(b.start, b.span, b.role) for b in memory] == [
+        (0, 4, "vran"),
+        (4, 1, "free"),
+        (5, 1, "free"),
+        (6, 1, "b2b"),
+        (7, 1, "free"),
+    ]
+    compute = slotmap.compute_blocks([{"profile": "3g.40gb", "start": 4, "role": "b2b"}], geo)
+    # Starting at memory slot 4, three slices end at the seventh: no overflow.
+    assert [(b.start, b.span) for b in compute if not b.free] == [(4, 3)]
+    assert sum(b.span for b in compute) == 7
+
+
+def test_plan_diff_destroys_first_then_creates_then_kept() -> None:
+    plan = {
+        "ops": [
+            {"op": "create", "profile": "1g.10gb", "start": 5, "role": "b2b", "owner": None},
+            {"op": "destroy", "profile": "2g.20gb", "start": 4, "role": "b2b", "owner": "llm"},
+        ],
+        "kept": [{"profile": "3g.40gb", "start": 0, "role": "vran", "owner": "du1"}],
+    }
+    assert slotmap.plan_lines(plan) == [
+        ("-", "2g.20gb at slot 4 (b2b, owner llm)"),
+        ("+", "1g.10gb at slot 5 (b2b)"),
+        ("=", "3g.40gb at slot 0 (vran, owner du1)"),
+    ]
+    assert [i["start"] for i in slotmap.target_instances(plan)] == [0, 5]
+
+
+@pytest.mark.parametrize(
+    ("problem", "field"),
+    [
+        ({"code": "invalid_name", "field": "name"}, "name"),
+        ({"code": "invalid_vcpus", "field": "spec.vcpus"}, "vcpus"),
+        ({"code": "invalid_nic", "field": "nics[0].bridge"}, "nics"),
+        (
+            {"code": "invalid_request", "errors": [{"key": "memory_mib", "message": "x"}]},
+            "memory_mib",
+        ),
+        ({"code": "vm_exists"}, None),
+    ],
+)
+def test_problem_field_to_wizard_input(problem: dict[str, Any], field: str | None) -> None:
+    assert field_of(ApiError(422, problem["code"], "x", problem)) == field
+
+
+def test_login_redirect_stays_on_this_site() -> None:
+    assert safe_next("/vms/a") == "/vms/a"
+    assert safe_next("//evil.example/") == "/"
+    assert safe_next("https://evil.example/") == "/"
+    assert safe_next(None) == "/"
+
+
+def test_badges_from_healthz() -> None:
+    health = {
+        "backends": {
+            "libvirt": {"summary": "libvirt: qemu:///system (qemu emulation)"},
+            "gpu": {"summary": "GPU: simulated H100 80GB x1 (no NVIDIA driver: ...)"},
+            "n6": {"summary": ["N6 backend: simulated ovs (no host network changes)"]},
+        }
+    }
+    lines = badges_from(health)
+    assert lines[0].startswith("GPU: simulated H100 80GB")
+    assert [short_badge(line) for line in lines] == [
+        "GPU: simulated H100 80GB x1",
+        "libvirt: qemu:///system",
+        "N6 backend: simulated ovs",
+    ]
+
+
+def test_dashboard_counts_and_alerts() -> None:
+    vms = [
+        {"role": "b2b", "state": "running"},
+        {"role": "b2b", "state": "shutoff"},
+        {"role": "vran", "state": "running"},
+    ]
+    counts = vm_counts(vms)
+    assert counts["b2b"]["running"] == 1 and counts["vran"]["running"] == 1
+    assert is_alert({"kind": "drift.domain_missing"})
+    assert is_alert({"kind": "gpu.layout_failed"})
+    assert is_alert({"kind": "vm.state", "state": {"state": "crashed"}})
+    assert not is_alert({"kind": "vm.state", "state": {"state": "running"}})
+
+
+def test_vnets_joined_with_live_counters() -> None:
+    vnets = [
+        {
+            "tenant": "acme",
+            "name": "llm",
+            "vlan": 100,
+            "subnet": "10.0.0.0/24",
+            "gateway": "10.0.0.1",
+            "ue_pools": ["10.45.0.0/16"],
+        }
+    ]
+    state = [
+        {
+            "vnet": "acme/llm",
+            "applied": True,
+            "attached_vms": ["llm-1"],
+            "rx_bytes": 2048,
+            "rx_packets": 2,
+            "tx_bytes": 0,
+            "tx_packets": 0,
+        }
+    ]
+    rows = vnet_rows(vnets, state)
+    assert rows["acme"][0]["vms"] == "llm-1"
+    assert rows["acme"][0]["rx"] == "2.0 KiB / 2 pkts"
+
+
+def test_chart_series_rates() -> None:
+    history = [
+        {"at": 100.0, "cpu_pct": 5.0, "rss_kib": 2048, "net_rx_bytes": 0, "net_tx_bytes": 0},
+        {"at": 102.0, "cpu_pct": 7.0, "rss_kib": 4096, "net_rx_bytes": 2000, "net_tx_bytes": 500},
+    ]
+    series = chart_series(history)
+    assert series["mem"] == [2.0, 4.0]
+    assert series["rx"] == [None, 1000.0]
+    assert series["tx"] == [None, 250.0]
+
+
+def test_formats() -> None:
+    assert fmt.mib(32768) == "32 GiB"
+    assert fmt.mib(128) == "128 MiB"
+    assert fmt.when(0) == "1970-01-01 00:00:00 UTC"
+    assert fmt.when("garbage") == "garbage"
+
+
+def test_vm_paths_quote_the_name_whole() -> None:
+    from ui.api import vm_path
+
+    assert vm_path("llm-1", "stop") == "/api/v1/vms/llm-1/stop"
+    assert vm_path("..") == "/api/v1/vms/.."  # no slash: the appliance answers 404 or 422
+    assert vm_path("a/b", "console") == "/api/v1/vms/a%2Fb/console"

@@ -1,0 +1,72 @@
+"""The NiceGUI application: pages registered against one appliance client, then served."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+
+from nicegui import app, ui
+
+from ui.api import ApplianceApi
+from ui.deps import Deps
+from ui.pages import dashboard, events, gpus, login, n6, vm_detail, vms
+from ui.settings import UiSettings
+
+log = logging.getLogger(__name__)
+
+# Browser sessions outlive no working day; the appliance token inside expires sooner anyway.
+SESSION_MAX_AGE_S = 12 * 3600
+
+
+def build(settings: UiSettings, api: ApplianceApi | None = None) -> Deps:
+    deps = Deps(settings, api or ApplianceApi(settings.appliance_url, settings.request_timeout_s))
+    for page in (login, dashboard, vms, vm_detail, gpus, n6, events):
+        page.register(deps)
+    app.on_shutdown(deps.api.aclose)
+    return deps
+
+
+def run_options(settings: UiSettings, storage_secret: str) -> dict[str, Any]:
+    """ui.run's arguments: the session cookie is HttpOnly (Starlette) and SameSite=Strict."""
+    return {
+        "title": "Towerbox",
+        "storage_secret": storage_secret,
+        "session_middleware_kwargs": {
+            "same_site": "strict",
+            "https_only": settings.secure_cookie,
+            "max_age": SESSION_MAX_AGE_S,
+        },
+        "show_welcome_message": False,
+        "reload": False,
+        "show": False,
+        "favicon": "🗼",
+    }
+
+
+def prepare_storage(directory: Path) -> None:
+    """A private folder for the session map, emptied at start: the new secret orphans it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    for stale in directory.glob("storage-*.json"):
+        stale.unlink(missing_ok=True)
+
+
+def serve(settings: UiSettings) -> None:
+    from nicegui.storage import Storage
+
+    prepare_storage(settings.storage_dir)
+    Storage.path = settings.storage_dir.resolve()
+    app.storage = Storage()
+    build(settings)
+    log.info(
+        "UI on http://%s:%d, appliance %s", settings.host, settings.port, settings.appliance_url
+    )
+    # A fresh secret per start: sessions end with the process, and no secret sits on disk.
+    ui.run(
+        host=settings.host,
+        port=settings.port,
+        uvicorn_logging_level="warning",
+        **run_options(settings, secrets.token_urlsafe(32)),
+    )

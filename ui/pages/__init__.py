@@ -1,0 +1,1 @@
+"""One module per page; each registers its routes against the shared Deps."""

@@ -1,0 +1,179 @@
+"""N6: trunks, VNets per tenant with VLAN, UE pools, attached VMs and counters; plan and apply."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from fastapi.responses import RedirectResponse
+from nicegui import ui
+
+from ui import fmt
+from ui.api import ApiError
+from ui.deps import Deps
+from ui.pages.common import error_label, open_page, tag
+from ui.session import UserApi, notify_error
+from ui.vm_actions import confirm
+
+COLUMNS = [
+    {"name": key, "label": label, "field": key, "align": "left"}
+    for key, label in (
+        ("name", "VNet"),
+        ("vlan", "VLAN"),
+        ("trunk", "Trunk"),
+        ("subnet", "Subnet / gateway"),
+        ("ue_pools", "UE pools"),
+        ("dnns", "DNNs"),
+        ("vms", "Attached VMs"),
+        ("applied", "Applied"),
+        ("rx", "RX"),
+        ("tx", "TX"),
+    )
+]
+
+
+def vnet_rows(
+    vnets: list[dict[str, Any]], state: list[dict[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Tenant -> table rows, the declaration joined with the live counters."""
+    live = {s["vnet"]: s for s in state}
+    by_tenant: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for v in vnets:
+        s = live.get(f"{v['tenant']}/{v['name']}", {})
+        by_tenant[v["tenant"]].append(
+            {
+                "name": v["name"],
+                "vlan": v.get("vlan"),
+                "trunk": v.get("trunk"),
+                "subnet": f"{v.get('subnet')} via {v.get('gateway')}",
+                "ue_pools": ", ".join(v.get("ue_pools") or []) or "-",
+                "dnns": ", ".join(v.get("dnns") or []) or "-",
+                "vms": ", ".join(str(m) for m in s.get("attached_vms") or []) or "none",
+                "applied": "yes" if s.get("applied") else "no",
+                "rx": f"{fmt.size_bytes(s.get('rx_bytes'))} / {s.get('rx_packets', 0)} pkts",
+                "tx": f"{fmt.size_bytes(s.get('tx_bytes'))} / {s.get('tx_packets', 0)} pkts",
+            }
+        )
+    return dict(sorted(by_tenant.items()))
+
+
+class N6View:
+    def __init__(self, user: UserApi) -> None:
+        self.user = user
+        self._seen: Any = None
+        with ui.row().classes("gap-2"):
+            tag(ui.button("Plan", on_click=self.plan), "n6-plan")
+            self.apply_button = tag(
+                ui.button("Apply", color="negative", on_click=self.apply), "n6-apply"
+            )
+            if not user.session.infra_admin:
+                self.apply_button.disable()
+                ui.label("Plan and apply need the infra-admin role.").classes("text-grey-7")
+        self.plan_box = tag(ui.column().classes("w-full"), "n6-plan-view")
+        self.trunk_box = tag(ui.column().classes("w-full"), "n6-trunks")
+        self.vnet_box = tag(ui.column().classes("w-full gap-4"), "n6-vnets")
+
+    async def refresh(self) -> None:
+        try:
+            vnets = await self.user.get("/api/v1/n6/vnets")
+            state = await self.user.get("/api/v1/n6/state")
+        except ApiError as err:
+            self.vnet_box.clear()
+            with self.vnet_box:
+                error_label(err, "Loading the VNets failed")
+            return
+        try:
+            trunks: list[dict[str, Any]] | None = await self.user.get("/api/v1/n6/trunks")
+        except ApiError:
+            trunks = None  # node-wide: hidden from tenant admins
+        seen = (vnets, state, trunks)
+        if seen == self._seen:
+            return
+        self._seen = seen
+        self.trunk_box.clear()
+        with self.trunk_box:
+            ui.label("Trunks").classes("text-h6")
+            if trunks is None:
+                ui.label("Trunks are node-wide; your role does not see them.")
+            elif not trunks:
+                ui.label("No N6 trunk declared.")
+            for t in trunks or []:
+                ui.label(
+                    f"{t['name']} ({t['kind']}) · ports {', '.join(t.get('ports') or []) or '-'}"
+                )
+        self.vnet_box.clear()
+        with self.vnet_box:
+            rows = vnet_rows(vnets, state)
+            if not rows:
+                ui.label("No tenant VNets declared.")
+            for tenant, tenant_rows in rows.items():
+                with ui.card().classes("w-full"):
+                    ui.label(f"Tenant {tenant}").classes("text-h6")
+                    tag(
+                        ui.table(columns=COLUMNS, rows=tenant_rows, row_key="name"),
+                        f"n6-tenant-{tenant}",
+                    ).classes("w-full")
+
+    async def plan(self) -> None:
+        self.plan_box.clear()
+        try:
+            result = await self.user.post("/api/v1/n6/plan")
+        except ApiError as err:
+            with self.plan_box:
+                error_label(err, "Plan refused")
+            return
+        with self.plan_box:
+            draw_changes(result.get("changes") or {}, "Plan: what apply would change")
+
+    async def apply(self) -> None:
+        if not await confirm(
+            "Apply the N6 declaration?",
+            "The node's VLANs, bridges and policy routes are changed to match; all or nothing.",
+            "Apply",
+        ):
+            return
+        progress = ui.notification("Applying N6…", spinner=True, timeout=None)
+        try:
+            result = await self.user.post("/api/v1/n6/apply")
+        except ApiError as err:
+            notify_error(err, "N6 apply")
+            return
+        finally:
+            progress.dismiss()
+        changes = result.get("changes") or {}
+        count = sum(len(v) for v in changes.values())
+        ui.notify(f"N6 applied: {count} change(s)", type="positive")
+        self.plan_box.clear()
+        with self.plan_box:
+            draw_changes(changes, "Applied")
+        self._seen = None
+        await self.refresh()
+
+
+def draw_changes(changes: dict[str, list[str]], title: str) -> None:
+    ui.label(title).classes("font-bold")
+    lines = [line for group in changes.values() for line in group]
+    if not lines:
+        ui.label("Nothing to change: the node matches the declaration.")
+        return
+    with ui.element("pre").classes("text-sm bg-grey-2 p-2 rounded w-full"):
+        for backend, group in changes.items():
+            for line in group:
+                colour = "text-red-8" if line.startswith("-") else "text-green-8"
+                tag(ui.label(f"[{backend}] {line}").classes(colour), "n6-change")
+
+
+def register(deps: Deps) -> None:
+    @ui.page("/n6", title="Towerbox · N6")
+    async def n6_page() -> RedirectResponse | None:
+        opened = await open_page(deps, "/n6", "n6")
+        if isinstance(opened, RedirectResponse):
+            return opened
+        user, frame = opened
+        with frame.content:
+            ui.label("N6 handoff").classes("text-h5")
+            view = N6View(user)
+            await view.refresh()
+            ui.timer(3.0, view.refresh)
+            frame.start()
+        return None

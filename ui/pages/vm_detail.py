@@ -1,0 +1,233 @@
+"""One VM: spec and allocation, actions, history charts, the serial console log."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from fastapi.responses import RedirectResponse
+from nicegui import ui
+
+from ui import fmt, vm_actions
+from ui.api import ApiError, vm_path
+from ui.deps import Deps
+from ui.pages.common import error_label, open_page, tag
+from ui.session import UserApi
+from ui.theme import STATE_COLOURS
+
+CONSOLE_LINES = 200
+
+
+def spec_rows(vm: dict[str, Any]) -> list[tuple[str, str]]:
+    spec = vm.get("spec") or {}
+    alloc = vm.get("allocation") or {}
+    cpu = spec.get("cpu") or {}
+    gpu = vm.get("gpu") or spec.get("gpu")
+    cpus = alloc.get("cpus") or []
+    return [
+        ("Appliance", str(vm.get("appliance") or "-")),
+        ("Role", str(vm.get("role") or "-")),
+        ("Tenant", str(vm.get("tenant") or "-")),
+        ("vCPUs", f"{vm.get('vcpus')} ({cpu.get('policy', '?')})"),
+        ("Memory", fmt.mib(vm.get("memory_mib"))),
+        ("Hugepages", str(spec.get("hugepages", "none"))),
+        ("NUMA node", str(alloc.get("numa_node") if alloc.get("numa_node") is not None else "any")),
+        ("Pinned CPUs", ", ".join(map(str, cpus)) if cpus else "none (shared)"),
+        ("Disks", str(len(spec.get("disks") or []))),
+        (
+            "NICs",
+            ", ".join(
+                str(n.get("vnet") or n.get("bridge") or n.get("kind"))
+                for n in spec.get("nics") or []
+            )
+            or "none",
+        ),
+        ("GPU", _gpu_text(gpu)),
+        ("Restart policy", str(spec.get("restart", "-"))),
+        ("Desired state", str(vm.get("desired_state", "-"))),
+    ]
+
+
+def _gpu_text(gpu: Any) -> str:
+    if not gpu:
+        return "none"
+    if isinstance(gpu, dict):
+        return ", ".join(
+            f"{k}={v}" for k, v in gpu.items() if v is not None and not isinstance(v, dict)
+        )
+    return str(gpu)
+
+
+def chart_series(history: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """CPU %, memory MiB, and network rates (bytes/s) from the monitor's samples."""
+    times = [fmt.clock(s.get("at")) for s in history]
+    cpu = [s.get("cpu_pct") for s in history]
+    mem = [round((s.get("rss_kib") or s.get("memory_kib") or 0) / 1024, 1) for s in history]
+    rx: list[float | None] = [None]
+    tx: list[float | None] = [None]
+    for before, after in itertools.pairwise(history):
+        span = (after.get("at") or 0) - (before.get("at") or 0)
+        if span <= 0:
+            rx.append(None)
+            tx.append(None)
+            continue
+        rx.append(
+            max(0.0, ((after.get("net_rx_bytes") or 0) - (before.get("net_rx_bytes") or 0)) / span)
+        )
+        tx.append(
+            max(0.0, ((after.get("net_tx_bytes") or 0) - (before.get("net_tx_bytes") or 0)) / span)
+        )
+    return {"time": times, "cpu": cpu, "mem": mem, "rx": rx[: len(times)], "tx": tx[: len(times)]}
+
+
+def _chart(title: str, unit: str, series: dict[str, list[Any]]) -> dict[str, Any]:
+    return {
+        "title": {"text": title, "textStyle": {"fontSize": 13}},
+        "tooltip": {"trigger": "axis"},
+        "legend": {"top": 0, "right": 0},
+        "grid": {"left": 50, "right": 10, "top": 30, "bottom": 25},
+        "xAxis": {"type": "category", "data": series.pop("time")},
+        "yAxis": {"type": "value", "name": unit},
+        "animation": False,
+        "aria": {"enabled": True},  # ECharts describes the series for screen readers
+        "series": [
+            {"name": name, "type": "line", "showSymbol": False, "data": data}
+            for name, data in series.items()
+        ],
+    }
+
+
+class VmDetail:
+    def __init__(self, user: UserApi, vm: dict[str, Any]) -> None:
+        self.user = user
+        self.name = str(vm["name"])
+        self._vm = vm
+        self._console = ""
+        with ui.row().classes("w-full items-center gap-3"):
+            ui.label(self.name).classes("text-h5")
+            self.state = tag(ui.badge("", color="grey"), "vm-state")
+            ui.space()
+            for action in vm_actions.ACTIONS:
+                tag(
+                    ui.button(
+                        action.label,
+                        color="negative" if action.destroys else "primary",
+                        on_click=lambda _, key=action.key: self.act(key),
+                    ).props("outline"),
+                    f"vm-action-{action.key}",
+                )
+        with ui.row().classes("w-full gap-4 items-start no-wrap"):
+            with ui.card().classes("min-w-[20rem]"):
+                ui.label("Spec and allocation").classes("text-h6")
+                self.spec_box = tag(ui.column().classes("gap-0"), "vm-spec")
+            with ui.column().classes("grow gap-2"):
+                self.cpu_chart = tag(
+                    ui.echart(_chart("CPU", "%", {"time": [], "cpu": []})), "vm-chart-cpu"
+                ).classes("w-full h-48")
+                self.mem_chart = tag(
+                    ui.echart(_chart("Memory", "MiB", {"time": [], "memory": []})), "vm-chart-mem"
+                ).classes("w-full h-48")
+                self.net_chart = tag(
+                    ui.echart(_chart("Network", "B/s", {"time": [], "rx": [], "tx": []})),
+                    "vm-chart-net",
+                ).classes("w-full h-48")
+                self.chart_note = tag(ui.label("").classes("text-grey-7 text-xs"), "vm-chart-note")
+        with ui.card().classes("w-full"):
+            ui.label("Serial console").classes("text-h6")
+            self.console = tag(
+                ui.log(max_lines=CONSOLE_LINES).classes("w-full h-64 font-mono text-xs"),
+                "vm-console",
+            )
+            self.console.props('aria-label="Serial console log"')
+            self.console_note = tag(ui.label("").classes("text-grey-7 text-xs"), "vm-console-note")
+        self._show_vm(vm)
+
+    def _show_vm(self, vm: dict[str, Any]) -> None:
+        state = str(vm.get("state") or "unknown")
+        self.state.text = state
+        self.state.props(f"color={STATE_COLOURS.get(state, 'grey')}")
+        self.spec_box.clear()
+        with self.spec_box, ui.element("dl").classes("grid grid-cols-2 gap-x-4 text-sm"):
+            for key, value in spec_rows(vm):
+                with ui.element("dt").classes("font-bold"):
+                    ui.label(key)
+                with ui.element("dd"):
+                    ui.label(value)
+
+    async def refresh(self) -> None:
+        try:
+            vm = await self.user.get(vm_path(self.name))
+        except ApiError as err:
+            if err.status == 404:
+                self.state.text = "deleted"
+                self.state.props("color=grey")
+            return
+        if vm != self._vm:
+            self._vm = vm
+            self._show_vm(vm)
+
+    async def refresh_history(self) -> None:
+        try:
+            stats = await self.user.get(vm_path(self.name, "stats"))
+            console = await self.user.get(vm_path(self.name, "console"), lines=CONSOLE_LINES)
+        except ApiError as err:
+            self.chart_note.text = f"History unavailable: {err.text}"
+            return
+        history = list(stats.get("history") or [])
+        series = chart_series(history)
+        self.cpu_chart.options["xAxis"]["data"] = series["time"]
+        self.cpu_chart.options["series"][0]["data"] = series["cpu"]
+        self.mem_chart.options["xAxis"]["data"] = series["time"]
+        self.mem_chart.options["series"][0]["data"] = series["mem"]
+        self.net_chart.options["xAxis"]["data"] = series["time"]
+        self.net_chart.options["series"][0]["data"] = series["rx"]
+        self.net_chart.options["series"][1]["data"] = series["tx"]
+        for chart in (self.cpu_chart, self.mem_chart, self.net_chart):
+            chart.update()
+        self.chart_note.text = (
+            f"{len(history)} samples kept by the appliance's monitor "
+            f"(it keeps a short in-memory history; nothing older is served)."
+        )
+        text = console if isinstance(console, str) else ""
+        self.console_note.text = "" if text else "Nothing on the serial console yet."
+        if text != self._console:
+            self._append_console(text)
+
+    def _append_console(self, text: str) -> None:
+        if self._console and text.startswith(self._console):
+            new = text[len(self._console) :]
+        else:
+            self.console.clear()
+            new = text
+        self._console = text
+        for line in new.splitlines():
+            self.console.push(line)
+
+    async def act(self, key: str) -> None:
+        done = await vm_actions.run(self.user, key, [self.name])
+        if done and key == "delete":
+            ui.navigate.to("/vms")
+            return
+        await self.refresh()
+
+
+def register(deps: Deps) -> None:
+    @ui.page("/vms/{name}", title="Towerbox · VM")
+    async def vm_page(name: str) -> RedirectResponse | None:
+        opened = await open_page(deps, f"/vms/{name}", "vms")
+        if isinstance(opened, RedirectResponse):
+            return opened
+        user, frame = opened
+        with frame.content:
+            ui.link("← all VMs", "/vms")
+            try:
+                vm = await user.get(vm_path(name))
+            except ApiError as err:
+                error_label(err, f"VM {name}")
+                return None
+            detail = VmDetail(user, vm)
+            await detail.refresh_history()
+            ui.timer(deps.settings.live_poll_s, detail.refresh)
+            ui.timer(max(2.0, deps.settings.live_poll_s * 2), detail.refresh_history)
+            frame.start()
+        return None

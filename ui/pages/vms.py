@@ -1,0 +1,151 @@
+"""The VMs page: a live table, actions on the selected VMs, the create wizard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import RedirectResponse
+from nicegui import ui
+
+from ui import fmt, vm_actions
+from ui.api import ApiError
+from ui.deps import Deps
+from ui.pages.common import error_label, open_page, tag
+from ui.pages.vm_create import CreateWizard
+from ui.session import UserApi, notify_error
+from ui.theme import STATE_COLOURS
+
+COLUMNS = [
+    {"name": "name", "label": "Name", "field": "name", "sortable": True, "align": "left"},
+    {"name": "state", "label": "State", "field": "state", "sortable": True, "align": "left"},
+    {"name": "role", "label": "Role", "field": "role", "sortable": True, "align": "left"},
+    {"name": "tenant", "label": "Tenant", "field": "tenant", "sortable": True, "align": "left"},
+    {"name": "vcpus", "label": "vCPUs", "field": "vcpus", "sortable": True},
+    {"name": "memory", "label": "Memory", "field": "memory", "sortable": True},
+    {"name": "cpu", "label": "CPU", "field": "cpu", "sortable": True},
+]
+
+NAME_SLOT = r"""
+<q-td :props="props"><a :href="'/vms/' + encodeURIComponent(props.value)"
+   class="text-primary" :data-testid="'vm-link-' + props.value">{{ props.value }}</a></q-td>
+"""
+STATE_SLOT = r"""
+<q-td :props="props"><q-badge :color="({COLOURS})[props.value] || 'grey'"
+   :data-testid="'vm-state-' + props.row.name">{{ props.value }}</q-badge></q-td>
+""".replace("{COLOURS}", str(STATE_COLOURS))  # single-quoted JS inside a double-quoted attribute
+
+
+def rows_from(vms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": vm["name"],
+            "state": vm.get("state") or "unknown",
+            "role": vm.get("role") or "-",
+            "tenant": vm.get("tenant") or "-",
+            "vcpus": vm.get("vcpus"),
+            "memory": fmt.mib(vm.get("memory_mib")),
+            "cpu": fmt.pct(vm.get("cpu_pct")),
+        }
+        for vm in vms
+    ]
+
+
+class VmTable:
+    def __init__(self, user: UserApi, vms: list[dict[str, Any]]) -> None:
+        self.user = user
+        self.rows = rows_from(vms)
+        with ui.row().classes("w-full items-center gap-2"):
+            self.filter = tag(
+                ui.input("Filter VMs", placeholder="name, role, tenant, state").props("clearable"),
+                "vm-filter",
+            )
+            ui.space()
+            for action in vm_actions.ACTIONS:
+                colour = "negative" if action.destroys else "primary"
+                tag(
+                    ui.button(
+                        action.label,
+                        on_click=lambda _, key=action.key: self.act(key),
+                        color=colour,
+                    ).props("outline"),
+                    f"vm-action-{action.key}",
+                )
+        self.table = tag(
+            ui.table(
+                columns=COLUMNS,
+                rows=self.rows,
+                row_key="name",
+                selection="multiple",
+                pagination=0,
+            ).classes("w-full"),
+            "vm-table",
+        )
+        self.table.add_slot("body-cell-name", NAME_SLOT)
+        self.table.add_slot("body-cell-state", STATE_SLOT)
+        self.table.props('aria-label="Virtual machines"')
+        self.filter.bind_value_to(self.table, "filter")
+        self.count = tag(ui.label(self._count_text()).classes("text-grey-8 text-sm"), "vm-count")
+
+    def _count_text(self) -> str:
+        running = sum(r["state"] == "running" for r in self.rows)
+        return f"{len(self.rows)} VMs, {running} running"
+
+    def show(self, vms: list[dict[str, Any]]) -> None:
+        rows = rows_from(vms)
+        if rows == self.rows:
+            return  # nothing changed: send nothing to the browser
+        self.rows = rows
+        self.table.rows = rows
+        names = {r["name"] for r in rows}
+        self.table.selected = [r for r in self.table.selected if r["name"] in names]
+        self.table.update()
+        self.count.text = self._count_text()
+
+    async def refresh(self) -> None:
+        try:
+            self.show(await self.user.get("/api/v1/vms"))
+        except ApiError:
+            return  # the frame's banner says when the appliance is gone
+
+    async def act(self, key: str) -> None:
+        names = [r["name"] for r in self.table.selected]
+        if await vm_actions.run(self.user, key, names):
+            await self.refresh()
+
+
+def register(deps: Deps) -> None:
+    @ui.page("/vms", title="Towerbox · VMs")
+    async def vms_page() -> RedirectResponse | None:
+        opened = await open_page(deps, "/vms", "vms")
+        if isinstance(opened, RedirectResponse):
+            return opened
+        user, frame = opened
+        with frame.content:
+            try:
+                vms = await user.get("/api/v1/vms")
+            except ApiError as err:
+                ui.label("Virtual machines").classes("text-h5")
+                error_label(err, "Loading the VMs failed")
+                return None
+            wizard_box = ui.element("div")
+            tables: list[VmTable] = []
+
+            async def open_wizard() -> None:
+                try:
+                    catalog = await user.get("/api/v1/catalog")
+                    tenants = [t["name"] for t in await user.get("/api/v1/tenants")]
+                except ApiError as err:
+                    notify_error(err, "Loading the catalog")
+                    return
+                wizard_box.clear()
+                with wizard_box:
+                    CreateWizard(user, catalog, tenants, lambda _name: tables[0].refresh()).open()
+
+            with ui.row().classes("w-full items-center"):
+                ui.label("Virtual machines").classes("text-h5")
+                tag(ui.button("Create VM", icon="add", on_click=open_wizard), "vm-create")
+            table = VmTable(user, vms)
+            tables.append(table)
+            ui.timer(deps.settings.live_poll_s, table.refresh)
+            frame.start()
+        return None

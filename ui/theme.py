@@ -1,0 +1,38 @@
+"""Colours and labels shared by the pages: one meaning per colour everywhere."""
+
+from __future__ import annotations
+
+ROLE_COLOURS = {
+    "vran": "#c2410c",  # protected, real-time: the warm colour
+    "b2b": "#1d4ed8",
+    "upf": "#7e22ce",
+    "other": "#0f766e",
+    "free": "#d1d5db",
+}
+
+STATE_COLOURS = {
+    "running": "positive",
+    "shutoff": "grey-7",
+    "paused": "warning",
+    "crashed": "negative",
+    "missing": "negative",
+}
+
+BANNER_CLASSES = {
+    "online": "bg-green-1 text-green-10",
+    "offline": "bg-red-1 text-red-10",
+    "unknown": "bg-amber-1 text-amber-10",
+    "off": "bg-grey-2 text-grey-9",
+}
+
+NAV = (
+    ("dashboard", "Dashboard", "/"),
+    ("vms", "VMs", "/vms"),
+    ("gpus", "GPUs", "/gpus"),
+    ("n6", "N6", "/n6"),
+    ("events", "Events", "/events"),
+)
+
+
+def role_colour(role: str | None) -> str:
+    return ROLE_COLOURS.get(role or "", ROLE_COLOURS["other"])
