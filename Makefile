@@ -28,12 +28,12 @@ $(IMAGES)/demo-initramfs.cpio.gz: images/demo/build.sh
 setup: deps $(STAMP) $(IMAGES)/demo-initramfs.cpio.gz  ## Packages, venv and demo image (idempotent)
 
 .PHONY: run
-run: setup  ## Start the appliance (real libvirt when possible) on 127.0.0.1:8443
+run: setup  ## Start the appliance (real libvirt when possible) and the web UI
 	@scripts/start-libvirtd.sh
 	@echo "Towerbox API: http://127.0.0.1:8443  (OpenAPI: /api/schema, health: /healthz)"
 	@echo "Admin password: $(CURDIR)/var/state/admin-password (written on first start)"
 	@echo "CLI: TOWERBOX_CONFIG=etc/dev.toml $(VENV)/bin/towerbox vm list"
-	@TOWERBOX_CONFIG=etc/dev.toml exec $(VENV)/bin/towerbox appliance
+	@exec scripts/run-node.sh
 
 .PHONY: test
 test: setup  ## Run the whole test suite (starts libvirtd and Open vSwitch if needed)

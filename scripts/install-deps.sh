@@ -10,6 +10,7 @@ PKGS=(
   openvswitch-switch iproute2 nftables                       # N6 handoff, WAN faults
   postgresql                                                 # the registry on PostgreSQL
   chromium                                                   # the UI's end-to-end tests
+  curl                                                       # make run waits for the API
 )
 missing=()
 for p in "${PKGS[@]}"; do
