@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from edge_agent.errors import Unreachable
+from edge_agent.errors import Refused, Unreachable
 from edge_agent.http import call
 from registry.wire import AgentStatus, DesiredDocument, WireEntry
 
@@ -60,6 +60,24 @@ class ApplianceLink:
         )
         result: dict[str, Any] = resp.json()
         return result
+
+    async def host_facts(self) -> dict[str, Any]:
+        """What the registry shows of the node beside its objects: health and backends."""
+        try:
+            resp = await call(self._http, "appliance", "GET", "/healthz")
+            health = resp.json()
+        except (Unreachable, Refused, ValueError) as err:
+            return {"appliance": "unreachable", "detail": str(err)[:200]}
+        lines: list[str] = []
+        for backend in dict(health.get("backends") or {}).values():
+            summary = backend.get("summary") if isinstance(backend, dict) else None
+            lines += summary if isinstance(summary, list) else [summary] if summary else []
+        return {
+            "node": health.get("node"),
+            "health": health.get("status"),
+            "uptime_s": health.get("uptime_s"),
+            "backends": [str(line) for line in lines],
+        }
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -54,8 +54,9 @@ class Agent:
 
     async def heartbeat_loop(self, stop: asyncio.Event) -> None:
         backoff = Backoff(self.cfg.backoff_base_s, self.cfg.backoff_cap_s)
-        host = {"hostname": socket.gethostname()}
+        hostname = socket.gethostname()
         while not stop.is_set():
+            host = {"hostname": hostname, **await self.appliance.host_facts()}
             beat = Heartbeat(__version__, self.pump.appliance_head, self.pump.queued, host)
             try:
                 index = await self.registry.heartbeat(beat)

@@ -47,6 +47,10 @@ def test_clean_sync_status_and_heartbeat(lab: Lab) -> None:
     with lab.registry.operator() as op:
         site = op.get(f"/api/v1/sites/{lab.site}").json()
     assert site["status"] == "online"
+    # Host facts ride on the heartbeat: the node's health and its backends.
+    host = site["heartbeat"]["host"]
+    assert host["health"] == "ok"
+    assert any(line.startswith("GPU: simulated") for line in host["backends"]), host
     shown = lab.agent.cli("status", "--json")
     assert shown.returncode == 0 and '"wan": "online"' in shown.stdout
 
