@@ -8,15 +8,15 @@ this so they never need a file under /etc.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from apscheduler.triggers.cron import CronTrigger
 
+from appliance.config_layers import build, read_toml
 from appliance.domain.gpu.target import LayoutRequest
 from appliance.errors import ConfigError, TowerboxError
 
@@ -160,31 +160,13 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     env = os.environ if env is None else env
     if path is None:
         path = Path(env.get("TOWERBOX_CONFIG", str(DEFAULT_CONFIG_PATH)))
-    raw: dict[str, Any] = {}
-    if path.exists():
-        try:
-            raw = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as err:
-            raise ConfigError(f"cannot read config {path}: {err}") from err
-    return _build(raw, env, str(path))
+    return config_from(read_toml(path, "config"), env, str(path))
 
 
-def _build(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> Config:
-    top: dict[str, Any] = {}
-    for f in fields(Config):
-        if f.name in _SECTIONS:
-            section_raw = raw.get(f.name, {})
-            if not isinstance(section_raw, dict):
-                raise ConfigError(f"{origin}: [{f.name}] must be a table")
-            top[f.name] = _section(_SECTIONS[f.name], section_raw, env, f.name, origin)
-        else:
-            value = _env_or(raw, env, f.name, f"TOWERBOX_{f.name.upper()}")
-            if value is not None:
-                top[f.name] = _coerce(value, type(getattr(Config(), f.name)), f.name, origin)
-    unknown = set(raw) - {f.name for f in fields(Config)}
-    if unknown:
-        raise ConfigError(f"{origin}: unknown keys {sorted(unknown)}")
-    cfg = replace(Config(), **top)
+def config_from(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> Config:
+    """The configuration from a file's tables and the environment; ``origin`` names the
+    file in error messages."""
+    cfg: Config = build(Config, raw, env, "TOWERBOX_", origin, _SECTIONS)
     cfg = replace(cfg, gpu=_check_gpu(cfg.gpu, origin))
     # libvirt needs absolute paths in domain XML; relative ones are the caller's cwd.
     return replace(
@@ -229,46 +211,6 @@ def _check_gpu(gpu: GpuConfig, origin: str) -> GpuConfig:
             )
         schedules[name] = sched
     return replace(gpu, layouts=layouts, schedules=schedules)
-
-
-def _section(
-    cls: type[Any], raw: dict[str, Any], env: Mapping[str, str], name: str, origin: str
-) -> Any:
-    unknown = set(raw) - {f.name for f in fields(cls)}
-    if unknown:
-        raise ConfigError(f"{origin}: unknown keys in [{name}]: {sorted(unknown)}")
-    default = cls()
-    values: dict[str, Any] = {}
-    for f in fields(cls):
-        value = _env_or(raw, env, f.name, f"TOWERBOX_{name.upper()}_{f.name.upper()}")
-        if value is not None:
-            values[f.name] = _coerce(
-                value, type(getattr(default, f.name)), f"{name}.{f.name}", origin
-            )
-    return replace(default, **values)
-
-
-def _env_or(raw: dict[str, Any], env: Mapping[str, str], key: str, env_key: str) -> Any:
-    if env_key in env:
-        return env[env_key]
-    return raw.get(key)
-
-
-def _coerce(value: Any, kind: type[Any], key: str, origin: str) -> Any:
-    if kind is bool and isinstance(value, str):
-        return value.lower() in ("1", "true", "yes", "on")
-    if kind is dict and isinstance(value, str):  # a table from the environment, as JSON
-        try:
-            value = msgspec.json.decode(value)
-        except msgspec.DecodeError as err:
-            raise ConfigError(f"{origin}: {key} must be a JSON object: {err}", field=key) from err
-    bad = ConfigError(f"{origin}: {key} must be {kind.__name__}, got {value!r}", field=key)
-    if kind in (int, float) and isinstance(value, bool):
-        raise bad
-    try:
-        return kind(value)
-    except (TypeError, ValueError) as err:
-        raise bad from err
 
 
 def parse_cpu_list(text: str) -> frozenset[int]:

@@ -8,12 +8,11 @@ configuration: enrollment writes them to the state file.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from appliance.config_layers import build, read_toml
 from appliance.errors import ConfigError
 from registry.wire import MAX_BATCH_ENTRIES
 
@@ -63,29 +62,7 @@ def load_agent_config(
     env = os.environ if env is None else env
     if path is None:
         path = Path(env.get(ENV_PREFIX + "CONFIG", str(DEFAULT_CONFIG_PATH)))
-    raw: dict[str, Any] = {}
-    if path.exists():
-        try:
-            raw = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as err:
-            raise ConfigError(f"cannot read agent config {path}: {err}") from err
-    known = {f.name for f in fields(AgentConfig)}
-    unknown = set(raw) - known
-    if unknown:
-        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
-    default = AgentConfig()
-    values: dict[str, Any] = {}
-    for f in fields(AgentConfig):
-        value = env.get(ENV_PREFIX + f.name.upper(), raw.get(f.name))
-        if value is None:
-            continue
-        kind = type(getattr(default, f.name))
-        if kind in (int, float) and isinstance(value, bool):
-            raise ConfigError(f"{f.name} must be a number", field=f.name)
-        try:
-            values[f.name] = kind(value)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(
-                f"{f.name} must be {kind.__name__}, got {value!r}", field=f.name
-            ) from err
-    return replace(default, **values).check()
+    cfg: AgentConfig = build(
+        AgentConfig, read_toml(path, "agent config"), env, ENV_PREFIX, str(path)
+    )
+    return cfg.check()

@@ -8,13 +8,13 @@ file. Tests and the bench use the environment so they never need a file under /e
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from appliance.config_layers import build, read_toml
 from appliance.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/towerbox/registry.toml")
@@ -118,13 +118,9 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     env = os.environ if env is None else env
     if path is None:
         path = Path(env.get(ENV_PREFIX + "CONFIG", str(DEFAULT_CONFIG_PATH)))
-    raw: dict[str, Any] = {}
-    if path.exists():
-        try:
-            raw = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as err:
-            raise ConfigError(f"cannot read config {path}: {err}") from err
-    cfg = _build(raw, env, str(path))
+    cfg: RegistryConfig = build(
+        RegistryConfig, read_toml(path, "config"), env, ENV_PREFIX, str(path), _SECTIONS
+    )
     cfg.database_url()  # refuse a bad URL at start, not at the first request
     if cfg.sites.heartbeat_s <= 0 or not 0 < cfg.sites.online_intervals < cfg.sites.stale_intervals:
         raise ConfigError(
@@ -134,50 +130,3 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     if bool(cfg.serve.tls_cert) != bool(cfg.serve.tls_key):
         raise ConfigError(f"{path}: [serve] tls_cert and tls_key go together", code="bad_tls")
     return replace(cfg, state_dir=os.path.abspath(cfg.state_dir))
-
-
-def _build(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> RegistryConfig:
-    known = {f.name for f in fields(RegistryConfig)}
-    unknown = set(raw) - known
-    if unknown:
-        raise ConfigError(f"{origin}: unknown keys {sorted(unknown)}")
-    top: dict[str, Any] = {}
-    default = RegistryConfig()
-    for f in fields(RegistryConfig):
-        if f.name in _SECTIONS:
-            section = raw.get(f.name, {})
-            if not isinstance(section, dict):
-                raise ConfigError(f"{origin}: [{f.name}] must be a table")
-            top[f.name] = _section(_SECTIONS[f.name], section, env, f.name, origin)
-            continue
-        value = env.get(ENV_PREFIX + f.name.upper(), raw.get(f.name))
-        if value is not None:
-            top[f.name] = _coerce(value, type(getattr(default, f.name)), f.name, origin)
-    return replace(default, **top)
-
-
-def _section(
-    cls: type[Any], raw: dict[str, Any], env: Mapping[str, str], name: str, origin: str
-) -> Any:
-    unknown = set(raw) - {f.name for f in fields(cls)}
-    if unknown:
-        raise ConfigError(f"{origin}: unknown keys in [{name}]: {sorted(unknown)}")
-    default = cls()
-    values: dict[str, Any] = {}
-    for f in fields(cls):
-        value = env.get(f"{ENV_PREFIX}{name.upper()}_{f.name.upper()}", raw.get(f.name))
-        if value is not None:
-            values[f.name] = _coerce(
-                value, type(getattr(default, f.name)), f"{name}.{f.name}", origin
-            )
-    return replace(default, **values)
-
-
-def _coerce(value: Any, kind: type[Any], key: str, origin: str) -> Any:
-    bad = ConfigError(f"{origin}: {key} must be {kind.__name__}, got {value!r}", field=key)
-    if kind in (int, float) and isinstance(value, bool):
-        raise bad
-    try:
-        return kind(value)
-    except (TypeError, ValueError) as err:
-        raise bad from err

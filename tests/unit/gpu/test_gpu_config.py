@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from appliance.config import GpuScheduleConfig, _build
+from appliance.config import GpuScheduleConfig, config_from
 from appliance.domain.gpu.target import LayoutRequest
 from appliance.errors import ConfigError
 
@@ -14,7 +14,7 @@ OFFPEAK = {"counts": {"1g.10gb": 4}}
 
 
 def _gpu(raw: dict[str, Any], **env: str) -> Any:
-    return _build({"gpu": raw}, env, "test.toml").gpu
+    return config_from({"gpu": raw}, env, "test.toml").gpu
 
 
 def test_layouts_and_schedules_are_typed() -> None:
