@@ -8,11 +8,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.enums import ScopeType
-from litestar.exceptions import HTTPException, ValidationException
 from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance.api import problems
@@ -24,7 +20,6 @@ from appliance.api.node import NodeController, healthz, metrics
 from appliance.api.sync import SyncController, sync_agent_guard
 from appliance.api.vms import VmController
 from appliance.context import Appliance
-from appliance.errors import TowerboxError
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -76,27 +71,9 @@ def create_app(appliance: Appliance) -> Litestar:
             _latency_middleware(appliance),
             DefineMiddleware(make_auth_middleware(appliance.auth)),
         ],
-        exception_handlers={
-            TowerboxError: problems.towerbox_error,
-            ValidationException: problems.validation_error,
-            HTTPException: problems.http_error,
-            Exception: problems.internal_error,
-        },
-        openapi_config=OpenAPIConfig(
-            title="Towerbox appliance API",
-            version="1",
-            path="/api/schema",
-            render_plugins=[JsonRenderPlugin()],
-            components=Components(
-                security_schemes={
-                    "bearer": SecurityScheme(
-                        type="http",
-                        scheme="bearer",
-                        description="token from POST /api/v1/auth/login",
-                    )
-                }
-            ),
-            security=[{"bearer": []}],
+        exception_handlers=problems.problem_handlers(),
+        openapi_config=problems.bearer_openapi(
+            "Towerbox appliance API", "token from POST /api/v1/auth/login"
         ),
         request_max_body_size=MAX_BODY_BYTES,
         debug=False,

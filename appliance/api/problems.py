@@ -12,6 +12,10 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ValidationException,
 )
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ExceptionHandlersMap
 
 from appliance.errors import TowerboxError
 
@@ -71,4 +75,31 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[s
 
 def internal_error(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.error("unhandled error in request", exc_info=exc)
-    return problem(500, "internal_error", "internal error; the appliance log has the details")
+    return problem(500, "internal_error", "internal error; the server's log has the details")
+
+
+def problem_handlers() -> ExceptionHandlersMap:
+    """Every error as a problem document: ours, Litestar's validation and HTTP errors,
+    and anything unexpected (logged with its traceback, answered without it)."""
+    return {
+        TowerboxError: towerbox_error,
+        ValidationException: validation_error,
+        HTTPException: http_error,
+        Exception: internal_error,
+    }
+
+
+def bearer_openapi(title: str, token_help: str) -> OpenAPIConfig:
+    """The OpenAPI document at /api/schema, with one bearer-token scheme for all routes."""
+    return OpenAPIConfig(
+        title=title,
+        version="1",
+        path="/api/schema",
+        render_plugins=[JsonRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer", description=token_help)
+            }
+        ),
+        security=[{"bearer": []}],
+    )

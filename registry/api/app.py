@@ -6,16 +6,11 @@ import gc
 import logging
 from typing import Any
 
-from litestar import Litestar, Request, Response, get
+from litestar import Litestar, get
 from litestar.di import Provide
-from litestar.exceptions import HTTPException, ValidationException
 from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
 
 from appliance.api import problems
-from appliance.errors import TowerboxError
 from appliance.logsetup import setup_logging
 from registry.api.auth import make_auth_middleware
 from registry.api.deps import RegistryDep
@@ -36,39 +31,15 @@ async def healthz(registry: RegistryDep) -> dict[str, Any]:
     return {"status": "ok", "database": registry.engine, "schema_version": SCHEMA_VERSION}
 
 
-def _internal_error(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    log.error("unhandled error in request", exc_info=exc)
-    return problems.problem(
-        500, "internal_error", "internal error; the registry log has the details"
-    )
-
-
 def create_app(registry: Registry) -> Litestar:
     return Litestar(
         route_handlers=[healthz, OperatorController, SiteController, SyncController],
         dependencies={"registry": Provide(lambda: registry, sync_to_thread=False)},
         middleware=[DefineMiddleware(make_auth_middleware(registry))],
-        exception_handlers={
-            TowerboxError: problems.towerbox_error,
-            ValidationException: problems.validation_error,
-            HTTPException: problems.http_error,
-            Exception: _internal_error,
-        },
-        openapi_config=OpenAPIConfig(
-            title="Towerbox fleet registry API",
-            version="1",
-            path="/api/schema",
-            render_plugins=[JsonRenderPlugin()],
-            components=Components(
-                security_schemes={
-                    "bearer": SecurityScheme(
-                        type="http",
-                        scheme="bearer",
-                        description="operator token (POST /api/v1/auth/login) or site secret",
-                    )
-                }
-            ),
-            security=[{"bearer": []}],
+        exception_handlers=problems.problem_handlers(),
+        openapi_config=problems.bearer_openapi(
+            "Towerbox fleet registry API",
+            "operator token (POST /api/v1/auth/login) or site secret",
         ),
         request_max_body_size=MAX_BODY_BYTES,
         debug=False,
