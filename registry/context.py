@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
+import anyio.to_thread
 import peewee
 
 from registry.config import RegistryConfig
@@ -12,6 +16,8 @@ from registry.services.fleet import FleetService
 from registry.services.operators import OperatorService
 from registry.services.sites import SiteService
 from registry.store.db import open_database
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -26,6 +32,18 @@ class Registry:
     @property
     def engine(self) -> str:
         return "sqlite" if isinstance(self.db, peewee.SqliteDatabase) else "postgresql"
+
+    async def run_db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run one short database call for an async handler.
+
+        SQLite: right here on the event loop. It takes one writer at a time anyway, and
+        a hop to a worker thread would cost more than the work. PostgreSQL: in a worker
+        thread (each with its own connection), so the worker keeps taking requests
+        while one waits on the server, and different sites commit side by side.
+        """
+        if self.engine == "sqlite":
+            return fn(*args)
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args))
 
 
 def build_registry(cfg: RegistryConfig, bootstrap: bool = True) -> Registry:

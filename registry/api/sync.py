@@ -1,9 +1,9 @@
 """What agents call: enroll, journal up, heartbeat, desired state down.
 
-These handlers are async and touch the database directly on the event loop: each is
-one short transaction on indexed rows, SQLite takes one writer at a time anyway, and
-a hop to a worker thread would cost more than the work. The journal body is read,
-size-checked and decoded here, once, with msgspec.
+These handlers are async; each database call is one short transaction on indexed
+rows, run through ``Registry.run_db`` (on the event loop with SQLite, in a worker
+thread with PostgreSQL). The journal body is read, size-checked and decoded here,
+once, with msgspec.
 """
 
 from __future__ import annotations
@@ -99,18 +99,11 @@ class SyncController(Controller):
                 ) from err
             raise
         batch = decode_batch(body, request.headers.get("content-encoding", ""))
-        return ingest(request.user.site_id, batch, now_ms())
+        return await registry.run_db(ingest, request.user.site_id, batch, now_ms())
 
     @get("/sync/journal/head")
-    async def journal_head(self, request: SiteRequest) -> dict[str, int]:
-        row = (
-            Site.select(Site.acked_seq, Site.compacted_through)
-            .where(Site.id == request.user.site_id)
-            .tuples()
-            .first()
-        )
-        acked, compacted = row if row else (0, 0)
-        return {"acked_seq": acked, "compacted_through": compacted}
+    async def journal_head(self, request: SiteRequest, registry: RegistryDep) -> dict[str, int]:
+        return await registry.run_db(_journal_head, request.user.site_id)
 
     @post("/sync/heartbeat", status_code=HTTP_200_OK, request_max_body_size=256 * 1024)
     async def heartbeat(self, request: SiteRequest, registry: RegistryDep) -> dict[str, Any]:
@@ -119,20 +112,34 @@ class SyncController(Controller):
         except msgspec.DecodeError as err:  # ValidationError is a DecodeError
             raise BadRequest(f"not a heartbeat: {err}", code="invalid_heartbeat") from err
         site = request.user
-        registry.sites.record_heartbeat(site.site_id, msgspec.json.encode(beat))
-        return {"desired": registry.desired.index(site.site_id, site.name)}
+        await registry.run_db(
+            registry.sites.record_heartbeat, site.site_id, msgspec.json.encode(beat)
+        )
+        index = await registry.run_db(registry.desired.index, site.site_id, site.name)
+        return {"desired": index}
 
     @get("/sync/desired/{kind:str}")
     async def desired(
         self, request: SiteRequest, kind: FromPath[str], registry: RegistryDep
     ) -> Response[DesiredDocument | None]:
         site = request.user
-        doc = registry.desired.effective(site.site_id, site.name, kind)
+        doc = await registry.run_db(registry.desired.effective, site.site_id, site.name, kind)
         headers = {"ETag": f'"{doc.etag}"'}
         wanted = request.headers.get("if-none-match")
         if wanted and _etag_matches_tag(wanted, doc.etag):
             return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers=headers)
         return Response(doc, headers=headers)
+
+
+def _journal_head(site_id: int) -> dict[str, int]:
+    row = (
+        Site.select(Site.acked_seq, Site.compacted_through)
+        .where(Site.id == site_id)
+        .tuples()
+        .first()
+    )
+    acked, compacted = row if row else (0, 0)
+    return {"acked_seq": acked, "compacted_through": compacted}
 
 
 def _etag_matches_tag(header: str, etag: str) -> bool:
