@@ -82,30 +82,16 @@ async def _serve(appliance: Appliance) -> None:
     await asyncio.to_thread(appliance.reconcile_job)
 
     scheduler = AsyncIOScheduler()
-    scheduler.add_job(
-        appliance.monitor_job,
-        "interval",
-        seconds=cfg.jobs.monitor_interval_s,
-        id="monitor",
-        max_instances=1,
-        coalesce=True,
+    jobs = (
+        ("monitor", appliance.monitor_job, cfg.jobs.monitor_interval_s),
+        ("reconcile", appliance.reconcile_job, cfg.jobs.reconcile_interval_s),
+        ("journal-compaction", appliance.compaction_job, cfg.journal.compact_interval_s),
     )
-    scheduler.add_job(
-        appliance.reconcile_job,
-        "interval",
-        seconds=cfg.jobs.reconcile_interval_s,
-        id="reconcile",
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        appliance.compaction_job,
-        "interval",
-        seconds=cfg.journal.compact_interval_s,
-        id="journal-compaction",
-        max_instances=1,
-        coalesce=True,
-    )
+    for job_id, job, every_s in jobs:
+        # A slow run is never overlapped by the next one; missed runs collapse into one.
+        scheduler.add_job(
+            job, "interval", seconds=every_s, id=job_id, max_instances=1, coalesce=True
+        )
     scheduler.start()
     appliance.gpu_schedules.attach(scheduler)
     # Everything made at start-up lives as long as the daemon: keep it out of the
