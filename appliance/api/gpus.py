@@ -14,8 +14,9 @@ from appliance.domain.gpu.binding import process_owner
 from appliance.domain.gpu.layout import MigRole
 from appliance.domain.gpu.target import LayoutRequest
 from appliance.domain.vm_spec import check_name
-from appliance.errors import InvalidInput, NotFound
+from appliance.errors import NotFound
 from appliance.services.auth import Principal
+from appliance.services.gpu_layouts import claim_view
 from appliance.services.gpu_schedules import Schedule
 
 
@@ -28,7 +29,7 @@ class ClaimRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     name: str
     profile: str | None = None
-    role: str = "b2b"
+    role: MigRole = MigRole.B2B
     gpu: str | None = None
 
 
@@ -134,13 +135,6 @@ class GpuController(Controller):
 def claim_for_process(appliance: Appliance, user: Principal, req: ClaimRequest) -> dict[str, Any]:
     user.require_infra_admin()
     check_name("process", req.name)
-    if req.role not in ("vran", "b2b"):
-        raise InvalidInput(
-            f"role must be vran or b2b, not {req.role!r}", code="invalid_gpu_request", field="role"
-        )
     owner = process_owner(req.name)
-    appliance.gpus.claim(owner, req.profile, MigRole(req.role), req.gpu)
-    for view in appliance.gpus.claims():
-        if view["owner"] == owner:
-            return view
-    raise NotFound(f"the claim of {req.name!r} vanished", code="claim_not_found")
+    info, inst, gi, _ = appliance.gpus.claim(owner, req.profile, req.role, req.gpu)
+    return claim_view(info, inst, gi)

@@ -296,6 +296,7 @@ class GpuLayoutService:
                 if inst.owner != owner:
                     claimed = with_owner(without_owner(layout, owner), inst.placement, owner)
                     self._save(info.uuid, claimed, "gpu.instance_bound", inst, owner)
+                    inst = msgspec.structs.replace(inst, owner=owner)
                 live = {(g.profile, g.start): g for g in self.backend.instances(info.uuid)}
                 return info, inst, live[inst.placement], self._model(info).profile(inst.profile)
             wanted = f"{profile or 'any'} {role.value}"
@@ -333,7 +334,7 @@ class GpuLayoutService:
             for inst in layout.instances:
                 if inst.owner:
                     gi = live.get(inst.placement)
-                    result.append(_claim_view(info, inst, gi))
+                    result.append(claim_view(info, inst, gi))
         return result
 
     @staticmethod
@@ -454,7 +455,7 @@ class GpuLayoutService:
             log.warning("GPU %s: committed layout re-created after a reset", info.uuid)
 
 
-def _claim_view(info: GpuInfo, inst: Instance, gi: GpuInstanceInfo | None) -> dict[str, Any]:
+def claim_view(info: GpuInfo, inst: Instance, gi: GpuInstanceInfo | None) -> dict[str, Any]:
     mig_uuid = gi.mig_uuid if gi else None
     return {
         "owner": inst.owner,

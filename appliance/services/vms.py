@@ -401,7 +401,7 @@ class VmService:
         slices and the GPU is left as it was.
         """
         owners = {i.owner for i in instances if i.owner}
-        rows = [vm for vm in Vm.select() if vm.name in owners]
+        rows = list(Vm.select().where(Vm.name.in_(owners)))
         active = [vm for vm in rows if self._is_active(vm.id)]
         self._draining.update(vm.name for vm in rows)
         deadline = self._cfg.gpu.drain_timeout_s

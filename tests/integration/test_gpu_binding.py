@@ -360,3 +360,21 @@ def test_after_a_host_reboot_the_slices_come_back_before_their_vms(tmp_path: Pat
         root = again.auth.authenticate(again.cfg.cli_token_file.read_text().strip())
         again.vms.delete(root, "llm1")
         again.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"name": "vllm", "role": "boss"}, "invalid_request"),
+        ({"name": "a/b"}, "invalid_name"),
+        ({"name": "vllm", "profile": "1g.99gb"}, "unknown_mig_profile"),
+    ],
+)
+def test_bad_process_claims_are_refused_and_hold_nothing(
+    client: TestClient[Any], body: dict[str, Any], code: str
+) -> None:
+    client.post(f"/api/v1/gpus/{_gpu(client)}/apply", json=DAY)
+    resp = client.post("/api/v1/gpus/claims", json=body)
+    assert 400 <= resp.status_code < 500, resp.text
+    assert resp.json()["code"] == code
+    assert [c["owner"] for c in client.get("/api/v1/gpus/claims").json()] == ["du1"]
