@@ -23,8 +23,9 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from appliance.domain.vm_spec import Role, VmSpec, check_file_name, check_name, parse_vm_spec
-from appliance.errors import ConfigError, InvalidInput
+from appliance.domain.vm_spec import Role, VmSpec, check_file_name, parse_vm_spec
+from towerbox_core.errors import ConfigError, InvalidInput
+from towerbox_core.names import check_name
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ INVALID_ENTRY = "invalid_catalog_entry"
 # Cloud-init templates live beside the catalog folder unless told otherwise.
 CLOUD_INIT_DIRNAME = "cloud-init"
 
-_SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+_SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}\Z")
 _MSGSPEC_PATH_RE = re.compile(r"at `\$\.([^`]+)`")
 _MSGSPEC_FIELD_RE = re.compile(r"field `([^`]+)`")
 # A rendered value sits inside a double-quoted YAML scalar: no line breaks, quotes

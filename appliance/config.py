@@ -16,9 +16,9 @@ from typing import Any
 import msgspec
 from apscheduler.triggers.cron import CronTrigger
 
-from appliance.config_layers import build, read_toml
 from appliance.domain.gpu.target import LayoutRequest
-from appliance.errors import ConfigError, TowerboxError
+from towerbox_core.config import build, read_toml
+from towerbox_core.errors import ConfigError, TowerboxError
 
 DEFAULT_CONFIG_PATH = Path("/etc/towerbox/appliance.toml")
 

@@ -22,7 +22,6 @@ from appliance.config import Config, parse_cpu_list
 from appliance.domain.allocator import Allocator
 from appliance.domain.gpu.catalog import default_catalog
 from appliance.domain.host import HostInventory
-from appliance.errors import ConfigError, TowerboxError
 from appliance.metrics import Metrics
 from appliance.services.auth import AuthService
 from appliance.services.desired import DesiredService
@@ -36,6 +35,7 @@ from appliance.services.sync import SyncStatusBoard
 from appliance.services.vms import VmService
 from appliance.store.compaction import compact
 from appliance.store.db import open_database
+from towerbox_core.errors import ConfigError, TowerboxError
 from upf_bridge.backends import backend_for as n6_backend_for
 from upf_bridge.backends import probe as n6_probe
 from upf_bridge.backends.base import NetBackend

@@ -20,12 +20,12 @@ from pathlib import Path
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from appliance import sdnotify
 from appliance.api.app import create_app
 from appliance.config import Config
 from appliance.context import Appliance, build_appliance
-from appliance.errors import ConfigError
-from appliance.logsetup import setup_logging
+from towerbox_core import sdnotify
+from towerbox_core.errors import ConfigError
+from towerbox_core.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
 

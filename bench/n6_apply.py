@@ -21,8 +21,8 @@ import time
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from appliance.backends import subp
 from tests.integration.n6.lab import Lab, received_from, sh
+from towerbox_core import subp
 from upf_bridge.backends.ovs import OvsBackend
 from upf_bridge.model import N6Config, Trunk, TrunkKind, VNet, validate
 from upf_bridge.naming import TABLE_SPAN, OwnedRanges

@@ -5,4 +5,6 @@ pulls desired-state documents down and hands them to the appliance, and tells th
 appliance how the WAN is doing. The node never depends on it.
 """
 
-__version__ = "0.1.0"
+from towerbox_core import __version__
+
+__all__ = ["__version__"]

@@ -9,7 +9,7 @@ import msgspec
 
 from edge_agent.errors import Refused, Unreachable
 from edge_agent.http import call
-from registry.wire import AgentStatus, DesiredDocument, WireEntry
+from towerbox_core.wire import AgentStatus, DesiredDocument, WireEntry
 
 
 class JournalPage(msgspec.Struct, frozen=True):

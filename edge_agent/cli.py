@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from appliance.errors import TowerboxError
+from towerbox_core.commands import CommandGroup, fail
+from towerbox_core.errors import TowerboxError
+
+if TYPE_CHECKING:
+    from edge_agent.config import AgentConfig
+from towerbox_core.commands import out as _out
+
+# Where the appliance keeps root's CLI token on a node (its state_dir).
+ROOT_CLI_TOKEN = Path("/var/lib/towerbox/cli-token")
 
 
-def _out(text: str) -> None:
-    # The command's answer goes to stdout; logs go to stderr.
-    sys.stdout.write(text + "\n")
-
-
-def register(subparsers: Any) -> None:
-    agent = subparsers.add_parser("agent", help="the edge agent (registry sync)")
+def _register(agent: argparse.ArgumentParser) -> None:
     agent.add_argument("--agent-config", type=Path, help="default /etc/towerbox/agent.toml")
     sub = agent.add_subparsers(dest="agent_command", required=True)
     enroll = sub.add_parser("enroll", help="trade a one-time token for the site secret")
@@ -28,11 +30,17 @@ def register(subparsers: Any) -> None:
     status = sub.add_parser("status", help="enrollment and the appliance's sync status")
     status.add_argument("--json", action="store_true")
     token = sub.add_parser("token", help="create a sync-agent token on the appliance (root)")
+    token.add_argument(
+        "--admin-token",
+        type=Path,
+        default=ROOT_CLI_TOKEN,
+        help=f"the node's root CLI token (default {ROOT_CLI_TOKEN}, or $TOWERBOX_TOKEN)",
+    )
     token.add_argument("--out", type=Path, help="write it to this file, mode 0600")
     token.add_argument("--name", default="edge-agent")
 
 
-def handle(args: argparse.Namespace) -> int:
+def _handle(args: argparse.Namespace) -> int:
     from edge_agent.config import load_agent_config
 
     try:
@@ -44,29 +52,40 @@ def handle(args: argparse.Namespace) -> int:
             _out(f"enrolled as site {done.site}; state in {cfg.state_file} (0600)")
             return 0
         if args.agent_command == "run":
-            from appliance.logsetup import setup_logging
             from edge_agent.runner import run_agent
+            from towerbox_core.logsetup import setup_logging
 
             setup_logging(cfg.log_level)
             return run_agent(cfg)
         if args.agent_command == "token":
-            return _token(args)
+            return _token(args, cfg)
         return _status(args, cfg)
     except TowerboxError as err:
-        sys.stderr.write(f"error [{err.code}]: {err.message}\n")
-        return 1
+        return fail(err.code, err.message)
 
 
-def _token(args: argparse.Namespace) -> int:
-    from appliance.client import ApplianceClient
-    from appliance.config import load_config
-    from appliance.services.auth import write_secret_file
-
-    client = ApplianceClient(load_config(args.config), url=args.url)
+def _root_token(path: Path) -> str:
+    token = os.environ.get("TOWERBOX_TOKEN", "").strip()
+    if token:
+        return token
     try:
+        return path.read_text().strip()
+    except OSError as err:
+        raise TowerboxError(
+            f"cannot read the node's CLI token {path}: {err.strerror}; run this as root on "
+            "the node, or give --admin-token or $TOWERBOX_TOKEN",
+            code="token_missing",
+        ) from err
+
+
+def _token(args: argparse.Namespace, cfg: AgentConfig) -> int:
+    from towerbox_core.client import ApiClient
+    from towerbox_core.secret_files import write_secret_file
+
+    # Run as root on the node: the CLI token root holds makes the agent's token.
+    url = args.url or cfg.appliance_url
+    with ApiClient(url, token=_root_token(args.admin_token)) as client:
         answer = client.request("POST", "/api/v1/sync/agent-token", json={"name": args.name})
-    finally:
-        client.close()
     if args.out:
         write_secret_file(args.out, answer["token"] + "\n")
         _out(f"sync-agent token written to {args.out} (0600); chown it to the agent's user")
@@ -75,27 +94,20 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(args: argparse.Namespace, cfg: Any) -> int:
-    import httpx
-
+def _status(args: argparse.Namespace, cfg: AgentConfig) -> int:
     from edge_agent.state import load_enrollment, read_token
+    from towerbox_core.client import ApiClient
 
     result: dict[str, Any] = {}
     enrollment = load_enrollment(cfg.state_file)
     result["site"] = enrollment.site
     result["registry_url"] = enrollment.registry_url
-    url = cfg.appliance_url
-    transport = (
-        httpx.HTTPTransport(uds=url.removeprefix("unix:")) if url.startswith("unix:") else None
-    )
-    headers = {"Authorization": f"Bearer {read_token(Path(cfg.token_file))}"}
-    base = "http://appliance" if transport else url
     try:
-        with httpx.Client(transport=transport, base_url=base, headers=headers, timeout=10) as c:
-            resp = c.get("/api/v1/sync/status")
-            result["appliance"] = resp.json()
-    except (httpx.HTTPError, ValueError) as err:
-        result["appliance"] = {"error": str(err)}
+        token = read_token(Path(cfg.token_file))
+        with ApiClient(cfg.appliance_url, token=token, timeout=10) as client:
+            result["appliance"] = client.request("GET", "/api/v1/sync/status")
+    except TowerboxError as err:
+        result["appliance"] = {"error": err.message}
     if args.json:
         _out(json.dumps(result, indent=2))
         return 0
@@ -110,3 +122,6 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
     _out(f"queued:    {sync.get('queued', '?')} ({positions})")
     _out(f"last sync: {sync.get('last_sync_at') or '-'}")
     return 0
+
+
+group = CommandGroup("agent", "the edge agent (registry sync)", _register, _handle)

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.config_layers import build, read_toml
-from appliance.errors import ConfigError
-from registry.wire import MAX_BATCH_ENTRIES
+from towerbox_core.config import build, read_toml
+from towerbox_core.errors import ConfigError
+from towerbox_core.wire import MAX_BATCH_ENTRIES
 
 DEFAULT_CONFIG_PATH = Path("/etc/towerbox/agent.toml")
 ENV_PREFIX = "TOWERBOX_AGENT_"

@@ -14,7 +14,7 @@ import logging
 from edge_agent.appliance_link import ApplianceLink
 from edge_agent.errors import Refused, Unreachable
 from edge_agent.registry_link import RegistryLink
-from registry.wire import DesiredIndexItem
+from towerbox_core.wire import DesiredIndexItem
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from appliance.errors import TowerboxError
 from edge_agent.config import AgentConfig
 from edge_agent.errors import Refused, Unreachable
-from edge_agent.http import tls_context
 from edge_agent.state import Enrollment, save_enrollment
+from towerbox_core.client import decode_problem, tls_context
+from towerbox_core.errors import TowerboxError
 
 
 class EnrollAnswer(msgspec.Struct, frozen=True):
@@ -34,11 +34,7 @@ def enroll(cfg: AgentConfig, url: str, token: str, ca_file: str = "") -> Enrollm
     except httpx.HTTPError as err:
         raise Unreachable("registry", f"{type(err).__name__}: {err}") from err
     if resp.status_code >= 400:
-        try:
-            problem = resp.json()
-        except ValueError:
-            problem = {"code": "http_error", "detail": resp.text[:200]}
-        raise Refused("registry", resp.status_code, problem)
+        raise Refused("registry", resp.status_code, decode_problem(resp))
     try:
         answer = msgspec.json.decode(resp.content, type=EnrollAnswer)
     except (msgspec.DecodeError, msgspec.ValidationError) as err:

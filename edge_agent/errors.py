@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from appliance.errors import TowerboxError
+from towerbox_core.errors import TowerboxError
 
 
 class Unreachable(TowerboxError):

@@ -10,7 +10,7 @@ import msgspec
 
 from edge_agent.errors import Unreachable
 from edge_agent.http import call
-from registry.wire import (
+from towerbox_core.wire import (
     MAX_BATCH_BYTES,
     DesiredDocument,
     DesiredIndexItem,

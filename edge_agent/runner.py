@@ -16,12 +16,12 @@ from edge_agent.backoff import Backoff
 from edge_agent.config import AgentConfig
 from edge_agent.desired import DesiredPuller
 from edge_agent.errors import Refused, Unreachable
-from edge_agent.http import async_client
 from edge_agent.link_state import LinkState
 from edge_agent.pump import JournalPump
 from edge_agent.registry_link import RegistryLink
 from edge_agent.state import load_enrollment, read_token
-from registry.wire import AgentStatus, DesiredIndexItem, Heartbeat
+from towerbox_core.client import async_http
+from towerbox_core.wire import AgentStatus, DesiredIndexItem, Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,13 @@ class Agent:
         token = read_token(Path(cfg.token_file))
         ca = cfg.ca_file or self.enrollment.ca_file
         timeout = cfg.request_timeout_s
-        self.appliance = ApplianceLink(async_client(cfg.appliance_url, timeout, token=token))
+        self.appliance = ApplianceLink(async_http(cfg.appliance_url, timeout=timeout, token=token))
         self.registry = RegistryLink(
-            async_client(
-                self.enrollment.registry_url, timeout, ca_file=ca, token=self.enrollment.secret
+            async_http(
+                self.enrollment.registry_url,
+                timeout=timeout,
+                ca_file=ca,
+                token=self.enrollment.secret,
             )
         )
         self.link = LinkState()

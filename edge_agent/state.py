@@ -7,7 +7,7 @@ from pathlib import Path
 
 import msgspec
 
-from appliance.errors import ConfigError
+from towerbox_core.errors import ConfigError
 
 
 class Enrollment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

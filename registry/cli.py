@@ -10,17 +10,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from appliance.errors import TowerboxError
-from registry.config import load_config
-from registry.context import Registry, build_registry
-from registry.services.sites import parse_label
+from towerbox_core.commands import CommandGroup, fail, table
+
+if TYPE_CHECKING:
+    from registry.context import Registry
 
 
-def register(sub: Any) -> None:
-    """Add the ``registry`` command group to the towerbox parser's subparsers."""
-    reg = sub.add_parser("registry", help="the central fleet registry")
+def _register(reg: argparse.ArgumentParser) -> None:
+    """The ``registry`` group's arguments."""
     reg.add_argument(
         "--config",
         dest="registry_config",
@@ -50,7 +49,11 @@ def register(sub: Any) -> None:
         parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def handle(args: argparse.Namespace) -> int:
+def _handle(args: argparse.Namespace) -> int:
+    from registry.config import load_config
+    from registry.context import build_registry
+    from towerbox_core.errors import TowerboxError
+
     try:
         cfg = load_config(args.registry_config)
         if args.registry_command == "serve":
@@ -63,13 +66,14 @@ def handle(args: argparse.Namespace) -> int:
         finally:
             registry.db.close()
     except TowerboxError as err:
-        sys.stderr.write(f"error [{err.code}]: {err.message}\n")
-        return 1
+        return fail(err.code, err.message)
     _show(args, result)
     return 0
 
 
 def _run(args: argparse.Namespace, registry: Registry) -> Any:
+    from registry.services.sites import parse_label
+
     command = args.registry_command
     if command == "migrate":
         return "database at the current schema version\n"
@@ -94,8 +98,9 @@ def _show(args: argparse.Namespace, result: Any) -> None:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
         columns = ("name", "region", "status", "last_contact", "acked_seq")
-        rows = [[str(r.get(c) if r.get(c) is not None else "-") for c in columns] for r in result]
-        widths = [max([len(c)] + [len(row[i]) for row in rows]) for i, c in enumerate(columns)]
-        lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
-        lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
-        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.write(table(result, columns) + "\n")
+
+
+group = CommandGroup(
+    "registry", "the central fleet registry", _register, _handle, node_options=False
+)

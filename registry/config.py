@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from appliance.config_layers import build, read_toml
-from appliance.errors import ConfigError
+from towerbox_core.config import build, read_toml
+from towerbox_core.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/towerbox/registry.toml")
 ENV_PREFIX = "TOWERBOX_REGISTRY_"

@@ -1,8 +1,8 @@
-"""The registry's own problem codes, on the project's error classes (appliance.errors)."""
+"""The registry's own problem codes, on the project's error classes (towerbox_core.errors)."""
 
 from __future__ import annotations
 
-from appliance.errors import Conflict, TowerboxError
+from towerbox_core.errors import Conflict, TowerboxError
 
 
 class BadRequest(TowerboxError):

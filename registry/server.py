@@ -15,10 +15,10 @@ from typing import Any
 
 import uvicorn
 
-from appliance.logsetup import setup_logging
 from registry.api.app import create_app
 from registry.config import ENV_PREFIX, RegistryConfig
 from registry.context import build_registry
+from towerbox_core.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,13 @@ import argparse
 import logging
 import os
 from pathlib import Path
-from typing import Any
+
+from towerbox_core.commands import CommandGroup
 
 DEFAULT_STORAGE = "var/run/ui"
 
 
-def register(subparsers: Any) -> None:
-    cmd = subparsers.add_parser("ui", help="run the node web UI (NiceGUI)")
+def _register(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--appliance-url",
         default=os.environ.get("TOWERBOX_UI_APPLIANCE_URL", "http://127.0.0.1:8443"),
@@ -35,8 +35,8 @@ def register(subparsers: Any) -> None:
     cmd.add_argument("--poll", type=float, default=1.0, help="live refresh interval, seconds")
 
 
-def handle(args: argparse.Namespace) -> int:
-    from appliance.logsetup import setup_logging
+def _handle(args: argparse.Namespace) -> int:
+    from towerbox_core.logsetup import setup_logging
 
     # Files the UI writes (the session map holds tokens) are for its own user only.
     os.umask(0o077)
@@ -57,3 +57,6 @@ def handle(args: argparse.Namespace) -> int:
     )
     serve(settings)
     return 0
+
+
+group = CommandGroup("ui", "run the node web UI (NiceGUI)", _register, _handle, node_options=False)

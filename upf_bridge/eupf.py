@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from appliance.errors import BackendError, BackendUnavailable
+from towerbox_core.errors import BackendError, BackendUnavailable
 from upf_bridge.model import VNet
 
 API_PREFIX = "/api/v1"

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from appliance.domain.vm_spec import check_ifname
-from appliance.errors import Conflict, InvalidInput
+from towerbox_core.errors import Conflict, InvalidInput
+from towerbox_core.names import check_ifname, check_name
 from upf_bridge import naming
 
 VLAN_MIN = 1
@@ -27,11 +27,9 @@ MTU_MAX = 9216
 SUBNET_MAX_PREFIX = 30
 DATAPATH_TYPES = ("system", "netdev")
 
-# Tenant and VNet names land in OVSDB external_ids, interface aliases and log lines.
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 # DNNs are APN-style labels (TS 23.003 9.1): letters, digits, '-' and dots.
-_DNN_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,98}[A-Za-z0-9])?$")
-_APP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_DNN_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,98}[A-Za-z0-9])?\Z")
+_APP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 
 
 class TrunkKind(enum.StrEnum):
@@ -113,16 +111,6 @@ def check_vlan(value: object, field: str = "vlan") -> int:
     return vid
 
 
-def _check_name(value: str, field: str) -> None:
-    if not isinstance(value, str) or not _NAME_RE.match(value):
-        raise InvalidInput(
-            f"{field} {value!r} is not valid: use 1 to 63 lowercase letters, digits, "
-            "'-', '_' or '.', starting with a letter or digit",
-            code="invalid_name",
-            field=field,
-        )
-
-
 def _check_owned_ifname(value: str, field: str) -> None:
     """An interface name the operator gives: fits the kernel and is not ours to derive."""
     check_ifname(value, field)
@@ -179,8 +167,10 @@ def _check_in_subnet(vnet: VNet, address: IPv4Address, field: str, code: str) ->
 
 
 def _check_vnet(vnet: VNet, trunks: dict[str, Trunk]) -> None:
-    _check_name(vnet.tenant, "tenant")
-    _check_name(vnet.name, "name")
+    # Tenant and VNet names share the project's one grammar, so every tenant the
+    # appliance accepts can own a VNet.
+    check_name("tenant", vnet.tenant, field="tenant")
+    check_name("VNet", vnet.name, field="name")
     if vnet.trunk not in trunks:
         known = ", ".join(sorted(trunks)) or "none"
         raise InvalidInput(

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
 from typing import Any
 
-from appliance.errors import InvalidInput
+from towerbox_core.errors import InvalidInput
 from upf_bridge.model import N6Config, Trunk, TrunkKind, VNet, check_vlan, validate
 
 _TRUNK_FIELDS = {"name", "kind", "ports", "datapath_type"}

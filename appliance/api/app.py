@@ -11,7 +11,6 @@ from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from appliance.api import problems
 from appliance.api.auth import make_auth_middleware
 from appliance.api.auth_routes import AuthController
 from appliance.api.gpus import GpuController
@@ -20,6 +19,7 @@ from appliance.api.node import NodeController, healthz, metrics
 from appliance.api.sync import SyncController, sync_agent_guard
 from appliance.api.vms import VmController
 from appliance.context import Appliance
+from towerbox_core import problems
 
 MAX_BODY_BYTES = 1024 * 1024
 

@@ -7,8 +7,8 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.types import ASGIApp
 
-from appliance.errors import Unauthorized
 from appliance.services.auth import AuthService
+from towerbox_core.errors import Unauthorized
 
 PUBLIC_PATHS = ["^/healthz$", "^/api/v1/auth/login$"]
 

@@ -8,8 +8,8 @@ from litestar import Request
 from litestar.di import NamedDependency
 
 from appliance.context import Appliance
-from appliance.errors import Forbidden
 from appliance.services.auth import Principal
+from towerbox_core.errors import Forbidden
 
 ApplianceDep = NamedDependency[Appliance]
 AuthedRequest = Request[Principal, str, Any]

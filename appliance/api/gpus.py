@@ -13,11 +13,11 @@ from appliance.context import Appliance
 from appliance.domain.gpu.binding import process_owner
 from appliance.domain.gpu.layout import MigRole
 from appliance.domain.gpu.target import LayoutRequest
-from appliance.domain.vm_spec import check_name
-from appliance.errors import NotFound
 from appliance.services.auth import Principal
 from appliance.services.gpu_layouts import claim_view
 from appliance.services.gpu_schedules import Schedule
+from towerbox_core.errors import NotFound
+from towerbox_core.names import check_name
 
 
 class MigModeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -13,7 +13,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.response import Response
 
 from appliance.api.deps import ApplianceDep, AuthedRequest, require_node_scope
-from appliance.errors import InvalidInput
+from towerbox_core.errors import InvalidInput
 from upf_bridge.parse import parse_config
 from upf_bridge.upf_config import render_upf_yaml
 

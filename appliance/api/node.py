@@ -14,8 +14,8 @@ from appliance.api.deps import ApplianceDep, AuthedRequest, require_node_scope
 from appliance.api.sync import SYNC_AGENT_OPEN, require_sync_scope
 from appliance.backends.host.sysfs_inventory import inventory_to_dict
 from appliance.catalog import image_status
-from appliance.errors import NotFound
 from appliance.store import journal
+from towerbox_core.errors import NotFound
 
 
 @get("/healthz")

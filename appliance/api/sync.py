@@ -15,10 +15,10 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from appliance.api.deps import ApplianceDep, AuthedRequest
-from appliance.errors import Conflict, Forbidden
 from appliance.services.auth import Principal, Role
 from appliance.store import journal
-from registry.wire import AgentStatus, DesiredDocument
+from towerbox_core.errors import Conflict, Forbidden
+from towerbox_core.wire import AgentStatus, DesiredDocument
 
 SYNC_AGENT_OPEN = {"sync_agent": True}
 

@@ -10,8 +10,8 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Response
 
 from appliance.api.deps import ApplianceDep, AuthedRequest
-from appliance.errors import InvalidInput
 from appliance.services.vms import VmCreateRequest
+from towerbox_core.errors import InvalidInput
 
 
 class ShutdownRequest(msgspec.Struct, forbid_unknown_fields=True):

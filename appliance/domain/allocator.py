@@ -14,7 +14,7 @@ from typing import Any
 from appliance.domain.allocation import Allocation
 from appliance.domain.host import HostInventory, PciDevice
 from appliance.domain.vm_spec import CpuPolicy, NicKind, PinUnit, VmSpec
-from appliance.errors import ConfigError, Conflict, InsufficientResources, InvalidInput
+from towerbox_core.errors import ConfigError, Conflict, InsufficientResources, InvalidInput
 
 Core = tuple[int, ...]  # CPU ids of one physical core's threads, ascending
 

@@ -14,18 +14,13 @@ from typing import Annotated, Any
 
 import msgspec
 
-from appliance.errors import InvalidInput
+from towerbox_core.errors import InvalidInput
+from towerbox_core.names import check_ifname, check_name
 
-# Names reach libvirt XML, file names and log lines: keep them boring.
-VM_NAME_MAX = 63
-_VM_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# Linux interface names: at most 15 bytes, no '/', ':' or whitespace.
-IFNAME_MAX = 15
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_PCI_RE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_VNET_REF_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,62}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_PCI_RE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]\Z")
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
+_VNET_REF_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,62}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*\Z")
 
 MAX_VCPUS = 256
 MIN_MEMORY_MIB = 32
@@ -159,26 +154,6 @@ def spec_to_dict(spec: VmSpec) -> dict[str, Any]:
     return result
 
 
-def check_name(kind: str, value: str, *, max_len: int = VM_NAME_MAX, field: str = "name") -> None:
-    if not value or len(value) > max_len or not _VM_NAME_RE.match(value):
-        raise InvalidInput(
-            f"{kind} name {value!r} is not valid: use 1 to {max_len} letters, digits, "
-            "'-', '_' or '.', starting with a letter or digit",
-            code="invalid_name",
-            field=field,
-        )
-
-
-def check_ifname(value: str, field: str) -> None:
-    if len(value.encode()) > IFNAME_MAX or not _IFNAME_RE.match(value):
-        raise InvalidInput(
-            f"interface name {value!r} is not valid: use 1 to {IFNAME_MAX} letters, digits, "
-            "'-', '_' or '.'",
-            code="invalid_interface_name",
-            field=field,
-        )
-
-
 def check_file_name(value: str, field: str) -> None:
     """Image and kernel names are plain file names inside the image directory."""
     if len(value) > 255 or not _FILE_RE.match(value) or ".." in value:
@@ -256,8 +231,8 @@ def validate_spec(spec: VmSpec) -> None:
         )
 
 
-_PROFILE_RE = re.compile(r"^[1-8]g\.[0-9]+gb(\+me|\+gfx|-me)?$")
-_GPU_REF_RE = re.compile(r"^(GPU-[0-9a-fA-F-]{36}|[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7])$")
+_PROFILE_RE = re.compile(r"^[1-8]g\.[0-9]+gb(\+me|\+gfx|-me)?\Z")
+_GPU_REF_RE = re.compile(r"^(GPU-[0-9a-fA-F-]{36}|[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7])\Z")
 
 
 def _validate_gpu(req: GpuRequest) -> None:

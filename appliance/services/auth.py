@@ -1,37 +1,34 @@
-"""Users, tenants and tokens: who may call the API, and as whom.
+"""Users, tenants and tokens on the node: who may call the API, and as whom.
 
-Passwords are hashed with Argon2id; tokens are 256-bit random strings whose SHA-256
-is all the database keeps. The first start creates ``admin`` with a random password
-in a 0600 file, and a CLI token for root's local use, also 0600.
+The account rules (Argon2id passwords, hashed tokens, dummy-hash timing) are the
+project's one account system in ``towerbox_core.accounts``; this module keeps the
+node's roles, its rows, and the journal entries they make. The first start creates
+``admin`` with a random password in a 0600 file, and a CLI token for root's local
+use, also 0600.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-import hashlib
 import logging
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-import argon2
 import peewee
 
-from appliance.domain.vm_spec import check_name
-from appliance.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from appliance.store import journal
-from appliance.store.models import Tenant, Token, User, utcnow
+from appliance.store.models import Tenant, Token, User
+from towerbox_core.accounts import Account, Accounts, TokenRow, check_password, random_password
+from towerbox_core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from towerbox_core.names import check_name
+from towerbox_core.secret_files import write_secret_file
 
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "tbx_"  # noqa: S105 - a prefix, not a secret
 SYNC_AGENT_USER = "sync-agent"
-_hasher = argon2.PasswordHasher()
-# Verified against when a username does not exist, so a wrong name costs as much time
-# as a wrong password and does not reveal which users exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 
 
 class Role(enum.StrEnum):
@@ -79,24 +76,74 @@ class Principal:
             raise Forbidden("this needs the infra-admin role", code="infra_admin_required")
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def aware_utc(value: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes for what was written as UTC.
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def write_secret_file(path: Path, content: str) -> None:
-    """Write a secret so that it is 0600 from its first byte on disk."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(content)
-    os.replace(tmp, path)
-    path.chmod(0o600)
+def _account(user: User) -> Account:
+    return Account(
+        id=user.id,
+        username=user.username,
+        password_hash=user.password_hash,
+        role=user.role,
+        disabled=user.disabled,
+        tenant=user.tenant_id if user.tenant_id else None,
+    )
+
+
+class NodeAccountStore:
+    """The node's users and tokens in its SQLite database; new ones are journalled."""
+
+    def find_account(self, username: str) -> Account | None:
+        user = User.get_or_none(User.username == username)
+        return _account(user) if user else None
+
+    def find_token(self, token_hash: str) -> TokenRow | None:
+        row = (
+            Token.select(Token, User).join(User).where(Token.token_hash == token_hash).get_or_none()
+        )
+        if row is None:
+            return None
+        expires = aware_utc(row.expires_at) if row.expires_at is not None else None
+        return TokenRow(row.id, _account(row.user), expires)
+
+    def add_account(self, username: str, password_hash: str, role: str, tenant: str | None) -> None:
+        if tenant is not None and not Tenant.select().where(Tenant.name == tenant).exists():
+            raise NotFound(f"no tenant {tenant!r}", code="tenant_not_found", field="tenant")
+        try:
+            with journal.write_transaction():
+                User.create(
+                    username=username, password_hash=password_hash, role=role, tenant=tenant
+                )
+                journal.append("user.created", "user", username, {"role": role, "tenant": tenant})
+        except peewee.IntegrityError as err:
+            raise Conflict(f"user {username!r} exists", code="user_exists") from err
+
+    def add_token(
+        self,
+        account: Account,
+        token_hash: str,
+        name: str,
+        kind: str,
+        expires_at: dt.datetime | None,
+    ) -> int:
+        with journal.write_transaction():
+            row = Token.create(
+                user=account.id, token_hash=token_hash, name=name, kind=kind, expires_at=expires_at
+            )
+            if kind != "login":  # logins are too frequent to be worth shipping
+                journal.append(
+                    "token.created", "token", str(row.id), {"name": name, "user": account.username}
+                )
+        return int(row.id)
 
 
 class AuthService:
     def __init__(self, login_ttl_s: int) -> None:
-        self._login_ttl = dt.timedelta(seconds=login_ttl_s)
+        self.accounts = Accounts(
+            NodeAccountStore(), token_prefix=TOKEN_PREFIX, login_ttl_s=login_ttl_s
+        )
 
     # -- first start -------------------------------------------------------------
 
@@ -104,14 +151,13 @@ class AuthService:
         """Create the admin user and the CLI token when missing. True when created."""
         created = False
         if not User.select().where(User.username == "admin").exists():
-            password = secrets.token_urlsafe(18)
+            password = random_password()
             self.create_user("admin", password, Role.INFRA_ADMIN, None)
             write_secret_file(password_file, password + "\n")
             log.warning("created user 'admin'; its password is in %s", password_file)
             created = True
         if not cli_token_file.exists():
-            admin = User.get(User.username == "admin")
-            token = self._issue(admin, "cli", "cli", expires=None)
+            token = self._issue("admin", "cli", "cli")
             write_secret_file(cli_token_file, token + "\n")
             log.info("local CLI token written to %s", cli_token_file)
         return created
@@ -119,33 +165,12 @@ class AuthService:
     # -- login and tokens --------------------------------------------------------
 
     def login(self, username: str, password: str) -> tuple[str, dt.datetime]:
-        user = User.get_or_none(User.username == username)
-        try:
-            _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-        except argon2.exceptions.VerificationError:
-            user = None
-        if user is None or user.disabled:
-            log.warning("failed login for %r", username)
-            raise Unauthorized("wrong username or password", code="bad_credentials")
-        expires = utcnow() + self._login_ttl
-        return self._issue(user, "login", "login", expires=expires), expires
+        return self.accounts.login(username, password)
 
     def authenticate(self, token: str) -> Principal:
-        if not token.startswith(TOKEN_PREFIX):
-            raise Unauthorized("malformed token", code="invalid_token")
-        row = (
-            Token.select(Token, User)
-            .join(User)
-            .where(Token.token_hash == hash_token(token))
-            .get_or_none()
-        )
-        if row is None or row.user.disabled:
-            raise Unauthorized("unknown or revoked token", code="invalid_token")
-        if row.expires_at is not None and aware_utc(row.expires_at) < utcnow():
-            raise Unauthorized("token expired; log in again", code="token_expired")
-        user = row.user
-        tenant = user.tenant_id if user.tenant_id else None
-        return Principal(user.id, user.username, Role(user.role), tenant, row.id)
+        row = self.accounts.authenticate(token)
+        user = row.account
+        return Principal(user.id, user.username, Role(user.role), user.tenant, row.id)
 
     def create_api_token(self, principal: Principal, name: str, username: str | None) -> str:
         check_name("token", name)
@@ -153,10 +178,7 @@ class AuthService:
         target = principal.username if username is None else username
         if target != principal.username:
             principal.require_infra_admin()
-        user = User.get_or_none(User.username == target)
-        if user is None:
-            raise NotFound(f"no user {target!r}", code="user_not_found")
-        return self._issue(user, name, "api", expires=None)
+        return self._issue(target, name, "api")
 
     def list_tokens(self, principal: Principal) -> list[dict[str, object]]:
         query = Token.select(Token, User).join(User)
@@ -182,17 +204,11 @@ class AuthService:
             token.delete_instance()
             journal.append("token.revoked", "token", str(token_id), {"name": token.name})
 
-    def _issue(self, user: User, name: str, kind: str, expires: dt.datetime | None) -> str:
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        with journal.write_transaction():
-            row = Token.create(
-                user=user, token_hash=hash_token(token), name=name, kind=kind, expires_at=expires
-            )
-            if kind != "login":  # logins are too frequent to be worth shipping
-                journal.append(
-                    "token.created", "token", str(row.id), {"name": name, "user": user.username}
-                )
-        return token
+    def _issue(self, username: str, name: str, kind: str) -> str:
+        account = self.accounts.store.find_account(username)
+        if account is None:
+            raise NotFound(f"no user {username!r}", code="user_not_found")
+        return self.accounts.issue(account, name, kind, expires=None)
 
     def sync_agent_token(self, principal: Principal, name: str) -> str:
         """A token for the edge agent (infra-admin only); makes its user when missing."""
@@ -207,35 +223,18 @@ class AuthService:
             raise Conflict(
                 f"user {SYNC_AGENT_USER!r} exists with role {user.role}", code="user_exists"
             )
-        return self._issue(user, name, "api", expires=None)
+        return self._issue(SYNC_AGENT_USER, name, "api")
 
     # -- users and tenants ---------------------------------------------------------
 
     def create_user(self, username: str, password: str, role: Role, tenant: str | None) -> None:
         check_name("user", username)
-        if len(password) < 12:
-            raise InvalidInput(
-                "passwords need at least 12 characters", code="weak_password", field="password"
-            )
+        check_password(password)
         if role is Role.TENANT_ADMIN and tenant is None:
             raise InvalidInput(
                 "a tenant-admin needs a tenant", code="tenant_required", field="tenant"
             )
-        if tenant is not None and not Tenant.select().where(Tenant.name == tenant).exists():
-            raise NotFound(f"no tenant {tenant!r}", code="tenant_not_found", field="tenant")
-        try:
-            with journal.write_transaction():
-                User.create(
-                    username=username,
-                    password_hash=_hasher.hash(password),
-                    role=role.value,
-                    tenant=tenant,
-                )
-                journal.append(
-                    "user.created", "user", username, {"role": role.value, "tenant": tenant}
-                )
-        except peewee.IntegrityError as err:
-            raise Conflict(f"user {username!r} exists", code="user_exists") from err
+        self.accounts.create(username, password, role.value, tenant)
 
     def list_users(self) -> list[dict[str, object]]:
         return [
@@ -258,8 +257,3 @@ class AuthService:
             for t in Tenant.select().order_by(Tenant.name)
             if principal.can_see(t.name)
         ]
-
-
-def aware_utc(value: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes for what was written as UTC.
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

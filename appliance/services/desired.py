@@ -24,15 +24,15 @@ import msgspec
 
 from appliance.catalog import CatalogEntry, entry_document, entry_from_document
 from appliance.domain.gpu.target import LayoutRequest
-from appliance.domain.vm_spec import check_name
-from appliance.errors import Conflict, InvalidInput, NotFound, TowerboxError
 from appliance.services.auth import Principal, Role
 from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.services.gpu_schedules import GpuSchedules, Schedule, cron_trigger
 from appliance.services.n6 import N6Service, vnet_key
 from appliance.store import journal
 from appliance.store.models import Meta, Tenant
-from registry.wire import DESIRED_KINDS, DesiredDocument
+from towerbox_core.errors import Conflict, InvalidInput, NotFound, TowerboxError
+from towerbox_core.names import check_name
+from towerbox_core.wire import DESIRED_KINDS, DesiredDocument
 from upf_bridge.parse import parse_config, parse_vnet
 
 log = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ from appliance.backends.gpu.vgpu import VgpuHost
 from appliance.backends.vm.domain_xml import GpuDevice
 from appliance.domain.gpu.layout import MigRole
 from appliance.domain.vm_spec import GpuAttach, GpuRequest, Role, VmSpec
-from appliance.errors import Conflict, NotFound
 from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.store.models import Vm
+from towerbox_core.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ from appliance.domain.gpu.layout import Instance, Layout, MigRole, validate_layo
 from appliance.domain.gpu.planner import OpKind, Plan, plan
 from appliance.domain.gpu.solver import solve_counts
 from appliance.domain.gpu.target import LayoutRequest
-from appliance.errors import BackendError, Conflict, InvalidInput, NotFound, TowerboxError
 from appliance.services.auth import Principal
 from appliance.store import journal
 from appliance.store.models import GpuLayout
+from towerbox_core.errors import BackendError, Conflict, InvalidInput, NotFound, TowerboxError
 
 log = logging.getLogger(__name__)
 

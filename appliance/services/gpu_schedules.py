@@ -19,12 +19,12 @@ from apscheduler.triggers.cron import CronTrigger
 
 from appliance.config import GpuScheduleConfig
 from appliance.domain.gpu.target import LayoutRequest
-from appliance.domain.vm_spec import check_name
-from appliance.errors import Conflict, InvalidInput, NotFound, TowerboxError
 from appliance.services.auth import Principal
 from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.store import journal
 from appliance.store.models import Meta
+from towerbox_core.errors import Conflict, InvalidInput, NotFound, TowerboxError
+from towerbox_core.names import check_name
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import msgspec
 
-from appliance.errors import Conflict, InvalidInput, NotFound, TowerboxError
 from appliance.services.auth import Principal
 from appliance.store import journal
 from appliance.store.models import Meta, Tenant, Vm
+from towerbox_core.errors import Conflict, InvalidInput, NotFound, TowerboxError
 from upf_bridge.backends.base import Attachment, NetBackend, VNetCounters
 from upf_bridge.eupf import EupfClient, sessions_by_vnet
 from upf_bridge.model import N6Config, TrunkKind, VNet

@@ -17,9 +17,9 @@ import msgspec
 
 from appliance.backends.vm.protocol import DomainState, DomainStatus, VmBackend
 from appliance.domain.vm_spec import RestartPolicy
-from appliance.errors import TowerboxError
 from appliance.store import journal
 from appliance.store.models import Vm
+from towerbox_core.errors import TowerboxError
 
 log = logging.getLogger(__name__)
 

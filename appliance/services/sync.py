@@ -12,9 +12,9 @@ from typing import Any
 
 import msgspec
 
-from appliance.errors import InvalidInput
 from appliance.store import journal
-from registry.wire import AgentStatus
+from towerbox_core.errors import InvalidInput
+from towerbox_core.wire import AgentStatus
 
 # The agent is "not running" when it missed this many of its own intervals.
 STALE_INTERVALS = 3

@@ -35,12 +35,12 @@ from appliance.domain.vm_spec import (
     parse_vm_spec,
     spec_to_dict,
 )
-from appliance.errors import Conflict, Forbidden, InvalidInput, NotFound, TowerboxError
 from appliance.services.auth import Principal, aware_utc
 from appliance.services.gpu_binding import GpuBinder
 from appliance.services.monitor import Monitor, sample_to_dict
 from appliance.store import journal
 from appliance.store.models import Tenant, Vm, utcnow
+from towerbox_core.errors import Conflict, Forbidden, InvalidInput, NotFound, TowerboxError
 from upf_bridge.backends.base import Attachment
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from pathlib import Path
 import msgspec
 import peewee
 
-from appliance.errors import ConfigError
 from appliance.store.models import ALL_MODELS, GpuLayout, Meta, db_proxy
+from towerbox_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import msgspec
 import peewee
 
 from appliance.store.models import JournalEntry, Meta, db_proxy
-from registry.wire import WireEntry, journal_checksum
+from towerbox_core.wire import WireEntry, journal_checksum
 
 
 @contextmanager
@@ -113,7 +113,7 @@ def record_compacted_through(seq: int) -> None:
 
 
 def summary(through: int | None = None) -> dict[str, Any]:
-    """Count, head and ``registry.wire.journal_checksum`` of the entries ≤ ``through``.
+    """Count, head and ``towerbox_core.wire.journal_checksum`` of the entries ≤ ``through``.
 
     The same figures the registry answers for a site, so the two can be compared.
     """

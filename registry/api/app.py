@@ -10,8 +10,6 @@ from litestar import Litestar, get
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 
-from appliance.api import problems
-from appliance.logsetup import setup_logging
 from registry.api.auth import make_auth_middleware
 from registry.api.deps import RegistryDep
 from registry.api.operator_routes import OperatorController
@@ -20,6 +18,8 @@ from registry.api.sync import SyncController
 from registry.config import load_config
 from registry.context import Registry, build_registry
 from registry.store.db import SCHEMA_VERSION
+from towerbox_core import problems
+from towerbox_core.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
 

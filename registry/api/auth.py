@@ -15,10 +15,10 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.types import ASGIApp
 
-from appliance.errors import Unauthorized
 from registry.context import Registry
 from registry.services.operators import OperatorPrincipal
 from registry.services.sites import SitePrincipal
+from towerbox_core.errors import Unauthorized
 
 PUBLIC_PATHS = ["^/healthz$", "^/api/v1/auth/login$", "^/api/v1/enroll$"]
 SYNC_PREFIX = "/api/v1/sync/"

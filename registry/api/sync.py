@@ -22,7 +22,7 @@ from registry.api.deps import RegistryDep
 from registry.errors import BadRequest, PayloadTooLarge
 from registry.store.ingest import ingest
 from registry.store.models import Site, now_ms
-from registry.wire import (
+from towerbox_core.wire import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ENTRIES,
     DesiredDocument,

@@ -14,12 +14,12 @@ from typing import Any
 import msgspec
 import peewee
 
-from appliance.errors import Conflict, InvalidInput, NotFound
 from registry.errors import PreconditionFailed
 from registry.services.sites import SiteService, parse_label
 from registry.store import sql
 from registry.store.models import DesiredDoc, db_proxy, ms_to_iso
-from registry.wire import DESIRED_KINDS, DesiredDocument, DesiredIndexItem
+from towerbox_core.errors import Conflict, InvalidInput, NotFound
+from towerbox_core.wire import DESIRED_KINDS, DesiredDocument, DesiredIndexItem
 
 
 def site_scope(name: str) -> str:

@@ -13,7 +13,7 @@ import msgspec
 
 from registry.services.sites import SiteService
 from registry.store.models import ConflictRow, JournalRow, ObjectRow, Site, now_ms, tuples
-from registry.wire import WireEntry, journal_checksum
+from towerbox_core.wire import WireEntry, journal_checksum
 
 _decode = msgspec.json.Decoder().decode
 

@@ -7,29 +7,29 @@ password in a 0600 file, and a CLI token for the local ``towerbox registry`` com
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
-import hashlib
 import logging
-import re
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-import argon2
 import peewee
 
-from appliance.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from appliance.services.auth import write_secret_file
-from registry.store.models import Operator, OperatorToken, db_proxy, ms_to_iso, now_ms
+from registry.store.models import Operator, OperatorToken, db_proxy, ms_to_iso
+from towerbox_core.accounts import (
+    Account,
+    Accounts,
+    TokenRow,
+    hash_password,
+    random_password,
+)
+from towerbox_core.errors import Conflict, Forbidden, NotFound
+from towerbox_core.names import check_name
+from towerbox_core.secret_files import write_secret_file
 
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "tbr_"  # noqa: S105 - a prefix, not a secret
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_hasher = argon2.PasswordHasher()
-# Verified against when a username does not exist, so a wrong name costs as much
-# time as a wrong password and does not reveal which operators exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 
 
 class OperatorRole(enum.StrEnum):
@@ -49,29 +49,77 @@ class OperatorPrincipal:
             raise Forbidden("this needs the admin role; viewers only read", code="admin_required")
 
 
-def hash_secret(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
+def _to_ms(value: dt.datetime | None) -> int | None:
+    return int(value.timestamp() * 1000) if value is not None else None
 
 
-def check_name(kind: str, value: str, field: str = "name") -> None:
-    if not _NAME_RE.match(value):
-        raise InvalidInput(
-            f"{kind} name {value!r} is not valid: use 1 to 63 letters, digits, '-', '_' "
-            "or '.', starting with a letter or digit",
-            code="invalid_name",
-            field=field,
+def _account(op: Operator) -> Account:
+    return Account(op.id, op.username, op.password_hash, op.role, op.disabled)
+
+
+class RegistryAccountStore:
+    """Operators and their tokens in the registry database (times in epoch ms)."""
+
+    def find_account(self, username: str) -> Account | None:
+        op = Operator.get_or_none(Operator.username == username)
+        return _account(op) if op else None
+
+    def find_token(self, token_hash: str) -> TokenRow | None:
+        row = (
+            OperatorToken.select(OperatorToken, Operator)
+            .join(Operator)
+            .where(OperatorToken.token_hash == token_hash)
+            .get_or_none()
         )
+        if row is None:
+            return None
+        expires = (
+            dt.datetime.fromtimestamp(row.expires_at / 1000, dt.UTC)
+            if row.expires_at is not None
+            else None
+        )
+        return TokenRow(row.id, _account(row.operator), expires)
+
+    def add_account(self, username: str, password_hash: str, role: str, tenant: str | None) -> None:
+        try:
+            with db_proxy.obj.atomic():
+                Operator.create(username=username, password_hash=password_hash, role=role)
+        except peewee.IntegrityError as err:
+            raise Conflict(f"operator {username!r} exists", code="operator_exists") from err
+
+    def add_token(
+        self,
+        account: Account,
+        token_hash: str,
+        name: str,
+        kind: str,
+        expires_at: dt.datetime | None,
+    ) -> int:
+        row = OperatorToken.create(
+            operator=account.id,
+            token_hash=token_hash,
+            name=name,
+            kind=kind,
+            expires_at=_to_ms(expires_at),
+        )
+        return int(row.id)
 
 
 class OperatorService:
     def __init__(self, login_ttl_s: int) -> None:
-        self._login_ttl_ms = login_ttl_s * 1000
+        self.accounts = Accounts(
+            RegistryAccountStore(),
+            token_prefix=TOKEN_PREFIX,
+            login_ttl_s=login_ttl_s,
+            who="operator",
+            token_hint="get an operator token from POST /api/v1/auth/login",  # noqa: S106
+        )
 
     def bootstrap(self, password_file: Path, cli_token_file: Path) -> bool:
         """Create ``admin`` and the CLI token when missing. True when admin was created."""
         created = False
         if not Operator.select().where(Operator.username == "admin").exists():
-            password = secrets.token_urlsafe(18)
+            password = random_password()
             try:
                 self.create("admin", password, OperatorRole.ADMIN)
             except Conflict:
@@ -80,17 +128,16 @@ class OperatorService:
             log.warning("created operator 'admin'; its password is in %s", password_file)
             created = True
         if created or not cli_token_file.exists():
-            admin = Operator.get(Operator.username == "admin")
-            write_secret_file(cli_token_file, self._issue(admin, "cli", "cli", None) + "\n")
+            write_secret_file(cli_token_file, self._issue(principal_id=None, name="cli") + "\n")
         return created
 
     def reset_password(self, username: str, password_file: Path) -> None:
         operator = Operator.get_or_none(Operator.username == username)
         if operator is None:
             raise NotFound(f"no operator {username!r}", code="operator_not_found")
-        password = secrets.token_urlsafe(18)
+        password = random_password()
         with db_proxy.obj.atomic():
-            Operator.update(password_hash=_hasher.hash(password)).where(
+            Operator.update(password_hash=hash_password(password)).where(
                 Operator.id == operator.id
             ).execute()
             # Whoever knew the old password may hold a login token: end those too.
@@ -100,49 +147,16 @@ class OperatorService:
         write_secret_file(password_file, password + "\n")
 
     def login(self, username: str, password: str) -> tuple[str, int]:
-        operator = Operator.get_or_none(Operator.username == username)
-        try:
-            _hasher.verify(operator.password_hash if operator else _DUMMY_HASH, password)
-        except argon2.exceptions.VerificationError:
-            operator = None
-        if operator is None or operator.disabled:
-            log.warning("failed registry login for %r", username)
-            raise Unauthorized("wrong username or password", code="bad_credentials")
-        expires = now_ms() + self._login_ttl_ms
-        return self._issue(operator, "login", "login", expires), expires
+        token, expires = self.accounts.login(username, password)
+        return token, int(expires.timestamp() * 1000)
 
     def authenticate(self, token: str) -> OperatorPrincipal:
-        if not token.startswith(TOKEN_PREFIX):
-            raise Unauthorized(
-                "malformed operator token; get one from POST /api/v1/auth/login",
-                code="invalid_token",
-            )
-        row = (
-            OperatorToken.select(OperatorToken, Operator)
-            .join(Operator)
-            .where(OperatorToken.token_hash == hash_secret(token))
-            .get_or_none()
-        )
-        if row is None or row.operator.disabled:
-            raise Unauthorized("unknown or revoked token", code="invalid_token")
-        if row.expires_at is not None and row.expires_at < now_ms():
-            raise Unauthorized("token expired; log in again", code="token_expired")
-        op = row.operator
+        row = self.accounts.authenticate(token)
+        op = row.account
         return OperatorPrincipal(op.id, op.username, OperatorRole(op.role), row.id)
 
     def create(self, username: str, password: str, role: OperatorRole) -> None:
-        check_name("operator", username, "username")
-        if len(password) < 12:
-            raise InvalidInput(
-                "passwords need at least 12 characters", code="weak_password", field="password"
-            )
-        try:
-            with db_proxy.obj.atomic():
-                Operator.create(
-                    username=username, password_hash=_hasher.hash(password), role=role.value
-                )
-        except peewee.IntegrityError as err:
-            raise Conflict(f"operator {username!r} exists", code="operator_exists") from err
+        self.accounts.create(username, password, role.value, field="username")
 
     def list_operators(self) -> list[dict[str, object]]:
         return [
@@ -152,8 +166,7 @@ class OperatorService:
 
     def create_token(self, principal: OperatorPrincipal, name: str) -> str:
         check_name("token", name)
-        operator = Operator.get_by_id(principal.operator_id)
-        return self._issue(operator, name, "api", None)
+        return self._issue(principal.operator_id, name, "api")
 
     def list_tokens(self, principal: OperatorPrincipal) -> list[dict[str, object]]:
         query = OperatorToken.select(OperatorToken, Operator).join(Operator)
@@ -179,13 +192,10 @@ class OperatorService:
             raise NotFound(f"no token {token_id}", code="token_not_found")
         token.delete_instance()
 
-    def _issue(self, operator: Operator, name: str, kind: str, expires: int | None) -> str:
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        OperatorToken.create(
-            operator=operator,
-            token_hash=hash_secret(token),
-            name=name,
-            kind=kind,
-            expires_at=expires,
-        )
-        return token
+    def _issue(self, principal_id: int | None, name: str, kind: str = "cli") -> str:
+        """A token that does not expire, for an operator (by id) or for ``admin``."""
+        if principal_id is None:
+            operator = Operator.get(Operator.username == "admin")
+        else:
+            operator = Operator.get_by_id(principal_id)
+        return self.accounts.issue(_account(operator), name, kind, expires=None)

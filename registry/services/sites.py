@@ -17,9 +17,7 @@ from typing import Any
 import msgspec
 import peewee
 
-from appliance.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from registry.config import SitesConfig
-from registry.services.operators import check_name, hash_secret
 from registry.store import sql
 from registry.store.models import (
     ConflictRow,
@@ -33,6 +31,9 @@ from registry.store.models import (
     now_ms,
     tuples,
 )
+from towerbox_core.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from towerbox_core.names import check_name
+from towerbox_core.secret_files import hash_token
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,8 @@ def parse_label(text: str, field: str = "label") -> tuple[str, str]:
 
 def check_labels(labels: dict[str, str], field: str = "labels") -> None:
     for key, value in labels.items():
-        check_name("label key", key, field)
-        check_name("label value", value, field)
+        check_name("label key", key, field=field)
+        check_name("label value", value, field=field)
 
 
 class SiteService:
@@ -106,7 +107,7 @@ class SiteService:
     ) -> dict[str, Any]:
         check_name("site", name)
         if region:
-            check_name("region", region, "region")
+            check_name("region", region, field="region")
         check_labels(labels)
         try:
             with db_proxy.obj.atomic():
@@ -136,7 +137,7 @@ class SiteService:
             )
         token = ENROLLMENT_PREFIX + secrets.token_urlsafe(32)
         expires = now_ms() + ttl * 1000
-        EnrollmentToken.create(site=site_id, token_hash=hash_secret(token), expires_at=expires)
+        EnrollmentToken.create(site=site_id, token_hash=hash_token(token), expires_at=expires)
         return token, expires
 
     def get(self, name: str) -> Site:
@@ -150,7 +151,7 @@ class SiteService:
     ) -> dict[str, Any]:
         site = self.get(name)
         if region:
-            check_name("region", region, "region")
+            check_name("region", region, field="region")
         if labels is not None:
             check_labels(labels)
         with db_proxy.obj.atomic():
@@ -221,7 +222,7 @@ class SiteService:
     def enroll(self, token: str, hostname: str) -> dict[str, str]:
         if len(hostname) > 253:
             raise InvalidInput("hostname is too long", code="invalid_hostname", field="hostname")
-        token_hash = hash_secret(token)
+        token_hash = hash_token(token)
         now = now_ms()
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         with db_proxy.obj.atomic():
@@ -252,7 +253,7 @@ class SiteService:
                 )
             # A new enrollment replaces the secret: a reinstalled node takes over and
             # the old secret stops working.
-            Site.update(secret_hash=hash_secret(secret), enrolled_at=now, hostname=hostname).where(
+            Site.update(secret_hash=hash_token(secret), enrolled_at=now, hostname=hostname).where(
                 Site.id == row.site_id
             ).execute()
             name = Site.select(Site.name).where(Site.id == row.site_id).scalar()
@@ -266,7 +267,7 @@ class SiteService:
                 "send the site secret from enrollment: 'Authorization: Bearer tbs_...'",
                 code="invalid_site_secret",
             )
-        row = sql.fetchone(sql.SITE_BY_SECRET, (hash_secret(secret),))
+        row = sql.fetchone(sql.SITE_BY_SECRET, (hash_token(secret),))
         if row is None:
             raise Unauthorized("unknown site secret; enroll again", code="invalid_site_secret")
         return SitePrincipal(row[0], row[1])

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import peewee
 
-from appliance.errors import ConfigError
 from registry.config import DatabaseUrl
 from registry.store.models import TABLES_V1, SchemaVersion, db_proxy
+from towerbox_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import peewee
 from registry.errors import BadRequest, JournalConflict, SequenceGap
 from registry.store import sql
 from registry.store.models import db_proxy
-from registry.wire import JournalAck, JournalBatch, WireEntry
+from towerbox_core.wire import JournalAck, JournalBatch, WireEntry
 
 CHUNK = 400  # values per IN (...) list: under both engines' bound-parameter limits
 _MAX_SEQ = 2**63 - 1

@@ -14,7 +14,7 @@ import pytest
 
 from appliance.backends.vm.libvirt_backend import SYSTEM_URI, TEST_URI, LibvirtBackend
 from appliance.backends.vm.protocol import DomainState
-from appliance.errors import BackendError, Conflict, NotFound
+from towerbox_core.errors import BackendError, Conflict, NotFound
 
 NODE = f"contract-{os.getpid()}"
 

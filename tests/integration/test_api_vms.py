@@ -12,9 +12,9 @@ import pytest
 from litestar.testing import TestClient
 
 from appliance.context import Appliance
-from appliance.errors import BackendError
 from appliance.store.models import Vm
 from tests.support.appliance import admin_password, api_client, built, login
+from towerbox_core.errors import BackendError
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from appliance.context import Appliance
 from appliance.domain.gpu.catalog import default_catalog
 from appliance.domain.gpu.layout import Instance
 from appliance.domain.gpu.target import LayoutRequest
-from appliance.errors import BackendError, Conflict, TowerboxError
 from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.store.models import GpuLayout
 from tests.support.appliance import admin_password, api_client, built, login
+from towerbox_core.errors import BackendError, Conflict, TowerboxError
 
 VRAN = {"profile": "3g.40gb", "start": 4, "role": "vran", "owner": "du1"}
 DAY = {"instances": [VRAN, {"profile": "2g.20gb", "start": 0}, {"profile": "2g.20gb", "start": 2}]}

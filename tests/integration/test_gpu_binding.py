@@ -15,10 +15,10 @@ from litestar.testing import TestClient
 
 from appliance.backends.gpu.simulated import SimulatedGpuBackend
 from appliance.context import Appliance
-from appliance.errors import BackendError
 from appliance.services.gpu_binding import mdev_uuid_for
 from appliance.store.models import Vm
 from tests.support.appliance import admin_password, api_client, built, login
+from towerbox_core.errors import BackendError
 
 VRAN = {"profile": "3g.40gb", "start": 4, "role": "vran", "owner": "du1"}
 # Day: two 2g.20gb B2B slices beside the vRAN one. Night: four 1g.10gb.

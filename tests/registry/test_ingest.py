@@ -12,14 +12,14 @@ import pytest
 
 from registry.store.ingest import ingest
 from registry.store.models import ConflictRow, JournalRow, ObjectRow, Site
-from registry.wire import (
+from tests.registry.fleetapi import Api, vm_entries
+from towerbox_core.wire import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ENTRIES,
     JournalBatch,
     WireEntry,
     journal_checksum,
 )
-from tests.registry.fleetapi import Api, vm_entries
 
 
 def counts() -> tuple[int, int, int]:

@@ -10,10 +10,10 @@ from typing import Any
 from litestar.testing import TestClient
 
 from appliance.api.app import create_app
-from appliance.backends.subp import run
 from appliance.config import Config, load_config
 from appliance.context import Appliance, build_appliance
 from tests.fixtures.hosts.make_fixture import build_dual_socket_sriov
+from towerbox_core.subp import run
 
 REPO = Path(__file__).resolve().parents[2]
 

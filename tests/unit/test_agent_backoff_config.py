@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import ConfigError
 from edge_agent.backoff import Backoff
 from edge_agent.config import load_agent_config
 from edge_agent.registry_link import encode_batch
 from edge_agent.state import Enrollment, load_enrollment, read_token, save_enrollment
-from registry.wire import MAX_BATCH_BYTES, WireEntry
+from towerbox_core.errors import ConfigError
+from towerbox_core.wire import MAX_BATCH_BYTES, WireEntry
 
 
 def test_full_jitter_stays_under_a_doubling_capped_ceiling() -> None:

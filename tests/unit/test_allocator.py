@@ -32,7 +32,7 @@ from appliance.domain.vm_spec import (
     PinUnit,
     VmSpec,
 )
-from appliance.errors import (
+from towerbox_core.errors import (
     ConfigError,
     Conflict,
     InsufficientResources,

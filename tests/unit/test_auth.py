@@ -6,10 +6,10 @@ from pathlib import Path
 import peewee
 import pytest
 
-from appliance.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 from appliance.services.auth import AuthService, Role
 from appliance.store.db import open_database
 from appliance.store.models import Token, User
+from towerbox_core.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 
 
 @pytest.fixture

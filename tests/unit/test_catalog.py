@@ -17,7 +17,7 @@ from appliance.catalog import (
     spec_for,
 )
 from appliance.domain.vm_spec import CpuPolicy, HugepageSize, NicKind, RestartPolicy, Role
-from appliance.errors import ConfigError, InvalidInput
+from towerbox_core.errors import ConfigError, InvalidInput
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOG_DIR = REPO / "images" / "catalog"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from appliance.config import load_config, parse_cpu_list
-from appliance.errors import ConfigError
+from towerbox_core.errors import ConfigError
 
 
 def test_defaults_without_a_file(tmp_path: Path) -> None:

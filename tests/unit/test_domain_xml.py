@@ -28,7 +28,7 @@ from appliance.backends.vm.xml_parts import (
 )
 from appliance.domain.allocation import Allocation
 from appliance.domain.vm_spec import VmSpec, parse_vm_spec
-from appliance.errors import ConfigError, InvalidInput
+from towerbox_core.errors import ConfigError, InvalidInput
 
 VIRT_XML_VALIDATE = shutil.which("virt-xml-validate")
 OWNER = Owner(

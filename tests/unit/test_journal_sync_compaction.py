@@ -13,7 +13,7 @@ from appliance.store import journal
 from appliance.store.compaction import compact
 from appliance.store.db import open_database
 from appliance.store.models import JournalEntry
-from registry.wire import WireEntry, journal_checksum
+from towerbox_core.wire import WireEntry, journal_checksum
 
 
 @pytest.fixture

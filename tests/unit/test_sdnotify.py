@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import sdnotify
+from towerbox_core import sdnotify
 
 
 def test_notify_sends_to_the_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,10 +6,10 @@ from pathlib import Path
 import peewee
 import pytest
 
-from appliance.errors import ConfigError
 from appliance.store import journal
 from appliance.store.db import SCHEMA_VERSION, open_database
 from appliance.store.models import JournalEntry, Tenant
+from towerbox_core.errors import ConfigError
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from appliance.domain.vm_spec import CpuPolicy, HugepageSize, NicKind, parse_vm_spec
-from appliance.errors import InvalidInput
+from towerbox_core.errors import InvalidInput
 
 BOOT = {"boot": {"kernel": "vmlinuz"}}
 

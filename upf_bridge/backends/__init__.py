@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from appliance.errors import TowerboxError
+from towerbox_core.errors import TowerboxError
 from upf_bridge import naming
 from upf_bridge.backends.base import NetBackend
 from upf_bridge.model import TrunkKind

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from appliance.errors import Conflict, NotFound
+from towerbox_core.errors import Conflict, NotFound
 from upf_bridge import naming, policy
 from upf_bridge.backends import netlink, sysctl
 from upf_bridge.backends.base import Attachment, InterfaceCounters, VNetCounters

@@ -19,7 +19,7 @@ from typing import Any
 
 from pyroute2 import IPRoute, NetlinkError
 
-from appliance.errors import BackendError, BackendUnavailable
+from towerbox_core.errors import BackendError, BackendUnavailable
 from upf_bridge.naming import OwnedRanges
 from upf_bridge.state import Action, Address, Change, Route, Rule
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from appliance.errors import Conflict
+from towerbox_core.errors import Conflict
 from upf_bridge import naming, policy
 from upf_bridge.backends import netlink, ovsdb, sysctl
 from upf_bridge.backends.base import Attachment, InterfaceCounters, VNetCounters

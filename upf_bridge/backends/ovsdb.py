@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.backends import subp
-from appliance.errors import BackendError, BackendUnavailable
+from towerbox_core import subp
+from towerbox_core.errors import BackendError, BackendUnavailable
 
 VSCTL = "ovs-vsctl"
 TIMEOUT_S = 30

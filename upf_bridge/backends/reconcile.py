@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from appliance.errors import BackendError, TowerboxError
+from towerbox_core.errors import BackendError, TowerboxError
 from upf_bridge.backends import netlink
 from upf_bridge.model import N6Config, TrunkKind
 from upf_bridge.naming import OwnedRanges

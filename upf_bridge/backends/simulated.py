@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from appliance.errors import BackendError
+from towerbox_core.errors import BackendError
 from upf_bridge import naming
 from upf_bridge.backends import linux, ovs
 from upf_bridge.backends.base import Attachment, InterfaceCounters, VNetCounters

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.errors import BackendError
+from towerbox_core.errors import BackendError
 
 PROCFS = Path("/proc")
 

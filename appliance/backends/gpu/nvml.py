@@ -47,7 +47,7 @@ from appliance.backends.gpu.protocol import (
 )
 from appliance.backends.gpu.refusals import creation_refusal
 from appliance.domain.gpu.catalog import GpuCatalog, GpuModel, default_catalog
-from appliance.errors import Conflict, InsufficientResources, InvalidInput, TowerboxError
+from towerbox_core.errors import Conflict, InsufficientResources, InvalidInput, TowerboxError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from appliance.errors import (
+from towerbox_core.errors import (
     BackendError,
     BackendUnavailable,
     Conflict,

@@ -17,7 +17,7 @@ from appliance.backends.gpu.nvml import NvmlGpuBackend
 from appliance.backends.gpu.protocol import GpuBackend
 from appliance.backends.gpu.simulated import SimulatedGpuBackend
 from appliance.domain.gpu.catalog import GpuCatalog
-from appliance.errors import BackendUnavailable
+from towerbox_core.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from appliance.domain.gpu.catalog import GpuModel, MigProfile
-from appliance.errors import InsufficientResources, InvalidInput, TowerboxError
+from towerbox_core.errors import InsufficientResources, InvalidInput, TowerboxError
 
 
 def placement_refusal(model: GpuModel, profile: MigProfile, start: int) -> InvalidInput | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 
 from appliance.domain.gpu.catalog import GpuCatalog
-from appliance.errors import ConfigError, InvalidInput
+from towerbox_core.errors import ConfigError, InvalidInput
 
 STATE_VERSION = 1
 

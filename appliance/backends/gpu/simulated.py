@@ -38,7 +38,7 @@ from appliance.backends.gpu.sim_state import (
     save_state,
 )
 from appliance.domain.gpu.catalog import GpuCatalog, GpuModel, MigProfile, default_catalog
-from appliance.errors import Conflict, NotFound, TowerboxError
+from towerbox_core.errors import Conflict, NotFound, TowerboxError
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import Protocol
 from appliance.backends.gpu.protocol import GpuInfo, GpuInstanceInfo
 from appliance.backends.gpu.simulated import SimulatedGpuBackend
 from appliance.domain.gpu.catalog import MigProfile
-from appliance.errors import BackendError, Conflict, TowerboxError
+from towerbox_core.errors import BackendError, Conflict, TowerboxError
 
 log = logging.getLogger(__name__)
 

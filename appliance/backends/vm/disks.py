@@ -6,8 +6,8 @@ import json
 import logging
 from pathlib import Path
 
-from appliance.backends.subp import run
-from appliance.errors import BackendError
+from towerbox_core.errors import BackendError
+from towerbox_core.subp import run
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from appliance.backends.vm.xml_parts import compact_cpuset, disk_targets, parse_pci_address
 from appliance.domain.allocation import Allocation
 from appliance.domain.vm_spec import DiskSpec, NicKind, NicSpec, PinUnit, VmSpec
-from appliance.errors import ConfigError, InvalidInput
+from towerbox_core.errors import ConfigError, InvalidInput
 
 OWNER_NS = "urn:towerbox:vm:1"
 VIRT_TYPES = ("kvm", "qemu", "test")

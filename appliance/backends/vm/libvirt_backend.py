@@ -19,7 +19,7 @@ import libvirt
 from appliance.backends.vm.domain_xml import OWNER_NS, read_owner
 from appliance.backends.vm.protocol import DomainState, DomainStats, DomainStatus
 from appliance.backends.vm.xml_parts import compact_cpuset
-from appliance.errors import BackendError, BackendUnavailable, Conflict, NotFound
+from towerbox_core.errors import BackendError, BackendUnavailable, Conflict, NotFound
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from appliance.domain.vm_spec import check_pci_address
-from appliance.errors import InvalidInput
+from towerbox_core.errors import InvalidInput
 
 _DISK_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd"}  # sata and scsi share sdX
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"

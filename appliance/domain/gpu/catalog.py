@@ -18,11 +18,11 @@ from typing import Literal
 
 import msgspec
 
-from appliance.errors import ConfigError, InvalidInput
+from towerbox_core.errors import ConfigError, InvalidInput
 
 SCHEMA_VERSION = 1
-_PCI_ID_RE = re.compile(r"^0x[0-9a-f]{4}$")
-_MODEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+_PCI_ID_RE = re.compile(r"^0x[0-9a-f]{4}\Z")
+_MODEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*\Z")
 _NVIDIA_PREFIX = "NVIDIA "
 
 Media = Literal["", "me", "gfx"]

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import msgspec
 
 from appliance.domain.gpu.catalog import GpuModel
-from appliance.errors import InvalidInput
+from towerbox_core.errors import InvalidInput
 
 
 class MigRole(enum.StrEnum):

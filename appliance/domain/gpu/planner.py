@@ -20,7 +20,7 @@ import msgspec
 from appliance.domain.gpu.catalog import GpuModel
 from appliance.domain.gpu.layout import Instance, Layout, MigRole, validate_layout
 from appliance.domain.gpu.solver import solve_counts
-from appliance.errors import Conflict
+from towerbox_core.errors import Conflict
 
 __all__ = ["MigOp", "OpKind", "Plan", "check_protected", "plan", "solve_counts"]
 

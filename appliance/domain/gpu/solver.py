@@ -22,7 +22,7 @@ from appliance.domain.gpu.layout import (
     check_counts,
     validate_layout,
 )
-from appliance.errors import InvalidInput
+from towerbox_core.errors import InvalidInput
 
 
 def _is_protected(inst: Instance) -> bool:

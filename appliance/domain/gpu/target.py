@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from appliance.domain.gpu.layout import Instance
-from appliance.errors import InvalidInput
+from towerbox_core.errors import InvalidInput
 
 
 class LayoutRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.errors import Conflict, InsufficientResources, InvalidInput, NotFound
 from tests.contract.gpu.conftest import Board
+from towerbox_core.errors import Conflict, InsufficientResources, InvalidInput, NotFound
 
 
 def placed(board: Board) -> list[tuple[str, int]]:

@@ -9,7 +9,7 @@ import pytest
 
 from appliance.backends.gpu.protocol import GpuBackend
 from appliance.backends.gpu.simulated import SimulatedGpuBackend
-from appliance.errors import BackendError, ConfigError, Conflict, InsufficientResources
+from towerbox_core.errors import BackendError, ConfigError, Conflict, InsufficientResources
 
 
 def uuids(sim: SimulatedGpuBackend) -> tuple[str, str, str]:

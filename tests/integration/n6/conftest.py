@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pyroute2 import IPRoute
 
-from appliance.backends import subp
+from towerbox_core import subp
 from upf_bridge import naming
 from upf_bridge.naming import TABLE_SPAN, OwnedRanges
 

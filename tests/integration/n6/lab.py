@@ -16,7 +16,7 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.ethtool import Ethtool
 
-from appliance.backends import subp
+from towerbox_core import subp
 
 PROBE = str(Path(__file__).with_name("probe.py"))
 PROBE_PORT = 7007

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.backends import subp
 from tests.integration.n6.conftest import OCTET, OWNER, TAG
 from tests.support.appliance import admin_password, api_client, built, login
+from towerbox_core import subp
 from upf_bridge.model import N6Config, TrunkKind
 
 

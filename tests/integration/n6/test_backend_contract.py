@@ -7,8 +7,8 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from appliance.errors import TowerboxError
 from tests.integration.n6.conftest import CONTRACT_RANGES, OCTET, OWNER, TAG
+from towerbox_core.errors import TowerboxError
 from upf_bridge.backends.base import NetBackend
 from upf_bridge.backends.ovs import OvsBackend
 from upf_bridge.backends.reconcile import Reconciler, Step

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from pyroute2 import IPRoute
 
-from appliance.errors import BackendUnavailable
 from tests.integration.n6.conftest import LINUX_RANGES, NETNS_PREFIX, OWNER, PID, RUN_KEY, TAG
 from tests.integration.n6.lab import Lab, received_from
+from towerbox_core.errors import BackendUnavailable
 from upf_bridge import naming
 from upf_bridge.backends import netlink, sysctl
 from upf_bridge.backends.linux import LinuxBackend

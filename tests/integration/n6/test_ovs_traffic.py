@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import BackendError, Conflict
 from tests.integration.n6.conftest import NETNS_PREFIX, OCTET, OVS_RANGES, OWNER, PID, RUN_KEY, TAG
 from tests.integration.n6.lab import Lab, received_from, sh
+from towerbox_core.errors import BackendError, Conflict
 from upf_bridge import naming
 from upf_bridge.backends import netlink, sysctl
 from upf_bridge.backends.ovs import OvsBackend

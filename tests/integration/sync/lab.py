@@ -65,7 +65,9 @@ def open_lab(tmp_path: Path, database: str) -> Iterator[Lab]:
         agent = AgentProcess(agent_dir, agent_env(daemon, agent_dir, token_file))
         try:
             with proxy:
-                made = agent.cli("token", "--out", str(token_file))
+                made = agent.cli(
+                    "token", "--out", str(token_file), "--admin-token", str(cfg.cli_token_file)
+                )
                 assert made.returncode == 0, made.stderr
                 with registry.operator() as op:
                     resp = op.post(

@@ -9,8 +9,8 @@ import pynvml
 import pytest
 
 from appliance.domain.gpu.catalog import default_catalog, load_catalog, parse_catalog
-from appliance.errors import ConfigError, InvalidInput
 from tests.unit.gpu.catalogs import VALID_MODEL
+from towerbox_core.errors import ConfigError, InvalidInput
 
 EIGHT_SLOT = ["A100-40GB", "A100-80GB", "H100-80GB", "H100-NVL-94GB", "H200-141GB"]
 

@@ -8,7 +8,7 @@ import pytest
 
 from appliance.config import GpuScheduleConfig, config_from
 from appliance.domain.gpu.target import LayoutRequest
-from appliance.errors import ConfigError
+from towerbox_core.errors import ConfigError
 
 OFFPEAK = {"counts": {"1g.10gb": 4}}
 

@@ -6,8 +6,8 @@ import pytest
 
 from appliance.domain.gpu.catalog import GpuModel, default_catalog, parse_catalog
 from appliance.domain.gpu.layout import Instance, Layout, MigRole, validate_layout
-from appliance.errors import InvalidInput
 from tests.unit.gpu.catalogs import VALID_MODEL
+from towerbox_core.errors import InvalidInput
 
 H100 = default_catalog().model("H100-80GB")
 VRAN = Instance("3g.40gb", 4, MigRole.VRAN, "du-1")

@@ -13,7 +13,8 @@ import pytest
 from appliance.backends.gpu.nvml import NvmlGpuBackend
 from appliance.backends.gpu.nvml_errors import map_nvml_error
 from appliance.backends.gpu.nvml_read import pci_address
-from appliance.errors import (
+from tests.unit.gpu.fake_nvml import GPU_UUID, FakeNvml
+from towerbox_core.errors import (
     BackendError,
     BackendUnavailable,
     Conflict,
@@ -21,7 +22,6 @@ from appliance.errors import (
     InvalidInput,
     NotFound,
 )
-from tests.unit.gpu.fake_nvml import GPU_UUID, FakeNvml
 
 
 @pytest.fixture

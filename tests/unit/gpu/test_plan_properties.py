@@ -14,8 +14,8 @@ from appliance.domain.gpu.catalog import default_catalog
 from appliance.domain.gpu.layout import Instance, Layout, MigRole, validate_layout
 from appliance.domain.gpu.planner import plan, solve_counts
 from appliance.domain.gpu.space import all_layouts
-from appliance.errors import Conflict, TowerboxError
 from tests.unit.gpu.apply import apply_plan, build, ids_by_placement
+from towerbox_core.errors import Conflict, TowerboxError
 
 CATALOG = default_catalog()
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

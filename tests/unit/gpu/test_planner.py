@@ -7,7 +7,7 @@ import pytest
 from appliance.domain.gpu.catalog import default_catalog
 from appliance.domain.gpu.layout import Instance, Layout, MigRole
 from appliance.domain.gpu.planner import OpKind, plan
-from appliance.errors import Conflict, InvalidInput
+from towerbox_core.errors import Conflict, InvalidInput
 
 H100 = default_catalog().model("H100-80GB")
 VRAN = Instance("3g.40gb", 4, MigRole.VRAN, "du-1")

@@ -10,8 +10,8 @@ import pytest
 from appliance.backends.gpu.nvml import NvmlGpuBackend
 from appliance.backends.gpu.probe import open_gpu_backend
 from appliance.backends.gpu.simulated import SimulatedGpuBackend
-from appliance.errors import BackendUnavailable
 from tests.unit.gpu.fake_nvml import FakeNvml
+from towerbox_core.errors import BackendUnavailable
 
 
 def without_driver() -> FakeNvml:

@@ -10,7 +10,7 @@ from appliance.domain.gpu.catalog import default_catalog
 from appliance.domain.gpu.layout import Instance, Layout, MigRole, validate_layout
 from appliance.domain.gpu.planner import plan, solve_counts
 from appliance.domain.gpu.space import all_layouts
-from appliance.errors import InvalidInput
+from towerbox_core.errors import InvalidInput
 
 H100 = default_catalog().model("H100-80GB")
 VRAN = Instance("3g.40gb", 4, MigRole.VRAN, "du-1")

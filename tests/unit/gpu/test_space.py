@@ -9,7 +9,7 @@ import pytest
 from appliance.domain.gpu.catalog import GpuModel, default_catalog
 from appliance.domain.gpu.layout import Instance, Layout, MigRole, validate_layout
 from appliance.domain.gpu.space import all_layouts
-from appliance.errors import InvalidInput
+from towerbox_core.errors import InvalidInput
 
 CATALOG = default_catalog()
 

@@ -16,7 +16,7 @@ from appliance.backends.gpu.vgpu import (
     mig_type_matches,
 )
 from appliance.domain.gpu.catalog import default_catalog
-from appliance.errors import Conflict
+from towerbox_core.errors import Conflict
 
 PF = "0000:3b:00.0"
 GPU = GpuInfo(

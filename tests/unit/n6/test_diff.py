@@ -7,8 +7,8 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from appliance.errors import BackendError
 from tests.unit.n6.factories import vnet
+from towerbox_core.errors import BackendError
 from upf_bridge import policy
 from upf_bridge.backends.reconcile import Step, run_steps
 from upf_bridge.naming import OVS_RANGES

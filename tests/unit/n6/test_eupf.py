@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from appliance.errors import BackendError, BackendUnavailable
 from tests.unit.n6.factories import vnet
+from towerbox_core.errors import BackendError, BackendUnavailable
 from upf_bridge.eupf import EupfClient, sessions_by_vnet
 
 

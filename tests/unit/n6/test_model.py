@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from appliance.errors import Conflict, InvalidInput
 from tests.unit.n6.factories import trunk, vnet
+from towerbox_core.errors import Conflict, InvalidInput
 from upf_bridge.model import TrunkKind, check_vlan, validate
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.errors import BackendError
+from towerbox_core.errors import BackendError
 from upf_bridge.backends.ovsdb import Transaction, parse_view, quote
 
 # ovs-vsctl --format=json -- --columns=... list Bridge -- ... list Port -- ... list Interface

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from appliance.errors import InvalidInput
+from towerbox_core.errors import InvalidInput
 from upf_bridge.model import TrunkKind
 from upf_bridge.parse import parse_config
 

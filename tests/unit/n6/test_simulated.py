@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from appliance.errors import BackendError, BackendUnavailable
 from tests.unit.n6.factories import trunk, vnet
+from towerbox_core.errors import BackendError, BackendUnavailable
 from upf_bridge.backends import backend_for, ovsdb, probe
 from upf_bridge.backends.simulated import SimulatedBackend
 from upf_bridge.model import N6Config, TrunkKind, validate

@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from appliance.errors import BackendError, BackendUnavailable
+from towerbox_core.errors import BackendError, BackendUnavailable
 
 log = logging.getLogger(__name__)
 

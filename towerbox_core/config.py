@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from appliance.errors import ConfigError
+from towerbox_core.errors import ConfigError
 
 
 def read_toml(path: Path, what: str) -> dict[str, Any]:

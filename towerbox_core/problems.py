@@ -17,7 +17,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ExceptionHandlersMap
 
-from appliance.errors import TowerboxError
+from towerbox_core.errors import TowerboxError
 
 log = logging.getLogger(__name__)
 

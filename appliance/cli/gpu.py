@@ -1,0 +1,52 @@
+"""``towerbox gpu ...``: GPUs, MIG layouts, and slices claimed by processes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from appliance.cli.connect import json_flag, node_call
+from towerbox_core.commands import CommandGroup
+
+if TYPE_CHECKING:
+    from towerbox_core.client import ApiClient
+
+
+def _register(parser: argparse.ArgumentParser) -> None:
+    gpu = parser.add_subparsers(dest="gpu_command", required=True)
+    json_flag(gpu.add_parser("list", help="GPUs with their layouts"))
+    for name, help_text in (("plan", "dry-run a target layout"), ("apply", "apply it")):
+        cmd = gpu.add_parser(name, help=help_text)
+        cmd.add_argument("uuid")
+        cmd.add_argument("target", help='{"counts": {"1g.10gb": 4}} or {"instances": [...]}')
+        json_flag(cmd)
+    json_flag(gpu.add_parser("claims", help="who holds which slice"))
+    claim = gpu.add_parser("claim", help="a slice for a process: prints its MIG device UUID")
+    claim.add_argument("process")
+    claim.add_argument("--profile", help="MIG profile, e.g. 1g.10gb (default: any)")
+    claim.add_argument("--role", choices=("b2b", "vran"), default="b2b")
+    claim.add_argument("--gpu", help="GPU UUID or PCI address (default: any)")
+    json_flag(claim)
+    release = gpu.add_parser("release", help="give a process's slice back")
+    release.add_argument("process")
+    json_flag(release)
+
+
+def _call(args: argparse.Namespace, c: ApiClient) -> Any:
+    command = args.gpu_command
+    if command == "list":
+        return c.request("GET", "/api/v1/gpus")
+    if command == "claims":
+        return c.request("GET", "/api/v1/gpus/claims")
+    if command == "claim":
+        body = {"name": args.process, "profile": args.profile, "role": args.role, "gpu": args.gpu}
+        return c.request("POST", "/api/v1/gpus/claims", json=body)
+    if command == "release":
+        return c.request("DELETE", f"/api/v1/gpus/claims/{args.process}")
+    return c.request("POST", f"/api/v1/gpus/{args.uuid}/{command}", json=json.loads(args.target))
+
+
+group = CommandGroup(
+    "gpu", "GPUs and MIG layouts", _register, lambda a: node_call(a, lambda c: _call(a, c))
+)

@@ -1,0 +1,70 @@
+"""``towerbox n6 ...``: N6 trunks and tenant VNets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from appliance.cli.connect import json_flag, node_call, show_plain
+from towerbox_core.commands import CommandGroup, out
+
+if TYPE_CHECKING:
+    from towerbox_core.client import ApiClient
+
+_BASE = "/api/v1/n6"
+
+
+def _register(parser: argparse.ArgumentParser) -> None:
+    n6 = parser.add_subparsers(dest="n6_command", required=True)
+    for name, help_text in (
+        ("trunks", "list trunks"),
+        ("vnets", "list VNets"),
+        ("plan", "what apply would change"),
+        ("apply", "apply the VNets"),
+        ("state", "VNets with traffic and attached VMs"),
+    ):
+        json_flag(n6.add_parser(name, help=help_text))
+    vnet = n6.add_parser("vnet-create", help="declare a VNet from a JSON document")
+    vnet.add_argument("document", help='e.g. \'{"tenant": "acme", "name": "llm", ...}\'')
+    json_flag(vnet)
+    vnet_rm = n6.add_parser("vnet-delete", help="remove a VNet from the declaration")
+    vnet_rm.add_argument("tenant")
+    vnet_rm.add_argument("name")
+    trunk = n6.add_parser("trunk-set", help="declare or change a trunk")
+    trunk.add_argument("name")
+    trunk.add_argument("--kind", choices=("ovs", "linux"), required=True)
+    trunk.add_argument("--port", action="append", default=[], help="uplink/UPF port (repeat)")
+    json_flag(trunk)
+
+
+def _call(args: argparse.Namespace, c: ApiClient) -> Any:
+    command = args.n6_command
+    if command in ("trunks", "vnets", "state"):
+        return c.request("GET", f"{_BASE}/{command}")
+    if command in ("plan", "apply"):
+        return c.request("POST", f"{_BASE}/{command}")
+    if command == "vnet-create":
+        return c.request("POST", f"{_BASE}/vnets", json=json.loads(args.document))
+    if command == "vnet-delete":
+        return c.request("DELETE", f"{_BASE}/vnets/{args.tenant}/{args.name}")
+    body = {"kind": args.kind, "ports": args.port}
+    return c.request("PUT", f"{_BASE}/trunks/{args.name}", json=body)
+
+
+def _show(args: argparse.Namespace, result: Any) -> None:
+    if isinstance(result, dict) and "changes" in result:
+        for kind, lines in result["changes"].items():
+            out(f"{kind}: {len(lines)} changes")
+            for line in lines:
+                out(f"  {line}")
+    else:
+        show_plain(args, result)
+
+
+group = CommandGroup(
+    "n6",
+    "N6 trunks and tenant VNets",
+    _register,
+    lambda a: node_call(a, lambda c: _call(a, c), _show),
+)

@@ -1,0 +1,1 @@
+"""The ``towerbox`` command line: a thin entry point over the packages' command groups."""

@@ -1,0 +1,240 @@
+"""One HTTP client for Towerbox's own APIs, sync and async, with one problem decoder.
+
+The CLI, the node UI and the edge agent call the appliance and the registry through
+this module. Every problem answer (RFC 9457, with our stable ``code``) becomes an
+``ApiError`` by ``error_from_response``, so nobody decodes problem documents by hand.
+A URL ``unix:/path`` talks HTTP over that unix socket (the appliance's local door).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import httpx
+
+from towerbox_core.errors import TowerboxError
+
+_UNIX = "unix:"
+_SOCKET_BASE = "http://appliance"  # the host part is ignored over a unix socket
+
+
+class ApiError(TowerboxError):
+    """A problem answer from a Towerbox API, carried back with its status and code."""
+
+    def __init__(
+        self, status: int, code: str, message: str, problem: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+        self.problem = problem if problem is not None else {}
+
+    @property
+    def field(self) -> str | None:
+        """The request field the server blamed, for a form to show it at the field."""
+        value = self.problem.get("field")
+        return str(value) if value is not None else None
+
+    @property
+    def text(self) -> str:
+        """The detail with its code, the way the CLI and the UI print it."""
+        return f"{self.message} [{self.code}]"
+
+
+def decode_problem(resp: httpx.Response) -> dict[str, Any]:
+    """The problem document of an error answer; one made up when it sent none."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "code" in body:
+        return body
+    text = resp.text[:200] if resp.content else ""
+    return {
+        "code": f"http_{resp.status_code}",
+        "detail": text or resp.reason_phrase or f"HTTP {resp.status_code}",
+        "status": resp.status_code,
+    }
+
+
+def error_from_response(resp: httpx.Response) -> ApiError:
+    problem = decode_problem(resp)
+    detail = str(problem.get("detail") or problem.get("title") or f"HTTP {resp.status_code}")
+    return ApiError(resp.status_code, str(problem["code"]), detail, problem)
+
+
+def answer_body(resp: httpx.Response) -> Any:
+    """A success answer's body: JSON decoded, text as text, None when empty."""
+    if resp.status_code >= 400:
+        raise error_from_response(resp)
+    if resp.status_code == 204 or not resp.content:
+        return None
+    content_type = resp.headers.get("content-type", "")
+    if content_type.startswith("text/"):
+        return resp.text
+    if "json" in content_type:
+        return resp.json()
+    return resp.text
+
+
+def tls_context(ca_file: str) -> ssl.SSLContext:
+    """Verify the far end against ``ca_file`` only, or the system's CAs when empty."""
+    ctx = ssl.create_default_context(cafile=ca_file or None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def sync_http(
+    url: str, *, token: str | None = None, timeout: float = 30.0, ca_file: str = ""
+) -> httpx.Client:
+    """An httpx client for ``url`` (``unix:/path`` for a socket), with the token set."""
+    if url.startswith(_UNIX):
+        return httpx.Client(
+            transport=httpx.HTTPTransport(uds=url.removeprefix(_UNIX)),
+            base_url=_SOCKET_BASE,
+            headers=_headers(token),
+            timeout=timeout,
+        )
+    return httpx.Client(
+        base_url=url.rstrip("/"),
+        headers=_headers(token),
+        timeout=timeout,
+        verify=tls_context(ca_file) if url.startswith("https:") else True,
+    )
+
+
+def async_http(
+    url: str,
+    *,
+    token: str | None = None,
+    timeout: float = 30.0,
+    ca_file: str = "",
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """The async twin of ``sync_http``; ``transport`` lets a test or the UI bring its own."""
+    limits = httpx.Limits(max_connections=8, keepalive_expiry=30)
+    if url.startswith(_UNIX):
+        return httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=url.removeprefix(_UNIX), limits=limits),
+            base_url=_SOCKET_BASE,
+            headers=_headers(token),
+            timeout=timeout,
+        )
+    return httpx.AsyncClient(
+        base_url=url.rstrip("/"),
+        headers=_headers(token),
+        timeout=timeout,
+        verify=tls_context(ca_file) if url.startswith("https:") else True,
+        limits=limits,
+        transport=transport,
+    )
+
+
+class ApiClient:
+    """A synchronous client: ``request`` answers the body or raises ``ApiError``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 120.0,
+        ca_file: str = "",
+        what: str = "the appliance",
+        unreachable_code: str = "appliance_unreachable",
+    ) -> None:
+        self.url = url
+        self._http = sync_http(url, token=token, timeout=timeout, ca_file=ca_file)
+        self._what = what
+        self._unreachable_code = unreachable_code
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            resp = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as err:
+            raise TowerboxError(
+                f"cannot reach {self._what}: {err}", code=self._unreachable_code
+            ) from err
+        return answer_body(resp)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class AsyncApiClient:
+    """The async client: one connection pool, a bearer token per call (the UI serves
+    several signed-in users through one client)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        ca_file: str = "",
+        transport: httpx.AsyncBaseTransport | None = None,
+        what: str = "the appliance",
+        unreachable_code: str = "appliance_unreachable",
+        unreachable_hint: str = "",
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._timeout = timeout
+        self._ca_file = ca_file
+        self._transport = transport
+        self._what = what
+        self._unreachable_code = unreachable_code
+        self._hint = unreachable_hint
+        self._client: httpx.AsyncClient | None = None
+        self._closed = False
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._closed:
+            raise ApiError(0, "client_closed", f"the connection to {self._what} is closed")
+        # Made on first use, inside the event loop that will drive it.
+        if self._client is None:
+            self._client = async_http(
+                self.url, timeout=self._timeout, ca_file=self._ca_file, transport=self._transport
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        try:
+            resp = await self._http().request(
+                method, path, json=json, params=params, headers=_headers(token)
+            )
+        except httpx.TimeoutException as err:
+            raise ApiError(
+                0,
+                self._unreachable_code.replace("unreachable", "timeout"),
+                f"{self._what} at {self.url} did not answer in time",
+            ) from err
+        except httpx.TransportError as err:
+            hint = f"; {self._hint}" if self._hint else ""
+            raise ApiError(
+                0,
+                self._unreachable_code,
+                f"{self._what} at {self.url} does not answer ({type(err).__name__}){hint}",
+            ) from err
+        return answer_body(resp)

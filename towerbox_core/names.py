@@ -1,0 +1,61 @@
+"""One name grammar for everything an operator or tenant names.
+
+VMs, tenants, VNets, sites, users, tokens, layouts and schedules all share it, so a
+name accepted in one place is accepted everywhere it travels (a tenant's name ends up
+in a VNet, a journal entry and the registry). Names land in libvirt XML, OVSDB
+``external_ids``, interface aliases and log lines, so the grammar is narrow: 1 to 63
+letters, digits, ``-``, ``_`` or ``.``, starting with a letter or digit.
+
+``fullmatch`` and not ``match`` with ``$``: ``$`` also matches before a final newline,
+which would let ``"ab\\n"`` through.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import msgspec
+
+from towerbox_core.errors import InvalidInput
+
+NAME_MAX = 63
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+IFNAME_MAX = 15  # the kernel's IFNAMSIZ less the NUL
+_IFNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+# For msgspec structs: the plain shape of a name, documented in OpenAPI. The check
+# with the operator's message is ``check_name``.
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)]
+
+
+def is_valid_name(value: object, max_len: int = NAME_MAX) -> bool:
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= max_len
+        and _NAME_RE.fullmatch(value) is not None
+    )
+
+
+def check_name(kind: str, value: object, *, max_len: int = NAME_MAX, field: str = "name") -> None:
+    """Refuse a name outside the grammar with ``invalid_name`` and the field it came in."""
+    if not is_valid_name(value, max_len):
+        raise InvalidInput(
+            f"{kind} name {value!r} is not valid: use 1 to {max_len} letters, digits, "
+            "'-', '_' or '.', starting with a letter or digit",
+            code="invalid_name",
+            field=field,
+        )
+
+
+def check_ifname(value: str, field: str) -> None:
+    """An interface or bridge name the kernel accepts (at most 15 bytes)."""
+    if len(value.encode()) > IFNAME_MAX or _IFNAME_RE.fullmatch(value) is None:
+        raise InvalidInput(
+            f"interface name {value!r} is not valid: use 1 to {IFNAME_MAX} letters, digits, "
+            "'-', '_' or '.'",
+            code="invalid_interface_name",
+            field=field,
+        )
