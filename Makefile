@@ -41,10 +41,11 @@ test: setup  ## Run the whole test suite (starts libvirtd and Open vSwitch if ne
 	@TOWERBOX_IMAGE_DIR=$(CURDIR)/$(IMAGES) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: $(STAMP)  ## ruff and mypy --strict
+lint: $(STAMP)  ## ruff, mypy --strict and the import contracts (pyproject.toml)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
+	@$(VENV)/bin/lint-imports --no-cache
 
 .PHONY: bench
 bench: setup  ## Measure the figures the issues name (non-zero exit when a target is missed)
