@@ -7,7 +7,7 @@ import pytest
 
 from towerbox_core.errors import InvalidInput
 from upf_bridge.model import TrunkKind
-from upf_bridge.parse import parse_config
+from upf_bridge.parse import parse_config, parse_trunk, parse_vnet
 
 
 def _doc(**vnet: Any) -> dict[str, Any]:
@@ -71,3 +71,67 @@ def test_the_document_shape_is_checked() -> None:
     with pytest.raises(InvalidInput) as err:
         parse_config({"trunks": [{"name": "n6", "kind": "vxlan"}]})
     assert err.value.code == "invalid_trunk_kind"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "words"),
+    [
+        ({"mtu": "1500"}, "mtu", "vnets[0].mtu must be an integer, not a string"),
+        ({"mtu": True}, "mtu", "vnets[0].mtu must be an integer, not a boolean"),
+        ({"vlan": 1.0}, "vlan", "VLAN id 1.0 is not valid: use a number from 1 to 4094"),
+        ({"vlan": [100]}, "vlan", "VLAN id [100] is not valid"),
+        ({"tenant": None}, "tenant", "vnets[0].tenant must be a string, not null"),
+        ({"ue_pools": "10.45.0.0/16"}, "ue_pools", "vnets[0].ue_pools must be a list, not a"),
+        ({"dnns": ["internet", 5]}, "dnns", "vnets[0].dnns[1] must be a string, not an integer"),
+        ({"next_hop": 5}, "next_hop", "vnets[0].next_hop must be a string, not an integer"),
+        ({"colour": "blue", "arity": 2}, "vnets[0]", "vnets[0] has unknown fields: arity, colour"),
+        ({7: "seven"}, "vnets[0]", "vnets[0] has unknown fields: 7"),
+    ],
+)
+def test_refusals_name_the_field_and_what_was_wrong(
+    overrides: dict[Any, Any], field: str, words: str
+) -> None:
+    doc = _doc()
+    doc["vnets"][0].update(overrides)
+    with pytest.raises(InvalidInput) as err:
+        parse_config(doc)
+    assert err.value.extra["field"] == field
+    assert words in err.value.message
+
+
+def test_a_missing_field_is_named_with_the_callers_place() -> None:
+    body = _doc()["vnets"][0]
+    del body["gateway"]
+    with pytest.raises(InvalidInput) as err:
+        parse_vnet(body, "vnet")
+    assert (err.value.code, err.value.extra["field"]) == ("invalid_type", "gateway")
+    assert err.value.message == "vnet.gateway is required"
+    del body["vlan"]
+    body["gateway"] = "10.1.1.1"
+    with pytest.raises(InvalidInput) as err:
+        parse_vnet(body)
+    assert err.value.code == "invalid_vlan"
+
+
+def test_document_level_refusals() -> None:
+    with pytest.raises(InvalidInput) as err:
+        parse_config([])
+    assert (err.value.extra["field"], err.value.message) == (
+        "document",
+        "document must be an object, not a list",
+    )
+    with pytest.raises(InvalidInput) as err:
+        parse_config({"vnets": [], "extra": 1})
+    assert err.value.message == "document has unknown fields: extra"
+    with pytest.raises(InvalidInput) as err:
+        parse_config({"trunks": None})
+    assert (err.value.extra["field"], err.value.message) == (
+        "trunks",
+        "trunks must be a list, not null",
+    )
+    with pytest.raises(InvalidInput) as err:
+        parse_trunk({"name": "n6", "kind": "ovs", "ports": ["eth1", None]}, "trunk")
+    assert (err.value.extra["field"], err.value.message) == (
+        "ports",
+        "trunk.ports[1] must be a string, not null",
+    )
