@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from towerbox_core.commands import CommandGroup, fail, table
 
 if TYPE_CHECKING:
@@ -83,9 +85,9 @@ def _run(args: argparse.Namespace, registry: Registry) -> Any:
     if command == "token":
         return registry.sites.new_enrollment_token(args.name, args.ttl)
     if command == "sites":
-        return registry.sites.search(args.status, args.label, None, 100000, 0)["sites"]
+        return registry.sites.search(args.status, args.label, None, 100000, 0).sites
     if command == "site":
-        return registry.sites.describe(registry.sites.get(args.name), detail=True)
+        return registry.sites.detail(registry.sites.get(args.name))
     path = registry.cfg.admin_password_file
     registry.operators.reset_password("admin", path)
     return f"new admin password written to {path}; admin login tokens revoked\n"
@@ -94,7 +96,9 @@ def _run(args: argparse.Namespace, registry: Registry) -> Any:
 def _show(args: argparse.Namespace, result: Any) -> None:
     if isinstance(result, str):
         sys.stdout.write(result)
-    elif getattr(args, "json", False) or not isinstance(result, list):
+        return
+    result = msgspec.to_builtins(result)
+    if getattr(args, "json", False) or not isinstance(result, list):
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
         columns = ("name", "region", "status", "last_contact", "acked_seq")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-from typing import Any
 
 from litestar import Litestar, get
 from litestar.di import Provide
@@ -19,6 +18,7 @@ from registry.config import load_config
 from registry.context import Registry, build_registry
 from registry.store.db import SCHEMA_VERSION
 from towerbox_core import problems
+from towerbox_core.api.fleet import Health
 from towerbox_core.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,8 @@ MAX_BODY_BYTES = 2 * 1024 * 1024  # desired documents; journal batches have thei
 
 
 @get("/healthz")
-async def healthz(registry: RegistryDep) -> dict[str, Any]:
-    return {"status": "ok", "database": registry.engine, "schema_version": SCHEMA_VERSION}
+async def healthz(registry: RegistryDep) -> Health:
+    return Health(status="ok", database=registry.engine, schema_version=SCHEMA_VERSION)
 
 
 def create_app(registry: Registry) -> Litestar:

@@ -7,9 +7,8 @@ not hold up the heartbeats that agents send to the same worker.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-import msgspec
 from litestar import Controller, Response, delete, get, patch, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
@@ -17,29 +16,35 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from registry.api.auth import OperatorRequest
 from registry.api.deps import RegistryDep
 from registry.services.desired import group_scope, site_scope
+from towerbox_core.api.fleet import (
+    DesiredConflicts,
+    DesiredRecord,
+    DesiredWritten,
+    EnrollmentTokenCreate,
+    EnrollmentTokenIssued,
+    FleetVms,
+    JournalSummary,
+    SiteCreate,
+    SiteCreated,
+    SiteDesired,
+    SiteDetail,
+    SiteInfo,
+    SiteJournal,
+    SiteList,
+    SiteObjects,
+    SiteUpdate,
+)
 
 Limit = Annotated[int, QueryParameter(ge=1, le=20000)]
 Offset = Annotated[int, QueryParameter(ge=0)]
 
-
-class SiteCreate(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    region: str = ""
-    labels: dict[str, str] = msgspec.field(default_factory=dict)
-    token_ttl_s: int | None = None
+# A desired-state document is the operator's own JSON object, whatever its kind.
+DesiredBody = JSONBody[Any]
+_Versioned = TypeVar("_Versioned", DesiredRecord, DesiredWritten)
 
 
-class SiteUpdate(msgspec.Struct, forbid_unknown_fields=True):
-    region: str | None = None
-    labels: dict[str, str] | None = None
-
-
-class TokenCreate(msgspec.Struct, forbid_unknown_fields=True):
-    ttl_s: int | None = None
-
-
-def _etag_response(result: dict[str, Any], status: int = 200) -> Response[dict[str, Any]]:
-    return Response(result, status_code=status, headers={"ETag": f'"{result["etag"]}"'})
+def _etag_response(result: _Versioned) -> Response[_Versioned]:
+    return Response(result, headers={"ETag": f'"{result.etag}"'})
 
 
 class SiteController(Controller):
@@ -49,7 +54,7 @@ class SiteController(Controller):
     @post("/sites", sync_to_thread=True, status_code=HTTP_201_CREATED)
     def create_site(
         self, request: OperatorRequest, data: JSONBody[SiteCreate], registry: RegistryDep
-    ) -> dict[str, Any]:
+    ) -> SiteCreated:
         request.user.require_write()
         return registry.sites.create(data.name, data.region, data.labels, data.token_ttl_s)
 
@@ -66,12 +71,12 @@ class SiteController(Controller):
         region: FromQuery[str | None] = None,
         limit: Limit = 1000,
         offset: Offset = 0,
-    ) -> dict[str, Any]:
+    ) -> SiteList:
         return registry.sites.search(status, label or [], region, limit, offset)
 
     @get("/sites/{name:str}", sync_to_thread=True)
-    def get_site(self, name: FromPath[str], registry: RegistryDep) -> dict[str, Any]:
-        return registry.sites.describe(registry.sites.get(name), detail=True)
+    def get_site(self, name: FromPath[str], registry: RegistryDep) -> SiteDetail:
+        return registry.sites.detail(registry.sites.get(name))
 
     @patch("/sites/{name:str}", sync_to_thread=True)
     def update_site(
@@ -80,7 +85,7 @@ class SiteController(Controller):
         name: FromPath[str],
         data: JSONBody[SiteUpdate],
         registry: RegistryDep,
-    ) -> dict[str, Any]:
+    ) -> SiteInfo:
         request.user.require_write()
         return registry.sites.update(name, data.region, data.labels)
 
@@ -97,8 +102,8 @@ class SiteController(Controller):
         request: OperatorRequest,
         name: FromPath[str],
         registry: RegistryDep,
-        data: JSONBody[TokenCreate | None] = None,
-    ) -> dict[str, Any]:
+        data: JSONBody[EnrollmentTokenCreate | None] = None,
+    ) -> EnrollmentTokenIssued:
         request.user.require_write()
         return registry.sites.new_enrollment_token(name, data.ttl_s if data else None)
 
@@ -109,7 +114,7 @@ class SiteController(Controller):
         registry: RegistryDep,
         after: Offset = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=5000)] = 500,
-    ) -> dict[str, Any]:
+    ) -> SiteJournal:
         return registry.fleet.journal(name, after, limit)
 
     @get("/sites/{name:str}/journal/summary", sync_to_thread=True)
@@ -118,7 +123,7 @@ class SiteController(Controller):
         name: FromPath[str],
         registry: RegistryDep,
         through: Annotated[int | None, QueryParameter(ge=0)] = None,
-    ) -> dict[str, Any]:
+    ) -> JournalSummary:
         return registry.fleet.summary(name, through)
 
     @get("/sites/{name:str}/objects", sync_to_thread=True)
@@ -129,24 +134,24 @@ class SiteController(Controller):
         type: FromQuery[str | None] = None,
         limit: Limit = 1000,
         offset: Offset = 0,
-    ) -> dict[str, Any]:
+    ) -> SiteObjects:
         return registry.fleet.objects(name, type, limit, offset)
 
     # -- desired state ---------------------------------------------------------------
 
     @get("/sites/{name:str}/desired", sync_to_thread=True)
-    def site_desired(self, name: FromPath[str], registry: RegistryDep) -> dict[str, Any]:
+    def site_desired(self, name: FromPath[str], registry: RegistryDep) -> SiteDesired:
         site = registry.sites.get(name)
-        return {
-            "site": name,
-            "own": registry.desired.list_scope(site_scope(name)),
-            "effective": registry.desired.index(site.id, name),
-        }
+        return SiteDesired(
+            site=name,
+            own=registry.desired.list_scope(site_scope(name)),
+            effective=registry.desired.index(site.id, name),
+        )
 
     @get("/sites/{name:str}/desired/{kind:str}", sync_to_thread=True)
     def get_site_desired(
         self, name: FromPath[str], kind: FromPath[str], registry: RegistryDep
-    ) -> Response[dict[str, Any]]:
+    ) -> Response[DesiredRecord]:
         registry.sites.get(name)
         return _etag_response(registry.desired.get(site_scope(name), kind))
 
@@ -156,9 +161,9 @@ class SiteController(Controller):
         request: OperatorRequest,
         name: FromPath[str],
         kind: FromPath[str],
-        data: JSONBody[Any],
+        data: DesiredBody,
         registry: RegistryDep,
-    ) -> Response[dict[str, Any]]:
+    ) -> Response[DesiredWritten]:
         request.user.require_write()
         registry.sites.get(name)
         result = registry.desired.put(
@@ -169,7 +174,7 @@ class SiteController(Controller):
     @get("/groups/{group:str}/desired/{kind:str}", sync_to_thread=True)
     def get_group_desired(
         self, group: FromPath[str], kind: FromPath[str], registry: RegistryDep
-    ) -> Response[dict[str, Any]]:
+    ) -> Response[DesiredRecord]:
         return _etag_response(registry.desired.get(group_scope(group), kind))
 
     @put("/groups/{group:str}/desired/{kind:str}", sync_to_thread=True)
@@ -178,9 +183,9 @@ class SiteController(Controller):
         request: OperatorRequest,
         group: FromPath[str],
         kind: FromPath[str],
-        data: JSONBody[Any],
+        data: DesiredBody,
         registry: RegistryDep,
-    ) -> Response[dict[str, Any]]:
+    ) -> Response[DesiredWritten]:
         request.user.require_write()
         result = registry.desired.put(
             group_scope(group), kind, data, request.headers.get("if-match"), request.user.username
@@ -197,7 +202,7 @@ class SiteController(Controller):
         kind: FromQuery[str | None] = None,
         limit: Limit = 1000,
         offset: Offset = 0,
-    ) -> dict[str, Any]:
+    ) -> DesiredConflicts:
         return registry.fleet.conflicts(site, kind, limit, offset)
 
     @get("/fleet/vms", sync_to_thread=True)
@@ -211,5 +216,5 @@ class SiteController(Controller):
         role: FromQuery[str | None] = None,
         limit: Limit = 1000,
         offset: Offset = 0,
-    ) -> dict[str, Any]:
+    ) -> FleetVms:
         return registry.fleet.vms(site, vm_state, tenant, role, limit, offset)

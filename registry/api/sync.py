@@ -9,7 +9,6 @@ once, with msgspec.
 from __future__ import annotations
 
 import zlib
-from typing import Any
 
 import msgspec
 from litestar import Controller, Response, get, post
@@ -22,6 +21,7 @@ from registry.api.deps import RegistryDep
 from registry.errors import BadRequest, PayloadTooLarge
 from registry.store.ingest import ingest
 from registry.store.models import Site, now_ms
+from towerbox_core.api.fleet import EnrollReply, EnrollRequest, HeartbeatReply, JournalHead
 from towerbox_core.wire import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ENTRIES,
@@ -35,11 +35,6 @@ from towerbox_core.wire import (
 _MAX_WIRE_BYTES = MAX_BATCH_BYTES + MAX_BATCH_BYTES // 64 + 1024
 _batch_decoder = msgspec.json.Decoder(JournalBatch)
 _heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
-
-
-class EnrollRequest(msgspec.Struct, forbid_unknown_fields=True):
-    token: str
-    hostname: str = ""
 
 
 def decode_batch(body: bytes, encoding: str) -> JournalBatch:
@@ -85,7 +80,7 @@ class SyncController(Controller):
     tags = ("sync",)
 
     @post("/enroll", sync_to_thread=False, status_code=HTTP_200_OK)
-    def enroll(self, data: JSONBody[EnrollRequest], registry: RegistryDep) -> dict[str, str]:
+    def enroll(self, data: JSONBody[EnrollRequest], registry: RegistryDep) -> EnrollReply:
         return registry.sites.enroll(data.token, data.hostname)
 
     @post("/sync/journal", status_code=HTTP_200_OK, request_max_body_size=_MAX_WIRE_BYTES)
@@ -102,11 +97,11 @@ class SyncController(Controller):
         return await registry.run_db(ingest, request.user.site_id, batch, now_ms())
 
     @get("/sync/journal/head")
-    async def journal_head(self, request: SiteRequest, registry: RegistryDep) -> dict[str, int]:
+    async def journal_head(self, request: SiteRequest, registry: RegistryDep) -> JournalHead:
         return await registry.run_db(_journal_head, request.user.site_id)
 
     @post("/sync/heartbeat", status_code=HTTP_200_OK, request_max_body_size=256 * 1024)
-    async def heartbeat(self, request: SiteRequest, registry: RegistryDep) -> dict[str, Any]:
+    async def heartbeat(self, request: SiteRequest, registry: RegistryDep) -> HeartbeatReply:
         try:
             beat = _heartbeat_decoder.decode(await request.body())
         except msgspec.DecodeError as err:  # ValidationError is a DecodeError
@@ -116,7 +111,7 @@ class SyncController(Controller):
             registry.sites.record_heartbeat, site.site_id, msgspec.json.encode(beat)
         )
         index = await registry.run_db(registry.desired.index, site.site_id, site.name)
-        return {"desired": index}
+        return HeartbeatReply(desired=index)
 
     @get("/sync/desired/{kind:str}")
     async def desired(
@@ -131,7 +126,7 @@ class SyncController(Controller):
         return Response(doc, headers=headers)
 
 
-def _journal_head(site_id: int) -> dict[str, int]:
+def _journal_head(site_id: int) -> JournalHead:
     row = (
         Site.select(Site.acked_seq, Site.compacted_through)
         .where(Site.id == site_id)
@@ -139,7 +134,7 @@ def _journal_head(site_id: int) -> dict[str, int]:
         .first()
     )
     acked, compacted = row if row else (0, 0)
-    return {"acked_seq": acked, "compacted_through": compacted}
+    return JournalHead(acked_seq=acked, compacted_through=compacted)
 
 
 def _etag_matches_tag(header: str, etag: str) -> bool:

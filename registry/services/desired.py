@@ -18,6 +18,7 @@ from registry.errors import PreconditionFailed
 from registry.services.sites import SiteService, parse_label
 from registry.store import sql
 from registry.store.models import DesiredDoc, db_proxy, ms_to_iso
+from towerbox_core.api.fleet import DesiredRecord, DesiredWritten
 from towerbox_core.errors import Conflict, InvalidInput, NotFound
 from towerbox_core.wire import DESIRED_KINDS, DesiredDocument, DesiredIndexItem
 
@@ -58,7 +59,7 @@ class DesiredService:
 
     def put(
         self, scope: str, kind: str, document: Any, if_match: str | None, author: str
-    ) -> dict[str, Any]:
+    ) -> DesiredWritten:
         _check_kind(kind)
         if not isinstance(document, dict):
             raise InvalidInput("a desired-state document is a JSON object", code="invalid_document")
@@ -93,16 +94,16 @@ class DesiredService:
             raise Conflict(
                 f"{kind} for {scope} changed concurrently; retry", code="concurrent_update"
             ) from err
-        return {"scope": scope, "kind": kind, "version": version, "etag": etag[:32]}
+        return DesiredWritten(scope=scope, kind=kind, version=version, etag=etag[:32])
 
-    def get(self, scope: str, kind: str) -> dict[str, Any]:
+    def get(self, scope: str, kind: str) -> DesiredRecord:
         _check_kind(kind)
         doc = _current(scope, kind)
         if doc is None:
             raise NotFound(f"no {kind} document for {scope}", code="desired_not_found")
         return _describe(doc)
 
-    def list_scope(self, scope: str) -> list[dict[str, Any]]:
+    def list_scope(self, scope: str) -> list[DesiredRecord]:
         query = DesiredDoc.select().where(DesiredDoc.scope == scope, DesiredDoc.current == True)  # noqa: E712
         return [_describe(d) for d in query.order_by(DesiredDoc.kind)]
 
@@ -170,13 +171,13 @@ def _current(scope: str, kind: str) -> DesiredDoc | None:
     return result
 
 
-def _describe(doc: DesiredDoc) -> dict[str, Any]:
-    return {
-        "scope": doc.scope,
-        "kind": doc.kind,
-        "version": doc.version,
-        "etag": doc.etag,
-        "document": msgspec.json.decode(doc.document),
-        "created_at": ms_to_iso(doc.created_at),
-        "created_by": doc.created_by,
-    }
+def _describe(doc: DesiredDoc) -> DesiredRecord:
+    return DesiredRecord(
+        scope=doc.scope,
+        kind=doc.kind,
+        version=doc.version,
+        etag=doc.etag,
+        document=msgspec.json.decode(doc.document),
+        created_at=ms_to_iso(doc.created_at),
+        created_by=doc.created_by,
+    )

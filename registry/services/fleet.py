@@ -7,12 +7,30 @@ they last were, never as failed.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
 
 import msgspec
 
 from registry.services.sites import SiteService
-from registry.store.models import ConflictRow, JournalRow, ObjectRow, Site, now_ms, tuples
+from registry.store.models import (
+    ConflictRow,
+    JournalRow,
+    ObjectRow,
+    Site,
+    ms_to_iso,
+    now_ms,
+    tuples,
+)
+from towerbox_core.api.fleet import (
+    DesiredConflict,
+    DesiredConflicts,
+    FleetVm,
+    FleetVms,
+    JournalSummary,
+    SiteJournal,
+    SiteObject,
+    SiteObjects,
+)
 from towerbox_core.wire import WireEntry, journal_checksum
 
 _decode = msgspec.json.Decoder().decode
@@ -22,7 +40,7 @@ class FleetService:
     def __init__(self, sites: SiteService) -> None:
         self._sites = sites
 
-    def journal(self, site_name: str, after: int, limit: int) -> dict[str, Any]:
+    def journal(self, site_name: str, after: int, limit: int) -> SiteJournal:
         site = self._sites.get(site_name)
         query = (
             JournalRow.select(
@@ -38,24 +56,17 @@ class FleetService:
             .limit(limit)
         )
         entries = [
-            {
-                "seq": seq,
-                "kind": kind,
-                "object_type": object_type,
-                "object_id": object_id,
-                "state": _decode(state),
-                "created_at": created_at,
-            }
+            WireEntry(seq, kind, object_type, object_id, _decode(state), created_at)
             for seq, kind, object_type, object_id, state, created_at in tuples(query)
         ]
-        return {
-            "site": site.name,
-            "acked_seq": site.acked_seq,
-            "compacted_through": site.compacted_through,
-            "entries": entries,
-        }
+        return SiteJournal(
+            site=site.name,
+            acked_seq=site.acked_seq,
+            compacted_through=site.compacted_through,
+            entries=entries,
+        )
 
-    def summary(self, site_name: str, through: int | None) -> dict[str, Any]:
+    def summary(self, site_name: str, through: int | None) -> JournalSummary:
         """count, head and checksum as the node's /journal/summary computes them."""
         site = self._sites.get(site_name)
         query = JournalRow.select(
@@ -70,7 +81,7 @@ class FleetService:
         count = 0
         head = 0
 
-        def entries() -> Any:
+        def entries() -> Iterator[WireEntry]:
             nonlocal count, head
             for seq, kind, object_type, object_id, state in tuples(query.order_by(JournalRow.seq)):
                 count += 1
@@ -78,11 +89,11 @@ class FleetService:
                 yield WireEntry(seq, kind, object_type, object_id, _decode(state))
 
         checksum = journal_checksum(entries())
-        return {"site": site.name, "count": count, "head": head, "checksum": checksum}
+        return JournalSummary(site=site.name, count=count, head=head, checksum=checksum)
 
     def objects(
         self, site_name: str, object_type: str | None, limit: int, offset: int
-    ) -> dict[str, Any]:
+    ) -> SiteObjects:
         site = self._sites.get(site_name)
         query = ObjectRow.select(
             ObjectRow.object_type,
@@ -97,16 +108,16 @@ class FleetService:
         rows = (
             query.order_by(ObjectRow.object_type, ObjectRow.object_id).limit(limit).offset(offset)
         )
-        return {
-            "site": site.name,
-            "status": self._sites.status.of(site.last_contact, now_ms()),
-            "last_contact": self._sites.describe(site)["last_contact"],
-            "total": total,
-            "objects": [
-                {"object_type": t, "object_id": i, "state": _decode(s), "seq": q, "as_of": a}
+        return SiteObjects(
+            site=site.name,
+            status=self._sites.status.of(site.last_contact, now_ms()),
+            last_contact=ms_to_iso(site.last_contact),
+            total=total,
+            objects=[
+                SiteObject(object_type=t, object_id=i, state=_decode(s), seq=q, as_of=a)
                 for t, i, s, q, a in tuples(rows)
             ],
-        }
+        )
 
     def vms(
         self,
@@ -116,7 +127,7 @@ class FleetService:
         role: str | None,
         limit: int,
         offset: int,
-    ) -> dict[str, Any]:
+    ) -> FleetVms:
         query = ObjectRow.select().where(ObjectRow.object_type == "vm")
         if site:
             query = query.where(ObjectRow.site == self._sites.get(site).id)
@@ -147,29 +158,29 @@ class FleetService:
             sid: (name, self._sites.status.of(contact, now))
             for sid, name, contact in tuples(Site.select(Site.id, Site.name, Site.last_contact))
         }
-        return {
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-            "vms": [
-                {
-                    "site": sites[sid][0],
-                    "site_status": sites[sid][1],
-                    "id": object_id,
-                    "name": name,
-                    "state": status,
-                    "tenant": tenant_,
-                    "role": role_,
-                    "seq": seq,
-                    "as_of": as_of,
-                }
+        return FleetVms(
+            total=total,
+            limit=limit,
+            offset=offset,
+            vms=[
+                FleetVm(
+                    site=sites[sid][0],
+                    site_status=sites[sid][1],
+                    id=object_id,
+                    name=name,
+                    state=status,
+                    tenant=tenant_,
+                    role=role_,
+                    seq=seq,
+                    as_of=as_of,
+                )
                 for sid, object_id, name, status, tenant_, role_, seq, as_of in tuples(rows)
             ],
-        }
+        )
 
     def conflicts(
         self, site: str | None, kind: str | None, limit: int, offset: int
-    ) -> dict[str, Any]:
+    ) -> DesiredConflicts:
         query = ConflictRow.select(ConflictRow, Site.name).join(Site)
         if site:
             query = query.where(ConflictRow.site == self._sites.get(site).id)
@@ -177,20 +188,20 @@ class FleetService:
             query = query.where(ConflictRow.kind == kind)
         total = query.count()
         rows = query.order_by(ConflictRow.site, ConflictRow.seq.desc()).limit(limit).offset(offset)
-        return {
-            "total": total,
-            "conflicts": [
-                {
-                    "site": r.site.name,
-                    "seq": r.seq,
-                    "kind": r.kind,
-                    "result": r.result,
-                    "version": r.version,
-                    "etag": r.etag,
-                    "reason": r.reason,
-                    "detail": _decode(r.detail),
-                    "created_at": r.created_at,
-                }
+        return DesiredConflicts(
+            total=total,
+            conflicts=[
+                DesiredConflict(
+                    site=r.site.name,
+                    seq=r.seq,
+                    kind=r.kind,
+                    result=r.result,
+                    version=r.version,
+                    etag=r.etag,
+                    reason=r.reason,
+                    detail=_decode(r.detail),
+                    created_at=r.created_at,
+                )
                 for r in rows
             ],
-        }
+        )

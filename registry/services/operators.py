@@ -8,7 +8,6 @@ password in a 0600 file, and a CLI token for the local ``towerbox registry`` com
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from towerbox_core.accounts import (
     hash_password,
     random_password,
 )
+from towerbox_core.api.fleet import ApiTokenInfo, OperatorInfo, OperatorRole
 from towerbox_core.errors import Conflict, Forbidden, NotFound
 from towerbox_core.names import check_name
 from towerbox_core.secret_files import write_secret_file
@@ -30,11 +30,6 @@ from towerbox_core.secret_files import write_secret_file
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "tbr_"  # noqa: S105 - a prefix, not a secret
-
-
-class OperatorRole(enum.StrEnum):
-    ADMIN = "admin"  # everything
-    VIEWER = "viewer"  # reads only
 
 
 @dataclass(frozen=True)
@@ -158,9 +153,9 @@ class OperatorService:
     def create(self, username: str, password: str, role: OperatorRole) -> None:
         self.accounts.create(username, password, role.value, field="username")
 
-    def list_operators(self) -> list[dict[str, object]]:
+    def list_operators(self) -> list[OperatorInfo]:
         return [
-            {"username": o.username, "role": o.role, "disabled": o.disabled}
+            OperatorInfo(username=o.username, role=OperatorRole(o.role), disabled=o.disabled)
             for o in Operator.select().order_by(Operator.username)
         ]
 
@@ -168,19 +163,19 @@ class OperatorService:
         check_name("token", name)
         return self._issue(principal.operator_id, name, "api")
 
-    def list_tokens(self, principal: OperatorPrincipal) -> list[dict[str, object]]:
+    def list_tokens(self, principal: OperatorPrincipal) -> list[ApiTokenInfo]:
         query = OperatorToken.select(OperatorToken, Operator).join(Operator)
         if principal.role is not OperatorRole.ADMIN:
             query = query.where(OperatorToken.operator == principal.operator_id)
         return [
-            {
-                "id": t.id,
-                "name": t.name,
-                "kind": t.kind,
-                "operator": t.operator.username,
-                "created_at": ms_to_iso(t.created_at),
-                "expires_at": ms_to_iso(t.expires_at),
-            }
+            ApiTokenInfo(
+                id=t.id,
+                name=t.name,
+                kind=t.kind,
+                operator=t.operator.username,
+                created_at=ms_to_iso(t.created_at),
+                expires_at=ms_to_iso(t.expires_at),
+            )
             for t in query.order_by(OperatorToken.id)
         ]
 

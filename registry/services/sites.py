@@ -31,6 +31,15 @@ from registry.store.models import (
     now_ms,
     tuples,
 )
+from towerbox_core.api.fleet import (
+    EnrollmentTokenIssued,
+    EnrollReply,
+    SiteCreated,
+    SiteDetail,
+    SiteInfo,
+    SiteList,
+    SiteStatusName,
+)
 from towerbox_core.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from towerbox_core.names import check_name
 from towerbox_core.secret_files import hash_token
@@ -55,7 +64,7 @@ class SiteStatus:
         self._online_ms = int(cfg.heartbeat_s * cfg.online_intervals * 1000)
         self._stale_ms = int(cfg.heartbeat_s * cfg.stale_intervals * 1000)
 
-    def of(self, last_contact: int | None, now: int) -> str:
+    def of(self, last_contact: int | None, now: int) -> SiteStatusName:
         if last_contact is None:
             return "pending"
         age = now - last_contact
@@ -104,7 +113,7 @@ class SiteService:
 
     def create(
         self, name: str, region: str, labels: dict[str, str], ttl_s: int | None
-    ) -> dict[str, Any]:
+    ) -> SiteCreated:
         check_name("site", name)
         if region:
             check_name("region", region, field="region")
@@ -117,17 +126,17 @@ class SiteService:
         except peewee.IntegrityError as err:
             raise Conflict(f"site {name!r} exists", code="site_exists", field="name") from err
         log.info("site %s created (region %s)", name, region or "-")
-        return {
-            **self.describe(site),
-            "enrollment_token": token,
-            "enrollment_expires_at": ms_to_iso(expires),
-        }
+        return SiteCreated(
+            **msgspec.structs.asdict(self.describe(site)),
+            enrollment_token=token,
+            enrollment_expires_at=ms_to_iso(expires),
+        )
 
-    def new_enrollment_token(self, name: str, ttl_s: int | None) -> dict[str, Any]:
+    def new_enrollment_token(self, name: str, ttl_s: int | None) -> EnrollmentTokenIssued:
         site = self.get(name)
         with db_proxy.obj.atomic():
             token, expires = self._new_token(site.id, ttl_s)
-        return {"site": name, "token": token, "expires_at": ms_to_iso(expires)}
+        return EnrollmentTokenIssued(site=name, token=token, expires_at=ms_to_iso(expires))
 
     def _new_token(self, site_id: int, ttl_s: int | None) -> tuple[str, int]:
         ttl = self.cfg.enrollment_ttl_s if ttl_s is None else ttl_s
@@ -146,9 +155,7 @@ class SiteService:
             raise NotFound(f"no site {name!r}", code="site_not_found")
         return site
 
-    def update(
-        self, name: str, region: str | None, labels: dict[str, str] | None
-    ) -> dict[str, Any]:
+    def update(self, name: str, region: str | None, labels: dict[str, str] | None) -> SiteInfo:
         site = self.get(name)
         if region:
             check_name("region", region, field="region")
@@ -179,7 +186,7 @@ class SiteService:
         region: str | None,
         limit: int,
         offset: int,
-    ) -> dict[str, Any]:
+    ) -> SiteList:
         now = now_ms()
         query = Site.select()
         if status:
@@ -194,32 +201,33 @@ class SiteService:
             query = query.where(Site.id.in_(matching))
         total = query.count()
         sites = query.order_by(Site.name).limit(limit).offset(offset)
-        return {"total": total, "sites": [self.describe(s, now) for s in sites]}
+        return SiteList(total=total, sites=[self.describe(s, now) for s in sites])
 
-    def describe(self, site: Site, now: int | None = None, detail: bool = False) -> dict[str, Any]:
+    def describe(self, site: Site, now: int | None = None) -> SiteInfo:
         now = now_ms() if now is None else now
-        result: dict[str, Any] = {
-            "name": site.name,
-            "region": site.region,
-            "labels": msgspec.json.decode(site.labels),
-            "status": self.status.of(site.last_contact, now),
-            "last_contact": ms_to_iso(site.last_contact),
-            "enrolled": site.secret_hash is not None,
-            "acked_seq": site.acked_seq,
-        }
-        if detail:
-            result.update(
-                hostname=site.hostname,
-                created_at=ms_to_iso(site.created_at),
-                enrolled_at=ms_to_iso(site.enrolled_at),
-                compacted_through=site.compacted_through,
-                heartbeat=msgspec.json.decode(site.heartbeat) if site.heartbeat else None,
-            )
-        return result
+        return SiteInfo(
+            name=site.name,
+            region=site.region,
+            labels=msgspec.json.decode(site.labels),
+            status=self.status.of(site.last_contact, now),
+            last_contact=ms_to_iso(site.last_contact),
+            enrolled=site.secret_hash is not None,
+            acked_seq=site.acked_seq,
+        )
+
+    def detail(self, site: Site) -> SiteDetail:
+        return SiteDetail(
+            **msgspec.structs.asdict(self.describe(site)),
+            hostname=site.hostname,
+            created_at=ms_to_iso(site.created_at),
+            enrolled_at=ms_to_iso(site.enrolled_at),
+            compacted_through=site.compacted_through,
+            heartbeat=msgspec.json.decode(site.heartbeat) if site.heartbeat else None,
+        )
 
     # -- site side ----------------------------------------------------------------
 
-    def enroll(self, token: str, hostname: str) -> dict[str, str]:
+    def enroll(self, token: str, hostname: str) -> EnrollReply:
         if len(hostname) > 253:
             raise InvalidInput("hostname is too long", code="invalid_hostname", field="hostname")
         token_hash = hash_token(token)
@@ -258,7 +266,7 @@ class SiteService:
             ).execute()
             name = Site.select(Site.name).where(Site.id == row.site_id).scalar()
         log.info("site %s enrolled from host %r", name, hostname)
-        return {"site": name, "secret": secret}
+        return EnrollReply(site=name, secret=secret)
 
     @staticmethod
     def authenticate(secret: str) -> SitePrincipal:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, overload
 
 import peewee
 
@@ -27,6 +27,10 @@ def tuples(query: Any) -> Iterator[tuple[Any, ...]]:
     yield from query.tuples().iterator()
 
 
+@overload
+def ms_to_iso(value: int) -> str: ...
+@overload
+def ms_to_iso(value: int | None) -> str | None: ...
 def ms_to_iso(value: int | None) -> str | None:
     if value is None:
         return None

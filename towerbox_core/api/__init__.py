@@ -1,0 +1,1 @@
+"""The API's typed request and response structs, shared by servers and clients."""
