@@ -11,13 +11,9 @@ import msgspec
 from edge_agent.config import AgentConfig
 from edge_agent.errors import Refused, Unreachable
 from edge_agent.state import Enrollment, save_enrollment
+from towerbox_core.api.fleet import EnrollReply
 from towerbox_core.client import decode_problem, tls_context
 from towerbox_core.errors import TowerboxError
-
-
-class EnrollAnswer(msgspec.Struct, frozen=True):
-    site: str
-    secret: str
 
 
 def enroll(cfg: AgentConfig, url: str, token: str, ca_file: str = "") -> Enrollment:
@@ -36,7 +32,7 @@ def enroll(cfg: AgentConfig, url: str, token: str, ca_file: str = "") -> Enrollm
     if resp.status_code >= 400:
         raise Refused("registry", resp.status_code, decode_problem(resp))
     try:
-        answer = msgspec.json.decode(resp.content, type=EnrollAnswer)
+        answer = msgspec.json.decode(resp.content, type=EnrollReply)
     except (msgspec.DecodeError, msgspec.ValidationError) as err:
         raise Unreachable("registry", f"an enrollment answer we cannot read: {err}") from err
     enrollment = Enrollment(registry_url=url, site=answer.site, secret=answer.secret, ca_file=ca)

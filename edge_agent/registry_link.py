@@ -10,6 +10,7 @@ import msgspec
 
 from edge_agent.errors import Unreachable
 from edge_agent.http import call
+from towerbox_core.api.fleet import HeartbeatReply, JournalHead
 from towerbox_core.wire import (
     MAX_BATCH_BYTES,
     DesiredDocument,
@@ -21,14 +22,6 @@ from towerbox_core.wire import (
 )
 
 T = TypeVar("T")
-
-
-class HeadAnswer(msgspec.Struct, frozen=True):
-    acked_seq: int
-
-
-class HeartbeatAnswer(msgspec.Struct, frozen=True):
-    desired: list[DesiredIndexItem] = msgspec.field(default_factory=list)
 
 
 def encode_batch(entries: list[WireEntry], compacted_through: int) -> tuple[bytes, int]:
@@ -56,7 +49,7 @@ class RegistryLink:
 
     async def head(self) -> int:
         resp = await call(self._http, "registry", "GET", "/api/v1/sync/journal/head")
-        return self._decode(resp, HeadAnswer).acked_seq
+        return self._decode(resp, JournalHead).acked_seq
 
     async def post_batch(self, body: bytes) -> JournalAck:
         resp = await call(
@@ -78,7 +71,7 @@ class RegistryLink:
             content=msgspec.json.encode(beat),
             headers={"Content-Type": "application/json"},
         )
-        return self._decode(resp, HeartbeatAnswer).desired
+        return self._decode(resp, HeartbeatReply).desired
 
     async def desired(self, kind: str, etag: str | None) -> DesiredDocument | None:
         """The effective document, or None when ``etag`` is still current (304)."""
