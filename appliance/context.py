@@ -17,7 +17,9 @@ from appliance.backends.gpu.simulated import SimulatedGpuBackend
 from appliance.backends.gpu.vgpu import NoVgpu, SimulatedVgpu, SysfsVgpu, VgpuHost
 from appliance.backends.host.sysfs_inventory import read_inventory
 from appliance.backends.vm.libvirt_backend import LibvirtBackend, choose_uri, choose_virt_type
-from appliance.catalog import CatalogEntry, cloud_init_dir, load_catalog
+from appliance.catalog.cloud_init import cloud_init_dir
+from appliance.catalog.loading import load_catalog
+from appliance.catalog.model import CatalogEntry
 from appliance.config import Config, parse_cpu_list
 from appliance.domain.allocator import Allocator
 from appliance.domain.gpu.catalog import default_catalog
@@ -26,10 +28,13 @@ from appliance.metrics import Metrics
 from appliance.services.auth import AuthService
 from appliance.services.desired import DesiredService
 from appliance.services.gpu_binding import GpuBinder
+from appliance.services.gpu_claims import GpuClaims
 from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.services.gpu_schedules import GpuSchedules
+from appliance.services.journal_sync import JournalService
 from appliance.services.monitor import Monitor, record_state_changes
 from appliance.services.n6 import N6Service
+from appliance.services.node_view import NodeViews
 from appliance.services.reconcile import Reconciler
 from appliance.services.sync import SyncStatusBoard
 from appliance.services.vms import VmService
@@ -61,9 +66,12 @@ class Appliance:
     started_at: float
     n6: N6Service
     gpus: GpuLayoutService
+    gpu_claims: GpuClaims
     gpu_schedules: GpuSchedules
     desired: DesiredService
     sync: SyncStatusBoard
+    journal: JournalService
+    views: NodeViews
 
     def monitor_job(self) -> None:
         snapshot = self.monitor.sweep()
@@ -157,10 +165,11 @@ def build_appliance(cfg: Config) -> Appliance:
     auth = AuthService(cfg.api.token_ttl_s)
     n6 = N6Service(_n6_backends(cfg), eupf_url=cfg.n6.eupf_url)
     gpus = _gpu_service(cfg)
-    binder = GpuBinder(gpus, _vgpu_host(cfg, gpus.backend, backend))
+    gpu_claims = GpuClaims(gpus)
+    binder = GpuBinder(gpu_claims, _vgpu_host(cfg, gpus.backend, backend))
     vms = VmService(cfg, backend, allocator, catalog, monitor, vnets=n6.attachment, gpus=binder)
-    gpus.set_hooks(vms.drain_gpu, vms.resume_gpu)
-    vms.start_gpu_vms()  # the layouts were re-created above; their VMs follow
+    gpus.set_hooks(vms.gpu_drain.drain, vms.gpu_drain.resume)
+    vms.gpu_drain.start_all()  # the layouts were re-created above; their VMs follow
     for record in vms.load_records():
         try:
             allocator.restore(record.spec.name, record.allocation)
@@ -173,6 +182,7 @@ def build_appliance(cfg: Config) -> Appliance:
     catalog_dir = cfg.resolved_catalog_dir()
     desired = DesiredService(gpus, gpu_schedules, n6, catalog, cloud_init_dir(catalog_dir))
     desired.restore()
+    started_at = time.time()
     return Appliance(
         cfg=cfg,
         db=db,
@@ -186,10 +196,25 @@ def build_appliance(cfg: Config) -> Appliance:
         auth=auth,
         vms=vms,
         metrics=Metrics(),
-        started_at=time.time(),
+        started_at=started_at,
         n6=n6,
         gpus=gpus,
+        gpu_claims=gpu_claims,
         gpu_schedules=gpu_schedules,
         desired=desired,
         sync=SyncStatusBoard(),
+        journal=JournalService(),
+        views=NodeViews(
+            node_name=cfg.node_name,
+            image_dir=Path(cfg.image_dir),
+            started_at=started_at,
+            backend=backend,
+            backend_note=note,
+            gpus=gpus,
+            n6=n6,
+            monitor=monitor,
+            host=host,
+            allocator=allocator,
+            catalog=catalog,
+        ),
     )

@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import msgspec
 from litestar import Controller, delete, get, post
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from appliance.api.deps import ApplianceDep, AuthedRequest
-from appliance.services.auth import Role
-
-
-class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
-    username: str
-    password: str
-
-
-class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    username: str | None = None  # another user's token: infra-admin only
-
-
-class UserRequest(msgspec.Struct, forbid_unknown_fields=True):
-    username: str
-    password: str
-    role: Role
-    tenant: str | None = None
-
-
-class TenantRequest(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    description: str = ""
+from towerbox_core.api.accounts import (
+    LoginAnswer,
+    LoginRequest,
+    Me,
+    NewToken,
+    TenantRequest,
+    TenantView,
+    TokenRequest,
+    TokenView,
+    UserCreated,
+    UserRequest,
+    UserView,
+)
 
 
 class AuthController(Controller):
@@ -40,29 +27,29 @@ class AuthController(Controller):
     tags = ("auth",)
 
     @post("/auth/login", sync_to_thread=True)
-    def login(self, data: JSONBody[LoginRequest], appliance: ApplianceDep) -> dict[str, Any]:
+    def login(self, data: JSONBody[LoginRequest], appliance: ApplianceDep) -> LoginAnswer:
         token, expires = appliance.auth.login(data.username, data.password)
-        return {"token": token, "expires_at": expires.isoformat()}
+        return LoginAnswer(token=token, expires_at=expires.isoformat())
 
     @post("/auth/logout", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
     def logout(self, request: AuthedRequest, appliance: ApplianceDep) -> None:
         appliance.auth.revoke(request.user, request.user.token_id)
 
     @get("/auth/me")
-    async def me(self, request: AuthedRequest) -> dict[str, Any]:
+    async def me(self, request: AuthedRequest) -> Me:
         p = request.user
-        return {"username": p.username, "role": p.role.value, "tenant": p.tenant}
+        return Me(username=p.username, role=p.role.value, tenant=p.tenant)
 
     @get("/tokens", sync_to_thread=True)
-    def list_tokens(self, request: AuthedRequest, appliance: ApplianceDep) -> list[dict[str, Any]]:
-        return appliance.auth.list_tokens(request.user)
+    def list_tokens(self, request: AuthedRequest, appliance: ApplianceDep) -> list[TokenView]:
+        return appliance.auth.tokens(request.user)
 
     @post("/tokens", sync_to_thread=True)
     def create_token(
         self, request: AuthedRequest, data: JSONBody[TokenRequest], appliance: ApplianceDep
-    ) -> dict[str, Any]:
+    ) -> NewToken:
         token = appliance.auth.create_api_token(request.user, data.name, data.username)
-        return {"token": token, "name": data.name}
+        return NewToken(token=token, name=data.name)
 
     @delete("/tokens/{token_id:int}", sync_to_thread=True)
     def revoke_token(
@@ -71,26 +58,26 @@ class AuthController(Controller):
         appliance.auth.revoke(request.user, token_id)
 
     @get("/users", sync_to_thread=True)
-    def list_users(self, request: AuthedRequest, appliance: ApplianceDep) -> list[dict[str, Any]]:
+    def list_users(self, request: AuthedRequest, appliance: ApplianceDep) -> list[UserView]:
         request.user.require_infra_admin()
         return appliance.auth.list_users()
 
     @post("/users", sync_to_thread=True)
     def create_user(
         self, request: AuthedRequest, data: JSONBody[UserRequest], appliance: ApplianceDep
-    ) -> dict[str, Any]:
+    ) -> UserCreated:
         request.user.require_infra_admin()
         appliance.auth.create_user(data.username, data.password, data.role, data.tenant)
-        return {"username": data.username, "role": data.role.value, "tenant": data.tenant}
+        return UserCreated(username=data.username, role=data.role.value, tenant=data.tenant)
 
     @get("/tenants", sync_to_thread=True)
-    def list_tenants(self, request: AuthedRequest, appliance: ApplianceDep) -> list[dict[str, Any]]:
+    def list_tenants(self, request: AuthedRequest, appliance: ApplianceDep) -> list[TenantView]:
         return appliance.auth.list_tenants(request.user)
 
     @post("/tenants", sync_to_thread=True)
     def create_tenant(
         self, request: AuthedRequest, data: JSONBody[TenantRequest], appliance: ApplianceDep
-    ) -> dict[str, Any]:
+    ) -> TenantView:
         request.user.require_infra_admin()
         appliance.auth.create_tenant(data.name, data.description)
-        return {"name": data.name, "description": data.description}
+        return TenantView(name=data.name, description=data.description)

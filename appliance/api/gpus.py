@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import msgspec
 from litestar import Controller, delete, get, post, put
 from litestar.params import FromPath, JSONBody
 
 from appliance.api.deps import ApplianceDep, AuthedRequest, require_node_scope
-from appliance.context import Appliance
-from appliance.domain.gpu.binding import process_owner
-from appliance.domain.gpu.layout import MigRole
-from appliance.domain.gpu.target import LayoutRequest
-from appliance.services.auth import Principal
-from appliance.services.gpu_layouts import claim_view
-from appliance.services.gpu_schedules import Schedule
-from towerbox_core.errors import NotFound
-from towerbox_core.names import check_name
-
-
-class MigModeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    enabled: bool
-
-
-class ClaimRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A slice for a process or container, which gets the MIG device UUID."""
-
-    name: str
-    profile: str | None = None
-    role: MigRole = MigRole.B2B
-    gpu: str | None = None
+from appliance.services.gpu_claims import claim_for_process, release_for_process
+from towerbox_core.api.gpus import (
+    ClaimRequest,
+    GpuClaim,
+    GpuList,
+    GpuView,
+    LayoutApplied,
+    LayoutPlan,
+    LayoutRequest,
+    MigModeAnswer,
+    MigModeRequest,
+    MigProfileView,
+    Schedule,
+    ScheduleView,
+)
 
 
 class GpuController(Controller):
@@ -38,12 +28,12 @@ class GpuController(Controller):
     tags = ("gpus",)
 
     @get("/", sync_to_thread=True)
-    def list_gpus(self, request: AuthedRequest, appliance: ApplianceDep) -> dict[str, Any]:
+    def list_gpus(self, request: AuthedRequest, appliance: ApplianceDep) -> GpuList:
         require_node_scope(request.user)
-        return {"backend": appliance.gpus.line, "gpus": appliance.gpus.list_gpus()}
+        return GpuList(backend=appliance.gpus.line, gpus=appliance.gpus.list_gpus())
 
     @get("/schedules", sync_to_thread=True)
-    def schedules(self, request: AuthedRequest, appliance: ApplianceDep) -> list[dict[str, Any]]:
+    def schedules(self, request: AuthedRequest, appliance: ApplianceDep) -> list[ScheduleView]:
         require_node_scope(request.user)
         return appliance.gpu_schedules.list()
 
@@ -54,7 +44,7 @@ class GpuController(Controller):
         name: FromPath[str],
         data: JSONBody[Schedule],
         appliance: ApplianceDep,
-    ) -> dict[str, Any]:
+    ) -> ScheduleView:
         return appliance.gpu_schedules.put(request.user, name, data)
 
     @delete("/schedules/{name:str}", sync_to_thread=True)
@@ -64,41 +54,39 @@ class GpuController(Controller):
         appliance.gpu_schedules.delete(request.user, name)
 
     @get("/claims", sync_to_thread=True)
-    def claims(self, request: AuthedRequest, appliance: ApplianceDep) -> list[dict[str, Any]]:
+    def claims(self, request: AuthedRequest, appliance: ApplianceDep) -> list[GpuClaim]:
         require_node_scope(request.user)
-        return appliance.gpus.claims()
+        return appliance.gpu_claims.claims()
 
     @post("/claims", sync_to_thread=True, status_code=201)
     def claim(
         self, request: AuthedRequest, data: JSONBody[ClaimRequest], appliance: ApplianceDep
-    ) -> dict[str, Any]:
-        return claim_for_process(appliance, request.user, data)
+    ) -> GpuClaim:
+        return claim_for_process(appliance.gpu_claims, request.user, data)
 
     @delete("/claims/{name:str}", sync_to_thread=True)
     def release(self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep) -> None:
-        request.user.require_infra_admin()
-        check_name("process", name)
-        if not appliance.gpus.release(process_owner(name)):
-            raise NotFound(f"process {name!r} holds no GPU slice", code="claim_not_found")
+        release_for_process(appliance.gpu_claims, request.user, name)
 
     @get("/{uuid:str}", sync_to_thread=True)
     def get_gpu(
         self, request: AuthedRequest, uuid: FromPath[str], appliance: ApplianceDep
-    ) -> dict[str, Any]:
+    ) -> GpuView:
         require_node_scope(request.user)
         return appliance.gpus.get(uuid)
 
     @get("/{uuid:str}/profiles", sync_to_thread=True)
     def profiles(
         self, request: AuthedRequest, uuid: FromPath[str], appliance: ApplianceDep
-    ) -> list[dict[str, Any]]:
+    ) -> list[MigProfileView]:
         require_node_scope(request.user)
         return appliance.gpus.profiles(uuid)
 
     @get("/layouts", sync_to_thread=True)
-    def layouts(self, request: AuthedRequest, appliance: ApplianceDep) -> dict[str, Any]:
+    def layouts(self, request: AuthedRequest, appliance: ApplianceDep) -> dict[str, LayoutRequest]:
+        """The named layouts (configuration and central documents), by name."""
         require_node_scope(request.user)
-        return msgspec.to_builtins(appliance.gpus.layouts)  # type: ignore[no-any-return]
+        return dict(appliance.gpus.layouts)
 
     @post("/{uuid:str}/mig-mode", sync_to_thread=True, status_code=200)
     def mig_mode(
@@ -107,7 +95,7 @@ class GpuController(Controller):
         uuid: FromPath[str],
         data: JSONBody[MigModeRequest],
         appliance: ApplianceDep,
-    ) -> dict[str, bool]:
+    ) -> MigModeAnswer:
         return appliance.gpus.set_mig_mode(request.user, uuid, data.enabled)
 
     @post("/{uuid:str}/plan", sync_to_thread=True, status_code=200)
@@ -117,7 +105,7 @@ class GpuController(Controller):
         uuid: FromPath[str],
         data: JSONBody[LayoutRequest],
         appliance: ApplianceDep,
-    ) -> dict[str, Any]:
+    ) -> LayoutPlan:
         require_node_scope(request.user)
         return appliance.gpus.plan(uuid, data)
 
@@ -128,13 +116,5 @@ class GpuController(Controller):
         uuid: FromPath[str],
         data: JSONBody[LayoutRequest],
         appliance: ApplianceDep,
-    ) -> dict[str, Any]:
+    ) -> LayoutApplied:
         return appliance.gpus.apply(request.user, uuid, data)
-
-
-def claim_for_process(appliance: Appliance, user: Principal, req: ClaimRequest) -> dict[str, Any]:
-    user.require_infra_admin()
-    check_name("process", req.name)
-    owner = process_owner(req.name)
-    info, inst, gi, _ = appliance.gpus.claim(owner, req.profile, req.role, req.gpu)
-    return claim_view(info, inst, gi)

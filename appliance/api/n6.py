@@ -10,12 +10,17 @@ from typing import Any
 
 from litestar import Controller, delete, get, patch, post, put
 from litestar.params import FromPath, JSONBody
-from litestar.response import Response
 
 from appliance.api.deps import ApplianceDep, AuthedRequest, require_node_scope
+from towerbox_core.api.n6 import (
+    DeclarationBody,
+    N6Changes,
+    PfcpSession,
+    TrunkDeclaration,
+    VnetDeclaration,
+    VnetState,
+)
 from towerbox_core.errors import InvalidInput
-from upf_bridge.parse import parse_config
-from upf_bridge.upf_config import render_upf_yaml
 
 
 def _same_name(body: dict[str, Any], name: str) -> dict[str, Any]:
@@ -33,18 +38,18 @@ class N6Controller(Controller):
     tags = ("n6",)
 
     @get("/trunks", sync_to_thread=True)
-    def trunks(self, request: AuthedRequest, appliance: ApplianceDep) -> list[dict[str, Any]]:
+    def trunks(self, request: AuthedRequest, appliance: ApplianceDep) -> list[TrunkDeclaration]:
         require_node_scope(request.user)
-        return appliance.n6.list_trunks()
+        return appliance.n6.trunks()
 
     @put("/trunks/{name:str}", sync_to_thread=True)
     def put_trunk(
         self,
         request: AuthedRequest,
         name: FromPath[str],
-        data: JSONBody[dict[str, Any]],
+        data: JSONBody[DeclarationBody],
         appliance: ApplianceDep,
-    ) -> dict[str, Any]:
+    ) -> TrunkDeclaration:
         return appliance.n6.put_trunk(request.user, _same_name(data, name))
 
     @delete("/trunks/{name:str}", sync_to_thread=True)
@@ -54,13 +59,13 @@ class N6Controller(Controller):
         appliance.n6.delete_trunk(request.user, name)
 
     @get("/vnets", sync_to_thread=True)
-    def vnets(self, request: AuthedRequest, appliance: ApplianceDep) -> list[dict[str, Any]]:
-        return appliance.n6.list_vnets(request.user)
+    def vnets(self, request: AuthedRequest, appliance: ApplianceDep) -> list[VnetDeclaration]:
+        return appliance.n6.vnets(request.user)
 
     @post("/vnets", sync_to_thread=True)
     def create_vnet(
-        self, request: AuthedRequest, data: JSONBody[dict[str, Any]], appliance: ApplianceDep
-    ) -> dict[str, Any]:
+        self, request: AuthedRequest, data: JSONBody[DeclarationBody], appliance: ApplianceDep
+    ) -> VnetDeclaration:
         return appliance.n6.create_vnet(request.user, data)
 
     @get("/vnets/{tenant:str}/{name:str}", sync_to_thread=True)
@@ -70,7 +75,7 @@ class N6Controller(Controller):
         tenant: FromPath[str],
         name: FromPath[str],
         appliance: ApplianceDep,
-    ) -> dict[str, Any]:
+    ) -> VnetDeclaration:
         return appliance.n6.get_vnet(request.user, tenant, name)
 
     @patch("/vnets/{tenant:str}/{name:str}", sync_to_thread=True)
@@ -79,9 +84,9 @@ class N6Controller(Controller):
         request: AuthedRequest,
         tenant: FromPath[str],
         name: FromPath[str],
-        data: JSONBody[dict[str, Any]],
+        data: JSONBody[DeclarationBody],
         appliance: ApplianceDep,
-    ) -> dict[str, Any]:
+    ) -> VnetDeclaration:
         return appliance.n6.update_vnet(request.user, tenant, name, data)
 
     @delete("/vnets/{tenant:str}/{name:str}", sync_to_thread=True)
@@ -95,26 +100,25 @@ class N6Controller(Controller):
         appliance.n6.delete_vnet(request.user, tenant, name)
 
     @post("/plan", sync_to_thread=True, status_code=200)
-    def plan(self, request: AuthedRequest, appliance: ApplianceDep) -> dict[str, Any]:
+    def plan(self, request: AuthedRequest, appliance: ApplianceDep) -> N6Changes:
         request.user.require_infra_admin()
-        return {"changes": appliance.n6.plan()}
+        return N6Changes(changes=appliance.n6.plan())
 
     @post("/apply", sync_to_thread=True, status_code=200)
-    def apply(self, request: AuthedRequest, appliance: ApplianceDep) -> dict[str, Any]:
-        return {"changes": appliance.n6.apply(request.user)}
+    def apply(self, request: AuthedRequest, appliance: ApplianceDep) -> N6Changes:
+        return N6Changes(changes=appliance.n6.apply(request.user))
 
     @get("/state", sync_to_thread=True)
-    def state(self, request: AuthedRequest, appliance: ApplianceDep) -> list[dict[str, Any]]:
+    def state(self, request: AuthedRequest, appliance: ApplianceDep) -> list[VnetState]:
         return appliance.n6.state(request.user)
 
     @get("/sessions", sync_to_thread=True)
     def sessions(
         self, request: AuthedRequest, appliance: ApplianceDep
-    ) -> dict[str, list[dict[str, Any]]]:
+    ) -> dict[str, list[PfcpSession]]:
         return appliance.n6.sessions(request.user)
 
-    @get("/upf-config", sync_to_thread=True)
-    def upf_config(self, request: AuthedRequest, appliance: ApplianceDep) -> Response[str]:
+    @get("/upf-config", sync_to_thread=True, media_type="application/yaml")
+    def upf_config(self, request: AuthedRequest, appliance: ApplianceDep) -> str:
         request.user.require_infra_admin()
-        vnets = parse_config(appliance.n6.applied_document()).vnets
-        return Response(render_upf_yaml(vnets, default_dev="ogstun"), media_type="application/yaml")
+        return appliance.n6.upf_config()

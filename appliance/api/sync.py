@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Controller, get, post, put
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
@@ -16,8 +15,19 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from appliance.api.deps import ApplianceDep, AuthedRequest
 from appliance.services.auth import Principal, Role
-from appliance.store import journal
-from towerbox_core.errors import Conflict, Forbidden
+from towerbox_core.api.sync import (
+    AckRequest,
+    AgentToken,
+    AgentTokenRequest,
+    DesiredApplied,
+    DesiredKindSummary,
+    JournalAcked,
+    JournalSummary,
+    OverrideRequest,
+    Overrides,
+    SyncStatusView,
+)
+from towerbox_core.errors import Forbidden
 from towerbox_core.wire import AgentStatus, DesiredDocument
 
 SYNC_AGENT_OPEN = {"sync_agent": True}
@@ -49,65 +59,46 @@ def require_sync_write(principal: Principal) -> None:
         principal.require_infra_admin()
 
 
-class AckRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    seq: Annotated[int, msgspec.Meta(ge=0)]
-
-
-class OverrideRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    object_id: str
-    local_override: bool
-
-
-class AgentTokenRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    name: str = "edge-agent"
-
-
 class SyncController(Controller):
     path = "/api/v1"
     tags = ("sync",)
 
     @post("/journal/ack", sync_to_thread=True, status_code=200, opt=SYNC_AGENT_OPEN)
-    def ack(self, request: AuthedRequest, data: JSONBody[AckRequest]) -> dict[str, int]:
+    def ack(
+        self, request: AuthedRequest, data: JSONBody[AckRequest], appliance: ApplianceDep
+    ) -> JournalAcked:
         require_sync_write(request.user)
-        with journal.write_transaction():
-            head = journal.head()
-            if data.seq > head:
-                raise Conflict(
-                    f"cannot ack seq {data.seq}: the journal's head is {head}",
-                    code="ack_beyond_head",
-                    head=head,
-                )
-            acked = journal.record_ack(data.seq)
-        return {"acked_seq": acked, "head": head}
+        return appliance.journal.ack(data.seq)
 
     @get("/journal/summary", sync_to_thread=True, opt=SYNC_AGENT_OPEN)
     def summary(
         self,
         request: AuthedRequest,
+        appliance: ApplianceDep,
         through: Annotated[int | None, QueryParameter(ge=0)] = None,
-    ) -> dict[str, Any]:
+    ) -> JournalSummary:
         require_sync_scope(request.user)
-        return journal.summary(through)
+        return appliance.journal.summary(through)
 
     @put("/sync/status", sync_to_thread=True, opt=SYNC_AGENT_OPEN)
     def put_status(
         self, request: AuthedRequest, data: JSONBody[AgentStatus], appliance: ApplianceDep
-    ) -> dict[str, Any]:
+    ) -> SyncStatusView:
         require_sync_write(request.user)
         appliance.sync.put(data)
         return appliance.sync.view()
 
     @get("/sync/status", sync_to_thread=True, opt=SYNC_AGENT_OPEN)
-    def get_status(self, request: AuthedRequest, appliance: ApplianceDep) -> dict[str, Any]:
+    def get_status(self, request: AuthedRequest, appliance: ApplianceDep) -> SyncStatusView:
         require_sync_scope(request.user)
         return appliance.sync.view()
 
     @post("/sync/agent-token", sync_to_thread=True)
     def agent_token(
         self, request: AuthedRequest, data: JSONBody[AgentTokenRequest], appliance: ApplianceDep
-    ) -> dict[str, str]:
+    ) -> AgentToken:
         token = appliance.auth.sync_agent_token(request.user, data.name)
-        return {"token": token, "name": data.name, "role": Role.SYNC_AGENT.value}
+        return AgentToken(token=token, name=data.name, role=Role.SYNC_AGENT.value)
 
     @post("/desired/{kind:str}", sync_to_thread=True, status_code=200, opt=SYNC_AGENT_OPEN)
     def post_desired(
@@ -116,12 +107,14 @@ class SyncController(Controller):
         kind: FromPath[str],
         data: JSONBody[DesiredDocument],
         appliance: ApplianceDep,
-    ) -> dict[str, Any]:
+    ) -> DesiredApplied:
         require_sync_write(request.user)
         return appliance.desired.apply(kind, data)
 
     @get("/desired", sync_to_thread=True)
-    def desired(self, request: AuthedRequest, appliance: ApplianceDep) -> dict[str, Any]:
+    def desired(
+        self, request: AuthedRequest, appliance: ApplianceDep
+    ) -> dict[str, DesiredKindSummary]:
         return appliance.desired.summary(request.user)
 
     @put("/desired/{kind:str}/overrides", sync_to_thread=True)
@@ -131,8 +124,8 @@ class SyncController(Controller):
         kind: FromPath[str],
         data: JSONBody[OverrideRequest],
         appliance: ApplianceDep,
-    ) -> dict[str, Any]:
+    ) -> Overrides:
         marked = appliance.desired.set_override(
             request.user, kind, data.object_id, data.local_override
         )
-        return {"kind": kind, "local_overrides": marked}
+        return Overrides(kind=kind, local_overrides=marked)

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-import msgspec
 from litestar import Controller, delete, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.response import Response
 
 from appliance.api.deps import ApplianceDep, AuthedRequest
-from appliance.services.vms import VmCreateRequest
+from towerbox_core.api.vms import (
+    ShutdownRequest,
+    VmCreateRequest,
+    VmDetail,
+    VmShutdown,
+    VmStats,
+    VmSummary,
+)
 from towerbox_core.errors import InvalidInput
-
-
-class ShutdownRequest(msgspec.Struct, forbid_unknown_fields=True):
-    # Seconds to wait for the guest's ACPI power-off before forcing it off.
-    timeout_s: float | None = msgspec.field(default=None)
 
 
 class VmController(Controller):
@@ -24,19 +24,19 @@ class VmController(Controller):
     tags = ("vms",)
 
     @get("/", sync_to_thread=True)
-    def list_vms(self, request: AuthedRequest, appliance: ApplianceDep) -> list[dict[str, Any]]:
+    def list_vms(self, request: AuthedRequest, appliance: ApplianceDep) -> list[VmSummary]:
         return appliance.vms.list_vms(request.user)
 
     @post("/", sync_to_thread=True)
     def create_vm(
         self, request: AuthedRequest, data: JSONBody[VmCreateRequest], appliance: ApplianceDep
-    ) -> dict[str, Any]:
+    ) -> VmDetail:
         return appliance.vms.create(request.user, data)
 
     @get("/{name:str}", sync_to_thread=True)
     def get_vm(
         self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep
-    ) -> dict[str, Any]:
+    ) -> VmDetail:
         return appliance.vms.get(request.user, name)
 
     @delete("/{name:str}", sync_to_thread=True)
@@ -48,7 +48,7 @@ class VmController(Controller):
     @post("/{name:str}/start", sync_to_thread=True, status_code=200)
     def start(
         self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep
-    ) -> dict[str, Any]:
+    ) -> VmSummary:
         return appliance.vms.start(request.user, name)
 
     @post("/{name:str}/shutdown", sync_to_thread=True, status_code=200)
@@ -58,7 +58,7 @@ class VmController(Controller):
         name: FromPath[str],
         appliance: ApplianceDep,
         data: JSONBody[ShutdownRequest | None] = None,
-    ) -> dict[str, Any]:
+    ) -> VmShutdown:
         timeout = data.timeout_s if data else None
         if timeout is not None and not 0 <= timeout <= 3600:
             raise InvalidInput(
@@ -69,28 +69,27 @@ class VmController(Controller):
     @post("/{name:str}/stop", sync_to_thread=True, status_code=200)
     def stop(
         self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep
-    ) -> dict[str, Any]:
+    ) -> VmSummary:
         return appliance.vms.stop(request.user, name)
 
     @post("/{name:str}/reboot", sync_to_thread=True, status_code=200)
     def reboot(
         self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep
-    ) -> dict[str, Any]:
+    ) -> VmSummary:
         return appliance.vms.reboot(request.user, name)
 
-    @get("/{name:str}/console", sync_to_thread=True)
+    @get("/{name:str}/console", sync_to_thread=True, media_type="text/plain; charset=utf-8")
     def console(
         self,
         request: AuthedRequest,
         name: FromPath[str],
         appliance: ApplianceDep,
         lines: Annotated[int, QueryParameter(ge=1, le=10_000)] = 200,
-    ) -> Response[str]:
-        text = appliance.vms.console(request.user, name, lines)
-        return Response(text, media_type="text/plain; charset=utf-8")
+    ) -> str:
+        return appliance.vms.console(request.user, name, lines)
 
     @get("/{name:str}/stats", sync_to_thread=True)
     def stats(
         self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep
-    ) -> dict[str, Any]:
+    ) -> VmStats:
         return appliance.vms.stats(request.user, name)

@@ -10,17 +10,18 @@ use, also 0600.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import peewee
 
 from appliance.store import journal
 from appliance.store.models import Tenant, Token, User
 from towerbox_core.accounts import Account, Accounts, TokenRow, check_password, random_password
+from towerbox_core.api.accounts import Role, TenantView, TokenView, UserView
 from towerbox_core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from towerbox_core.names import check_name
 from towerbox_core.secret_files import write_secret_file
@@ -29,15 +30,6 @@ log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "tbx_"  # noqa: S105 - a prefix, not a secret
 SYNC_AGENT_USER = "sync-agent"
-
-
-class Role(enum.StrEnum):
-    INFRA_ADMIN = "infra-admin"  # the whole node
-    TENANT_ADMIN = "tenant-admin"  # its tenant's objects
-    VIEWER = "viewer"  # read-only; its tenant's objects when it has one
-    # The edge agent: reads and acks the journal, reports sync status, hands desired
-    # documents over. Routes open to it say so; every other route refuses it.
-    SYNC_AGENT = "sync-agent"
 
 
 @dataclass(frozen=True)
@@ -181,18 +173,22 @@ class AuthService:
         return self._issue(target, name, "api")
 
     def list_tokens(self, principal: Principal) -> list[dict[str, object]]:
+        """The caller's tokens (every token for infra-admins) as plain data."""
+        return [msgspec.structs.asdict(t) for t in self.tokens(principal)]
+
+    def tokens(self, principal: Principal) -> list[TokenView]:
         query = Token.select(Token, User).join(User)
         if not principal.is_infra_admin:
             query = query.where(Token.user == principal.user_id)
         return [
-            {
-                "id": t.id,
-                "name": t.name,
-                "kind": t.kind,
-                "user": t.user.username,
-                "created_at": aware_utc(t.created_at).isoformat(),
-                "expires_at": aware_utc(t.expires_at).isoformat() if t.expires_at else None,
-            }
+            TokenView(
+                id=t.id,
+                name=t.name,
+                kind=t.kind,
+                user=t.user.username,
+                created_at=aware_utc(t.created_at).isoformat(),
+                expires_at=aware_utc(t.expires_at).isoformat() if t.expires_at else None,
+            )
             for t in query.order_by(Token.id)
         ]
 
@@ -236,9 +232,9 @@ class AuthService:
             )
         self.accounts.create(username, password, role.value, tenant)
 
-    def list_users(self) -> list[dict[str, object]]:
+    def list_users(self) -> list[UserView]:
         return [
-            {"username": u.username, "role": u.role, "tenant": u.tenant_id, "disabled": u.disabled}
+            UserView(username=u.username, role=u.role, tenant=u.tenant_id, disabled=u.disabled)
             for u in User.select().order_by(User.username)
         ]
 
@@ -251,9 +247,12 @@ class AuthService:
         except peewee.IntegrityError as err:
             raise Conflict(f"tenant {name!r} exists", code="tenant_exists") from err
 
-    def list_tenants(self, principal: Principal) -> list[dict[str, object]]:
+    def list_tenants(self, principal: Principal) -> list[TenantView]:
         return [
-            {"name": t.name, "description": t.description}
+            TenantView(name=t.name, description=t.description)
             for t in Tenant.select().order_by(Tenant.name)
             if principal.can_see(t.name)
         ]
+
+
+__all__ = ["AuthService", "Principal", "Role", "aware_utc"]

@@ -21,8 +21,9 @@ from appliance.backends.gpu.vgpu import VgpuHost
 from appliance.backends.vm.domain_xml import GpuDevice
 from appliance.domain.gpu.layout import MigRole
 from appliance.domain.vm_spec import GpuAttach, GpuRequest, Role, VmSpec
-from appliance.services.gpu_layouts import GpuLayoutService
+from appliance.services.gpu_claims import GpuClaims
 from appliance.store.models import Vm
+from towerbox_core.api.gpus import GpuClaim
 from towerbox_core.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,8 @@ def slice_role(spec: VmSpec, req: GpuRequest) -> MigRole:
 
 
 class GpuBinder:
-    def __init__(self, layouts: GpuLayoutService, vgpu: VgpuHost) -> None:
-        self.layouts = layouts
+    def __init__(self, claims: GpuClaims, vgpu: VgpuHost) -> None:
+        self.claims = claims
         self.vgpu = vgpu
 
     def describe(self) -> str:
@@ -60,10 +61,10 @@ class GpuBinder:
             info = self._passthrough_gpu(spec.name, req.gpu)
             pinned = msgspec.structs.replace(req, gpu=info.pci_address)
             return msgspec.structs.replace(spec, gpu=pinned), GpuDevice("pci", info.pci_address)
-        self.layouts.check_request(req.profile, slice_role(spec, req), req.gpu)
+        self.claims.check_request(req.profile, slice_role(spec, req), req.gpu)
         gpus = [
             i
-            for i in self.layouts.backend.list_gpus()
+            for i in self.claims.backend.list_gpus()
             if i.mig_supported and (req.gpu is None or req.gpu in (i.uuid, i.pci_address))
         ]
         if not any(self.vgpu.available(i) for i in gpus):
@@ -78,7 +79,7 @@ class GpuBinder:
 
     def _passthrough_gpu(self, vm_name: str, wanted: str | None) -> GpuInfo:
         taken = self._passed_through(exclude=vm_name)
-        infos = self.layouts.backend.list_gpus()
+        infos = self.claims.backend.list_gpus()
         if wanted is not None:
             infos = [i for i in infos if wanted in (i.uuid, i.pci_address)]
             if not infos:
@@ -125,18 +126,18 @@ class GpuBinder:
         if req is None:
             return None
         if req.attach is GpuAttach.PASSTHROUGH:
-            for info in self.layouts.backend.list_gpus():
+            for info in self.claims.backend.list_gpus():
                 if info.pci_address == req.gpu:
                     self._check_whole(info)
             return {"attach": "passthrough", "pci_address": req.gpu}
-        info, inst, gi, profile = self.layouts.claim(
+        info, inst, gi, profile = self.claims.claim(
             spec.name, req.profile, slice_role(spec, req), req.gpu
         )
         mdev = mdev_uuid_for(vm_id)
         try:
             self.vgpu.create(info, gi, profile, mdev)
         except Exception:
-            self.layouts.release(spec.name)
+            self.claims.release(spec.name)
             raise
         log.info(
             "VM %s bound to %s on GPU %s (vGPU %s)",
@@ -161,10 +162,10 @@ class GpuBinder:
             return
         self.vgpu.remove(spec.gpu.gpu or "", mdev_uuid_for(vm_id))
         if release:
-            self.layouts.release(spec.name)
+            self.claims.release(spec.name)
 
-    def binding(self, vm_name: str) -> dict[str, Any] | None:
-        for claim in self.layouts.claims():
-            if claim["owner"] == vm_name:
+    def binding(self, vm_name: str) -> GpuClaim | None:
+        for claim in self.claims.claims():
+            if claim.owner == vm_name:
                 return claim
         return None

@@ -24,9 +24,9 @@ from typing import Any
 
 import msgspec
 
-from appliance.backends.gpu.protocol import GpuBackend, GpuInfo, GpuInstanceInfo
-from appliance.domain.gpu.binding import choose, is_process_owner, with_owner, without_owner
-from appliance.domain.gpu.catalog import GpuCatalog, GpuModel, MigProfile
+from appliance.backends.gpu.protocol import GpuBackend, GpuInfo
+from appliance.domain.gpu.binding import is_process_owner
+from appliance.domain.gpu.catalog import GpuCatalog, GpuModel
 from appliance.domain.gpu.layout import Instance, Layout, MigRole, validate_layout
 from appliance.domain.gpu.planner import OpKind, Plan, plan
 from appliance.domain.gpu.solver import solve_counts
@@ -34,6 +34,18 @@ from appliance.domain.gpu.target import LayoutRequest
 from appliance.services.auth import Principal
 from appliance.store import journal
 from appliance.store.models import GpuLayout
+from towerbox_core.api.gpus import (
+    DrainReport,
+    GpuView,
+    LayoutApplied,
+    LayoutPlan,
+    MigModeAnswer,
+    MigProfileView,
+    MigState,
+    PlanOp,
+    ProblemBrief,
+    ResumeReport,
+)
 from towerbox_core.errors import BackendError, Conflict, InvalidInput, NotFound, TowerboxError
 
 log = logging.getLogger(__name__)
@@ -43,8 +55,7 @@ log = logging.getLogger(__name__)
 # raises a TowerboxError when it cannot, and the apply stops before any GPU change.
 DrainHook = Callable[[str, tuple[Instance, ...]], None]
 # After an apply or its rollback: bind and restart what was drained; returns a report
-# ({"restarted": [...], "waiting": [...]}).
-ResumeHook = Callable[[str], dict[str, Any]]
+ResumeHook = Callable[[str], ResumeReport]
 
 _OP_KINDS = {OpKind.DESTROY: "gpu.instance_destroyed", OpKind.CREATE: "gpu.instance_created"}
 
@@ -70,7 +81,7 @@ class GpuLayoutService:
         self._resume = resume
         # One layout change on the node at a time. Re-entrant: an apply's hooks stop
         # and bind VMs, which claim and release instances under the same lock.
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
 
     def set_hooks(self, drain: DrainHook, resume: ResumeHook) -> None:
         """Wire the VM service in (it is built after this service)."""
@@ -79,10 +90,10 @@ class GpuLayoutService:
 
     # -- reads -------------------------------------------------------------------
 
-    def list_gpus(self) -> list[dict[str, Any]]:
+    def list_gpus(self) -> list[GpuView]:
         return [self._view(info) for info in self.backend.list_gpus()]
 
-    def get(self, gpu: str) -> dict[str, Any]:
+    def get(self, gpu: str) -> GpuView:
         return self._view(self._info(gpu))
 
     def _info(self, gpu: str) -> GpuInfo:
@@ -91,32 +102,30 @@ class GpuLayoutService:
                 return info
         raise NotFound(f"no GPU {gpu!r} on this node", code="gpu_not_found")
 
-    def _model(self, info: GpuInfo) -> GpuModel:
+    def model(self, info: GpuInfo) -> GpuModel:
         if info.model is None:
             raise Conflict(f"{info.name} is not in the GPU catalog", code="gpu_not_in_catalog")
         return self._catalog.model(info.model)
 
-    def _view(self, info: GpuInfo) -> dict[str, Any]:
-        return {
-            "uuid": info.uuid,
-            "name": info.name,
-            "model": info.model,
-            "pci_address": info.pci_address,
-            "numa_node": info.numa_node,
-            "memory_mib": info.memory_mib,
-            "mig": {
-                "supported": info.mig_supported,
-                "current": info.mig.current,
-                "pending": info.mig.pending,
-            },
-            "layout": msgspec.to_builtins(self.current_layout(info)) if info.model else None,
-        }
+    def _view(self, info: GpuInfo) -> GpuView:
+        return GpuView(
+            uuid=info.uuid,
+            name=info.name,
+            model=info.model,
+            pci_address=info.pci_address,
+            numa_node=info.numa_node,
+            memory_mib=info.memory_mib,
+            mig=MigState(
+                supported=info.mig_supported, current=info.mig.current, pending=info.mig.pending
+            ),
+            layout=self.current_layout(info) if info.model else None,
+        )
 
-    def profiles(self, gpu: str) -> list[dict[str, Any]]:
+    def profiles(self, gpu: str) -> list[MigProfileView]:
         info = self._info(gpu)
         if not info.mig_supported:
             return []
-        return [asdict(p) for p in self.backend.profiles(gpu)]
+        return [MigProfileView(**asdict(p)) for p in self.backend.profiles(gpu)]
 
     def committed(self, gpu: str) -> Layout | None:
         row = GpuLayout.get_or_none(GpuLayout.gpu_uuid == gpu)
@@ -124,7 +133,7 @@ class GpuLayoutService:
 
     def current_layout(self, info: GpuInfo) -> Layout:
         """What the GPU has now, with roles and owners from the committed layout."""
-        model = self._model(info)
+        model = self.model(info)
         known = self.committed(info.uuid)
         meta = known.by_placement() if known else {}
         instances = []
@@ -142,7 +151,7 @@ class GpuLayoutService:
 
     # -- plan and apply ----------------------------------------------------------
 
-    def plan(self, gpu: str, req: LayoutRequest) -> dict[str, Any]:
+    def plan(self, gpu: str, req: LayoutRequest) -> LayoutPlan:
         info = self._info(gpu)
         return self._plan_view(self._plan(info, req))
 
@@ -162,7 +171,7 @@ class GpuLayoutService:
         return named
 
     def _plan(self, info: GpuInfo, req: LayoutRequest) -> Plan:
-        model = self._model(info)
+        model = self.model(info)
         if not model.mig_supported:
             raise Conflict(f"{model.display_name} does not support MIG", code="mig_not_supported")
         req = self.resolve(req)
@@ -175,15 +184,24 @@ class GpuLayoutService:
         return plan(model, current, target)
 
     @staticmethod
-    def _plan_view(p: Plan) -> dict[str, Any]:
-        return {
-            "ops": [{"op": op.kind.value, **msgspec.to_builtins(op.instance)} for op in p.ops],
-            "kept": msgspec.to_builtins(p.kept),
-            "drain": msgspec.to_builtins(p.drain),
-            "empty": p.empty,
-        }
+    def _plan_view(p: Plan) -> LayoutPlan:
+        return LayoutPlan(
+            ops=[
+                PlanOp(
+                    op.kind.value,
+                    op.instance.profile,
+                    op.instance.start,
+                    op.instance.role,
+                    op.instance.owner,
+                )
+                for op in p.ops
+            ],
+            kept=list(p.kept),
+            drain=list(p.drain),
+            empty=p.empty,
+        )
 
-    def _drain_workloads(self, gpu: str, p: Plan) -> dict[str, Any]:
+    def _drain_workloads(self, gpu: str, p: Plan) -> DrainReport:
         owners = sorted({inst.owner for inst in p.drain if inst.owner})
         claimed = [i for i in p.drain if is_process_owner(i.owner)]
         if claimed:
@@ -194,20 +212,27 @@ class GpuLayoutService:
                 owner=claimed[0].owner,
             )
         if not p.drain:
-            return {"owners": owners, "drained": True}
+            return DrainReport(owners=owners, drained=True)
         if self._drain is None:
             log.warning("GPU %s: %s (%s)", gpu, DRAIN_NOT_WIRED, ", ".join(owners))
-            return {"owners": owners, "drained": False, "note": DRAIN_NOT_WIRED}
+            return DrainReport(owners=owners, drained=False, note=DRAIN_NOT_WIRED)
         self._drain(gpu, p.drain)
-        return {"owners": owners, "drained": True}
+        return DrainReport(owners=owners, drained=True)
 
-    def apply(self, principal: Principal, gpu: str, req: LayoutRequest) -> dict[str, Any]:
+    def apply(self, principal: Principal, gpu: str, req: LayoutRequest) -> LayoutApplied:
         principal.require_infra_admin()
-        return self.apply_as_node(gpu, req)
+        return self._apply(gpu, req)
 
     def apply_as_node(self, gpu: str, req: LayoutRequest) -> dict[str, Any]:
-        """Apply on the node's own behalf (schedules); API callers go through apply."""
-        with self._lock:
+        """Apply on the node's own behalf (schedules); API callers go through apply.
+
+        The report comes back as plain data, as schedules log and journal it.
+        """
+        report: dict[str, Any] = msgspec.to_builtins(self._apply(gpu, req))
+        return report
+
+    def _apply(self, gpu: str, req: LayoutRequest) -> LayoutApplied:
+        with self.lock:
             info = self._info(gpu)
             p = self._plan(info, req)
             target = Layout(
@@ -225,129 +250,23 @@ class GpuLayoutService:
                 self._resume_workloads(gpu)  # back on the old layout
                 raise
             self._commit(gpu, target, p)
-            drained |= self._resume_workloads(gpu)
+            drained = self._resume_workloads(gpu, drained)
         log.info("GPU %s: layout applied (%d operations)", gpu, len(p.ops), extra={"gpu": gpu})
-        return {
-            "plan": self._plan_view(p),
-            "layout": msgspec.to_builtins(target),
-            "drain": drained,
-        }
+        return LayoutApplied(plan=self._plan_view(p), layout=target, drain=drained)
 
-    def _resume_workloads(self, gpu: str) -> dict[str, Any]:
+    def _resume_workloads(self, gpu: str, drained: DrainReport | None = None) -> DrainReport:
+        """Bind and restart what was drained; the drain report with how it went."""
+        report = drained or DrainReport(owners=[], drained=False)
         if self._resume is None:
-            return {}
+            return report
         try:
-            return self._resume(gpu)
+            resumed = self._resume(gpu)
         except TowerboxError as err:
             log.error("GPU %s: workloads not resumed: %s", gpu, err.message, extra={"gpu": gpu})
-            return {"resume_error": {"code": err.code, "detail": err.message}}
-
-    # -- claims ----------------------------------------------------------------------
-
-    def check_request(self, profile: str | None, role: MigRole, gpu: str | None) -> None:
-        """Refuse a slice request no GPU of this node could ever satisfy."""
-        infos = self._candidates(gpu)
-        mig = [i for i in infos if i.mig_supported and i.model is not None]
-        if not mig:
-            raise Conflict(
-                "no GPU on this node supports MIG" + (f" ({gpu})" if gpu else ""),
-                code="mig_not_supported",
-                field="gpu",
+            return msgspec.structs.replace(
+                report, resume_error=ProblemBrief(code=err.code, detail=err.message)
             )
-        if profile is None:
-            return
-        known: set[str] = set()
-        for info in mig:
-            known |= {p.name for p in self._model(info).profiles}
-        if profile not in known:
-            raise InvalidInput(
-                f"no GPU of this node has MIG profile {profile!r}; known: "
-                f"{', '.join(sorted(known))}",
-                code="unknown_mig_profile",
-                field="gpu.profile",
-            )
-
-    def _candidates(self, gpu: str | None) -> list[GpuInfo]:
-        infos = self.backend.list_gpus()
-        if gpu is None:
-            return infos
-        found = [i for i in infos if gpu in (i.uuid, i.pci_address)]
-        if not found:
-            raise NotFound(f"no GPU {gpu!r} on this node", code="gpu_not_found", field="gpu.gpu")
-        return found
-
-    def claim(
-        self, owner: str, profile: str | None, role: MigRole, gpu: str | None = None
-    ) -> tuple[GpuInfo, Instance, GpuInstanceInfo, MigProfile]:
-        """The instance this owner uses: the one it holds, else a free matching one."""
-        with self._lock:
-            self.check_request(profile, role, gpu)
-            free: list[str] = []
-            for info in self._candidates(gpu):
-                if not (info.mig_supported and info.mig.current and info.model):
-                    continue
-                layout = self.current_layout(info)
-                inst = choose(layout, owner, profile, role)
-                if inst is None:
-                    free += [
-                        f"{i.profile} ({i.role.value})" for i in layout.instances if not i.owner
-                    ]
-                    continue
-                if inst.owner != owner:
-                    claimed = with_owner(without_owner(layout, owner), inst.placement, owner)
-                    self._save(info.uuid, claimed, "gpu.instance_bound", inst, owner)
-                    inst = msgspec.structs.replace(inst, owner=owner)
-                live = {(g.profile, g.start): g for g in self.backend.instances(info.uuid)}
-                return info, inst, live[inst.placement], self._model(info).profile(inst.profile)
-            wanted = f"{profile or 'any'} {role.value}"
-            raise Conflict(
-                f"no free {wanted} MIG slice on this node (unowned slices: "
-                f"{', '.join(free) or 'none'}); apply a layout that has one or stop the "
-                "workload holding one",
-                code="no_free_gpu_slice",
-                profile=profile,
-                role=role.value,
-            )
-
-    def release(self, owner: str) -> bool:
-        """Give back every instance this owner holds; False when it held none."""
-        released = False
-        with self._lock:
-            for info in self.backend.list_gpus():
-                layout = self.committed(info.uuid)
-                held = [i for i in layout.instances if i.owner == owner] if layout else []
-                if layout is None or not held:
-                    continue
-                self._save(
-                    info.uuid, without_owner(layout, owner), "gpu.instance_released", held[0], owner
-                )
-                released = True
-        return released
-
-    def claims(self) -> list[dict[str, Any]]:
-        result = []
-        for info in self.backend.list_gpus():
-            layout = self.committed(info.uuid)
-            if layout is None:
-                continue
-            live = {(g.profile, g.start): g for g in self.backend.instances(info.uuid)}
-            for inst in layout.instances:
-                if inst.owner:
-                    gi = live.get(inst.placement)
-                    result.append(claim_view(info, inst, gi))
-        return result
-
-    @staticmethod
-    def _save(gpu: str, layout: Layout, kind: str, inst: Instance, owner: str) -> None:
-        with journal.write_transaction():
-            GpuLayout.insert(
-                gpu_uuid=gpu,
-                gpu_model=layout.gpu_model,
-                layout=msgspec.json.encode(layout).decode(),
-            ).on_conflict_replace().execute()
-            journal.append(
-                kind, "gpu", gpu, {"profile": inst.profile, "start": inst.start, "owner": owner}
-            )
+        return msgspec.structs.replace(report, restarted=resumed.restarted, waiting=resumed.waiting)
 
     @staticmethod
     def _commit(gpu: str, target: Layout, p: Plan) -> None:
@@ -414,21 +333,19 @@ class GpuLayoutService:
                     extra={"gpu": gpu},
                 )
 
-    def set_mig_mode(self, principal: Principal, gpu: str, enabled: bool) -> dict[str, bool]:
+    def set_mig_mode(self, principal: Principal, gpu: str, enabled: bool) -> MigModeAnswer:
         """Ask for MIG on or off; the change waits for a GPU reset, which we never do."""
         principal.require_infra_admin()
         self._info(gpu)
-        with self._lock:
+        with self.lock:
             mode = self.backend.set_mig_mode(gpu, enabled)
             with journal.write_transaction():
                 journal.append(
                     "gpu.mig_mode", "gpu", gpu, {"current": mode.current, "pending": mode.pending}
                 )
-        return {
-            "current": mode.current,
-            "pending": mode.pending,
-            "reset_needed": mode.current != mode.pending,
-        }
+        return MigModeAnswer(
+            current=mode.current, pending=mode.pending, reset_needed=mode.current != mode.pending
+        )
 
     def restore(self) -> None:
         """At start: re-create committed layouts the GPU lost (a reboot), vRAN first."""
@@ -453,18 +370,3 @@ class GpuLayoutService:
                     "gpu.layout_restored", "gpu", info.uuid, {"layout": msgspec.to_builtins(layout)}
                 )
             log.warning("GPU %s: committed layout re-created after a reset", info.uuid)
-
-
-def claim_view(info: GpuInfo, inst: Instance, gi: GpuInstanceInfo | None) -> dict[str, Any]:
-    mig_uuid = gi.mig_uuid if gi else None
-    return {
-        "owner": inst.owner,
-        "gpu": info.uuid,
-        "pci_address": info.pci_address,
-        "profile": inst.profile,
-        "start": inst.start,
-        "role": inst.role.value,
-        "mig_uuid": mig_uuid,
-        # What a process or container sets to see only its slice.
-        "env": {"CUDA_VISIBLE_DEVICES": mig_uuid} if mig_uuid else {},
-    }

@@ -23,6 +23,7 @@ from appliance.services.auth import Principal
 from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.store import journal
 from appliance.store.models import Meta
+from towerbox_core.api.gpus import Schedule, ScheduleView
 from towerbox_core.errors import Conflict, InvalidInput, NotFound, TowerboxError
 from towerbox_core.names import check_name
 
@@ -30,12 +31,6 @@ log = logging.getLogger(__name__)
 
 _KEY = "gpu_schedules"
 _JOB_PREFIX = "gpu-schedule:"
-
-
-class Schedule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    gpu: str  # GPU UUID
-    cron: str  # five fields, UTC: "0 22 * * *" is 22:00 every day
-    target: LayoutRequest
 
 
 def cron_trigger(expr: str) -> CronTrigger:
@@ -93,19 +88,21 @@ class GpuSchedules:
             journal.append(kind, "gpu_schedule", name, state)
         self.sync()
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> list[ScheduleView]:
         now = dt.datetime.now(dt.UTC)
         result = []
         for job_id, name, source, s in self._jobs():
             job = self._scheduler.get_job(job_id) if self._scheduler else None
             nxt = job.next_run_time if job else cron_trigger(s.cron).get_next_fire_time(None, now)
             result.append(
-                {
-                    "name": name,
-                    "source": source,
-                    **msgspec.to_builtins(s),
-                    "next_run": nxt.isoformat() if nxt else None,
-                }
+                ScheduleView(
+                    name=name,
+                    source=source,
+                    gpu=s.gpu,
+                    cron=s.cron,
+                    target=s.target,
+                    next_run=nxt.isoformat() if nxt else None,
+                )
             )
         return result
 
@@ -116,7 +113,7 @@ class GpuSchedules:
                 code="schedule_from_config",
             )
 
-    def put(self, principal: Principal, name: str, schedule: Schedule) -> dict[str, Any]:
+    def put(self, principal: Principal, name: str, schedule: Schedule) -> ScheduleView:
         principal.require_infra_admin()
         check_name("schedule", name)
         self._refuse_configured(name)
@@ -124,7 +121,7 @@ class GpuSchedules:
         self._layouts.plan(schedule.gpu, schedule.target)  # refuses a bad GPU or target now
         schedules = {**self._all(), name: schedule}
         self._save(schedules, "gpu.schedule_saved", name, msgspec.to_builtins(schedule))
-        return next(s for s in self.list() if s["name"] == name and s["source"] == "api")
+        return next(s for s in self.list() if s.name == name and s.source == "api")
 
     def delete(self, principal: Principal, name: str) -> None:
         principal.require_infra_admin()
@@ -184,3 +181,6 @@ class GpuSchedules:
                 max_instances=1,
                 coalesce=True,
             )
+
+
+__all__ = ["GpuSchedules", "Schedule", "cron_trigger"]

@@ -11,30 +11,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
-
-import msgspec
 
 from appliance.backends.vm.protocol import DomainState, DomainStats, VmBackend
 from appliance.store import journal
 from appliance.store.models import Vm
+from towerbox_core.api.vms import VmSample
 
 log = logging.getLogger(__name__)
-
-
-class VmSample(msgspec.Struct, frozen=True, gc=False):
-    """One point of a VM's history; untracked by the GC, as a node keeps ~360k."""
-
-    at: float  # wall clock, for charts only
-    state: str
-    cpu_pct: float  # of the VM's vCPUs: 100 = all vCPUs busy
-    cpu_time_ns: int
-    memory_kib: int
-    rss_kib: int
-    net_rx_bytes: int
-    net_tx_bytes: int
-    disk_read_bytes: int
-    disk_write_bytes: int
 
 
 @dataclass(frozen=True)
@@ -123,10 +106,6 @@ def record_state_changes(snapshot: NodeSnapshot) -> int:
             )
         changed += 1
     return changed
-
-
-def sample_to_dict(sample: VmSample) -> dict[str, Any]:
-    return msgspec.structs.asdict(sample)
 
 
 __all__ = ["DomainState", "Monitor", "NodeSnapshot", "VmSample", "record_state_changes"]

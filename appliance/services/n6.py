@@ -20,11 +20,19 @@ import msgspec
 from appliance.services.auth import Principal
 from appliance.store import journal
 from appliance.store.models import Meta, Tenant, Vm
+from towerbox_core.api.n6 import (
+    InterfaceCounters,
+    PfcpSession,
+    TrunkDeclaration,
+    VnetDeclaration,
+    VnetState,
+)
 from towerbox_core.errors import Conflict, InvalidInput, NotFound, TowerboxError
 from upf_bridge.backends.base import Attachment, NetBackend, VNetCounters
 from upf_bridge.eupf import EupfClient, sessions_by_vnet
 from upf_bridge.model import N6Config, TrunkKind, VNet
 from upf_bridge.parse import parse_config, parse_trunk, parse_vnet
+from upf_bridge.upf_config import render_upf_yaml
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +89,25 @@ class N6Service:
     def applied_document(self) -> dict[str, list[Any]]:
         return _read(APPLIED)
 
+    def upf_config(self) -> str:
+        """The UPF's session configuration (Open5GS ``upf.yaml``) for the applied VNets."""
+        vnets = parse_config(self.applied_document()).vnets
+        return render_upf_yaml(vnets, default_dev="ogstun")
+
     def list_trunks(self) -> list[dict[str, Any]]:
         return list(_read(DECLARED)["trunks"])
 
-    def put_trunk(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+    def trunks(self) -> list[TrunkDeclaration]:
+        return msgspec.convert(self.list_trunks(), list[TrunkDeclaration])
+
+    def put_trunk(self, principal: Principal, body: dict[str, Any]) -> TrunkDeclaration:
         principal.require_infra_admin()
         trunk = parse_trunk(body, "trunk")
         with self._lock:
             doc = _read(DECLARED)
             doc["trunks"] = [t for t in doc["trunks"] if t.get("name") != trunk.name] + [body]
             self._save(doc, "n6.trunk_declared", trunk.name, body)
-        return body
+        return msgspec.convert(body, TrunkDeclaration)
 
     def delete_trunk(self, principal: Principal, name: str) -> None:
         principal.require_infra_admin()
@@ -110,13 +126,19 @@ class N6Service:
     def list_vnets(self, principal: Principal) -> list[dict[str, Any]]:
         return [v for v in _read(DECLARED)["vnets"] if principal.can_see(v.get("tenant"))]
 
-    def get_vnet(self, principal: Principal, tenant: str, name: str) -> dict[str, Any]:
+    def vnets(self, principal: Principal) -> list[VnetDeclaration]:
+        return msgspec.convert(self.list_vnets(principal), list[VnetDeclaration])
+
+    def get_vnet(self, principal: Principal, tenant: str, name: str) -> VnetDeclaration:
+        return msgspec.convert(self._find_vnet(principal, tenant, name), VnetDeclaration)
+
+    def _find_vnet(self, principal: Principal, tenant: str, name: str) -> dict[str, Any]:
         for v in self.list_vnets(principal):
             if v["tenant"] == tenant and v["name"] == name:
                 return v
         raise NotFound(f"no VNet {vnet_key(tenant, name)}", code="vnet_not_found")
 
-    def create_vnet(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+    def create_vnet(self, principal: Principal, body: dict[str, Any]) -> VnetDeclaration:
         principal.require_infra_admin()
         vnet = parse_vnet(body, "vnet")
         if not Tenant.select().where(Tenant.name == vnet.tenant).exists():
@@ -129,13 +151,13 @@ class N6Service:
                 raise Conflict(f"VNet {vnet.key} exists", code="vnet_exists")
             doc["vnets"] = [*doc["vnets"], body]
             self._save(doc, "n6.vnet_declared", vnet.key, body)
-        return body
+        return msgspec.convert(body, VnetDeclaration)
 
     def update_vnet(
         self, principal: Principal, tenant: str, name: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> VnetDeclaration:
         principal.require_infra_admin()
-        current = self.get_vnet(principal, tenant, name)
+        current = self._find_vnet(principal, tenant, name)
         merged = {**current, **body}
         attached = self.attached_vms().get(vnet_key(tenant, name), [])
         moved = any(merged.get(k) != current.get(k) for k in ("vlan", "trunk"))
@@ -157,11 +179,11 @@ class N6Service:
             doc = _read(DECLARED)
             doc["vnets"] = [merged if _same(v, tenant, name) else v for v in doc["vnets"]]
             self._save(doc, "n6.vnet_declared", vnet_key(tenant, name), merged)
-        return merged
+        return msgspec.convert(merged, VnetDeclaration)
 
     def delete_vnet(self, principal: Principal, tenant: str, name: str) -> None:
         principal.require_infra_admin()
-        self.get_vnet(principal, tenant, name)
+        self._find_vnet(principal, tenant, name)
         attached = self.attached_vms().get(vnet_key(tenant, name), [])
         if attached:
             raise Conflict(
@@ -182,14 +204,14 @@ class N6Service:
 
     # -- plan and apply ------------------------------------------------------------
 
-    def plan(self) -> dict[str, Any]:
+    def plan(self) -> dict[str, list[str]]:
         config = self.declared()
         return {
             kind.value: self.backend(kind).plan(config.of_kind(kind)).lines()
             for kind in self._kinds(config)
         }
 
-    def apply(self, principal: Principal) -> dict[str, Any]:
+    def apply(self, principal: Principal) -> dict[str, list[str]]:
         principal.require_infra_admin()
         with self._lock:
             doc = _read(DECLARED)
@@ -238,7 +260,7 @@ class N6Service:
         self.last_counters = counters
         return counters
 
-    def state(self, principal: Principal) -> list[dict[str, Any]]:
+    def state(self, principal: Principal) -> list[VnetState]:
         applied = {vnet_key(v["tenant"], v["name"]) for v in _read(APPLIED)["vnets"]}
         attached = self.attached_vms()
         result = []
@@ -246,22 +268,25 @@ class N6Service:
             key = vnet_key(v["tenant"], v["name"])
             c = self.last_counters.get(key)
             result.append(
-                {
-                    "vnet": key,
-                    "vlan": v["vlan"],
-                    "trunk": v["trunk"],
-                    "applied": key in applied,
-                    "attached_vms": attached.get(key, []),
-                    "interfaces": [dataclasses.asdict(i) for i in (c.interfaces if c else ())],
-                    "rx_bytes": c.rx_bytes if c else 0,
-                    "tx_bytes": c.tx_bytes if c else 0,
-                    "rx_packets": c.rx_packets if c else 0,
-                    "tx_packets": c.tx_packets if c else 0,
-                }
+                VnetState(
+                    vnet=key,
+                    vlan=v["vlan"],
+                    trunk=v["trunk"],
+                    applied=key in applied,
+                    attached_vms=attached.get(key, []),
+                    interfaces=[
+                        InterfaceCounters(**dataclasses.asdict(i))
+                        for i in (c.interfaces if c else ())
+                    ],
+                    rx_bytes=c.rx_bytes if c else 0,
+                    tx_bytes=c.tx_bytes if c else 0,
+                    rx_packets=c.rx_packets if c else 0,
+                    tx_packets=c.tx_packets if c else 0,
+                )
             )
         return result
 
-    def sessions(self, principal: Principal) -> dict[str, list[dict[str, Any]]]:
+    def sessions(self, principal: Principal) -> dict[str, list[PfcpSession]]:
         """PFCP sessions from the eUPF, grouped by the VNet whose UE pool holds them."""
         if not self._eupf_url:
             raise Conflict(
@@ -272,12 +297,12 @@ class N6Service:
         grouped = sessions_by_vnet(sessions, parse_config(_read(APPLIED)).vnets)
         return {
             key: [
-                {
-                    "imsi": s.imsi,
-                    "msisdn": s.msisdn,
-                    "local_seid": s.local_seid,
-                    "ue_addresses": [str(a) for a in s.ue_addresses],
-                }
+                PfcpSession(
+                    imsi=s.imsi,
+                    msisdn=s.msisdn,
+                    local_seid=s.local_seid,
+                    ue_addresses=[str(a) for a in s.ue_addresses],
+                )
                 for s in found
             ]
             for key, found in grouped.items()

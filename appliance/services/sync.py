@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
-
-import msgspec
 
 from appliance.store import journal
+from towerbox_core.api.sync import SyncStatusView
 from towerbox_core.errors import InvalidInput
 from towerbox_core.wire import AgentStatus
 
@@ -45,32 +43,39 @@ class SyncStatusBoard:
             self._received_mono = time.monotonic()
             self._received_wall = time.time()
 
-    def view(self) -> dict[str, Any]:
+    def view(self) -> SyncStatusView:
         """The WAN banner's facts: agent alive, online or offline since when, backlog."""
         with self._lock:
             report, mono, wall = self._report, self._received_mono, self._received_wall
         head = journal.head()
         acked = journal.acked_seq()
-        positions = {
-            "head": head,
-            "acked_seq": acked,
-            "compacted_through": journal.compacted_through(),
-            # The appliance's own count: right even when the agent is gone.
-            "queued": max(0, head - acked),
-        }
+        compacted = journal.compacted_through()
+        # The appliance's own count: right even when the agent is gone.
+        queued = max(0, head - acked)
         if report is None:
-            return {"agent": "never reported", "wan": "unknown", "report": None, **positions}
+            return SyncStatusView(
+                agent="never reported",
+                wan="unknown",
+                report=None,
+                head=head,
+                acked_seq=acked,
+                compacted_through=compacted,
+                queued=queued,
+            )
         age = time.monotonic() - mono
         running = age <= STALE_INTERVALS * report.heartbeat_s
-        return {
-            "agent": "running" if running else "not running",
+        return SyncStatusView(
+            agent="running" if running else "not running",
             # With the agent gone nobody knows the link: say so rather than guess.
-            "wan": report.state if running else "unknown",
-            "offline_since": report.since if report.state == "offline" else None,
-            "last_sync_at": report.last_sync_at,
-            "last_error": report.last_error,
-            "reported_s_ago": round(age, 1),
-            "reported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall)),
-            "report": msgspec.to_builtins(report),
-            **positions,
-        }
+            wan=report.state if running else "unknown",
+            offline_since=report.since if report.state == "offline" else None,
+            last_sync_at=report.last_sync_at,
+            last_error=report.last_error,
+            reported_s_ago=round(age, 1),
+            reported_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall)),
+            report=report,
+            head=head,
+            acked_seq=acked,
+            compacted_through=compacted,
+            queued=queued,
+        )

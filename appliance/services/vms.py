@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid as uuidlib
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,54 +18,34 @@ from typing import Any
 import msgspec
 
 from appliance.backends.vm import disks
-from appliance.backends.vm.domain_xml import DomainPaths, GpuDevice, Owner, build_domain_xml
-from appliance.backends.vm.protocol import DomainState, VmBackend
-from appliance.catalog import CatalogEntry, spec_for
+from appliance.backends.vm.domain_xml import GpuDevice, Owner, build_domain_xml
+from appliance.backends.vm.protocol import VmBackend
+from appliance.catalog.model import CatalogEntry
 from appliance.config import Config
 from appliance.domain.allocation import Allocation, decode_allocation, encode_allocation
 from appliance.domain.allocator import Allocator
-from appliance.domain.gpu.layout import Instance
-from appliance.domain.vm_spec import (
-    CpuPolicy,
-    NicKind,
-    Role,
-    VmSpec,
-    parse_vm_spec,
-    spec_to_dict,
-)
+from appliance.domain.vm_spec import CpuPolicy, Role, VmSpec, spec_to_dict
 from appliance.services.auth import Principal, aware_utc
 from appliance.services.gpu_binding import GpuBinder
-from appliance.services.monitor import Monitor, sample_to_dict
+from appliance.services.monitor import Monitor
+from appliance.services.vm_gpu_drain import VmGpuDrain
+from appliance.services.vm_power import ACTIVE, RUNNING, STOPPED, is_active, wait_off
+from appliance.services.vm_provision import (
+    VnetResolver,
+    check_references,
+    console_path,
+    disk_paths,
+    make_disks,
+    resolve_spec,
+    wire_vnets,
+)
+from appliance.services.vm_repin import repin_shared
 from appliance.store import journal
-from appliance.store.models import Tenant, Vm, utcnow
-from towerbox_core.errors import Conflict, Forbidden, InvalidInput, NotFound, TowerboxError
-from upf_bridge.backends.base import Attachment
+from appliance.store.models import Vm, utcnow
+from towerbox_core.api.vms import VmCreateRequest, VmDetail, VmShutdown, VmStats, VmSummary
+from towerbox_core.errors import Conflict, Forbidden, NotFound, TowerboxError
 
 log = logging.getLogger(__name__)
-
-# (VM's tenant, "name" or "tenant/name") -> where the NIC plugs in; from the N6 service.
-VnetResolver = Callable[[str | None, str], Attachment]
-
-RUNNING = "running"
-STOPPED = "stopped"
-# Who starts first when several VMs come up together: the RAN before the rest.
-_ROLE_ORDER = {"vran": 0, "upf": 1, "b2b": 2, "other": 3}
-_ACTIVE = (
-    DomainState.RUNNING,
-    DomainState.PAUSED,
-    DomainState.SHUTTING_DOWN,
-    DomainState.BLOCKED,
-    DomainState.SUSPENDED,
-)
-
-
-class VmCreateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    name: str
-    # Catalog entry whose default spec ``spec`` overrides; without one, ``spec`` is
-    # the whole VM spec (any VmSpec field but name).
-    appliance: str | None = None
-    spec: dict[str, Any] = {}
-    start: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,11 +70,6 @@ class VmService:
         self._cfg = cfg
         self._vnets = vnets
         self._gpus = gpus
-        # VMs an apply has shut down to change their GPU slice: the reconciler leaves
-        # them alone until the apply restarts them (desired state stays "running").
-        self._draining: set[str] = set()
-        # VMs an apply could not place on the new layout; the next apply tries again.
-        self._waiting: set[str] = set()
         self._backend = backend
         self._allocator = allocator
         self._catalog = catalog
@@ -105,10 +78,11 @@ class VmService:
         # move together; start/stop of different VMs do not need it.
         self._lock = threading.Lock()
         self._image_dir = Path(cfg.image_dir)
+        self.gpu_drain = VmGpuDrain(backend, gpus, cfg.gpu.drain_timeout_s, self._start_domain)
 
     # -- reads -------------------------------------------------------------------
 
-    def list_vms(self, principal: Principal) -> list[dict[str, Any]]:
+    def list_vms(self, principal: Principal) -> list[VmSummary]:
         swept = self._monitor.snapshot.taken_at
         # The snapshot answers for every VM but those acted on since the last sweep:
         # a list right after "start" must not say "shutoff".
@@ -122,28 +96,24 @@ class VmService:
             if principal.can_see(vm.tenant)
         ]
 
-    def get(self, principal: Principal, name: str) -> dict[str, Any]:
+    def get(self, principal: Principal, name: str) -> VmDetail:
         vm = self._visible(principal, name)
-        view = self._view(vm)
-        view["spec"] = msgspec.json.decode(vm.spec)
-        view["allocation"] = msgspec.json.decode(vm.allocation)
-        view["gpu"] = (
-            self._gpus.binding(vm.name) if self._gpus and view["spec"].get("gpu") else None
+        spec = msgspec.json.decode(vm.spec)
+        return VmDetail(
+            **msgspec.structs.asdict(self._view(vm)),
+            spec=spec,
+            allocation=msgspec.json.decode(vm.allocation),
+            gpu=self._gpus.binding(vm.name) if self._gpus and spec.get("gpu") else None,
         )
-        return view
 
-    def stats(self, principal: Principal, name: str) -> dict[str, Any]:
+    def stats(self, principal: Principal, name: str) -> VmStats:
         vm = self._visible(principal, name)
         history = self._monitor.history(vm.id)
-        return {
-            "name": vm.name,
-            "current": sample_to_dict(history[-1]) if history else None,
-            "history": [sample_to_dict(s) for s in history],
-        }
+        return VmStats(name=vm.name, current=history[-1] if history else None, history=history)
 
     def console(self, principal: Principal, name: str, lines: int) -> str:
         vm = self._visible(principal, name)
-        path = self._console_path(vm.id)
+        path = console_path(self._cfg, vm.id)
         if not path.exists():
             return ""
         with path.open("rb") as f:
@@ -163,43 +133,14 @@ class VmService:
 
     # -- create ------------------------------------------------------------------
 
-    def resolve_spec(self, principal: Principal, req: VmCreateRequest) -> VmSpec:
-        if req.appliance is not None:
-            entry = self._catalog.get(req.appliance)
-            if entry is None:
-                raise InvalidInput(
-                    f"no appliance {req.appliance!r} in the catalog; known: "
-                    f"{', '.join(sorted(self._catalog)) or 'none'}",
-                    code="unknown_appliance",
-                    field="appliance",
-                )
-            spec = spec_for(entry, req.name, dict(req.spec))
-        else:
-            spec = parse_vm_spec({**req.spec, "name": req.name})
-        if principal.is_infra_admin:
-            return spec
-        if spec.tenant not in (None, principal.tenant):
-            raise Forbidden(
-                f"you can create VMs for tenant {principal.tenant!r} only",
-                code="tenant_mismatch",
-                field="tenant",
-            )
-        if spec.role not in (Role.B2B, Role.OTHER):
-            raise Forbidden(
-                f"role {spec.role.value!r} VMs need the infra-admin role",
-                code="role_not_allowed",
-                field="role",
-            )
-        return msgspec.structs.replace(spec, tenant=principal.tenant)
-
-    def create(self, principal: Principal, req: VmCreateRequest) -> dict[str, Any]:
+    def create(self, principal: Principal, req: VmCreateRequest) -> VmDetail:
         principal.require_write()
-        spec = self.resolve_spec(principal, req)
-        self._check_references(spec)
+        spec = resolve_spec(self._catalog, principal, req)
+        check_references(spec, self._image_dir)
         vm_id = str(uuidlib.uuid4())
         spec, gpu_device = self._prepare_gpu(spec, vm_id)
         # The row keeps the VNet names; libvirt gets the bridges and tags they map to.
-        wired = self._wire_vnets(spec)
+        wired = wire_vnets(spec, self._vnets)
         made: list[Path] = []
         defined = False
         with self._lock:
@@ -207,7 +148,7 @@ class VmService:
                 raise Conflict(f"a VM named {spec.name!r} exists", code="vm_exists", field="name")
             alloc = self._allocator.allocate(spec.name, spec)
             try:
-                paths = self._make_disks(vm_id, spec, made)
+                paths = make_disks(self._cfg, vm_id, spec, made)
                 xml = build_domain_xml(
                     wired,
                     alloc,
@@ -245,7 +186,7 @@ class VmService:
                 raise
         log.info("created VM %s (%s)", spec.name, vm_id, extra={"vm": spec.name})
         if alloc.vcpu_pins:
-            self._repin_shared()
+            repin_shared(self._allocator, self._backend)
         if req.start:
             try:
                 self.start(principal, spec.name)
@@ -264,69 +205,6 @@ class VmService:
             raise Conflict("this node has no GPU service", code="gpu_unavailable", field="gpu")
         return self._gpus.prepare(spec, vm_id)
 
-    def _wire_vnets(self, spec: VmSpec) -> VmSpec:
-        if not any(nic.kind is NicKind.VNET for nic in spec.nics):
-            return spec
-        if self._vnets is None:
-            raise Conflict("this node has no N6 service to attach VNets", code="n6_unavailable")
-        nics = []
-        for nic in spec.nics:
-            if nic.kind is NicKind.VNET and nic.vnet is not None:
-                att = self._vnets(spec.tenant, nic.vnet)
-                kind = NicKind.OVS if att.kind == "ovs" else NicKind.BRIDGE
-                nics.append(
-                    msgspec.structs.replace(
-                        nic, kind=kind, bridge=att.bridge, vlan=att.vlan, vnet=None
-                    )
-                )
-            else:
-                nics.append(nic)
-        return msgspec.structs.replace(spec, nics=tuple(nics))
-
-    def _check_references(self, spec: VmSpec) -> None:
-        if (
-            spec.tenant is not None
-            and not Tenant.select().where(Tenant.name == spec.tenant).exists()
-        ):
-            raise InvalidInput(
-                f"no tenant {spec.tenant!r}; create it first", code="unknown_tenant", field="tenant"
-            )
-        wanted = [(f"disks[{i}].image", d.image) for i, d in enumerate(spec.disks) if d.image]
-        if spec.boot is not None:
-            wanted.append(("boot.kernel", spec.boot.kernel))
-            if spec.boot.initrd:
-                wanted.append(("boot.initrd", spec.boot.initrd))
-        for field, name in wanted:
-            if not (self._image_dir / name).is_file():
-                raise InvalidInput(
-                    f"image {name!r} is not in the image directory {self._image_dir}",
-                    code="unknown_image",
-                    field=field,
-                )
-
-    def _make_disks(self, vm_id: str, spec: VmSpec, made: list[Path]) -> DomainPaths:
-        overlays = []
-        for i, disk in enumerate(spec.disks):
-            path = self._cfg.disk_dir / f"{vm_id}-{i}.qcow2"
-            made.append(path)
-            if disk.image:
-                disks.create_overlay(self._image_dir / disk.image, path, disk.size_gib)
-            elif disk.size_gib is not None:  # validate_spec makes this the only other case
-                disks.create_blank(path, disk.size_gib)
-            overlays.append(str(path))
-        console = None
-        if spec.serial_log:
-            self._cfg.console_dir.mkdir(parents=True, exist_ok=True)
-            console = str(self._console_path(vm_id))
-            made.append(Path(console))
-        boot = spec.boot
-        return DomainPaths(
-            disks=tuple(overlays),
-            kernel=str(self._image_dir / boot.kernel) if boot else None,
-            initrd=str(self._image_dir / boot.initrd) if boot and boot.initrd else None,
-            console_log=console,
-        )
-
     def _undo_create(self, vm_id: str, defined: bool, made: list[Path], name: str) -> None:
         log.warning("create of VM %s failed; undoing", name)
         if defined:
@@ -339,7 +217,7 @@ class VmService:
 
     # -- power -------------------------------------------------------------------
 
-    def start(self, principal: Principal, name: str) -> dict[str, Any]:
+    def start(self, principal: Principal, name: str) -> VmSummary:
         vm = self._writable(principal, name)
         self._set_desired(vm, RUNNING, "vm.start")
         status = self._backend.status(vm.id)
@@ -348,7 +226,7 @@ class VmService:
                 f"VM {name} has no libvirt domain (drift); delete and re-create it",
                 code="domain_missing",
             )
-        if status.state not in _ACTIVE:
+        if status.state not in ACTIVE:
             self._start_domain(vm)
             log.info("started VM %s", name, extra={"vm": name})
         return self._after_action(vm.id)
@@ -359,7 +237,7 @@ class VmService:
         if self._gpus is None or spec.gpu is None:
             self._backend.start(vm.id)
             return
-        if vm.name in self._draining:
+        if self.gpu_drain.is_draining(vm.name):
             raise Conflict(
                 f"VM {vm.name} is being moved off a GPU slice that changes; it restarts "
                 "when the new layout is in place",
@@ -391,110 +269,15 @@ class VmService:
                 "VM %s: GPU slice not released: %s", vm.name, err.message, extra={"vm": vm.name}
             )
 
-    # -- GPU reshapes ----------------------------------------------------------------
-
-    def drain_gpu(self, gpu: str, instances: tuple[Instance, ...]) -> None:
-        """Shut down the VMs on these instances before their slices change.
-
-        Graceful (ACPI) with the configured deadline, all at once. A VM still running
-        at the deadline stops the apply: the VMs already off start again on their
-        slices and the GPU is left as it was.
-        """
-        owners = {i.owner for i in instances if i.owner}
-        rows = list(Vm.select().where(Vm.name.in_(owners)))
-        active = [vm for vm in rows if self._is_active(vm.id)]
-        self._draining.update(vm.name for vm in rows)
-        deadline = self._cfg.gpu.drain_timeout_s
-        for vm in active:
-            self._backend.shutdown(vm.id)
-        end = time.monotonic() + deadline
-        still = [vm for vm in active if not self._wait_off(vm.id, max(0.0, end - time.monotonic()))]
-        if still:
-            names = ", ".join(vm.name for vm in still)
-            log.error("GPU %s: drain deadline of %.0f s missed by %s", gpu, deadline, names)
-            self._draining.difference_update(vm.name for vm in rows)
-            for vm in active:
-                if vm not in still and not self._is_active(vm.id):
-                    self._restart_after_drain(vm)
-            raise Conflict(
-                f"VM {names} did not shut down within the {deadline:.0f} s drain deadline; "
-                "the GPU keeps its last good layout",
-                code="drain_deadline",
-                vms=[vm.name for vm in still],
-            )
-        for vm in rows:
-            spec = msgspec.json.decode(vm.spec, type=VmSpec)
-            if self._gpus is not None and spec.gpu is not None:
-                self._gpus.unbind(vm.id, spec, release=False)
-            with journal.write_transaction():
-                journal.append("vm.drained", "vm", vm.id, {"name": vm.name, "gpu": gpu})
-        log.info("GPU %s: drained %s", gpu, ", ".join(sorted(owners)) or "nothing")
-
-    def resume_gpu(self, gpu: str) -> dict[str, Any]:
-        """After an apply (or its rollback): start every VM that should run on a slice.
-
-        That is the drained VMs and any earlier one left waiting for a slice (and still
-        meant to run). A VM with no place in the layout stays off, journalled as
-        waiting, and starts after a later apply gives it one.
-        """
-        candidates = self._draining | self._waiting
-        self._draining.clear()
-        restarted: list[str] = []
-        waiting: list[dict[str, str]] = []
-        rows = Vm.select().where(Vm.desired_state == RUNNING)
-        for vm in sorted(rows, key=lambda vm: (_ROLE_ORDER.get(vm.role, 9), vm.name)):
-            if vm.name not in candidates or self._is_active(vm.id):
-                self._waiting.discard(vm.name)
-                continue
-            try:
-                self._start_domain(vm)
-            except TowerboxError as err:
-                self._waiting.add(vm.name)
-                waiting.append({"vm": vm.name, "code": err.code, "detail": err.message})
-                with journal.write_transaction():
-                    journal.append(
-                        "vm.gpu_waiting", "vm", vm.id, {"name": vm.name, "reason": err.message}
-                    )
-                continue
-            self._waiting.discard(vm.name)
-            restarted.append(vm.name)
-            Vm.update(updated_at=utcnow()).where(Vm.id == vm.id).execute()
-        if waiting:
-            log.warning("GPU %s: VMs waiting for a slice: %s", gpu, waiting)
-        return {"restarted": restarted, "waiting": waiting}
-
-    def start_gpu_vms(self) -> dict[str, Any]:
-        """At daemon start, after the GPU layouts are re-created: start the VMs on
-        slices that should run and do not (a host reboot), vRAN first."""
-        for vm in Vm.select().where(Vm.desired_state == RUNNING):
-            if msgspec.json.decode(vm.spec, type=VmSpec).gpu is not None:
-                self._waiting.add(vm.name)
-        if not self._waiting:
-            return {"restarted": [], "waiting": []}
-        report = self.resume_gpu("")
-        log.info("VMs on GPU slices after start: %s", report)
-        return report
-
-    def _restart_after_drain(self, vm: Vm) -> None:
-        try:
-            self._start_domain(vm)
-        except TowerboxError as err:
-            log.error(
-                "VM %s could not restart after a failed drain: %s",
-                vm.name,
-                err.message,
-                extra={"vm": vm.name},
-            )
-
-    def shutdown(self, principal: Principal, name: str, timeout_s: float | None) -> dict[str, Any]:
+    def shutdown(self, principal: Principal, name: str, timeout_s: float | None) -> VmShutdown:
         """ACPI power-off, then force after the deadline."""
         vm = self._writable(principal, name)
         deadline = self._cfg.libvirt.shutdown_timeout_s if timeout_s is None else timeout_s
         self._set_desired(vm, STOPPED, "vm.shutdown")
         forced = False
-        if self._is_active(vm.id):
+        if is_active(self._backend, vm.id):
             self._backend.shutdown(vm.id)
-            forced = not self._wait_off(vm.id, deadline)
+            forced = not wait_off(self._backend, vm.id, deadline)
             if forced:
                 log.warning(
                     "VM %s ignored ACPI shutdown for %.0f s; forcing it off",
@@ -505,20 +288,19 @@ class VmService:
                 self._backend.destroy(vm.id)
         self._release_gpu(vm)
         view = self._after_action(vm.id)
-        view["forced"] = forced
-        return view
+        return VmShutdown(**msgspec.structs.asdict(view), forced=forced)
 
-    def stop(self, principal: Principal, name: str) -> dict[str, Any]:
+    def stop(self, principal: Principal, name: str) -> VmSummary:
         vm = self._writable(principal, name)
         self._set_desired(vm, STOPPED, "vm.stop")
-        if self._is_active(vm.id):
+        if is_active(self._backend, vm.id):
             self._backend.destroy(vm.id)
         self._release_gpu(vm)
         return self._after_action(vm.id)
 
-    def reboot(self, principal: Principal, name: str) -> dict[str, Any]:
+    def reboot(self, principal: Principal, name: str) -> VmSummary:
         vm = self._writable(principal, name)
-        if not self._is_active(vm.id):
+        if not is_active(self._backend, vm.id):
             raise Conflict(f"VM {name} is not running", code="vm_not_running")
         self._backend.reboot(vm.id)
         with journal.write_transaction():
@@ -528,51 +310,20 @@ class VmService:
     def delete(self, principal: Principal, name: str) -> None:
         vm = self._writable(principal, name)
         with self._lock:
-            if self._is_active(vm.id):
+            if is_active(self._backend, vm.id):
                 self._backend.destroy(vm.id)
             self._release_gpu(vm)
             if self._backend.status(vm.id) is not None:
                 self._backend.undefine(vm.id)
             spec = msgspec.json.decode(vm.spec, type=VmSpec)
-            disks.remove(
-                [self._cfg.disk_dir / f"{vm.id}-{i}.qcow2" for i in range(len(spec.disks))]
-                + [self._console_path(vm.id)]
-            )
+            disks.remove(disk_paths(self._cfg, vm.id, spec))
             self._allocator.release(vm.name)
             with journal.write_transaction():
                 vm.delete_instance()
                 journal.append("vm.deleted", "vm", vm.id, None)
             if spec.cpu.policy is CpuPolicy.PINNED:
-                self._repin_shared()
+                repin_shared(self._allocator, self._backend)
         log.info("deleted VM %s", name, extra={"vm": name})
-
-    def _repin_shared(self) -> None:
-        """Move shared VMs onto the shared pool as it is now.
-
-        A pinned VM's cores are exclusive only if no shared VM may float onto them,
-        and a deleted pinned VM's cores should return to the pool.
-        """
-        for vm in Vm.select():
-            alloc = decode_allocation(vm.allocation)
-            if alloc.vcpu_pins or not alloc.shared_cpus:
-                continue
-            pool = self._allocator.shared_pool(alloc.numa_node)
-            if not pool or pool == alloc.shared_cpus:
-                continue
-            try:
-                self._backend.pin_vcpus(vm.id, pool)
-            except TowerboxError as err:
-                log.error(
-                    "could not move VM %s to the shared CPU pool: %s",
-                    vm.name,
-                    err.message,
-                    extra={"vm": vm.name},
-                )
-                continue
-            new = msgspec.structs.replace(alloc, shared_cpus=pool)
-            with journal.write_transaction():
-                Vm.update(allocation=encode_allocation(new)).where(Vm.id == vm.id).execute()
-                journal.append("vm.repinned", "vm", vm.id, {"name": vm.name, "cpus": list(pool)})
 
     # -- helpers -----------------------------------------------------------------
 
@@ -598,28 +349,13 @@ class VmService:
             Vm.update(desired_state=desired, updated_at=utcnow()).where(Vm.id == vm.id).execute()
             journal.append(kind, "vm", vm.id, {"name": vm.name, "desired_state": desired})
 
-    def _after_action(self, vm_id: str) -> dict[str, Any]:
+    def _after_action(self, vm_id: str) -> VmSummary:
         # Marks the row as newer than any sweep that ran during the action, so lists
         # ask libvirt for this VM until the next sweep sees the new state.
         Vm.update(updated_at=utcnow()).where(Vm.id == vm_id).execute()
         return self._view(Vm.get_by_id(vm_id))
 
-    def _is_active(self, vm_id: str) -> bool:
-        status = self._backend.status(vm_id)
-        return status is not None and status.state in _ACTIVE
-
-    def _wait_off(self, vm_id: str, deadline_s: float) -> bool:
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            if not self._is_active(vm_id):
-                return True
-            time.sleep(0.25)
-        return not self._is_active(vm_id)
-
-    def _console_path(self, vm_id: str) -> Path:
-        return self._cfg.console_dir / f"{vm_id}.log"
-
-    def _view(self, vm: Vm, *, live: bool = True) -> dict[str, Any]:
+    def _view(self, vm: Vm, *, live: bool = True) -> VmSummary:
         """The VM as clients see it; ``live`` asks libvirt instead of the snapshot."""
         sample = self._monitor.snapshot.vms.get(vm.id)
         state = sample.state if sample else vm.observed_state
@@ -627,18 +363,18 @@ class VmService:
             status = self._backend.status(vm.id)
             state = status.state.value if status else "missing"
         spec = msgspec.json.decode(vm.spec)
-        return {
-            "id": vm.id,
-            "name": vm.name,
-            "role": vm.role,
-            "tenant": vm.tenant,
-            "appliance": spec.get("appliance"),
-            "vcpus": spec["vcpus"],
-            "memory_mib": spec["memory_mib"],
-            "desired_state": vm.desired_state,
-            "state": state,
-            "cpu_pct": sample.cpu_pct if sample else None,
-        }
+        return VmSummary(
+            id=vm.id,
+            name=vm.name,
+            role=vm.role,
+            tenant=vm.tenant,
+            appliance=spec.get("appliance"),
+            vcpus=spec["vcpus"],
+            memory_mib=spec["memory_mib"],
+            desired_state=vm.desired_state,
+            state=state,
+            cpu_pct=sample.cpu_pct if sample else None,
+        )
 
     @staticmethod
     def _journal_state(spec: VmSpec, desired: str) -> dict[str, Any]:

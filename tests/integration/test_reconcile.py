@@ -11,10 +11,10 @@ import libvirt
 import pytest
 
 from appliance.context import Appliance
-from appliance.services.vms import VmCreateRequest
 from appliance.store import journal
 from appliance.store.models import Vm
 from tests.support.appliance import built
+from towerbox_core.api.vms import VmCreateRequest
 
 
 @pytest.fixture

@@ -8,14 +8,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from appliance.catalog import (
-    CatalogEntry,
-    ImageRef,
-    image_status,
-    load_catalog,
-    render_cloud_init,
-    spec_for,
-)
+from appliance.catalog.cloud_init import render_cloud_init
+from appliance.catalog.images import image_status
+from appliance.catalog.loading import load_catalog
+from appliance.catalog.model import CatalogEntry, ImageRef, spec_for
 from appliance.domain.vm_spec import CpuPolicy, HugepageSize, NicKind, RestartPolicy, Role
 from towerbox_core.errors import ConfigError, InvalidInput
 

@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import TestClient
 
 from appliance.context import Appliance
-from appliance.services.desired import decide, fingerprint
+from appliance.services.desired_rule import decide, fingerprint
 from tests.support.appliance import admin_password, api_client, built, login
 
 VNET = {

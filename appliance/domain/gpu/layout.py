@@ -8,52 +8,12 @@ sent to a GPU.
 
 from __future__ import annotations
 
-import enum
 from collections import Counter
 from collections.abc import Iterable
 
-import msgspec
-
 from appliance.domain.gpu.catalog import GpuModel
+from towerbox_core.api.gpus import Instance, Layout, MigRole
 from towerbox_core.errors import InvalidInput
-
-
-class MigRole(enum.StrEnum):
-    VRAN = "vran"  # the RAN slice: protected, never destroyed or moved by a plan
-    B2B = "b2b"  # best-effort inference for business tenants
-
-
-class Instance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    profile: str
-    start: int
-    role: MigRole = MigRole.B2B
-    owner: str | None = None
-
-    @property
-    def placement(self) -> tuple[str, int]:
-        """What identifies the instance on the GPU: profile and start slot."""
-        return (self.profile, self.start)
-
-    @property
-    def label(self) -> str:
-        return f"{self.profile} at slot {self.start}"
-
-    @property
-    def protected(self) -> bool:
-        return self.role is MigRole.VRAN
-
-
-class Layout(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    gpu_model: str
-    instances: tuple[Instance, ...] = ()
-
-    def by_placement(self) -> dict[tuple[str, int], Instance]:
-        return {inst.placement: inst for inst in self.instances}
-
-    def in_slot_order(self) -> Layout:
-        """The same layout with its instances in slot order (stable for equality)."""
-        ordered = tuple(sorted(self.instances, key=lambda i: (i.start, i.profile)))
-        return Layout(self.gpu_model, ordered)
 
 
 def _refuse(message: str, code: str, **extra: object) -> InvalidInput:
@@ -149,3 +109,6 @@ def validate_layout(model: GpuModel, layout: Layout) -> None:
     check_counts(model, layout.instances)
     check_overlaps(model, layout.instances)
     check_compute(model, layout.instances)
+
+
+__all__ = ["Instance", "Layout", "MigRole", "check_counts", "check_placement", "validate_layout"]

@@ -1,0 +1,84 @@
+"""A catalog entry as the node holds it, and the VM spec an entry makes."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+import msgspec
+
+from appliance.domain.vm_spec import Role, VmSpec, parse_vm_spec
+
+
+class ImageRef(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a VM of the appliance boots from; files are in the node's image folder."""
+
+    kind: Literal["kernel", "disk"]
+    file: str  # disk: the base image; kernel: the kernel
+    initrd: str | None = None  # kernel only
+    url: str | None = None  # where ``file`` comes from
+    sha256: str | None = None  # of ``file``; required with ``url``
+
+
+class CatalogEntry(msgspec.Struct, frozen=True):
+    name: str
+    description: str
+    version: str
+    role: Role
+    image: ImageRef
+    default_spec: dict[str, Any]  # VmSpec fields except name, role and appliance
+    cloud_init_template: str | None
+    source_file: str
+
+
+def entry_document(entry: CatalogEntry) -> dict[str, Any]:
+    """An entry as the document (or file) that describes it."""
+    doc: dict[str, Any] = {
+        "name": entry.name,
+        "description": entry.description,
+        "version": entry.version,
+        "role": entry.role.value,
+        "image": msgspec.to_builtins(entry.image),
+        "spec": entry.default_spec,
+    }
+    if entry.cloud_init_template is not None:
+        doc["cloud_init"] = {"template": entry.cloud_init_template}
+    return doc
+
+
+def spec_for(entry: CatalogEntry, name: str, overrides: dict[str, Any]) -> VmSpec:
+    """The spec of a VM named ``name`` made from ``entry``, with ``overrides`` on top.
+
+    Tables merge key by key (``{"cpu": {"isolated": false}}`` keeps the policy);
+    lists and plain values replace. The image fills ``boot`` (kernel kind) or the
+    first disk (disk kind, unless ``overrides`` give ``disks``). ``appliance`` and
+    ``role`` come from the entry unless overridden; the name is always ``name``.
+    """
+    base = copy.deepcopy(entry.default_spec)
+    image = entry.image
+    if image.kind == "kernel":
+        boot = base.get("boot")
+        boot = dict(boot) if isinstance(boot, dict) else {}
+        boot["kernel"] = image.file
+        if image.initrd is not None:
+            boot["initrd"] = image.initrd
+        base["boot"] = boot
+    elif "disks" not in overrides:
+        extra = base.get("disks")
+        base["disks"] = [{"image": image.file}, *(extra if isinstance(extra, list) else [])]
+    base["appliance"] = entry.name
+    base["role"] = entry.role.value
+    merged = _merge(base, overrides)
+    merged["name"] = name
+    return parse_vm_spec(merged)
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        current = merged.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            merged[key] = _merge(current, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

@@ -1,0 +1,135 @@
+"""What a VM create needs before libvirt sees it: the spec, its references, disks, NICs.
+
+Each step refuses with the field it is about; none of them holds a lock or writes a
+row, so the VM service can run them before it takes its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+
+from appliance.backends.vm import disks
+from appliance.backends.vm.domain_xml import DomainPaths
+from appliance.catalog.model import CatalogEntry, spec_for
+from appliance.config import Config
+from appliance.domain.vm_spec import NicKind, Role, VmSpec, parse_vm_spec
+from appliance.services.auth import Principal
+from appliance.store.models import Tenant
+from towerbox_core.api.vms import VmCreateRequest
+from towerbox_core.errors import Conflict, Forbidden, InvalidInput
+from upf_bridge.backends.base import Attachment
+
+# (VM's tenant, "name" or "tenant/name") -> where the NIC plugs in; from the N6 service.
+VnetResolver = Callable[[str | None, str], Attachment]
+
+
+def resolve_spec(
+    catalog: dict[str, CatalogEntry], principal: Principal, req: VmCreateRequest
+) -> VmSpec:
+    """The VM spec a create asks for, and what this caller may ask for."""
+    if req.appliance is not None:
+        entry = catalog.get(req.appliance)
+        if entry is None:
+            raise InvalidInput(
+                f"no appliance {req.appliance!r} in the catalog; known: "
+                f"{', '.join(sorted(catalog)) or 'none'}",
+                code="unknown_appliance",
+                field="appliance",
+            )
+        spec = spec_for(entry, req.name, dict(req.spec))
+    else:
+        spec = parse_vm_spec({**req.spec, "name": req.name})
+    if principal.is_infra_admin:
+        return spec
+    if spec.tenant not in (None, principal.tenant):
+        raise Forbidden(
+            f"you can create VMs for tenant {principal.tenant!r} only",
+            code="tenant_mismatch",
+            field="tenant",
+        )
+    if spec.role not in (Role.B2B, Role.OTHER):
+        raise Forbidden(
+            f"role {spec.role.value!r} VMs need the infra-admin role",
+            code="role_not_allowed",
+            field="role",
+        )
+    return msgspec.structs.replace(spec, tenant=principal.tenant)
+
+
+def check_references(spec: VmSpec, image_dir: Path) -> None:
+    """The tenant exists and every image the spec names is in the image folder."""
+    if spec.tenant is not None and not Tenant.select().where(Tenant.name == spec.tenant).exists():
+        raise InvalidInput(
+            f"no tenant {spec.tenant!r}; create it first", code="unknown_tenant", field="tenant"
+        )
+    wanted = [(f"disks[{i}].image", d.image) for i, d in enumerate(spec.disks) if d.image]
+    if spec.boot is not None:
+        wanted.append(("boot.kernel", spec.boot.kernel))
+        if spec.boot.initrd:
+            wanted.append(("boot.initrd", spec.boot.initrd))
+    for field, name in wanted:
+        if not (image_dir / name).is_file():
+            raise InvalidInput(
+                f"image {name!r} is not in the image directory {image_dir}",
+                code="unknown_image",
+                field=field,
+            )
+
+
+def wire_vnets(spec: VmSpec, vnets: VnetResolver | None) -> VmSpec:
+    """The spec with each VNet NIC turned into the bridge and tag it maps to."""
+    if not any(nic.kind is NicKind.VNET for nic in spec.nics):
+        return spec
+    if vnets is None:
+        raise Conflict("this node has no N6 service to attach VNets", code="n6_unavailable")
+    nics = []
+    for nic in spec.nics:
+        if nic.kind is NicKind.VNET and nic.vnet is not None:
+            att = vnets(spec.tenant, nic.vnet)
+            kind = NicKind.OVS if att.kind == "ovs" else NicKind.BRIDGE
+            nics.append(
+                msgspec.structs.replace(nic, kind=kind, bridge=att.bridge, vlan=att.vlan, vnet=None)
+            )
+        else:
+            nics.append(nic)
+    return msgspec.structs.replace(spec, nics=tuple(nics))
+
+
+def console_path(cfg: Config, vm_id: str) -> Path:
+    return cfg.console_dir / f"{vm_id}.log"
+
+
+def disk_paths(cfg: Config, vm_id: str, spec: VmSpec) -> list[Path]:
+    """Every file a VM's create makes: its disk overlays and its console log."""
+    return [cfg.disk_dir / f"{vm_id}-{i}.qcow2" for i in range(len(spec.disks))] + [
+        console_path(cfg, vm_id)
+    ]
+
+
+def make_disks(cfg: Config, vm_id: str, spec: VmSpec, made: list[Path]) -> DomainPaths:
+    """Create the VM's disks (each recorded in ``made`` first, for the undo)."""
+    image_dir = Path(cfg.image_dir)
+    overlays = []
+    for i, disk in enumerate(spec.disks):
+        path = cfg.disk_dir / f"{vm_id}-{i}.qcow2"
+        made.append(path)
+        if disk.image:
+            disks.create_overlay(image_dir / disk.image, path, disk.size_gib)
+        elif disk.size_gib is not None:  # validate_spec makes this the only other case
+            disks.create_blank(path, disk.size_gib)
+        overlays.append(str(path))
+    console = None
+    if spec.serial_log:
+        cfg.console_dir.mkdir(parents=True, exist_ok=True)
+        console = str(console_path(cfg, vm_id))
+        made.append(Path(console))
+    boot = spec.boot
+    return DomainPaths(
+        disks=tuple(overlays),
+        kernel=str(image_dir / boot.kernel) if boot else None,
+        initrd=str(image_dir / boot.initrd) if boot and boot.initrd else None,
+        console_log=console,
+    )

@@ -1,0 +1,77 @@
+"""N6 routes: trunks and tenant VNets as declared, plan and apply, live state, sessions.
+
+Trunk and VNet bodies are checked by ``upf_bridge.parse``, which names the field and
+gives each refusal a stable code, so the routes take them as plain objects. What the
+node answers keeps the keys the operator declared: a key left out of a declaration is
+left out of the answer (``UNSET``), one declared as null stays null.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+# A trunk or VNet declaration as sent: checked field by field by the node.
+DeclarationBody = dict[str, Any]
+
+
+class TrunkDeclaration(msgspec.Struct, frozen=True):
+    name: str
+    kind: str  # "ovs" or "linux"
+    ports: list[str] | UnsetType = UNSET
+    datapath_type: str | UnsetType = UNSET  # OVS: "system" (default) or "netdev"
+
+
+class VnetDeclaration(msgspec.Struct, frozen=True):
+    tenant: str
+    name: str
+    trunk: str
+    vlan: int
+    subnet: str
+    gateway: str
+    ue_pools: list[str] | UnsetType = UNSET
+    dnns: list[str] | UnsetType = UNSET
+    mtu: int | UnsetType = UNSET
+    app_ids: list[str] | UnsetType = UNSET
+    upf_address: str | UnsetType | None = UNSET
+    upf_dev: str | UnsetType | None = UNSET
+    next_hop: str | UnsetType | None = UNSET
+
+
+class N6Changes(msgspec.Struct, frozen=True):
+    # Per trunk kind ("ovs", "linux"): the changes planned or made, one line each.
+    changes: dict[str, list[str]]
+
+
+class InterfaceCounters(msgspec.Struct, frozen=True):
+    name: str
+    rx_bytes: int
+    tx_bytes: int
+    rx_packets: int
+    tx_packets: int
+
+
+class VnetState(msgspec.Struct, frozen=True):
+    vnet: str  # "tenant/name"
+    vlan: int
+    trunk: str
+    applied: bool
+    attached_vms: list[str]
+    interfaces: list[InterfaceCounters]
+    rx_bytes: int
+    tx_bytes: int
+    rx_packets: int
+    tx_packets: int
+
+
+class PfcpSession(msgspec.Struct, frozen=True):
+    imsi: str
+    msisdn: str
+    local_seid: int
+    ue_addresses: list[str]
+
+
+# Per VNet ("tenant/name"): the eUPF's sessions whose UE address is in its pools.
+SessionsByVnet = dict[str, list[PfcpSession]]

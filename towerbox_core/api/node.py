@@ -1,0 +1,76 @@
+"""Node routes: health, host inventory with its allocation, the appliance catalog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class LibvirtHealth(msgspec.Struct, frozen=True):
+    uri: str
+    simulated: bool
+    virt_type: str
+    summary: str
+    note: str | None  # why the simulated backend was chosen, if it was
+
+
+class GpuHealth(msgspec.Struct, frozen=True):
+    summary: str
+    simulated: bool
+
+
+class N6Health(msgspec.Struct, frozen=True):
+    summary: list[str]  # one line per N6 backend made so far
+
+
+class BackendsHealth(msgspec.Struct, frozen=True):
+    libvirt: LibvirtHealth
+    gpu: GpuHealth
+    n6: N6Health
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: str
+    node: str
+    uptime_s: float
+    backends: BackendsHealth
+    summary: list[str]
+    last_sweep_at: float | None
+
+
+class HostView(msgspec.Struct, frozen=True):
+    # The host inventory (NUMA nodes, cores, hugepages, PCI) and what VMs hold of it;
+    # both are large nested documents, shaped by the host.
+    inventory: dict[str, Any]
+    allocation: dict[str, Any]
+
+
+class ImageRefView(msgspec.Struct, frozen=True):
+    kind: str  # "kernel" or "disk"
+    file: str
+    initrd: str | None
+    url: str | None
+    sha256: str | None
+
+
+class ImageFileStatus(msgspec.Struct, frozen=True):
+    present: bool
+    size_bytes: int | None
+
+
+class ImageStatus(msgspec.Struct, frozen=True):
+    present: bool
+    files: dict[str, ImageFileStatus]
+    sha256_ok: bool | None  # None: no hash to check, or a file is missing
+    error: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class CatalogEntryView(msgspec.Struct, frozen=True):
+    name: str
+    description: str
+    version: str
+    role: str
+    image: ImageRefView
+    image_status: ImageStatus
+    default_spec: dict[str, Any]  # VM spec fields the entry sets

@@ -1,0 +1,78 @@
+"""VM routes: create, power actions, views, stats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from towerbox_core.api.gpus import GpuClaim
+
+
+class VmCreateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # Checked by the appliance, which answers a bad name with 422 ``invalid_name``.
+    name: str
+    # Catalog entry whose default spec ``spec`` overrides; without one, ``spec`` is
+    # the whole VM spec (any VmSpec field but name).
+    appliance: str | None = None
+    spec: dict[str, Any] = {}
+    start: bool = False
+
+
+class ShutdownRequest(msgspec.Struct, forbid_unknown_fields=True):
+    # Seconds to wait for the guest's ACPI power-off before forcing it off; the node
+    # answers a value outside 0..3600 with 422 ``invalid_timeout``.
+    timeout_s: float | None = None
+
+
+class VmSummary(msgspec.Struct, frozen=True):
+    """A VM as lists and power actions show it."""
+
+    id: str
+    name: str
+    role: str
+    tenant: str | None
+    appliance: str | None
+    vcpus: int
+    memory_mib: int
+    desired_state: str
+    state: str  # libvirt's (running, shutoff...) or "missing"
+    cpu_pct: float | None
+
+    def __getitem__(self, field: str) -> Any:
+        """A field by its name on the wire, for in-process callers that read answers
+        the way HTTP clients read the JSON (``vm["id"]``)."""
+        if field not in self.__struct_fields__:
+            raise KeyError(field)
+        return getattr(self, field)
+
+
+class VmShutdown(VmSummary, frozen=True):
+    forced: bool  # the guest ignored ACPI until the deadline and was forced off
+
+
+class VmDetail(VmSummary, frozen=True):
+    spec: dict[str, Any]  # the VM spec document as stored
+    allocation: dict[str, Any]  # CPUs, NUMA node, hugepages, devices held for it
+    gpu: GpuClaim | None  # the MIG slice it holds, when it asked for one
+
+
+class VmSample(msgspec.Struct, frozen=True, gc=False):
+    """One point of a VM's history; untracked by the GC, as a node keeps ~360k."""
+
+    at: float  # wall clock, for charts only
+    state: str
+    cpu_pct: float  # of the VM's vCPUs: 100 = all vCPUs busy
+    cpu_time_ns: int
+    memory_kib: int
+    rss_kib: int
+    net_rx_bytes: int
+    net_tx_bytes: int
+    disk_read_bytes: int
+    disk_write_bytes: int
+
+
+class VmStats(msgspec.Struct, frozen=True):
+    name: str
+    current: VmSample | None
+    history: list[VmSample]
