@@ -14,9 +14,7 @@ LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))
 
 
 def main() -> int:
-    proc = subprocess.run(
-        [LINT_IMPORTS, "--no-cache"], capture_output=True, text=True, check=False
-    )
+    proc = subprocess.run([LINT_IMPORTS, "--no-cache"], capture_output=True, text=True, check=False)
     lines = proc.stdout.splitlines()
     chains = sum(1 for line in lines if line.startswith("-   "))
     summary = next((line for line in lines if line.startswith("Contracts:")), "")

@@ -34,7 +34,7 @@ def _make(app: Appliance, name: str, restart: str, role: str = "other") -> str:
     req = VmCreateRequest(
         name=name, appliance="demo", spec={"restart": restart, "role": role}, start=True
     )
-    return str(app.vms.create(_root(app), req)["id"])
+    return app.vms.create(_root(app), req).id
 
 
 def _kinds() -> list[str]:

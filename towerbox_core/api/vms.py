@@ -39,13 +39,6 @@ class VmSummary(msgspec.Struct, frozen=True):
     state: str  # libvirt's (running, shutoff...) or "missing"
     cpu_pct: float | None
 
-    def __getitem__(self, field: str) -> Any:
-        """A field by its name on the wire, for in-process callers that read answers
-        the way HTTP clients read the JSON (``vm["id"]``)."""
-        if field not in self.__struct_fields__:
-            raise KeyError(field)
-        return getattr(self, field)
-
 
 class VmShutdown(VmSummary, frozen=True):
     forced: bool  # the guest ignored ACPI until the deadline and was forced off
