@@ -1,4 +1,4 @@
-"""Suite-wide checks: tests leave no libvirt test-driver domains behind."""
+"""Suite-wide: markers by what a test needs; tests leave no libvirt test-driver domains."""
 
 from __future__ import annotations
 
@@ -8,6 +8,28 @@ import libvirt
 import pytest
 
 from appliance.backends.vm.libvirt_backend import TEST_URI
+
+pytest_plugins = ["tests.support.n6host"]
+
+# A test that uses one of these fixtures needs what the marks say.
+FIXTURE_MARKS = {
+    "n6_host": ("root",),
+    "ovs": ("ovs", "root"),
+    "pg_server": ("postgres",),
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by them
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        for fixture, marks in FIXTURE_MARKS.items():
+            if fixture in names:
+                for mark in marks:
+                    item.add_marker(mark)
+
+
+# -- libvirt test-driver domains ------------------------------------------------------
 
 
 def _test_driver_domains() -> set[str]:
