@@ -1,4 +1,5 @@
-"""Suite-wide: markers by what a test needs, and checks that tests leave nothing behind.
+"""Suite-wide: markers by what a test needs, cheap password hashing, and checks that
+tests leave nothing behind.
 
 Every test and every test module is checked for libvirt test-driver domains, child
 processes and network namespaces it left; a leak fails it (and is removed, so that it
@@ -14,11 +15,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import argon2
 import libvirt
 import psutil
 import pytest
 
 from appliance.backends.vm.libvirt_backend import TEST_URI
+from towerbox_core import accounts
 
 pytest_plugins = ["tests.support.n6host"]
 
@@ -38,6 +41,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if fixture in names:
                 for mark in marks:
                     item.add_marker(mark)
+
+
+# -- password hashing -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing() -> Iterator[None]:
+    """Argon2id at its lowest cost in the test process: the suite hashes and verifies a
+    few hundred passwords, each costing 64 MiB and three passes at the product's
+    settings. A hash carries its own parameters, so verifying works either way; the
+    daemons the tests start as processes keep the product's settings."""
+    cheap = argon2.PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(accounts, "_hasher", cheap)
+        patch.setattr(accounts, "_DUMMY_HASH", cheap.hash("no such user"))
+        yield
 
 
 # -- libvirt test-driver domains ------------------------------------------------------
