@@ -47,6 +47,18 @@ lint: $(STAMP)  ## ruff, mypy --strict and the import contracts (pyproject.toml)
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/lint-imports --no-cache
 
+# The developer's loop: everything that needs no root, Open vSwitch, libvirtd, browser
+# or PostgreSQL and is not slow. `make test` runs the rest too. PYTHONPATH: this
+# checkout's code, in the daemons the tests start too, whichever checkout the venv
+# was installed from.
+CHECK_MARKS := not (root or ovs or libvirtd or browser or postgres or slow)
+CHECK_WORKERS ?= 2
+
+.PHONY: check
+check: lint  ## Lint, then the fast tests on 2 workers (no root, OVS, libvirtd, browser, PostgreSQL)
+	@PYTHONPATH=$(CURDIR) TOWERBOX_IMAGE_DIR=$(CURDIR)/$(IMAGES) $(VENV)/bin/pytest -q -n $(CHECK_WORKERS) \
+		--dist loadscope -m "$(CHECK_MARKS)" $(PYTEST_ARGS)
+
 .PHONY: bench
 bench: setup  ## Measure the figures the issues name (non-zero exit when a target is missed)
 	@scripts/start-libvirtd.sh

@@ -24,7 +24,7 @@ def pg_server() -> Iterator[PostgresServer]:
         pytest.skip(f"PostgreSQL not available: {err}")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

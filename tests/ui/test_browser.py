@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from tests.ui.conftest import chromium_or_skip
 from tests.ui.stack import CHROMIUM_FLAGS, Appliance, appliance, ui_process
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 @dataclass

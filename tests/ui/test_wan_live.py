@@ -17,7 +17,7 @@ from tests.integration.sync.lab import open_lab
 from tests.ui.conftest import chromium_or_skip
 from tests.ui.stack import CHROMIUM_FLAGS, ui_process
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.root]
 
 
 def test_stopping_the_registry_turns_the_banner_offline(tmp_path: Path) -> None:

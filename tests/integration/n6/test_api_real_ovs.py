@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.integration.n6.conftest import OCTET, OWNER, TAG
+import pytest
+
 from tests.support.appliance import admin_password, api_client, built, login
+from tests.support.n6host import OCTET, OWNER, TAG
 from towerbox_core import subp
 from upf_bridge.model import N6Config, TrunkKind
+
+pytestmark = [pytest.mark.root, pytest.mark.ovs]
 
 
 def _ports(bridge: str) -> list[str]:

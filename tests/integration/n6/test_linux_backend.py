@@ -17,14 +17,15 @@ from typing import Any
 import pytest
 from pyroute2 import IPRoute
 
-from tests.integration.n6.conftest import LINUX_RANGES, NETNS_PREFIX, OWNER, PID, RUN_KEY, TAG
 from tests.integration.n6.lab import Lab, received_from
-from towerbox_core.errors import BackendUnavailable
+from tests.support.n6host import LINUX_RANGES, NETNS_PREFIX, OWNER, PID, RUN_KEY, TAG
 from upf_bridge import naming
 from upf_bridge.backends import netlink, sysctl
 from upf_bridge.backends.linux import LinuxBackend
 from upf_bridge.backends.netlink import LinkInfo
 from upf_bridge.model import N6Config, Trunk, TrunkKind, VNet, validate
+
+pytestmark = [pytest.mark.root, pytest.mark.ovs]
 
 OCTET = 10 + PID % 90  # apart from the OVS tests' 10.<100..199>
 NIC = f"ln{TAG}"
@@ -155,32 +156,6 @@ def _owned_links() -> list[str]:
     )
 
 
-def _kernel_has_8021q() -> bool:
-    with netlink.session() as nl:
-        try:
-            netlink.add_vlan(nl, f"vq{TAG}", NIC, 7)
-        except BackendUnavailable:
-            return False
-        netlink.del_link(nl, f"vq{TAG}")
-    return True
-
-
-def test_without_8021q_the_vlan_step_fails_clearly_and_nothing_stays(linux: LinuxLab) -> None:
-    linux.backend.apply(N6Config())
-    if _kernel_has_8021q():
-        pytest.skip("this kernel has 802.1Q: the kernel_lacks_8021q path cannot happen here")
-    real = LinuxBackend(owner=OWNER, ranges=LINUX_RANGES)
-    before = real.plan(BASELINE)
-    with pytest.raises(BackendUnavailable) as err:
-        real.apply(BASELINE)
-    assert err.value.code == "kernel_lacks_8021q"
-    assert err.value.message.startswith("kernel lacks 802.1Q (8021q)")
-    assert f"{NIC}.201" in err.value.message
-    assert real.plan(BASELINE) == before  # rolled back: everything is still to create
-    assert _owned_links() == []
-    assert _kernel_policy() == ([], [])
-
-
 def test_apply_makes_bridges_addresses_routes_and_rules(at_baseline: LinuxLab) -> None:
     vnet = BASELINE.vnets[0]
     bridge, vlan = naming.bridge_name(vnet), naming.vlan_name(vnet)
@@ -216,18 +191,6 @@ def test_ue_traffic_stays_in_its_tenants_bridge(at_baseline: LinuxLab) -> None:
     assert ue(1) not in received_from(lab.workdir / "t2.log")
     assert a not in received_from(lab.workdir / "t2.log")
     assert ue(2) not in received_from(lab.workdir / "t1.log")
-
-
-def test_reapply_is_a_no_op(at_baseline: LinuxLab) -> None:
-    with netlink.session() as nl:
-        before = {n: (li.index, li.mtu, li.up) for n, li in netlink.read_links(nl).items()}
-    policy_before = _kernel_policy()
-    assert at_baseline.backend.plan(BASELINE).empty
-    assert at_baseline.backend.apply(BASELINE).empty
-    with netlink.session() as nl:
-        after = {n: (li.index, li.mtu, li.up) for n, li in netlink.read_links(nl).items()}
-    assert after == before
-    assert _kernel_policy() == policy_before
 
 
 def test_mtu_changes_in_place(at_baseline: LinuxLab) -> None:

@@ -22,14 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.n6.conftest import NETNS_PREFIX, OCTET, OVS_RANGES, OWNER, PID, RUN_KEY, TAG
 from tests.integration.n6.lab import Lab, received_from, sh
+from tests.support.n6host import NETNS_PREFIX, OCTET, OVS_RANGES, OWNER, PID, RUN_KEY, TAG
 from towerbox_core.errors import BackendError, Conflict
 from upf_bridge import naming
 from upf_bridge.backends import netlink, sysctl
 from upf_bridge.backends.ovs import OvsBackend
 from upf_bridge.model import N6Config, Trunk, TrunkKind, VNet, validate
 from upf_bridge.state import Rule
+
+pytestmark = [pytest.mark.root, pytest.mark.ovs]
 
 N6 = f"n6{TAG}"
 UPF_BRIDGE = f"up{TAG}"
@@ -130,23 +132,6 @@ def _at_baseline(n6: N6Lab) -> None:
             n6.lab.wait_reachable(n6.upf, ue(i), net(i, 10))
 
 
-def _ovs_rows() -> str:
-    """Every Bridge and Port row with its version (which any write changes), and the
-    Interface rows' settings (their statistics change on their own)."""
-    query = [
-        "Open_vSwitch",
-        {"op": "select", "table": "Bridge", "where": [], "columns": ["_uuid", "_version"]},
-        {"op": "select", "table": "Port", "where": [], "columns": ["_uuid", "_version"]},
-        {
-            "op": "select",
-            "table": "Interface",
-            "where": [],
-            "columns": ["_uuid", "name", "type", "mtu_request", "external_ids", "options"],
-        },
-    ]
-    return sh("ovsdb-client", "transact", json.dumps(query))
-
-
 def _kernel_policy() -> tuple[list[str], list[str]]:
     with netlink.session() as nl:
         links = netlink.read_links(nl)
@@ -232,23 +217,6 @@ def test_the_rules_keep_tenants_apart_and_reconcile_repairs_them(n6: N6Lab) -> N
     n6.logs[2].write_text("")
     assert n6.lab.send(n6.upf, ue(1), b) == {b: "timeout"}
     assert ue(1) not in received_from(n6.logs[2])
-
-
-def test_reapplying_is_a_no_op_that_changes_nothing(n6: N6Lab) -> None:
-    ovs_before, kernel_before = _ovs_rows(), _kernel_policy()
-    assert n6.backend.plan(BASELINE).empty
-    assert n6.backend.apply(BASELINE).empty
-    assert n6.backend.apply(BASELINE, dry_run=True).empty
-    assert _ovs_rows() == ovs_before
-    assert _kernel_policy() == kernel_before
-
-
-def test_dry_run_returns_the_diff_and_changes_nothing(n6: N6Lab) -> None:
-    before = _ovs_rows()
-    wider = validate([TRUNK], [*BASELINE.vnets, make_vnet(3)])
-    diff = n6.backend.apply(wider, dry_run=True)
-    assert any(line.startswith("+ ovs port tbxp103-") for line in diff.lines())
-    assert _ovs_rows() == before
 
 
 def test_counters_count_each_vnets_traffic(n6: N6Lab) -> None:

@@ -15,7 +15,7 @@ from tests.support.postgres import postgres_server
 
 
 def _databases() -> list[Any]:
-    return ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
+    return ["sqlite", pytest.param("postgresql", marks=[pytest.mark.slow, pytest.mark.postgres])]
 
 
 @pytest.fixture(params=_databases())

@@ -13,6 +13,9 @@ import pytest
 from tests.integration.sync.fleet import wait_in_sync
 from tests.integration.sync.lab import Lab
 
+# The registry runs in its own network namespace, faults are nftables rules there.
+pytestmark = pytest.mark.root
+
 
 def _registry_head(lab: Lab) -> int:
     with lab.registry.operator() as op:

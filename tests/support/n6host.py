@@ -1,8 +1,12 @@
-"""Real netlink and Open vSwitch in network namespaces for the N6 backends.
+"""The host side of the N6 tests: root, Open vSwitch, and the run's own names.
 
 Each run marks what it makes with its pid (owner ``n6test-<pid>``, names with the
 pid's last five digits, rule priorities and route tables picked from the pid), so
-reruns and parallel runs do not collide. A session check proves nothing is left.
+reruns and parallel runs do not collide. The ``n6_host`` fixture proves at the end of
+the session that nothing the run made is left.
+
+The fixtures here are loaded for the whole suite (``pytest_plugins`` in
+tests/conftest.py): the N6 contract and the N6 integration tests share them.
 """
 
 from __future__ import annotations
@@ -33,7 +37,11 @@ LINUX_RANGES = OwnedRanges(
 CONTRACT_RANGES = OwnedRanges(
     priority=OVS_RANGES.priority, table_base=0x60000000 + (PID % 16) * TABLE_SPAN
 )
-RANGES = (OVS_RANGES, LINUX_RANGES, CONTRACT_RANGES)
+# The contract's Linux backends: apart from the Linux integration tests' rules.
+CONTRACT_LINUX_RANGES = OwnedRanges(
+    priority=LINUX_RANGES.priority, table_base=0x50000000 + (PID % 16) * TABLE_SPAN
+)
+RANGES = (OVS_RANGES, LINUX_RANGES, CONTRACT_RANGES, CONTRACT_LINUX_RANGES)
 # The run's addresses: 10.<octet>.0.0/16, only ever inside its namespaces and ports.
 OCTET = 100 + PID % 100
 NETNS_PREFIX = f"n6t-{PID}"
@@ -51,19 +59,26 @@ def _run_pid(marker: str | None) -> int | None:
     return None
 
 
+def _ovs_answers() -> bool:
+    if shutil.which("ovs-vsctl") is None:
+        return False
+    return subp.run(["ovs-vsctl", "--timeout=5", "show"], timeout=10, check=False).returncode == 0
+
+
 def _remove_stale_runs() -> None:
     """Bridges and namespaces of earlier runs that died before their teardown."""
-    out = subp.run(
-        ["ovs-vsctl", "--format=json", "--columns=name,external_ids", "list", "Bridge"],
-        timeout=30,
-    ).stdout
-    for name, ids in json.loads(out)["data"]:
-        markers = dict(ids[1])
-        for marker in (markers.get(naming.OWNER_KEY), f"n6test-{markers.get(RUN_KEY, '')}"):
-            pid = _run_pid(marker)
-            if pid is not None and pid != PID and not _alive(pid):
-                subp.run(["ovs-vsctl", "--if-exists", "del-br", name], timeout=30)
-                break
+    if _ovs_answers():
+        out = subp.run(
+            ["ovs-vsctl", "--format=json", "--columns=name,external_ids", "list", "Bridge"],
+            timeout=30,
+        ).stdout
+        for name, ids in json.loads(out)["data"]:
+            markers = dict(ids[1])
+            for marker in (markers.get(naming.OWNER_KEY), f"n6test-{markers.get(RUN_KEY, '')}"):
+                pid = _run_pid(marker)
+                if pid is not None and pid != PID and not _alive(pid):
+                    subp.run(["ovs-vsctl", "--if-exists", "del-br", name], timeout=30)
+                    break
     for line in subp.run(["ip", "netns", "list"], timeout=10).stdout.splitlines():
         name = line.split(" ", 1)[0]
         parts = name.split("-")
@@ -71,21 +86,6 @@ def _remove_stale_runs() -> None:
             pid = int(parts[1])
             if pid != PID and not _alive(pid):
                 subp.run(["ip", "netns", "del", name], timeout=10, check=False)
-
-
-@pytest.fixture(scope="session")
-def ovs() -> None:
-    """Open vSwitch is installed and running (userspace datapath bridges only)."""
-    if os.geteuid() != 0:
-        pytest.skip("the N6 integration tests need root: namespaces, netlink, OVS")
-    if shutil.which("ovs-vsctl") is None:
-        pytest.skip(f"Open vSwitch is not installed: {INSTALL_HINT}")
-    if subp.run(["ovs-vsctl", "--timeout=5", "show"], timeout=10, check=False).returncode:
-        subp.run([OVS_CTL, "start", "--system-id=random"], timeout=120, check=False)
-    probe = subp.run(["ovs-vsctl", "--timeout=5", "show"], timeout=10, check=False)
-    if probe.returncode:
-        pytest.skip(f"Open vSwitch does not start ({OVS_CTL} start): {probe.stderr.strip()}")
-    _remove_stale_runs()
 
 
 def leftovers() -> list[str]:
@@ -121,9 +121,29 @@ def leftovers() -> list[str]:
     return found
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _n6_leaves_nothing_behind() -> Iterator[None]:
+@pytest.fixture(scope="session")
+def n6_host() -> Iterator[None]:
+    """Root on this host's network: namespaces, netlink, policy routing.
+
+    At the end of the session, fails if anything this run made is still there.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("needs root: network namespaces, netlink, policy routing")
+    _remove_stale_runs()
     yield
     left = leftovers()
     if left:
         pytest.fail(f"N6 tests left things behind: {', '.join(left)}")
+
+
+@pytest.fixture(scope="session")
+def ovs(n6_host: None) -> None:
+    """Open vSwitch is installed and running (userspace datapath bridges only)."""
+    if shutil.which("ovs-vsctl") is None:
+        pytest.skip(f"Open vSwitch is not installed: {INSTALL_HINT}")
+    if not _ovs_answers():
+        subp.run([OVS_CTL, "start", "--system-id=random"], timeout=120, check=False)
+    probe = subp.run(["ovs-vsctl", "--timeout=5", "show"], timeout=10, check=False)
+    if probe.returncode:
+        pytest.skip(f"Open vSwitch does not start ({OVS_CTL} start): {probe.stderr.strip()}")
+    _remove_stale_runs()
