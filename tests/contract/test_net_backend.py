@@ -150,23 +150,13 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Reconciler[object]]:
 # -- what the node holds, read back from the node itself ----------------------------
 
 
-def _ovs_rows(bridge: str) -> list[Any]:
-    """The bridge's row and those of its ports with their versions (which any write
-    changes), and its interfaces' settings (their statistics change on their own)."""
+def _ovs_rows() -> str:
+    """Every Bridge and Port row with its version (which any write changes), and the
+    Interface rows' settings (their statistics change on their own)."""
     query = [
         "Open_vSwitch",
-        {
-            "op": "select",
-            "table": "Bridge",
-            "where": [["name", "==", bridge]],
-            "columns": ["_uuid", "_version", "ports"],
-        },
-        {
-            "op": "select",
-            "table": "Port",
-            "where": [],
-            "columns": ["_uuid", "_version", "interfaces"],
-        },
+        {"op": "select", "table": "Bridge", "where": [], "columns": ["_uuid", "_version"]},
+        {"op": "select", "table": "Port", "where": [], "columns": ["_uuid", "_version"]},
         {
             "op": "select",
             "table": "Interface",
@@ -174,19 +164,7 @@ def _ovs_rows(bridge: str) -> list[Any]:
             "columns": ["_uuid", "name", "type", "mtu_request", "external_ids", "options"],
         },
     ]
-    bridges, ports, interfaces = json.loads(sh("ovsdb-client", "transact", json.dumps(query)))
-    if not bridges["rows"]:
-        return []
-    (row,) = bridges["rows"]
-    port_ids = _uuids(row["ports"])
-    ours = [p for p in ports["rows"] if p["_uuid"][1] in port_ids]
-    iface_ids = {u for p in ours for u in _uuids(p["interfaces"])}
-    return [row, *ours, *(i for i in interfaces["rows"] if i["_uuid"][1] in iface_ids)]
-
-
-def _uuids(column: list[Any]) -> set[str]:
-    """An OVSDB reference column: ["uuid", id] or ["set", [["uuid", id], ...]]."""
-    return {column[1]} if column[0] == "uuid" else {ref[1] for ref in column[1]}
+    return sh("ovsdb-client", "transact", json.dumps(query))
 
 
 def _kernel_policy(ranges: OwnedRanges) -> tuple[list[str], list[str]]:
@@ -208,17 +186,17 @@ def _owned_links(owner: str) -> dict[str, LinkInfo]:
 
 
 def _node(backend: Reconciler[Any]) -> object:
-    """What the node holds of this backend's (and its trunk's); equal before and after
-    means the node did not change. Only this run's objects: other runs share the host."""
+    """What the node holds: every OVS row and every link, and the policy in this run's
+    ranges; equal before and after means the node did not change at all (so a backend
+    that touched anyone else's bridge or link fails too)."""
     if isinstance(backend, SimulatedBackend):
         return dict(backend._objects)
     policy = _kernel_policy(backend.ranges)
     if isinstance(backend, OvsBackend):
-        return _ovs_rows(BRIDGE), policy
+        return _ovs_rows(), policy
     with netlink.session() as nl:
         links = netlink.read_links(nl)
-    ours = set(_owned_links(backend.owner)) | {BRIDGE}
-    return {n: (li.index, li.mtu, li.up) for n, li in links.items() if n in ours}, policy
+    return {n: (li.index, li.mtu, li.up) for n, li in links.items()}, policy
 
 
 # -- the contract ---------------------------------------------------------------------
