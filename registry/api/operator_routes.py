@@ -9,12 +9,12 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 from registry.api.auth import OperatorRequest
 from registry.api.deps import RegistryDep
 from registry.store.models import ms_to_iso
+from towerbox_core.api.accounts import LoginRequest
 from towerbox_core.api.fleet import (
     ApiTokenCreate,
     ApiTokenCreated,
     ApiTokenInfo,
     LoginReply,
-    LoginRequest,
     OperatorCreate,
     OperatorIdentity,
     OperatorInfo,

@@ -36,6 +36,10 @@ def test_every_route_but_health_login_and_enroll_needs_a_token(sqlite_api: Api) 
     assert bad.json()["code"] == "invalid_token"
     wrong = client.post("/api/v1/auth/login", json={"username": "admin", "password": "x" * 12})
     assert (wrong.status_code, wrong.json()["code"]) == (401, "bad_credentials")
+    # A password no one has is refused before it is hashed.
+    huge = client.post("/api/v1/auth/login", json={"username": "admin", "password": "x" * 5000})
+    assert (huge.status_code, huge.json()["code"]) == (400, "invalid_request")
+    assert "password" in huge.json()["detail"]
 
 
 def test_enrollment_token_works_once(sqlite_api: Api) -> None:

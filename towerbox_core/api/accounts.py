@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from typing import Annotated
 
 import msgspec
 
@@ -20,9 +21,16 @@ class Role(enum.StrEnum):
 # with 422 ``invalid_name`` and says why.
 
 
+# Bounds that cost nothing to check and keep a login from hashing megabytes.
+LoginName = Annotated[str, msgspec.Meta(max_length=255)]
+Password = Annotated[str, msgspec.Meta(max_length=1024)]
+
+
 class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
-    username: str
-    password: str
+    """POST /api/v1/auth/login, on the appliance and on the registry."""
+
+    username: LoginName
+    password: Password
 
 
 class LoginAnswer(msgspec.Struct, frozen=True):

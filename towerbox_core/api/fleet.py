@@ -37,11 +37,6 @@ class Health(msgspec.Struct, frozen=True):
 # -- operators and their tokens -------------------------------------------------------
 
 
-class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
-    username: str
-    password: str
-
-
 class LoginReply(msgspec.Struct, frozen=True):
     token: str
     expires_at: str
