@@ -23,13 +23,13 @@ from towerbox_core.api.fleet import (
     EnrollmentTokenCreate,
     EnrollmentTokenIssued,
     FleetVms,
-    JournalSummary,
     SiteCreate,
     SiteCreated,
     SiteDesired,
     SiteDetail,
     SiteInfo,
     SiteJournal,
+    SiteJournalSummary,
     SiteList,
     SiteObjects,
     SiteUpdate,
@@ -123,7 +123,7 @@ class SiteController(Controller):
         name: FromPath[str],
         registry: RegistryDep,
         through: Annotated[int | None, QueryParameter(ge=0)] = None,
-    ) -> JournalSummary:
+    ) -> SiteJournalSummary:
         return registry.fleet.summary(name, through)
 
     @get("/sites/{name:str}/objects", sync_to_thread=True)

@@ -26,8 +26,8 @@ from towerbox_core.api.fleet import (
     DesiredConflicts,
     FleetVm,
     FleetVms,
-    JournalSummary,
     SiteJournal,
+    SiteJournalSummary,
     SiteObject,
     SiteObjects,
 )
@@ -66,7 +66,7 @@ class FleetService:
             entries=entries,
         )
 
-    def summary(self, site_name: str, through: int | None) -> JournalSummary:
+    def summary(self, site_name: str, through: int | None) -> SiteJournalSummary:
         """count, head and checksum as the node's /journal/summary computes them."""
         site = self._sites.get(site_name)
         query = JournalRow.select(
@@ -89,7 +89,7 @@ class FleetService:
                 yield WireEntry(seq, kind, object_type, object_id, _decode(state))
 
         checksum = journal_checksum(entries())
-        return JournalSummary(site=site.name, count=count, head=head, checksum=checksum)
+        return SiteJournalSummary(site=site.name, count=count, head=head, checksum=checksum)
 
     def objects(
         self, site_name: str, object_type: str | None, limit: int, offset: int

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from towerbox_core.api.sync import JournalSummary
 from towerbox_core.wire import DesiredIndexItem, WireEntry
 
 SiteStatusName = Literal["pending", "online", "stale", "offline"]
@@ -140,13 +141,11 @@ class SiteJournal(msgspec.Struct, frozen=True):
     entries: list[WireEntry]
 
 
-class JournalSummary(msgspec.Struct, frozen=True):
-    """count, head and checksum as the node's own journal summary computes them."""
+class SiteJournalSummary(JournalSummary, frozen=True):
+    """A site's journal as the registry holds it, computed as the node computes its own:
+    equal summaries prove the registry holds exactly the node's journal."""
 
     site: str
-    count: int
-    head: int
-    checksum: str
 
 
 class SiteObject(msgspec.Struct, frozen=True):
