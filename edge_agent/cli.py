@@ -124,4 +124,6 @@ def _status(args: argparse.Namespace, cfg: AgentConfig) -> int:
     return 0
 
 
-group = CommandGroup("agent", "the edge agent (registry sync)", _register, _handle)
+group = CommandGroup(
+    "agent", "the edge agent (registry sync)", _register, _handle, node_options=False
+)
