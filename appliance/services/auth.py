@@ -22,7 +22,7 @@ from appliance.store import journal
 from appliance.store.models import Tenant, Token, User
 from towerbox_core.accounts import Account, Accounts, TokenRow, check_password, random_password
 from towerbox_core.api.accounts import Role, TenantView, TokenView, UserView
-from towerbox_core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from towerbox_core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from towerbox_core.names import check_name
 from towerbox_core.secret_files import write_secret_file
 
@@ -170,7 +170,16 @@ class AuthService:
         target = principal.username if username is None else username
         if target != principal.username:
             principal.require_infra_admin()
-        return self._issue(target, name, "api")
+        # A token never outlives the credential that made it, so a 12-hour login cannot
+        # become a permanent one; only an infra-admin makes tokens that do not expire.
+        expires = None if principal.is_infra_admin else self._expiry_of(principal.token_id)
+        return self._issue(target, name, "api", expires)
+
+    def _expiry_of(self, token_id: int) -> dt.datetime | None:
+        row = Token.get_or_none(Token.id == token_id)
+        if row is None:
+            raise Unauthorized("unknown or revoked token", code="invalid_token")
+        return aware_utc(row.expires_at) if row.expires_at is not None else None
 
     def list_tokens(self, principal: Principal) -> list[dict[str, object]]:
         """The caller's tokens (every token for infra-admins) as plain data."""
@@ -200,11 +209,13 @@ class AuthService:
             token.delete_instance()
             journal.append("token.revoked", "token", str(token_id), {"name": token.name})
 
-    def _issue(self, username: str, name: str, kind: str) -> str:
+    def _issue(
+        self, username: str, name: str, kind: str, expires: dt.datetime | None = None
+    ) -> str:
         account = self.accounts.store.find_account(username)
         if account is None:
             raise NotFound(f"no user {username!r}", code="user_not_found")
-        return self.accounts.issue(account, name, kind, expires=None)
+        return self.accounts.issue(account, name, kind, expires=expires)
 
     def sync_agent_token(self, principal: Principal, name: str) -> str:
         """A token for the edge agent (infra-admin only); makes its user when missing."""

@@ -111,6 +111,7 @@ def test_disk_vm_gets_an_overlay_that_delete_removes(
         ("a/b", {}, 422, "invalid_name"),
         ('a"b', {}, 422, "invalid_name"),
         ("a'b", {}, 422, "invalid_name"),
+        ("ab\n", {}, 422, "invalid_name"),  # once reached libvirt and came back a 502
         ("x" * 64, {}, 422, "invalid_name"),
         ("ok", {"appliance": "no-such-appliance"}, 422, "unknown_appliance"),
         (

@@ -8,7 +8,7 @@ import pytest
 
 from appliance.services.auth import AuthService, Role
 from appliance.store.db import open_database
-from appliance.store.models import Token, User
+from appliance.store.models import Tenant, Token, User
 from towerbox_core.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 
 
@@ -94,3 +94,40 @@ def test_users_tenants_and_roles(auth: AuthService) -> None:
     token = auth.create_api_token(alice, "ci", None)
     assert auth.authenticate(token).username == "alice"
     assert {t["user"] for t in auth.list_tokens(alice)} == {"alice"}
+
+
+def test_a_token_never_outlives_the_login_that_made_it(auth: AuthService, tmp_path: Path) -> None:
+    auth.create_tenant("acme", "")
+    auth.create_user("watcher", "long-enough-pw", Role.VIEWER, "acme")
+    auth.create_user("boss", "long-enough-pw", Role.TENANT_ADMIN, "acme")
+    for username in ("watcher", "boss"):
+        login, login_expires = auth.login(username, "long-enough-pw")
+        minted = auth.create_api_token(auth.authenticate(login), "mine", None)
+        row = Token.get(Token.name == "mine")
+        assert row.expires_at is not None
+        assert row.expires_at.replace(tzinfo=dt.UTC) == login_expires
+        # ...so when the login expires, so does the token it made.
+        Token.update(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)).where(
+            Token.id == row.id
+        ).execute()
+        with pytest.raises(Unauthorized) as err:
+            auth.authenticate(minted)
+        assert err.value.code == "token_expired"
+        row.delete_instance()
+    # An infra-admin's API tokens are the ones that do not expire.
+    admin_login, _ = auth.login("admin", (tmp_path / "admin-password").read_text().strip())
+    auth.create_api_token(auth.authenticate(admin_login), "forever", None)
+    assert Token.get(Token.name == "forever").expires_at is None
+
+
+@pytest.mark.parametrize("kind", ["tenant", "user"])
+def test_names_ending_in_a_newline_are_refused(auth: AuthService, kind: str) -> None:
+    create = {
+        "tenant": lambda: auth.create_tenant("ab\n", ""),
+        "user": lambda: auth.create_user("ab\n", "long-enough-pw", Role.VIEWER, None),
+    }[kind]
+    with pytest.raises(InvalidInput) as err:
+        create()
+    assert err.value.code == "invalid_name"
+    assert not User.select().where(User.username == "ab\n").exists()
+    assert not Tenant.select().where(Tenant.name == "ab\n").exists()

@@ -38,6 +38,7 @@ def test_defaults_and_nested_parts() -> None:
         ({"name": "bad name", **BOOT}, "invalid_name", "name"),
         ({"name": "-lead", **BOOT}, "invalid_name", "name"),
         ({"name": "", **BOOT}, "invalid_name", "name"),
+        ({"name": "ab\n", **BOOT}, "invalid_name", "name"),
         ({"name": "ok", "vcpus": 0, **BOOT}, "invalid_vcpus", "vcpus"),
         ({"name": "ok", "vcpus": 1000, **BOOT}, "invalid_vcpus", "vcpus"),
         ({"name": "ok", "memory_mib": 8, **BOOT}, "invalid_memory", "memory_mib"),

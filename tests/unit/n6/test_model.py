@@ -142,6 +142,8 @@ def test_duplicates_are_conflicts() -> None:
     [
         ("tenant", "Acme Corp", "invalid_name"),
         ("name", "", "invalid_name"),
+        ("name", "llm\n", "invalid_name"),  # `$` would match before the newline
+        ("tenant", "acme\n", "invalid_name"),
         ("mtu", 100, "invalid_mtu"),
         ("mtu", 10000, "invalid_mtu"),
         ("dnns", ("bad dnn",), "invalid_dnn"),
@@ -155,6 +157,18 @@ def test_field_rules(field: str, value: object, code: str) -> None:
     with pytest.raises(InvalidInput) as err:
         validate([trunk()], [replace(vnet(), **changes)])
     assert err.value.code == code
+
+
+def test_a_trunk_name_ending_in_a_newline_is_refused() -> None:
+    with pytest.raises(InvalidInput) as err:
+        validate([trunk("brx\n")], [])
+    assert err.value.code == "invalid_interface_name"
+
+
+def test_a_tenant_named_with_capitals_can_own_a_vnet() -> None:
+    # One name grammar: a tenant the appliance accepts can get a VNet.
+    config = validate([trunk()], [replace(vnet(), tenant="Acme")])
+    assert config.vnets[0].tenant == "Acme"
 
 
 def test_of_kind_keeps_only_that_kinds_trunks_and_vnets() -> None:
