@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -33,9 +34,18 @@ def build_parser(wanted: str | None) -> argparse.ArgumentParser:
     _node_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     found = entry_points(group=ENTRY_POINT_GROUP)
-    chosen = [ep for ep in found if ep.name == wanted] or sorted(found, key=lambda ep: ep.name)
-    for ep in chosen:
-        group = ep.load()
+    chosen = [ep for ep in found if ep.name == wanted]
+    listing = not chosen
+    for ep in chosen or sorted(found, key=lambda ep: ep.name):
+        try:
+            group = ep.load()
+        except ImportError as err:
+            if not listing:
+                raise
+            # A group whose package is not installed on this host (a registry host has
+            # no appliance) is left out of the list, not a reason to fail.
+            sys.stderr.write(f"towerbox: command group {ep.name!r} is unavailable: {err}\n")
+            continue
         if not isinstance(group, CommandGroup):
             raise TypeError(f"entry point {ep.name} = {ep.value} is not a CommandGroup")
         cmd = sub.add_parser(group.name, help=group.help, description=group.help)

@@ -59,16 +59,22 @@ class AuthController(Controller):
 
     @get("/users", sync_to_thread=True)
     def list_users(self, request: AuthedRequest, appliance: ApplianceDep) -> list[UserView]:
-        request.user.require_infra_admin()
-        return appliance.auth.list_users()
+        return appliance.auth.list_users(request.user)
 
     @post("/users", sync_to_thread=True)
     def create_user(
         self, request: AuthedRequest, data: JSONBody[UserRequest], appliance: ApplianceDep
     ) -> UserCreated:
-        request.user.require_infra_admin()
-        appliance.auth.create_user(data.username, data.password, data.role, data.tenant)
-        return UserCreated(username=data.username, role=data.role.value, tenant=data.tenant)
+        tenant = appliance.auth.add_user(
+            request.user, data.username, data.password, data.role, data.tenant
+        )
+        return UserCreated(username=data.username, role=data.role.value, tenant=tenant)
+
+    @delete("/users/{username:str}", sync_to_thread=True)
+    def delete_user(
+        self, request: AuthedRequest, username: FromPath[str], appliance: ApplianceDep
+    ) -> None:
+        appliance.auth.delete_user(request.user, username)
 
     @get("/tenants", sync_to_thread=True)
     def list_tenants(self, request: AuthedRequest, appliance: ApplianceDep) -> list[TenantView]:

@@ -67,6 +67,18 @@ class Principal:
         if not self.is_infra_admin:
             raise Forbidden("this needs the infra-admin role", code="infra_admin_required")
 
+    def require_user_admin(self) -> None:
+        """Infra-admins manage every user, tenant-admins those of their own tenant."""
+        if not (self.is_infra_admin or self.role is Role.TENANT_ADMIN):
+            raise Forbidden(
+                "managing users needs the infra-admin or tenant-admin role",
+                code="user_admin_required",
+            )
+
+
+# Roles that act inside one tenant and so need one.
+_TENANT_ROLES = (Role.TENANT_ADMIN, Role.TENANT_USER)
+
 
 def aware_utc(value: dt.datetime) -> dt.datetime:
     # SQLite hands back naive datetimes for what was written as UTC.
@@ -237,16 +249,60 @@ class AuthService:
     def create_user(self, username: str, password: str, role: Role, tenant: str | None) -> None:
         check_name("user", username)
         check_password(password)
-        if role is Role.TENANT_ADMIN and tenant is None:
-            raise InvalidInput(
-                "a tenant-admin needs a tenant", code="tenant_required", field="tenant"
-            )
+        if role in _TENANT_ROLES and tenant is None:
+            raise InvalidInput(f"a {role} needs a tenant", code="tenant_required", field="tenant")
         self.accounts.create(username, password, role.value, tenant)
 
-    def list_users(self) -> list[UserView]:
+    def add_user(
+        self, principal: Principal, username: str, password: str, role: Role, tenant: str | None
+    ) -> str | None:
+        """A user made by ``principal``; a tenant-admin makes users of its own tenant only
+        (tenant-admin, tenant-user or viewer). Returns the user's tenant."""
+        principal.require_user_admin()
+        if not principal.is_infra_admin:
+            tenant = principal.tenant if tenant is None else tenant
+            if tenant != principal.tenant:
+                raise Forbidden(
+                    "a tenant-admin makes users of its own tenant only",
+                    code="tenant_scope",
+                    field="tenant",
+                )
+            if role not in _TENANT_ROLES and role is not Role.VIEWER:
+                raise Forbidden(
+                    f"a tenant-admin cannot make a {role}: only infra-admins can",
+                    code="infra_admin_required",
+                    field="role",
+                )
+        self.create_user(username, password, role, tenant)
+        return tenant
+
+    def delete_user(self, principal: Principal, username: str) -> None:
+        """Remove a user and its tokens; a tenant-admin removes its own tenant's only."""
+        principal.require_user_admin()
+        user = User.get_or_none(User.username == username)
+        if user is None or not (principal.is_infra_admin or user.tenant_id == principal.tenant):
+            # Another tenant's user is answered like one that does not exist.
+            raise NotFound(f"no user {username!r}", code="user_not_found")
+        if user.id == principal.user_id:
+            raise Conflict(
+                "you cannot remove yourself; another admin can", code="cannot_remove_self"
+            )
+        with journal.write_transaction():
+            Token.delete().where(Token.user == user.id).execute()
+            user.delete_instance()
+            journal.append("user.deleted", "user", username, None)
+
+    def list_users(self, principal: Principal | None = None) -> list[UserView]:
+        """Every user for infra-admins (or no principal: the node itself), a
+        tenant-admin's own tenant's users for a tenant-admin."""
+        query = User.select().order_by(User.username)
+        if principal is not None:
+            principal.require_user_admin()
+            if not principal.is_infra_admin:
+                query = query.where(User.tenant == principal.tenant)
         return [
             UserView(username=u.username, role=u.role, tenant=u.tenant_id, disabled=u.disabled)
-            for u in User.select().order_by(User.username)
+            for u in query
         ]
 
     def create_tenant(self, name: str, description: str) -> None:

@@ -40,7 +40,7 @@ class User(BaseModel):
     tenant_id: str | None  # peewee's accessor for the foreign key's raw value
     username = peewee.CharField(unique=True, max_length=63)
     password_hash = peewee.TextField()
-    role = peewee.CharField(max_length=32)  # infra-admin | tenant-admin | viewer
+    role = peewee.CharField(max_length=32)  # infra-admin | tenant-admin | tenant-user | viewer
     tenant = peewee.ForeignKeyField(Tenant, null=True, on_delete="RESTRICT", column_name="tenant")
     disabled = peewee.BooleanField(default=False)
     created_at = peewee.DateTimeField(default=utcnow)

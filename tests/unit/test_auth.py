@@ -6,10 +6,10 @@ from pathlib import Path
 import peewee
 import pytest
 
-from appliance.services.auth import AuthService, Role
+from appliance.services.auth import AuthService, Principal, Role
 from appliance.store.db import open_database
 from appliance.store.models import Tenant, Token, User
-from towerbox_core.errors import Conflict, Forbidden, InvalidInput, Unauthorized
+from towerbox_core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 
 
 @pytest.fixture
@@ -131,3 +131,59 @@ def test_names_ending_in_a_newline_are_refused(auth: AuthService, kind: str) -> 
     assert err.value.code == "invalid_name"
     assert not User.select().where(User.username == "ab\n").exists()
     assert not Tenant.select().where(Tenant.name == "ab\n").exists()
+
+
+def _principal(auth: AuthService, username: str) -> Principal:
+    token, _ = auth.login(username, "long-enough-pw")
+    return auth.authenticate(token)
+
+
+def test_a_tenant_admin_manages_the_users_of_its_own_tenant_only(auth: AuthService) -> None:
+    auth.create_tenant("acme", "")
+    auth.create_tenant("other", "")
+    auth.create_user("boss", "long-enough-pw", Role.TENANT_ADMIN, "acme")
+    auth.create_user("stranger", "long-enough-pw", Role.TENANT_USER, "other")
+    boss = _principal(auth, "boss")
+    # Its own tenant by default, and the tenant roles only.
+    assert auth.add_user(boss, "dev", "long-enough-pw", Role.TENANT_USER, None) == "acme"
+    assert auth.add_user(boss, "eyes", "long-enough-pw", Role.VIEWER, "acme") == "acme"
+    for role, tenant, code in [
+        (Role.TENANT_USER, "other", "tenant_scope"),
+        (Role.INFRA_ADMIN, None, "infra_admin_required"),
+        (Role.SYNC_AGENT, None, "infra_admin_required"),
+    ]:
+        with pytest.raises(Forbidden) as err:
+            auth.add_user(boss, "nope", "long-enough-pw", role, tenant)
+        assert err.value.code == code
+    assert not User.select().where(User.username == "nope").exists()
+    assert [u.username for u in auth.list_users(boss)] == ["boss", "dev", "eyes"]
+    # Another tenant's user looks like no user at all.
+    with pytest.raises(NotFound):
+        auth.delete_user(boss, "stranger")
+    with pytest.raises(Conflict) as gone:
+        auth.delete_user(boss, "boss")
+    assert gone.value.code == "cannot_remove_self"
+    dev_token, _ = auth.login("dev", "long-enough-pw")
+    auth.delete_user(boss, "dev")
+    with pytest.raises(Unauthorized):
+        auth.authenticate(dev_token)  # its tokens went with it
+
+
+@pytest.mark.parametrize("role", [Role.TENANT_USER, Role.VIEWER])
+def test_tenant_users_and_viewers_manage_no_users(auth: AuthService, role: Role) -> None:
+    auth.create_tenant("acme", "")
+    auth.create_user("someone", "long-enough-pw", role, "acme")
+    who = _principal(auth, "someone")
+    with pytest.raises(Forbidden) as err:
+        auth.add_user(who, "x", "long-enough-pw", Role.TENANT_USER, "acme")
+    assert err.value.code == "user_admin_required"
+    with pytest.raises(Forbidden):
+        auth.list_users(who)
+    with pytest.raises(Forbidden):
+        auth.delete_user(who, "someone")
+
+
+def test_a_tenant_user_needs_a_tenant(auth: AuthService) -> None:
+    with pytest.raises(InvalidInput) as err:
+        auth.create_user("dev", "long-enough-pw", Role.TENANT_USER, None)
+    assert err.value.code == "tenant_required"

@@ -10,7 +10,8 @@ import msgspec
 
 class Role(enum.StrEnum):
     INFRA_ADMIN = "infra-admin"  # the whole node
-    TENANT_ADMIN = "tenant-admin"  # its tenant's objects
+    TENANT_ADMIN = "tenant-admin"  # its tenant's objects and users
+    TENANT_USER = "tenant-user"  # deploys and runs its tenant's VMs; manages no users
     VIEWER = "viewer"  # read-only; its tenant's objects when it has one
     # The edge agent: reads and acks the journal, reports sync status, hands desired
     # documents over. Routes open to it say so; every other route refuses it.
