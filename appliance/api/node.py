@@ -49,6 +49,8 @@ class NodeController(Controller):
 
 
 @get("/metrics", media_type="text/plain; version=0.0.4")
-async def metrics(appliance: ApplianceDep) -> str:
-    """Prometheus text exposition of the appliance's metrics."""
+async def metrics(request: AuthedRequest, appliance: ApplianceDep) -> str:
+    """Prometheus text exposition of the appliance's metrics: node-wide, so for
+    infra-admins and tenant-less viewers (a scraper's token) only."""
+    require_node_scope(request.user)
     return appliance.metrics.render().decode()
