@@ -138,6 +138,11 @@ def _lines(quotas: Quotas, grants: Grants, usage: TenantUsage, charge: Charge) -
         _Line("vcpus", quotas.vcpus, usage.vcpus, charge.vcpus),
         _Line("memory_mib", quotas.memory_mib, usage.memory_mib, charge.memory_mib),
         _Line("disk_gib", quotas.disk_gib, usage.disk_gib, charge.disk_gib),
+    ]
+    for profile, n in charge.gpu_slices.items():
+        limit = quotas.gpu_slices.get(profile, 0)
+        lines.append(_Line(f"gpu_slices.{profile}", limit, usage.gpu_slices.get(profile, 0), n))
+    lines += [
         _Line(
             "gpu_compute_slices",
             quotas.gpu_compute_slices,
@@ -147,9 +152,6 @@ def _lines(quotas: Quotas, grants: Grants, usage: TenantUsage, charge: Charge) -
         _Line("whole_gpus", quotas.whole_gpus, usage.whole_gpus, charge.whole_gpus),
         _Line("grants.pinned_cores", grants.pinned_cores, usage.pinned_cores, charge.pinned_cores),
     ]
-    for profile, n in charge.gpu_slices.items():
-        limit = quotas.gpu_slices.get(profile, 0)
-        lines.append(_Line(f"gpu_slices.{profile}", limit, usage.gpu_slices.get(profile, 0), n))
     for size, mib in charge.hugepages.items():
         limit = grants.hugepages.get(size, 0)
         lines.append(_Line(f"grants.hugepages.{size}", limit, usage.hugepages.get(size, 0), mib))
