@@ -202,6 +202,13 @@ def config_from(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> Con
     cfg: Config = build(Config, raw, env, "TOWERBOX_", origin, _SECTIONS)
     cfg = replace(cfg, gpu=_check_gpu(cfg.gpu, origin))
     _check_tenants(cfg.tenants, origin)
+    host = cfg.host
+    if not 0 < host.memory_overcommit <= 100 or host.memory_reserve_mib < 0:
+        raise ConfigError(
+            f"{origin}: [host] memory_overcommit must be above 0 (at most 100) and "
+            "memory_reserve_mib at least 0",
+            field="host.memory_overcommit",
+        )
     # libvirt needs absolute paths in domain XML; relative ones are the caller's cwd.
     return replace(
         cfg,

@@ -121,9 +121,14 @@ def test_tenant_defaults_come_from_the_config_section(tmp_path: Path) -> None:
     assert (quotas.vms, quotas.vcpus, quotas.whole_gpus) == (3, -1, -1)
     assert quotas.gpu_slices == {"1g.10gb": 2}
     assert load_config(tmp_path / "absent.toml", {}).tenants.quotas().gpu_compute_slices == 0
-    for text in ("[tenants]\nvms = -4\n", '[tenants]\ngpu_slices = {"huge" = 1}\n'):
+    for text in (
+        "[tenants]\nvms = -4\n",
+        '[tenants]\ngpu_slices = {"huge" = 1}\n',
+        "[host]\nmemory_overcommit = 0\n",
+        "[host]\nmemory_reserve_mib = -1\n",
+    ):
         path.write_text(text)
-        with pytest.raises(ConfigError, match=r"\[tenants\]"):
+        with pytest.raises(ConfigError, match=r"\[tenants\]|\[host\]"):
             load_config(path, {})
 
 
