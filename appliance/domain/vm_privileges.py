@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from appliance.domain.vm_spec import CpuPolicy, HugepageSize, NicKind, Role, VmSpec
+from appliance.domain.vm_spec import CpuPolicy, GpuAttach, HugepageSize, NicKind, Role, VmSpec
 from towerbox_core.api.tenants import Grants
-from towerbox_core.errors import Forbidden
+from towerbox_core.errors import Forbidden, InvalidInput
 
 
 def _infra_only(what: str, field: str) -> Forbidden:
@@ -45,6 +45,20 @@ def check_vran_slice(spec: VmSpec, *, infra_admin: bool) -> None:
             f"the vRAN GPU slice is for vRAN VMs; VM {spec.name} has role {spec.role.value}",
             code="vran_slice_protected",
             field="gpu.role",
+        )
+
+
+def check_countable_gpu(spec: VmSpec) -> None:
+    """A tenant's VM names its MIG profile, so that its GPU quota can count the slice."""
+    gpu = spec.gpu
+    if spec.tenant is None or gpu is None or gpu.attach is not GpuAttach.MIG:
+        return
+    if gpu.profile is None:
+        raise InvalidInput(
+            f"VM {spec.name} of tenant {spec.tenant} asks for a MIG slice without a "
+            "profile; name one (gpu.profile) so the tenant's quota can count it",
+            code="gpu_profile_required",
+            field="gpu.profile",
         )
 
 

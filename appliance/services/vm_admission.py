@@ -24,7 +24,11 @@ from appliance.domain.admission import (
 from appliance.domain.allocation import Allocation
 from appliance.domain.host import HostInventory
 from appliance.domain.quotas import check_fits
-from appliance.domain.vm_privileges import check_privileges, check_vran_slice
+from appliance.domain.vm_privileges import (
+    check_countable_gpu,
+    check_privileges,
+    check_vran_slice,
+)
 from appliance.domain.vm_spec import HugepageSize, VmSpec
 from appliance.services.auth import Principal
 from appliance.services.tenants import TenantService
@@ -49,6 +53,7 @@ class VmAdmission:
 
     def check_privileges(self, principal: Principal, spec: VmSpec) -> None:
         """Refuse what the caller may not ask for; before anything is made."""
+        check_countable_gpu(spec)
         if principal.is_infra_admin:
             check_vran_slice(spec, infra_admin=True)
             return

@@ -128,6 +128,14 @@ def test_quotas_refuse_with_the_numbers_and_leave_nothing(appliance: Appliance, 
         "quota_exceeded",
         "gpu_slices.2g.20gb",
     )
+    # A slice without a profile could not be counted: refused, for the admin too.
+    for headers in (acme, admin):
+        vague = c.post(
+            "/api/v1/vms",
+            headers=headers,
+            json={"name": "d", "appliance": "demo", "spec": {**B2B, "tenant": "acme", "gpu": {}}},
+        )
+        assert (vague.status_code, vague.json()["code"]) == (422, "gpu_profile_required")
     assert footprint(appliance) == before
     # Unlimited is an explicit -1.
     _quotas(c, admin, vcpus=-1)
