@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ import msgspec
 from apscheduler.triggers.cron import CronTrigger
 
 from appliance.domain.gpu.target import LayoutRequest
+from appliance.domain.quotas import check_quotas
+from towerbox_core.api.tenants import Quotas
 from towerbox_core.config import build, read_toml
 from towerbox_core.errors import ConfigError, TowerboxError
 
@@ -50,6 +52,12 @@ class HostConfig:
     dev_root: str = "/dev"
     # Host housekeeping CPUs, never given to VMs: e.g. "0,1" or "0-1,16-17".
     reserved_cpus: str = ""
+    # Admission, for every VM: memory not backed by hugepages is counted against the
+    # host's memory less its hugepage pools and this reserve, times the overcommit
+    # ratio (1.0: none); disks against the free space of the disk folder and a per-VM cap.
+    memory_reserve_mib: int = 2048
+    memory_overcommit: float = 1.0
+    max_vm_disk_gib: int = 4096
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,29 @@ class NetConfig:
 
 
 @dataclass(frozen=True)
+class TenantsConfig:
+    """The quotas a tenant has until an infra-admin sets its own; -1 is unlimited.
+
+    GPU slices (per MIG profile, e.g. gpu_slices = {"1g.10gb" = 2}), whole GPUs and
+    process claims are zero unless set; grants (pinned cores, hugepages, devices) are
+    never defaults: an infra-admin grants them per tenant.
+    """
+
+    vms: int = 10
+    vcpus: int = 32
+    memory_mib: int = 65536
+    disk_gib: int = 500
+    gpu_slices: dict[str, int] = field(default_factory=dict)
+    gpu_compute_slices: int = 0
+    whole_gpus: int = 0
+    vnets: int = 4
+    process_claims: int = 0
+
+    def quotas(self) -> Quotas:
+        return msgspec.convert(asdict(self), Quotas)
+
+
+@dataclass(frozen=True)
 class Config:
     node_name: str = "towerbox"
     state_dir: str = "/var/lib/towerbox"
@@ -117,6 +148,7 @@ class Config:
     n6: NetConfig = field(default_factory=NetConfig)
     gpu: GpuConfig = field(default_factory=GpuConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
+    tenants: TenantsConfig = field(default_factory=TenantsConfig)
 
     @property
     def db_path(self) -> Path:
@@ -152,6 +184,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "n6": NetConfig,
     "gpu": GpuConfig,
     "journal": JournalConfig,
+    "tenants": TenantsConfig,
 }
 
 
@@ -168,6 +201,14 @@ def config_from(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> Con
     file in error messages."""
     cfg: Config = build(Config, raw, env, "TOWERBOX_", origin, _SECTIONS)
     cfg = replace(cfg, gpu=_check_gpu(cfg.gpu, origin))
+    _check_tenants(cfg.tenants, origin)
+    host = cfg.host
+    if not 0 < host.memory_overcommit <= 100 or host.memory_reserve_mib < 0:
+        raise ConfigError(
+            f"{origin}: [host] memory_overcommit must be above 0 (at most 100) and "
+            "memory_reserve_mib at least 0",
+            field="host.memory_overcommit",
+        )
     # libvirt needs absolute paths in domain XML; relative ones are the caller's cwd.
     return replace(
         cfg,
@@ -211,6 +252,17 @@ def _check_gpu(gpu: GpuConfig, origin: str) -> GpuConfig:
             )
         schedules[name] = sched
     return replace(gpu, layouts=layouts, schedules=schedules)
+
+
+def _check_tenants(tenants: TenantsConfig, origin: str) -> None:
+    try:
+        check_quotas(msgspec.convert(asdict(tenants), Quotas, strict=False))
+    except msgspec.ValidationError as err:
+        raise ConfigError(f"{origin}: [tenants]: {err}", field="tenants") from err
+    except TowerboxError as err:
+        raise ConfigError(
+            f"{origin}: [tenants]: {err.message}", field=f"tenants.{err.extra.get('field')}"
+        ) from err
 
 
 def parse_cpu_list(text: str) -> frozenset[int]:

@@ -37,6 +37,8 @@ from appliance.services.n6 import N6Service
 from appliance.services.node_view import NodeViews
 from appliance.services.reconcile import Reconciler
 from appliance.services.sync import SyncStatusBoard
+from appliance.services.tenants import TenantService
+from appliance.services.vm_admission import VmAdmission
 from appliance.services.vms import VmService
 from appliance.store.compaction import compact
 from appliance.store.db import open_database
@@ -72,6 +74,7 @@ class Appliance:
     sync: SyncStatusBoard
     journal: JournalService
     views: NodeViews
+    tenants: TenantService
 
     def monitor_job(self) -> None:
         snapshot = self.monitor.sweep()
@@ -167,7 +170,23 @@ def build_appliance(cfg: Config) -> Appliance:
     gpus = _gpu_service(cfg)
     gpu_claims = GpuClaims(gpus)
     binder = GpuBinder(gpu_claims, _vgpu_host(cfg, gpus.backend, backend))
-    vms = VmService(cfg, backend, allocator, catalog, monitor, vnets=n6.attachment, gpus=binder)
+    tenants = TenantService(
+        cfg.tenants.quotas(),
+        host,
+        gpu_addresses=lambda: frozenset(i.pci_address for i in gpus.backend.list_gpus()),
+        vnet_count=lambda tenant: sum(v.tenant == tenant for v in n6.declared().vnets),
+    )
+    n6.vnet_quota = tenants.check_vnet
+    vms = VmService(
+        cfg,
+        backend,
+        allocator,
+        catalog,
+        monitor,
+        vnets=n6.attachment,
+        gpus=binder,
+        admission=VmAdmission(cfg.host, host, tenants),
+    )
     gpus.set_hooks(vms.gpu_drain.drain, vms.gpu_drain.resume)
     vms.gpu_drain.start_all()  # the layouts were re-created above; their VMs follow
     for record in vms.load_records():
@@ -217,4 +236,5 @@ def build_appliance(cfg: Config) -> Appliance:
             allocator=allocator,
             catalog=catalog,
         ),
+        tenants=tenants,
     )

@@ -17,6 +17,7 @@ from appliance.api.gpus import GpuController
 from appliance.api.n6 import N6Controller
 from appliance.api.node import NodeController, healthz, metrics
 from appliance.api.sync import SyncController, sync_agent_guard
+from appliance.api.tenants import TenantController
 from appliance.api.vms import VmController
 from appliance.context import Appliance
 from towerbox_core import problems
@@ -64,6 +65,7 @@ def create_app(appliance: Appliance) -> Litestar:
             N6Controller,
             GpuController,
             SyncController,
+            TenantController,
         ],
         guards=[sync_agent_guard],
         dependencies={"appliance": Provide(lambda: appliance, sync_to_thread=False)},

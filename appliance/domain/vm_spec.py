@@ -231,8 +231,20 @@ def validate_spec(spec: VmSpec) -> None:
         )
 
 
-_PROFILE_RE = re.compile(r"^[1-8]g\.[0-9]+gb(\+me|\+gfx|-me)?\Z")
+_PROFILE_RE = re.compile(r"^([1-8])g\.[0-9]+gb(\+me|\+gfx|-me)?\Z")
 _GPU_REF_RE = re.compile(r"^(GPU-[0-9a-fA-F-]{36}|[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7])\Z")
+
+
+def profile_compute_slices(profile: str, field: str) -> int:
+    """The compute slices a MIG profile name says it takes ("3g.40gb" takes 3)."""
+    match = _PROFILE_RE.match(profile)
+    if match is None:
+        raise InvalidInput(
+            f"{profile!r} is not a MIG profile name like 1g.10gb or 3g.40gb",
+            code="invalid_gpu_request",
+            field=field,
+        )
+    return int(match.group(1))
 
 
 def _validate_gpu(req: GpuRequest) -> None:

@@ -69,6 +69,8 @@ class N6Service:
         # Edits read, validate and write the whole declaration: one at a time.
         self._lock = threading.Lock()
         self.last_counters: dict[str, VNetCounters] = {}
+        # (tenant, VNets it has) -> refuses one more past its quota; set by the wiring.
+        self.vnet_quota: Callable[[str, int], None] | None = None
 
     def backend(self, kind: TrunkKind) -> NetBackend:
         if kind not in self._backends:
@@ -149,6 +151,8 @@ class N6Service:
             doc = _read(DECLARED)
             if any(_same(v, vnet.tenant, vnet.name) for v in doc["vnets"]):
                 raise Conflict(f"VNet {vnet.key} exists", code="vnet_exists")
+            if self.vnet_quota is not None:
+                self.vnet_quota(vnet.tenant, sum(v["tenant"] == vnet.tenant for v in doc["vnets"]))
             doc["vnets"] = [*doc["vnets"], body]
             self._save(doc, "n6.vnet_declared", vnet.key, body)
         return msgspec.convert(body, VnetDeclaration)

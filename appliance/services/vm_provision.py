@@ -79,6 +79,17 @@ def check_references(spec: VmSpec, image_dir: Path) -> None:
             )
 
 
+def disk_gib(spec: VmSpec, image_dir: Path) -> int:
+    """The GiB a VM's disks may grow to: each one's size, or its base image's."""
+    total = 0
+    for disk in spec.disks:
+        if disk.size_gib is not None:
+            total += disk.size_gib
+        elif disk.image is not None:
+            total += disks.virtual_size_gib(image_dir / disk.image)
+    return total
+
+
 def wire_vnets(spec: VmSpec, vnets: VnetResolver | None) -> VmSpec:
     """The spec with each VNet NIC turned into the bridge and tag it maps to."""
     if not any(nic.kind is NicKind.VNET for nic in spec.nics):

@@ -28,12 +28,14 @@ from appliance.domain.vm_spec import CpuPolicy, Role, VmSpec, spec_to_dict
 from appliance.services.auth import Principal, aware_utc
 from appliance.services.gpu_binding import GpuBinder
 from appliance.services.monitor import Monitor
+from appliance.services.vm_admission import VmAdmission
 from appliance.services.vm_gpu_drain import VmGpuDrain
 from appliance.services.vm_power import ACTIVE, RUNNING, STOPPED, is_active, wait_off
 from appliance.services.vm_provision import (
     VnetResolver,
     check_references,
     console_path,
+    disk_gib,
     disk_paths,
     make_disks,
     resolve_spec,
@@ -66,8 +68,10 @@ class VmService:
         monitor: Monitor,
         vnets: VnetResolver | None = None,
         gpus: GpuBinder | None = None,
+        admission: VmAdmission | None = None,
     ) -> None:
         self._cfg = cfg
+        self._admission = admission
         self._vnets = vnets
         self._gpus = gpus
         self._backend = backend
@@ -136,7 +140,10 @@ class VmService:
     def create(self, principal: Principal, req: VmCreateRequest) -> VmDetail:
         principal.require_write()
         spec = resolve_spec(self._catalog, principal, req)
+        if self._admission:
+            self._admission.check_privileges(principal, spec)
         check_references(spec, self._image_dir)
+        size_gib = disk_gib(spec, self._image_dir)
         vm_id = str(uuidlib.uuid4())
         spec, gpu_device = self._prepare_gpu(spec, vm_id)
         # The row keeps the VNet names; libvirt gets the bridges and tags they map to.
@@ -147,6 +154,12 @@ class VmService:
             if Vm.select().where(Vm.name == spec.name).exists():
                 raise Conflict(f"a VM named {spec.name!r} exists", code="vm_exists", field="name")
             alloc = self._allocator.allocate(spec.name, spec)
+            try:
+                if self._admission:
+                    self._admission.admit(spec, alloc, size_gib, self._cfg.disk_dir)
+            except TowerboxError:
+                self._allocator.release(spec.name)
+                raise
             try:
                 paths = make_disks(self._cfg, vm_id, spec, made)
                 xml = build_domain_xml(
@@ -170,6 +183,8 @@ class VmService:
                 if spec.autostart and spec.gpu is None:
                     self._backend.set_autostart(vm_id, True)
                 with journal.write_transaction():
+                    if self._admission:  # the quota check and the row in one transaction
+                        self._admission.recheck(spec, alloc, size_gib)
                     Vm.create(
                         id=vm_id,
                         name=spec.name,
@@ -179,6 +194,7 @@ class VmService:
                         role=spec.role.value,
                         tenant=spec.tenant,
                         observed_state="shutoff",
+                        disk_gib=size_gib,
                     )
                     journal.append("vm.created", "vm", vm_id, self._journal_state(spec, STOPPED))
             except BaseException:

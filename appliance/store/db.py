@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import peewee
 
-from appliance.store.models import ALL_MODELS, GpuLayout, Meta, db_proxy
+from appliance.store.models import ALL_MODELS, GpuLayout, Meta, TenantPolicy, Vm, db_proxy
 from towerbox_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,37 @@ def _v2_gpu(db: peewee.SqliteDatabase) -> None:
     Meta.delete().where(Meta.key.startswith("gpu_layout:")).execute()
 
 
+class _StoredDisk(msgspec.Struct):
+    size_gib: int | None = None
+
+
+class _StoredSpec(msgspec.Struct):
+    disks: list[_StoredDisk] = []
+
+
+def _v3_tenant_policy(db: peewee.SqliteDatabase) -> None:
+    """Tenants get quotas and grants; VMs record the disk they count against them.
+
+    Version 1 creates the VM table from the current model, so a new database has the
+    column already. Existing VMs count their disks' ``size_gib`` (a base image's own
+    size is not known without reading the image).
+    """
+    db.create_tables([TenantPolicy])
+    if "disk_gib" in {c.name for c in db.get_columns("vm")}:
+        return
+    db.execute_sql("ALTER TABLE vm ADD COLUMN disk_gib INTEGER NOT NULL DEFAULT 0")  # type: ignore[no-untyped-call]
+    for vm in Vm.select(Vm.id, Vm.spec):
+        disks = msgspec.json.decode(vm.spec, type=_StoredSpec).disks
+        size = sum(d.size_gib or 0 for d in disks)
+        Vm.update(disk_gib=size).where(Vm.id == vm.id).execute()
+
+
 # Append only: each function moves the schema from version i to i + 1.
-MIGRATIONS: tuple[Callable[[peewee.SqliteDatabase], None], ...] = (_v1_initial, _v2_gpu)
+MIGRATIONS: tuple[Callable[[peewee.SqliteDatabase], None], ...] = (
+    _v1_initial,
+    _v2_gpu,
+    _v3_tenant_policy,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -69,6 +69,9 @@ class Vm(BaseModel):
     observed_state = peewee.CharField(max_length=16, default="unknown")
     role = peewee.CharField(max_length=16, index=True)
     tenant = peewee.CharField(max_length=63, null=True, index=True)
+    # What the VM's disks count against its tenant's disk quota, in GiB: each disk's
+    # size, or its base image's virtual size (schema 3; earlier VMs count size_gib only).
+    disk_gib = peewee.IntegerField(default=0)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
 
@@ -102,6 +105,23 @@ class GpuLayout(BaseModel):
 
     class Meta:
         table_name = "gpu_layout"
+
+
+class TenantPolicy(BaseModel):
+    """A tenant's quotas and grants as JSON (``towerbox_core.api.tenants`` structs).
+
+    No row, or ``quotas`` null: the tenant follows the node's ``[tenants]`` defaults.
+    """
+
+    tenant = peewee.ForeignKeyField(
+        Tenant, primary_key=True, on_delete="CASCADE", column_name="tenant"
+    )
+    quotas = peewee.TextField(null=True)
+    grants = peewee.TextField(default="{}")
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "tenant_policy"
 
 
 # The tables of schema version 1; later tables are created by their own migration.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import shutil
 from pathlib import Path
 
 from towerbox_core.errors import BackendError
@@ -12,13 +14,39 @@ from towerbox_core.subp import run
 log = logging.getLogger(__name__)
 
 
-def image_format(path: Path) -> str:
-    out = run(["qemu-img", "info", "--output=json", str(path)], code="image_unreadable").stdout
+GIB = 1 << 30
+
+
+@functools.lru_cache(maxsize=256)
+def _image_info(path: str, _mtime_ns: int, _size: int) -> tuple[str, int]:
+    out = run(["qemu-img", "info", "--output=json", path], code="image_unreadable").stdout
     try:
-        fmt = json.loads(out)["format"]
-    except (ValueError, KeyError) as err:
-        raise BackendError(f"qemu-img gave no format for {path}", code="image_unreadable") from err
-    return str(fmt)
+        info = json.loads(out)
+        return str(info["format"]), int(info["virtual-size"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise BackendError(
+            f"qemu-img gave no format or size for {path}", code="image_unreadable"
+        ) from err
+
+
+def image_info(path: Path) -> tuple[str, int]:
+    """A base image's format and virtual size in bytes; read once per version of the file."""
+    st = path.stat()
+    return _image_info(str(path), st.st_mtime_ns, st.st_size)
+
+
+def image_format(path: Path) -> str:
+    return image_info(path)[0]
+
+
+def virtual_size_gib(path: Path) -> int:
+    return -(-image_info(path)[1] // GIB)
+
+
+def free_bytes(directory: Path) -> int:
+    """Free space for an unprivileged writer on the filesystem of ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return shutil.disk_usage(directory).free
 
 
 def create_overlay(base: Path, overlay: Path, size_gib: int | None = None) -> None:

@@ -1,0 +1,74 @@
+"""Host admission: does a new VM fit the host's memory and disk, whoever asks.
+
+Pure. Hugepage-backed memory is the allocator's (it counts pages per NUMA node); the
+rest of a VM's memory is counted here against the host's memory less its hugepage
+pools and a reserve for the host itself, times an overcommit ratio (1.0: none).
+Disks are counted at their full size against the free space where overlays grow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.domain.host import HostInventory
+from appliance.domain.vm_spec import HugepageSize, VmSpec
+from towerbox_core.errors import InsufficientResources
+
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class HostLimits:
+    memory_reserve_mib: int
+    memory_overcommit: float
+    max_vm_disk_gib: int
+
+
+def memory_budget_mib(host: HostInventory, limits: HostLimits) -> int:
+    """What VMs without hugepages may be given in all."""
+    pools_kib = sum(p.total * p.size_kib for node in host.nodes for p in node.hugepages)
+    plain_mib = (host.memory_total_kib - pools_kib) // 1024 - limits.memory_reserve_mib
+    return max(int(plain_mib * limits.memory_overcommit), 0)
+
+
+def plain_memory_mib(memory_mib: int, hugepages: HugepageSize) -> int:
+    """The memory of a VM that is not backed by hugepages."""
+    return 0 if hugepages.kib else memory_mib
+
+
+def check_memory(spec: VmSpec, committed_mib: int, budget_mib: int, limits: HostLimits) -> None:
+    asked = plain_memory_mib(spec.memory_mib, spec.hugepages)
+    if asked and committed_mib + asked > budget_mib:
+        raise InsufficientResources(
+            f"VM {spec.name} needs {asked} MiB of host memory; {committed_mib} of "
+            f"{budget_mib} MiB are given to VMs already (host memory less hugepage pools "
+            f"and a {limits.memory_reserve_mib} MiB reserve, overcommit "
+            f"{limits.memory_overcommit:g})",
+            code="insufficient_memory",
+            field="memory_mib",
+            asked_mib=asked,
+            committed_mib=committed_mib,
+            budget_mib=budget_mib,
+        )
+
+
+def check_disk(spec: VmSpec, disk_gib: int, free_bytes: int, limits: HostLimits) -> None:
+    if disk_gib > limits.max_vm_disk_gib:
+        raise InsufficientResources(
+            f"VM {spec.name} asks for {disk_gib} GiB of disk; a VM may have at most "
+            f"{limits.max_vm_disk_gib} GiB on this node",
+            code="disk_too_large",
+            field="disks",
+            asked_gib=disk_gib,
+            max_gib=limits.max_vm_disk_gib,
+        )
+    free_gib = free_bytes // GIB
+    if disk_gib > free_gib:
+        raise InsufficientResources(
+            f"VM {spec.name} asks for {disk_gib} GiB of disk; {free_gib} GiB are free "
+            "where its disks are made",
+            code="insufficient_disk",
+            field="disks",
+            asked_gib=disk_gib,
+            free_gib=free_gib,
+        )

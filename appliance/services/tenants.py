@@ -1,0 +1,191 @@
+"""Tenants as Virtual Data Centers: their quotas, grants and usage.
+
+A tenant's quotas are the node's ``[tenants]`` defaults until an infra-admin sets
+its own; grants start empty. Usage is read from the VM rows (each VM charges its
+tenant what ``appliance.domain.quotas.charge_of`` says) and the declared VNets.
+Lowering a quota below usage is allowed: it blocks new allocations, and what runs
+keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+import msgspec
+
+from appliance.domain.allocation import Allocation
+from appliance.domain.host import HostInventory
+from appliance.domain.quotas import (
+    Charge,
+    charge_of,
+    check_vnet_fits,
+    over,
+    update_grants,
+    update_quotas,
+    usage_of,
+)
+from appliance.domain.vm_spec import VmSpec, check_pci_address
+from appliance.services.auth import Principal
+from appliance.store import journal
+from appliance.store.models import Tenant, TenantPolicy, Vm, utcnow
+from towerbox_core.api.tenants import (
+    Grants,
+    GrantsAnswer,
+    GrantsUpdate,
+    Quotas,
+    QuotasAnswer,
+    QuotasUpdate,
+    TenantDetail,
+    TenantUsage,
+)
+from towerbox_core.errors import InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+
+BELOW_USAGE_NOTE = (
+    "usage is above {names}: new allocations of these are refused; what the tenant "
+    "holds now keeps running"
+)
+
+
+class TenantService:
+    def __init__(
+        self,
+        defaults: Quotas,
+        host: HostInventory,
+        gpu_addresses: Callable[[], frozenset[str]],
+        vnet_count: Callable[[str], int] | None = None,
+    ) -> None:
+        self._defaults = defaults
+        self._host = host
+        self.gpu_addresses = gpu_addresses
+        self._vnet_count = vnet_count
+        self._core_of = {t.cpu: (t.socket, t.core) for t in host.threads}
+
+    # -- policy ------------------------------------------------------------------------
+
+    def quotas(self, tenant: str) -> tuple[Quotas, str]:
+        """The tenant's quotas and where they come from ("defaults" or "set")."""
+        row = TenantPolicy.get_or_none(TenantPolicy.tenant == tenant)
+        if row is None or row.quotas is None:
+            return self._defaults, "defaults"
+        return msgspec.json.decode(row.quotas, type=Quotas), "set"
+
+    def grants(self, tenant: str) -> Grants:
+        row = TenantPolicy.get_or_none(TenantPolicy.tenant == tenant)
+        return Grants() if row is None else msgspec.json.decode(row.grants, type=Grants)
+
+    # -- usage -------------------------------------------------------------------------
+
+    def pinned_cores(self, alloc: Allocation) -> int:
+        """Whole physical cores an allocation holds exclusively."""
+        return len({self._core_of.get(cpu, (-1, cpu)) for cpu in alloc.cpus})
+
+    def charge(self, spec: VmSpec, alloc: Allocation, disk_gib: int) -> Charge:
+        return charge_of(spec, disk_gib=disk_gib, pinned_cores=self.pinned_cores(alloc))
+
+    def charges(self, tenant: str) -> Iterable[Charge]:
+        for vm in Vm.select(Vm.spec, Vm.allocation, Vm.disk_gib).where(Vm.tenant == tenant):
+            yield self.charge(
+                msgspec.json.decode(vm.spec, type=VmSpec),
+                msgspec.json.decode(vm.allocation, type=Allocation),
+                vm.disk_gib,
+            )
+
+    def usage(self, tenant: str) -> TenantUsage:
+        vnets = self._vnet_count(tenant) if self._vnet_count else 0
+        # Process claims carry no tenant yet: the quota is kept, its usage is 0.
+        return usage_of(self.charges(tenant), vnets=vnets)
+
+    def check_vnet(self, tenant: str, used: int) -> None:
+        """Refuse one more VNet past the tenant's quota (the N6 service's hook)."""
+        check_vnet_fits(tenant, self.quotas(tenant)[0], used)
+
+    # -- the API -----------------------------------------------------------------------
+
+    def _visible(self, principal: Principal, name: str) -> Tenant:
+        row = Tenant.get_or_none(Tenant.name == name)
+        # Another tenant is reported as absent, not as forbidden.
+        if row is None or not principal.can_see(name):
+            raise NotFound(f"no tenant {name!r}", code="tenant_not_found")
+        return row
+
+    def detail(self, principal: Principal, name: str) -> TenantDetail:
+        row = self._visible(principal, name)
+        quotas, source = self.quotas(name)
+        grants = self.grants(name)
+        usage = self.usage(name)
+        return TenantDetail(
+            name=name,
+            description=row.description,
+            quotas=quotas,
+            quotas_source=source,
+            grants=grants,
+            usage=usage,
+            over=over(quotas, grants, usage),
+        )
+
+    def set_quotas(self, principal: Principal, name: str, update: QuotasUpdate) -> QuotasAnswer:
+        principal.require_infra_admin()
+        self._visible(principal, name)
+        with journal.write_transaction():
+            quotas = update_quotas(self.quotas(name)[0], update)
+            encoded = msgspec.json.encode(quotas).decode()
+            TenantPolicy.insert(tenant=name, quotas=encoded).on_conflict(
+                conflict_target=[TenantPolicy.tenant],
+                update={TenantPolicy.quotas: encoded, TenantPolicy.updated_at: utcnow()},
+            ).execute()
+            journal.append("tenant.quotas", "tenant", name, msgspec.to_builtins(quotas))
+        grants, usage = self.grants(name), self.usage(name)
+        found = over(quotas, grants, usage)
+        log.info("tenant %s: quotas set", name, extra={"tenant": name})
+        return QuotasAnswer(tenant=name, quotas=quotas, usage=usage, over=found, note=_note(found))
+
+    def set_grants(self, principal: Principal, name: str, update: GrantsUpdate) -> GrantsAnswer:
+        principal.require_infra_admin()
+        self._visible(principal, name)
+        with journal.write_transaction():
+            grants = update_grants(self.grants(name), update)
+            self._check_on_host(grants)
+            encoded = msgspec.json.encode(grants).decode()
+            TenantPolicy.insert(tenant=name, grants=encoded).on_conflict(
+                conflict_target=[TenantPolicy.tenant],
+                update={TenantPolicy.grants: encoded, TenantPolicy.updated_at: utcnow()},
+            ).execute()
+            journal.append("tenant.grants", "tenant", name, msgspec.to_builtins(grants))
+        quotas, usage = self.quotas(name)[0], self.usage(name)
+        found = over(quotas, grants, usage)
+        log.info("tenant %s: grants set", name, extra={"tenant": name})
+        return GrantsAnswer(tenant=name, grants=grants, usage=usage, over=found, note=_note(found))
+
+    def _check_on_host(self, grants: Grants) -> None:
+        """Granted PFs and devices exist here, and no GPU of the GPU service is one."""
+        for pf in grants.sriov_pfs:
+            if self._host.pf_by_netdev(pf) is None:
+                raise InvalidInput(
+                    f"{pf!r} is not an SR-IOV physical function on this host",
+                    code="unknown_sriov_pf",
+                    field=f"sriov_pfs.{pf}",
+                )
+        gpus = self.gpu_addresses()
+        for i, address in enumerate(grants.pci_devices):
+            field = f"pci_devices[{i}]"
+            check_pci_address(address, field)
+            if address in gpus:
+                raise InvalidInput(
+                    f"PCI device {address} is a GPU of the GPU service; grant GPU slices or "
+                    "whole GPUs as quotas instead",
+                    code="gpu_service_device",
+                    field=field,
+                )
+            if self._host.pci_device(address) is None:
+                raise InvalidInput(
+                    f"PCI device {address} does not exist on this host",
+                    code="unknown_pci_device",
+                    field=field,
+                )
+
+
+def _note(found: list[str]) -> str:
+    return BELOW_USAGE_NOTE.format(names=", ".join(found)) if found else ""
