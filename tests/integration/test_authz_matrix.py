@@ -27,6 +27,7 @@ from appliance.context import Appliance
 from appliance.services.auth import Principal, Role
 from appliance.store.models import Token, User, Vm
 from tests.support.appliance import admin_password, built
+from towerbox_core.api.tenants import QuotasUpdate
 
 ROLES = (
     "anonymous",
@@ -82,6 +83,10 @@ MATRIX: dict[tuple[str, str], tuple[str, str | None]] = {
     ),
     ("GET", "/api/v1/sync/status"): ("401 200 200 403 403 403 200", None),
     ("GET", "/api/v1/tenants"): ("401 200 200 200 200 200 403", None),
+    ("GET", "/api/v1/tenants/{name}"): (
+        "401 200 200 200 200 200 403",
+        "401 200 200 404 404 404 403",
+    ),
     ("GET", "/api/v1/tokens"): ("401 200 200 200 200 200 403", None),
     ("GET", "/api/v1/users"): ("401 200 403 200 403 403 403", None),
     ("GET", "/api/v1/vms"): ("401 200 200 200 200 200 403", None),
@@ -136,6 +141,14 @@ MATRIX: dict[tuple[str, str], tuple[str, str | None]] = {
     ("PUT", "/api/v1/gpus/schedules/{name}"): ("401 404 403 403 403 403 403", None),
     ("PUT", "/api/v1/n6/trunks/{name}"): ("401 200 403 403 403 403 403", None),
     ("PUT", "/api/v1/sync/status"): ("401 200 403 403 403 403 200", None),
+    ("PUT", "/api/v1/tenants/{name}/grants"): (
+        "401 200 403 403 403 403 403",
+        "401 200 403 403 403 403 403",
+    ),
+    ("PUT", "/api/v1/tenants/{name}/quotas"): (
+        "401 200 403 403 403 403 403",
+        "401 200 403 403 403 403 403",
+    ),
 }
 
 
@@ -146,8 +159,10 @@ MATRIX: dict[tuple[str, str], tuple[str, str | None]] = {
 def node(tmp_path: Path) -> Iterator[Appliance]:
     app = built(tmp_path, TOWERBOX_GPU_BACKEND="simulated", TOWERBOX_N6_BACKEND="simulated")
     root = _root(app)
+    generous = QuotasUpdate(vms=100, vcpus=400, memory_mib=400_000, disk_gib=4000, vnets=20)
     for tenant in ("acme", "other"):
         app.auth.create_tenant(tenant, "")
+        app.tenants.set_quotas(root, tenant, generous)
     app.auth.create_user("i-viewer", PASSWORD, Role.VIEWER, None)
     app.auth.create_user("t-admin", PASSWORD, Role.TENANT_ADMIN, "acme")
     app.auth.create_user("t-user", PASSWORD, Role.TENANT_USER, "acme")
@@ -271,6 +286,8 @@ def _body(method: str, path: str, role: str, tenant: str) -> Any:
         },
         ("PATCH", "/api/v1/n6/vnets/{tenant}/{name}"): {"mtu": 1400},
         ("PUT", "/api/v1/n6/trunks/{name}"): {"kind": "ovs", "ports": ["n6up"]},
+        ("PUT", "/api/v1/tenants/{name}/quotas"): {"vms": 100},
+        ("PUT", "/api/v1/tenants/{name}/grants"): {"isolated_cores": False},
         ("POST", "/api/v1/journal/ack"): {"seq": 0},
         ("PUT", "/api/v1/sync/status"): {
             "state": "online",
@@ -308,6 +325,8 @@ def _path(template: str, tenant: str, ids: dict[str, str]) -> str:
         values["name"] = "no-such-claim"
     elif template.startswith("/api/v1/gpus/schedules/"):
         values["name"] = "night"
+    elif template.startswith("/api/v1/tenants/"):
+        values["name"] = tenant
     elif template.startswith("/api/v1/catalog/"):
         values["name"] = "demo"
     return template.format(**values)
@@ -345,9 +364,8 @@ def test_every_route_has_a_row_and_every_role_gets_its_answer(
     observed: dict[tuple[str, str], tuple[str, str | None]] = {}
     for method, path in operations:
         own = _observe(node, client, method, path, "acme")
-        tenant_scoped = (
-            ("{name}" in path and "/vms/" in path) or "{tenant}" in path or "{username}" in path
-        )
+        tenant_scoped = "/vms/{name}" in path or "/tenants/{name}" in path
+        tenant_scoped = tenant_scoped or "{tenant}" in path or "{username}" in path
         tenant_scoped = tenant_scoped or (method, path) in {
             ("POST", "/api/v1/vms"),
             ("POST", "/api/v1/users"),
