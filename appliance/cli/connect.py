@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from towerbox_core.commands import as_json, fail, out
+from towerbox_core.errors import InvalidInput
 
 if TYPE_CHECKING:
     from appliance.config import Config
@@ -74,6 +76,14 @@ def node_call(args: argparse.Namespace, call: Call, show: Show = show_plain) -> 
     else:
         show(args, result)
     return 0
+
+
+def json_arg(text: str, what: str) -> Any:
+    """A JSON argument from the command line; bad JSON is the caller's error, not a crash."""
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise InvalidInput(f"{what} is not valid JSON: {err}", code="invalid_json") from err
 
 
 def json_flag(parser: argparse.ArgumentParser) -> None:

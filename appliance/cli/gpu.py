@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any
 
-from appliance.cli.connect import json_flag, node_call
+from appliance.cli.connect import json_arg, json_flag, node_call
 from towerbox_core.commands import CommandGroup
 
 if TYPE_CHECKING:
@@ -44,7 +43,11 @@ def _call(args: argparse.Namespace, c: ApiClient) -> Any:
         return c.request("POST", "/api/v1/gpus/claims", json=body)
     if command == "release":
         return c.request("DELETE", f"/api/v1/gpus/claims/{args.process}")
-    return c.request("POST", f"/api/v1/gpus/{args.uuid}/{command}", json=json.loads(args.target))
+    return c.request(
+        "POST",
+        f"/api/v1/gpus/{args.uuid}/{command}",
+        json=json_arg(args.target, "the target layout"),
+    )
 
 
 group = CommandGroup(

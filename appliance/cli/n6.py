@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any
 
-from appliance.cli.connect import json_flag, node_call, show_plain
+from appliance.cli.connect import json_arg, json_flag, node_call, show_plain
 from towerbox_core.commands import CommandGroup, out
 
 if TYPE_CHECKING:
@@ -45,7 +44,9 @@ def _call(args: argparse.Namespace, c: ApiClient) -> Any:
     if command in ("plan", "apply"):
         return c.request("POST", f"{_BASE}/{command}")
     if command == "vnet-create":
-        return c.request("POST", f"{_BASE}/vnets", json=json.loads(args.document))
+        return c.request(
+            "POST", f"{_BASE}/vnets", json=json_arg(args.document, "the VNet document")
+        )
     if command == "vnet-delete":
         return c.request("DELETE", f"{_BASE}/vnets/{args.tenant}/{args.name}")
     body = {"kind": args.kind, "ports": args.port}

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from appliance.cli.connect import json_flag, node_call, show_plain
+from appliance.cli.connect import json_arg, json_flag, node_call, show_plain
 from towerbox_core.commands import CommandGroup, out, table
 
 if TYPE_CHECKING:
@@ -21,7 +20,7 @@ def _path(name: str, action: str = "") -> str:
 
 
 def _create(args: argparse.Namespace, c: ApiClient) -> Any:
-    spec: dict[str, Any] = json.loads(args.spec) if args.spec else {}
+    spec: dict[str, Any] = json_arg(args.spec, "--spec") if args.spec else {}
     for key in ("vcpus", "memory_mib", "tenant", "role"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)

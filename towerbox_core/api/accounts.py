@@ -19,9 +19,7 @@ class Role(enum.StrEnum):
 
 
 # Names (users, tenants, tokens) are checked by the node, which answers a bad one
-# with 422 ``invalid_name`` and says why.
-
-
+# with 422 ``invalid_name`` and says why; only plain bounds are checked here.
 # Bounds that cost nothing to check and keep a login from hashing megabytes.
 LoginName = Annotated[str, msgspec.Meta(max_length=255)]
 Password = Annotated[str, msgspec.Meta(max_length=1024)]
