@@ -15,7 +15,6 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
 import peewee
 
 from appliance.store import journal
@@ -192,10 +191,6 @@ class AuthService:
         if row is None:
             raise Unauthorized("unknown or revoked token", code="invalid_token")
         return aware_utc(row.expires_at) if row.expires_at is not None else None
-
-    def list_tokens(self, principal: Principal) -> list[dict[str, object]]:
-        """The caller's tokens (every token for infra-admins) as plain data."""
-        return [msgspec.structs.asdict(t) for t in self.tokens(principal)]
 
     def tokens(self, principal: Principal) -> list[TokenView]:
         query = Token.select(Token, User).join(User)

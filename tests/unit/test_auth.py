@@ -93,7 +93,7 @@ def test_users_tenants_and_roles(auth: AuthService) -> None:
         auth.create_api_token(alice, "ci", "admin")
     token = auth.create_api_token(alice, "ci", None)
     assert auth.authenticate(token).username == "alice"
-    assert {t["user"] for t in auth.list_tokens(alice)} == {"alice"}
+    assert {t.user for t in auth.tokens(alice)} == {"alice"}
 
 
 def test_a_token_never_outlives_the_login_that_made_it(auth: AuthService, tmp_path: Path) -> None:
