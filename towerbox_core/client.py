@@ -184,9 +184,11 @@ class AsyncApiClient:
         transport: httpx.AsyncBaseTransport | None = None,
         what: str = "the appliance",
         unreachable_code: str = "appliance_unreachable",
+        timeout_code: str = "appliance_timeout",
         unreachable_hint: str = "",
     ) -> None:
         self.url = url.rstrip("/")
+        self._timeout_code = timeout_code
         self._timeout = timeout
         self._ca_file = ca_file
         self._transport = transport
@@ -227,7 +229,7 @@ class AsyncApiClient:
         except httpx.TimeoutException as err:
             raise ApiError(
                 0,
-                self._unreachable_code.replace("unreachable", "timeout"),
+                self._timeout_code,
                 f"{self._what} at {self.url} did not answer in time",
             ) from err
         except httpx.TransportError as err:
