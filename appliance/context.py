@@ -40,9 +40,11 @@ from appliance.services.sync import SyncStatusBoard
 from appliance.services.tenants import TenantService
 from appliance.services.vm_admission import VmAdmission
 from appliance.services.vms import VmService
+from appliance.store import journal
 from appliance.store.compaction import compact
 from appliance.store.db import open_database
 from towerbox_core.errors import ConfigError, TowerboxError
+from towerbox_core.wire import Actor
 from upf_bridge.backends import backend_for as n6_backend_for
 from upf_bridge.backends import probe as n6_probe
 from upf_bridge.backends.base import NetBackend
@@ -76,23 +78,28 @@ class Appliance:
     views: NodeViews
     tenants: TenantService
 
+    # Jobs run on the scheduler's threads: each names itself as the journal's actor.
+
     def monitor_job(self) -> None:
-        snapshot = self.monitor.sweep()
-        self.metrics.observe_sweep(snapshot.sweep_ms / 1000, snapshot.states)
-        record_state_changes(snapshot)
-        self.n6.sweep_counters()
+        with journal.acting_as(Actor(job="monitor")):
+            snapshot = self.monitor.sweep()
+            self.metrics.observe_sweep(snapshot.sweep_ms / 1000, snapshot.states)
+            record_state_changes(snapshot)
+            self.n6.sweep_counters()
 
     def reconcile_job(self) -> None:
-        report = self.reconciler.run()
-        self.metrics.reconcile_restarts.set(len(report.restarted))
-        self.metrics.drift.set(len(report.drift))
-        try:
-            self.n6.reapply()
-        except TowerboxError as err:
-            log.error("N6 paths could not be repaired: %s (%s)", err.message, err.code)
+        with journal.acting_as(Actor(job="reconcile")):
+            report = self.reconciler.run()
+            self.metrics.reconcile_restarts.set(len(report.restarted))
+            self.metrics.drift.set(len(report.drift))
+            try:
+                self.n6.reapply()
+            except TowerboxError as err:
+                log.error("N6 paths could not be repaired: %s (%s)", err.message, err.code)
 
     def compaction_job(self) -> None:
-        compact(self.cfg.journal.keep_entries, self.cfg.journal.keep_days)
+        with journal.acting_as(Actor(job="compaction")):
+            compact(self.cfg.journal.keep_entries, self.cfg.journal.keep_days)
 
     def close(self) -> None:
         self.db.close()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from towerbox_core.commands import CommandGroup, fail, table
+from towerbox_core.commands import CommandGroup, fail, journal_table, table
 
 if TYPE_CHECKING:
     from registry.context import Registry
@@ -46,8 +46,12 @@ def _register(reg: argparse.ArgumentParser) -> None:
     sites.add_argument("--label", action="append", default=[], help="key=value, repeatable")
     site = cmds.add_parser("site", help="one site in detail")
     site.add_argument("name")
+    journal = cmds.add_parser("journal", help="a site's journal as the registry holds it")
+    journal.add_argument("name")
+    journal.add_argument("--after", type=int, default=0, help="entries after this seq")
+    journal.add_argument("--limit", type=int, default=50)
     cmds.add_parser("admin-password", help="set a new random admin password (file, 0600)")
-    for parser in (create, token, sites, site):
+    for parser in (create, token, sites, site, journal):
         parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -86,11 +90,21 @@ def _run(args: argparse.Namespace, registry: Registry) -> Any:
         return registry.sites.new_enrollment_token(args.name, args.ttl)
     if command == "sites":
         return registry.sites.search(args.status, args.label, None, 100000, 0).sites
-    if command == "site":
-        return registry.sites.detail(registry.sites.get(args.name))
+    if command in ("site", "journal"):
+        return _one_site(args, registry)
     path = registry.cfg.admin_password_file
     registry.operators.reset_password("admin", path)
     return f"new admin password written to {path}; admin login tokens revoked\n"
+
+
+def _one_site(args: argparse.Namespace, registry: Registry) -> Any:
+    from towerbox_core.errors import InvalidInput
+
+    if args.registry_command == "site":
+        return registry.sites.detail(registry.sites.get(args.name))
+    if not 1 <= args.limit <= 1000:
+        raise InvalidInput("--limit must be 1 to 1000", code="invalid_limit", field="limit")
+    return registry.fleet.journal(args.name, max(0, args.after), args.limit)
 
 
 def _show(args: argparse.Namespace, result: Any) -> None:
@@ -98,7 +112,9 @@ def _show(args: argparse.Namespace, result: Any) -> None:
         sys.stdout.write(result)
         return
     result = msgspec.to_builtins(result)
-    if getattr(args, "json", False) or not isinstance(result, list):
+    if isinstance(result, dict) and "entries" in result and not args.json:
+        sys.stdout.write(journal_table(result["entries"]) + "\n")
+    elif getattr(args, "json", False) or not isinstance(result, list):
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
         columns = ("name", "region", "status", "last_contact", "acked_seq")

@@ -87,6 +87,8 @@ class TokenRow:
     id: int
     account: Account
     expires_at: dt.datetime | None  # aware UTC; None for tokens that do not expire
+    name: str = ""  # the name its owner gave it (login tokens are named by the program)
+    kind: str = ""  # login | api | cli on the node; the registry's own kinds there
 
 
 class AccountStore(Protocol):

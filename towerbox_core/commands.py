@@ -52,5 +52,20 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def journal_table(entries: Sequence[Mapping[str, Any]]) -> str:
+    """Journal entries (as the node or the registry serves them) with who made each."""
+    # Imported here: the CLI's start-up imports this module and stays cheap without them.
+    import msgspec
+
+    from towerbox_core.wire import Actor
+
+    def who(entry: Mapping[str, Any]) -> str:
+        actor = entry.get("actor")
+        return "-" if actor is None else msgspec.convert(actor, Actor).describe()
+
+    rows = [{**e, "actor": who(e)} for e in entries]
+    return table(rows, ("seq", "kind", "object_type", "object_id", "actor"))
+
+
 def as_json(result: Any) -> str:
     return json.dumps(result, indent=2)

@@ -22,8 +22,32 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024  # after gzip decompression
 DESIRED_KINDS = ("gpu", "vnets", "catalog")
 
 
+class Actor(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Who made a journalled change: the journal is the node's audit trail.
+
+    A person or program calling the API is ``user`` (with the API token's name when it
+    used one rather than a login) and the ``tenant`` it acts for; the node's own work
+    (monitor, reconcile, schedules, compaction) is a ``job``.
+    """
+
+    user: str | None = None
+    token: str | None = None
+    tenant: str | None = None
+    job: str | None = None
+
+    def describe(self) -> str:
+        """A short form for tables and logs: ``alice@acme (token ci)``, ``job:monitor``."""
+        if self.user is None:
+            return f"job:{self.job or 'node'}"
+        who = self.user if self.tenant is None else f"{self.user}@{self.tenant}"
+        return who if self.token is None else f"{who} (token {self.token})"
+
+
 class WireEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One journal entry exactly as the appliance's journal API serves it."""
+    """One journal entry exactly as the appliance's journal API serves it.
+
+    ``actor`` is null only on entries written before the node recorded actors.
+    """
 
     seq: int
     kind: str
@@ -31,6 +55,7 @@ class WireEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     object_id: str
     state: Any
     created_at: str | None = None
+    actor: Actor | None = None
 
 
 class JournalBatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -78,10 +103,15 @@ class DesiredDocument(msgspec.Struct, frozen=True):
 
 
 def canonical_line(entry: WireEntry) -> bytes:
-    """One entry's canonical bytes: independent of key order and JSON spacing."""
+    """One entry's canonical bytes: independent of key order and JSON spacing.
+
+    The actor is part of what is proven held; entries without one (written before
+    actors were recorded) keep the line they always had, so old checksums still match.
+    """
     state = msgspec.json.encode(_sorted(entry.state))
     head = f"{entry.seq}\t{entry.kind}\t{entry.object_type}\t{entry.object_id}\t"
-    return head.encode() + state + b"\n"
+    actor = b"" if entry.actor is None else b"\t" + msgspec.json.encode(entry.actor)
+    return head.encode() + state + actor + b"\n"
 
 
 def journal_checksum(entries: Iterable[WireEntry]) -> str:

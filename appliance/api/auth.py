@@ -7,7 +7,7 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.types import ASGIApp
 
-from appliance.services.auth import AuthService
+from appliance.services.auth import AuthService, sign_journal_as
 from towerbox_core.errors import Unauthorized
 
 PUBLIC_PATHS = ["^/healthz$", "^/api/v1/auth/login$"]
@@ -27,6 +27,8 @@ def make_auth_middleware(auth: AuthService) -> type[AbstractAuthenticationMiddle
                 )
             # An indexed lookup of one row: cheap enough for the event loop.
             principal = auth.authenticate(token.strip())
+            # The request runs in its own context: what it journals is signed by its caller.
+            sign_journal_as(principal)
             return AuthenticationResult(user=principal, auth=token)
 
     return TokenAuthMiddleware

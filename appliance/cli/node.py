@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from appliance.cli.connect import json_flag, node_call, show_plain
-from towerbox_core.commands import CommandGroup, out, table
+from towerbox_core.commands import CommandGroup, journal_table, out, table
 
 
 def _get(path: str, show: Any = show_plain) -> Any:
@@ -28,7 +28,7 @@ def _journal_args(parser: argparse.ArgumentParser) -> None:
 
 def _journal_show(args: argparse.Namespace, result: Any) -> None:
     if isinstance(result, dict) and "entries" in result:
-        out(table(result["entries"], ("seq", "kind", "object_type", "object_id")))
+        out(journal_table(result["entries"]))
     else:
         show_plain(args, result)
 

@@ -24,6 +24,7 @@ from towerbox_core.api.accounts import Role, TenantView, TokenView, UserView
 from towerbox_core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from towerbox_core.names import check_name
 from towerbox_core.secret_files import write_secret_file
+from towerbox_core.wire import Actor
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class Principal:
     role: Role
     tenant: str | None
     token_id: int
+    # The API or CLI token's name when the call used one; None for a login session.
+    token_name: str | None = None
 
     @property
     def is_infra_admin(self) -> bool:
@@ -48,6 +51,11 @@ class Principal:
         if self.is_infra_admin or (self.role is Role.VIEWER and self.tenant is None):
             return True
         return tenant is not None and tenant == self.tenant
+
+    @property
+    def actor(self) -> Actor:
+        """How the journal records changes this principal makes."""
+        return Actor(user=self.username, token=self.token_name, tenant=self.tenant)
 
     def require_write(self) -> None:
         if self.role is Role.VIEWER:
@@ -109,7 +117,7 @@ class NodeAccountStore:
         if row is None:
             return None
         expires = aware_utc(row.expires_at) if row.expires_at is not None else None
-        return TokenRow(row.id, _account(row.user), expires)
+        return TokenRow(row.id, _account(row.user), expires, row.name, row.kind)
 
     def add_account(self, username: str, password_hash: str, role: str, tenant: str | None) -> None:
         if tenant is not None and not Tenant.select().where(Tenant.name == tenant).exists():
@@ -140,6 +148,11 @@ class NodeAccountStore:
                     "token.created", "token", str(row.id), {"name": name, "user": account.username}
                 )
         return int(row.id)
+
+
+def sign_journal_as(principal: Principal) -> None:
+    """Record ``principal`` as the actor of what the current request journals."""
+    journal.set_actor(principal.actor)
 
 
 class AuthService:
@@ -173,7 +186,8 @@ class AuthService:
     def authenticate(self, token: str) -> Principal:
         row = self.accounts.authenticate(token)
         user = row.account
-        return Principal(user.id, user.username, Role(user.role), user.tenant, row.id)
+        token_name = None if row.kind == "login" else row.name
+        return Principal(user.id, user.username, Role(user.role), user.tenant, row.id, token_name)
 
     def create_api_token(self, principal: Principal, name: str, username: str | None) -> str:
         check_name("token", name)

@@ -26,6 +26,7 @@ from appliance.store.models import Meta
 from towerbox_core.api.gpus import Schedule, ScheduleView
 from towerbox_core.errors import Conflict, InvalidInput, NotFound, TowerboxError
 from towerbox_core.names import check_name
+from towerbox_core.wire import Actor
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,8 @@ class GpuSchedules:
         jobs = [
             j for j in self._jobs() if j.name == name and (gpu is None or j.schedule.gpu == gpu)
         ]
-        results = [self._run_one(j.name, j.schedule) for j in jobs]
+        with journal.acting_as(Actor(job=f"gpu-schedule:{name}")):
+            results = [self._run_one(j.name, j.schedule) for j in jobs]
         return bool(results) and all(results)
 
     def _run_one(self, name: str, schedule: Schedule) -> bool:

@@ -70,11 +70,24 @@ def _v3_tenant_policy(db: peewee.SqliteDatabase) -> None:
         Vm.update(disk_gib=size).where(Vm.id == vm.id).execute()
 
 
+def _v4_audit(db: peewee.SqliteDatabase) -> None:
+    """Journal entries record their actor; tenants get labels.
+
+    Version 1 creates both tables from the current models, so a new database already
+    has the columns; entries written before this version keep a null actor.
+    """
+    if "actor" not in {c.name for c in db.get_columns("journal")}:
+        db.execute_sql("ALTER TABLE journal ADD COLUMN actor TEXT")  # type: ignore[no-untyped-call]
+    if "labels" not in {c.name for c in db.get_columns("tenant")}:
+        db.execute_sql("ALTER TABLE tenant ADD COLUMN labels TEXT NOT NULL DEFAULT '{}'")  # type: ignore[no-untyped-call]
+
+
 # Append only: each function moves the schema from version i to i + 1.
 MIGRATIONS: tuple[Callable[[peewee.SqliteDatabase], None], ...] = (
     _v1_initial,
     _v2_gpu,
     _v3_tenant_policy,
+    _v4_audit,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

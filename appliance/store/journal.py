@@ -2,19 +2,50 @@
 
 Writers call ``append`` inside ``write_transaction()``; the sequence counter lives in
 the Meta table (not max(seq)) so it stays gap-free and monotonic after compaction.
+
+Every entry records its actor, so the journal is an audit trail. The actor is ambient
+(a context variable) rather than a parameter of every service call: the API sets it
+once per request from the authenticated principal, and the node's jobs set their own
+with ``acting_as``; code that sets none writes ``job:node``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import msgspec
 import peewee
 
 from appliance.store.models import JournalEntry, Meta, db_proxy
-from towerbox_core.wire import WireEntry, journal_checksum
+from towerbox_core.wire import Actor, WireEntry, journal_checksum
+
+NODE_ACTOR = Actor(job="node")
+_actor: ContextVar[Actor] = ContextVar("journal_actor", default=NODE_ACTOR)
+
+
+def set_actor(actor: Actor) -> None:
+    """Make ``actor`` the author of entries written from here on in this context.
+
+    For a request's whole handling (each request runs in its own context, and worker
+    threads get a copy of it); elsewhere use ``acting_as``, which restores the previous.
+    """
+    _actor.set(actor)
+
+
+@contextmanager
+def acting_as(actor: Actor) -> Iterator[None]:
+    reset = _actor.set(actor)
+    try:
+        yield
+    finally:
+        _actor.reset(reset)
+
+
+def current_actor() -> Actor:
+    return _actor.get()
 
 
 @contextmanager
@@ -44,6 +75,7 @@ def append(kind: str, object_type: str, object_id: str, state: Any) -> int:
         object_type=object_type,
         object_id=object_id,
         state=msgspec.json.encode(state).decode(),
+        actor=msgspec.json.encode(_actor.get()).decode(),
     )
     Meta.update(value=str(seq + 1)).where(Meta.key == "journal_next_seq").execute()
     return seq
@@ -63,6 +95,7 @@ def entries(
             "object_id": e.object_id,
             "state": msgspec.json.decode(e.state),
             "created_at": e.created_at.isoformat() if e.created_at else None,
+            "actor": msgspec.json.decode(e.actor) if e.actor else None,
         }
         for e in query.order_by(JournalEntry.seq).limit(limit)
     ]
@@ -125,6 +158,7 @@ def summary(through: int | None = None) -> dict[str, Any]:
             JournalEntry.object_type,
             JournalEntry.object_id,
             JournalEntry.state,
+            JournalEntry.actor,
         )
         .where(JournalEntry.seq <= limit)
         .order_by(JournalEntry.seq)
@@ -135,10 +169,17 @@ def summary(through: int | None = None) -> dict[str, Any]:
 
     def wire() -> Iterator[WireEntry]:
         nonlocal count, last
-        for seq, kind, object_type, object_id, state in query.iterator():
+        for seq, kind, object_type, object_id, state, actor in query.iterator():
             count += 1
             last = seq
-            yield WireEntry(seq, kind, object_type, object_id, msgspec.json.decode(state))
+            yield WireEntry(
+                seq,
+                kind,
+                object_type,
+                object_id,
+                msgspec.json.decode(state),
+                actor=msgspec.json.decode(actor, type=Actor) if actor else None,
+            )
 
     checksum = journal_checksum(wire())
     return {"count": count, "head": last, "checksum": checksum}

@@ -32,6 +32,7 @@ class Meta(BaseModel):
 class Tenant(BaseModel):
     name = peewee.CharField(primary_key=True, max_length=63)
     description = peewee.TextField(default="")
+    labels = peewee.TextField(default="{}")  # JSON object of str -> str (schema 4)
     created_at = peewee.DateTimeField(default=utcnow)
 
 
@@ -84,6 +85,8 @@ class JournalEntry(BaseModel):
     object_type = peewee.CharField(max_length=32)
     object_id = peewee.CharField(max_length=128)
     state = peewee.TextField()  # JSON: the object's new state, or null when deleted
+    # JSON Actor: who made the change (user or token, tenant, or a node job); schema 4.
+    actor = peewee.TextField(null=True)
     # Informational only: ordering comes from seq, never from clocks.
     created_at = peewee.DateTimeField(default=utcnow)
 

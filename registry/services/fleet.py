@@ -31,9 +31,14 @@ from towerbox_core.api.fleet import (
     SiteObject,
     SiteObjects,
 )
-from towerbox_core.wire import WireEntry, journal_checksum
+from towerbox_core.wire import Actor, WireEntry, journal_checksum
 
 _decode = msgspec.json.Decoder().decode
+_decode_actor = msgspec.json.Decoder(Actor).decode
+
+
+def _actor(stored: str | None) -> Actor | None:
+    return None if stored is None else _decode_actor(stored)
 
 
 class FleetService:
@@ -50,14 +55,15 @@ class FleetService:
                 JournalRow.object_id,
                 JournalRow.state,
                 JournalRow.created_at,
+                JournalRow.actor,
             )
             .where(JournalRow.site == site.id, JournalRow.seq > after)
             .order_by(JournalRow.seq)
             .limit(limit)
         )
         entries = [
-            WireEntry(seq, kind, object_type, object_id, _decode(state), created_at)
-            for seq, kind, object_type, object_id, state, created_at in tuples(query)
+            WireEntry(seq, kind, object_type, object_id, _decode(state), created_at, _actor(actor))
+            for seq, kind, object_type, object_id, state, created_at, actor in tuples(query)
         ]
         return SiteJournal(
             site=site.name,
@@ -75,6 +81,7 @@ class FleetService:
             JournalRow.object_type,
             JournalRow.object_id,
             JournalRow.state,
+            JournalRow.actor,
         ).where(JournalRow.site == site.id)
         if through is not None:
             query = query.where(JournalRow.seq <= through)
@@ -83,10 +90,13 @@ class FleetService:
 
         def entries() -> Iterator[WireEntry]:
             nonlocal count, head
-            for seq, kind, object_type, object_id, state in tuples(query.order_by(JournalRow.seq)):
+            rows = tuples(query.order_by(JournalRow.seq))
+            for seq, kind, object_type, object_id, state, actor in rows:
                 count += 1
                 head = seq
-                yield WireEntry(seq, kind, object_type, object_id, _decode(state))
+                yield WireEntry(
+                    seq, kind, object_type, object_id, _decode(state), actor=_actor(actor)
+                )
 
         checksum = journal_checksum(entries())
         return SiteJournalSummary(site=site.name, count=count, head=head, checksum=checksum)

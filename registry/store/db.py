@@ -40,8 +40,14 @@ def _v1_initial(db: peewee.Database) -> None:
     db.create_tables(TABLES_V1)
 
 
+def _v2_journal_actor(db: peewee.Database) -> None:
+    """Journal rows keep the actor the node recorded (who made the change)."""
+    if "actor" not in {c.name for c in db.get_columns("journal")}:
+        db.execute_sql("ALTER TABLE journal ADD COLUMN actor TEXT")  # type: ignore[no-untyped-call]
+
+
 # Append only: MIGRATIONS[i] moves the schema from version i to i + 1.
-MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_v1_initial,)
+MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_v1_initial, _v2_journal_actor)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -19,11 +19,12 @@ import peewee
 from registry.errors import BadRequest, JournalConflict, SequenceGap
 from registry.store import sql
 from registry.store.models import db_proxy
-from towerbox_core.wire import JournalAck, JournalBatch, WireEntry
+from towerbox_core.wire import Actor, JournalAck, JournalBatch, WireEntry
 
 CHUNK = 400  # values per IN (...) list: under both engines' bound-parameter limits
 _MAX_SEQ = 2**63 - 1
 _LIMITS = {"kind": 64, "object_type": 64, "object_id": 255}
+_ACTOR_PART_MAX = 128
 _CONFLICT_KINDS = {"desired.rejected": "rejected", "desired.conflict": "conflict"}
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -87,6 +88,15 @@ def check_batch(batch: JournalBatch) -> None:
             len(entry.created_at) > 64 or "\x00" in entry.created_at
         ):
             raise BadRequest(f"entries[{index}].created_at is not valid", code="invalid_entry")
+        if entry.actor is not None:
+            for name in ("user", "token", "tenant", "job"):
+                part: str | None = getattr(entry.actor, name)
+                if part is not None and (len(part) > _ACTOR_PART_MAX or "\x00" in part):
+                    raise BadRequest(
+                        f"entries[{index}].actor.{name} must be at most {_ACTOR_PART_MAX} "
+                        "characters without NUL",
+                        code="invalid_entry",
+                    )
 
 
 def ingest(site_id: int, batch: JournalBatch, contact_ms: int) -> JournalAck:
@@ -130,11 +140,12 @@ def _check_replays(site_id: int, held: Sequence[WireEntry]) -> None:
         row = stored.get(entry.seq)
         if row is None:
             continue  # at or below compacted_through: a seq the node had compacted away
-        kind, object_type, object_id, state = row
-        if (kind, object_type, object_id) != (
+        kind, object_type, object_id, state, actor = row
+        if (kind, object_type, object_id, actor) != (
             entry.kind,
             entry.object_type,
             entry.object_id,
+            _encode_actor(entry.actor),
         ) or _decode(state) != entry.state:
             raise JournalConflict(
                 f"seq {entry.seq} is already held with different content; the node's "
@@ -149,7 +160,10 @@ def _store(site_id: int, new: Sequence[WireEntry]) -> None:
     conflicts = []
     for e in new:
         state = _encode(e.state).decode()
-        rows.append((site_id, e.seq, e.kind, e.object_type, e.object_id, state, e.created_at))
+        actor = _encode_actor(e.actor)
+        rows.append(
+            (site_id, e.seq, e.kind, e.object_type, e.object_id, state, e.created_at, actor)
+        )
         _fold(folds, e)
         result = _CONFLICT_KINDS.get(e.kind)
         if result is not None:
@@ -157,6 +171,10 @@ def _store(site_id: int, new: Sequence[WireEntry]) -> None:
     sql.executemany(sql.INSERT_JOURNAL, rows)
     _apply_folds(site_id, folds)
     sql.executemany(sql.INSERT_CONFLICT, conflicts)
+
+
+def _encode_actor(actor: Actor | None) -> str | None:
+    return None if actor is None else _encode(actor).decode()
 
 
 def _fold(folds: dict[tuple[str, str], _Fold], e: WireEntry) -> None:

@@ -120,6 +120,7 @@ class JournalRow(BaseModel):
     object_id = peewee.CharField(max_length=255)
     state = peewee.TextField()  # JSON; "null" when the object was deleted
     created_at = peewee.CharField(max_length=64, null=True)  # node time, as sent
+    actor = peewee.TextField(null=True)  # JSON Actor as sent (schema 2); null before
 
     class Meta:
         table_name = "journal"

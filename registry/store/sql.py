@@ -83,8 +83,8 @@ def in_list(count: int) -> str:
 
 
 INSERT_JOURNAL = (
-    "INSERT INTO journal (site_id, seq, kind, object_type, object_id, state, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO journal (site_id, seq, kind, object_type, object_id, state, created_at, actor) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 UPSERT_OBJECT = (
     "INSERT INTO objects (site_id, object_type, object_id, state, seq, as_of, name, status, "
@@ -105,7 +105,7 @@ SITE_HEAD = "SELECT acked_seq, compacted_through FROM site WHERE id = ?"
 SITE_HEAD_FOR_UPDATE = SITE_HEAD + " FOR UPDATE"
 SITE_ADVANCE = "UPDATE site SET acked_seq = ?, compacted_through = ?, last_contact = ? WHERE id = ?"
 HELD_ENTRIES = (
-    "SELECT seq, kind, object_type, object_id, state FROM journal "
+    "SELECT seq, kind, object_type, object_id, state, actor FROM journal "
     "WHERE site_id = ? AND seq BETWEEN ? AND ?"
 )
 SITE_BY_SECRET = "SELECT id, name FROM site WHERE secret_hash = ?"  # noqa: S105 - a hash

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import peewee
+import msgspec
 import pytest
 
 from appliance.store import journal
@@ -152,10 +153,9 @@ def test_summary_is_the_wire_checksum_of_the_entries() -> None:
     _write(["a", "b"], rounds=3)
     with journal.write_transaction():
         journal.append("n6.vnet_declared", "n6", "acme/llm", {"z": [1, {"b": 2, "a": 1}]})
-    wire = [
-        WireEntry(e["seq"], e["kind"], e["object_type"], e["object_id"], e["state"])
-        for e in journal.entries(0, 100)
-    ]
+    # The actor is part of the checksum: it is what the sync path ships.
+    wire = msgspec.convert(journal.entries(0, 100), list[WireEntry])
+    assert all(e.actor == journal.NODE_ACTOR for e in wire)
     assert journal.summary() == {"count": 7, "head": 7, "checksum": journal_checksum(wire)}
     assert journal.summary(through=4) == {
         "count": 4,
