@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -180,8 +181,11 @@ def build_appliance(cfg: Config) -> Appliance:
     tenants = TenantService(
         cfg.tenants.quotas(),
         host,
-        gpu_addresses=lambda: frozenset(i.pci_address for i in gpus.backend.list_gpus()),
-        vnet_count=lambda tenant: sum(v.tenant == tenant for v in n6.declared().vnets),
+        # The GPUs' PCI addresses are fixed while the daemon runs: read the backend once.
+        gpu_addresses=functools.cache(
+            lambda: frozenset(i.pci_address for i in gpus.backend.list_gpus())
+        ),
+        vnet_count=n6.vnet_count,
     )
     n6.vnet_quota = tenants.check_vnet
     vms = VmService(

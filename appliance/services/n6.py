@@ -88,6 +88,10 @@ class N6Service:
     def declared(self) -> N6Config:
         return parse_config(_read(DECLARED))
 
+    def vnet_count(self, tenant: str) -> int:
+        """The tenant's declared VNets (its quota counts declared ones, applied or not)."""
+        return sum(v.get("tenant") == tenant for v in _read(DECLARED)["vnets"])
+
     def applied_document(self) -> dict[str, list[Any]]:
         return _read(APPLIED)
 

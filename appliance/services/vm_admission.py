@@ -4,11 +4,17 @@ The VM service calls ``check_privileges`` on the final spec before it makes
 anything, ``admit`` under its create lock before it makes disks or a domain, and
 ``recheck`` in the write transaction that inserts the VM's row, so a quota holds
 even against a writer that is not this process's VM service.
+
+The recheck is nearly free when nothing changed: every change to what admission
+reads (VM rows, VNets, quotas, grants) is a journal entry in the same transaction,
+so a journal head equal to the one seen before the first read proves the rows are
+as they were; otherwise it reads them all again.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 
@@ -31,7 +37,8 @@ from appliance.domain.vm_privileges import (
 )
 from appliance.domain.vm_spec import HugepageSize, VmSpec
 from appliance.services.auth import Principal
-from appliance.services.tenants import TenantService
+from appliance.services.tenants import Policy, TenantService
+from appliance.store import journal
 from appliance.store.models import Vm
 from towerbox_core.api.tenants import Grants
 
@@ -39,6 +46,13 @@ from towerbox_core.api.tenants import Grants
 class _Memory(msgspec.Struct):
     memory_mib: int = 512
     hugepages: HugepageSize = HugepageSize.NONE
+
+
+class Ticket(NamedTuple):
+    """What ``check_privileges`` read, for ``admit`` and ``recheck`` to build on."""
+
+    head: int  # the journal head before the first read
+    policy: Policy | None  # the tenant's, or None for a VM without a tenant
 
 
 class VmAdmission:
@@ -51,24 +65,42 @@ class VmAdmission:
         )
         self.memory_budget_mib = memory_budget_mib(host, self.limits)
 
-    def check_privileges(self, principal: Principal, spec: VmSpec) -> None:
+    def check_privileges(self, principal: Principal, spec: VmSpec) -> Ticket:
         """Refuse what the caller may not ask for; before anything is made."""
+        ticket = Ticket(journal.head(), self.tenants.policy(spec.tenant) if spec.tenant else None)
         check_countable_gpu(spec)
         if principal.is_infra_admin:
             check_vran_slice(spec, infra_admin=True)
-            return
-        grants = self.tenants.grants(spec.tenant) if spec.tenant else Grants()
+            return ticket
+        grants = ticket.policy.grants if ticket.policy else Grants()
         check_privileges(
             spec, grants, infra_admin=False, gpu_addresses=self.tenants.gpu_addresses()
         )
+        return ticket
 
-    def admit(self, spec: VmSpec, alloc: Allocation, disk_gib: int, disk_dir: Path) -> None:
-        """Host room and the tenant's quotas; under the VM service's create lock."""
+    def admit(
+        self, spec: VmSpec, alloc: Allocation, disk_gib: int, disk_dir: Path, ticket: Ticket
+    ) -> int:
+        """Host room and the tenant's quotas; under the VM service's create lock.
+
+        Returns the journal head the checks hold as of, for ``recheck``.
+        """
         if disk_gib:
             check_disk(spec, disk_gib, disks.free_bytes(disk_dir), self.limits)
-        self.recheck(spec, alloc, disk_gib)
+        self._check_rows(spec, alloc, disk_gib, ticket.policy)
+        return ticket.head
 
-    def recheck(self, spec: VmSpec, alloc: Allocation, disk_gib: int) -> None:
+    def recheck(
+        self, spec: VmSpec, alloc: Allocation, disk_gib: int, checked_at: int | None
+    ) -> None:
+        """``admit``'s checks in the transaction that writes the VM's row; read again
+        unless the journal head is still ``checked_at`` (what ``admit`` returned)."""
+        if checked_at is None or journal.head() != checked_at:
+            self._check_rows(spec, alloc, disk_gib, None)
+
+    def _check_rows(
+        self, spec: VmSpec, alloc: Allocation, disk_gib: int, policy: Policy | None
+    ) -> None:
         """Host memory and the tenant's quotas, from the rows as they are now."""
         if plain_memory_mib(spec.memory_mib, spec.hugepages):
             committed = 0
@@ -78,11 +110,12 @@ class VmAdmission:
             check_memory(spec, committed, self.memory_budget_mib, self.limits)
         if spec.tenant is None:
             return
-        quotas, _ = self.tenants.quotas(spec.tenant)
+        if policy is None:
+            policy = self.tenants.policy(spec.tenant)
         check_fits(
             spec.tenant,
-            quotas,
-            self.tenants.grants(spec.tenant),
+            policy.quotas,
+            policy.grants,
             self.tenants.usage(spec.tenant),
             self.tenants.charge(spec, alloc, disk_gib),
         )

@@ -140,8 +140,8 @@ class VmService:
     def create(self, principal: Principal, req: VmCreateRequest) -> VmDetail:
         principal.require_write()
         spec = resolve_spec(self._catalog, principal, req)
-        if self._admission:
-            self._admission.check_privileges(principal, spec)
+        admission = self._admission
+        ticket = admission.check_privileges(principal, spec) if admission else None
         check_references(spec, self._image_dir)
         size_gib = disk_gib(spec, self._image_dir)
         vm_id = str(uuidlib.uuid4())
@@ -155,8 +155,9 @@ class VmService:
                 raise Conflict(f"a VM named {spec.name!r} exists", code="vm_exists", field="name")
             alloc = self._allocator.allocate(spec.name, spec)
             try:
-                if self._admission:
-                    self._admission.admit(spec, alloc, size_gib, self._cfg.disk_dir)
+                checked_at = None
+                if admission and ticket:
+                    checked_at = admission.admit(spec, alloc, size_gib, self._cfg.disk_dir, ticket)
             except TowerboxError:
                 self._allocator.release(spec.name)
                 raise
@@ -183,8 +184,8 @@ class VmService:
                 if spec.autostart and spec.gpu is None:
                     self._backend.set_autostart(vm_id, True)
                 with journal.write_transaction():
-                    if self._admission:  # the quota check and the row in one transaction
-                        self._admission.recheck(spec, alloc, size_gib)
+                    if admission:  # the quota check and the row in one transaction
+                        admission.recheck(spec, alloc, size_gib, checked_at)
                     Vm.create(
                         id=vm_id,
                         name=spec.name,

@@ -14,7 +14,8 @@ from litestar.testing import TestClient
 from appliance.backends.vm import disks
 from appliance.context import Appliance
 from appliance.store.models import TenantPolicy
-from tests.support.tenancy import clients, footprint, principal_of, tenant_node
+from tests.support.tenancy import clients, footprint, principal_of, root_principal, tenant_node
+from towerbox_core.api.tenants import QuotasUpdate
 from towerbox_core.api.vms import VmCreateRequest
 from towerbox_core.errors import TowerboxError
 
@@ -272,3 +273,26 @@ def test_disks_past_the_free_space_or_the_cap_are_refused(
     assert (resp.status_code, resp.json()["code"]) == (409, "insufficient_disk"), resp.text
     assert "11 GiB of disk; 10 GiB are free" in resp.json()["detail"]
     assert footprint(appliance) == before
+
+
+def test_a_quota_lowered_during_a_create_is_seen_in_the_rows_transaction(
+    appliance: Appliance, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c, _, acme = api
+    admission = appliance.vms._admission
+    assert admission is not None
+    real_admit = admission.admit
+
+    def admit_then_lower(*args: Any) -> None:
+        real_admit(*args)
+        # Another writer lowers the quota after admission read the rows: the journal
+        # head moves, so the row's transaction reads everything again.
+        appliance.tenants.set_quotas(root_principal(appliance), "acme", QuotasUpdate(vms=0))
+
+    monkeypatch.setattr(admission, "admit", admit_then_lower)
+    before = footprint(appliance)
+    resp = _create(c, acme, "late")
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["code"] == "quota_exceeded"
+    after = footprint(appliance)
+    assert after["rows"] == before["rows"] and after["domains"] == before["domains"]

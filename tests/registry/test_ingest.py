@@ -80,6 +80,34 @@ def test_same_seq_with_other_content_is_a_conflict_and_stores_nothing(api: Api) 
     assert head(api, site) == 10
 
 
+def test_actors_are_stored_served_and_part_of_the_checksum(api: Api) -> None:
+    site = api.enroll("s1")
+    entries = vm_entries(1, 4)
+    entries[0]["actor"] = {"user": "acme-admin", "tenant": "acme"}
+    entries[1]["actor"] = {"user": "ci", "token": "deploy", "tenant": "acme"}
+    entries[2]["actor"] = {"job": "monitor"}  # entries[3]: from before actors, none
+    assert api.post_batch(site, entries).json() == {"acked_seq": 4, "stored": 4}
+    page = api.client.get("/api/v1/sites/s1/journal", headers=api.admin).json()
+    assert [e.get("actor") for e in page["entries"]] == [
+        {"user": "acme-admin", "tenant": "acme"},
+        {"user": "ci", "token": "deploy", "tenant": "acme"},
+        {"job": "monitor"},
+        None,
+    ]
+    summary = api.client.get("/api/v1/sites/s1/journal/summary", headers=api.admin).json()
+    sent = [msgspec.convert(e, WireEntry) for e in entries]
+    assert summary["checksum"] == journal_checksum(sent)
+    unsigned = [msgspec.convert({**e, "actor": None}, WireEntry) for e in entries]
+    assert summary["checksum"] != journal_checksum(unsigned)
+    # The same seq replayed with another actor is another history, not a replay.
+    forged = [dict(e) for e in entries]
+    forged[0]["actor"] = {"user": "admin"}
+    resp = api.post_batch(site, forged)
+    assert resp.status_code == 409
+    assert (resp.json()["code"], resp.json()["seq"]) == ("journal_conflict", 1)
+    assert api.post_batch(site, entries).json() == {"acked_seq": 4, "stored": 0}
+
+
 def test_gap_is_refused_with_the_expected_seq(api: Api) -> None:
     site = api.enroll("s1")
     api.post_batch(site, vm_entries(1, 10))
@@ -122,6 +150,9 @@ def test_gaps_below_compacted_through_are_accepted(api: Api) -> None:
         (lambda e: e[3].update(extra=1), "invalid_batch"),
         (lambda e: e[3].update(seq="4"), "invalid_batch"),
         (lambda e: e[3].pop("object_id"), "invalid_batch"),
+        (lambda e: e[3].update(actor={"user": "x" * 129}), "invalid_entry"),
+        (lambda e: e[3].update(actor={"job": "a\x00b"}), "invalid_entry"),
+        (lambda e: e[3].update(actor={"user": "a", "role": "root"}), "invalid_batch"),
     ],
 )
 def test_malformed_entries_are_refused_whole(api: Api, mutate: Any, code: str) -> None:

@@ -6,8 +6,8 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
-import peewee
 import msgspec
+import peewee
 import pytest
 
 from appliance.store import journal

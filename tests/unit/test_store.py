@@ -83,3 +83,28 @@ def test_sequence_is_gap_free_under_concurrent_writers(db: peewee.SqliteDatabase
     assert seqs == list(range(1, 201))
     assert journal.head() == 200
     assert len(journal.entries(after=150, limit=1000)) == 50
+
+
+def test_schema_4_adds_the_journal_actor_and_tenant_labels_to_an_older_database(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    old = open_database(path)
+    with journal.write_transaction():
+        journal.append("tenant.created", "tenant", "acme", {})
+    old.execute_sql("ALTER TABLE journal DROP COLUMN actor")  # type: ignore[no-untyped-call]
+    old.execute_sql("ALTER TABLE tenant DROP COLUMN labels")  # type: ignore[no-untyped-call]
+    old.pragma("user_version", 3)
+    old.close()
+    db = open_database(path)
+    try:
+        assert db.pragma("user_version") == SCHEMA_VERSION
+        # Entries from before the migration have no actor; new ones have one.
+        assert journal.entries()[0]["actor"] is None
+        with journal.write_transaction():
+            Tenant.create(name="beta")
+            journal.append("tenant.created", "tenant", "beta", {})
+        assert journal.entries()[1]["actor"] == {"job": "node"}
+        assert Tenant.get_by_id("beta").labels == "{}"
+    finally:
+        db.close()
