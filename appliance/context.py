@@ -182,6 +182,9 @@ def build_appliance(cfg: Config) -> Appliance:
         host,
         gpu_addresses=lambda: frozenset(i.pci_address for i in gpus.backend.list_gpus()),
         vnet_count=lambda tenant: sum(v.tenant == tenant for v in n6.declared().vnets),
+        gpu_profiles=lambda: frozenset(
+            p.name for g in gpus.backend.list_gpus() for p in gpus.profiles(g.uuid)
+        ),
     )
     n6.vnet_quota = tenants.check_vnet
     vms = VmService(
