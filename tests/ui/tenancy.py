@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-TENANT = "acme"
+from tests.support.tenancy import VNETS
+
+TENANT = "acme"  # VNETS[0], "llm", is its VNet
 ADMIN = "acme-admin"
 PASSWORD = "acme-pass-123"
 QUOTAS = {
@@ -25,14 +27,5 @@ def set_up_tenant(api: httpx.Client) -> None:
     assert api.post("/api/v1/users", json=user).status_code in (201, 409)
     assert api.put(f"/api/v1/tenants/{TENANT}/quotas", json=QUOTAS).status_code == 200
     assert api.put("/api/v1/n6/trunks/br-n6", json={"kind": "ovs"}).is_success
-    vnet = {
-        "tenant": TENANT,
-        "name": "llm",
-        "trunk": "br-n6",
-        "vlan": 100,
-        "subnet": "10.100.0.0/24",
-        "gateway": "10.100.0.1",
-        "ue_pools": ["10.45.0.0/16"],
-    }
-    assert api.post("/api/v1/n6/vnets", json=vnet).status_code in (201, 409)
+    assert api.post("/api/v1/n6/vnets", json=VNETS[0]).status_code in (201, 409)
     assert api.post("/api/v1/n6/apply").is_success

@@ -14,12 +14,17 @@ from tests.ui.tenancy import ADMIN, PASSWORD, TENANT, set_up_tenant
 pytestmark = pytest.mark.anyio
 
 
-async def log_in_as_tenant_admin(user: User) -> None:
+@pytest.fixture
+async def tenant_admin(user: User, node: Appliance) -> User:
+    """The simulated UI, signed in as the tenant's admin."""
+    with node.http() as api:
+        set_up_tenant(api)
     await user.open("/login")
     user.find("Username").type(ADMIN)
     user.find("Password").type(PASSWORD)
     user.find("Log in").click()
     await user.should_see(marker="dash-vm-total", retries=50)
+    return user
 
 
 async def test_tenants_page_bars_quota_change_note_and_create(user: User, node: Appliance) -> None:
@@ -65,12 +70,8 @@ async def test_tenants_page_bars_quota_change_note_and_create(user: User, node: 
         api.put(f"/api/v1/tenants/{TENANT}/grants", json={"pinned_cores": 0})
 
 
-async def test_tenant_admin_gets_no_tenants_page_but_its_own_card(
-    user: User, node: Appliance
-) -> None:
-    with node.http() as api:
-        set_up_tenant(api)
-    await log_in_as_tenant_admin(user)
+async def test_tenant_admin_gets_no_tenants_page_but_its_own_card(tenant_admin: User) -> None:
+    user = tenant_admin
     await user.should_see(f"Your tenant: {TENANT}")
     await user.should_see(marker="dash-tenant-bar-vcpus", retries=30)
     await user.should_see("0 of 8")  # vCPUs
@@ -82,12 +83,8 @@ async def test_tenant_admin_gets_no_tenants_page_but_its_own_card(
     await user.should_not_see(marker="tenant-create")
 
 
-async def test_wizard_offers_a_tenant_admin_only_what_it_may_use(
-    user: User, node: Appliance
-) -> None:
-    with node.http() as api:
-        set_up_tenant(api)
-    await log_in_as_tenant_admin(user)
+async def test_wizard_offers_a_tenant_admin_only_what_it_may_use(tenant_admin: User) -> None:
+    user = tenant_admin
     await user.open("/vms")
     user.find("Create VM").click()
     await user.should_see("Create a VM", retries=30)
