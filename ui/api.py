@@ -20,12 +20,17 @@ log = logging.getLogger(__name__)
 
 UNREACHABLE = "appliance_unreachable"
 
-__all__ = ["UNREACHABLE", "ApiError", "ApplianceApi", "vm_path"]
+__all__ = ["UNREACHABLE", "ApiError", "ApplianceApi", "tenant_path", "vm_path"]
 
 
 def vm_path(name: str, *rest: str) -> str:
     """/api/v1/vms/<name>/...: the name quoted whole, so it never becomes another route."""
     return "/".join(["/api/v1/vms", quote(name, safe=""), *rest])
+
+
+def tenant_path(name: str, *rest: str) -> str:
+    """/api/v1/tenants/<name>/..., quoted the same way."""
+    return "/".join(["/api/v1/tenants", quote(name, safe=""), *rest])
 
 
 class ApplianceApi(AsyncApiClient):

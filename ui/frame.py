@@ -12,7 +12,7 @@ from ui.api import ApiError
 from ui.deps import Deps
 from ui.handles import tag
 from ui.session import UserApi
-from ui.theme import BANNER_CLASSES, NAV
+from ui.theme import BANNER_CLASSES, nav_for
 
 
 def badges_from(health: dict[str, Any]) -> list[str]:
@@ -47,7 +47,7 @@ class Frame:
             self.badge_row = ui.row().classes("gap-1 items-center")
             ui.space()
             with ui.element("nav").props('aria-label="Main"').classes("flex gap-3"):
-                for key, text, path in NAV:
+                for key, text, path in nav_for(user.session.infra_admin):
                     link = ui.link(text, path).classes("text-white")
                     if key == active:
                         link.classes("font-bold underline").props('aria-current="page"')

@@ -31,7 +31,15 @@ NAV = (
     ("gpus", "GPUs", "/gpus"),
     ("n6", "N6", "/n6"),
     ("events", "Events", "/events"),
+    ("tenants", "Tenants", "/tenants"),
 )
+
+# Pages only an infra-admin has a use for: left out of others' navigation.
+INFRA_ONLY_PAGES = frozenset({"tenants"})
+
+
+def nav_for(infra_admin: bool) -> tuple[tuple[str, str, str], ...]:
+    return tuple(item for item in NAV if infra_admin or item[0] not in INFRA_ONLY_PAGES)
 
 
 def role_colour(role: str | None) -> str:

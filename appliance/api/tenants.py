@@ -13,6 +13,7 @@ from towerbox_core.api.tenants import (
     QuotasAnswer,
     QuotasUpdate,
     TenantDetail,
+    VmOptions,
 )
 
 
@@ -26,6 +27,13 @@ class TenantController(Controller):
     ) -> TenantDetail:
         """Quotas, grants and usage; a tenant's users see their own tenant only."""
         return appliance.tenants.detail(request.user, name)
+
+    @get("/{name:str}/vm-options", sync_to_thread=True)
+    def vm_options(
+        self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep
+    ) -> VmOptions:
+        """Roles, grants, GPU profiles and NUMA nodes a VM of this tenant may ask for."""
+        return appliance.tenants.vm_options(request.user, name)
 
     @put("/{name:str}/quotas", sync_to_thread=True)
     def put_quotas(

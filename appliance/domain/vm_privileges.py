@@ -17,6 +17,9 @@ from appliance.domain.vm_spec import CpuPolicy, GpuAttach, HugepageSize, NicKind
 from towerbox_core.api.tenants import Grants
 from towerbox_core.errors import Forbidden, InvalidInput
 
+# The roles a tenant's users may give a VM; vRAN and UPF VMs are the node's own.
+TENANT_ROLES = (Role.B2B, Role.OTHER)
+
 
 def _infra_only(what: str, field: str) -> Forbidden:
     return Forbidden(

@@ -26,7 +26,8 @@ from appliance.domain.quotas import (
     update_quotas,
     usage_of,
 )
-from appliance.domain.vm_spec import VmSpec, check_pci_address
+from appliance.domain.vm_privileges import TENANT_ROLES
+from appliance.domain.vm_spec import Role, VmSpec, check_pci_address
 from appliance.services.auth import Principal
 from appliance.store import journal
 from appliance.store.models import Tenant, TenantPolicy, db_proxy, utcnow
@@ -39,6 +40,7 @@ from towerbox_core.api.tenants import (
     QuotasUpdate,
     TenantDetail,
     TenantUsage,
+    VmOptions,
 )
 from towerbox_core.errors import InvalidInput, NotFound
 
@@ -71,11 +73,13 @@ class TenantService:
         host: HostInventory,
         gpu_addresses: Callable[[], frozenset[str]],
         vnet_count: Callable[[str], int] | None = None,
+        gpu_profiles: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self._defaults = defaults
         self._host = host
         self.gpu_addresses = gpu_addresses
         self._vnet_count = vnet_count
+        self._gpu_profiles = gpu_profiles
         self._core_of = {t.cpu: (t.socket, t.core) for t in host.threads}
 
     # -- policy ------------------------------------------------------------------------
@@ -146,6 +150,22 @@ class TenantService:
             grants=grants,
             usage=usage,
             over=over(quotas, grants, usage),
+        )
+
+    def vm_options(self, principal: Principal, name: str) -> VmOptions:
+        """What the caller may ask for in a VM of tenant ``name``, for create forms."""
+        self._visible(principal, name)
+        quotas, grants = self.quotas(name)[0], self.grants(name)
+        admin = principal.is_infra_admin
+        roles = [r.value for r in (Role if admin else TENANT_ROLES)]
+        profiles = sorted(p for p in self._gpu_profiles() if quotas.gpu_slices.get(p, 0) != 0)
+        choose = admin or grants.numa_node_choice
+        return VmOptions(
+            tenant=name,
+            roles=roles,
+            grants=grants,
+            gpu_profiles=profiles,
+            numa_nodes=[n.id for n in self._host.nodes] if choose else [],
         )
 
     def set_quotas(self, principal: Principal, name: str, update: QuotasUpdate) -> QuotasAnswer:

@@ -15,7 +15,8 @@ from appliance.backends.vm import disks
 from appliance.backends.vm.domain_xml import DomainPaths
 from appliance.catalog.model import CatalogEntry, spec_for
 from appliance.config import Config
-from appliance.domain.vm_spec import NicKind, Role, VmSpec, parse_vm_spec
+from appliance.domain.vm_privileges import TENANT_ROLES
+from appliance.domain.vm_spec import NicKind, VmSpec, parse_vm_spec
 from appliance.services.auth import Principal
 from appliance.store.models import Tenant
 from towerbox_core.api.vms import VmCreateRequest
@@ -50,7 +51,7 @@ def resolve_spec(
             code="tenant_mismatch",
             field="tenant",
         )
-    if spec.role not in (Role.B2B, Role.OTHER):
+    if spec.role not in TENANT_ROLES:
         raise Forbidden(
             f"role {spec.role.value!r} VMs need the infra-admin role",
             code="role_not_allowed",

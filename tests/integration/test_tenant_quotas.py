@@ -296,3 +296,21 @@ def test_a_quota_lowered_during_a_create_is_seen_in_the_rows_transaction(
     assert resp.json()["code"] == "quota_exceeded"
     after = footprint(appliance)
     assert after["rows"] == before["rows"] and after["domains"] == before["domains"]
+
+
+def test_vm_options_offer_what_the_caller_may_ask_for(appliance: Appliance, api: Api) -> None:
+    c, admin, acme = api
+    _quotas(c, admin, gpu_slices={"1g.10gb": 2, "5g.50gb": 1, "2g.20gb": 0})
+    mine = c.get("/api/v1/tenants/acme/vm-options", headers=acme)
+    assert mine.status_code == 200, mine.text
+    offer = mine.json()
+    assert offer["roles"] == ["b2b", "other"]
+    # A profile the quota names but no GPU here offers is left out, as is one set to 0.
+    assert offer["gpu_profiles"] == ["1g.10gb"]
+    assert offer["numa_nodes"] == [] and offer["grants"]["pinned_cores"] == 0
+    granted = c.put("/api/v1/tenants/acme/grants", headers=admin, json={"numa_node_choice": True})
+    assert granted.status_code == 200, granted.text
+    assert c.get("/api/v1/tenants/acme/vm-options", headers=acme).json()["numa_nodes"] == [0, 1]
+    as_admin = c.get("/api/v1/tenants/acme/vm-options", headers=admin).json()
+    assert as_admin["roles"] == ["vran", "upf", "b2b", "other"]
+    assert c.get("/api/v1/tenants/beta/vm-options", headers=acme).status_code == 404

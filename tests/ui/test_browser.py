@@ -14,6 +14,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.ui.conftest import chromium_or_skip
 from tests.ui.stack import CHROMIUM_FLAGS, Appliance, appliance, ui_process
+from tests.ui.tenancy import ADMIN, PASSWORD, TENANT, set_up_tenant
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -65,11 +66,11 @@ def page(browser: Browser, stack: Stack) -> Iterator[Page]:
     assert outside == [], f"the UI loaded something from outside the node: {outside}"
 
 
-def log_in(page: Page, stack: Stack) -> None:
+def log_in(page: Page, stack: Stack, username: str = "admin", password: str = "") -> None:
     page.goto(f"{stack.ui_url}/")
     expect(page.get_by_label("Username")).to_be_visible()
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password", exact=True).fill(stack.node.password)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill(password or stack.node.password)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_test_id("dash-vm-total")).to_be_visible()
 
@@ -220,3 +221,75 @@ def test_gpu_n6_and_events_pages_render(page: Page, stack: Stack) -> None:
     expect(page.get_by_test_id("events-table")).to_contain_text("tenant.created")
     page.get_by_label("Filter events").fill("vnet")
     page.screenshot(path=stack.shots / "events.png", full_page=True)
+
+
+def test_tenants_page_bars_and_a_quota_lowered_below_usage(page: Page, stack: Stack) -> None:
+    with stack.node.http() as api:
+        set_up_tenant(api)
+    log_in(page, stack)
+    page.get_by_role("link", name="Tenants").click()
+    card = page.get_by_test_id(f"tenant-{TENANT}")
+    expect(card.get_by_test_id(f"tenant-{TENANT}-text-vnets")).to_have_text("1 of 2")
+    expect(card.get_by_test_id(f"tenant-{TENANT}-bar-vnets")).to_have_attribute(
+        "data-over", "false"
+    )
+    page.get_by_test_id(f"tenant-edit-{TENANT}").click()
+    page.get_by_label("VNets", exact=True).fill("0")
+    page.get_by_test_id("tenant-save-quotas").click()
+    expect(page.get_by_test_id("tenant-message")).to_contain_text(
+        "new allocations of these are refused"
+    )
+    page.screenshot(path=stack.shots / "tenant-edit.png")
+    page.get_by_role("button", name="Close").click()
+    expect(card.get_by_test_id(f"tenant-{TENANT}-bar-vnets")).to_have_attribute("data-over", "true")
+    expect(card.get_by_test_id(f"tenant-{TENANT}-over")).to_contain_text("vnets")
+    page.screenshot(path=stack.shots / "tenants.png", full_page=True)
+    with stack.node.http() as api:
+        assert api.put(f"/api/v1/tenants/{TENANT}/quotas", json={"vnets": 2}).is_success
+
+
+def test_tenant_admin_card_wizard_and_a_vm_with_a_gpu_slice(page: Page, stack: Stack) -> None:
+    with stack.node.http() as api:
+        set_up_tenant(api)
+        gpu = api.get("/api/v1/gpus").json()["gpus"][0]["uuid"]
+        # One free B2B 1g.10gb slice for the VM to take when it starts.
+        assert api.post(f"/api/v1/gpus/{gpu}/apply", json={"counts": {"1g.10gb": 1}}).is_success
+    log_in(page, stack, ADMIN, PASSWORD)
+    nav = page.get_by_role("navigation", name="Main")
+    expect(nav.get_by_role("link", name="VMs")).to_be_visible()
+    expect(nav.get_by_role("link", name="Tenants")).to_have_count(0)
+    expect(page.get_by_test_id("dash-tenant-text-vms")).to_have_text("0 of 4")
+    page.screenshot(path=stack.shots / "tenant-dashboard.png", full_page=True)
+    page.goto(f"{stack.ui_url}/tenants")
+    expect(page.get_by_test_id("tenants-refused")).to_be_visible()
+
+    page.goto(f"{stack.ui_url}/vms")
+    page.get_by_test_id("vm-create").click()
+    page.get_by_label("Appliance").click()
+    page.get_by_role("option", name="demo — other").click()
+    page.get_by_test_id("create-next").click()
+    page.get_by_label("Role").click()
+    expect(page.get_by_role("option")).to_have_text(["other", "b2b"])
+    page.get_by_role("option", name="b2b").click()
+    for hidden in ("create-pinned", "create-isolated", "create-hugepages", "create-numa"):
+        expect(page.get_by_test_id(hidden)).to_be_hidden()
+    page.get_by_label("GPU slice (MIG)").click()
+    expect(page.get_by_role("option")).to_have_text(["none", "1g.10gb"])
+    page.get_by_role("option", name="1g.10gb").click()
+    page.get_by_label("NIC on VNet").click()
+    expect(page.get_by_role("option")).to_have_text(["none", "llm"])
+    page.get_by_role("option", name="llm").click()
+    page.get_by_label("Name").fill("gpu-vm")
+    page.get_by_label("vCPUs").fill("64")  # past the quota: the API's refusal, form kept
+    page.get_by_test_id("create-submit").click()
+    expect(page.get_by_text("[quota_exceeded]").first).to_be_visible()
+    expect(page.get_by_label("Name")).to_have_value("gpu-vm")
+    page.screenshot(path=stack.shots / "tenant-wizard-refused.png")
+    page.get_by_label("vCPUs").fill("1")
+    page.get_by_test_id("create-submit").click()
+    expect(page.get_by_test_id("vm-state-gpu-vm")).to_have_text("running")
+    with stack.node.http() as api:
+        vm = api.get("/api/v1/vms/gpu-vm").json()
+        assert vm["tenant"] == TENANT and vm["gpu"]["profile"] == "1g.10gb"
+        assert api.delete("/api/v1/vms/gpu-vm").status_code == 204
+        assert api.post(f"/api/v1/gpus/{gpu}/apply", json={"instances": []}).is_success

@@ -4,16 +4,37 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
+from appliance.domain.vm_spec import VmSpec
+from towerbox_core.api.tenants import Grants, Quotas, TenantUsage, VmOptions
+from towerbox_core.api.vms import VmCreateRequest
 from ui import fmt, slotmap, wan
 from ui.api import ApiError
 from ui.frame import badges_from, short_badge
 from ui.pages.common import safe_next
 from ui.pages.dashboard import is_alert, vm_counts
 from ui.pages.n6 import vnet_rows
+from ui.pages.tenant_edit import (
+    QUOTA_NUMBERS,
+    grants_update,
+    map_update,
+    parse_map,
+    quotas_update,
+)
 from ui.pages.vm_create import field_of
 from ui.pages.vm_detail import chart_series
+from ui.usage import UsageBar, gpu_slice_lines, usage_bars
+from ui.vm_offer import (
+    HostFacts,
+    WizardInput,
+    admin_offer,
+    catalog_disks,
+    create_body,
+    problems,
+    tenant_offer,
+)
 
 H100_PROFILES: list[dict[str, Any]] = [
     {"name": "1g.10gb", "compute_slices": 1, "size": 1, "starts": [0, 1, 2, 3, 4, 5, 6]},
@@ -206,3 +227,101 @@ def test_vm_paths_quote_the_name_whole() -> None:
     assert vm_path("llm-1", "stop") == "/api/v1/vms/llm-1/stop"
     assert vm_path("..") == "/api/v1/vms/.."  # no slash: the appliance answers 404 or 422
     assert vm_path("a/b", "console") == "/api/v1/vms/a%2Fb/console"
+
+
+def test_usage_bars_unlimited_over_and_none() -> None:
+    quotas = Quotas(vms=4, vcpus=-1, memory_mib=2048, disk_gib=0, vnets=1)
+    usage = TenantUsage(vms=1, vcpus=12, memory_mib=3072, vnets=1)
+    bars = {b.key: b for b in usage_bars(quotas, usage, over=["memory_mib"])}
+    assert bars["vms"] == UsageBar("vms", "VMs", "1 of 4", 0.25, False)
+    assert bars["vcpus"].text == "12 (unlimited)" and bars["vcpus"].fraction == 0.0
+    assert bars["memory_mib"].text == "3 GiB of 2 GiB" and bars["memory_mib"].over
+    assert bars["memory_mib"].fraction == 1.0
+    assert bars["disk_gib"].text == "0 GiB of 0 GiB (none allowed)"
+    assert not bars["disk_gib"].over
+    assert bars["vnets"].fraction == 1.0 and not bars["vnets"].over
+    lines = gpu_slice_lines(Quotas(gpu_slices={"1g.10gb": 2, "3g.40gb": -1}), usage)
+    assert lines == ["1g.10gb: 0 of 2", "3g.40gb: 0 of unlimited"]
+
+
+def test_tenant_editor_maps_merge_and_removed_keys_revoke() -> None:
+    assert parse_map(" 1g.10gb=2; 3g.40gb = 1 ,", "x") == {"1g.10gb": 2, "3g.40gb": 1}
+    for bad in ("1g.10gb", "=2", "a=b", "a=1, a=2"):
+        with pytest.raises(ValueError, match="x: "):
+            parse_map(bad, "x")
+    assert map_update({"2M": 512, "1G": 1024}, {"1G": 2048}) == {"2M": 0, "1G": 2048}
+    old = Quotas(gpu_slices={"1g.10gb": 2})
+    numbers = {key: 1 for key, _ in QUOTA_NUMBERS}
+    update = quotas_update({**numbers, "vcpus": -1}, "3g.40gb=1", old)
+    assert update.vcpus == -1 and update.gpu_slices == {"1g.10gb": 0, "3g.40gb": 1}
+    with pytest.raises(ValueError, match="VMs: give a number"):
+        quotas_update({**numbers, "vms": None}, "", old)
+    grants = grants_update(
+        2, True, "1G=4096", False, "", "0000:3b:00.0, 0000:3b:00.1", Grants(sriov_pfs={"e0": 2})
+    )
+    assert grants.hugepages == {"1G": 4096} and grants.sriov_pfs == {"e0": 0}
+    assert grants.pci_devices == ["0000:3b:00.0", "0000:3b:00.1"] and grants.pinned_cores == 2
+
+
+HOST = {
+    "inventory": {
+        "threads": [{"cpu": i} for i in range(8)],
+        "nodes": [{"id": 0, "memory_total_kib": 4 * 1048576}, {"id": 1, "memory_total_kib": 0}],
+    }
+}
+
+
+def test_wizard_offer_for_a_tenant_follows_its_options() -> None:
+    options = VmOptions(
+        tenant="acme",
+        roles=["b2b", "other"],
+        grants=Grants(hugepages={"2M": 1024, "1G": 0}),
+        gpu_profiles=["1g.10gb"],
+        numa_nodes=[],
+    )
+    vnets = [{"tenant": "acme", "name": "llm"}, {"tenant": "beta", "name": "cams"}]
+    offer = tenant_offer(options, vnets, None)
+    assert offer.roles == ["other", "b2b"] and offer.tenants == ["acme"] and offer.tenant_fixed
+    assert (offer.pinned, offer.isolated, offer.hugepages) == (False, False, ["2M"])
+    assert offer.vnets == {"acme": ["llm"]} and offer.host is None
+    admin = admin_offer(["acme"], ["1g.10gb", "7g.80gb", "1g.10gb"], vnets, HOST)
+    assert admin.roles == ["other", "b2b", "vran", "upf"] and admin.numa_nodes == [0, 1]
+    assert admin.gpu_profiles == ["1g.10gb", "7g.80gb"]
+    assert admin.host == HostFacts(threads=8, memory_mib=4096)
+
+
+def test_wizard_checks_and_sends_a_vm_spec() -> None:
+    offer = admin_offer([], [], [], HOST)
+    form = WizardInput(name=" ", vcpus=9, memory_mib=5000, hugepages="1G", isolated=True)
+    assert set(problems(form, offer)) == {"name", "vcpus", "memory_mib", "cpu"}
+    form = WizardInput(
+        name="llm-1",
+        appliance="demo",
+        vcpus=2,
+        memory_mib=2048,
+        tenant="acme",
+        role="b2b",
+        pinned=True,
+        isolated=True,
+        hugepages="1G",
+        numa_node=0,
+        gpu_profile="1g.10gb",
+        vnet="llm",
+        disk_gib=20,
+        catalog_disks=[{"image": "base.qcow2"}],
+    )
+    assert problems(form, offer) == {}
+    body = create_body(form)
+    request = msgspec.convert(body, VmCreateRequest)
+    assert request.appliance == "demo" and request.start
+    # The spec decodes as a VmSpec: the wizard sends no field the API does not take.
+    spec = msgspec.convert({**body["spec"], "name": "llm-1"}, VmSpec)
+    assert spec.cpu.isolated and spec.hugepages.value == "1G" and spec.numa_node == 0
+    assert spec.gpu is not None and spec.gpu.profile == "1g.10gb"
+    assert [n.vnet for n in spec.nics] == ["llm"]
+    assert [(d.image, d.size_gib) for d in spec.disks] == [("base.qcow2", None), (None, 20)]
+    disk_entry = {
+        "image": {"kind": "disk", "file": "u.img"},
+        "default_spec": {"disks": [{"size_gib": 9}]},
+    }
+    assert catalog_disks(disk_entry) == [{"image": "u.img"}, {"size_gib": 9}]

@@ -120,3 +120,16 @@ class GrantsAnswer(msgspec.Struct, frozen=True):
     usage: TenantUsage
     over: list[str]
     note: str
+
+
+class VmOptions(msgspec.Struct, frozen=True):
+    """GET /api/v1/tenants/{name}/vm-options: what the caller may ask for in a VM of
+    this tenant on this node, for a create form to offer (the API still decides)."""
+
+    tenant: str
+    roles: list[str]  # VM roles the caller may give it ("vran" and "upf": infra-admin only)
+    grants: Grants
+    # MIG profiles the node's GPUs offer and the tenant's quota names (not 0).
+    gpu_profiles: list[str]
+    # The host's NUMA nodes, where the caller may choose one; empty otherwise.
+    numa_nodes: list[int]

@@ -10,10 +10,11 @@ from fastapi.responses import RedirectResponse
 from nicegui import ui
 
 from ui import fmt
-from ui.api import ApiError
+from ui.api import ApiError, tenant_path
 from ui.deps import Deps
 from ui.pages.common import error_label, open_page, tag
 from ui.session import UserApi
+from ui.usage import detail_of, draw_usage
 
 # Journal kinds an operator must look at: drift the reconcile job found, failures, refusals.
 ALERT_PREFIXES = ("drift.",)
@@ -41,6 +42,12 @@ class Dashboard:
         self.user = user
         self._vms: list[dict[str, Any]] | None = None
         self._seen: dict[str, Any] = {}
+        # A tenant's users (and a viewer bound to a tenant) see their tenant's quotas.
+        self.tenant = user.session.tenant
+        if self.tenant:
+            with ui.card().classes("w-full"):
+                ui.label(f"Your tenant: {self.tenant}").classes("text-h6")
+                self.tenant_box = tag(ui.column().classes("w-full gap-1"), "dash-tenant")
         with ui.row().classes("w-full gap-4 items-stretch"):
             with ui.card().classes("min-w-[22rem]"):
                 ui.label("VMs by role and state").classes("text-h6")
@@ -70,7 +77,22 @@ class Dashboard:
         self._vms = vms
         self._replace(self.vm_box, lambda: self._draw_vms(vms))
 
+    async def refresh_tenant(self) -> None:
+        if not self.tenant:
+            return
+        path = tenant_path(self.tenant)
+        try:
+            detail = detail_of(await self.user.get(path))
+        except ApiError as err:
+            self._seen.pop(path, None)
+            self._replace(self.tenant_box, partial(error_label, err, "Your tenant"))
+            return
+        if self._seen.get(path) != detail:
+            self._seen[path] = detail
+            self._replace(self.tenant_box, lambda: draw_usage(detail, "dash-tenant"))
+
     async def refresh_slow(self) -> None:
+        await self.refresh_tenant()
         for box, path, draw, what in (
             (self.host_box, "/api/v1/host", self._draw_host, "Host inventory"),
             (self.gpu_box, "/api/v1/gpus", self._draw_gpus, "GPUs"),

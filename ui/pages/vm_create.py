@@ -1,6 +1,8 @@
 """The create wizard: an appliance from the catalog, its spec, then create (and start).
 
-The appliance validates; a refusal that names a field is shown at that field.
+It offers what the user may ask for (ui.vm_offer), checks obviously bad input itself,
+and leaves the rest to the appliance; a refusal that names a field is shown at that
+field, and what was typed stays.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from nicegui.elements.mixins.validation_element import ValidationElement
 from ui.api import ApiError
 from ui.pages.common import tag
 from ui.session import UserApi
-
-ROLES = ("other", "b2b", "vran", "upf")
+from ui.vm_offer import Offer, WizardInput, catalog_disks, create_body, problems
 
 
 def field_of(err: ApiError) -> str | None:
@@ -35,64 +36,92 @@ class CreateWizard:
         self,
         user: UserApi,
         catalog: list[dict[str, Any]],
-        tenants: list[str],
+        offer: Offer,
         on_created: Callable[[str], Awaitable[None]],
     ) -> None:
         self.user = user
         self.catalog = {entry["name"]: entry for entry in catalog}
+        self.offer = offer
         self.on_created = on_created
         with ui.dialog() as self.dialog, ui.card().classes("w-[40rem] max-w-full"):
             ui.label("Create a VM").classes("text-h6")
             with ui.stepper().props("vertical").classes("w-full") as self.stepper:
                 with ui.step("Appliance"):
-                    options = {
-                        name: f"{name} — {entry.get('role')}"
-                        + (
-                            ""
-                            if (entry.get("image_status") or {}).get("present")
-                            else " (image missing)"
-                        )
-                        for name, entry in self.catalog.items()
-                    }
                     self.appliance = tag(
-                        ui.select(options, label="Appliance", on_change=self._appliance_chosen),
+                        ui.select(
+                            {n: _entry_label(e) for n, e in self.catalog.items()},
+                            label="Appliance",
+                            on_change=self._appliance_chosen,
+                        ),
                         "create-appliance",
                     ).classes("w-full")
                     self.description = ui.label("").classes("text-grey-8 text-sm")
                     with ui.stepper_navigation():
                         tag(ui.button("Next", on_click=self._to_spec), "create-next")
                 with ui.step("Spec"):
-                    self.name = tag(ui.input("Name", placeholder="e.g. llm-1"), "create-name")
-                    self.vcpus = tag(ui.number("vCPUs", min=1, precision=0), "create-vcpus")
-                    self.memory = tag(
-                        ui.number("Memory (MiB)", min=16, precision=0), "create-memory"
-                    )
-                    self.tenant = tag(
-                        ui.select(
-                            {"": "none", **{t: t for t in tenants}}, label="Tenant", value=""
-                        ),
-                        "create-tenant",
-                    )
-                    self.role = tag(
-                        ui.select(list(ROLES), label="Role", value="other"), "create-role"
-                    )
-                    self.start = tag(ui.switch("Start after creating", value=True), "create-start")
+                    self._spec_fields()
                     with ui.stepper_navigation():
                         ui.button("Back", on_click=self.stepper.previous).props("flat")
                         tag(ui.button("Create", on_click=self.create), "create-submit")
             self.error = tag(ui.label("").classes("text-negative"), "create-error")
             self.error.props('role="alert"')
             ui.button("Cancel", on_click=self.dialog.close).props("flat")
-        for element in (self.name, self.vcpus, self.memory, self.tenant, self.role):
-            # Full width: the appliance's messages are a sentence long.
-            element.classes("w-full")
         self._inputs: dict[str, ValidationElement[Any]] = {
             "name": self.name,
             "vcpus": self.vcpus,
             "memory_mib": self.memory,
             "tenant": self.tenant,
             "role": self.role,
+            "hugepages": self.hugepages,
+            "numa_node": self.numa,
+            "gpu": self.gpu,
+            "nics": self.vnet,
+            "disks": self.disk,
         }
+        for element in self._inputs.values():
+            # Full width: the appliance's messages are a sentence long.
+            element.classes("w-full")
+
+    def _spec_fields(self) -> None:
+        offer = self.offer
+        host = offer.host
+        self.name = tag(ui.input("Name", placeholder="e.g. llm-1"), "create-name")
+        self.vcpus = tag(
+            ui.number("vCPUs", min=1, max=host.threads if host else None, precision=0),
+            "create-vcpus",
+        )
+        self.memory = tag(ui.number("Memory (MiB)", min=16, precision=0), "create-memory")
+        if offer.tenant_fixed:
+            tenants = {t: t for t in offer.tenants}
+        else:
+            tenants = {"": "none", **{t: t for t in offer.tenants}}
+        self.tenant = tag(
+            ui.select(tenants, label="Tenant", value=next(iter(tenants)), on_change=self._vnets),
+            "create-tenant",
+        )
+        self.tenant.set_enabled(not offer.tenant_fixed)
+        role = "other" if "other" in offer.roles else offer.roles[0]
+        self.role = tag(ui.select(offer.roles, label="Role", value=role), "create-role")
+        self.pinned = tag(ui.switch("Pinned cores"), "create-pinned")
+        self.isolated = tag(ui.switch("Isolated emulator threads"), "create-isolated")
+        self.pinned.set_visibility(offer.pinned)
+        self.isolated.set_visibility(offer.isolated)
+        sizes = {"none": "none", **{s: s for s in offer.hugepages}}
+        self.hugepages = tag(ui.select(sizes, label="Hugepages", value="none"), "create-hugepages")
+        self.hugepages.set_visibility(bool(offer.hugepages))
+        nodes: dict[Any, str] = {None: "any", **{n: f"node {n}" for n in offer.numa_nodes}}
+        self.numa = tag(ui.select(nodes, label="NUMA node", value=None), "create-numa")
+        self.numa.set_visibility(bool(offer.numa_nodes))
+        profiles = {"": "none", **{p: p for p in offer.gpu_profiles}}
+        self.gpu = tag(ui.select(profiles, label="GPU slice (MIG)", value=""), "create-gpu")
+        self.vnet = tag(ui.select({"": "none"}, label="NIC on VNet", value=""), "create-vnet")
+        self._vnets()
+        self.disk = tag(ui.number("Extra data disk (GiB)", min=1, precision=0), "create-disk")
+        self.start = tag(ui.switch("Start after creating", value=True), "create-start")
+
+    def _vnets(self) -> None:
+        names = self.offer.vnets.get(self.tenant.value or "", [])
+        self.vnet.set_options({"": "none", **{n: n for n in names}}, value="")
 
     def open(self) -> None:
         self.dialog.open()
@@ -105,7 +134,8 @@ class CreateWizard:
         self.description.text = str(entry.get("description", ""))
         self.vcpus.value = spec.get("vcpus")
         self.memory.value = spec.get("memory_mib")
-        self.role.value = entry.get("role") if entry.get("role") in ROLES else "other"
+        if entry.get("role") in self.offer.roles:
+            self.role.value = entry.get("role")
 
     def _to_spec(self) -> None:
         if not self.appliance.value:
@@ -114,30 +144,49 @@ class CreateWizard:
         self.appliance.error = None
         self.stepper.next()
 
+    def form(self) -> WizardInput:
+        entry = self.catalog.get(self.appliance.value or "") or {}
+        return WizardInput(
+            name=self.name.value or "",
+            appliance=self.appliance.value,
+            vcpus=self.vcpus.value,
+            memory_mib=self.memory.value,
+            tenant=self.tenant.value or "",
+            role=self.role.value or "other",
+            pinned=bool(self.pinned.value),
+            isolated=bool(self.isolated.value),
+            hugepages=self.hugepages.value or "none",
+            numa_node=self.numa.value,
+            gpu_profile=self.gpu.value or "",
+            vnet=self.vnet.value or "",
+            disk_gib=self.disk.value,
+            start=bool(self.start.value),
+            catalog_disks=catalog_disks(entry),
+        )
+
     def body(self) -> dict[str, Any]:
-        spec: dict[str, Any] = {"role": self.role.value}
-        if self.vcpus.value is not None:
-            spec["vcpus"] = int(self.vcpus.value)
-        if self.memory.value is not None:
-            spec["memory_mib"] = int(self.memory.value)
-        if self.tenant.value:
-            spec["tenant"] = self.tenant.value
-        return {
-            "name": (self.name.value or "").strip(),
-            "appliance": self.appliance.value,
-            "spec": spec,
-            "start": bool(self.start.value),
-        }
+        return create_body(self.form())
 
     async def create(self) -> None:
         for element in self._inputs.values():
             element.error = None
         self.error.text = ""
-        body = self.body()
+        form = self.form()
+        found = problems(form, self.offer)
+        if found:
+            for key, text in found.items():
+                target = self._inputs.get(key)
+                if target is not None:
+                    target.error = text
+                else:
+                    self.error.text = text
+            return
+        body = create_body(form)
         progress = ui.notification(f"Creating {body['name']}…", spinner=True, timeout=None)
         try:
             await self.user.post("/api/v1/vms", json=body)
         except ApiError as err:
+            # The form keeps what was typed; the problem goes to its field, or below.
             target = self._inputs.get(field_of(err) or "")
             if target is not None:
                 target.error = err.text
@@ -150,3 +199,8 @@ class CreateWizard:
         state = "created and started" if body["start"] else "created"
         ui.notify(f"VM {body['name']} {state}", type="positive")
         await self.on_created(body["name"])
+
+
+def _entry_label(entry: dict[str, Any]) -> str:
+    present = (entry.get("image_status") or {}).get("present")
+    return f"{entry['name']} — {entry.get('role')}" + ("" if present else " (image missing)")

@@ -14,6 +14,7 @@ from ui.pages.common import error_label, open_page, tag
 from ui.pages.vm_create import CreateWizard
 from ui.session import UserApi, notify_error
 from ui.theme import STATE_COLOURS
+from ui.vm_offer import load_offer
 
 COLUMNS = [
     {"name": "name", "label": "Name", "field": "name", "sortable": True, "align": "left"},
@@ -133,13 +134,13 @@ def register(deps: Deps) -> None:
             async def open_wizard() -> None:
                 try:
                     catalog = await user.get("/api/v1/catalog")
-                    tenants = [t["name"] for t in await user.get("/api/v1/tenants")]
+                    offer = await load_offer(user)
                 except ApiError as err:
-                    notify_error(err, "Loading the catalog")
+                    notify_error(err, "Loading what a VM may use")
                     return
                 wizard_box.clear()
                 with wizard_box:
-                    CreateWizard(user, catalog, tenants, lambda _name: tables[0].refresh()).open()
+                    CreateWizard(user, catalog, offer, lambda _name: tables[0].refresh()).open()
 
             with ui.row().classes("w-full items-center"):
                 ui.label("Virtual machines").classes("text-h5")
