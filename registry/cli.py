@@ -78,7 +78,7 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, registry: Registry) -> Any:
-    from registry.services.sites import parse_label
+    from towerbox_core.names import parse_label
 
     command = args.registry_command
     if command == "migrate":

@@ -59,3 +59,19 @@ def check_ifname(value: str, field: str) -> None:
             code="invalid_interface_name",
             field=field,
         )
+
+
+def check_labels(labels: dict[str, str], field: str = "labels") -> None:
+    """Labels (sites, tenants): keys and values both follow the name grammar."""
+    for key, value in labels.items():
+        check_name("label key", key, field=field)
+        check_name("label value", value, field=field)
+
+
+def parse_label(text: str, field: str = "label") -> tuple[str, str]:
+    """``key=value`` from a command line or a URL, checked like ``check_labels``."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise InvalidInput(f"label {text!r} must be key=value", code="invalid_label", field=field)
+    check_labels({key: value}, field)
+    return key, value

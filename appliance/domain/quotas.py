@@ -21,23 +21,7 @@ from towerbox_core.api.tenants import (
     TenantUsage,
 )
 from towerbox_core.errors import InsufficientResources, InvalidInput
-
-# Bounds past which a value is a typo, not a plan.
-_MAX = {
-    "vms": 100_000,
-    "vcpus": 10_000_000,
-    "memory_mib": 1 << 32,  # 4 PiB
-    "disk_gib": 1 << 32,
-    "gpu_slices": 100_000,
-    "gpu_compute_slices": 1_000_000,
-    "whole_gpus": 100_000,
-    "vnets": 100_000,
-    "process_claims": 100_000,
-    "pinned_cores": 1_000_000,
-    "hugepages": 1 << 32,  # MiB
-    "sriov_pfs": 100_000,  # VFs
-}
-HUGEPAGE_SIZES = ("2M", "1G")
+from towerbox_core.tenant_rules import check_grant_counts, check_quota_counts
 
 
 @dataclass(frozen=True)
@@ -214,44 +198,15 @@ def over(quotas: Quotas, grants: Grants, usage: TenantUsage) -> list[str]:
 # -- validation and updates -------------------------------------------------------------
 
 
-def check_count(value: int, name: str, kind: str = "quota") -> None:
-    bound = _MAX[name.split(".", maxsplit=1)[0]]
-    if value != UNLIMITED and not 0 <= value <= bound:
-        raise InvalidInput(
-            f"{name} must be -1 (unlimited) or between 0 and {bound}, got {value}",
-            code=f"invalid_{kind}",
-            field=name,
-        )
-
-
 def check_quotas(quotas: Quotas) -> None:
-    for name in ("vms", "vcpus", "memory_mib", "disk_gib", "gpu_compute_slices", "whole_gpus"):
-        check_count(getattr(quotas, name), name)
-    for name in ("vnets", "process_claims"):
-        check_count(getattr(quotas, name), name)
-    for profile, n in quotas.gpu_slices.items():
+    check_quota_counts(quotas)
+    for profile in quotas.gpu_slices:
         try:
             profile_compute_slices(profile, f"gpu_slices.{profile}")
         except InvalidInput as err:
             raise InvalidInput(
                 err.message, code="invalid_quota", field=f"gpu_slices.{profile}"
             ) from err
-        check_count(n, f"gpu_slices.{profile}")
-
-
-def check_grant_counts(grants: Grants) -> None:
-    """Shapes and bounds only; whether PFs and devices exist is the host's to say."""
-    check_count(grants.pinned_cores, "pinned_cores", "grant")
-    for size, mib in grants.hugepages.items():
-        if size not in HUGEPAGE_SIZES:
-            raise InvalidInput(
-                f"hugepage size {size!r} is not one of {', '.join(HUGEPAGE_SIZES)}",
-                code="invalid_grant",
-                field=f"hugepages.{size}",
-            )
-        check_count(mib, f"hugepages.{size}", "grant")
-    for pf, n in grants.sriov_pfs.items():
-        check_count(n, f"sriov_pfs.{pf}", "grant")
 
 
 def _merged(current: dict[str, int], update: dict[str, int] | None) -> dict[str, int]:

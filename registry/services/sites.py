@@ -41,7 +41,7 @@ from towerbox_core.api.fleet import (
     SiteStatusName,
 )
 from towerbox_core.errors import Conflict, InvalidInput, NotFound, Unauthorized
-from towerbox_core.names import check_name
+from towerbox_core.names import check_labels, check_name, parse_label
 from towerbox_core.secret_files import hash_token
 
 log = logging.getLogger(__name__)
@@ -88,20 +88,6 @@ class SiteStatus:
             code="invalid_status",
             field="status",
         )
-
-
-def parse_label(text: str, field: str = "label") -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise InvalidInput(f"label {text!r} must be key=value", code="invalid_label", field=field)
-    check_labels({key: value}, field)
-    return key, value
-
-
-def check_labels(labels: dict[str, str], field: str = "labels") -> None:
-    for key, value in labels.items():
-        check_name("label key", key, field=field)
-        check_name("label value", value, field=field)
 
 
 class SiteService:

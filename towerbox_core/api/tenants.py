@@ -8,6 +8,8 @@ map merges key by key: a key set to 0 removes that entry.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 UNLIMITED = -1
@@ -104,6 +106,7 @@ class TenantDetail(msgspec.Struct, frozen=True):
     # Quotas or grants the usage is above (after one was lowered): new allocations of
     # these are refused; what runs keeps running.
     over: list[str]
+    labels: dict[str, str] = {}
 
 
 class QuotasAnswer(msgspec.Struct, frozen=True):
@@ -133,3 +136,24 @@ class VmOptions(msgspec.Struct, frozen=True):
     gpu_profiles: list[str]
     # The host's NUMA nodes, where the caller may choose one; empty otherwise.
     numa_nodes: list[int]
+
+
+class TenantEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One tenant of a ``tenants`` desired-state document (docs/sync-protocol.md).
+
+    ``quotas`` null (or left out): the node's ``[tenants]`` defaults. ``vnets``: the
+    tenant's VNets, each shaped like an entry of the ``vnets`` document; their
+    ``tenant`` may be left out and otherwise must be this tenant.
+    """
+
+    description: str = ""
+    labels: dict[str, str] = {}
+    quotas: Quotas | None = None
+    grants: Grants = msgspec.field(default_factory=Grants)
+    vnets: list[dict[str, Any]] = []
+
+
+class TenantsDocument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The ``tenants`` desired-state document: tenant name -> what it holds."""
+
+    tenants: dict[str, TenantEntry] = {}
