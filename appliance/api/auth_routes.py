@@ -85,5 +85,5 @@ class AuthController(Controller):
         self, request: AuthedRequest, data: JSONBody[TenantRequest], appliance: ApplianceDep
     ) -> TenantView:
         request.user.require_infra_admin()
-        appliance.auth.create_tenant(data.name, data.description)
-        return TenantView(name=data.name, description=data.description)
+        appliance.auth.create_tenant(data.name, data.description, data.labels)
+        return TenantView(name=data.name, description=data.description, labels=data.labels)

@@ -1,5 +1,6 @@
 """``towerbox tenant ...``: the node's tenants, their quotas and grants.
 
+    towerbox tenant create acme --description "ACME AI" --label tier=gold
     towerbox tenant show acme
     towerbox tenant set-quota acme vms=20 memory_mib=unlimited gpu_slices.1g.10gb=2
     towerbox tenant grant acme pinned_cores=8 isolated_cores hugepages.1G=16384 \\
@@ -18,6 +19,7 @@ from urllib.parse import quote
 from appliance.cli.connect import json_flag, node_call, show_plain
 from towerbox_core.commands import CommandGroup, out, table
 from towerbox_core.errors import InvalidInput
+from towerbox_core.names import parse_label
 
 if TYPE_CHECKING:
     from towerbox_core.client import ApiClient
@@ -90,6 +92,9 @@ def _register(parser: argparse.ArgumentParser) -> None:
     create = tenant.add_parser("create", help="create a tenant")
     create.add_argument("tenant_name")
     create.add_argument("--description", default="")
+    create.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
+    )
     json_flag(create)
     show = tenant.add_parser("show", help="a tenant's quotas, grants and usage")
     show.add_argument("tenant_name")
@@ -108,7 +113,8 @@ def _register(parser: argparse.ArgumentParser) -> None:
 def _call(args: argparse.Namespace, c: ApiClient) -> Any:
     command = args.tenant_command
     if command == "create":
-        body = {"name": args.tenant_name, "description": args.description}
+        labels = dict(parse_label(text) for text in args.label)
+        body = {"name": args.tenant_name, "description": args.description, "labels": labels}
         return c.request("POST", "/api/v1/tenants", json=body)
     if command == "show":
         return c.request("GET", _path(args.tenant_name))
@@ -165,6 +171,8 @@ def _show(args: argparse.Namespace, result: Any) -> None:
         return
     if args.tenant_command == "show":
         out(f"tenant {result['name']} (quotas: {result['quotas_source']})")
+        if result.get("labels"):
+            out("labels: " + ", ".join(f"{k}={v}" for k, v in result["labels"].items()))
         out(table(usage_rows(result), ("limit", "used", "max")))
         grants = result["grants"]
         flags = [k for k in _FLAGS if grants[k]]

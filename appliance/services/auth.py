@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import peewee
 
 from appliance.store import journal
@@ -22,7 +23,7 @@ from appliance.store.models import Tenant, Token, User
 from towerbox_core.accounts import Account, Accounts, TokenRow, check_password, random_password
 from towerbox_core.api.accounts import Role, TenantView, TokenView, UserView
 from towerbox_core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from towerbox_core.names import check_name
+from towerbox_core.names import check_labels, check_name
 from towerbox_core.secret_files import write_secret_file
 from towerbox_core.wire import Actor
 
@@ -314,21 +315,35 @@ class AuthService:
             for u in query
         ]
 
-    def create_tenant(self, name: str, description: str) -> None:
+    def create_tenant(
+        self, name: str, description: str, labels: dict[str, str] | None = None
+    ) -> None:
         check_name("tenant", name)
+        labels = labels or {}
+        check_labels(labels)
+        state = {"description": description, "labels": labels}
         try:
             with journal.write_transaction():
-                Tenant.create(name=name, description=description)
-                journal.append("tenant.created", "tenant", name, {"description": description})
+                Tenant.create(name=name, description=description, labels=encode_labels(labels))
+                journal.append("tenant.created", "tenant", name, state)
         except peewee.IntegrityError as err:
             raise Conflict(f"tenant {name!r} exists", code="tenant_exists") from err
 
     def list_tenants(self, principal: Principal) -> list[TenantView]:
         return [
-            TenantView(name=t.name, description=t.description)
+            TenantView(name=t.name, description=t.description, labels=tenant_labels(t))
             for t in Tenant.select().order_by(Tenant.name)
             if principal.can_see(t.name)
         ]
 
 
-__all__ = ["AuthService", "Principal", "Role", "aware_utc"]
+def tenant_labels(row: Tenant) -> dict[str, str]:
+    labels: dict[str, str] = msgspec.json.decode(row.labels or "{}")
+    return labels
+
+
+def encode_labels(labels: dict[str, str]) -> str:
+    return msgspec.json.encode(dict(sorted(labels.items()))).decode()
+
+
+__all__ = ["AuthService", "Principal", "Role", "aware_utc", "encode_labels", "tenant_labels"]

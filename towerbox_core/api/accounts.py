@@ -85,8 +85,10 @@ class UserView(msgspec.Struct, frozen=True):
 class TenantRequest(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     description: str = ""
+    labels: dict[str, str] = {}
 
 
 class TenantView(msgspec.Struct, frozen=True):
     name: str
     description: str
+    labels: dict[str, str] = {}
