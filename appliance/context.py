@@ -213,7 +213,9 @@ def build_appliance(cfg: Config) -> Appliance:
         log.warning("admin password written to %s", cfg.admin_password_file)
     gpu_schedules = GpuSchedules(gpus, cfg.gpu.schedules)
     catalog_dir = cfg.resolved_catalog_dir()
-    desired = DesiredService(gpus, gpu_schedules, n6, catalog, cloud_init_dir(catalog_dir))
+    desired = DesiredService(
+        gpus, gpu_schedules, n6, catalog, cloud_init_dir(catalog_dir), auth, tenants
+    )
     desired.restore()
     started_at = time.time()
     return Appliance(

@@ -14,7 +14,7 @@ import logging
 from edge_agent.appliance_link import ApplianceLink
 from edge_agent.errors import Refused, Unreachable
 from edge_agent.registry_link import RegistryLink
-from towerbox_core.wire import DesiredIndexItem
+from towerbox_core.wire import DESIRED_KINDS, DesiredIndexItem
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,11 @@ class DesiredPuller:
         self._appliance = appliance
         self._registry = registry
         self.handed_over: dict[str, str] = {}  # kind -> ETag the appliance has answered
+        self.refused: set[str] = set()  # kinds whose handed-over ETag the appliance refused
 
     async def sync(self, index: list[DesiredIndexItem]) -> None:
-        for item in index:
+        order = {kind: i for i, kind in enumerate(DESIRED_KINDS)}
+        for item in sorted(index, key=lambda i: order.get(i.kind, len(order))):
             if self.handed_over.get(item.kind) == item.etag:
                 continue
             try:
@@ -36,6 +38,10 @@ class DesiredPuller:
                 try:
                     result = await self._appliance.hand_over(doc)
                     log.info("desired %s v%d: %s", doc.kind, doc.version, result.get("result", "?"))
+                    self.refused.discard(doc.kind)
+                    if doc.kind == "tenants":
+                        for kind in self.refused:
+                            self.handed_over.pop(kind, None)
                 except Refused as err:
                     if err.where != "appliance":
                         raise
@@ -45,6 +51,7 @@ class DesiredPuller:
                         doc.version,
                         err.message,
                     )
+                    self.refused.add(doc.kind)
                 self.handed_over[doc.kind] = doc.etag
             except (Unreachable, Refused) as err:
                 log.warning("desired %s not synced this time: %s", item.kind, err.message)

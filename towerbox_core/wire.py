@@ -18,8 +18,9 @@ import msgspec
 MAX_BATCH_ENTRIES = 1000
 MAX_BATCH_BYTES = 4 * 1024 * 1024  # after gzip decompression
 
-# Desired-state document kinds the registry hands down and the appliance applies.
-DESIRED_KINDS = ("gpu", "vnets", "catalog")
+# Desired-state document kinds the registry hands down and the appliance applies, in
+# the order the agent hands them over: tenants before the vnets that name them.
+DESIRED_KINDS = ("gpu", "tenants", "vnets", "catalog")
 
 
 class Actor(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -27,7 +28,8 @@ class Actor(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
 
     A person or program calling the API is ``user`` (with the API token's name when it
     used one rather than a login) and the ``tenant`` it acts for; the node's own work
-    (monitor, reconcile, schedules, compaction) is a ``job``.
+    (monitor, reconcile, schedules, compaction) is a ``job``; both are set when a
+    caller hands the node work it does as a job (a desired-state document).
     """
 
     user: str | None = None
@@ -36,11 +38,13 @@ class Actor(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
     job: str | None = None
 
     def describe(self) -> str:
-        """A short form for tables and logs: ``alice@acme (token ci)``, ``job:monitor``."""
+        """A short form for tables and logs: ``alice@acme (token ci)``, ``job:monitor``,
+        ``sync-agent (token edge) for desired:tenants``."""
         if self.user is None:
             return f"job:{self.job or 'node'}"
         who = self.user if self.tenant is None else f"{self.user}@{self.tenant}"
-        return who if self.token is None else f"{who} (token {self.token})"
+        who = who if self.token is None else f"{who} (token {self.token})"
+        return who if self.job is None else f"{who} for {self.job}"
 
 
 class WireEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

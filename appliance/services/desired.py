@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from appliance.catalog.model import CatalogEntry
-from appliance.services.auth import Principal
+from appliance.services.auth import AuthService, Principal
 from appliance.services.desired_adapters import (
     CatalogAdapter,
     GpuAdapter,
@@ -29,9 +29,11 @@ from appliance.services.desired_adapters import (
     VnetsAdapter,
 )
 from appliance.services.desired_rule import Decision, decide
+from appliance.services.desired_tenants import VNET, TenantsAdapter
 from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.services.gpu_schedules import GpuSchedules
 from appliance.services.n6 import N6Service
+from appliance.services.tenants import TenantService
 from appliance.store import journal
 from appliance.store.models import Meta
 from towerbox_core.api.sync import DesiredApplied, DesiredKindSummary
@@ -64,12 +66,18 @@ class DesiredService:
         n6: N6Service,
         catalog: dict[str, CatalogEntry],
         templates_dir: Path,
+        auth: AuthService,
+        tenants: TenantService,
     ) -> None:
         self.gpu = GpuAdapter(gpus, schedules)
         self.catalog = CatalogAdapter(catalog, templates_dir)
+        # A VNet is declared by the vnets document or by a tenants document, not both.
+        by_tenants = lambda: set(_ids(VNET, self._record("tenants").get("owned", {})))  # noqa: E731
+        by_vnets = lambda: set(self._record("vnets").get("owned", {}))  # noqa: E731
         self._adapters: dict[str, KindAdapter] = {
             "gpu": self.gpu,
-            "vnets": VnetsAdapter(n6),
+            "tenants": TenantsAdapter(auth, tenants, n6, by_vnets),
+            "vnets": VnetsAdapter(n6, by_tenants),
             "catalog": self.catalog,
         }
 
@@ -128,6 +136,13 @@ class DesiredService:
     # -- apply -----------------------------------------------------------------------
 
     def apply(self, kind: str, doc: DesiredDocument) -> DesiredApplied:
+        """Validate and apply one document. What it journals names the caller that handed
+        it over (the sync agent, or an infra-admin) and the job: ``desired:KIND``."""
+        actor = msgspec.structs.replace(journal.current_actor(), job=f"desired:{kind}")
+        with journal.acting_as(actor):
+            return self._apply(kind, doc)
+
+    def _apply(self, kind: str, doc: DesiredDocument) -> DesiredApplied:
         _check_kind(kind)
         if doc.kind != kind:
             raise InvalidInput(
@@ -136,7 +151,7 @@ class DesiredService:
                 field="kind",
             )
         rec = self._record(kind)
-        if rec.get("etag") == doc.etag:
+        if rec.get("etag") == doc.etag and not _curable(rec):
             # A resend (agent restart, lost answer): the same answer, nothing journalled.
             if rec["status"] >= 400:
                 raise DesiredRejected(rec["status"], rec["body"])
@@ -150,6 +165,10 @@ class DesiredService:
         adapter = self._adapters[kind]
         try:
             decision = self._decide(kind, adapter, doc, rec)
+            kept = adapter.kept(decision.deletes)
+            decision.deletes = [oid for oid in decision.deletes if oid not in kept]
+            # A kept object stays owned: a later version removes it once it may go.
+            decision.owned.update({oid: rec["owned"][oid] for oid in kept})
             adapter.apply(decision.puts, decision.deletes, adapter.parse(doc.document))
         except TowerboxError as err:
             if err.status >= 500:
@@ -168,6 +187,7 @@ class DesiredService:
             "result": result,
             "changed": sorted(decision.puts) + sorted(decision.deletes),
             "conflicts": decision.conflicts,
+            "kept": [{"object_id": oid, "reason": why} for oid, why in sorted(kept.items())],
         }
         self._finish(kind, doc, f"desired.{result}", 200, body, decision.owned)
         return msgspec.convert(body, DesiredApplied)
@@ -203,12 +223,23 @@ class DesiredService:
             "result": entry_kind.removeprefix("desired."),
             "reason": body.get("code") and {"code": body["code"], "detail": body.get("detail")},
             "conflicts": body.get("conflicts", []),
+            "kept": body.get("kept", []),
         }
         with journal.write_transaction():
             Meta.insert(
                 key=_RECORD + kind, value=msgspec.json.encode(record).decode()
             ).on_conflict_replace().execute()
             journal.append(entry_kind, "desired", kind, state)
+
+
+def _curable(rec: dict[str, Any]) -> bool:
+    """A refusal another document may have cured since: a tenants document can bring
+    the tenant a VNet named. Such a document is tried again when handed over again."""
+    return rec.get("status", 200) >= 400 and rec["body"].get("code") == "unknown_tenant"
+
+
+def _ids(prefix: str, ids: Mapping[str, Any]) -> list[str]:
+    return [k.removeprefix(prefix) for k in ids if k.startswith(prefix)]
 
 
 def _check_kind(kind: str) -> None:

@@ -8,6 +8,7 @@ applies a decision through the node's own services.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,11 +40,13 @@ _CATALOG = "desired_catalog"
 class KindAdapter(Protocol):
     def current(self) -> States: ...
     def locked(self) -> set[str]: ...
+    # Objects a new version drops that stay anyway, with the reason (still in use).
+    def kept(self, deletes: list[str]) -> dict[str, str]: ...
     def parse(self, document: dict[str, Any]) -> States: ...
     def apply(self, puts: States, deletes: list[str], central: States) -> None: ...
 
 
-def _invalid(message: str, **extra: Any) -> InvalidInput:
+def invalid_document(message: str, **extra: Any) -> InvalidInput:
     return InvalidInput(message, code="invalid_desired_document", **extra)
 
 
@@ -81,11 +84,14 @@ class GpuAdapter:
             f"schedule:{s.name}" for s in self._schedules.list() if s.source == "config"
         }
 
+    def kept(self, deletes: list[str]) -> dict[str, str]:
+        return {}
+
     def parse(self, document: dict[str, Any]) -> States:
         try:
             doc = msgspec.convert(document, GpuDocument)
         except msgspec.ValidationError as err:
-            raise _invalid(f"gpu document: {err}") from err
+            raise invalid_document(f"gpu document: {err}") from err
         states: States = {}
         for name, req in doc.layouts.items():
             check_name("layout", name, field=f"layouts.{name}")
@@ -143,10 +149,15 @@ class VnetsDocument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class VnetsAdapter:
-    """Tenant VNets in the N6 declaration, by ``tenant/name``."""
+    """Tenant VNets in the N6 declaration, by ``tenant/name``.
 
-    def __init__(self, n6: N6Service) -> None:
+    ``claimed`` answers the VNets another kind's document owns (a ``tenants`` document
+    may carry its tenants' VNets): one VNet is declared by one document only.
+    """
+
+    def __init__(self, n6: N6Service, claimed: Callable[[], set[str]] = set) -> None:
         self._n6 = n6
+        self._claimed = claimed
 
     def current(self) -> States:
         return {vnet_key(v["tenant"], v["name"]): v for v in self._n6.list_vnets(NODE)}
@@ -154,20 +165,41 @@ class VnetsAdapter:
     def locked(self) -> set[str]:
         return set()
 
+    def kept(self, deletes: list[str]) -> dict[str, str]:
+        return {}
+
     def parse(self, document: dict[str, Any]) -> States:
         try:
             doc = msgspec.convert(document, VnetsDocument)
         except msgspec.ValidationError as err:
-            raise _invalid(f"vnets document: {err}") from err
+            raise invalid_document(f"vnets document: {err}") from err
+        return self.parse_list(doc.vnets, "vnets")
+
+    def parse_list(self, bodies: list[dict[str, Any]], where: str) -> States:
         states: States = {}
-        for i, body in enumerate(doc.vnets):
-            vnet = parse_vnet(body, f"vnets[{i}]")
+        claimed = self._claimed()
+        for i, body in enumerate(bodies):
+            vnet = parse_vnet(body, f"{where}[{i}]")
             if vnet.key in states:
-                raise _invalid(f"VNet {vnet.key} appears twice", field=f"vnets[{i}]")
+                raise invalid_document(f"VNet {vnet.key} appears twice", field=f"{where}[{i}]")
+            if vnet.key in claimed:
+                raise Conflict(
+                    f"VNet {vnet.key} is declared by another desired-state document",
+                    code="vnet_declared_twice",
+                    field=f"{where}[{i}]",
+                )
             states[vnet.key] = body
         return states
 
     def apply(self, puts: States, deletes: list[str], central: States) -> None:
+        if self.declare(puts, deletes):
+            # Declared is not done: the node's bridges, VLANs and rules follow now. A
+            # failure here is the node's (5xx): the agent resends, and the resend finds
+            # the declaration in place and applies again.
+            self._n6.apply(NODE)
+
+    def declare(self, puts: States, deletes: list[str]) -> bool:
+        """Change the N6 declaration (all checks first); True when anything changed."""
         current = self.current()
         final = {k: v for k, v in current.items() if k not in deletes}
         for key, body in puts.items():
@@ -197,11 +229,7 @@ class VnetsAdapter:
                 self._n6.update_vnet(NODE, tenant, name, body)
             else:
                 self._n6.create_vnet(NODE, body)
-        if puts or deletes:
-            # Declared is not done: the node's bridges, VLANs and rules follow now. A
-            # failure here is the node's (5xx): the agent resends, and the resend finds
-            # the declaration in place and applies again.
-            self._n6.apply(NODE)
+        return bool(puts or deletes)
 
 
 class CatalogDocument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -235,16 +263,21 @@ class CatalogAdapter:
     def locked(self) -> set[str]:
         return set(self._files)
 
+    def kept(self, deletes: list[str]) -> dict[str, str]:
+        return {}
+
     def _entries(self, document: dict[str, Any]) -> dict[str, CatalogEntry]:
         try:
             doc = msgspec.convert(document, CatalogDocument)
         except msgspec.ValidationError as err:
-            raise _invalid(f"catalog document: {err}") from err
+            raise invalid_document(f"catalog document: {err}") from err
         entries: dict[str, CatalogEntry] = {}
         for i, data in enumerate(doc.entries):
             entry = entry_from_document(data, self._templates, f"entries[{i}]")
             if entry.name in entries:
-                raise _invalid(f"catalog entry {entry.name} appears twice", field=f"entries[{i}]")
+                raise invalid_document(
+                    f"catalog entry {entry.name} appears twice", field=f"entries[{i}]"
+                )
             entries[entry.name] = entry
         return entries
 

@@ -20,6 +20,7 @@ from appliance.domain.host import HostInventory
 from appliance.domain.quotas import (
     Charge,
     charge_of,
+    check_quotas,
     check_vnet_fits,
     over,
     update_grants,
@@ -28,9 +29,9 @@ from appliance.domain.quotas import (
 )
 from appliance.domain.vm_privileges import TENANT_ROLES
 from appliance.domain.vm_spec import Role, VmSpec, check_pci_address
-from appliance.services.auth import Principal
+from appliance.services.auth import Principal, encode_labels, tenant_labels
 from appliance.store import journal
-from appliance.store.models import Tenant, TenantPolicy, db_proxy, utcnow
+from appliance.store.models import Tenant, TenantPolicy, User, Vm, db_proxy, utcnow
 from towerbox_core.api.tenants import (
     Grants,
     GrantsAnswer,
@@ -43,6 +44,7 @@ from towerbox_core.api.tenants import (
     VmOptions,
 )
 from towerbox_core.errors import InvalidInput, NotFound
+from towerbox_core.tenant_rules import check_grant_counts, within
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,7 @@ class TenantService:
             grants=grants,
             usage=usage,
             over=over(quotas, grants, usage),
+            labels=tenant_labels(row),
         )
 
     def vm_options(self, principal: Principal, name: str) -> VmOptions:
@@ -173,12 +176,7 @@ class TenantService:
         self._visible(principal, name)
         with journal.write_transaction():
             quotas = update_quotas(self.quotas(name)[0], update)
-            encoded = msgspec.json.encode(quotas).decode()
-            TenantPolicy.insert(tenant=name, quotas=encoded).on_conflict(
-                conflict_target=[TenantPolicy.tenant],
-                update={TenantPolicy.quotas: encoded, TenantPolicy.updated_at: utcnow()},
-            ).execute()
-            journal.append("tenant.quotas", "tenant", name, msgspec.to_builtins(quotas))
+            _write_quotas(name, quotas)
         grants, usage = self.grants(name), self.usage(name)
         found = over(quotas, grants, usage)
         log.info("tenant %s: quotas set", name, extra={"tenant": name})
@@ -190,16 +188,56 @@ class TenantService:
         with journal.write_transaction():
             grants = update_grants(self.grants(name), update)
             self._check_on_host(grants)
-            encoded = msgspec.json.encode(grants).decode()
-            TenantPolicy.insert(tenant=name, grants=encoded).on_conflict(
-                conflict_target=[TenantPolicy.tenant],
-                update={TenantPolicy.grants: encoded, TenantPolicy.updated_at: utcnow()},
-            ).execute()
-            journal.append("tenant.grants", "tenant", name, msgspec.to_builtins(grants))
+            _write_grants(name, grants)
         quotas, usage = self.quotas(name)[0], self.usage(name)
         found = over(quotas, grants, usage)
         log.info("tenant %s: grants set", name, extra={"tenant": name})
         return GrantsAnswer(tenant=name, grants=grants, usage=usage, over=found, note=_note(found))
+
+    # -- central documents (appliance.services.desired_tenants) -------------------------
+
+    def check_policy(self, quotas: Quotas | None, grants: Grants) -> None:
+        """The checks the quota and grant routes make, on whole values."""
+        if quotas is not None:
+            with within("quotas"):
+                check_quotas(quotas)
+        with within("grants"):
+            check_grant_counts(grants)
+            self._check_on_host(grants)
+
+    def put_policy(self, name: str, quotas: Quotas | None, grants: Grants) -> None:
+        """Replace a tenant's quotas (None: the node's defaults) and grants; must run in
+        a write transaction, after ``check_policy``."""
+        current, source = self.quotas(name)
+        if (source == "set") != (quotas is not None) or (quotas is not None and current != quotas):
+            _write_quotas(name, quotas)
+        if self.grants(name) != grants:
+            _write_grants(name, grants)
+
+    def holdings(self, name: str, vnets_leaving: int = 0) -> list[str]:
+        """What a tenant still owns, in words; empty when it may be removed."""
+        held = {
+            "VMs": Vm.select().where(Vm.tenant == name).count(),
+            "VNets": (self._vnet_count(name) if self._vnet_count else 0) - vnets_leaving,
+            "users": User.select().where(User.tenant == name).count(),
+        }
+        # Process claims carry no tenant yet (see ``usage``): nothing to count.
+        return [f"{n} {what}" for what, n in held.items() if n > 0]
+
+    def update(self, name: str, description: str, labels: dict[str, str]) -> None:
+        """Description and labels; must run in a write transaction."""
+        Tenant.update(description=description, labels=encode_labels(labels)).where(
+            Tenant.name == name
+        ).execute()
+        state = {"description": description, "labels": labels}
+        journal.append("tenant.updated", "tenant", name, state)
+
+    def delete(self, name: str) -> None:
+        """An empty tenant and its policy; must run in a write transaction."""
+        TenantPolicy.delete().where(TenantPolicy.tenant == name).execute()
+        Tenant.delete().where(Tenant.name == name).execute()
+        journal.append("tenant.deleted", "tenant", name, None)
+        log.info("tenant %s removed", name, extra={"tenant": name})
 
     def _check_on_host(self, grants: Grants) -> None:
         """Granted PFs and devices exist here, and no GPU of the GPU service is one."""
@@ -227,6 +265,25 @@ class TenantService:
                     code="unknown_pci_device",
                     field=field,
                 )
+
+
+def _write_quotas(name: str, quotas: Quotas | None) -> None:
+    encoded = None if quotas is None else msgspec.json.encode(quotas).decode()
+    TenantPolicy.insert(tenant=name, quotas=encoded).on_conflict(
+        conflict_target=[TenantPolicy.tenant],
+        update={TenantPolicy.quotas: encoded, TenantPolicy.updated_at: utcnow()},
+    ).execute()
+    state = None if quotas is None else msgspec.to_builtins(quotas)
+    journal.append("tenant.quotas", "tenant", name, state)
+
+
+def _write_grants(name: str, grants: Grants) -> None:
+    encoded = msgspec.json.encode(grants).decode()
+    TenantPolicy.insert(tenant=name, grants=encoded).on_conflict(
+        conflict_target=[TenantPolicy.tenant],
+        update={TenantPolicy.grants: encoded, TenantPolicy.updated_at: utcnow()},
+    ).execute()
+    journal.append("tenant.grants", "tenant", name, msgspec.to_builtins(grants))
 
 
 def _note(found: list[str]) -> str:

@@ -9,17 +9,20 @@ document to another's always sees a new ETag.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import peewee
 
 from registry.errors import PreconditionFailed
-from registry.services.sites import SiteService, parse_label
+from registry.services.sites import SiteService
 from registry.store import sql
 from registry.store.models import DesiredDoc, db_proxy, ms_to_iso
 from towerbox_core.api.fleet import DesiredRecord, DesiredWritten
 from towerbox_core.errors import Conflict, InvalidInput, NotFound
+from towerbox_core.names import parse_label
+from towerbox_core.tenant_rules import parse_tenants_document
 from towerbox_core.wire import DESIRED_KINDS, DesiredDocument, DesiredIndexItem
 
 
@@ -44,6 +47,13 @@ def _check_kind(kind: str) -> None:
         )
 
 
+# Kinds checked here with the shared structs and rules before they are published; the
+# node checks every kind again (what only it can know: devices, profiles, templates).
+_CHECKS: dict[str, Callable[[dict[str, Any]], object]] = {
+    "tenants": parse_tenants_document,
+}
+
+
 def _etag_matches(header: str, doc: DesiredDoc) -> bool:
     """If-Match / If-None-Match: '*', a quoted or bare ETag, or the version number."""
     for part in header.split(","):
@@ -63,6 +73,9 @@ class DesiredService:
         _check_kind(kind)
         if not isinstance(document, dict):
             raise InvalidInput("a desired-state document is a JSON object", code="invalid_document")
+        check = _CHECKS.get(kind)
+        if check is not None:
+            check(document)
         text = msgspec.json.encode(document).decode()
         try:
             with db_proxy.obj.atomic():

@@ -77,6 +77,13 @@ class DesiredConflict(msgspec.Struct, frozen=True):
     resolution: str  # "central" or "local_override"
 
 
+class DesiredKept(msgspec.Struct, frozen=True):
+    """An object a new version drops that the node keeps, and why (it is still in use)."""
+
+    object_id: str
+    reason: str
+
+
 class DesiredApplied(msgspec.Struct, frozen=True):
     """The outcome of a desired-state document; ``unchanged`` only on a resend."""
 
@@ -86,6 +93,7 @@ class DesiredApplied(msgspec.Struct, frozen=True):
     result: str  # "applied" or "conflict"
     changed: list[str]
     conflicts: list[DesiredConflict]
+    kept: list[DesiredKept] = []
     unchanged: bool | msgspec.UnsetType = msgspec.UNSET
 
 
