@@ -53,6 +53,15 @@ def _put(body: dict[str, Any], key: str, value: Any) -> None:
         body[key] = value
 
 
+def create_body(name: str, description: str, labels: list[str]) -> dict[str, Any]:
+    """``tenant create`` with its ``--label KEY=VALUE`` words."""
+    return {
+        "name": name,
+        "description": description,
+        "labels": dict(parse_label(text) for text in labels),
+    }
+
+
 def quota_body(items: list[str]) -> dict[str, Any]:
     """``KEY=COUNT`` words as a quotas update."""
     body: dict[str, Any] = {}
@@ -113,8 +122,7 @@ def _register(parser: argparse.ArgumentParser) -> None:
 def _call(args: argparse.Namespace, c: ApiClient) -> Any:
     command = args.tenant_command
     if command == "create":
-        labels = dict(parse_label(text) for text in args.label)
-        body = {"name": args.tenant_name, "description": args.description, "labels": labels}
+        body = create_body(args.tenant_name, args.description, args.label)
         return c.request("POST", "/api/v1/tenants", json=body)
     if command == "show":
         return c.request("GET", _path(args.tenant_name))

@@ -235,7 +235,7 @@ class DesiredService:
 def _curable(rec: dict[str, Any]) -> bool:
     """A refusal another document may have cured since: a tenants document can bring
     the tenant a VNet named. Such a document is tried again when handed over again."""
-    return rec.get("status", 200) >= 400 and rec["body"].get("code") == "unknown_tenant"
+    return bool(rec.get("status", 200) >= 400 and rec["body"].get("code") == "unknown_tenant")
 
 
 def _ids(prefix: str, ids: Mapping[str, Any]) -> list[str]:

@@ -222,7 +222,7 @@ class TenantService:
             "users": User.select().where(User.tenant == name).count(),
         }
         # Process claims carry no tenant yet (see ``usage``): nothing to count.
-        return [f"{n} {what}" for what, n in held.items() if n > 0]
+        return [f"{n} {what if n > 1 else what[:-1]}" for what, n in held.items() if n > 0]
 
     def update(self, name: str, description: str, labels: dict[str, str]) -> None:
         """Description and labels; must run in a write transaction."""

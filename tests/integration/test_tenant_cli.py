@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from appliance.cli.tenant import grant_body, quota_body, usage_rows
+from appliance.cli.tenant import create_body, grant_body, quota_body, usage_rows
 from tests.support.tenancy import clients, tenant_node
 from towerbox_core.errors import InvalidInput
 
@@ -70,3 +70,22 @@ def test_the_node_takes_the_bodies_and_show_lists_every_limit(
     assert rows["gpu_slices.1g.10gb"] == (0, "2")
     assert rows["grants.pinned_cores"] == (0, "4")
     assert rows["vnets"] == (1, "4")
+
+
+def test_a_tenant_made_with_labels_shows_them(
+    api: tuple[TestClient[Any], dict[str, str], dict[str, str]],
+) -> None:
+    c, admin, _ = api
+    body = create_body("gamma", "Gamma", ["tier=gold", "region=eu"])
+    assert body["labels"] == {"tier": "gold", "region": "eu"}
+    made = c.post("/api/v1/tenants", headers=admin, json=body)
+    assert made.status_code == 201 and made.json()["labels"] == body["labels"]
+    assert c.get("/api/v1/tenants/gamma", headers=admin).json()["labels"] == {
+        "region": "eu",
+        "tier": "gold",
+    }
+    bad = c.post("/api/v1/tenants", headers=admin, json={"name": "delta", "labels": {"a": "b c"}})
+    assert (bad.status_code, bad.json()["code"]) == (422, "invalid_name")
+    assert c.get("/api/v1/tenants/delta", headers=admin).status_code == 404
+    with pytest.raises(InvalidInput):
+        create_body("gamma", "", ["tier"])

@@ -94,3 +94,33 @@ def test_label_change_moves_a_site_to_another_group_document(sqlite_api: Api) ->
     # Same version number, same content, other group: the ETag must still change.
     assert silver.status_code == 200
     assert silver.json()["source"] == "group:tier=silver"
+
+
+def test_a_tenants_document_is_checked_before_it_is_published(sqlite_api: Api) -> None:
+    client, admin = sqlite_api.client, sqlite_api.admin
+    sqlite_api.create_site("s1")
+    url = "/api/v1/sites/s1/desired/tenants"
+    good = {
+        "tenants": {
+            "acme": {
+                "labels": {"tier": "gold"},
+                "quotas": {"vms": 4, "gpu_slices": {"1g.10gb": 2}},
+                "grants": {"pinned_cores": 2},
+                "vnets": [{"name": "llm", "vlan": 100}],
+            }
+        }
+    }
+    assert client.put(url, json=good, headers=admin).status_code == 200
+    for bad, code in (
+        ({"tenants": {"acme": {"quotas": {"vcpus": -2}}}}, "invalid_quota"),
+        ({"tenants": {"acme": {"quotas": {"vms": 10**12}}}}, "invalid_quota"),
+        ({"tenants": {"acme": {"grants": {"hugepages": {"4M": 1}}}}}, "invalid_grant"),
+        ({"tenants": {"acme": {"owner": "x"}}}, "invalid_desired_document"),
+        ({"tenants": {"bad name": {}}}, "invalid_name"),
+        ({"tenants": {"acme": {"labels": {"k": ""}}}}, "invalid_name"),
+        ({"tenants": {"acme": {"vnets": [{"tenant": "beta"}]}}}, "vnet_tenant_mismatch"),
+    ):
+        resp = client.put(url, json=bad, headers=admin)
+        assert (resp.status_code, resp.json()["code"]) == (422, code), bad
+    # Nothing refused was published.
+    assert client.get(url, headers=admin).json()["version"] == 1

@@ -49,7 +49,9 @@ class Lab:
 @contextmanager
 def open_lab(tmp_path: Path, database: str) -> Iterator[Lab]:
     """Appliance and registry started, a site created, the agent enrolled (not started)."""
-    cfg = make_config(tmp_path / "node", TOWERBOX_GPU_BACKEND="simulated")
+    cfg = make_config(
+        tmp_path / "node", TOWERBOX_GPU_BACKEND="simulated", TOWERBOX_N6_BACKEND="simulated"
+    )
     (tmp_path / "node").mkdir(exist_ok=True)
     # No watchdog pings: nobody reads the notify socket after READY, and a full
     # datagram queue would block the daemon.
