@@ -186,6 +186,7 @@ def build_appliance(cfg: Config) -> Appliance:
             lambda: frozenset(i.pci_address for i in gpus.backend.list_gpus())
         ),
         vnet_count=n6.vnet_count,
+        claim_profiles=gpu_claims.process_claim_profiles,
         gpu_profiles=lambda: frozenset(
             p.name for g in gpus.backend.list_gpus() for p in gpus.profiles(g.uuid)
         ),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Controller, delete, get, post, put
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from appliance.api.deps import ApplianceDep, AuthedRequest, require_node_scope
-from appliance.services.gpu_claims import claim_for_process, release_for_process
+from appliance.services.gpu_claims import claim_for_process, release_for_process, visible_claims
 from towerbox_core.api.gpus import (
     ClaimRequest,
     GpuClaim,
@@ -55,18 +57,24 @@ class GpuController(Controller):
 
     @get("/claims", sync_to_thread=True)
     def claims(self, request: AuthedRequest, appliance: ApplianceDep) -> list[GpuClaim]:
-        require_node_scope(request.user)
-        return appliance.gpu_claims.claims()
+        return visible_claims(appliance.gpu_claims, request.user)
 
     @post("/claims", sync_to_thread=True, status_code=201)
     def claim(
         self, request: AuthedRequest, data: JSONBody[ClaimRequest], appliance: ApplianceDep
     ) -> GpuClaim:
-        return claim_for_process(appliance.gpu_claims, request.user, data)
+        return claim_for_process(appliance.gpu_claims, appliance.tenants, request.user, data)
 
     @delete("/claims/{name:str}", sync_to_thread=True)
-    def release(self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep) -> None:
-        release_for_process(appliance.gpu_claims, request.user, name)
+    def release(
+        self,
+        request: AuthedRequest,
+        name: FromPath[str],
+        appliance: ApplianceDep,
+        tenant: Annotated[str | None, QueryParameter(max_length=63)] = None,
+    ) -> None:
+        """Release a process's slice; ``tenant``: an infra-admin releasing a tenant's."""
+        release_for_process(appliance.gpu_claims, appliance.tenants, request.user, name, tenant)
 
     @get("/{uuid:str}", sync_to_thread=True)
     def get_gpu(

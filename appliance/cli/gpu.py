@@ -26,9 +26,13 @@ def _register(parser: argparse.ArgumentParser) -> None:
     claim.add_argument("--profile", help="MIG profile, e.g. 1g.10gb (default: any)")
     claim.add_argument("--role", choices=("b2b", "vran"), default="b2b")
     claim.add_argument("--gpu", help="GPU UUID or PCI address (default: any)")
+    claim.add_argument(
+        "--tenant", help="the tenant whose claim it is (default: yours; infra-admin: the node's)"
+    )
     json_flag(claim)
     release = gpu.add_parser("release", help="give a process's slice back")
     release.add_argument("process")
+    release.add_argument("--tenant", help="infra-admin: release a tenant's claim")
     json_flag(release)
 
 
@@ -39,10 +43,17 @@ def _call(args: argparse.Namespace, c: ApiClient) -> Any:
     if command == "claims":
         return c.request("GET", "/api/v1/gpus/claims")
     if command == "claim":
-        body = {"name": args.process, "profile": args.profile, "role": args.role, "gpu": args.gpu}
+        body = {
+            "name": args.process,
+            "profile": args.profile,
+            "role": args.role,
+            "gpu": args.gpu,
+            "tenant": args.tenant,
+        }
         return c.request("POST", "/api/v1/gpus/claims", json=body)
     if command == "release":
-        return c.request("DELETE", f"/api/v1/gpus/claims/{args.process}")
+        params = {"tenant": args.tenant} if args.tenant else None
+        return c.request("DELETE", f"/api/v1/gpus/claims/{args.process}", params=params)
     return c.request(
         "POST",
         f"/api/v1/gpus/{args.uuid}/{command}",

@@ -73,7 +73,18 @@ def _add(into: dict[str, int], more: dict[str, int]) -> None:
         into[key] = into.get(key, 0) + value
 
 
-def usage_of(charges: Iterable[Charge], *, vnets: int = 0, process_claims: int = 0) -> TenantUsage:
+def claim_charge(profile: str) -> Charge:
+    """What one process claim of a MIG slice holds against its tenant's quotas."""
+    return Charge(
+        gpu_slices={profile: 1}, gpu_compute_slices=profile_compute_slices(profile, "profile")
+    )
+
+
+def usage_of(
+    charges: Iterable[Charge], *, vnets: int = 0, claims: Iterable[Charge] = ()
+) -> TenantUsage:
+    """Usage from the tenant's VMs' charges, its VNet count and its process claims."""
+    claimed = list(claims)
     vms = vcpus = memory = disk = compute = whole = cores = 0
     slices: dict[str, int] = {}
     pages: dict[str, int] = {}
@@ -91,6 +102,9 @@ def usage_of(charges: Iterable[Charge], *, vnets: int = 0, process_claims: int =
         _add(pages, c.hugepages)
         _add(vfs, c.sriov_pfs)
         pci.extend(c.pci_devices)
+    for c in claimed:
+        compute += c.gpu_compute_slices
+        _add(slices, c.gpu_slices)
     return TenantUsage(
         vms=vms,
         vcpus=vcpus,
@@ -100,7 +114,7 @@ def usage_of(charges: Iterable[Charge], *, vnets: int = 0, process_claims: int =
         gpu_compute_slices=compute,
         whole_gpus=whole,
         vnets=vnets,
-        process_claims=process_claims,
+        process_claims=len(claimed),
         pinned_cores=cores,
         hugepages=pages,
         sriov_pfs=vfs,
@@ -151,6 +165,20 @@ def check_fits(
     """Refuse a VM that takes its tenant past a quota, with the numbers."""
     for line in _lines(quotas, grants, usage, charge):
         _check_line(tenant, line)
+
+
+def check_claim_fits(tenant: str, quotas: Quotas, usage: TenantUsage, profile: str) -> None:
+    """Refuse a process claim that takes its tenant past a quota, with the numbers."""
+    charge = claim_charge(profile)
+    _check_line(tenant, _Line("process_claims", quotas.process_claims, usage.process_claims, 1))
+    limit = quotas.gpu_slices.get(profile, 0)
+    used = usage.gpu_slices.get(profile, 0)
+    _check_line(tenant, _Line(f"gpu_slices.{profile}", limit, used, 1))
+    compute = usage.gpu_compute_slices
+    line = _Line(
+        "gpu_compute_slices", quotas.gpu_compute_slices, compute, charge.gpu_compute_slices
+    )
+    _check_line(tenant, line)
 
 
 def check_vnet_fits(tenant: str, quotas: Quotas, used: int) -> None:

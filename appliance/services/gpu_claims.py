@@ -7,18 +7,28 @@ layout, under the layout service's lock, so a claim never races an apply.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import msgspec
 
 from appliance.backends.gpu.protocol import GpuBackend, GpuInfo, GpuInstanceInfo
-from appliance.domain.gpu.binding import choose, process_owner, with_owner, without_owner
+from appliance.domain.gpu.binding import (
+    choose,
+    process_claim_tenant,
+    process_owner,
+    with_owner,
+    without_owner,
+)
 from appliance.domain.gpu.catalog import MigProfile
 from appliance.domain.gpu.layout import Instance, Layout, MigRole
 from appliance.services.auth import Principal
 from appliance.services.gpu_layouts import GpuLayoutService
+from appliance.services.tenants import TenantService
 from appliance.store import journal
 from appliance.store.models import GpuLayout
 from towerbox_core.api.gpus import ClaimRequest, GpuClaim
-from towerbox_core.errors import Conflict, InvalidInput, NotFound
+from towerbox_core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from towerbox_core.names import check_name
 
 
@@ -63,9 +73,18 @@ class GpuClaims:
         return found
 
     def claim(
-        self, owner: str, profile: str | None, role: MigRole, gpu: str | None = None
+        self,
+        owner: str,
+        profile: str | None,
+        role: MigRole,
+        gpu: str | None = None,
+        admit: Callable[[Instance], None] | None = None,
     ) -> tuple[GpuInfo, Instance, GpuInstanceInfo, MigProfile]:
-        """The instance this owner uses: the one it holds, else a free matching one."""
+        """The instance this owner uses: the one it holds, else a free matching one.
+
+        ``admit`` sees an instance before the owner newly takes it, under the layout
+        lock (so two claims cannot both pass a quota), and refuses by raising.
+        """
         with self._layouts.lock:
             self.check_request(profile, role, gpu)
             free: list[str] = []
@@ -80,6 +99,8 @@ class GpuClaims:
                     ]
                     continue
                 if inst.owner != owner:
+                    if admit is not None:
+                        admit(inst)
                     claimed = with_owner(without_owner(layout, owner), inst.placement, owner)
                     self._save(info.uuid, claimed, "gpu.instance_bound", inst, owner)
                     inst = msgspec.structs.replace(inst, owner=owner)
@@ -114,6 +135,16 @@ class GpuClaims:
                 )
                 released = True
         return released
+
+    def process_claim_profiles(self, tenant: str) -> list[str]:
+        """The MIG profile of each slice the tenant's process claims hold."""
+        profiles = []
+        for info in self._layouts.backend.list_gpus():
+            layout = self._layouts.committed(info.uuid)
+            for inst in layout.instances if layout else ():
+                if process_claim_tenant(inst.owner) == tenant:
+                    profiles.append(inst.profile)
+        return profiles
 
     def claims(self) -> list[GpuClaim]:
         result = []
@@ -155,16 +186,70 @@ def claim_view(info: GpuInfo, inst: Instance, gi: GpuInstanceInfo | None) -> Gpu
     )
 
 
-def claim_for_process(claims: GpuClaims, principal: Principal, req: ClaimRequest) -> GpuClaim:
-    """A slice for a process or container (infra-admin): the MIG device it may use."""
-    principal.require_infra_admin()
+def claim_for_process(
+    claims: GpuClaims, tenants: TenantService, principal: Principal, req: ClaimRequest
+) -> GpuClaim:
+    """A slice for a process or container: the MIG device it may use.
+
+    The operator's own claims (infra-admin, no tenant) may take any role; a tenant's
+    (made by its admins and users, or by an infra-admin for it) are B2B slices that
+    count against the tenant's process-claim and GPU quotas.
+    """
+    principal.require_write()
     check_name("process", req.name)
-    info, inst, gi, _ = claims.claim(process_owner(req.name), req.profile, req.role, req.gpu)
+    tenant = _claim_tenant(tenants, principal, req.tenant)
+    admit = None
+    if tenant is not None:
+        if req.role is not MigRole.B2B:
+            raise Forbidden(
+                f"a {req.role.value} slice: only an infra-admin's own claims may take one",
+                code="infra_admin_required",
+                field="role",
+            )
+        admit = partial(_admit_claim, tenants, tenant)
+    owner = process_owner(req.name, tenant)
+    info, inst, gi, _ = claims.claim(owner, req.profile, req.role, req.gpu, admit=admit)
     return claim_view(info, inst, gi)
 
 
-def release_for_process(claims: GpuClaims, principal: Principal, name: str) -> None:
-    principal.require_infra_admin()
+def _admit_claim(tenants: TenantService, tenant: str, inst: Instance) -> None:
+    tenants.check_claim(tenant, inst.profile)
+
+
+def release_for_process(
+    claims: GpuClaims,
+    tenants: TenantService,
+    principal: Principal,
+    name: str,
+    tenant: str | None = None,
+) -> None:
+    principal.require_write()
     check_name("process", name)
-    if not claims.release(process_owner(name)):
+    owner_tenant = _claim_tenant(tenants, principal, tenant)
+    if not claims.release(process_owner(name, owner_tenant)):
         raise NotFound(f"process {name!r} holds no GPU slice", code="claim_not_found")
+
+
+def visible_claims(claims: GpuClaims, principal: Principal) -> list[GpuClaim]:
+    """Every claim for the node's readers; a tenant's own process claims for its users."""
+    everything = claims.claims()
+    if principal.can_see(None):
+        return everything
+    principal.refuse_sync_agent()
+    if principal.tenant is None:
+        raise Forbidden(
+            "the node's claims need infra-admin or a tenant-less viewer", code="node_scope_required"
+        )
+    return [c for c in everything if process_claim_tenant(c.owner) == principal.tenant]
+
+
+def _claim_tenant(tenants: TenantService, principal: Principal, asked: str | None) -> str | None:
+    """Whose claim this is: the caller's tenant, or the one an infra-admin names."""
+    if principal.is_infra_admin:
+        if asked is not None:
+            tenants.require_exists(asked)
+        return asked
+    if principal.tenant is None or asked not in (None, principal.tenant):
+        # Another tenant is reported as absent, not as forbidden.
+        raise NotFound(f"no tenant {asked!r}", code="tenant_not_found", field="tenant")
+    return principal.tenant

@@ -20,8 +20,10 @@ from appliance.domain.host import HostInventory
 from appliance.domain.quotas import (
     Charge,
     charge_of,
+    check_claim_fits,
     check_quotas,
     check_vnet_fits,
+    claim_charge,
     over,
     update_grants,
     update_quotas,
@@ -76,12 +78,15 @@ class TenantService:
         gpu_addresses: Callable[[], frozenset[str]],
         vnet_count: Callable[[str], int] | None = None,
         gpu_profiles: Callable[[], frozenset[str]] = frozenset,
+        claim_profiles: Callable[[str], list[str]] | None = None,
     ) -> None:
         self._defaults = defaults
         self._host = host
         self.gpu_addresses = gpu_addresses
         self._vnet_count = vnet_count
         self._gpu_profiles = gpu_profiles
+        # The MIG profile of each slice a tenant's process claims hold (GPU claims).
+        self._claim_profiles = claim_profiles
         self._core_of = {t.cpu: (t.socket, t.core) for t in host.threads}
 
     # -- policy ------------------------------------------------------------------------
@@ -123,8 +128,16 @@ class TenantService:
 
     def usage(self, tenant: str) -> TenantUsage:
         vnets = self._vnet_count(tenant) if self._vnet_count else 0
-        # Process claims carry no tenant yet: the quota is kept, its usage is 0.
-        return usage_of(self.charges(tenant), vnets=vnets)
+        claims = self._claim_profiles(tenant) if self._claim_profiles else []
+        return usage_of(self.charges(tenant), vnets=vnets, claims=map(claim_charge, claims))
+
+    def check_claim(self, tenant: str, profile: str) -> None:
+        """Refuse one more process claim of ``profile`` past the tenant's quotas."""
+        check_claim_fits(tenant, self.policy(tenant).quotas, self.usage(tenant), profile)
+
+    def require_exists(self, name: str) -> None:
+        if not Tenant.select().where(Tenant.name == name).exists():
+            raise NotFound(f"no tenant {name!r}", code="tenant_not_found", field="tenant")
 
     def check_vnet(self, tenant: str, used: int) -> None:
         """Refuse one more VNet past the tenant's quota (the N6 service's hook)."""
@@ -220,8 +233,8 @@ class TenantService:
             "VMs": Vm.select().where(Vm.tenant == name).count(),
             "VNets": (self._vnet_count(name) if self._vnet_count else 0) - vnets_leaving,
             "users": User.select().where(User.tenant == name).count(),
+            "process claims": len(self._claim_profiles(name)) if self._claim_profiles else 0,
         }
-        # Process claims carry no tenant yet (see ``usage``): nothing to count.
         return [f"{n} {what if n > 1 else what[:-1]}" for what, n in held.items() if n > 0]
 
     def update(self, name: str, description: str, labels: dict[str, str]) -> None:

@@ -43,7 +43,7 @@ _METHODS = ("get", "put", "post", "delete", "patch")
 
 # (method, path): (statuses on the own tenant's object, on the other tenant's or None).
 MATRIX: dict[tuple[str, str], tuple[str, str | None]] = {
-    ("DELETE", "/api/v1/gpus/claims/{name}"): ("401 404 403 403 403 403 403", None),
+    ("DELETE", "/api/v1/gpus/claims/{name}"): ("401 404 403 404 404 403 403", None),
     ("DELETE", "/api/v1/gpus/schedules/{name}"): ("401 404 403 403 403 403 403", None),
     ("DELETE", "/api/v1/n6/trunks/{name}"): ("401 409 403 403 403 403 403", None),
     ("DELETE", "/api/v1/n6/vnets/{tenant}/{name}"): (
@@ -64,7 +64,7 @@ MATRIX: dict[tuple[str, str], tuple[str, str | None]] = {
     ("GET", "/api/v1/catalog/{name}"): ("401 200 200 200 200 200 403", None),
     ("GET", "/api/v1/desired"): ("401 200 403 403 403 403 403", None),
     ("GET", "/api/v1/gpus"): ("401 200 200 403 403 403 403", None),
-    ("GET", "/api/v1/gpus/claims"): ("401 200 200 403 403 403 403", None),
+    ("GET", "/api/v1/gpus/claims"): ("401 200 200 200 200 200 403", None),
     ("GET", "/api/v1/gpus/layouts"): ("401 200 200 403 403 403 403", None),
     ("GET", "/api/v1/gpus/schedules"): ("401 200 200 403 403 403 403", None),
     ("GET", "/api/v1/gpus/{uuid}"): ("401 200 200 403 403 403 403", None),
@@ -112,7 +112,7 @@ MATRIX: dict[tuple[str, str], tuple[str, str | None]] = {
     ("POST", "/api/v1/auth/login"): ("401 401 401 401 401 401 401", None),
     ("POST", "/api/v1/auth/logout"): ("401 204 204 204 204 204 403", None),
     ("POST", "/api/v1/desired/{kind}"): ("401 200 403 403 403 403 200", None),
-    ("POST", "/api/v1/gpus/claims"): ("401 409 403 403 403 403 403", None),
+    ("POST", "/api/v1/gpus/claims"): ("401 409 403 409 409 403 403", None),
     ("POST", "/api/v1/gpus/{uuid}/apply"): ("401 200 403 403 403 403 403", None),
     ("POST", "/api/v1/gpus/{uuid}/mig-mode"): ("401 200 403 403 403 403 403", None),
     ("POST", "/api/v1/gpus/{uuid}/plan"): ("401 200 200 403 403 403 403", None),

@@ -184,10 +184,13 @@ class ClaimRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     profile: str | None = None
     role: MigRole = MigRole.B2B
     gpu: str | None = None
+    # The tenant whose claim this is: a tenant's users claim for their own (the
+    # default); an infra-admin may name one, or leave it out for the node's own claim.
+    tenant: str | None = None
 
 
 class GpuClaim(msgspec.Struct, frozen=True):
-    owner: str | None  # a VM's name or "process:NAME"
+    owner: str | None  # a VM's name, "process:NAME", or a tenant's "process:TENANT/NAME"
     gpu: str
     pci_address: str
     profile: str

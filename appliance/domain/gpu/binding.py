@@ -13,13 +13,29 @@ from appliance.domain.gpu.layout import Instance, Layout, MigRole
 PROCESS_OWNER_PREFIX = "process:"
 
 
-def process_owner(name: str) -> str:
-    """The owner string of a process claim; VM owners are plain VM names."""
-    return f"{PROCESS_OWNER_PREFIX}{name}"
+def process_owner(name: str, tenant: str | None = None) -> str:
+    """The owner string of a process claim; VM owners are plain VM names.
+
+    A tenant's claim is ``process:TENANT/NAME``: names cannot hold a slash, so two
+    tenants (and the operator's own ``process:NAME``) never share an owner.
+    """
+    return (
+        f"{PROCESS_OWNER_PREFIX}{name}"
+        if tenant is None
+        else f"{PROCESS_OWNER_PREFIX}{tenant}/{name}"
+    )
 
 
 def is_process_owner(owner: str | None) -> bool:
     return owner is not None and owner.startswith(PROCESS_OWNER_PREFIX)
+
+
+def process_claim_tenant(owner: str | None) -> str | None:
+    """The tenant a process claim belongs to; None for the operator's own or a VM."""
+    if owner is None or not is_process_owner(owner):
+        return None
+    tenant, slash, _ = owner.removeprefix(PROCESS_OWNER_PREFIX).partition("/")
+    return tenant if slash else None
 
 
 def owned_by(layout: Layout, owner: str) -> Instance | None:
