@@ -33,6 +33,7 @@ from appliance.services.gpu_claims import GpuClaims
 from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.services.gpu_schedules import GpuSchedules
 from appliance.services.journal_sync import JournalService
+from appliance.services.metering import MeteringService
 from appliance.services.monitor import Monitor, record_state_changes
 from appliance.services.n6 import N6Service
 from appliance.services.node_view import NodeViews
@@ -78,6 +79,7 @@ class Appliance:
     journal: JournalService
     views: NodeViews
     tenants: TenantService
+    metering: MeteringService
 
     # Jobs run on the scheduler's threads: each names itself as the journal's actor.
 
@@ -100,7 +102,11 @@ class Appliance:
 
     def compaction_job(self) -> None:
         with journal.acting_as(Actor(job="compaction")):
-            compact(self.cfg.journal.keep_entries, self.cfg.journal.keep_days)
+            compact(
+                self.cfg.journal.keep_entries,
+                self.cfg.journal.keep_days,
+                before=self.metering.write_rollup,
+            )
 
     def close(self) -> None:
         self.db.close()
@@ -254,4 +260,5 @@ def build_appliance(cfg: Config) -> Appliance:
             catalog=catalog,
         ),
         tenants=tenants,
+        metering=MeteringService(),
     )

@@ -18,6 +18,7 @@ from appliance.api.n6 import N6Controller
 from appliance.api.node import NodeController, healthz, metrics
 from appliance.api.sync import SyncController, sync_agent_guard
 from appliance.api.tenants import TenantController
+from appliance.api.usage import UsageController
 from appliance.api.vms import VmController
 from appliance.context import Appliance
 from towerbox_core import problems
@@ -61,6 +62,7 @@ def create_app(appliance: Appliance) -> Litestar:
             metrics,
             AuthController,
             VmController,
+            UsageController,
             NodeController,
             N6Controller,
             GpuController,

@@ -97,15 +97,28 @@ def record_state_changes(snapshot: NodeSnapshot) -> int:
     for vm in Vm.select(Vm.id, Vm.name, Vm.observed_state):
         sample = snapshot.vms.get(vm.id)
         state = sample.state if sample else "missing"
-        if state == vm.observed_state:
-            continue
-        with journal.write_transaction():
-            Vm.update(observed_state=state).where(Vm.id == vm.id).execute()
-            journal.append(
-                "vm.state", "vm", vm.id, {"name": vm.name, "state": state, "was": vm.observed_state}
-            )
-        changed += 1
+        if state != vm.observed_state:
+            changed += record_observed(vm.id, state)
     return changed
+
+
+def record_observed(vm_id: str, state: str) -> bool:
+    """Journal the VM's state when it differs from the one last seen; True if it did.
+
+    Read and written in one transaction, so the monitor and an action that reached a
+    state never journal the same change twice.
+    """
+    with journal.write_transaction():
+        vm = Vm.get_or_none(Vm.id == vm_id)
+        if vm is None:
+            return False
+        if state == vm.observed_state:
+            return False
+        Vm.update(observed_state=state).where(Vm.id == vm_id).execute()
+        journal.append(
+            "vm.state", "vm", vm_id, {"name": vm.name, "state": state, "was": vm.observed_state}
+        )
+    return True
 
 
 __all__ = ["DomainState", "Monitor", "NodeSnapshot", "VmSample", "record_state_changes"]

@@ -27,7 +27,7 @@ from appliance.domain.allocator import Allocator
 from appliance.domain.vm_spec import CpuPolicy, Role, VmSpec, spec_to_dict
 from appliance.services.auth import Principal, aware_utc
 from appliance.services.gpu_binding import GpuBinder
-from appliance.services.monitor import Monitor
+from appliance.services.monitor import Monitor, record_observed
 from appliance.services.vm_admission import VmAdmission
 from appliance.services.vm_gpu_drain import VmGpuDrain
 from appliance.services.vm_power import ACTIVE, RUNNING, STOPPED, is_active, wait_off
@@ -197,7 +197,8 @@ class VmService:
                         observed_state="shutoff",
                         disk_gib=size_gib,
                     )
-                    journal.append("vm.created", "vm", vm_id, self._journal_state(spec, STOPPED))
+                    created = {**self._journal_state(spec, STOPPED), "disk_gib": size_gib}
+                    journal.append("vm.created", "vm", vm_id, created)
             except BaseException:
                 self._undo_create(vm_id, defined, made, spec.name)
                 raise
@@ -368,8 +369,11 @@ class VmService:
 
     def _after_action(self, vm_id: str) -> VmSummary:
         # Marks the row as newer than any sweep that ran during the action, so lists
-        # ask libvirt for this VM until the next sweep sees the new state.
+        # ask libvirt for this VM until the next sweep sees the new state. The state the
+        # action reached is journalled now, not a sweep later: metering bills from it.
         Vm.update(updated_at=utcnow()).where(Vm.id == vm_id).execute()
+        status = self._backend.status(vm_id)
+        record_observed(vm_id, status.state.value if status else "missing")
         return self._view(Vm.get_by_id(vm_id))
 
     def _view(self, vm: Vm, *, live: bool = True) -> VmSummary:

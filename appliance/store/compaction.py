@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import peewee
@@ -46,13 +47,22 @@ def compaction_bound(keep_entries: int, keep_days: float, now: dt.datetime) -> i
 
 
 def compact(
-    keep_entries: int, keep_days: float, now: dt.datetime | None = None
+    keep_entries: int,
+    keep_days: float,
+    now: dt.datetime | None = None,
+    before: Callable[[int], None] | None = None,
 ) -> CompactionResult:
-    """Compact the journal prefix past the bounds; one write transaction."""
+    """Compact the journal prefix past the bounds; one write transaction.
+
+    ``before`` runs first in the same transaction with the bound: metering journals
+    the usage the dropped entries prove (a rollup) there, so nothing billable is lost.
+    """
     with journal.write_transaction():
         bound = compaction_bound(keep_entries, keep_days, now or utcnow())
         if bound <= journal.compacted_through():
             return CompactionResult(journal.compacted_through(), 0)
+        if before is not None:
+            before(bound)
         e = JournalEntry
         per_kind = e.select(peewee.fn.MAX(e.seq)).group_by(e.object_type, e.object_id, e.kind)
         newest = e.select(peewee.fn.MAX(e.seq)).group_by(e.object_type, e.object_id)

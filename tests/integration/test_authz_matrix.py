@@ -44,6 +44,10 @@ _METHODS = ("get", "put", "post", "delete", "patch")
 # (method, path): (statuses on the own tenant's object, on the other tenant's or None).
 MATRIX: dict[tuple[str, str], tuple[str, str | None]] = {
     ("DELETE", "/api/v1/gpus/claims/{name}"): ("401 404 403 404 404 403 403", None),
+    ("GET", "/api/v1/prices"): ("401 200 200 200 200 200 403", None),
+    ("GET", "/api/v1/usage"): ("401 200 200 200 200 200 403", None),
+    ("GET", "/api/v1/usage.csv"): ("401 200 200 200 200 200 403", None),
+    ("POST", "/api/v1/prices"): ("401 201 403 403 403 403 403", None),
     ("DELETE", "/api/v1/gpus/schedules/{name}"): ("401 404 403 403 403 403 403", None),
     ("DELETE", "/api/v1/n6/trunks/{name}"): ("401 409 403 403 403 403 403", None),
     ("DELETE", "/api/v1/n6/vnets/{tenant}/{name}"): (
@@ -272,6 +276,11 @@ def _body(method: str, path: str, role: str, tenant: str) -> Any:
         },
         ("POST", "/api/v1/tenants"): {"name": f"ten-{unique}"},
         ("POST", "/api/v1/gpus/claims"): {"name": f"c-{unique}", "profile": "1g.10gb"},
+        ("POST", "/api/v1/prices"): {
+            "effective_from": f"2031-01-01T{ROLES.index(role):02d}:00:00+00:00",
+            "currency": "EUR",
+            "rates": {"vcpu": 0.1},
+        },
         ("POST", "/api/v1/gpus/{uuid}/plan"): {"counts": {"1g.10gb": 1}},
         ("POST", "/api/v1/gpus/{uuid}/apply"): {"counts": {"1g.10gb": 1}},
         ("POST", "/api/v1/gpus/{uuid}/mig-mode"): {"enabled": True},

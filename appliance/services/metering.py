@@ -1,0 +1,188 @@
+"""Metering on the node: usage reports from the journal, price books, rollups.
+
+The ledger is built once from the journal (resuming from the newest rollup) and then
+follows it: each report first folds the entries written since. Nothing is sampled
+and nothing is kept outside the journal, so a crash loses nothing: the next start
+folds the same entries to the same figures. Compaction asks for a rollup first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+
+import msgspec
+
+from appliance.services.auth import Principal
+from appliance.store import journal
+from appliance.store.models import Meta, Tenant
+from towerbox_core.api.usage import PriceBooks, UsageReport
+from towerbox_core.errors import InvalidInput, NotFound
+from towerbox_core.metering.fold import METERED_KINDS, NODE_TENANT, ROLLUP_KIND, parse_time_us
+from towerbox_core.metering.ledger import Ledger, Rollup, from_rollups, next_rollup
+from towerbox_core.metering.prices import PriceBook, check_book
+from towerbox_core.metering.report import HOUR_US, Buckets, only_tenant, report
+
+log = logging.getLogger(__name__)
+
+_BOOKS = "price_books"
+_decode_books = msgspec.json.Decoder(list[PriceBook]).decode
+
+
+def now_us() -> int:
+    """Now on the journal's clock: a report's open intervals end where entries would."""
+    return parse_time_us(journal.now().isoformat()) or 0
+
+
+def iso(us: int) -> str:
+    return dt.datetime.fromtimestamp(us / 1_000_000, dt.UTC).isoformat()
+
+
+def month_start(us: int) -> int:
+    when = dt.datetime.fromtimestamp(us / 1_000_000, dt.UTC)
+    first = when.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return int(first.timestamp()) * 1_000_000
+
+
+def parse_period(from_: str | None, to: str | None, now: int) -> tuple[int, int]:
+    """[from, to) in µs: from defaults to this month's start, to to now; both on the hour
+    (a report's smallest period) unless ``to`` is left as now."""
+    start = _parse_bound(from_, "from") if from_ else month_start(now)
+    end = _parse_bound(to, "to") if to else now
+    if start >= end:
+        raise InvalidInput(
+            f"from ({iso(start)}) must be before to ({iso(end)})", code="invalid_period"
+        )
+    return start, end
+
+
+def _parse_bound(text: str, field: str) -> int:
+    try:
+        value = parse_time_us(text)
+    except ValueError as err:
+        raise InvalidInput(
+            f"{field} {text!r} is not an ISO 8601 time", code="invalid_period", field=field
+        ) from err
+    if value is None or value % HOUR_US:
+        raise InvalidInput(
+            f"{field} must fall on the hour (UTC), like 2026-11-01T00:00:00Z",
+            code="invalid_period",
+            field=field,
+        )
+    return value
+
+
+class MeteringService:
+    def __init__(self, clock: Callable[[], int] = now_us) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._ledger: Ledger | None = None
+
+    # -- reports -----------------------------------------------------------------------
+
+    def usage(
+        self,
+        principal: Principal,
+        tenant: str | None,
+        from_: str | None,
+        to: str | None,
+        group_by: str,
+    ) -> UsageReport:
+        scope = self._scope(principal, tenant)
+        now = self._clock()
+        start, end = parse_period(from_, to, now)
+        buckets = only_tenant(self.buckets(start, end, now), scope)
+        books = self.books().versions
+        lines = report(buckets, group_by, books)
+        costs = [line.cost for line in lines if line.cost is not None]
+        return UsageReport(
+            from_=iso(start),
+            to=iso(end),
+            group_by=group_by,
+            tenant=scope or None,
+            currency=books[-1].currency if books else None,
+            total_cost=round(sum(costs), 6) if books else None,
+            lines=lines,
+        )
+
+    def buckets(self, start: int, end: int, now: int) -> Buckets:
+        with self._lock:
+            ledger = self._follow()
+            return ledger.buckets(start, end, now)
+
+    def _follow(self) -> Ledger:
+        if self._ledger is None:
+            rollups = self._rollups()
+            self._ledger = from_rollups(rollups)
+            after = rollups[-1].through if rollups else 0
+            self._ledger.feed_all(journal.metering_entries(after, METERED_KINDS))
+        else:
+            self._ledger.feed_all(journal.metering_entries(self._ledger.seq, METERED_KINDS))
+        return self._ledger
+
+    @staticmethod
+    def _scope(principal: Principal, tenant: str | None) -> str | None:
+        """The tenant whose usage the caller gets (None: every tenant's)."""
+        if principal.can_see(None):
+            if tenant is not None and tenant != NODE_TENANT and not _tenant_exists(tenant):
+                raise NotFound(f"no tenant {tenant!r}", code="tenant_not_found", field="tenant")
+            return tenant
+        principal.refuse_sync_agent()
+        if principal.tenant is None or tenant not in (None, principal.tenant):
+            raise NotFound(f"no tenant {tenant!r}", code="tenant_not_found", field="tenant")
+        return principal.tenant
+
+    # -- compaction --------------------------------------------------------------------
+
+    @staticmethod
+    def _rollups() -> list[Rollup]:
+        return [
+            msgspec.convert(state, Rollup)
+            for _, _, _, state, _ in journal.metering_entries(0, (ROLLUP_KIND,))
+        ]
+
+    def write_rollup(self, bound: int) -> None:
+        """Journal the usage entries up to ``bound`` prove; in compaction's transaction."""
+        rollups = self._rollups()
+        previous = rollups[-1] if rollups else None
+        if previous is not None and previous.through >= bound:
+            return
+        after = previous.through if previous else 0
+        rollup = next_rollup(previous, journal.metering_entries(after, METERED_KINDS), bound)
+        journal.append(ROLLUP_KIND, "usage", str(bound), msgspec.to_builtins(rollup))
+        log.info("usage rolled up through seq %d before compaction", bound)
+
+    # -- price books -------------------------------------------------------------------
+
+    @staticmethod
+    def books() -> PriceBooks:
+        row = Meta.get_or_none(Meta.key == _BOOKS)
+        return PriceBooks(versions=_decode_books(row.value) if row else [])
+
+    def add_book(self, principal: Principal, book: PriceBook) -> PriceBooks:
+        """A new version (infra-admin), effective on the hour and after the newest."""
+        principal.require_infra_admin()
+        with journal.write_transaction():
+            versions = self.books().versions
+            check_book(book, versions[-1] if versions else None)
+            for tenant in book.tenant_rates:
+                if not _tenant_exists(tenant):
+                    raise NotFound(
+                        f"no tenant {tenant!r}",
+                        code="tenant_not_found",
+                        field=f"tenant_rates.{tenant}",
+                    )
+            versions = [*versions, book]
+            value = msgspec.json.encode(versions).decode()
+            Meta.insert(key=_BOOKS, value=value).on_conflict_replace().execute()
+            journal.append(
+                "prices.version", "prices", book.effective_from, msgspec.to_builtins(book)
+            )
+        log.info("price book effective %s added", book.effective_from)
+        return PriceBooks(versions=versions)
+
+
+def _tenant_exists(name: str) -> bool:
+    return bool(Tenant.select().where(Tenant.name == name).exists())

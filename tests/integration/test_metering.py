@@ -1,0 +1,252 @@
+"""Metering from the journal on a scripted clock: a tenant's VM, its MIG claim and
+VNet come back as exactly the hand-computed hours; rated by versioned price books;
+the same after compaction and after a restart; one tenant never sees another's."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from appliance.context import Appliance
+from appliance.services.metering import MeteringService
+from appliance.store import journal
+from appliance.store.compaction import compact
+from tests.support.appliance import login
+from tests.support.tenancy import PASSWORD, clients, tenant_node
+
+Api = tuple[TestClient[Any], dict[str, str], dict[str, str]]
+HOUR = dt.timedelta(hours=1)
+
+
+class Clock:
+    """The journal's clock, moved by the test: whole hours from a day ahead of now."""
+
+    def __init__(self) -> None:
+        now = dt.datetime.now(dt.UTC)
+        self.t0 = now.replace(minute=0, second=0, microsecond=0) + 24 * HOUR
+        self.now = self.t0
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def at(self, **delta: float) -> None:
+        self.now = self.t0 + dt.timedelta(**delta)
+
+    def iso(self, **delta: float) -> str:
+        return (self.t0 + dt.timedelta(**delta)).isoformat()
+
+
+@pytest.fixture
+def appliance(tmp_path: Path) -> Iterator[Appliance]:
+    yield from tenant_node(tmp_path)
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    fake = Clock()
+    previous = journal.set_clock(fake)
+    yield fake
+    journal.set_clock(previous)
+
+
+@pytest.fixture
+def api(appliance: Appliance) -> Iterator[Api]:
+    for c, admin, acme in clients(appliance):
+        gpu = c.get("/api/v1/gpus", headers=admin).json()["gpus"][0]["uuid"]
+        body = {"counts": {"1g.10gb": 4}}
+        assert c.post(f"/api/v1/gpus/{gpu}/apply", headers=admin, json=body).status_code == 200
+        quotas = {"process_claims": 2, "gpu_slices": {"1g.10gb": 2}, "gpu_compute_slices": 2}
+        assert c.put("/api/v1/tenants/acme/quotas", headers=admin, json=quotas).status_code == 200
+        yield c, admin, acme
+
+
+def _ok(resp: Any, status: int = 200) -> Any:
+    assert resp.status_code == status, resp.text
+    return resp.json()
+
+
+def _lines(report: dict[str, Any]) -> dict[tuple[str | None, str], float]:
+    return {(x["tenant"], x["resource"]): x["quantity"] for x in report["lines"]}
+
+
+def _scenario(c: TestClient[Any], acme: dict[str, str], clock: Clock) -> None:
+    """t0 create+start (2 vCPUs, 512 MiB); +15 min claim a slice; +45 min release it;
+    +1 h stop; +1.5 h start again; the report is taken at +2 h."""
+    body = {
+        "name": "web",
+        "appliance": "demo",
+        "spec": {"role": "b2b", "vcpus": 2, "memory_mib": 512},
+    }
+    _ok(c.post("/api/v1/vms", headers=acme, json={**body, "start": True}), 201)
+    clock.at(minutes=15)
+    _ok(
+        c.post("/api/v1/gpus/claims", headers=acme, json={"name": "vllm", "profile": "1g.10gb"}),
+        201,
+    )
+    clock.at(minutes=45)
+    assert c.delete("/api/v1/gpus/claims/vllm", headers=acme).status_code == 204
+    clock.at(hours=1)
+    _ok(c.post("/api/v1/vms/web/stop", headers=acme))
+    clock.at(hours=1.5)
+    _ok(c.post("/api/v1/vms/web/start", headers=acme))
+    clock.at(hours=2)
+
+
+EXPECTED = {
+    ("acme", "vcpu"): 3.0,  # 2 vCPUs x (1 h + 0.5 h)
+    ("acme", "memory_gib"): 0.75,  # 0.5 GiB x 1.5 h
+    ("acme", "mig:1g.10gb"): 0.5,  # one slice for 30 minutes
+    ("acme", "vnet"): 2.0,  # its VNet, declared before t0, all along
+    ("beta", "vnet"): 2.0,
+}
+
+
+def test_usage_is_the_hand_computed_intervals(appliance: Appliance, api: Api, clock: Clock) -> None:
+    c, admin, acme = api
+    _scenario(c, acme, clock)
+    period = {"from": clock.iso(), "to": clock.iso(hours=2)}
+    everyone = _ok(c.get("/api/v1/usage", headers=admin, params=period))
+    assert _lines(everyone) == EXPECTED
+    slice_line = next(x for x in everyone["lines"] if x["resource"] == "mig:1g.10gb")
+    assert (slice_line["seconds"], slice_line["unit"]) == (1800.0, "slice-hour")
+    # Up to now (+2 h) without a "to": the running VM's open interval counts up to now.
+    assert (
+        _lines(_ok(c.get("/api/v1/usage", headers=admin, params={"from": clock.iso()}))) == EXPECTED
+    )
+    hourly = _ok(c.get("/api/v1/usage", headers=admin, params={**period, "group_by": "hour"}))
+    vcpu = {x["period"]: x["quantity"] for x in hourly["lines"] if x["resource"] == "vcpu"}
+    assert vcpu == {clock.iso(): 2.0, clock.iso(hours=1): 1.0}
+
+    # The node's journal rebuilt by a fresh service (a restart) and after compaction.
+    assert _lines(_ok(c.get("/api/v1/usage", headers=admin, params=period))) == EXPECTED
+    appliance.metering = MeteringService()
+    assert _lines(_ok(c.get("/api/v1/usage", headers=admin, params=period))) == EXPECTED
+    with journal.acting_as(journal.NODE_ACTOR):
+        result = compact(0, 365, before=appliance.metering.write_rollup)
+    assert result.deleted > 0
+    appliance.metering = MeteringService()
+    assert _lines(_ok(c.get("/api/v1/usage", headers=admin, params=period))) == EXPECTED
+    assert _lines(
+        _ok(c.get("/api/v1/usage", headers=admin, params={**period, "group_by": "hour"}))
+    ) == _lines(hourly)
+
+
+def test_a_tenant_reads_only_its_own_usage(api: Api, clock: Clock) -> None:
+    c, _, acme = api
+    _scenario(c, acme, clock)
+    period = {"from": clock.iso(), "to": clock.iso(hours=2)}
+    mine = _ok(c.get("/api/v1/usage", headers=acme, params=period))
+    assert mine["tenant"] == "acme"
+    assert {x["tenant"] for x in mine["lines"]} == {"acme"}
+    beta = login(c, "beta-admin", PASSWORD)
+    theirs = _ok(c.get("/api/v1/usage", headers=beta, params=period))
+    assert _lines(theirs) == {("beta", "vnet"): 2.0}
+    snoop = c.get("/api/v1/usage", headers=beta, params={**period, "tenant": "acme"})
+    assert (snoop.status_code, snoop.json()["code"]) == (404, "tenant_not_found")
+    csv = c.get("/api/v1/usage.csv", headers=acme, params=period)
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    rows = csv.text.strip().splitlines()
+    assert rows[0] == "tenant,resource,unit,period,quantity,seconds,cost,currency"
+    assert "acme,vcpu,vCPU-hour,,3.0,10800.0,," in rows
+
+
+def test_rates_are_versioned_and_never_rewrite_the_past(api: Api, clock: Clock) -> None:
+    c, admin, acme = api
+    first = {
+        "effective_from": clock.iso(),
+        "currency": "EUR",
+        "rates": {"vcpu": 0.10, "memory_gib": 0.01, "mig:1g.10gb": 2.0, "vnet": 0.5},
+        "tenant_rates": {"acme": {"vcpu": 0.05}},
+    }
+    _ok(c.post("/api/v1/prices", headers=admin, json=first), 201)
+    _scenario(c, acme, clock)
+    # From +1 h the vCPU costs 0.20 for everyone (no override in this version).
+    second = {
+        **first,
+        "effective_from": clock.iso(hours=1),
+        "rates": {**first["rates"], "vcpu": 0.20},
+        "tenant_rates": {},
+    }
+    _ok(c.post("/api/v1/prices", headers=admin, json=second), 201)
+    period = {"from": clock.iso(), "to": clock.iso(hours=2), "tenant": "acme"}
+    report = _ok(c.get("/api/v1/usage", headers=admin, params=period))
+    cost = {x["resource"]: x["cost"] for x in report["lines"]}
+    # vCPU: hour 1: 2 vCPU-h x 0.05; hour 2: 1 vCPU-h x 0.20.
+    assert cost["vcpu"] == pytest.approx(2 * 0.05 + 1 * 0.20)
+    assert cost["mig:1g.10gb"] == pytest.approx(0.5 * 2.0)
+    assert cost["memory_gib"] == pytest.approx(0.75 * 0.01)
+    assert report["currency"] == "EUR"
+    assert report["total_cost"] == pytest.approx(sum(cost.values()))
+    # A version that would start in the past of the newest is refused: periods billed stay billed.
+    past = _ok_error(
+        c.post(
+            "/api/v1/prices", headers=admin, json={**first, "effective_from": clock.iso(minutes=0)}
+        )
+    )
+    assert past == (422, "price_book_in_past")
+
+
+def _ok_error(resp: Any) -> tuple[int, str]:
+    return resp.status_code, resp.json()["code"]
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"rates": {"vcpu": -1}}, "invalid_rate"),
+        ({"rates": {"vcpu": 1e12}}, "invalid_rate"),
+        ({"rates": {"mig:huge": 1}}, "unknown_resource"),
+        ({"rates": {"cpu": 1}}, "unknown_resource"),
+        ({"currency": "euro"}, "invalid_currency"),
+        ({"effective_from": "2030-01-01T00:30:00+00:00"}, "invalid_price_book"),
+        ({"effective_from": "soon"}, "invalid_price_book"),
+        ({"tenant_rates": {"nope": {"vcpu": 1}}}, "tenant_not_found"),
+    ],
+)
+def test_bad_price_books_are_refused_and_change_nothing(
+    api: Api, change: dict[str, Any], code: str
+) -> None:
+    c, admin, acme = api
+    book = {
+        "effective_from": "2030-01-01T00:00:00+00:00",
+        "currency": "EUR",
+        "rates": {"vcpu": 1},
+        **change,
+    }
+    resp = c.post("/api/v1/prices", headers=admin, json=book)
+    assert 400 <= resp.status_code < 500, resp.text
+    assert resp.json()["code"] == code
+    assert _ok(c.get("/api/v1/prices", headers=admin)) == {"versions": []}
+    assert c.post("/api/v1/prices", headers=acme, json={**book, **change}).status_code == 403
+
+
+def test_a_second_currency_is_refused(api: Api) -> None:
+    c, admin, _ = api
+    book = {"effective_from": "2030-01-01T00:00:00+00:00", "currency": "EUR", "rates": {"vcpu": 1}}
+    _ok(c.post("/api/v1/prices", headers=admin, json=book), 201)
+    usd = {**book, "effective_from": "2030-02-01T00:00:00+00:00", "currency": "USD"}
+    assert _ok_error(c.post("/api/v1/prices", headers=admin, json=usd)) == (
+        422,
+        "currency_mismatch",
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"from": "2030-01-02T00:00:00Z", "to": "2030-01-01T00:00:00Z"}, "invalid_period"),
+        ({"from": "2030-01-01T00:10:00Z"}, "invalid_period"),
+        ({"from": "yesterday"}, "invalid_period"),
+        ({"tenant": "nope"}, "tenant_not_found"),
+    ],
+)
+def test_bad_periods_and_tenants_are_refused(api: Api, params: dict[str, str], code: str) -> None:
+    c, admin, _ = api
+    resp = c.get("/api/v1/usage", headers=admin, params=params)
+    assert 400 <= resp.status_code < 500, resp.text
+    assert resp.json()["code"] == code

@@ -1,0 +1,86 @@
+"""A ledger: the usage a journal proves, as closed hour buckets and what is open now.
+
+Compaction drops old entries, so before it does, the node journals a rollup: the
+meter's state at the compaction bound and the hour buckets the entries since the
+previous rollup closed. A reader (the node at start, the registry for a report)
+sums every rollup's buckets, resumes from the newest rollup's meter, and folds the
+entries after its bound; with no rollup, it folds the whole journal. A ledger that
+folded the entries itself ignores rollups: they say what it already knows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from towerbox_core.metering.fold import ROLLUP_KIND, Meter, MeterState
+from towerbox_core.metering.report import HOUR_US, Buckets, add_interval
+
+Entry = tuple[int, str, str, Any, str | None]  # seq, kind, object_id, state, created_at
+_FOREVER = 2**62
+
+
+class Rollup(msgspec.Struct, frozen=True):
+    """A ``usage.rollup`` entry's state (object id: its bound, so none replaces another)."""
+
+    through: int  # the compaction bound: entries up to it may be gone
+    meter: MeterState
+    # (tenant, resource, hour in µs, unit-µs) closed by entries after the previous bound
+    closed: list[tuple[str, str, int, int]]
+
+
+class Ledger:
+    def __init__(self, meter: MeterState | None = None, closed: Buckets | None = None) -> None:
+        self.meter = Meter(meter)
+        self.closed: Buckets = dict(closed or {})
+
+    @property
+    def seq(self) -> int:
+        return self.meter.state.seq
+
+    def feed(self, seq: int, kind: str, object_id: str, state: Any, at: str | None) -> None:
+        if seq <= self.seq or kind == ROLLUP_KIND:
+            return
+        for interval in self.meter.feed(seq, kind, object_id, state, at):
+            add_interval(self.closed, interval, 0, _FOREVER)
+
+    def feed_all(self, entries: Iterable[Entry]) -> None:
+        for entry in entries:
+            self.feed(*entry)
+
+    def buckets(self, from_us: int, to_us: int, now_us: int) -> Buckets:
+        """Hour buckets in [from, to): closed ones, and the open holdings until now."""
+        first = from_us - from_us % HOUR_US
+        found = {k: v for k, v in self.closed.items() if first <= k[2] < to_us}
+        # A closed bucket counts whole: from and to fall on the hour, or ``to`` is now.
+        for interval in self.meter.open_intervals(max(now_us, self.meter.state.at_us)):
+            add_interval(found, interval, from_us, to_us)
+        return found
+
+
+def from_rollups(rollups: list[Rollup]) -> Ledger:
+    """A ledger resumed from a journal's rollups (in seq order), ready for the entries
+    after the newest one's bound."""
+    if not rollups:
+        return Ledger()
+    closed: Buckets = {}
+    for rollup in rollups:
+        for tenant, resource, hour, unit_us in rollup.closed:
+            key = (tenant, resource, hour)
+            closed[key] = closed.get(key, 0) + unit_us
+    newest = rollups[-1]
+    meter = msgspec.convert(msgspec.to_builtins(newest.meter), MeterState)
+    return Ledger(meter, closed)
+
+
+def next_rollup(previous: Rollup | None, entries: Iterable[Entry], through: int) -> Rollup:
+    """The rollup for a compaction through ``through``: ``entries`` are those after the
+    previous rollup's bound, up to ``through``."""
+    start = msgspec.convert(msgspec.to_builtins(previous.meter), MeterState) if previous else None
+    ledger = Ledger(start)
+    ledger.feed_all(e for e in entries if e[0] <= through)
+    ledger.meter.state.seq = max(ledger.seq, through)
+    closed = [(t, r, h, v) for (t, r, h), v in sorted(ledger.closed.items())]
+    return Rollup(through=through, meter=ledger.meter.state, closed=closed)

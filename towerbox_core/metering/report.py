@@ -1,0 +1,126 @@
+"""Usage reports: intervals cut into hours, summed by tenant, resource and period, rated.
+
+Everything is summed per hour first, in unit-microseconds (exact integers), then
+grouped to the period asked for: an hour is the unit a price version covers and
+the bucket a rollup keeps after compaction, so a report is the same before and
+after the journal is compacted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+
+import msgspec
+
+from towerbox_core.errors import InvalidInput
+from towerbox_core.metering.fold import NODE_TENANT, Interval
+from towerbox_core.metering.prices import PriceBook, book_at
+
+HOUR_US = 3_600_000_000
+GROUPS = ("hour", "day", "month", "total")
+# Hour buckets: (tenant, resource, hour start in µs) -> unit-microseconds.
+Buckets = dict[tuple[str, str, int], int]
+
+
+class UsageLine(msgspec.Struct, frozen=True):
+    tenant: str | None  # None: the node's own
+    resource: str  # vcpu, memory_gib, disk_gib, hugepages:1G, gpu, mig:1g.10gb, vnet
+    unit: str  # "vCPU-hour", "GiB-hour", ...
+    period: str | None  # the period's start (ISO, UTC); None for group_by=total
+    quantity: float  # unit-hours
+    seconds: float  # unit-seconds, e.g. slice-seconds
+    cost: float | None  # None without a price book
+    currency: str | None
+
+
+_UNITS = {"vcpu": "vCPU-hour", "gpu": "GPU-hour", "vnet": "VNet-hour", "disk_gib": "GiB-hour"}
+
+
+def unit_of(resource: str) -> str:
+    if resource.startswith("mig:"):
+        return "slice-hour"
+    return _UNITS.get(resource, "GiB-hour")
+
+
+def billed_resource(resource: str) -> tuple[str, int]:
+    """The resource as priced and the divisor from held amounts (MiB are billed in GiB)."""
+    if resource == "memory_mib":
+        return "memory_gib", 1024
+    if resource.startswith("hugepages:"):
+        return resource, 1024
+    return resource, 1
+
+
+def add_interval(into: Buckets, iv: Interval, from_us: int, to_us: int) -> None:
+    start, end = max(iv.start_us, from_us), min(iv.end_us, to_us)
+    while start < end:
+        hour = start - start % HOUR_US
+        stop = min(end, hour + HOUR_US)
+        key = (iv.tenant, iv.resource, hour)
+        into[key] = into.get(key, 0) + iv.amount * (stop - start)
+        start = stop
+
+
+def hour_buckets(intervals: Iterable[Interval], from_us: int, to_us: int) -> Buckets:
+    buckets: Buckets = {}
+    for iv in intervals:
+        add_interval(buckets, iv, from_us, to_us)
+    return buckets
+
+
+def period_start(hour_us: int, group_by: str) -> str | None:
+    if group_by == "total":
+        return None
+    when = dt.datetime.fromtimestamp(hour_us / 1_000_000, dt.UTC)
+    if group_by == "day":
+        when = when.replace(hour=0)
+    elif group_by == "month":
+        when = when.replace(day=1, hour=0)
+    return when.isoformat()
+
+
+def report(buckets: Buckets, group_by: str, books: list[PriceBook]) -> list[UsageLine]:
+    if group_by not in GROUPS:
+        raise InvalidInput(
+            f"group_by must be one of {', '.join(GROUPS)}",
+            code="invalid_group_by",
+            field="group_by",
+        )
+    quantity: dict[tuple[str, str, str | None], float] = defaultdict(float)
+    seconds: dict[tuple[str, str, str | None], float] = defaultdict(float)
+    cost: dict[tuple[str, str, str | None], float] = defaultdict(float)
+    for (tenant, resource, hour), unit_us in buckets.items():
+        billed, divisor = billed_resource(resource)
+        key = (tenant, billed, period_start(hour, group_by))
+        hours = unit_us / divisor / HOUR_US
+        quantity[key] += hours
+        seconds[key] += unit_us / divisor / 1_000_000
+        book = book_at(books, hour)
+        if book is not None:
+            cost[key] += hours * book.rate(tenant, billed)
+    currency = books[-1].currency if books else None
+    return [
+        UsageLine(
+            tenant=key[0] or None,
+            resource=key[1],
+            unit=unit_of(key[1]),
+            period=key[2],
+            quantity=round(quantity[key], 6),
+            seconds=round(seconds[key], 6),
+            cost=round(cost[key], 6) if books else None,
+            currency=currency,
+        )
+        for key in sorted(quantity, key=lambda k: (k[0], k[1], k[2] or ""))
+    ]
+
+
+def only_tenant(buckets: Buckets, tenant: str | None) -> Buckets:
+    """The buckets of one tenant (``NODE_TENANT`` for the node's own), or all."""
+    if tenant is None:
+        return buckets
+    return {k: v for k, v in buckets.items() if k[0] == tenant}
+
+
+__all__ = ["GROUPS", "NODE_TENANT", "Buckets", "UsageLine", "hour_buckets", "report"]
