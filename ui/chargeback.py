@@ -42,7 +42,8 @@ def money(cost: float | None, currency: str | None) -> str:
 
 
 def quantity(value: float) -> str:
-    return f"{value:,.2f}"
+    # A few minutes of a VNet still shows as more than nothing.
+    return f"{value:.2g}" if 0 < abs(value) < 0.01 else f"{value:,.2f}"
 
 
 def _day(iso: str) -> dt.date:
