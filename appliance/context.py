@@ -46,6 +46,7 @@ from appliance.store import journal
 from appliance.store.compaction import compact
 from appliance.store.db import open_database
 from towerbox_core.errors import ConfigError, TowerboxError
+from towerbox_core.metering.ledger import Totals
 from towerbox_core.wire import Actor
 from upf_bridge.backends import backend_for as n6_backend_for
 from upf_bridge.backends import probe as n6_probe
@@ -80,6 +81,13 @@ class Appliance:
     views: NodeViews
     tenants: TenantService
     metering: MeteringService
+
+    def __post_init__(self) -> None:
+        self.metrics.count_usage(self._usage_totals)
+
+    def _usage_totals(self) -> Totals:
+        # Through the field at each scrape: a test may swap the service.
+        return self.metering.totals()
 
     # Jobs run on the scheduler's threads: each names itself as the journal's actor.
 

@@ -31,6 +31,7 @@ NAV = (
     ("gpus", "GPUs", "/gpus"),
     ("n6", "N6", "/n6"),
     ("events", "Events", "/events"),
+    ("usage", "Usage", "/usage"),
     ("tenants", "Tenants", "/tenants"),
 )
 

@@ -21,7 +21,7 @@ from appliance.store.models import Meta, Tenant
 from towerbox_core.api.usage import PriceBooks, UsageReport
 from towerbox_core.errors import InvalidInput, NotFound
 from towerbox_core.metering.fold import METERED_KINDS, NODE_TENANT, ROLLUP_KIND, parse_time_us
-from towerbox_core.metering.ledger import Ledger, Rollup, from_rollups, next_rollup
+from towerbox_core.metering.ledger import Ledger, Rollup, Totals, from_rollups, next_rollup
 from towerbox_core.metering.prices import PriceBook, check_book
 from towerbox_core.metering.report import HOUR_US, Buckets, only_tenant, report
 
@@ -111,6 +111,13 @@ class MeteringService:
         with self._lock:
             ledger = self._follow()
             return ledger.buckets(start, end, now)
+
+    def totals(self) -> Totals:
+        """Unit-microseconds per tenant and resource since the journal began, up to now:
+        what /metrics counts. Folds only the entries written since the last call."""
+        now = self._clock()
+        with self._lock:
+            return self._follow().totals(now)
 
     def _follow(self) -> Ledger:
         if self._ledger is None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from litestar.testing import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.context import Appliance
 from appliance.services.metering import MeteringService
@@ -153,6 +154,42 @@ def test_a_tenant_reads_only_its_own_usage(api: Api, clock: Clock) -> None:
     rows = csv.text.strip().splitlines()
     assert rows[0] == "tenant,resource,unit,period,quantity,seconds,cost,currency"
     assert "acme,vcpu,vCPU-hour,,3.0,10800.0,," in rows
+
+
+def _usage_counters(c: TestClient[Any], headers: dict[str, str]) -> dict[tuple[str, ...], float]:
+    text = _text(c.get("/metrics", headers=headers))
+    family = next(
+        f for f in text_string_to_metric_families(text) if f.name == "towerbox_usage_seconds"
+    )
+    assert family.type == "counter" and "vCPU-seconds" in family.documentation
+    return {
+        (s.labels["tenant"], s.labels["resource"], s.labels["profile"]): s.value
+        for s in family.samples
+        if s.name == "towerbox_usage_seconds_total"
+    }
+
+
+def _text(resp: Any) -> str:
+    assert resp.status_code == 200, resp.text
+    return str(resp.text)
+
+
+def test_metrics_count_unit_seconds_per_tenant_and_resource(api: Api, clock: Clock) -> None:
+    c, admin, acme = api
+    _scenario(c, acme, clock)  # now +2 h, the VM running again since +1.5 h
+    seen = _usage_counters(c, admin)
+    assert seen[("acme", "vcpu", "")] == pytest.approx(2 * 1.5 * 3600)
+    assert seen[("acme", "memory", "")] == pytest.approx(0.5 * 1.5 * 3600)
+    assert seen[("acme", "mig", "1g.10gb")] == pytest.approx(1800)
+    assert seen[("beta", "vnet", "")] > 2 * 3600  # declared before t0
+    # The running VM's open interval keeps counting; the released slice does not.
+    clock.at(hours=3)
+    later = _usage_counters(c, admin)
+    assert later[("acme", "vcpu", "")] == pytest.approx(2 * 2.5 * 3600)
+    assert later[("acme", "mig", "1g.10gb")] == pytest.approx(1800)
+    assert later[("beta", "vnet", "")] == pytest.approx(seen[("beta", "vnet", "")] + 3600)
+    # Node-wide, like the other metrics: a tenant's admin gets none of it.
+    assert c.get("/metrics", headers=acme).status_code == 403
 
 
 def test_rates_are_versioned_and_never_rewrite_the_past(api: Api, clock: Clock) -> None:

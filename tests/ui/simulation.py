@@ -16,12 +16,17 @@ from nicegui.storage import Storage
 from nicegui.testing.general import nicegui_reset_globals
 from nicegui.testing.user import User
 
+from ui.api import ApplianceApi
 from ui.app import build, run_options
 from ui.settings import UiSettings
 
 
 @asynccontextmanager
-async def simulated_ui(appliance_url: str, storage: Path) -> AsyncIterator[User]:
+async def simulated_ui(
+    appliance_url: str, storage: Path, api: ApplianceApi | None = None
+) -> AsyncIterator[User]:
+    """``api``: a client of an appliance in this process (its clock the test's), or None
+    for the one at ``appliance_url``."""
     # Like nicegui.testing.user_simulation, but with our own pages and cookie settings.
     Storage.path = storage
     app.storage = Storage()
@@ -29,7 +34,7 @@ async def simulated_ui(appliance_url: str, storage: Path) -> AsyncIterator[User]
     with nicegui_reset_globals():
         os.environ["NICEGUI_USER_SIMULATION"] = "true"
         try:
-            build(settings)
+            build(settings, api)
             ui.run(**run_options(settings, "simulation secret"))
             async with (
                 core.app.router.lifespan_context(core.app),

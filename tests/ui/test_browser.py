@@ -5,6 +5,8 @@ Screenshots land in the pytest tmp folder (``screenshots/``) as test artifacts.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -293,3 +295,30 @@ def test_tenant_admin_card_wizard_and_a_vm_with_a_gpu_slice(page: Page, stack: S
         assert vm["tenant"] == TENANT and vm["gpu"]["profile"] == "1g.10gb"
         assert api.delete("/api/v1/vms/gpu-vm").status_code == 204
         assert api.post(f"/api/v1/gpus/{gpu}/apply", json={"instances": []}).is_success
+
+
+def test_usage_page_draws_a_chart_and_totals_and_downloads_the_csv(
+    page: Page, stack: Stack
+) -> None:
+    hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    with stack.node.http() as api:
+        set_up_tenant(api)  # acme's VNet llm: usage from its declaration on
+        # A unit-second costs 1 EUR, so the seconds the test runs show as money.
+        book = {"effective_from": hour.isoformat(), "currency": "EUR", "rates": {"vnet": 3600.0}}
+        assert api.post("/api/v1/prices", json=book).status_code == 201
+    log_in(page, stack, ADMIN, PASSWORD)
+    expect(page.get_by_test_id("dash-tenant-cost")).to_have_text(re.compile(r"This month: .+ EUR"))
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Usage").click()
+    expect(page).to_have_url(f"{stack.ui_url}/usage")
+    chart = page.get_by_test_id("usage-chart-vnet")
+    expect(chart.locator("canvas").first).to_be_visible()
+    expect(page.get_by_test_id("usage-table")).to_contain_text("VNet-hour")
+    expect(page.get_by_test_id("usage-total")).to_have_text(re.compile(r"Total: [\d,]+\.\d\d EUR"))
+    expect(page.get_by_test_id("price-current")).to_contain_text("EUR")
+    page.screenshot(path=stack.shots / "usage.png", full_page=True)
+    with page.expect_download() as download:
+        page.get_by_test_id("usage-csv").click()
+    assert download.value.suggested_filename.startswith(f"usage-{TENANT}-")
+    rows = Path(download.value.path()).read_text().splitlines()
+    assert rows[0].startswith("tenant,resource,unit,period")
+    assert any(row.startswith(f"{TENANT},vnet,VNet-hour,") for row in rows[1:])

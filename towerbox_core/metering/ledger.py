@@ -19,6 +19,8 @@ from towerbox_core.metering.fold import ROLLUP_KIND, Meter, MeterState
 from towerbox_core.metering.report import HOUR_US, Buckets, add_interval
 
 Entry = tuple[int, str, str, Any, str | None]  # seq, kind, object_id, state, created_at
+# (tenant, resource) -> unit-microseconds since the journal began.
+Totals = dict[tuple[str, str], int]
 _FOREVER = 2**62
 
 
@@ -35,6 +37,10 @@ class Ledger:
     def __init__(self, meter: MeterState | None = None, closed: Buckets | None = None) -> None:
         self.meter = Meter(meter)
         self.closed: Buckets = dict(closed or {})
+        # Kept alongside the buckets so a counter never sums every hour the node has seen.
+        self._totals: Totals = {}
+        for (tenant, resource, _), unit_us in self.closed.items():
+            self._add_total(tenant, resource, unit_us)
 
     @property
     def seq(self) -> int:
@@ -45,6 +51,11 @@ class Ledger:
             return
         for interval in self.meter.feed(seq, kind, object_id, state, at):
             add_interval(self.closed, interval, 0, _FOREVER)
+            self._add_total(
+                interval.tenant,
+                interval.resource,
+                interval.amount * (interval.end_us - interval.start_us),
+            )
 
     def feed_all(self, entries: Iterable[Entry]) -> None:
         for entry in entries:
@@ -58,6 +69,19 @@ class Ledger:
         for interval in self.meter.open_intervals(max(now_us, self.meter.state.at_us)):
             add_interval(found, interval, from_us, to_us)
         return found
+
+    def totals(self, now_us: int) -> Totals:
+        """Unit-microseconds per tenant and resource: every closed interval, and the
+        open holdings until now. Costs the open holdings, not the hours behind."""
+        found = dict(self._totals)
+        for iv in self.meter.open_intervals(max(now_us, self.meter.state.at_us)):
+            key = (iv.tenant, iv.resource)
+            found[key] = found.get(key, 0) + iv.amount * (iv.end_us - iv.start_us)
+        return found
+
+    def _add_total(self, tenant: str, resource: str, unit_us: int) -> None:
+        key = (tenant, resource)
+        self._totals[key] = self._totals.get(key, 0) + unit_us
 
 
 def from_rollups(rollups: list[Rollup]) -> Ledger:

@@ -11,6 +11,7 @@ from nicegui import ui
 
 from ui import fmt
 from ui.api import ApiError, tenant_path
+from ui.chargeback import month_cost, report_of
 from ui.deps import Deps
 from ui.pages.common import error_label, open_page, tag
 from ui.session import UserApi
@@ -48,6 +49,7 @@ class Dashboard:
             with ui.card().classes("w-full"):
                 ui.label(f"Your tenant: {self.tenant}").classes("text-h6")
                 self.tenant_box = tag(ui.column().classes("w-full gap-1"), "dash-tenant")
+                self.cost_box = ui.row().classes("items-center gap-2")
         with ui.row().classes("w-full gap-4 items-stretch"):
             with ui.card().classes("min-w-[22rem]"):
                 ui.label("VMs by role and state").classes("text-h6")
@@ -90,6 +92,26 @@ class Dashboard:
         if self._seen.get(path) != detail:
             self._seen[path] = detail
             self._replace(self.tenant_box, lambda: draw_usage(detail, "dash-tenant"))
+        await self.refresh_cost()
+
+    async def refresh_cost(self) -> None:
+        """ "This month: 12.34 EUR" under the bars, when the node has a price book."""
+        try:
+            cost = month_cost(report_of(await self.user.get("/api/v1/usage")))
+        except ApiError as err:
+            self._seen.pop("cost", None)
+            self._replace(self.cost_box, partial(error_label, err, "This month's cost"))
+            return
+        if self._seen.get("cost", "") == cost:
+            return
+        self._seen["cost"] = cost
+        self._replace(self.cost_box, lambda: self._draw_cost(cost))
+
+    @staticmethod
+    def _draw_cost(cost: str | None) -> None:
+        if cost is not None:
+            tag(ui.label(cost).classes("font-bold"), "dash-tenant-cost")
+            ui.link("Usage", "/usage").classes("text-sm")
 
     async def refresh_slow(self) -> None:
         await self.refresh_tenant()
