@@ -10,7 +10,7 @@ folded the entries itself ignores rollups: they say what it already knows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -73,6 +73,20 @@ def from_rollups(rollups: list[Rollup]) -> Ledger:
     newest = rollups[-1]
     meter = msgspec.convert(msgspec.to_builtins(newest.meter), MeterState)
     return Ledger(meter, closed)
+
+
+def rollup_of(state: Any) -> Rollup:
+    """A ``usage.rollup`` entry's state, as the journal (or the registry) holds it."""
+    return msgspec.convert(state, Rollup)
+
+
+def rebuild(rollups: list[Rollup], entries_after: Callable[[int], Iterable[Entry]]) -> Ledger:
+    """A ledger for a whole journal: its rollups, then the entries after the newest
+    one's bound (``entries_after(seq)``, in seq order). The node at start and the
+    registry for each site's report both build theirs this way."""
+    ledger = from_rollups(rollups)
+    ledger.feed_all(entries_after(rollups[-1].through if rollups else 0))
+    return ledger
 
 
 def next_rollup(previous: Rollup | None, entries: Iterable[Entry], through: int) -> Rollup:

@@ -116,6 +116,23 @@ def report(buckets: Buckets, group_by: str, books: list[PriceBook]) -> list[Usag
     ]
 
 
+class Rated(msgspec.Struct, frozen=True):
+    lines: list[UsageLine]
+    currency: str | None
+    total_cost: float | None
+
+
+def rated(buckets: Buckets, group_by: str, books: list[PriceBook]) -> Rated:
+    """The report's lines with the currency and total cost a book gives them."""
+    lines = report(buckets, group_by, books)
+    costs = [line.cost for line in lines if line.cost is not None]
+    return Rated(
+        lines=lines,
+        currency=books[-1].currency if books else None,
+        total_cost=round(sum(costs), 6) if books else None,
+    )
+
+
 def only_tenant(buckets: Buckets, tenant: str | None) -> Buckets:
     """The buckets of one tenant (``NODE_TENANT`` for the node's own), or all."""
     if tenant is None:
