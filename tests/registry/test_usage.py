@@ -5,12 +5,17 @@ price book; who may read and write, and what bad input gets."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
 from tests.registry.fleetapi import Api
+from tests.support.daemon import TOWERBOX
 from towerbox_core.metering.fold import parse_time_us
 from towerbox_core.metering.ledger import Ledger, next_rollup
 from towerbox_core.metering.report import report
@@ -222,3 +227,34 @@ def test_bad_price_books_are_refused_and_change_nothing(
     unknown = c.post("/api/v1/prices", headers=admin, json={**BOOK, "colour": "red"})
     assert unknown.status_code == 400
     assert _ok(c.get("/api/v1/prices", headers=admin)) == {"versions": []}
+
+
+def test_the_cli_reads_the_same_report(sqlite_api: Api, tmp_path: Path) -> None:
+    site = sqlite_api.enroll("edge-1")
+    _ok(sqlite_api.post_batch(site, _journal()))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TOWERBOX_")},
+        "TOWERBOX_REGISTRY_CONFIG": str(tmp_path / "absent.toml"),
+        "TOWERBOX_REGISTRY_STATE_DIR": str(sqlite_api.registry.cfg.state_dir),
+    }
+    period = ["--from", PERIOD["from"], "--to", PERIOD["to"]]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [TOWERBOX, "registry", "usage", *period, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    csv = cli("--csv", "--site", "edge-1")
+    assert csv.returncode == 0, csv.stderr
+    api = sqlite_api.client.get("/api/v1/usage.csv", headers=sqlite_api.admin, params=PERIOD)
+    assert csv.stdout == api.text
+    shown = cli("--group-by", "day")
+    assert shown.returncode == 0 and "edge-1  acme" in shown.stdout, shown.stdout
+    assert json.loads(cli("--json").stdout)["sites"][0]["as_of"] == _at(180)
+    missing = cli("--site", "nowhere")
+    assert missing.returncode != 0 and "site_not_found" in missing.stderr
