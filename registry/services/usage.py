@@ -13,14 +13,16 @@ that entry gives the node's figures exactly; one that reaches past it gives less
 than the node reports, until the next entry arrives.
 
 Ledgers are kept per site, keyed by the seq up to which the registry holds the
-site's journal: a report folds only what arrived since the last one.
+site's journal: a report folds only what arrived since the last one, and a site
+that sent nothing new answers a report asked before from memory. Reports asked with
+no ``to`` end at the registry's clock and so are asked anew each time.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -33,7 +35,7 @@ from towerbox_core.metering.fold import METERED_KINDS, ROLLUP_KIND, parse_time_u
 from towerbox_core.metering.ledger import Entry, Ledger, rebuild, rollup_of
 from towerbox_core.metering.period import iso, parse_period
 from towerbox_core.metering.prices import PriceBook
-from towerbox_core.metering.report import GROUPS, Buckets, only_tenant, rated
+from towerbox_core.metering.report import GROUPS, Buckets, Rated, only_tenant, rated
 
 _decode = msgspec.json.decode
 _KINDS = tuple(k for k in METERED_KINDS if k != ROLLUP_KIND)
@@ -44,6 +46,7 @@ _ENTRIES = (
 _ROLLUPS = (
     "SELECT state FROM journal WHERE site_id = ? AND seq > ? AND seq <= ? AND kind = ? ORDER BY seq"
 )
+_REPORTS_KEPT = 16  # per site
 _NEWEST = "SELECT created_at FROM journal WHERE site_id = ? AND seq <= ? ORDER BY seq DESC LIMIT 1"
 
 
@@ -53,6 +56,8 @@ class _SiteLedger:
     acked_seq: int
     ledger: Ledger
     as_of: str | None  # the newest entry's node time
+    # Reports already made from this ledger (a dashboard asks the same month again).
+    reports: dict[tuple[object, ...], Rated] = field(default_factory=dict)
 
 
 def site_entries(site_id: int, after: int, through: int) -> Iterator[Entry]:
@@ -100,11 +105,17 @@ class UsageService:
         lines: list[FleetUsageLine] = []
         reach: list[SiteUsageAsOf] = []
         total = 0.0
+        asked = (tenant, start, end, group_by, msgspec.json.encode(books))
         for site_id, name, acked, created in tuples(query.order_by(Site.name)):
             with self._lock:  # a ledger is folded further by one report at a time
                 held = self._ledger(site_id, acked, created)
-                buckets = self._buckets(held, tenant, start, end)
-            found = rated(buckets, group_by, books)
+                found = held.reports.get(asked)
+                if found is None:
+                    buckets = self._buckets(held, tenant, start, end)
+                    found = rated(buckets, group_by, books)
+                    if len(held.reports) >= _REPORTS_KEPT:
+                        held.reports.clear()
+                    held.reports[asked] = found
             total += found.total_cost or 0.0
             reach.append(SiteUsageAsOf(site=name, acked_seq=acked, as_of=held.as_of))
             lines += [FleetUsageLine(site=name, **msgspec.structs.asdict(x)) for x in found.lines]
@@ -138,6 +149,7 @@ class UsageService:
         newest = sql.fetchone(_NEWEST, (site_id, acked))
         cached.as_of = newest[0] if newest else None
         cached.acked_seq = acked
+        cached.reports.clear()
         self._ledgers[site_id] = cached
         return cached
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from towerbox_core.metering.fold import ROLLUP_KIND, Meter, MeterState
+from towerbox_core.metering.fold import ROLLUP_KIND, Interval, Meter, MeterState
 from towerbox_core.metering.report import HOUR_US, Buckets, add_interval
 
 Entry = tuple[int, str, str, Any, str | None]  # seq, kind, object_id, state, created_at
@@ -35,6 +35,10 @@ class Ledger:
     def __init__(self, meter: MeterState | None = None, closed: Buckets | None = None) -> None:
         self.meter = Meter(meter)
         self.closed: Buckets = dict(closed or {})
+        # The first and last hour a closed bucket has: a period covering both takes
+        # every bucket without looking at each.
+        hours = [k[2] for k in self.closed]
+        self._span = (min(hours), max(hours)) if hours else (_FOREVER, -1)
 
     @property
     def seq(self) -> int:
@@ -45,6 +49,11 @@ class Ledger:
             return
         for interval in self.meter.feed(seq, kind, object_id, state, at):
             add_interval(self.closed, interval, 0, _FOREVER)
+            lo, hi = self._span
+            self._span = (
+                min(lo, interval.start_us - interval.start_us % HOUR_US),
+                max(hi, (interval.end_us - 1) - (interval.end_us - 1) % HOUR_US),
+            )
 
     def feed_all(self, entries: Iterable[Entry]) -> None:
         for entry in entries:
@@ -53,10 +62,23 @@ class Ledger:
     def buckets(self, from_us: int, to_us: int, now_us: int) -> Buckets:
         """Hour buckets in [from, to): closed ones, and the open holdings until now."""
         first = from_us - from_us % HOUR_US
-        found = {k: v for k, v in self.closed.items() if first <= k[2] < to_us}
+        lo, hi = self._span
+        if first <= lo and hi < to_us:
+            found = dict(self.closed)
+        else:
+            found = {k: v for k, v in self.closed.items() if first <= k[2] < to_us}
         # A closed bucket counts whole: from and to fall on the hour, or ``to`` is now.
-        for interval in self.meter.open_intervals(max(now_us, self.meter.state.at_us)):
-            add_interval(found, interval, from_us, to_us)
+        # Holdings open since the same time are cut into hours once, as one amount
+        # (a tenant's disks since the month began): the sums are the same integers.
+        until = max(now_us, self.meter.state.at_us)
+        merged: dict[tuple[str, str, int], int] = {}
+        for iv in self.meter.open_intervals(until):
+            key = (iv.tenant, iv.resource, iv.start_us)
+            merged[key] = merged.get(key, 0) + iv.amount
+        for (tenant, resource, since), amount in merged.items():
+            add_interval(
+                found, Interval(tenant, resource, "", amount, since, until), from_us, to_us
+            )
         return found
 
 
