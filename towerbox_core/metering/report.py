@@ -9,6 +9,7 @@ after the journal is compacted.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -81,6 +82,7 @@ def hour_buckets(intervals: Iterable[Interval], from_us: int, to_us: int) -> Buc
     return buckets
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the same hours come up for every site of a fleet
 def period_start(hour_us: int, group_by: str) -> str | None:
     if group_by == "total":
         return None
