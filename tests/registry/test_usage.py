@@ -109,7 +109,9 @@ def test_a_sites_usage_is_its_journal_folded(sqlite_api: Api) -> None:
     assert "edge-1,acme,vcpu,vCPU-hour,,4.0,14400.0,," in rows
 
 
-def test_a_rollup_stands_for_entries_compacted_before_they_were_shipped(sqlite_api: Api) -> None:
+def test_a_rollup_stands_for_entries_compacted_before_they_were_shipped(api: Api) -> None:
+    """On both engines: the hand-written statements of the usage service included."""
+    sqlite_api = api
     journal = _journal()
     whole = sqlite_api.enroll("whole")
     _ok(sqlite_api.post_batch(whole, journal))
