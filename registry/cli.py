@@ -50,8 +50,15 @@ def _register(reg: argparse.ArgumentParser) -> None:
     journal.add_argument("name")
     journal.add_argument("--after", type=int, default=0, help="entries after this seq")
     journal.add_argument("--limit", type=int, default=50)
+    usage = cmds.add_parser("usage", help="usage per site, tenant and resource, rated")
+    usage.add_argument("--site", help="one site (default: every site)")
+    usage.add_argument("--tenant", help="one tenant ('' for the nodes' own)")
+    usage.add_argument("--from", dest="from_", help="on the hour, UTC (default: month start)")
+    usage.add_argument("--to", help="on the hour, UTC (default: now)")
+    usage.add_argument("--group-by", default="total", choices=("hour", "day", "month", "total"))
+    usage.add_argument("--csv", action="store_true", help="print CSV")
     cmds.add_parser("admin-password", help="set a new random admin password (file, 0600)")
-    for parser in (create, token, sites, site, journal):
+    for parser in (create, token, sites, site, journal, usage):
         parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -90,21 +97,37 @@ def _run(args: argparse.Namespace, registry: Registry) -> Any:
         return registry.sites.new_enrollment_token(args.name, args.ttl)
     if command == "sites":
         return registry.sites.search(args.status, args.label, None, 100000, 0).sites
-    if command in ("site", "journal"):
-        return _one_site(args, registry)
+    if command in ("site", "journal", "usage"):
+        return _reads(args, registry)
     path = registry.cfg.admin_password_file
     registry.operators.reset_password("admin", path)
     return f"new admin password written to {path}; admin login tokens revoked\n"
 
 
-def _one_site(args: argparse.Namespace, registry: Registry) -> Any:
+def _reads(args: argparse.Namespace, registry: Registry) -> Any:
     from towerbox_core.errors import InvalidInput
 
+    if args.registry_command == "usage":
+        return _usage(args, registry)
     if args.registry_command == "site":
         return registry.sites.detail(registry.sites.get(args.name))
     if not 1 <= args.limit <= 1000:
         raise InvalidInput("--limit must be 1 to 1000", code="invalid_limit", field="limit")
     return registry.fleet.journal(args.name, max(0, args.after), args.limit)
+
+
+def _usage(args: argparse.Namespace, registry: Registry) -> Any:
+    from towerbox_core.api.usage import FLEET_USAGE_CSV_COLUMNS, usage_csv
+
+    found = registry.fleet_usage(args.site, args.tenant, args.from_, args.to, args.group_by)
+    if args.csv:
+        return usage_csv(found.lines, FLEET_USAGE_CSV_COLUMNS)
+    if args.json:
+        return found
+    columns = ("site", "tenant", "resource", "period", "quantity", "unit", "cost", "currency")
+    lines = msgspec.to_builtins(found.lines)
+    total = "" if found.total_cost is None else f"total: {found.total_cost} {found.currency}\n"
+    return f"{found.from_} to {found.to}\n" + table(lines, columns) + "\n" + total
 
 
 def _show(args: argparse.Namespace, result: Any) -> None:

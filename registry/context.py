@@ -14,8 +14,11 @@ from registry.config import RegistryConfig
 from registry.services.desired import DesiredService
 from registry.services.fleet import FleetService
 from registry.services.operators import OperatorService
+from registry.services.prices import PriceBookService
 from registry.services.sites import SiteService
+from registry.services.usage import UsageService
 from registry.store.db import open_database
+from towerbox_core.api.usage import FleetUsageReport
 
 T = TypeVar("T")
 
@@ -28,10 +31,23 @@ class Registry:
     sites: SiteService
     desired: DesiredService
     fleet: FleetService
+    usage: UsageService
+    prices: PriceBookService
 
     @property
     def engine(self) -> str:
         return "sqlite" if isinstance(self.db, peewee.SqliteDatabase) else "postgresql"
+
+    def fleet_usage(
+        self,
+        site: str | None,
+        tenant: str | None,
+        from_: str | None,
+        to: str | None,
+        group_by: str,
+    ) -> FleetUsageReport:
+        """Fleet usage rated with the registry's price book."""
+        return self.usage.report(site, tenant, from_, to, group_by, self.prices.books().versions)
 
     async def run_db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run one short database call for an async handler.
@@ -60,4 +76,6 @@ def build_registry(cfg: RegistryConfig, bootstrap: bool = True) -> Registry:
         sites=sites,
         desired=DesiredService(sites),
         fleet=FleetService(sites),
+        usage=UsageService(sites),
+        prices=PriceBookService(),
     )

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.params import JSONBody, QueryParameter
 
 from appliance.api.deps import ApplianceDep, AuthedRequest
-from towerbox_core.api.usage import PriceBook, PriceBooks, UsageReport
+from towerbox_core.api.usage import (
+    USAGE_CSV_COLUMNS,
+    PriceBook,
+    PriceBooks,
+    UsageReport,
+    usage_csv,
+)
 
 Tenant = Annotated[str | None, QueryParameter(max_length=63)]
 Bound = Annotated[str | None, QueryParameter(max_length=40)]
 GroupBy = Annotated[str, QueryParameter(pattern="^(hour|day|month|total)$")]
-CSV_COLUMNS = ("tenant", "resource", "unit", "period", "quantity", "seconds", "cost", "currency")
 
 
 class UsageController(Controller):
@@ -49,14 +52,7 @@ class UsageController(Controller):
     ) -> str:
         """The same report as CSV, one line per tenant, resource and period."""
         found = appliance.metering.usage(request.user, tenant, from_, to, group_by)
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        for line in found.lines:
-            writer.writerow(
-                ["" if getattr(line, c) is None else getattr(line, c) for c in CSV_COLUMNS]
-            )
-        return out.getvalue()
+        return usage_csv(found.lines, USAGE_CSV_COLUMNS)
 
     @get("/prices", sync_to_thread=True)
     def prices(self, request: AuthedRequest, appliance: ApplianceDep) -> PriceBooks:

@@ -8,7 +8,6 @@ folds the same entries to the same figures. Compaction asks for a rollup first.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 from collections.abc import Callable
@@ -19,11 +18,12 @@ from appliance.services.auth import Principal
 from appliance.store import journal
 from appliance.store.models import Meta, Tenant
 from towerbox_core.api.usage import PriceBooks, UsageReport
-from towerbox_core.errors import InvalidInput, NotFound
+from towerbox_core.errors import NotFound
 from towerbox_core.metering.fold import METERED_KINDS, NODE_TENANT, ROLLUP_KIND, parse_time_us
-from towerbox_core.metering.ledger import Ledger, Rollup, Totals, from_rollups, next_rollup
+from towerbox_core.metering.ledger import Ledger, Rollup, Totals, next_rollup, rebuild, rollup_of
+from towerbox_core.metering.period import iso, parse_period
 from towerbox_core.metering.prices import PriceBook, check_book
-from towerbox_core.metering.report import HOUR_US, Buckets, only_tenant, report
+from towerbox_core.metering.report import Buckets, only_tenant, rated
 
 log = logging.getLogger(__name__)
 
@@ -34,44 +34,6 @@ _decode_books = msgspec.json.Decoder(list[PriceBook]).decode
 def now_us() -> int:
     """Now on the journal's clock: a report's open intervals end where entries would."""
     return parse_time_us(journal.now().isoformat()) or 0
-
-
-def iso(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1_000_000, dt.UTC).isoformat()
-
-
-def month_start(us: int) -> int:
-    when = dt.datetime.fromtimestamp(us / 1_000_000, dt.UTC)
-    first = when.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    return int(first.timestamp()) * 1_000_000
-
-
-def parse_period(from_: str | None, to: str | None, now: int) -> tuple[int, int]:
-    """[from, to) in µs: from defaults to this month's start, to to now; both on the hour
-    (a report's smallest period) unless ``to`` is left as now."""
-    start = _parse_bound(from_, "from") if from_ else month_start(now)
-    end = _parse_bound(to, "to") if to else now
-    if start >= end:
-        raise InvalidInput(
-            f"from ({iso(start)}) must be before to ({iso(end)})", code="invalid_period"
-        )
-    return start, end
-
-
-def _parse_bound(text: str, field: str) -> int:
-    try:
-        value = parse_time_us(text)
-    except ValueError as err:
-        raise InvalidInput(
-            f"{field} {text!r} is not an ISO 8601 time", code="invalid_period", field=field
-        ) from err
-    if value is None or value % HOUR_US:
-        raise InvalidInput(
-            f"{field} must fall on the hour (UTC), like 2026-11-01T00:00:00Z",
-            code="invalid_period",
-            field=field,
-        )
-    return value
 
 
 class MeteringService:
@@ -94,17 +56,15 @@ class MeteringService:
         now = self._clock()
         start, end = parse_period(from_, to, now)
         buckets = only_tenant(self.buckets(start, end, now), scope)
-        books = self.books().versions
-        lines = report(buckets, group_by, books)
-        costs = [line.cost for line in lines if line.cost is not None]
+        found = rated(buckets, group_by, self.books().versions)
         return UsageReport(
             from_=iso(start),
             to=iso(end),
             group_by=group_by,
             tenant=scope or None,
-            currency=books[-1].currency if books else None,
-            total_cost=round(sum(costs), 6) if books else None,
-            lines=lines,
+            currency=found.currency,
+            total_cost=found.total_cost,
+            lines=found.lines,
         )
 
     def buckets(self, start: int, end: int, now: int) -> Buckets:
@@ -121,10 +81,9 @@ class MeteringService:
 
     def _follow(self) -> Ledger:
         if self._ledger is None:
-            rollups = self._rollups()
-            self._ledger = from_rollups(rollups)
-            after = rollups[-1].through if rollups else 0
-            self._ledger.feed_all(journal.metering_entries(after, METERED_KINDS))
+            self._ledger = rebuild(
+                self._rollups(), lambda after: journal.metering_entries(after, METERED_KINDS)
+            )
         else:
             self._ledger.feed_all(journal.metering_entries(self._ledger.seq, METERED_KINDS))
         return self._ledger
@@ -146,8 +105,7 @@ class MeteringService:
     @staticmethod
     def _rollups() -> list[Rollup]:
         return [
-            msgspec.convert(state, Rollup)
-            for _, _, _, state, _ in journal.metering_entries(0, (ROLLUP_KIND,))
+            rollup_of(state) for _, _, _, state, _ in journal.metering_entries(0, (ROLLUP_KIND,))
         ]
 
     def write_rollup(self, bound: int) -> None:

@@ -14,6 +14,7 @@ from registry.api.deps import RegistryDep
 from registry.api.operator_routes import OperatorController
 from registry.api.sites import SiteController
 from registry.api.sync import SyncController
+from registry.api.usage import UsageController
 from registry.config import load_config
 from registry.context import Registry, build_registry
 from registry.store.db import SCHEMA_VERSION
@@ -33,7 +34,13 @@ async def healthz(registry: RegistryDep) -> Health:
 
 def create_app(registry: Registry) -> Litestar:
     return Litestar(
-        route_handlers=[healthz, OperatorController, SiteController, SyncController],
+        route_handlers=[
+            healthz,
+            OperatorController,
+            SiteController,
+            SyncController,
+            UsageController,
+        ],
         dependencies={"registry": Provide(lambda: registry, sync_to_thread=False)},
         middleware=[DefineMiddleware(make_auth_middleware(registry))],
         exception_handlers=problems.problem_handlers(),

@@ -17,7 +17,7 @@ from pathlib import Path
 import peewee
 
 from registry.config import DatabaseUrl
-from registry.store.models import TABLES_V1, SchemaVersion, db_proxy
+from registry.store.models import TABLES_V1, PriceBookRow, SchemaVersion, db_proxy
 from towerbox_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,17 @@ def _v2_journal_actor(db: peewee.Database) -> None:
         db.execute_sql("ALTER TABLE journal ADD COLUMN actor TEXT")  # type: ignore[no-untyped-call]
 
 
+def _v3_price_books(db: peewee.Database) -> None:
+    """The registry's own price book, which rates fleet usage reports."""
+    db.create_tables([PriceBookRow])
+
+
 # Append only: MIGRATIONS[i] moves the schema from version i to i + 1.
-MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_v1_initial, _v2_journal_actor)
+MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
+    _v1_initial,
+    _v2_journal_actor,
+    _v3_price_books,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -197,6 +197,19 @@ class ConflictRow(BaseModel):
         primary_key = peewee.CompositeKey("site", "seq")
 
 
+class PriceBookRow(BaseModel):
+    """One version of the registry's price book (schema 3), oldest first by id."""
+
+    id = peewee.AutoField()
+    effective_from = peewee.CharField(max_length=64, unique=True)
+    book = peewee.TextField()  # the PriceBook, as JSON
+    created_at = peewee.BigIntegerField(default=now_ms)
+    created_by = peewee.CharField(max_length=63, default="")
+
+    class Meta:
+        table_name = "price_book"
+
+
 TABLES_V1: tuple[type[BaseModel], ...] = (
     SchemaVersion,
     Operator,

@@ -10,12 +10,12 @@ folded the entries itself ignores rollups: they say what it already knows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 
-from towerbox_core.metering.fold import ROLLUP_KIND, Meter, MeterState
+from towerbox_core.metering.fold import ROLLUP_KIND, Interval, Meter, MeterState
 from towerbox_core.metering.report import HOUR_US, Buckets, add_interval
 
 Entry = tuple[int, str, str, Any, str | None]  # seq, kind, object_id, state, created_at
@@ -41,6 +41,10 @@ class Ledger:
         self._totals: Totals = {}
         for (tenant, resource, _), unit_us in self.closed.items():
             self._add_total(tenant, resource, unit_us)
+        # The first and last hour a closed bucket has: a period covering both takes
+        # every bucket without looking at each.
+        hours = [k[2] for k in self.closed]
+        self._span = (min(hours), max(hours)) if hours else (_FOREVER, -1)
 
     @property
     def seq(self) -> int:
@@ -56,6 +60,11 @@ class Ledger:
                 interval.resource,
                 interval.amount * (interval.end_us - interval.start_us),
             )
+            lo, hi = self._span
+            self._span = (
+                min(lo, interval.start_us - interval.start_us % HOUR_US),
+                max(hi, (interval.end_us - 1) - (interval.end_us - 1) % HOUR_US),
+            )
 
     def feed_all(self, entries: Iterable[Entry]) -> None:
         for entry in entries:
@@ -64,10 +73,23 @@ class Ledger:
     def buckets(self, from_us: int, to_us: int, now_us: int) -> Buckets:
         """Hour buckets in [from, to): closed ones, and the open holdings until now."""
         first = from_us - from_us % HOUR_US
-        found = {k: v for k, v in self.closed.items() if first <= k[2] < to_us}
+        lo, hi = self._span
+        if first <= lo and hi < to_us:
+            found = dict(self.closed)
+        else:
+            found = {k: v for k, v in self.closed.items() if first <= k[2] < to_us}
         # A closed bucket counts whole: from and to fall on the hour, or ``to`` is now.
-        for interval in self.meter.open_intervals(max(now_us, self.meter.state.at_us)):
-            add_interval(found, interval, from_us, to_us)
+        # Holdings open since the same time are cut into hours once, as one amount
+        # (a tenant's disks since the month began): the sums are the same integers.
+        until = max(now_us, self.meter.state.at_us)
+        merged: dict[tuple[str, str, int], int] = {}
+        for iv in self.meter.open_intervals(until):
+            key = (iv.tenant, iv.resource, iv.start_us)
+            merged[key] = merged.get(key, 0) + iv.amount
+        for (tenant, resource, since), amount in merged.items():
+            add_interval(
+                found, Interval(tenant, resource, "", amount, since, until), from_us, to_us
+            )
         return found
 
     def totals(self, now_us: int) -> Totals:
@@ -97,6 +119,20 @@ def from_rollups(rollups: list[Rollup]) -> Ledger:
     newest = rollups[-1]
     meter = msgspec.convert(msgspec.to_builtins(newest.meter), MeterState)
     return Ledger(meter, closed)
+
+
+def rollup_of(state: Any) -> Rollup:
+    """A ``usage.rollup`` entry's state, as the journal (or the registry) holds it."""
+    return msgspec.convert(state, Rollup)
+
+
+def rebuild(rollups: list[Rollup], entries_after: Callable[[int], Iterable[Entry]]) -> Ledger:
+    """A ledger for a whole journal: its rollups, then the entries after the newest
+    one's bound (``entries_after(seq)``, in seq order). The node at start and the
+    registry for each site's report both build theirs this way."""
+    ledger = from_rollups(rollups)
+    ledger.feed_all(entries_after(rollups[-1].through if rollups else 0))
+    return ledger
 
 
 def next_rollup(previous: Rollup | None, entries: Iterable[Entry], through: int) -> Rollup:

@@ -9,6 +9,7 @@ after the journal is compacted.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -55,12 +56,23 @@ def billed_resource(resource: str) -> tuple[str, int]:
 
 def add_interval(into: Buckets, iv: Interval, from_us: int, to_us: int) -> None:
     start, end = max(iv.start_us, from_us), min(iv.end_us, to_us)
-    while start < end:
-        hour = start - start % HOUR_US
-        stop = min(end, hour + HOUR_US)
-        key = (iv.tenant, iv.resource, hour)
-        into[key] = into.get(key, 0) + iv.amount * (stop - start)
-        start = stop
+    if start >= end:
+        return
+    tenant, resource, amount = iv.tenant, iv.resource, iv.amount
+    hour = start - start % HOUR_US
+    last = (end - 1) - (end - 1) % HOUR_US
+    if hour == last:
+        key = (tenant, resource, hour)
+        into[key] = into.get(key, 0) + amount * (end - start)
+        return
+    key = (tenant, resource, hour)
+    into[key] = into.get(key, 0) + amount * (hour + HOUR_US - start)
+    whole = amount * HOUR_US
+    for full in range(hour + HOUR_US, last, HOUR_US):
+        key = (tenant, resource, full)
+        into[key] = into.get(key, 0) + whole
+    key = (tenant, resource, last)
+    into[key] = into.get(key, 0) + amount * (end - last)
 
 
 def hour_buckets(intervals: Iterable[Interval], from_us: int, to_us: int) -> Buckets:
@@ -70,6 +82,7 @@ def hour_buckets(intervals: Iterable[Interval], from_us: int, to_us: int) -> Buc
     return buckets
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the same hours come up for every site of a fleet
 def period_start(hour_us: int, group_by: str) -> str | None:
     if group_by == "total":
         return None
@@ -88,18 +101,24 @@ def report(buckets: Buckets, group_by: str, books: list[PriceBook]) -> list[Usag
             code="invalid_group_by",
             field="group_by",
         )
-    quantity: dict[tuple[str, str, str | None], float] = defaultdict(float)
-    seconds: dict[tuple[str, str, str | None], float] = defaultdict(float)
+    # Exact integer sums per line first; one division each at the end. Each hour's
+    # period and price version and each resource's billing are worked out once.
+    held: dict[tuple[str, str, str | None], int] = defaultdict(int)
     cost: dict[tuple[str, str, str | None], float] = defaultdict(float)
+    divisors: dict[str, int] = {}
+    hours: dict[int, tuple[str | None, PriceBook | None]] = {}
+    billing = {r: billed_resource(r) for r in {k[1] for k in buckets}}
+    for billed, divisor in billing.values():
+        divisors[billed] = divisor
     for (tenant, resource, hour), unit_us in buckets.items():
-        billed, divisor = billed_resource(resource)
-        key = (tenant, billed, period_start(hour, group_by))
-        hours = unit_us / divisor / HOUR_US
-        quantity[key] += hours
-        seconds[key] += unit_us / divisor / 1_000_000
-        book = book_at(books, hour)
-        if book is not None:
-            cost[key] += hours * book.rate(tenant, billed)
+        known = hours.get(hour)
+        if known is None:
+            known = hours[hour] = (period_start(hour, group_by), book_at(books, hour))
+        billed = billing[resource][0]
+        key = (tenant, billed, known[0])
+        held[key] += unit_us
+        if known[1] is not None:
+            cost[key] += unit_us / divisors[billed] / HOUR_US * known[1].rate(tenant, billed)
     currency = books[-1].currency if books else None
     return [
         UsageLine(
@@ -107,13 +126,30 @@ def report(buckets: Buckets, group_by: str, books: list[PriceBook]) -> list[Usag
             resource=key[1],
             unit=unit_of(key[1]),
             period=key[2],
-            quantity=round(quantity[key], 6),
-            seconds=round(seconds[key], 6),
+            quantity=round(held[key] / divisors[key[1]] / HOUR_US, 6),
+            seconds=round(held[key] / divisors[key[1]] / 1_000_000, 6),
             cost=round(cost[key], 6) if books else None,
             currency=currency,
         )
-        for key in sorted(quantity, key=lambda k: (k[0], k[1], k[2] or ""))
+        for key in sorted(held, key=lambda k: (k[0], k[1], k[2] or ""))
     ]
+
+
+class Rated(msgspec.Struct, frozen=True):
+    lines: list[UsageLine]
+    currency: str | None
+    total_cost: float | None
+
+
+def rated(buckets: Buckets, group_by: str, books: list[PriceBook]) -> Rated:
+    """The report's lines with the currency and total cost a book gives them."""
+    lines = report(buckets, group_by, books)
+    costs = [line.cost for line in lines if line.cost is not None]
+    return Rated(
+        lines=lines,
+        currency=books[-1].currency if books else None,
+        total_cost=round(sum(costs), 6) if books else None,
+    )
 
 
 def only_tenant(buckets: Buckets, tenant: str | None) -> Buckets:

@@ -7,12 +7,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.services.metering import MeteringService
 from appliance.store import journal
+from appliance.store.compaction import compact
 from appliance.store.db import open_database
 from tests.integration.sync.fleet import AgentProcess, RegistryProcess, agent_env
 from tests.integration.sync.wan import DelayProxy, Wan, wan_namespace
 from tests.support.appliance import make_config
 from tests.support.daemon import Daemon, running_daemon
+from towerbox_core.wire import Actor
 
 
 @dataclass
@@ -42,6 +45,16 @@ class Lab:
                             "vm.state", "vm", f"vm{i % 500}", {"state": "running", "n": i}
                         )
                 written += n
+        finally:
+            db.close()
+
+    def compact_all(self) -> int:
+        """Compact the whole journal as the daemon's job does (a rollup first), acked
+        or not; the new compaction bound."""
+        db = open_database(self.db_path)
+        try:
+            with journal.acting_as(Actor(job="compaction")):
+                return compact(0, 3650, before=MeteringService().write_rollup).through
         finally:
             db.close()
 
