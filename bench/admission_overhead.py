@@ -12,14 +12,10 @@ tenants) ratio <= 1.10. Also prints the two medians.
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import libvirt
@@ -35,7 +31,8 @@ from appliance.services.auth import Principal
 from appliance.services.tenants import Policy
 from appliance.services.vm_admission import Ticket, VmAdmission
 from appliance.store import journal
-from tests.support.appliance import REAL_HOST, REPO, admin_password, login, make_config
+from tests.support.appliance import admin_password, login, real_node_config
+from tests.support.tenancy import VNETS
 
 RUNS = 50
 TARGET_RATIO = 1.10
@@ -69,19 +66,7 @@ def _prepare(c: TestClient[Any], admin: dict[str, str]) -> dict[str, str]:
         ),
         ("PUT", "/api/v1/tenants/acme/quotas", {"vms": 10, "vcpus": 20, "memory_mib": 8192}),
         ("PUT", "/api/v1/n6/trunks/br-n6", {"kind": "ovs"}),
-        (
-            "POST",
-            "/api/v1/n6/vnets",
-            {
-                "tenant": "acme",
-                "name": "llm",
-                "trunk": "br-n6",
-                "vlan": 100,
-                "subnet": "10.100.0.0/24",
-                "gateway": "10.100.0.1",
-                "ue_pools": ["10.101.0.0/16"],
-            },
-        ),
+        ("POST", "/api/v1/n6/vnets", next(v for v in VNETS if v["tenant"] == "acme")),
         ("POST", "/api/v1/n6/apply", {}),
     ]
     for method, path, body in steps:
@@ -119,18 +104,8 @@ def main() -> int:
     except libvirt.libvirtError as err:
         print(f"admission_overhead needs libvirtd ({SYSTEM_URI}): {err}", file=sys.stderr)
         return 2
-    image_dir = Path(os.environ.get("TOWERBOX_IMAGE_DIR", REPO / "var" / "images"))
-    subprocess.run([str(REPO / "images" / "demo" / "build.sh"), str(image_dir)], check=True)
-    work = Path(tempfile.mkdtemp(prefix="towerbox-bench-", dir="/var/tmp"))
-    work.chmod(0o755)
-    cfg = make_config(
-        work,
-        TOWERBOX_LIBVIRT_URI=SYSTEM_URI,
-        TOWERBOX_IMAGE_DIR=str(image_dir),
-        TOWERBOX_NODE_NAME="bench-admission",
-        TOWERBOX_GPU_BACKEND="simulated",
-        TOWERBOX_N6_BACKEND="simulated",
-        **REAL_HOST,
+    cfg, work = real_node_config(
+        "bench-admission", TOWERBOX_GPU_BACKEND="simulated", TOWERBOX_N6_BACKEND="simulated"
     )
     app = build_appliance(cfg)
     checked = app.vms._admission  # the bench swaps the node's own admission

@@ -9,12 +9,9 @@ appliance_idle_rss_mb, the daemon's resident memory after it has idled.
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +19,7 @@ from pathlib import Path
 import libvirt
 
 from appliance.backends.vm.libvirt_backend import SYSTEM_URI
-from tests.support.appliance import REAL_HOST, REPO, make_config
+from tests.support.appliance import real_node_config
 from tests.support.daemon import running_daemon
 
 RUNS = 5
@@ -59,17 +56,7 @@ def main() -> int:
     except libvirt.libvirtError as err:
         print(f"vm_start needs libvirtd ({SYSTEM_URI}): {err}", file=sys.stderr)
         return 2
-    image_dir = Path(os.environ.get("TOWERBOX_IMAGE_DIR", REPO / "var" / "images"))
-    subprocess.run([str(REPO / "images" / "demo" / "build.sh"), str(image_dir)], check=True)
-    work = Path(tempfile.mkdtemp(prefix="towerbox-bench-", dir="/var/tmp"))
-    work.chmod(0o755)
-    cfg = make_config(
-        work,
-        TOWERBOX_LIBVIRT_URI=SYSTEM_URI,
-        TOWERBOX_IMAGE_DIR=str(image_dir),
-        TOWERBOX_NODE_NAME="bench",
-        **REAL_HOST,
-    )
+    cfg, work = real_node_config("bench")
     api_times: list[float] = []
     raw_times: list[float] = []
     try:

@@ -138,10 +138,13 @@ class GpuClaims:
 
     def process_claim_profiles(self, tenant: str) -> list[str]:
         """The MIG profile of each slice the tenant's process claims hold."""
+        # On every create's quota check: read only the layouts that name the tenant's
+        # claims (the owner string is in the stored JSON), and no GPU at all.
+        owner = msgspec.json.encode(process_owner("", tenant)).decode()[:-1]
+        rows = GpuLayout.select(GpuLayout.layout).where(GpuLayout.layout.contains(owner))
         profiles = []
-        for info in self._layouts.backend.list_gpus():
-            layout = self._layouts.committed(info.uuid)
-            for inst in layout.instances if layout else ():
+        for row in rows:
+            for inst in msgspec.json.decode(row.layout, type=Layout).instances:
                 if process_claim_tenant(inst.owner) == tenant:
                     profiles.append(inst.profile)
         return profiles

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 from litestar.testing import TestClient
 
 from appliance.api.app import create_app
+from appliance.backends.vm.libvirt_backend import SYSTEM_URI
 from appliance.config import Config, load_config
 from appliance.context import Appliance, build_appliance
 from tests.fixtures.hosts.make_fixture import build_dual_socket_sriov
@@ -76,3 +79,21 @@ def login(client: TestClient[Any], username: str, password: str) -> dict[str, st
 
 def built(tmp: Path, **env: str) -> Appliance:
     return build_appliance(make_config(tmp, **env))
+
+
+def real_node_config(node_name: str, **env: str) -> tuple[Config, Path]:
+    """A node on the system libvirtd with QEMU and the demo image built (benchmarks):
+    its config and its work folder (under /var/tmp, readable by QEMU)."""
+    image_dir = Path(os.environ.get("TOWERBOX_IMAGE_DIR", REPO / "var" / "images"))
+    run([str(REPO / "images" / "demo" / "build.sh"), str(image_dir)])
+    work = Path(tempfile.mkdtemp(prefix="towerbox-bench-", dir="/var/tmp"))
+    work.chmod(0o755)
+    cfg = make_config(
+        work,
+        TOWERBOX_LIBVIRT_URI=SYSTEM_URI,
+        TOWERBOX_IMAGE_DIR=str(image_dir),
+        TOWERBOX_NODE_NAME=node_name,
+        **REAL_HOST,
+        **env,
+    )
+    return cfg, work
