@@ -33,7 +33,8 @@ from appliance.services.gpu_claims import GpuClaims
 from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.services.gpu_schedules import GpuSchedules
 from appliance.services.journal_sync import JournalService
-from appliance.services.metering import MeteringService
+from appliance.services.measured import MeasuredUsage, sweep_readings
+from appliance.services.metering import MeteringService, now_us
 from appliance.services.monitor import Monitor, record_state_changes
 from appliance.services.n6 import N6Service
 from appliance.services.node_view import NodeViews
@@ -81,6 +82,7 @@ class Appliance:
     views: NodeViews
     tenants: TenantService
     metering: MeteringService
+    measured: MeasuredUsage
 
     def __post_init__(self) -> None:
         self.metrics.count_usage(self._usage_totals)
@@ -96,7 +98,8 @@ class Appliance:
             snapshot = self.monitor.sweep()
             self.metrics.observe_sweep(snapshot.sweep_ms / 1000, snapshot.states)
             record_state_changes(snapshot)
-            self.n6.sweep_counters()
+            counters = self.n6.sweep_counters()
+            self.measured.observe(now_us(), sweep_readings(snapshot, counters))
 
     def reconcile_job(self) -> None:
         with journal.acting_as(Actor(job="reconcile")):
@@ -269,4 +272,5 @@ def build_appliance(cfg: Config) -> Appliance:
         ),
         tenants=tenants,
         metering=MeteringService(),
+        measured=MeasuredUsage(),
     )

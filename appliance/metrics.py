@@ -24,6 +24,19 @@ USAGE_HELP = (
 )
 
 
+MEASURED_HELP = (
+    "What the hardware counted for a tenant since the journal began, in 5-minute "
+    "windows: n6_bytes and n6_packets on its VNets' N6 interfaces, cpu_seconds of its "
+    "VMs; tenant _node is the node's own"
+)
+# Measured metering resources: their label and the count one unit of it is.
+MEASURED_UNITS = {
+    "n6_bytes": ("n6_bytes", 1),
+    "n6_packets": ("n6_packets", 1),
+    "cpu_ns": ("cpu_seconds", 1_000_000_000),
+}
+
+
 def usage_labels(resource: str) -> tuple[str, str, int]:
     """A metering resource as (resource, profile) labels and the divisor of its amounts
     (memory and hugepages are held in MiB and counted in GiB)."""
@@ -46,30 +59,48 @@ class UsageCollector(Collector):
     def __init__(self, totals: Callable[[], UsageTotals]) -> None:
         self._totals = totals
         self._lock = threading.Lock()
-        self._reported: dict[tuple[str, str, str], float] = {}
+        self._reported: dict[tuple[str, str, str, str], float] = {}
 
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
-            "towerbox_usage_seconds", USAGE_HELP, labels=("tenant", "resource", "profile")
-        )
-        seconds: dict[tuple[str, str, str], float] = {}
+        # (family, tenant, resource, profile) -> value; measured series have no profile.
+        values: dict[tuple[str, str, str, str], float] = {}
         for (tenant, resource), unit_us in self._totals().items():
-            name, profile, divisor = usage_labels(resource)
-            key = (tenant or NODE_TENANT_LABEL, name, profile)
-            seconds[key] = seconds.get(key, 0.0) + unit_us / divisor / 1_000_000
+            who = tenant or NODE_TENANT_LABEL
+            if resource in MEASURED_UNITS:
+                name, per_unit = MEASURED_UNITS[resource]
+                key = ("towerbox_usage_measured", who, name, "")
+                values[key] = values.get(key, 0.0) + unit_us / per_unit
+            else:
+                name, profile, divisor = usage_labels(resource)
+                key = ("towerbox_usage_seconds", who, name, profile)
+                values[key] = values.get(key, 0.0) + unit_us / divisor / 1_000_000
         with self._lock:
-            for key, value in seconds.items():
+            for key, value in values.items():
                 self._reported[key] = max(value, self._reported.get(key, 0.0))
             reported = dict(self._reported)
-        for key, value in sorted(reported.items()):
-            family.add_metric(list(key), value)
-        yield family
+        held, measured = self._families()
+        for (family, tenant, name, profile), value in sorted(reported.items()):
+            if family == "towerbox_usage_measured":
+                measured.add_metric([tenant, name], value)
+            else:
+                held.add_metric([tenant, name, profile], value)
+        yield held
+        yield measured
+
+    @staticmethod
+    def _families() -> tuple[CounterMetricFamily, CounterMetricFamily]:
+        return (
+            CounterMetricFamily(
+                "towerbox_usage_seconds", USAGE_HELP, labels=("tenant", "resource", "profile")
+            ),
+            CounterMetricFamily(
+                "towerbox_usage_measured", MEASURED_HELP, labels=("tenant", "resource")
+            ),
+        )
 
     def describe(self) -> Iterator[Metric]:
         # Describing without reading the journal: registering must not fold it.
-        yield CounterMetricFamily(
-            "towerbox_usage_seconds", USAGE_HELP, labels=("tenant", "resource", "profile")
-        )
+        yield from self._families()
 
 
 class Metrics:

@@ -46,7 +46,7 @@ class FleetUsageLine(msgspec.Struct, frozen=True):
     unit: str
     period: str | None
     quantity: float
-    seconds: float
+    seconds: float | None  # None for measured counts
     cost: float | None  # rated with the registry's price book
     currency: str | None
 

@@ -22,6 +22,11 @@ from typing import Any
 import msgspec
 
 ROLLUP_KIND = "usage.rollup"
+# Measured usage: one entry per window with what the hardware counted (see
+# appliance/services/measured.py). Its values are counts, not holdings: N6 bytes and
+# packets, and VM CPU time in nanoseconds.
+MEASURED_KIND = "usage.measured"
+MEASURED_RESOURCES = ("n6_bytes", "n6_packets", "cpu_ns")
 NODE_TENANT = ""  # what the operator's own VMs, claims and VNets are charged to
 # libvirt's states in which a VM holds its vCPUs and memory.
 ACTIVE_STATES = frozenset({"running", "blocked", "paused"})
@@ -101,6 +106,9 @@ class Meter:
     ) -> list[Interval]:
         """Fold one entry; returns the intervals it closed."""
         s = self.state
+        if kind == MEASURED_KIND:
+            s.seq = max(s.seq, seq)
+            return _measured(state)
         handler = _HANDLERS.get(kind)
         if handler is None:
             s.seq = max(s.seq, seq)
@@ -136,6 +144,20 @@ class Meter:
         else:
             self.state.open.pop(subject, None)
         return closed
+
+
+def _measured(state: Any) -> list[Interval]:
+    """A window's counts as one-microsecond intervals at its start: a count of V is V
+    unit-microseconds in the hour the window lies in (windows never cross an hour)."""
+    if not isinstance(state, dict):
+        return []
+    start = state.get("from_us")
+    found = []
+    for row in state.get("values", []):
+        tenant, resource, subject, value = row
+        if resource in MEASURED_RESOURCES and isinstance(start, int) and value > 0:
+            found.append(Interval(tenant, resource, subject, int(value), start, start + 1))
+    return found
 
 
 def _holdings(s: MeterState, subject: str) -> set[tuple[str, str, int]]:
@@ -268,4 +290,4 @@ def fold(
 
 
 # The entry kinds a fold reads; readers may fetch only these.
-METERED_KINDS = (*_HANDLERS, ROLLUP_KIND)
+METERED_KINDS = (*_HANDLERS, ROLLUP_KIND, MEASURED_KIND)

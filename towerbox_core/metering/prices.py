@@ -17,13 +17,23 @@ from towerbox_core.errors import InvalidInput
 MAX_RATE = 1_000_000.0
 _CURRENCY = re.compile(r"[A-Z]{3}")
 # Resources a price names: fixed ones, and a MIG profile or hugepage size by name.
-FIXED_RESOURCES = ("vcpu", "memory_gib", "disk_gib", "gpu", "vnet")
+FIXED_RESOURCES = (
+    "vcpu",
+    "memory_gib",
+    "disk_gib",
+    "gpu",
+    "vnet",
+    "n6_gb",
+    "n6_packets",
+    "cpu_time",
+)
 _PROFILE = re.compile(r"mig:[1-8]g\.[0-9]{1,4}gb(\+me)?")
 _HUGEPAGES = re.compile(r"hugepages:(2M|1G)")
 
 
 class PriceBook(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One version. Rates are per unit-hour: vCPU-hour, GiB-hour, slice-hour, GPU-hour."""
+    """One version. Rates are per unit-hour (vCPU-hour, GiB-hour, slice-hour, GPU-hour)
+    for what is held, and per unit for what is measured (N6 GB, packet, CPU-hour)."""
 
     effective_from: str  # ISO 8601, on the hour, UTC
     currency: str

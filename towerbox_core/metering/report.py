@@ -30,8 +30,8 @@ class UsageLine(msgspec.Struct, frozen=True):
     resource: str  # vcpu, memory_gib, disk_gib, hugepages:1G, gpu, mig:1g.10gb, vnet
     unit: str  # "vCPU-hour", "GiB-hour", ...
     period: str | None  # the period's start (ISO, UTC); None for group_by=total
-    quantity: float  # unit-hours
-    seconds: float  # unit-seconds, e.g. slice-seconds
+    quantity: float  # unit-hours; for measured resources, units (GB, packets, CPU-hours)
+    seconds: float | None  # unit-seconds, e.g. slice-seconds; None for measured counts
     cost: float | None  # None without a price book
     currency: str | None
 
@@ -40,9 +40,20 @@ _UNITS = {"vcpu": "vCPU-hour", "gpu": "GPU-hour", "vnet": "VNet-hour", "disk_gib
 
 
 def unit_of(resource: str) -> str:
+    for billed, unit, _ in MEASURED.values():
+        if resource == billed:
+            return unit
     if resource.startswith("mig:"):
         return "slice-hour"
     return _UNITS.get(resource, "GiB-hour")
+
+
+# Measured resources: as priced, their unit, and the count one unit is.
+MEASURED = {
+    "n6_bytes": ("n6_gb", "GB", 1_000_000_000),
+    "n6_packets": ("n6_packets", "packet", 1),
+    "cpu_ns": ("cpu_time", "CPU-hour", 3_600_000_000_000),
+}
 
 
 def billed_resource(resource: str) -> tuple[str, int]:
@@ -52,6 +63,16 @@ def billed_resource(resource: str) -> tuple[str, int]:
     if resource.startswith("hugepages:"):
         return resource, 1024
     return resource, 1
+
+
+def _scale(resource: str) -> tuple[str, int, int | None]:
+    """As priced, what one unit of quantity is in bucket units, and in seconds (None
+    for counts): held resources are unit-microseconds, measured ones counts."""
+    measured = MEASURED.get(resource)
+    if measured is not None:
+        return measured[0], measured[2], None
+    billed, divisor = billed_resource(resource)
+    return billed, divisor * HOUR_US, divisor * 1_000_000
 
 
 def add_interval(into: Buckets, iv: Interval, from_us: int, to_us: int) -> None:
@@ -105,20 +126,18 @@ def report(buckets: Buckets, group_by: str, books: list[PriceBook]) -> list[Usag
     # period and price version and each resource's billing are worked out once.
     held: dict[tuple[str, str, str | None], int] = defaultdict(int)
     cost: dict[tuple[str, str, str | None], float] = defaultdict(float)
-    divisors: dict[str, int] = {}
     hours: dict[int, tuple[str | None, PriceBook | None]] = {}
-    billing = {r: billed_resource(r) for r in {k[1] for k in buckets}}
-    for billed, divisor in billing.values():
-        divisors[billed] = divisor
+    billing = {r: _scale(r) for r in {k[1] for k in buckets}}
+    scales = {billed: (unit, seconds) for billed, unit, seconds in billing.values()}
     for (tenant, resource, hour), unit_us in buckets.items():
         known = hours.get(hour)
         if known is None:
             known = hours[hour] = (period_start(hour, group_by), book_at(books, hour))
-        billed = billing[resource][0]
+        billed, unit, _ = billing[resource]
         key = (tenant, billed, known[0])
         held[key] += unit_us
         if known[1] is not None:
-            cost[key] += unit_us / divisors[billed] / HOUR_US * known[1].rate(tenant, billed)
+            cost[key] += unit_us / unit * known[1].rate(tenant, billed)
     currency = books[-1].currency if books else None
     return [
         UsageLine(
@@ -126,13 +145,17 @@ def report(buckets: Buckets, group_by: str, books: list[PriceBook]) -> list[Usag
             resource=key[1],
             unit=unit_of(key[1]),
             period=key[2],
-            quantity=round(held[key] / divisors[key[1]] / HOUR_US, 6),
-            seconds=round(held[key] / divisors[key[1]] / 1_000_000, 6),
+            quantity=round(held[key] / scales[key[1]][0], 6),
+            seconds=_seconds(held[key], scales[key[1]][1]),
             cost=round(cost[key], 6) if books else None,
             currency=currency,
         )
         for key in sorted(held, key=lambda k: (k[0], k[1], k[2] or ""))
     ]
+
+
+def _seconds(held: int, per_second: int | None) -> float | None:
+    return None if per_second is None else round(held / per_second, 6)
 
 
 class Rated(msgspec.Struct, frozen=True):
