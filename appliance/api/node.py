@@ -48,9 +48,10 @@ class NodeController(Controller):
         return appliance.journal.page(after, limit, kind)
 
 
-@get("/metrics", media_type="text/plain; version=0.0.4")
-async def metrics(request: AuthedRequest, appliance: ApplianceDep) -> str:
+@get("/metrics", media_type="text/plain; version=0.0.4", sync_to_thread=True)
+def metrics(request: AuthedRequest, appliance: ApplianceDep) -> str:
     """Prometheus text exposition of the appliance's metrics: node-wide, so for
-    infra-admins and tenant-less viewers (a scraper's token) only."""
+    infra-admins and tenant-less viewers (a scraper's token) only. On a worker thread:
+    the usage counters fold the journal entries written since the last scrape."""
     require_node_scope(request.user)
     return appliance.metrics.render().decode()
