@@ -131,7 +131,7 @@ class MeteringService:
         principal.require_infra_admin()
         with journal.write_transaction():
             versions = self.books().versions
-            check_book(book, versions[-1] if versions else None)
+            check_book(book, versions[-1] if versions else None, self._clock())
             for tenant in book.tenant_rates:
                 if not _tenant_exists(tenant):
                     raise NotFound(

@@ -9,6 +9,7 @@ against any site's tenants: it applies wherever a tenant of that name exists.
 from __future__ import annotations
 
 import logging
+import time
 
 import msgspec
 
@@ -35,7 +36,7 @@ class PriceBookService:
             check_name("tenant", tenant, field=f"tenant_rates.{tenant}")
         with db_proxy.obj.atomic():
             versions = self.books().versions
-            check_book(book, versions[-1] if versions else None)
+            check_book(book, versions[-1] if versions else None, time.time_ns() // 1000)
             PriceBookRow.create(
                 effective_from=book.effective_from,
                 book=msgspec.json.encode(book).decode(),

@@ -201,8 +201,8 @@ def test_rates_are_versioned_and_never_rewrite_the_past(api: Api, clock: Clock) 
         "tenant_rates": {"acme": {"vcpu": 0.05}},
     }
     _ok(c.post("/api/v1/prices", headers=admin, json=first), 201)
-    _scenario(c, acme, clock)
-    # From +1 h the vCPU costs 0.20 for everyone (no override in this version).
+    # From +1 h the vCPU costs 0.20 for everyone (no override in this version), set
+    # while that hour is still ahead.
     second = {
         **first,
         "effective_from": clock.iso(hours=1),
@@ -210,6 +210,7 @@ def test_rates_are_versioned_and_never_rewrite_the_past(api: Api, clock: Clock) 
         "tenant_rates": {},
     }
     _ok(c.post("/api/v1/prices", headers=admin, json=second), 201)
+    _scenario(c, acme, clock)
     period = {"from": clock.iso(), "to": clock.iso(hours=2), "tenant": "acme"}
     report = _ok(c.get("/api/v1/usage", headers=admin, params=period))
     cost = {x["resource"]: x["cost"] for x in report["lines"]}
@@ -219,13 +220,17 @@ def test_rates_are_versioned_and_never_rewrite_the_past(api: Api, clock: Clock) 
     assert cost["memory_gib"] == pytest.approx(0.75 * 0.01)
     assert report["currency"] == "EUR"
     assert report["total_cost"] == pytest.approx(sum(cost.values()))
-    # A version that would start in the past of the newest is refused: periods billed stay billed.
-    past = _ok_error(
-        c.post(
-            "/api/v1/prices", headers=admin, json={**first, "effective_from": clock.iso(minutes=0)}
+    # Periods billed stay billed: a version from an hour gone by is refused, even one
+    # after the newest version's start.
+    for hour in (0, 1):
+        late = {**second, "effective_from": clock.iso(hours=hour)}
+        assert _ok_error(c.post("/api/v1/prices", headers=admin, json=late)) == (
+            422,
+            "price_book_in_past",
         )
-    )
-    assert past == (422, "price_book_in_past")
+    assert len(_ok(c.get("/api/v1/prices", headers=admin))["versions"]) == 2
+    upcoming = {**second, "effective_from": clock.iso(hours=3)}
+    _ok(c.post("/api/v1/prices", headers=admin, json=upcoming), 201)
 
 
 def _ok_error(resp: Any) -> tuple[int, str]:
@@ -243,6 +248,7 @@ def _ok_error(resp: Any) -> tuple[int, str]:
         ({"effective_from": "2030-01-01T00:30:00+00:00"}, "invalid_price_book"),
         ({"effective_from": "soon"}, "invalid_price_book"),
         ({"tenant_rates": {"nope": {"vcpu": 1}}}, "tenant_not_found"),
+        ({"effective_from": "2020-01-01T00:00:00+00:00"}, "price_book_in_past"),
     ],
 )
 def test_bad_price_books_are_refused_and_change_nothing(

@@ -217,6 +217,7 @@ def test_bad_reports_are_refused(
         ({"rates": {"cpu": 1}}, "unknown_resource"),
         ({"currency": "euro"}, "invalid_currency"),
         ({"effective_from": "2030-01-01T00:30:00+00:00"}, "invalid_price_book"),
+        ({"effective_from": "2020-01-01T00:00:00+00:00"}, "price_book_in_past"),
         ({"tenant_rates": {"bad name!": {"vcpu": 1}}}, "invalid_name"),
     ],
 )

@@ -98,8 +98,12 @@ def _add_prices(node: Appliance, clock: Clock) -> None:
         "currency": "EUR",
         "rates": {"vcpu": 0.5, "memory_gib": 0.1, "vnet": 0.25},
     }
+    # The operator set the prices when the month's story began: a version never
+    # starts before the hour under way.
+    now, clock.now = clock.now, clock.t0 + dt.timedelta(minutes=30)
     for c, admin, _ in clients(node):
         assert c.post("/api/v1/prices", headers=admin, json=book).status_code == 201
+    clock.now = now
 
 
 def _rows(user: User) -> dict[str, dict[str, str]]:
@@ -156,6 +160,9 @@ async def test_an_infra_admin_picks_tenants_and_adds_a_price_version(
         "beta": [24.0, 18.0],
     }
 
+    # The admin prices the month while its first hour is under way (a version never
+    # starts before the hour under way), then looks again at the month's end.
+    now, clock.now = clock.now, clock.t0 + dt.timedelta(minutes=30)
     # A refused version: the appliance's message and code, and the text stays.
     user.find(kind=ui.input, marker="price-effective").elements.pop().value = clock.t0.isoformat()
     rates = user.find(kind=ui.textarea, marker="price-rates").elements.pop()
@@ -166,6 +173,8 @@ async def test_an_infra_admin_picks_tenants_and_adds_a_price_version(
     rates.value = RATES
     user.find(marker="price-add-button").click()
     await user.should_see(marker="price-current", retries=30)
+    clock.now = now
+    await user.open("/usage")
     await user.should_see("Total: 52.50 EUR", retries=30)  # acme's 42.00 and beta's VNet
 
     picker = user.find(kind=ui.select, marker="usage-tenant").elements.pop()

@@ -15,6 +15,7 @@ import msgspec
 from towerbox_core.errors import InvalidInput
 
 MAX_RATE = 1_000_000.0
+_HOUR_US = 3_600_000_000
 _CURRENCY = re.compile(r"[A-Z]{3}")
 # Resources a price names: fixed ones, and a MIG profile or hugepage size by name.
 FIXED_RESOURCES = (
@@ -77,9 +78,20 @@ def effective_us(book: PriceBook) -> int:
     return int(when.timestamp()) * 1_000_000
 
 
-def check_book(book: PriceBook, newest: PriceBook | None) -> int:
-    """Refuse a bad version; returns its effective time in microseconds."""
+def check_book(book: PriceBook, newest: PriceBook | None, now_us: int) -> int:
+    """Refuse a bad version; returns its effective time in microseconds.
+
+    A version takes effect no earlier than the hour under way (``now_us``'s) and after
+    the newest one: an hour already billed keeps its rate.
+    """
     start = effective_us(book)
+    if start < now_us - now_us % _HOUR_US:
+        raise InvalidInput(
+            f"effective_from {book.effective_from} lies before the hour under way: a past "
+            "period keeps the rates it was billed at",
+            code="price_book_in_past",
+            field="effective_from",
+        )
     if newest is not None and start <= effective_us(newest):
         raise InvalidInput(
             "effective_from must be after the newest version's: a past period keeps "
