@@ -118,16 +118,32 @@ sys.addaudithook(_record_netns)
 Process = tuple[int, float]  # pid and start time: pids are reused
 
 
-def _children() -> dict[Process, str]:
+# A browser started by a module's fixture starts helper processes (storage, network,
+# renderers) when a page first needs them and keeps them for later pages: they belong
+# to the browser, which the module's own check sees go.
+BROWSERS = ("chromium", "chrome", "headless_shell")
+
+
+def _children(keep_from: dict[Process, str] | None = None) -> dict[Process, str]:
+    """Live descendants of this process; with keep_from, leaving out those a browser
+    among keep_from started."""
+    browsers = {pid for (pid, _), cmd in (keep_from or {}).items() if _is_browser(cmd)}
     found = {}
     for child in psutil.Process().children(recursive=True):
         try:
             if child.status() == psutil.STATUS_ZOMBIE:
                 continue  # exited; subprocess reaps it on its next call
+            if browsers and any(p.pid in browsers for p in child.parents()):
+                continue
             found[child.pid, child.create_time()] = " ".join(child.cmdline()) or child.name()
         except psutil.NoSuchProcess:
             continue
     return found
+
+
+def _is_browser(cmdline: str) -> bool:
+    program = Path(cmdline.split(" ", 1)[0]).name
+    return program in BROWSERS and "--type=" not in cmdline
 
 
 def _namespaces() -> set[str]:
@@ -142,7 +158,7 @@ def _leaks(
 ) -> tuple[dict[Process, str], set[str]]:
     deadline = time.monotonic() + GRACE_S
     while True:
-        procs = {k: v for k, v in _children().items() if k not in before_procs}
+        procs = {k: v for k, v in _children(before_procs).items() if k not in before_procs}
         netns = (_namespaces() - before_ns) & made_ns if made_ns else set()
         if (not procs and not netns) or time.monotonic() > deadline:
             return procs, netns
