@@ -19,7 +19,10 @@ reports on a generated month.
   ledger; report lines per tenant, resource and day that differ between the node and
   the registry for the month up to the last entry (0 expected).
 
-Targets: usage_report_ms <= 200, registry_usage_report_ms <= 2000, mismatch 0.
+Targets: usage_report_ms <= 200, registry_usage_report_ms <= 2000 (and the same for
+registry_usage_report_follow_ms: a fleet whose sites all sent something since the last
+report, the usual case), mismatch 0. The cold figures are printed, not held to a
+target: a registry builds each site's ledger once, at its first report after a start.
 Exit 1 when one is missed.
 """
 
@@ -60,7 +63,11 @@ START, END = (
     int(T0.timestamp()) * 1_000_000,
     int((T0 + dt.timedelta(days=DAYS)).timestamp()) * 1_000_000,
 )
-TARGETS = {"usage_report_ms": 200.0, "registry_usage_report_ms": 2000.0}
+TARGETS = {
+    "usage_report_ms": 200.0,
+    "registry_usage_report_ms": 2000.0,
+    "registry_usage_report_follow_ms": 2000.0,
+}
 
 
 def month(vms: int, tenants: int) -> Iterator[tuple[dt.datetime, str, str, str, Any]]:

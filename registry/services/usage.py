@@ -13,9 +13,14 @@ that entry gives the node's figures exactly; one that reaches past it gives less
 than the node reports, until the next entry arrives.
 
 Ledgers are kept per site, keyed by the seq up to which the registry holds the
-site's journal: a report folds only what arrived since the last one, and a site
-that sent nothing new answers a report asked before from memory. Reports asked with
-no ``to`` end at the registry's clock and so are asked anew each time.
+site's journal: a report folds only what arrived since the last one. Each question
+asked of a site (tenant, period, grouping, prices) keeps a tally of the closed usage
+it covers; the intervals newly arrived entries close are added to it, so a fleet
+whose sites all sent something since the last report costs one fold and a few
+intervals per site, not every hour of the month again. Only the holdings still open
+are cut anew, where a period or a price version changes. A site that sent nothing new
+answers from memory. Reports asked with no ``to`` end at the registry's clock and so
+are asked anew each time.
 """
 
 from __future__ import annotations
@@ -30,12 +35,11 @@ from registry.services.sites import SiteService
 from registry.store import sql
 from registry.store.models import Site, now_ms, tuples
 from towerbox_core.api.usage import FleetUsageLine, FleetUsageReport, SiteUsageAsOf
-from towerbox_core.errors import InvalidInput
-from towerbox_core.metering.fold import METERED_KINDS, ROLLUP_KIND, parse_time_us
+from towerbox_core.metering.fold import METERED_KINDS, ROLLUP_KIND, Interval, parse_time_us
 from towerbox_core.metering.ledger import Entry, Ledger, rebuild, rollup_of
 from towerbox_core.metering.period import iso, parse_period
 from towerbox_core.metering.prices import PriceBook
-from towerbox_core.metering.report import GROUPS, Buckets, Rated, only_tenant, rated
+from towerbox_core.metering.report import HOUR_US, Rated, Tally, check_group, rated_tally
 
 _decode = msgspec.json.decode
 _KINDS = tuple(k for k in METERED_KINDS if k != ROLLUP_KIND)
@@ -50,14 +54,38 @@ _REPORTS_KEPT = 16  # per site
 _NEWEST = "SELECT created_at FROM journal WHERE site_id = ? AND seq <= ? ORDER BY seq DESC LIMIT 1"
 
 
+Question = tuple[object, ...]  # tenant, from, to, group_by, the price books encoded
+
+
+@dataclass
+class _Asked:
+    """One question asked of a site: the closed usage it covers, and its last answer."""
+
+    tenant: str | None
+    start: int
+    end: int
+    closed: Tally
+    answer: Rated | None = None
+
+    def add_closed(self, intervals: list[Interval]) -> None:
+        """Closed hours count whole, as the ledger's buckets do: [from's hour, to's)."""
+        lo = self.start - self.start % HOUR_US
+        hi = -(-self.end // HOUR_US) * HOUR_US
+        for iv in intervals:
+            if self.tenant is None or iv.tenant == self.tenant:
+                start, end = max(iv.start_us, lo), min(iv.end_us, hi)
+                self.closed.add_span(iv.tenant, iv.resource, iv.amount, start, end)
+        self.answer = None
+
+
 @dataclass
 class _SiteLedger:
     created_at: int  # the site row's: a site deleted and made again starts over
     acked_seq: int
     ledger: Ledger
     as_of: str | None  # the newest entry's node time
-    # Reports already made from this ledger (a dashboard asks the same month again).
-    reports: dict[tuple[object, ...], Rated] = field(default_factory=dict)
+    # Questions asked before (a dashboard asks the same month again).
+    asked: dict[Question, _Asked] = field(default_factory=dict)
 
 
 def site_entries(site_id: int, after: int, through: int) -> Iterator[Entry]:
@@ -92,12 +120,7 @@ class UsageService:
         group_by: str,
         books: list[PriceBook],
     ) -> FleetUsageReport:
-        if group_by not in GROUPS:
-            raise InvalidInput(
-                f"group_by must be one of {', '.join(GROUPS)}",
-                code="invalid_group_by",
-                field="group_by",
-            )
+        check_group(group_by)
         start, end = parse_period(from_, to, now_ms() * 1000)
         query = Site.select(Site.id, Site.name, Site.acked_seq, Site.created_at)
         if site is not None:
@@ -109,13 +132,17 @@ class UsageService:
         for site_id, name, acked, created in tuples(query.order_by(Site.name)):
             with self._lock:  # a ledger is folded further by one report at a time
                 held = self._ledger(site_id, acked, created)
-                found = held.reports.get(asked)
-                if found is None:
-                    buckets = self._buckets(held, tenant, start, end)
-                    found = rated(buckets, group_by, books)
-                    if len(held.reports) >= _REPORTS_KEPT:
-                        held.reports.clear()
-                    held.reports[asked] = found
+                question = held.asked.get(asked)
+                if question is None:
+                    closed = Tally(group_by, books)
+                    closed.add_buckets(held.ledger.closed_buckets(start, end, tenant))
+                    question = _Asked(tenant, start, end, closed)
+                    if len(held.asked) >= _REPORTS_KEPT:
+                        held.asked.clear()
+                    held.asked[asked] = question
+                if question.answer is None:
+                    question.answer = self._answer(held, question)
+                found = question.answer
             total += found.total_cost or 0.0
             reach.append(SiteUsageAsOf(site=name, acked_seq=acked, as_of=held.as_of))
             lines += [FleetUsageLine(site=name, **msgspec.structs.asdict(x)) for x in found.lines]
@@ -132,11 +159,16 @@ class UsageService:
         )
 
     @staticmethod
-    def _buckets(held: _SiteLedger, tenant: str | None, start: int, end: int) -> Buckets:
-        # Open holdings end at the newest entry (the ledger never ends them earlier
-        # than the last metered one).
+    def _answer(held: _SiteLedger, question: _Asked) -> Rated:
+        """The closed tally and the holdings still open, which end at the site's newest
+        entry (the ledger never ends them earlier than the last metered one)."""
+        tally = question.closed.copy()
         until = parse_time_us(held.as_of) or 0
-        return only_tenant(held.ledger.buckets(start, end, until), tenant)
+        for tenant, resource, amount, since, end in held.ledger.open_spans(until):
+            if question.tenant is None or tenant == question.tenant:
+                start, stop = max(since, question.start), min(end, question.end)
+                tally.add_span(tenant, resource, amount, start, stop)
+        return rated_tally(tally)
 
     def _ledger(self, site_id: int, acked: int, created: int) -> _SiteLedger:
         cached = self._ledgers.get(site_id)
@@ -149,7 +181,8 @@ class UsageService:
         newest = sql.fetchone(_NEWEST, (site_id, acked))
         cached.as_of = newest[0] if newest else None
         cached.acked_seq = acked
-        cached.reports.clear()
+        for question in cached.asked.values():
+            question.answer = None  # the open holdings end later now
         self._ledgers[site_id] = cached
         return cached
 
@@ -160,5 +193,8 @@ class UsageService:
         fresh = sql.fetchall(_ROLLUPS, (site_id, cached.acked_seq, acked, ROLLUP_KIND))
         if fresh:
             cached.ledger = site_ledger(site_id, acked)
-        else:
-            cached.ledger.feed_all(site_entries(site_id, cached.acked_seq, acked))
+            cached.asked.clear()
+            return
+        closed = cached.ledger.feed_all(site_entries(site_id, cached.acked_seq, acked))
+        for question in cached.asked.values():
+            question.add_closed(closed)

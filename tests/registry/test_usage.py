@@ -18,6 +18,7 @@ from tests.registry.fleetapi import Api
 from tests.support.daemon import TOWERBOX
 from towerbox_core.metering.fold import parse_time_us
 from towerbox_core.metering.ledger import Ledger, next_rollup
+from towerbox_core.metering.prices import PriceBook
 from towerbox_core.metering.report import report
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
@@ -165,6 +166,38 @@ def test_the_registrys_price_book_rates_the_fleet(sqlite_api: Api) -> None:
     assert (body["currency"], body["total_cost"]) == ("EUR", pytest.approx(5.0))
     past = c.post("/api/v1/prices", headers=admin, json=BOOK)
     assert (past.status_code, past.json()["code"]) == (422, "price_book_in_past")
+
+
+@pytest.mark.parametrize("group_by", ["hour", "day", "total"])
+def test_a_report_asked_again_after_new_entries_is_the_whole_journal_folded(
+    sqlite_api: Api, group_by: str
+) -> None:
+    """The registry adds what new entries close to the sums it kept for a question;
+    the node sums hour buckets: the same lines, costs to the last digit, with a price
+    change half-way."""
+    c, admin = sqlite_api.client, sqlite_api.admin
+    books = [BOOK, {**BOOK, "effective_from": _at(120), "rates": {"vcpu": 0.7, "disk_gib": 0.01}}]
+    for book in books:
+        _ok(c.post("/api/v1/prices", headers=admin, json=book), 201)
+    site = sqlite_api.enroll("edge-1")
+    journal = _journal()
+    params = {**PERIOD, "group_by": group_by}
+    _ok(sqlite_api.post_batch(site, journal[:3]))
+    _ok(c.get("/api/v1/usage", headers=admin, params=params))  # the question kept
+    _ok(sqlite_api.post_batch(site, journal[3:]))
+    body = _ok(c.get("/api/v1/usage", headers=admin, params=params))
+
+    ledger = Ledger()
+    ledger.feed_all(
+        (e["seq"], e["kind"], e["object_id"], e["state"], e["created_at"]) for e in journal
+    )
+    start, end = (parse_time_us(PERIOD[k]) or 0 for k in ("from", "to"))
+    priced = [msgspec.convert(b, PriceBook) for b in books]
+    node = report(ledger.buckets(start, end, parse_time_us(_at(180)) or 0), group_by, priced)
+    assert [{k: v for k, v in x.items() if k != "site"} for x in body["lines"]] == [
+        msgspec.to_builtins(x) for x in node
+    ]
+    assert any(x["cost"] for x in body["lines"])
 
 
 def _viewer(api: Api) -> dict[str, str]:

@@ -50,10 +50,14 @@ class Ledger:
     def seq(self) -> int:
         return self.meter.state.seq
 
-    def feed(self, seq: int, kind: str, object_id: str, state: Any, at: str | None) -> None:
+    def feed(
+        self, seq: int, kind: str, object_id: str, state: Any, at: str | None
+    ) -> list[Interval]:
+        """Fold one entry; returns the intervals it closed."""
         if seq <= self.seq or kind == ROLLUP_KIND:
-            return
-        for interval in self.meter.feed(seq, kind, object_id, state, at):
+            return []
+        closed = self.meter.feed(seq, kind, object_id, state, at)
+        for interval in closed:
             add_interval(self.closed, interval, 0, _FOREVER)
             self._add_total(
                 interval.tenant,
@@ -65,32 +69,46 @@ class Ledger:
                 min(lo, interval.start_us - interval.start_us % HOUR_US),
                 max(hi, (interval.end_us - 1) - (interval.end_us - 1) % HOUR_US),
             )
+        return closed
 
-    def feed_all(self, entries: Iterable[Entry]) -> None:
+    def feed_all(self, entries: Iterable[Entry]) -> list[Interval]:
+        """Fold entries in seq order; returns the intervals they closed."""
+        closed: list[Interval] = []
         for entry in entries:
-            self.feed(*entry)
+            closed += self.feed(*entry)
+        return closed
 
     def buckets(self, from_us: int, to_us: int, now_us: int) -> Buckets:
         """Hour buckets in [from, to): closed ones, and the open holdings until now."""
+        found = self.closed_buckets(from_us, to_us)
+        for tenant, resource, amount, since, until in self.open_spans(now_us):
+            held = Interval(tenant, resource, "", amount, since, until)
+            add_interval(found, held, from_us, to_us)
+        return found
+
+    def closed_buckets(self, from_us: int, to_us: int, tenant: str | None = None) -> Buckets:
+        """The closed hour buckets in [from's hour, to): a closed bucket counts whole
+        (from and to fall on the hour, or ``to`` is now); one tenant's, or all."""
         first = from_us - from_us % HOUR_US
         lo, hi = self._span
-        if first <= lo and hi < to_us:
-            found = dict(self.closed)
-        else:
-            found = {k: v for k, v in self.closed.items() if first <= k[2] < to_us}
-        # A closed bucket counts whole: from and to fall on the hour, or ``to`` is now.
-        # Holdings open since the same time are cut into hours once, as one amount
-        # (a tenant's disks since the month began): the sums are the same integers.
+        if first <= lo and hi < to_us and tenant is None:
+            return dict(self.closed)
+        return {
+            k: v
+            for k, v in self.closed.items()
+            if first <= k[2] < to_us and (tenant is None or k[0] == tenant)
+        }
+
+    def open_spans(self, now_us: int) -> list[tuple[str, str, int, int, int]]:
+        """(tenant, resource, amount, since, until) of the holdings open now, until now.
+        Holdings open since the same time are one amount (a tenant's disks since the
+        month began), so they are cut into hours once: the sums are the same integers."""
         until = max(now_us, self.meter.state.at_us)
         merged: dict[tuple[str, str, int], int] = {}
         for iv in self.meter.open_intervals(until):
             key = (iv.tenant, iv.resource, iv.start_us)
             merged[key] = merged.get(key, 0) + iv.amount
-        for (tenant, resource, since), amount in merged.items():
-            add_interval(
-                found, Interval(tenant, resource, "", amount, since, until), from_us, to_us
-            )
-        return found
+        return [(t, r, amount, since, until) for (t, r, since), amount in merged.items()]
 
     def totals(self, now_us: int) -> Totals:
         """Unit-microseconds per tenant and resource: every closed interval, and the

@@ -8,6 +8,7 @@ after the journal is compacted.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
 from collections import defaultdict
@@ -17,7 +18,7 @@ import msgspec
 
 from towerbox_core.errors import InvalidInput
 from towerbox_core.metering.fold import NODE_TENANT, Interval
-from towerbox_core.metering.prices import PriceBook, book_at
+from towerbox_core.metering.prices import PriceBook, effective_us
 
 HOUR_US = 3_600_000_000
 GROUPS = ("hour", "day", "month", "total")
@@ -39,6 +40,7 @@ class UsageLine(msgspec.Struct, frozen=True):
 _UNITS = {"vcpu": "vCPU-hour", "gpu": "GPU-hour", "vnet": "VNet-hour", "disk_gib": "GiB-hour"}
 
 
+@functools.lru_cache(maxsize=256)
 def unit_of(resource: str) -> str:
     for billed, unit, _ in MEASURED.values():
         if resource == billed:
@@ -116,42 +118,143 @@ def period_start(hour_us: int, group_by: str) -> str | None:
 
 
 def report(buckets: Buckets, group_by: str, books: list[PriceBook]) -> list[UsageLine]:
+    tally = Tally(group_by, books)
+    tally.add_buckets(buckets)
+    return tally.lines()
+
+
+def check_group(group_by: str) -> None:
     if group_by not in GROUPS:
         raise InvalidInput(
             f"group_by must be one of {', '.join(GROUPS)}",
             code="invalid_group_by",
             field="group_by",
         )
-    # Exact integer sums per line first; one division each at the end. Each hour's
-    # period and price version and each resource's billing are worked out once.
-    held: dict[tuple[str, str, str | None], int] = defaultdict(int)
-    cost: dict[tuple[str, str, str | None], float] = defaultdict(float)
-    hours: dict[int, tuple[str | None, PriceBook | None]] = {}
-    billing = {r: _scale(r) for r in {k[1] for k in buckets}}
-    scales = {billed: (unit, seconds) for billed, unit, seconds in billing.values()}
-    for (tenant, resource, hour), unit_us in buckets.items():
-        known = hours.get(hour)
+
+
+LineKey = tuple[str, str, str | None]  # tenant, resource as priced, period
+
+
+class Tally:
+    """A report's sums before they become lines: exact integers per line, and per line
+    and price version; costs are worked out once, at the end, from those integers.
+
+    So a report is the same however its usage was added (hour buckets, or intervals
+    cut only where a period or a price version changes), and a tally can be kept and
+    added to as new intervals close instead of summing every hour again.
+    """
+
+    def __init__(self, group_by: str, books: list[PriceBook]) -> None:
+        check_group(group_by)
+        self.group_by = group_by
+        self.books = books
+        self._starts = [effective_us(b) for b in books]
+        self.held: dict[LineKey, int] = defaultdict(int)
+        self.priced: dict[tuple[LineKey, int], int] = defaultdict(int)  # (line, version)
+        self._hours: dict[int, tuple[str | None, int]] = {}  # hour -> period, version
+        self._billing: dict[str, tuple[str, int, int | None]] = {}
+
+    def copy(self) -> Tally:
+        other = Tally(self.group_by, self.books)
+        other.held.update(self.held)
+        other.priced.update(self.priced)
+        other._hours, other._billing = self._hours, self._billing  # caches, shared
+        return other
+
+    def add_buckets(self, buckets: Buckets) -> None:
+        # _add's work, with each hour's period and version and each resource's billing
+        # looked up once: a month of a busy node is some 100,000 buckets.
+        held, priced, hours, billing = self.held, self.priced, self._hours, self._billing
+        for (tenant, resource, hour), value in buckets.items():
+            known = hours.get(hour)
+            if known is None:
+                known = self._hour(hour)
+            billed = billing.get(resource)
+            if billed is None:
+                billed = billing[resource] = _scale(resource)
+            key = (tenant, billed[0], known[0])
+            held[key] += value
+            if known[1] >= 0:
+                priced[key, known[1]] += value
+
+    def add_span(self, tenant: str, resource: str, amount: int, start: int, end: int) -> None:
+        """``amount`` held over [start, end): cut where a period or a version begins."""
+        while start < end:
+            cut = min(end, self._next_cut(start))
+            self._add(tenant, resource, start, amount * (cut - start))
+            start = cut
+
+    def _add(self, tenant: str, resource: str, at: int, value: int) -> None:
+        hour = at - at % HOUR_US
+        known = self._hours.get(hour)
         if known is None:
-            known = hours[hour] = (period_start(hour, group_by), book_at(books, hour))
-        billed, unit, _ = billing[resource]
-        key = (tenant, billed, known[0])
-        held[key] += unit_us
-        if known[1] is not None:
-            cost[key] += unit_us / unit * known[1].rate(tenant, billed)
-    currency = books[-1].currency if books else None
-    return [
-        UsageLine(
-            tenant=key[0] or None,
-            resource=key[1],
-            unit=unit_of(key[1]),
-            period=key[2],
-            quantity=round(held[key] / scales[key[1]][0], 6),
-            seconds=_seconds(held[key], scales[key[1]][1]),
-            cost=round(cost[key], 6) if books else None,
-            currency=currency,
-        )
-        for key in sorted(held, key=lambda k: (k[0], k[1], k[2] or ""))
-    ]
+            known = self._hour(hour)
+        billing = self._billing.get(resource)
+        if billing is None:
+            billing = self._billing[resource] = _scale(resource)
+        key = (tenant, billing[0], known[0])
+        self.held[key] += value
+        if known[1] >= 0:
+            self.priced[key, known[1]] += value
+
+    def _hour(self, hour: int) -> tuple[str | None, int]:
+        version = bisect.bisect_right(self._starts, hour) - 1
+        known = self._hours[hour] = (period_start(hour, self.group_by), version)
+        return known
+
+    def _next_cut(self, at: int) -> int:
+        """The next time after ``at`` a period or a price version begins."""
+        version = bisect.bisect_right(self._starts, at)
+        cut = self._starts[version] if version < len(self._starts) else _NEVER
+        hour = at - at % HOUR_US
+        if self.group_by == "hour":
+            return min(cut, hour + HOUR_US)
+        if self.group_by == "day":
+            return min(cut, at - at % DAY_US + DAY_US)
+        if self.group_by == "month":
+            return min(cut, next_month_us(hour))
+        return cut
+
+    def lines(self) -> list[UsageLine]:
+        scales = {billed: (unit, seconds) for billed, unit, seconds in self._billing.values()}
+        cost: dict[LineKey, float] = defaultdict(float)
+        for (key, version), value in sorted(self.priced.items(), key=_line_order):
+            unit = scales[key[1]][0]
+            cost[key] += value / unit * self.books[version].rate(key[0], key[1])
+        currency = self.books[-1].currency if self.books else None
+        return [
+            UsageLine(
+                tenant=key[0] or None,
+                resource=key[1],
+                unit=unit_of(key[1]),
+                period=key[2],
+                quantity=round(value / scales[key[1]][0], 6),
+                seconds=_seconds(value, scales[key[1]][1]),
+                cost=round(cost[key], 6) if self.books else None,
+                currency=currency,
+            )
+            for key, value in sorted(self.held.items(), key=lambda kv: _key_order(kv[0]))
+        ]
+
+
+_NEVER = 2**62
+DAY_US = 24 * HOUR_US
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def next_month_us(hour_us: int) -> int:
+    when = dt.datetime.fromtimestamp(hour_us / 1_000_000, dt.UTC)
+    first = when.replace(day=1, hour=0)
+    following = (first + dt.timedelta(days=32)).replace(day=1)
+    return int(following.timestamp()) * 1_000_000
+
+
+def _key_order(key: LineKey) -> tuple[str, str, str]:
+    return (key[0], key[1], key[2] or "")
+
+
+def _line_order(item: tuple[tuple[LineKey, int], int]) -> tuple[tuple[str, str, str], int]:
+    return (_key_order(item[0][0]), item[0][1])
 
 
 def _seconds(held: int, per_second: int | None) -> float | None:
@@ -166,7 +269,14 @@ class Rated(msgspec.Struct, frozen=True):
 
 def rated(buckets: Buckets, group_by: str, books: list[PriceBook]) -> Rated:
     """The report's lines with the currency and total cost a book gives them."""
-    lines = report(buckets, group_by, books)
+    tally = Tally(group_by, books)
+    tally.add_buckets(buckets)
+    return rated_tally(tally)
+
+
+def rated_tally(tally: Tally) -> Rated:
+    lines = tally.lines()
+    books = tally.books
     costs = [line.cost for line in lines if line.cost is not None]
     return Rated(
         lines=lines,
