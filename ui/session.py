@@ -80,6 +80,9 @@ class UserApi:
     async def post(self, path: str, json: Any = None) -> Any:
         return await self.call("POST", path, json=json)
 
+    async def delete(self, path: str) -> Any:
+        return await self.call("DELETE", path)
+
 
 def notify_error(err: ApiError, doing: str) -> None:
     ui.notify(f"{doing} failed: {err.text}", type="negative", multi_line=True, timeout=8000)

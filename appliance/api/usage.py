@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, get, post
-from litestar.params import JSONBody, QueryParameter
+from litestar import Controller, delete, get, post
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from appliance.api.deps import ApplianceDep, AuthedRequest
 from towerbox_core.api.usage import (
@@ -66,3 +66,10 @@ class UsageController(Controller):
     ) -> PriceBooks:
         """A new version (infra-admin): effective on the hour, after the newest one."""
         return appliance.metering.add_book(request.user, data)
+
+    @delete("/prices/{effective_from:str}", sync_to_thread=True, status_code=200)
+    def remove_prices(
+        self, request: AuthedRequest, effective_from: FromPath[str], appliance: ApplianceDep
+    ) -> PriceBooks:
+        """Withdraw a version not yet in effect (infra-admin); one in effect stays."""
+        return appliance.metering.remove_book(request.user, effective_from)

@@ -5,6 +5,7 @@ towerbox usage --tenant acme --group-by day --from 2026-11-01T00:00:00Z
 towerbox usage --csv > november.csv
 towerbox prices show
 towerbox prices add prices.json                 # a new version (infra-admin)
+towerbox prices remove 2026-12-01T00:00:00Z     # withdraw one not yet in effect
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from appliance.cli.connect import json_arg, json_flag, node_call, show_plain
 from towerbox_core.commands import CommandGroup, fail, out, table
@@ -64,11 +66,17 @@ def _prices_args(parser: argparse.ArgumentParser) -> None:
     add = cmds.add_parser("add", help="add a version from a JSON file ('-': stdin)")
     add.add_argument("file")
     json_flag(add)
+    remove = cmds.add_parser("remove", help="withdraw a version not yet in effect")
+    remove.add_argument("effective_from", help="the version's effective_from, as shown")
+    json_flag(remove)
 
 
 def _prices(args: argparse.Namespace) -> int:
     if args.prices_command == "show":
         return node_call(args, lambda c: c.request("GET", "/api/v1/prices"))
+    if args.prices_command == "remove":
+        path = f"/api/v1/prices/{quote(args.effective_from, safe='')}"
+        return node_call(args, lambda c: c.request("DELETE", path))
     try:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
     except OSError as err:

@@ -22,7 +22,7 @@ from towerbox_core.errors import NotFound
 from towerbox_core.metering.fold import METERED_KINDS, NODE_TENANT, ROLLUP_KIND, parse_time_us
 from towerbox_core.metering.ledger import Ledger, Rollup, Totals, next_rollup, rebuild, rollup_of
 from towerbox_core.metering.period import iso, parse_period
-from towerbox_core.metering.prices import PriceBook, check_book
+from towerbox_core.metering.prices import PriceBook, check_book, scheduled_version
 from towerbox_core.metering.report import Buckets, only_tenant, rated
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,20 @@ class MeteringService:
                 "prices.version", "prices", book.effective_from, msgspec.to_builtins(book)
             )
         log.info("price book effective %s added", book.effective_from)
+        return PriceBooks(versions=versions)
+
+    def remove_book(self, principal: Principal, effective_from: str) -> PriceBooks:
+        """Withdraw a version not yet in effect (infra-admin)."""
+        principal.require_infra_admin()
+        with journal.write_transaction():
+            versions = self.books().versions
+            gone = versions.pop(scheduled_version(versions, effective_from, self._clock()))
+            value = msgspec.json.encode(versions).decode()
+            Meta.insert(key=_BOOKS, value=value).on_conflict_replace().execute()
+            journal.append(
+                "prices.version_removed", "prices", gone.effective_from, msgspec.to_builtins(gone)
+            )
+        log.info("price book version effective %s withdrawn", gone.effective_from)
         return PriceBooks(versions=versions)
 
 

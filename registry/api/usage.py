@@ -1,14 +1,14 @@
 """Fleet usage (JSON and CSV) and the registry's price book.
 
-Any operator reads usage and prices; only admins add a price version.
+Any operator reads usage and prices; only admins add or withdraw a price version.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, get, post
-from litestar.params import JSONBody, QueryParameter
+from litestar import Controller, delete, get, post
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from registry.api.auth import OperatorRequest
@@ -72,3 +72,10 @@ class UsageController(Controller):
     ) -> PriceBooks:
         """A new version (admin): effective on the hour, after the newest one."""
         return registry.prices.add(request.user, data)
+
+    @delete("/prices/{effective_from:str}", sync_to_thread=True, status_code=200)
+    def remove_prices(
+        self, request: OperatorRequest, effective_from: FromPath[str], registry: RegistryDep
+    ) -> PriceBooks:
+        """Withdraw a version not yet in effect (admin); one in effect stays."""
+        return registry.prices.remove(request.user, effective_from)

@@ -16,7 +16,7 @@ import msgspec
 from registry.services.operators import OperatorPrincipal
 from registry.store.models import PriceBookRow, db_proxy, tuples
 from towerbox_core.api.usage import PriceBooks
-from towerbox_core.metering.prices import PriceBook, check_book
+from towerbox_core.metering.prices import PriceBook, check_book, scheduled_version
 from towerbox_core.names import check_name
 
 log = logging.getLogger(__name__)
@@ -44,3 +44,19 @@ class PriceBookService:
             )
         log.info("price book effective %s added by %s", book.effective_from, principal.username)
         return PriceBooks(versions=[*versions, book])
+
+    def remove(self, principal: OperatorPrincipal, effective_from: str) -> PriceBooks:
+        """Withdraw a version not yet in effect (admin)."""
+        principal.require_write()
+        with db_proxy.obj.atomic():
+            versions = self.books().versions
+            gone = versions.pop(scheduled_version(versions, effective_from, time.time_ns() // 1000))
+            PriceBookRow.delete().where(
+                PriceBookRow.effective_from == gone.effective_from
+            ).execute()
+        log.info(
+            "price book version effective %s withdrawn by %s",
+            gone.effective_from,
+            principal.username,
+        )
+        return PriceBooks(versions=versions)

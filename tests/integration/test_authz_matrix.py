@@ -48,6 +48,7 @@ MATRIX: dict[tuple[str, str], tuple[str, str | None]] = {
     ("GET", "/api/v1/usage"): ("401 200 200 200 200 200 403", None),
     ("GET", "/api/v1/usage.csv"): ("401 200 200 200 200 200 403", None),
     ("POST", "/api/v1/prices"): ("401 201 403 403 403 403 403", None),
+    ("DELETE", "/api/v1/prices/{effective_from}"): ("401 404 403 403 403 403 403", None),
     ("DELETE", "/api/v1/gpus/schedules/{name}"): ("401 404 403 403 403 403 403", None),
     ("DELETE", "/api/v1/n6/trunks/{name}"): ("401 409 403 403 403 403 403", None),
     ("DELETE", "/api/v1/n6/vnets/{tenant}/{name}"): (
@@ -328,6 +329,7 @@ def _path(template: str, tenant: str, ids: dict[str, str]) -> str:
         "tenant": tenant,
         "username": f"{tenant}-dev",
         "kind": "gpu",
+        "effective_from": "2031-06-01T00:00:00Z",  # no such version
         **ids,
     }
     if template.startswith("/api/v1/n6/vnets/"):

@@ -8,6 +8,7 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from litestar.testing import TestClient
@@ -231,6 +232,34 @@ def test_rates_are_versioned_and_never_rewrite_the_past(api: Api, clock: Clock) 
     assert len(_ok(c.get("/api/v1/prices", headers=admin))["versions"]) == 2
     upcoming = {**second, "effective_from": clock.iso(hours=3)}
     _ok(c.post("/api/v1/prices", headers=admin, json=upcoming), 201)
+
+
+def test_a_version_not_yet_in_effect_can_be_withdrawn(api: Api, clock: Clock) -> None:
+    c, admin, acme = api
+    now = {"effective_from": clock.iso(), "currency": "EUR", "rates": {"vcpu": 0.1}}
+    later = {**now, "effective_from": clock.iso(hours=2), "rates": {"vcpu": 0.3}}
+    for book in (now, later):
+        _ok(c.post("/api/v1/prices", headers=admin, json=book), 201)
+
+    def withdraw(effective_from: str, headers: dict[str, str] = admin) -> Any:
+        return c.delete(f"/api/v1/prices/{quote(effective_from, safe='')}", headers=headers)
+
+    assert withdraw(later["effective_from"], acme).status_code == 403
+    assert _ok_error(withdraw(now["effective_from"])) == (409, "price_book_in_effect")
+    assert _ok_error(withdraw(clock.iso(hours=5))) == (404, "price_version_not_found")
+    assert _ok_error(withdraw("soon")) == (422, "invalid_price_book")
+    assert len(_ok(c.get("/api/v1/prices", headers=admin))["versions"]) == 2
+    # The same time written in another zone names the same version.
+    in_utc = clock.iso(hours=2).replace("+00:00", "Z")
+    assert _ok(withdraw(in_utc)) == {"versions": [{**now, "tenant_rates": {}}]}
+    # A report now rates every hour at the version left.
+    _scenario(c, acme, clock)
+    period = {"from": clock.iso(), "to": clock.iso(hours=3), "tenant": "acme"}
+    cost = {
+        x["resource"]: x["cost"]
+        for x in _ok(c.get("/api/v1/usage", headers=admin, params=period))["lines"]
+    }
+    assert cost["vcpu"] == pytest.approx(3 * 0.1)
 
 
 def _ok_error(resp: Any) -> tuple[int, str]:

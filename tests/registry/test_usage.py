@@ -10,6 +10,7 @@ import os
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 import pytest
@@ -198,6 +199,30 @@ def test_a_report_asked_again_after_new_entries_is_the_whole_journal_folded(
         msgspec.to_builtins(x) for x in node
     ]
     assert any(x["cost"] for x in body["lines"])
+
+
+def test_a_version_not_yet_in_effect_can_be_withdrawn(sqlite_api: Api) -> None:
+    c, admin = sqlite_api.client, sqlite_api.admin
+    hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    now = {"effective_from": hour.isoformat(), "currency": "EUR", "rates": {"vcpu": 0.1}}
+    later = {**now, "effective_from": (hour + dt.timedelta(hours=2)).isoformat()}
+    for book in (now, later):
+        _ok(c.post("/api/v1/prices", headers=admin, json=book), 201)
+
+    def withdraw(effective_from: str, headers: dict[str, str] = admin) -> Any:
+        return c.delete(f"/api/v1/prices/{quote(effective_from, safe='')}", headers=headers)
+
+    refused = withdraw(later["effective_from"], _viewer(sqlite_api))
+    assert (refused.status_code, refused.json()["code"]) == (403, "admin_required")
+    for name, status, code in [
+        (now["effective_from"], 409, "price_book_in_effect"),
+        ((hour + dt.timedelta(hours=5)).isoformat(), 404, "price_version_not_found"),
+        ("soon", 422, "invalid_price_book"),
+    ]:
+        resp = withdraw(name)
+        assert (resp.status_code, resp.json()["code"]) == (status, code)
+    assert _ok(withdraw(later["effective_from"])) == {"versions": [{**now, "tenant_rates": {}}]}
+    assert len(_ok(c.get("/api/v1/prices", headers=admin))["versions"]) == 1
 
 
 def _viewer(api: Api) -> dict[str, str]:

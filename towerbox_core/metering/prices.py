@@ -12,7 +12,7 @@ import re
 
 import msgspec
 
-from towerbox_core.errors import InvalidInput
+from towerbox_core.errors import Conflict, InvalidInput, NotFound
 
 MAX_RATE = 1_000_000.0
 _HOUR_US = 3_600_000_000
@@ -59,11 +59,16 @@ def check_resource(name: str, field: str) -> None:
 
 
 def effective_us(book: PriceBook) -> int:
+    return parse_effective(book.effective_from)
+
+
+def parse_effective(text: str) -> int:
+    """An ``effective_from`` in microseconds: ISO 8601, on the hour (UTC if no zone)."""
     try:
-        when = dt.datetime.fromisoformat(book.effective_from)
+        when = dt.datetime.fromisoformat(text)
     except ValueError as err:
         raise InvalidInput(
-            f"effective_from {book.effective_from!r} is not an ISO 8601 time",
+            f"effective_from {text!r} is not an ISO 8601 time",
             code="invalid_price_book",
             field="effective_from",
         ) from err
@@ -124,6 +129,28 @@ def check_book(book: PriceBook, newest: PriceBook | None, now_us: int) -> int:
                     field=field,
                 )
     return start
+
+
+def scheduled_version(versions: list[PriceBook], effective_from: str, now_us: int) -> int:
+    """The index of the version ``effective_from`` names, which may be removed only while
+    it has not taken effect: an hour billed at a version keeps it."""
+    start = parse_effective(effective_from)
+    for index, book in enumerate(versions):
+        if effective_us(book) != start:
+            continue
+        if start <= now_us:
+            raise Conflict(
+                f"the version effective {book.effective_from} is in effect: the hours "
+                "billed at it keep it; add a newer version to change the rates",
+                code="price_book_in_effect",
+                field="effective_from",
+            )
+        return index
+    raise NotFound(
+        f"no price book version effective {effective_from}",
+        code="price_version_not_found",
+        field="effective_from",
+    )
 
 
 def book_at(books: list[PriceBook], at_us: int) -> PriceBook | None:

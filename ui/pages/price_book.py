@@ -1,11 +1,13 @@
 """The price book on the Usage page: the version in effect, read-only, and for an
-infra-admin a form that adds a version. A refused version shows the appliance's
+infra-admin a form that adds a version and a button that withdraws one not yet in
+effect. A refused version shows the appliance's
 message and code, and the form keeps what was typed so it can be fixed."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from urllib.parse import quote
 
 from nicegui import ui
 
@@ -21,7 +23,8 @@ from ui.chargeback import (
 )
 from ui.handles import tag
 from ui.pages.common import error_label
-from ui.session import UserApi
+from ui.session import UserApi, notify_error
+from ui.vm_actions import confirm
 
 RATES_HINT = "One per line: vcpu = 0.05 (per unit-hour; memory_gib, mig:1g.10gb, vnet, ...)"
 TENANT_RATES_HINT = "One per line: acme vcpu = 0.03 (replaces the base rate for that tenant)"
@@ -91,8 +94,7 @@ class PriceBookCard:
             if newest is not None:
                 self.currency.value = newest.currency
 
-    @staticmethod
-    def _draw(current: PriceBook | None, later: list[PriceBook]) -> None:
+    def _draw(self, current: PriceBook | None, later: list[PriceBook]) -> None:
         if current is None:
             tag(ui.label("No price book in effect: usage is shown without cost."), "price-none")
         else:
@@ -115,7 +117,29 @@ class PriceBookCard:
             ]
             tag(ui.table(columns=columns, rows=rows, row_key="resource"), "price-rates-table")
         for book in later:
-            ui.label(f"Next: effective {book.effective_from}").classes("text-sm text-grey-8")
+            with ui.row().classes("items-center gap-2"):
+                ui.label(f"Next: effective {book.effective_from}").classes("text-sm text-grey-8")
+                if self.user.session.infra_admin:
+                    tag(
+                        ui.button("Withdraw", on_click=lambda b=book: self.withdraw(b)),
+                        f"price-withdraw-{book.effective_from}",
+                    ).props("flat dense color=negative")
+
+    async def withdraw(self, book: PriceBook) -> None:
+        if not await confirm(
+            "Withdraw this price version?",
+            f"The rates effective {book.effective_from} will not take effect.",
+            "Withdraw",
+        ):
+            return
+        try:
+            await self.user.delete(f"/api/v1/prices/{quote(book.effective_from, safe='')}")
+        except ApiError as err:
+            notify_error(err, "Withdrawing the version")
+            return
+        ui.notify(f"Price version effective {book.effective_from} withdrawn", type="positive")
+        self._shown = None
+        await self.on_added()
 
     async def add(self) -> None:
         self.error.text = ""
