@@ -189,10 +189,10 @@ def build_appliance(cfg: Config) -> Appliance:
     log.info("libvirt backend: %s", backend.describe())
     allocator = Allocator(host, parse_cpu_list(cfg.host.reserved_cpus))
     catalog = load_catalog(cfg.resolved_catalog_dir())
-    monitor = Monitor(backend, cfg.jobs.history_samples)
     auth = AuthService(cfg.api.token_ttl_s)
     n6 = N6Service(_n6_backends(cfg), eupf_url=cfg.n6.eupf_url)
     gpus = _gpu_service(cfg)
+    monitor = Monitor(backend, cfg.jobs.history_samples, gpus.backend)
     gpu_claims = GpuClaims(gpus)
     binder = GpuBinder(gpu_claims, _vgpu_host(cfg, gpus.backend, backend))
     tenants = TenantService(
