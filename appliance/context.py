@@ -34,6 +34,7 @@ from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.services.gpu_schedules import GpuSchedules
 from appliance.services.journal_sync import JournalService
 from appliance.services.measured import MeasuredUsage, sweep_readings
+from appliance.services.measured_gpu import GpuMeter
 from appliance.services.metering import MeteringService, now_us
 from appliance.services.monitor import Monitor, record_state_changes
 from appliance.services.n6 import N6Service
@@ -83,6 +84,7 @@ class Appliance:
     tenants: TenantService
     metering: MeteringService
     measured: MeasuredUsage
+    gpu_meter: GpuMeter
 
     def __post_init__(self) -> None:
         self.metrics.count_usage(self._usage_totals)
@@ -99,7 +101,9 @@ class Appliance:
             self.metrics.observe_sweep(snapshot.sweep_ms / 1000, snapshot.states)
             record_state_changes(snapshot)
             counters = self.n6.sweep_counters()
-            self.measured.observe(now_us(), sweep_readings(snapshot, counters))
+            at = now_us()
+            readings = sweep_readings(snapshot, counters) + self.gpu_meter.readings(at, snapshot)
+            self.measured.observe(at, readings)
 
     def reconcile_job(self) -> None:
         with journal.acting_as(Actor(job="reconcile")):
@@ -189,10 +193,10 @@ def build_appliance(cfg: Config) -> Appliance:
     log.info("libvirt backend: %s", backend.describe())
     allocator = Allocator(host, parse_cpu_list(cfg.host.reserved_cpus))
     catalog = load_catalog(cfg.resolved_catalog_dir())
-    monitor = Monitor(backend, cfg.jobs.history_samples)
     auth = AuthService(cfg.api.token_ttl_s)
     n6 = N6Service(_n6_backends(cfg), eupf_url=cfg.n6.eupf_url)
     gpus = _gpu_service(cfg)
+    monitor = Monitor(backend, cfg.jobs.history_samples, gpus.backend)
     gpu_claims = GpuClaims(gpus)
     binder = GpuBinder(gpu_claims, _vgpu_host(cfg, gpus.backend, backend))
     tenants = TenantService(
@@ -273,4 +277,6 @@ def build_appliance(cfg: Config) -> Appliance:
         tenants=tenants,
         metering=MeteringService(),
         measured=MeasuredUsage(),
+        # A GPU's sampled rates stand for a few sweeps at most (measured_gpu).
+        gpu_meter=GpuMeter(max_gap_s=max(60.0, 4 * cfg.jobs.monitor_interval_s)),
     )

@@ -27,13 +27,16 @@ USAGE_HELP = (
 MEASURED_HELP = (
     "What the hardware counted for a tenant since the journal began, in 5-minute "
     "windows: n6_bytes and n6_packets on its VNets' N6 interfaces, cpu_seconds of its "
-    "VMs; tenant _node is the node's own"
+    "VMs, gpu_energy_joules and gpu_busy_seconds of the GPUs and MIG slices it holds; "
+    "tenant _node is the node's own"
 )
 # Measured metering resources: their label and the count one unit of it is.
 MEASURED_UNITS = {
     "n6_bytes": ("n6_bytes", 1),
     "n6_packets": ("n6_packets", 1),
     "cpu_ns": ("cpu_seconds", 1_000_000_000),
+    "gpu_energy_mj": ("gpu_energy_joules", 1_000),
+    "gpu_busy_us": ("gpu_busy_seconds", 1_000_000),
 }
 
 

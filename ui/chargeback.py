@@ -2,8 +2,9 @@
 chart options, totals rows, money, and the price book form's text as a request body.
 
 Pure functions over the API's typed structs, so the page only binds and the tests need
-no browser. Quantities are unit-hours (vCPU-hour, GiB-hour, slice-hour), as the report
-gives them; the node's own usage (tenant None in a report) is shown as "node".
+no browser. Quantities are in the report's units: unit-hours for what is held
+(vCPU-hour, GiB-hour, slice-hour), units for what is measured (GB, kWh, GPU
+busy-hour); the node's own usage (tenant None in a report) is shown as "node".
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import msgspec
 
 from towerbox_core.api.usage import PriceBook, PriceBooks, UsageLine, UsageReport
+from towerbox_core.metering.report import unit_of
 
 NODE_LABEL = "node"
 _RATE_LINE = re.compile(r"\s*(?:(?P<tenant>\S+)\s+)?(?P<resource>[^\s=]+)\s*=\s*(?P<rate>\S+)\s*")
@@ -44,6 +46,13 @@ def money(cost: float | None, currency: str | None) -> str:
 def quantity(value: float) -> str:
     # A few minutes of a VNet still shows as more than nothing.
     return f"{value:.2g}" if 0 < abs(value) < 0.01 else f"{value:,.2f}"
+
+
+def plural(unit: str) -> str:
+    """A report's unit counted many times: "vCPU-hours", "packets"; a symbol (GB, kWh)
+    stays as it is."""
+    last = re.split(r"[- ]", unit)[-1]
+    return f"{unit}s" if last.isalpha() and last.islower() else unit
 
 
 def _day(iso: str) -> dt.date:
@@ -91,7 +100,7 @@ def chart_options(chart: ResourceChart) -> dict[str, Any]:
     return {
         "animation": False,
         "title": {
-            "text": f"{chart.resource} ({chart.unit}s per day)",
+            "text": f"{chart.resource} ({plural(chart.unit)} per day)",
             "textStyle": {"fontSize": 13},
         },
         "tooltip": {"trigger": "axis"},
@@ -151,6 +160,19 @@ def scheduled_books(books: list[PriceBook], now_iso: str) -> list[PriceBook]:
 def _aware(iso: str) -> dt.datetime:
     when = dt.datetime.fromisoformat(iso)
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def rate_rows(book: PriceBook) -> list[dict[str, str]]:
+    """A version's rates as table rows, each with what it is per ("vCPU-hour", "kWh")."""
+    rows = [
+        {"resource": r, "rate": f"{v:g}", "per": unit_of(r)} for r, v in sorted(book.rates.items())
+    ]
+    rows += [
+        {"resource": f"{r} (tenant {t})", "rate": f"{v:g}", "per": unit_of(r)}
+        for t, table in sorted(book.tenant_rates.items())
+        for r, v in sorted(table.items())
+    ]
+    return rows
 
 
 def rates_text(book: PriceBook | None) -> tuple[str, str]:

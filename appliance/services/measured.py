@@ -10,13 +10,20 @@ anything twice or negative. Windows are aligned to ``window_s`` on the journal's
 clock, so each lies in one hour; when one ends it is journalled as one
 ``usage.measured`` entry for the whole node, never one entry per sample.
 
-GPU engine activity and power are not measured here yet: the NVML telemetry read
-exists in the GPU backend but nothing integrates it (said in the usage docs).
+And GPUs (``measured_gpu``, from the sweep's telemetry): energy per GPU, from the
+driver's energy counter or, without one, its power integrated over the time between
+sweeps; engine busy time (the sampled utilization times the time between sweeps)
+per MIG instance, charged to the slice's owner, where the driver reports it per
+instance, else for the whole GPU. Where the driver reports no per-instance figure
+(NVML under MIG, on most drivers) nothing is split: the GPU's energy stays with the
+node and no busy time is measured. The ``Integrator`` below makes sampled rates, and
+counters of a subject whose tenant changes, into counters like the others.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -29,7 +36,8 @@ from upf_bridge.backends.base import VNetCounters
 log = logging.getLogger(__name__)
 
 # One counter reading: (tenant, resource, subject) and its raw value.
-Reading = tuple[tuple[str, str, str], int]
+Key = tuple[str, str, str]
+Reading = tuple[Key, int]
 
 
 class MeasuredUsage:
@@ -70,6 +78,49 @@ class MeasuredUsage:
             journal.append(MEASURED_KIND, "usage", "measured", state)
         self._sums.clear()
         return True
+
+
+class Integrator:
+    """Counters per (tenant, resource, subject) from what the hardware reports as a
+    sampled rate, or as a counter of the whole device, for a subject whose tenant can
+    change (a MIG slice, a GPU passed through to one VM and later another).
+
+    A rate (busy microseconds per second, millijoules per second) counts its value
+    over the time since the subject's previous sample. A gap longer than ``max_gap_s``
+    (a stalled daemon, a clock step, a subject that was gone) counts nothing and
+    starts again: a sample says nothing of what happened that long before it. A
+    device counter counts its rise since the previous sample, from zero after it went
+    down (a driver reload). Either rise goes to the tenant the subject is charged to
+    now, so each (tenant, resource, subject) counter rises only while the subject was
+    that tenant's: a slice that passes to another tenant and back is never charged
+    for what the other used.
+    """
+
+    def __init__(self, max_gap_s: float = 60.0) -> None:
+        self._max_gap_us = int(max_gap_s * 1_000_000)
+        self._at: dict[tuple[str, str], int] = {}  # (resource, subject) -> last rate
+        self._raw: dict[tuple[str, str], int] = {}  # (resource, subject) -> last count
+        self._totals: dict[Key, float] = defaultdict(float)
+
+    def rate(self, now_us: int, key: Key, per_s: float) -> Reading:
+        """Add one sample of a rate (units per second); the key's counter now."""
+        _, resource, subject = key
+        self._raw.pop((resource, subject), None)  # a board reports one or the other
+        last = self._at.get((resource, subject))
+        self._at[(resource, subject)] = now_us
+        if last is not None and 0 < now_us - last <= self._max_gap_us:
+            self._totals[key] += max(per_s, 0.0) * (now_us - last) / 1_000_000
+        return key, math.floor(self._totals[key])
+
+    def counter(self, key: Key, value: int) -> Reading:
+        """Add one reading of a device counter; the key's counter now."""
+        _, resource, subject = key
+        self._at.pop((resource, subject), None)
+        last = self._raw.get((resource, subject))
+        self._raw[(resource, subject)] = value
+        if last is not None:
+            self._totals[key] += value - last if value >= last else value
+        return key, math.floor(self._totals[key])
 
 
 def vnet_readings(counters: dict[str, VNetCounters]) -> list[Reading]:

@@ -1,7 +1,8 @@
 """The monitor sweep: one bulk stats call into a frozen node snapshot plus history.
 
 The API, the UI and /metrics read the latest snapshot; nothing else polls libvirt for
-live state. A sweep also journals each owned VM's state change, once.
+live state. A sweep also reads each GPU's telemetry once (``gpu_telemetry``) and
+journals each owned VM's state change, once.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from appliance.backends.gpu.protocol import GpuBackend
 from appliance.backends.vm.protocol import DomainState, DomainStats, VmBackend
+from appliance.services.gpu_telemetry import GpuReader, GpuSample
 from appliance.store import journal
 from appliance.store.models import Vm
 from towerbox_core.api.vms import VmSample
@@ -26,11 +29,15 @@ class NodeSnapshot:
     sweep_ms: float = 0.0
     vms: dict[str, VmSample] = field(default_factory=dict)  # by domain UUID
     states: dict[str, int] = field(default_factory=dict)  # count of domains by state
+    gpus: dict[str, GpuSample] = field(default_factory=dict)  # by GPU UUID, those read
 
 
 class Monitor:
-    def __init__(self, backend: VmBackend, history_samples: int) -> None:
+    def __init__(
+        self, backend: VmBackend, history_samples: int, gpus: GpuBackend | None = None
+    ) -> None:
         self._backend = backend
+        self._gpus = GpuReader(gpus) if gpus is not None else None
         self._history_len = history_samples
         self._history: dict[str, deque[VmSample]] = {}
         self._last_raw: dict[str, tuple[float, DomainStats]] = {}
@@ -65,8 +72,9 @@ class Monitor:
             for gone in set(self._history) - samples.keys():
                 del self._history[gone]
                 self._last_raw.pop(gone, None)
+        gpus = self._gpus.read() if self._gpus is not None else {}
         sweep_ms = (time.perf_counter() - started) * 1000
-        self._snapshot = NodeSnapshot(now, sweep_ms, samples, states)
+        self._snapshot = NodeSnapshot(now, sweep_ms, samples, states, gpus)
         return self._snapshot
 
     def _sample(self, s: DomainStats, now: float, now_mono: float) -> VmSample:
@@ -121,4 +129,11 @@ def record_observed(vm_id: str, state: str) -> bool:
     return True
 
 
-__all__ = ["DomainState", "Monitor", "NodeSnapshot", "VmSample", "record_state_changes"]
+__all__ = [
+    "DomainState",
+    "GpuSample",
+    "Monitor",
+    "NodeSnapshot",
+    "VmSample",
+    "record_state_changes",
+]

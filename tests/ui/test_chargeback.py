@@ -5,11 +5,15 @@ from __future__ import annotations
 import pytest
 
 from ui.chargeback import (
+    PriceBook,
     RatesTextError,
+    ResourceChart,
     book_body,
+    chart_options,
     days_of,
     money,
     quantity,
+    rate_rows,
     rates_text,
     report_of,
 )
@@ -56,3 +60,23 @@ def test_days_of_a_period_and_formats() -> None:
     assert (money(1234.5, "EUR"), money(None, None)) == ("1,234.50 EUR", "-")
     assert (quantity(0.0007), quantity(2.0)) == ("0.0007", "2.00")
     assert rates_text(None) == ("", "")
+
+
+def test_measured_resources_show_their_own_units() -> None:
+    book = PriceBook(
+        effective_from="2030-01-01T00:00:00+00:00",
+        currency="EUR",
+        rates={"gpu_energy_kwh": 0.3, "gpu_busy_time": 2.0, "vcpu": 0.05},
+        tenant_rates={"acme": {"n6_packets": 1e-6}},
+    )
+    assert [(r["resource"], r["per"]) for r in rate_rows(book)] == [
+        ("gpu_busy_time", "GPU busy-hour"),
+        ("gpu_energy_kwh", "kWh"),
+        ("vcpu", "vCPU-hour"),
+        ("n6_packets (tenant acme)", "packet"),
+    ]
+    titles = [
+        chart_options(ResourceChart(resource, unit, [], {}))["title"]["text"]
+        for resource, unit in (("gpu_energy_kwh", "kWh"), ("gpu_busy_time", "GPU busy-hour"))
+    ]
+    assert titles == ["gpu_energy_kwh (kWh per day)", "gpu_busy_time (GPU busy-hours per day)"]

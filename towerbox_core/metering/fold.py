@@ -24,9 +24,10 @@ import msgspec
 ROLLUP_KIND = "usage.rollup"
 # Measured usage: one entry per window with what the hardware counted (see
 # appliance/services/measured.py). Its values are counts, not holdings: N6 bytes and
-# packets, and VM CPU time in nanoseconds.
+# packets, VM CPU time in nanoseconds, GPU energy in millijoules and GPU engine busy
+# time in microseconds.
 MEASURED_KIND = "usage.measured"
-MEASURED_RESOURCES = ("n6_bytes", "n6_packets", "cpu_ns")
+MEASURED_RESOURCES = ("n6_bytes", "n6_packets", "cpu_ns", "gpu_energy_mj", "gpu_busy_us")
 NODE_TENANT = ""  # what the operator's own VMs, claims and VNets are charged to
 # libvirt's states in which a VM holds its vCPUs and memory.
 ACTIVE_STATES = frozenset({"running", "blocked", "paused"})

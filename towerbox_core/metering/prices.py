@@ -27,6 +27,8 @@ FIXED_RESOURCES = (
     "n6_gb",
     "n6_packets",
     "cpu_time",
+    "gpu_energy_kwh",
+    "gpu_busy_time",
 )
 _PROFILE = re.compile(r"mig:[1-8]g\.[0-9]{1,4}gb(\+me)?")
 _HUGEPAGES = re.compile(r"hugepages:(2M|1G)")
@@ -34,7 +36,8 @@ _HUGEPAGES = re.compile(r"hugepages:(2M|1G)")
 
 class PriceBook(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One version. Rates are per unit-hour (vCPU-hour, GiB-hour, slice-hour, GPU-hour)
-    for what is held, and per unit for what is measured (N6 GB, packet, CPU-hour)."""
+    for what is held, and per unit for what is measured (N6 GB, packet, CPU-hour, GPU
+    kWh, GPU busy-hour)."""
 
     effective_from: str  # ISO 8601, on the hour, UTC
     currency: str

@@ -55,6 +55,8 @@ MEASURED = {
     "n6_bytes": ("n6_gb", "GB", 1_000_000_000),
     "n6_packets": ("n6_packets", "packet", 1),
     "cpu_ns": ("cpu_time", "CPU-hour", 3_600_000_000_000),
+    "gpu_energy_mj": ("gpu_energy_kwh", "kWh", 3_600_000_000),
+    "gpu_busy_us": ("gpu_busy_time", "GPU busy-hour", 3_600_000_000),
 }
 
 

@@ -18,6 +18,7 @@ from ui.chargeback import (
     book_body,
     books_of,
     current_book,
+    rate_rows,
     rates_text,
     scheduled_books,
 )
@@ -26,7 +27,10 @@ from ui.pages.common import error_label
 from ui.session import UserApi, notify_error
 from ui.vm_actions import confirm
 
-RATES_HINT = "One per line: vcpu = 0.05 (per unit-hour; memory_gib, mig:1g.10gb, vnet, ...)"
+RATES_HINT = (
+    "One per line: vcpu = 0.05 (per unit-hour held: memory_gib, mig:1g.10gb, vnet, ...; "
+    "per unit measured: n6_gb, cpu_time, gpu_energy_kwh, gpu_busy_time, ...)"
+)
 TENANT_RATES_HINT = "One per line: acme vcpu = 0.03 (replaces the base rate for that tenant)"
 
 
@@ -57,7 +61,7 @@ class PriceBookCard:
                 ).classes("w-80")
                 self.currency = tag(ui.input("Currency", value="EUR"), "price-currency")
             self.rates = tag(
-                ui.textarea("Rates per unit-hour", placeholder="vcpu = 0.05"), "price-rates"
+                ui.textarea("Rates", placeholder="vcpu = 0.05"), "price-rates"
             ).classes("w-full")
             ui.label(RATES_HINT).classes("text-xs text-grey-7")
             self.tenant_rates = tag(
@@ -101,19 +105,15 @@ class PriceBookCard:
             tag(
                 ui.label(
                     f"In effect since {current.effective_from}, in {current.currency}, "
-                    "per unit-hour"
+                    "per unit-hour held or per unit measured"
                 ),
                 "price-current",
             )
-            rows = [{"resource": r, "rate": f"{v:g}"} for r, v in sorted(current.rates.items())]
-            rows += [
-                {"resource": f"{r} (tenant {t})", "rate": f"{v:g}"}
-                for t, table in sorted(current.tenant_rates.items())
-                for r, v in sorted(table.items())
-            ]
+            rows = rate_rows(current)
             columns = [
                 {"name": "resource", "label": "Resource", "field": "resource", "align": "left"},
-                {"name": "rate", "label": f"{current.currency} per unit-hour", "field": "rate"},
+                {"name": "rate", "label": current.currency, "field": "rate"},
+                {"name": "per", "label": "Per", "field": "per", "align": "left"},
             ]
             tag(ui.table(columns=columns, rows=rows, row_key="resource"), "price-rates-table")
         for book in later:

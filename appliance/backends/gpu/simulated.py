@@ -4,8 +4,9 @@ It refuses what the hardware refuses, with the codes the NVML backend uses, so t
 planner, the service and the UI can be developed and demonstrated without a GPU.
 What only a test needs is here too and nowhere in the protocol: marking a workload
 on an instance (``attach_workload``), resetting a GPU so that a pending MIG mode
-takes effect (``simulate_gpu_reset``; the real backend never resets), and making the
-next call of an operation fail (``fail_next``). Given a path, the state is saved to
+takes effect (``simulate_gpu_reset``; the real backend never resets), making the
+next call of an operation fail (``fail_next``), and a clock of the test's own
+(``use_clock``) for the energy counter. Given a path, the state is saved to
 JSON after every change, so a demo node keeps its layout across a daemon restart.
 """
 
@@ -104,6 +105,13 @@ class SimulatedGpuBackend:
         error = self._faults.pop(op_name, None)
         if error is not None:
             raise error
+
+    def use_clock(self, clock: Callable[[], float]) -> None:
+        """Read time (seconds) from clock from now on: a test drives the energy counter
+        with the journal's scripted clock. Energy counts again from the next sample."""
+        with self._lock:
+            self._last_sample.clear()
+            self._clock = clock
 
     def attach_workload(self, gpu: str, instance_id: int, workload: str) -> None:
         with self._lock:
