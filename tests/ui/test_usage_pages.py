@@ -185,3 +185,26 @@ async def test_an_infra_admin_picks_tenants_and_adds_a_price_version(
         {"name": "beta", "type": "bar", "stack": "tenants", "data": [24.0, 18.0]}
     ]
     await user.should_not_see(marker="usage-chart-vcpu")
+
+
+async def test_an_infra_admin_withdraws_a_version_not_yet_in_effect(
+    user: User, node: Appliance, clock: Clock
+) -> None:
+    _add_prices(node, clock)
+    later = (clock.now.replace(minute=0, second=0, microsecond=0) + 2 * HOUR).isoformat()
+    book = {"effective_from": later, "currency": "EUR", "rates": {"vcpu": 0.9}}
+    for c, admin, _ in clients(node):
+        assert c.post("/api/v1/prices", headers=admin, json=book).status_code == 201
+    await _log_in(user, "admin", admin_password(node.cfg))
+    await user.open("/usage")
+    await user.should_see(f"Next: effective {later}", retries=30)
+    # Only a version ahead has the button: the one in effect has none.
+    await user.should_not_see(marker=f"price-withdraw-{clock.t0.isoformat()}")
+    user.find(marker=f"price-withdraw-{later}").click()
+    await user.should_see("Withdraw this price version?", retries=30)
+    user.find(marker="confirm-yes").click()
+    await user.should_see(f"Price version effective {later} withdrawn", retries=30)
+    await user.should_not_see(f"Next: effective {later}", retries=30)
+    for c, admin, _ in clients(node):
+        versions = c.get("/api/v1/prices", headers=admin).json()["versions"]
+        assert [v["effective_from"] for v in versions] == [clock.t0.isoformat()]
