@@ -42,6 +42,7 @@ from appliance.services.node_view import NodeViews
 from appliance.services.reconcile import Reconciler
 from appliance.services.sync import SyncStatusBoard
 from appliance.services.tenants import TenantService
+from appliance.services.uptime import BOOT_ID, Uptime
 from appliance.services.vm_admission import VmAdmission
 from appliance.services.vms import VmService
 from appliance.store import journal
@@ -85,6 +86,7 @@ class Appliance:
     metering: MeteringService
     measured: MeasuredUsage
     gpu_meter: GpuMeter
+    uptime: Uptime
 
     def __post_init__(self) -> None:
         self.metrics.count_usage(self._usage_totals)
@@ -97,6 +99,8 @@ class Appliance:
 
     def monitor_job(self) -> None:
         with journal.acting_as(Actor(job="monitor")):
+            journal.follow_clock_step()
+            self.uptime.beat()
             snapshot = self.monitor.sweep()
             self.metrics.observe_sweep(snapshot.sweep_ms / 1000, snapshot.states)
             record_state_changes(snapshot)
@@ -182,6 +186,9 @@ def build_appliance(cfg: Config) -> Appliance:
     # logs below the state directory; the secrets in it are 0600 files.
     Path(cfg.state_dir).chmod(0o755)
     db = open_database(cfg.db_path)
+    # Before anything journals a VM's state: after a reboot the VMs stopped with the host.
+    uptime = Uptime(Path(cfg.state_dir) / "alive", Path(cfg.host.procfs_root) / BOOT_ID)
+    uptime.started()
     host = read_inventory(
         Path(cfg.host.sysfs_root), Path(cfg.host.procfs_root), Path(cfg.host.dev_root)
     )
@@ -279,4 +286,5 @@ def build_appliance(cfg: Config) -> Appliance:
         measured=MeasuredUsage(),
         # A GPU's sampled rates stand for a few sweeps at most (measured_gpu).
         gpu_meter=GpuMeter(max_gap_s=max(60.0, 4 * cfg.jobs.monitor_interval_s)),
+        uptime=uptime,
     )

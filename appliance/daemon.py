@@ -23,6 +23,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from appliance.api.app import create_app
 from appliance.config import Config
 from appliance.context import Appliance, build_appliance
+from appliance.store import journal
+from appliance.store.journal_clock import MonotonicClock
 from towerbox_core import sdnotify
 from towerbox_core.errors import ConfigError
 from towerbox_core.logsetup import setup_logging
@@ -147,6 +149,9 @@ async def _serve(appliance: Appliance) -> None:
 
 def run_daemon(cfg: Config) -> int:
     setup_logging(cfg.log_level)
+    # Entries count on the monotonic clock from here (journal_clock): a stepped wall
+    # clock never makes usage negative or counts it twice.
+    journal.set_clock(MonotonicClock(journal.newest_time))
     appliance = build_appliance(cfg)
     try:
         asyncio.run(_serve(appliance))

@@ -20,7 +20,9 @@ from typing import Any
 import msgspec
 import peewee
 
+from appliance.store.journal_clock import MonotonicClock
 from appliance.store.models import JournalEntry, Meta, db_proxy, utcnow
+from towerbox_core.metering.fold import CLOCK_STEPPED
 from towerbox_core.wire import Actor, WireEntry, journal_checksum
 
 NODE_ACTOR = Actor(job="node")
@@ -64,6 +66,30 @@ def set_clock(clock: Callable[[], dt.datetime]) -> Callable[[], dt.datetime]:
     global _clock  # one clock per process, like the database
     previous, _clock = _clock, clock
     return previous
+
+
+def newest_time() -> dt.datetime | None:
+    """The newest entry's time (None for an empty journal)."""
+    row = JournalEntry.select(JournalEntry.created_at).order_by(JournalEntry.seq.desc()).first()
+    if row is None:
+        return None
+    when: dt.datetime = row.created_at
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def follow_clock_step() -> bool:
+    """Journal a forward step of the wall clock, when the daemon's clock saw one (see
+    journal_clock); True when it did. Metering bills nothing inside the gap."""
+    if not isinstance(_clock, MonotonicClock):
+        return False
+    step = _clock.forward_step()
+    if step is None:
+        return False
+    with write_transaction():
+        append(
+            CLOCK_STEPPED, "node", "clock", {"from": step[0].isoformat(), "to": step[1].isoformat()}
+        )
+    return True
 
 
 @contextmanager

@@ -16,8 +16,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.context import Appliance
 from appliance.services.metering import MeteringService
+from appliance.services.uptime import Uptime
 from appliance.store import journal
 from appliance.store.compaction import compact
+from appliance.store.journal_clock import MonotonicClock
+from appliance.store.models import Vm
 from tests.support.appliance import login
 from tests.support.tenancy import PASSWORD, clients, tenant_node
 
@@ -260,6 +263,70 @@ def test_a_version_not_yet_in_effect_can_be_withdrawn(api: Api, clock: Clock) ->
         for x in _ok(c.get("/api/v1/usage", headers=admin, params=period))["lines"]
     }
     assert cost["vcpu"] == pytest.approx(3 * 0.1)
+
+
+def test_the_time_a_node_was_down_is_not_billed(
+    appliance: Appliance, api: Api, clock: Clock, tmp_path: Path
+) -> None:
+    """acme's VM runs from t0; the node's last sign of life is at +1 h; it starts again
+    after a reboot at +3 h: the VM ran 1 h, not 3. The monitor then finds the VM running
+    (autostarted) and it counts from +3 h."""
+    c, admin, acme = api
+    boot_id = tmp_path / "boot_id"
+    boot_id.write_text("the-first-boot\n")
+    uptime = Uptime(Path(appliance.cfg.state_dir) / "alive", boot_id)
+    assert not uptime.started()  # the first start knows no earlier boot
+    body = {"name": "web", "appliance": "demo", "spec": {"role": "b2b", "vcpus": 2}}
+    _ok(c.post("/api/v1/vms", headers=acme, json={**body, "start": True}), 201)
+    clock.at(hours=1)
+    appliance.uptime.beat()
+    clock.at(hours=3)
+    boot_id.write_text("a-new-boot\n")
+    assert uptime.started()
+    assert not uptime.started()  # the same boot: a daemon restart only
+    entry = journal.entries(kind_prefix="node.started")[-1]
+    assert entry["state"]["last_alive"] == clock.iso(hours=1)
+    assert entry["state"]["stopped_vms"] == ["web"]
+    assert Vm.get(Vm.name == "web").observed_state == "shutoff"
+    period = {"from": clock.iso(), "to": clock.iso(hours=5), "tenant": "acme"}
+
+    def vcpu_hours() -> float:
+        lines = _ok(c.get("/api/v1/usage", headers=admin, params=period))["lines"]
+        return sum(x["quantity"] for x in lines if x["resource"] == "vcpu")
+
+    assert vcpu_hours() == 2 * 1.0
+    appliance.monitor_job()  # the domain runs: journalled as running from +3 h
+    clock.at(hours=4)
+    assert vcpu_hours() == 2 * (1.0 + 1.0)
+
+
+def test_a_forward_step_of_the_wall_clock_is_not_billed(api: Api) -> None:
+    """The daemon's own clock: an hour's step forward is journalled, and the VM that
+    ran across it is billed only for the time that passed."""
+    c, admin, acme = api
+    wall = [dt.datetime.now(dt.UTC).replace(microsecond=0) + 48 * HOUR]
+    mono = [1000.0]
+    previous = journal.set_clock(MonotonicClock(lambda: None, lambda: wall[0], lambda: mono[0]))
+    try:
+        start = wall[0]
+        body = {"name": "web", "appliance": "demo", "spec": {"role": "b2b", "vcpus": 1}}
+        _ok(c.post("/api/v1/vms", headers=acme, json={**body, "start": True}), 201)
+        wall[0], mono[0] = start + 10 * dt.timedelta(minutes=1), 1600.0  # 10 min pass
+        wall[0] += HOUR  # then NTP steps the wall clock an hour ahead
+        assert journal.follow_clock_step()
+        assert not journal.follow_clock_step()
+        wall[0], mono[0] = wall[0] + 5 * dt.timedelta(minutes=1), 1900.0  # 5 more min
+        hour = start.replace(minute=0, second=0)
+        period = {"from": hour.isoformat(), "to": (hour + 4 * HOUR).isoformat()}
+        lines = _ok(c.get("/api/v1/usage", headers=admin, params=period))["lines"]
+        seconds = sum(x["seconds"] for x in lines if x["resource"] == "vcpu")
+        assert seconds == pytest.approx(15 * 60, abs=1)
+        stepped = journal.entries(kind_prefix="clock.stepped")[-1]["state"]
+        assert dt.datetime.fromisoformat(stepped["to"]) - dt.datetime.fromisoformat(
+            stepped["from"]
+        ) == pytest.approx(HOUR, abs=dt.timedelta(seconds=1))
+    finally:
+        journal.set_clock(previous)
 
 
 def _ok_error(resp: Any) -> tuple[int, str]:

@@ -28,6 +28,11 @@ ROLLUP_KIND = "usage.rollup"
 # time in microseconds.
 MEASURED_KIND = "usage.measured"
 MEASURED_RESOURCES = ("n6_bytes", "n6_packets", "cpu_ns", "gpu_energy_mj", "gpu_busy_us")
+# The node's own entries that change time for everything it holds: the wall clock
+# stepped forward (nothing is billed in the gap), and the node started after a reboot
+# (its VMs stopped when it went down, at its last sign of life; see docs/metering.md).
+CLOCK_STEPPED = "clock.stepped"
+NODE_STARTED = "node.started"
 NODE_TENANT = ""  # what the operator's own VMs, claims and VNets are charged to
 # libvirt's states in which a VM holds its vCPUs and memory.
 ACTIVE_STATES = frozenset({"running", "blocked", "paused"})
@@ -110,6 +115,10 @@ class Meter:
         if kind == MEASURED_KIND:
             s.seq = max(s.seq, seq)
             return _measured(state)
+        if kind == CLOCK_STEPPED and isinstance(state, dict):
+            return self._clock_stepped(seq, state)
+        if kind == NODE_STARTED and isinstance(state, dict):
+            return self._node_started(seq, state, at)
         handler = _HANDLERS.get(kind)
         if handler is None:
             s.seq = max(s.seq, seq)
@@ -120,6 +129,36 @@ class Meter:
         closed: list[Interval] = []
         for subject in subjects:
             closed += self._recompute(subject, now)
+        return closed
+
+    def _clock_stepped(self, seq: int, state: dict[str, Any]) -> list[Interval]:
+        """Every holding closes where the clock left and opens again where it landed."""
+        s = self.state
+        left = max(parse_time_us(state.get("from")) or s.at_us, s.at_us)
+        landed = max(parse_time_us(state.get("to")) or left, left)
+        closed: list[Interval] = []
+        for subject, holdings in s.open.items():
+            closed += [
+                Interval(h.tenant, h.resource, subject, h.amount, h.since_us, left)
+                for h in holdings
+                if left > h.since_us
+            ]
+            s.open[subject] = [msgspec.structs.replace(h, since_us=landed) for h in holdings]
+        s.seq, s.at_us = seq, landed
+        return closed
+
+    def _node_started(self, seq: int, state: dict[str, Any], at: str | None) -> list[Interval]:
+        """After a reboot: the VMs that ran stopped at the node's last sign of life."""
+        s = self.state
+        now = max(parse_time_us(at) or s.at_us, s.at_us)
+        closed: list[Interval] = []
+        if state.get("rebooted"):
+            down = min(max(parse_time_us(state.get("last_alive")) or now, s.at_us), now)
+            for vm_id, vm in list(s.vms.items()):
+                if vm.state in ACTIVE_STATES:
+                    s.vms[vm_id] = msgspec.structs.replace(vm, state="shutoff")
+                    closed += self._recompute(f"vm:{vm_id}", down)
+        s.seq, s.at_us = seq, now
         return closed
 
     def open_intervals(self, until_us: int) -> Iterator[Interval]:
@@ -291,4 +330,4 @@ def fold(
 
 
 # The entry kinds a fold reads; readers may fetch only these.
-METERED_KINDS = (*_HANDLERS, ROLLUP_KIND, MEASURED_KIND)
+METERED_KINDS = (*_HANDLERS, ROLLUP_KIND, MEASURED_KIND, CLOCK_STEPPED, NODE_STARTED)

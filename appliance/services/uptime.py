@@ -1,0 +1,98 @@
+"""The node's last sign of life, and what a start after a reboot journals.
+
+A VM whose desired state is running is not billed while the node is down. A daemon
+restart is not a node going down (the VMs keep running under libvirt, and the
+monitor journals what it finds), but a reboot is: every VM stopped with the host.
+The host's boot id (``/proc/sys/kernel/random/boot_id``) tells the two apart; the
+node's last sign of life is the journal time the monitor writes to ``alive`` at each
+sweep (without a database write, so it never waits on the write lock).
+
+When the boot id changed, the start journals ``node.started`` with ``rebooted`` and
+``last_alive``, and marks every VM row as last seen shut off, in one transaction:
+metering stops the VMs' running usage at ``last_alive`` (at most one monitor interval
+after the node really went down), and the monitor's next sweep journals each VM that
+is running again (autostart, restart policies) from the time it sees it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+from appliance.store import journal
+from appliance.store.models import Meta, Vm
+from towerbox_core.metering.fold import ACTIVE_STATES, NODE_STARTED
+
+log = logging.getLogger(__name__)
+
+_BOOT_ID = "boot_id"
+BOOT_ID = "sys/kernel/random/boot_id"  # below procfs
+
+
+class Uptime:
+    def __init__(self, alive_file: Path, boot_id_file: Path) -> None:
+        self._alive = alive_file
+        self._boot_id_file = boot_id_file
+
+    def beat(self) -> None:
+        """Record now (journal time) as the node's last sign of life."""
+        try:
+            self._alive.write_text(journal.now().isoformat())
+        except OSError as err:
+            log.warning("cannot record the node's last sign of life in %s: %s", self._alive, err)
+
+    def started(self) -> bool:
+        """Journal a start after a reboot; True when the host rebooted since the last run."""
+        boot_id = self._read_boot_id()
+        if boot_id is None:
+            return False
+        with journal.write_transaction():
+            row = Meta.get_or_none(Meta.key == _BOOT_ID)
+            Meta.insert(key=_BOOT_ID, value=boot_id).on_conflict_replace().execute()
+            if row is None or row.value == boot_id:
+                return False  # the first start, or the daemon restarted on the same boot
+            last_alive = self._last_alive()
+            ran = [vm.name for vm in Vm.select(Vm.name).where(Vm.observed_state.in_(ACTIVE_STATES))]
+            Vm.update(observed_state="shutoff").where(
+                Vm.observed_state.in_(ACTIVE_STATES)
+            ).execute()
+            journal.append(
+                NODE_STARTED,
+                "node",
+                "node",
+                {
+                    "rebooted": True,
+                    "boot_id": boot_id,
+                    "last_alive": last_alive.isoformat() if last_alive else None,
+                    "stopped_vms": sorted(ran),
+                },
+            )
+        log.warning(
+            "the node rebooted (last alive %s): %d VM(s) were running and stopped with it",
+            last_alive.isoformat() if last_alive else "unknown",
+            len(ran),
+        )
+        return True
+
+    def _read_boot_id(self) -> str | None:
+        try:
+            return self._boot_id_file.read_text().strip() or None
+        except OSError as err:
+            log.warning(
+                "no boot id in %s (%s): reboots are not told apart", self._boot_id_file, err
+            )
+            return None
+
+    def _last_alive(self) -> dt.datetime | None:
+        """The last beat, else the newest journal entry; never after now."""
+        found: dt.datetime | None = None
+        try:
+            found = dt.datetime.fromisoformat(self._alive.read_text().strip())
+        except (OSError, ValueError):
+            found = None
+        newest = journal.newest_time()
+        if found is None or (newest is not None and newest > found):
+            found = newest  # entries written after the last beat were alive too
+        now = journal.now()
+        return min(found, now) if found is not None else None
