@@ -13,6 +13,7 @@ import msgspec
 
 from appliance.backends.vm import disks
 from appliance.backends.vm.domain_xml import DomainPaths
+from appliance.backends.vm.seed_iso import SeedFiles, write_seed_iso
 from appliance.catalog.model import CatalogEntry, spec_for
 from appliance.config import Config
 from appliance.domain.vm_privileges import TENANT_ROLES
@@ -66,6 +67,12 @@ def check_references(spec: VmSpec, image_dir: Path) -> None:
         raise InvalidInput(
             f"no tenant {spec.tenant!r}; create it first", code="unknown_tenant", field="tenant"
         )
+    if spec.model_disk is not None and not (image_dir / spec.model_disk).is_file():
+        raise InvalidInput(
+            f"model file {spec.model_disk!r} is not in the image directory {image_dir}",
+            code="model_missing",
+            field="model_disk",
+        )
     wanted = [(f"disks[{i}].image", d.image) for i, d in enumerate(spec.disks) if d.image]
     if spec.boot is not None:
         wanted.append(("boot.kernel", spec.boot.kernel))
@@ -114,15 +121,22 @@ def console_path(cfg: Config, vm_id: str) -> Path:
     return cfg.console_dir / f"{vm_id}.log"
 
 
+def seed_path(cfg: Config, vm_id: str) -> Path:
+    return cfg.disk_dir / f"{vm_id}-seed.iso"
+
+
 def disk_paths(cfg: Config, vm_id: str, spec: VmSpec) -> list[Path]:
-    """Every file a VM's create makes: its disk overlays and its console log."""
+    """Every file a VM's create makes: its disk overlays, its seed and its console log."""
     return [cfg.disk_dir / f"{vm_id}-{i}.qcow2" for i in range(len(spec.disks))] + [
-        console_path(cfg, vm_id)
+        seed_path(cfg, vm_id),
+        console_path(cfg, vm_id),
     ]
 
 
-def make_disks(cfg: Config, vm_id: str, spec: VmSpec, made: list[Path]) -> DomainPaths:
-    """Create the VM's disks (each recorded in ``made`` first, for the undo)."""
+def make_disks(
+    cfg: Config, vm_id: str, spec: VmSpec, made: list[Path], seed: SeedFiles | None = None
+) -> DomainPaths:
+    """Create the VM's disks and seed (each recorded in ``made`` first, for the undo)."""
     image_dir = Path(cfg.image_dir)
     overlays = []
     for i, disk in enumerate(spec.disks):
@@ -133,6 +147,11 @@ def make_disks(cfg: Config, vm_id: str, spec: VmSpec, made: list[Path]) -> Domai
         elif disk.size_gib is not None:  # validate_spec makes this the only other case
             disks.create_blank(path, disk.size_gib)
         overlays.append(str(path))
+    seed_iso = None
+    if seed is not None:
+        seed_iso = seed_path(cfg, vm_id)
+        made.append(seed_iso)
+        write_seed_iso(seed_iso, seed)
     console = None
     if spec.serial_log:
         cfg.console_dir.mkdir(parents=True, exist_ok=True)
@@ -144,4 +163,6 @@ def make_disks(cfg: Config, vm_id: str, spec: VmSpec, made: list[Path]) -> Domai
         kernel=str(image_dir / boot.kernel) if boot else None,
         initrd=str(image_dir / boot.initrd) if boot and boot.initrd else None,
         console_log=console,
+        model=str(image_dir / spec.model_disk) if spec.model_disk else None,
+        seed=str(seed_iso) if seed_iso else None,
     )
