@@ -199,3 +199,33 @@ def test_a_seed_that_cannot_be_written_leaves_nothing(
     finally:
         conn.close()
     assert appliance.allocator.held("noseed") is None
+
+
+def test_the_catalog_shows_what_a_request_may_set(client: TestClient[Any]) -> None:
+    demo = client.get("/api/v1/catalog/demo").json()
+    assert demo["model_file"] == "demo-model.img"
+    assert demo["image_status"]["files"]["demo-model.img"]["present"] is True
+    assert demo["values"]["model"]["default"] == "tinyllama-1.1b"
+    assert client.get("/api/v1/catalog/keyed").json()["values"]["api_key"]["secret"] is True
+
+
+def test_a_request_may_name_another_model_file(
+    client: TestClient[Any], appliance: Appliance
+) -> None:
+    (Path(appliance.cfg.image_dir) / "other-model.img").write_bytes(b"other\n".ljust(512, b"\0"))
+    resp = client.post(
+        "/api/v1/vms",
+        json={"name": "other", "appliance": "demo", "spec": {"model_disk": "other-model.img"}},
+    )
+    assert resp.status_code == 201, resp.text
+    model = next(
+        d
+        for d in _domain_xml(resp.json()["id"]).findall("devices/disk")
+        if d.get("device") == "disk"
+    )
+    assert model.find("source").get("file").endswith("/other-model.img")  # type: ignore[union-attr]
+    resp = client.post(
+        "/api/v1/vms",
+        json={"name": "bad", "appliance": "demo", "spec": {"model_disk": "../etc/passwd"}},
+    )
+    assert (resp.status_code, resp.json()["code"]) == (422, "invalid_image_name"), resp.text

@@ -10,7 +10,8 @@ import msgspec
 import pytest
 
 from appliance.catalog.cloud_init import render_cloud_init
-from appliance.catalog.loading import load_catalog, load_entry
+from appliance.catalog.loading import entry_from_document, load_catalog, load_entry
+from appliance.catalog.model import entry_document
 from appliance.catalog.values import REDACTED, ValueDecl, check_values, redacted
 from towerbox_core.errors import ConfigError, InvalidInput
 
@@ -177,3 +178,10 @@ def test_values_without_a_template_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_entry(path, templates_dir=tmp_path)
     assert info.value.extra["field"] == "cloud_init.values"
+
+
+def test_an_entry_with_values_and_a_model_survives_its_document() -> None:
+    demo = load_catalog(REPO / "images" / "catalog")["demo"]
+    again = entry_from_document(entry_document(demo), REPO / "images" / "cloud-init", "entries[0]")
+    assert again.cloud_init_values == demo.cloud_init_values
+    assert again.model_file == demo.model_file
