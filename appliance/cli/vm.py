@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from appliance.cli.connect import json_arg, json_flag, node_call, show_plain
 from towerbox_core.commands import CommandGroup, out, table
+from towerbox_core.errors import InvalidInput
 
 if TYPE_CHECKING:
     from towerbox_core.client import ApiClient
@@ -43,9 +44,9 @@ def value_words(words: list[str]) -> dict[str, Any]:
     for word in words:
         key, sep, text = word.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--value {word!r}: expected KEY=VALUE")
+            raise InvalidInput(f"--value {word!r} is not KEY=VALUE", code="invalid_argument")
         if key in values:
-            raise SystemExit(f"--value {key} is given twice")
+            raise InvalidInput(f"--value {key} is given twice", code="invalid_argument")
         try:
             values[key] = json.loads(text)
         except ValueError:
