@@ -6,6 +6,8 @@ row, so the VM service can run them before it takes its own.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from appliance.store.models import Tenant
 from towerbox_core.api.vms import VmCreateRequest
 from towerbox_core.errors import Conflict, Forbidden, InvalidInput
 from upf_bridge.backends.base import Attachment
+
+log = logging.getLogger(__name__)
 
 # (VM's tenant, "name" or "tenant/name") -> where the NIC plugs in; from the N6 service.
 VnetResolver = Callable[[str | None, str], Attachment]
@@ -123,6 +127,24 @@ def console_path(cfg: Config, vm_id: str) -> Path:
 
 def seed_path(cfg: Config, vm_id: str) -> Path:
     return cfg.disk_dir / f"{vm_id}-seed.iso"
+
+
+def reclaim_seed(cfg: Config, vm_id: str) -> None:
+    """Give a stopped VM's seed back to the daemon's user, mode 0600.
+
+    libvirt hands the seed to QEMU's user when the VM starts and, as with every
+    read-only image (it may be shared), never takes it back; the seed may hold
+    secrets. A guest that powers itself off keeps it lent until the node next stops,
+    shuts down or deletes the VM.
+    """
+    path = seed_path(cfg, vm_id)
+    try:
+        os.chown(path, os.getuid(), os.getgid())
+        path.chmod(0o600)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        log.warning("seed %s not taken back from QEMU's user: %s", path, err.strerror)
 
 
 def disk_paths(cfg: Config, vm_id: str, spec: VmSpec) -> list[Path]:

@@ -39,6 +39,7 @@ from appliance.services.vm_provision import (
     disk_gib,
     disk_paths,
     make_disks,
+    reclaim_seed,
     resolve_spec,
     wire_vnets,
 )
@@ -282,7 +283,8 @@ class VmService:
         self._start_domain(vm)
 
     def _release_gpu(self, vm: Vm) -> None:
-        """After the domain is off: remove its vGPU and give its slice back."""
+        """After the domain is off: take its seed back, remove its vGPU, free its slice."""
+        reclaim_seed(self._cfg, vm.id)
         spec = msgspec.json.decode(vm.spec, type=VmSpec)
         if self._gpus is None or spec.gpu is None:
             return

@@ -4,6 +4,7 @@ that leave nothing behind."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import xml.etree.ElementTree as ET
@@ -229,3 +230,16 @@ def test_a_request_may_name_another_model_file(
         json={"name": "bad", "appliance": "demo", "spec": {"model_disk": "../etc/passwd"}},
     )
     assert (resp.status_code, resp.json()["code"]) == (422, "invalid_image_name"), resp.text
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="lending the seed to another user needs root")
+def test_stopping_a_vm_takes_its_seed_back(client: TestClient[Any], appliance: Appliance) -> None:
+    resp = client.post("/api/v1/vms", json={"name": "lent", "appliance": "demo", "start": True})
+    assert resp.status_code == 201, resp.text
+    seed = appliance.cfg.disk_dir / f"{resp.json()['id']}-seed.iso"
+    # What libvirt does to a read-only image at start, and does not undo.
+    os.chown(seed, 65534, 65534)
+    seed.chmod(0o644)
+    assert client.post("/api/v1/vms/lent/stop").json()["state"] == "shutoff"
+    st = seed.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600)

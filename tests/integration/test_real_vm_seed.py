@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -105,6 +106,9 @@ def test_seed_and_model_disk_reach_the_guest(
             assert "TOWERBOX-MODEL TOWERBOX-DEMO-MODEL demo-model-v1" in console
 
             assert api.post(f"/api/v1/vms/{name}/stop").json()["state"] == "shutoff"
+            # libvirt lent the seed to QEMU's user while the VM ran; it is root's again.
+            st = seed.stat()
+            assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600)
             assert api.delete(f"/api/v1/vms/{name}").status_code == 204
             vm_id_done, vm_id = vm_id, None
         with pytest.raises(libvirt.libvirtError):
