@@ -282,7 +282,7 @@ class VmService:
         """The reconciler's restart path: same GPU binding as an operator's start."""
         self._start_domain(vm)
 
-    def _release_gpu(self, vm: Vm) -> None:
+    def _after_off(self, vm: Vm) -> None:
         """After the domain is off: take its seed back, remove its vGPU, free its slice."""
         reclaim_seed(self._cfg, vm.id)
         spec = msgspec.json.decode(vm.spec, type=VmSpec)
@@ -312,7 +312,7 @@ class VmService:
                     extra={"vm": name},
                 )
                 self._backend.destroy(vm.id)
-        self._release_gpu(vm)
+        self._after_off(vm)
         view = self._after_action(vm.id)
         return VmShutdown(**msgspec.structs.asdict(view), forced=forced)
 
@@ -321,7 +321,7 @@ class VmService:
         self._set_desired(vm, STOPPED, "vm.stop")
         if is_active(self._backend, vm.id):
             self._backend.destroy(vm.id)
-        self._release_gpu(vm)
+        self._after_off(vm)
         return self._after_action(vm.id)
 
     def reboot(self, principal: Principal, name: str) -> VmSummary:
@@ -338,7 +338,7 @@ class VmService:
         with self._lock:
             if is_active(self._backend, vm.id):
                 self._backend.destroy(vm.id)
-            self._release_gpu(vm)
+            self._after_off(vm)
             if self._backend.status(vm.id) is not None:
                 self._backend.undefine(vm.id)
             spec = msgspec.json.decode(vm.spec, type=VmSpec)
