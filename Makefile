@@ -21,11 +21,13 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-$(IMAGES)/demo-initramfs.cpio.gz: images/demo/build.sh
+DEMO_IMAGE := $(IMAGES)/demo-initramfs.cpio.gz $(IMAGES)/demo-model.img
+# One run of build.sh writes the kernel, the initramfs and the demo model file.
+$(DEMO_IMAGE) &: images/demo/build.sh
 	@images/demo/build.sh $(IMAGES)
 
 .PHONY: setup
-setup: deps $(STAMP) $(IMAGES)/demo-initramfs.cpio.gz  ## Packages, venv and demo image (idempotent)
+setup: deps $(STAMP) $(DEMO_IMAGE)  ## Packages, venv and demo image (idempotent)
 
 .PHONY: run
 run: setup  ## Start the appliance (real libvirt when possible) and the web UI

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Mapping
 from pathlib import Path
 
 from appliance.catalog.model import CatalogEntry
+from appliance.catalog.values import Value
 from towerbox_core.errors import ConfigError, InvalidInput
 
 INVALID_ENTRY = "invalid_catalog_entry"
@@ -23,23 +25,31 @@ def cloud_init_dir(catalog_dir: Path) -> Path:
 
 
 def render_cloud_init(
-    entry: CatalogEntry, templates_dir: Path, values: dict[str, str]
+    entry: CatalogEntry, templates_dir: Path, values: Mapping[str, Value]
 ) -> str | None:
-    """The entry's cloud-init user-data with ``$name`` placeholders filled, or None."""
+    """The entry's cloud-init user-data with ``$name`` placeholders filled, or None.
+
+    Strings go in as they are (templates put them inside double quotes), integers
+    and booleans as YAML scalars, lists as a flow sequence of quoted strings.
+    """
     if entry.cloud_init_template is None:
         return None
     path = templates_dir / entry.cloud_init_template
     template = _read_template(path, entry.name)
+    texts: dict[str, str] = {}
     for key, value in values.items():
-        if _UNSAFE_TEMPLATE_VALUE_RE.search(value):
-            raise InvalidInput(
-                f"cloud-init value {key!r} may not hold line breaks, control characters, "
-                "'\"' or '\\'",
-                code="invalid_cloud_init_value",
-                field=key,
-            )
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if isinstance(item, str) and _UNSAFE_TEMPLATE_VALUE_RE.search(item):
+                raise InvalidInput(
+                    f"cloud-init value {key!r} may not hold line breaks, control characters, "
+                    "'\"' or '\\'",
+                    code="invalid_cloud_init_value",
+                    field=key,
+                )
+        texts[key] = _as_yaml(value)
     try:
-        return template.substitute(values)
+        return template.substitute(texts)
     except KeyError as err:
         missing = err.args[0]
         raise InvalidInput(
@@ -54,6 +64,21 @@ def render_cloud_init(
             code="invalid_cloud_init_template",
             path=str(path),
         ) from err
+
+
+def _as_yaml(value: Value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(f'"{item}"' for item in value) + "]"
+    return value
+
+
+def template_placeholders(path: Path) -> set[str]:
+    """The ``$name`` placeholders a (checked) template uses."""
+    return set(string.Template(path.read_text(encoding="utf-8")).get_identifiers())
 
 
 def _read_template(path: Path, appliance: str) -> string.Template:

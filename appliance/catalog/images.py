@@ -16,7 +16,8 @@ _HASH_CACHE_MAX = 64
 
 
 def image_status(entry: CatalogEntry, image_dir: Path) -> dict[str, Any]:
-    """Whether the entry's image files are in ``image_dir`` and ``file`` has its hash.
+    """Whether the entry's image files (and model file) are in ``image_dir`` and
+    ``file`` has its hash.
 
     Hashing a large disk image takes a while the first time (the result is kept per
     file identity, size and mtime): call this from a worker thread.
@@ -24,6 +25,8 @@ def image_status(entry: CatalogEntry, image_dir: Path) -> dict[str, Any]:
     names = [entry.image.file]
     if entry.image.initrd is not None:
         names.append(entry.image.initrd)
+    if entry.model_file is not None:
+        names.append(entry.model_file)
     files: dict[str, dict[str, Any]] = {}
     for file_name in names:
         try:

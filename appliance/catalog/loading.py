@@ -21,8 +21,10 @@ from appliance.catalog.cloud_init import (
     check_template,
     cloud_init_dir,
     read_error_reason,
+    template_placeholders,
 )
 from appliance.catalog.model import CatalogEntry, ImageRef, spec_for
+from appliance.catalog.values import ValueDecl, check_declarations
 from appliance.domain.vm_spec import Role, check_file_name
 from towerbox_core.errors import ConfigError, InvalidInput
 from towerbox_core.names import check_name
@@ -40,6 +42,11 @@ _PROBE_VM_NAME = "catalog-check"
 
 class _CloudInitSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     template: str | None = None
+    values: dict[str, ValueDecl] = {}
+
+
+class _ModelSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    file: str  # in the node's image folder
 
 
 class _CatalogFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -50,6 +57,7 @@ class _CatalogFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     image: ImageRef
     spec: dict[str, Any] = {}
     cloud_init: _CloudInitSection = _CloudInitSection()
+    model: _ModelSection | None = None
 
 
 def load_catalog(
@@ -141,6 +149,9 @@ def _check(path: Path, data: _CatalogFile, templates_dir: Path | None) -> Catalo
         check_file_name(template, "cloud_init.template")
         if templates_dir is not None:
             check_template(templates_dir / template)
+    _check_values(data.cloud_init, templates_dir)
+    if data.model is not None:
+        check_file_name(data.model.file, "model.file")
     _check_spec_table(data)
     entry = CatalogEntry(
         name=data.name,
@@ -151,6 +162,8 @@ def _check(path: Path, data: _CatalogFile, templates_dir: Path | None) -> Catalo
         default_spec=data.spec,
         cloud_init_template=template,
         source_file=str(path),
+        cloud_init_values=data.cloud_init.values,
+        model_file=data.model.file if data.model is not None else None,
     )
     try:
         spec_for(entry, _PROBE_VM_NAME, {})
@@ -194,6 +207,29 @@ def _check_image(image: ImageRef) -> ImageRef:
     if image.sha256 is not None:
         return msgspec.structs.replace(image, sha256=image.sha256.lower())
     return image
+
+
+def _check_values(section: _CloudInitSection, templates_dir: Path | None) -> None:
+    if not section.values:
+        return
+    if section.template is None:
+        raise InvalidInput(
+            "cloud_init.values need a cloud_init.template to fill",
+            code=INVALID_ENTRY,
+            field="cloud_init.values",
+        )
+    check_declarations(section.values)
+    if templates_dir is None:
+        return
+    # A declared value the template never uses is a typo waiting to surprise someone.
+    used = template_placeholders(templates_dir / section.template)
+    for name in section.values:
+        if name not in used:
+            raise InvalidInput(
+                f"value {name!r} is declared but {section.template} has no ${name}",
+                code=INVALID_ENTRY,
+                field=f"cloud_init.values.{name}",
+            )
 
 
 def _check_spec_table(data: _CatalogFile) -> None:

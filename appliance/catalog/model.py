@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from appliance.catalog.values import ValueDecl
 from appliance.domain.vm_spec import Role, VmSpec, parse_vm_spec
 
 
@@ -29,6 +30,10 @@ class CatalogEntry(msgspec.Struct, frozen=True):
     default_spec: dict[str, Any]  # VmSpec fields except name, role and appliance
     cloud_init_template: str | None
     source_file: str
+    # Values a create may set for the template ([cloud_init.values.<name>]).
+    cloud_init_values: dict[str, ValueDecl] = {}
+    # A model bundle in the image folder, attached read-only as a second disk.
+    model_file: str | None = None
 
 
 def entry_document(entry: CatalogEntry) -> dict[str, Any]:
@@ -43,6 +48,10 @@ def entry_document(entry: CatalogEntry) -> dict[str, Any]:
     }
     if entry.cloud_init_template is not None:
         doc["cloud_init"] = {"template": entry.cloud_init_template}
+        if entry.cloud_init_values:
+            doc["cloud_init"]["values"] = msgspec.to_builtins(entry.cloud_init_values)
+    if entry.model_file is not None:
+        doc["model"] = {"file": entry.model_file}
     return doc
 
 
@@ -51,7 +60,8 @@ def spec_for(entry: CatalogEntry, name: str, overrides: dict[str, Any]) -> VmSpe
 
     Tables merge key by key (``{"cpu": {"isolated": false}}`` keeps the policy);
     lists and plain values replace. The image fills ``boot`` (kernel kind) or the
-    first disk (disk kind, unless ``overrides`` give ``disks``). ``appliance`` and
+    first disk (disk kind, unless ``overrides`` give ``disks``), the model file
+    ``model_disk`` (an override may name another). ``appliance`` and
     ``role`` come from the entry unless overridden; the name is always ``name``.
     """
     base = copy.deepcopy(entry.default_spec)
@@ -66,6 +76,8 @@ def spec_for(entry: CatalogEntry, name: str, overrides: dict[str, Any]) -> VmSpe
     elif "disks" not in overrides:
         extra = base.get("disks")
         base["disks"] = [{"image": image.file}, *(extra if isinstance(extra, list) else [])]
+    if entry.model_file is not None:
+        base["model_disk"] = entry.model_file
     base["appliance"] = entry.name
     base["role"] = entry.role.value
     merged = _merge(base, overrides)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from appliance.cli.connect import json_arg, json_flag, node_call, show_plain
 from towerbox_core.commands import CommandGroup, out, table
+from towerbox_core.errors import InvalidInput
 
 if TYPE_CHECKING:
     from towerbox_core.client import ApiClient
@@ -24,8 +26,34 @@ def _create(args: argparse.Namespace, c: ApiClient) -> Any:
     for key in ("vcpus", "memory_mib", "tenant", "role"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
-    body = {"name": args.name, "appliance": args.appliance, "spec": spec, "start": args.start}
+    body = {
+        "name": args.name,
+        "appliance": args.appliance,
+        "spec": spec,
+        "start": args.start,
+        "values": value_words(args.value),
+    }
     return c.request("POST", "/api/v1/vms", json=body)
+
+
+def value_words(words: list[str]) -> dict[str, Any]:
+    """``--value KEY=VALUE`` words as the request's values. A value that reads as JSON
+    (``42``, ``true``, ``["a", "b"]``) is sent as that; anything else as a string, so
+    ``--value model=llama-3-8b`` needs no quoting. Repeating a key is refused."""
+    values: dict[str, Any] = {}
+    for word in words:
+        key, sep, text = word.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"--value {word!r} is not KEY=VALUE", code="invalid_argument")
+        if key in values:
+            raise InvalidInput(f"--value {key} is given twice", code="invalid_argument")
+        try:
+            values[key] = json.loads(text)
+        except ValueError:
+            values[key] = text
+        if not isinstance(values[key], str | int | bool | list):
+            values[key] = text
+    return values
 
 
 def _shutdown(args: argparse.Namespace, c: ApiClient) -> Any:
@@ -71,6 +99,13 @@ def _register(parser: argparse.ArgumentParser) -> None:
             cmd.add_argument("--tenant")
             cmd.add_argument("--role")
             cmd.add_argument("--start", action="store_true")
+            cmd.add_argument(
+                "--value",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="a value for the appliance's cloud-init template (repeatable)",
+            )
         if name == "shutdown":
             cmd.add_argument("--timeout", type=float, help="seconds before forcing it off")
         if name == "console":

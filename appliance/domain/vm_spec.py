@@ -137,6 +137,9 @@ class VmSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     role: Role = Role.OTHER
     tenant: str | None = None
     appliance: str | None = None  # catalog entry it was made from, for the record
+    # A model bundle file in the image directory, attached read-only as a raw disk
+    # after ``disks`` (virtio, serial "towerbox-model").
+    model_disk: str | None = None
 
 
 def parse_vm_spec(data: dict[str, Any]) -> VmSpec:
@@ -293,6 +296,8 @@ def _validate_disks(spec: VmSpec) -> None:
             )
         if disk.image is not None:
             check_file_name(disk.image, f"{field}.image")
+    if spec.model_disk is not None:
+        check_file_name(spec.model_disk, "model_disk")
     if spec.boot is not None:
         check_file_name(spec.boot.kernel, "boot.kernel")
         if spec.boot.initrd is not None:

@@ -109,4 +109,6 @@ class NodeViews:
             ),
             image_status=msgspec.convert(image_status(entry, self._image_dir), ImageStatus),
             default_spec=entry.default_spec,
+            values={n: msgspec.to_builtins(d) for n, d in entry.cloud_init_values.items()},
+            model_file=entry.model_file,
         )

@@ -6,6 +6,8 @@ row, so the VM service can run them before it takes its own.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import msgspec
 
 from appliance.backends.vm import disks
 from appliance.backends.vm.domain_xml import DomainPaths
+from appliance.backends.vm.seed_iso import SeedFiles, write_seed_iso
 from appliance.catalog.model import CatalogEntry, spec_for
 from appliance.config import Config
 from appliance.domain.vm_privileges import TENANT_ROLES
@@ -22,6 +25,8 @@ from appliance.store.models import Tenant
 from towerbox_core.api.vms import VmCreateRequest
 from towerbox_core.errors import Conflict, Forbidden, InvalidInput
 from upf_bridge.backends.base import Attachment
+
+log = logging.getLogger(__name__)
 
 # (VM's tenant, "name" or "tenant/name") -> where the NIC plugs in; from the N6 service.
 VnetResolver = Callable[[str | None, str], Attachment]
@@ -65,6 +70,12 @@ def check_references(spec: VmSpec, image_dir: Path) -> None:
     if spec.tenant is not None and not Tenant.select().where(Tenant.name == spec.tenant).exists():
         raise InvalidInput(
             f"no tenant {spec.tenant!r}; create it first", code="unknown_tenant", field="tenant"
+        )
+    if spec.model_disk is not None and not (image_dir / spec.model_disk).is_file():
+        raise InvalidInput(
+            f"model file {spec.model_disk!r} is not in the image directory {image_dir}",
+            code="model_missing",
+            field="model_disk",
         )
     wanted = [(f"disks[{i}].image", d.image) for i, d in enumerate(spec.disks) if d.image]
     if spec.boot is not None:
@@ -114,15 +125,40 @@ def console_path(cfg: Config, vm_id: str) -> Path:
     return cfg.console_dir / f"{vm_id}.log"
 
 
+def seed_path(cfg: Config, vm_id: str) -> Path:
+    return cfg.disk_dir / f"{vm_id}-seed.iso"
+
+
+def reclaim_seed(cfg: Config, vm_id: str) -> None:
+    """Give a stopped VM's seed back to the daemon's user, mode 0600.
+
+    libvirt hands the seed to QEMU's user when the VM starts and, as with every
+    read-only image (it may be shared), never takes it back; the seed may hold
+    secrets. A guest that powers itself off keeps it lent until the node next stops,
+    shuts down or deletes the VM.
+    """
+    path = seed_path(cfg, vm_id)
+    try:
+        os.chown(path, os.getuid(), os.getgid())
+        path.chmod(0o600)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        log.warning("seed %s not taken back from QEMU's user: %s", path, err.strerror)
+
+
 def disk_paths(cfg: Config, vm_id: str, spec: VmSpec) -> list[Path]:
-    """Every file a VM's create makes: its disk overlays and its console log."""
+    """Every file a VM's create makes: its disk overlays, its seed and its console log."""
     return [cfg.disk_dir / f"{vm_id}-{i}.qcow2" for i in range(len(spec.disks))] + [
-        console_path(cfg, vm_id)
+        seed_path(cfg, vm_id),
+        console_path(cfg, vm_id),
     ]
 
 
-def make_disks(cfg: Config, vm_id: str, spec: VmSpec, made: list[Path]) -> DomainPaths:
-    """Create the VM's disks (each recorded in ``made`` first, for the undo)."""
+def make_disks(
+    cfg: Config, vm_id: str, spec: VmSpec, made: list[Path], seed: SeedFiles | None = None
+) -> DomainPaths:
+    """Create the VM's disks and seed (each recorded in ``made`` first, for the undo)."""
     image_dir = Path(cfg.image_dir)
     overlays = []
     for i, disk in enumerate(spec.disks):
@@ -133,6 +169,11 @@ def make_disks(cfg: Config, vm_id: str, spec: VmSpec, made: list[Path]) -> Domai
         elif disk.size_gib is not None:  # validate_spec makes this the only other case
             disks.create_blank(path, disk.size_gib)
         overlays.append(str(path))
+    seed_iso = None
+    if seed is not None:
+        seed_iso = seed_path(cfg, vm_id)
+        made.append(seed_iso)
+        write_seed_iso(seed_iso, seed)
     console = None
     if spec.serial_log:
         cfg.console_dir.mkdir(parents=True, exist_ok=True)
@@ -144,4 +185,6 @@ def make_disks(cfg: Config, vm_id: str, spec: VmSpec, made: list[Path]) -> Domai
         kernel=str(image_dir / boot.kernel) if boot else None,
         initrd=str(image_dir / boot.initrd) if boot and boot.initrd else None,
         console_log=console,
+        model=str(image_dir / spec.model_disk) if spec.model_disk else None,
+        seed=str(seed_iso) if seed_iso else None,
     )

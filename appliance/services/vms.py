@@ -20,6 +20,7 @@ import msgspec
 from appliance.backends.vm import disks
 from appliance.backends.vm.domain_xml import GpuDevice, Owner, build_domain_xml
 from appliance.backends.vm.protocol import VmBackend
+from appliance.catalog.cloud_init import cloud_init_dir
 from appliance.catalog.model import CatalogEntry
 from appliance.config import Config
 from appliance.domain.allocation import Allocation, decode_allocation, encode_allocation
@@ -38,10 +39,12 @@ from appliance.services.vm_provision import (
     disk_gib,
     disk_paths,
     make_disks,
+    reclaim_seed,
     resolve_spec,
     wire_vnets,
 )
 from appliance.services.vm_repin import repin_shared
+from appliance.services.vm_seed import SeedPlan, plan_seed, request_values
 from appliance.store import journal
 from appliance.store.models import Vm, utcnow
 from towerbox_core.api.vms import VmCreateRequest, VmDetail, VmShutdown, VmStats, VmSummary
@@ -82,6 +85,7 @@ class VmService:
         # move together; start/stop of different VMs do not need it.
         self._lock = threading.Lock()
         self._image_dir = Path(cfg.image_dir)
+        self._templates_dir = cloud_init_dir(cfg.resolved_catalog_dir())
         self.gpu_drain = VmGpuDrain(backend, gpus, cfg.gpu.drain_timeout_s, self._start_domain)
 
     # -- reads -------------------------------------------------------------------
@@ -140,11 +144,14 @@ class VmService:
     def create(self, principal: Principal, req: VmCreateRequest) -> VmDetail:
         principal.require_write()
         spec = resolve_spec(self._catalog, principal, req)
+        values = request_values(self._catalog, req)
         admission = self._admission
         ticket = admission.check_privileges(principal, spec) if admission else None
         check_references(spec, self._image_dir)
         size_gib = disk_gib(spec, self._image_dir)
         vm_id = str(uuidlib.uuid4())
+        # The seed is rendered before anything is made.
+        spec, seed = plan_seed(self._catalog, self._templates_dir, req, spec, vm_id, values)
         spec, gpu_device = self._prepare_gpu(spec, vm_id)
         # The row keeps the VNet names; libvirt gets the bridges and tags they map to.
         wired = wire_vnets(spec, self._vnets)
@@ -162,7 +169,7 @@ class VmService:
                 self._allocator.release(spec.name)
                 raise
             try:
-                paths = make_disks(self._cfg, vm_id, spec, made)
+                paths = make_disks(self._cfg, vm_id, spec, made, seed.files if seed else None)
                 xml = build_domain_xml(
                     wired,
                     alloc,
@@ -197,7 +204,7 @@ class VmService:
                         observed_state="shutoff",
                         disk_gib=size_gib,
                     )
-                    created = {**self._journal_state(spec, STOPPED), "disk_gib": size_gib}
+                    created = self._created_state(spec, size_gib, seed)
                     journal.append("vm.created", "vm", vm_id, created)
             except BaseException:
                 self._undo_create(vm_id, defined, made, spec.name)
@@ -275,8 +282,9 @@ class VmService:
         """The reconciler's restart path: same GPU binding as an operator's start."""
         self._start_domain(vm)
 
-    def _release_gpu(self, vm: Vm) -> None:
-        """After the domain is off: remove its vGPU and give its slice back."""
+    def _after_off(self, vm: Vm) -> None:
+        """After the domain is off: take its seed back, remove its vGPU, free its slice."""
+        reclaim_seed(self._cfg, vm.id)
         spec = msgspec.json.decode(vm.spec, type=VmSpec)
         if self._gpus is None or spec.gpu is None:
             return
@@ -304,7 +312,7 @@ class VmService:
                     extra={"vm": name},
                 )
                 self._backend.destroy(vm.id)
-        self._release_gpu(vm)
+        self._after_off(vm)
         view = self._after_action(vm.id)
         return VmShutdown(**msgspec.structs.asdict(view), forced=forced)
 
@@ -313,7 +321,7 @@ class VmService:
         self._set_desired(vm, STOPPED, "vm.stop")
         if is_active(self._backend, vm.id):
             self._backend.destroy(vm.id)
-        self._release_gpu(vm)
+        self._after_off(vm)
         return self._after_action(vm.id)
 
     def reboot(self, principal: Principal, name: str) -> VmSummary:
@@ -330,7 +338,7 @@ class VmService:
         with self._lock:
             if is_active(self._backend, vm.id):
                 self._backend.destroy(vm.id)
-            self._release_gpu(vm)
+            self._after_off(vm)
             if self._backend.status(vm.id) is not None:
                 self._backend.undefine(vm.id)
             spec = msgspec.json.decode(vm.spec, type=VmSpec)
@@ -398,5 +406,8 @@ class VmService:
         )
 
     @staticmethod
-    def _journal_state(spec: VmSpec, desired: str) -> dict[str, Any]:
-        return {"spec": spec_to_dict(spec), "desired_state": desired}
+    def _created_state(spec: VmSpec, disk_gib: int, seed: SeedPlan | None) -> dict[str, Any]:
+        state = {"spec": spec_to_dict(spec), "desired_state": STOPPED, "disk_gib": disk_gib}
+        if seed is not None:  # its values with secrets redacted: the journal leaves the node
+            state["values"] = seed.shown
+        return state

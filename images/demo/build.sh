@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Build the demo appliance image: the current Debian kernel and a busybox-static
 # initramfs whose /init prints TOWERBOX-DEMO-BOOTED on the serial port, powers off
-# on the ACPI power button and otherwise prints a heartbeat every 10 s.
+# on the ACPI power button, prints what it finds on its NoCloud seed CD-ROM
+# (TOWERBOX-SEED ... model=...) and on its model disk (TOWERBOX-MODEL ...), and
+# otherwise prints a heartbeat every 10 s. Also writes the demo model file that the
+# demo catalog entry attaches as a read-only disk.
 #
 # usage: images/demo/build.sh OUTPUT_DIR
-# writes OUTPUT_DIR/demo-vmlinuz and OUTPUT_DIR/demo-initramfs.cpio.gz
+# writes OUTPUT_DIR/demo-vmlinuz, OUTPUT_DIR/demo-initramfs.cpio.gz and
+# OUTPUT_DIR/demo-model.img
 #
 # Needs root (apt-get), apt sources with the Debian kernel, dpkg-deb, cpio, gzip
 # (and xz or zstd when the kernel package compresses its modules). Does nothing when
-# both outputs exist and are newer than this script.
+# all outputs exist and are newer than this script.
 set -euo pipefail
 
 if [[ $# -ne 1 || $1 == -* ]]; then
@@ -20,8 +24,9 @@ out_dir=$1
 script=$(readlink -f "${BASH_SOURCE[0]}")
 kernel_out=$out_dir/demo-vmlinuz
 initrd_out=$out_dir/demo-initramfs.cpio.gz
+model_out=$out_dir/demo-model.img
 
-if [[ $kernel_out -nt $script && $initrd_out -nt $script ]]; then
+if [[ $kernel_out -nt $script && $initrd_out -nt $script && $model_out -nt $script ]]; then
     echo "demo image is up to date in $out_dir"
     exit 0
 fi
@@ -71,13 +76,20 @@ deb=$(find "$work/deb" -maxdepth 1 -name '*.deb' -print -quit)
 [[ -n $deb ]] || { log "apt-get download left no .deb"; exit 1; }
 
 # The power button needs the ACPI button driver (it creates the input device) and
-# evdev (it gives that device a /dev/input/event node busybox acpid can read).
-# Debian builds both as modules; newer kernels ship them under /usr/lib and
-# compressed. One pass over the archive (large and xz-compressed): patterns that
-# match nothing only make tar complain, which is fine as long as the kernel came out.
+# evdev (it gives that device a /dev/input/event node busybox acpid can read). The
+# seed CD-ROM (SATA on q35) needs AHCI, the SCSI CD-ROM driver and isofs; the model
+# disk needs virtio-blk over virtio-pci. Debian builds all of them as modules; newer
+# kernels ship them under /usr/lib and compressed. One pass over the archive (large
+# and xz-compressed): patterns that match nothing only make tar complain, which is
+# fine as long as the kernel came out.
 dpkg-deb --fsys-tarfile "$deb" |
     tar -x -C "$work/kernel" --wildcards './boot/vmlinuz-*' \
         '*/kernel/drivers/acpi/button.ko*' '*/kernel/drivers/input/evdev.ko*' \
+        '*/kernel/drivers/scsi/scsi_common.ko*' '*/kernel/drivers/scsi/scsi_mod.ko*' \
+        '*/kernel/drivers/scsi/sr_mod.ko*' '*/kernel/drivers/cdrom/cdrom.ko*' \
+        '*/kernel/drivers/ata/libata.ko*' '*/kernel/drivers/ata/libahci.ko*' \
+        '*/kernel/drivers/ata/ahci.ko*' '*/kernel/fs/isofs/isofs.ko*' \
+        '*/kernel/drivers/virtio/virtio*.ko*' '*/kernel/drivers/block/virtio_blk.ko*' \
         2>"$work/tar.log" || true
 if ! compgen -G "$work/kernel/boot/vmlinuz-*" >/dev/null; then
     log "no /boot/vmlinuz-* in $kernel_pkg: $(cat "$work/tar.log")"
@@ -98,9 +110,13 @@ cp "$busybox" "$root/bin/busybox"
     ln -sf /bin/busybox "$root/$applet"
 done
 
+# In load order: each after the modules it needs (modinfo -F depends).
+wanted=(button evdev
+    scsi_common scsi_mod libata libahci ahci cdrom sr_mod isofs
+    virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk)
 modules=()
-for name in button evdev; do
-    src=$(find "$work/kernel" -path '*/kernel/drivers/*' -name "$name.ko*" -print -quit)
+for name in "${wanted[@]}"; do
+    src=$(find "$work/kernel" -path '*/kernel/*' -name "$name.ko*" -print -quit)
     if [[ -z $src ]]; then
         log "$name is not a module in $kernel_pkg (built in, or missing: check its config)"
         continue
@@ -147,17 +163,62 @@ say() {
     fi
 }
 
-for module in /lib/modules/*.ko; do
-    [ -e "$module" ] && insmod "$module"
+kernel=unknown
+modules=
+# shellcheck source=/dev/null
+. /etc/towerbox-demo
+
+# In the order build.sh listed them: each after the ones it needs.
+for name in $modules; do
+    insmod "/lib/modules/$name.ko"
 done
 
+# wait_for PATH [TENTHS]: wait up to TENTHS tenths of a second (5 s by default).
 wait_for() {
     i=0
-    while [ ! -e "$1" ] && [ "$i" -lt 50 ]; do
+    while [ ! -e "$1" ] && [ "$i" -lt "${2:-50}" ]; do
         sleep 0.1
         i=$((i + 1))
     done
     [ -e "$1" ]
+}
+
+# The NoCloud seed: the CD-ROM labelled cidata. Prints the instance id from its
+# meta-data and the model its user-data names (demo.yaml's TOWERBOX_MODEL line).
+read_seed() {
+    if ! wait_for /dev/sr0 150; then
+        say "TOWERBOX-SEED none"
+        return
+    fi
+    mkdir -p /run/seed
+    if ! mount -t iso9660 -o ro /dev/sr0 /run/seed; then
+        say "TOWERBOX-SEED unreadable"
+        return
+    fi
+    instance=$(sed -n 's/^instance-id: *"*\([^"]*\)"*$/\1/p' /run/seed/meta-data | head -n 1)
+    model=$(sed -n 's/^ *TOWERBOX_MODEL="\(.*\)"$/\1/p' /run/seed/user-data | head -n 1)
+    umount /run/seed
+    say "TOWERBOX-SEED instance-id=${instance:-none} model=${model:-none}"
+}
+
+# The model disk: the virtio disk whose serial is towerbox-model. Prints the first
+# line of its first 64 bytes.
+read_model() {
+    i=0
+    while [ "$i" -lt 150 ]; do
+        for serial in /sys/block/vd*/serial; do
+            [ -e "$serial" ] || continue
+            if [ "$(cat "$serial")" = towerbox-model ]; then
+                dev=${serial%/serial}
+                line=$(head -c 64 "/dev/${dev##*/}" | head -n 1 | tr -cd 'A-Za-z0-9 ._:=/+-')
+                say "TOWERBOX-MODEL ${line:-empty}"
+                return
+            fi
+        done
+        sleep 0.1
+        i=$((i + 1))
+    done
+    say "TOWERBOX-MODEL none"
 }
 
 # acpid opens /dev/input/event0.. once, at start, and writes its pid file after
@@ -173,10 +234,9 @@ if wait_for /dev/input/event0; then
     fi
 fi
 
-kernel=unknown
-# shellcheck source=/dev/null
-. /etc/towerbox-demo
 say "TOWERBOX-DEMO-BOOTED kernel=$kernel power-button=$power_button"
+read_seed
+read_model
 
 while :; do
     sleep 10
@@ -194,7 +254,12 @@ mkdir -p "$out_dir"
     gzip -9 -n >"$initrd_out.tmp"
 install -m 0644 "$vmlinuz" "$kernel_out.tmp"
 chmod 0644 "$initrd_out.tmp"
+# The demo model bundle: a raw disk whose first line names it, 64 KiB (whole sectors).
+printf 'TOWERBOX-DEMO-MODEL demo-model-v1\n' >"$model_out.tmp"
+truncate -s 64K "$model_out.tmp"
+chmod 0644 "$model_out.tmp"
 mv -f "$kernel_out.tmp" "$kernel_out"
 mv -f "$initrd_out.tmp" "$initrd_out"
+mv -f "$model_out.tmp" "$model_out"
 
-log "built $kernel_out ($kernel_pkg) and $initrd_out (modules: ${modules[*]:-none})"
+log "built $kernel_out ($kernel_pkg), $initrd_out (modules: ${modules[*]:-none}) and $model_out"

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 def make_images(image_dir: Path) -> None:
     """Stand-ins the test driver never reads, and a real qcow2 base for overlays."""
     image_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("demo-vmlinuz", "demo-initramfs.cpio.gz"):
+    for name in ("demo-vmlinuz", "demo-initramfs.cpio.gz", "demo-model.img"):
         (image_dir / name).write_bytes(b"\0" * 16)
     base = image_dir / "base.qcow2"
     if not base.exists():

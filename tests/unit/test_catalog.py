@@ -22,6 +22,8 @@ VALUES = {
     "vm_name": "infer-1",
     "tenant": "acme",
     "ssh_authorized_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample ops@example.com",
+    "model": "Qwen/Qwen2.5-1.5B-Instruct",
+    "hf_token": "",
 }
 
 KERNEL_ENTRY = """\

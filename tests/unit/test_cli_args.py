@@ -26,3 +26,27 @@ def test_bad_json_arguments_are_refused_with_a_code(
     # Nothing listens here: a request that got out would fail with another code.
     assert main(["--url", "http://127.0.0.1:9", *argv]) == 1
     assert "error [invalid_json]" in capsys.readouterr().err
+
+
+def test_value_words_become_the_requests_values() -> None:
+    from appliance.cli.vm import value_words
+
+    assert value_words(["model=llama-3-8b", "replicas=2", "debug=true", 'keys=["a", "b"]']) == {
+        "model": "llama-3-8b",
+        "replicas": 2,
+        "debug": True,
+        "keys": ["a", "b"],
+    }
+    assert value_words(["note={not json", "empty="]) == {"note": "{not json", "empty": ""}
+
+
+@pytest.mark.parametrize("words", [["model"], ["=x"], ["a=1", "a=2"]])
+def test_bad_value_words_are_refused_with_a_code(
+    words: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TOWERBOX_CONFIG", str(REPO / "etc" / "dev.toml"))
+    argv = ["vm", "create", "x", "--appliance", "demo"]
+    for word in words:
+        argv += ["--value", word]
+    assert main(["--url", "http://127.0.0.1:9", *argv]) == 1
+    assert "error [invalid_argument]" in capsys.readouterr().err

@@ -74,3 +74,7 @@ class CatalogEntryView(msgspec.Struct, frozen=True):
     image: ImageRefView
     image_status: ImageStatus
     default_spec: dict[str, Any]  # VM spec fields the entry sets
+    # The values a create may give in ``values``, by name: type, default, required,
+    # secret and limits, as [cloud_init.values.<name>] declares them.
+    values: dict[str, dict[str, Any]] = {}
+    model_file: str | None = None  # attached read-only; in the image folder

@@ -17,6 +17,9 @@ class VmCreateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     appliance: str | None = None
     spec: dict[str, Any] = {}
     start: bool = False
+    # Values for the appliance's cloud-init template, as its catalog entry declares
+    # them (type, limits, secret); anything else is refused with 422 ``unknown_value``.
+    values: dict[str, Any] = {}
 
 
 class ShutdownRequest(msgspec.Struct, forbid_unknown_fields=True):

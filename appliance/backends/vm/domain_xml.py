@@ -22,6 +22,7 @@ from towerbox_core.errors import ConfigError, InvalidInput
 OWNER_NS = "urn:towerbox:vm:1"
 VIRT_TYPES = ("kvm", "qemu", "test")
 _MARKER = f"{{{OWNER_NS}}}vm"
+MODEL_DISK_SERIAL = "towerbox-model"
 # q35 gives passthrough devices PCIe config space (GPUs and FEC accelerators need it).
 _MACHINE = "q35"
 
@@ -34,6 +35,8 @@ class DomainPaths:
     kernel: str | None = None  # absolute paths for spec.boot
     initrd: str | None = None
     console_log: str | None = None  # serial console log file when spec.serial_log
+    model: str | None = None  # spec.model_disk in the image folder, attached read-only
+    seed: str | None = None  # the NoCloud seed ISO, attached as a read-only CD-ROM
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def build_domain_xml(
     _text(root, "on_crash", "destroy")
 
     devices = ET.SubElement(root, "devices")
-    _add_disks(devices, spec.disks, paths.disks)
+    _add_disks(devices, spec.disks, paths)
     _add_nics(devices, spec.nics, alloc.sriov_vfs)
     vfs = set(alloc.sriov_vfs)
     for i, addr in enumerate(alloc.pci_devices):
@@ -195,7 +198,11 @@ def _check_paths(spec: VmSpec, paths: DomainPaths) -> None:
         )
     if spec.boot is not None and paths.kernel is None:
         raise InvalidInput("kernel boot needs the kernel's path", code="invalid_spec", field="boot")
-    named = [*paths.disks, paths.kernel, paths.initrd, paths.console_log]
+    if (spec.model_disk is None) != (paths.model is None):
+        raise InvalidInput(
+            "the model disk and its path go together", code="invalid_spec", field="model_disk"
+        )
+    named = [*paths.disks, paths.kernel, paths.initrd, paths.console_log, paths.model, paths.seed]
     for path in named:
         if path is not None and not os.path.isabs(path):
             raise InvalidInput(f"{path!r} is not an absolute path", code="invalid_path")
@@ -252,13 +259,30 @@ def _add_os(root: ET.Element, spec: VmSpec, paths: DomainPaths) -> None:
         _text(os_el, "cmdline", spec.boot.cmdline)
 
 
-def _add_disks(devices: ET.Element, disks: tuple[DiskSpec, ...], files: tuple[str, ...]) -> None:
-    targets = disk_targets([disk.bus for disk in disks])
-    for disk, path, target in zip(disks, files, targets, strict=True):
+def _add_disks(devices: ET.Element, disks: tuple[DiskSpec, ...], paths: DomainPaths) -> None:
+    # The model and the seed come after the spec's disks, so those keep their names.
+    targets = disk_targets([disk.bus for disk in disks] + ["virtio", "sata"])
+    for disk, path, target in zip(disks, paths.disks, targets, strict=False):
         element = ET.SubElement(devices, "disk", type="file", device="disk")
         ET.SubElement(element, "driver", name="qemu", type="qcow2", cache="none", discard="unmap")
         ET.SubElement(element, "source", file=path)
         ET.SubElement(element, "target", dev=target, bus=disk.bus)
+    if paths.model is not None:
+        # Raw: the guest sees the bundle's bytes as they are (a filesystem image or a
+        # plain file); the serial lets it find the disk whatever its name.
+        element = ET.SubElement(devices, "disk", type="file", device="disk")
+        ET.SubElement(element, "driver", name="qemu", type="raw")
+        ET.SubElement(element, "source", file=paths.model)
+        ET.SubElement(element, "target", dev=targets[len(disks)], bus="virtio")
+        ET.SubElement(element, "readonly")
+        _text(element, "serial", MODEL_DISK_SERIAL)
+    if paths.seed is not None:
+        # SATA on q35's built-in AHCI controller: every Linux guest reads it as sr0.
+        element = ET.SubElement(devices, "disk", type="file", device="cdrom")
+        ET.SubElement(element, "driver", name="qemu", type="raw")
+        ET.SubElement(element, "source", file=paths.seed)
+        ET.SubElement(element, "target", dev=targets[len(disks) + 1], bus="sata")
+        ET.SubElement(element, "readonly")
     if any(disk.bus == "scsi" for disk in disks):
         # Without it libvirt picks an emulated LSI controller that some QEMU builds lack.
         ET.SubElement(devices, "controller", type="scsi", index="0", model="virtio-scsi")
