@@ -63,6 +63,9 @@ class WizardInput:
     disk_gib: float | None = None
     start: bool = True
     catalog_disks: list[dict[str, Any]] = field(default_factory=list)
+    # The appliance's declared values as typed (see typed_values); empty ones are left
+    # to the entry's defaults.
+    values: dict[str, Any] = field(default_factory=dict)
 
 
 def host_facts(host: dict[str, Any]) -> HostFacts:
@@ -173,7 +176,11 @@ def create_body(form: WizardInput) -> dict[str, Any]:
         # A list replaces the entry's disks: keep them, add the data disk after them.
         spec["disks"] = [*form.catalog_disks, {"size_gib": int(form.disk_gib)}]
     body = VmCreateRequest(
-        name=form.name.strip(), appliance=form.appliance, spec=spec, start=form.start
+        name=form.name.strip(),
+        appliance=form.appliance,
+        spec=spec,
+        start=form.start,
+        values={k: v for k, v in form.values.items() if v not in (None, "", [])},
     )
     return msgspec.to_builtins(body)  # type: ignore[no-any-return]
 
@@ -184,3 +191,22 @@ def catalog_disks(entry: dict[str, Any]) -> list[dict[str, Any]]:
     disks = [{"image": image["file"]}] if image.get("kind") == "disk" else []
     extra = (entry.get("default_spec") or {}).get("disks")
     return disks + (list(extra) if isinstance(extra, list) else [])
+
+
+def typed_value(decl: dict[str, Any], typed: Any) -> Any:
+    """A value input's content as the request carries it: a list value is typed one
+    item per line, a number comes back from the input as a float."""
+    kind = decl.get("type", "string")
+    if kind == "list":
+        return [line.strip() for line in str(typed or "").splitlines() if line.strip()]
+    if kind == "integer":
+        return None if typed is None else int(typed)
+    if kind == "boolean":
+        return bool(typed)
+    return str(typed or "").strip()
+
+
+def value_label(name: str, decl: dict[str, Any]) -> str:
+    """ "Model", "Ssh authorized key *" for a required one."""
+    label = name.replace("_", " ").capitalize()
+    return f"{label} *" if decl.get("required") else label

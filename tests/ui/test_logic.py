@@ -34,6 +34,8 @@ from ui.vm_offer import (
     create_body,
     problems,
     tenant_offer,
+    typed_value,
+    value_label,
 )
 
 H100_PROFILES: list[dict[str, Any]] = [
@@ -325,3 +327,18 @@ def test_wizard_checks_and_sends_a_vm_spec() -> None:
         "default_spec": {"disks": [{"size_gib": 9}]},
     }
     assert catalog_disks(disk_entry) == [{"image": "u.img"}, {"size_gib": 9}]
+
+
+def test_value_inputs_become_the_request_values() -> None:
+    assert typed_value({"type": "list"}, "ssh-ed25519 AAA a\n\n  ssh-rsa BBB b \n") == [
+        "ssh-ed25519 AAA a",
+        "ssh-rsa BBB b",
+    ]
+    assert typed_value({"type": "integer"}, 8.0) == 8
+    assert typed_value({"type": "integer"}, None) is None
+    assert typed_value({"type": "boolean"}, None) is False
+    assert typed_value({}, "  llama-3-8b ") == "llama-3-8b"
+    assert value_label("ssh_authorized_key", {"required": True}) == "Ssh authorized key *"
+    # Left empty, a value is not sent: the entry's default applies.
+    body = create_body(WizardInput(name="a", values={"model": "", "keys": [], "n": 0}))
+    assert body["values"] == {"n": 0}

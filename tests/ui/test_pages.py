@@ -123,6 +123,38 @@ async def test_create_wizard_shows_api_validation_at_the_field(user: User, node:
         api.delete("/api/v1/vms/wizard-1")
 
 
+async def test_create_wizard_asks_for_the_values_the_appliance_declares(
+    user: User, node: Appliance
+) -> None:
+    await log_in(user, node.password)
+    await user.open("/vms")
+    await user.should_see(marker="vm-table")
+    user.find("Create VM").click()
+    await user.should_see("Create a VM", retries=30)
+    user.find(kind=ui.select, marker="create-appliance").elements.pop().value = "demo"
+    user.find("Next").click()
+    await user.should_see("the model the guest reports it serves")
+    model = user.find(kind=ui.input, marker="create-value-model").elements.pop()
+    assert model.props.get("placeholder") == "default: tinyllama-1.1b"
+    user.find("Name").type("values-1")
+    model.value = "no spaces allowed"
+    user.find(marker="create-submit").click()
+    # The appliance's refusal lands at the value's own input; what was typed stays.
+    for _ in range(30):
+        if error_of(model):
+            break
+        await asyncio.sleep(0.1)
+    assert "invalid_value" in (error_of(model) or "")
+    model.value = "llama-3-8b"
+    user.find(marker="create-submit").click()
+    await user.should_see("VM values-1 created and started", retries=30)
+    with node.http() as api:
+        page = api.get("/api/v1/journal", params={"kind": "vm.created", "limit": 1000}).json()
+        api.delete("/api/v1/vms/values-1")
+    mine = [e for e in page["entries"] if e["state"]["spec"]["name"] == "values-1"]
+    assert mine and mine[-1]["state"]["values"] == {"model": "llama-3-8b"}
+
+
 async def test_vm_detail_actions_with_confirmation(user: User, node: Appliance) -> None:
     with node.http() as api:
         made = api.post(
