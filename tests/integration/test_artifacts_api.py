@@ -4,10 +4,13 @@ local HTTP server."""
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import hashlib
 import os
+import re
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from appliance.cli.artifact import follow
 from appliance.context import Appliance
 from appliance.store import journal
 from tests.support.appliance import REPO, admin_password, api_client, built, login
@@ -239,3 +243,45 @@ def test_precache_fetches_only_inside_its_window_and_pauses_when_it_closes(
     assert done["state"] == "done" and done["resumed_from"] == kept
     assert (Path(app.cfg.image_dir) / "model.bin").read_bytes() == data
     assert [i.name for i in app.precache.plan().items] == ["broken.bin"]
+
+
+class _Through:
+    """The CLI's client shape over the test client: one call, its decoded answer."""
+
+    def __init__(self, client: TestClient[Any], headers: Any) -> None:
+        self.client, self.headers = client, headers
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = self.client.request(method, path, headers=self.headers, **kwargs)
+        assert resp.status_code < 400, resp.text
+        return resp.json()
+
+
+def test_the_cli_follows_a_fetch_and_prints_list_gc_and_plan(
+    api: tuple[TestClient[Any], Any],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from appliance.cli.artifact import _call, _register, show
+
+    client, admin = api
+    parser = argparse.ArgumentParser()
+    _register(parser)
+    through = _Through(client, admin)
+    seen: list[str] = []
+    fetch_args = parser.parse_args(["fetch", "model.bin"])
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # the progress bar path
+    result = _call(fetch_args, through)
+    assert "model.bin (done)" in capsys.readouterr().err
+    assert result["state"] == "done" and result["bytes_done"] == SIZE
+    assert follow(through, "model.bin", lambda f: seen.append(f["state"]))["state"] == "done"
+    assert seen == ["done"]
+    show(fetch_args, result)
+    for words in (["list"], ["gc", "--dry-run", "--keep", "base*"], ["plan"]):
+        args = parser.parse_args(words)
+        show(args, _call(args, through))
+    printed = capsys.readouterr().out
+    assert "model.bin: done" in printed
+    assert re.search(r"model\.bin +model +verified", printed)
+    assert "would remove 0.0 MiB in all" in printed
+    assert "window 0 1 * * *" in printed and "broken.bin" in printed
