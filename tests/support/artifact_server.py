@@ -121,3 +121,18 @@ def artifact_server(root: Path) -> Iterator[tuple[str, ServerState]]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def main() -> None:
+    """Serve a folder from its own process (benchmarks): prints the URL, serves until
+    its standard input closes."""
+    import sys
+
+    with artifact_server(Path(sys.argv[1])) as (url, _):
+        sys.stdout.write(url + "\n")
+        sys.stdout.flush()
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()

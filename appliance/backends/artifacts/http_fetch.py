@@ -14,15 +14,25 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
+import httpcore
 import httpx
 
 from appliance.backends.artifacts.bandwidth import TokenBucket
 from appliance.backends.artifacts.store import ArtifactStore, is_no_space, no_space
+from appliance.backends.artifacts.write_behind import WriteBehind
 from towerbox_core.errors import BackendError, BackendUnavailable, TowerboxError
 
 log = logging.getLogger(__name__)
+
+# httpcore reads a response body 64 KiB at a time; at that size its per-read work, not
+# the network, bounds a large download (about half the throughput of curl here). Its
+# HTTP/1.1 connection takes the size from this class attribute on every read, so one
+# larger value serves every client of the process (small answers are unaffected).
+_READ_BYTES = 1 << 20
+if getattr(httpcore.HTTP11Connection, "READ_NUM_BYTES", _READ_BYTES) < _READ_BYTES:
+    httpcore.HTTP11Connection.READ_NUM_BYTES = _READ_BYTES
 
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _HASH_CHUNK = 1 << 20
@@ -118,43 +128,43 @@ def _transfer(
     headers = {"Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
-    hasher = hashlib.sha256()
     try:
         with client.stream("GET", want.url, headers=headers) as resp:
             total = _expected_total(resp, want, have)
             if total is not None and want.size is None:
                 store.require_space(total - have, want.name)
+            hasher = hashlib.sha256()
             if have:
                 _hash_file(store.partial(want.name), hasher)
             listener.started(have, total)
-            f = store.open_partial(want.name, keep=bool(have))
-            try:
-                got = _copy(resp, f, hasher, bucket, listener, should_stop, want.name)
-            except BaseException:
-                f.close()
-                raise
-            if total is not None and have + got != total:
-                f.close()
-                raise BackendUnavailable(
-                    f"artifact {want.name}: the transfer ended at {have + got} of {total} bytes",
-                    code=INTERRUPTED,
-                    artifact=want.name,
-                )
-            listener.verifying()
-            digest = hasher.hexdigest()
-            if digest != want.sha256:
-                f.close()
-                where = store.quarantine(store.partial(want.name), want.name)
-                raise BackendError(
-                    f"artifact {want.name}: sha256 mismatch: expected {want.sha256}, got "
-                    f"{digest}; the file is quarantined as {where.name}",
-                    code=HASH_MISMATCH,
-                    artifact=want.name,
-                    expected=want.sha256,
-                    got=digest,
-                    quarantined=str(where),
-                )
-            store.publish(want.name, f)
+            with store.open_partial(want.name, keep=bool(have)) as f:
+                sink = WriteBehind(f, hasher)
+                try:
+                    got = _copy(resp, sink, bucket, listener, should_stop, want.name)
+                finally:
+                    sink.close()  # what was received is on disk, even when paused
+                listener.verifying()
+                digest = sink.finish()
+                if total is not None and have + got != total:
+                    raise BackendUnavailable(
+                        f"artifact {want.name}: the transfer ended at {have + got} of "
+                        f"{total} bytes",
+                        code=INTERRUPTED,
+                        artifact=want.name,
+                    )
+                if digest != want.sha256:
+                    f.close()
+                    where = store.quarantine(store.partial(want.name), want.name)
+                    raise BackendError(
+                        f"artifact {want.name}: sha256 mismatch: expected {want.sha256}, got "
+                        f"{digest}; the file is quarantined as {where.name}",
+                        code=HASH_MISMATCH,
+                        artifact=want.name,
+                        expected=want.sha256,
+                        got=digest,
+                        quarantined=str(where),
+                    )
+                store.publish(want.name, f)
             return Fetched(transferred=got, resumed_from=have)
     except httpx.HTTPError as err:
         raise BackendUnavailable(
@@ -198,8 +208,7 @@ def _expected_total(resp: httpx.Response, want: Wanted, have: int) -> int | None
 
 def _copy(
     resp: httpx.Response,
-    f: BinaryIO,
-    hasher: hashlib._Hash,
+    sink: WriteBehind,
     bucket: TokenBucket,
     listener: Listener,
     should_stop: Callable[[], bool],
@@ -209,17 +218,18 @@ def _copy(
     for chunk in resp.iter_raw():
         # Checked before and after the wait: no byte is kept once the fetch must stop.
         if should_stop() or not bucket.take(len(chunk), should_stop) or should_stop():
-            f.flush()
             raise FetchPaused(f"artifact {name}: paused at {got} bytes", artifact=name)
-        f.write(chunk)
-        hasher.update(chunk)
+        sink.put(chunk)
         got += len(chunk)
         listener.advanced(len(chunk))
-    f.flush()
     return got
 
 
-def _hash_file(path: Path, hasher: hashlib._Hash) -> None:
+class _Hasher(Protocol):
+    def update(self, chunk: bytes, /) -> None: ...
+
+
+def _hash_file(path: Path, hasher: _Hasher) -> None:
     with path.open("rb") as f:
         while chunk := f.read(_HASH_CHUNK):
             hasher.update(chunk)
