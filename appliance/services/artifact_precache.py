@@ -16,6 +16,7 @@ from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
 
+from appliance.services.artifact_progress import FetchTracker
 from appliance.services.artifacts import ArtifactService
 from towerbox_core.api.artifacts import PlanItem, PrecachePlan
 from towerbox_core.errors import TowerboxError
@@ -38,6 +39,8 @@ class Precache:
         self.length = dt.timedelta(minutes=conf.precache_minutes)
         self._trigger = CronTrigger.from_crontab(self.cron, timezone="UTC") if self.cron else None
         self.clock = clock
+        # name -> (the window it was started in, its fetch): a failure waits a window.
+        self._started: dict[str, tuple[dt.datetime, FetchTracker]] = {}
 
     def window(self, at: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime] | None:
         """The window open at ``at`` (default now), else the next one; None if none."""
@@ -84,19 +87,29 @@ class Precache:
         )
 
     def tick(self) -> list[str]:
-        """Start the fetches of missing artifacts when the window is open; their names."""
-        if not self.in_window():
+        """Start the fetches of missing artifacts when the window is open; their names.
+
+        One that failed since this window opened (a bad hash, a dead origin) waits for
+        the next window rather than being fetched again at every tick.
+        """
+        now = self.clock()
+        window = self.window(now)
+        if window is None or not window[0] <= now < window[1]:
             return []
         active = self.service.active_names()
         started = []
         for item in self.missing():
+            earlier = self._started.get(item.name)
+            if earlier is not None and earlier[0] == window[0] and earlier[1].state == "failed":
+                continue
             if item.name in active:
                 continue
             try:
-                self.service.submit(item.name, "precache", should_stop=self._closed)
+                tracker = self.service.submit(item.name, "precache", should_stop=self._closed)
             except TowerboxError as err:
                 log.error("pre-cache of %s not started: %s (%s)", item.name, err.message, err.code)
                 continue
+            self._started[item.name] = (window[0], tracker)
             started.append(item.name)
         if started:
             log.info("pre-cache window open: fetching %s", ", ".join(started))

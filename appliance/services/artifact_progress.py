@@ -43,9 +43,11 @@ class FetchTracker:
 
     # -- the fetcher's side (Listener) ------------------------------------------------
 
-    def begin(self) -> None:
+    def begin(self, size: int | None) -> None:
+        """The worker took the fetch; ``size``: what the catalog says, until the server does."""
         with self._lock:
             self.state = "running"
+            self._total = size
             self.started_at = self.started_at or dt.datetime.now(dt.UTC)
 
     def started(self, done: int, total: int | None) -> None:

@@ -169,7 +169,7 @@ class ArtifactService:
     def _run(
         self, tracker: FetchTracker, ref: ArtifactRef, should_stop: Callable[[], bool]
     ) -> None:
-        tracker.begin()
+        tracker.begin(ref.size)
         started = time.monotonic()
         outcome: tuple[str, str | None, str | None] = ("done", None, None)
         entry: tuple[str, dict[str, Any]] | None = None

@@ -59,7 +59,9 @@ kind = "model"
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[tuple[Appliance, ServerState, bytes]]:
+def node(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Appliance, ServerState, bytes]]:
     origin = tmp_path / "origin"
     origin.mkdir()
     data = os.urandom(SIZE)
@@ -78,6 +80,7 @@ def node(tmp_path: Path) -> Iterator[tuple[Appliance, ServerState, bytes]]:
             TOWERBOX_ARTIFACTS_PRECACHE_CRON="0 1 * * *",
             TOWERBOX_ARTIFACTS_PRECACHE_MINUTES="60",
             TOWERBOX_ARTIFACTS_RETRIES="0",
+            TOWERBOX_ARTIFACTS_CONCURRENCY=getattr(request, "param", "2"),
         )
         try:
             yield app, state, data
@@ -227,7 +230,18 @@ def test_precache_fetches_only_inside_its_window_and_pauses_when_it_closes(
     now[0] = NIGHT
     assert client.get("/api/v1/artifacts/plan", headers=admin).json()["in_window"]
     assert sorted(app.precache.tick()) == ["broken.bin", "model.bin"]
+    running = _fetch_of(client, admin, "model.bin", {"running"})
+    assert running["bytes_total"] == SIZE
     _until(lambda: app.artifacts.store.partial_size("model.bin") > 0)
+    moving = _until(
+        lambda: next(
+            f
+            for f in client.get("/api/v1/artifacts/fetches", headers=admin).json()
+            if f["name"] == "model.bin" and (f["eta_s"] is not None or f["state"] != "running")
+        )
+    )
+    assert moving["state"] == "running" and moving["rate_bps"] > 0 and moving["eta_s"] > 0
+    assert app.precache.tick() == []  # both under way
     now[0] = NOON  # the window closes mid-transfer
     paused = _fetch_of(client, admin, "model.bin", {"paused", "done", "failed"})
     assert paused["state"] == "paused" and paused["reason"] == "precache"
@@ -243,6 +257,39 @@ def test_precache_fetches_only_inside_its_window_and_pauses_when_it_closes(
     assert done["state"] == "done" and done["resumed_from"] == kept
     assert (Path(app.cfg.image_dir) / "model.bin").read_bytes() == data
     assert [i.name for i in app.precache.plan().items] == ["broken.bin"]
+
+
+def test_a_precache_failure_waits_for_the_next_window(
+    node: tuple[Appliance, ServerState, bytes], api: tuple[TestClient[Any], Any]
+) -> None:
+    app, _, _ = node
+    client, admin = api
+    now = [NIGHT]
+    app.precache.clock = lambda: now[0]
+    assert sorted(app.precache.tick()) == ["broken.bin", "model.bin"]
+    assert _fetch_of(client, admin, "model.bin", {"done", "failed"})["state"] == "done"
+    assert _fetch_of(client, admin, "broken.bin", {"done", "failed"})["state"] == "failed"
+    assert app.precache.tick() == []  # a bad hash is not fetched again at every tick
+    now[0] = NIGHT + dt.timedelta(days=1)
+    assert app.precache.tick() == ["broken.bin"]
+
+
+@pytest.mark.parametrize("node", ["1"], indirect=True)
+def test_the_concurrency_limit_queues_the_second_fetch(
+    node: tuple[Appliance, ServerState, bytes], api: tuple[TestClient[Any], Any]
+) -> None:
+    _, state, _ = node
+    client, admin = api
+    state.throttle_bps = 512 * 1024
+    client.post("/api/v1/artifacts/model.bin/fetch", headers=admin)
+    _fetch_of(client, admin, "model.bin", {"running"})
+    second = client.post("/api/v1/artifacts/broken.bin/fetch", headers=admin).json()
+    assert second["state"] == "queued"
+    assert _artifact(client, admin, "broken.bin")["state"] == "fetching"
+    assert _fetch_of(client, admin, "broken.bin", {"queued"})
+    state.throttle_bps = 0
+    assert _fetch_of(client, admin, "model.bin", {"done", "failed"})["state"] == "done"
+    assert _fetch_of(client, admin, "broken.bin", {"done", "failed"})["state"] == "failed"
 
 
 class _Through:
