@@ -20,7 +20,7 @@ import httpcore
 import httpx
 
 from appliance.backends.artifacts.bandwidth import TokenBucket
-from appliance.backends.artifacts.store import ArtifactStore, is_no_space, no_space
+from appliance.backends.artifacts.store import ArtifactStore, filled_up, is_no_space
 from appliance.backends.artifacts.write_behind import WriteBehind
 from towerbox_core.errors import BackendError, BackendUnavailable, TowerboxError
 
@@ -176,7 +176,7 @@ def _transfer(
         if is_no_space(err):
             # A disk that filled mid-transfer leaves nothing behind, not even a partial.
             store.discard_partial(want.name)
-            raise no_space(want.size or 0, store.free_bytes(), want.name) from err
+            raise filled_up(want.name, store.free_bytes(), want.size) from err
         raise
 
 

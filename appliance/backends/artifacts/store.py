@@ -33,6 +33,18 @@ def no_space(needed: int, free: int, name: str) -> InsufficientResources:
     )
 
 
+def filled_up(name: str, free: int, needed: int | None) -> InsufficientResources:
+    """The disk filled during a transfer whose size was not known up front."""
+    return InsufficientResources(
+        f"artifact {name}: the image folder filled up during the transfer ({free} bytes "
+        "free); the partial file is removed",
+        code="insufficient_space",
+        artifact=name,
+        needed_bytes=needed,
+        free_bytes=free,
+    )
+
+
 def is_no_space(err: OSError) -> bool:
     return err.errno in (errno.ENOSPC, errno.EDQUOT)
 
