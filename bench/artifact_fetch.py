@@ -146,6 +146,7 @@ def precache_outside(work: Path) -> int:
         catalog = work / "catalog"
         catalog.mkdir()
         shutil.copy(REPO / "images" / "catalog" / "demo.toml", catalog)
+        shutil.copytree(REPO / "images" / "cloud-init", work / "cloud-init")
         (catalog / "bundle.toml").write_text(ENTRY.format(url=url, sha=sha, size=size))
         app = built(
             work / "node",
