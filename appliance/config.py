@@ -135,6 +135,21 @@ class TenantsConfig:
 
 
 @dataclass(frozen=True)
+class ArtifactsConfig:
+    """Fetching artifacts (images, kernels, model bundles) into the image folder."""
+
+    bandwidth_bytes_s: int = 0  # node-wide download cap; 0: none
+    concurrency: int = 2  # fetches at once; more wait their turn
+    retries: int = 3  # a cut transfer resumes (HTTP Range) up to this many times
+    timeout_s: float = 30.0  # connect and read timeout of one request
+    # Off-peak pre-cache window: opens at each cron time (five fields, UTC) and lasts
+    # precache_minutes; missing artifacts are fetched only inside it. "": no window.
+    precache_cron: str = ""
+    precache_minutes: int = 240
+    precache_check_s: float = 60.0  # how often the daemon looks whether it is open
+
+
+@dataclass(frozen=True)
 class Config:
     node_name: str = "towerbox"
     state_dir: str = "/var/lib/towerbox"
@@ -149,6 +164,7 @@ class Config:
     gpu: GpuConfig = field(default_factory=GpuConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
     tenants: TenantsConfig = field(default_factory=TenantsConfig)
+    artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
 
     @property
     def db_path(self) -> Path:
@@ -185,6 +201,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "gpu": GpuConfig,
     "journal": JournalConfig,
     "tenants": TenantsConfig,
+    "artifacts": ArtifactsConfig,
 }
 
 
@@ -202,6 +219,7 @@ def config_from(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> Con
     cfg: Config = build(Config, raw, env, "TOWERBOX_", origin, _SECTIONS)
     cfg = replace(cfg, gpu=_check_gpu(cfg.gpu, origin))
     _check_tenants(cfg.tenants, origin)
+    _check_artifacts(cfg.artifacts, origin)
     host = cfg.host
     if not 0 < host.memory_overcommit <= 100 or host.memory_reserve_mib < 0:
         raise ConfigError(
@@ -252,6 +270,30 @@ def _check_gpu(gpu: GpuConfig, origin: str) -> GpuConfig:
             )
         schedules[name] = sched
     return replace(gpu, layouts=layouts, schedules=schedules)
+
+
+def _check_artifacts(conf: ArtifactsConfig, origin: str) -> None:
+    if conf.concurrency < 1 or conf.bandwidth_bytes_s < 0 or conf.retries < 0:
+        raise ConfigError(
+            f"{origin}: [artifacts] concurrency must be at least 1, bandwidth_bytes_s and "
+            "retries at least 0",
+            field="artifacts",
+        )
+    if conf.precache_minutes < 1 or conf.timeout_s <= 0 or conf.precache_check_s <= 0:
+        raise ConfigError(
+            f"{origin}: [artifacts] precache_minutes, timeout_s and precache_check_s must be "
+            "above 0",
+            field="artifacts",
+        )
+    if conf.precache_cron:
+        try:
+            CronTrigger.from_crontab(conf.precache_cron, timezone="UTC")
+        except ValueError as err:
+            raise ConfigError(
+                f"{origin}: [artifacts] bad cron expression {conf.precache_cron!r}: {err}",
+                code="invalid_cron",
+                field="artifacts.precache_cron",
+            ) from err
 
 
 def _check_tenants(tenants: TenantsConfig, origin: str) -> None:

@@ -12,6 +12,7 @@ from typing import Literal, cast
 
 import peewee
 
+from appliance.backends.artifacts.store import ArtifactStore
 from appliance.backends.gpu.probe import open_gpu_backend
 from appliance.backends.gpu.protocol import GpuBackend
 from appliance.backends.gpu.simulated import SimulatedGpuBackend
@@ -26,6 +27,8 @@ from appliance.domain.allocator import Allocator
 from appliance.domain.gpu.catalog import default_catalog
 from appliance.domain.host import HostInventory
 from appliance.metrics import Metrics
+from appliance.services.artifact_precache import Precache
+from appliance.services.artifacts import ArtifactService
 from appliance.services.auth import AuthService
 from appliance.services.desired import DesiredService
 from appliance.services.gpu_binding import GpuBinder
@@ -87,6 +90,8 @@ class Appliance:
     measured: MeasuredUsage
     gpu_meter: GpuMeter
     uptime: Uptime
+    artifacts: ArtifactService
+    precache: Precache
 
     def __post_init__(self) -> None:
         self.metrics.count_usage(self._usage_totals)
@@ -128,6 +133,7 @@ class Appliance:
             )
 
     def close(self) -> None:
+        self.artifacts.close()
         self.db.close()
 
 
@@ -246,6 +252,12 @@ def build_appliance(cfg: Config) -> Appliance:
         gpus, gpu_schedules, n6, catalog, cloud_init_dir(catalog_dir), auth, tenants
     )
     desired.restore()
+    artifacts = ArtifactService(
+        ArtifactStore(Path(cfg.image_dir)),
+        catalog,
+        functools.partial(_vm_files, vms),
+        cfg.artifacts,
+    )
     started_at = time.time()
     return Appliance(
         cfg=cfg,
@@ -287,4 +299,22 @@ def build_appliance(cfg: Config) -> Appliance:
         # A GPU's sampled rates stand for a few sweeps at most (measured_gpu).
         gpu_meter=GpuMeter(max_gap_s=max(60.0, 4 * cfg.jobs.monitor_interval_s)),
         uptime=uptime,
+        artifacts=artifacts,
+        precache=Precache(artifacts),
     )
+
+
+def _vm_files(vms: VmService) -> dict[str, list[str]]:
+    """Which VMs use which files of the image folder (base disks, kernels, initrds,
+    model disks)."""
+    used: dict[str, list[str]] = {}
+    for record in vms.load_records():
+        spec = record.spec
+        names = [d.image for d in spec.disks if d.image is not None]
+        if spec.boot is not None:
+            names += [spec.boot.kernel, *([spec.boot.initrd] if spec.boot.initrd else [])]
+        if spec.model_disk is not None:
+            names.append(spec.model_disk)
+        for name in names:
+            used.setdefault(name, []).append(spec.name)
+    return used

@@ -96,6 +96,7 @@ async def _serve(appliance: Appliance) -> None:
         )
     scheduler.start()
     appliance.gpu_schedules.attach(scheduler)
+    appliance.precache.attach(scheduler)
     # Everything made at start-up lives as long as the daemon: keep it out of the
     # collector's full passes, which would otherwise grow with the node's size.
     gc.collect()

@@ -30,13 +30,14 @@ NAV = (
     ("vms", "VMs", "/vms"),
     ("gpus", "GPUs", "/gpus"),
     ("n6", "N6", "/n6"),
+    ("artifacts", "Artifacts", "/artifacts"),
     ("events", "Events", "/events"),
     ("usage", "Usage", "/usage"),
     ("tenants", "Tenants", "/tenants"),
 )
 
 # Pages only an infra-admin has a use for: left out of others' navigation.
-INFRA_ONLY_PAGES = frozenset({"tenants"})
+INFRA_ONLY_PAGES = frozenset({"tenants", "artifacts"})
 
 
 def nav_for(infra_admin: bool) -> tuple[tuple[str, str, str], ...]:

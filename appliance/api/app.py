@@ -11,6 +11,7 @@ from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from appliance.api.artifacts import ArtifactController
 from appliance.api.auth import make_auth_middleware
 from appliance.api.auth_routes import AuthController
 from appliance.api.gpus import GpuController
@@ -68,6 +69,7 @@ def create_app(appliance: Appliance) -> Litestar:
             GpuController,
             SyncController,
             TenantController,
+            ArtifactController,
         ],
         guards=[sync_agent_guard],
         dependencies={"appliance": Provide(lambda: appliance, sync_to_thread=False)},

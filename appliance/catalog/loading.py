@@ -11,7 +11,7 @@ import logging
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -23,7 +23,7 @@ from appliance.catalog.cloud_init import (
     read_error_reason,
     template_placeholders,
 )
-from appliance.catalog.model import CatalogEntry, ImageRef, spec_for
+from appliance.catalog.model import ArtifactRef, CatalogEntry, ImageRef, spec_for
 from appliance.catalog.values import ValueDecl, check_declarations
 from appliance.domain.vm_spec import Role, check_file_name
 from towerbox_core.errors import ConfigError, InvalidInput
@@ -49,6 +49,14 @@ class _ModelSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     file: str  # in the node's image folder
 
 
+class _ArtifactTable(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    url: str
+    sha256: str
+    kind: Literal["image", "kernel", "initrd", "model"]
+    size: int | None = None
+
+
 class _CatalogFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     description: str
@@ -58,6 +66,7 @@ class _CatalogFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     spec: dict[str, Any] = {}
     cloud_init: _CloudInitSection = _CloudInitSection()
     model: _ModelSection | None = None
+    artifacts: tuple[_ArtifactTable, ...] = ()
 
 
 def load_catalog(
@@ -164,6 +173,7 @@ def _check(path: Path, data: _CatalogFile, templates_dir: Path | None) -> Catalo
         source_file=str(path),
         cloud_init_values=data.cloud_init.values,
         model_file=data.model.file if data.model is not None else None,
+        artifacts=_check_artifacts(data.artifacts, image),
     )
     try:
         spec_for(entry, _PROBE_VM_NAME, {})
@@ -177,6 +187,61 @@ def _check(path: Path, data: _CatalogFile, templates_dir: Path | None) -> Catalo
     return entry
 
 
+def _check_url(url: str, field: str) -> None:
+    parts = urlsplit(url)
+    plain = url.isprintable() and " " not in url
+    if parts.scheme not in ("https", "http") or not parts.netloc or not plain:
+        raise InvalidInput(
+            f"{field} {url!r} is not an http(s) URL", code=INVALID_ENTRY, field=field
+        )
+
+
+def _check_sha256(value: str, field: str) -> str:
+    if not _SHA256_RE.match(value):
+        raise InvalidInput(
+            f"{field} must be 64 hexadecimal characters", code=INVALID_ENTRY, field=field
+        )
+    return value.lower()
+
+
+def _check_artifacts(
+    tables: tuple[_ArtifactTable, ...], image: ImageRef
+) -> tuple[ArtifactRef, ...]:
+    """``[[artifacts]]``: plain, unique names, http(s) urls, hashes; an artifact named
+    like the image file must carry the image's hash."""
+    seen: set[str] = set()
+    result = []
+    for i, table in enumerate(tables):
+        field = f"artifacts[{i}]"
+        check_file_name(table.name, f"{field}.name")
+        if table.name in seen:
+            raise InvalidInput(
+                f"artifact {table.name!r} is listed twice",
+                code=INVALID_ENTRY,
+                field=f"{field}.name",
+            )
+        seen.add(table.name)
+        _check_url(table.url, f"{field}.url")
+        sha256 = _check_sha256(table.sha256, f"{field}.sha256")
+        if table.size is not None and table.size < 0:
+            raise InvalidInput(
+                f"{field}.size must be 0 or more bytes", code=INVALID_ENTRY, field=f"{field}.size"
+            )
+        if table.name == image.file and image.sha256 not in (None, sha256):
+            raise InvalidInput(
+                f"artifact {table.name!r} is the image file but its sha256 differs from "
+                "image.sha256",
+                code=INVALID_ENTRY,
+                field=f"{field}.sha256",
+            )
+        result.append(
+            ArtifactRef(
+                name=table.name, url=table.url, sha256=sha256, kind=table.kind, size=table.size
+            )
+        )
+    return tuple(result)
+
+
 def _check_image(image: ImageRef) -> ImageRef:
     check_file_name(image.file, "image.file")
     if image.initrd is not None:
@@ -185,21 +250,10 @@ def _check_image(image: ImageRef) -> ImageRef:
                 "image.initrd needs image kind 'kernel'", code=INVALID_ENTRY, field="image.initrd"
             )
         check_file_name(image.initrd, "image.initrd")
-    if image.sha256 is not None and not _SHA256_RE.match(image.sha256):
-        raise InvalidInput(
-            "image.sha256 must be 64 hexadecimal characters",
-            code=INVALID_ENTRY,
-            field="image.sha256",
-        )
+    if image.sha256 is not None:
+        _check_sha256(image.sha256, "image.sha256")
     if image.url is not None:
-        parts = urlsplit(image.url)
-        plain = image.url.isprintable() and " " not in image.url
-        if parts.scheme not in ("https", "http") or not parts.netloc or not plain:
-            raise InvalidInput(
-                f"image.url {image.url!r} is not an http(s) URL",
-                code=INVALID_ENTRY,
-                field="image.url",
-            )
+        _check_url(image.url, "image.url")
         if image.sha256 is None:
             raise InvalidInput(
                 "an image with a url needs its sha256", code=INVALID_ENTRY, field="image.sha256"

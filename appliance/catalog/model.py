@@ -21,6 +21,19 @@ class ImageRef(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sha256: str | None = None  # of ``file``; required with ``url``
 
 
+ArtifactKind = Literal["image", "kernel", "initrd", "model"]
+
+
+class ArtifactRef(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A file an entry needs in the node's image folder, fetched from ``url``."""
+
+    name: str  # the file name in the image folder
+    url: str | None  # None: put there by the operator, never fetched
+    sha256: str
+    kind: ArtifactKind
+    size: int | None = None  # bytes; None when the catalog does not say
+
+
 class CatalogEntry(msgspec.Struct, frozen=True):
     name: str
     description: str
@@ -34,6 +47,17 @@ class CatalogEntry(msgspec.Struct, frozen=True):
     cloud_init_values: dict[str, ValueDecl] = {}
     # A model bundle in the image folder, attached read-only as a second disk.
     model_file: str | None = None
+    artifacts: tuple[ArtifactRef, ...] = ()  # the ``[[artifacts]]`` tables
+
+
+def entry_artifacts(entry: CatalogEntry) -> tuple[ArtifactRef, ...]:
+    """Every artifact the entry needs: an ``[image]`` with a url, then ``[[artifacts]]``."""
+    image = entry.image
+    if image.url is None or image.sha256 is None:
+        return entry.artifacts
+    kind: ArtifactKind = "image" if image.kind == "disk" else "kernel"
+    from_image = ArtifactRef(name=image.file, url=image.url, sha256=image.sha256, kind=kind)
+    return (from_image, *(a for a in entry.artifacts if a.name != image.file))
 
 
 def entry_document(entry: CatalogEntry) -> dict[str, Any]:
@@ -46,6 +70,11 @@ def entry_document(entry: CatalogEntry) -> dict[str, Any]:
         "image": msgspec.to_builtins(entry.image),
         "spec": entry.default_spec,
     }
+    if entry.artifacts:
+        doc["artifacts"] = [
+            {k: v for k, v in msgspec.to_builtins(a).items() if v is not None}
+            for a in entry.artifacts
+        ]
     if entry.cloud_init_template is not None:
         doc["cloud_init"] = {"template": entry.cloud_init_template}
         if entry.cloud_init_values:

@@ -44,6 +44,13 @@ _METHODS = ("get", "put", "post", "delete", "patch")
 # (method, path): (statuses on the own tenant's object, on the other tenant's or None).
 MATRIX: dict[tuple[str, str], tuple[str, str | None]] = {
     ("DELETE", "/api/v1/gpus/claims/{name}"): ("401 404 403 404 404 403 403", None),
+    # Artifacts are node-wide (every tenant's VMs, the node's bandwidth plan): tenants
+    # see their appliances through the catalog instead.
+    ("GET", "/api/v1/artifacts"): ("401 200 200 403 403 403 403", None),
+    ("GET", "/api/v1/artifacts/fetches"): ("401 200 200 403 403 403 403", None),
+    ("GET", "/api/v1/artifacts/plan"): ("401 200 200 403 403 403 403", None),
+    ("POST", "/api/v1/artifacts/gc"): ("401 200 403 403 403 403 403", None),
+    ("POST", "/api/v1/artifacts/{name}/fetch"): ("401 404 403 403 403 403 403", None),
     ("GET", "/api/v1/prices"): ("401 200 200 200 200 200 403", None),
     ("GET", "/api/v1/usage"): ("401 200 200 200 200 200 403", None),
     ("GET", "/api/v1/usage.csv"): ("401 200 200 200 200 200 403", None),
@@ -283,6 +290,7 @@ def _body(method: str, path: str, role: str, tenant: str) -> Any:
             "rates": {"vcpu": 0.1},
         },
         ("POST", "/api/v1/gpus/{uuid}/plan"): {"counts": {"1g.10gb": 1}},
+        ("POST", "/api/v1/artifacts/gc"): {"dry_run": True},
         ("POST", "/api/v1/gpus/{uuid}/apply"): {"counts": {"1g.10gb": 1}},
         ("POST", "/api/v1/gpus/{uuid}/mig-mode"): {"enabled": True},
         ("PUT", "/api/v1/gpus/schedules/{name}"): {
@@ -344,6 +352,8 @@ def _path(template: str, tenant: str, ids: dict[str, str]) -> str:
         values["name"] = tenant
     elif template.startswith("/api/v1/catalog/"):
         values["name"] = "demo"
+    elif template.startswith("/api/v1/artifacts/"):
+        values["name"] = "no-such-artifact"  # a fetch of a real one would go out
     return template.format(**values)
 
 

@@ -58,6 +58,7 @@ class EventLog:
                         "vm.": "VMs",
                         "gpu.": "GPUs",
                         "n6.": "N6",
+                        "artifact.": "artifacts",
                         "drift.": "drift",
                         "desired.": "desired state",
                         "token.": "tokens",

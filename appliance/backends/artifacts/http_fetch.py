@@ -1,0 +1,239 @@
+"""Fetch one artifact over HTTP(S) into the store: resumable, capped, verified.
+
+A partial file from an earlier, cut transfer is resumed with a Range request; the
+server's answer is believed only when it is a 206 whose Content-Range starts where
+the partial file ends (and, when known, ends where the artifact ends). Anything else
+starts over. httpx's exceptions stop here and become the project's errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import httpcore
+import httpx
+
+from appliance.backends.artifacts.bandwidth import TokenBucket
+from appliance.backends.artifacts.store import ArtifactStore, filled_up, is_no_space
+from appliance.backends.artifacts.write_behind import WriteBehind
+from towerbox_core.errors import BackendError, BackendUnavailable, TowerboxError
+
+log = logging.getLogger(__name__)
+
+# httpcore reads a response body 64 KiB at a time; at that size its per-read work, not
+# the network, bounds a large download (about half the throughput of curl here). Its
+# HTTP/1.1 connection takes the size from this class attribute on every read, so one
+# larger value serves every client of the process (small answers are unaffected).
+_READ_BYTES = 1 << 20
+if getattr(httpcore.HTTP11Connection, "READ_NUM_BYTES", _READ_BYTES) < _READ_BYTES:
+    httpcore.HTTP11Connection.READ_NUM_BYTES = _READ_BYTES
+
+_CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_HASH_CHUNK = 1 << 20
+INTERRUPTED = "artifact_fetch_interrupted"
+HASH_MISMATCH = "artifact_hash_mismatch"
+
+
+class FetchPaused(TowerboxError):
+    """The fetch was asked to stop (its window closed); the partial file stays."""
+
+    code = "artifact_fetch_paused"
+    status = 409
+
+
+class Listener(Protocol):
+    def started(self, done: int, total: int | None) -> None: ...
+    def advanced(self, n: int) -> None: ...
+    def verifying(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Wanted:
+    name: str
+    url: str
+    sha256: str
+    size: int | None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    transferred: int  # bytes that came over the network in this call
+    resumed_from: int  # bytes the partial file already held
+
+
+def fetch(
+    store: ArtifactStore,
+    want: Wanted,
+    bucket: TokenBucket,
+    listener: Listener,
+    should_stop: Callable[[], bool] = lambda: False,
+    timeout_s: float = 30.0,
+) -> Fetched:
+    """Download ``want`` into the store and publish it once its hash matches."""
+    if want.size is not None and store.partial_size(want.name) > want.size:
+        store.discard_partial(want.name)
+    resumed = store.partial_size(want.name)
+    if want.size is not None:
+        store.require_space(want.size - resumed, want.name)
+    if resumed and resumed == want.size:
+        return _publish_complete_partial(store, want, listener, resumed)
+    timeout = httpx.Timeout(timeout_s)
+    with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+        try:
+            return _transfer(client, store, want, bucket, listener, should_stop, resumed)
+        except _StartOver:
+            store.discard_partial(want.name)
+            return _transfer(client, store, want, bucket, listener, should_stop, 0)
+
+
+def _publish_complete_partial(
+    store: ArtifactStore, want: Wanted, listener: Listener, size: int
+) -> Fetched:
+    """A partial file that already holds every byte (cut before its rename)."""
+    listener.started(size, size)
+    listener.verifying()
+    hasher = hashlib.sha256()
+    _hash_file(store.partial(want.name), hasher)
+    if hasher.hexdigest() != want.sha256:
+        store.discard_partial(want.name)
+        raise BackendUnavailable(
+            f"artifact {want.name}: the kept partial file is not the artifact; fetch again",
+            code=INTERRUPTED,
+            artifact=want.name,
+        )
+    with store.partial(want.name).open("ab") as f:
+        store.publish(want.name, f)
+    return Fetched(transferred=0, resumed_from=size)
+
+
+class _StartOver(Exception):
+    """The server did not honour the range: fetch the whole file again."""
+
+
+def _transfer(
+    client: httpx.Client,
+    store: ArtifactStore,
+    want: Wanted,
+    bucket: TokenBucket,
+    listener: Listener,
+    should_stop: Callable[[], bool],
+    have: int,
+) -> Fetched:
+    headers = {"Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        with client.stream("GET", want.url, headers=headers) as resp:
+            total = _expected_total(resp, want, have)
+            if total is not None and want.size is None:
+                store.require_space(total - have, want.name)
+            hasher = hashlib.sha256()
+            if have:
+                _hash_file(store.partial(want.name), hasher)
+            listener.started(have, total)
+            with store.open_partial(want.name, keep=bool(have)) as f:
+                sink = WriteBehind(f, hasher)
+                try:
+                    got = _copy(resp, sink, bucket, listener, should_stop, want.name)
+                finally:
+                    sink.close()  # what was received is on disk, even when paused
+                listener.verifying()
+                digest = sink.finish()
+                if total is not None and have + got != total:
+                    raise BackendUnavailable(
+                        f"artifact {want.name}: the transfer ended at {have + got} of "
+                        f"{total} bytes",
+                        code=INTERRUPTED,
+                        artifact=want.name,
+                    )
+                if digest != want.sha256:
+                    f.close()
+                    where = store.quarantine(store.partial(want.name), want.name)
+                    raise BackendError(
+                        f"artifact {want.name}: sha256 mismatch: expected {want.sha256}, got "
+                        f"{digest}; the file is quarantined as {where.name}",
+                        code=HASH_MISMATCH,
+                        artifact=want.name,
+                        expected=want.sha256,
+                        got=digest,
+                        quarantined=str(where),
+                    )
+                store.publish(want.name, f)
+            return Fetched(transferred=got, resumed_from=have)
+    except httpx.HTTPError as err:
+        raise BackendUnavailable(
+            f"artifact {want.name}: transfer from {_host(want.url)} failed: {err}",
+            code=INTERRUPTED,
+            artifact=want.name,
+        ) from err
+    except OSError as err:
+        if is_no_space(err):
+            # A disk that filled mid-transfer leaves nothing behind, not even a partial.
+            store.discard_partial(want.name)
+            raise filled_up(want.name, store.free_bytes(), want.size) from err
+        raise
+
+
+def _expected_total(resp: httpx.Response, want: Wanted, have: int) -> int | None:
+    """The artifact's full size per the server; refuses a range it did not honour."""
+    if have and resp.status_code == 206:
+        m = _CONTENT_RANGE_RE.match(resp.headers.get("content-range", ""))
+        if m is None or int(m.group(1)) != have:
+            raise _StartOver
+        total = None if m.group(3) == "*" else int(m.group(3))
+        if want.size is not None and total not in (None, want.size):
+            raise _StartOver
+        return total if total is not None else want.size
+    if have and resp.status_code in (200, 416):
+        # 200: the server ignores ranges; 416: the partial file is not a prefix it knows.
+        raise _StartOver
+    if resp.status_code != 200:
+        raise BackendError(
+            f"artifact {want.name}: {_host(want.url)} answered HTTP {resp.status_code}",
+            code="artifact_source_error",
+            artifact=want.name,
+            http_status=resp.status_code,
+        )
+    length = resp.headers.get("content-length")
+    if length is not None and length.isdigit():
+        return int(length)
+    return want.size
+
+
+def _copy(
+    resp: httpx.Response,
+    sink: WriteBehind,
+    bucket: TokenBucket,
+    listener: Listener,
+    should_stop: Callable[[], bool],
+    name: str,
+) -> int:
+    got = 0
+    for chunk in resp.iter_raw():
+        # Checked before and after the wait: no byte is kept once the fetch must stop.
+        if should_stop() or not bucket.take(len(chunk), should_stop) or should_stop():
+            raise FetchPaused(f"artifact {name}: paused at {got} bytes", artifact=name)
+        sink.put(chunk)
+        got += len(chunk)
+        listener.advanced(len(chunk))
+    return got
+
+
+class _Hasher(Protocol):
+    def update(self, chunk: bytes, /) -> None: ...
+
+
+def _hash_file(path: Path, hasher: _Hasher) -> None:
+    with path.open("rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            hasher.update(chunk)
+
+
+def _host(url: str) -> str:
+    return httpx.URL(url).host or url

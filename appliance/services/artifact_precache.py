@@ -1,0 +1,132 @@
+"""Off-peak pre-caching: missing artifacts are fetched only inside a cron window.
+
+The window opens at each ``[artifacts] precache_cron`` time (UTC) and stays open
+``precache_minutes``. A periodic tick starts the fetches of missing artifacts while
+it is open; each fetch checks the window before it keeps a chunk, so a fetch still
+running when the window closes pauses (its partial file stays) and resumes, by HTTP
+Range, in the next window. An explicit fetch through the API is not bound by it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from apscheduler.triggers.cron import CronTrigger
+
+from appliance.services.artifact_progress import FetchTracker
+from appliance.services.artifacts import ArtifactService
+from towerbox_core.api.artifacts import PlanItem, PrecachePlan
+from towerbox_core.errors import TowerboxError
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], dt.datetime]
+_JOB_ID = "artifact-precache"
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Precache:
+    def __init__(self, service: ArtifactService, clock: Clock = _utcnow) -> None:
+        self.service = service
+        conf = service.conf
+        self.cron = conf.precache_cron or None
+        self.length = dt.timedelta(minutes=conf.precache_minutes)
+        self._trigger = CronTrigger.from_crontab(self.cron, timezone="UTC") if self.cron else None
+        self.clock = clock
+        # name -> (the window it was started in, its fetch): a failure waits a window.
+        self._started: dict[str, tuple[dt.datetime, FetchTracker]] = {}
+
+    def window(self, at: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime] | None:
+        """The window open at ``at`` (default now), else the next one; None if none."""
+        if self._trigger is None:
+            return None
+        now = at or self.clock()
+        # The first start after (now - length): open now when it is not in the future.
+        start: dt.datetime | None = self._trigger.get_next_fire_time(None, now - self.length)
+        if start is None:
+            return None
+        if start > now:
+            start = self._trigger.get_next_fire_time(None, now) or start
+        return start, start + self.length
+
+    def in_window(self) -> bool:
+        now = self.clock()
+        window = self.window(now)
+        return window is not None and window[0] <= now < window[1]
+
+    def missing(self) -> list[PlanItem]:
+        """What the window will fetch: artifacts with a url that are not on disk."""
+        store = self.service.store
+        items = []
+        for name, need in sorted(self.service.needed().items()):
+            if need.conflict or need.ref.url is None or store.present_size(name) is not None:
+                continue
+            size = need.ref.size
+            left = None if size is None else max(size - store.partial_size(name), 0)
+            items.append(PlanItem(name=name, bytes_left=left, url=need.ref.url))
+        return items
+
+    def plan(self) -> PrecachePlan:
+        window = self.window()
+        items = self.missing()
+        return PrecachePlan(
+            window_cron=self.cron,
+            window_minutes=int(self.length.total_seconds() // 60),
+            in_window=self.in_window(),
+            next_start=window[0].isoformat() if window else None,
+            next_end=window[1].isoformat() if window else None,
+            bandwidth_bytes_s=self.service.conf.bandwidth_bytes_s,
+            items=items,
+            total_bytes=sum(i.bytes_left or 0 for i in items),
+        )
+
+    def tick(self) -> list[str]:
+        """Start the fetches of missing artifacts when the window is open; their names.
+
+        One that failed since this window opened (a bad hash, a dead origin) waits for
+        the next window rather than being fetched again at every tick.
+        """
+        now = self.clock()
+        window = self.window(now)
+        if window is None or not window[0] <= now < window[1]:
+            return []
+        active = self.service.active_names()
+        started = []
+        for item in self.missing():
+            earlier = self._started.get(item.name)
+            if earlier is not None and earlier[0] == window[0] and earlier[1].state == "failed":
+                continue
+            if item.name in active:
+                continue
+            try:
+                tracker = self.service.submit(item.name, "precache", should_stop=self._closed)
+            except TowerboxError as err:
+                log.error("pre-cache of %s not started: %s (%s)", item.name, err.message, err.code)
+                continue
+            self._started[item.name] = (window[0], tracker)
+            started.append(item.name)
+        if started:
+            log.info("pre-cache window open: fetching %s", ", ".join(started))
+        return started
+
+    def _closed(self) -> bool:
+        return not self.in_window()
+
+    def attach(self, scheduler: Any) -> None:
+        if self._trigger is None:
+            return
+        scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self.service.conf.precache_check_s,
+            id=_JOB_ID,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=dt.datetime.now(dt.UTC),
+        )

@@ -1,0 +1,334 @@
+"""Artifacts through the appliance's API: list, fetch now with progress, a bad hash,
+garbage collection with a keep list, and the off-peak pre-cache window, against a real
+local HTTP server."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from appliance.cli.artifact import follow
+from appliance.context import Appliance
+from appliance.store import journal
+from tests.support.appliance import REPO, admin_password, api_client, built, login
+from tests.support.artifact_server import ServerState, artifact_server
+
+SIZE = 2 * 1024 * 1024 + 7
+NIGHT = dt.datetime(2026, 11, 30, 1, 30, tzinfo=dt.UTC)  # inside "0 1 * * *" for 60 min
+NOON = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+
+ENTRY = """\
+name = "llm"
+description = "inference with a model bundle"
+version = "1"
+role = "b2b"
+
+[image]
+kind = "disk"
+file = "base.qcow2"
+
+[spec]
+vcpus = 1
+memory_mib = 256
+
+[[artifacts]]
+name = "model.bin"
+url = "{url}/model.bin"
+sha256 = "{sha}"
+kind = "model"
+size = {size}
+
+[[artifacts]]
+name = "broken.bin"
+url = "{url}/model.bin"
+sha256 = "{wrong}"
+kind = "model"
+"""
+
+
+@pytest.fixture
+def node(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Appliance, ServerState, bytes]]:
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    data = os.urandom(SIZE)
+    (origin / "model.bin").write_bytes(data)
+    with artifact_server(origin) as (url, state):
+        catalog = tmp_path / "catalog"
+        catalog.mkdir()
+        shutil.copy(REPO / "images" / "catalog" / "demo.toml", catalog)
+        shutil.copytree(REPO / "images" / "cloud-init", tmp_path / "cloud-init")
+        sha = hashlib.sha256(data).hexdigest()
+        text = ENTRY.format(url=url, sha=sha, size=SIZE, wrong="0" * 64)
+        (catalog / "llm.toml").write_text(text)
+        app = built(
+            tmp_path,
+            TOWERBOX_CATALOG_DIR=str(catalog),
+            TOWERBOX_ARTIFACTS_PRECACHE_CRON="0 1 * * *",
+            TOWERBOX_ARTIFACTS_PRECACHE_MINUTES="60",
+            TOWERBOX_ARTIFACTS_RETRIES="0",
+            TOWERBOX_ARTIFACTS_CONCURRENCY=getattr(request, "param", "2"),
+        )
+        try:
+            yield app, state, data
+        finally:
+            for vm in app.vms.load_records():
+                app.vms.delete(_root(app), vm.spec.name)
+            app.close()
+
+
+@pytest.fixture
+def api(node: tuple[Appliance, ServerState, bytes]) -> Iterator[tuple[TestClient[Any], Any]]:
+    app = node[0]
+    with api_client(app) as client:
+        yield client, login(client, "admin", admin_password(app.cfg))
+
+
+def _root(app: Appliance) -> Any:
+    from appliance.services.auth import Principal, Role
+    from appliance.store.models import User
+
+    admin = User.get(User.username == "admin")
+    return Principal(admin.id, "admin", Role.INFRA_ADMIN, None, 0)
+
+
+def _until(check: Callable[[], Any]) -> Any:
+    """Poll until ``check`` answers something true (a deadline, not a threshold)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.02)
+    raise AssertionError("gave up waiting")
+
+
+def _fetch_of(client: TestClient[Any], headers: Any, name: str, states: set[str]) -> Any:
+    def check() -> Any:
+        for f in client.get("/api/v1/artifacts/fetches", headers=headers).json():
+            if f["name"] == name and f["state"] in states:
+                return f
+        return None
+
+    return _until(check)
+
+
+def _artifact(client: TestClient[Any], headers: Any, name: str) -> Any:
+    listing = client.get("/api/v1/artifacts", headers=headers).json()
+    return next(a for a in listing["artifacts"] if a["name"] == name)
+
+
+def test_fetch_now_reports_progress_and_journals_the_outcome_once(
+    node: tuple[Appliance, ServerState, bytes], api: tuple[TestClient[Any], Any]
+) -> None:
+    app, _, data = node
+    client, admin = api
+    missing = _artifact(client, admin, "model.bin")
+    assert missing["state"] == "missing" and missing["needed_by"] == ["llm"]
+    assert missing["size"] == SIZE and missing["fetch"] is None
+    resp = client.post("/api/v1/artifacts/model.bin/fetch", headers=admin)
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["name"] == "model.bin" and resp.json()["reason"] == "now"
+    done = _fetch_of(client, admin, "model.bin", {"done", "failed"})
+    assert done["state"] == "done", done
+    assert done["bytes_done"] == done["bytes_total"] == SIZE and done["eta_s"] == 0
+    assert done["rate_bps"] > 0
+    assert _artifact(client, admin, "model.bin")["state"] == "verified"
+    assert (Path(app.cfg.image_dir) / "model.bin").read_bytes() == data
+    kinds = [e["kind"] for e in journal.entries(kind_prefix="artifact.")]
+    assert kinds == ["artifact.fetched"]
+    # A second fetch of a verified file checks it and moves no byte.
+    client.post("/api/v1/artifacts/model.bin/fetch", headers=admin)
+    again = _fetch_of(client, admin, "model.bin", {"done", "failed"})
+    assert again["state"] == "done" and again["resumed_from"] == SIZE
+
+
+def test_a_bad_hash_fails_the_fetch_and_is_quarantined(
+    node: tuple[Appliance, ServerState, bytes], api: tuple[TestClient[Any], Any]
+) -> None:
+    app, _, data = node
+    client, admin = api
+    client.post("/api/v1/artifacts/broken.bin/fetch", headers=admin)
+    failed = _fetch_of(client, admin, "broken.bin", {"done", "failed"})
+    assert failed["state"] == "failed"
+    assert failed["error_code"] == "artifact_hash_mismatch"
+    assert "0" * 64 in failed["error"] and hashlib.sha256(data).hexdigest() in failed["error"]
+    assert _artifact(client, admin, "broken.bin")["state"] == "missing"
+    [entry] = journal.entries(kind_prefix="artifact.")
+    assert entry["kind"] == "artifact.failed" and entry["state"]["code"] == "artifact_hash_mismatch"
+    assert os.listdir(Path(app.cfg.image_dir) / ".quarantine")
+    unknown = client.post("/api/v1/artifacts/nothing.bin/fetch", headers=admin)
+    assert unknown.status_code == 404 and unknown.json()["code"] == "artifact_not_found"
+
+
+def test_gc_keeps_what_the_catalog_vms_and_keep_list_need(
+    node: tuple[Appliance, ServerState, bytes], api: tuple[TestClient[Any], Any]
+) -> None:
+    app, _, _ = node
+    client, admin = api
+    images = Path(app.cfg.image_dir)
+    shutil.copy(images / "base.qcow2", images / "vm-only.qcow2")
+    (images / "old-1.img").write_bytes(b"x" * 10)
+    (images / "old-2.img").write_bytes(b"y" * 20)
+    (images / ".partial").mkdir()
+    (images / ".partial" / "gone.bin").write_bytes(b"z" * 5)
+    vm = {
+        "name": "keeper",
+        "spec": {"vcpus": 1, "memory_mib": 128, "disks": [{"image": "vm-only.qcow2"}]},
+    }
+    assert client.post("/api/v1/vms", headers=admin, json=vm).status_code == 201
+    body = {"dry_run": True, "keep": ["old-1.*"]}
+    dry = client.post("/api/v1/artifacts/gc", headers=admin, json=body).json()
+    assert [(i["path"], i["why"]) for i in dry["removed"]] == [
+        ("old-2.img", "unused"),
+        (".partial/gone.bin", "stale partial"),
+    ]
+    assert dry["kept"] == ["old-1.img"] and dry["freed_bytes"] == 25
+    assert (images / "old-2.img").exists()
+    done = client.post("/api/v1/artifacts/gc", headers=admin, json={"keep": ["old-1.*"]}).json()
+    assert done["freed_bytes"] == 25 and not done["dry_run"]
+    left = sorted(p.name for p in images.iterdir() if p.is_file())
+    assert left == [
+        "base.qcow2",
+        "demo-initramfs.cpio.gz",
+        "demo-model.img",
+        "demo-vmlinuz",
+        "old-1.img",
+        "vm-only.qcow2",
+    ]
+    removed = [e["object_id"] for e in journal.entries(kind_prefix="artifact.removed")]
+    assert removed == ["old-2.img", ".partial/gone.bin"]
+
+
+def test_precache_fetches_only_inside_its_window_and_pauses_when_it_closes(
+    node: tuple[Appliance, ServerState, bytes], api: tuple[TestClient[Any], Any]
+) -> None:
+    app, state, data = node
+    client, admin = api
+    now = [NOON]
+    app.precache.clock = lambda: now[0]
+    plan = client.get("/api/v1/artifacts/plan", headers=admin).json()
+    assert plan["window_cron"] == "0 1 * * *" and not plan["in_window"]
+    assert plan["next_start"] == "2026-12-01T01:00:00+00:00"
+    assert plan["next_end"] == "2026-12-01T02:00:00+00:00"
+    assert [i["name"] for i in plan["items"]] == ["broken.bin", "model.bin"]
+    assert app.precache.tick() == []  # outside the window: nothing starts
+    assert state.requests == []
+    state.throttle_bps = 1024 * 1024
+    now[0] = NIGHT
+    assert client.get("/api/v1/artifacts/plan", headers=admin).json()["in_window"]
+    assert sorted(app.precache.tick()) == ["broken.bin", "model.bin"]
+    running = _fetch_of(client, admin, "model.bin", {"running"})
+    assert running["bytes_total"] == SIZE
+    _until(lambda: app.artifacts.store.partial_size("model.bin") > 0)
+    moving = _until(
+        lambda: next(
+            f
+            for f in client.get("/api/v1/artifacts/fetches", headers=admin).json()
+            if f["name"] == "model.bin" and (f["eta_s"] is not None or f["state"] != "running")
+        )
+    )
+    assert moving["state"] == "running" and moving["rate_bps"] > 0 and moving["eta_s"] > 0
+    assert app.precache.tick() == []  # both under way
+    now[0] = NOON  # the window closes mid-transfer
+    paused = _fetch_of(client, admin, "model.bin", {"paused", "done", "failed"})
+    assert paused["state"] == "paused" and paused["reason"] == "precache"
+    kept = app.artifacts.store.partial_size("model.bin")
+    assert 0 < kept < SIZE
+    assert app.precache.tick() == []
+    assert app.artifacts.store.partial_size("model.bin") == kept
+    assert _artifact(client, admin, "model.bin")["state"] == "missing"
+    state.throttle_bps = 0
+    now[0] = NIGHT + dt.timedelta(days=1)  # the next window resumes it
+    assert "model.bin" in app.precache.tick()
+    done = _fetch_of(client, admin, "model.bin", {"done", "failed"})
+    assert done["state"] == "done" and done["resumed_from"] == kept
+    assert (Path(app.cfg.image_dir) / "model.bin").read_bytes() == data
+    assert [i.name for i in app.precache.plan().items] == ["broken.bin"]
+
+
+def test_a_precache_failure_waits_for_the_next_window(
+    node: tuple[Appliance, ServerState, bytes], api: tuple[TestClient[Any], Any]
+) -> None:
+    app, _, _ = node
+    client, admin = api
+    now = [NIGHT]
+    app.precache.clock = lambda: now[0]
+    assert sorted(app.precache.tick()) == ["broken.bin", "model.bin"]
+    assert _fetch_of(client, admin, "model.bin", {"done", "failed"})["state"] == "done"
+    assert _fetch_of(client, admin, "broken.bin", {"done", "failed"})["state"] == "failed"
+    assert app.precache.tick() == []  # a bad hash is not fetched again at every tick
+    now[0] = NIGHT + dt.timedelta(days=1)
+    assert app.precache.tick() == ["broken.bin"]
+
+
+@pytest.mark.parametrize("node", ["1"], indirect=True)
+def test_the_concurrency_limit_queues_the_second_fetch(
+    node: tuple[Appliance, ServerState, bytes], api: tuple[TestClient[Any], Any]
+) -> None:
+    _, state, _ = node
+    client, admin = api
+    state.throttle_bps = 512 * 1024
+    client.post("/api/v1/artifacts/model.bin/fetch", headers=admin)
+    _fetch_of(client, admin, "model.bin", {"running"})
+    second = client.post("/api/v1/artifacts/broken.bin/fetch", headers=admin).json()
+    assert second["state"] == "queued"
+    assert _artifact(client, admin, "broken.bin")["state"] == "fetching"
+    assert _fetch_of(client, admin, "broken.bin", {"queued"})
+    state.throttle_bps = 0
+    assert _fetch_of(client, admin, "model.bin", {"done", "failed"})["state"] == "done"
+    assert _fetch_of(client, admin, "broken.bin", {"done", "failed"})["state"] == "failed"
+
+
+class _Through:
+    """The CLI's client shape over the test client: one call, its decoded answer."""
+
+    def __init__(self, client: TestClient[Any], headers: Any) -> None:
+        self.client, self.headers = client, headers
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = self.client.request(method, path, headers=self.headers, **kwargs)
+        assert resp.status_code < 400, resp.text
+        return resp.json()
+
+
+def test_the_cli_follows_a_fetch_and_prints_list_gc_and_plan(
+    api: tuple[TestClient[Any], Any],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from appliance.cli.artifact import _call, _register, show
+
+    client, admin = api
+    parser = argparse.ArgumentParser()
+    _register(parser)
+    through = _Through(client, admin)
+    seen: list[str] = []
+    fetch_args = parser.parse_args(["fetch", "model.bin"])
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # the progress bar path
+    result = _call(fetch_args, through)
+    assert "model.bin (done)" in capsys.readouterr().err
+    assert result["state"] == "done" and result["bytes_done"] == SIZE
+    assert follow(through, "model.bin", lambda f: seen.append(f["state"]))["state"] == "done"
+    assert seen == ["done"]
+    show(fetch_args, result)
+    for words in (["list"], ["gc", "--dry-run", "--keep", "base*"], ["plan"]):
+        args = parser.parse_args(words)
+        show(args, _call(args, through))
+    printed = capsys.readouterr().out
+    assert "model.bin: done" in printed
+    assert re.search(r"model\.bin +model +verified", printed)
+    assert "would remove 0.0 MiB in all" in printed
+    assert "window 0 1 * * *" in printed and "broken.bin" in printed

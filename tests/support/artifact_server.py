@@ -1,0 +1,138 @@
+"""A real local HTTP server for artifact fetches: files with Range support, and hooks
+to cut a transfer part way, to throttle it and to ignore ranges.
+
+Used by the artifact tests and by bench/artifact_fetch.py; it runs in a thread of
+the test process and is shut down (and joined) when its ``with`` block ends.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+_RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+@dataclass
+class ServerState:
+    root: Path
+    cut_after: int | None = None  # close the next transfer after this many body bytes
+    throttle_bps: int = 0  # 0: as fast as the machine goes
+    ignore_range: bool = False  # answer 200 with the whole file to a Range request
+    hide_length: bool = False  # no Content-Length: the body ends when the connection does
+    sent: int = 0  # body bytes written to clients, all requests together
+    requests: list[tuple[str, str | None, int]] = field(default_factory=list)  # path, Range, status
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+        def do_GET(self) -> None:
+            path = state.root / self.path.lstrip("/").split("?")[0]
+            if not path.is_file():
+                self._status(404, None)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            size = path.stat().st_size
+            start, end = 0, size - 1
+            asked = self.headers.get("Range")
+            m = _RANGE_RE.match(asked or "")
+            status = 200
+            if m and not state.ignore_range:
+                start = int(m.group(1))
+                end = int(m.group(2)) if m.group(2) else size - 1
+                if start >= size:
+                    self._status(416, asked)
+                    self.send_header("Content-Range", f"bytes */{size}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                status = 206
+            self._status(status, asked)
+            if state.hide_length:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(end - start + 1))
+            self.send_header("Accept-Ranges", "bytes")
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.end_headers()
+            self.wfile.flush()
+            self._send(path, start, end - start + 1)
+
+        def _status(self, status: int, asked: str | None) -> None:
+            with state.lock:
+                state.requests.append((self.path, asked, status))
+            self.send_response(status)
+
+        def _send(self, path: Path, offset: int, count: int) -> None:
+            with state.lock:
+                cut, state.cut_after = state.cut_after, None
+            limit = count if cut is None else min(count, cut)
+            chunk = 1 << 20 if not state.throttle_bps else max(state.throttle_bps // 20, 1024)
+            sock = self.connection.fileno()
+            with path.open("rb") as f:
+                left = limit
+                while left > 0:
+                    try:
+                        n = os.sendfile(sock, f.fileno(), offset, min(chunk, left))
+                    except (BrokenPipeError, ConnectionResetError):
+                        break
+                    if n == 0:
+                        break
+                    offset += n
+                    left -= n
+                    with state.lock:
+                        state.sent += n
+                    if state.throttle_bps:
+                        time.sleep(n / state.throttle_bps)
+            if cut is not None:
+                self.close_connection = True
+                self.connection.shutdown(2)
+
+    return Handler
+
+
+@contextmanager
+def artifact_server(root: Path) -> Iterator[tuple[str, ServerState]]:
+    """Serve ``root`` on a free loopback port: yields (base URL, state)."""
+    state = ServerState(root)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="artifact-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def main() -> None:
+    """Serve a folder from its own process (benchmarks): prints the URL, serves until
+    its standard input closes."""
+    import sys
+
+    with artifact_server(Path(sys.argv[1])) as (url, _):
+        sys.stdout.write(url + "\n")
+        sys.stdout.flush()
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()
