@@ -41,6 +41,7 @@ class MeteringService:
         self._clock = clock
         self._lock = threading.Lock()
         self._ledger: Ledger | None = None
+        self._bound = 0  # the journal's compaction bound when the ledger last followed it
 
     # -- reports -----------------------------------------------------------------------
 
@@ -80,13 +81,23 @@ class MeteringService:
             return self._follow().totals(now)
 
     def _follow(self) -> Ledger:
-        if self._ledger is None:
-            self._ledger = rebuild(
-                self._rollups(), lambda after: journal.metering_entries(after, METERED_KINDS)
-            )
-        else:
-            self._ledger.feed_all(journal.metering_entries(self._ledger.seq, METERED_KINDS))
-        return self._ledger
+        # One snapshot: a compaction that commits between the two reads would drop
+        # entries the feed then never sees.
+        with journal.read_transaction():
+            bound = journal.compacted_through()
+            ledger = self._ledger
+            # A compaction since the last follow may have dropped entries this ledger
+            # has not folded yet (superseded before it read them: a VM's stop under
+            # its later start). Its rollup stands for them, so the ledger is built
+            # again from the rollups, as at start, instead of folding past the gap.
+            if ledger is None or (bound != self._bound and bound > ledger.seq):
+                ledger = rebuild(
+                    self._rollups(), lambda after: journal.metering_entries(after, METERED_KINDS)
+                )
+            else:
+                ledger.feed_all(journal.metering_entries(ledger.seq, METERED_KINDS))
+        self._ledger, self._bound = ledger, bound
+        return ledger
 
     @staticmethod
     def _scope(principal: Principal, tenant: str | None) -> str | None:

@@ -106,6 +106,20 @@ def write_transaction() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def read_transaction() -> Iterator[None]:
+    """Several reads that see one state of the database.
+
+    In WAL mode the snapshot is taken at the first read and kept to the end, so a
+    writer (another process's compaction too) that commits meanwhile is not seen.
+    """
+    db = db_proxy.obj
+    if not isinstance(db, peewee.SqliteDatabase):
+        raise TypeError("the state database is not open")
+    with db.atomic():
+        yield
+
+
 def append(kind: str, object_type: str, object_id: str, state: Any) -> int:
     """Add an entry; must run inside ``write_transaction()``. Returns its seq."""
     db = db_proxy.obj

@@ -141,6 +141,51 @@ def test_usage_is_the_hand_computed_intervals(appliance: Appliance, api: Api, cl
     ) == _lines(hourly)
 
 
+def test_a_report_after_compaction_counts_what_it_dropped_unread(
+    appliance: Appliance, api: Api, clock: Clock
+) -> None:
+    """The node's ledger follows the journal between reports; a compaction that drops
+    entries it has not read yet (the stop under a later start) must not lose them."""
+    c, admin, acme = api
+    period = {"from": clock.iso(), "to": clock.iso(hours=2)}
+    body = {"name": "web", "appliance": "demo", "spec": {"role": "b2b", "vcpus": 2}}
+    _ok(c.post("/api/v1/vms", headers=acme, json={**body, "start": True}), 201)
+    _ok(c.get("/api/v1/usage", headers=admin, params=period))  # the ledger is built
+    clock.at(minutes=30)
+    _ok(c.post("/api/v1/vms/web/stop", headers=acme))
+    clock.at(hours=1)
+    _ok(c.post("/api/v1/vms/web/start", headers=acme))
+    with journal.acting_as(journal.NODE_ACTOR):
+        assert compact(0, 365, before=appliance.metering.write_rollup).deleted > 0
+    clock.at(hours=2)
+    vcpu = _lines(_ok(c.get("/api/v1/usage", headers=admin, params=period)))[("acme", "vcpu")]
+    assert vcpu == 2 * 1.5  # 30 minutes, then the second hour
+
+
+def test_a_process_that_claims_another_profile_holds_one_slice(api: Api, clock: Clock) -> None:
+    """The claim moves the process to the new slice with no release in the journal: it
+    is charged for the one it holds, not for both."""
+    c, admin, acme = api
+    # The quota counts the slice being given up too: room for both.
+    quotas = {"process_claims": 2, "gpu_slices": {"1g.10gb": 1, "2g.20gb": 1}}
+    quotas["gpu_compute_slices"] = 3
+    _ok(c.put("/api/v1/tenants/acme/quotas", headers=admin, json=quotas))
+    gpu = c.get("/api/v1/gpus", headers=admin).json()["gpus"][0]["uuid"]
+    layout = {"counts": {"1g.10gb": 2, "2g.20gb": 1}}
+    _ok(c.post(f"/api/v1/gpus/{gpu}/apply", headers=admin, json=layout))
+    claim = {"name": "train", "profile": "1g.10gb"}
+    _ok(c.post("/api/v1/gpus/claims", headers=acme, json=claim), 201)
+    clock.at(minutes=15)
+    _ok(c.post("/api/v1/gpus/claims", headers=acme, json={**claim, "profile": "2g.20gb"}), 201)
+    assert [x["profile"] for x in _ok(c.get("/api/v1/gpus/claims", headers=acme))] == ["2g.20gb"]
+    clock.at(minutes=45)
+    assert c.delete("/api/v1/gpus/claims/train", headers=acme).status_code == 204
+    clock.at(hours=1)
+    period = {"from": clock.iso(), "to": clock.iso(hours=1)}
+    found = _lines(_ok(c.get("/api/v1/usage", headers=admin, params=period)))
+    assert (found[("acme", "mig:1g.10gb")], found[("acme", "mig:2g.20gb")]) == (0.25, 0.5)
+
+
 def test_a_tenant_reads_only_its_own_usage(api: Api, clock: Clock) -> None:
     c, _, acme = api
     _scenario(c, acme, clock)

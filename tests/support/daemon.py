@@ -60,6 +60,28 @@ class Daemon:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=120)
 
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer or a crash would end it: no handler runs."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def restart(self, timeout: float = 60.0) -> None:
+        """A new daemon on the same state, port and log, as systemd would start it
+        after the old one died; returns once it is ready."""
+        if self.proc.poll() is None:
+            raise AssertionError("the daemon is still running")
+        self.proc = _spawn(self.env, self.log)
+        self.wait_notify("READY=1", timeout)
+
+
+def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    # Appended to: a restarted daemon's log follows the one before it.
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [TOWERBOX, "appliance"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
 
 def config_env(cfg: Config, port: int) -> dict[str, str]:
     return {
@@ -95,14 +117,12 @@ def running_daemon(cfg: Config, tmp: Path, watchdog_usec: int = 2_000_000) -> It
         "PYTHONUNBUFFERED": "1",
     }
     log = tmp / "daemon.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [TOWERBOX, "appliance"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    daemon = Daemon(proc, notify, env, f"http://127.0.0.1:{port}", log)
+    log.write_bytes(b"")
+    daemon = Daemon(_spawn(env, log), notify, env, f"http://127.0.0.1:{port}", log)
     try:
         yield daemon
     finally:
+        proc = daemon.proc  # restart() replaces it
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:

@@ -97,6 +97,33 @@ def test_slices_follow_binds_releases_and_whole_layouts() -> None:
     assert [held for held in still if held[1].startswith("mig:")] == [("", "mig:3g.40gb")]
 
 
+def test_a_claim_on_another_slice_moves_the_owner_off_its_old_one() -> None:
+    # The committed layout names an owner on one instance per GPU: a process that
+    # claims another profile (or a VM whose slice a cut-short apply destroyed) is moved
+    # by the bind itself, with no release of the old slice in the journal.
+    def bound(seq: int, profile: str, start: int, minutes: float) -> Entry:
+        slot = {"profile": profile, "start": start, "owner": "process:acme/train"}
+        return (seq, "gpu.instance_bound", "GPU-1", slot, at(minutes))
+
+    entries: list[Entry] = [
+        bound(1, "1g.10gb", 0, 0),
+        bound(2, "2g.20gb", 2, 10),
+        (
+            3,
+            "gpu.instance_bound",
+            "GPU-2",
+            {"profile": "1g.10gb", "start": 0, "owner": "x"},
+            at(20),
+        ),
+        bound(4, "2g.20gb", 2, 30),  # the one it holds: nothing changes
+        (5, "gpu.instance_released", "GPU-1", {"owner": "process:acme/train"}, at(60)),
+    ]
+    meter, closed = fold(entries)
+    assert seconds(closed, "mig:1g.10gb") == 10 * 60
+    assert seconds(closed, "mig:2g.20gb") == 50 * 60
+    assert set(meter.state.mig) == {"GPU-2/0"}  # another GPU's slice is not touched
+
+
 def _random_journal(rng: random.Random, n: int) -> list[Entry]:
     entries: list[Entry] = []
     minute = 0.0

@@ -257,9 +257,16 @@ def _owned_slices(s: MeterState, owner: str) -> list[str]:
 
 
 def _slice_bound(s: MeterState, gpu: str, state: dict[str, Any]) -> list[str]:
+    # An owner holds one instance per GPU: a claim that lands on another instance
+    # (its own is gone after a cut-short apply, or a process asks for another
+    # profile) takes the owner off the old one in the same write, with no release.
     key = f"{gpu}/{state.get('start')}"
-    s.mig[key] = MigSlice(str(state.get("profile")), str(state.get("owner")))
-    return [f"mig:{key}"]
+    owner = str(state.get("owner"))
+    moved = [k for k, p in s.mig.items() if k.startswith(f"{gpu}/") and p.owner == owner]
+    for old in moved:
+        del s.mig[old]
+    s.mig[key] = MigSlice(str(state.get("profile")), owner)
+    return sorted({f"mig:{key}", *(f"mig:{old}" for old in moved)})
 
 
 def _slice_released(s: MeterState, gpu: str, state: dict[str, Any]) -> list[str]:

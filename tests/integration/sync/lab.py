@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from appliance.services.metering import MeteringService
 from appliance.store import journal
@@ -48,13 +49,24 @@ class Lab:
         finally:
             db.close()
 
-    def compact_all(self) -> int:
+    def compact_all(self, copy_into: list[dict[str, Any]] | None = None) -> int:
         """Compact the whole journal as the daemon's job does (a rollup first), acked
-        or not; the new compaction bound."""
+        or not; the new compaction bound.
+
+        ``copy_into`` gets every entry the journal holds just before the compaction
+        drops some of them, read in the compaction's own transaction: with the
+        registry's copy, the whole journal a node ever wrote.
+        """
+
+        def before(bound: int) -> None:
+            if copy_into is not None:
+                copy_into.extend(journal.entries(0, limit=1 << 30))
+            MeteringService().write_rollup(bound)
+
         db = open_database(self.db_path)
         try:
             with journal.acting_as(Actor(job="compaction")):
-                return compact(0, 3650, before=MeteringService().write_rollup).through
+                return compact(0, 3650, before=before).through
         finally:
             db.close()
 
