@@ -15,7 +15,6 @@ import msgspec
 
 MAX_REPLICAS = 32
 HealthKind = Literal["serial", "tcp", "agent"]
-ServiceState = Literal["deploying", "ready", "failed", "updating", "scaling", "removing"]
 
 
 class HealthCheck(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -125,7 +124,7 @@ class ServiceProgress(msgspec.Struct, frozen=True):
 class ServiceView(msgspec.Struct, frozen=True):
     name: str
     tenant: str
-    state: ServiceState
+    state: str  # deploying, ready, failed, updating, scaling or removing
     message: str  # why it failed, or what it is doing
     roles: list[RoleView]
     progress: ServiceProgress | None = None
