@@ -54,6 +54,9 @@ from towerbox_core.service_rules import check_count, start_waves, stop_order
 
 log = logging.getLogger(__name__)
 
+# role_health reads the rows again at most this often while replicas keep changing.
+_STABLE_TRIES = 20
+
 
 @dataclass(frozen=True)
 class ServiceDeps:
@@ -124,13 +127,23 @@ class ServiceManager:
         )
 
     def role_health(self, name: str, role: str) -> int:
-        """How many replicas of ``role`` are healthy now (a probe per replica)."""
+        """How many replicas of ``role`` are healthy now, one probe per replica.
+
+        The replica rows are read before and after the probes, and the count is taken
+        only when they did not change in between: otherwise rows read before a step
+        and libvirt asked after it would count a replica that had just been replaced
+        as missing while missing its replacement.
+        """
         row = Service.get_by_id(name)
         template_role = role_of(row, role)
         health = template_role.health if template_role else None
-        return sum(
-            self.prober.probe(r.vm_id, health, QUICK_TCP_S).healthy for r in replicas(name, role)
-        )
+        found = replicas(name, role)
+        while True:
+            healthy = sum(self.prober.probe(r.vm_id, health, QUICK_TCP_S).healthy for r in found)
+            again = replicas(name, role)
+            if [r.vm_id for r in again] == [r.vm_id for r in found]:
+                return healthy
+            found = again
 
     # -- deploy --------------------------------------------------------------------
 

@@ -62,6 +62,17 @@ def point_replicas(app: Appliance, bad: Callable[[str], bool] = lambda _vm: Fals
     app.services.prober.address_of = lambda vm_id: DEAD_ADDRESS if bad(vm_id) else "127.0.0.1"
 
 
+def booting(seconds: float) -> Callable[[str], bool]:
+    """For ``point_replicas``: a VM answers only ``seconds`` after it was first probed,
+    as a guest that boots would; the VMs there are now have booted."""
+    first: dict[str, float] = dict.fromkeys((vm.id for vm in Vm.select(Vm.id)), 0.0)
+
+    def young(vm_id: str) -> bool:
+        return time.monotonic() - first.setdefault(vm_id, time.monotonic()) < seconds
+
+    return young
+
+
 def generation_of(vm_id: str) -> int:
     row = ServiceVm.get_or_none(ServiceVm.vm == vm_id)
     return int(row.generation) if row else 0
