@@ -215,7 +215,9 @@ def _service_manager(
         image_dir=Path(cfg.image_dir),
         templates_dir=services_dir(cfg.resolved_catalog_dir()),
     )
-    return ServiceManager(deps, Replicas(vms, HealthProber(cfg, backend)))
+    manager = ServiceManager(deps, Replicas(vms, HealthProber(cfg, backend)))
+    manager.recover()
+    return manager
 
 
 def build_appliance(cfg: Config) -> Appliance:

@@ -78,6 +78,20 @@ class ServiceManager:
         # name cannot both pass.
         self._lock = threading.Lock()
 
+    def recover(self) -> None:
+        """At start: an operation the last run did not finish stays as it stopped, and
+        the service says so (its replicas are listed; remove or scale from there)."""
+        busy = {
+            "deploying": "deploy",
+            "scaling": "scale",
+            "updating": "update",
+            "removing": "remove",
+        }
+        for row in Service.select().where(Service.state.in_(list(busy))):
+            msg = f"the node stopped during its {busy[row.state]}; remove it and deploy again"
+            set_state(row.name, "failed", msg, kind="service.failed", detail={"recovered": True})
+            log.warning("service %s: %s", row.name, msg, extra={"service": row.name})
+
     # -- reads ---------------------------------------------------------------------
 
     def list_services(self, principal: Principal) -> list[ServiceView]:
@@ -157,8 +171,10 @@ class ServiceManager:
             existing = Service.get_or_none(Service.name == name)
             if existing is not None and (existing.state != "failed" or self.runner.busy(name)):
                 raise Conflict(f"a service named {name!r} exists", code="service_exists")
-            if existing is not None and not principal.can_see(existing.tenant):
-                raise Conflict(f"a service named {name!r} exists", code="service_exists")
+            if existing is not None and (not principal.can_see(existing.tenant) or replicas(name)):
+                raise Conflict(
+                    f"a service named {name!r} exists; remove it first", code="service_exists"
+                )
             for role in template.roles:
                 for n in range(1, role.count + 1):
                     vm = replica_name(name, role.name, n)

@@ -29,6 +29,7 @@ from tests.support.services import (
 )
 from tests.support.tenancy import PASSWORD, clients, principal_of, tenant_node
 from towerbox_core.api.services import ServiceDeployRequest, UpdateRequest
+from towerbox_core.errors import TowerboxError
 
 Api = tuple[TestClient[Any], dict[str, str], dict[str, str]]
 
@@ -304,3 +305,24 @@ def test_scale_then_remove_in_reverse_start_order(
     names_by_id = {e["object_id"]: e["state"]["spec"]["name"] for e in _journal("vm.created")}
     assert [names_by_id[i].rsplit("-", 1)[0] for i in gone] == ["shop-web", "shop-api", "shop-db"]
     assert _journal("service.removed")[-1]["object_id"] == "shop"
+
+
+def test_an_operation_cut_by_a_restart_leaves_a_failed_service_that_can_be_removed(
+    appliance: Appliance, server: Listener
+) -> None:
+    _deploy_api3(appliance, server.port)
+    Service.update(state="updating").where(Service.name == "llm").execute()
+    appliance.services.recover()  # what a start does
+    row = Service.get_by_id("llm")
+    assert row.state == "failed" and "during its update" in row.message
+    acme = principal_of(appliance, "acme-admin")
+    again = msgspec.convert(
+        {"service": {"name": "llm", "roles": [{"name": "api", "catalog": "demo"}]}},
+        ServiceDeployRequest,
+    )
+    with pytest.raises(TowerboxError) as err:
+        appliance.services.deploy(acme, again)
+    assert err.value.code == "service_exists"  # its replicas are still there
+    appliance.services.remove(acme, "llm")
+    assert wait_state(appliance, "llm") is None
+    assert Vm.select().count() == 0
