@@ -11,7 +11,18 @@ from nicegui import app, ui
 
 from ui.api import ApplianceApi
 from ui.deps import Deps
-from ui.pages import dashboard, events, gpus, login, n6, tenants, usage, vm_detail, vms
+from ui.pages import (
+    dashboard,
+    events,
+    gpus,
+    login,
+    n6,
+    services,
+    tenants,
+    usage,
+    vm_detail,
+    vms,
+)
 from ui.settings import UiSettings
 
 log = logging.getLogger(__name__)
@@ -22,7 +33,7 @@ SESSION_MAX_AGE_S = 12 * 3600
 
 def build(settings: UiSettings, api: ApplianceApi | None = None) -> Deps:
     deps = Deps(settings, api or ApplianceApi(settings.appliance_url, settings.request_timeout_s))
-    for page in (login, dashboard, vms, vm_detail, gpus, n6, events, usage, tenants):
+    for page in (login, dashboard, vms, vm_detail, services, gpus, n6, events, usage, tenants):
         page.register(deps)
     app.on_shutdown(deps.api.aclose)
     return deps
