@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 # role_health reads the rows again at most this often while replicas keep changing.
 _STABLE_TRIES = 20
+# A remove waits this long for the operation it stops to roll back.
+_CANCEL_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -108,14 +110,15 @@ class ServiceManager:
             raise NotFound(f"no service named {name!r}", code="service_not_found")
         return row
 
-    def writable(self, principal: Principal, name: str) -> Service:
+    def writable(self, principal: Principal, name: str, *, cancel: bool = False) -> Service:
+        """The service, for a change; busy with another operation is 409 ``service_busy``,
+        unless ``cancel``: then that operation is stopped (it rolls back) first."""
         principal.require_write()
-        row = self.visible(principal, name)
-        if self.runner.busy(name):
-            raise Conflict(
-                f"service {name} is busy with a {row.state} operation", code="service_busy"
-            )
-        return row
+        self.visible(principal, name)
+        kind = self.runner.kind(name)
+        if kind is not None and not (cancel and self.runner.cancel(name, _CANCEL_WAIT_S)):
+            raise Conflict(f"service {name} is busy with a {kind}", code="service_busy")
+        return Service.get_by_id(name)
 
     def _view(self, row: Service) -> ServiceView:
         found = replicas(row.name)
@@ -287,7 +290,8 @@ class ServiceManager:
     # -- remove --------------------------------------------------------------------
 
     def remove(self, principal: Principal, name: str) -> ServiceView:
-        row = self.writable(principal, name)
+        """Remove the service; a deploy, scale or update under way is stopped first."""
+        row = self.writable(principal, name, cancel=True)
         set_state(name, "removing", "removing the replicas in reverse start order")
         view = self._view(Service.get_by_id(name))
         template = template_of(row)

@@ -75,6 +75,23 @@ class Runner:
         op = self._ops.get(service)
         return op is not None and not op.done
 
+    def kind(self, service: str) -> str | None:
+        """The kind of the operation running on ``service``; None when none runs."""
+        op = self._ops.get(service)
+        return op.kind if op is not None and not op.done else None
+
+    def cancel(self, service: str, timeout_s: float) -> bool:
+        """Ask the running operation to stop at its next health wait (it rolls back
+        what it made) and wait for it; True once none runs."""
+        op = self._ops.get(service)
+        thread = self._threads.get(service)
+        if op is None or op.done or thread is None:
+            return True
+        op.step("asked to stop")
+        op.stopping.set()
+        thread.join(timeout_s)
+        return op.done
+
     def progress(self, service: str) -> ServiceProgress | None:
         op = self._ops.get(service)
         return op.progress() if op else None

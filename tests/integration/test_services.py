@@ -326,3 +326,27 @@ def test_an_operation_cut_by_a_restart_leaves_a_failed_service_that_can_be_remov
     appliance.services.remove(acme, "llm")
     assert wait_state(appliance, "llm") is None
     assert Vm.select().count() == 0
+
+
+def test_remove_stops_a_deploy_under_way(appliance: Appliance, api: Api) -> None:
+    c, _, acme = api
+    # Nothing writes the marker: db waits for its check until the remove stops it.
+    template = {
+        "name": "slow",
+        "roles": [
+            {
+                "name": "db",
+                "catalog": "demo",
+                "health": {"kind": "serial", "marker": "NEVER", "timeout_s": 600},
+            }
+        ],
+    }
+    assert c.post("/api/v1/services", headers=acme, json={"service": template}).status_code == 202
+    scale = c.post("/api/v1/services/slow/roles/db/scale", headers=acme, json={"count": 2})
+    assert (scale.status_code, scale.json()["code"]) == (409, "service_busy")
+    assert "busy with a deploy" in scale.json()["detail"]
+    started = time.monotonic()
+    assert c.delete("/api/v1/services/slow", headers=acme).status_code == 202
+    assert wait_state(appliance, "slow") is None
+    assert time.monotonic() - started < 30
+    assert Vm.select().count() == 0
