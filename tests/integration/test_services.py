@@ -350,3 +350,28 @@ def test_remove_stops_a_deploy_under_way(appliance: Appliance, api: Api) -> None
     assert wait_state(appliance, "slow") is None
     assert time.monotonic() - started < 30
     assert Vm.select().count() == 0
+
+
+def test_a_gpu_role_surges_onto_a_free_slice_or_replaces_in_place(
+    appliance: Appliance, api: Api
+) -> None:
+    c, admin, acme = api
+    template = {
+        "name": "inf",
+        "roles": [{"name": "llm", "catalog": "demo", "count": 0, "gpu": "1g.10gb"}],
+    }
+    resp = c.post("/api/v1/services", headers=acme, json={"service": template})
+    assert resp.status_code == 202, resp.text
+    assert wait_state(appliance, "inf") == "ready"
+    dry = {"role": "llm", "values": {"model": "b"}, "dry_run": True}
+    plan = c.post("/api/v1/services/inf/update", headers=acme, json=dry).json()["plan"]
+    assert (plan["max_surge"], plan["max_unavailable"]) == (0, 1)
+    assert "in place" in plan["note"]
+    gpu = c.get("/api/v1/gpus", headers=admin).json()["gpus"][0]["uuid"]
+    layout = {"counts": {"1g.10gb": 2}}
+    assert c.post(f"/api/v1/gpus/{gpu}/apply", headers=admin, json=layout).status_code == 200
+    answer = c.post("/api/v1/services/inf/update", headers=acme, json=dry)
+    assert answer.status_code == 200, answer.text
+    plan = answer.json()["plan"]
+    assert (plan["max_surge"], plan["max_unavailable"], plan["note"]) == (1, 0, "")
+    assert Service.get_by_id("inf").state == "ready"
