@@ -71,9 +71,9 @@ def check_role(service: str, role: RoleTemplate, where: str) -> None:
         raise InvalidInput(
             "spec.vcpus must be between 1 and 1024", code="invalid_spec", field=f"{where}.spec"
         )
-    if role.spec.memory_mib is not None and not 16 <= role.spec.memory_mib <= 1 << 24:
+    if role.spec.memory_mib is not None and not 32 <= role.spec.memory_mib <= 1 << 22:
         raise InvalidInput(
-            "spec.memory_mib must be between 16 and 16777216",
+            "spec.memory_mib must be between 32 and 4194304",
             code="invalid_spec",
             field=f"{where}.spec",
         )

@@ -375,3 +375,27 @@ def test_a_gpu_role_surges_onto_a_free_slice_or_replaces_in_place(
     plan = answer.json()["plan"]
     assert (plan["max_surge"], plan["max_unavailable"], plan["note"]) == (1, 0, "")
     assert Service.get_by_id("inf").state == "ready"
+
+
+def test_a_role_that_cannot_be_placed_rolls_back_and_says_why(
+    appliance: Appliance, api: Api, server: Listener
+) -> None:
+    c, admin, acme = api
+    # The tenant may hold the memory, the host has not got it: the refusal comes when
+    # the second wave's replica is made, after the first wave runs.
+    assert c.put("/api/v1/tenants/acme/quotas", headers=admin, json={"memory_mib": -1}).is_success
+    template = {
+        "name": "huge",
+        "roles": [
+            {"name": "db", "catalog": "demo", "health": {"kind": "tcp", "port": server.port}},
+            {"name": "big", "catalog": "demo", "after": ["db"], "spec": {"memory_mib": 4_000_000}},
+        ],
+    }
+    assert c.post("/api/v1/services", headers=acme, json={"service": template}).status_code == 202
+    assert wait_state(appliance, "huge") == "failed"
+    view = c.get("/api/v1/services/huge", headers=acme).json()
+    assert "role big: huge-big-1 could not be made" in view["message"]
+    assert "insufficient_memory" in view["message"]
+    assert Vm.select().count() == 0
+    assert _journal("service.failed")[-1]["state"]["cause"] == "insufficient_memory"
+    assert "delete huge-db-1" in view["progress"]["steps"]
