@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 _STABLE_TRIES = 20
 # A remove waits this long for the operation it stops to roll back.
 _CANCEL_WAIT_S = 60.0
+_PROBE_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -122,14 +124,21 @@ class ServiceManager:
 
     def _view(self, row: Service) -> ServiceView:
         found = replicas(row.name)
+        health = {r.name: r.health for r in template_of(row).roles}
+        # Probed side by side: a TCP check of an unreachable replica waits its timeout.
+        with ThreadPoolExecutor(max_workers=_PROBE_WORKERS) as pool:
+            probes = list(
+                pool.map(
+                    lambda r: self.prober.probe(r.vm_id, health.get(r.role), QUICK_TCP_S), found
+                )
+            )
         roles = []
         for role in template_of(row).roles:
-            views = []
-            for rep in (r for r in found if r.role == role.name):
-                probe = self.prober.probe(rep.vm_id, role.health, QUICK_TCP_S)
-                views.append(
-                    ReplicaView(rep.vm, rep.generation, probe.state, probe.healthy, probe.detail)
-                )
+            views = [
+                ReplicaView(rep.vm, rep.generation, probe.state, probe.healthy, probe.detail)
+                for rep, probe in zip(found, probes, strict=True)
+                if rep.role == role.name
+            ]
             healthy = sum(v.healthy for v in views)
             roles.append(
                 RoleView(role.name, role.catalog, role.count, healthy, describe(role.health), views)
