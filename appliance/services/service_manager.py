@@ -164,12 +164,14 @@ class ServiceManager:
         template_role = role_of(row, role)
         health = template_role.health if template_role else None
         found = replicas(name, role)
-        while True:
+        healthy = 0
+        for _ in range(_STABLE_TRIES):
             healthy = sum(self.prober.probe(r.vm_id, health, QUICK_TCP_S).healthy for r in found)
             again = replicas(name, role)
             if [r.vm_id for r in again] == [r.vm_id for r in found]:
-                return healthy
+                break
             found = again
+        return healthy
 
     # -- deploy --------------------------------------------------------------------
 
