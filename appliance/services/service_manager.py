@@ -199,8 +199,12 @@ class ServiceManager:
                             field="name",
                         )
             self.admit(principal, name, tenant, [(r, r.count) for r in template.roles])
-            put_service(template, tenant, "deploying")
-            self.runner.start(name, "deploy", lambda op: self._deploy(op, principal, template))
+            self.runner.start(
+                name,
+                "deploy",
+                lambda op: self._deploy(op, principal, template),
+                before=lambda: put_service(template, tenant, "deploying"),
+            )
         log.info("deploying service %s for tenant %s", name, tenant, extra={"tenant": tenant})
         return self.get(principal, name)
 
@@ -261,8 +265,12 @@ class ServiceManager:
         have = len(replicas(name, role_name))
         if count > have:
             self.admit(principal, name, row.tenant, [(role, count - have)])
-        set_state(name, "scaling", f"role {role_name}: {have} → {count}")
-        self.runner.start(name, "scale", lambda op: self._scale(op, principal, name, role, count))
+        self.runner.start(
+            name,
+            "scale",
+            lambda op: self._scale(op, principal, name, role, count),
+            before=lambda: set_state(name, "scaling", f"role {role_name}: {have} → {count}"),
+        )
         return self.get(principal, name)
 
     def _scale(
@@ -303,11 +311,17 @@ class ServiceManager:
     def remove(self, principal: Principal, name: str) -> ServiceView:
         """Remove the service; a deploy, scale or update under way is stopped first."""
         row = self.writable(principal, name, cancel=True)
-        set_state(name, "removing", "removing the replicas in reverse start order")
-        view = self._view(Service.get_by_id(name))
         template = template_of(row)
-        self.runner.start(name, "remove", lambda op: self._remove(op, principal, template))
-        return view
+        answer: list[ServiceView] = []
+
+        def removing() -> None:
+            set_state(name, "removing", "removing the replicas in reverse start order")
+            answer.append(self._view(Service.get_by_id(name)))  # before the work can end
+
+        self.runner.start(
+            name, "remove", lambda op: self._remove(op, principal, template), removing
+        )
+        return answer[0]
 
     def _remove(self, op: Operation, principal: Principal, template: ServiceTemplate) -> None:
         for role in stop_order(template):

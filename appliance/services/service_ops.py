@@ -45,7 +45,15 @@ class Runner:
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
-    def start(self, service: str, kind: str, work: Callable[[Operation], None]) -> Operation:
+    def start(
+        self,
+        service: str,
+        kind: str,
+        work: Callable[[Operation], None],
+        before: Callable[[], None] | None = None,
+    ) -> Operation:
+        """Run ``work`` in its own thread; ``before`` runs first, once no other
+        operation of the service runs (to record the new state)."""
         with self._lock:
             current = self._ops.get(service)
             if current is not None and not current.done:
@@ -53,6 +61,8 @@ class Runner:
                     f"service {service} is busy with a {current.kind}; wait for it to end",
                     code="service_busy",
                 )
+            if before is not None:
+                before()
             op = self._ops[service] = Operation(service, kind)
             context = contextvars.copy_context()
             thread = threading.Thread(

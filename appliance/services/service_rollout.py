@@ -87,11 +87,12 @@ class RollingUpdates:
             )
         surge = [(new_role, plan.max_surge)] if plan.max_surge else []
         self._m.admit(principal, name, row.tenant, surge)
-        set_state(name, "updating", f"role {role.name}: rolling update, {len(plan.steps)} steps")
+        message = f"role {role.name}: rolling update, {len(plan.steps)} steps"
         self._m.runner.start(
             name,
             "update",
             lambda op: self._run(op, principal, name, role, new_role, plan, current),
+            before=lambda: set_state(name, "updating", message),
         )
         return answer
 
