@@ -43,6 +43,12 @@ from appliance.services.monitor import Monitor, record_state_changes
 from appliance.services.n6 import N6Service
 from appliance.services.node_view import NodeViews
 from appliance.services.reconcile import Reconciler
+from appliance.services.service_admission import free_gpu_slices
+from appliance.services.service_health import HealthProber
+from appliance.services.service_manager import ServiceDeps, ServiceManager
+from appliance.services.service_replicas import Replicas
+from appliance.services.service_rollout import RollingUpdates
+from appliance.services.service_templates import NodeFacts, services_dir
 from appliance.services.sync import SyncStatusBoard
 from appliance.services.tenants import TenantService
 from appliance.services.uptime import BOOT_ID, Uptime
@@ -92,6 +98,8 @@ class Appliance:
     uptime: Uptime
     artifacts: ArtifactService
     precache: Precache
+    services: ServiceManager
+    rollouts: RollingUpdates
 
     def __post_init__(self) -> None:
         self.metrics.count_usage(self._usage_totals)
@@ -133,6 +141,7 @@ class Appliance:
             )
 
     def close(self) -> None:
+        self.services.runner.stop_all()
         self.artifacts.close()
         self.db.close()
 
@@ -185,6 +194,38 @@ def _vgpu_host(cfg: Config, backend: GpuBackend, libvirt: LibvirtBackend) -> Vgp
     return SimulatedVgpu(backend)
 
 
+def _service_manager(
+    cfg: Config,
+    backend: LibvirtBackend,
+    vms: VmService,
+    catalog: dict[str, CatalogEntry],
+    gpus: GpuLayoutService,
+    n6: N6Service,
+    admission: VmAdmission,
+    tenants: TenantService,
+) -> ServiceManager:
+    facts = NodeFacts(
+        catalog=catalog,
+        gpu_profiles=lambda: frozenset(
+            p.name for g in gpus.backend.list_gpus() for p in gpus.profiles(g.uuid)
+        ),
+        vnet_exists=lambda tenant, name: any(
+            (v.tenant, v.name) == (tenant, name) for v in n6.declared().vnets
+        ),
+    )
+    deps = ServiceDeps(
+        catalog=catalog,
+        facts=facts,
+        admission=admission,
+        tenants=tenants,
+        image_dir=Path(cfg.image_dir),
+        templates_dir=services_dir(cfg.resolved_catalog_dir()),
+    )
+    manager = ServiceManager(deps, Replicas(vms, HealthProber(cfg, backend)))
+    manager.recover()
+    return manager
+
+
 def build_appliance(cfg: Config) -> Appliance:
     for d in (Path(cfg.state_dir), cfg.disk_dir, cfg.console_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -226,6 +267,7 @@ def build_appliance(cfg: Config) -> Appliance:
         ),
     )
     n6.vnet_quota = tenants.check_vnet
+    admission = VmAdmission(cfg.host, host, tenants)
     vms = VmService(
         cfg,
         backend,
@@ -234,7 +276,7 @@ def build_appliance(cfg: Config) -> Appliance:
         monitor,
         vnets=n6.attachment,
         gpus=binder,
-        admission=VmAdmission(cfg.host, host, tenants),
+        admission=admission,
     )
     gpus.set_hooks(vms.gpu_drain.drain, vms.gpu_drain.resume)
     vms.gpu_drain.start_all()  # the layouts were re-created above; their VMs follow
@@ -259,6 +301,7 @@ def build_appliance(cfg: Config) -> Appliance:
         cfg.artifacts,
     )
     started_at = time.time()
+    services = _service_manager(cfg, backend, vms, catalog, gpus, n6, admission, tenants)
     return Appliance(
         cfg=cfg,
         db=db,
@@ -301,6 +344,8 @@ def build_appliance(cfg: Config) -> Appliance:
         uptime=uptime,
         artifacts=artifacts,
         precache=Precache(artifacts),
+        services=services,
+        rollouts=RollingUpdates(services, functools.partial(free_gpu_slices, gpus)),
     )
 
 

@@ -18,6 +18,7 @@ from ui.pages import (
     gpus,
     login,
     n6,
+    services,
     tenants,
     usage,
     vm_detail,
@@ -33,7 +34,19 @@ SESSION_MAX_AGE_S = 12 * 3600
 
 def build(settings: UiSettings, api: ApplianceApi | None = None) -> Deps:
     deps = Deps(settings, api or ApplianceApi(settings.appliance_url, settings.request_timeout_s))
-    pages = (login, dashboard, vms, vm_detail, gpus, n6, artifacts, events, usage, tenants)
+    pages = (
+        login,
+        dashboard,
+        vms,
+        vm_detail,
+        services,
+        gpus,
+        n6,
+        artifacts,
+        events,
+        usage,
+        tenants,
+    )
     for page in pages:
         page.register(deps)
     app.on_shutdown(deps.api.aclose)

@@ -28,6 +28,7 @@ BANNER_CLASSES = {
 NAV = (
     ("dashboard", "Dashboard", "/"),
     ("vms", "VMs", "/vms"),
+    ("services", "Services", "/services"),
     ("gpus", "GPUs", "/gpus"),
     ("n6", "N6", "/n6"),
     ("artifacts", "Artifacts", "/artifacts"),

@@ -17,6 +17,7 @@ from appliance.api.auth_routes import AuthController
 from appliance.api.gpus import GpuController
 from appliance.api.n6 import N6Controller
 from appliance.api.node import NodeController, healthz, metrics
+from appliance.api.services import ServiceController
 from appliance.api.sync import SyncController, sync_agent_guard
 from appliance.api.tenants import TenantController
 from appliance.api.usage import UsageController
@@ -70,6 +71,7 @@ def create_app(appliance: Appliance) -> Litestar:
             SyncController,
             TenantController,
             ArtifactController,
+            ServiceController,
         ],
         guards=[sync_agent_guard],
         dependencies={"appliance": Provide(lambda: appliance, sync_to_thread=False)},

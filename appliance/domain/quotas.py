@@ -130,9 +130,11 @@ class _Line:
     asked: int
 
 
-def _lines(quotas: Quotas, grants: Grants, usage: TenantUsage, charge: Charge) -> list[_Line]:
+def _lines(
+    quotas: Quotas, grants: Grants, usage: TenantUsage, charge: Charge, vms: int = 1
+) -> list[_Line]:
     lines = [
-        _Line("vms", quotas.vms, usage.vms, 1),
+        _Line("vms", quotas.vms, usage.vms, vms),
         _Line("vcpus", quotas.vcpus, usage.vcpus, charge.vcpus),
         _Line("memory_mib", quotas.memory_mib, usage.memory_mib, charge.memory_mib),
         _Line("disk_gib", quotas.disk_gib, usage.disk_gib, charge.disk_gib),
@@ -160,11 +162,29 @@ def _lines(quotas: Quotas, grants: Grants, usage: TenantUsage, charge: Charge) -
 
 
 def check_fits(
-    tenant: str, quotas: Quotas, grants: Grants, usage: TenantUsage, charge: Charge
+    tenant: str, quotas: Quotas, grants: Grants, usage: TenantUsage, charge: Charge, vms: int = 1
 ) -> None:
-    """Refuse a VM that takes its tenant past a quota, with the numbers."""
-    for line in _lines(quotas, grants, usage, charge):
+    """Refuse ``vms`` VMs charging ``charge`` in all (one VM by default) that take their
+    tenant past a quota, with the numbers."""
+    for line in _lines(quotas, grants, usage, charge, vms):
         _check_line(tenant, line)
+
+
+def sum_charges(charges: Iterable[Charge]) -> Charge:
+    """What several VMs hold together (a whole service, before any of it is made)."""
+    total = usage_of(charges)
+    return Charge(
+        vcpus=total.vcpus,
+        memory_mib=total.memory_mib,
+        disk_gib=total.disk_gib,
+        gpu_slices=total.gpu_slices,
+        gpu_compute_slices=total.gpu_compute_slices,
+        whole_gpus=total.whole_gpus,
+        pinned_cores=total.pinned_cores,
+        hugepages=total.hugepages,
+        sriov_pfs=total.sriov_pfs,
+        pci_devices=tuple(total.pci_devices),
+    )
 
 
 def check_claim_fits(tenant: str, quotas: Quotas, usage: TenantUsage, profile: str) -> None:

@@ -9,7 +9,16 @@ from pathlib import Path
 import msgspec
 import peewee
 
-from appliance.store.models import ALL_MODELS, GpuLayout, Meta, TenantPolicy, Vm, db_proxy
+from appliance.store.models import (
+    ALL_MODELS,
+    GpuLayout,
+    Meta,
+    Service,
+    ServiceVm,
+    TenantPolicy,
+    Vm,
+    db_proxy,
+)
 from towerbox_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -82,12 +91,18 @@ def _v4_audit(db: peewee.SqliteDatabase) -> None:
         db.execute_sql("ALTER TABLE tenant ADD COLUMN labels TEXT NOT NULL DEFAULT '{}'")  # type: ignore[no-untyped-call]
 
 
+def _v5_services(db: peewee.SqliteDatabase) -> None:
+    """Multi-VM services, and which of them each replica VM belongs to."""
+    db.create_tables([Service, ServiceVm])
+
+
 # Append only: each function moves the schema from version i to i + 1.
 MIGRATIONS: tuple[Callable[[peewee.SqliteDatabase], None], ...] = (
     _v1_initial,
     _v2_gpu,
     _v3_tenant_policy,
     _v4_audit,
+    _v5_services,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

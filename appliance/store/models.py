@@ -127,5 +127,38 @@ class TenantPolicy(BaseModel):
         table_name = "tenant_policy"
 
 
+class Service(BaseModel):
+    """A multi-VM service of a tenant: its template as deployed, and where it stands."""
+
+    name = peewee.CharField(primary_key=True, max_length=63)
+    tenant = peewee.CharField(max_length=63, index=True)
+    template = peewee.TextField()  # ServiceTemplate as JSON, per-role values merged in
+    # Role name -> the generation of its current configuration (bumped by an update).
+    generations = peewee.TextField(default="{}")
+    state = peewee.CharField(max_length=16)  # deploying | ready | failed | updating ...
+    message = peewee.TextField(default="")
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "service"
+
+
+class ServiceVm(BaseModel):
+    """Which service and role a VM is a replica of (schema 5); gone with the VM."""
+
+    vm = peewee.ForeignKeyField(Vm, primary_key=True, on_delete="CASCADE", column_name="vm_id")
+    vm_id: str  # peewee's accessor for the foreign key's raw value
+    service = peewee.ForeignKeyField(
+        Service, on_delete="CASCADE", column_name="service", backref="replicas"
+    )
+    role = peewee.CharField(max_length=63)
+    number = peewee.IntegerField()  # the n of <service>-<role>-<n>
+    generation = peewee.IntegerField(default=0)
+
+    class Meta:
+        table_name = "service_vm"
+
+
 # The tables of schema version 1; later tables are created by their own migration.
 ALL_MODELS: tuple[type[BaseModel], ...] = (Meta, Tenant, User, Token, Vm, JournalEntry)

@@ -19,14 +19,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
 from appliance.api.app import create_app
 from appliance.context import Appliance
 from appliance.services.auth import Principal, Role
-from appliance.store.models import Token, User, Vm
+from appliance.store.models import Service, Token, User, Vm
 from tests.support.appliance import admin_password, built
+from towerbox_core.api.services import ServiceDeployRequest
 from towerbox_core.api.tenants import QuotasUpdate
 
 ROLES = (
@@ -70,6 +72,28 @@ MATRIX: dict[tuple[str, str], tuple[str, str | None]] = {
     ("DELETE", "/api/v1/vms/{name}"): (
         "401 204 403 204 204 403 403",
         "401 204 403 404 404 403 403",
+    ),
+    ("DELETE", "/api/v1/services/{name}"): (
+        "401 202 403 202 202 403 403",
+        "401 202 403 404 404 403 403",
+    ),
+    ("GET", "/api/v1/services"): ("401 200 200 200 200 200 403", None),
+    ("GET", "/api/v1/services/{name}"): (
+        "401 200 200 200 200 200 403",
+        "401 200 200 404 404 404 403",
+    ),
+    ("POST", "/api/v1/services"): (
+        "401 202 403 202 202 403 403",
+        "401 202 403 403 403 403 403",
+    ),
+    ("POST", "/api/v1/services/{name}/roles/{role}/scale"): (
+        "401 202 403 202 202 403 403",
+        "401 202 403 404 404 403 403",
+    ),
+    # A dry run is a read, so another tenant's viewer is told "absent" before "read-only".
+    ("POST", "/api/v1/services/{name}/update"): (
+        "401 202 403 202 202 403 403",
+        "401 202 403 404 404 404 403",
     ),
     ("GET", "/api/v1/auth/me"): ("401 200 200 200 200 200 403", None),
     ("GET", "/api/v1/catalog"): ("401 200 200 200 200 200 403", None),
@@ -186,6 +210,7 @@ def node(tmp_path: Path) -> Iterator[Appliance]:
     app.n6.put_trunk(root, {"name": "br-n6", "kind": "ovs", "ports": ["n6up"]})
     yield app
     # Leave the shared libvirt test driver as we found it.
+    app.services.runner.wait_idle(60)
     for vm in Vm.select():
         app.vms.delete(_root(app), vm.name)
     app.close()
@@ -212,6 +237,11 @@ def _restore(app: Appliance) -> dict[str, str]:
             app.n6.create_vnet(root, _vnet(tenant))
         if not User.select().where(User.username == f"{tenant}-dev").exists():
             app.auth.create_user(f"{tenant}-dev", PASSWORD, Role.TENANT_USER, tenant)
+    app.services.runner.wait_idle(60)
+    for tenant in ("acme", "other"):
+        if not Service.select().where(Service.name == f"{tenant}-svc").exists():
+            app.services.deploy(root, _service_request(f"{tenant}-svc", tenant))
+    app.services.runner.wait_idle(60)
     victim = app.auth.create_api_token(root, "victim", None)
     token_id = Token.get(Token.token_hash == _hash(victim)).id
     gpu = app.gpus.list_gpus()[0].uuid
@@ -228,6 +258,15 @@ def _vm_request(name: str, tenant: str) -> Any:
     from towerbox_core.api.vms import VmCreateRequest
 
     return VmCreateRequest(name=name, appliance="demo", spec={"tenant": tenant})
+
+
+def _service(name: str) -> dict[str, Any]:
+    # A role of no replicas: every service route works on it without making VMs.
+    return {"name": name, "roles": [{"name": "web", "catalog": "demo", "count": 0}]}
+
+
+def _service_request(name: str, tenant: str) -> ServiceDeployRequest:
+    return msgspec.convert({"service": _service(name), "tenant": tenant}, ServiceDeployRequest)
 
 
 def _vnet(tenant: str) -> dict[str, Any]:
@@ -275,6 +314,12 @@ def _body(method: str, path: str, role: str, tenant: str) -> Any:
             "spec": {"tenant": tenant},
         },
         ("POST", "/api/v1/vms/{name}/shutdown"): {"timeout_s": 1},
+        ("POST", "/api/v1/services"): {
+            "service": _service(f"s-{unique}-{tenant}"),
+            "tenant": tenant,
+        },
+        ("POST", "/api/v1/services/{name}/roles/{role}/scale"): {"count": 0},
+        ("POST", "/api/v1/services/{name}/update"): {"role": "web", "values": {"model": unique}},
         ("POST", "/api/v1/tokens"): {"name": f"t-{unique}"},
         ("POST", "/api/v1/users"): {
             "username": f"u-{unique}-{tenant}",
@@ -340,6 +385,9 @@ def _path(template: str, tenant: str, ids: dict[str, str]) -> str:
         "effective_from": "2031-06-01T00:00:00Z",  # no such version
         **ids,
     }
+    if template.startswith("/api/v1/services/"):
+        values["name"] = f"{tenant}-svc"
+        values["role"] = "web"
     if template.startswith("/api/v1/n6/vnets/"):
         values["name"] = "llm"
     elif template.startswith("/api/v1/n6/trunks/"):
@@ -390,11 +438,13 @@ def test_every_route_has_a_row_and_every_role_gets_its_answer(
     for method, path in operations:
         own = _observe(node, client, method, path, "acme")
         tenant_scoped = "/vms/{name}" in path or "/tenants/{name}" in path
+        tenant_scoped = tenant_scoped or "/services/{name}" in path
         tenant_scoped = tenant_scoped or "{tenant}" in path or "{username}" in path
         tenant_scoped = tenant_scoped or (method, path) in {
             ("POST", "/api/v1/vms"),
             ("POST", "/api/v1/users"),
             ("POST", "/api/v1/n6/vnets"),
+            ("POST", "/api/v1/services"),
         }
         other = _observe(node, client, method, path, "other") if tenant_scoped else None
         observed[(method, path)] = (own, other)

@@ -8,7 +8,7 @@ import pytest
 
 from appliance.store import journal
 from appliance.store.db import SCHEMA_VERSION, open_database
-from appliance.store.models import JournalEntry, Tenant
+from appliance.store.models import JournalEntry, Service, ServiceVm, Tenant, Vm
 from towerbox_core.errors import ConfigError
 
 
@@ -106,5 +106,34 @@ def test_schema_4_adds_the_journal_actor_and_tenant_labels_to_an_older_database(
             journal.append("tenant.created", "tenant", "beta", {})
         assert journal.entries()[1]["actor"] == {"job": "node"}
         assert Tenant.get_by_id("beta").labels == "{}"
+    finally:
+        db.close()
+
+
+def test_schema_5_adds_services_and_a_replica_goes_with_its_vm(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = open_database(path)
+    old.execute_sql("DROP TABLE service_vm")  # type: ignore[no-untyped-call]
+    old.execute_sql("DROP TABLE service")  # type: ignore[no-untyped-call]
+    old.pragma("user_version", 4)
+    old.close()
+    db = open_database(path)
+    try:
+        assert db.pragma("user_version") == SCHEMA_VERSION
+        assert {"service", "service_vm"} <= set(db.get_tables())
+        Service.create(name="shop", tenant="acme", template="{}", state="ready")
+        Vm.create(
+            id="00000000-0000-0000-0000-000000000001",
+            name="shop-db-1",
+            spec="{}",
+            allocation="{}",
+            desired_state="stopped",
+            role="other",
+        )
+        ServiceVm.create(
+            vm="00000000-0000-0000-0000-000000000001", service="shop", role="db", number=1
+        )
+        Vm.delete().execute()
+        assert ServiceVm.select().count() == 0  # the foreign key cascades
     finally:
         db.close()

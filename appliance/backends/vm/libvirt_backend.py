@@ -233,6 +233,29 @@ class LibvirtBackend:
         self._owner_cache[uuid] = owner
         return owner
 
+    def addresses(self, uuid: str) -> list[str]:
+        """The guest's IP addresses that libvirt knows from DHCP leases or the host's
+        ARP table; empty when it knows none (no lease, no traffic yet, no NIC)."""
+
+        def go(c: libvirt.virConnect) -> list[str]:
+            dom = self._dom(c, uuid)
+            for source in (
+                libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+                libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP,
+            ):
+                try:
+                    found = dom.interfaceAddresses(source)
+                except libvirt.libvirtError as err:
+                    if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                        raise
+                    continue  # a source this driver or domain does not support
+                addrs = [a["addr"] for nic in found.values() for a in nic.get("addrs") or ()]
+                if addrs:
+                    return addrs
+            return []
+
+        return self._call(f"addresses of {uuid}", go)
+
     def bulk_stats(self) -> list[DomainStats]:
         def go(c: libvirt.virConnect) -> list[DomainStats]:
             return [_stats(dom, raw) for dom, raw in c.getAllDomainStats()]

@@ -94,6 +94,10 @@ class VmBackend(Protocol):
 
     def list_domains(self) -> list[DomainStatus]: ...
 
+    def addresses(self, uuid: str) -> list[str]:
+        """The guest's IP addresses from DHCP leases or ARP; empty when none is known."""
+        ...
+
     def bulk_stats(self) -> list[DomainStats]:
         """Every domain's stats in one call (libvirt's getAllDomainStats)."""
         ...

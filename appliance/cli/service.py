@@ -1,0 +1,232 @@
+"""``towerbox service ...``: multi-VM services through the appliance API.
+
+deploy | list | show | scale | update | remove. Writes answer at once while the node
+works in the background; ``--wait`` polls the service until its operation ends and
+prints what it did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from appliance.cli.connect import json_flag, node_call, show_plain
+from towerbox_core.commands import CommandGroup, out, table
+from towerbox_core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from towerbox_core.client import ApiClient
+
+_LIST_COLUMNS = ("name", "tenant", "state", "roles", "message")
+_ROLE_COLUMNS = ("role", "catalog", "count", "healthy", "health")
+_REPLICA_COLUMNS = ("vm", "role", "generation", "state", "healthy", "detail")
+_WAIT_S = 0.5
+
+
+def _path(name: str, action: str = "") -> str:
+    return f"/api/v1/services/{quote(name, safe='')}" + (f"/{action}" if action else "")
+
+
+def parse_values(words: list[str], *, per_role: bool) -> dict[str, Any]:
+    """``role.key=value`` (per role) or ``key=value`` words as the API's maps."""
+    result: dict[str, Any] = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"{word!r} must be key=value", code="invalid_value", field=word)
+        if per_role:
+            role, dot, name = key.partition(".")
+            if not dot or not role or not name:
+                raise InvalidInput(
+                    f"{word!r} must be role.key=value", code="invalid_value", field=word
+                )
+            result.setdefault(role, {})[name] = value
+        else:
+            result[key] = value
+    return result
+
+
+def deploy_body(
+    template: str | None,
+    file: Path | None,
+    name: str | None,
+    tenant: str | None,
+    values: list[str],
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"values": parse_values(values, per_role=True)}
+    if (template is None) == (file is None):
+        raise InvalidInput(
+            "give --template NAME (images/services) or --file PATH",
+            code="invalid_service_request",
+        )
+    if file is not None:
+        try:
+            text = file.read_text()
+            body["service"] = tomllib.loads(text) if file.suffix == ".toml" else json.loads(text)
+        except (OSError, ValueError) as err:
+            raise InvalidInput(
+                f"{file}: {err}", code="invalid_service_template", field="--file"
+            ) from err
+    else:
+        body["template"] = template
+    if name:
+        body["name"] = name
+    if tenant:
+        body["tenant"] = tenant
+    return body
+
+
+def update_body(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "role": args.role,
+        "max_surge": args.max_surge,
+        "max_unavailable": args.max_unavailable,
+        "dry_run": args.dry_run,
+    }
+    if args.catalog:
+        body["catalog"] = args.catalog
+    if args.value:
+        body["values"] = parse_values(args.value, per_role=False)
+    spec = {k: getattr(args, k) for k in ("vcpus", "memory_mib") if getattr(args, k)}
+    if spec:
+        body["spec"] = spec
+    return body
+
+
+def _wait(c: ApiClient, name: str) -> Any:
+    from towerbox_core.client import ApiError
+
+    while True:
+        try:
+            view = c.request("GET", _path(name))
+        except ApiError as err:
+            if err.status == 404:  # a remove ended: the service is gone
+                return {"name": name, "state": "removed"}
+            raise
+        progress = view.get("progress") or {}
+        if progress.get("done", True):
+            return view
+        time.sleep(_WAIT_S)
+
+
+def _write(args: argparse.Namespace, c: ApiClient, method: str, path: str, body: Any) -> Any:
+    answer = c.request(method, path, json=body)
+    if getattr(args, "wait", False) and not getattr(args, "dry_run", False):
+        return _wait(c, args.name)
+    return answer
+
+
+def _deploy(args: argparse.Namespace, c: ApiClient) -> Any:
+    body = deploy_body(args.template, args.file, args.name, args.tenant, args.value)
+    answer = c.request("POST", "/api/v1/services", json=body)
+    if args.wait:
+        return _wait(c, answer["name"])
+    return answer
+
+
+_COMMANDS: dict[str, tuple[str, Any]] = {
+    "deploy": ("deploy a service from a template", _deploy),
+    "list": ("list services with their roles' health", lambda a, c: c.request("GET", _path(""))),
+    "show": (
+        "a service: roles, replicas, health, progress",
+        lambda a, c: c.request("GET", _path(a.name)),
+    ),
+    "scale": (
+        "set a role's replica count",
+        lambda a, c: _write(
+            a, c, "POST", _path(a.name, f"roles/{a.role}/scale"), {"count": a.count}
+        ),
+    ),
+    "update": (
+        "rolling update of a role (catalog entry, values, spec)",
+        lambda a, c: _write(a, c, "POST", _path(a.name, "update"), update_body(a)),
+    ),
+    "remove": (
+        "remove a service, roles in reverse start order",
+        lambda a, c: _write(a, c, "DELETE", _path(a.name), None),
+    ),
+}
+
+
+def _register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="service_command", required=True)
+    for name, (help_text, _) in _COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text)
+        json_flag(cmd)
+        if name == "deploy":
+            cmd.add_argument("--template", help="a template in images/services")
+            cmd.add_argument("--file", type=Path, help="a template file (.toml or .json)")
+            cmd.add_argument("--name", help="the service's name (default: the template's)")
+            cmd.add_argument("--tenant")
+            cmd.add_argument("--value", action="append", default=[], help="role.key=value")
+        elif name != "list":
+            cmd.add_argument("name")
+        if name in ("scale", "update"):
+            cmd.add_argument("role")
+        if name == "scale":
+            cmd.add_argument("count", type=int)
+        if name == "update":
+            cmd.add_argument("--catalog", help="the role's new catalog entry")
+            cmd.add_argument("--value", action="append", default=[], help="key=value")
+            cmd.add_argument("--vcpus", type=int)
+            cmd.add_argument("--memory-mib", dest="memory_mib", type=int)
+            cmd.add_argument("--max-surge", dest="max_surge", type=int, default=1)
+            cmd.add_argument("--max-unavailable", dest="max_unavailable", type=int, default=0)
+            cmd.add_argument("--dry-run", dest="dry_run", action="store_true")
+        if name in ("deploy", "scale", "update", "remove"):
+            cmd.add_argument("--wait", action="store_true", help="wait for the work to end")
+
+
+def service_rows(view: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A service view as a role table and a replica table."""
+    roles = [
+        {**r, "role": r["name"], "healthy": f"{r['healthy']}/{len(r['replicas'])}"}
+        for r in view.get("roles", [])
+    ]
+    replicas = [{**rep, "role": r["name"]} for r in view.get("roles", []) for rep in r["replicas"]]
+    return roles, replicas
+
+
+def _show(args: argparse.Namespace, result: Any) -> None:
+    if isinstance(result, list):
+        rows = [
+            {
+                **s,
+                "roles": ", ".join(f"{r['name']} {r['healthy']}/{r['count']}" for r in s["roles"]),
+            }
+            for s in result
+        ]
+        out(table(rows, _LIST_COLUMNS))
+    elif isinstance(result, dict) and "plan" in result:
+        plan = result["plan"]
+        out(
+            f"{'dry run: ' if result['dry_run'] else ''}role {result['role']}: "
+            f"surge {plan['max_surge']}, unavailable {plan['max_unavailable']}, "
+            f"at least {plan['min_healthy']} healthy"
+        )
+        if plan["note"]:
+            out(plan["note"])
+        out(table(plan["steps"], ("action", "replica")))
+    elif isinstance(result, dict) and "roles" in result:
+        out(f"{result['name']} ({result['tenant']}): {result['state']} {result['message']}")
+        roles, replicas = service_rows(result)
+        out(table(roles, _ROLE_COLUMNS))
+        if replicas:
+            out(table(replicas, _REPLICA_COLUMNS))
+        for step in (result.get("progress") or {}).get("steps", []):
+            out(f"  {step}")
+    else:
+        show_plain(args, result)
+
+
+def _run(args: argparse.Namespace) -> int:
+    handler = _COMMANDS[args.service_command][1]
+    return node_call(args, lambda c: handler(args, c), _show)
+
+
+group = CommandGroup("service", "deploy and manage multi-VM services", _register, _run)

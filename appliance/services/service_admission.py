@@ -1,0 +1,66 @@
+"""Whether a whole service (or the replicas a scale or an update adds) may be made.
+
+Before anything is created: each role's replica spec passes the same privilege and
+reference checks a VM create makes, and the sum of every replica's charge must fit
+the tenant's quotas. Host room and pinned cores are checked again per replica as it
+is made (VmService.create); a refusal there rolls the whole operation back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from appliance.catalog.model import CatalogEntry
+from appliance.domain.quotas import Charge, charge_of, check_fits, sum_charges
+from appliance.services.auth import Principal
+from appliance.services.gpu_layouts import GpuLayoutService
+from appliance.services.service_templates import replica_request
+from appliance.services.vm_admission import VmAdmission
+from appliance.services.vm_provision import check_references, disk_gib, resolve_spec
+from towerbox_core.api.gpus import MigRole
+from towerbox_core.api.services import RoleTemplate
+
+
+def admit_replicas(
+    principal: Principal,
+    service: str,
+    tenant: str,
+    wanted: list[tuple[RoleTemplate, int]],
+    *,
+    catalog: dict[str, CatalogEntry],
+    admission: VmAdmission,
+    image_dir: Path,
+) -> None:
+    """Refuse, with the quota and its numbers, ``n`` more replicas of each role."""
+    charges: list[Charge] = []
+    vms = 0
+    for role, n in wanted:
+        if n <= 0:
+            continue
+        spec = resolve_spec(catalog, principal, replica_request(service, role, 1, tenant))
+        admission.check_privileges(principal, spec)
+        check_references(spec, image_dir)
+        # Pinned cores depend on the cores an allocation gets; they are counted when
+        # each replica is made.
+        charges += [charge_of(spec, disk_gib=disk_gib(spec, image_dir), pinned_cores=0)] * n
+        vms += n
+    if not vms:
+        return
+    policy = admission.tenants.policy(tenant)
+    usage = admission.tenants.usage(tenant)
+    check_fits(tenant, policy.quotas, policy.grants, usage, sum_charges(charges), vms=vms)
+
+
+def free_gpu_slices(layouts: GpuLayoutService, profile: str) -> int:
+    """Unowned B2B MIG slices of ``profile`` in the GPUs' current layouts."""
+    free = 0
+    with layouts.lock:
+        for info in layouts.backend.list_gpus():
+            if not (info.mig_supported and info.mig.current and info.model):
+                continue
+            free += sum(
+                1
+                for inst in layouts.current_layout(info).instances
+                if inst.owner is None and inst.profile == profile and inst.role is MigRole.B2B
+            )
+    return free

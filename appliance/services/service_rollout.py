@@ -1,0 +1,186 @@
+"""Rolling update of one role: new catalog entry, values or spec, a replica at a time.
+
+The plan comes from ``towerbox_core.rollout_plan`` (surge, unavailable, the GPU
+rule); each new replica must pass the role's health check before an old one goes.
+A new replica that fails stops the update and rolls the role back: unhealthy new
+replicas are deleted, each healthy new one is replaced by an old-configuration one
+(made and healthy first), and the role is brought back to its count.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import msgspec
+
+from appliance.services.auth import Principal
+from appliance.services.service_manager import ServiceManager
+from appliance.services.service_ops import Operation
+from appliance.services.service_replicas import StepFailed
+from appliance.services.service_rows import (
+    Replica,
+    generations_of,
+    replicas,
+    role_of,
+    set_state,
+    template_of,
+)
+from appliance.services.service_templates import check_role_on_node
+from appliance.store.models import Service
+from towerbox_core.api.services import (
+    RoleTemplate,
+    RolloutPlan,
+    ServiceTemplate,
+    ServiceUpdateAnswer,
+    UpdateRequest,
+)
+from towerbox_core.errors import Conflict, InvalidInput, NotFound, TowerboxError
+from towerbox_core.rollout_plan import plan_rollout
+from towerbox_core.service_rules import check_role
+
+log = logging.getLogger(__name__)
+
+
+class RollingUpdates:
+    def __init__(
+        self, manager: ServiceManager, free_gpu_slices: Callable[[str], int] | None = None
+    ) -> None:
+        self._m = manager
+        self._free = free_gpu_slices
+
+    def update(self, principal: Principal, name: str, req: UpdateRequest) -> ServiceUpdateAnswer:
+        row = self._m.visible(principal, name)
+        role = role_of(row, req.role)
+        if role is None:
+            raise NotFound(f"service {name} has no role {req.role!r}", code="role_not_found")
+        new_role = msgspec.structs.replace(
+            role,
+            catalog=req.catalog or role.catalog,
+            values=role.values if req.values is None else req.values,
+            spec=role.spec if req.spec is None else req.spec,
+        )
+        check_role(name, new_role, "role")
+        check_role_on_node(new_role, row.tenant, self._m.deps.facts, "role")
+        if new_role == role:
+            raise InvalidInput(
+                f"role {role.name} already has this catalog entry, these values and spec",
+                code="nothing_to_update",
+            )
+        current = _by_number(replicas(name, role.name))
+        gpu = new_role.gpu
+        plan = plan_rollout(
+            len(current),
+            max_surge=req.max_surge,
+            max_unavailable=req.max_unavailable,
+            gpu_bound=gpu is not None,
+            free_gpu_slices=self._free(gpu) if gpu is not None and self._free else 0,
+        )
+        answer = ServiceUpdateAnswer(service=name, role=role.name, dry_run=req.dry_run, plan=plan)
+        if req.dry_run:
+            return answer
+        row = self._m.writable(principal, name)
+        if row.state != "ready":
+            raise Conflict(
+                f"service {name} is {row.state}; only a ready service updates",
+                code="service_not_ready",
+            )
+        surge = [(new_role, plan.max_surge)] if plan.max_surge else []
+        self._m.admit(principal, name, row.tenant, surge)
+        message = f"role {role.name}: rolling update, {len(plan.steps)} steps"
+        self._m.runner.start(
+            name,
+            "update",
+            lambda op: self._run(op, principal, name, role, new_role, plan, current),
+            before=lambda: set_state(name, "updating", message),
+        )
+        return answer
+
+    def _run(
+        self,
+        op: Operation,
+        principal: Principal,
+        name: str,
+        old_role: RoleTemplate,
+        new_role: RoleTemplate,
+        plan: RolloutPlan,
+        current: list[Replica],
+    ) -> None:
+        row = Service.get_by_id(name)
+        generations = generations_of(row)
+        old_gen = generations.get(old_role.name, 0)
+        gen = max([old_gen, *(r.generation for r in current)]) + 1
+        old = {f"old-{i}": rep for i, rep in enumerate(current)}
+        new: dict[str, tuple[str, str]] = {}
+        made: list[str] = []
+        healthy: list[tuple[str, str]] = []
+        adds = self._m.replicas
+        op.step(f"update role {old_role.name} to generation {gen}")
+        try:
+            for step in plan.steps:
+                if step.action == "create":
+                    new[step.replica] = adds.add(
+                        op, principal, name, new_role, row.tenant, gen, made
+                    )
+                elif step.action == "await_health":
+                    vm_id, vm = new[step.replica]
+                    adds.await_healthy(op, new_role, vm_id, vm)
+                    healthy.append((vm_id, vm))
+                elif not adds.remove(op, principal, old[step.replica].vm):
+                    raise StepFailed(f"role {old_role.name}: {old[step.replica].vm} stays")
+        except TowerboxError as err:
+            op.step(f"update failed: {err.message}; rolling role {old_role.name} back")
+            done = self._roll_back(op, principal, name, old_role, old_gen, made, healthy)
+            outcome = "rolled back" if done else "NOT fully rolled back (see progress)"
+            message = f"update of role {old_role.name} failed and was {outcome}: {err.message}"
+            detail = {"operation": "update", "role": old_role.name, "rolled_back": done}
+            state = "ready" if done else "failed"
+            set_state(name, state, message, kind="service.failed", detail=detail)
+            return
+        template = template_of(Service.get_by_id(name))
+        roles = [new_role if r.name == new_role.name else r for r in template.roles]
+        generations[new_role.name] = gen
+        set_state(
+            name,
+            "ready",
+            kind="service.updated",
+            detail={"role": new_role.name, "generation": gen, "catalog": new_role.catalog},
+            template=ServiceTemplate(template.name, template.description, roles),
+            generations=generations,
+        )
+        op.step(f"role {new_role.name} updated to generation {gen}")
+
+    def _roll_back(
+        self,
+        op: Operation,
+        principal: Principal,
+        name: str,
+        role: RoleTemplate,
+        old_gen: int,
+        made: list[str],
+        healthy: list[tuple[str, str]],
+    ) -> bool:
+        """Back to ``role`` at its count, keeping healthy replicas while it goes back."""
+        adds = self._m.replicas
+        tenant = Service.get_by_id(name).tenant
+        good = {vm for _, vm in healthy}
+        adds.undo(op, principal, [vm for vm in made if vm not in good])
+        restored: list[str] = []
+        try:
+            for _, vm in reversed(healthy):
+                vm_id, back = adds.add(op, principal, name, role, tenant, old_gen, restored)
+                adds.await_healthy(op, role, vm_id, back)
+                if not adds.remove(op, principal, vm):
+                    return False
+            while len(replicas(name, role.name)) < role.count:
+                vm_id, back = adds.add(op, principal, name, role, tenant, old_gen, restored)
+                adds.await_healthy(op, role, vm_id, back)
+        except TowerboxError as err:
+            op.step(f"rollback stopped: {err.message}")
+            return False
+        op.step(f"role {role.name} rolled back to generation {old_gen}")
+        return True
+
+
+def _by_number(found: list[Replica]) -> list[Replica]:
+    return sorted(found, key=lambda r: r.number)

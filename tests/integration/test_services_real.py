@@ -1,0 +1,91 @@
+"""A two-role service on real libvirtd + QEMU with the demo image: the web role
+starts only once the backend's serial console shows the demo's boot marker, each
+replica is gated by that marker, and removing the service leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import libvirt
+import msgspec
+import pytest
+
+from appliance.backends.vm.libvirt_backend import SYSTEM_URI
+from appliance.context import build_appliance
+from appliance.services.auth import Principal, Role
+from appliance.store import journal
+from appliance.store.models import User, Vm
+from tests.support.appliance import REAL_HOST, REPO, make_config
+from tests.support.services import wait_state
+from towerbox_core.api.services import ServiceDeployRequest
+
+pytestmark = [pytest.mark.libvirtd, pytest.mark.slow]
+
+MARKER = "TOWERBOX-DEMO-BOOTED"
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="towerbox-svc-", dir="/var/tmp"))
+    path.chmod(0o755)  # QEMU runs as its own user and must reach disks and logs
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_two_roles_boot_in_order_on_qemu_gated_by_the_serial_marker(workdir: Path) -> None:
+    try:
+        libvirt.open(SYSTEM_URI).close()
+    except libvirt.libvirtError as err:
+        pytest.skip(f"{SYSTEM_URI} is not available: {err}")
+    image_dir = Path(os.environ.get("TOWERBOX_IMAGE_DIR", REPO / "var" / "images"))
+    if not (image_dir / "demo-vmlinuz").is_file():
+        pytest.skip(f"the demo image is not built in {image_dir} (make setup)")
+    cfg = make_config(
+        workdir,
+        TOWERBOX_LIBVIRT_URI=SYSTEM_URI,
+        TOWERBOX_IMAGE_DIR=str(image_dir),
+        TOWERBOX_NODE_NAME=f"svc-it-{os.getpid()}",
+        **REAL_HOST,
+    )
+    app = build_appliance(cfg)
+    name = f"svc{os.getpid()}"
+    health = {"kind": "serial", "marker": MARKER, "timeout_s": 180}
+    template = {
+        "name": name,
+        "roles": [
+            {"name": "web", "catalog": "demo", "after": ["backend"], "health": health},
+            {"name": "backend", "catalog": "demo", "health": health},
+        ],
+    }
+    admin = User.get(User.username == "admin")
+    root = Principal(admin.id, "admin", Role.INFRA_ADMIN, None, 0)
+    try:
+        app.auth.create_tenant("acme", "")
+        req = msgspec.convert({"service": template, "tenant": "acme"}, ServiceDeployRequest)
+        app.services.deploy(root, req)
+        assert wait_state(app, name, timeout_s=400) == "ready", app.services.get(root, name)
+        view = app.services.get(root, name)
+        assert {(r.name, r.healthy) for r in view.roles} == {("web", 1), ("backend", 1)}
+        created = [
+            e["state"]["spec"]["name"]
+            for e in journal.entries(limit=1000)
+            if e["kind"] == "vm.created"
+        ]
+        assert created == [f"{name}-backend-1", f"{name}-web-1"]
+        steps = view.progress.steps if view.progress else []
+        backend_ok = steps.index(f"{name}-backend-1 healthy (serial console shows {MARKER!r})")
+        assert backend_ok < steps.index(f"create {name}-web-1 (demo)")
+        app.services.remove(root, name)
+        assert wait_state(app, name, timeout_s=300) is None
+        assert Vm.select().count() == 0
+    finally:
+        app.services.runner.wait_idle(300)
+        for vm in Vm.select():
+            app.vms.delete(root, vm.name)
+        for vm_name in (f"{name}-backend-1", f"{name}-web-1"):
+            Path(f"/var/log/libvirt/qemu/{vm_name}.log").unlink(missing_ok=True)
+        app.close()

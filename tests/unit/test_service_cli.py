@@ -1,0 +1,79 @@
+"""``towerbox service``: its words become the API's bodies, its answers tables."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from appliance.cli.service import _register, deploy_body, parse_values, service_rows, update_body
+from towerbox_core.errors import InvalidInput
+
+
+def test_deploy_words_become_a_body(tmp_path: Path) -> None:
+    body = deploy_body("demo-web", None, "site", "acme", ["web.greeting=hi", "web.x=1"])
+    assert body == {
+        "template": "demo-web",
+        "name": "site",
+        "tenant": "acme",
+        "values": {"web": {"greeting": "hi", "x": "1"}},
+    }
+    file = tmp_path / "s.toml"
+    file.write_text('name = "s"\n[[roles]]\nname = "a"\ncatalog = "demo"\n')
+    assert deploy_body(None, file, None, None, [])["service"]["roles"][0]["catalog"] == "demo"
+    for bad in (
+        lambda: deploy_body(None, None, None, None, []),
+        lambda: parse_values(["x=1"], per_role=True),
+    ):
+        with pytest.raises(InvalidInput):
+            bad()
+
+
+def test_update_words_become_a_body() -> None:
+    parser = argparse.ArgumentParser()
+    _register(parser)
+    args = parser.parse_args(
+        ["update", "llm", "api", "--value", "model=b", "--vcpus", "2", "--dry-run"]
+    )
+    assert update_body(args) == {
+        "role": "api",
+        "values": {"model": "b"},
+        "spec": {"vcpus": 2},
+        "max_surge": 1,
+        "max_unavailable": 0,
+        "dry_run": True,
+    }
+
+
+def test_a_view_becomes_role_and_replica_rows() -> None:
+    view = {
+        "roles": [
+            {
+                "name": "api",
+                "catalog": "demo",
+                "count": 2,
+                "healthy": 1,
+                "health": "TCP port 80 answers",
+                "replicas": [
+                    {
+                        "vm": "s-api-1",
+                        "generation": 0,
+                        "state": "running",
+                        "healthy": True,
+                        "detail": "ok",
+                    },
+                    {
+                        "vm": "s-api-2",
+                        "generation": 0,
+                        "state": "shutoff",
+                        "healthy": False,
+                        "detail": "off",
+                    },
+                ],
+            }
+        ]
+    }
+    roles, replicas = service_rows(view)
+    assert roles[0]["healthy"] == "1/2"
+    assert [r["vm"] for r in replicas] == ["s-api-1", "s-api-2"]

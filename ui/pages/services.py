@@ -1,0 +1,120 @@
+"""The Services page: each service of the caller's tenants with its roles' health,
+its replicas and the progress of the operation under way (deploy, scale, rolling
+update, remove). Read-only here; the CLI and the API change services."""
+
+from __future__ import annotations
+
+import msgspec
+from fastapi.responses import RedirectResponse
+from nicegui import ui
+
+from towerbox_core.api.services import ServiceView
+from ui.api import ApiError
+from ui.deps import Deps
+from ui.pages.common import error_label, open_page, tag
+from ui.session import UserApi
+
+STATE_COLOURS = {
+    "ready": "positive",
+    "failed": "negative",
+    "deploying": "info",
+    "updating": "info",
+    "scaling": "info",
+    "removing": "warning",
+}
+PROGRESS_LINES = 8  # the newest steps of an operation shown under a service
+
+
+def role_line(view: ServiceView) -> str:
+    """``api 2/3, db 1/1``: healthy replicas of each role over its count."""
+    return ", ".join(f"{r.name} {r.healthy}/{r.count}" for r in view.roles) or "no roles"
+
+
+class ServiceList:
+    def __init__(self, user: UserApi) -> None:
+        self.user = user
+        self._shown: list[ServiceView] | None = None
+        self.box = tag(ui.column().classes("w-full gap-4"), "service-list")
+
+    async def refresh(self) -> None:
+        try:
+            raw = await self.user.get("/api/v1/services")
+            views = msgspec.convert(raw, list[ServiceView])
+        except (ApiError, msgspec.ValidationError) as err:
+            self._shown = None
+            self.box.clear()
+            with self.box:
+                if isinstance(err, ApiError):
+                    error_label(err, "Loading the services failed")
+                else:
+                    ui.label(f"The appliance answered something unexpected: {err}")
+            return
+        if views == self._shown:
+            return  # nothing changed: send nothing to the browser
+        self._shown = views
+        self.box.clear()
+        with self.box:
+            if not views:
+                ui.label("No services yet. Deploy one with `towerbox service deploy`.")
+            for view in views:
+                self._draw(view)
+
+    def _draw(self, view: ServiceView) -> None:
+        with tag(ui.card().classes("w-full"), f"service-{view.name}"):
+            with ui.row().classes("w-full items-center gap-2"):
+                ui.label(view.name).classes("text-h6")
+                ui.label(f"tenant {view.tenant}").classes("text-grey-8")
+                tag(
+                    ui.badge(view.state, color=STATE_COLOURS.get(view.state, "grey")),
+                    f"service-state-{view.name}",
+                )
+                ui.space()
+                tag(ui.label(role_line(view)), f"service-health-{view.name}")
+            if view.message:
+                ui.label(view.message).classes("text-sm text-grey-8")
+            rows = [
+                {
+                    "role": role.name,
+                    "vm": rep.vm,
+                    "generation": rep.generation,
+                    "state": rep.state,
+                    "healthy": "yes" if rep.healthy else "no",
+                    "detail": rep.detail,
+                }
+                for role in view.roles
+                for rep in role.replicas
+            ]
+            checks = "; ".join(f"{r.name}: {r.health}" for r in view.roles)
+            ui.label(f"Health checks: {checks}").classes("text-sm")
+            if rows:
+                columns = [
+                    {"name": k, "label": k.capitalize(), "field": k, "align": "left"}
+                    for k in ("role", "vm", "generation", "state", "healthy", "detail")
+                ]
+                tag(
+                    ui.table(columns=columns, rows=rows, row_key="vm").classes("w-full"),
+                    f"service-replicas-{view.name}",
+                ).props(f'aria-label="Replicas of {view.name}" dense flat')
+            progress = view.progress
+            if progress is not None:
+                status = "done" if progress.done else "under way"
+                ui.label(f"{progress.operation} ({status})").classes("text-sm font-bold")
+                with tag(ui.column().classes("gap-0"), f"service-progress-{view.name}"):
+                    for step in progress.steps[-PROGRESS_LINES:]:
+                        ui.label(step).classes("text-sm font-mono")
+
+
+def register(deps: Deps) -> None:
+    @ui.page("/services", title="Towerbox · Services")
+    async def services_page() -> RedirectResponse | None:
+        opened = await open_page(deps, "/services", "services")
+        if isinstance(opened, RedirectResponse):
+            return opened
+        user, frame = opened
+        with frame.content:
+            ui.label("Services").classes("text-h5")
+            services = ServiceList(user)
+            await services.refresh()
+            ui.timer(deps.settings.live_poll_s, services.refresh)
+            frame.start()
+        return None
