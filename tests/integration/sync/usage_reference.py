@@ -33,6 +33,8 @@ _MEASURED = {
     "n6_bytes": ("n6_gb", 1_000_000_000, "GB"),
     "n6_packets": ("n6_packets", 1, "packet"),
     "cpu_ns": ("cpu_time", 3_600_000_000_000, "CPU-hour"),
+    "gpu_energy_mj": ("gpu_energy_kwh", 3_600_000_000, "kWh"),
+    "gpu_busy_us": ("gpu_busy_time", 3_600_000_000, "GPU busy-hour"),
 }
 Key = tuple[str, str]  # (tenant, resource as journalled)
 
