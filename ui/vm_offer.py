@@ -180,7 +180,7 @@ def create_body(form: WizardInput) -> dict[str, Any]:
         appliance=form.appliance,
         spec=spec,
         start=form.start,
-        values={k: v for k, v in form.values.items() if v not in (None, "", [])},
+        values=non_empty(form.values),
     )
     return msgspec.to_builtins(body)  # type: ignore[no-any-return]
 
@@ -210,3 +210,8 @@ def value_label(name: str, decl: dict[str, Any]) -> str:
     """ "Model", "Ssh authorized key *" for a required one."""
     label = name.replace("_", " ").capitalize()
     return f"{label} *" if decl.get("required") else label
+
+
+def non_empty(values: dict[str, Any]) -> dict[str, Any]:
+    """Values left empty take the entry's default: they are not sent."""
+    return {k: v for k, v in values.items() if v not in (None, "", [])}

@@ -16,6 +16,7 @@ from ui.frame import badges_from, short_badge
 from ui.pages.common import safe_next
 from ui.pages.dashboard import is_alert, vm_counts
 from ui.pages.n6 import vnet_rows
+from ui.pages.service_deploy import deploy_body
 from ui.pages.tenant_edit import (
     QUOTA_NUMBERS,
     grants_update,
@@ -342,3 +343,15 @@ def test_value_inputs_become_the_request_values() -> None:
     # Left empty, a value is not sent: the entry's default applies.
     body = create_body(WizardInput(name="a", values={"model": "", "keys": [], "n": 0}))
     assert body["values"] == {"n": 0}
+
+
+def test_a_one_role_service_from_the_catalog() -> None:
+    body = deploy_body(" ", "demo", "acme", 2, {"model": "", "keys": ["k"]})
+    assert body == {
+        "service": {
+            "name": "demo",
+            "roles": [{"name": "app", "catalog": "demo", "count": 2, "values": {"keys": ["k"]}}],
+        },
+        "tenant": "acme",
+    }
+    assert "values" not in deploy_body("web", "demo", "", 1, {})["service"]["roles"][0]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
 import pytest
+from nicegui import ui
 from nicegui.testing.user import User
 
 from tests.ui.conftest import log_in
@@ -23,10 +25,10 @@ SERVICE = {
 }
 
 
-def _until(api: httpx.Client, done: object, what: str) -> None:
+def _until(api: httpx.Client, done: object, what: str, name: str = "ui-svc") -> None:
     end = time.monotonic() + 30
     while time.monotonic() < end:
-        resp = api.get("/api/v1/services/ui-svc")
+        resp = api.get(f"/api/v1/services/{name}")
         if done(resp):  # type: ignore[operator]
             return
         time.sleep(0.2)
@@ -54,3 +56,43 @@ async def test_services_page_shows_roles_health_and_progress(user: User, node: A
             api.delete("/api/v1/services/ui-svc")
             _until(api, lambda r: r.status_code == 404, "the service to be removed")
             api.delete("/api/v1/tenants/svc-tenant")
+
+
+async def test_a_service_deploys_from_the_catalog_with_its_declared_values(
+    user: User, node: Appliance
+) -> None:
+    with node.http() as api:
+        assert api.post("/api/v1/tenants", json={"name": "form-tenant"}).status_code == 201
+    try:
+        await log_in(user, node.password)
+        await user.open("/services")
+        user.find(marker="deploy-open").click()
+        await user.should_see(marker="deploy-appliance", retries=30)
+        user.find(kind=ui.select, marker="deploy-appliance").elements.pop().value = "demo"
+        await user.should_see("the model the guest reports it serves")
+        user.find(kind=ui.select, marker="deploy-tenant").elements.pop().value = "form-tenant"
+        user.find(kind=ui.input, marker="deploy-name").elements.pop().value = "form-svc"
+        model = user.find(kind=ui.input, marker="deploy-value-model").elements.pop()
+        model.value = "not a model"
+        user.find(marker="deploy-submit").click()
+        # Refused before anything is made, at the value's own input; the form stays.
+        for _ in range(50):
+            if model.error:
+                break
+            await asyncio.sleep(0.1)
+        assert "invalid_value" in (model.error or "")
+        model.value = "llama-3-8b"
+        user.find(marker="deploy-submit").click()
+        await user.should_see("Deploying service form-svc", retries=30)
+        with node.http() as api:
+            _until(
+                api, lambda r: r.json()["state"] == "ready", "the service to be ready", "form-svc"
+            )
+            role = api.get("/api/v1/services/form-svc").json()["roles"][0]
+            assert (role["name"], role["count"]) == ("app", 1)
+        await user.should_see(marker="service-form-svc", retries=30)
+    finally:
+        with node.http() as api:
+            api.delete("/api/v1/services/form-svc")
+            _until(api, lambda r: r.status_code == 404, "the service to be removed", "form-svc")
+            api.delete("/api/v1/tenants/form-tenant")

@@ -1,6 +1,7 @@
 """The Services page: each service of the caller's tenants with its roles' health,
 its replicas and the progress of the operation under way (deploy, scale, rolling
-update, remove). Read-only here; the CLI and the API change services."""
+update, remove), and a one-role service deployed from the catalog
+(ui.pages.service_deploy). Scaling, updates and removal are the CLI's and the API's."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from towerbox_core.api.services import ServiceView
 from ui.api import ApiError
 from ui.deps import Deps
 from ui.pages.common import error_label, open_page, tag
-from ui.session import UserApi
+from ui.pages.service_deploy import DeployDialog
+from ui.session import UserApi, notify_error
+from ui.vm_offer import load_offer
 
 STATE_COLOURS = {
     "ready": "positive",
@@ -55,7 +58,7 @@ class ServiceList:
         self.box.clear()
         with self.box:
             if not views:
-                ui.label("No services yet. Deploy one with `towerbox service deploy`.")
+                ui.label("No services yet: deploy one from the catalog.")
             for view in views:
                 self._draw(view)
 
@@ -112,9 +115,26 @@ def register(deps: Deps) -> None:
             return opened
         user, frame = opened
         with frame.content:
-            ui.label("Services").classes("text-h5")
+            with ui.row().classes("w-full items-center"):
+                ui.label("Services").classes("text-h5")
+                ui.space()
+                deploy_button = tag(ui.button("Deploy from the catalog"), "deploy-open")
+            dialog_box = ui.element("div")  # where the dialog is drawn, once per opening
             services = ServiceList(user)
             await services.refresh()
+
+            async def open_deploy() -> None:
+                try:
+                    catalog = await user.get("/api/v1/catalog")
+                    offer = await load_offer(user)
+                except ApiError as err:
+                    notify_error(err, "Loading the catalog")
+                    return
+                dialog_box.clear()
+                with dialog_box:
+                    DeployDialog(user, catalog, offer, services.refresh).open()
+
+            deploy_button.on_click(open_deploy)
             ui.timer(deps.settings.live_poll_s, services.refresh)
             frame.start()
         return None

@@ -16,14 +16,13 @@ from nicegui.elements.mixins.validation_element import ValidationElement
 from ui.api import ApiError
 from ui.pages.common import tag
 from ui.session import UserApi
+from ui.value_fields import ValueFields
 from ui.vm_offer import (
     Offer,
     WizardInput,
     catalog_disks,
     create_body,
     problems,
-    typed_value,
-    value_label,
 )
 
 
@@ -127,8 +126,7 @@ class CreateWizard:
         self.disk = tag(ui.number("Extra data disk (GiB)", min=1, precision=0), "create-disk")
         # The values the chosen appliance declares (its cloud-init template's), drawn
         # when it is chosen; left empty, the entry's default applies.
-        self.values_box = tag(ui.column().classes("w-full gap-0"), "create-values")
-        self._values: dict[str, tuple[dict[str, Any], ValidationElement[Any]]] = {}
+        self.value_fields = ValueFields("create-value")
         self.start = tag(ui.switch("Start after creating", value=True), "create-start")
 
     def _vnets(self) -> None:
@@ -146,35 +144,9 @@ class CreateWizard:
         self.description.text = str(entry.get("description", ""))
         self.vcpus.value = spec.get("vcpus")
         self.memory.value = spec.get("memory_mib")
-        self._value_fields(entry.get("values") or {})
+        self.value_fields.draw(entry.get("values") or {})
         if entry.get("role") in self.offer.roles:
             self.role.value = entry.get("role")
-
-    def _value_fields(self, decls: dict[str, dict[str, Any]]) -> None:
-        self.values_box.clear()
-        self._values = {}
-        if not decls:
-            return
-        with self.values_box:
-            ui.label("Values").classes("text-subtitle2 q-mt-sm")
-            for name, decl in sorted(decls.items()):
-                default = decl.get("default")
-                label = value_label(name, decl)
-                element: ValidationElement[Any]
-                if decl.get("type") == "boolean":
-                    element = ui.checkbox(label, value=bool(default))  # type: ignore[assignment]
-                elif decl.get("type") == "integer":
-                    element = ui.number(label, precision=0, placeholder=_shown(default))
-                elif decl.get("type") == "list":
-                    element = ui.textarea(label, placeholder="one per line")
-                else:
-                    element = ui.input(
-                        label, placeholder=_shown(default), password=bool(decl.get("secret"))
-                    )
-                tag(element.classes("w-full"), f"create-value-{name}")
-                if decl.get("description"):
-                    ui.label(str(decl["description"])).classes("text-xs text-grey-7")
-                self._values[name] = (decl, element)
 
     def _to_spec(self) -> None:
         if not self.appliance.value:
@@ -201,7 +173,7 @@ class CreateWizard:
             disk_gib=self.disk.value,
             start=bool(self.start.value),
             catalog_disks=catalog_disks(entry),
-            values={n: typed_value(d, e.value) for n, (d, e) in self._values.items()},
+            values=self.value_fields.values(),
         )
 
     def body(self) -> dict[str, Any]:
@@ -210,8 +182,7 @@ class CreateWizard:
     async def create(self) -> None:
         for element in self._inputs.values():
             element.error = None
-        for _, element in self._values.values():
-            element.error = None
+        self.value_fields.clear_errors()
         self.error.text = ""
         form = self.form()
         found = problems(form, self.offer)
@@ -229,7 +200,7 @@ class CreateWizard:
             await self.user.post("/api/v1/vms", json=body)
         except ApiError as err:
             # The form keeps what was typed; the problem goes to its field, or below.
-            target = self._inputs.get(field_of(err) or "") or self._value_input(err.field)
+            target = self._inputs.get(field_of(err) or "") or self.value_fields.input_for(err.field)
             if target is not None:
                 target.error = err.text
             else:
@@ -241,17 +212,6 @@ class CreateWizard:
         state = "created and started" if body["start"] else "created"
         ui.notify(f"VM {body['name']} {state}", type="positive")
         await self.on_created(body["name"])
-
-    def _value_input(self, field: str | None) -> ValidationElement[Any] | None:
-        """The input of ``values.<name>``, the field a refused value names."""
-        if field and field.startswith("values."):
-            found = self._values.get(field.removeprefix("values."))
-            return found[1] if found else None
-        return None
-
-
-def _shown(default: Any) -> str:
-    return "" if default is None else f"default: {default}"
 
 
 def _entry_label(entry: dict[str, Any]) -> str:
