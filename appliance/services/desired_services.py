@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 SERVICE = "service:"
 _META = "desired_services"  # what this kind made, named, found in conflict, saw refused
 # A failure with one of these codes is the node refusing (room, quota), not a fault.
-_REFUSALS = {"quota_exceeded", "insufficient_resources"}
+_REFUSALS = {"quota_exceeded", "insufficient_resources", "disk_too_large"}
 _STEP_WAIT_S = 3600.0
 _BUSY = {"deploying", "scaling", "updating", "removing"}
 Change = UpdateRequest | tuple[str, int]  # a role's rolling update, or its new count
@@ -266,7 +266,8 @@ class ServicesAdapter:
                 result[name] = {"status": "deployed"}
             else:
                 code = _failure_code(name)
-                status = "rejected" if code in _REFUSALS else "failed"
+                refused = code in _REFUSALS or code.startswith("insufficient_")
+                status = "rejected" if refused else "failed"
                 result[name] = {"status": status, "code": code, "detail": row.message}
         return result
 
@@ -291,9 +292,10 @@ def _failure_code(name: str) -> str:
         .first()
     )
     state = msgspec.json.decode(entry.state) if entry else None
-    return (
-        str(state.get("error") or "service_failed") if isinstance(state, dict) else "service_failed"
-    )
+    if not isinstance(state, dict):
+        return "service_failed"
+    # ``cause``: why a replica failed (insufficient_memory, unhealthy); ``error``: the step's.
+    return str(state.get("cause") or state.get("error") or "service_failed")
 
 
 def _changes(name: str, old: ServiceTemplate, new: ServiceTemplate) -> list[Change]:

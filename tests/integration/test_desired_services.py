@@ -167,3 +167,25 @@ def test_a_local_service_of_the_same_name_is_a_conflict_left_alone(
     # A later document without it does not remove the local service.
     assert _post(c, agent, 2, {}).json()["changed"] == []
     assert _names() == ["shop-db-1"]
+
+
+def test_a_failed_health_check_and_a_host_without_room_are_reported(
+    appliance: Appliance, api: Any, server: Listener
+) -> None:
+    c, agent, _ = api
+    admin = {"Authorization": f"Bearer {appliance.cfg.cli_token_file.read_text().strip()}"}
+    quotas = c.put("/api/v1/tenants/acme/quotas", headers=admin, json={"memory_mib": -1})
+    assert quotas.is_success, quotas.text
+    sick = shop(1)  # nothing listens on port 1: db never becomes healthy
+    sick["service"]["roles"][0]["health"]["timeout_s"] = 0.5
+    huge = shop(server.port)
+    huge["service"]["roles"][1]["spec"] = {"memory_mib": 4_000_000}
+    resp = _post(c, agent, 1, {"sick": sick, "huge": huge})
+    assert resp.status_code == 200, resp.text
+    statuses = _statuses(appliance)
+    assert {n: (s["status"], s.get("code")) for n, s in statuses.items()} == {
+        "sick": ("failed", "unhealthy"),
+        "huge": ("rejected", "insufficient_memory"),
+    }
+    assert "huge-api-1 could not be made" in statuses["huge"]["detail"]
+    assert _names() == []
