@@ -47,7 +47,7 @@ from towerbox_core.api.services import (
     SpecOverrides,
     UpdateRequest,
 )
-from towerbox_core.errors import InvalidInput, TowerboxError
+from towerbox_core.errors import Conflict, InvalidInput, TowerboxError
 from towerbox_core.service_rules import parse_services_document
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ class ServicesAdapter:
         self._rollouts = rollouts
         self._lock = threading.Lock()
         self._chains: set[str] = set()  # services with update or scale steps still to run
+        self._meta_lock = threading.Lock()  # the kind's record: applies and steps both write
         manager.runner.listeners.append(self._settled)
 
     # -- the kind adapter --------------------------------------------------------------
@@ -153,18 +154,34 @@ class ServicesAdapter:
             if (name := oid.removeprefix(SERVICE)) in rows
         }
         self._admit(new)
+        for name, todo in steps.items():
+            if todo and name in self._chains:
+                raise Conflict(
+                    f"service {name} is still being changed by an earlier version",
+                    code="service_busy",
+                    field=f"services.{name}",
+                )
+        with self._meta_lock:
+            self._apply(new, steps, deletes, central)
+
+    def _apply(
+        self, new: States, steps: dict[str, list[Change]], deletes: list[str], central: States
+    ) -> None:
         meta = _load()
+        made = set(meta.get("made", []))
         locked = self.locked()
         meta["named"] = sorted(oid.removeprefix(SERVICE) for oid in central)
         meta["conflicts"] = sorted(oid.removeprefix(SERVICE) for oid in central if oid in locked)
         rejected: dict[str, dict[str, Any]] = {}
         leaving = {n for n in meta.get("leaving", []) if Service.get_or_none(Service.name == n)}
+        meta["leaving"] = sorted(leaving | {oid.removeprefix(SERVICE) for oid in deletes})
+        meta["rejected"] = rejected
+        # Saved before any operation starts: one that ends at once finds its service named.
+        _save(meta)
         for oid in deletes:
             name = oid.removeprefix(SERVICE)
             self._m.remove(NODE, name)
             made.discard(name)
-            leaving.add(name)
-        meta["leaving"] = sorted(leaving)
         for name, state in sorted(new.items()):
             req = ServiceDeployRequest(service=_template(state), tenant=state["tenant"])
             try:
@@ -209,12 +226,6 @@ class ServicesAdapter:
     def _run_steps(self, name: str, todo: list[Change]) -> None:
         """The steps one after another, each once the service's last operation ended."""
         with self._lock:
-            if name in self._chains:
-                raise InvalidInput(
-                    f"service {name} is still being changed by an earlier document",
-                    code="service_busy",
-                    field=f"services.{name}",
-                )
             self._chains.add(name)
 
         def run() -> None:
@@ -225,9 +236,11 @@ class ServicesAdapter:
                     self._m.runner.wait(name, _STEP_WAIT_S)
             except TowerboxError as err:
                 log.warning("service %s: desired change stopped: %s", name, err.message)
-                meta = _load()
-                meta.setdefault("rejected", {})[name] = {"code": err.code, "detail": err.message}
-                _save(meta)
+                with self._meta_lock:
+                    meta = _load()
+                    refused = {"code": err.code, "detail": err.message}
+                    meta.setdefault("rejected", {})[name] = refused
+                    _save(meta)
             finally:
                 with self._lock:
                     self._chains.discard(name)
@@ -237,6 +250,10 @@ class ServicesAdapter:
         threading.Thread(
             target=context.run, args=(run,), name=f"desired-{name}", daemon=True
         ).start()
+
+    def changing(self) -> bool:
+        """Whether update or scale steps of a document are still to run."""
+        return bool(self._chains)
 
     # -- status --------------------------------------------------------------------------
 

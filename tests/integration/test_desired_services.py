@@ -75,7 +75,7 @@ def _post(c: TestClient[Any], agent: dict[str, str], version: int, services: Any
 def _statuses(app: Appliance, timeout_s: float = 60) -> dict[str, Any]:
     """Once every operation has ended: the services of the newest desired.status."""
     end = time.monotonic() + timeout_s
-    while app.desired.services is not None and app.desired.services._chains:
+    while app.desired.services is not None and app.desired.services.changing():
         assert time.monotonic() < end, "desired changes did not end"
         time.sleep(0.05)
     assert app.services.runner.wait_idle(timeout_s)
