@@ -95,6 +95,7 @@ def test_a_document_deploys_updates_and_removes_its_services(
     assert resp.status_code == 200, resp.text
     answer = resp.json()
     assert answer["result"] == "applied" and answer["changed"] == ["service:shop"]
+    assert answer["services"] == {"shop": {"status": "deploying"}}
     assert _statuses(appliance) == {"shop": {"status": "deployed"}}
     assert _names() == ["shop-api-1", "shop-api-2", "shop-db-1"]
     outcome = [e for e in journal.entries(limit=10_000) if e["kind"] == "desired.applied"]
