@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 from appliance.context import Appliance
 from appliance.store import journal
 from appliance.store.models import Service, Vm
-from tests.support.services import Listener, listener, point_replicas
+from tests.support.services import Listener, console_writer, listener, point_replicas
 from tests.support.tenancy import clients, tenant_node
 
 SECRET = "hunter2-model"  # a value the document's and services' entries must not carry
@@ -190,3 +190,20 @@ def test_a_failed_health_check_and_a_host_without_room_are_reported(
     }
     assert "huge-api-1 could not be made" in statuses["huge"]["detail"]
     assert _names() == []
+
+
+def test_a_template_file_by_name_with_values(appliance: Appliance, api: Any) -> None:
+    c, agent, _ = api
+    entry = {"tenant": "beta", "template": "demo-web", "values": {"web": {"model": "m-2"}}}
+    with console_writer(appliance, "TOWERBOX-DEMO-BOOTED", "site-"):
+        resp = _post(c, agent, 1, {"site": entry})
+        assert resp.status_code == 200, resp.text
+        assert _statuses(appliance) == {"site": {"status": "deployed"}}
+    assert _names() == ["site-backend-1", "site-web-1", "site-web-2"]
+    assert Service.get_by_id("site").tenant == "beta"
+    # A file the node does not have refuses the document, naming the field.
+    resp = _post(c, agent, 2, {"site": {**entry, "template": "no-such"}})
+    assert (resp.json()["code"], resp.json()["field"]) == (
+        "service_template_not_found",
+        "services.site.template",
+    )
