@@ -31,6 +31,7 @@ from appliance.services.artifact_precache import Precache
 from appliance.services.artifacts import ArtifactService
 from appliance.services.auth import AuthService
 from appliance.services.desired import DesiredService
+from appliance.services.desired_services import ServicesAdapter
 from appliance.services.gpu_binding import GpuBinder
 from appliance.services.gpu_claims import GpuClaims
 from appliance.services.gpu_layouts import GpuLayoutService
@@ -302,6 +303,8 @@ def build_appliance(cfg: Config) -> Appliance:
     )
     started_at = time.time()
     services = _service_manager(cfg, backend, vms, catalog, gpus, n6, admission, tenants)
+    rollouts = RollingUpdates(services, functools.partial(free_gpu_slices, gpus))
+    desired.attach_services(ServicesAdapter(services, rollouts))
     return Appliance(
         cfg=cfg,
         db=db,
@@ -345,7 +348,7 @@ def build_appliance(cfg: Config) -> Appliance:
         artifacts=artifacts,
         precache=Precache(artifacts),
         services=services,
-        rollouts=RollingUpdates(services, functools.partial(free_gpu_slices, gpus)),
+        rollouts=rollouts,
     )
 
 

@@ -18,6 +18,10 @@ from towerbox_core.wire import DESIRED_KINDS, DesiredIndexItem
 
 log = logging.getLogger(__name__)
 
+# Kinds that bring what another kind's refused document may have lacked (a tenant, a
+# VNet, a catalog entry): once one is applied, refused kinds are handed over again.
+_BRINGERS = ("tenants", "vnets", "catalog")
+
 
 class DesiredPuller:
     def __init__(self, appliance: ApplianceLink, registry: RegistryLink) -> None:
@@ -39,7 +43,7 @@ class DesiredPuller:
                     result = await self._appliance.hand_over(doc)
                     log.info("desired %s v%d: %s", doc.kind, doc.version, result.get("result", "?"))
                     self.refused.discard(doc.kind)
-                    if doc.kind == "tenants":
+                    if doc.kind in _BRINGERS:
                         for kind in self.refused:
                             self.handed_over.pop(kind, None)
                 except Refused as err:

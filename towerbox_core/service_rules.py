@@ -1,4 +1,5 @@
-"""The rules a service template follows wherever it is written, and its start order.
+"""The rules a service template follows wherever it is written, and its start order;
+the ``services`` desired document checked with them (by the registry and the node).
 
 Pure: names, counts, health fields, ``after`` references and cycles. Whether a
 catalog entry, a VNet or a MIG profile exists, and whether the node can run a health
@@ -7,9 +8,20 @@ check, is the node's to say.
 
 from __future__ import annotations
 
-from towerbox_core.api.services import MAX_REPLICAS, HealthCheck, RoleTemplate, ServiceTemplate
+from typing import Any
+
+import msgspec
+
+from towerbox_core.api.services import (
+    MAX_REPLICAS,
+    HealthCheck,
+    RoleTemplate,
+    ServicesDocument,
+    ServiceTemplate,
+)
 from towerbox_core.errors import InvalidInput
 from towerbox_core.names import check_name
+from towerbox_core.tenant_rules import within
 
 # A replica is named <service>-<role>-<n>; the whole must fit the name grammar's 63.
 _REPLICA_SUFFIX = 3  # "-" and up to two digits of the replica's number
@@ -160,3 +172,54 @@ def start_waves(template: ServiceTemplate) -> list[list[str]]:
 def stop_order(template: ServiceTemplate) -> list[str]:
     """Roles in the order an undeploy removes them: the start order reversed."""
     return [name for wave in reversed(start_waves(template)) for name in reversed(wave)]
+
+
+def parse_services_document(document: Any) -> ServicesDocument:
+    """A ``services`` document checked as far as anyone but the node can check it:
+    shape, names, and each inline template's rules. Template files, catalog entries,
+    VNets, quotas and room are the node's to check."""
+    try:
+        doc = msgspec.convert(_named_inline(document), ServicesDocument)
+    except msgspec.ValidationError as err:
+        raise InvalidInput(f"services document: {err}", code="invalid_desired_document") from err
+    for name, entry in doc.services.items():
+        where = f"services.{name}"
+        check_name("service", name, field=where)
+        check_name("tenant", entry.tenant, field=f"{where}.tenant")
+        if (entry.service is None) == (entry.template is None):
+            raise InvalidInput(
+                "give either a template inline (service) or a template's name (template)",
+                code="invalid_service_request",
+                field=f"{where}.service",
+            )
+        if entry.template is not None:
+            check_name("service template", entry.template, field=f"{where}.template")
+        roles = None
+        if entry.service is not None:
+            with within(f"{where}.service"):
+                check_template(entry.service)
+            roles = {r.name for r in entry.service.roles}
+        for role, values in entry.values.items():
+            if roles is not None and role not in roles:
+                raise InvalidInput(
+                    f"values for {role!r}, which is not a role of service {name}",
+                    code="unknown_role",
+                    field=f"{where}.values.{role}",
+                )
+            for key in values:
+                check_name("value", key, field=f"{where}.values.{role}")
+    return doc
+
+
+def _named_inline(document: Any) -> Any:
+    """An inline template takes its name from its key: it may leave ``name`` out."""
+    services = document.get("services") if isinstance(document, dict) else None
+    if not isinstance(services, dict):
+        return document
+    named = {}
+    for key, entry in services.items():
+        inline = entry.get("service") if isinstance(entry, dict) else None
+        named[key] = (
+            {**entry, "service": {**inline, "name": key}} if isinstance(inline, dict) else entry
+        )
+    return {**document, "services": named}

@@ -19,8 +19,9 @@ MAX_BATCH_ENTRIES = 1000
 MAX_BATCH_BYTES = 4 * 1024 * 1024  # after gzip decompression
 
 # Desired-state document kinds the registry hands down and the appliance applies, in
-# the order the agent hands them over: tenants before the vnets that name them.
-DESIRED_KINDS = ("gpu", "tenants", "vnets", "catalog")
+# the order the agent hands them over: tenants before the vnets that name them, and
+# services last (a service needs its tenant, VNets and catalog entries).
+DESIRED_KINDS = ("gpu", "tenants", "vnets", "catalog", "services")
 
 
 class Actor(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):

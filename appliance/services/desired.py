@@ -29,6 +29,7 @@ from appliance.services.desired_adapters import (
     VnetsAdapter,
 )
 from appliance.services.desired_rule import Decision, decide
+from appliance.services.desired_services import ServicesAdapter
 from appliance.services.desired_tenants import VNET, TenantsAdapter
 from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.services.gpu_schedules import GpuSchedules
@@ -80,6 +81,12 @@ class DesiredService:
             "vnets": VnetsAdapter(n6, by_tenants),
             "catalog": self.catalog,
         }
+        self.services: ServicesAdapter | None = None
+
+    def attach_services(self, services: ServicesAdapter) -> None:
+        """The services kind, once the service manager exists (it is built later)."""
+        self.services = services
+        self._adapters["services"] = services
 
     def restore(self) -> None:
         """Put the central GPU layouts (schedules name them) and catalog entries back
@@ -162,7 +169,11 @@ class DesiredService:
                 f"applied version {rec['version']}",
                 code="desired_stale",
             )
-        adapter = self._adapters[kind]
+        adapter = self._adapters.get(kind)
+        if adapter is None:
+            raise NotFound(
+                f"the {kind} kind is not ready on this node", code="unknown_desired_kind"
+            )
         try:
             decision = self._decide(kind, adapter, doc, rec)
             kept = adapter.kept(decision.deletes)
@@ -189,6 +200,9 @@ class DesiredService:
             "conflicts": decision.conflicts,
             "kept": [{"object_id": oid, "reason": why} for oid, why in sorted(kept.items())],
         }
+        if kind == "services" and self.services is not None:
+            # Per service: deploying, conflict, rejected...; desired.status follows later.
+            body["services"] = self.services.statuses()
         self._finish(kind, doc, f"desired.{result}", 200, body, decision.owned)
         return msgspec.convert(body, DesiredApplied)
 
@@ -224,6 +238,7 @@ class DesiredService:
             "reason": body.get("code") and {"code": body["code"], "detail": body.get("detail")},
             "conflicts": body.get("conflicts", []),
             "kept": body.get("kept", []),
+            **({"services": body["services"]} if "services" in body else {}),
         }
         with journal.write_transaction():
             Meta.insert(
@@ -232,10 +247,15 @@ class DesiredService:
             journal.append(entry_kind, "desired", kind, state)
 
 
+# Refusals another document may cure: a tenants document can bring the tenant a VNet
+# or a service names, a vnets or catalog document the VNets and entries a service uses.
+_CURABLE = {"unknown_tenant", "tenant_not_found", "vnet_not_found", "unknown_catalog_entry"}
+
+
 def _curable(rec: dict[str, Any]) -> bool:
-    """A refusal another document may have cured since: a tenants document can bring
-    the tenant a VNet named. Such a document is tried again when handed over again."""
-    return bool(rec.get("status", 200) >= 400 and rec["body"].get("code") == "unknown_tenant")
+    """A refusal another document may have cured since; such a document is tried again
+    when handed over again."""
+    return bool(rec.get("status", 200) >= 400 and rec["body"].get("code") in _CURABLE)
 
 
 def _ids(prefix: str, ids: Mapping[str, Any]) -> list[str]:

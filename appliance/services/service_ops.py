@@ -44,6 +44,8 @@ class Runner:
         self._ops: dict[str, Operation] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
+        # Called with the service's name in the operation's thread once it has ended.
+        self.listeners: list[Callable[[str], None]] = []
 
     def start(
         self,
@@ -80,6 +82,11 @@ class Runner:
             op.step(f"{op.kind} stopped on an internal error; see the node's log")
         finally:
             op.done = True
+        for listener in self.listeners:
+            try:
+                listener(op.service)
+            except Exception:  # a listener's failure is not the operation's
+                log.exception("service %s: a listener of its %s failed", op.service, op.kind)
 
     def busy(self, service: str) -> bool:
         op = self._ops.get(service)
@@ -101,6 +108,13 @@ class Runner:
         op.stopping.set()
         thread.join(timeout_s)
         return op.done
+
+    def wait(self, service: str, timeout_s: float) -> bool:
+        """Wait for the operation running on ``service``; True once none runs."""
+        thread = self._threads.get(service)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+        return not self.busy(service)
 
     def progress(self, service: str) -> ServiceProgress | None:
         op = self._ops.get(service)

@@ -22,6 +22,7 @@ from registry.store.models import DesiredDoc, db_proxy, ms_to_iso
 from towerbox_core.api.fleet import DesiredRecord, DesiredWritten
 from towerbox_core.errors import Conflict, InvalidInput, NotFound
 from towerbox_core.names import parse_label
+from towerbox_core.service_rules import parse_services_document
 from towerbox_core.tenant_rules import parse_tenants_document
 from towerbox_core.wire import DESIRED_KINDS, DesiredDocument, DesiredIndexItem
 
@@ -51,6 +52,7 @@ def _check_kind(kind: str) -> None:
 # node checks every kind again (what only it can know: devices, profiles, templates).
 _CHECKS: dict[str, Callable[[dict[str, Any]], object]] = {
     "tenants": parse_tenants_document,
+    "services": parse_services_document,
 }
 
 

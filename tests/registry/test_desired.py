@@ -124,3 +124,63 @@ def test_a_tenants_document_is_checked_before_it_is_published(sqlite_api: Api) -
         assert (resp.status_code, resp.json()["code"]) == (422, code), bad
     # Nothing refused was published.
     assert client.get(url, headers=admin).json()["version"] == 1
+
+
+def test_a_services_document_is_checked_before_it_is_published(sqlite_api: Api) -> None:
+    client, admin = sqlite_api.client, sqlite_api.admin
+    sqlite_api.create_site("s1")
+    url = "/api/v1/groups/tier=gold/desired/services"
+    inline = {"roles": [{"name": "api", "catalog": "demo", "count": 2}]}
+    good = {
+        "services": {
+            "shop": {"tenant": "acme", "service": inline, "values": {"api": {"model": "m"}}},
+            "site": {"tenant": "acme", "template": "demo-web"},
+        }
+    }
+    assert client.put(url, json=good, headers=admin).status_code == 200
+    cycle = {
+        "roles": [
+            {"name": "a", "catalog": "demo", "after": ["b"]},
+            {"name": "b", "catalog": "demo", "after": ["a"]},
+        ]
+    }
+    for bad, code, field in (
+        ({"services": {"shop": {"service": inline}}}, "invalid_desired_document", None),
+        (
+            {"services": {"shop": {"tenant": "acme"}}},
+            "invalid_service_request",
+            "services.shop.service",
+        ),
+        (
+            {"services": {"Bad Name": {"tenant": "acme", "template": "x"}}},
+            "invalid_name",
+            "services.Bad Name",
+        ),
+        (
+            {"services": {"shop": {"tenant": "acme", "service": cycle}}},
+            "service_cycle",
+            "services.shop.service.roles",
+        ),
+        (
+            {
+                "services": {
+                    "shop": {
+                        "tenant": "acme",
+                        "service": {"roles": [{"name": "a", "catalog": "demo", "count": 99}]},
+                    }
+                }
+            },
+            "invalid_count",
+            "services.shop.service.roles[0].count",
+        ),
+        (
+            {"services": {"shop": {"tenant": "acme", "service": inline, "values": {"web": {}}}}},
+            "unknown_role",
+            "services.shop.values.web",
+        ),
+    ):
+        resp = client.put(url, json=bad, headers=admin)
+        assert (resp.status_code, resp.json()["code"]) == (422, code), bad
+        assert resp.json().get("field") == field, resp.json()
+    # Nothing refused was published.
+    assert client.get(url, headers=admin).json()["version"] == 1

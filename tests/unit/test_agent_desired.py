@@ -1,5 +1,6 @@
-"""The agent hands desired documents over in kind order (tenants before vnets), and
-hands a refused kind over again once a tenants document went through."""
+"""The agent hands desired documents over in kind order (tenants before vnets, services
+last), and hands a refused kind over again once a tenants, vnets or catalog document
+went through."""
 
 from __future__ import annotations
 
@@ -59,4 +60,35 @@ def test_tenants_go_before_vnets_and_a_refused_kind_is_retried_after_tenants() -
     # ...but it is once a tenants document went through.
     asyncio.run(puller.sync(_index(registry2, vnets="v1", tenants="t1")))
     assert appliance2.seen == ["vnets", "tenants", "vnets"]
+    assert puller.refused == set()
+
+
+class CatalogFirst(FakeAppliance):
+    """Refuses a services document until a catalog document went through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.catalog = False
+
+    async def hand_over(self, doc: DesiredDocument) -> dict[str, Any]:
+        self.seen.append(doc.kind)
+        self.catalog = self.catalog or doc.kind == "catalog"
+        if doc.kind == "services" and not self.catalog:
+            raise Refused("appliance", 422, {"code": "unknown_catalog_entry"})
+        return {"result": "applied"}
+
+
+def test_services_go_last_and_are_retried_after_a_catalog_document() -> None:
+    registry, appliance = FakeRegistry(), FakeAppliance()
+    puller = DesiredPuller(cast(ApplianceLink, appliance), cast(RegistryLink, registry))
+    index = _index(registry, services="s1", catalog="c1", vnets="v1", tenants="t1", gpu="g1")
+    asyncio.run(puller.sync(index))
+    assert appliance.seen == ["gpu", "tenants", "vnets", "catalog", "services"]
+
+    registry2, appliance2 = FakeRegistry(), CatalogFirst()
+    puller = DesiredPuller(cast(ApplianceLink, appliance2), cast(RegistryLink, registry2))
+    asyncio.run(puller.sync(_index(registry2, services="s1")))
+    assert puller.refused == {"services"}
+    asyncio.run(puller.sync(_index(registry2, services="s1", catalog="c1")))
+    assert appliance2.seen == ["services", "catalog", "services"]
     assert puller.refused == set()

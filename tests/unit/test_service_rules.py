@@ -10,7 +10,12 @@ import pytest
 from towerbox_core.api.services import HealthCheck, RoleTemplate, ServiceTemplate
 from towerbox_core.errors import InvalidInput
 from towerbox_core.rollout_plan import plan_rollout
-from towerbox_core.service_rules import check_template, start_waves, stop_order
+from towerbox_core.service_rules import (
+    check_template,
+    parse_services_document,
+    start_waves,
+    stop_order,
+)
 
 
 def _template(*roles: dict[str, Any], name: str = "shop") -> ServiceTemplate:
@@ -220,3 +225,60 @@ def test_a_plan_that_cannot_move_is_refused(surge: int, unavailable: int) -> Non
     with pytest.raises(InvalidInput) as err:
         plan_rollout(3, max_surge=surge, max_unavailable=unavailable)
     assert err.value.code == "invalid_rollout"
+
+
+def _doc_refused(document: Any) -> InvalidInput:
+    with pytest.raises(InvalidInput) as err:
+        parse_services_document(document)
+    return err.value
+
+
+def test_a_services_document_takes_names_from_its_keys_and_checks_each_template() -> None:
+    inline = {"roles": [{"name": "db", "catalog": "demo"}, {"name": "api", "catalog": "demo"}]}
+    doc = parse_services_document(
+        {
+            "services": {
+                "shop": {"tenant": "acme", "service": {**inline, "name": "ignored"}},
+                "site": {"tenant": "beta", "template": "demo-web", "values": {"web": {"m": 1}}},
+            }
+        }
+    )
+    assert doc.services["shop"].service is not None
+    assert doc.services["shop"].service.name == "shop"
+    assert doc.services["shop"].request("shop").tenant == "acme"
+    assert doc.services["site"].request("site").template == "demo-web"
+    for document, code, field in (
+        ([], "invalid_desired_document", None),
+        ({"services": {"shop": {"tenant": "acme", "x": 1}}}, "invalid_desired_document", None),
+        (
+            {"services": {"shop": {"tenant": "acme"}}},
+            "invalid_service_request",
+            "services.shop.service",
+        ),
+        (
+            {"services": {"shop": {"tenant": "acme", "template": "t", "service": inline}}},
+            "invalid_service_request",
+            "services.shop.service",
+        ),
+        (
+            {"services": {"shop": {"tenant": "Acme!", "template": "t"}}},
+            "invalid_name",
+            "services.shop.tenant",
+        ),
+        (
+            {"services": {"shop": {"tenant": "acme", "service": {"roles": []}}}},
+            "no_roles",
+            "services.shop.service.roles",
+        ),
+        (
+            {
+                "services": {
+                    "shop": {"tenant": "acme", "template": "t", "values": {"db": {"Bad Key": 1}}}
+                }
+            },
+            "invalid_name",
+            "services.shop.values.db",
+        ),
+    ):
+        err = _doc_refused(document)
+        assert (err.code, err.extra.get("field")) == (code, field), document

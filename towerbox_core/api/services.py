@@ -137,3 +137,27 @@ class ServiceUpdateAnswer(msgspec.Struct, frozen=True):
     role: str
     dry_run: bool
     plan: RolloutPlan
+
+
+class DesiredServiceEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One service of a ``services`` desired document, keyed there by its name."""
+
+    tenant: str
+    service: ServiceTemplate | None = None  # the template inline (its name is the key's)
+    template: str | None = None  # or a template file's name on the node
+    values: dict[str, dict[str, ValueInput]] = {}  # role -> values on top of the template's
+
+    def request(self, name: str) -> ServiceDeployRequest:
+        return ServiceDeployRequest(
+            service=self.service,
+            template=self.template,
+            name=name,
+            tenant=self.tenant,
+            values=self.values,
+        )
+
+
+class ServicesDocument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The ``services`` desired-state kind: services of tenants, by name."""
+
+    services: dict[str, DesiredServiceEntry] = {}

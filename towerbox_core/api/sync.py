@@ -95,6 +95,8 @@ class DesiredApplied(msgspec.Struct, frozen=True):
     conflicts: list[DesiredConflict]
     kept: list[DesiredKept] = []
     unchanged: bool | msgspec.UnsetType = msgspec.UNSET
+    # ``services`` documents: per service {status, code?, detail?} as the apply left it.
+    services: dict[str, dict[str, str]] | msgspec.UnsetType = msgspec.UNSET
 
 
 class DesiredKindSummary(msgspec.Struct, frozen=True):
@@ -106,7 +108,7 @@ class DesiredKindSummary(msgspec.Struct, frozen=True):
     local_overrides: list[str]
 
 
-# Per desired-state kind ("gpu", "vnets", "catalog").
+# Per desired-state kind ("gpu", "tenants", "vnets", "catalog", "services").
 DesiredSummary = dict[str, DesiredKindSummary]
 # A journal entry's state and a desired document's body are open-ended by design.
 OpenDocument = dict[str, Any]
