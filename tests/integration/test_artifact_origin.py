@@ -9,12 +9,8 @@ import asyncio
 import hashlib
 import json
 import os
-import signal
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,62 +23,13 @@ from appliance.backends.artifacts.store import ArtifactStore
 from appliance.services.artifact_origin import UNAVAILABLE
 from edge_agent.blob_relay import BlobRelay
 from tests.integration.sync.wan import DelayProxy
-from tests.support.daemon import TOWERBOX, free_port
+from tests.support.daemon import free_port
+from tests.support.registry_process import operator_headers, registry_cli, registry_env, serve
 from towerbox_core.client import async_http
 from towerbox_core.errors import TowerboxError
 
 # Well beyond what the sockets on the way buffer, so a cut lands part way.
 SIZE = 40 * 1024 * 1024 + 5
-
-
-@contextmanager
-def registry_serving(tmp: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("TOWERBOX_")},
-        "TOWERBOX_REGISTRY_CONFIG": str(tmp / "absent.toml"),
-        "TOWERBOX_REGISTRY_STATE_DIR": str(tmp / "registry"),
-        "TOWERBOX_REGISTRY_SERVE_PORT": str(port),
-        "PYTHONUNBUFFERED": "1",
-    }
-    url = f"http://127.0.0.1:{port}"
-    yield url, env
-
-
-@contextmanager
-def serve(env: dict[str, str], url: str, log: Path) -> Iterator[None]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen([TOWERBOX, "registry", "serve"], env=env, stdout=out, stderr=out)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        yield
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def registry_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [TOWERBOX, "registry", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 class RelayThread:
@@ -141,33 +88,32 @@ def origin(tmp_path: Path) -> Iterator[dict[str, Any]]:
     blob = tmp_path / "model.bin"
     blob.write_bytes(data)
     sha = hashlib.sha256(data).hexdigest()
-    with registry_serving(tmp_path) as (url, env):
-        # An operator action on the registry's host, before the server runs.
-        stored = registry_cli(env, "blob", "upload", str(blob), "--name", "llm-model")
-        assert stored.returncode == 0, stored.stderr
-        assert sha in stored.stdout and f'"registry:{sha}"' in stored.stdout
-        again = registry_cli(env, "blob", "upload", str(blob))
-        assert "already stored" in again.stdout
-        listed = json.loads(registry_cli(env, "blob", "list", "--json").stdout)
-        assert [(b["sha256"], b["name"], b["size"]) for b in listed["blobs"]] == [
-            (sha, "llm-model", SIZE)
-        ]
-        with serve(env, url, tmp_path / "registry.log"):
-            token = (tmp_path / "registry" / "cli-token").read_text().strip()
-            op = {"Authorization": f"Bearer {token}"}
-            made = httpx.post(f"{url}/api/v1/sites", json={"name": "s1"}, headers=op)
-            assert made.status_code == 201, made.text
-            enrolled = httpx.post(
-                f"{url}/api/v1/enroll", json={"token": made.json()["enrollment_token"]}
-            )
-            assert enrolled.status_code == 200, enrolled.text
-            yield {
-                "url": url,
-                "port": int(url.rsplit(":", 1)[1]),
-                "secret": enrolled.json()["secret"],
-                "sha": sha,
-                "data": data,
-            }
+    url, env = registry_env(tmp_path)
+    # An operator action on the registry's host, before the server runs.
+    stored = registry_cli(env, "blob", "upload", str(blob), "--name", "llm-model")
+    assert stored.returncode == 0, stored.stderr
+    assert sha in stored.stdout and f'"registry:{sha}"' in stored.stdout
+    again = registry_cli(env, "blob", "upload", str(blob))
+    assert "already stored" in again.stdout
+    listed = json.loads(registry_cli(env, "blob", "list", "--json").stdout)
+    assert [(b["sha256"], b["name"], b["size"]) for b in listed["blobs"]] == [
+        (sha, "llm-model", SIZE)
+    ]
+    with serve(env, url, tmp_path / "registry.log"):
+        op = operator_headers(env)
+        made = httpx.post(f"{url}/api/v1/sites", json={"name": "s1"}, headers=op)
+        assert made.status_code == 201, made.text
+        enrolled = httpx.post(
+            f"{url}/api/v1/enroll", json={"token": made.json()["enrollment_token"]}
+        )
+        assert enrolled.status_code == 200, enrolled.text
+        yield {
+            "url": url,
+            "port": int(url.rsplit(":", 1)[1]),
+            "secret": enrolled.json()["secret"],
+            "sha": sha,
+            "data": data,
+        }
 
 
 def test_a_registry_blob_resumes_through_the_relay_after_a_cut(

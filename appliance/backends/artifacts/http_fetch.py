@@ -213,9 +213,10 @@ def _expected_total(resp: httpx.Response, want: Wanted, have: int) -> int | None
 
 
 def _raise_problem(resp: httpx.Response, want: Wanted) -> None:
-    """A Towerbox problem answer (the agent's relay, the registry behind it) keeps its
-    code: ``artifact_origin_unavailable``, ``blob_not_found`` say more than a status."""
-    if "json" not in resp.headers.get("content-type", ""):
+    """A problem answer from the agent's relay (or the registry behind it) keeps its
+    code: ``artifact_origin_unavailable``, ``blob_not_found`` say more than a status.
+    Any other server's error body is not ours to interpret."""
+    if want.socket is None or "json" not in resp.headers.get("content-type", ""):
         return
     try:
         problem = json.loads(resp.read()[:16384])
