@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -157,6 +158,29 @@ class BlobService:
             self.root.mkdir(parents=True, exist_ok=True)
             self.match_owner(self.root)
         return BlobWriter(self, check_sha256(sha256))
+
+    def sweep_tmp(self, older_than_s: float = 24 * 3600) -> int:
+        """Remove temporary files of uploads that a crash or power loss left behind.
+
+        Only old ones: another worker (or host sharing the folder) may be receiving
+        an upload right now. Returns how many were removed.
+        """
+        removed = 0
+        cutoff = time.time() - older_than_s
+        try:
+            entries = list(os.scandir(self.tmp_dir))
+        except OSError:
+            return 0
+        for entry in entries:
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except OSError:
+                continue  # finished or removed while we looked
+        if removed:
+            log.warning("removed %d abandoned blob upload(s) from %s", removed, self.tmp_dir)
+        return removed
 
     def match_owner(self, path: Path) -> None:
         """A blob written by root (the CLI) stays readable and removable by the server:

@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import json
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,3 +170,24 @@ def test_a_missing_blob_or_registry_leaves_nothing_behind(
             fetch(store, want, TokenBucket(0), CutOnce(None))
         assert refused.value.code == "invalid_site_secret"
     assert store.partials() == {} and store.files() == {} and store.quarantined() == {}
+
+
+def test_the_relay_answers_blob_reads_and_nothing_else(tmp_path: Path) -> None:
+    sock = tmp_path / "blobs.sock"
+    with (
+        RelayThread(sock, f"http://127.0.0.1:{free_port()}", "tbs_x"),
+        httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), timeout=10) as client,
+    ):
+        for method, path in [
+            ("GET", "/api/v1/sync/journal/head"),
+            ("POST", f"/blobs/{'a' * 64}"),
+            ("GET", "/blobs/not-a-hash"),
+            ("GET", f"/blobs/{'A' * 64}"),
+        ]:
+            resp = client.request(method, f"http://towerbox-agent{path}")
+            assert (resp.status_code, resp.json()["code"]) == (404, "not_found"), path
+        with socket.socket(socket.AF_UNIX) as raw:
+            raw.connect(str(sock))
+            raw.sendall(b"NONSENSE\r\n\r\n")
+            assert raw.recv(100).startswith(b"HTTP/1.1 400 ")
+    assert not sock.exists()  # removed when the relay stops

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import pytest
 
@@ -140,3 +141,15 @@ def test_byte_ranges(header: str | None, expected: tuple[int, int] | None) -> No
 def test_unsatisfiable_ranges(header: str) -> None:
     with pytest.raises(RangeNotSatisfiable):
         byte_range(header, 100)
+
+
+def test_abandoned_uploads_are_swept_and_fresh_ones_kept(sqlite_api: Api) -> None:
+    blobs = sqlite_api.registry.blobs
+    old = blobs.begin(SHA)
+    fresh = blobs.begin(SHA)
+    os.utime(old.path, (time.time() - 2 * 86400,) * 2)
+    assert blobs.sweep_tmp() == 1
+    assert not old.path.exists() and fresh.path.exists()
+    fresh.discard()
+    old.discard()  # idempotent on a file already gone
+    assert list(blobs.tmp_dir.iterdir()) == []
