@@ -48,3 +48,10 @@ def test_a_registry_blob_needs_an_enrolled_running_agent_and_its_relay(tmp_path:
     assert want.url == f"http://towerbox-agent/blobs/{SHA}" and want.socket == str(path)
     assert (want.sha256, want.size) == (SHA, 10)
     assert "registry_relay is empty" in _refusal(ArtifactOrigins("", board))
+
+
+def test_an_agent_that_stopped_reporting_is_no_origin(tmp_path: Path) -> None:
+    board = SyncStatusBoard()
+    _report(board)
+    board._received_mono -= 60  # three 5 s intervals and more without a report
+    assert "not running" in _refusal(ArtifactOrigins(str(tmp_path / "blobs.sock"), board))
