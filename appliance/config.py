@@ -147,6 +147,9 @@ class ArtifactsConfig:
     precache_cron: str = ""
     precache_minutes: int = 240
     precache_check_s: float = 60.0  # how often the daemon looks whether it is open
+    # The edge agent's blob relay (its relay_socket): "registry:<sha256>" artifacts are
+    # fetched through it from the fleet registry. "": this node has no registry origin.
+    registry_relay: str = "/run/towerbox-agent/blobs.sock"
 
 
 @dataclass(frozen=True)

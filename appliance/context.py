@@ -27,6 +27,7 @@ from appliance.domain.allocator import Allocator
 from appliance.domain.gpu.catalog import default_catalog
 from appliance.domain.host import HostInventory
 from appliance.metrics import Metrics
+from appliance.services.artifact_origin import ArtifactOrigins
 from appliance.services.artifact_precache import Precache
 from appliance.services.artifacts import ArtifactService
 from appliance.services.auth import AuthService
@@ -295,11 +296,13 @@ def build_appliance(cfg: Config) -> Appliance:
         gpus, gpu_schedules, n6, catalog, cloud_init_dir(catalog_dir), auth, tenants
     )
     desired.restore()
+    sync = SyncStatusBoard()
     artifacts = ArtifactService(
         ArtifactStore(Path(cfg.image_dir)),
         catalog,
         functools.partial(_vm_files, vms),
         cfg.artifacts,
+        ArtifactOrigins(cfg.artifacts.registry_relay, sync),
     )
     started_at = time.time()
     services = _service_manager(cfg, backend, vms, catalog, gpus, n6, admission, tenants)
@@ -324,7 +327,7 @@ def build_appliance(cfg: Config) -> Appliance:
         gpu_claims=gpu_claims,
         gpu_schedules=gpu_schedules,
         desired=desired,
-        sync=SyncStatusBoard(),
+        sync=sync,
         journal=JournalService(),
         views=NodeViews(
             node_name=cfg.node_name,

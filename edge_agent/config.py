@@ -36,6 +36,9 @@ class AgentConfig:
     backoff_cap_s: float = 60.0
     request_timeout_s: float = 30.0
     log_level: str = "INFO"
+    # The blob relay: the appliance fetches "registry:<sha256>" artifacts through this
+    # unix socket (its [artifacts] registry_relay names the same path). "": no relay.
+    relay_socket: str = "/run/towerbox-agent/blobs.sock"
 
     @property
     def state_file(self) -> Path:

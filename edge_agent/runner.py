@@ -13,6 +13,7 @@ from pathlib import Path
 from edge_agent import __version__
 from edge_agent.appliance_link import ApplianceLink
 from edge_agent.backoff import Backoff
+from edge_agent.blob_relay import BlobRelay
 from edge_agent.config import AgentConfig
 from edge_agent.desired import DesiredPuller
 from edge_agent.errors import Refused, Unreachable
@@ -42,6 +43,18 @@ class Agent:
                 token=self.enrollment.secret,
             )
         )
+        self.relay: BlobRelay | None = None
+        if cfg.relay_socket:
+            # A client of its own: long blob transfers never hold up heartbeats and batches.
+            self.relay = BlobRelay(
+                cfg.relay_socket,
+                async_http(
+                    self.enrollment.registry_url,
+                    timeout=timeout,
+                    ca_file=ca,
+                    token=self.enrollment.secret,
+                ),
+            )
         self.link = LinkState()
         self.pump = JournalPump(
             self.appliance,
@@ -114,6 +127,14 @@ class Agent:
             self.enrollment.registry_url,
             self.cfg.appliance_url,
         )
+        if self.relay is not None:
+            try:
+                await self.relay.start()
+            except OSError as err:
+                # Sync matters more than blobs: run without the relay, say why.
+                log.error("blob relay not started on %s: %s", self.cfg.relay_socket, err)
+                await self.relay.close()
+                self.relay = None
         tasks = [
             asyncio.create_task(self.pump.run(stop), name="pump"),
             asyncio.create_task(self.heartbeat_loop(stop), name="heartbeat"),
@@ -128,6 +149,8 @@ class Agent:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self.relay is not None:
+                await self.relay.close()
             await self.appliance.close()
             await self.registry.close()
 

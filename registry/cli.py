@@ -58,7 +58,15 @@ def _register(reg: argparse.ArgumentParser) -> None:
     usage.add_argument("--group-by", default="total", choices=("hour", "day", "month", "total"))
     usage.add_argument("--csv", action="store_true", help="print CSV")
     cmds.add_parser("admin-password", help="set a new random admin password (file, 0600)")
-    for parser in (create, token, sites, site, journal, usage):
+    blob = cmds.add_parser("blob", help="content-addressed files the registry serves to sites")
+    blob_cmds = blob.add_subparsers(dest="blob_command", required=True)
+    upload = blob_cmds.add_parser("upload", help="store a file under its sha256")
+    upload.add_argument("file", type=Path)
+    upload.add_argument("--name", help="what to call it (default: the file's name)")
+    blob_list = blob_cmds.add_parser("list", help="the stored blobs")
+    remove = blob_cmds.add_parser("remove", help="remove a blob; sites can no longer fetch it")
+    remove.add_argument("sha256")
+    for parser in (create, token, sites, site, journal, usage, upload, blob_list):
         parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -97,7 +105,7 @@ def _run(args: argparse.Namespace, registry: Registry) -> Any:
         return registry.sites.new_enrollment_token(args.name, args.ttl)
     if command == "sites":
         return registry.sites.search(args.status, args.label, None, 100000, 0).sites
-    if command in ("site", "journal", "usage"):
+    if command in ("site", "journal", "usage", "blob"):
         return _reads(args, registry)
     path = registry.cfg.admin_password_file
     registry.operators.reset_password("admin", path)
@@ -107,6 +115,10 @@ def _run(args: argparse.Namespace, registry: Registry) -> Any:
 def _reads(args: argparse.Namespace, registry: Registry) -> Any:
     from towerbox_core.errors import InvalidInput
 
+    if args.registry_command == "blob":
+        from registry.cli_blobs import blob_command
+
+        return blob_command(args, registry)
     if args.registry_command == "usage":
         return _usage(args, registry)
     if args.registry_command == "site":

@@ -49,6 +49,8 @@ class RegistryConfig:
     # directory as libpq writes it: "postgresql://user@:5432/dbname?host=/run/postgresql".
     database: str = ""
     log_level: str = "INFO"
+    # The largest blob an operator may upload (the registry as an artifact origin).
+    blob_max_bytes: int = 256 * 1024**3
     serve: ServeConfig = field(default_factory=ServeConfig)
     sites: SitesConfig = field(default_factory=SitesConfig)
 
@@ -59,6 +61,10 @@ class RegistryConfig:
     @property
     def cli_token_file(self) -> Path:
         return Path(self.state_dir) / "cli-token"
+
+    @property
+    def blob_dir(self) -> Path:
+        return Path(self.state_dir) / "blobs"
 
     def database_url(self) -> DatabaseUrl:
         return parse_database_url(self.database, Path(self.state_dir))
@@ -127,6 +133,8 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
             f"{path}: [sites] needs heartbeat_s > 0 and 0 < online_intervals < stale_intervals",
             code="bad_intervals",
         )
+    if cfg.blob_max_bytes < 1:
+        raise ConfigError(f"{path}: blob_max_bytes must be at least 1", field="blob_max_bytes")
     if bool(cfg.serve.tls_cert) != bool(cfg.serve.tls_key):
         raise ConfigError(f"{path}: [serve] tls_cert and tls_key go together", code="bad_tls")
     return replace(cfg, state_dir=os.path.abspath(cfg.state_dir))

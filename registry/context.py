@@ -11,6 +11,7 @@ import anyio.to_thread
 import peewee
 
 from registry.config import RegistryConfig
+from registry.services.blobs import BlobService
 from registry.services.desired import DesiredService
 from registry.services.fleet import FleetService
 from registry.services.operators import OperatorService
@@ -33,6 +34,7 @@ class Registry:
     fleet: FleetService
     usage: UsageService
     prices: PriceBookService
+    blobs: BlobService
 
     @property
     def engine(self) -> str:
@@ -78,4 +80,5 @@ def build_registry(cfg: RegistryConfig, bootstrap: bool = True) -> Registry:
         fleet=FleetService(sites),
         usage=UsageService(sites),
         prices=PriceBookService(),
+        blobs=BlobService(cfg.blob_dir, cfg.blob_max_bytes),
     )

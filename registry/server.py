@@ -34,6 +34,7 @@ def freeze_startup_objects() -> None:
 def serve(cfg: RegistryConfig, workers: int | None, config_path: Path | None) -> int:
     setup_logging(cfg.log_level)
     registry = build_registry(cfg)  # migrations and the admin user, before any worker
+    registry.blobs.sweep_tmp()
     count = workers or cfg.serve.workers
     if count > 1 and registry.engine == "sqlite":
         log.warning(

@@ -26,6 +26,7 @@ from appliance.catalog.cloud_init import (
 from appliance.catalog.model import ArtifactRef, CatalogEntry, ImageRef, spec_for
 from appliance.catalog.values import ValueDecl, check_declarations
 from appliance.domain.vm_spec import Role, check_file_name
+from towerbox_core.api.blobs import REGISTRY_SCHEME, SHA256_RE
 from towerbox_core.errors import ConfigError, InvalidInput
 from towerbox_core.names import check_name
 
@@ -187,12 +188,32 @@ def _check(path: Path, data: _CatalogFile, templates_dir: Path | None) -> Catalo
     return entry
 
 
-def _check_url(url: str, field: str) -> None:
+def _check_url(url: str, field: str, sha256: str | None) -> None:
+    """An http(s) URL, or ``registry:<sha256>``: the blob the fleet registry serves,
+    which must be the artifact's own hash (a blob's address is its content)."""
+    if url.startswith(REGISTRY_SCHEME):
+        blob = url.removeprefix(REGISTRY_SCHEME).lower()
+        if not SHA256_RE.match(blob):
+            raise InvalidInput(
+                f"{field} {url!r}: a registry source is registry:<sha256> (64 hex digits)",
+                code=INVALID_ENTRY,
+                field=field,
+            )
+        if sha256 is not None and blob != sha256.lower():
+            raise InvalidInput(
+                f"{field} names registry blob {blob} but the artifact's sha256 is "
+                f"{sha256.lower()}; a blob is addressed by its own hash",
+                code=INVALID_ENTRY,
+                field=field,
+            )
+        return
     parts = urlsplit(url)
     plain = url.isprintable() and " " not in url
     if parts.scheme not in ("https", "http") or not parts.netloc or not plain:
         raise InvalidInput(
-            f"{field} {url!r} is not an http(s) URL", code=INVALID_ENTRY, field=field
+            f"{field} {url!r} is not an http(s) URL or registry:<sha256>",
+            code=INVALID_ENTRY,
+            field=field,
         )
 
 
@@ -221,8 +242,8 @@ def _check_artifacts(
                 field=f"{field}.name",
             )
         seen.add(table.name)
-        _check_url(table.url, f"{field}.url")
         sha256 = _check_sha256(table.sha256, f"{field}.sha256")
+        _check_url(table.url, f"{field}.url", sha256)
         if table.size is not None and table.size < 0:
             raise InvalidInput(
                 f"{field}.size must be 0 or more bytes", code=INVALID_ENTRY, field=f"{field}.size"
@@ -234,10 +255,9 @@ def _check_artifacts(
                 code=INVALID_ENTRY,
                 field=f"{field}.sha256",
             )
+        url = table.url.lower() if table.url.startswith(REGISTRY_SCHEME) else table.url
         result.append(
-            ArtifactRef(
-                name=table.name, url=table.url, sha256=sha256, kind=table.kind, size=table.size
-            )
+            ArtifactRef(name=table.name, url=url, sha256=sha256, kind=table.kind, size=table.size)
         )
     return tuple(result)
 
@@ -253,7 +273,7 @@ def _check_image(image: ImageRef) -> ImageRef:
     if image.sha256 is not None:
         _check_sha256(image.sha256, "image.sha256")
     if image.url is not None:
-        _check_url(image.url, "image.url")
+        _check_url(image.url, "image.url", image.sha256)
         if image.sha256 is None:
             raise InvalidInput(
                 "an image with a url needs its sha256", code=INVALID_ENTRY, field="image.sha256"

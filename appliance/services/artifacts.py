@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.backends.artifacts.bandwidth import TokenBucket
-from appliance.backends.artifacts.http_fetch import INTERRUPTED, FetchPaused, Wanted, fetch
+from appliance.backends.artifacts.http_fetch import INTERRUPTED, FetchPaused, fetch
 from appliance.backends.artifacts.store import ArtifactStore
 from appliance.catalog.images import file_sha256
 from appliance.catalog.model import ArtifactRef, CatalogEntry, entry_artifacts
 from appliance.config import ArtifactsConfig
+from appliance.services.artifact_origin import ArtifactOrigins, is_registry_source
 from appliance.services.artifact_progress import FetchTracker
 from appliance.services.auth import Principal
+from appliance.services.sync import SyncStatusBoard
 from appliance.store import journal
 from towerbox_core.api.artifacts import ArtifactList, ArtifactView, FetchProgress
 from towerbox_core.errors import Conflict, NotFound, TowerboxError
@@ -61,8 +63,10 @@ class ArtifactService:
         catalog: Mapping[str, CatalogEntry],
         vm_files: VmFiles,
         conf: ArtifactsConfig,
+        origins: ArtifactOrigins | None = None,
     ) -> None:
         self.store = store
+        self.origins = origins or ArtifactOrigins(conf.registry_relay, SyncStatusBoard())
         self.catalog = catalog  # the daemon's live catalog: central documents change it
         self.vm_files = vm_files
         self.conf = conf
@@ -156,6 +160,8 @@ class ArtifactService:
             )
         if need.ref.url is None:
             raise Conflict(f"artifact {name!r} has no url to fetch it from", code="artifact_no_url")
+        if is_registry_source(need.ref.url) and self.store.present_size(name) is None:
+            self.origins.check_registry(name)  # say so now, not in the fetch's outcome
         with self._lock:
             current = self._fetches.get(name)
             if current is not None and current.active:
@@ -211,7 +217,7 @@ class ArtifactService:
     ) -> None:
         if self.store.present_size(ref.name) is not None and self._verify_present(tracker, ref):
             return
-        want = Wanted(ref.name, ref.url or "", ref.sha256, ref.size)
+        want = self.origins.wanted(ref)
 
         def stop() -> bool:
             return should_stop() or self._closed.is_set()

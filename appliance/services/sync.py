@@ -43,6 +43,14 @@ class SyncStatusBoard:
             self._received_mono = time.monotonic()
             self._received_wall = time.time()
 
+    def agent(self) -> tuple[AgentStatus | None, bool]:
+        """The agent's last report (None: never) and whether it still reports."""
+        with self._lock:
+            report, mono = self._report, self._received_mono
+        if report is None:
+            return None, False
+        return report, time.monotonic() - mono <= STALE_INTERVALS * report.heartbeat_s
+
     def view(self) -> SyncStatusView:
         """The WAN banner's facts: agent alive, online or offline since when, backlog."""
         with self._lock:

@@ -10,6 +10,7 @@ from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 
 from registry.api.auth import make_auth_middleware
+from registry.api.blobs import BlobController
 from registry.api.deps import RegistryDep
 from registry.api.operator_routes import OperatorController
 from registry.api.sites import SiteController
@@ -36,6 +37,7 @@ def create_app(registry: Registry) -> Litestar:
     return Litestar(
         route_handlers=[
             healthz,
+            BlobController,
             OperatorController,
             SiteController,
             SyncController,

@@ -17,7 +17,7 @@ from pathlib import Path
 import peewee
 
 from registry.config import DatabaseUrl
-from registry.store.models import TABLES_V1, PriceBookRow, SchemaVersion, db_proxy
+from registry.store.models import TABLES_V1, BlobRow, PriceBookRow, SchemaVersion, db_proxy
 from towerbox_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -51,11 +51,17 @@ def _v3_price_books(db: peewee.Database) -> None:
     db.create_tables([PriceBookRow])
 
 
+def _v4_blobs(db: peewee.Database) -> None:
+    """Content-addressed blobs: the registry as an artifact origin for its sites."""
+    db.create_tables([BlobRow])
+
+
 # Append only: MIGRATIONS[i] moves the schema from version i to i + 1.
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _v1_initial,
     _v2_journal_actor,
     _v3_price_books,
+    _v4_blobs,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

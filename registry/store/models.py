@@ -210,6 +210,23 @@ class PriceBookRow(BaseModel):
         table_name = "price_book"
 
 
+class BlobRow(BaseModel):
+    """A content-addressed file the registry serves to enrolled agents (schema 4).
+
+    The bytes live in ``<state_dir>/blobs/<sha256>``; the row exists only once the
+    file is there, whole and verified.
+    """
+
+    sha256 = peewee.CharField(primary_key=True, max_length=64)
+    size = peewee.BigIntegerField()
+    name = peewee.CharField(max_length=255, default="")
+    uploaded_by = peewee.CharField(max_length=63, default="")
+    created_at = peewee.BigIntegerField(default=now_ms)
+
+    class Meta:
+        table_name = "blob"
+
+
 TABLES_V1: tuple[type[BaseModel], ...] = (
     SchemaVersion,
     Operator,

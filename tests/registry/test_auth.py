@@ -27,6 +27,11 @@ def test_every_route_but_health_login_and_enroll_needs_a_token(sqlite_api: Api) 
         ("GET", "/api/v1/conflicts"),
         ("GET", "/api/v1/sync/journal/head"),
         ("POST", "/api/v1/sync/heartbeat"),
+        ("GET", "/api/v1/blobs"),
+        ("GET", f"/api/v1/blobs/{'a' * 64}"),
+        ("PUT", f"/api/v1/blobs/{'a' * 64}"),
+        ("DELETE", f"/api/v1/blobs/{'a' * 64}"),
+        ("GET", f"/api/v1/sync/blobs/{'a' * 64}"),
         ("GET", "/api/schema/openapi.json"),
     ]:
         resp = client.request(method, path)

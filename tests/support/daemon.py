@@ -98,6 +98,10 @@ def config_env(cfg: Config, port: int) -> dict[str, str]:
         "TOWERBOX_LIBVIRT_SHUTDOWN_TIMEOUT_S": str(cfg.libvirt.shutdown_timeout_s),
         "TOWERBOX_JOBS_MONITOR_INTERVAL_S": "1",
         "TOWERBOX_JOBS_RECONCILE_INTERVAL_S": "2",
+        "TOWERBOX_ARTIFACTS_REGISTRY_RELAY": cfg.artifacts.registry_relay,
+        "TOWERBOX_ARTIFACTS_BANDWIDTH_BYTES_S": str(cfg.artifacts.bandwidth_bytes_s),
+        "TOWERBOX_ARTIFACTS_RETRIES": str(cfg.artifacts.retries),
+        **({"TOWERBOX_CATALOG_DIR": cfg.catalog_dir} if cfg.catalog_dir else {}),
     }
 
 

@@ -68,6 +68,20 @@ def test_artifacts_are_read_and_the_image_counts_as_one(tmp_path: Path) -> None:
     assert names == [("base.img", "image"), ("llama.tar", "model"), ("vmlinuz", "kernel")]
 
 
+def test_a_registry_blob_is_named_by_the_artifacts_own_hash(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"url": f"registry:{SHA_B}"})
+    path.write_text(
+        path.read_text().replace("https://images.example.com/base.img", f"registry:{SHA_A}")
+    )
+    entry = load_entry(path)
+    assert [a.url for a in entry_artifacts(entry)] == [
+        f"registry:{SHA_A}",
+        f"registry:{SHA_B.lower()}",
+    ]
+    doc = entry_document(entry)
+    assert entry_from_document(doc, None, "catalog.llm").artifacts == entry.artifacts
+
+
 def test_an_entry_document_keeps_its_artifacts(tmp_path: Path) -> None:
     entry = load_entry(_write(tmp_path, {}))
     doc = entry_document(entry)
@@ -98,6 +112,8 @@ BAD = {
     "negative size": ({"extra": "size = -1"}, "artifacts[0].size"),
     "unknown field": ({"extra": "mirror = 'x'"}, "artifacts"),
     "image file with another hash": ({"name": "base.img"}, "artifacts[0].sha256"),
+    "registry blob of another hash": ({"url": f"registry:{SHA_A}"}, "artifacts[0].url"),
+    "registry source without a hash": ({"url": "registry:llama.tar"}, "artifacts[0].url"),
 }
 
 

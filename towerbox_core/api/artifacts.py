@@ -25,7 +25,7 @@ class FetchProgress(msgspec.Struct, frozen=True):
 class ArtifactView(msgspec.Struct, frozen=True):
     name: str
     kind: str  # image | kernel | initrd | model
-    url: str | None
+    url: str | None  # http(s), or "registry:<sha256>" (the fleet registry's blob)
     sha256: str
     size: int | None  # what the catalog says, when it says
     # verified: on disk with the right hash; present: on disk, hash not checked since

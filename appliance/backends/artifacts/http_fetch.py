@@ -9,6 +9,7 @@ starts over. httpx's exceptions stop here and become the project's errors.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -59,6 +60,9 @@ class Wanted:
     url: str
     sha256: str
     size: int | None
+    # Over this unix socket instead of TCP: the edge agent's blob relay, which takes a
+    # fleet registry blob's requests to the registry (the appliance has no WAN).
+    socket: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,8 @@ def fetch(
     if resumed and resumed == want.size:
         return _publish_complete_partial(store, want, listener, resumed)
     timeout = httpx.Timeout(timeout_s)
-    with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+    transport = httpx.HTTPTransport(uds=want.socket) if want.socket else None
+    with httpx.Client(timeout=timeout, follow_redirects=True, transport=transport) as client:
         try:
             return _transfer(client, store, want, bucket, listener, should_stop, resumed)
         except _StartOver:
@@ -194,6 +199,7 @@ def _expected_total(resp: httpx.Response, want: Wanted, have: int) -> int | None
         # 200: the server ignores ranges; 416: the partial file is not a prefix it knows.
         raise _StartOver
     if resp.status_code != 200:
+        _raise_problem(resp, want)
         raise BackendError(
             f"artifact {want.name}: {_host(want.url)} answered HTTP {resp.status_code}",
             code="artifact_source_error",
@@ -204,6 +210,28 @@ def _expected_total(resp: httpx.Response, want: Wanted, have: int) -> int | None
     if length is not None and length.isdigit():
         return int(length)
     return want.size
+
+
+def _raise_problem(resp: httpx.Response, want: Wanted) -> None:
+    """A problem answer from the agent's relay (or the registry behind it) keeps its
+    code: ``artifact_origin_unavailable``, ``blob_not_found`` say more than a status.
+    Any other server's error body is not ours to interpret."""
+    if want.socket is None or "json" not in resp.headers.get("content-type", ""):
+        return
+    try:
+        problem = json.loads(resp.read()[:16384])
+    except ValueError:
+        return
+    if not isinstance(problem, dict) or not isinstance(problem.get("code"), str):
+        return
+    error = BackendUnavailable if resp.status_code in (502, 503, 504) else BackendError
+    raise error(
+        f"artifact {want.name}: {_host(want.url)} answered HTTP {resp.status_code}: "
+        f"{problem.get('detail', '')}",
+        code=problem["code"],
+        artifact=want.name,
+        http_status=resp.status_code,
+    )
 
 
 def _copy(

@@ -135,6 +135,7 @@ def agent_env(daemon: Daemon, state_dir: Path, token_file: Path, **extra: str) -
         "TOWERBOX_AGENT_BACKOFF_BASE_S": "0.2",
         "TOWERBOX_AGENT_BACKOFF_CAP_S": "2",
         "TOWERBOX_AGENT_REQUEST_TIMEOUT_S": "10",
+        "TOWERBOX_AGENT_RELAY_SOCKET": str(state_dir / "blobs.sock"),
         "PYTHONUNBUFFERED": "1",
         **extra,
     }

@@ -72,10 +72,18 @@ class Lab:
 
 
 @contextmanager
-def open_lab(tmp_path: Path, database: str) -> Iterator[Lab]:
-    """Appliance and registry started, a site created, the agent enrolled (not started)."""
+def open_lab(tmp_path: Path, database: str, **node_env: str) -> Iterator[Lab]:
+    """Appliance and registry started, a site created, the agent enrolled (not started).
+
+    ``node_env`` adds to the appliance's configuration.
+    """
     cfg = make_config(
-        tmp_path / "node", TOWERBOX_GPU_BACKEND="simulated", TOWERBOX_N6_BACKEND="simulated"
+        tmp_path / "node",
+        TOWERBOX_GPU_BACKEND="simulated",
+        TOWERBOX_N6_BACKEND="simulated",
+        # The agent's blob relay (agent_env puts it in the agent's folder).
+        TOWERBOX_ARTIFACTS_REGISTRY_RELAY=str(tmp_path / "agent" / "blobs.sock"),
+        **node_env,
     )
     (tmp_path / "node").mkdir(exist_ok=True)
     # No watchdog pings: nobody reads the notify socket after READY, and a full

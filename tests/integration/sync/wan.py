@@ -120,6 +120,16 @@ class DelayProxy:
         self._thread.join(timeout=10)
         self._loop.close()
 
+    def reset_connections(self) -> None:
+        """Abort every connection open through the proxy (a link that drops), from
+        any thread; new connections go through as before."""
+
+        async def reset() -> None:
+            for writer in list(self._writers):
+                writer.transport.abort()
+
+        asyncio.run_coroutine_threadsafe(reset(), self._loop).result(timeout=10)
+
     async def _start(self) -> None:
         self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
 
