@@ -118,7 +118,7 @@ def node_journal(path: Path) -> None:
 
 
 def node_report(service: MeteringService, group_by: str = "total") -> list[Any]:
-    return rated(service.buckets(START, END, END), group_by, []).lines
+    return service.report(START, END, END, group_by).lines
 
 
 def registry_fleet(tmp: Path) -> UsageService:

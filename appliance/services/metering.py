@@ -23,7 +23,7 @@ from towerbox_core.metering.fold import METERED_KINDS, NODE_TENANT, ROLLUP_KIND,
 from towerbox_core.metering.ledger import Ledger, Rollup, Totals, next_rollup, rebuild, rollup_of
 from towerbox_core.metering.period import iso, parse_period
 from towerbox_core.metering.prices import PriceBook, check_book, scheduled_version
-from towerbox_core.metering.report import Buckets, only_tenant, rated
+from towerbox_core.metering.report import Buckets, Rated, Tally, rated_tally
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,7 @@ class MeteringService:
         scope = self._scope(principal, tenant)
         now = self._clock()
         start, end = parse_period(from_, to, now)
-        buckets = only_tenant(self.buckets(start, end, now), scope)
-        found = rated(buckets, group_by, self.books().versions)
+        found = self.report(start, end, now, group_by, scope)
         return UsageReport(
             from_=iso(start),
             to=iso(end),
@@ -67,6 +66,20 @@ class MeteringService:
             total_cost=found.total_cost,
             lines=found.lines,
         )
+
+    def report(
+        self, start: int, end: int, now: int, group_by: str, tenant: str | None = None
+    ) -> Rated:
+        """[start, end) rated: the closed hours as the ledger keeps them, and the
+        holdings still open cut only where a period or a price version begins."""
+        tally = Tally(group_by, self.books().versions)
+        with self._lock:
+            ledger = self._follow()
+            tally.add_buckets(ledger.closed_items(start, end, tenant))
+            for held, resource, amount, since, until in ledger.open_spans(now):
+                if tenant is None or held == tenant:
+                    tally.add_span(held, resource, amount, max(since, start), min(until, end))
+        return rated_tally(tally)
 
     def buckets(self, start: int, end: int, now: int) -> Buckets:
         with self._lock:

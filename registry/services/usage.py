@@ -135,7 +135,7 @@ class UsageService:
                 question = held.asked.get(asked)
                 if question is None:
                     closed = Tally(group_by, books)
-                    closed.add_buckets(held.ledger.closed_buckets(start, end, tenant))
+                    closed.add_buckets(held.ledger.closed_items(start, end, tenant))
                     question = _Asked(tenant, start, end, closed)
                     if len(held.asked) >= _REPORTS_KEPT:
                         held.asked.clear()

@@ -89,15 +89,21 @@ class Ledger:
     def closed_buckets(self, from_us: int, to_us: int, tenant: str | None = None) -> Buckets:
         """The closed hour buckets in [from's hour, to): a closed bucket counts whole
         (from and to fall on the hour, or ``to`` is now); one tenant's, or all."""
+        return dict(self.closed_items(from_us, to_us, tenant))
+
+    def closed_items(
+        self, from_us: int, to_us: int, tenant: str | None = None
+    ) -> Iterable[tuple[tuple[str, str, int], int]]:
+        """The same as ``closed_buckets``, without copying them: read at once."""
         first = from_us - from_us % HOUR_US
         lo, hi = self._span
         if first <= lo and hi < to_us and tenant is None:
-            return dict(self.closed)
-        return {
-            k: v
+            return self.closed.items()
+        return (
+            (k, v)
             for k, v in self.closed.items()
             if first <= k[2] < to_us and (tenant is None or k[0] == tenant)
-        }
+        )
 
     def open_spans(self, now_us: int) -> list[tuple[str, str, int, int, int]]:
         """(tenant, resource, amount, since, until) of the holdings open now, until now.

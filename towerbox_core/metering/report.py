@@ -121,7 +121,7 @@ def period_start(hour_us: int, group_by: str) -> str | None:
 
 def report(buckets: Buckets, group_by: str, books: list[PriceBook]) -> list[UsageLine]:
     tally = Tally(group_by, books)
-    tally.add_buckets(buckets)
+    tally.add_buckets(buckets.items())
     return tally.lines()
 
 
@@ -163,11 +163,12 @@ class Tally:
         other._hours, other._billing = self._hours, self._billing  # caches, shared
         return other
 
-    def add_buckets(self, buckets: Buckets) -> None:
+    def add_buckets(self, buckets: Iterable[tuple[tuple[str, str, int], int]]) -> None:
+        """Hour buckets' items: (tenant, resource, hour) and unit-microseconds."""
         # _add's work, with each hour's period and version and each resource's billing
         # looked up once: a month of a busy node is some 100,000 buckets.
         held, priced, hours, billing = self.held, self.priced, self._hours, self._billing
-        for (tenant, resource, hour), value in buckets.items():
+        for (tenant, resource, hour), value in buckets:
             known = hours.get(hour)
             if known is None:
                 known = self._hour(hour)
@@ -272,7 +273,7 @@ class Rated(msgspec.Struct, frozen=True):
 def rated(buckets: Buckets, group_by: str, books: list[PriceBook]) -> Rated:
     """The report's lines with the currency and total cost a book gives them."""
     tally = Tally(group_by, books)
-    tally.add_buckets(buckets)
+    tally.add_buckets(buckets.items())
     return rated_tally(tally)
 
 
