@@ -214,6 +214,7 @@ def _service_manager(
         vnet_exists=lambda tenant, name: any(
             (v.tenant, v.name) == (tenant, name) for v in n6.declared().vnets
         ),
+        agent_unsupported=backend.guest_agent_unsupported,
     )
     deps = ServiceDeps(
         catalog=catalog,

@@ -1,9 +1,11 @@
-"""Health probes of service replicas: a serial-console marker or a TCP port.
+"""Health probes of service replicas: a serial-console marker, a TCP port or the
+QEMU guest agent.
 
 Each probe really looks at something outside the VM's power state: the console log
-QEMU writes for the VM (the file the console route tails), or a TCP connection to
-the VM's address. The guest-agent kind is refused before anything is made (see
-``service_templates.check_on_node``): this node does not implement it yet.
+QEMU writes for the VM (the file the console route tails), a TCP connection to the
+VM's address, or a ``guest-ping`` through the VM's guest-agent channel. A backend
+that cannot run agent commands (the libvirt test driver) has the agent kind refused
+before anything is made (see ``service_templates.check_on_node``).
 
 The VM's address comes from libvirt (DHCP leases, then the host's ARP table); a
 test or a node with its own address plan replaces ``address_of``.
@@ -25,7 +27,8 @@ from towerbox_core.errors import TowerboxError
 
 # A console log is scanned up to this size; a marker is printed at boot, early on.
 _MAX_CONSOLE_BYTES = 16 << 20
-# A probe a view makes (GET) waits at most this long for a TCP answer.
+# A probe a view makes (GET) waits at most this long for a TCP answer (a guest
+# agent gets a whole second: libvirt counts in seconds).
 QUICK_TCP_S = 0.5
 _POLL_S = 0.2
 
@@ -57,7 +60,7 @@ class HealthProber:
         found = self._backend.addresses(vm_id)
         return found[0] if found else None
 
-    def probe(self, vm_id: str, health: HealthCheck | None, tcp_timeout_s: float) -> Probe:
+    def probe(self, vm_id: str, health: HealthCheck | None, timeout_s: float) -> Probe:
         """One look at one replica: its domain runs and its check passes."""
         try:
             status = self._backend.status(vm_id)
@@ -73,9 +76,9 @@ class HealthProber:
         if health.kind == "serial":
             found = self._serial(vm_id, health.marker or "")
         elif health.kind == "tcp":
-            found = self._tcp(vm_id, health.port or 0, tcp_timeout_s)
+            found = self._tcp(vm_id, health.port or 0, timeout_s)
         else:
-            found = Probe(False, "guest-agent health checks are not implemented on this node")
+            found = self._agent(vm_id, timeout_s)
         return Probe(found.healthy, found.detail, state)
 
     def _serial(self, vm_id: str, marker: str) -> Probe:
@@ -103,6 +106,13 @@ class HealthProber:
                 return Probe(True, f"{address}:{port} accepts connections")
         except OSError as err:
             return Probe(False, f"{address}:{port}: {err.strerror or err}")
+
+    def _agent(self, vm_id: str, timeout_s: float) -> Probe:
+        try:
+            self._backend.ping_guest_agent(vm_id, timeout_s)
+        except TowerboxError as err:
+            return Probe(False, f"guest agent: {err.message}")
+        return Probe(True, "guest agent answers a ping")
 
     def wait_healthy(
         self,

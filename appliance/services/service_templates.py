@@ -17,21 +17,17 @@ from typing import Any
 
 import msgspec
 
+from appliance.backends.vm.protocol import AgentUnsupported
 from appliance.catalog.model import CatalogEntry
 from appliance.catalog.values import check_values
 from appliance.services.auth import Principal
 from towerbox_core.api.services import RoleTemplate, ServiceDeployRequest, ServiceTemplate
 from towerbox_core.api.vms import VmCreateRequest
-from towerbox_core.errors import Forbidden, InvalidInput, NotFound, TowerboxError
+from towerbox_core.errors import Forbidden, InvalidInput, NotFound
 from towerbox_core.names import check_name
 from towerbox_core.service_rules import check_template
 
 SERVICES_DIRNAME = "services"
-
-
-class NotImplementedOnNode(TowerboxError):
-    code = "not_implemented"
-    status = 501
 
 
 def services_dir(catalog_dir: Path) -> Path:
@@ -114,6 +110,8 @@ class NodeFacts:
     catalog: dict[str, CatalogEntry]
     gpu_profiles: Callable[[], frozenset[str]]
     vnet_exists: Callable[[str, str], bool]  # (tenant, name)
+    # Why the VM backend cannot ping guest agents (the libvirt test driver); None: it can.
+    agent_unsupported: str | None = None
 
 
 def check_on_node(template: ServiceTemplate, tenant: str, facts: NodeFacts) -> None:
@@ -152,10 +150,10 @@ def check_role_on_node(role: RoleTemplate, tenant: str, facts: NodeFacts, where:
         field = f"{where}.{named}" if named else f"{where}.values"
         raise InvalidInput(f"role {role.name}: {err.message}", code=err.code, field=field) from err
     health = role.health
-    if health is not None and health.kind == "agent":
-        raise NotImplementedOnNode(
-            f"role {role.name}: guest-agent health checks are not implemented on this "
-            "node; use a serial marker or a TCP port",
+    if health is not None and health.kind == "agent" and facts.agent_unsupported:
+        raise AgentUnsupported(
+            f"role {role.name}: this node cannot run guest-agent health checks "
+            f"({facts.agent_unsupported}); use a serial marker or a TCP port",
             field=f"{where}.health.kind",
         )
     if (

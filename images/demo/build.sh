@@ -2,8 +2,9 @@
 # Build the demo appliance image: the current Debian kernel and a busybox-static
 # initramfs whose /init prints TOWERBOX-DEMO-BOOTED on the serial port, powers off
 # on the ACPI power button, prints what it finds on its NoCloud seed CD-ROM
-# (TOWERBOX-SEED ... model=...) and on its model disk (TOWERBOX-MODEL ...), and
-# otherwise prints a heartbeat every 10 s. Also writes the demo model file that the
+# (TOWERBOX-SEED ... model=...) and on its model disk (TOWERBOX-MODEL ...), answers
+# the QEMU guest agent's sync and ping on the org.qemu.guest_agent.0 port (when the
+# VM has that channel), and otherwise prints a heartbeat every 10 s. Also writes the demo model file that the
 # demo catalog entry attaches as a read-only disk.
 #
 # usage: images/demo/build.sh OUTPUT_DIR
@@ -78,7 +79,8 @@ deb=$(find "$work/deb" -maxdepth 1 -name '*.deb' -print -quit)
 # The power button needs the ACPI button driver (it creates the input device) and
 # evdev (it gives that device a /dev/input/event node busybox acpid can read). The
 # seed CD-ROM (SATA on q35) needs AHCI, the SCSI CD-ROM driver and isofs; the model
-# disk needs virtio-blk over virtio-pci. Debian builds all of them as modules; newer
+# disk needs virtio-blk over virtio-pci; the guest-agent port needs virtio_console.
+# Debian builds all of them as modules; newer
 # kernels ship them under /usr/lib and compressed. One pass over the archive (large
 # and xz-compressed): patterns that match nothing only make tar complain, which is
 # fine as long as the kernel came out.
@@ -90,6 +92,7 @@ dpkg-deb --fsys-tarfile "$deb" |
         '*/kernel/drivers/ata/libata.ko*' '*/kernel/drivers/ata/libahci.ko*' \
         '*/kernel/drivers/ata/ahci.ko*' '*/kernel/fs/isofs/isofs.ko*' \
         '*/kernel/drivers/virtio/virtio*.ko*' '*/kernel/drivers/block/virtio_blk.ko*' \
+        '*/kernel/drivers/char/virtio_console.ko*' \
         2>"$work/tar.log" || true
 if ! compgen -G "$work/kernel/boot/vmlinuz-*" >/dev/null; then
     log "no /boot/vmlinuz-* in $kernel_pkg: $(cat "$work/tar.log")"
@@ -113,7 +116,7 @@ done
 # In load order: each after the modules it needs (modinfo -F depends).
 wanted=(button evdev
     scsi_common scsi_mod libata libahci ahci cdrom sr_mod isofs
-    virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk)
+    virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio_console)
 modules=()
 for name in "${wanted[@]}"; do
     src=$(find "$work/kernel" -path '*/kernel/*' -name "$name.ko*" -print -quit)
@@ -233,6 +236,61 @@ if wait_for /dev/input/event0; then
         power_button="acpid (not ready)"
     fi
 fi
+
+# A minimal QEMU guest agent: JSON requests, one per line, on the virtio-serial
+# port named org.qemu.guest_agent.0. It knows guest-sync, guest-sync-delimited
+# (whose answer starts with a 0xFF byte, so the host can find where it begins) and
+# guest-ping; anything else is CommandNotFound. Runs in the background for as long
+# as the VM does; a VM without the channel prints TOWERBOX-AGENT none.
+agent_reply() {
+    cmd=$(echo "$1" | sed -n 's/.*"execute" *: *"\([^"]*\)".*/\1/p')
+    case $cmd in
+        guest-sync | guest-sync-delimited)
+            id=$(echo "$1" | sed -n 's/.*"id" *: *\(-\{0,1\}[0-9]\{1,\}\).*/\1/p')
+            [ "$cmd" = guest-sync-delimited ] && printf '\377'
+            printf '{"return": %s}\n' "${id:-0}"
+            ;;
+        guest-ping) printf '{"return": {}}\n' ;;
+        "") ;; # a blank line or the host's 0xFF resynchronisation byte alone
+        *) printf '{"error": {"class": "CommandNotFound", "desc": "not supported"}}\n' ;;
+    esac
+}
+
+guest_agent() {
+    port=
+    i=0
+    while [ -z "$port" ] && [ "$i" -lt 50 ]; do
+        for name in /sys/class/virtio-ports/*/name; do
+            [ -e "$name" ] || continue
+            if [ "$(cat "$name")" = org.qemu.guest_agent.0 ]; then
+                port=${name%/name}
+                port=/dev/${port##*/}
+            fi
+        done
+        [ -n "$port" ] || sleep 0.1
+        i=$((i + 1))
+    done
+    if [ -z "$port" ] || ! wait_for "$port"; then
+        say "TOWERBOX-AGENT none"
+        return
+    fi
+    say "TOWERBOX-AGENT port=${port#/dev/}"
+    # The port stays open: libvirt connects its end only once it sees the guest's
+    # open, and closing on end-of-file (what a read gives while no host end is
+    # connected) would take that back. So end-of-file only means: try again soon.
+    while :; do
+        {
+            while :; do
+                while IFS= read -r line <&3; do
+                    agent_reply "$line" >&3
+                done
+                sleep 0.5
+            done
+        } 3<>"$port"
+        sleep 1 # the open itself failed
+    done
+}
+guest_agent </dev/null >/dev/null 2>&1 &
 
 say "TOWERBOX-DEMO-BOOTED kernel=$kernel power-button=$power_button"
 read_seed

@@ -13,13 +13,18 @@ import libvirt
 import pytest
 
 from appliance.backends.vm.libvirt_backend import SYSTEM_URI, TEST_URI, LibvirtBackend
-from appliance.backends.vm.protocol import DomainState
-from towerbox_core.errors import BackendError, Conflict, NotFound
+from appliance.backends.vm.protocol import AgentUnsupported, DomainState
+from towerbox_core.errors import BackendError, Conflict, NotFound, TowerboxError
 
 NODE = f"contract-{os.getpid()}"
 
 
-def _tiny_xml(virt_type: str, name: str, vm_id: str, workdir: Path) -> str:
+AGENT_CHANNEL = (
+    "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+)
+
+
+def _tiny_xml(virt_type: str, name: str, vm_id: str, workdir: Path, extra: str = "") -> str:
     meta = (
         f"<metadata><tbx:vm xmlns:tbx='urn:towerbox:vm:1' node='{NODE}' vm-id='{vm_id}' "
         "role='other'/></metadata>"
@@ -36,7 +41,7 @@ def _tiny_xml(virt_type: str, name: str, vm_id: str, workdir: Path) -> str:
         "<os><type arch='x86_64' machine='pc'>hvm</type></os><features><acpi/></features>"
         "<on_poweroff>destroy</on_poweroff><devices><memballoon model='virtio'/>"
         f"<serial type='file'><source path='{workdir}/{name}.log'/></serial>"
-        "</devices></domain>"
+        f"{extra}</devices></domain>"
     )
 
 
@@ -158,3 +163,48 @@ def test_pin_vcpus_saved_and_live(backend: LibvirtBackend, domain: str) -> None:
         conn.close()
     assert [i for i, on in enumerate(pins[0]) if on] == [0]
     backend.destroy(domain)
+
+
+def test_a_guest_agent_ping_says_plainly_why_nothing_answered(
+    backend: LibvirtBackend, domain: str
+) -> None:
+    backend.start(domain)
+    _wait_state(backend, domain, DomainState.RUNNING)
+    if backend.simulated:
+        assert backend.guest_agent_unsupported is not None
+        with pytest.raises(AgentUnsupported) as unsupported:
+            backend.ping_guest_agent(domain, 1)
+        assert unsupported.value.status == 501
+    else:
+        assert backend.guest_agent_unsupported is None
+        with pytest.raises(BackendError) as err:  # the domain has no agent channel
+            backend.ping_guest_agent(domain, 1)
+        assert err.value.code == "agent_not_configured"
+    backend.destroy(domain)
+    with pytest.raises((Conflict, AgentUnsupported)):  # not running: nothing to ask
+        backend.ping_guest_agent(domain, 1)
+
+
+@pytest.mark.libvirtd
+def test_a_guest_agent_nobody_runs_is_not_connected() -> None:
+    try:
+        backend = LibvirtBackend(SYSTEM_URI, "qemu")
+    except TowerboxError as err:
+        pytest.skip(f"{SYSTEM_URI} unavailable: {err.message}")
+    workdir = Path(tempfile.mkdtemp(prefix="towerbox-contract-", dir="/var/tmp"))
+    workdir.chmod(0o755)
+    vm_id = str(uuid.uuid4())
+    # The channel is there, but the guest (firmware with no OS) never opens its port.
+    backend.define(_tiny_xml("qemu", f"contract-{vm_id[:8]}", vm_id, workdir, AGENT_CHANNEL))
+    try:
+        backend.start(vm_id)
+        with pytest.raises(BackendError) as err:
+            backend.ping_guest_agent(vm_id, 1)
+        assert err.value.code == "agent_unresponsive"
+        assert "not connected" in err.value.message
+    finally:
+        backend.destroy(vm_id)
+        backend.undefine(vm_id)
+        for f in workdir.iterdir():
+            f.unlink()
+        workdir.rmdir()

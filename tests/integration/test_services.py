@@ -169,8 +169,10 @@ def test_refusals_before_anything_is_made(appliance: Appliance, api: Api) -> Non
     assert deploy({"service": cycle}).json()["code"] == "service_cycle"
     agent = {"name": "ag", "roles": [{"name": "a", "catalog": "demo", "health": {"kind": "agent"}}]}
     resp = deploy({"service": agent})
-    assert (resp.status_code, resp.json()["code"]) == (501, "not_implemented")
-    assert "guest-agent" in resp.json()["detail"]
+    # The test driver cannot run guest-agent commands: refused, never faked healthy.
+    assert (resp.status_code, resp.json()["code"]) == (501, "agent_unsupported")
+    assert resp.json()["field"] == "roles[0].health.kind"
+    assert "test driver" in resp.json()["detail"]
     unknown = {"name": "u", "roles": [{"name": "a", "catalog": "nope"}]}
     assert deploy({"service": unknown}).json()["code"] == "unknown_catalog_entry"
     vnet = {"name": "v", "roles": [{"name": "a", "catalog": "demo", "vnets": ["cams"]}]}

@@ -1,6 +1,10 @@
-"""A two-role service on real libvirtd + QEMU with the demo image: the web role
-starts only once the backend's serial console shows the demo's boot marker, each
-replica is gated by that marker, and removing the service leaves nothing behind."""
+"""Services on real libvirtd + QEMU with the demo image.
+
+A two-role service: the web role starts only once the backend's serial console
+shows the demo's boot marker, each replica is gated by that marker, and removing the
+service leaves nothing behind. A role checked by the guest agent: it becomes healthy
+when the demo's agent answers libvirt's guest-ping on the VM's agent channel.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import libvirt
+import libvirt_qemu
 import msgspec
 import pytest
 
 from appliance.backends.vm.libvirt_backend import SYSTEM_URI
-from appliance.context import build_appliance
+from appliance.context import Appliance, build_appliance
 from appliance.services.auth import Principal, Role
 from appliance.store import journal
 from appliance.store.models import User, Vm
@@ -36,7 +41,7 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_two_roles_boot_in_order_on_qemu_gated_by_the_serial_marker(workdir: Path) -> None:
+def _real_appliance(workdir: Path) -> Appliance:
     try:
         libvirt.open(SYSTEM_URI).close()
     except libvirt.libvirtError as err:
@@ -51,7 +56,25 @@ def test_two_roles_boot_in_order_on_qemu_gated_by_the_serial_marker(workdir: Pat
         TOWERBOX_NODE_NAME=f"svc-it-{os.getpid()}",
         **REAL_HOST,
     )
-    app = build_appliance(cfg)
+    return build_appliance(cfg)
+
+
+def _root() -> Principal:
+    admin = User.get(User.username == "admin")
+    return Principal(admin.id, "admin", Role.INFRA_ADMIN, None, 0)
+
+
+def _clean_up(app: Appliance, root: Principal, vm_names: list[str]) -> None:
+    app.services.runner.wait_idle(300)
+    for vm in Vm.select():
+        app.vms.delete(root, vm.name)
+    for vm_name in vm_names:
+        Path(f"/var/log/libvirt/qemu/{vm_name}.log").unlink(missing_ok=True)
+    app.close()
+
+
+def test_two_roles_boot_in_order_on_qemu_gated_by_the_serial_marker(workdir: Path) -> None:
+    app = _real_appliance(workdir)
     name = f"svc{os.getpid()}"
     health = {"kind": "serial", "marker": MARKER, "timeout_s": 180}
     template = {
@@ -61,8 +84,7 @@ def test_two_roles_boot_in_order_on_qemu_gated_by_the_serial_marker(workdir: Pat
             {"name": "backend", "catalog": "demo", "health": health},
         ],
     }
-    admin = User.get(User.username == "admin")
-    root = Principal(admin.id, "admin", Role.INFRA_ADMIN, None, 0)
+    root = _root()
     try:
         app.auth.create_tenant("acme", "")
         req = msgspec.convert({"service": template, "tenant": "acme"}, ServiceDeployRequest)
@@ -83,9 +105,41 @@ def test_two_roles_boot_in_order_on_qemu_gated_by_the_serial_marker(workdir: Pat
         assert wait_state(app, name, timeout_s=300) is None
         assert Vm.select().count() == 0
     finally:
-        app.services.runner.wait_idle(300)
-        for vm in Vm.select():
-            app.vms.delete(root, vm.name)
-        for vm_name in (f"{name}-backend-1", f"{name}-web-1"):
-            Path(f"/var/log/libvirt/qemu/{vm_name}.log").unlink(missing_ok=True)
-        app.close()
+        _clean_up(app, root, [f"{name}-backend-1", f"{name}-web-1"])
+
+
+def test_a_role_checked_by_the_guest_agent_becomes_healthy_when_it_answers(
+    workdir: Path,
+) -> None:
+    app = _real_appliance(workdir)
+    name = f"agt{os.getpid()}"
+    vm_name = f"{name}-api-1"
+    health = {"kind": "agent", "timeout_s": 180}
+    template = {"name": name, "roles": [{"name": "api", "catalog": "demo", "health": health}]}
+    root = _root()
+    try:
+        app.auth.create_tenant("acme", "")
+        req = msgspec.convert({"service": template, "tenant": "acme"}, ServiceDeployRequest)
+        app.services.deploy(root, req)
+        assert wait_state(app, name, timeout_s=300) == "ready", app.services.get(root, name)
+        view = app.services.get(root, name)
+        (role,) = view.roles
+        assert (role.healthy, role.health) == (1, "guest agent answers a ping")
+        assert role.replicas[0].detail == "guest agent answers a ping"
+        steps = view.progress.steps if view.progress else []
+        assert f"{vm_name} healthy (guest agent answers a ping)" in steps
+        # What the check relied on, asked directly: the demo's agent on its channel.
+        conn = libvirt.open(SYSTEM_URI)
+        try:
+            dom = conn.lookupByName(vm_name)
+            ping = libvirt_qemu.qemuAgentCommand(dom, '{"execute":"guest-ping"}', 5, 0)
+            other = '{"execute":"guest-info"}'
+            with pytest.raises(libvirt.libvirtError, match="not supported"):
+                libvirt_qemu.qemuAgentCommand(dom, other, 5, 0)
+        finally:
+            conn.close()
+        assert msgspec.json.decode(ping) == {"return": {}}
+        app.services.remove(root, name)
+        assert wait_state(app, name, timeout_s=300) is None
+    finally:
+        _clean_up(app, root, [vm_name])

@@ -425,6 +425,19 @@ def test_without_serial_log_the_console_is_a_pty() -> None:
     assert root.find("devices/serial").get("type") == "pty"
 
 
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_every_vm_gets_a_guest_agent_channel(name: str) -> None:
+    channels = _tree(name).findall("devices/channel")
+    assert len(channels) == 1
+    assert channels[0].get("type") == "unix"
+    # No <source>: libvirt picks the socket's path under its own run directory.
+    assert channels[0].find("source") is None
+    assert channels[0].find("target").attrib == {
+        "type": "virtio",
+        "name": "org.qemu.guest_agent.0",
+    }
+
+
 def test_values_are_escaped_and_round_trip(tmp_path: Path) -> None:
     cmdline = """console=ttyS0 tbx.x=<&"'> a&&b </cmdline><evil/>"""
     spec = parse_vm_spec({"name": "esc", "boot": {"kernel": "k", "cmdline": cmdline}})
@@ -583,6 +596,9 @@ def test_test_driver_defines_a_shared_kernel_boot_vm(test_driver: Any) -> None:
     assert root.findtext("os/kernel") == f"{IMAGES}/vmlinuz"
     assert root.find("devices/serial").get("type") == "file"
     assert root.find("devices/interface/source").get("bridge") == "br0"
+    # The guest-agent channel is kept, with the virtio-serial controller it needs.
+    assert root.find("devices/channel/target").get("name") == "org.qemu.guest_agent.0"
+    assert root.find("devices/controller[@type='virtio-serial']") is not None
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

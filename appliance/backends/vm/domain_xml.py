@@ -23,6 +23,7 @@ OWNER_NS = "urn:towerbox:vm:1"
 VIRT_TYPES = ("kvm", "qemu", "test")
 _MARKER = f"{{{OWNER_NS}}}vm"
 MODEL_DISK_SERIAL = "towerbox-model"
+GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 # q35 gives passthrough devices PCIe config space (GPUs and FEC accelerators need it).
 _MACHINE = "q35"
 
@@ -122,15 +123,24 @@ def build_domain_xml(
     if gpu is not None:
         _add_gpu(devices, gpu)
     _add_serial(devices, spec.serial_log, paths.console_log)
+    _add_every_vms_devices(devices)
+
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode")
+
+
+def _add_every_vms_devices(devices: ET.Element) -> None:
+    # The QEMU guest agent's port (a guest-agent health check pings it). libvirt
+    # picks the host socket's path and adds the virtio-serial controller; a guest
+    # without an agent just leaves the port closed.
+    channel = ET.SubElement(devices, "channel", type="unix")
+    ET.SubElement(channel, "target", type="virtio", name=GUEST_AGENT_CHANNEL)
     # No USB: libvirt would otherwise add an xHCI controller on q35 that nothing uses.
     ET.SubElement(devices, "controller", type="usb", model="none")
     balloon = ET.SubElement(devices, "memballoon", model="virtio")
     ET.SubElement(balloon, "stats", period="10")  # guest-side memory figures every 10 s
     rng = ET.SubElement(devices, "rng", model="virtio")
     _text(rng, "backend", "/dev/urandom", model="random")
-
-    ET.indent(root)
-    return ET.tostring(root, encoding="unicode")
 
 
 def _add_gpu(devices: ET.Element, gpu: GpuDevice) -> None:

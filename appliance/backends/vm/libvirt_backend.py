@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import libvirt
+import libvirt_qemu
 
 from appliance.backends.vm.domain_xml import OWNER_NS, read_owner
-from appliance.backends.vm.protocol import DomainState, DomainStats, DomainStatus
+from appliance.backends.vm.protocol import (
+    AgentUnsupported,
+    DomainState,
+    DomainStats,
+    DomainStatus,
+)
 from appliance.backends.vm.xml_parts import compact_cpuset
 from towerbox_core.errors import BackendError, BackendUnavailable, Conflict, NotFound
 
@@ -27,6 +34,8 @@ SYSTEM_URI = "qemu:///system"
 TEST_URI = "test:///default"
 
 _T = TypeVar("_T")
+
+GUEST_PING = '{"execute":"guest-ping"}'
 
 _STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: DomainState.UNKNOWN,
@@ -256,11 +265,45 @@ class LibvirtBackend:
 
         return self._call(f"addresses of {uuid}", go)
 
+    @property
+    def guest_agent_unsupported(self) -> str | None:
+        if self.simulated:
+            return f"the libvirt test driver ({self._uri}) cannot run guest-agent commands"
+        return None
+
+    def ping_guest_agent(self, uuid: str, timeout_s: float) -> None:
+        reason = self.guest_agent_unsupported
+        if reason is not None:
+            raise AgentUnsupported(reason)
+        # libvirt counts whole seconds, and 0 would mean "do not wait for the answer".
+        seconds = max(1, math.ceil(timeout_s))
+
+        def go(c: libvirt.virConnect) -> None:
+            libvirt_qemu.qemuAgentCommand(self._dom(c, uuid), GUEST_PING, seconds, 0)
+
+        try:
+            self._call(f"guest-agent ping of {uuid}", go)
+        except BackendError as err:
+            raise _agent_error(err) from err
+
     def bulk_stats(self) -> list[DomainStats]:
         def go(c: libvirt.virConnect) -> list[DomainStats]:
             return [_stats(dom, raw) for dom, raw in c.getAllDomainStats()]
 
         return self._call("domain stats", go)
+
+
+def _agent_error(err: BackendError) -> BackendError:
+    """A failed ping, with a code that says which way it failed."""
+    libvirt_code = err.extra.get("libvirt_code")
+    if libvirt_code == libvirt.VIR_ERR_AGENT_UNRESPONSIVE:
+        # "not connected" (nothing opened the port in the guest) or no answer in time
+        code = "agent_unresponsive"
+    elif libvirt_code == libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED:
+        code = "agent_not_configured"  # the domain has no guest-agent channel
+    else:
+        return err
+    return BackendError(err.message, code=code)
 
 
 def _with_flags(call: Callable[[int], object], flags: int) -> None:

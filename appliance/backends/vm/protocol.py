@@ -12,6 +12,16 @@ from typing import Protocol
 
 import msgspec
 
+from towerbox_core.errors import TowerboxError
+
+
+class AgentUnsupported(TowerboxError):
+    """The backend cannot run guest-agent commands at all (the libvirt test driver):
+    a guest-agent health check can never pass there, so it is refused up front."""
+
+    code = "agent_unsupported"
+    status = 501
+
 
 class DomainState(enum.StrEnum):
     RUNNING = "running"
@@ -96,6 +106,19 @@ class VmBackend(Protocol):
 
     def addresses(self, uuid: str) -> list[str]:
         """The guest's IP addresses from DHCP leases or ARP; empty when none is known."""
+        ...
+
+    @property
+    def guest_agent_unsupported(self) -> str | None:
+        """Why this backend cannot run QEMU guest-agent commands; None when it can."""
+        ...
+
+    def ping_guest_agent(self, uuid: str, timeout_s: float) -> None:
+        """Send ``guest-ping`` over the VM's guest-agent channel; return once it answers.
+
+        Raises a TowerboxError saying why not: no agent connected, no answer in
+        ``timeout_s``, no channel in the domain, or a backend that cannot do it.
+        """
         ...
 
     def bulk_stats(self) -> list[DomainStats]:
