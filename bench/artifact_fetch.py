@@ -87,7 +87,19 @@ def fetch_vs_curl(origin: Path, sha: str, work: Path) -> float:
         server.wait(timeout=30)
     print(f"artifact_fetch_s: {statistics.median(ours):.2f} s (1 GiB)")
     print(f"curl_fetch_s: {statistics.median(curl):.2f} s (1 GiB)")
+    # The floor under the fetch on this machine: the SHA-256 every byte goes through
+    # before the artifact is visible (curl hashes nothing).
+    print(f"sha256_only_s: {sha256_seconds(origin / 'big.bin'):.2f} s (1 GiB)")
     return statistics.median(curl) / statistics.median(ours)
+
+
+def sha256_seconds(path: Path) -> float:
+    digest = hashlib.sha256()
+    start = time.perf_counter()
+    with path.open("rb") as f:
+        while chunk := f.read(MIB):
+            digest.update(chunk)
+    return time.perf_counter() - start
 
 
 def resume_refetched(origin: Path, sha: str, work: Path) -> float:
@@ -202,14 +214,16 @@ def main() -> int:
     print(f"artifact_fetch_vs_curl: {ratio:.2f} ratio")
     print(f"resume_refetched_mib: {refetched:.2f} MiB")
     print(f"precache_bytes_outside_window: {outside} bytes")
-    ok = ratio >= TARGET_RATIO and refetched <= TARGET_REFETCHED_MIB and outside == 0
-    if not ok:
-        print(
-            f"missed: artifact_fetch_vs_curl >= {TARGET_RATIO}, resume_refetched_mib <= "
-            f"{TARGET_REFETCHED_MIB}, precache_bytes_outside_window == 0",
-            file=sys.stderr,
-        )
-    return 0 if ok else 1
+    missed = [
+        f"artifact_fetch_vs_curl >= {TARGET_RATIO}" if ratio < TARGET_RATIO else "",
+        f"resume_refetched_mib <= {TARGET_REFETCHED_MIB}"
+        if refetched > TARGET_REFETCHED_MIB
+        else "",
+        "precache_bytes_outside_window == 0" if outside else "",
+    ]
+    for target in filter(None, missed):
+        print(f"MISSED: {target}")
+    return 1 if any(missed) else 0
 
 
 if __name__ == "__main__":
