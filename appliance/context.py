@@ -318,7 +318,9 @@ def build_appliance(cfg: Config) -> Appliance:
         allocator=allocator,
         catalog=catalog,
         monitor=monitor,
-        reconciler=Reconciler(backend, cfg.node_name, start=vms.prepare_restart),
+        reconciler=Reconciler(
+            backend, cfg.node_name, start=vms.prepare_restart, lifecycle_lock=vms.lifecycle_lock
+        ),
         auth=auth,
         vms=vms,
         metrics=Metrics(),

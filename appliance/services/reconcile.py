@@ -5,13 +5,20 @@
 - A domain Towerbox owns but has no row for, or a row whose domain is gone, is
   drift: journalled once per episode, never deleted or re-created silently.
 - Domains without Towerbox's ownership marker are never touched.
+
+A run holds the VM service's create/delete lock: domains and rows are read as one
+view, so a VM half-way through a create or a delete is never called drift, and no
+restart lands on a domain that a delete is taking away.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -36,9 +43,16 @@ class ReconcileReport:
 
 class Reconciler:
     def __init__(
-        self, backend: VmBackend, node_name: str, start: Callable[[Vm], None] | None = None
+        self,
+        backend: VmBackend,
+        node_name: str,
+        start: Callable[[Vm], None] | None = None,
+        lifecycle_lock: AbstractContextManager[Any] | None = None,
     ) -> None:
         self._backend = backend
+        # The lock every VM create and delete holds while it defines or undefines the
+        # domain and writes or removes the row.
+        self._lifecycle_lock = lifecycle_lock or threading.Lock()
         # How a VM is started: the VM service's path, which binds its GPU slice first.
         self._start = start or (lambda vm: backend.start(vm.id))
         self._node = node_name
@@ -46,6 +60,10 @@ class Reconciler:
         self.last_report = ReconcileReport()
 
     def run(self) -> ReconcileReport:
+        with self._lifecycle_lock:
+            return self._run()
+
+    def _run(self) -> ReconcileReport:
         report = ReconcileReport()
         domains = {d.uuid: d for d in self._backend.list_domains()}
         rows = sorted(Vm.select(), key=lambda vm: (_ROLE_ORDER.get(vm.role, 9), vm.name))

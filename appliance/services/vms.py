@@ -88,6 +88,11 @@ class VmService:
         self._templates_dir = cloud_init_dir(cfg.resolved_catalog_dir())
         self.gpu_drain = VmGpuDrain(backend, gpus, cfg.gpu.drain_timeout_s, self._start_domain)
 
+    @property
+    def lifecycle_lock(self) -> threading.Lock:
+        """Held by every create and delete; whoever holds it sees domains and rows agree."""
+        return self._lock
+
     # -- reads -------------------------------------------------------------------
 
     def list_vms(self, principal: Principal) -> list[VmSummary]:
