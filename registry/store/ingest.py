@@ -26,6 +26,10 @@ _MAX_SEQ = 2**63 - 1
 _LIMITS = {"kind": 64, "object_type": 64, "object_id": 255}
 _ACTOR_PART_MAX = 128
 _CONFLICT_KINDS = {"desired.rejected": "rejected", "desired.conflict": "conflict"}
+# Kinds that report on an object without changing it: drift the node's reconciler
+# found. They stay in the journal; folded, a report on a VM the node no longer has
+# came back as a live VM with a name and no state, and no later entry cleared it.
+_REPORT_PREFIXES = ("drift.",)
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
@@ -164,7 +168,8 @@ def _store(site_id: int, new: Sequence[WireEntry]) -> None:
         rows.append(
             (site_id, e.seq, e.kind, e.object_type, e.object_id, state, e.created_at, actor)
         )
-        _fold(folds, e)
+        if not e.kind.startswith(_REPORT_PREFIXES):
+            _fold(folds, e)
         result = _CONFLICT_KINDS.get(e.kind)
         if result is not None:
             conflicts.append(_conflict_row(site_id, e, result, state))
@@ -181,7 +186,7 @@ def _fold(folds: dict[tuple[str, str], _Fold], e: WireEntry) -> None:
     """An object's state is its entries merged key by key, reset by create or delete.
 
     Entries like ``vm.state`` carry only what changed ({name, state}); merging keeps
-    the spec (tenant, role) that ``vm.created`` brought.
+    the spec (tenant, role) that ``vm.created`` brought, with the state it was made in.
     """
     key = (e.object_type, e.object_id)
     previous = folds.get(key)

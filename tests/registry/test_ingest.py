@@ -236,6 +236,45 @@ def test_objects_fold_entries_and_forget_deleted_ones(api: Api) -> None:
     assert by_id["vm-0"]["as_of"] == "2025-01-01T00:00:12+00:00"
 
 
+def _entry(seq: int, kind: str, vm: str, state: Any) -> dict[str, Any]:
+    return {"seq": seq, "kind": kind, "object_type": "vm", "object_id": vm, "state": state}
+
+
+def _drift(seq: int, kind: str, vm: str) -> dict[str, Any]:
+    return _entry(seq, kind, vm, {"name": vm, "detail": "what the reconciler saw"})
+
+
+def test_drift_reports_never_become_or_change_objects(api: Api) -> None:
+    """A drift entry after vm.deleted made a ghost VM: a name, no state, never cleared."""
+    site = api.enroll("s1")
+    api.post_batch(site, vm_entries(1, 6, vms=3))
+    # The delete and the drift in one batch, and in two: the second merged the drift
+    # into the stored state, which the delete had removed.
+    api.post_batch(
+        site,
+        [
+            _entry(7, "vm.deleted", "vm-1", None),
+            _drift(8, "drift.unknown_domain", "vm-1"),
+            _entry(9, "vm.deleted", "vm-2", None),
+        ],
+    )
+    api.post_batch(site, [_drift(10, "drift.unknown_domain", "vm-2")])
+    api.post_batch(site, [_drift(11, "drift.unknown_domain", "never-known")])
+    api.post_batch(site, [_drift(12, "drift.domain_missing", "vm-0")])
+    objects = api.client.get("/api/v1/sites/s1/objects?type=vm", headers=api.admin).json()
+    by_id = {o["object_id"]: o for o in objects["objects"]}
+    assert sorted(by_id) == ["vm-0"]
+    assert by_id["vm-0"]["seq"] == 6
+    assert "detail" not in by_id["vm-0"]["state"]
+    fleet = api.client.get("/api/v1/fleet/vms", headers=api.admin).json()
+    assert [(v["id"], v["state"]) for v in fleet["vms"]] == [("vm-0", "shutoff")]
+    # The reports themselves are kept in the site's journal.
+    page = api.client.get("/api/v1/sites/s1/journal", headers=api.admin).json()
+    kinds = [e["kind"] for e in page["entries"]]
+    assert kinds.count("drift.unknown_domain") == 3
+    assert kinds.count("drift.domain_missing") == 1
+
+
 def test_desired_results_become_conflicts(api: Api) -> None:
     site = api.enroll("s1")
     entries = [
