@@ -8,6 +8,8 @@ from appliance.backends.vm.protocol import DomainState, VmBackend
 
 RUNNING = "running"
 STOPPED = "stopped"
+# What libvirt reports for a domain just defined and never started.
+DEFINED = DomainState.SHUTOFF.value
 # Who starts first when several VMs come up together: the RAN before the rest.
 ROLE_ORDER = {"vran": 0, "upf": 1, "b2b": 2, "other": 3}
 ACTIVE = (

@@ -31,7 +31,7 @@ from appliance.services.gpu_binding import GpuBinder
 from appliance.services.monitor import Monitor, record_observed
 from appliance.services.vm_admission import VmAdmission
 from appliance.services.vm_gpu_drain import VmGpuDrain
-from appliance.services.vm_power import ACTIVE, RUNNING, STOPPED, is_active, wait_off
+from appliance.services.vm_power import ACTIVE, DEFINED, RUNNING, STOPPED, is_active, wait_off
 from appliance.services.vm_provision import (
     VnetResolver,
     check_references,
@@ -206,7 +206,7 @@ class VmService:
                         desired_state=STOPPED,
                         role=spec.role.value,
                         tenant=spec.tenant,
-                        observed_state="shutoff",
+                        observed_state=DEFINED,
                         disk_gib=size_gib,
                     )
                     created = self._created_state(spec, size_gib, seed)
@@ -412,7 +412,13 @@ class VmService:
 
     @staticmethod
     def _created_state(spec: VmSpec, disk_gib: int, seed: SeedPlan | None) -> dict[str, Any]:
-        state = {"spec": spec_to_dict(spec), "desired_state": STOPPED, "disk_gib": disk_gib}
+        # The observed state too: a VM never started has no vm.state entry to give one.
+        state = {
+            "spec": spec_to_dict(spec),
+            "desired_state": STOPPED,
+            "state": DEFINED,
+            "disk_gib": disk_gib,
+        }
         if seed is not None:  # its values with secrets redacted: the journal leaves the node
             state["values"] = seed.shown
         return state

@@ -3,11 +3,12 @@
 A node offline for a week still writes its journal; without a bound the disk fills.
 Entries older than the bound collapse to the newest entry of each kind of each object
 (object_type, object_id, kind). Kinds carry different fields — ``vm.created`` the whole
-spec, ``vm.state`` only the state — and the registry merges them in seq order, so the
-newest entry of every kind is exactly what that merge needs: each field's last writer
-is the newest entry of its kind. An object whose newest entry is its deletion keeps
-only that. ``compacted_through`` records how far the collapse reached, so the registry
-accepts the gaps at or below it and no others.
+spec and the state at creation, ``vm.state`` only the state — and the registry merges
+them in seq order, so the newest entry of every kind is exactly what that merge needs:
+each field's last writer is the newest entry of one of the kinds that write it. An
+object whose newest entry is its deletion keeps only that. ``compacted_through``
+records how far the collapse reached, so the registry accepts the gaps at or below it
+and no others.
 The sequence counter is untouched: new entries keep counting from where they were.
 """
 

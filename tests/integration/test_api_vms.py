@@ -88,6 +88,22 @@ def test_lifecycle(client: TestClient[Any], appliance: Appliance) -> None:
         assert kind in kinds
 
 
+def test_a_vm_never_started_is_journalled_with_its_state(
+    client: TestClient[Any], appliance: Appliance
+) -> None:
+    resp = _create(client, "idle")
+    assert resp.status_code == 201, resp.text
+    appliance.monitor_job()
+    entries = client.get("/api/v1/journal?limit=1000").json()["entries"]
+    mine = [e for e in entries if e["object_id"] == resp.json()["id"]]
+    # Nothing changes after the create, so no vm.state entry: the create says it.
+    assert [e["kind"] for e in mine] == ["vm.created"]
+    created = mine[0]["state"]
+    assert (created["desired_state"], created["state"]) == ("stopped", "shutoff")
+    assert created["spec"]["name"] == "idle"
+    assert client.get("/api/v1/vms/idle").json()["state"] == created["state"]
+
+
 def test_disk_vm_gets_an_overlay_that_delete_removes(
     client: TestClient[Any], appliance: Appliance
 ) -> None:

@@ -275,6 +275,18 @@ def test_drift_reports_never_become_or_change_objects(api: Api) -> None:
     assert kinds.count("drift.domain_missing") == 1
 
 
+def test_a_vm_never_started_has_the_state_it_was_created_in(api: Api) -> None:
+    site = api.enroll("s1")
+    spec = {"name": "idle", "tenant": "acme", "role": "b2b", "vcpus": 2}
+    created = {"spec": spec, "desired_state": "stopped", "state": "shutoff", "disk_gib": 8}
+    api.post_batch(site, [_entry(1, "vm.created", "vm-idle", created)])
+    fleet = api.client.get("/api/v1/fleet/vms", headers=api.admin).json()
+    assert [(v["name"], v["state"]) for v in fleet["vms"]] == [("idle", "shutoff")]
+    api.post_batch(site, [_entry(2, "vm.state", "vm-idle", {"name": "idle", "state": "running"})])
+    fleet = api.client.get("/api/v1/fleet/vms?state=running", headers=api.admin).json()
+    assert [(v["name"], v["state"]) for v in fleet["vms"]] == [("idle", "running")]
+
+
 def test_desired_results_become_conflicts(api: Api) -> None:
     site = api.enroll("s1")
     entries = [

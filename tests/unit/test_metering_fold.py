@@ -47,6 +47,24 @@ def test_a_vm_charges_while_active_and_its_disk_while_it_exists() -> None:
     assert {i.tenant for i in closed} == {"acme"}
 
 
+def test_vm_created_gives_the_state_the_vm_was_made_in() -> None:
+    # Nodes journal "shutoff"; entries from before the field had none and mean the same.
+    for made in ({"state": "shutoff"}, {}):
+        entries: list[Entry] = [
+            (1, "vm.created", "v1", {**vm("idle", "acme"), **made}, at(0)),
+            (2, "vm.deleted", "v1", None, at(60)),
+        ]
+        _, closed = fold(entries)
+        assert seconds(closed, "vcpu") == 0
+        assert seconds(closed, "disk_gib") == 10 * 60 * 60
+    running: list[Entry] = [
+        (1, "vm.created", "v1", {**vm("web", "acme"), "state": "running"}, at(0)),
+        (2, "vm.state", "v1", {"state": "shutoff"}, at(10)),
+    ]
+    _, closed = fold(running)
+    assert seconds(closed, "vcpu") == 2 * 10 * 60
+
+
 def test_a_clock_that_steps_back_never_makes_time_negative() -> None:
     entries: list[Entry] = [
         (1, "vm.created", "v1", vm("web", None), at(0)),

@@ -237,6 +237,8 @@ def _vm_created(s: MeterState, vm_id: str, state: dict[str, Any]) -> list[str]:
         hugepages=hugepages if hugepages and hugepages != "none" else None,
         whole_gpu=gpu.get("attach") == "passthrough",
     )
+    if isinstance(state.get("state"), str):  # nodes before it was journalled: "shutoff"
+        s.vms[vm_id] = msgspec.structs.replace(s.vms[vm_id], state=state["state"])
     return [f"vm:{vm_id}", *_owned_slices(s, str(spec.get("name", "")))]
 
 
