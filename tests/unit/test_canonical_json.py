@@ -58,6 +58,12 @@ def test_the_checksum_of_a_deeply_nested_state_does_not_recurse() -> None:
         (b'["\\\\", ["\\"[["]]', 2, False),  # nor after escaped quotes and backslashes
         (b'["\\\\", ["\\"[["]]', 1, True),
         (b"1", 0, False),
+        # Brackets in strings that would pair up with real ones must not hide depth.
+        (b'[[[["]]]",[[[]]],"[[["]]]]', 6, True),
+        (b'[[[["]]]",[[[]]],"[[["]]]]', 7, False),
+        # Unbalanced, so invalid, yet deep enough to exhaust a recursive decoder.
+        (b"[" * 2000 + b"}", 64, True),
+        (b"[}", 64, False),
     ],
 )
 def test_depth_is_counted_on_the_raw_bytes(body: bytes, limit: int, deeper: bool) -> None:
