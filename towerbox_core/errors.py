@@ -7,6 +7,7 @@ them into RFC 9457 problem-details responses; the CLI prints code and message.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 
@@ -75,6 +76,29 @@ class BackendUnavailable(TowerboxError):
 
     code = "backend_unavailable"
     status = 503
+
+
+class StoreBusy(TowerboxError):
+    """Another writer held the state database past the busy timeout; retry shortly."""
+
+    code = "store_busy"
+    status = 503
+    retry_after_s = 1
+
+
+def is_lock_contention(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked", as raised or wrapped (peewee
+    re-raises it as its own OperationalError while handling the original)."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            break
+        if isinstance(seen, sqlite3.OperationalError) and str(seen).startswith(
+            ("database is locked", "database table is locked")
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class BackendError(TowerboxError):

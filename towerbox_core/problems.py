@@ -17,7 +17,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ExceptionHandlersMap
 
-from towerbox_core.errors import TowerboxError
+from towerbox_core.errors import StoreBusy, TowerboxError, is_lock_contention
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ def towerbox_error(_: Request[Any, Any, Any], exc: TowerboxError) -> Response[di
     if exc.status >= 500:
         log.error("request failed: %s (%s)", exc.message, exc.code)
     body = exc.to_problem()
-    return Response(body, status_code=exc.status, media_type=PROBLEM_JSON)
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, StoreBusy) else None
+    return Response(body, status_code=exc.status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def validation_error(
@@ -73,7 +74,12 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[s
     return problem(exc.status_code, code, str(exc.detail))
 
 
-def internal_error(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    if is_lock_contention(exc):
+        # A write that met another writer outside the store's own translation: the
+        # same answer, never a 500.
+        busy = StoreBusy("the database is busy with another writer; retry shortly")
+        return towerbox_error(request, busy)
     log.error("unhandled error in request", exc_info=exc)
     return problem(500, "internal_error", "internal error; the server's log has the details")
 

@@ -113,7 +113,7 @@ def canonical_line(entry: WireEntry) -> bytes:
     The actor is part of what is proven held; entries without one (written before
     actors were recorded) keep the line they always had, so old checksums still match.
     """
-    state = msgspec.json.encode(_sorted(entry.state))
+    state = canonical_json(entry.state)
     head = f"{entry.seq}\t{entry.kind}\t{entry.object_type}\t{entry.object_id}\t"
     actor = b"" if entry.actor is None else b"\t" + msgspec.json.encode(entry.actor)
     return head.encode() + state + actor + b"\n"
@@ -127,12 +127,38 @@ def journal_checksum(entries: Iterable[WireEntry]) -> str:
     return digest.hexdigest()
 
 
-def _sorted(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _sorted(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [_sorted(v) for v in value]
-    return value
+def canonical_json(value: Any) -> bytes:
+    """Compact JSON with every object's keys sorted, at any depth.
+
+    The bytes ``msgspec.json.encode`` gives for the key-sorted value, built with an
+    explicit stack rather than recursion: an entry stored deeper than the edge now
+    allows must still get a checksum, not a RecursionError on every summary.
+    """
+    out: list[bytes] = []
+    # (False, value) still to encode, or (True, bytes) to emit as they are; last first.
+    stack: list[tuple[bool, Any]] = [(False, value)]
+    while stack:
+        raw, item = stack.pop()
+        if raw:
+            out.append(item)
+        elif isinstance(item, dict):
+            out.append(b"{")
+            stack.append((True, b"}"))
+            keys = sorted(item)
+            for i in range(len(keys) - 1, -1, -1):
+                stack.append((False, item[keys[i]]))
+                key = msgspec.json.encode(keys[i] if isinstance(keys[i], str) else str(keys[i]))
+                stack.append((True, (b"," if i else b"") + key + b":"))
+        elif isinstance(item, list):
+            out.append(b"[")
+            stack.append((True, b"]"))
+            for i in range(len(item) - 1, -1, -1):
+                stack.append((False, item[i]))
+                if i:
+                    stack.append((True, b","))
+        else:
+            out.append(msgspec.json.encode(item))
+    return b"".join(out)
 
 
 class AgentStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -24,6 +24,7 @@ from appliance.api.usage import UsageController
 from appliance.api.vms import VmController
 from appliance.context import Appliance
 from towerbox_core import problems
+from towerbox_core.json_request import BoundedJsonRequest
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -80,6 +81,7 @@ def create_app(appliance: Appliance) -> Litestar:
             DefineMiddleware(make_auth_middleware(appliance.auth)),
         ],
         exception_handlers=problems.problem_handlers(),
+        request_class=BoundedJsonRequest,
         openapi_config=problems.bearer_openapi(
             "Towerbox appliance API", "token from POST /api/v1/auth/login"
         ),

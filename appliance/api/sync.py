@@ -28,9 +28,13 @@ from towerbox_core.api.sync import (
     SyncStatusView,
 )
 from towerbox_core.errors import Forbidden
+from towerbox_core.json_depth import MAX_WIRE_JSON_DEPTH
+from towerbox_core.json_request import OPT_KEY as JSON_DEPTH_OPT
 from towerbox_core.wire import AgentStatus, DesiredDocument
 
 SYNC_AGENT_OPEN = {"sync_agent": True}
+# A desired document wraps the operator's document, which the registry bounded.
+_DESIRED_OPT = {**SYNC_AGENT_OPEN, JSON_DEPTH_OPT: MAX_WIRE_JSON_DEPTH}
 
 
 def sync_agent_guard(
@@ -100,7 +104,7 @@ class SyncController(Controller):
         token = appliance.auth.sync_agent_token(request.user, data.name)
         return AgentToken(token=token, name=data.name, role=Role.SYNC_AGENT.value)
 
-    @post("/desired/{kind:str}", sync_to_thread=True, status_code=200, opt=SYNC_AGENT_OPEN)
+    @post("/desired/{kind:str}", sync_to_thread=True, status_code=200, opt=_DESIRED_OPT)
     def post_desired(
         self,
         request: AuthedRequest,

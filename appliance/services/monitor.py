@@ -102,7 +102,9 @@ class Monitor:
 def record_state_changes(snapshot: NodeSnapshot) -> int:
     """Journal each owned VM whose observed state changed since the last sweep."""
     changed = 0
-    for vm in Vm.select(Vm.id, Vm.name, Vm.observed_state):
+    # Read all first: a write while this read statement is still open could not wait
+    # for another writer's lock, and would fail at once with "database is locked".
+    for vm in list(Vm.select(Vm.id, Vm.name, Vm.observed_state)):
         sample = snapshot.vms.get(vm.id)
         state = sample.state if sample else "missing"
         if state != vm.observed_state:

@@ -91,7 +91,8 @@ class ServiceManager:
             "updating": "update",
             "removing": "remove",
         }
-        for row in Service.select().where(Service.state.in_(list(busy))):
+        # Read all first: the writes below cannot wait for the lock while it is open.
+        for row in list(Service.select().where(Service.state.in_(list(busy)))):
             msg = f"the node stopped during its {busy[row.state]}; remove it and deploy again"
             set_state(row.name, "failed", msg, kind="service.failed", detail={"recovered": True})
             log.warning("service %s: %s", row.name, msg, extra={"service": row.name})

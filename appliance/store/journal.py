@@ -22,6 +22,7 @@ import peewee
 
 from appliance.store.journal_clock import MonotonicClock
 from appliance.store.models import JournalEntry, Meta, db_proxy, utcnow
+from towerbox_core.errors import StoreBusy, is_lock_contention
 from towerbox_core.metering.fold import CLOCK_STEPPED
 from towerbox_core.wire import Actor, WireEntry, journal_checksum
 
@@ -97,13 +98,23 @@ def write_transaction() -> Iterator[None]:
     """A write transaction that takes SQLite's write lock up front.
 
     BEGIN IMMEDIATE serialises writers, which is what makes the journal's counter
-    gap-free without any lock of our own, even across processes.
+    gap-free without any lock of our own, even across processes. Taking the lock
+    first is also what lets SQLite's busy handler wait for another writer: a
+    transaction that reads and then writes (or a write while a read statement of the
+    same connection is still open) is refused at once with "database is locked".
+    A writer that still finds the lock held past the busy timeout raises
+    ``StoreBusy`` (503 store_busy, Retry-After).
     """
     db = db_proxy.obj
     if not isinstance(db, peewee.SqliteDatabase):
         raise TypeError("the state database is not open")
-    with db.atomic(lock_type="IMMEDIATE"):
-        yield
+    try:
+        with db.atomic(lock_type="IMMEDIATE"):
+            yield
+    except peewee.OperationalError as err:
+        if not is_lock_contention(err):
+            raise
+        raise StoreBusy("the state database is busy with another writer; retry shortly") from err
 
 
 @contextmanager

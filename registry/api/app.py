@@ -21,6 +21,7 @@ from registry.context import Registry, build_registry
 from registry.store.db import SCHEMA_VERSION
 from towerbox_core import problems
 from towerbox_core.api.fleet import Health
+from towerbox_core.json_request import BoundedJsonRequest
 from towerbox_core.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def create_app(registry: Registry) -> Litestar:
         dependencies={"registry": Provide(lambda: registry, sync_to_thread=False)},
         middleware=[DefineMiddleware(make_auth_middleware(registry))],
         exception_handlers=problems.problem_handlers(),
+        request_class=BoundedJsonRequest,
         openapi_config=problems.bearer_openapi(
             "Towerbox fleet registry API",
             "operator token (POST /api/v1/auth/login) or site secret",

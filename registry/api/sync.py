@@ -22,6 +22,7 @@ from registry.errors import BadRequest, PayloadTooLarge
 from registry.store.ingest import ingest
 from registry.store.models import Site, now_ms
 from towerbox_core.api.fleet import EnrollReply, EnrollRequest, HeartbeatReply, JournalHead
+from towerbox_core.json_depth import MAX_JSON_DEPTH, MAX_WIRE_JSON_DEPTH, check_json_depth
 from towerbox_core.wire import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ENTRIES,
@@ -48,6 +49,8 @@ def decode_batch(body: bytes, encoding: str) -> JournalBatch:
         )
     if len(body) > MAX_BATCH_BYTES:
         raise PayloadTooLarge(f"a journal batch is at most {MAX_BATCH_BYTES} bytes decompressed")
+    # Before decoding: the decoder itself fails on deep enough nesting.
+    check_json_depth(body, MAX_WIRE_JSON_DEPTH)
     try:
         batch = _batch_decoder.decode(body)
     except msgspec.ValidationError as err:
@@ -102,8 +105,10 @@ class SyncController(Controller):
 
     @post("/sync/heartbeat", status_code=HTTP_200_OK, request_max_body_size=256 * 1024)
     async def heartbeat(self, request: SiteRequest, registry: RegistryDep) -> HeartbeatReply:
+        body = await request.body()
+        check_json_depth(body, MAX_JSON_DEPTH)
         try:
-            beat = _heartbeat_decoder.decode(await request.body())
+            beat = _heartbeat_decoder.decode(body)
         except msgspec.DecodeError as err:  # ValidationError is a DecodeError
             raise BadRequest(f"not a heartbeat: {err}", code="invalid_heartbeat") from err
         site = request.user
