@@ -34,6 +34,18 @@ class ApiConfig:
     tls_cert: str = ""
     tls_key: str = ""
     token_ttl_s: int = 12 * 3600  # login tokens; API tokens made by an admin do not expire
+    # Hostile clients: bodies past this get 413 body_too_large.
+    max_body_bytes: int = 1024 * 1024
+    # Per client (token, else remote address): a token bucket; past it, 429 rate_limited.
+    # The UI polls about once a second and the agent syncs every few seconds.
+    rate_per_s: float = 50.0
+    rate_burst: int = 200
+    # Idle keep-alive connections close after this; connections past max_connections
+    # get 503 instead of memory.
+    keep_alive_s: float = 5.0
+    max_connections: int = 1000
+    # A client must finish sending a request's headers within this many seconds.
+    header_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -222,6 +234,16 @@ def config_from(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> Con
     cfg: Config = build(Config, raw, env, "TOWERBOX_", origin, _SECTIONS)
     cfg = replace(cfg, gpu=_check_gpu(cfg.gpu, origin))
     _check_tenants(cfg.tenants, origin)
+    api = cfg.api
+    if (
+        min(api.max_body_bytes, api.rate_burst, api.max_connections) < 1
+        or min(api.rate_per_s, api.keep_alive_s, api.header_timeout_s) <= 0
+    ):
+        raise ConfigError(
+            f"{origin}: [api] max_body_bytes, rate_per_s, rate_burst, keep_alive_s, "
+            "max_connections and header_timeout_s must be above 0",
+            field="api",
+        )
     _check_artifacts(cfg.artifacts, origin)
     host = cfg.host
     if not 0 < host.memory_overcommit <= 100 or host.memory_reserve_mib < 0:

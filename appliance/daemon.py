@@ -27,6 +27,7 @@ from appliance.store import journal
 from appliance.store.journal_clock import MonotonicClock
 from towerbox_core import sdnotify
 from towerbox_core.errors import ConfigError
+from towerbox_core.http_protocol import set_header_timeout
 from towerbox_core.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,12 @@ async def _serve(appliance: Appliance) -> None:
             access_log=False,
             ssl_certfile=cfg.api.tls_cert or None,
             ssl_keyfile=cfg.api.tls_key or None,
+            # Hostile clients: slow senders are cut off, idle connections closed, and
+            # past max_connections new requests get 503 rather than memory.
+            http=set_header_timeout(cfg.api.header_timeout_s),
+            timeout_keep_alive=max(1, round(cfg.api.keep_alive_s)),
+            limit_concurrency=cfg.api.max_connections,
+            h11_max_incomplete_event_size=16 * 1024,
         )
     )
 

@@ -30,6 +30,14 @@ class ServeConfig:
     tls_cert: str = ""  # PEM; with tls_key the registry serves HTTPS only
     tls_key: str = ""
     token_ttl_s: int = 12 * 3600  # operator login tokens
+    # Bodies past this get 413 body_too_large; journal batches and blob uploads have
+    # their own bounds (4 MiB on the wire, blob_max_bytes).
+    max_body_bytes: int = 2 * 1024 * 1024
+    # Hostile clients: headers must arrive within header_timeout_s, idle keep-alive
+    # connections close after keep_alive_s, past max_connections requests get 503.
+    header_timeout_s: float = 10.0
+    keep_alive_s: float = 5.0
+    max_connections: int = 1000
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,16 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
         )
     if cfg.blob_max_bytes < 1:
         raise ConfigError(f"{path}: blob_max_bytes must be at least 1", field="blob_max_bytes")
+    serve = cfg.serve
+    if (
+        min(serve.max_body_bytes, serve.max_connections) < 1
+        or min(serve.header_timeout_s, serve.keep_alive_s) <= 0
+    ):
+        raise ConfigError(
+            f"{path}: [serve] max_body_bytes, header_timeout_s, keep_alive_s and "
+            "max_connections must be above 0",
+            field="serve",
+        )
     if bool(cfg.serve.tls_cert) != bool(cfg.serve.tls_key):
         raise ConfigError(f"{path}: [serve] tls_cert and tls_key go together", code="bad_tls")
     return replace(cfg, state_dir=os.path.abspath(cfg.state_dir))

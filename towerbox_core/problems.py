@@ -29,7 +29,7 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
-    413: "request_too_large",
+    413: "body_too_large",
     415: "unsupported_media_type",
     429: "too_many_requests",
 }
@@ -65,8 +65,13 @@ def validation_error(
     return problem(400, "invalid_request", f"invalid request: {detail}", errors=errors)
 
 
-def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     code = _HTTP_CODES.get(exc.status_code, "http_error")
+    if exc.status_code == 413:
+        # Litestar refuses a declared Content-Length over the route's limit before
+        # reading, and stops reading a chunked body as soon as it passes the limit.
+        limit = request.route_handler.resolve_request_max_body_size()
+        return problem(413, code, f"request body is larger than {limit} bytes", limit_bytes=limit)
     if isinstance(exc, NotAuthorizedException):
         code = "unauthorized"
     elif isinstance(exc, PermissionDeniedException):

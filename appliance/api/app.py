@@ -25,8 +25,7 @@ from appliance.api.vms import VmController
 from appliance.context import Appliance
 from towerbox_core import problems
 from towerbox_core.json_request import BoundedJsonRequest
-
-MAX_BODY_BYTES = 1024 * 1024
+from towerbox_core.rate_limit import TokenBuckets, rate_limit_middleware
 
 
 def _latency_middleware(appliance: Appliance) -> Any:
@@ -59,6 +58,7 @@ def _latency_middleware(appliance: Appliance) -> Any:
 
 
 def create_app(appliance: Appliance) -> Litestar:
+    api = appliance.cfg.api
     return Litestar(
         route_handlers=[
             healthz,
@@ -78,6 +78,7 @@ def create_app(appliance: Appliance) -> Litestar:
         dependencies={"appliance": Provide(lambda: appliance, sync_to_thread=False)},
         middleware=[
             _latency_middleware(appliance),
+            rate_limit_middleware(TokenBuckets(api.rate_per_s, api.rate_burst)),
             DefineMiddleware(make_auth_middleware(appliance.auth)),
         ],
         exception_handlers=problems.problem_handlers(),
@@ -85,7 +86,7 @@ def create_app(appliance: Appliance) -> Litestar:
         openapi_config=problems.bearer_openapi(
             "Towerbox appliance API", "token from POST /api/v1/auth/login"
         ),
-        request_max_body_size=MAX_BODY_BYTES,
+        request_max_body_size=api.max_body_bytes,
         debug=False,
         # The daemon configures logging once (journald-friendly); Litestar must not.
         logging_config=None,

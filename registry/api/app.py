@@ -21,12 +21,11 @@ from registry.context import Registry, build_registry
 from registry.store.db import SCHEMA_VERSION
 from towerbox_core import problems
 from towerbox_core.api.fleet import Health
+from towerbox_core.http_protocol import set_header_timeout
 from towerbox_core.json_request import BoundedJsonRequest
 from towerbox_core.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
-
-MAX_BODY_BYTES = 2 * 1024 * 1024  # desired documents; journal batches have their own bound
 
 
 @get("/healthz")
@@ -52,7 +51,7 @@ def create_app(registry: Registry) -> Litestar:
             "Towerbox fleet registry API",
             "operator token (POST /api/v1/auth/login) or site secret",
         ),
-        request_max_body_size=MAX_BODY_BYTES,
+        request_max_body_size=registry.cfg.serve.max_body_bytes,
         debug=False,
         logging_config=None,
     )
@@ -63,6 +62,7 @@ def create_app_from_env() -> Litestar:
     cfg = load_config()
     setup_logging(cfg.log_level)
     registry = build_registry(cfg, bootstrap=False)
+    set_header_timeout(cfg.serve.header_timeout_s)  # this worker's connections
     app = create_app(registry)
     gc.collect()
     gc.freeze()  # as registry.server does for one worker: no full passes over start-up objects

@@ -106,7 +106,12 @@ def config_env(cfg: Config, port: int) -> dict[str, str]:
 
 
 @contextmanager
-def running_daemon(cfg: Config, tmp: Path, watchdog_usec: int = 2_000_000) -> Iterator[Daemon]:
+def running_daemon(
+    cfg: Config,
+    tmp: Path,
+    watchdog_usec: int = 2_000_000,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Daemon]:
     port = free_port()
     notify_path = tmp / "notify.sock"
     notify_path.unlink(missing_ok=True)  # left by an earlier run in the same folder
@@ -119,6 +124,7 @@ def running_daemon(cfg: Config, tmp: Path, watchdog_usec: int = 2_000_000) -> It
         "NOTIFY_SOCKET": str(notify_path),
         "WATCHDOG_USEC": str(watchdog_usec),
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     log = tmp / "daemon.log"
     log.write_bytes(b"")
