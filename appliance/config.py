@@ -37,7 +37,7 @@ class ApiConfig:
     # Hostile clients: bodies past this get 413 body_too_large.
     max_body_bytes: int = 1024 * 1024
     # Per client (token, else remote address): a token bucket; past it, 429 rate_limited.
-    # The UI polls about once a second and the agent syncs every few seconds.
+    # The UI polls every 1-3 s per page and the agent once a second: far below these.
     rate_per_s: float = 50.0
     rate_burst: int = 200
     # Idle keep-alive connections close after this; connections past max_connections
