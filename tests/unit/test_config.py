@@ -11,6 +11,7 @@ from towerbox_core.errors import ConfigError
 def test_defaults_without_a_file(tmp_path: Path) -> None:
     cfg = load_config(tmp_path / "absent.toml", {})
     assert cfg.api.port == 8443
+    assert (cfg.api.max_body_bytes, cfg.api.rate_per_s, cfg.api.rate_burst) == (1 << 20, 50, 200)
     assert cfg.libvirt.uri == "auto"
     assert cfg.db_path == Path("/var/lib/towerbox/appliance.db")
     assert (cfg.resolved_catalog_dir() / "demo.toml").exists()
@@ -40,6 +41,8 @@ def test_relative_paths_become_absolute(tmp_path: Path, monkeypatch: pytest.Monk
         ("[api]\nport = true\n", "api.port must be int"),
         ("api = 3\n", "must be a table"),
         ("[api\n", "cannot read config"),
+        ("[api]\nrate_per_s = 0\n", "[api] max_body_bytes, rate_per_s"),
+        ("[api]\nmax_body_bytes = 0\n", "[api] max_body_bytes, rate_per_s"),
     ],
 )
 def test_bad_files_are_refused_with_the_reason(tmp_path: Path, text: str, message: str) -> None:
