@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import gzip
 import os
-import signal
 import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -23,6 +20,7 @@ from registry.config import load_config, parse_database_url
 from tests.registry.fleetapi import vm_entries
 from tests.support.daemon import free_port
 from tests.support.postgres import PostgresServer
+from tests.support.registry_process import registry_cli, serve
 
 TOWERBOX = str(Path(sys.executable).with_name("towerbox"))
 
@@ -36,48 +34,6 @@ def _env(tmp: Path, database: str = "", **extra: str) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         **extra,
     }
-
-
-@contextmanager
-def serving(
-    env: dict[str, str], url: str, verify: ssl.SSLContext | bool, log: Path
-) -> Iterator[None]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen([TOWERBOX, "registry", "serve"], env=env, stdout=out, stderr=out)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/healthz", verify=verify, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        yield
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
-    # uvicorn ends by re-raising SIGTERM, which systemd counts as a clean stop.
-    assert rc in (0, -signal.SIGTERM), log.read_text()
-    assert "Finished server process" in log.read_text()
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [TOWERBOX, "registry", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _self_signed(tmp: Path) -> tuple[Path, Path]:
@@ -108,7 +64,7 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def test_serve_over_tls_with_the_admin_cli(tmp_path: Path) -> None:
+def test_serve_over_tls_with_the_adminregistry_cli(tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
     port = free_port()
     env = _env(
@@ -119,10 +75,12 @@ def test_serve_over_tls_with_the_admin_cli(tmp_path: Path) -> None:
     )
     url = f"https://127.0.0.1:{port}"
     ca = ssl.create_default_context(cafile=str(cert))
-    made = _cli(env, "site-create", "edge-1", "--region", "eu", "--label", "tier=gold", "--json")
+    made = registry_cli(
+        env, "site-create", "edge-1", "--region", "eu", "--label", "tier=gold", "--json"
+    )
     assert made.returncode == 0, made.stderr
     token = msgspec.json.decode(made.stdout)["enrollment_token"]
-    with serving(env, url, ca, tmp_path / "registry.log"):
+    with serve(env, url, tmp_path / "registry.log", ca):
         with pytest.raises(httpx.ConnectError):  # an agent without the CA refuses it
             httpx.get(url + "/healthz", timeout=5)
         with httpx.Client(base_url=url, verify=ca, timeout=30) as client:
@@ -134,25 +92,25 @@ def test_serve_over_tls_with_the_admin_cli(tmp_path: Path) -> None:
                 headers={"Authorization": f"Bearer {secret}", "Content-Encoding": "gzip"},
             )
             assert ack.json() == {"acked_seq": 20, "stored": 20}
-    listed = _cli(env, "sites")
+    listed = registry_cli(env, "sites")
     assert listed.returncode == 0, listed.stderr
     assert "edge-1" in listed.stdout
     assert "online" in listed.stdout
-    detail = msgspec.json.decode(_cli(env, "site", "edge-1", "--json").stdout)
+    detail = msgspec.json.decode(registry_cli(env, "site", "edge-1", "--json").stdout)
     assert detail["acked_seq"] == 20
     assert detail["labels"] == {"tier": "gold"}
     old = (tmp_path / "state" / "admin-password").read_text()
-    reset = _cli(env, "admin-password")
+    reset = registry_cli(env, "admin-password")
     assert reset.returncode == 0, reset.stderr
     assert (tmp_path / "state" / "admin-password").read_text() != old
-    missing = _cli(env, "token", "nope")
+    missing = registry_cli(env, "token", "nope")
     assert missing.returncode == 1
     assert "site_not_found" in missing.stderr
 
 
 def test_bad_config_is_refused_at_start(tmp_path: Path) -> None:
     env = _env(tmp_path, "mysql://x/y")
-    result = _cli(env, "sites")
+    result = registry_cli(env, "sites")
     assert result.returncode == 1
     assert "bad_database_url" in result.stderr
 
@@ -189,8 +147,10 @@ def test_two_workers_on_postgresql_store_each_seq_once(
         TOWERBOX_REGISTRY_SERVE_WORKERS="2",
     )
     url = f"http://127.0.0.1:{port}"
-    token = msgspec.json.decode(_cli(env, "site-create", "s1", "--json").stdout)["enrollment_token"]
-    with serving(env, url, False, tmp_path / "registry.log"):
+    token = msgspec.json.decode(registry_cli(env, "site-create", "s1", "--json").stdout)[
+        "enrollment_token"
+    ]
+    with serve(env, url, tmp_path / "registry.log", False):
         secret = httpx.post(url + "/api/v1/enroll", json={"token": token}).json()["secret"]
         headers = {"Authorization": f"Bearer {secret}", "Content-Encoding": "gzip"}
         bodies = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,14 +31,17 @@ def registry_env(tmp: Path) -> tuple[str, dict[str, str]]:
 
 
 @contextmanager
-def serve(env: dict[str, str], url: str, log: Path) -> Iterator[None]:
+def serve(
+    env: dict[str, str], url: str, log: Path, verify: ssl.SSLContext | bool = True
+) -> Iterator[None]:
+    """``towerbox registry serve`` until the block ends; then it must stop cleanly."""
     with log.open("wb") as out:
         proc = subprocess.Popen([TOWERBOX, "registry", "serve"], env=env, stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                if httpx.get(url + "/healthz", verify=verify, timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -48,10 +52,14 @@ def serve(env: dict[str, str], url: str, log: Path) -> Iterator[None]:
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            rc = proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+            raise
+    # uvicorn ends by re-raising SIGTERM, which systemd counts as a clean stop.
+    assert rc in (0, -signal.SIGTERM), log.read_text()
+    assert "Finished server process" in log.read_text()
 
 
 def registry_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
