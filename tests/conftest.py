@@ -23,7 +23,7 @@ import pytest
 from appliance.backends.vm.libvirt_backend import TEST_URI
 from towerbox_core import accounts
 
-pytest_plugins = ["tests.support.n6host"]
+pytest_plugins = ["tests.support.n6host", "tests.support.journal_clock"]
 
 # A test that uses one of these fixtures needs what the marks say.
 FIXTURE_MARKS = {

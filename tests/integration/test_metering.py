@@ -22,41 +22,16 @@ from appliance.store.compaction import compact
 from appliance.store.journal_clock import MonotonicClock
 from appliance.store.models import Vm
 from tests.support.appliance import login
+from tests.support.journal_clock import Clock
 from tests.support.tenancy import PASSWORD, clients, tenant_node
 
 Api = tuple[TestClient[Any], dict[str, str], dict[str, str]]
 HOUR = dt.timedelta(hours=1)
 
 
-class Clock:
-    """The journal's clock, moved by the test: whole hours from a day ahead of now."""
-
-    def __init__(self) -> None:
-        now = dt.datetime.now(dt.UTC)
-        self.t0 = now.replace(minute=0, second=0, microsecond=0) + 24 * HOUR
-        self.now = self.t0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def at(self, **delta: float) -> None:
-        self.now = self.t0 + dt.timedelta(**delta)
-
-    def iso(self, **delta: float) -> str:
-        return (self.t0 + dt.timedelta(**delta)).isoformat()
-
-
 @pytest.fixture
 def appliance(tmp_path: Path) -> Iterator[Appliance]:
     yield from tenant_node(tmp_path)
-
-
-@pytest.fixture
-def clock() -> Iterator[Clock]:
-    fake = Clock()
-    previous = journal.set_clock(fake)
-    yield fake
-    journal.set_clock(previous)
 
 
 @pytest.fixture

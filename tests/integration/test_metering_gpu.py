@@ -17,37 +17,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from appliance.backends.gpu.simulated import SimulatedGpuBackend
 from appliance.context import Appliance
 from appliance.store import journal
+from tests.support.journal_clock import Clock
 from tests.support.tenancy import clients, tenant_node
 from towerbox_core.metering.fold import MEASURED_KIND
 
 Api = tuple[TestClient[Any], dict[str, str], dict[str, str]]
 HOUR = dt.timedelta(hours=1)
-
-
-class Clock:
-    """The journal's clock, moved by the test: on the hour, a day ahead of now."""
-
-    def __init__(self) -> None:
-        now = dt.datetime.now(dt.UTC)
-        self.t0 = now.replace(minute=0, second=0, microsecond=0) + 24 * HOUR
-        self.now = self.t0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def seconds(self) -> float:
-        return self.now.timestamp()
-
-    def iso(self, **delta: float) -> str:
-        return (self.t0 + dt.timedelta(**delta)).isoformat()
-
-
-@pytest.fixture
-def clock() -> Iterator[Clock]:
-    fake = Clock()
-    previous = journal.set_clock(fake)
-    yield fake
-    journal.set_clock(previous)
 
 
 @pytest.fixture
