@@ -12,7 +12,7 @@ with ``acting_as``; code that sets none writes ``job:node``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -157,18 +157,47 @@ def entries(
     query = JournalEntry.select().where(JournalEntry.seq > after)
     if kind_prefix:
         query = query.where(JournalEntry.kind.startswith(kind_prefix))
-    return [
-        {
-            "seq": e.seq,
-            "kind": e.kind,
-            "object_type": e.object_type,
-            "object_id": e.object_id,
-            "state": msgspec.json.decode(e.state),
-            "created_at": e.created_at.isoformat() if e.created_at else None,
-            "actor": msgspec.json.decode(e.actor) if e.actor else None,
-        }
-        for e in query.order_by(JournalEntry.seq).limit(limit)
-    ]
+    return [_entry_dict(e) for e in query.order_by(JournalEntry.seq).limit(limit)]
+
+
+def _entry_dict(e: JournalEntry) -> dict[str, Any]:
+    return {
+        "seq": e.seq,
+        "kind": e.kind,
+        "object_type": e.object_type,
+        "object_id": e.object_id,
+        "state": msgspec.json.decode(e.state),
+        "created_at": e.created_at.isoformat() if e.created_at else None,
+        "actor": msgspec.json.decode(e.actor) if e.actor else None,
+    }
+
+
+def entries_before(before: int, limit: int, kind_prefix: str | None = None) -> list[dict[str, Any]]:
+    """Up to ``limit`` entries with seq < ``before``, newest first (history pages back)."""
+    query = JournalEntry.select().where(JournalEntry.seq < before)
+    if kind_prefix:
+        query = query.where(JournalEntry.kind.startswith(kind_prefix))
+    rows = query.order_by(JournalEntry.seq.desc()).limit(limit)
+    return [_entry_dict(e) for e in rows]
+
+
+def named_states(object_ids: Collection[str], before: int) -> Iterator[tuple[str, Any]]:
+    """(object_id, state) of the entries before ``before`` that hold a state for one of
+    ``object_ids``, newest first: where a deletion's name is found."""
+    if not object_ids:
+        return
+    query = (
+        JournalEntry.select(JournalEntry.object_id, JournalEntry.state)
+        .where(
+            (JournalEntry.seq < before)
+            & JournalEntry.object_id.in_(list(object_ids))
+            & (JournalEntry.state != "null")
+        )
+        .order_by(JournalEntry.seq.desc())
+        .tuples()
+    )
+    for object_id, state in query.iterator():
+        yield object_id, msgspec.json.decode(state)
 
 
 def metering_entries(

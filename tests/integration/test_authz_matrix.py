@@ -108,6 +108,7 @@ MATRIX: dict[tuple[str, str], tuple[str, str | None]] = {
     ("GET", "/api/v1/host"): ("401 200 200 403 403 403 403", None),
     ("GET", "/api/v1/journal"): ("401 200 200 403 403 403 200", None),
     ("GET", "/api/v1/journal/summary"): ("401 200 200 403 403 403 200", None),
+    ("GET", "/api/v1/journal/history"): ("401 200 200 403 403 403 403", None),
     ("GET", "/api/v1/n6/sessions"): ("401 409 409 409 409 409 403", None),
     ("GET", "/api/v1/n6/state"): ("401 200 200 200 200 200 403", None),
     ("GET", "/api/v1/n6/trunks"): ("401 200 200 403 403 403 403", None),

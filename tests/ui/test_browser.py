@@ -223,6 +223,11 @@ def test_gpu_n6_and_events_pages_render(page: Page, stack: Stack) -> None:
     expect(page.get_by_test_id("events-table")).to_contain_text("tenant.created")
     page.get_by_label("Filter events").fill("vnet")
     page.screenshot(path=stack.shots / "events.png", full_page=True)
+    # A line opens the entry's whole state.
+    page.get_by_label("Filter events").fill("tenant acme")
+    page.get_by_role("row").filter(has_text="tenant.created").first.click()
+    expect(page.get_by_text("tenant.created · tenant acme")).to_be_visible()
+    expect(page.get_by_test_id("events-state")).to_be_visible()
 
 
 def test_tenants_page_bars_and_a_quota_lowered_below_usage(page: Page, stack: Stack) -> None:

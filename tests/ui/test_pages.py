@@ -275,6 +275,11 @@ async def test_events_newest_first_and_filtered(user: User, node: Appliance) -> 
     assert seqs == sorted(seqs, reverse=True) and seqs
     user.find(kind=ui.select, marker="events-kind").elements.pop().value = "tenant."
     assert table.rows and all(r["kind"].startswith("tenant.") for r in table.rows)
+    # An audit line: who, which object by name, what changed.
+    created = next(r for r in table.rows if r["kind"] == "tenant.created")
+    assert created["actor"] == "admin"
+    assert created["object"] == "tenant events-tenant"
+    assert created["summary"].startswith("created")
     with node.http() as api:
         api.post("/api/v1/tenants", json={"name": "events-tenant-2"})
     for _ in range(40):
