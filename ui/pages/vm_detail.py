@@ -107,8 +107,9 @@ class VmDetail:
             ui.label(self.name).classes("text-h5")
             self.state = tag(ui.badge("", color="grey"), "vm-state")
             ui.space()
+            self.buttons: dict[str, ui.button] = {}
             for action in vm_actions.ACTIONS:
-                tag(
+                self.buttons[action.key] = tag(
                     ui.button(
                         action.label,
                         color="negative" if action.destroys else "primary",
@@ -146,6 +147,8 @@ class VmDetail:
         state = str(vm.get("state") or "unknown")
         self.state.text = state
         self.state.props(f"color={STATE_COLOURS.get(state, 'grey')}")
+        for key, button in self.buttons.items():
+            button.set_enabled(vm_actions.BY_KEY[key].applies_to(state))
         self.spec_box.clear()
         with self.spec_box, ui.element("dl").classes("grid grid-cols-2 gap-x-4 text-sm"):
             for key, value in spec_rows(vm):
@@ -204,7 +207,8 @@ class VmDetail:
             self.console.push(line)
 
     async def act(self, key: str) -> None:
-        done = await vm_actions.run(self.user, key, [self.name])
+        role = str(self._vm.get("role") or "")
+        done = await vm_actions.run(self.user, key, [self.name], {self.name: role})
         if done and key == "delete":
             ui.navigate.to("/vms")
             return
