@@ -286,6 +286,35 @@ async def test_gpu_plan_diff_and_apply(user: User, node: Appliance) -> None:
         api.post(f"/api/v1/gpus/{gpu['uuid']}/apply", json={"instances": []})
 
 
+async def test_gpu_counts_start_from_the_layout_and_a_claim_blocks_in_the_dry_run(
+    user: User, node: Appliance
+) -> None:
+    with node.http() as api:
+        gpu = api.get("/api/v1/gpus").json()["gpus"][0]["uuid"]
+        two = {"counts": {"2g.20gb": 2}}
+        assert api.post(f"/api/v1/gpus/{gpu}/apply", json=two).status_code == 200
+        claim = api.post("/api/v1/gpus/claims", json={"name": "vllm", "profile": "2g.20gb"})
+        assert claim.status_code == 201, claim.text
+    try:
+        await log_in(user, node.password)
+        await user.open("/gpus")
+        await user.should_see("2g.20gb · b2b · process:vllm", retries=30)
+        count = user.find(kind=ui.number, marker="gpu-count-0-2g.20gb").elements.pop()
+        assert count.value == 2  # what the GPU has now
+        user.find("Dry-run plan").click()
+        await user.should_see("Nothing to change", retries=30)
+        count.value = 0
+        user.find("Dry-run plan").click()
+        await user.should_see("The apply would be refused", retries=30)
+        await user.should_see("[gpu_claimed_by_process]")
+        await user.should_see("process:vllm on 2g.20gb at slot 0")
+        assert not user.find(marker="gpu-apply-0").elements.pop().enabled
+    finally:
+        with node.http() as api:
+            api.delete("/api/v1/gpus/claims/vllm")
+            api.post(f"/api/v1/gpus/{gpu}/apply", json={"instances": []})
+
+
 async def test_gpu_plan_refusal_shows_code(user: User, node: Appliance) -> None:
     await log_in(user, node.password)
     await user.open("/gpus")
