@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,8 @@ async def test_dashboard_counts_vms_by_role_and_state(user: User, node: Applianc
             api.delete("/api/v1/vms/dash-1")
 
 
-async def test_create_wizard_shows_api_validation_at_the_field(user: User, node: Appliance) -> None:
+async def open_wizard_on_demo(user: User, node: Appliance) -> None:
+    """Logged in as admin, the create wizard open at the spec step of ``demo``."""
     await log_in(user, node.password)
     await user.open("/vms")
     await user.should_see(marker="vm-table")
@@ -96,6 +98,10 @@ async def test_create_wizard_shows_api_validation_at_the_field(user: User, node:
     await user.should_see("Create a VM", retries=30)
     user.find(kind=ui.select, marker="create-appliance").elements.pop().value = "demo"
     user.find("Next").click()
+
+
+async def test_create_wizard_shows_api_validation_at_the_field(user: User, node: Appliance) -> None:
+    await open_wizard_on_demo(user, node)
     user.find("Name").type("bad name")
     user.find(marker="create-submit").click()
     await user.should_see("[invalid_name]", retries=30)
@@ -123,16 +129,51 @@ async def test_create_wizard_shows_api_validation_at_the_field(user: User, node:
         api.delete("/api/v1/vms/wizard-1")
 
 
+async def test_wizard_says_what_is_free_and_sends_the_advanced_json(
+    user: User, node: Appliance
+) -> None:
+    with node.http() as api:
+        gpu = api.get("/api/v1/gpus").json()["gpus"][0]["uuid"]
+        assert api.post(f"/api/v1/gpus/{gpu}/apply", json={"counts": {"1g.10gb": 2}}).is_success
+    try:
+        await open_wizard_on_demo(user, node)
+        vcpus = user.find(kind=ui.number, marker="create-vcpus").elements.pop()
+        assert "CPU threads on this host" in str(vcpus.props.get("hint"))
+        gpu_select = user.find(kind=ui.select, marker="create-gpu").elements.pop()
+        assert gpu_select.options["1g.10gb"] == "1g.10gb (2 free now)"
+        assert "free now: 2 of 1g.10gb" in str(gpu_select.props.get("hint"))
+
+        user.find(kind=ui.input, marker="create-name").elements.pop().value = "json-1"
+        user.find(marker="create-json-fill").click()
+        request = user.find(kind=ui.textarea, marker="create-json").elements.pop()
+        body = json.loads(request.value)
+        assert body["name"] == "json-1" and body["appliance"] == "demo"
+        user.find(kind=ui.switch, marker="create-json-use").elements.pop().value = True
+        request.value = "{not json"
+        user.find(marker="create-submit").click()
+        for _ in range(30):
+            if error_of(request):
+                break
+            await asyncio.sleep(0.1)
+        assert "[invalid_json]" in (error_of(request) or "")
+        body["spec"]["memory_mib"] = 96
+        body["start"] = False
+        request.value = json.dumps(body)
+        user.find(marker="create-submit").click()
+        await user.should_see("VM json-1 created", retries=30)
+        with node.http() as api:
+            made = api.get("/api/v1/vms/json-1").json()
+            assert made["memory_mib"] == 96
+    finally:
+        with node.http() as api:
+            api.delete("/api/v1/vms/json-1")
+            api.post(f"/api/v1/gpus/{gpu}/apply", json={"instances": []})
+
+
 async def test_create_wizard_asks_for_the_values_the_appliance_declares(
     user: User, node: Appliance
 ) -> None:
-    await log_in(user, node.password)
-    await user.open("/vms")
-    await user.should_see(marker="vm-table")
-    user.find("Create VM").click()
-    await user.should_see("Create a VM", retries=30)
-    user.find(kind=ui.select, marker="create-appliance").elements.pop().value = "demo"
-    user.find("Next").click()
+    await open_wizard_on_demo(user, node)
     await user.should_see("the model the guest reports it serves")
     model = user.find(kind=ui.input, marker="create-value-model").elements.pop()
     assert model.props.get("placeholder") == "default: tinyllama-1.1b"
