@@ -262,6 +262,7 @@ async def test_n6_vnets_per_tenant_plan_and_apply(user: User, node: Appliance) -
     await user.should_see("Apply the N6 declaration?", retries=30)
     user.find(marker="confirm-yes").click()
     await user.should_see("N6 applied", retries=150)
+    await user.should_see("Last apply: applied", retries=50)
 
 
 async def test_events_newest_first_and_filtered(user: User, node: Appliance) -> None:
