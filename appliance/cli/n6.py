@@ -42,6 +42,8 @@ def _register(parser: argparse.ArgumentParser) -> None:
         "auto, the default: the kernel one where this host runs it",
     )
     json_flag(trunk)
+    trunk_rm = n6.add_parser("trunk-delete", help="remove a trunk (its VNets first)")
+    trunk_rm.add_argument("name")
 
 
 def _call(args: argparse.Namespace, c: ApiClient) -> Any:
@@ -56,6 +58,8 @@ def _call(args: argparse.Namespace, c: ApiClient) -> Any:
         )
     if command == "vnet-delete":
         return c.request("DELETE", f"{_BASE}/vnets/{args.tenant}/{args.name}")
+    if command == "trunk-delete":
+        return c.request("DELETE", f"{_BASE}/trunks/{args.name}")
     body: dict[str, Any] = {"kind": args.kind, "ports": args.port}
     if args.datapath:
         body["datapath_type"] = args.datapath
