@@ -35,6 +35,9 @@ LABELS = {KERNEL: "kernel", USERSPACE: "userspace"}
 
 # One probe at a time in this process: they share the throwaway bridge's name.
 _probe_lock = threading.Lock()
+# ovs-vsctl waits for ovs-vswitchd to take a change; one that does not answer must
+# not hold the daemon's start for the full OVSDB timeout.
+PROBE_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True)
@@ -127,10 +130,10 @@ def _try(datapath: str, owner: str) -> str | None:
     )
     try:
         # ovs-vsctl waits for ovs-vswitchd to take the bridge, so the result is there.
-        txn.commit()
+        txn.commit(PROBE_TIMEOUT_S)
         fault = interface_fault(ovsdb.read_interfaces([name]).get(name))
     finally:
-        ovsdb.vsctl(["--", "--if-exists", "del-br", name])
+        ovsdb.vsctl(["--", "--if-exists", "del-br", name], PROBE_TIMEOUT_S)
     if fault is None:
         return None
     if fault.endswith("no OpenFlow port"):

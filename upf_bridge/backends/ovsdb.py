@@ -26,9 +26,9 @@ _PORT_COLUMNS = "_uuid,name,tag,trunks,external_ids,interfaces"
 _IFACE_COLUMNS = "_uuid,name,type,mtu_request,mac,external_ids,error,ofport"
 
 
-def vsctl(args: list[str]) -> str:
+def vsctl(args: list[str], timeout_s: int = TIMEOUT_S) -> str:
     """Run ovs-vsctl with ``args`` (commands joined by "--") and return its stdout."""
-    done = subp.run([VSCTL, f"--timeout={TIMEOUT_S}", *args], timeout=TIMEOUT_S + 5, check=False)
+    done = subp.run([VSCTL, f"--timeout={timeout_s}", *args], timeout=timeout_s + 5, check=False)
     if done.returncode != 0:
         stderr = done.stderr.strip()
         if "database connection failed" in stderr:
@@ -232,6 +232,6 @@ class Transaction:
             args += ["--", *command]
         return args
 
-    def commit(self) -> None:
+    def commit(self, timeout_s: int = TIMEOUT_S) -> None:
         if self._commands:
-            vsctl(self.argv())
+            vsctl(self.argv(), timeout_s)
