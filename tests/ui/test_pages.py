@@ -255,7 +255,7 @@ async def test_n6_vnets_per_tenant_plan_and_apply(user: User, node: Appliance) -
     await log_in(user, node.password)
     await user.open("/n6")
     await user.should_see("Tenant acme", retries=30)
-    await user.should_see("br-n6 (ovs)")
+    await user.should_see("br-n6 (ovs) · ports ens2f0 · datapath auto")
     user.find(marker="n6-plan").click()
     await user.should_see("VLAN 100", retries=30)
     user.find(marker="n6-apply").click()

@@ -136,9 +136,11 @@ class N6View:
             elif not trunks:
                 ui.label("No N6 trunk declared.")
             for t in trunks or []:
-                ui.label(
-                    f"{t['name']} ({t['kind']}) · ports {', '.join(t.get('ports') or []) or '-'}"
+                datapath = (
+                    f" · datapath {t.get('datapath_type') or 'auto'}" if t["kind"] == "ovs" else ""
                 )
+                ports = ", ".join(t.get("ports") or []) or "-"
+                ui.label(f"{t['name']} ({t['kind']}) · ports {ports}{datapath}")
         self.vnet_box.clear()
         with self.vnet_box:
             rows = vnet_rows(vnets, state)
