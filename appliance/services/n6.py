@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from appliance.services import n6_results
+from appliance.services import n6_status
 from appliance.services.auth import Principal
 from appliance.store import journal
 from appliance.store.models import Meta, Tenant, Vm
@@ -104,19 +104,13 @@ class N6Service:
         return [self._lines[k] for k in sorted(self._lines, key=lambda k: k.value)]
 
     def ovs_datapaths(self) -> OvsDatapaths | None:
-        backend = self._probed.get(TrunkKind.OVS)
-        found = backend.datapaths() if backend is not None else None
-        if found is None:
-            return None
-        return OvsDatapaths(
-            usable=list(found.usable), auto=found.preferred, unavailable=dict(found.unavailable)
-        )
+        return n6_status.datapaths(self._probed.get(TrunkKind.OVS))
 
     def status(self) -> N6Status:
         return N6Status(
             backends=self.describe(),
             ovs_datapaths=self.ovs_datapaths(),
-            last_apply=n6_results.last(),
+            last_apply=n6_status.last(),
         )
 
     # -- the declaration -----------------------------------------------------------
@@ -264,11 +258,11 @@ class N6Service:
             try:
                 result = self._apply(parse_config(doc))
             except TowerboxError as err:
-                n6_results.failed("apply", err)
+                n6_status.failed("apply", err)
                 raise
             with journal.write_transaction():
                 _write(APPLIED, doc)
-                n6_results.succeeded("apply", result, vnets=len(doc["vnets"]))
+                n6_status.succeeded("apply", result, vnets=len(doc["vnets"]))
         log.info("N6 applied: %d changes", sum(len(v) for v in result.values()))
         return result
 
@@ -281,10 +275,10 @@ class N6Service:
                 return {}
             result = self._apply(config)
         except TowerboxError as err:
-            n6_results.failed("repair", err)
+            n6_status.failed("repair", err)
             raise
         with journal.write_transaction():
-            n6_results.succeeded("repair", result)
+            n6_status.succeeded("repair", result)
         log.warning("N6 drift repaired: %s", result)
         return result
 

@@ -49,7 +49,9 @@ def test_a_failed_apply_is_journalled_with_its_code_and_shown_as_the_last(
     node: tuple[Appliance, TestClient[Any], SimulatedBackend],
 ) -> None:
     _, client, backend = node
-    assert client.get("/api/v1/n6/status").json()["last_apply"] is None
+    status = client.get("/api/v1/n6/status").json()
+    assert status["last_apply"] is None
+    assert status["ovs_datapaths"]["simulated"] is True
     backend.fail_on = lambda step: "port" in str(step)
     failed = client.post("/api/v1/n6/apply")
     assert failed.status_code == 502, failed.text

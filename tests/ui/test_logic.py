@@ -241,6 +241,11 @@ def test_n6_status_says_the_datapath_and_the_last_apply() -> None:
     assert status_lines(repaired) == [
         ("Last repair (reconcile): applied, 2 change(s), at 2026-11-30 16:00:00 UTC", False)
     ]
+    simulated = {"usable": ["system", "netdev"], "auto": "system", "unavailable": {}}
+    assert status_lines({"ovs_datapaths": {**simulated, "simulated": True}}) == [
+        ("Open vSwitch datapath for new trunks: system (simulated)", False),
+        ("Last apply: never applied", False),
+    ]
     assert status_lines({"ovs_datapaths": None, "last_apply": None}) == [
         ("Last apply: never applied", False)
     ]

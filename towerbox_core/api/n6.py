@@ -83,6 +83,7 @@ class OvsDatapaths(msgspec.Struct, frozen=True):
     usable: list[str]  # "system" (kernel), "netdev" (userspace)
     auto: str | None  # what a trunk with datapath_type "auto" gets; None: nothing works
     unavailable: dict[str, str]  # datapath -> why it does not work here
+    simulated: bool = False  # the simulated N6 backend's stand-in host, nothing probed
 
 
 class N6ApplyResult(msgspec.Struct, frozen=True):

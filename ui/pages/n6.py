@@ -63,10 +63,10 @@ def status_lines(status: dict[str, Any]) -> list[tuple[str, bool]]:
     lines: list[tuple[str, bool]] = []
     datapaths = status.get("ovs_datapaths")
     if datapaths:
-        auto = datapaths.get("auto")
-        lines.append(
-            (f"Open vSwitch datapath for new trunks: {auto or 'none works here'}", not auto)
-        )
+        auto = datapaths.get("auto") or "none works here"
+        simulated = " (simulated)" if datapaths.get("simulated") else ""
+        line = f"Open vSwitch datapath for new trunks: {auto}{simulated}"
+        lines.append((line, not datapaths.get("auto")))
         for name, why in sorted((datapaths.get("unavailable") or {}).items()):
             lines.append((f"Datapath {name} unavailable: {why}", False))
     last = status.get("last_apply")

@@ -94,6 +94,7 @@ def test_a_trunk_gets_the_datapath_this_host_runs_and_healthz_says_which(
     health = client.get("/healthz").json()["backends"]["n6"]
     assert health["ovs_datapaths"]["auto"] == found.preferred
     assert health["ovs_datapaths"]["usable"] == list(found.usable)
+    assert health["ovs_datapaths"]["simulated"] is False
     assert any(f"datapath {found.preferred}" in line for line in health["summary"])
     declared = client.put(f"/api/v1/n6/trunks/{BRIDGE}", json={"kind": "ovs"})
     assert declared.status_code == 200, declared.text

@@ -1,4 +1,6 @@
-"""The outcome of every N6 apply and repair: journalled, and the last one kept to show.
+"""What GET /api/v1/n6/status reports: the OVS datapaths, and every apply's outcome.
+
+The outcome of every N6 apply and repair is journalled, and the last one kept to show.
 
 An operator's apply is journalled whether it worked (``n6.applied``) or not
 (``n6.apply_failed``, with the error's code and message), so the registry and the
@@ -15,8 +17,10 @@ import msgspec
 
 from appliance.store import journal
 from appliance.store.models import Meta
-from towerbox_core.api.n6 import N6ApplyResult
+from towerbox_core.api.n6 import N6ApplyResult, OvsDatapaths
 from towerbox_core.errors import TowerboxError
+from upf_bridge.backends.base import NetBackend
+from upf_bridge.backends.simulated import SimulatedBackend
 
 LAST_APPLY = "n6_last_apply"
 _KINDS = {
@@ -25,6 +29,19 @@ _KINDS = {
     ("repair", True): "n6.repaired",
     ("repair", False): "n6.repair_failed",
 }
+
+
+def datapaths(backend: NetBackend | None) -> OvsDatapaths | None:
+    """What the OVS backend found at start; None without one."""
+    found = backend.datapaths() if backend is not None else None
+    if found is None:
+        return None
+    return OvsDatapaths(
+        usable=list(found.usable),
+        auto=found.preferred,
+        unavailable=dict(found.unavailable),
+        simulated=isinstance(backend, SimulatedBackend),
+    )
 
 
 def last() -> N6ApplyResult | None:
