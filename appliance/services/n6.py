@@ -95,10 +95,18 @@ class N6Service:
     def probe(self) -> None:
         """At start: find which OVS datapaths work here, so /healthz says it from the
         first call, and make the backends the declaration already uses."""
-        self._probed_backend(TrunkKind.OVS)
         config = parse_config(_read(APPLIED))
-        for kind in {t.kind for t in (*config.trunks, *self.declared().trunks)}:
-            self.backend(kind)
+        kinds = {t.kind for t in (*config.trunks, *self.declared().trunks)}
+        for kind in sorted(kinds | {TrunkKind.OVS}, key=lambda k: k.value):
+            try:
+                if kind in kinds:
+                    self.backend(kind)  # apply runs it from now on
+                else:
+                    self._probed_backend(kind)
+            except TowerboxError as err:
+                # A backend configured "real" whose switch is down: the daemon still
+                # starts; the first N6 call that needs it says why it cannot.
+                log.warning("N6 %s backend not ready at start: %s", kind.value, err.message)
 
     def describe(self) -> list[str]:
         return [self._lines[k] for k in sorted(self._lines, key=lambda k: k.value)]
