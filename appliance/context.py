@@ -252,6 +252,7 @@ def build_appliance(cfg: Config) -> Appliance:
     catalog = load_catalog(cfg.resolved_catalog_dir())
     auth = AuthService(cfg.api.token_ttl_s)
     n6 = N6Service(_n6_backends(cfg), eupf_url=cfg.n6.eupf_url)
+    n6.probe()
     gpus = _gpu_service(cfg)
     monitor = Monitor(backend, cfg.jobs.history_samples, gpus.backend)
     gpu_claims = GpuClaims(gpus)

@@ -22,6 +22,7 @@ def _register(parser: argparse.ArgumentParser) -> None:
         ("plan", "what apply would change"),
         ("apply", "apply the VNets"),
         ("state", "VNets with traffic and attached VMs"),
+        ("status", "N6 backends, OVS datapaths and the last apply's result"),
     ):
         json_flag(n6.add_parser(name, help=help_text))
     vnet = n6.add_parser("vnet-create", help="declare a VNet from a JSON document")
@@ -34,12 +35,20 @@ def _register(parser: argparse.ArgumentParser) -> None:
     trunk.add_argument("name")
     trunk.add_argument("--kind", choices=("ovs", "linux"), required=True)
     trunk.add_argument("--port", action="append", default=[], help="uplink/UPF port (repeat)")
+    trunk.add_argument(
+        "--datapath",
+        # Checked by the node, which also knows what this host can run.
+        help="OVS datapath of a new trunk bridge: system (kernel), netdev (userspace) or "
+        "auto, the default: the kernel one where this host runs it",
+    )
     json_flag(trunk)
+    trunk_rm = n6.add_parser("trunk-delete", help="remove a trunk (its VNets first)")
+    trunk_rm.add_argument("name")
 
 
 def _call(args: argparse.Namespace, c: ApiClient) -> Any:
     command = args.n6_command
-    if command in ("trunks", "vnets", "state"):
+    if command in ("trunks", "vnets", "state", "status"):
         return c.request("GET", f"{_BASE}/{command}")
     if command in ("plan", "apply"):
         return c.request("POST", f"{_BASE}/{command}")
@@ -49,7 +58,11 @@ def _call(args: argparse.Namespace, c: ApiClient) -> Any:
         )
     if command == "vnet-delete":
         return c.request("DELETE", f"{_BASE}/vnets/{args.tenant}/{args.name}")
-    body = {"kind": args.kind, "ports": args.port}
+    if command == "trunk-delete":
+        return c.request("DELETE", f"{_BASE}/trunks/{args.name}")
+    body: dict[str, Any] = {"kind": args.kind, "ports": args.port}
+    if args.datapath:
+        body["datapath_type"] = args.datapath
     return c.request("PUT", f"{_BASE}/trunks/{args.name}", json=body)
 
 

@@ -76,8 +76,11 @@ class NodeViews:
                 gpu=GpuHealth(
                     summary=f"GPU: {self._gpus.line}", simulated=self._gpus.backend.simulated
                 ),
-                # N6 backends are made when the first trunk of their kind is declared.
-                n6=N6Health(summary=self._n6.describe() or ["N6: no trunk declared"]),
+                # The OVS backend is probed at start; others with their first trunk.
+                n6=N6Health(
+                    summary=self._n6.describe() or ["N6: no trunk declared"],
+                    ovs_datapaths=self._n6.ovs_datapaths(),
+                ),
             ),
             summary=[libvirt_line],
             last_sweep_at=self._monitor.snapshot.taken_at or None,

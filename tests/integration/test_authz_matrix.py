@@ -111,6 +111,7 @@ MATRIX: dict[tuple[str, str], tuple[str, str | None]] = {
     ("GET", "/api/v1/journal/history"): ("401 200 200 403 403 403 403", None),
     ("GET", "/api/v1/n6/sessions"): ("401 409 409 409 409 409 403", None),
     ("GET", "/api/v1/n6/state"): ("401 200 200 200 200 200 403", None),
+    ("GET", "/api/v1/n6/status"): ("401 200 200 403 403 403 403", None),
     ("GET", "/api/v1/n6/trunks"): ("401 200 200 403 403 403 403", None),
     ("GET", "/api/v1/n6/upf-config"): ("401 200 403 403 403 403 403", None),
     ("GET", "/api/v1/n6/vnets"): ("401 200 200 200 200 200 403", None),

@@ -15,7 +15,7 @@ from ui.api import ApiError
 from ui.frame import badges_from, short_badge
 from ui.pages.common import safe_next
 from ui.pages.dashboard import is_alert, vm_counts
-from ui.pages.n6 import vnet_rows
+from ui.pages.n6 import status_lines, vnet_rows
 from ui.pages.service_deploy import deploy_body
 from ui.pages.tenant_edit import (
     QUOTA_NUMBERS,
@@ -205,6 +205,51 @@ def test_vnets_joined_with_live_counters() -> None:
     rows = vnet_rows(vnets, state)
     assert rows["acme"][0]["vms"] == "llm-1"
     assert rows["acme"][0]["rx"] == "2.0 KiB / 2 pkts"
+
+
+def test_n6_status_says_the_datapath_and_the_last_apply() -> None:
+    failed = {
+        "backends": ["N6 backend: Open vSwitch 3.1.0, datapath netdev (userspace)"],
+        "ovs_datapaths": {
+            "usable": ["netdev"],
+            "auto": "netdev",
+            "unavailable": {"system": "failed to open datapath of type system"},
+        },
+        "last_apply": {
+            "ok": False,
+            "trigger": "apply",
+            "at": "2026-11-30T16:00:00+00:00",
+            "journal_seq": 7,
+            "changes": {},
+            "code": "ovs_interface_error",
+            "message": "Open vSwitch could not set up interface n6up: no such device",
+        },
+    }
+    assert status_lines(failed) == [
+        ("Open vSwitch datapath for new trunks: netdev", False),
+        ("Datapath system unavailable: failed to open datapath of type system", False),
+        (
+            "Last apply failed at 2026-11-30 16:00:00 UTC: [ovs_interface_error] "
+            "Open vSwitch could not set up interface n6up: no such device",
+            True,
+        ),
+    ]
+    repaired = {
+        "ovs_datapaths": None,
+        "last_apply": {**failed["last_apply"], "ok": True, "trigger": "repair",
+                       "changes": {"ovs": ["+ port a", "+ port b"]}},
+    }  # fmt: skip
+    assert status_lines(repaired) == [
+        ("Last repair (reconcile): applied, 2 change(s), at 2026-11-30 16:00:00 UTC", False)
+    ]
+    simulated = {"usable": ["system", "netdev"], "auto": "system", "unavailable": {}}
+    assert status_lines({"ovs_datapaths": {**simulated, "simulated": True}}) == [
+        ("Open vSwitch datapath for new trunks: system (simulated)", False),
+        ("Last apply: never applied", False),
+    ]
+    assert status_lines({"ovs_datapaths": None, "last_apply": None}) == [
+        ("Last apply: never applied", False)
+    ]
 
 
 def test_chart_series_rates() -> None:

@@ -385,13 +385,14 @@ async def test_n6_vnets_per_tenant_plan_and_apply(user: User, node: Appliance) -
     await log_in(user, node.password)
     await user.open("/n6")
     await user.should_see("Tenant acme", retries=30)
-    await user.should_see("br-n6 (ovs)")
+    await user.should_see("br-n6 (ovs) · ports ens2f0 · datapath auto")
     user.find(marker="n6-plan").click()
     await user.should_see("VLAN 100", retries=30)
     user.find(marker="n6-apply").click()
     await user.should_see("Apply the N6 declaration?", retries=30)
     user.find(marker="confirm-yes").click()
     await user.should_see("N6 applied", retries=150)
+    await user.should_see("Last apply: applied", retries=50)
 
 
 async def test_events_newest_first_and_filtered(user: User, node: Appliance) -> None:

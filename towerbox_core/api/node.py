@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 
+from towerbox_core.api.n6 import OvsDatapaths
+
 
 class LibvirtHealth(msgspec.Struct, frozen=True):
     uri: str
@@ -22,6 +24,8 @@ class GpuHealth(msgspec.Struct, frozen=True):
 
 class N6Health(msgspec.Struct, frozen=True):
     summary: list[str]  # one line per N6 backend made so far
+    # The Open vSwitch datapaths proven at start; None when OVS is not in use here.
+    ovs_datapaths: OvsDatapaths | None = None
 
 
 class BackendsHealth(msgspec.Struct, frozen=True):
