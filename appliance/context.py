@@ -59,6 +59,7 @@ from appliance.services.vms import VmService
 from appliance.store import journal
 from appliance.store.compaction import compact
 from appliance.store.db import open_database
+from appliance.store.space import MIB, StateSpace
 from towerbox_core.errors import ConfigError, TowerboxError
 from towerbox_core.metering.ledger import Totals
 from towerbox_core.wire import Actor
@@ -235,7 +236,8 @@ def build_appliance(cfg: Config) -> Appliance:
     # QEMU runs as its own user on real nodes and must reach disks and console
     # logs below the state directory; the secrets in it are 0600 files.
     Path(cfg.state_dir).chmod(0o755)
-    db = open_database(cfg.db_path)
+    space = StateSpace(Path(cfg.state_dir), cfg.state_reserve_mib * MIB)
+    db = open_database(cfg.db_path, space)
     # Before anything journals a VM's state: after a reboot the VMs stopped with the host.
     uptime = Uptime(Path(cfg.state_dir) / "alive", Path(cfg.host.procfs_root) / BOOT_ID)
     uptime.started()
@@ -344,6 +346,7 @@ def build_appliance(cfg: Config) -> Appliance:
             host=host,
             allocator=allocator,
             catalog=catalog,
+            space=space,
         ),
         tenants=tenants,
         metering=MeteringService(),

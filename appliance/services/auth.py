@@ -140,7 +140,9 @@ class NodeAccountStore:
         kind: str,
         expires_at: dt.datetime | None,
     ) -> int:
-        with journal.write_transaction():
+        # A login may use the disk's reserve: an operator must still be able to look
+        # at a node whose disk is full.
+        with journal.write_transaction(may_use_reserve=kind == "login"):
             row = Token.create(
                 user=account.id, token_hash=token_hash, name=name, kind=kind, expires_at=expires_at
             )

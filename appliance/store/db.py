@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 import peewee
 
+from appliance.store import space
 from appliance.store.models import (
     ALL_MODELS,
     GpuLayout,
@@ -19,6 +20,7 @@ from appliance.store.models import (
     Vm,
     db_proxy,
 )
+from appliance.store.space import StateSpace
 from towerbox_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -107,9 +109,14 @@ MIGRATIONS: tuple[Callable[[peewee.SqliteDatabase], None], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def open_database(path: Path) -> peewee.SqliteDatabase:
-    """Open (creating if needed) and migrate the database, and bind the models to it."""
+def open_database(path: Path, guard: StateSpace | None = None) -> peewee.SqliteDatabase:
+    """Open (creating if needed) and migrate the database, and bind the models to it.
+
+    ``guard`` watches the free space of the database's folder (default: no reserve,
+    so writes are refused only after one met a full disk).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    space.install(guard or StateSpace(path.parent))
     db = peewee.SqliteDatabase(str(path), pragmas=_PRAGMAS)
     db_proxy.initialize(db)
     db.connect(reuse_if_open=True)

@@ -1,0 +1,194 @@
+"""The state directory's disk full (a small tmpfs): writes answer 507 storage_full with
+nothing half-made, the database stays whole and the journal gap-free, reads and
+/healthz keep answering, and writes resume when space returns, without a restart."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+from litestar.testing import TestClient
+
+from appliance.context import Appliance
+from appliance.store.models import Vm
+from tests.support.appliance import admin_password, api_client, built, login
+
+pytestmark = pytest.mark.root
+
+TMPFS_SIZE = "6m"
+CHUNK = 64 * 1024
+
+
+@pytest.fixture
+def state_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(state)], check=True
+    )
+    try:
+        yield state
+    finally:
+        # Worker threads of the API keep their own SQLite connections until they
+        # exit: detach now, the kernel frees the tmpfs when the last one closes.
+        subprocess.run(["umount", "--lazy", str(state)], check=True)
+
+
+def _open(tmp_path: Path, reserve_mib: int) -> Appliance:
+    return built(tmp_path, TOWERBOX_STATE_RESERVE_MIB=str(reserve_mib))
+
+
+@pytest.fixture
+def client_for(tmp_path: Path, state_tmpfs: Path) -> Iterator[Any]:
+    opened: list[tuple[Appliance, Any]] = []
+
+    def make(reserve_mib: int) -> tuple[Appliance, TestClient[Any]]:
+        app = _open(tmp_path, reserve_mib)
+        ctx = api_client(app)
+        client = ctx.__enter__()
+        opened.append((app, ctx))
+        client.headers.update(login(client, "admin", admin_password(app.cfg)))
+        return app, client
+
+    try:
+        yield make
+    finally:
+        for app, ctx in opened:
+            ctx.__exit__(None, None, None)
+            for vm in Vm.select():
+                app.vms.delete(
+                    app.auth.authenticate(app.cfg.cli_token_file.read_text().strip()), vm.name
+                )
+            app.close()
+
+
+def _free(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def fill(directory: Path, leave_bytes: int = 0) -> Path:
+    """Fill the filesystem of ``directory`` up to the last byte, then give back
+    ``leave_bytes``; the filler file (remove it and the space returns)."""
+    filler = directory / "filler"
+    with filler.open("wb") as f:
+        while (free := _free(directory)) > 0:
+            f.write(b"\0" * min(CHUNK, free))
+            f.flush()
+    if leave_bytes:
+        size = filler.stat().st_size
+        os.truncate(filler, max(0, size - (leave_bytes - _free(directory))))
+    return filler
+
+
+def _check_store(db_path: Path) -> list[int]:
+    """The database is whole and the journal gap-free; its seqs."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        seqs = [row[0] for row in conn.execute("SELECT seq FROM journal ORDER BY seq")]
+        next_seq = conn.execute("SELECT value FROM meta WHERE key = 'journal_next_seq'").fetchone()
+    finally:
+        conn.close()
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+    assert int(next_seq[0]) == seqs[-1] + 1
+    return seqs
+
+
+def _tenants(client: TestClient[Any]) -> set[str]:
+    resp = client.get("/api/v1/tenants")
+    assert resp.status_code == 200, resp.text
+    return {t["name"] for t in resp.json()}
+
+
+def _domains() -> set[str]:
+    conn = libvirt.open("test:///default")
+    try:
+        return {d.name() for d in conn.listAllDomains()}
+    finally:
+        conn.close()
+
+
+def test_below_the_reserve_writes_are_refused_and_resume_when_space_returns(
+    client_for: Any, state_tmpfs: Path
+) -> None:
+    app, client = client_for(1)
+    assert client.post("/api/v1/tenants", json={"name": "acme"}).status_code == 201
+    head = _check_store(app.cfg.db_path)[-1]
+    filler = fill(state_tmpfs, leave_bytes=256 * 1024)
+
+    refused = client.post("/api/v1/tenants", json={"name": "beta"})
+    assert refused.status_code == 507, refused.text
+    problem = refused.json()
+    assert problem["code"] == "storage_full"
+    assert problem["path"] == str(state_tmpfs)
+    assert problem["free_bytes"] < problem["reserve_bytes"] == 1 << 20
+    assert "free space" in problem["detail"]
+
+    # A VM create is refused before it makes a disk, a seed or a domain.
+    domains = _domains()
+    vm = client.post("/api/v1/vms", json={"name": "full1", "appliance": "demo"})
+    assert vm.status_code == 507, vm.text
+    assert vm.json()["code"] == "storage_full"
+    assert _domains() == domains
+    assert list(app.cfg.disk_dir.iterdir()) == []
+
+    # Reads keep working, and /healthz says why writes fail.
+    assert _tenants(client) == {"acme"}
+    assert client.get("/api/v1/vms").status_code == 200
+    health = client.get("/healthz").json()
+    assert health["status"] == "storage_full"
+    assert health["storage"]["full"] is True
+    assert any(line.startswith("storage: full") for line in health["summary"])
+    # An operator can still log in to look: a login may use the reserve.
+    login(client, "admin", admin_password(app.cfg))
+    assert _check_store(app.cfg.db_path)[-1] == head
+
+    filler.unlink()
+    assert client.post("/api/v1/tenants", json={"name": "beta"}).status_code == 201
+    assert _tenants(client) == {"acme", "beta"}
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert _check_store(app.cfg.db_path)[-1] > head
+
+
+def test_a_write_that_meets_the_full_disk_is_rolled_back_whole(
+    client_for: Any, state_tmpfs: Path
+) -> None:
+    """No reserve: SQLite itself meets the full disk (SQLITE_FULL)."""
+    app, client = client_for(0)
+    filler = fill(state_tmpfs)
+    created: set[str] = set()
+    statuses = []
+    # The WAL may still hold room for a few writes; the disk is full for the next.
+    for i in range(200):
+        resp = client.post("/api/v1/tenants", json={"name": f"t{i}", "description": "x" * 2000})
+        statuses.append(resp.status_code)
+        assert resp.status_code in (201, 507), resp.text
+        if resp.status_code == 201:
+            created.add(f"t{i}")
+            continue
+        assert resp.json()["code"] == "storage_full"
+        break
+    assert statuses[-1] == 507, statuses
+
+    assert _tenants(client) == created  # nothing half-created
+    seqs = _check_store(app.cfg.db_path)
+    health = client.get("/healthz").json()
+    assert health["status"] == "storage_full" and health["storage"]["full"] is True
+    # Refused at once while the disk has not gained space.
+    again = client.post("/api/v1/tenants", json={"name": "late"})
+    assert again.status_code == 507 and again.json()["code"] == "storage_full"
+
+    filler.unlink()
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert client.post("/api/v1/tenants", json={"name": "late"}).status_code == 201
+    assert _tenants(client) == created | {"late"}
+    assert _check_store(app.cfg.db_path)[-1] > seqs[-1]
