@@ -4,9 +4,7 @@ nothing half-made, the database stays whole and the journal gap-free, reads and
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,28 +16,17 @@ from litestar.testing import TestClient
 from appliance.context import Appliance
 from appliance.store.models import Vm
 from tests.support.appliance import admin_password, api_client, built, login
+from tests.support.disk_full import fill, small_tmpfs
 
 pytestmark = pytest.mark.root
 
 TMPFS_SIZE = "6m"
-CHUNK = 64 * 1024
 
 
 @pytest.fixture
 def state_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    state = tmp_path / "state"
-    state.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(state)], check=True
-    )
-    try:
+    with small_tmpfs(tmp_path / "state", TMPFS_SIZE) as state:
         yield state
-    finally:
-        # Worker threads of the API keep their own SQLite connections until they
-        # exit: detach now, the kernel frees the tmpfs when the last one closes.
-        subprocess.run(["umount", "--lazy", str(state)], check=True)
 
 
 def _open(tmp_path: Path, reserve_mib: int) -> Appliance:
@@ -68,25 +55,6 @@ def client_for(tmp_path: Path, state_tmpfs: Path) -> Iterator[Any]:
                     app.auth.authenticate(app.cfg.cli_token_file.read_text().strip()), vm.name
                 )
             app.close()
-
-
-def _free(path: Path) -> int:
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
-
-
-def fill(directory: Path, leave_bytes: int = 0) -> Path:
-    """Fill the filesystem of ``directory`` up to the last byte, then give back
-    ``leave_bytes``; the filler file (remove it and the space returns)."""
-    filler = directory / "filler"
-    with filler.open("wb") as f:
-        while (free := _free(directory)) > 0:
-            f.write(b"\0" * min(CHUNK, free))
-            f.flush()
-    if leave_bytes:
-        size = filler.stat().st_size
-        os.truncate(filler, max(0, size - (leave_bytes - _free(directory))))
-    return filler
 
 
 def _check_store(db_path: Path) -> list[int]:
