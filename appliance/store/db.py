@@ -21,9 +21,12 @@ from appliance.store.models import (
     db_proxy,
 )
 from appliance.store.space import StateSpace
-from towerbox_core.errors import ConfigError
+from towerbox_core.errors import ConfigError, StorageFull, is_disk_full
 
 log = logging.getLogger(__name__)
+
+# Below this much free space, a failure to open the database is the full disk's.
+_OPEN_ROOM = 256 * 1024
 
 _PRAGMAS = {
     "journal_mode": "wal",
@@ -116,11 +119,26 @@ def open_database(path: Path, guard: StateSpace | None = None) -> peewee.SqliteD
     so writes are refused only after one met a full disk).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    space.install(guard or StateSpace(path.parent))
+    guard = guard or StateSpace(path.parent)
+    space.install(guard)
     db = peewee.SqliteDatabase(str(path), pragmas=_PRAGMAS)
     db_proxy.initialize(db)
-    db.connect(reuse_if_open=True)
-    migrate(db)
+    try:
+        db.connect(reuse_if_open=True)
+        migrate(db)
+    except peewee.OperationalError as err:
+        # Opening in WAL mode makes the -wal and -shm files: on a disk with no room
+        # for them SQLite says only "disk I/O error".
+        free = guard.free_bytes()
+        if not is_disk_full(err) and (free is None or free >= _OPEN_ROOM):
+            raise
+        raise StorageFull(
+            f"cannot open the state database {path}: its disk is full ({free} bytes free) "
+            "and SQLite needs room for its write-ahead log; free space there and start "
+            "again",
+            path=str(path.parent),
+            free_bytes=free,
+        ) from err
     # The database holds password and token hashes: keep it (and its WAL) private.
     for suffix in ("", "-wal", "-shm"):
         p = Path(str(path) + suffix)

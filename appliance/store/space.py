@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from towerbox_core.errors import StorageFull
@@ -34,6 +36,7 @@ class StateSpace:
         self.reserve_bytes = reserve_bytes
         self._lock = threading.Lock()
         self._hit_free: int | None = None  # free bytes when a write last met the wall
+        self._skipped: set[str] = set()  # jobs' writes skipped, logged since last room
 
     def free_bytes(self) -> int | None:
         """Free bytes for an unprivileged writer; None when the filesystem cannot say."""
@@ -70,6 +73,15 @@ class StateSpace:
                 return
         if self.full(free):
             raise self.error(free)
+        with self._lock:
+            self._skipped.clear()
+
+    def first_skip(self, what: str) -> bool:
+        """Whether ``what`` is skipped for the first time since writes last had room."""
+        with self._lock:
+            first = what not in self._skipped
+            self._skipped.add(what)
+        return first
 
     def hit(self) -> StorageFull:
         """A write met the wall (SQLITE_FULL, ENOSPC): remember it, and the error to raise."""
@@ -103,6 +115,19 @@ def install(space: StateSpace) -> None:
 
 def current() -> StateSpace | None:
     return _space
+
+
+@contextmanager
+def skipped_while_full(what: str) -> Iterator[None]:
+    """For the node's own jobs: a write refused for space is skipped, the job goes on
+    (a monitor that stopped sweeping would stop the watchdog, and a start that stopped
+    at its first reconcile would restart no VM). Logged once per full disk; what the
+    jobs compare against the database is recorded when space returns."""
+    try:
+        yield
+    except StorageFull as err:
+        if _space is None or _space.first_skip(what):
+            log.error("%s not recorded: %s", what, err.message)
 
 
 def check_writable(may_use_reserve: bool = False) -> None:

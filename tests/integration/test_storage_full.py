@@ -17,6 +17,7 @@ from appliance.context import Appliance
 from appliance.store.models import Vm
 from tests.support.appliance import admin_password, api_client, built, login
 from tests.support.disk_full import fill, small_tmpfs
+from towerbox_core.errors import StorageFull
 
 pytestmark = pytest.mark.root
 
@@ -160,3 +161,73 @@ def test_a_write_that_meets_the_full_disk_is_rolled_back_whole(
     assert client.post("/api/v1/tenants", json={"name": "late"}).status_code == 201
     assert _tenants(client) == created | {"late"}
     assert _check_store(app.cfg.db_path)[-1] > seqs[-1]
+
+
+def _reboot(tmp_path: Path, boot: str) -> None:
+    """What a host reboot changes for the appliance's start: the kernel's boot id."""
+    boot_id = tmp_path / "host" / "proc" / "sys" / "kernel" / "random" / "boot_id"
+    boot_id.parent.mkdir(parents=True, exist_ok=True)
+    boot_id.write_text(boot + "\n")
+
+
+def _starts(client: TestClient[Any]) -> list[str]:
+    page = client.get("/api/v1/journal", params={"kind": "node.started"}).json()
+    return [e["state"]["boot_id"] for e in page["entries"]]
+
+
+def test_a_node_that_rebooted_onto_a_full_disk_starts_and_serves_reads(
+    tmp_path: Path, state_tmpfs: Path
+) -> None:
+    _open(tmp_path, 1).close()  # makes the host fixture the boot id lives in
+    _reboot(tmp_path, "boot-1")
+    _open(tmp_path, 1).close()
+    _reboot(tmp_path, "boot-2")
+    filler = fill(state_tmpfs, leave_bytes=256 * 1024)
+    # Below the reserve: the start may use it, and is journalled at once.
+    app = _open(tmp_path, 1)
+    try:
+        with api_client(app) as client:
+            client.headers.update(login(client, "admin", admin_password(app.cfg)))
+            assert client.get("/api/v1/tenants").status_code == 200
+            assert client.get("/healthz").json()["status"] == "storage_full"
+            assert _starts(client) == ["boot-2"]
+    finally:
+        app.close()
+
+    # No room at all (the database's write-ahead log kept open by a reader): the node
+    # starts, serves reads, and journals its start at the first beat with room.
+    reader = sqlite3.connect(app.cfg.db_path)
+    try:
+        reader.execute("SELECT count(*) FROM journal").fetchone()
+        _reboot(tmp_path, "boot-3")
+        filler.unlink()
+        filler = fill(state_tmpfs)
+        app = _open(tmp_path, 1)
+        try:
+            with api_client(app) as client:
+                # No room even for a login: a token the node already holds still reads.
+                token = app.cfg.cli_token_file.read_text().strip()
+                client.headers["Authorization"] = f"Bearer {token}"
+                assert client.get("/api/v1/tenants").status_code == 200
+                assert client.get("/healthz").json()["status"] == "storage_full"
+                app.monitor_job()  # a sweep: the start still cannot be journalled
+                assert _starts(client) == ["boot-2"]
+                filler.unlink()
+                app.monitor_job()
+                assert _starts(client) == ["boot-2", "boot-3"]
+                assert client.get("/healthz").json()["status"] == "ok"
+        finally:
+            app.close()
+    finally:
+        reader.close()
+    _check_store(app.cfg.db_path)
+
+
+def test_no_room_for_the_write_ahead_log_fails_the_start_with_storage_full(
+    tmp_path: Path, state_tmpfs: Path
+) -> None:
+    _open(tmp_path, 1).close()  # the last connection closed: no -wal, no -shm left
+    fill(state_tmpfs)
+    with pytest.raises(StorageFull, match="cannot open the state database") as refused:
+        _open(tmp_path, 1)
+    assert refused.value.code == "storage_full"
