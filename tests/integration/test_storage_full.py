@@ -13,9 +13,11 @@ import libvirt
 import pytest
 from litestar.testing import TestClient
 
+from appliance.backends.vm import disks
+from appliance.backends.vm.seed_iso import SeedFiles, write_seed_iso
 from appliance.context import Appliance
 from appliance.store.models import Vm
-from tests.support.appliance import admin_password, api_client, built, login
+from tests.support.appliance import admin_password, api_client, built, login, make_images
 from tests.support.disk_full import fill, small_tmpfs
 from towerbox_core.errors import StorageFull
 
@@ -231,3 +233,24 @@ def test_no_room_for_the_write_ahead_log_fails_the_start_with_storage_full(
     with pytest.raises(StorageFull, match="cannot open the state database") as refused:
         _open(tmp_path, 1)
     assert refused.value.code == "storage_full"
+
+
+def test_disk_and_seed_writers_answer_storage_full_and_leave_nothing(
+    tmp_path: Path, state_tmpfs: Path
+) -> None:
+    make_images(tmp_path / "images")
+    disk_dir = state_tmpfs / "disks"
+    disk_dir.mkdir()
+    filler = fill(state_tmpfs)
+    with pytest.raises(StorageFull, match="cannot create the disk"):
+        disks.create_overlay(tmp_path / "images" / "base.qcow2", disk_dir / "vm-0.qcow2")
+    with pytest.raises(StorageFull, match="cannot create the disk"):
+        disks.create_blank(disk_dir / "vm-1.qcow2", 1)
+    seed = SeedFiles("instance-id: x\n", "#cloud-config\n", "{}\n")
+    with pytest.raises(StorageFull, match="cannot write the cloud-init seed"):
+        write_seed_iso(disk_dir / "vm-seed.iso", seed)
+    assert list(disk_dir.iterdir()) == []  # no partial overlay, seed or temporary file
+    filler.unlink()
+    disks.create_overlay(tmp_path / "images" / "base.qcow2", disk_dir / "vm-0.qcow2")
+    write_seed_iso(disk_dir / "vm-seed.iso", seed)
+    assert sorted(p.name for p in disk_dir.iterdir()) == ["vm-0.qcow2", "vm-seed.iso"]
