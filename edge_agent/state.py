@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import msgspec
 
-from towerbox_core.errors import ConfigError, StorageFull, is_disk_full
+from towerbox_core.errors import ConfigError
+from towerbox_core.secret_files import write_secret_file
 
 
 class Enrollment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -22,38 +22,19 @@ _ENROLLMENT_ROOM = 16 * 1024
 
 
 def save_enrollment(path: Path, enrollment: Enrollment) -> None:
-    """Write the file so it is 0600 from its first byte; replace it atomically."""
-    tmp = _write_private(path, msgspec.json.format(msgspec.json.encode(enrollment)) + b"\n")
-    os.replace(tmp, path)
-    path.chmod(0o600)
+    """Write the file so it is 0600 from its first byte; replace it atomically.
+    A full disk is ``StorageFull``, with no partial file left."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_secret_file(path, msgspec.json.format(msgspec.json.encode(enrollment)).decode() + "\n")
 
 
 def check_room(path: Path) -> None:
     """Refuse (``StorageFull``) before enrolling when the state file cannot be written:
     the registry spends the one-time token, and a secret that cannot be saved is lost."""
-    _write_private(path, b"\0" * _ENROLLMENT_ROOM).unlink()
-
-
-def _write_private(path: Path, data: bytes) -> Path:
-    """``data`` in a 0600 temporary file beside ``path``, synced; the temporary's path.
-    A full disk is ``StorageFull``, with the temporary file removed."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        if not is_disk_full(err):
-            raise
-        raise StorageFull(
-            f"cannot write {path}: the agent's state disk is full; free space there and retry",
-            path=str(path.parent),
-        ) from err
-    return tmp
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    probe = path.with_name(path.name + ".room")
+    write_secret_file(probe, "\0" * _ENROLLMENT_ROOM)
+    probe.unlink()
 
 
 def load_enrollment(path: Path) -> Enrollment:

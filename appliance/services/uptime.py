@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from pathlib import Path
 
 from appliance.store import journal
@@ -36,6 +37,7 @@ class Uptime:
         self._alive = alive_file
         self._boot_id_file = boot_id_file
         self._start_pending = False  # a start the full disk kept from being recorded
+        self._beat_failing = False
 
     def beat(self) -> None:
         """Record now (journal time) as the node's last sign of life."""
@@ -45,10 +47,22 @@ class Uptime:
             self._record_start(quiet=True)
             if self._start_pending:
                 return
+        # Replaced whole: on a full disk the last beat that fitted stays readable.
+        tmp = self._alive.with_name(self._alive.name + ".tmp")
         try:
-            self._alive.write_text(journal.now().isoformat())
+            tmp.write_text(journal.now().isoformat())
+            os.replace(tmp, self._alive)
         except OSError as err:
-            log.warning("cannot record the node's last sign of life in %s: %s", self._alive, err)
+            tmp.unlink(missing_ok=True)
+            if not self._beat_failing:  # once, not at every sweep
+                log.warning(
+                    "cannot record the node's last sign of life in %s: %s", self._alive, err
+                )
+            self._beat_failing = True
+            return
+        if self._beat_failing:
+            log.info("the node's last sign of life is recorded again in %s", self._alive)
+            self._beat_failing = False
 
     def started(self) -> bool:
         """Journal a start after a reboot; True when the host rebooted since the last run.

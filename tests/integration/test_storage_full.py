@@ -16,10 +16,12 @@ from litestar.testing import TestClient
 from appliance.backends.vm import disks
 from appliance.backends.vm.seed_iso import SeedFiles, write_seed_iso
 from appliance.context import Appliance
+from appliance.services.uptime import Uptime
 from appliance.store.models import Vm
 from tests.support.appliance import admin_password, api_client, built, login, make_images
 from tests.support.disk_full import fill, small_tmpfs
 from towerbox_core.errors import StorageFull
+from towerbox_core.secret_files import write_secret_file
 
 pytestmark = pytest.mark.root
 
@@ -254,3 +256,44 @@ def test_disk_and_seed_writers_answer_storage_full_and_leave_nothing(
     disks.create_overlay(tmp_path / "images" / "base.qcow2", disk_dir / "vm-0.qcow2")
     write_seed_iso(disk_dir / "vm-seed.iso", seed)
     assert sorted(p.name for p in disk_dir.iterdir()) == ["vm-0.qcow2", "vm-seed.iso"]
+
+
+def test_a_first_start_on_a_full_disk_leaves_no_admin_without_a_password(
+    tmp_path: Path, state_tmpfs: Path
+) -> None:
+    filler = fill(state_tmpfs, leave_bytes=512 * 1024)  # room for files, not the reserve
+    with pytest.raises(StorageFull):
+        _open(tmp_path, 1)
+    filler.unlink()
+    app = _open(tmp_path, 1)
+    try:
+        with api_client(app) as client:
+            login(client, "admin", admin_password(app.cfg))  # the file's password works
+    finally:
+        app.close()
+
+
+def test_secret_and_alive_files_keep_their_last_content_on_a_full_disk(
+    tmp_path: Path, state_tmpfs: Path
+) -> None:
+    secret = state_tmpfs / "admin-password"
+    write_secret_file(secret, "old\n")
+    boot_id = tmp_path / "boot_id"
+    boot_id.write_text("boot-1\n")
+    uptime = Uptime(state_tmpfs / "alive", boot_id)
+    uptime.beat()
+    last_beat = (state_tmpfs / "alive").read_text()
+    filler = fill(state_tmpfs)
+
+    with pytest.raises(StorageFull, match="admin-password"):
+        write_secret_file(secret, "new\n")
+    assert secret.read_text() == "old\n"
+    uptime.beat()
+    assert (state_tmpfs / "alive").read_text() == last_beat
+    assert sorted(p.name for p in state_tmpfs.iterdir()) == ["admin-password", "alive", "filler"]
+
+    filler.unlink()
+    write_secret_file(secret, "new\n")
+    assert secret.read_text() == "new\n"
+    uptime.beat()
+    assert (state_tmpfs / "alive").read_text() != last_beat
