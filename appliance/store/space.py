@@ -16,18 +16,23 @@ reads the filesystem's free space again.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from towerbox_core.errors import StorageFull
 
 log = logging.getLogger(__name__)
 
 MIB = 1 << 20
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class StateSpace:
@@ -106,6 +111,8 @@ class StateSpace:
 
 # One per process, like the database it guards (open_database installs it).
 _space: StateSpace | None = None
+# Set while a use case that may write into the reserve runs (see uses_reserve).
+_reserve_ok: ContextVar[bool] = ContextVar("reserve_ok", default=False)
 
 
 def install(space: StateSpace) -> None:
@@ -134,4 +141,20 @@ def check_writable(may_use_reserve: bool = False) -> None:
     """Refuse a write now (``StorageFull``) when the state directory's disk is full:
     before a use case makes files it would have to undo."""
     if _space is not None:
-        _space.check(may_use_reserve)
+        _space.check(may_use_reserve or _reserve_ok.get())
+
+
+def uses_reserve(use_case: Callable[P, R]) -> Callable[P, R]:
+    """A use case whose writes may go below the reserve: one that frees space or stops
+    what fills it (stopping or deleting a VM: a guest writing its overlay is the
+    likeliest way the state disk fills, and an operator must be able to stop it)."""
+
+    @functools.wraps(use_case)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        token = _reserve_ok.set(True)
+        try:
+            return use_case(*args, **kwargs)
+        finally:
+            _reserve_ok.reset(token)
+
+    return run

@@ -95,6 +95,9 @@ def test_below_the_reserve_writes_are_refused_and_resume_when_space_returns(
 ) -> None:
     app, client = client_for(1)
     assert client.post("/api/v1/tenants", json={"name": "acme"}).status_code == 201
+    made = client.post("/api/v1/vms", json={"name": "keep1", "appliance": "demo", "start": True})
+    assert made.status_code == 201, made.text
+    keep1_files = sorted(app.cfg.disk_dir.iterdir())
     head = _check_store(app.cfg.db_path)[-1]
     filler = fill(state_tmpfs, leave_bytes=256 * 1024)
 
@@ -112,7 +115,7 @@ def test_below_the_reserve_writes_are_refused_and_resume_when_space_returns(
     assert vm.status_code == 507, vm.text
     assert vm.json()["code"] == "storage_full"
     assert _domains() == domains
-    assert list(app.cfg.disk_dir.iterdir()) == []
+    assert sorted(app.cfg.disk_dir.iterdir()) == keep1_files
 
     # Reads keep working, and /healthz says why writes fail.
     assert _tenants(client) == {"acme"}
@@ -124,6 +127,15 @@ def test_below_the_reserve_writes_are_refused_and_resume_when_space_returns(
     # An operator can still log in to look: a login may use the reserve.
     login(client, "admin", admin_password(app.cfg))
     assert _check_store(app.cfg.db_path)[-1] == head
+    # Stopping and deleting a VM may use the reserve too: they stop what fills the
+    # disk and free space.
+    stopped = client.post("/api/v1/vms/keep1/stop")
+    assert stopped.status_code == 200, stopped.text
+    assert stopped.json()["state"] == "shutoff"
+    assert client.delete("/api/v1/vms/keep1").status_code == 204
+    assert "keep1" not in _domains()
+    assert list(app.cfg.disk_dir.iterdir()) == []
+    assert client.get("/api/v1/vms").json() == []
 
     filler.unlink()
     assert client.post("/api/v1/tenants", json={"name": "beta"}).status_code == 201
