@@ -170,6 +170,9 @@ class Config:
     state_dir: str = "/var/lib/towerbox"
     image_dir: str = "/var/lib/towerbox/images"
     catalog_dir: str = ""  # default: the images/catalog folder shipped with Towerbox
+    # Writes (API, jobs) are refused with 507 storage_full while the state directory's
+    # disk has less than this free, so SQLite never meets a full disk mid-transaction.
+    state_reserve_mib: int = 64
     log_level: str = "INFO"
     api: ApiConfig = field(default_factory=ApiConfig)
     libvirt: LibvirtConfig = field(default_factory=LibvirtConfig)
@@ -245,6 +248,10 @@ def config_from(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> Con
             field="api",
         )
     _check_artifacts(cfg.artifacts, origin)
+    if cfg.state_reserve_mib < 0:
+        raise ConfigError(
+            f"{origin}: state_reserve_mib must be at least 0", field="state_reserve_mib"
+        )
     host = cfg.host
     if not 0 < host.memory_overcommit <= 100 or host.memory_reserve_mib < 0:
         raise ConfigError(

@@ -45,7 +45,7 @@ from appliance.services.vm_provision import (
 )
 from appliance.services.vm_repin import repin_shared
 from appliance.services.vm_seed import SeedPlan, plan_seed, request_values
-from appliance.store import journal
+from appliance.store import journal, space
 from appliance.store.models import Vm, utcnow
 from towerbox_core.api.vms import VmCreateRequest, VmDetail, VmShutdown, VmStats, VmSummary
 from towerbox_core.errors import Conflict, Forbidden, NotFound, TowerboxError
@@ -300,6 +300,7 @@ class VmService:
                 "VM %s: GPU slice not released: %s", vm.name, err.message, extra={"vm": vm.name}
             )
 
+    @space.uses_reserve
     def shutdown(self, principal: Principal, name: str, timeout_s: float | None) -> VmShutdown:
         """ACPI power-off, then force after the deadline."""
         vm = self._writable(principal, name)
@@ -321,6 +322,7 @@ class VmService:
         view = self._after_action(vm.id)
         return VmShutdown(**msgspec.structs.asdict(view), forced=forced)
 
+    @space.uses_reserve
     def stop(self, principal: Principal, name: str) -> VmSummary:
         vm = self._writable(principal, name)
         self._set_desired(vm, STOPPED, "vm.stop")
@@ -338,8 +340,11 @@ class VmService:
             journal.append("vm.reboot", "vm", vm.id, {"name": name})
         return self._view(vm)
 
+    @space.uses_reserve
     def delete(self, principal: Principal, name: str) -> None:
         vm = self._writable(principal, name)
+        # Refused before it destroys anything when not even the reserve is left.
+        space.check_writable()
         with self._lock:
             if is_active(self._backend, vm.id):
                 self._backend.destroy(vm.id)

@@ -20,9 +20,10 @@ from typing import Any
 import msgspec
 import peewee
 
+from appliance.store import space
 from appliance.store.journal_clock import MonotonicClock
 from appliance.store.models import JournalEntry, Meta, db_proxy, utcnow
-from towerbox_core.errors import StoreBusy, is_lock_contention
+from towerbox_core.errors import StorageFull, StoreBusy, is_disk_full, is_lock_contention
 from towerbox_core.metering.fold import CLOCK_STEPPED
 from towerbox_core.wire import Actor, WireEntry, journal_checksum
 
@@ -94,7 +95,7 @@ def follow_clock_step() -> bool:
 
 
 @contextmanager
-def write_transaction() -> Iterator[None]:
+def write_transaction(may_use_reserve: bool = False) -> Iterator[None]:
     """A write transaction that takes SQLite's write lock up front.
 
     BEGIN IMMEDIATE serialises writers, which is what makes the journal's counter
@@ -104,14 +105,26 @@ def write_transaction() -> Iterator[None]:
     same connection is still open) is refused at once with "database is locked".
     A writer that still finds the lock held past the busy timeout raises
     ``StoreBusy`` (503 store_busy, Retry-After).
+
+    On a full disk (below the state directory's reserve, see ``space``; or SQLite's
+    SQLITE_FULL, or ENOSPC from a file the transaction writes) the transaction is
+    refused or rolled back whole and raises ``StorageFull`` (507 storage_full).
+    ``may_use_reserve``: a small write that should still work below the reserve
+    (a login, so an operator can look at a full node).
     """
     db = db_proxy.obj
     if not isinstance(db, peewee.SqliteDatabase):
         raise TypeError("the state database is not open")
+    space.check_writable(may_use_reserve)
+    guard = space.current()
     try:
         with db.atomic(lock_type="IMMEDIATE"):
             yield
-    except peewee.OperationalError as err:
+    except (peewee.OperationalError, OSError) as err:
+        if is_disk_full(err):
+            if guard is None:
+                raise StorageFull(f"the state database's disk is full: {err}") from err
+            raise guard.hit() from err
         if not is_lock_contention(err):
             raise
         raise StoreBusy("the state database is busy with another writer; retry shortly") from err

@@ -101,6 +101,7 @@ def config_env(cfg: Config, port: int) -> dict[str, str]:
         "TOWERBOX_ARTIFACTS_REGISTRY_RELAY": cfg.artifacts.registry_relay,
         "TOWERBOX_ARTIFACTS_BANDWIDTH_BYTES_S": str(cfg.artifacts.bandwidth_bytes_s),
         "TOWERBOX_ARTIFACTS_RETRIES": str(cfg.artifacts.retries),
+        "TOWERBOX_STATE_RESERVE_MIB": str(cfg.state_reserve_mib),
         **({"TOWERBOX_CATALOG_DIR": cfg.catalog_dir} if cfg.catalog_dir else {}),
     }
 
