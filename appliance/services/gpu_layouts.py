@@ -27,7 +27,12 @@ import msgspec
 from appliance.backends.gpu.protocol import GpuBackend, GpuInfo
 from appliance.domain.gpu.binding import is_process_owner
 from appliance.domain.gpu.catalog import GpuCatalog, GpuModel
-from appliance.domain.gpu.effects import blocked_by_process, changed_since, workload_effects
+from appliance.domain.gpu.effects import (
+    blocked_by_process,
+    changed_since,
+    layout_drift,
+    workload_effects,
+)
 from appliance.domain.gpu.layout import Instance, Layout, MigRole, validate_layout
 from appliance.domain.gpu.planner import OpKind, Plan, plan
 from appliance.domain.gpu.solver import solve_counts
@@ -122,7 +127,14 @@ class GpuLayoutService:
                 supported=info.mig_supported, current=info.mig.current, pending=info.mig.pending
             ),
             layout=self.current_layout(info) if info.model else None,
+            drift=self._drift(info),
         )
+
+    def _drift(self, info: GpuInfo) -> list[str]:
+        committed = self.committed(info.uuid) if info.model else None
+        if committed is None or not info.mig.current:
+            return []
+        return layout_drift(committed, self.current_layout(info))
 
     def profiles(self, gpu: str) -> list[MigProfileView]:
         info = self._info(gpu)

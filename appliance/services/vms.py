@@ -30,6 +30,7 @@ from appliance.services.auth import Principal, aware_utc
 from appliance.services.gpu_binding import GpuBinder
 from appliance.services.monitor import Monitor, record_observed
 from appliance.services.vm_admission import VmAdmission
+from appliance.services.vm_attention import StartFailures, attention
 from appliance.services.vm_gpu_drain import VmGpuDrain
 from appliance.services.vm_power import ACTIVE, DEFINED, RUNNING, STOPPED, is_active, wait_off
 from appliance.services.vm_provision import (
@@ -86,6 +87,7 @@ class VmService:
         self._lock = threading.Lock()
         self._image_dir = Path(cfg.image_dir)
         self._templates_dir = cloud_init_dir(cfg.resolved_catalog_dir())
+        self.start_failures = StartFailures()
         self.gpu_drain = VmGpuDrain(backend, gpus, cfg.gpu.drain_timeout_s, self._start_domain)
 
     @property
@@ -262,6 +264,16 @@ class VmService:
         return self._after_action(vm.id)
 
     def _start_domain(self, vm: Vm) -> None:
+        """Every start's one path (the API, the reconciler, a reshape's resume): a
+        failure is kept for the VM's view until a start succeeds."""
+        try:
+            self._start_bound(vm)
+        except TowerboxError as err:
+            self.start_failures.failed(vm.name, err)
+            raise
+        self.start_failures.started(vm.name)
+
+    def _start_bound(self, vm: Vm) -> None:
         """Start the domain, with its GPU slice bound first; nothing held on failure."""
         spec = msgspec.json.decode(vm.spec, type=VmSpec)
         if self._gpus is None or spec.gpu is None:
@@ -359,6 +371,7 @@ class VmService:
                 journal.append("vm.deleted", "vm", vm.id, None)
             if spec.cpu.policy is CpuPolicy.PINNED:
                 repin_shared(self._allocator, self._backend)
+        self.start_failures.started(name)  # a new VM of this name starts afresh
         log.info("deleted VM %s", name, extra={"vm": name})
 
     # -- helpers -----------------------------------------------------------------
@@ -413,6 +426,12 @@ class VmService:
             desired_state=vm.desired_state,
             state=state,
             cpu_pct=sample.cpu_pct if sample else None,
+            attention=attention(
+                vm,
+                state,
+                self.start_failures.get(vm.name),
+                self.gpu_drain.is_draining(vm.name),
+            ),
         )
 
     @staticmethod

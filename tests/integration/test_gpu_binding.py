@@ -453,3 +453,43 @@ def test_an_apply_refuses_when_the_gpu_changed_since_its_dry_run(
 def _placements_and_owners(client: TestClient[Any], gpu: str) -> list[tuple[str, int, Any]]:
     layout = client.get(f"/api/v1/gpus/{gpu}").json()["layout"]["instances"]
     return [(i["profile"], i["start"], i.get("owner")) for i in layout]
+
+
+def test_a_vm_left_off_by_a_reshape_says_it_waits_for_a_slice_and_since(
+    client: TestClient[Any],
+) -> None:
+    gpu = _gpu(client)
+    client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY)
+    assert _create(client, "llm-w", {"profile": "2g.20gb"}).status_code == 201
+    assert client.post("/api/v1/vms/llm-w/start").status_code == 200
+    assert client.get("/api/v1/vms/llm-w").json()["attention"] is None
+    assert client.post(f"/api/v1/gpus/{gpu}/apply", json=NIGHT_COUNTS).status_code == 200
+    vm = client.get("/api/v1/vms/llm-w").json()
+    assert (vm["desired_state"], vm["state"]) == ("running", "shutoff")
+    assert vm["attention"]["kind"] == "waiting_for_gpu"
+    assert "[no_free_gpu_slice]" in vm["attention"]["reason"]
+    assert vm["attention"]["since"]
+    listed = {v["name"]: v for v in client.get("/api/v1/vms").json()}
+    assert listed["llm-w"]["attention"] == vm["attention"]
+    # A layout with a slice for it again: it starts, and the note goes.
+    assert client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY).status_code == 200
+    vm = client.get("/api/v1/vms/llm-w").json()
+    assert (vm["state"], vm["attention"]) == ("running", None)
+
+
+def test_changes_made_outside_towerbox_are_shown_as_such(
+    client: TestClient[Any], appliance: Appliance
+) -> None:
+    made = client.post("/api/v1/vms", json={"name": "plain", "appliance": "demo"})
+    assert made.status_code == 201, made.text
+    vm_id = made.json()["id"]
+    appliance.backend.start(vm_id)  # desired stopped, started past Towerbox
+    vm = client.get("/api/v1/vms/plain").json()
+    assert vm["attention"]["kind"] == "changed_outside"
+    assert client.post("/api/v1/vms/plain/start").status_code == 200
+    assert client.get("/api/v1/vms/plain").json()["attention"] is None
+    appliance.backend.destroy(vm_id)  # off past Towerbox; on-failure leaves it off
+    appliance.reconciler.run()
+    vm = client.get("/api/v1/vms/plain").json()
+    assert vm["attention"]["kind"] == "stopped"
+    assert "restart policy (on-failure)" in vm["attention"]["reason"]

@@ -327,3 +327,32 @@ def test_usage_page_draws_a_chart_and_totals_and_downloads_the_csv(
     rows = Path(download.value.path()).read_text().splitlines()
     assert rows[0].startswith("tenant,resource,unit,period")
     assert any(row.startswith(f"{TENANT},vnet,VNet-hour,") for row in rows[1:])
+
+
+def test_a_reshape_that_leaves_a_vm_waiting_is_shown_with_its_reason(
+    page: Page, stack: Stack
+) -> None:
+    with stack.node.http() as api:
+        gpu = api.get("/api/v1/gpus").json()["gpus"][0]["uuid"]
+        assert api.post(f"/api/v1/gpus/{gpu}/apply", json={"counts": {"2g.20gb": 1}}).is_success
+        spec = {"role": "b2b", "gpu": {"profile": "2g.20gb"}}
+        body = {"name": "waits", "appliance": "demo", "spec": spec, "start": True}
+        made = api.post("/api/v1/vms", json=body)
+        assert made.status_code == 201, made.text
+        # The night layout has no 2g.20gb: the VM is drained and left off.
+        assert api.post(f"/api/v1/gpus/{gpu}/apply", json={"counts": {"1g.10gb": 4}}).is_success
+    try:
+        log_in(page, stack)
+        attention = page.get_by_test_id("dash-attention").filter(has_text="waits")
+        expect(attention).to_contain_text("waiting for a GPU slice")
+        expect(attention).to_contain_text("no_free_gpu_slice")
+        page.screenshot(path=stack.shots / "dashboard-attention.png", full_page=True)
+        page.goto(f"{stack.ui_url}/vms")
+        expect(page.get_by_test_id("vm-attention-waits")).to_have_text("waiting for a GPU slice")
+        page.goto(f"{stack.ui_url}/vms/waits")
+        expect(page.get_by_test_id("vm-attention")).to_contain_text("desired running, shutoff")
+        expect(page.get_by_test_id("vm-attention")).to_contain_text("no_free_gpu_slice")
+    finally:
+        with stack.node.http() as api:
+            api.delete("/api/v1/vms/waits")
+            api.post(f"/api/v1/gpus/{gpu}/apply", json={"instances": []})

@@ -10,7 +10,7 @@ import pytest
 from appliance.domain.vm_spec import VmSpec
 from towerbox_core.api.tenants import Grants, Quotas, TenantUsage, VmOptions
 from towerbox_core.api.vms import VmCreateRequest
-from ui import fmt, slotmap, wan
+from ui import attention, fmt, slotmap, wan
 from ui.api import ApiError
 from ui.frame import badges_from, short_badge
 from ui.pages.common import safe_next
@@ -495,3 +495,49 @@ def test_the_wizard_sends_sriov_pci_and_a_vran_slice_by_role() -> None:
         ("sriov", None, "ens1f0"),
     ]
     assert spec.pci_devices == ("0000:5e:00.0",)
+
+
+def test_attention_lines_vran_first_then_gpus_and_n6() -> None:
+    waiting = {"kind": "waiting_for_gpu", "reason": "no slice [no_free_gpu_slice]", "since": None}
+    vms = [
+        {
+            "name": "b",
+            "role": "b2b",
+            "desired_state": "running",
+            "state": "shutoff",
+            "attention": waiting,
+        },
+        {
+            "name": "a",
+            "role": "b2b",
+            "desired_state": "running",
+            "state": "running",
+            "attention": None,
+        },
+        {
+            "name": "du",
+            "role": "vran",
+            "desired_state": "running",
+            "state": "shutoff",
+            "attention": {"kind": "start_failed", "reason": "boom [x]", "since": None},
+        },
+    ]
+    gpus = {
+        "gpus": [
+            {
+                "name": "H100",
+                "uuid": "GPU-1",
+                "drift": ["1g.10gb at slot 0 is committed but missing on the GPU"],
+            }
+        ]
+    }
+    n6 = {
+        "last_apply": {"ok": False, "at": None, "code": "ovs_interface_error", "message": "no dev"}
+    }
+    assert attention.lines(vms, gpus, n6) == [
+        "du (desired running, shutoff): start failed: boom [x]",
+        "b (desired running, shutoff): waiting for a GPU slice: no slice [no_free_gpu_slice]",
+        "GPU H100 (GPU-1): 1g.10gb at slot 0 is committed but missing on the GPU",
+        "N6 not applied: the last apply failed at -: [ovs_interface_error] no dev",
+    ]
+    assert attention.badge(vms[0]) == "waiting for a GPU slice" and attention.badge(vms[1]) == ""

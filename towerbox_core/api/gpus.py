@@ -95,6 +95,8 @@ class GpuView(msgspec.Struct, frozen=True):
     memory_mib: int
     mig: MigState
     layout: Layout | None  # what the GPU has now, roles and owners included
+    # Where it differs from the committed layout the node re-creates (empty: none).
+    drift: list[str] = msgspec.field(default_factory=list)
 
 
 class GpuList(msgspec.Struct, frozen=True):

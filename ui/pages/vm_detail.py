@@ -8,7 +8,7 @@ from typing import Any
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
-from ui import fmt, vm_actions
+from ui import attention, fmt, vm_actions
 from ui.api import ApiError, vm_path
 from ui.deps import Deps
 from ui.pages.common import error_label, open_page, tag
@@ -117,6 +117,10 @@ class VmDetail:
                     ).props("outline"),
                     f"vm-action-{action.key}",
                 )
+        self.attention = tag(
+            ui.label("").classes("text-orange-10 bg-orange-1 p-2 rounded w-full"), "vm-attention"
+        )
+        self.attention.props('role="status"')
         with ui.row().classes("w-full gap-4 items-start no-wrap"):
             with ui.card().classes("min-w-[20rem]"):
                 ui.label("Spec and allocation").classes("text-h6")
@@ -149,6 +153,8 @@ class VmDetail:
         self.state.props(f"color={STATE_COLOURS.get(state, 'grey')}")
         for key, button in self.buttons.items():
             button.set_enabled(vm_actions.BY_KEY[key].applies_to(state))
+        self.attention.text = attention.vm_line(vm) if vm.get("attention") else ""
+        self.attention.set_visibility(bool(vm.get("attention")))
         self.spec_box.clear()
         with self.spec_box, ui.element("dl").classes("grid grid-cols-2 gap-x-4 text-sm"):
             for key, value in spec_rows(vm):

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
-from ui import fmt, vm_actions
+from ui import attention, fmt, vm_actions
 from ui.api import ApiError
 from ui.deps import Deps
 from ui.pages.common import error_label, open_page, tag
@@ -32,7 +32,10 @@ NAME_SLOT = r"""
 """
 STATE_SLOT = r"""
 <q-td :props="props"><q-badge :color="({COLOURS})[props.value] || 'grey'"
-   :data-testid="'vm-state-' + props.row.name">{{ props.value }}</q-badge></q-td>
+   :data-testid="'vm-state-' + props.row.name">{{ props.value }}</q-badge>
+  <q-badge v-if="props.row.attention" color="orange-9" class="q-ml-xs"
+   :title="props.row.reason" :data-testid="'vm-attention-' + props.row.name"
+   >{{ props.row.attention }}</q-badge></q-td>
 """.replace("{COLOURS}", str(STATE_COLOURS))  # single-quoted JS inside a double-quoted attribute
 
 
@@ -47,6 +50,8 @@ def rows_from(vms: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "memory": fmt.mib(vm.get("memory_mib")),
             # A guest that is not running uses no CPU, whatever its last sample said.
             "cpu": fmt.pct(vm.get("cpu_pct")) if vm.get("state") == "running" else "-",
+            "attention": attention.badge(vm),
+            "reason": attention.vm_line(vm) if vm.get("attention") else "",
         }
         for vm in vms
     ]

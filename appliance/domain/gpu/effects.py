@@ -111,3 +111,19 @@ def changed_since(expected: Layout, current: Layout) -> list[str]:
         elif before.role is not after.role:
             lines.append(f"{after.label} is now {after.role.value} (was {before.role.value})")
     return lines
+
+
+def layout_drift(committed: Layout, current: Layout) -> list[str]:
+    """Where the GPU no longer has the layout the node committed (a driver reset, a
+    change made past Towerbox), one line per instance."""
+    want = committed.by_placement()
+    have = current.by_placement()
+    lines = [
+        f"{want[p].label} is committed but missing on the GPU"
+        for p in sorted(want.keys() - have.keys())
+    ]
+    lines += [
+        f"{have[p].label} is on the GPU but not committed"
+        for p in sorted(have.keys() - want.keys())
+    ]
+    return lines
