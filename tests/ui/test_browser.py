@@ -356,3 +356,26 @@ def test_a_reshape_that_leaves_a_vm_waiting_is_shown_with_its_reason(
         with stack.node.http() as api:
             api.delete("/api/v1/vms/waits")
             api.post(f"/api/v1/gpus/{gpu}/apply", json={"instances": []})
+
+
+def test_a_dry_run_says_a_process_claim_would_block_the_apply(page: Page, stack: Stack) -> None:
+    with stack.node.http() as api:
+        gpu = api.get("/api/v1/gpus").json()["gpus"][0]["uuid"]
+        assert api.post(f"/api/v1/gpus/{gpu}/apply", json={"counts": {"2g.20gb": 1}}).is_success
+        claim = api.post("/api/v1/gpus/claims", json={"name": "vllm", "profile": "2g.20gb"})
+        assert claim.status_code == 201, claim.text
+    try:
+        log_in(page, stack)
+        page.goto(f"{stack.ui_url}/gpus")
+        expect(page.get_by_label("2g.20gb count")).to_have_value("1")  # the layout it has
+        page.get_by_label("2g.20gb count").fill("0")
+        page.get_by_label("1g.10gb count").fill("2")
+        page.get_by_test_id("gpu-plan-0").click()
+        expect(page.get_by_test_id("plan-blocked")).to_contain_text("gpu_claimed_by_process")
+        expect(page.get_by_test_id("plan-workload")).to_contain_text("process:vllm")
+        expect(page.get_by_test_id("gpu-apply-0")).to_be_disabled()
+        page.screenshot(path=stack.shots / "gpu-plan-blocked.png", full_page=True)
+    finally:
+        with stack.node.http() as api:
+            api.delete("/api/v1/gpus/claims/vllm")
+            api.post(f"/api/v1/gpus/{gpu}/apply", json={"instances": []})
