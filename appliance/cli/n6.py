@@ -63,6 +63,8 @@ def _call(args: argparse.Namespace, c: ApiClient) -> Any:
 
 def _show(args: argparse.Namespace, result: Any) -> None:
     if isinstance(result, dict) and "changes" in result:
+        if not any(result["changes"].values()):
+            out("nothing to change")
         for kind, lines in result["changes"].items():
             out(f"{kind}: {len(lines)} changes")
             for line in lines:
