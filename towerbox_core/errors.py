@@ -7,7 +7,6 @@ them into RFC 9457 problem-details responses; the CLI prints code and message.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 
@@ -89,6 +88,8 @@ class StoreBusy(TowerboxError):
 def is_lock_contention(exc: BaseException) -> bool:
     """Whether ``exc`` is SQLite's "database is locked", as raised or wrapped (peewee
     re-raises it as its own OperationalError while handling the original)."""
+    import sqlite3  # here: every command line imports this module and never needs it
+
     seen: BaseException | None = exc
     for _ in range(4):
         if seen is None:

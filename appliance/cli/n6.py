@@ -35,6 +35,7 @@ def _register(parser: argparse.ArgumentParser) -> None:
     vnet_rm.add_argument("tenant")
     vnet_rm.add_argument("name")
     yes_flag(vnet_rm)
+    json_flag(vnet_rm)
     trunk = n6.add_parser("trunk-set", help="declare or change a trunk")
     trunk.add_argument("name")
     trunk.add_argument("--kind", choices=("ovs", "linux"), required=True)

@@ -34,6 +34,7 @@ def _register(parser: argparse.ArgumentParser) -> None:
     delete = user.add_parser("delete", help="remove a user and its tokens")
     delete.add_argument("username")
     yes_flag(delete)
+    json_flag(delete)
 
 
 def _call(args: argparse.Namespace, c: ApiClient) -> Any:
