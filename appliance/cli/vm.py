@@ -182,7 +182,7 @@ def stats_summary(result: dict[str, Any]) -> str:
         return f"{result['name']}: no sample yet"
     lines = [f"{result['name']}: {now['state']}"]
     cpus = [s["cpu_pct"] for s in result["history"] if s.get("cpu_pct") is not None]
-    cpu = f"CPU {now['cpu_pct'] if now['cpu_pct'] is not None else '-'} %"
+    cpu = "CPU - %" if now["cpu_pct"] is None else f"CPU {now['cpu_pct']:.1f} %"
     if cpus:
         span = result["history"][-1]["at"] - result["history"][0]["at"]
         cpu += (
