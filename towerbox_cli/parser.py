@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib.metadata import entry_points
 from pathlib import Path
 
+from towerbox_cli.entrypoints import entry_points
 from towerbox_core import __version__
 from towerbox_core.commands import ENTRY_POINT_GROUP, EXIT_STATUS_HELP, CommandGroup
 
