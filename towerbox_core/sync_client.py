@@ -14,7 +14,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-from towerbox_core.errors import TowerboxError
+from towerbox_core.errors import InvalidInput, TowerboxError
 
 if TYPE_CHECKING:
     import ssl
@@ -117,7 +117,7 @@ class ApiClient:
                 parts.hostname or "", parts.port, timeout=timeout, context=tls_context(ca_file)
             )
         if parts.scheme != "http":
-            raise TowerboxError(
+            raise InvalidInput(
                 f"{self.url} is not an http://, https:// or unix:/path URL",
                 code="invalid_url",
             )

@@ -162,12 +162,19 @@ def node_call(args: argparse.Namespace, call: Call, show: Show = show_plain) -> 
     return EXIT_OK
 
 
-def json_arg(text: str, what: str) -> Any:
-    """A JSON argument from the command line; bad JSON is the caller's error, not a crash."""
+def json_arg(text: str, what: str) -> dict[str, Any]:
+    """A JSON object from the command line (every one the API takes is an object); bad
+    JSON is the caller's error, not a crash."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except ValueError as err:
         raise InvalidInput(f"{what} is not valid JSON: {err}", code="invalid_json") from err
+    if not isinstance(value, dict):
+        raise InvalidInput(
+            f"{what} must be a JSON object ({{...}}), not a {type(value).__name__}",
+            code="invalid_json",
+        )
+    return value
 
 
 def json_flag(parser: argparse.ArgumentParser) -> None:

@@ -159,12 +159,14 @@ def test_a_server_error_is_its_own_exit_status(daemon: Daemon) -> None:
     ("args", "code"),
     [
         (["vm", "create", "x", "--spec", "{bad"], "invalid_json"),
+        (["vm", "create", "x", "--spec", "[1]", "--vcpus", "2"], "invalid_json"),
         (["n6", "vnet-create", '{"tenant": '], "invalid_json"),
         (["gpu", "plan", "GPU-x", "[1,"], "invalid_json"),
         (["service", "deploy", "--file", "/nonexistent/web.toml"], "invalid_service_template"),
         (["prices", "add", "/nonexistent/prices.json"], "unreadable_file"),
         (["tenant", "set-quota", "acme", "vms=lots"], "invalid_argument"),
         (["vm", "create", "x", "--value", "novalue"], "invalid_argument"),
+        (["--url", "localhost:8443", "vm", "list"], "invalid_url"),
     ],
 )
 def test_malformed_input_is_one_line_with_a_code(
