@@ -42,25 +42,41 @@ class Token:
     source: str  # where it came from, or every place it was looked for
 
 
-def find_token(cfg: Config) -> Token:
-    """$TOWERBOX_TOKEN, else the user's token file, else the node's CLI token file."""
+def find_token(cfg: Config, config: str = "the config") -> Token:
+    """$TOWERBOX_TOKEN, else the user's token file, else the node's CLI token file;
+    ``config`` names the config file the node's state_dir came from."""
     token = os.environ.get(TOKEN_ENV)
     if token and token.strip():
         return Token(token.strip(), f"${TOKEN_ENV}")
-    tried = [f"${TOKEN_ENV}"]
-    for path in (USER_TOKEN_FILE, Path(cfg.cli_token_file)):
+    tried = [f"${TOKEN_ENV} (unset)"]
+    node_file = Path(cfg.cli_token_file)
+    for path in (USER_TOKEN_FILE, node_file):
+        why = "empty"
         try:
             text = path.read_text().strip()
         except FileNotFoundError:
-            tried.append(f"{path} (not there)")
-            continue
+            why = "not there"
+            text = ""
         except OSError as err:
-            tried.append(f"{path} ({err.strerror})")
-            continue
+            why = str(err.strerror).lower()
+            text = ""
         if text:
             return Token(text, str(path))
-        tried.append(f"{path} (empty)")
+        if path == node_file:
+            why += f"; the node's CLI token, in state_dir from {config}"
+        tried.append(f"{path} ({why})")
     return Token(None, ", ".join(tried))
+
+
+def config_origin(named: Path | None) -> str:
+    """The config file a command read, in words, for messages."""
+    from appliance.config import DEFAULT_CONFIG_PATH
+
+    if named is not None:
+        return str(named)
+    if DEFAULT_CONFIG_PATH.exists():
+        return str(DEFAULT_CONFIG_PATH)
+    return f"{DEFAULT_CONFIG_PATH} (absent: the defaults and $TOWERBOX_* variables)"
 
 
 def config_path(args: argparse.Namespace) -> Path | None:
@@ -146,10 +162,11 @@ def node_call(args: argparse.Namespace, call: Call, show: Show = show_plain) -> 
 
     url = getattr(args, "url", None)
     try:
-        cfg = load_config(config_path(args))
+        named = config_path(args)
+        cfg = load_config(named)
     except TowerboxError as err:
         return report(err)
-    token = find_token(cfg)
+    token = find_token(cfg, config_origin(named))
     try:
         with ApiClient(api_url(cfg, url), token=token.value) as client:
             result = call(client)

@@ -77,9 +77,12 @@ def test_no_token_says_where_it_looked_and_how_to_get_one(daemon: Daemon, tmp_pa
     assert shown.returncode == EXIT_AUTH
     line = _error_line(shown)
     assert "[no_token] (HTTP 401)" in line
-    assert "$TOWERBOX_TOKEN" in line
+    assert "looked in $TOWERBOX_TOKEN (unset), " in line
     assert f"{tmp_path}/.config/towerbox/token (not there)" in line
-    assert f"{tmp_path}/no-state/cli-token (not there)" in line
+    assert (
+        f"{tmp_path}/no-state/cli-token (not there; the node's CLI token, in state_dir "
+        f"from {env['TOWERBOX_CONFIG']})"
+    ) in line
     assert "towerbox token NAME" in line
     # /healthz needs no token: the same setup still reads it.
     assert towerbox(env, "health").returncode == EXIT_OK
