@@ -125,11 +125,14 @@ def _explained(err: TowerboxError, cfg: Config, url: str | None, token: Token) -
 
     if isinstance(err, ApiError) and err.status == 401:
         if token.value is None:
-            message = f"no CLI token found (looked in {token.source}); {HOW_TO_GET_A_TOKEN}"
+            message = (
+                f"{api_url(cfg, url)} needs a token and none was found (looked in "
+                f"{token.source}); {HOW_TO_GET_A_TOKEN}"
+            )
             return ApiError(401, "no_token", message, err.problem)
         message = (
-            f"the token from {token.source} was refused ({err.message}); it may be expired "
-            f"or revoked: {HOW_TO_GET_A_TOKEN}"
+            f"the token from {token.source} was refused by {api_url(cfg, url)} "
+            f"({err.message}); it may be expired or revoked: {HOW_TO_GET_A_TOKEN}"
         )
         return ApiError(401, err.code, message, err.problem)
     if err.code == "appliance_unreachable":

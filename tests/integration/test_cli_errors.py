@@ -77,7 +77,8 @@ def test_no_token_says_where_it_looked_and_how_to_get_one(daemon: Daemon, tmp_pa
     assert shown.returncode == EXIT_AUTH
     line = _error_line(shown)
     assert "[no_token] (HTTP 401)" in line
-    assert "looked in $TOWERBOX_TOKEN (unset), " in line
+    assert f"unix:{env['TOWERBOX_API_SOCKET']} needs a token and none was found" in line
+    assert "(looked in $TOWERBOX_TOKEN (unset), " in line
     assert f"{tmp_path}/.config/towerbox/token (not there)" in line
     assert (
         f"{tmp_path}/no-state/cli-token (not there; the node's CLI token, in state_dir "
@@ -92,7 +93,9 @@ def test_a_refused_token_names_where_it_came_from(daemon: Daemon) -> None:
     env = {**daemon.cli_env(), "TOWERBOX_TOKEN": "tbx_not_a_token"}
     shown = towerbox(env, "vm", "list")
     assert shown.returncode == EXIT_AUTH
-    assert "the token from $TOWERBOX_TOKEN was refused" in _error_line(shown)
+    line = _error_line(shown)
+    assert "the token from $TOWERBOX_TOKEN was refused by unix:" in line
+    assert "[invalid_token] (HTTP 401)" in line
 
 
 @pytest.mark.parametrize("how", ["--config", "TOWERBOX_CONFIG"])
