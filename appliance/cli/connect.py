@@ -31,8 +31,8 @@ TOKEN_ENV = "TOWERBOX_TOKEN"  # noqa: S105 (the variable's name, not a secret)
 USER_TOKEN_FILE = Path.home() / ".config" / "towerbox" / "token"
 HOW_TO_GET_A_TOKEN = (
     "on the node, root's token is written by the appliance at its first start; "
-    "elsewhere sign in (POST /api/v1/auth/login), make one with `towerbox token NAME` "
-    f"and put it in {USER_TOKEN_FILE} or ${TOKEN_ENV}"
+    f"elsewhere sign in (POST /api/v1/auth/login) and put that token in ${TOKEN_ENV}, "
+    f"(`towerbox token NAME` then makes an API token to keep in {USER_TOKEN_FILE})"
 )
 
 
