@@ -1,4 +1,6 @@
-"""What a ``towerbox`` command group is, and how every group prints its answers.
+"""What a ``towerbox`` command group is, how every group prints its answers (tables
+and summaries for people, ``--json`` for machines) and how it ends (one error line,
+one exit status table).
 
 Each package owns its command groups (``towerbox vm`` is the appliance's, ``towerbox
 registry`` the registry's) and names them in the ``towerbox.commands`` entry-point
@@ -152,7 +154,9 @@ def _human_list(items: list[Any], indent: str) -> str:
         columns = [k for k, v in items[0].items() if _is_scalar(v)]
         rows = [{c: _scalar(item.get(c)) for c in columns} for item in items]
         return "\n".join(indent + line for line in table(rows, columns).splitlines())
-    return indent + ", ".join(_scalar(v) if _is_scalar(v) else json.dumps(v) for v in items)
+    return indent + ", ".join(
+        _scalar(v) if _is_scalar(v) else json.dumps(v, ensure_ascii=False) for v in items
+    )
 
 
 def human(result: Any, indent: str = "") -> str:
