@@ -105,6 +105,7 @@ class ApiClient:
         self._token = token
         self._what = what
         self._unreachable_code = unreachable_code
+        self._prefix = ""  # a base URL's path ("https://host/node1" -> "/node1")
         self._conn = self._connection(timeout, ca_file)
 
     def _connection(self, timeout: float, ca_file: str) -> http.client.HTTPConnection:
@@ -131,7 +132,7 @@ class ApiClient:
         json: Any = None,
         params: dict[str, Any] | None = None,
     ) -> Any:
-        target = getattr(self, "_prefix", "") + path
+        target = self._prefix + path
         if params:
             target += "?" + urlencode({k: v for k, v in params.items() if v is not None})
         headers = {"Accept": "application/json"}
