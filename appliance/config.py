@@ -11,19 +11,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
+from appliance.domain.gpu.target import LayoutRequest
+from appliance.domain.quotas import check_quotas
+from towerbox_core.api.tenants import Quotas
 from towerbox_core.config import build, read_toml
 from towerbox_core.errors import ConfigError, TowerboxError
-
-if TYPE_CHECKING:
-    # The domain's types are imported where they are checked: every ``towerbox``
-    # command reads this config, and a node with no GPU layouts or tenant limits
-    # in it needs none of them.
-    from appliance.domain.gpu.target import LayoutRequest
-    from towerbox_core.api.tenants import Quotas
 
 DEFAULT_CONFIG_PATH = Path("/etc/towerbox/appliance.toml")
 
@@ -146,8 +142,6 @@ class TenantsConfig:
     process_claims: int = 0
 
     def quotas(self) -> Quotas:
-        from towerbox_core.api.tenants import Quotas
-
         return msgspec.convert(asdict(self), Quotas)
 
 
@@ -271,8 +265,6 @@ def _check_gpu(gpu: GpuConfig, origin: str) -> GpuConfig:
     """Type the layout and schedule tables; refuse bad targets and cron expressions."""
     layouts: dict[str, LayoutRequest] = {}
     for name, raw in gpu.layouts.items():
-        from appliance.domain.gpu.target import LayoutRequest
-
         key = f"gpu.layouts.{name}"
         try:
             layouts[name] = msgspec.convert(raw, LayoutRequest)
@@ -338,11 +330,6 @@ def _check_artifacts(conf: ArtifactsConfig, origin: str) -> None:
 
 
 def _check_tenants(tenants: TenantsConfig, origin: str) -> None:
-    if tenants == TenantsConfig():
-        return  # the defaults pass (a unit test holds them to it)
-    from appliance.domain.quotas import check_quotas
-    from towerbox_core.api.tenants import Quotas
-
     try:
         check_quotas(msgspec.convert(asdict(tenants), Quotas, strict=False))
     except msgspec.ValidationError as err:

@@ -59,11 +59,3 @@ def test_cpu_lists() -> None:
         parse_cpu_list("3-1")
     with pytest.raises(ConfigError):
         parse_cpu_list("a")
-
-
-def test_the_default_tenant_quotas_pass_their_own_check() -> None:
-    """Loading a config skips checking [tenants] when it holds the defaults."""
-    from appliance.config import TenantsConfig
-    from appliance.domain.quotas import check_quotas
-
-    check_quotas(TenantsConfig().quotas())
