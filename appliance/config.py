@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from apscheduler.triggers.cron import CronTrigger
 
 from appliance.domain.gpu.target import LayoutRequest
 from appliance.domain.quotas import check_quotas
@@ -287,7 +286,7 @@ def _check_gpu(gpu: GpuConfig, origin: str) -> GpuConfig:
         except msgspec.ValidationError as err:
             raise ConfigError(f"{origin}: {key}: {err}", field=key) from err
         try:
-            CronTrigger.from_crontab(sched.cron, timezone="UTC")
+            _parse_cron(sched.cron)
         except ValueError as err:
             raise ConfigError(
                 f"{origin}: {key}: bad cron expression {sched.cron!r}: {err}",
@@ -302,6 +301,15 @@ def _check_gpu(gpu: GpuConfig, origin: str) -> GpuConfig:
             )
         schedules[name] = sched
     return replace(gpu, layouts=layouts, schedules=schedules)
+
+
+def _parse_cron(expression: str) -> None:
+    """Raises ValueError for a cron expression the scheduler would refuse."""
+    # Imported here: apscheduler brings asyncio, and every ``towerbox`` node command
+    # reads this config; only a config with a schedule in it pays for the check.
+    from apscheduler.triggers.cron import CronTrigger
+
+    CronTrigger.from_crontab(expression, timezone="UTC")
 
 
 def _check_artifacts(conf: ArtifactsConfig, origin: str) -> None:
@@ -319,7 +327,7 @@ def _check_artifacts(conf: ArtifactsConfig, origin: str) -> None:
         )
     if conf.precache_cron:
         try:
-            CronTrigger.from_crontab(conf.precache_cron, timezone="UTC")
+            _parse_cron(conf.precache_cron)
         except ValueError as err:
             raise ConfigError(
                 f"{origin}: [artifacts] bad cron expression {conf.precache_cron!r}: {err}",

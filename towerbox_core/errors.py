@@ -8,7 +8,6 @@ them into RFC 9457 problem-details responses; the CLI prints code and message.
 from __future__ import annotations
 
 import errno
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -103,6 +102,8 @@ def _in_chain(exc: BaseException, matches: Callable[[BaseException], bool]) -> b
 
 def is_lock_contention(exc: BaseException) -> bool:
     """Whether ``exc`` is SQLite's "database is locked", as raised or wrapped."""
+    import sqlite3  # here: every command line imports this module and never needs it
+
     return _in_chain(
         exc,
         lambda e: (
@@ -129,6 +130,8 @@ _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 def is_disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` is a write that met a full disk: SQLite's SQLITE_FULL ("database
     or disk is full", as raised or wrapped) or an OSError with ENOSPC."""
+    import sqlite3  # here, as in is_lock_contention
+
     return _in_chain(
         exc,
         lambda e: (
