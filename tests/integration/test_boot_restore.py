@@ -27,6 +27,7 @@ from appliance.store.db import open_database
 from appliance.store.models import GpuLayout, Vm
 from tests.integration.test_n6_api import ACME as VNET
 from tests.support.appliance import admin_password, api_client, login, make_config
+from tests.support.reboot import seen_running
 
 VRAN_SLICE = {"profile": "3g.40gb", "start": 4, "role": "vran"}
 DAY = {
@@ -144,14 +145,7 @@ def test_after_a_reboot_layouts_then_n6_then_vms_vran_first(tmp_path: Path) -> N
             # Layout, then N6, then the first VM; the vRAN runs before the next starts.
             assert kinds.index("gpu.layout_restored") < kinds.index("n6.repaired")
             assert kinds.index("n6.repaired") < kinds.index("vm.started")
-            du_running = next(
-                e["seq"]
-                for e in after
-                if e["kind"] == "vm.state"
-                and e["object_id"] == ids["z-du"]
-                and e["state"]["state"] == "running"
-            )
-            assert du_running < started[1]["seq"]
+            assert seen_running(after, ids["z-du"]) < started[1]["seq"]
             assert c.get("/api/v1/vms/d-cam").json()["desired_state"] == "running"
             assert c.get("/api/v1/vms/e-old").json()["state"] == "shutoff"
     finally:
