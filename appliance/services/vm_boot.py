@@ -16,7 +16,8 @@ domain with libvirt's autostart off and, once it sees a new boot id (uptime), ru
 
 Each start is journalled ``vm.started`` with the reason ``restore after boot``; a VM
 that cannot start is journalled (``vm.restore_failed``, or ``vm.gpu_waiting`` for a
-VM whose slice is not there, which a later layout apply starts). The cost of the
+VM whose slice is not there, which a later layout apply starts); ``node.restored``
+closes the sequence with what started, what did not, and how long it took. The cost of the
 policy: a node whose appliance does not start brings no VM back; systemd restarts
 the appliance, and without it no MIG slice exists for the vRAN anyway.
 """
@@ -90,6 +91,17 @@ class BootRestore:
             else:
                 report.failed.append(vm.name)
         report.seconds = time.monotonic() - began
+        with journal.write_transaction():
+            journal.append(
+                "node.restored",
+                "node",
+                "node",
+                {
+                    "started": report.started,
+                    "failed": report.failed,
+                    "seconds": round(report.seconds, 3),
+                },
+            )
         log.warning(
             "node restored after a reboot in %.1f s: started %s%s",
             report.seconds,

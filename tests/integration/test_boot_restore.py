@@ -142,6 +142,9 @@ def test_after_a_reboot_layouts_then_n6_then_vms_vran_first(tmp_path: Path) -> N
             ]
             assert {e["state"]["reason"] for e in started} == {RESTORE_REASON}
             assert {e["actor"]["job"] for e in started} == {"boot"}
+            restored = next(e for e in after if e["kind"] == "node.restored")["state"]
+            assert restored["started"] == ["z-du", "c-upf", "a-web", "b-llm", "d-cam"]
+            assert restored["failed"] == []
             # Layout, then N6, then the first VM; the vRAN runs before the next starts.
             assert kinds.index("gpu.layout_restored") < kinds.index("n6.repaired")
             assert kinds.index("n6.repaired") < kinds.index("vm.started")
@@ -185,6 +188,8 @@ def test_a_vm_that_cannot_come_back_is_journalled_and_the_rest_start(
             kinds = {e["kind"]: e for e in _journal(c)}
             failed = kinds["vm.gpu_waiting" if gpu else "vm.restore_failed"]
             assert failed["state"]["name"] == "du"
+            restored = kinds["node.restored"]["state"]
+            assert (restored["started"], restored["failed"]) == (["web"], ["du"])
             assert c.get("/api/v1/vms/web").json()["state"] == "running"
     finally:
         root = again.auth.authenticate(cfg.cli_token_file.read_text().strip())
