@@ -49,9 +49,16 @@ def test_a_reboot_with_the_wan_down_brings_the_node_back_in_order(ovs: None) -> 
         assert list(lab.n6_ports().values()).count(str(VLAN)) == 2
         assert timings.vran_running_s <= timings.all_restored_s
 
-        # The WAN is still down: the agent runs, keeps its place, loses nothing.
-        time.sleep(3)
+        # The WAN is still down: the agent runs, says so, and the journal queues.
+        deadline = time.monotonic() + 60
+        while True:
+            status = lab.sync_status()
+            if (status["agent"], status["wan"]) == ("running", "offline"):
+                break
+            assert time.monotonic() < deadline, (status, lab.agent.log()[-3000:])
+            time.sleep(0.5)
         assert lab.agent.proc is not None and lab.agent.proc.poll() is None, lab.agent.log()
+        assert status["queued"] > 0 and status["acked_seq"] <= head, status
         lab.start_registry()
         deadline = time.monotonic() + 90
         while True:
@@ -62,3 +69,6 @@ def test_a_reboot_with_the_wan_down_brings_the_node_back_in_order(ovs: None) -> 
             time.sleep(0.5)
         assert held["checksum"] == node["checksum"]
         assert node["head"] > head
+        while lab.sync_status()["queued"]:  # the agent acks what the registry holds
+            assert time.monotonic() < deadline, lab.sync_status()
+            time.sleep(0.5)

@@ -225,6 +225,11 @@ class RebootLab:
                 entries += got
                 after = got[-1]["seq"]
 
+    def sync_status(self) -> dict[str, Any]:
+        with self.api() as api:
+            status: dict[str, Any] = api.get("/api/v1/sync/status").json()
+        return status
+
     def summaries(self, site: str) -> tuple[dict[str, Any], dict[str, Any]]:
         with self.api() as api:
             node = api.get("/api/v1/journal/summary").json()
