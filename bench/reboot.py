@@ -22,20 +22,17 @@ import sys
 import libvirt
 
 from appliance.backends.vm.libvirt_backend import SYSTEM_URI
-from tests.support.reboot import reboot_lab
-from towerbox_core import subp
+from tests.support.reboot import reboot_lab, services_up
+from towerbox_core.errors import TowerboxError
 
 TARGET_VRAN_S = 30.0
 
 
 def main() -> int:
     try:
-        libvirt.open(SYSTEM_URI).close()
-    except libvirt.libvirtError as err:
-        print(f"reboot needs libvirtd ({SYSTEM_URI}): {err}", file=sys.stderr)
-        return 2
-    if subp.run(["ovs-vsctl", "--timeout=5", "show"], timeout=10, check=False).returncode:
-        print("reboot needs Open vSwitch running (scripts/start-libvirtd.sh)", file=sys.stderr)
+        services_up()
+    except (libvirt.libvirtError, TowerboxError) as err:
+        print(f"reboot needs libvirtd ({SYSTEM_URI}) and Open vSwitch: {err}", file=sys.stderr)
         return 2
     pid = os.getpid()
     with reboot_lab(f"{pid % 100000:05d}", f"bench-reboot-{pid}") as lab:

@@ -20,7 +20,8 @@ What the simulated reboot clears, and how:
 libvirtd and Open vSwitch themselves are not restarted: other work on the same host
 uses them, and destroying the domains and deleting the bridge leaves the node's view
 exactly as a restarted libvirtd and ovs-vswitchd would (defined, shut off; no
-bridge). They are checked to answer, as systemd's ordering guarantees on a node.
+bridge). They are started if they were stopped, and must answer before the appliance
+starts, as its unit's ordering makes sure on a node.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from appliance.services.uptime import BOOT_ID
 from tests.integration.sync.fleet import AgentProcess, agent_env, stop_process
 from tests.support.appliance import REAL_HOST, REPO, make_config
 from tests.support.daemon import TOWERBOX, Daemon, free_port, running_daemon
+from tests.support.n6host import OVS_CTL
 from tests.support.registry_process import operator_headers, registry_env
 from towerbox_core import subp
 
@@ -258,9 +260,7 @@ class RebootLab:
         shutil.rmtree(self.run_dir, ignore_errors=True)
         power_cycle(Path(self.cfg.state_dir) / "gpu-simulator.json", default_catalog())
         self.boot_id.write_text(f"boot-after-{time.time_ns()}\n")
-        # The services a node's appliance is ordered after (libvirtd, ovs-vswitchd).
-        libvirt.open(SYSTEM_URI).close()
-        subp.run(["ovs-vsctl", "--timeout=5", "show"], timeout=10)
+        services_up()
 
     def boot(self) -> Timings:
         """Start the appliance, agent and UI as the node's units would, and time the
@@ -322,6 +322,16 @@ class RebootLab:
         finally:
             conn.close()
         subp.run(["ovs-vsctl", "--if-exists", "del-br", self.bridge], timeout=30, check=False)
+
+
+def services_up() -> None:
+    """libvirtd and Open vSwitch answer, started if they were stopped: the services the
+    appliance's unit is ordered after."""
+    subp.run([str(REPO / "scripts" / "start-libvirtd.sh")], timeout=120)
+    if subp.run(["ovs-vsctl", "--timeout=5", "show"], timeout=10, check=False).returncode:
+        subp.run([OVS_CTL, "start", "--system-id=random"], timeout=120)
+    libvirt.open(SYSTEM_URI).close()
+    subp.run(["ovs-vsctl", "--timeout=5", "show"], timeout=10)
 
 
 def seen_running(entries: list[dict[str, Any]], vm_id: str) -> int:
