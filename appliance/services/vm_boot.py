@@ -17,9 +17,11 @@ domain with libvirt's autostart off and, once it sees a new boot id (uptime), ru
 Each start is journalled ``vm.started`` with the reason ``restore after boot``; a VM
 that cannot start is journalled (``vm.restore_failed``, or ``vm.gpu_waiting`` for a
 VM whose slice is not there, which a later layout apply starts); ``node.restored``
-closes the sequence with what started, what did not, and how long it took. The cost of the
-policy: a node whose appliance does not start brings no VM back; systemd restarts
-the appliance, and without it no MIG slice exists for the vRAN anyway.
+closes the sequence with what started, what did not, and how long it took.
+
+The cost of the policy: a node whose appliance does not start brings no VM back;
+systemd restarts the appliance, and without it no MIG slice exists for the vRAN
+anyway.
 """
 
 from __future__ import annotations

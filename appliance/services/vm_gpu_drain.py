@@ -128,8 +128,9 @@ class VmGpuDrain:
         return WaitingVm(vm=vm.name, code=err.code, detail=err.message)
 
     def start_all(self) -> ResumeReport:
-        """At daemon start, after the GPU layouts are re-created: start the VMs on
-        slices that should run and do not (a host reboot), vRAN first."""
+        """At a daemon start on the same boot, after any GPU layout lost to a GPU reset
+        is re-created: start the VMs on slices that should run and do not, vRAN first.
+        (After a host reboot, vm_boot starts every VM, these included.)"""
         for vm in Vm.select().where(Vm.desired_state == RUNNING):
             if msgspec.json.decode(vm.spec, type=VmSpec).gpu is not None:
                 self._waiting.add(vm.name)
