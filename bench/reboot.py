@@ -22,7 +22,8 @@ import sys
 import libvirt
 
 from appliance.backends.vm.libvirt_backend import SYSTEM_URI
-from tests.support.reboot import reboot_lab, services_up
+from tests.support.reboot import services_up
+from tests.support.reboot_lab import reboot_lab
 from towerbox_core.errors import TowerboxError
 
 TARGET_VRAN_S = 30.0

@@ -8,6 +8,7 @@ same on real QEMU and Open vSwitch is tests/integration/test_reboot.py.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ from appliance.backends.gpu.simulated import SimulatedGpuBackend
 from appliance.backends.host.sysfs_inventory import REAL_PROCFS
 from appliance.config import Config
 from appliance.context import Appliance, build_appliance
+from appliance.daemon import first_jobs
 from appliance.domain.gpu.catalog import default_catalog
+from appliance.services.reconcile import ReconcileReport
 from appliance.services.uptime import BOOT_ID
 from appliance.services.vm_boot import RESTORE_REASON
 from appliance.store.db import open_database
@@ -28,6 +31,7 @@ from appliance.store.models import GpuLayout, Vm
 from tests.integration.test_n6_api import ACME as VNET
 from tests.support.appliance import admin_password, api_client, login, make_config
 from tests.support.reboot import seen_running
+from towerbox_core.errors import BackendError
 
 VRAN_SLICE = {"profile": "3g.40gb", "start": 4, "role": "vran"}
 DAY = {
@@ -196,3 +200,29 @@ def test_a_vm_that_cannot_come_back_is_journalled_and_the_rest_start(
         for vm in Vm.select():
             again.vms.delete(root, vm.name)
         again.close()
+
+
+def test_a_failing_first_sweep_does_not_keep_the_api_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A QEMU that dies under the first stats sweep at boot: the daemon goes on to its
+    first reconcile and to serving; the monitor runs again on schedule."""
+    _, app, _ = _first_boot(tmp_path)
+    try:
+
+        def dying(*_: Any) -> None:
+            raise BackendError(
+                "domain stats: Unable to read from monitor: Connection reset by peer",
+                code="libvirt_error",
+            )
+
+        monkeypatch.setattr(app.backend, "bulk_stats", dying)
+        reconciled = []
+        monkeypatch.setattr(
+            app.reconciler, "run", lambda: reconciled.append(1) or ReconcileReport()
+        )
+        asyncio.run(first_jobs(app))
+        assert reconciled == [1]
+        assert "first monitor run failed" in caplog.text
+    finally:
+        app.close()

@@ -17,7 +17,8 @@ import pytest
 from appliance.services.vm_boot import RESTORE_REASON
 from tests.integration.test_real_vm import _system_conn
 from tests.support.n6host import OWNER, TAG
-from tests.support.reboot import B2B, EXPECTED_LAYOUT, VLAN, VRAN, reboot_lab, seen_running
+from tests.support.reboot import B2B, EXPECTED_LAYOUT, VLAN, VRAN, seen_running
+from tests.support.reboot_lab import reboot_lab
 
 pytestmark = [pytest.mark.libvirtd, pytest.mark.ovs, pytest.mark.slow, pytest.mark.timeout(600)]
 

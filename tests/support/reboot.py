@@ -1,6 +1,7 @@
 """A whole node rebooted with the WAN down, on real libvirtd + QEMU and Open vSwitch.
 
-The lab builds a node (appliance, agent enrolled with a registry on loopback, UI),
+The lab (set up by reboot_lab.py) is a node (appliance, agent enrolled with a registry
+on loopback, UI),
 gives it a committed MIG layout (simulated GPU), a tenant VNet on an OVS trunk with
 the userspace datapath, and three demo VMs: the vRAN DU, a B2B VM with a NIC on the
 VNet, and a B2B VM marked autostart that was never started. ``reboot`` then does to
@@ -29,12 +30,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,11 +45,11 @@ from appliance.backends.vm.libvirt_backend import SYSTEM_URI
 from appliance.config import Config
 from appliance.domain.gpu.catalog import default_catalog
 from appliance.services.uptime import BOOT_ID
-from tests.integration.sync.fleet import AgentProcess, agent_env, stop_process
-from tests.support.appliance import REAL_HOST, REPO, make_config
-from tests.support.daemon import TOWERBOX, Daemon, free_port, running_daemon
+from tests.integration.sync.fleet import AgentProcess, stop_process
+from tests.support.appliance import REPO
+from tests.support.daemon import TOWERBOX, Daemon, free_port
 from tests.support.n6host import OVS_CTL
-from tests.support.registry_process import operator_headers, registry_env
+from tests.support.registry_process import operator_headers
 from towerbox_core import subp
 
 # The vRAN slice and two B2B slices on the simulated H100.
@@ -362,89 +360,3 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def _procfs(root: Path) -> Path:
-    """This host's meminfo and cpuinfo, with a boot id the lab can change."""
-    root.mkdir(parents=True)
-    for name in ("meminfo", "cpuinfo"):
-        (root / name).symlink_to(f"/proc/{name}")
-    boot_id = root / BOOT_ID
-    boot_id.parent.mkdir(parents=True)
-    boot_id.write_text(Path("/proc", BOOT_ID).read_text())
-    return root
-
-
-@contextmanager
-def reboot_lab(tag: str, owner: str) -> Iterator[RebootLab]:
-    """A node enrolled with a registry, populated, its processes running; removed after."""
-    image_dir = Path(os.environ.get("TOWERBOX_IMAGE_DIR", REPO / "var" / "images"))
-    subp.run([str(REPO / "images" / "demo" / "build.sh"), str(image_dir)], timeout=600)
-    # QEMU runs as its own user: disks and console logs must be readable to it.
-    work = Path(tempfile.mkdtemp(prefix="towerbox-reboot-", dir="/var/tmp"))
-    work.chmod(0o755)
-    cfg = make_config(
-        work,
-        TOWERBOX_LIBVIRT_URI=SYSTEM_URI,
-        TOWERBOX_IMAGE_DIR=str(image_dir),
-        TOWERBOX_NODE_NAME=f"reboot-{tag}",
-        TOWERBOX_GPU_BACKEND="simulated",
-        TOWERBOX_N6_BACKEND="real",
-        TOWERBOX_N6_OWNER=owner,
-        TOWERBOX_API_SOCKET=str(work / "run" / "appliance.sock"),
-        TOWERBOX_ARTIFACTS_REGISTRY_RELAY=str(work / "run" / "agent" / "blobs.sock"),
-        **{**REAL_HOST, "TOWERBOX_HOST_PROCFS_ROOT": str(_procfs(work / "proc"))},
-    )
-    try:
-        registry_url, reg_env = registry_env(work)
-        extra = {"TOWERBOX_GPU_BACKEND": "simulated", "TOWERBOX_N6_BACKEND": "real"}
-        extra["TOWERBOX_N6_OWNER"] = owner
-        # No watchdog pings: nobody reads the notify socket after READY.
-        with running_daemon(cfg, work, 0, extra_env=extra) as daemon:
-            agent_dir = work / "agent"
-            agent_dir.mkdir()
-            token_file = agent_dir / "token"
-            agent = AgentProcess(
-                agent_dir,
-                agent_env(
-                    daemon,
-                    agent_dir,
-                    token_file,
-                    TOWERBOX_AGENT_RELAY_SOCKET=str(work / "run" / "agent" / "blobs.sock"),
-                ),
-            )
-            lab = RebootLab(cfg, work, daemon, tag, owner, reg_env, registry_url, agent)
-            try:
-                daemon.wait_notify("READY=1", 60)
-                lab.start_registry()
-                made = agent.cli(
-                    "token", "--out", str(token_file), "--admin-token", str(cfg.cli_token_file)
-                )
-                assert made.returncode == 0, made.stderr
-                site = httpx.post(
-                    f"{registry_url}/api/v1/sites",
-                    json={"name": "cell-1", "region": "eu"},
-                    headers=operator_headers(reg_env),
-                    timeout=30,
-                )
-                assert site.status_code == 201, site.text
-                enrolled = agent.cli("enroll", registry_url, site.json()["enrollment_token"])
-                assert enrolled.returncode == 0, enrolled.stderr
-                lab.populate()
-                agent.start()
-                lab.start_ui()
-                yield lab
-            finally:
-                if daemon.proc.poll() is not None:  # the test ended between reboot and boot
-                    daemon.respawn()
-                    with contextlib.suppress(AssertionError):
-                        daemon.wait_notify("READY=1", 60)
-                lab.clean()
-                lab.agent.stop()
-                if lab.ui is not None:
-                    stop_process(lab.ui)
-                lab.stop_registry()
-                if lab.registry is not None and lab.registry.poll() is None:
-                    lab.registry.send_signal(signal.SIGKILL)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
