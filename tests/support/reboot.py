@@ -301,14 +301,29 @@ class RebootLab:
 
     # -- the end -------------------------------------------------------------------------
 
-    def clean(self) -> None:
-        """Remove what the run made; best effort, so that a failed run leaves nothing."""
-        with contextlib.suppress(Exception), self.api() as api:
-            for name in self.ids:
-                api.delete(f"/api/v1/vms/{self.vm(name)}")
-            api.delete("/api/v1/n6/vnets/acme/llm")
-            api.delete(f"/api/v1/n6/trunks/{self.bridge}")
-            api.post("/api/v1/n6/apply")
+    def clean_through_api(self) -> list[str]:
+        """Remove what the run made as an operator would; what the API refused."""
+        refused = []
+        with self.api() as api:
+            calls = [("DELETE", f"/api/v1/vms/{self.vm(name)}") for name in self.ids]
+            calls += [
+                ("DELETE", "/api/v1/n6/vnets/acme/llm"),
+                ("DELETE", f"/api/v1/n6/trunks/{self.bridge}"),
+                ("POST", "/api/v1/n6/apply"),
+            ]
+            for method, url in calls:
+                try:
+                    resp = api.request(method, url)
+                except httpx.HTTPError as err:
+                    refused.append(f"{method} {url}: {err}")
+                    continue
+                if resp.status_code >= 300 and resp.status_code != 404:
+                    refused.append(f"{method} {url}: {resp.status_code} {resp.text[:200]}")
+        return refused
+
+    def remove_leftovers(self) -> None:
+        """With the appliance stopped (its reconcile would re-create the trunk): the
+        domains and the bridge, whatever the API did not remove."""
         conn = libvirt.open(SYSTEM_URI)
         try:
             for vm_id in self.ids.values():

@@ -6,9 +6,9 @@ that leaves nothing behind."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,12 +18,14 @@ import httpx
 
 from appliance.backends.vm.libvirt_backend import SYSTEM_URI
 from appliance.services.uptime import BOOT_ID
-from tests.integration.sync.fleet import AgentProcess, agent_env, stop_process
+from tests.integration.sync.fleet import AgentProcess, agent_env
 from tests.support.appliance import REAL_HOST, REPO, make_config
 from tests.support.daemon import running_daemon
 from tests.support.reboot import RebootLab
 from tests.support.registry_process import operator_headers, registry_env
 from towerbox_core import subp
+
+log = logging.getLogger(__name__)
 
 
 def _procfs(root: Path) -> Path:
@@ -59,8 +61,11 @@ def reboot_lab(tag: str, owner: str) -> Iterator[RebootLab]:
     )
     try:
         registry_url, reg_env = registry_env(work)
-        extra = {"TOWERBOX_GPU_BACKEND": "simulated", "TOWERBOX_N6_BACKEND": "real"}
-        extra["TOWERBOX_N6_OWNER"] = owner
+        extra = {
+            "TOWERBOX_GPU_BACKEND": "simulated",
+            "TOWERBOX_N6_BACKEND": "real",
+            "TOWERBOX_N6_OWNER": owner,
+        }
         # No watchdog pings: nobody reads the notify socket after READY.
         with running_daemon(cfg, work, 0, extra_env=extra) as daemon:
             agent_dir = work / "agent"
@@ -73,6 +78,8 @@ def reboot_lab(tag: str, owner: str) -> Iterator[RebootLab]:
                     agent_dir,
                     token_file,
                     TOWERBOX_AGENT_RELAY_SOCKET=str(work / "run" / "agent" / "blobs.sock"),
+                    # Over the unix socket in the runtime folder that the reboot empties.
+                    TOWERBOX_AGENT_APPLIANCE_URL=f"unix:{cfg.api.socket}",
                 ),
             )
             lab = RebootLab(cfg, work, daemon, tag, owner, reg_env, registry_url, agent)
@@ -101,12 +108,11 @@ def reboot_lab(tag: str, owner: str) -> Iterator[RebootLab]:
                     daemon.respawn()
                     with contextlib.suppress(AssertionError):
                         daemon.wait_notify("READY=1", 60)
-                lab.clean()
-                lab.agent.stop()
-                if lab.ui is not None:
-                    stop_process(lab.ui)
+                refused = lab.clean_through_api()
+                lab.stop_all()
                 lab.stop_registry()
-                if lab.registry is not None and lab.registry.poll() is None:
-                    lab.registry.send_signal(signal.SIGKILL)
+                lab.remove_leftovers()
+                if refused:
+                    log.warning("the API refused part of the clean-up: %s", "; ".join(refused))
     finally:
         shutil.rmtree(work, ignore_errors=True)
