@@ -41,7 +41,10 @@ def _entry_point_files() -> list[str]:
         for name in names:
             if not name.endswith((".dist-info", ".egg-info")):
                 continue
-            dist = name.partition("-")[0].lower().replace("_", "-").replace(".", "-")
+            # "towerbox-0.1.dist-info" and an editable checkout's "towerbox.egg-info"
+            # are the same distribution.
+            stem = name.rsplit(".", 1)[0]
+            dist = stem.partition("-")[0].lower().replace("_", "-").replace(".", "-")
             path = os.path.join(folder or ".", name, "entry_points.txt")
             if dist not in seen and os.path.isfile(path):
                 seen.add(dist)

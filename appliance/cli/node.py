@@ -63,23 +63,50 @@ def _host_show(args: argparse.Namespace, result: Any) -> None:
 
 
 def _journal_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--after", type=int, default=0)
+    parser.add_argument(
+        "--kind", help="only entries whose kind starts with this (vm., gpu.deleted, ...)"
+    )
+    parser.add_argument("--before", type=int, help="page back: entries older than this seq")
+    parser.add_argument(
+        "--after",
+        type=int,
+        help="the raw entries after this seq, oldest first, as the agent reads them",
+    )
     parser.add_argument("--limit", type=int, default=50)
     json_flag(parser)
 
 
 def _journal_show(args: argparse.Namespace, result: Any) -> None:
-    if isinstance(result, dict) and "entries" in result:
+    if isinstance(result, dict) and "entries" in result and args.after is not None:
         out(journal_table(result["entries"]))
+    elif isinstance(result, dict) and "entries" in result:
+        rows = [
+            {
+                **line,
+                "object": f"{line['object_type']} {line['object_name'] or line['object_id']}",
+            }
+            for line in result["entries"]
+        ]
+        out(table(rows, ("seq", "at", "actor", "object", "kind", "summary")))
+        if result.get("next_before"):
+            out(f"(older: --before {result['next_before']})")
     else:
         show_plain(args, result)
 
 
 def _journal(args: argparse.Namespace) -> int:
-    params = {"after": args.after, "limit": args.limit}
-    return node_call(
-        args, lambda c: c.request("GET", "/api/v1/journal", params=params), _journal_show
-    )
+    """The journal as history, newest first (who changed what); ``--after``: raw."""
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.kind:
+        params["kind"] = args.kind
+    if args.after is not None:
+        params["after"] = args.after
+        path = "/api/v1/journal"
+    else:
+        path = "/api/v1/journal/history"
+        if args.before is not None:
+            params["before"] = args.before
+    return node_call(args, lambda c: c.request("GET", path, params=params), _journal_show)
 
 
 def _token_args(parser: argparse.ArgumentParser) -> None:

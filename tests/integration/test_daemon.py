@@ -50,6 +50,10 @@ def test_daemon_serves_and_stops_cleanly(tmp_path: Path) -> None:
         assert "cli-vm" in d.cli("vm", "list").stdout
         deleted = d.cli("vm", "delete", "cli-vm", "--force", "--yes")
         assert deleted.returncode == 0, deleted.stderr
+        # The journal reads as history: newest first, the deleted VM by its name.
+        history = d.cli("journal", "--kind", "vm.", "--limit", "5").stdout.splitlines()
+        newest = next(line for line in history if "vm.deleted" in line)
+        assert "vm cli-vm" in newest and "deleted" in newest, history
 
         # A process gets a MIG slice by name and sees only its device.
         gpu = json.loads(d.cli("gpu", "list", "--json").stdout)["gpus"][0]["uuid"]

@@ -4,6 +4,7 @@ read back; and how the domain XML attaches it and the model disk."""
 from __future__ import annotations
 
 import errno
+import os
 import stat
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -19,7 +20,7 @@ from appliance.catalog.model import spec_for
 from appliance.domain.allocation import Allocation
 from appliance.services.vm_seed import plan_seed, request_values
 from towerbox_core.api.vms import VmCreateRequest
-from towerbox_core.errors import BackendError, InvalidInput
+from towerbox_core.errors import InvalidInput, TowerboxError
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOG = load_catalog(REPO / "images" / "catalog")
@@ -84,16 +85,25 @@ def test_values_for_an_appliance_without_a_template_are_refused() -> None:
     assert info.value.code == "unknown_value"
 
 
-def test_a_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def disk_full(self: object, fp: Any) -> None:
+@pytest.mark.parametrize(
+    ("err", "code", "said"),
+    [
+        (errno.ENOSPC, "storage_full", "no space left"),
+        (errno.EIO, "seed_build_failed", "Input/output error"),
+    ],
+)
+def test_a_failed_write_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: int, code: str, said: str
+) -> None:
+    def failing(self: object, fp: Any) -> None:
         fp.write(b"\0" * 4096)
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise OSError(err, os.strerror(err))
 
-    monkeypatch.setattr(pycdlib.PyCdlib, "write_fp", disk_full)
-    with pytest.raises(BackendError) as info:
+    monkeypatch.setattr(pycdlib.PyCdlib, "write_fp", failing)
+    with pytest.raises(TowerboxError) as info:
         write_seed_iso(tmp_path / "seed.iso", SeedFiles("a: 1\n", "#cloud-config\n", "{}\n"))
-    assert info.value.code == "seed_build_failed"
-    assert "No space left" in info.value.message
+    assert info.value.code == code
+    assert said in info.value.message
     assert list(tmp_path.iterdir()) == []
 
 
