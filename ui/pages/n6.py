@@ -262,7 +262,7 @@ class N6View:
         except ApiError as err:
             notify_error(err, f"Removing {what}")
             return
-        ui.notify(f"{what} removed from the declaration; {NOT_APPLIED}", type="positive")
+        ui.notify(f"Removed {what} from the declaration; {NOT_APPLIED}", type="positive")
         await self.changed()
 
     async def delete_trunk(self, name: str) -> None:

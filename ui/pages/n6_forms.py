@@ -82,7 +82,7 @@ class DeclarationDialog:
             self.error = tag(ui.label("").classes("text-negative"), f"{self.marker}-error")
             self.error.props('role="alert"')
             with ui.row().classes("w-full justify-end"):
-                ui.button("Cancel", on_click=self.dialog.close).props("flat")
+                ui.button("Cancel", on_click=self.dismiss).props("flat")
                 tag(ui.button("Save", on_click=self.save), f"{self.marker}-save")
 
     def fields(self) -> None:
@@ -99,6 +99,11 @@ class DeclarationDialog:
     def open(self) -> None:
         self.dialog.open()
 
+    def dismiss(self) -> None:
+        # Gone, not only hidden: the next dialog's inputs are the only ones on the page.
+        self.dialog.close()
+        self.dialog.delete()
+
     async def save(self) -> None:
         clear_errors(self.inputs, self.error)
         try:
@@ -106,7 +111,7 @@ class DeclarationDialog:
         except ApiError as err:
             show_refusal(err, self.inputs, self.error, self.prefix, self.codes)
             return
-        self.dialog.close()
+        self.dismiss()
         ui.notify(f"{saved} {NOT_APPLIED}", type="positive", multi_line=True)
         await self.on_saved()
 
