@@ -255,14 +255,17 @@ class N6View:
         self._open(lambda: VnetDialog(self.user, self.changed, [vnet["tenant"]], trunks, vnet))
 
     async def _remove(self, what: str, path: str, body: str) -> None:
-        if not await confirm(f"Remove {what}?", body, "Remove"):
-            return
-        try:
-            await self.user.delete(path)
-        except ApiError as err:
-            notify_error(err, f"Removing {what}")
-            return
-        ui.notify(f"Removed {what} from the declaration; {NOT_APPLIED}", type="positive")
+        # Asked and answered outside the boxes a refresh redraws: the button that
+        # started this may be gone by the time the operator answers.
+        with self.dialog_host:
+            if not await confirm(f"Remove {what}?", body, "Remove"):
+                return
+            try:
+                await self.user.delete(path)
+            except ApiError as err:
+                notify_error(err, f"Removing {what}")
+                return
+            ui.notify(f"Removed {what} from the declaration; {NOT_APPLIED}", type="positive")
         await self.changed()
 
     async def delete_trunk(self, name: str) -> None:

@@ -111,9 +111,11 @@ class DeclarationDialog:
         except ApiError as err:
             show_refusal(err, self.inputs, self.error, self.prefix, self.codes)
             return
-        self.dismiss()
+        self.dialog.close()
         ui.notify(f"{saved} {NOT_APPLIED}", type="positive", multi_line=True)
         await self.on_saved()
+        # Last: this handler runs in the dialog, and a deleted slot takes no more output.
+        self.dialog.delete()
 
 
 class TrunkDialog(DeclarationDialog):
