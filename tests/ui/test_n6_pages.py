@@ -174,6 +174,6 @@ async def test_tenant_admin_gets_no_declaring_buttons(user: User, node: Applianc
     user.find("Log in").click()
     await user.should_see(marker="dash-vm-total", retries=50)
     await user.open("/n6")
-    await user.should_see("Declaring trunks and VNets, plan and apply need the infra-admin role.")
+    await user.should_see("So do declaring and editing trunks and VNets.")
     await user.should_not_see(marker="n6-new-vnet")
     await user.should_not_see(kind=ui.button, content="New trunk")

@@ -106,7 +106,8 @@ class N6View:
             else:
                 self.apply_button.disable()
                 ui.label(
-                    "Declaring trunks and VNets, plan and apply need the infra-admin role."
+                    "Plan and apply need the infra-admin role. So do declaring and editing "
+                    "trunks and VNets."
                 ).classes("text-grey-7")
         # Set by a change made here, cleared by an apply: the node does not have it yet.
         self.pending = tag(ui.label("").classes("text-warning"), "n6-pending")

@@ -9,7 +9,7 @@ what was typed stays.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 from nicegui import ui
@@ -20,6 +20,8 @@ from ui.form_errors import clear_errors, show_refusal
 from ui.handles import tag
 from ui.pages.tenant_edit import parse_list
 from ui.session import UserApi
+
+E = TypeVar("E", bound=ValidationElement[Any])
 
 TRUNKS = "/api/v1/n6/trunks"
 VNETS = "/api/v1/n6/vnets"
@@ -88,7 +90,7 @@ class DeclarationDialog:
     def fields(self) -> None:
         raise NotImplementedError
 
-    def field(self, key: str, element: ValidationElement[Any]) -> Any:
+    def field(self, key: str, element: E) -> E:
         self.inputs[key] = tag(element, f"{self.marker}-{key}")
         return element
 
@@ -165,13 +167,15 @@ class TrunkDialog(DeclarationDialog):
             element.bind_visibility_from(self.kind, "value", lambda kind: kind == "ovs")
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"kind": self.kind.value}
-        ports = parse_list(self.ports.value or "")
-        if body["kind"] == "ovs":
-            body["datapath_type"] = self.datapath.value or "auto"
-        if ports or self.current.get("ports"):
-            body["ports"] = ports  # on a Linux NIC the appliance says ports do not belong
-        return body
+        """The whole trunk (a PUT replaces it); a Linux NIC has no ports or datapath, and
+        those inputs are hidden for it, so nothing typed there is sent."""
+        if self.kind.value != "ovs":
+            return {"kind": self.kind.value}
+        return {
+            "kind": "ovs",
+            "ports": parse_list(self.ports.value or ""),
+            "datapath_type": self.datapath.value or "auto",
+        }
 
     async def send(self) -> str:
         name = (self.name.value or "").strip()
