@@ -169,6 +169,7 @@ class N6View:
                     if self.editor:
                         self._edit_buttons(
                             f"trunk-{t['name']}",
+                            f"trunk {t['name']}",
                             partial(self.edit_trunk, t),
                             partial(self.delete_trunk, t["name"]),
                         )
@@ -198,17 +199,23 @@ class N6View:
                     ui.label(v["name"]).classes("text-sm")
                     self._edit_buttons(
                         f"vnet-{tenant}-{v['name']}",
+                        f"VNet {tenant}/{v['name']}",
                         partial(self.edit_vnet, v),
                         partial(self.delete_vnet, v["tenant"], v["name"]),
                     )
 
     @staticmethod
     def _edit_buttons(
-        what: str, edit: Callable[[], Awaitable[None]], remove: Callable[[], Awaitable[None]]
+        marker: str,
+        what: str,
+        edit: Callable[[], Awaitable[None]],
+        remove: Callable[[], Awaitable[None]],
     ) -> None:
-        tag(ui.button(icon="edit", on_click=edit).props("flat dense"), f"n6-edit-{what}")
+        # Icons only: the label is what a screen reader (and Playwright) reads.
+        button = ui.button(icon="edit", on_click=edit).props(f'flat dense aria-label="Edit {what}"')
+        tag(button, f"n6-edit-{marker}")
         button = ui.button(icon="delete", color="negative", on_click=remove)
-        tag(button.props("flat dense"), f"n6-delete-{what}")
+        tag(button.props(f'flat dense aria-label="Remove {what}"'), f"n6-delete-{marker}")
 
     # -- declaring: each change is saved, shown, and waits for Apply -------------
 
