@@ -78,6 +78,18 @@ async def test_trunk_refused_at_the_field_then_declared_edited_removed(
     user.find(marker="n6-trunk-save").click()
     await user.should_see("br-ui (ovs) · ports ens5f0, ens5f1 · datapath netdev", retries=30)
 
+    # An OVS trunk turned into a Linux NIC: the ports and datapath inputs hide and are
+    # not sent (the appliance would refuse ports on a NIC).
+    user.find(marker="n6-edit-trunk-br-ui").click()
+    await user.should_see("Edit trunk br-ui", retries=20)
+    element(user, "n6-trunk-kind").value = "linux"
+    await user.should_not_see(marker="n6-trunk-ports")
+    user.find(marker="n6-trunk-save").click()
+    await user.should_see("br-ui (linux) · ports -", retries=30)
+    with node.http() as api:
+        (trunk,) = [t for t in api.get("/api/v1/n6/trunks").json() if t["name"] == "br-ui"]
+    assert trunk == {"name": "br-ui", "kind": "linux"}
+
     user.find(marker="n6-delete-trunk-br-ui").click()
     await user.should_see("Remove trunk br-ui?", retries=20)
     user.find(marker="confirm-yes").click()
