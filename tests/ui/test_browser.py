@@ -230,6 +230,58 @@ def test_gpu_n6_and_events_pages_render(page: Page, stack: Stack) -> None:
     expect(page.get_by_test_id("events-state")).to_be_visible()
 
 
+def test_n6_trunk_and_vnet_declared_from_the_page_and_applied(page: Page, stack: Stack) -> None:
+    with stack.node.http() as api:
+        assert api.post("/api/v1/tenants", json={"name": "webco"}).status_code in (201, 409)
+    log_in(page, stack)
+    page.goto(f"{stack.ui_url}/n6")
+    page.get_by_test_id("n6-new-trunk").click()
+    page.get_by_test_id("n6-trunk-name").fill("br-web")
+    page.get_by_test_id("n6-trunk-ports").fill("ens7f0")
+    page.get_by_test_id("n6-trunk-save").click()
+    expect(page.get_by_test_id("n6-trunks")).to_contain_text("br-web (ovs) · ports ens7f0")
+
+    page.get_by_test_id("n6-new-vnet").click()
+    page.get_by_test_id("n6-vnet-tenant").click()
+    page.get_by_role("option", name="webco").click()
+    page.get_by_test_id("n6-vnet-trunk").click()
+    page.get_by_role("option", name="br-web").click()
+    typed = {
+        "name": "web",
+        "vlan": "5000",
+        "subnet": "10.135.0.0/24",
+        "gateway": "10.135.0.1",
+        "dnns": "internet",
+        "ue_pools": "10.136.0.0/16",
+    }
+    for key, value in typed.items():
+        page.get_by_test_id(f"n6-vnet-{key}").fill(value)
+    page.get_by_test_id("n6-vnet-save").click()
+    # Refused at the VLAN input, with the valid range; the rest stays as typed.
+    vlan_field = page.locator(".q-field", has=page.get_by_test_id("n6-vnet-vlan"))
+    expect(vlan_field).to_contain_text("[invalid_vlan]")
+    expect(vlan_field).to_contain_text("use a number from 1 to 4094")
+    expect(page.get_by_test_id("n6-vnet-subnet")).to_have_value("10.135.0.0/24")
+    page.screenshot(path=stack.shots / "n6-vnet-field-error.png")
+    page.get_by_test_id("n6-vnet-vlan").fill("350")
+    page.get_by_test_id("n6-vnet-save").click()
+    table = page.get_by_test_id("n6-tenant-webco")
+    expect(table).to_contain_text("10.135.0.0/24 via 10.135.0.1")
+    expect(page.get_by_test_id("n6-pending")).to_contain_text("when you Apply")
+    expect(page.get_by_test_id("n6-change").filter(has_text="VLAN 350").first).to_be_visible()
+
+    page.get_by_test_id("n6-apply").click()
+    page.get_by_test_id("confirm-yes").click()
+    expect(page.get_by_text("N6 applied")).to_be_visible()
+    expect(page.get_by_test_id("n6-pending")).to_be_hidden()
+    expect(table.get_by_role("row").filter(has_text="web")).to_contain_text("yes")
+    page.screenshot(path=stack.shots / "n6-applied.png", full_page=True)
+    with stack.node.http() as api:
+        state = {s["vnet"]: s for s in api.get("/api/v1/n6/state").json()}
+        assert state["webco/web"]["applied"] is True
+        assert state["webco/web"]["vlan"] == 350
+
+
 def test_tenants_page_bars_and_a_quota_lowered_below_usage(page: Page, stack: Stack) -> None:
     with stack.node.http() as api:
         set_up_tenant(api)

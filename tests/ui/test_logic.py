@@ -12,6 +12,7 @@ from towerbox_core.api.tenants import Grants, Quotas, TenantUsage, VmOptions
 from towerbox_core.api.vms import VmCreateRequest
 from ui import attention, fmt, slotmap, wan
 from ui.api import ApiError
+from ui.form_errors import field_of
 from ui.frame import badges_from, short_badge
 from ui.pages.common import safe_next
 from ui.pages.dashboard import is_alert, vm_counts
@@ -24,7 +25,7 @@ from ui.pages.tenant_edit import (
     parse_map,
     quotas_update,
 )
-from ui.pages.vm_create import field_of, gpu_options
+from ui.pages.vm_create import gpu_options
 from ui.pages.vm_detail import chart_series
 from ui.usage import UsageBar, gpu_slice_lines, usage_bars
 from ui.vm_capacity import node_capacity, tenant_capacity

@@ -15,6 +15,7 @@ from nicegui import ui
 from nicegui.elements.mixins.validation_element import ValidationElement
 
 from ui.api import ApiError
+from ui.form_errors import field_of
 from ui.pages.common import tag
 from ui.session import UserApi
 from ui.value_fields import ValueFields
@@ -25,18 +26,6 @@ from ui.vm_offer import (
     create_body,
     problems,
 )
-
-
-def field_of(err: ApiError) -> str | None:
-    """The wizard input a problem points at: "vcpus", "name", "spec.memory_mib" -> memory_mib."""
-    name = err.field
-    if name is None:
-        errors = err.problem.get("errors")
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            name = str(errors[0].get("key") or "") or None
-    if name is None:
-        return None
-    return name.removeprefix("spec.").split(".")[0].split("[")[0]
 
 
 class CreateWizard:
