@@ -385,17 +385,17 @@ class VmService:
         # ask libvirt for this VM until the next sweep sees the new state. The state the
         # action reached is journalled now, not a sweep later: metering bills from it.
         Vm.update(updated_at=utcnow()).where(Vm.id == vm_id).execute()
-        status = self._backend.status(vm_id)
-        record_observed(vm_id, status.state.value if status else "missing")
+        state, since = self._monitor.shown_state(vm_id, self._backend.status(vm_id))
+        record_observed(vm_id, state, unresponsive_since=since)
         return self._view(Vm.get_by_id(vm_id))
 
     def _view(self, vm: Vm, *, live: bool = True) -> VmSummary:
         """The VM as clients see it; ``live`` asks libvirt instead of the snapshot."""
         sample = self._monitor.snapshot.vms.get(vm.id)
         state = sample.state if sample else vm.observed_state
+        since = sample.unresponsive_since if sample else None
         if live:
-            status = self._backend.status(vm.id)
-            state = status.state.value if status else "missing"
+            state, since = self._monitor.shown_state(vm.id, self._backend.status(vm.id))
         spec = msgspec.json.decode(vm.spec)
         return VmSummary(
             id=vm.id,
@@ -408,6 +408,7 @@ class VmService:
             desired_state=vm.desired_state,
             state=state,
             cpu_pct=sample.cpu_pct if sample else None,
+            unresponsive_since=since,
         )
 
     @staticmethod

@@ -18,8 +18,10 @@ from typing import Any, TypeVar
 import libvirt
 import libvirt_qemu
 
+from appliance.backends.vm.bounded_call import BoundedCalls, SimulatedStalls
 from appliance.backends.vm.domain_xml import OWNER_NS, read_owner
 from appliance.backends.vm.protocol import (
+    STATS_DEADLINE_S,
     AgentUnsupported,
     DomainState,
     DomainStats,
@@ -36,6 +38,10 @@ TEST_URI = "test:///default"
 _T = TypeVar("_T")
 
 GUEST_PING = '{"execute":"guest-ping"}'
+
+# A stats call is asked again after a deadline this many times per sweep: once per
+# domain that stopped answering since the last sweep, within reason.
+_STATS_TRIES = 3
 
 _STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: DomainState.UNKNOWN,
@@ -80,6 +86,8 @@ class LibvirtBackend:
         self._lock = threading.Lock()
         self._conn: libvirt.virConnect | None = None
         self._owner_cache: dict[str, str | None] = {}
+        self._stats_calls = BoundedCalls("domain stats")
+        self._stalls = SimulatedStalls() if self.simulated else None
         self._connect()
 
     @property
@@ -286,11 +294,60 @@ class LibvirtBackend:
         except BackendError as err:
             raise _agent_error(err) from err
 
-    def bulk_stats(self) -> list[DomainStats]:
-        def go(c: libvirt.virConnect) -> list[DomainStats]:
-            return [_stats(dom, raw) for dom, raw in c.getAllDomainStats()]
+    def bulk_stats(self, deadline_s: float = STATS_DEADLINE_S) -> list[DomainStats]:
+        # No call may wait on one domain: the no-wait flag passes over a domain whose
+        # job another call holds, and a call that still blocks (the first to reach a
+        # QEMU that stopped answering) is given up at the deadline and asked again,
+        # the stranded call now holding that domain's job.
+        for _ in range(_STATS_TRIES):
+            stats = self._stats_calls.call(
+                lambda: self._call("domain stats", self._read_stats), deadline_s
+            )
+            if stats is not None:
+                return stats
+            log.warning("domain stats: no answer in %.1f s; asking again", deadline_s)
+        raise BackendUnavailable(
+            f"domain stats: no answer in {_STATS_TRIES} tries of {deadline_s:.1f} s",
+            code="stats_timeout",
+        )
 
-        return self._call("domain stats", go)
+    @property
+    def stranded_stats_calls(self) -> int:
+        """Stats calls given up on that still wait on a domain's QEMU."""
+        return self._stats_calls.stranded
+
+    def _read_stats(self, conn: libvirt.virConnect) -> list[DomainStats]:
+        raw = conn.getAllDomainStats(0, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
+        if self._stalls is not None:
+            self._stalls.enter(dom.UUIDString() for dom, _ in raw)
+        return [_stats(dom, fields, self._busy_ms(dom)) for dom, fields in raw]
+
+    def _busy_ms(self, dom: libvirt.virDomain) -> int:
+        """How long a command has held the domain's QEMU monitor; 0 when it is free."""
+        if self._stalls is not None:
+            return self._stalls.busy_ms(dom.UUIDString())
+        try:
+            # Answered from libvirtd's own records: safe while the monitor is stuck.
+            state, _details, held_ms = dom.controlInfo()
+        except libvirt.libvirtError as err:
+            gone = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID)
+            if err.get_error_code() in gone:
+                return 0  # undefined or stopped since the stats call
+            raise
+        return int(held_ms) if state == libvirt.VIR_DOMAIN_CONTROL_OCCUPIED else 0
+
+    def stall(self, uuid: str, stalled: bool = True) -> None:
+        """Simulated backend only: the domain's QEMU stops (or resumes) answering, as a
+        SIGSTOPped (SIGCONTed) one does."""
+        if self._stalls is None:
+            raise Conflict(
+                f"{self._uri} runs real QEMU processes: stop one with SIGSTOP instead",
+                code="stall_unsupported",
+            )
+        if stalled:
+            self._stalls.stall(uuid)
+        else:
+            self._stalls.resume(uuid)
 
 
 def _agent_error(err: BackendError) -> BackendError:
@@ -316,7 +373,7 @@ def _with_flags(call: Callable[[int], object], flags: int) -> None:
         call(0)
 
 
-def _stats(dom: libvirt.virDomain, raw: dict[str, Any]) -> DomainStats:
+def _stats(dom: libvirt.virDomain, raw: dict[str, Any], busy_ms: int) -> DomainStats:
     state = int(raw.get("state.state", libvirt.VIR_DOMAIN_NOSTATE))
     nets = int(raw.get("net.count", 0))
     blocks = int(raw.get("block.count", 0))
@@ -332,6 +389,7 @@ def _stats(dom: libvirt.virDomain, raw: dict[str, Any]) -> DomainStats:
         net_tx_bytes=sum(int(raw.get(f"net.{i}.tx.bytes", 0)) for i in range(nets)),
         disk_read_bytes=sum(int(raw.get(f"block.{i}.rd.bytes", 0)) for i in range(blocks)),
         disk_write_bytes=sum(int(raw.get(f"block.{i}.wr.bytes", 0)) for i in range(blocks)),
+        monitor_busy_ms=busy_ms,
     )
 
 
