@@ -25,8 +25,9 @@ from towerbox_core.errors import BackendUnavailable
 _T = TypeVar("_T")
 
 # Past this many calls still waiting on silent domains, no new one is started: each
-# holds a thread, and a node whose every QEMU is stuck must not grow threads forever.
-MAX_STRANDED = 8
+# holds a thread and one of the few requests libvirtd serves at a time on a
+# connection (max_client_requests, 5 by default: one is left for the next call).
+MAX_STRANDED = 4
 
 
 class _Call(Generic[_T]):

@@ -79,16 +79,43 @@ def _crashed(state: int, reason: int) -> bool:
     )
 
 
+class _Link:
+    """One libvirt connection, opened on first use and reopened if it dies."""
+
+    def __init__(self, uri: str) -> None:
+        self._uri = uri
+        self._lock = threading.Lock()
+        self._conn: libvirt.virConnect | None = None
+
+    def get(self) -> libvirt.virConnect:
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    if bool(self._conn.isAlive()):
+                        return self._conn
+                except libvirt.libvirtError:
+                    pass
+                log.warning("libvirt connection to %s lost; reconnecting", self._uri)
+            try:
+                self._conn = libvirt.open(self._uri)
+            except libvirt.libvirtError as err:
+                raise _translate(err, f"cannot connect to {self._uri}") from err
+            return self._conn
+
+
 class LibvirtBackend:
     def __init__(self, uri: str, virt_type: str) -> None:
         self._uri = uri
         self._virt_type = virt_type
-        self._lock = threading.Lock()
-        self._conn: libvirt.virConnect | None = None
+        self._link = _Link(uri)
+        # Stats calls have a connection of their own: libvirtd serves at most a few
+        # requests at a time per connection (max_client_requests, 5 by default), and
+        # calls stranded on a silent QEMU must never use up those of the API's.
+        self._stats_link = _Link(uri)
         self._owner_cache: dict[str, str | None] = {}
         self._stats_calls = BoundedCalls("domain stats")
         self._stalls = SimulatedStalls() if self.simulated else None
-        self._connect()
+        self._link.get()
 
     @property
     def uri(self) -> str:
@@ -108,23 +135,10 @@ class LibvirtBackend:
         mode = "qemu emulation" if self._virt_type == "qemu" else self._virt_type
         return f"{self._uri} ({mode})"
 
-    def _connect(self) -> libvirt.virConnect:
-        with self._lock:
-            if self._conn is not None:
-                try:
-                    if bool(self._conn.isAlive()):
-                        return self._conn
-                except libvirt.libvirtError:
-                    pass
-                log.warning("libvirt connection to %s lost; reconnecting", self._uri)
-            try:
-                self._conn = libvirt.open(self._uri)
-            except libvirt.libvirtError as err:
-                raise _translate(err, f"cannot connect to {self._uri}") from err
-            return self._conn
-
-    def _call(self, what: str, fn: Callable[[libvirt.virConnect], _T]) -> _T:
-        conn = self._connect()
+    def _call(
+        self, what: str, fn: Callable[[libvirt.virConnect], _T], link: _Link | None = None
+    ) -> _T:
+        conn = (link or self._link).get()
         try:
             return fn(conn)
         except libvirt.libvirtError as err:
@@ -301,7 +315,7 @@ class LibvirtBackend:
         # the stranded call now holding that domain's job.
         for _ in range(_STATS_TRIES):
             stats = self._stats_calls.call(
-                lambda: self._call("domain stats", self._read_stats), deadline_s
+                lambda: self._call("domain stats", self._read_stats, self._stats_link), deadline_s
             )
             if stats is not None:
                 return stats
