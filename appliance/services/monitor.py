@@ -123,9 +123,10 @@ class Monitor:
         since = self._responsiveness(s, now)
         prev = self._last_raw.get(s.uuid)
         cpu_pct = 0.0
-        if s.monitor_busy_ms and prev is not None:
-            # A busy monitor leaves memory and disk figures out: show the last ones
-            # rather than a drop to zero, and count no CPU progress meanwhile.
+        if (s.monitor_busy_ms or s.partial) and prev is not None:
+            # A busy monitor leaves memory and disk figures out (a states-only read
+            # all of them): show the last ones rather than a drop to zero, and count
+            # no CPU progress meanwhile.
             figures = prev[1]
         else:
             figures = s

@@ -148,3 +148,27 @@ def test_errors_reach_the_caller() -> None:
 
     with pytest.raises(Conflict):
         BoundedCalls("test call").call(fail, 5.0)
+
+
+def test_states_alone_make_a_sweep_when_every_try_strands(
+    client: TestClient[Any], appliance: Appliance
+) -> None:
+    names = ("slow1", "slow2", "slow3")
+    for name in (*names, "fine2"):
+        made = client.post("/api/v1/vms", json={"name": name, "appliance": "demo", "start": True})
+        assert made.status_code == 201, made.text
+    ids = {vm.name: vm.id for vm in Vm.select()}
+    appliance.monitor_job()
+    try:
+        for name in names:
+            appliance.backend.stall(ids[name])
+        # Each try strands on another silent domain; the states still come.
+        snap = appliance.monitor.sweep()
+        assert appliance.backend.stranded_stats_calls == len(names)
+        assert snap.vms[ids["fine2"]].state == "running"
+        # The first one reached has been silent through three deadlines by now.
+        assert "unresponsive" in {snap.vms[ids[n]].state for n in names}
+    finally:
+        for name in names:
+            appliance.backend.stall(ids[name], stalled=False)
+    _wait(lambda: appliance.backend.stranded_stats_calls == 0, "the stranded calls to end")

@@ -110,6 +110,9 @@ class SimulatedStalls:
 
     def enter(self, uuids: Iterable[str]) -> None:
         """A stats call reaches ``uuids``: block on the first stalled one not yet taken."""
+        with self._lock:
+            if not self._resumed:
+                return  # nothing stalled: the usual case, at no cost per domain
         for uuid in uuids:
             with self._lock:
                 event = self._resumed.get(uuid)
@@ -122,8 +125,8 @@ class SimulatedStalls:
                 with self._lock:
                     self._occupied.pop(uuid, None)
 
-    def busy_ms(self, uuid: str) -> int:
-        """How long the domain's monitor has been taken by a call; 0 when it is free."""
+    def busy(self) -> dict[str, int]:
+        """How long each taken domain's monitor has been held, in ms (free ones absent)."""
+        now = time.monotonic()
         with self._lock:
-            since = self._occupied.get(uuid)
-        return 0 if since is None else int((time.monotonic() - since) * 1000)
+            return {uuid: int((now - t) * 1000) for uuid, t in self._occupied.items()}

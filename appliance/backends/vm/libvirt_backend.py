@@ -10,16 +10,16 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import libvirt
 import libvirt_qemu
 
-from appliance.backends.vm.bounded_call import BoundedCalls, SimulatedStalls
 from appliance.backends.vm.domain_xml import OWNER_NS, read_owner
+from appliance.backends.vm.libvirt_link import STATES, Link, translate
+from appliance.backends.vm.libvirt_stats import StatsReader
 from appliance.backends.vm.protocol import (
     STATS_DEADLINE_S,
     AgentUnsupported,
@@ -28,7 +28,7 @@ from appliance.backends.vm.protocol import (
     DomainStatus,
 )
 from appliance.backends.vm.xml_parts import compact_cpuset
-from towerbox_core.errors import BackendError, BackendUnavailable, Conflict, NotFound
+from towerbox_core.errors import BackendError, Conflict
 
 log = logging.getLogger(__name__)
 
@@ -39,37 +39,9 @@ _T = TypeVar("_T")
 
 GUEST_PING = '{"execute":"guest-ping"}'
 
-# A stats call is asked again after a deadline this many times per sweep: once per
-# domain that stopped answering since the last sweep, within reason.
-_STATS_TRIES = 3
-
-_STATES = {
-    libvirt.VIR_DOMAIN_NOSTATE: DomainState.UNKNOWN,
-    libvirt.VIR_DOMAIN_RUNNING: DomainState.RUNNING,
-    libvirt.VIR_DOMAIN_BLOCKED: DomainState.BLOCKED,
-    libvirt.VIR_DOMAIN_PAUSED: DomainState.PAUSED,
-    libvirt.VIR_DOMAIN_SHUTDOWN: DomainState.SHUTTING_DOWN,
-    libvirt.VIR_DOMAIN_SHUTOFF: DomainState.SHUTOFF,
-    libvirt.VIR_DOMAIN_CRASHED: DomainState.CRASHED,
-    libvirt.VIR_DOMAIN_PMSUSPENDED: DomainState.SUSPENDED,
-}
 
 # libvirt prints every error to stderr by default; we raise our own instead.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-
-
-def _translate(err: libvirt.libvirtError, what: str) -> Exception:
-    code = err.get_error_code()
-    msg = f"{what}: {err.get_error_message()}"
-    if code == libvirt.VIR_ERR_NO_DOMAIN:
-        return NotFound(msg, code="domain_not_found")
-    if code == libvirt.VIR_ERR_OPERATION_INVALID:
-        return Conflict(msg, code="domain_state_conflict")
-    if code in (libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_RPC):
-        return BackendUnavailable(msg, code="libvirt_unavailable")
-    if code in (libvirt.VIR_ERR_XML_ERROR, libvirt.VIR_ERR_CONFIG_UNSUPPORTED):
-        return BackendError(msg, code="libvirt_rejected_config")
-    return BackendError(msg, code="libvirt_error", libvirt_code=code)
 
 
 def _crashed(state: int, reason: int) -> bool:
@@ -79,42 +51,13 @@ def _crashed(state: int, reason: int) -> bool:
     )
 
 
-class _Link:
-    """One libvirt connection, opened on first use and reopened if it dies."""
-
-    def __init__(self, uri: str) -> None:
-        self._uri = uri
-        self._lock = threading.Lock()
-        self._conn: libvirt.virConnect | None = None
-
-    def get(self) -> libvirt.virConnect:
-        with self._lock:
-            if self._conn is not None:
-                try:
-                    if bool(self._conn.isAlive()):
-                        return self._conn
-                except libvirt.libvirtError:
-                    pass
-                log.warning("libvirt connection to %s lost; reconnecting", self._uri)
-            try:
-                self._conn = libvirt.open(self._uri)
-            except libvirt.libvirtError as err:
-                raise _translate(err, f"cannot connect to {self._uri}") from err
-            return self._conn
-
-
 class LibvirtBackend:
     def __init__(self, uri: str, virt_type: str) -> None:
         self._uri = uri
         self._virt_type = virt_type
-        self._link = _Link(uri)
-        # Stats calls have a connection of their own: libvirtd serves at most a few
-        # requests at a time per connection (max_client_requests, 5 by default), and
-        # calls stranded on a silent QEMU must never use up those of the API's.
-        self._stats_link = _Link(uri)
+        self._link = Link(uri)
         self._owner_cache: dict[str, str | None] = {}
-        self._stats_calls = BoundedCalls("domain stats")
-        self._stalls = SimulatedStalls() if self.simulated else None
+        self._stats = StatsReader(uri, self._link, self.simulated)
         self._link.get()
 
     @property
@@ -136,13 +79,13 @@ class LibvirtBackend:
         return f"{self._uri} ({mode})"
 
     def _call(
-        self, what: str, fn: Callable[[libvirt.virConnect], _T], link: _Link | None = None
+        self, what: str, fn: Callable[[libvirt.virConnect], _T], link: Link | None = None
     ) -> _T:
         conn = (link or self._link).get()
         try:
             return fn(conn)
         except libvirt.libvirtError as err:
-            raise _translate(err, what) from err
+            raise translate(err, what) from err
 
     def _dom(self, conn: libvirt.virConnect, uuid: str) -> libvirt.virDomain:
         return conn.lookupByUUIDString(uuid)
@@ -244,7 +187,7 @@ class LibvirtBackend:
         return DomainStatus(
             uuid=uuid,
             name=dom.name(),
-            state=_STATES.get(state, DomainState.UNKNOWN),
+            state=STATES.get(state, DomainState.UNKNOWN),
             owner_node=self._owner(dom, uuid),
             crashed=_crashed(state, reason),
         )
@@ -309,59 +252,17 @@ class LibvirtBackend:
             raise _agent_error(err) from err
 
     def bulk_stats(self, deadline_s: float = STATS_DEADLINE_S) -> list[DomainStats]:
-        # No call may wait on one domain: the no-wait flag passes over a domain whose
-        # job another call holds, and a call that still blocks (the first to reach a
-        # QEMU that stopped answering) is given up at the deadline and asked again,
-        # the stranded call now holding that domain's job.
-        for _ in range(_STATS_TRIES):
-            stats = self._stats_calls.call(
-                lambda: self._call("domain stats", self._read_stats, self._stats_link), deadline_s
-            )
-            if stats is not None:
-                return stats
-            log.warning("domain stats: no answer in %.1f s; asking again", deadline_s)
-        raise BackendUnavailable(
-            f"domain stats: no answer in {_STATS_TRIES} tries of {deadline_s:.1f} s",
-            code="stats_timeout",
-        )
+        return self._stats.bulk_stats(deadline_s)
 
     @property
     def stranded_stats_calls(self) -> int:
         """Stats calls given up on that still wait on a domain's QEMU."""
-        return self._stats_calls.stranded
-
-    def _read_stats(self, conn: libvirt.virConnect) -> list[DomainStats]:
-        raw = conn.getAllDomainStats(0, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
-        if self._stalls is not None:
-            self._stalls.enter(dom.UUIDString() for dom, _ in raw)
-        return [_stats(dom, fields, self._busy_ms(dom)) for dom, fields in raw]
-
-    def _busy_ms(self, dom: libvirt.virDomain) -> int:
-        """How long a command has held the domain's QEMU monitor; 0 when it is free."""
-        if self._stalls is not None:
-            return self._stalls.busy_ms(dom.UUIDString())
-        try:
-            # Answered from libvirtd's own records: safe while the monitor is stuck.
-            state, _details, held_ms = dom.controlInfo()
-        except libvirt.libvirtError as err:
-            gone = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID)
-            if err.get_error_code() in gone:
-                return 0  # undefined or stopped since the stats call
-            raise
-        return int(held_ms) if state == libvirt.VIR_DOMAIN_CONTROL_OCCUPIED else 0
+        return self._stats.stranded
 
     def stall(self, uuid: str, stalled: bool = True) -> None:
         """Simulated backend only: the domain's QEMU stops (or resumes) answering, as a
         SIGSTOPped (SIGCONTed) one does."""
-        if self._stalls is None:
-            raise Conflict(
-                f"{self._uri} runs real QEMU processes: stop one with SIGSTOP instead",
-                code="stall_unsupported",
-            )
-        if stalled:
-            self._stalls.stall(uuid)
-        else:
-            self._stalls.resume(uuid)
+        self._stats.stall(uuid, stalled)
 
 
 def _agent_error(err: BackendError) -> BackendError:
@@ -385,26 +286,6 @@ def _with_flags(call: Callable[[int], object], flags: int) -> None:
         if err.get_error_code() != libvirt.VIR_ERR_INVALID_ARG:
             raise
         call(0)
-
-
-def _stats(dom: libvirt.virDomain, raw: dict[str, Any], busy_ms: int) -> DomainStats:
-    state = int(raw.get("state.state", libvirt.VIR_DOMAIN_NOSTATE))
-    nets = int(raw.get("net.count", 0))
-    blocks = int(raw.get("block.count", 0))
-    return DomainStats(
-        uuid=dom.UUIDString(),
-        name=dom.name(),
-        state=_STATES.get(state, DomainState.UNKNOWN),
-        vcpus=int(raw.get("vcpu.current", 0)),
-        cpu_time_ns=int(raw.get("cpu.time", 0)),
-        memory_kib=int(raw.get("balloon.current", 0)),
-        rss_kib=int(raw.get("balloon.rss", 0)),
-        net_rx_bytes=sum(int(raw.get(f"net.{i}.rx.bytes", 0)) for i in range(nets)),
-        net_tx_bytes=sum(int(raw.get(f"net.{i}.tx.bytes", 0)) for i in range(nets)),
-        disk_read_bytes=sum(int(raw.get(f"block.{i}.rd.bytes", 0)) for i in range(blocks)),
-        disk_write_bytes=sum(int(raw.get(f"block.{i}.wr.bytes", 0)) for i in range(blocks)),
-        monitor_busy_ms=busy_ms,
-    )
 
 
 def choose_uri(configured: str) -> tuple[str, str | None]:

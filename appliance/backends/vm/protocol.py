@@ -69,6 +69,8 @@ class DomainStats(msgspec.Struct, frozen=True, gc=False):
     # held, the figures that need the monitor (memory, disks) are left out of the
     # stats; one held for long means a QEMU that no longer answers.
     monitor_busy_ms: int = 0
+    # Only the state was read (the stats call got no answer in time): no figures.
+    partial: bool = False
 
 
 # How long one stats call may wait before it is given up and asked again.
