@@ -25,17 +25,19 @@ from towerbox_core.errors import BackendUnavailable
 _T = TypeVar("_T")
 
 # Past this many calls still waiting on silent domains, no new one is started: each
-# holds a thread and one of the few requests libvirtd serves at a time on a
-# connection (max_client_requests, 5 by default: one is left for the next call).
+# holds a thread and a connection to libvirtd.
 MAX_STRANDED = 4
 
 
 class _Call(Generic[_T]):
-    def __init__(self, fn: Callable[[], _T]) -> None:
+    def __init__(self, fn: Callable[[], _T], after_stranded: Callable[[], None] | None) -> None:
         self.fn = fn
         self.done = threading.Event()
         self.result: _T | None = None
         self.error: BaseException | None = None
+        self._after_stranded = after_stranded
+        self._lock = threading.Lock()
+        self._stranded = False
 
     def run(self) -> None:
         try:
@@ -43,7 +45,19 @@ class _Call(Generic[_T]):
         except BaseException as err:
             self.error = err
         finally:
-            self.done.set()
+            with self._lock:
+                self.done.set()
+                late = self._stranded
+            if late and self._after_stranded is not None:
+                self._after_stranded()
+
+    def strand(self) -> bool:
+        """Give up on the call; False if it returned meanwhile (its result stands)."""
+        with self._lock:
+            if self.done.is_set():
+                return False
+            self._stranded = True
+            return True
 
 
 class BoundedCalls:
@@ -61,8 +75,14 @@ class BoundedCalls:
             self._stranded = {c for c in self._stranded if not c.done.is_set()}
             return len(self._stranded)
 
-    def call(self, fn: Callable[[], _T], deadline_s: float) -> _T | None:
-        """``fn()``'s result, or None when it did not return within ``deadline_s``.
+    def call(
+        self,
+        fn: Callable[[], _T],
+        deadline_s: float,
+        after_stranded: Callable[[], None] | None = None,
+    ) -> _T | None:
+        """``fn()``'s result, or None when it did not return within ``deadline_s``;
+        ``after_stranded`` runs on the call's thread when such a call returns at last.
 
         An exception from ``fn`` is raised here, as if it had been called directly.
         """
@@ -72,11 +92,11 @@ class BoundedCalls:
                 "not answer; no new one is started until one returns",
                 code="stats_stalled",
             )
-        call: _Call[_T] = _Call(fn)
+        call: _Call[_T] = _Call(fn, after_stranded)
         # A daemon thread: a call stuck on a silent QEMU must not keep the process
         # from exiting.
         threading.Thread(target=call.run, name=f"bounded {self._what}", daemon=True).start()
-        if not call.done.wait(deadline_s):
+        if not call.done.wait(deadline_s) and call.strand():
             with self._lock:
                 self._stranded.add(call)  # type: ignore[arg-type]
             return None

@@ -64,3 +64,12 @@ class Link:
             except libvirt.libvirtError as err:
                 raise translate(err, f"cannot connect to {self._uri}") from err
             return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except libvirt.libvirtError as err:
+                log.debug("closing the connection to %s: %s", self._uri, err)
