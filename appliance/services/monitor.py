@@ -33,6 +33,7 @@ from appliance.services.vm_power import ACTIVE
 from appliance.store import journal
 from appliance.store.models import Vm
 from towerbox_core.api.vms import VmSample
+from towerbox_core.errors import Conflict
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,19 @@ class Monitor:
         if since is not None and status.state in ACTIVE:
             return UNRESPONSIVE, since
         return status.state.value, None
+
+    def refuse_if_unresponsive(self, uuid: str, name: str, action: str) -> None:
+        """Refuse an action that goes through the QEMU monitor of an unresponsive VM: it
+        would wait on libvirt's job lock and then fail; forcing it off (stop) needs no
+        monitor."""
+        since = self._snapshot.unresponsive.get(uuid)
+        if since is not None:
+            when = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            raise Conflict(
+                f"VM {name} cannot {action}: its QEMU has not answered since {when}; "
+                "stop forces it off",
+                code="vm_unresponsive",
+            )
 
     def sweep(self) -> NodeSnapshot:
         started = time.perf_counter()

@@ -303,6 +303,7 @@ class VmService:
     def shutdown(self, principal: Principal, name: str, timeout_s: float | None) -> VmShutdown:
         """ACPI power-off, then force after the deadline."""
         vm = self._writable(principal, name)
+        self._monitor.refuse_if_unresponsive(vm.id, vm.name, "shut down")
         deadline = self._cfg.libvirt.shutdown_timeout_s if timeout_s is None else timeout_s
         self._set_desired(vm, STOPPED, "vm.shutdown")
         forced = False
@@ -333,6 +334,7 @@ class VmService:
         vm = self._writable(principal, name)
         if not is_active(self._backend, vm.id):
             raise Conflict(f"VM {name} is not running", code="vm_not_running")
+        self._monitor.refuse_if_unresponsive(vm.id, vm.name, "reboot")
         self._backend.reboot(vm.id)
         with journal.write_transaction():
             journal.append("vm.reboot", "vm", vm.id, {"name": name})

@@ -104,6 +104,14 @@ def test_stalled_vm_is_unresponsive_and_the_rest_stays_live(
         assert (current["state"], current["unresponsive_since"]) == ("unresponsive", since)
         assert 'towerbox_vms{state="unresponsive"} 1.0' in client.get("/metrics").text
 
+        # Power actions that need the QEMU monitor are refused up front, unchanged.
+        for action in ("shutdown", "reboot"):
+            refused = client.post(f"/api/v1/vms/stuck1/{action}", json={})
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["code"] == "vm_unresponsive"
+            assert "stop forces it off" in refused.json()["detail"]
+        assert client.get("/api/v1/vms/stuck1").json()["desired_state"] == "running"
+
         # Once on entering, with since when; another sweep adds nothing.
         appliance.monitor_job()
         entered = _vm_states()[before:]
