@@ -26,7 +26,8 @@ def stopped_qemu(domain: str) -> Iterator[int]:
     try:
         yield pid
     finally:
-        os.kill(pid, signal.SIGCONT)
+        with suppress(ProcessLookupError):  # forced off meanwhile
+            os.kill(pid, signal.SIGCONT)
 
 
 def remove_domains(conn: libvirt.virConnect, names: Iterable[str]) -> None:
