@@ -32,6 +32,7 @@ setup: deps $(STAMP) $(DEMO_IMAGE)  ## Packages, venv and demo image (idempotent
 .PHONY: run
 run: setup  ## Start the appliance (real libvirt when possible) and the web UI
 	@scripts/start-libvirtd.sh
+	@scripts/start-ovs.sh
 	@echo "Towerbox API: http://127.0.0.1:8443  (OpenAPI: /api/schema, health: /healthz)"
 	@echo "Admin password: $(CURDIR)/var/state/admin-password (written on first start)"
 	@echo "CLI: TOWERBOX_CONFIG=etc/dev.toml $(VENV)/bin/towerbox vm list"

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from apscheduler.triggers.cron import CronTrigger
 
 from appliance.domain.gpu.target import LayoutRequest
 from appliance.domain.quotas import check_quotas
@@ -176,6 +175,9 @@ class Config:
     state_dir: str = "/var/lib/towerbox"
     image_dir: str = "/var/lib/towerbox/images"
     catalog_dir: str = ""  # default: the images/catalog folder shipped with Towerbox
+    # Writes (API, jobs) are refused with 507 storage_full while the state directory's
+    # disk has less than this free, so SQLite never meets a full disk mid-transaction.
+    state_reserve_mib: int = 64
     log_level: str = "INFO"
     api: ApiConfig = field(default_factory=ApiConfig)
     libvirt: LibvirtConfig = field(default_factory=LibvirtConfig)
@@ -251,6 +253,10 @@ def config_from(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> Con
             field="api",
         )
     _check_artifacts(cfg.artifacts, origin)
+    if cfg.state_reserve_mib < 0:
+        raise ConfigError(
+            f"{origin}: state_reserve_mib must be at least 0", field="state_reserve_mib"
+        )
     host = cfg.host
     if not 0 < host.memory_overcommit <= 100 or host.memory_reserve_mib < 0:
         raise ConfigError(
@@ -291,7 +297,7 @@ def _check_gpu(gpu: GpuConfig, origin: str) -> GpuConfig:
         except msgspec.ValidationError as err:
             raise ConfigError(f"{origin}: {key}: {err}", field=key) from err
         try:
-            CronTrigger.from_crontab(sched.cron, timezone="UTC")
+            _parse_cron(sched.cron)
         except ValueError as err:
             raise ConfigError(
                 f"{origin}: {key}: bad cron expression {sched.cron!r}: {err}",
@@ -306,6 +312,15 @@ def _check_gpu(gpu: GpuConfig, origin: str) -> GpuConfig:
             )
         schedules[name] = sched
     return replace(gpu, layouts=layouts, schedules=schedules)
+
+
+def _parse_cron(expression: str) -> None:
+    """Raises ValueError for a cron expression the scheduler would refuse."""
+    # Imported here: apscheduler brings asyncio, and every ``towerbox`` node command
+    # reads this config; only a config with a schedule in it pays for the check.
+    from apscheduler.triggers.cron import CronTrigger
+
+    CronTrigger.from_crontab(expression, timezone="UTC")
 
 
 def _check_artifacts(conf: ArtifactsConfig, origin: str) -> None:
@@ -323,7 +338,7 @@ def _check_artifacts(conf: ArtifactsConfig, origin: str) -> None:
         )
     if conf.precache_cron:
         try:
-            CronTrigger.from_crontab(conf.precache_cron, timezone="UTC")
+            _parse_cron(conf.precache_cron)
         except ValueError as err:
             raise ConfigError(
                 f"{origin}: [artifacts] bad cron expression {conf.precache_cron!r}: {err}",

@@ -59,6 +59,7 @@ from appliance.services.vms import VmService
 from appliance.store import journal
 from appliance.store.compaction import compact
 from appliance.store.db import open_database
+from appliance.store.space import MIB, StateSpace, skipped_while_full
 from towerbox_core.errors import ConfigError, TowerboxError
 from towerbox_core.metering.ledger import Totals
 from towerbox_core.wire import Actor
@@ -114,18 +115,21 @@ class Appliance:
 
     def monitor_job(self) -> None:
         with journal.acting_as(Actor(job="monitor")):
-            journal.follow_clock_step()
+            with skipped_while_full("a clock step"):
+                journal.follow_clock_step()
             self.uptime.beat()
             snapshot = self.monitor.sweep()
             self.metrics.observe_sweep(snapshot.sweep_ms / 1000, snapshot.states)
-            record_state_changes(snapshot)
+            with skipped_while_full("the monitor's state changes"):
+                record_state_changes(snapshot)
             counters = self.n6.sweep_counters()
             at = now_us()
             readings = sweep_readings(snapshot, counters) + self.gpu_meter.readings(at, snapshot)
-            self.measured.observe(at, readings)
+            with skipped_while_full("measured usage"):
+                self.measured.observe(at, readings)
 
     def reconcile_job(self) -> None:
-        with journal.acting_as(Actor(job="reconcile")):
+        with journal.acting_as(Actor(job="reconcile")), skipped_while_full("a reconcile pass"):
             report = self.reconciler.run()
             self.metrics.reconcile_restarts.set(len(report.restarted))
             self.metrics.drift.set(len(report.drift))
@@ -135,7 +139,7 @@ class Appliance:
                 log.error("N6 paths could not be repaired: %s (%s)", err.message, err.code)
 
     def compaction_job(self) -> None:
-        with journal.acting_as(Actor(job="compaction")):
+        with journal.acting_as(Actor(job="compaction")), skipped_while_full("a compaction"):
             compact(
                 self.cfg.journal.keep_entries,
                 self.cfg.journal.keep_days,
@@ -235,7 +239,8 @@ def build_appliance(cfg: Config) -> Appliance:
     # QEMU runs as its own user on real nodes and must reach disks and console
     # logs below the state directory; the secrets in it are 0600 files.
     Path(cfg.state_dir).chmod(0o755)
-    db = open_database(cfg.db_path)
+    space = StateSpace(Path(cfg.state_dir), cfg.state_reserve_mib * MIB)
+    db = open_database(cfg.db_path, space)
     # Before anything journals a VM's state: after a reboot the VMs stopped with the host.
     uptime = Uptime(Path(cfg.state_dir) / "alive", Path(cfg.host.procfs_root) / BOOT_ID)
     uptime.started()
@@ -252,6 +257,7 @@ def build_appliance(cfg: Config) -> Appliance:
     catalog = load_catalog(cfg.resolved_catalog_dir())
     auth = AuthService(cfg.api.token_ttl_s)
     n6 = N6Service(_n6_backends(cfg), eupf_url=cfg.n6.eupf_url)
+    n6.probe()
     gpus = _gpu_service(cfg)
     monitor = Monitor(
         backend,
@@ -350,6 +356,7 @@ def build_appliance(cfg: Config) -> Appliance:
             host=host,
             allocator=allocator,
             catalog=catalog,
+            space=space,
         ),
         tenants=tenants,
         metering=MeteringService(),

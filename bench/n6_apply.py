@@ -121,6 +121,8 @@ def probe_matrix(lab: Lab, upf: str, vms: dict[int, str]) -> tuple[int, int]:
 def main() -> int:
     ensure_ovs()
     backend = OvsBackend(owner=OWNER, ranges=RANGES)
+    # As the daemon does when it starts: probes the datapaths, so no apply waits on that.
+    print(backend.describe(), file=sys.stderr)
     config = validate([TRUNK], [vnet(i) for i in range(1, VNETS + 1)])
     workdir = Path(tempfile.mkdtemp(prefix="n6bench-"))
     lab = Lab(f"n6b-{PID}", workdir, f"n6bench-run={PID}")

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from towerbox_core.commands import CommandGroup, fail
+from towerbox_core.commands import CommandGroup, report
 from towerbox_core.errors import TowerboxError
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def _handle(args: argparse.Namespace) -> int:
             return _token(args, cfg)
         return _status(args, cfg)
     except TowerboxError as err:
-        return fail(err.code, err.message)
+        return report(err)
 
 
 def _root_token(path: Path) -> str:
@@ -79,8 +79,8 @@ def _root_token(path: Path) -> str:
 
 
 def _token(args: argparse.Namespace, cfg: AgentConfig) -> int:
-    from towerbox_core.client import ApiClient
     from towerbox_core.secret_files import write_secret_file
+    from towerbox_core.sync_client import ApiClient
 
     # Run as root on the node: the CLI token root holds makes the agent's token.
     url = args.url or cfg.appliance_url
@@ -96,7 +96,7 @@ def _token(args: argparse.Namespace, cfg: AgentConfig) -> int:
 
 def _status(args: argparse.Namespace, cfg: AgentConfig) -> int:
     from edge_agent.state import load_enrollment, read_token
-    from towerbox_core.client import ApiClient
+    from towerbox_core.sync_client import ApiClient
 
     result: dict[str, Any] = {}
     enrollment = load_enrollment(cfg.state_file)

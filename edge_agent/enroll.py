@@ -10,7 +10,7 @@ import msgspec
 
 from edge_agent.config import AgentConfig
 from edge_agent.errors import Refused, Unreachable
-from edge_agent.state import Enrollment, save_enrollment
+from edge_agent.state import Enrollment, check_room, save_enrollment
 from towerbox_core.api.fleet import EnrollReply
 from towerbox_core.client import decode_problem, tls_context
 from towerbox_core.errors import TowerboxError
@@ -24,6 +24,7 @@ def enroll(cfg: AgentConfig, url: str, token: str, ca_file: str = "") -> Enrollm
         )
     ca = str(Path(ca_file).resolve()) if ca_file else ""
     body = {"token": token, "hostname": socket.gethostname()}
+    check_room(cfg.state_file)
     try:
         with httpx.Client(timeout=cfg.request_timeout_s, verify=tls_context(ca)) as client:
             resp = client.post(f"{url}/api/v1/enroll", json=body)

@@ -13,9 +13,10 @@ class Unreachable(TowerboxError):
     code = "unreachable"
     status = 503
 
-    def __init__(self, where: str, message: str) -> None:
+    def __init__(self, where: str, message: str, problem_code: str | None = None) -> None:
         super().__init__(f"{where}: {message}")
         self.where = where
+        self.problem_code = problem_code  # the far end's code, when it answered one
 
 
 class Refused(TowerboxError):

@@ -19,7 +19,11 @@ async def call(
     except httpx.HTTPError as err:
         raise Unreachable(where, f"{type(err).__name__}: {err}") from err
     if resp.status_code >= 500:
-        raise Unreachable(where, f"answered {resp.status_code}")
+        # Transient all the same, but the log says why (storage_full, store_busy, ...).
+        problem = decode_problem(resp)
+        code = str(problem.get("code", ""))
+        detail = str(problem.get("detail", ""))[:300]
+        raise Unreachable(where, f"answered {resp.status_code} {code}: {detail}", code)
     if resp.status_code >= 400:
         problem = decode_problem(resp)
         if problem.get("code") == "sequence_gap":

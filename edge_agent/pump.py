@@ -39,6 +39,7 @@ class JournalPump:
         self.registry_seq: int | None = None  # None: ask the registry first
         self.appliance_head = 0
         self.batches = 0
+        self._appliance_trouble: str | None = None  # what was last logged of it
 
     @property
     def queued(self) -> int:
@@ -68,6 +69,9 @@ class JournalPump:
             try:
                 busy = await self.step()
                 self._backoff.reset()
+                if self._appliance_trouble is not None:
+                    log.info("the appliance takes journal acks again")
+                    self._appliance_trouble = None
                 if busy:
                     continue
                 delay = self._poll_s
@@ -76,7 +80,7 @@ class JournalPump:
                 self.registry_seq = None
                 delay = self._backoff.next_delay()
             except Unreachable as err:
-                self._note(err.where, err.message)
+                self._note(err.where, err.message, err.problem_code)
                 self.registry_seq = None  # the registry may have moved on (another agent run)
                 delay = self._backoff.next_delay()
             except Refused as err:
@@ -88,8 +92,20 @@ class JournalPump:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
 
-    def _note(self, where: str, message: str) -> None:
+    def _note(self, where: str, message: str, problem_code: str | None = None) -> None:
         if where == "registry":
             self._link.failed(message)
+            return
+        # Once per kind of trouble, not at every retry: a full disk lasts.
+        trouble = problem_code or message
+        if trouble == self._appliance_trouble:
+            return
+        self._appliance_trouble = trouble
+        if problem_code == "storage_full":
+            log.error(
+                "the appliance's state disk is full (%s): batches still ship, but its "
+                "journal acks wait until space returns there",
+                message,
+            )
         else:
             log.warning("%s", message)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import msgspec
 
 from towerbox_core.errors import ConfigError
+from towerbox_core.secret_files import write_secret_file
 
 
 class Enrollment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -17,17 +17,24 @@ class Enrollment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ca_file: str = ""
 
 
+# Room the enrollment file needs, with margin: checked before a one-time token is spent.
+_ENROLLMENT_ROOM = 16 * 1024
+
+
 def save_enrollment(path: Path, enrollment: Enrollment) -> None:
-    """Write the file so it is 0600 from its first byte; replace it atomically."""
+    """Write the file so it is 0600 from its first byte; replace it atomically.
+    A full disk is ``StorageFull``, with no partial file left."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(msgspec.json.format(msgspec.json.encode(enrollment)) + b"\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    path.chmod(0o600)
+    write_secret_file(path, msgspec.json.format(msgspec.json.encode(enrollment)).decode() + "\n")
+
+
+def check_room(path: Path) -> None:
+    """Refuse (``StorageFull``) before enrolling when the state file cannot be written:
+    the registry spends the one-time token, and a secret that cannot be saved is lost."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    probe = path.with_name(path.name + ".room")
+    write_secret_file(probe, "\0" * _ENROLLMENT_ROOM)
+    probe.unlink()
 
 
 def load_enrollment(path: Path) -> Enrollment:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from towerbox_core.commands import CommandGroup, fail, journal_table, table
+from towerbox_core.commands import CommandGroup, journal_table, report, table
 
 if TYPE_CHECKING:
     from registry.context import Registry
@@ -87,7 +87,7 @@ def _handle(args: argparse.Namespace) -> int:
         finally:
             registry.db.close()
     except TowerboxError as err:
-        return fail(err.code, err.message)
+        return report(err)
     _show(args, result)
     return 0
 

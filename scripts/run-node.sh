@@ -8,7 +8,10 @@ API_PORT="${TOWERBOX_API_PORT:-8443}"
 UI_PORT="${TOWERBOX_UI_PORT:-8080}"
 pids=()
 stop() { kill "${pids[@]}" 2>/dev/null || true; wait || true; }
-trap stop EXIT INT TERM
+# Ctrl-C or a TERM is how an operator ends `make run`: a clean stop, exit 0 (make
+# would otherwise report the children's SIGTERM status, 143, as an error).
+trap 'trap - EXIT; stop; exit 0' INT TERM
+trap stop EXIT
 
 .venv/bin/towerbox appliance &
 pids+=($!)
@@ -22,4 +25,7 @@ mkdir -p var/run/ui
   --storage-dir var/run/ui &
 pids+=($!)
 echo "Towerbox UI: http://127.0.0.1:${UI_PORT}  (log in as admin, password in var/state/admin-password)"
-wait -n
+rc=0
+wait -n || rc=$?
+echo "a Towerbox process exited (status ${rc}); stopping the other" >&2
+exit "${rc}"

@@ -7,6 +7,7 @@ registry, the agent or the UI.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -37,7 +38,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser(_group_named(args_in))
     args = parser.parse_args(args_in)
-    status: int = args.group.run(args)
+    try:
+        status: int = args.group.run(args)
+    except KeyboardInterrupt:
+        # Ctrl-C at a question or during a wait: what was sent is done, nothing else.
+        sys.stderr.write("\ninterrupted\n")
+        return 130
+    except BrokenPipeError:
+        # ``towerbox vm list | head``: the reader has what it wanted. Point stdout at
+        # /dev/null so that the flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return status
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib.metadata import entry_points
 from pathlib import Path
 
+from towerbox_cli.entrypoints import entry_points
 from towerbox_core import __version__
-from towerbox_core.commands import ENTRY_POINT_GROUP, CommandGroup
+from towerbox_core.commands import ENTRY_POINT_GROUP, EXIT_STATUS_HELP, CommandGroup
 
 
 def _node_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -29,7 +29,12 @@ def _node_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 def build_parser(wanted: str | None) -> argparse.ArgumentParser:
     """A parser with the group ``wanted`` only, or with all of them when it names none
     we know (``--help``, a typo): then the help lists every group."""
-    parser = argparse.ArgumentParser(prog="towerbox", description="Towerbox edge node")
+    parser = argparse.ArgumentParser(
+        prog="towerbox",
+        description="Towerbox edge node",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"towerbox {__version__}")
     _node_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

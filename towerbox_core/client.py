@@ -2,43 +2,34 @@
 
 The CLI, the node UI and the edge agent call the appliance and the registry through
 this module. Every problem answer (RFC 9457, with our stable ``code``) becomes an
-``ApiError`` by ``error_from_response``, so nobody decodes problem documents by hand.
+``ApiError``, so nobody decodes problem documents by hand. The sync ``ApiClient``
+lives in ``sync_client`` on the standard library (a command line must not pay for
+importing httpx) and is re-exported here.
 A URL ``unix:/path`` talks HTTP over that unix socket (the appliance's local door).
 """
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import httpx
 
-from towerbox_core.errors import TowerboxError
+from towerbox_core.sync_client import UNIX as _UNIX
+from towerbox_core.sync_client import ApiClient, ApiError, api_error, problem_from, tls_context
 
-_UNIX = "unix:"
+__all__ = [
+    "ApiClient",
+    "ApiError",
+    "AsyncApiClient",
+    "answer_body",
+    "async_http",
+    "decode_problem",
+    "error_from_response",
+    "sync_http",
+    "tls_context",
+]
+
 _SOCKET_BASE = "http://appliance"  # the host part is ignored over a unix socket
-
-
-class ApiError(TowerboxError):
-    """A problem answer from a Towerbox API, carried back with its status and code."""
-
-    def __init__(
-        self, status: int, code: str, message: str, problem: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message, code=code)
-        self.status = status
-        self.problem = problem if problem is not None else {}
-
-    @property
-    def field(self) -> str | None:
-        """The request field the server blamed, for a form to show it at the field."""
-        value = self.problem.get("field")
-        return str(value) if value is not None else None
-
-    @property
-    def text(self) -> str:
-        """The detail with its code, the way the CLI and the UI print it."""
-        return f"{self.message} [{self.code}]"
 
 
 def decode_problem(resp: httpx.Response) -> dict[str, Any]:
@@ -47,20 +38,13 @@ def decode_problem(resp: httpx.Response) -> dict[str, Any]:
         body = resp.json()
     except ValueError:
         body = None
-    if isinstance(body, dict) and "code" in body:
-        return body
-    text = resp.text[:200] if resp.content else ""
-    return {
-        "code": f"http_{resp.status_code}",
-        "detail": text or resp.reason_phrase or f"HTTP {resp.status_code}",
-        "status": resp.status_code,
-    }
+    return problem_from(
+        resp.status_code, resp.reason_phrase, body, resp.text if resp.content else ""
+    )
 
 
 def error_from_response(resp: httpx.Response) -> ApiError:
-    problem = decode_problem(resp)
-    detail = str(problem.get("detail") or problem.get("title") or f"HTTP {resp.status_code}")
-    return ApiError(resp.status_code, str(problem["code"]), detail, problem)
+    return api_error(resp.status_code, decode_problem(resp))
 
 
 def answer_body(resp: httpx.Response) -> Any:
@@ -75,13 +59,6 @@ def answer_body(resp: httpx.Response) -> Any:
     if "json" in content_type:
         return resp.json()
     return resp.text
-
-
-def tls_context(ca_file: str) -> ssl.SSLContext:
-    """Verify the far end against ``ca_file`` only, or the system's CAs when empty."""
-    ctx = ssl.create_default_context(cafile=ca_file or None)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
 
 
 def _headers(token: str | None) -> dict[str, str]:
@@ -132,43 +109,6 @@ def async_http(
         limits=limits,
         transport=transport,
     )
-
-
-class ApiClient:
-    """A synchronous client: ``request`` answers the body or raises ``ApiError``."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        token: str | None = None,
-        timeout: float = 120.0,
-        ca_file: str = "",
-        what: str = "the appliance",
-        unreachable_code: str = "appliance_unreachable",
-    ) -> None:
-        self.url = url
-        self._http = sync_http(url, token=token, timeout=timeout, ca_file=ca_file)
-        self._what = what
-        self._unreachable_code = unreachable_code
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            resp = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as err:
-            raise TowerboxError(
-                f"cannot reach {self._what}: {err}", code=self._unreachable_code
-            ) from err
-        return answer_body(resp)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> ApiClient:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
 
 class AsyncApiClient:

@@ -7,7 +7,8 @@ them into RFC 9457 problem-details responses; the CLI prints code and message.
 
 from __future__ import annotations
 
-import sqlite3
+import errno
+from collections.abc import Callable
 from typing import Any
 
 
@@ -86,19 +87,61 @@ class StoreBusy(TowerboxError):
     retry_after_s = 1
 
 
-def is_lock_contention(exc: BaseException) -> bool:
-    """Whether ``exc`` is SQLite's "database is locked", as raised or wrapped (peewee
-    re-raises it as its own OperationalError while handling the original)."""
+def _in_chain(exc: BaseException, matches: Callable[[BaseException], bool]) -> bool:
+    """Whether ``exc``, or an error it was raised from or while handling, matches
+    (peewee re-raises SQLite's errors as its own while handling the original)."""
     seen: BaseException | None = exc
     for _ in range(4):
         if seen is None:
             break
-        if isinstance(seen, sqlite3.OperationalError) and str(seen).startswith(
-            ("database is locked", "database table is locked")
-        ):
+        if matches(seen):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def is_lock_contention(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked", as raised or wrapped."""
+    import sqlite3  # here: every command line imports this module and never needs it
+
+    return _in_chain(
+        exc,
+        lambda e: (
+            isinstance(e, sqlite3.OperationalError)
+            and str(e).startswith(("database is locked", "database table is locked"))
+        ),
+    )
+
+
+class StorageFull(TowerboxError):
+    """The disk that holds the node's state is full (or below its reserve): the write
+    was refused whole and nothing was half-made. Not transient like ``StoreBusy``: it
+    lasts until someone frees space, so it is 507 Insufficient Storage without a
+    Retry-After; reads keep working meanwhile."""
+
+    code = "storage_full"
+    status = 507
+
+
+# ENOSPC, and EDQUOT (a quota is the same wall for the writer).
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write that met a full disk: SQLite's SQLITE_FULL ("database
+    or disk is full", as raised or wrapped) or an OSError with ENOSPC."""
+    import sqlite3  # here, as in is_lock_contention
+
+    return _in_chain(
+        exc,
+        lambda e: (
+            (
+                isinstance(e, sqlite3.OperationalError)
+                and str(e).startswith("database or disk is full")
+            )
+            or (isinstance(e, OSError) and e.errno in _FULL_ERRNOS)
+        ),
+    )
 
 
 class BackendError(TowerboxError):

@@ -17,7 +17,13 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ExceptionHandlersMap
 
-from towerbox_core.errors import StoreBusy, TowerboxError, is_lock_contention
+from towerbox_core.errors import (
+    StorageFull,
+    StoreBusy,
+    TowerboxError,
+    is_disk_full,
+    is_lock_contention,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +91,10 @@ def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
         # same answer, never a 500.
         busy = StoreBusy("the database is busy with another writer; retry shortly")
         return towerbox_error(request, busy)
+    if is_disk_full(exc):
+        # A full disk met by a writer that did not translate it: still a clear 507.
+        full = StorageFull(f"the server's disk is full ({exc}); free space and retry")
+        return towerbox_error(request, full)
     log.error("unhandled error in request", exc_info=exc)
     return problem(500, "internal_error", "internal error; the server's log has the details")
 

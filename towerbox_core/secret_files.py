@@ -7,14 +7,30 @@ import os
 import secrets
 from pathlib import Path
 
+from towerbox_core.errors import StorageFull, is_disk_full
+
 
 def write_secret_file(path: Path, content: str) -> None:
-    """Write a secret so that it is 0600 from its first byte on disk."""
+    """Write a secret so that it is 0600 from its first byte on disk; replace it whole.
+
+    A full disk is ``StorageFull``, with the file as it was and no partial one beside it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(content)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if not is_disk_full(err):
+            raise
+        raise StorageFull(
+            f"cannot write {path}: its disk is full; free space there and retry",
+            path=str(path.parent),
+        ) from err
     os.replace(tmp, path)
     path.chmod(0o600)
 

@@ -19,6 +19,7 @@ from towerbox_core.api.tenants import VmOptions
 from towerbox_core.api.vms import VmCreateRequest
 from ui.api import ApiError, tenant_path
 from ui.session import UserApi
+from ui.vm_capacity import Capacity, node_capacity, tenant_capacity
 
 ALL_ROLES = ("other", "b2b", "vran", "upf")
 HUGEPAGE_MIB = {"2M": 2, "1G": 1024}
@@ -42,6 +43,7 @@ class Offer:
     gpu_profiles: list[str]
     vnets: dict[str, list[str]]  # tenant -> its VNets' names
     host: HostFacts | None
+    capacity: Capacity = field(default_factory=Capacity)  # what is free, and devices
 
 
 @dataclass
@@ -58,8 +60,10 @@ class WizardInput:
     isolated: bool = False
     hugepages: str = "none"
     numa_node: int | None = None
-    gpu_profile: str = ""
+    gpu_profile: str = ""  # a MIG profile, or "role:vran" for the protected slice
     vnet: str = ""
+    sriov_pf: str = ""  # a VF of this PF as a second NIC
+    pci_devices: list[str] = field(default_factory=list)
     disk_gib: float | None = None
     start: bool = True
     catalog_disks: list[dict[str, Any]] = field(default_factory=list)
@@ -82,7 +86,10 @@ def vnets_by_tenant(vnets: list[dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def tenant_offer(
-    options: VmOptions, vnets: list[dict[str, Any]], host: dict[str, Any] | None
+    options: VmOptions,
+    vnets: list[dict[str, Any]],
+    host: dict[str, Any] | None,
+    capacity: Capacity | None = None,
 ) -> Offer:
     g = options.grants
     return Offer(
@@ -96,11 +103,16 @@ def tenant_offer(
         gpu_profiles=list(options.gpu_profiles),
         vnets={options.tenant: vnets_by_tenant(vnets).get(options.tenant, [])},
         host=host_facts(host) if host is not None else None,
+        capacity=capacity or Capacity(),
     )
 
 
 def admin_offer(
-    tenants: list[str], profiles: list[str], vnets: list[dict[str, Any]], host: dict[str, Any]
+    tenants: list[str],
+    profiles: list[str],
+    vnets: list[dict[str, Any]],
+    host: dict[str, Any],
+    gpus: list[dict[str, Any]] | None = None,
 ) -> Offer:
     nodes = (host.get("inventory") or {}).get("nodes") or []
     return Offer(
@@ -114,6 +126,7 @@ def admin_offer(
         gpu_profiles=sorted(set(profiles)),
         vnets=vnets_by_tenant(vnets),
         host=host_facts(host),
+        capacity=node_capacity(host, gpus or []),
     )
 
 
@@ -127,12 +140,14 @@ async def load_offer(user: UserApi) -> Offer:
             host = await user.get("/api/v1/host")
         except ApiError:
             host = None  # a tenant's user may not read the host: the API judges alone
-        return tenant_offer(options, vnets, host)
+        detail = await user.get(tenant_path(me.tenant))
+        return tenant_offer(options, vnets, host, tenant_capacity(detail))
     tenants = [t["name"] for t in await user.get("/api/v1/tenants")]
     profiles: list[str] = []
-    for gpu in (await user.get("/api/v1/gpus"))["gpus"]:
+    gpus = (await user.get("/api/v1/gpus"))["gpus"]
+    for gpu in gpus:
         profiles += [p["name"] for p in await user.get(f"/api/v1/gpus/{gpu['uuid']}/profiles")]
-    return admin_offer(tenants, profiles, vnets, await user.get("/api/v1/host"))
+    return admin_offer(tenants, profiles, vnets, await user.get("/api/v1/host"), gpus)
 
 
 def problems(form: WizardInput, offer: Offer) -> dict[str, str]:
@@ -168,10 +183,17 @@ def create_body(form: WizardInput) -> dict[str, Any]:
         spec["hugepages"] = form.hugepages
     if form.numa_node is not None:
         spec["numa_node"] = form.numa_node
-    if form.gpu_profile:
+    if form.gpu_profile.startswith("role:"):
+        spec["gpu"] = {"attach": "mig", "role": form.gpu_profile.removeprefix("role:")}
+    elif form.gpu_profile:
         spec["gpu"] = {"attach": "mig", "profile": form.gpu_profile}
-    if form.vnet:
-        spec["nics"] = [{"kind": "vnet", "vnet": form.vnet}]
+    nics = [{"kind": "vnet", "vnet": form.vnet}] if form.vnet else []
+    if form.sriov_pf:
+        nics.append({"kind": "sriov", "pf": form.sriov_pf})
+    if nics:
+        spec["nics"] = nics
+    if form.pci_devices:
+        spec["pci_devices"] = list(form.pci_devices)
     if form.disk_gib:
         # A list replaces the entry's disks: keep them, add the data disk after them.
         spec["disks"] = [*form.catalog_disks, {"size_gib": int(form.disk_gib)}]

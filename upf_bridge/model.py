@@ -25,7 +25,10 @@ MTU_MIN = 576
 MTU_MAX = 9216
 # The gateway needs a host address, and so does at least one inference VM.
 SUBNET_MAX_PREFIX = 30
-DATAPATH_TYPES = ("system", "netdev")
+# OVS trunk datapaths: the kernel's (system), the userspace one (netdev), or the
+# best one the host proves it can run (auto; see backends.datapaths).
+DATAPATH_AUTO = "auto"
+DATAPATH_TYPES = (DATAPATH_AUTO, "system", "netdev")
 
 # DNNs are APN-style labels (TS 23.003 9.1): letters, digits, '-' and dots.
 _DNN_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,98}[A-Za-z0-9])?\Z")
@@ -44,7 +47,7 @@ class Trunk:
     # Kind ovs: the uplink and UPF ports on the bridge that carry every VNet's tag.
     ports: tuple[str, ...] = ()
     # Kind ovs: datapath of the bridge when Towerbox creates it.
-    datapath_type: str = "system"
+    datapath_type: str = DATAPATH_AUTO
 
 
 @dataclass(frozen=True)

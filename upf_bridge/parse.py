@@ -14,14 +14,14 @@ from typing import Any, TypeVar, get_args
 import msgspec
 
 from towerbox_core.errors import InvalidInput
-from upf_bridge.model import N6Config, Trunk, TrunkKind, VNet, check_vlan, validate
+from upf_bridge.model import DATAPATH_AUTO, N6Config, Trunk, TrunkKind, VNet, check_vlan, validate
 
 
 class _TrunkDoc(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     kind: str  # checked against TrunkKind below, for a message that lists the kinds
     ports: tuple[str, ...] = ()
-    datapath_type: str = "system"
+    datapath_type: str = DATAPATH_AUTO
 
 
 class _VNetDoc(msgspec.Struct, forbid_unknown_fields=True):

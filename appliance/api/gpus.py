@@ -15,6 +15,7 @@ from towerbox_core.api.gpus import (
     GpuList,
     GpuView,
     LayoutApplied,
+    LayoutApply,
     LayoutPlan,
     LayoutRequest,
     MigModeAnswer,
@@ -122,7 +123,7 @@ class GpuController(Controller):
         self,
         request: AuthedRequest,
         uuid: FromPath[str],
-        data: JSONBody[LayoutRequest],
+        data: JSONBody[LayoutApply],
         appliance: ApplianceDep,
     ) -> LayoutApplied:
         return appliance.gpus.apply(request.user, uuid, data)

@@ -15,6 +15,7 @@ from appliance.api.deps import ApplianceDep, AuthedRequest, require_node_scope
 from towerbox_core.api.n6 import (
     DeclarationBody,
     N6Changes,
+    N6Status,
     PfcpSession,
     TrunkDeclaration,
     VnetDeclaration,
@@ -107,6 +108,12 @@ class N6Controller(Controller):
     @post("/apply", sync_to_thread=True, status_code=200)
     def apply(self, request: AuthedRequest, appliance: ApplianceDep) -> N6Changes:
         return N6Changes(changes=appliance.n6.apply(request.user))
+
+    @get("/status", sync_to_thread=True)
+    def status(self, request: AuthedRequest, appliance: ApplianceDep) -> N6Status:
+        """The N6 backends, the OVS datapaths this host runs, and the last apply's result."""
+        require_node_scope(request.user)
+        return appliance.n6.status()
 
     @get("/state", sync_to_thread=True)
     def state(self, request: AuthedRequest, appliance: ApplianceDep) -> list[VnetState]:

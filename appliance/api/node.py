@@ -9,6 +9,7 @@ from litestar.params import FromPath, QueryParameter
 
 from appliance.api.deps import ApplianceDep, AuthedRequest, require_node_scope
 from appliance.api.sync import SYNC_AGENT_OPEN, require_sync_scope
+from towerbox_core.api.history import HistoryPage
 from towerbox_core.api.node import CatalogEntryView, Health, HostView
 from towerbox_core.api.sync import JournalPage
 
@@ -46,6 +47,20 @@ class NodeController(Controller):
     ) -> JournalPage:
         require_sync_scope(request.user)
         return appliance.journal.page(after, limit, kind)
+
+    @get("/journal/history", sync_to_thread=True)
+    def journal_history(
+        self,
+        request: AuthedRequest,
+        appliance: ApplianceDep,
+        before: Annotated[int | None, QueryParameter(ge=1)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+        kind: Annotated[str | None, QueryParameter(max_length=48)] = None,
+    ) -> HistoryPage:
+        """The journal as an audit log, newest first: time, actor, object name and
+        type, what changed. ``before`` pages back (the previous page's ``next_before``)."""
+        require_node_scope(request.user)
+        return appliance.journal.history(before, limit, kind)
 
 
 @get("/metrics", media_type="text/plain; version=0.0.4", sync_to_thread=True)

@@ -12,17 +12,20 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from appliance.cli.confirm import confirm, yes_flag
 from appliance.cli.connect import json_flag, node_call, show_plain
 from towerbox_core.commands import CommandGroup, out, table
 
 if TYPE_CHECKING:
-    from towerbox_core.client import ApiClient
+    from towerbox_core.sync_client import ApiClient
 
 _ACTIVE = ("queued", "running", "verifying")
 
 
 class Requester(Protocol):
-    def request(self, method: str, path: str, **kwargs: Any) -> Any: ...
+    def request(
+        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+    ) -> Any: ...
 
 
 def _register(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +41,7 @@ def _register(parser: argparse.ArgumentParser) -> None:
         "--keep", action="append", default=[], metavar="PATTERN", help="never remove (repeat)"
     )
     json_flag(gc)
+    yes_flag(gc)
     json_flag(sub.add_parser("plan", help="what the next off-peak window will fetch"))
 
 
@@ -100,6 +104,8 @@ def _call(args: argparse.Namespace, c: Requester) -> Any:
     if command == "fetch":
         return _fetch(args, c)
     if command == "gc":
+        if not args.dry_run:
+            confirm(args, "remove the files no catalog entry or VM uses (--dry-run lists them)")
         body = {"dry_run": args.dry_run, "keep": args.keep}
         return c.request("POST", "/api/v1/artifacts/gc", json=body)
     return c.request("GET", "/api/v1/artifacts/plan")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from towerbox_core.commands import CommandGroup, fail
+from towerbox_core.commands import CommandGroup, report
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -15,7 +15,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return run_daemon(load_config(args.config))
     except TowerboxError as err:
-        return fail(err.code, err.message)
+        return report(err)
 
 
 group = CommandGroup("appliance", "run the appliance daemon", lambda _: None, _run)

@@ -20,6 +20,48 @@ def _catalog_show(args: argparse.Namespace, result: Any) -> None:
         show_plain(args, result)
 
 
+def _health_show(args: argparse.Namespace, result: Any) -> None:
+    out(f"{result['node']}: {result['status']}, up {result['uptime_s']:.0f} s")
+    for backend in result.get("backends", {}).values():
+        summary = backend.get("summary")
+        for line in summary if isinstance(summary, list) else [summary]:
+            if line:
+                out(f"  {line}")
+                note = backend.get("note")
+                if note:
+                    out(f"    {note}")
+
+
+def _host_show(args: argparse.Namespace, result: Any) -> None:
+    """The inventory in a few lines; the thread, PCI and allocation tables are in --json."""
+    inv = result["inventory"]
+    virt = "vmx" if inv["has_vmx"] else "svm" if inv["has_svm"] else "no hardware virtualization"
+    out(f"{inv['hostname']}: {inv['cpu_model']}")
+    out(
+        f"  {inv['sockets']} sockets, {inv['core_count']} cores, {inv['thread_count']} threads"
+        f" ({virt}, /dev/kvm {'present' if inv['kvm_device'] else 'absent'})"
+    )
+    gib = 1 << 20
+    out(
+        f"  memory {inv['memory_available_kib'] / gib:.1f} of "
+        f"{inv['memory_total_kib'] / gib:.1f} GiB available, {len(inv['pci'])} PCI devices"
+    )
+    free = {n["id"]: n for n in result.get("allocation", {}).get("nodes", [])}
+    rows = []
+    for node in inv["numa"]:
+        cpus = free.get(node["id"], {}).get("cpus", {})
+        rows.append(
+            {
+                "numa": node["id"],
+                "cpus": node["cpu_count"],
+                "free_cpus": cpus.get("free"),
+                "memory_gib": f"{node['memory_total_kib'] / gib:.1f}",
+                "free_gib": f"{node['memory_free_kib'] / gib:.1f}",
+            }
+        )
+    out(table(rows, ("numa", "cpus", "free_cpus", "memory_gib", "free_gib")))
+
+
 def _journal_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--after", type=int, default=0)
     parser.add_argument("--limit", type=int, default=50)
@@ -50,10 +92,10 @@ def _token(args: argparse.Namespace) -> int:
     return node_call(args, lambda c: c.request("POST", "/api/v1/tokens", json=body))
 
 
-host = CommandGroup("host", "host inventory", json_flag, _get("/api/v1/host"))
+host = CommandGroup("host", "host inventory", json_flag, _get("/api/v1/host", _host_show))
 catalog = CommandGroup(
     "catalog", "appliance catalog", json_flag, _get("/api/v1/catalog", _catalog_show)
 )
-health = CommandGroup("health", "daemon health", json_flag, _get("/healthz"))
+health = CommandGroup("health", "daemon health", json_flag, _get("/healthz", _health_show))
 journal = CommandGroup("journal", "the node's journal", _journal_args, _journal)
 token = CommandGroup("token", "create an API token for yourself", _token_args, _token)

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from appliance.cli.confirm import confirm, yes_flag
 from appliance.cli.connect import json_flag, node_call, show_plain
 from towerbox_core.commands import CommandGroup, out, table
 from towerbox_core.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from towerbox_core.client import ApiClient
+    from towerbox_core.sync_client import ApiClient
 
 _LIST_COLUMNS = ("name", "tenant", "state", "roles", "message")
 _ROLE_COLUMNS = ("role", "catalog", "count", "healthy", "health")
@@ -99,7 +100,7 @@ def update_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _wait(c: ApiClient, name: str) -> Any:
-    from towerbox_core.client import ApiError
+    from towerbox_core.sync_client import ApiError
 
     while True:
         try:
@@ -129,6 +130,11 @@ def _deploy(args: argparse.Namespace, c: ApiClient) -> Any:
     return answer
 
 
+def _remove(args: argparse.Namespace, c: ApiClient) -> Any:
+    confirm(args, f"remove service {args.name} and its VMs")
+    return _write(args, c, "DELETE", _path(args.name), None)
+
+
 _COMMANDS: dict[str, tuple[str, Any]] = {
     "deploy": ("deploy a service from a template", _deploy),
     "list": ("list services with their roles' health", lambda a, c: c.request("GET", _path(""))),
@@ -146,10 +152,7 @@ _COMMANDS: dict[str, tuple[str, Any]] = {
         "rolling update of a role (catalog entry, values, spec)",
         lambda a, c: _write(a, c, "POST", _path(a.name, "update"), update_body(a)),
     ),
-    "remove": (
-        "remove a service, roles in reverse start order",
-        lambda a, c: _write(a, c, "DELETE", _path(a.name), None),
-    ),
+    "remove": ("remove a service, roles in reverse start order", _remove),
 }
 
 
@@ -178,6 +181,8 @@ def _register(parser: argparse.ArgumentParser) -> None:
             cmd.add_argument("--max-surge", dest="max_surge", type=int, default=1)
             cmd.add_argument("--max-unavailable", dest="max_unavailable", type=int, default=0)
             cmd.add_argument("--dry-run", dest="dry_run", action="store_true")
+        if name == "remove":
+            yes_flag(cmd)
         if name in ("deploy", "scale", "update", "remove"):
             cmd.add_argument("--wait", action="store_true", help="wait for the work to end")
 

@@ -22,7 +22,7 @@ from towerbox_core.errors import InvalidInput
 from towerbox_core.names import parse_label
 
 if TYPE_CHECKING:
-    from towerbox_core.client import ApiClient
+    from towerbox_core.sync_client import ApiClient
 
 _MAPS = ("gpu_slices", "hugepages", "sriov_pfs")
 _FLAGS = ("isolated_cores", "numa_node_choice")

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from appliance.cli.confirm import confirm, yes_flag
 from appliance.cli.connect import json_arg, json_flag, node_call, show_plain
-from towerbox_core.commands import CommandGroup, fail, out, table
+from towerbox_core.commands import EXIT_USAGE, CommandGroup, fail, out, table
 
 if TYPE_CHECKING:
-    from towerbox_core.client import ApiClient
+    from towerbox_core.sync_client import ApiClient
 
 _COLUMNS = ("tenant", "resource", "period", "quantity", "unit", "cost", "currency")
 
@@ -69,6 +70,7 @@ def _prices_args(parser: argparse.ArgumentParser) -> None:
     remove = cmds.add_parser("remove", help="withdraw a version not yet in effect")
     remove.add_argument("effective_from", help="the version's effective_from, as shown")
     json_flag(remove)
+    yes_flag(remove)
 
 
 def _prices(args: argparse.Namespace) -> int:
@@ -76,11 +78,16 @@ def _prices(args: argparse.Namespace) -> int:
         return node_call(args, lambda c: c.request("GET", "/api/v1/prices"))
     if args.prices_command == "remove":
         path = f"/api/v1/prices/{quote(args.effective_from, safe='')}"
-        return node_call(args, lambda c: c.request("DELETE", path))
+
+        def remove(c: ApiClient) -> Any:
+            confirm(args, f"withdraw the price book version of {args.effective_from}")
+            return c.request("DELETE", path)
+
+        return node_call(args, remove)
     try:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
     except OSError as err:
-        return fail("unreadable_file", f"cannot read {args.file}: {err.strerror}")
+        return fail("unreadable_file", f"cannot read {args.file}: {err.strerror}", exit=EXIT_USAGE)
     return node_call(
         args, lambda c: c.request("POST", "/api/v1/prices", json=json_arg(text, args.file))
     )

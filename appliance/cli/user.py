@@ -8,11 +8,12 @@ import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from appliance.cli.confirm import confirm, yes_flag
 from appliance.cli.connect import json_flag, node_call, show_plain
 from towerbox_core.commands import CommandGroup, out, table
 
 if TYPE_CHECKING:
-    from towerbox_core.client import ApiClient
+    from towerbox_core.sync_client import ApiClient
 
 _ROLES = ("infra-admin", "tenant-admin", "tenant-user", "viewer")
 
@@ -32,12 +33,15 @@ def _register(parser: argparse.ArgumentParser) -> None:
     json_flag(create)
     delete = user.add_parser("delete", help="remove a user and its tokens")
     delete.add_argument("username")
+    yes_flag(delete)
+    json_flag(delete)
 
 
 def _call(args: argparse.Namespace, c: ApiClient) -> Any:
     if args.user_command == "list":
         return c.request("GET", "/api/v1/users")
     if args.user_command == "delete":
+        confirm(args, f"delete user {args.username} and its tokens")
         return c.request("DELETE", f"/api/v1/users/{quote(args.username, safe='')}")
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")

@@ -140,7 +140,9 @@ class NodeAccountStore:
         kind: str,
         expires_at: dt.datetime | None,
     ) -> int:
-        with journal.write_transaction():
+        # A login may use the disk's reserve: an operator must still be able to look
+        # at a node whose disk is full.
+        with journal.write_transaction(may_use_reserve=kind == "login"):
             row = Token.create(
                 user=account.id, token_hash=token_hash, name=name, kind=kind, expires_at=expires_at
             )
@@ -169,8 +171,10 @@ class AuthService:
         created = False
         if not User.select().where(User.username == "admin").exists():
             password = random_password()
-            self.create_user("admin", password, Role.INFRA_ADMIN, None)
+            # The file first: a disk too full for it must not leave an admin whose
+            # password nobody knows (the next start writes both again).
             write_secret_file(password_file, password + "\n")
+            self.create_user("admin", password, Role.INFRA_ADMIN, None)
             log.warning("created user 'admin'; its password is in %s", password_file)
             created = True
         if not cli_token_file.exists():

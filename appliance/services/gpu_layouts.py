@@ -27,6 +27,12 @@ import msgspec
 from appliance.backends.gpu.protocol import GpuBackend, GpuInfo
 from appliance.domain.gpu.binding import is_process_owner
 from appliance.domain.gpu.catalog import GpuCatalog, GpuModel
+from appliance.domain.gpu.effects import (
+    blocked_by_process,
+    changed_since,
+    layout_drift,
+    workload_effects,
+)
 from appliance.domain.gpu.layout import Instance, Layout, MigRole, validate_layout
 from appliance.domain.gpu.planner import OpKind, Plan, plan
 from appliance.domain.gpu.solver import solve_counts
@@ -38,6 +44,7 @@ from towerbox_core.api.gpus import (
     DrainReport,
     GpuView,
     LayoutApplied,
+    LayoutApply,
     LayoutPlan,
     MigModeAnswer,
     MigProfileView,
@@ -45,6 +52,7 @@ from towerbox_core.api.gpus import (
     PlanOp,
     ProblemBrief,
     ResumeReport,
+    WorkloadPlan,
 )
 from towerbox_core.errors import BackendError, Conflict, InvalidInput, NotFound, TowerboxError
 
@@ -119,7 +127,14 @@ class GpuLayoutService:
                 supported=info.mig_supported, current=info.mig.current, pending=info.mig.pending
             ),
             layout=self.current_layout(info) if info.model else None,
+            drift=self._drift(info),
         )
+
+    def _drift(self, info: GpuInfo) -> list[str]:
+        committed = self.committed(info.uuid) if info.model else None
+        if committed is None or not info.mig.current:
+            return []
+        return layout_drift(committed, self.current_layout(info))
 
     def profiles(self, gpu: str) -> list[MigProfileView]:
         info = self._info(gpu)
@@ -152,8 +167,9 @@ class GpuLayoutService:
     # -- plan and apply ----------------------------------------------------------
 
     def plan(self, gpu: str, req: LayoutRequest) -> LayoutPlan:
-        info = self._info(gpu)
-        return self._plan_view(self._plan(info, req))
+        with self.lock:
+            info = self._info(gpu)
+            return self._plan_view(info, self._plan(info, req))
 
     def resolve(self, req: LayoutRequest) -> LayoutRequest:
         """The request itself, or the configured layout it names."""
@@ -183,8 +199,15 @@ class GpuLayoutService:
             validate_layout(model, target)
         return plan(model, current, target)
 
-    @staticmethod
-    def _plan_view(p: Plan) -> LayoutPlan:
+    def _plan_view(self, info: GpuInfo, p: Plan) -> LayoutPlan:
+        current = self.current_layout(info)
+        elsewhere = [
+            (other.uuid, self.current_layout(other))
+            for other in self.backend.list_gpus()
+            if other.uuid != info.uuid and other.mig_supported and other.mig.current
+        ]
+        effects = workload_effects(p.drain, _target(p), elsewhere)
+        blocking = next((e for e in effects if e.effect == "blocks"), None)
         return LayoutPlan(
             ops=[
                 PlanOp(
@@ -199,6 +222,13 @@ class GpuLayoutService:
             kept=list(p.kept),
             drain=list(p.drain),
             empty=p.empty,
+            workloads=[WorkloadPlan(**asdict(e)) for e in effects],
+            blocked=(
+                None
+                if blocking is None
+                else ProblemBrief(code="gpu_claimed_by_process", detail=blocking.detail)
+            ),
+            current=current,
         )
 
     def _drain_workloads(self, gpu: str, p: Plan) -> DrainReport:
@@ -206,8 +236,7 @@ class GpuLayoutService:
         claimed = [i for i in p.drain if is_process_owner(i.owner)]
         if claimed:
             raise Conflict(
-                f"{claimed[0].label} is claimed by {claimed[0].owner}; the process must "
-                "stop and release its claim before the slice can change",
+                blocked_by_process(claimed[0]),
                 code="gpu_claimed_by_process",
                 owner=claimed[0].owner,
             )
@@ -234,11 +263,10 @@ class GpuLayoutService:
     def _apply(self, gpu: str, req: LayoutRequest) -> LayoutApplied:
         with self.lock:
             info = self._info(gpu)
+            if isinstance(req, LayoutApply) and req.expect is not None:
+                self._check_unchanged(info, req.expect)
             p = self._plan(info, req)
-            target = Layout(
-                gpu_model=p.gpu_model,
-                instances=tuple(sorted(p.kept + p.creates, key=lambda i: (i.start, i.profile))),
-            )
+            target = _target(p)
             try:
                 drained = self._drain_workloads(gpu, p)
             except TowerboxError as err:
@@ -252,7 +280,18 @@ class GpuLayoutService:
             self._commit(gpu, target, p)
             drained = self._resume_workloads(gpu, drained)
         log.info("GPU %s: layout applied (%d operations)", gpu, len(p.ops), extra={"gpu": gpu})
-        return LayoutApplied(plan=self._plan_view(p), layout=target, drain=drained)
+        return LayoutApplied(plan=self._plan_view(info, p), layout=target, drain=drained)
+
+    def _check_unchanged(self, info: GpuInfo, expected: Layout) -> None:
+        """Refuse an apply whose dry-run saw another layout, saying what changed."""
+        changes = changed_since(expected.in_slot_order(), self.current_layout(info))
+        if changes:
+            raise Conflict(
+                f"GPU {info.uuid} changed since the dry-run: {'; '.join(changes)}; "
+                "run the dry-run again and check its plan",
+                code="gpu_changed_since_plan",
+                changes=changes,
+            )
 
     def _resume_workloads(self, gpu: str, drained: DrainReport | None = None) -> DrainReport:
         """Bind and restart what was drained; the drain report with how it went."""
@@ -370,3 +409,9 @@ class GpuLayoutService:
                     "gpu.layout_restored", "gpu", info.uuid, {"layout": msgspec.to_builtins(layout)}
                 )
             log.warning("GPU %s: committed layout re-created after a reset", info.uuid)
+
+
+def _target(p: Plan) -> Layout:
+    """The layout a plan leads to (kept and created instances, in slot order)."""
+    instances = sorted(p.kept + p.creates, key=lambda i: (i.start, i.profile))
+    return Layout(gpu_model=p.gpu_model, instances=tuple(instances))

@@ -17,11 +17,14 @@ from typing import Any
 
 import msgspec
 
+from appliance.services import n6_status
 from appliance.services.auth import Principal
 from appliance.store import journal
 from appliance.store.models import Meta, Tenant, Vm
 from towerbox_core.api.n6 import (
     InterfaceCounters,
+    N6Status,
+    OvsDatapaths,
     PfcpSession,
     TrunkDeclaration,
     VnetDeclaration,
@@ -64,6 +67,9 @@ class N6Service:
     def __init__(self, backend_for: BackendFactory, eupf_url: str = "") -> None:
         self._backend_for = backend_for
         self._eupf_url = eupf_url
+        # Backends made (at start, or for a first trunk of their kind), and those of
+        # them apply runs: kinds that have had trunks since the daemon started.
+        self._probed: dict[TrunkKind, NetBackend] = {}
         self._backends: dict[TrunkKind, NetBackend] = {}
         self._lines: dict[TrunkKind, str] = {}
         # Edits read, validate and write the whole declaration: one at a time.
@@ -73,15 +79,47 @@ class N6Service:
         self.vnet_quota: Callable[[str, int], None] | None = None
 
     def backend(self, kind: TrunkKind) -> NetBackend:
+        """The backend for trunks of ``kind``; from now on apply runs it too."""
         if kind not in self._backends:
+            self._backends[kind] = self._probed_backend(kind)
+        return self._backends[kind]
+
+    def _probed_backend(self, kind: TrunkKind) -> NetBackend:
+        if kind not in self._probed:
             backend = self._backend_for(kind)
             # Asked once: describing OVS runs ovs-vsctl, too slow for every /healthz.
             self._lines[kind] = backend.describe()
-            self._backends[kind] = backend
-        return self._backends[kind]
+            self._probed[kind] = backend
+        return self._probed[kind]
+
+    def probe(self) -> None:
+        """At start: find which OVS datapaths work here, so /healthz says it from the
+        first call, and make the backends the declaration already uses."""
+        config = parse_config(_read(APPLIED))
+        kinds = {t.kind for t in (*config.trunks, *self.declared().trunks)}
+        for kind in sorted(kinds | {TrunkKind.OVS}, key=lambda k: k.value):
+            try:
+                if kind in kinds:
+                    self.backend(kind)  # apply runs it from now on
+                else:
+                    self._probed_backend(kind)
+            except TowerboxError as err:
+                # A backend configured "real" whose switch is down: the daemon still
+                # starts; the first N6 call that needs it says why it cannot.
+                log.warning("N6 %s backend not ready at start: %s", kind.value, err.message)
 
     def describe(self) -> list[str]:
         return [self._lines[k] for k in sorted(self._lines, key=lambda k: k.value)]
+
+    def ovs_datapaths(self) -> OvsDatapaths | None:
+        return n6_status.datapaths(self._probed.get(TrunkKind.OVS))
+
+    def status(self) -> N6Status:
+        return N6Status(
+            backends=self.describe(),
+            ovs_datapaths=self.ovs_datapaths(),
+            last_apply=n6_status.last(),
+        )
 
     # -- the declaration -----------------------------------------------------------
 
@@ -109,6 +147,8 @@ class N6Service:
     def put_trunk(self, principal: Principal, body: dict[str, Any]) -> TrunkDeclaration:
         principal.require_infra_admin()
         trunk = parse_trunk(body, "trunk")
+        # What the host cannot carry is refused now, not when apply reaches it.
+        self._probed_backend(trunk.kind).check(N6Config(trunks=(trunk,)))
         with self._lock:
             doc = _read(DECLARED)
             doc["trunks"] = [t for t in doc["trunks"] if t.get("name") != trunk.name] + [body]
@@ -223,24 +263,30 @@ class N6Service:
         principal.require_infra_admin()
         with self._lock:
             doc = _read(DECLARED)
-            result = self._apply(parse_config(doc))
+            try:
+                result = self._apply(parse_config(doc))
+            except TowerboxError as err:
+                n6_status.failed("apply", err)
+                raise
             with journal.write_transaction():
                 _write(APPLIED, doc)
-                journal.append(
-                    "n6.applied", "n6", "node", {"changes": result, "vnets": len(doc["vnets"])}
-                )
+                n6_status.succeeded("apply", result, vnets=len(doc["vnets"]))
         log.info("N6 applied: %d changes", sum(len(v) for v in result.values()))
         return result
 
     def reapply(self) -> dict[str, list[str]]:
         """Make the node match the last applied document again (reconcile, boot)."""
         config = parse_config(_read(APPLIED))
-        plans = {k: self.backend(k).plan(config.of_kind(k)) for k in self._kinds(config)}
-        if all(p.empty for p in plans.values()):
-            return {}
-        result = self._apply(config)
+        try:
+            plans = {k: self.backend(k).plan(config.of_kind(k)) for k in self._kinds(config)}
+            if all(p.empty for p in plans.values()):
+                return {}
+            result = self._apply(config)
+        except TowerboxError as err:
+            n6_status.failed("repair", err)
+            raise
         with journal.write_transaction():
-            journal.append("n6.repaired", "n6", "node", {"changes": result})
+            n6_status.succeeded("repair", result)
         log.warning("N6 drift repaired: %s", result)
         return result
 

@@ -16,6 +16,7 @@ from appliance.domain.host import HostInventory
 from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.services.monitor import Monitor
 from appliance.services.n6 import N6Service
+from appliance.store.space import MIB, StateSpace
 from towerbox_core.api.node import (
     BackendsHealth,
     CatalogEntryView,
@@ -26,6 +27,7 @@ from towerbox_core.api.node import (
     ImageStatus,
     LibvirtHealth,
     N6Health,
+    StorageHealth,
 )
 from towerbox_core.errors import NotFound
 
@@ -45,6 +47,7 @@ class NodeViews:
         host: HostInventory,
         allocator: Allocator,
         catalog: dict[str, CatalogEntry],
+        space: StateSpace,
     ) -> None:
         self._node = node_name
         self._image_dir = image_dir
@@ -57,12 +60,14 @@ class NodeViews:
         self._host = host
         self._allocator = allocator
         self._catalog = catalog  # the VM service's own dict: central entries show at once
+        self._space = space
 
     def health(self) -> Health:
         backend = self._backend
         libvirt_line = f"libvirt: {backend.describe()}"
+        storage = self.storage()
         return Health(
-            status="ok",
+            status="storage_full" if storage.full else "ok",
             node=self._node,
             uptime_s=round(time.time() - self._started_at, 1),
             backends=BackendsHealth(
@@ -76,11 +81,33 @@ class NodeViews:
                 gpu=GpuHealth(
                     summary=f"GPU: {self._gpus.line}", simulated=self._gpus.backend.simulated
                 ),
-                # N6 backends are made when the first trunk of their kind is declared.
-                n6=N6Health(summary=self._n6.describe() or ["N6: no trunk declared"]),
+                # The OVS backend is probed at start; others with their first trunk.
+                n6=N6Health(
+                    summary=self._n6.describe() or ["N6: no trunk declared"],
+                    ovs_datapaths=self._n6.ovs_datapaths(),
+                ),
             ),
-            summary=[libvirt_line],
+            summary=[libvirt_line, storage.summary],
             last_sweep_at=self._monitor.snapshot.taken_at or None,
+            storage=storage,
+        )
+
+    def storage(self) -> StorageHealth:
+        space = self._space
+        free = space.free_bytes()
+        full = space.full(free)
+        if free is None:
+            line = f"storage: free space of {space.state_dir} unknown"
+        elif full:
+            line = f"storage: full ({free // MIB} MiB free in {space.state_dir}); writes refused"
+        else:
+            line = f"storage: {free // MIB} MiB free in {space.state_dir}"
+        return StorageHealth(
+            path=str(space.state_dir),
+            free_bytes=free,
+            reserve_bytes=space.reserve_bytes,
+            full=full,
+            summary=line,
         )
 
     def host(self) -> HostView:

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from pathlib import Path
 
 from appliance.store import journal
 from appliance.store.models import Meta, Vm
+from towerbox_core.errors import StorageFull
 from towerbox_core.metering.fold import ACTIVE_STATES, NODE_STARTED
 
 log = logging.getLogger(__name__)
@@ -34,20 +36,63 @@ class Uptime:
     def __init__(self, alive_file: Path, boot_id_file: Path) -> None:
         self._alive = alive_file
         self._boot_id_file = boot_id_file
+        self._start_pending = False  # a start the full disk kept from being recorded
+        self._beat_failing = False
 
     def beat(self) -> None:
         """Record now (journal time) as the node's last sign of life."""
+        # The last beat before a reboot stays the node's last sign of life until the
+        # start is journalled.
+        if self._start_pending:
+            self._record_start(quiet=True)
+            if self._start_pending:
+                return
+        # Replaced whole: on a full disk the last beat that fitted stays readable.
+        tmp = self._alive.with_name(self._alive.name + ".tmp")
         try:
-            self._alive.write_text(journal.now().isoformat())
+            tmp.write_text(journal.now().isoformat())
+            os.replace(tmp, self._alive)
         except OSError as err:
-            log.warning("cannot record the node's last sign of life in %s: %s", self._alive, err)
+            tmp.unlink(missing_ok=True)
+            if not self._beat_failing:  # once, not at every sweep
+                log.warning(
+                    "cannot record the node's last sign of life in %s: %s", self._alive, err
+                )
+            self._beat_failing = True
+            return
+        if self._beat_failing:
+            log.info("the node's last sign of life is recorded again in %s", self._alive)
+            self._beat_failing = False
 
     def started(self) -> bool:
-        """Journal a start after a reboot; True when the host rebooted since the last run."""
+        """Journal a start after a reboot; True when the host rebooted since the last run.
+
+        With the state disk full the node starts all the same (it must run its VMs
+        and show itself); the start is journalled at the first beat that finds room.
+        """
+        self._start_pending = True
+        return self._record_start(quiet=False)
+
+    def _record_start(self, quiet: bool) -> bool:
+        try:
+            rebooted = self._journal_start()
+        except StorageFull as err:
+            if not quiet:
+                log.error(
+                    "this start is not journalled yet (%s); it is as soon as the disk has room",
+                    err.message,
+                )
+            return False
+        self._start_pending = False
+        return rebooted
+
+    def _journal_start(self) -> bool:
         boot_id = self._read_boot_id()
         if boot_id is None:
             return False
-        with journal.write_transaction():
+        # May use the disk's reserve: a node that rebooted with its disk full must
+        # still start, show itself and bill the reboot right.
+        with journal.write_transaction(may_use_reserve=True):
             row = Meta.get_or_none(Meta.key == _BOOT_ID)
             Meta.insert(key=_BOOT_ID, value=boot_id).on_conflict_replace().execute()
             if row is None or row.value == boot_id:

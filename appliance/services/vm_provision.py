@@ -21,6 +21,7 @@ from appliance.config import Config
 from appliance.domain.vm_privileges import TENANT_ROLES
 from appliance.domain.vm_spec import NicKind, VmSpec, parse_vm_spec
 from appliance.services.auth import Principal
+from appliance.store import space
 from appliance.store.models import Tenant
 from towerbox_core.api.vms import VmCreateRequest
 from towerbox_core.errors import Conflict, Forbidden, InvalidInput
@@ -158,7 +159,11 @@ def disk_paths(cfg: Config, vm_id: str, spec: VmSpec) -> list[Path]:
 def make_disks(
     cfg: Config, vm_id: str, spec: VmSpec, made: list[Path], seed: SeedFiles | None = None
 ) -> DomainPaths:
-    """Create the VM's disks and seed (each recorded in ``made`` first, for the undo)."""
+    """Create the VM's disks and seed (each recorded in ``made`` first, for the undo).
+
+    A full state disk refuses the create here, before anything is made or defined.
+    """
+    space.check_writable()
     image_dir = Path(cfg.image_dir)
     overlays = []
     for i, disk in enumerate(spec.disks):

@@ -30,6 +30,7 @@ from appliance.services.auth import Principal, aware_utc
 from appliance.services.gpu_binding import GpuBinder
 from appliance.services.monitor import Monitor, record_observed
 from appliance.services.vm_admission import VmAdmission
+from appliance.services.vm_attention import StartFailures, attention, unresponsive
 from appliance.services.vm_gpu_drain import VmGpuDrain
 from appliance.services.vm_power import ACTIVE, DEFINED, RUNNING, STOPPED, is_active, wait_off
 from appliance.services.vm_provision import (
@@ -45,7 +46,7 @@ from appliance.services.vm_provision import (
 )
 from appliance.services.vm_repin import repin_shared
 from appliance.services.vm_seed import SeedPlan, plan_seed, request_values
-from appliance.store import journal
+from appliance.store import journal, space
 from appliance.store.models import Vm, utcnow
 from towerbox_core.api.vms import VmCreateRequest, VmDetail, VmShutdown, VmStats, VmSummary
 from towerbox_core.errors import Conflict, Forbidden, NotFound, TowerboxError
@@ -86,6 +87,7 @@ class VmService:
         self._lock = threading.Lock()
         self._image_dir = Path(cfg.image_dir)
         self._templates_dir = cloud_init_dir(cfg.resolved_catalog_dir())
+        self.start_failures = StartFailures()
         self.gpu_drain = VmGpuDrain(backend, gpus, cfg.gpu.drain_timeout_s, self._start_domain)
 
     @property
@@ -262,6 +264,16 @@ class VmService:
         return self._after_action(vm.id)
 
     def _start_domain(self, vm: Vm) -> None:
+        """Every start's one path (the API, the reconciler, a reshape's resume): a
+        failure is kept for the VM's view until a start succeeds."""
+        try:
+            self._start_bound(vm)
+        except TowerboxError as err:
+            self.start_failures.failed(vm.name, err)
+            raise
+        self.start_failures.started(vm.name)
+
+    def _start_bound(self, vm: Vm) -> None:
         """Start the domain, with its GPU slice bound first; nothing held on failure."""
         spec = msgspec.json.decode(vm.spec, type=VmSpec)
         if self._gpus is None or spec.gpu is None:
@@ -300,6 +312,7 @@ class VmService:
                 "VM %s: GPU slice not released: %s", vm.name, err.message, extra={"vm": vm.name}
             )
 
+    @space.uses_reserve
     def shutdown(self, principal: Principal, name: str, timeout_s: float | None) -> VmShutdown:
         """ACPI power-off, then force after the deadline."""
         vm = self._writable(principal, name)
@@ -322,6 +335,7 @@ class VmService:
         view = self._after_action(vm.id)
         return VmShutdown(**msgspec.structs.asdict(view), forced=forced)
 
+    @space.uses_reserve
     def stop(self, principal: Principal, name: str) -> VmSummary:
         vm = self._writable(principal, name)
         self._set_desired(vm, STOPPED, "vm.stop")
@@ -340,8 +354,11 @@ class VmService:
             journal.append("vm.reboot", "vm", vm.id, {"name": name})
         return self._view(vm)
 
+    @space.uses_reserve
     def delete(self, principal: Principal, name: str) -> None:
         vm = self._writable(principal, name)
+        # Refused before it destroys anything when not even the reserve is left.
+        space.check_writable()
         with self._lock:
             if is_active(self._backend, vm.id):
                 self._backend.destroy(vm.id)
@@ -356,6 +373,7 @@ class VmService:
                 journal.append("vm.deleted", "vm", vm.id, None)
             if spec.cpu.policy is CpuPolicy.PINNED:
                 repin_shared(self._allocator, self._backend)
+        self.start_failures.started(name)  # a new VM of this name starts afresh
         log.info("deleted VM %s", name, extra={"vm": name})
 
     # -- helpers -----------------------------------------------------------------
@@ -411,6 +429,13 @@ class VmService:
             state=state,
             cpu_pct=sample.cpu_pct if sample else None,
             unresponsive_since=since,
+            attention=unresponsive(since)
+            or attention(
+                vm,
+                state,
+                self.start_failures.get(vm.name),
+                self.gpu_drain.is_draining(vm.name),
+            ),
         )
 
     @staticmethod

@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 import peewee
 
+from appliance.store import space
 from appliance.store.models import (
     ALL_MODELS,
     GpuLayout,
@@ -19,9 +20,13 @@ from appliance.store.models import (
     Vm,
     db_proxy,
 )
-from towerbox_core.errors import ConfigError
+from appliance.store.space import StateSpace
+from towerbox_core.errors import ConfigError, StorageFull, is_disk_full
 
 log = logging.getLogger(__name__)
+
+# Below this much free space, a failure to open the database is the full disk's.
+_OPEN_ROOM = 256 * 1024
 
 _PRAGMAS = {
     "journal_mode": "wal",
@@ -107,13 +112,33 @@ MIGRATIONS: tuple[Callable[[peewee.SqliteDatabase], None], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def open_database(path: Path) -> peewee.SqliteDatabase:
-    """Open (creating if needed) and migrate the database, and bind the models to it."""
+def open_database(path: Path, guard: StateSpace | None = None) -> peewee.SqliteDatabase:
+    """Open (creating if needed) and migrate the database, and bind the models to it.
+
+    ``guard`` watches the free space of the database's folder (default: no reserve,
+    so writes are refused only after one met a full disk).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    guard = guard or StateSpace(path.parent)
+    space.install(guard)
     db = peewee.SqliteDatabase(str(path), pragmas=_PRAGMAS)
     db_proxy.initialize(db)
-    db.connect(reuse_if_open=True)
-    migrate(db)
+    try:
+        db.connect(reuse_if_open=True)
+        migrate(db)
+    except peewee.OperationalError as err:
+        # Opening in WAL mode makes the -wal and -shm files: on a disk with no room
+        # for them SQLite says only "disk I/O error".
+        free = guard.free_bytes()
+        if not is_disk_full(err) and (free is None or free >= _OPEN_ROOM):
+            raise
+        raise StorageFull(
+            f"cannot open the state database {path}: its disk is full ({free} bytes free) "
+            "and SQLite needs room for its write-ahead log; free space there and start "
+            "again",
+            path=str(path.parent),
+            free_bytes=free,
+        ) from err
     # The database holds password and token hashes: keep it (and its WAL) private.
     for suffix in ("", "-wal", "-shm"):
         p = Path(str(path) + suffix)

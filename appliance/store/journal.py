@@ -12,7 +12,7 @@ with ``acting_as``; code that sets none writes ``job:node``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -20,9 +20,10 @@ from typing import Any
 import msgspec
 import peewee
 
+from appliance.store import space
 from appliance.store.journal_clock import MonotonicClock
 from appliance.store.models import JournalEntry, Meta, db_proxy, utcnow
-from towerbox_core.errors import StoreBusy, is_lock_contention
+from towerbox_core.errors import StorageFull, StoreBusy, is_disk_full, is_lock_contention
 from towerbox_core.metering.fold import CLOCK_STEPPED
 from towerbox_core.wire import Actor, WireEntry, journal_checksum
 
@@ -94,7 +95,7 @@ def follow_clock_step() -> bool:
 
 
 @contextmanager
-def write_transaction() -> Iterator[None]:
+def write_transaction(may_use_reserve: bool = False) -> Iterator[None]:
     """A write transaction that takes SQLite's write lock up front.
 
     BEGIN IMMEDIATE serialises writers, which is what makes the journal's counter
@@ -104,14 +105,26 @@ def write_transaction() -> Iterator[None]:
     same connection is still open) is refused at once with "database is locked".
     A writer that still finds the lock held past the busy timeout raises
     ``StoreBusy`` (503 store_busy, Retry-After).
+
+    On a full disk (below the state directory's reserve, see ``space``; or SQLite's
+    SQLITE_FULL, or ENOSPC from a file the transaction writes) the transaction is
+    refused or rolled back whole and raises ``StorageFull`` (507 storage_full).
+    ``may_use_reserve``: a small write that should still work below the reserve
+    (a login, so an operator can look at a full node).
     """
     db = db_proxy.obj
     if not isinstance(db, peewee.SqliteDatabase):
         raise TypeError("the state database is not open")
+    space.check_writable(may_use_reserve)
+    guard = space.current()
     try:
         with db.atomic(lock_type="IMMEDIATE"):
             yield
-    except peewee.OperationalError as err:
+    except (peewee.OperationalError, OSError) as err:
+        if is_disk_full(err):
+            if guard is None:
+                raise StorageFull(f"the state database's disk is full: {err}") from err
+            raise guard.hit() from err
         if not is_lock_contention(err):
             raise
         raise StoreBusy("the state database is busy with another writer; retry shortly") from err
@@ -157,18 +170,47 @@ def entries(
     query = JournalEntry.select().where(JournalEntry.seq > after)
     if kind_prefix:
         query = query.where(JournalEntry.kind.startswith(kind_prefix))
-    return [
-        {
-            "seq": e.seq,
-            "kind": e.kind,
-            "object_type": e.object_type,
-            "object_id": e.object_id,
-            "state": msgspec.json.decode(e.state),
-            "created_at": e.created_at.isoformat() if e.created_at else None,
-            "actor": msgspec.json.decode(e.actor) if e.actor else None,
-        }
-        for e in query.order_by(JournalEntry.seq).limit(limit)
-    ]
+    return [_entry_dict(e) for e in query.order_by(JournalEntry.seq).limit(limit)]
+
+
+def _entry_dict(e: JournalEntry) -> dict[str, Any]:
+    return {
+        "seq": e.seq,
+        "kind": e.kind,
+        "object_type": e.object_type,
+        "object_id": e.object_id,
+        "state": msgspec.json.decode(e.state),
+        "created_at": e.created_at.isoformat() if e.created_at else None,
+        "actor": msgspec.json.decode(e.actor) if e.actor else None,
+    }
+
+
+def entries_before(before: int, limit: int, kind_prefix: str | None = None) -> list[dict[str, Any]]:
+    """Up to ``limit`` entries with seq < ``before``, newest first (history pages back)."""
+    query = JournalEntry.select().where(JournalEntry.seq < before)
+    if kind_prefix:
+        query = query.where(JournalEntry.kind.startswith(kind_prefix))
+    rows = query.order_by(JournalEntry.seq.desc()).limit(limit)
+    return [_entry_dict(e) for e in rows]
+
+
+def named_states(object_ids: Collection[str], before: int) -> Iterator[tuple[str, Any]]:
+    """(object_id, state) of the entries before ``before`` that hold a state for one of
+    ``object_ids``, newest first: where a deletion's name is found."""
+    if not object_ids:
+        return
+    query = (
+        JournalEntry.select(JournalEntry.object_id, JournalEntry.state)
+        .where(
+            (JournalEntry.seq < before)
+            & JournalEntry.object_id.in_(list(object_ids))
+            & (JournalEntry.state != "null")
+        )
+        .order_by(JournalEntry.seq.desc())
+        .tuples()
+    )
+    for object_id, state in query.iterator():
+        yield object_id, msgspec.json.decode(state)
 
 
 def metering_entries(

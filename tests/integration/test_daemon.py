@@ -44,11 +44,19 @@ def test_daemon_serves_and_stops_cleanly(tmp_path: Path) -> None:
         assert "invalid_name" in bad.stderr
         journal = json.loads(d.cli("journal", "--json").stdout)
         assert "vm.created" in [e["kind"] for e in journal["entries"]]
-        assert d.cli("vm", "delete", "cli-vm").returncode == 0
+        running = d.cli("vm", "delete", "cli-vm")
+        assert running.returncode == 1
+        assert "vm_running" in running.stderr and "--force" in running.stderr
+        assert "cli-vm" in d.cli("vm", "list").stdout
+        deleted = d.cli("vm", "delete", "cli-vm", "--force", "--yes")
+        assert deleted.returncode == 0, deleted.stderr
 
         # A process gets a MIG slice by name and sees only its device.
         gpu = json.loads(d.cli("gpu", "list", "--json").stdout)["gpus"][0]["uuid"]
-        applied = d.cli("gpu", "apply", gpu, '{"counts": {"1g.10gb": 2}}', "--json")
+        unasked = d.cli("gpu", "apply", gpu, '{"counts": {"1g.10gb": 2}}')
+        assert unasked.returncode == 2
+        assert "confirmation_required" in unasked.stderr
+        applied = d.cli("gpu", "apply", gpu, '{"counts": {"1g.10gb": 2}}', "--json", "--yes")
         assert applied.returncode == 0, applied.stderr
         claim = d.cli("gpu", "claim", "vllm", "--profile", "1g.10gb", "--json")
         assert claim.returncode == 0, claim.stderr

@@ -457,3 +457,16 @@ def test_schedules_become_scheduler_jobs(named: tuple[Appliance, TestClient[Any]
         assert all(s["next_run"] for s in listed)
     finally:
         scheduler.shutdown(wait=False)
+
+
+def test_a_gpu_off_its_committed_layout_shows_the_drift(
+    client: TestClient[Any], appliance: Appliance
+) -> None:
+    gpu = _gpu(client)
+    client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY)
+    assert client.get(f"/api/v1/gpus/{gpu}").json()["drift"] == []
+    gone = next(i for i in _sim(appliance).instances(gpu) if i.start == 2)
+    _sim(appliance).destroy_instance(gpu, gone.gpu_instance_id)  # past Towerbox
+    assert client.get(f"/api/v1/gpus/{gpu}").json()["drift"] == [
+        "2g.20gb at slot 2 is committed but missing on the GPU"
+    ]

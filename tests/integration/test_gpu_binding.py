@@ -378,3 +378,118 @@ def test_bad_process_claims_are_refused_and_hold_nothing(
     assert 400 <= resp.status_code < 500, resp.text
     assert resp.json()["code"] == code
     assert [c["owner"] for c in client.get("/api/v1/gpus/claims").json()] == ["du1"]
+
+
+def test_the_dry_run_says_a_process_claim_blocks_the_apply_as_the_apply_does(
+    client: TestClient[Any],
+) -> None:
+    gpu = _gpu(client)
+    client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY)
+    assert client.post(
+        "/api/v1/gpus/claims", json={"name": "vllm", "profile": "2g.20gb"}
+    ).is_success
+    dry = client.post(f"/api/v1/gpus/{gpu}/plan", json=NIGHT_COUNTS).json()
+    (claim,) = [w for w in dry["workloads"] if w["kind"] == "process"]
+    assert claim["owner"] == "process:vllm"
+    assert claim["effect"] == "blocks"
+    assert dry["blocked"]["code"] == "gpu_claimed_by_process"
+    refused = client.post(f"/api/v1/gpus/{gpu}/apply", json=NIGHT_COUNTS).json()
+    assert refused["code"] == dry["blocked"]["code"]
+    assert refused["detail"] == dry["blocked"]["detail"]
+
+
+def test_the_dry_run_predicts_which_vms_restart_and_which_wait(
+    client: TestClient[Any],
+) -> None:
+    gpu = _gpu(client)
+    small = [{"profile": "1g.10gb", "start": n} for n in range(4)]
+    client.post(f"/api/v1/gpus/{gpu}/apply", json={"instances": [VRAN, *small]})
+    for name in ("llm-a", "llm-b"):  # on slots 0 and 1
+        assert _create(client, name, {"profile": "1g.10gb"}).status_code == 201
+        assert client.post(f"/api/v1/vms/{name}/start").status_code == 200
+    # Slots 0 and 1 become a 2g.20gb; slot 2 stays, free: one VM gets it, one waits.
+    target = {"instances": [VRAN, {"profile": "2g.20gb", "start": 0}, small[2]]}
+    dry = client.post(f"/api/v1/gpus/{gpu}/plan", json=target).json()
+    assert dry["blocked"] is None
+    assert [(w["owner"], w["effect"], w["detail"]) for w in dry["workloads"]] == [
+        ("llm-a", "restart", "shut down, then restarted on 1g.10gb at slot 2"),
+        (
+            "llm-b",
+            "wait",
+            "shut down and left off: no free 1g.10gb b2b slice after the apply; it waits "
+            "(journalled) until a later layout gives it one",
+        ),
+    ]
+    done = client.post(f"/api/v1/gpus/{gpu}/apply", json={**target, "expect": dry["current"]})
+    assert done.status_code == 200, done.text
+    drain = done.json()["drain"]
+    assert drain["restarted"] == ["llm-a"]
+    assert [w["vm"] for w in drain["waiting"]] == ["llm-b"]
+    assert _owners(client, gpu)[("1g.10gb", 2)] == "llm-a"
+
+
+def test_an_apply_refuses_when_the_gpu_changed_since_its_dry_run(
+    client: TestClient[Any],
+) -> None:
+    gpu = _gpu(client)
+    client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY)
+    dry = client.post(f"/api/v1/gpus/{gpu}/plan", json=NIGHT_COUNTS).json()
+    assert dry["blocked"] is None
+    # Meanwhile a process takes one of the slices the plan was going to destroy.
+    assert client.post(
+        "/api/v1/gpus/claims", json={"name": "vllm", "profile": "2g.20gb"}
+    ).is_success
+    before = _placements_and_owners(client, gpu)
+    refused = client.post(
+        f"/api/v1/gpus/{gpu}/apply", json={**NIGHT_COUNTS, "expect": dry["current"]}
+    )
+    assert refused.status_code == 409, refused.text
+    body = refused.json()
+    assert body["code"] == "gpu_changed_since_plan"
+    assert body["changes"] == ["2g.20gb at slot 0 is now held by process:vllm (was free)"]
+    assert _placements_and_owners(client, gpu) == before
+
+
+def _placements_and_owners(client: TestClient[Any], gpu: str) -> list[tuple[str, int, Any]]:
+    layout = client.get(f"/api/v1/gpus/{gpu}").json()["layout"]["instances"]
+    return [(i["profile"], i["start"], i.get("owner")) for i in layout]
+
+
+def test_a_vm_left_off_by_a_reshape_says_it_waits_for_a_slice_and_since(
+    client: TestClient[Any],
+) -> None:
+    gpu = _gpu(client)
+    client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY)
+    assert _create(client, "llm-w", {"profile": "2g.20gb"}).status_code == 201
+    assert client.post("/api/v1/vms/llm-w/start").status_code == 200
+    assert client.get("/api/v1/vms/llm-w").json()["attention"] is None
+    assert client.post(f"/api/v1/gpus/{gpu}/apply", json=NIGHT_COUNTS).status_code == 200
+    vm = client.get("/api/v1/vms/llm-w").json()
+    assert (vm["desired_state"], vm["state"]) == ("running", "shutoff")
+    assert vm["attention"]["kind"] == "waiting_for_gpu"
+    assert "[no_free_gpu_slice]" in vm["attention"]["reason"]
+    assert vm["attention"]["since"]
+    listed = {v["name"]: v for v in client.get("/api/v1/vms").json()}
+    assert listed["llm-w"]["attention"] == vm["attention"]
+    # A layout with a slice for it again: it starts, and the note goes.
+    assert client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY).status_code == 200
+    vm = client.get("/api/v1/vms/llm-w").json()
+    assert (vm["state"], vm["attention"]) == ("running", None)
+
+
+def test_changes_made_outside_towerbox_are_shown_as_such(
+    client: TestClient[Any], appliance: Appliance
+) -> None:
+    made = client.post("/api/v1/vms", json={"name": "plain", "appliance": "demo"})
+    assert made.status_code == 201, made.text
+    vm_id = made.json()["id"]
+    appliance.backend.start(vm_id)  # desired stopped, started past Towerbox
+    vm = client.get("/api/v1/vms/plain").json()
+    assert vm["attention"]["kind"] == "changed_outside"
+    assert client.post("/api/v1/vms/plain/start").status_code == 200
+    assert client.get("/api/v1/vms/plain").json()["attention"] is None
+    appliance.backend.destroy(vm_id)  # off past Towerbox; on-failure leaves it off
+    appliance.reconciler.run()
+    vm = client.get("/api/v1/vms/plain").json()
+    assert vm["attention"]["kind"] == "stopped"
+    assert "restart policy (on-failure)" in vm["attention"]["reason"]

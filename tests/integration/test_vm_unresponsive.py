@@ -100,6 +100,9 @@ def test_stalled_vm_is_unresponsive_and_the_rest_stays_live(
         )
         detail = client.get("/api/v1/vms/stuck1").json()  # asks libvirt live
         assert (detail["state"], detail["unresponsive_since"]) == ("unresponsive", since)
+        assert detail["attention"]["kind"] == "unresponsive"
+        assert "stop forces it off" in detail["attention"]["reason"]
+        assert listed["fine1"]["attention"] is None
         current = client.get("/api/v1/vms/stuck1/stats").json()["current"]
         assert (current["state"], current["unresponsive_since"]) == ("unresponsive", since)
         assert 'towerbox_vms{state="unresponsive"} 1.0' in client.get("/metrics").text

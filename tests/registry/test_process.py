@@ -111,7 +111,7 @@ def test_serve_over_tls_with_the_adminregistry_cli(tmp_path: Path) -> None:
 def test_bad_config_is_refused_at_start(tmp_path: Path) -> None:
     env = _env(tmp_path, "mysql://x/y")
     result = registry_cli(env, "sites")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error: the config is wrong, nothing ran
     assert "bad_database_url" in result.stderr
 
 

@@ -46,10 +46,18 @@ class Daemon:
                 return msg
         raise AssertionError(f"no {wanted} from the daemon; log:\n{self.log.read_text()[-3000:]}")
 
+    def cli_env(self) -> dict[str, str]:
+        """The daemon's environment for a ``towerbox`` command: the CLI refuses a config
+        file that does not exist, so it gets an empty one (the variables configure it)."""
+        empty = self.log.parent / "cli.toml"
+        if not empty.exists():
+            empty.write_text("# the TOWERBOX_* variables configure this node\n")
+        return {**self.env, "TOWERBOX_CONFIG": str(empty)}
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [TOWERBOX, *args],
-            env=self.env,
+            env=self.cli_env(),
             capture_output=True,
             text=True,
             timeout=120,
@@ -101,6 +109,7 @@ def config_env(cfg: Config, port: int) -> dict[str, str]:
         "TOWERBOX_ARTIFACTS_REGISTRY_RELAY": cfg.artifacts.registry_relay,
         "TOWERBOX_ARTIFACTS_BANDWIDTH_BYTES_S": str(cfg.artifacts.bandwidth_bytes_s),
         "TOWERBOX_ARTIFACTS_RETRIES": str(cfg.artifacts.retries),
+        "TOWERBOX_STATE_RESERVE_MIB": str(cfg.state_reserve_mib),
         **({"TOWERBOX_CATALOG_DIR": cfg.catalog_dir} if cfg.catalog_dir else {}),
     }
 

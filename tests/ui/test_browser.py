@@ -223,6 +223,11 @@ def test_gpu_n6_and_events_pages_render(page: Page, stack: Stack) -> None:
     expect(page.get_by_test_id("events-table")).to_contain_text("tenant.created")
     page.get_by_label("Filter events").fill("vnet")
     page.screenshot(path=stack.shots / "events.png", full_page=True)
+    # A line opens the entry's whole state.
+    page.get_by_label("Filter events").fill("tenant acme")
+    page.get_by_role("row").filter(has_text="tenant.created").first.click()
+    expect(page.get_by_text("tenant.created · tenant acme")).to_be_visible()
+    expect(page.get_by_test_id("events-state")).to_be_visible()
 
 
 def test_tenants_page_bars_and_a_quota_lowered_below_usage(page: Page, stack: Stack) -> None:
@@ -322,3 +327,55 @@ def test_usage_page_draws_a_chart_and_totals_and_downloads_the_csv(
     rows = Path(download.value.path()).read_text().splitlines()
     assert rows[0].startswith("tenant,resource,unit,period")
     assert any(row.startswith(f"{TENANT},vnet,VNet-hour,") for row in rows[1:])
+
+
+def test_a_reshape_that_leaves_a_vm_waiting_is_shown_with_its_reason(
+    page: Page, stack: Stack
+) -> None:
+    with stack.node.http() as api:
+        gpu = api.get("/api/v1/gpus").json()["gpus"][0]["uuid"]
+        assert api.post(f"/api/v1/gpus/{gpu}/apply", json={"counts": {"2g.20gb": 1}}).is_success
+        spec = {"role": "b2b", "gpu": {"profile": "2g.20gb"}}
+        body = {"name": "waits", "appliance": "demo", "spec": spec, "start": True}
+        made = api.post("/api/v1/vms", json=body)
+        assert made.status_code == 201, made.text
+        # The night layout has no 2g.20gb: the VM is drained and left off.
+        assert api.post(f"/api/v1/gpus/{gpu}/apply", json={"counts": {"1g.10gb": 4}}).is_success
+    try:
+        log_in(page, stack)
+        attention = page.get_by_test_id("dash-attention").filter(has_text="waits")
+        expect(attention).to_contain_text("waiting for a GPU slice")
+        expect(attention).to_contain_text("no_free_gpu_slice")
+        page.screenshot(path=stack.shots / "dashboard-attention.png", full_page=True)
+        page.goto(f"{stack.ui_url}/vms")
+        expect(page.get_by_test_id("vm-attention-waits")).to_have_text("waiting for a GPU slice")
+        page.goto(f"{stack.ui_url}/vms/waits")
+        expect(page.get_by_test_id("vm-attention")).to_contain_text("desired running, shutoff")
+        expect(page.get_by_test_id("vm-attention")).to_contain_text("no_free_gpu_slice")
+    finally:
+        with stack.node.http() as api:
+            api.delete("/api/v1/vms/waits")
+            api.post(f"/api/v1/gpus/{gpu}/apply", json={"instances": []})
+
+
+def test_a_dry_run_says_a_process_claim_would_block_the_apply(page: Page, stack: Stack) -> None:
+    with stack.node.http() as api:
+        gpu = api.get("/api/v1/gpus").json()["gpus"][0]["uuid"]
+        assert api.post(f"/api/v1/gpus/{gpu}/apply", json={"counts": {"2g.20gb": 1}}).is_success
+        claim = api.post("/api/v1/gpus/claims", json={"name": "vllm", "profile": "2g.20gb"})
+        assert claim.status_code == 201, claim.text
+    try:
+        log_in(page, stack)
+        page.goto(f"{stack.ui_url}/gpus")
+        expect(page.get_by_label("2g.20gb count")).to_have_value("1")  # the layout it has
+        page.get_by_label("2g.20gb count").fill("0")
+        page.get_by_label("1g.10gb count").fill("2")
+        page.get_by_test_id("gpu-plan-0").click()
+        expect(page.get_by_test_id("plan-blocked")).to_contain_text("gpu_claimed_by_process")
+        expect(page.get_by_test_id("plan-workload")).to_contain_text("process:vllm")
+        expect(page.get_by_test_id("gpu-apply-0")).to_be_disabled()
+        page.screenshot(path=stack.shots / "gpu-plan-blocked.png", full_page=True)
+    finally:
+        with stack.node.http() as api:
+            api.delete("/api/v1/gpus/claims/vllm")
+            api.post(f"/api/v1/gpus/{gpu}/apply", json={"instances": []})

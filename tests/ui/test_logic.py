@@ -10,12 +10,12 @@ import pytest
 from appliance.domain.vm_spec import VmSpec
 from towerbox_core.api.tenants import Grants, Quotas, TenantUsage, VmOptions
 from towerbox_core.api.vms import VmCreateRequest
-from ui import fmt, slotmap, wan
+from ui import attention, fmt, slotmap, wan
 from ui.api import ApiError
 from ui.frame import badges_from, short_badge
 from ui.pages.common import safe_next
 from ui.pages.dashboard import is_alert, vm_counts
-from ui.pages.n6 import vnet_rows
+from ui.pages.n6 import status_lines, vnet_rows
 from ui.pages.service_deploy import deploy_body
 from ui.pages.tenant_edit import (
     QUOTA_NUMBERS,
@@ -24,9 +24,10 @@ from ui.pages.tenant_edit import (
     parse_map,
     quotas_update,
 )
-from ui.pages.vm_create import field_of
+from ui.pages.vm_create import field_of, gpu_options
 from ui.pages.vm_detail import chart_series
 from ui.usage import UsageBar, gpu_slice_lines, usage_bars
+from ui.vm_capacity import node_capacity, tenant_capacity
 from ui.vm_offer import (
     HostFacts,
     WizardInput,
@@ -206,6 +207,51 @@ def test_vnets_joined_with_live_counters() -> None:
     assert rows["acme"][0]["rx"] == "2.0 KiB / 2 pkts"
 
 
+def test_n6_status_says_the_datapath_and_the_last_apply() -> None:
+    failed = {
+        "backends": ["N6 backend: Open vSwitch 3.1.0, datapath netdev (userspace)"],
+        "ovs_datapaths": {
+            "usable": ["netdev"],
+            "auto": "netdev",
+            "unavailable": {"system": "failed to open datapath of type system"},
+        },
+        "last_apply": {
+            "ok": False,
+            "trigger": "apply",
+            "at": "2026-11-30T16:00:00+00:00",
+            "journal_seq": 7,
+            "changes": {},
+            "code": "ovs_interface_error",
+            "message": "Open vSwitch could not set up interface n6up: no such device",
+        },
+    }
+    assert status_lines(failed) == [
+        ("Open vSwitch datapath for new trunks: netdev", False),
+        ("Datapath system unavailable: failed to open datapath of type system", False),
+        (
+            "Last apply failed at 2026-11-30 16:00:00 UTC: [ovs_interface_error] "
+            "Open vSwitch could not set up interface n6up: no such device",
+            True,
+        ),
+    ]
+    repaired = {
+        "ovs_datapaths": None,
+        "last_apply": {**failed["last_apply"], "ok": True, "trigger": "repair",
+                       "changes": {"ovs": ["+ port a", "+ port b"]}},
+    }  # fmt: skip
+    assert status_lines(repaired) == [
+        ("Last repair (reconcile): applied, 2 change(s), at 2026-11-30 16:00:00 UTC", False)
+    ]
+    simulated = {"usable": ["system", "netdev"], "auto": "system", "unavailable": {}}
+    assert status_lines({"ovs_datapaths": {**simulated, "simulated": True}}) == [
+        ("Open vSwitch datapath for new trunks: system (simulated)", False),
+        ("Last apply: never applied", False),
+    ]
+    assert status_lines({"ovs_datapaths": None, "last_apply": None}) == [
+        ("Last apply: never applied", False)
+    ]
+
+
 def test_chart_series_rates() -> None:
     history = [
         {"at": 100.0, "cpu_pct": 5.0, "rss_kib": 2048, "net_rx_bytes": 0, "net_tx_bytes": 0},
@@ -355,3 +401,143 @@ def test_a_one_role_service_from_the_catalog() -> None:
         "tenant": "acme",
     }
     assert "values" not in deploy_body("web", "demo", "", 1, {})["service"]["roles"][0]
+
+
+def test_capacity_hints_from_the_host_and_gpus() -> None:
+    host = {
+        "inventory": {
+            "thread_count": 8,
+            "memory_total_kib": 8 * 1048576,
+            "memory_available_kib": 6 * 1048576,
+            "pci": [
+                {
+                    "address": "0000:3b:00.0",
+                    "class_id": "0x020000",
+                    "netdev": "ens1f0",
+                    "sriov_totalvfs": 8,
+                    "numa_node": 0,
+                },
+                {
+                    "address": "0000:3b:02.0",
+                    "class_id": "0x020000",
+                    "physfn": "0000:3b:00.0",
+                    "numa_node": 0,
+                },
+                {"address": "0000:5e:00.0", "class_id": "0x120000", "numa_node": 1},
+                {"address": "0000:00:00.0", "class_id": "0x060000", "numa_node": 0},
+            ],
+        },
+        "allocation": {
+            "nodes": [
+                {"id": 0, "cores": {"free": 3}, "hugepages": {"2M": {"free": 512}}},
+                {"id": 1, "cores": {"free": 4}, "hugepages": {}},
+            ]
+        },
+    }
+    gpus = [
+        {
+            "layout": {
+                "instances": [
+                    {"profile": "1g.10gb", "role": "b2b", "owner": None},
+                    {"profile": "1g.10gb", "role": "b2b", "owner": "llm"},
+                    {"profile": "3g.40gb", "role": "vran", "owner": None},
+                ]
+            }
+        }
+    ]
+    cap = node_capacity(host, gpus)
+    assert cap.hints["vcpus"] == "8 CPU threads on this host"
+    assert cap.hints["memory_mib"] == "8192 MiB on this host, 6144 MiB available now"
+    assert cap.hints["cpu"] == "free whole cores for pinning: node 0: 3, node 1: 4"
+    assert cap.hints["hugepages"] == "free pages: node 0: 512 of 2M; node 1: none"
+    assert cap.gpu_free == {"1g.10gb": 1} and cap.hints["gpu"] == "free now: 1 of 1g.10gb"
+    assert cap.sriov_pfs == ["ens1f0"]
+    assert list(cap.pci_devices) == ["0000:5e:00.0"]  # no PF, VF or bridge
+    offer = admin_offer(["acme"], ["1g.10gb", "3g.40gb"], [], HOST, gpus)
+    assert gpu_options(offer) == {
+        "": "none",
+        "1g.10gb": "1g.10gb (1 free now)",
+        "3g.40gb": "3g.40gb (0 free now)",
+        "role:vran": "the protected vRAN slice",
+    }
+
+
+def test_capacity_for_a_tenant_is_its_quota_left() -> None:
+    detail = {
+        "quotas": {"vcpus": 8, "memory_mib": -1, "disk_gib": 100, "gpu_slices": {"1g.10gb": 2}},
+        "usage": {"vcpus": 6, "memory_mib": 4096, "disk_gib": 30, "gpu_slices": {"1g.10gb": 2}},
+        "grants": {"sriov_pfs": {"ens1f0": 2, "ens1f1": 0}, "pci_devices": ["0000:5e:00.0"]},
+    }
+    cap = tenant_capacity(detail)
+    assert cap.hints == {
+        "vcpus": "quota: 2 of 8 vCPUs left",
+        "memory_mib": "quota: unlimited, 4096 MiB in use",
+        "disks": "quota: 70 of 100 GiB of disk left",
+        "gpu": "quota left: 1g.10gb 0 of 2 left",
+    }
+    assert cap.sriov_pfs == ["ens1f0"] and cap.pci_devices == {"0000:5e:00.0": "0000:5e:00.0"}
+    assert not cap.gpus_seen
+
+
+def test_the_wizard_sends_sriov_pci_and_a_vran_slice_by_role() -> None:
+    form = WizardInput(
+        name="du-1",
+        role="vran",
+        gpu_profile="role:vran",
+        vnet="llm",
+        sriov_pf="ens1f0",
+        pci_devices=["0000:5e:00.0"],
+    )
+    spec = msgspec.convert({**create_body(form)["spec"], "name": "du-1"}, VmSpec)
+    assert spec.gpu is not None and (spec.gpu.role, spec.gpu.profile) == ("vran", None)
+    assert [(n.kind.value, n.vnet, n.pf) for n in spec.nics] == [
+        ("vnet", "llm", None),
+        ("sriov", None, "ens1f0"),
+    ]
+    assert spec.pci_devices == ("0000:5e:00.0",)
+
+
+def test_attention_lines_vran_first_then_gpus_and_n6() -> None:
+    waiting = {"kind": "waiting_for_gpu", "reason": "no slice [no_free_gpu_slice]", "since": None}
+    vms = [
+        {
+            "name": "b",
+            "role": "b2b",
+            "desired_state": "running",
+            "state": "shutoff",
+            "attention": waiting,
+        },
+        {
+            "name": "a",
+            "role": "b2b",
+            "desired_state": "running",
+            "state": "running",
+            "attention": None,
+        },
+        {
+            "name": "du",
+            "role": "vran",
+            "desired_state": "running",
+            "state": "shutoff",
+            "attention": {"kind": "start_failed", "reason": "boom [x]", "since": None},
+        },
+    ]
+    gpus = {
+        "gpus": [
+            {
+                "name": "H100",
+                "uuid": "GPU-1",
+                "drift": ["1g.10gb at slot 0 is committed but missing on the GPU"],
+            }
+        ]
+    }
+    n6 = {
+        "last_apply": {"ok": False, "at": None, "code": "ovs_interface_error", "message": "no dev"}
+    }
+    assert attention.lines(vms, gpus, n6) == [
+        "du (desired running, shutoff): start failed: boom [x]",
+        "b (desired running, shutoff): waiting for a GPU slice: no slice [no_free_gpu_slice]",
+        "GPU H100 (GPU-1): 1g.10gb at slot 0 is committed but missing on the GPU",
+        "N6 not applied: the last apply failed at -: [ovs_interface_error] no dev",
+    ]
+    assert attention.badge(vms[0]) == "waiting for a GPU slice" and attention.badge(vms[1]) == ""

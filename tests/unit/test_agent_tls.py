@@ -123,3 +123,20 @@ def test_enroll_trusts_the_given_ca_only(
     assert (done.site, done.secret, done.ca_file) == ("s1", "tbs_tbe_abc", str(ca))
     assert load_enrollment(cfg.state_file) == done
     assert cfg.state_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_sync_client_trusts_the_given_ca_only(tls_server: tuple[str, Path, Path]) -> None:
+    """The command lines' client (``http.client`` underneath) verifies like the agent."""
+    from towerbox_core.errors import TowerboxError
+    from towerbox_core.sync_client import ApiClient
+
+    url, ca, other_ca = tls_server
+    for wrong in ("", str(other_ca)):
+        client = ApiClient(url, ca_file=wrong)
+        with client, pytest.raises(TowerboxError, match="CERTIFICATE_VERIFY_FAILED") as failed:
+            client.request("POST", "/api/v1/enroll", json={"token": "t"})
+        assert failed.value.code == "appliance_unreachable"
+        assert url in failed.value.message
+    with ApiClient(url + "/", ca_file=str(ca)) as client:
+        answer = client.request("POST", "/api/v1/enroll", json={"token": "t"})
+    assert answer == {"site": "s1", "secret": "tbs_t"}

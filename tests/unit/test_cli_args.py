@@ -24,7 +24,7 @@ def test_bad_json_arguments_are_refused_with_a_code(
 ) -> None:
     monkeypatch.setenv("TOWERBOX_CONFIG", str(REPO / "etc" / "dev.toml"))
     # Nothing listens here: a request that got out would fail with another code.
-    assert main(["--url", "http://127.0.0.1:9", *argv]) == 1
+    assert main(["--url", "http://127.0.0.1:9", *argv]) == 2  # a usage error
     assert "error [invalid_json]" in capsys.readouterr().err
 
 
@@ -48,5 +48,5 @@ def test_bad_value_words_are_refused_with_a_code(
     argv = ["vm", "create", "x", "--appliance", "demo"]
     for word in words:
         argv += ["--value", word]
-    assert main(["--url", "http://127.0.0.1:9", *argv]) == 1
+    assert main(["--url", "http://127.0.0.1:9", *argv]) == 2  # a usage error
     assert "error [invalid_argument]" in capsys.readouterr().err

@@ -71,6 +71,15 @@ class LayoutRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise InvalidInput(f"give exactly one of {kinds}", code="invalid_layout_request")
 
 
+class LayoutApply(LayoutRequest, frozen=True, forbid_unknown_fields=True):
+    """POST /api/v1/gpus/{uuid}/apply: a target, and optionally the layout its dry-run
+    saw (the plan's ``current``). When the GPU has changed since, the apply is refused
+    with ``gpu_changed_since_plan`` and what changed, rather than doing something the
+    operator did not see planned."""
+
+    expect: Layout | None = None
+
+
 class MigState(msgspec.Struct, frozen=True):
     supported: bool
     current: bool
@@ -86,6 +95,8 @@ class GpuView(msgspec.Struct, frozen=True):
     memory_mib: int
     mig: MigState
     layout: Layout | None  # what the GPU has now, roles and owners included
+    # Where it differs from the committed layout the node re-creates (empty: none).
+    drift: list[str] = msgspec.field(default_factory=list)
 
 
 class GpuList(msgspec.Struct, frozen=True):
@@ -122,20 +133,34 @@ class PlanOp(msgspec.Struct, frozen=True):
     owner: str | None
 
 
+class ProblemBrief(msgspec.Struct, frozen=True):
+    code: str
+    detail: str
+
+
+class WorkloadPlan(msgspec.Struct, frozen=True):
+    """What an apply does to one workload on an instance it changes."""
+
+    owner: str  # a VM name, or process:NAME for a process's claim
+    kind: str  # "vm" or "process"
+    instance: str  # the slice it holds now
+    effect: str  # "restart" (on the slice in detail), "wait" (left off), "blocks" (the apply)
+    detail: str
+
+
 class LayoutPlan(msgspec.Struct, frozen=True):
     ops: list[PlanOp]
     kept: list[Instance]
     drain: list[Instance]  # instances whose workloads stop first
     empty: bool
+    workloads: list[WorkloadPlan] = msgspec.field(default_factory=list)
+    # Set when the apply would be refused as things stand (e.g. a process's claim).
+    blocked: ProblemBrief | None = None
+    current: Layout | None = None  # what the plan starts from: send it back as ``expect``
 
 
 class WaitingVm(msgspec.Struct, frozen=True):
     vm: str
-    code: str
-    detail: str
-
-
-class ProblemBrief(msgspec.Struct, frozen=True):
     code: str
     detail: str
 

@@ -21,7 +21,7 @@ class TrunkDeclaration(msgspec.Struct, frozen=True):
     name: str
     kind: str  # "ovs" or "linux"
     ports: list[str] | UnsetType = UNSET
-    datapath_type: str | UnsetType = UNSET  # OVS: "system" (default) or "netdev"
+    datapath_type: str | UnsetType = UNSET  # OVS: "auto" (default), "system" or "netdev"
 
 
 class VnetDeclaration(msgspec.Struct, frozen=True):
@@ -75,3 +75,30 @@ class PfcpSession(msgspec.Struct, frozen=True):
 
 # Per VNet ("tenant/name"): the eUPF's sessions whose UE address is in its pools.
 SessionsByVnet = dict[str, list[PfcpSession]]
+
+
+class OvsDatapaths(msgspec.Struct, frozen=True):
+    """The Open vSwitch datapaths this host proved it can run (probed at start)."""
+
+    usable: list[str]  # "system" (kernel), "netdev" (userspace)
+    auto: str | None  # what a trunk with datapath_type "auto" gets; None: nothing works
+    unavailable: dict[str, str]  # datapath -> why it does not work here
+    simulated: bool = False  # the simulated N6 backend's stand-in host, nothing probed
+
+
+class N6ApplyResult(msgspec.Struct, frozen=True):
+    """The last apply of the N6 declaration (by an operator) or repair (by reconcile)."""
+
+    ok: bool
+    trigger: str  # "apply" or "repair"
+    at: str  # ISO 8601, UTC
+    journal_seq: int  # its n6.applied / n6.apply_failed / n6.repaired / n6.repair_failed
+    changes: dict[str, list[str]]  # per trunk kind; empty when it failed
+    code: str | None = None  # the error's code when it failed
+    message: str | None = None
+
+
+class N6Status(msgspec.Struct, frozen=True):
+    backends: list[str]  # one line per N6 backend, as /healthz says it
+    ovs_datapaths: OvsDatapaths | None  # None: no Open vSwitch backend on this node
+    last_apply: N6ApplyResult | None  # None: never applied

@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 
+from towerbox_core.api.n6 import OvsDatapaths
+
 
 class LibvirtHealth(msgspec.Struct, frozen=True):
     uri: str
@@ -22,6 +24,8 @@ class GpuHealth(msgspec.Struct, frozen=True):
 
 class N6Health(msgspec.Struct, frozen=True):
     summary: list[str]  # one line per N6 backend made so far
+    # The Open vSwitch datapaths proven at start; None when OVS is not in use here.
+    ovs_datapaths: OvsDatapaths | None = None
 
 
 class BackendsHealth(msgspec.Struct, frozen=True):
@@ -30,13 +34,24 @@ class BackendsHealth(msgspec.Struct, frozen=True):
     n6: N6Health
 
 
+class StorageHealth(msgspec.Struct, frozen=True):
+    """The state directory's disk: while ``full``, writes answer 507 storage_full."""
+
+    path: str
+    free_bytes: int | None
+    reserve_bytes: int
+    full: bool
+    summary: str
+
+
 class Health(msgspec.Struct, frozen=True):
-    status: str
+    status: str  # "ok", or "storage_full" while the state directory's disk is full
     node: str
     uptime_s: float
     backends: BackendsHealth
     summary: list[str]
     last_sweep_at: float | None
+    storage: StorageHealth
 
 
 class HostView(msgspec.Struct, frozen=True):

@@ -28,6 +28,21 @@ class ShutdownRequest(msgspec.Struct, forbid_unknown_fields=True):
     timeout_s: float | None = None
 
 
+class VmAttention(msgspec.Struct, frozen=True):
+    """Why a VM is not as it should be (desired against actual), and since when.
+
+    ``kind``: ``waiting_for_gpu`` (off until a layout gives it a slice),
+    ``start_failed`` (its last start failed; ``reason`` has the error), ``draining``
+    (being moved to a new slice), ``stopped`` (off outside Towerbox, its restart
+    policy leaves it off), ``changed_outside`` (running though it should be stopped),
+    ``missing`` (no libvirt domain), ``unresponsive`` (its QEMU does not answer).
+    """
+
+    kind: str
+    reason: str
+    since: str | None  # ISO 8601; None when the node has no record of the change
+
+
 class VmSummary(msgspec.Struct, frozen=True):
     """A VM as lists and power actions show it."""
 
@@ -44,6 +59,7 @@ class VmSummary(msgspec.Struct, frozen=True):
     state: str
     cpu_pct: float | None
     unresponsive_since: float | None
+    attention: VmAttention | None  # None: as it should be
 
 
 class VmShutdown(VmSummary, frozen=True):

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
-from ui import fmt
+from ui import attention, fmt
 from ui.api import ApiError, tenant_path
 from ui.chargeback import month_cost, report_of
 from ui.deps import Deps
@@ -58,7 +58,7 @@ class Dashboard:
                 ui.label("GPUs").classes("text-h6")
                 self.gpu_box = tag(ui.column().classes("gap-1"), "dash-gpus")
             with ui.card().classes("min-w-[22rem]"):
-                ui.label("Drift and alerts").classes("text-h6")
+                ui.label("Needs attention").classes("text-h6")
                 self.alert_box = tag(ui.column().classes("gap-1"), "dash-alerts")
         with ui.card().classes("w-full"):
             ui.label("Host").classes("text-h6")
@@ -129,17 +129,22 @@ class Dashboard:
                 self._seen[path] = data
                 self._replace(box, lambda draw=draw, data=data: draw(data))
         try:
+            n6_status = await self.user.get("/api/v1/n6/status")
+        except ApiError:
+            n6_status = None  # a tenant's user does not read the node's N6
+        now = attention.lines(self._vms, self._seen.get("/api/v1/gpus"), n6_status)
+        try:
             head = (await self.user.get("/api/v1/journal", limit=1))["head"]
             after = max(0, head - ALERT_WINDOW)
             page = await self.user.get("/api/v1/journal", after=after, limit=ALERT_WINDOW)
         except ApiError as err:
             self._replace(self.alert_box, partial(error_label, err, "Journal"))
             return
-        alerts = [e for e in reversed(page["entries"]) if is_alert(e)][:8]
-        if self._seen.get("alerts") == alerts:
+        alerts = [e for e in reversed(page["entries"]) if is_alert(e)][:5]
+        if self._seen.get("alerts") == (now, alerts):
             return
-        self._seen["alerts"] = alerts
-        self._replace(self.alert_box, lambda: self._draw_alerts(alerts))
+        self._seen["alerts"] = (now, alerts)
+        self._replace(self.alert_box, lambda: self._draw_alerts(now, alerts))
 
     @staticmethod
     def _replace(box: ui.element, draw: Any) -> None:
@@ -216,18 +221,20 @@ class Dashboard:
                         )
 
     @staticmethod
-    def _draw_alerts(alerts: list[dict[str, Any]]) -> None:
-        ui.label("From the journal (the appliance serves no separate alert list).").classes(
-            "text-grey-7 text-xs"
-        )
-        if not alerts:
-            ui.label("No drift or failures in the recent journal.")
-            return
-        for entry in alerts:
+    def _draw_alerts(now: list[str], recent: list[dict[str, Any]]) -> None:
+        if not now:
+            tag(ui.label("Nothing needs attention now."), "dash-attention-none")
+        for line in now:
+            tag(ui.label(line).classes("text-negative text-sm"), "dash-attention")
+        if recent:
+            ui.label("Recent failures in the journal").classes("text-grey-7 text-xs pt-2")
+        for entry in recent:
+            state = entry.get("state")
+            name = state.get("name") if isinstance(state, dict) else None
             ui.label(
                 f"#{entry['seq']} {fmt.when(entry.get('created_at'))} {entry['kind']} "
-                f"{entry.get('object_type')}/{entry.get('object_id')}"
-            ).classes("text-negative text-sm")
+                f"{name or entry.get('object_id')}"
+            ).classes("text-grey-8 text-sm")
         ui.link("All events", "/events")
 
 

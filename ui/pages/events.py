@@ -1,4 +1,7 @@
-"""Events: the node's journal, newest first, filterable, live."""
+"""Events: the node's journal as an audit log, newest first, filterable, live.
+
+Each line says when, who, which object (by name, deletions too) and what changed in
+a short summary; a click on a line shows the entry's whole state."""
 
 from __future__ import annotations
 
@@ -18,20 +21,25 @@ WINDOW = 200
 COLUMNS: list[dict[str, Any]] = [
     {"name": "seq", "label": "#", "field": "seq", "sortable": True, "align": "left"},
     {"name": "at", "label": "Time", "field": "at", "align": "left"},
-    {"name": "kind", "label": "Kind", "field": "kind", "sortable": True, "align": "left"},
+    {"name": "actor", "label": "Actor", "field": "actor", "sortable": True, "align": "left"},
     {"name": "object", "label": "Object", "field": "object", "align": "left"},
-    {"name": "state", "label": "State", "field": "state", "align": "left"},
+    {"name": "kind", "label": "Event", "field": "kind", "sortable": True, "align": "left"},
+    {"name": "summary", "label": "Change", "field": "summary", "align": "left"},
 ]
 
 
 def event_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """History lines (GET /api/v1/journal/history) as table rows, newest first."""
     rows = [
         {
             "seq": e["seq"],
-            "at": fmt.when(e.get("created_at")),
+            "at": fmt.when(e.get("at")),
+            "actor": e["actor"],
+            "object": f"{e['object_type']} {e.get('object_name') or e['object_id']}",
+            "object_id": e["object_id"],
             "kind": e["kind"],
-            "object": f"{e.get('object_type')}/{e.get('object_id')}",
-            "state": json.dumps(e.get("state"), separators=(",", ":"))[:160],
+            "summary": e["summary"],
+            "state": json.dumps(e.get("state"), indent=2, ensure_ascii=False),
         }
         for e in entries
     ]
@@ -46,7 +54,7 @@ class EventLog:
         self.rows: list[dict[str, Any]] = []
         with ui.row().classes("w-full items-center gap-2"):
             self.filter = tag(
-                ui.input("Filter events", placeholder="kind, object, state text").props(
+                ui.input("Filter events", placeholder="actor, object, event or change").props(
                     "clearable"
                 ),
                 "events-filter",
@@ -77,7 +85,22 @@ class EventLog:
             "events-table",
         )
         self.table.props('aria-label="Journal events, newest first"')
+        self.table.on("rowClick", self._show_state)
         self.filter.bind_value_to(self.table, "filter")
+
+    def _show_state(self, event: Any) -> None:
+        """The whole entry, on demand: the table shows only a line of it."""
+        row = event.args[1] if isinstance(event.args, list) and len(event.args) > 1 else None
+        if not isinstance(row, dict):
+            return
+        with ui.dialog() as dialog, ui.card().classes("min-w-[32rem]"):
+            ui.label(f"#{row['seq']} {row['kind']} · {row['object']}").classes("text-h6")
+            ui.label(f"{row['at']} by {row['actor']} · id {row['object_id']}").classes(
+                "text-grey-7 text-sm"
+            )
+            tag(ui.code(row["state"], language="json").classes("w-full"), "events-state")
+            ui.button("Close", on_click=dialog.close)
+        dialog.open()
 
     def _apply_filter(self) -> None:
         prefix = self.kinds.value or ""
@@ -90,16 +113,15 @@ class EventLog:
 
     async def refresh(self) -> None:
         try:
-            head = (await self.user.get("/api/v1/journal", limit=1))["head"]
+            head = (await self.user.get("/api/v1/journal/history", limit=1))["head"]
             if head == self.head:
                 return
-            after = max(self.head, head - WINDOW)
-            page = await self.user.get("/api/v1/journal", after=after, limit=WINDOW)
+            page = await self.user.get("/api/v1/journal/history", limit=WINDOW)
         except ApiError as err:
             self.note.text = f"Journal unavailable: {err.text}"
             return
         self.head = head
-        self.rows = (event_rows(page["entries"]) + self.rows)[:WINDOW]
+        self.rows = event_rows(page["entries"])
         self._apply_filter()
 
 

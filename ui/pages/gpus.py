@@ -12,7 +12,7 @@ from ui import fmt, slotmap
 from ui.api import ApiError
 from ui.deps import Deps
 from ui.pages.common import error_label, open_page, tag
-from ui.session import UserApi, notify_error
+from ui.session import UserApi
 from ui.theme import ROLE_COLOURS
 from ui.vm_actions import confirm
 
@@ -21,6 +21,15 @@ MODES = {
     "layout": "Named layout",
     "instances": "Exact instances (JSON)",
 }
+
+
+def b2b_counts(instances: list[dict[str, Any]]) -> dict[str, int]:
+    """The B2B instances per profile: what the counts form starts from."""
+    counts: dict[str, int] = {}
+    for inst in instances:
+        if inst.get("role", "b2b") == "b2b":
+            counts[inst["profile"]] = counts.get(inst["profile"], 0) + 1
+    return counts
 
 
 def draw_ruler(title: str, blocks: list[slotmap.Block], total: int, testid: str) -> None:
@@ -93,6 +102,7 @@ class GpuCard:
         self.layouts = layouts
         self._instances: list[dict[str, Any]] | None = None
         self._plan_body: dict[str, Any] | None = None
+        self._plan_current: dict[str, Any] | None = None
         with ui.card().classes("w-full"):
             mig = gpu.get("mig") or {}
             ui.label(f"{gpu.get('name')} ({gpu.get('model')})").classes("text-h6")
@@ -170,6 +180,11 @@ class GpuCard:
         if instances == self._instances:
             return
         self._instances = instances
+        if self.profiles and self._plan_body is None:
+            # The form starts from what the GPU has: a dry-run of it as it stands is empty.
+            for name, count in b2b_counts(instances).items():
+                if name in self.counts:
+                    self.counts[name].value = count
         self.map_box.clear()
         with self.map_box:
             draw_slot_map(instances, self.geo, "slotmap")
@@ -207,9 +222,10 @@ class GpuCard:
                 error_label(err, "The plan was refused")
             return
         self._plan_body = body
+        self._plan_current = plan.get("current")
         with self.plan_box:
             self._draw_plan(plan)
-        if not plan.get("empty"):
+        if not plan.get("empty") and not plan.get("blocked"):
             self.apply_button.enable()
 
     def _draw_plan(self, plan: dict[str, Any]) -> None:
@@ -231,6 +247,24 @@ class GpuCard:
             ),
             "plan-drain",
         )
+        for work in plan.get("workloads") or []:
+            colour = {"restart": "text-grey-9", "wait": "text-orange-9"}.get(
+                work["effect"], "text-red-9"
+            )
+            tag(
+                ui.label(f"{work['owner']} on {work['instance']}: {work['detail']}").classes(
+                    f"text-sm {colour}"
+                ),
+                "plan-workload",
+            )
+        blocked = plan.get("blocked")
+        if blocked:
+            tag(
+                ui.label(f"The apply would be refused: {blocked['detail']} [{blocked['code']}]")
+                .classes("text-negative font-bold")
+                .props('role="alert"'),
+                "plan-blocked",
+            )
         ui.label("Layout after apply:").classes("text-sm")
         draw_slot_map(slotmap.target_instances(plan), self.geo, "plan-slotmap")
 
@@ -248,9 +282,13 @@ class GpuCard:
         self.apply_button.disable()
         progress = ui.notification("Applying the GPU layout…", spinner=True, timeout=None)
         try:
-            result = await self.user.post(f"/api/v1/gpus/{self.uuid}/apply", json=body)
+            result = await self.user.post(
+                f"/api/v1/gpus/{self.uuid}/apply", json={**body, "expect": self._plan_current}
+            )
         except ApiError as err:
-            notify_error(err, "Applying the layout")
+            # Beside the plan, not over it: the operator reads both to decide.
+            with self.plan_box:
+                error_label(err, "The apply was refused")
             return
         finally:
             progress.dismiss()
@@ -260,6 +298,7 @@ class GpuCard:
         ui.notify(f"Layout applied: {ops} operation(s); drained: {owners}", type="positive")
         self.plan_box.clear()
         self._plan_body = None
+        self._plan_current = None
         await self.refresh()
 
     async def refresh(self) -> None:

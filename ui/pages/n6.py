@@ -1,4 +1,5 @@
-"""N6: trunks, VNets per tenant with VLAN, UE pools, attached VMs and counters; plan and apply."""
+"""N6: trunks, VNets per tenant with VLAN, UE pools, attached VMs and counters; plan and apply,
+the OVS datapath in use and the last apply's result."""
 
 from __future__ import annotations
 
@@ -57,6 +58,32 @@ def vnet_rows(
     return dict(sorted(by_tenant.items()))
 
 
+def status_lines(status: dict[str, Any]) -> list[tuple[str, bool]]:
+    """The OVS datapath in use and the last apply's result, each with "is it a failure"."""
+    lines: list[tuple[str, bool]] = []
+    datapaths = status.get("ovs_datapaths")
+    if datapaths:
+        auto = datapaths.get("auto") or "none works here"
+        simulated = " (simulated)" if datapaths.get("simulated") else ""
+        line = f"Open vSwitch datapath for new trunks: {auto}{simulated}"
+        lines.append((line, not datapaths.get("auto")))
+        for name, why in sorted((datapaths.get("unavailable") or {}).items()):
+            lines.append((f"Datapath {name} unavailable: {why}", False))
+    last = status.get("last_apply")
+    if not last:
+        lines.append(("Last apply: never applied", False))
+        return lines
+    what = "apply" if last.get("trigger") == "apply" else "repair (reconcile)"
+    at = fmt.when(last.get("at"))
+    if last.get("ok"):
+        count = sum(len(v) for v in (last.get("changes") or {}).values())
+        lines.append((f"Last {what}: applied, {count} change(s), at {at}", False))
+    else:
+        failure = f"[{last.get('code')}] {last.get('message')}"
+        lines.append((f"Last {what} failed at {at}: {failure}", True))
+    return lines
+
+
 class N6View:
     def __init__(self, user: UserApi) -> None:
         self.user = user
@@ -69,6 +96,7 @@ class N6View:
             if not user.session.infra_admin:
                 self.apply_button.disable()
                 ui.label("Plan and apply need the infra-admin role.").classes("text-grey-7")
+        self.status_box = tag(ui.column().classes("w-full gap-0"), "n6-status")
         self.plan_box = tag(ui.column().classes("w-full"), "n6-plan-view")
         self.trunk_box = tag(ui.column().classes("w-full"), "n6-trunks")
         self.vnet_box = tag(ui.column().classes("w-full gap-4"), "n6-vnets")
@@ -86,10 +114,20 @@ class N6View:
             trunks: list[dict[str, Any]] | None = await self.user.get("/api/v1/n6/trunks")
         except ApiError:
             trunks = None  # node-wide: hidden from tenant admins
-        seen = (vnets, state, trunks)
+        try:
+            status: dict[str, Any] | None = await self.user.get("/api/v1/n6/status")
+        except ApiError:
+            status = None  # node-wide too
+        seen = (vnets, state, trunks, status)
         if seen == self._seen:
             return
         self._seen = seen
+        self.status_box.clear()
+        with self.status_box:
+            for line, failed in status_lines(status) if status else []:
+                label = tag(ui.label(line), "n6-status-line")
+                if failed:
+                    label.classes("text-negative")
         self.trunk_box.clear()
         with self.trunk_box:
             ui.label("Trunks").classes("text-h6")
@@ -98,9 +136,11 @@ class N6View:
             elif not trunks:
                 ui.label("No N6 trunk declared.")
             for t in trunks or []:
-                ui.label(
-                    f"{t['name']} ({t['kind']}) · ports {', '.join(t.get('ports') or []) or '-'}"
+                datapath = (
+                    f" · datapath {t.get('datapath_type') or 'auto'}" if t["kind"] == "ovs" else ""
                 )
+                ports = ", ".join(t.get("ports") or []) or "-"
+                ui.label(f"{t['name']} ({t['kind']}) · ports {ports}{datapath}")
         self.vnet_box.clear()
         with self.vnet_box:
             rows = vnet_rows(vnets, state)
@@ -137,6 +177,8 @@ class N6View:
             result = await self.user.post("/api/v1/n6/apply")
         except ApiError as err:
             notify_error(err, "N6 apply")
+            self._seen = None  # the failure is the last apply now
+            await self.refresh()
             return
         finally:
             progress.dismiss()

@@ -7,6 +7,7 @@ field, and what was typed stays.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -83,11 +84,17 @@ class CreateWizard:
             "numa_node": self.numa,
             "gpu": self.gpu,
             "nics": self.vnet,
+            "pci_devices": self.pci,
             "disks": self.disk,
+            "cpu": self.cpu_hint,
         }
         for element in self._inputs.values():
             # Full width: the appliance's messages are a sentence long.
             element.classes("w-full")
+        for key, text in self.offer.capacity.hints.items():
+            target = self._inputs.get(key)
+            if target is not None:
+                target.props["hint"] = text  # under the field until an error takes its place
 
     def _spec_fields(self) -> None:
         offer = self.offer
@@ -113,21 +120,48 @@ class CreateWizard:
         self.isolated = tag(ui.switch("Isolated emulator threads"), "create-isolated")
         self.pinned.set_visibility(offer.pinned)
         self.isolated.set_visibility(offer.isolated)
+        # Where the free cores are said, and a refusal about the CPU policy lands.
+        self.cpu_hint = tag(ui.input("CPU placement").props("readonly borderless"), "create-cpu")
+        self.cpu_hint.value = "pinned" if offer.pinned else "shared"
+        self.cpu_hint.bind_value_from(self.pinned, "value", lambda on: "pinned" if on else "shared")
+        self.cpu_hint.set_visibility(offer.pinned)
         sizes = {"none": "none", **{s: s for s in offer.hugepages}}
         self.hugepages = tag(ui.select(sizes, label="Hugepages", value="none"), "create-hugepages")
         self.hugepages.set_visibility(bool(offer.hugepages))
         nodes: dict[Any, str] = {None: "any", **{n: f"node {n}" for n in offer.numa_nodes}}
         self.numa = tag(ui.select(nodes, label="NUMA node", value=None), "create-numa")
         self.numa.set_visibility(bool(offer.numa_nodes))
-        profiles = {"": "none", **{p: p for p in offer.gpu_profiles}}
-        self.gpu = tag(ui.select(profiles, label="GPU slice (MIG)", value=""), "create-gpu")
+        self.gpu = tag(
+            ui.select(gpu_options(offer), label="GPU slice (MIG)", value=""), "create-gpu"
+        )
         self.vnet = tag(ui.select({"": "none"}, label="NIC on VNet", value=""), "create-vnet")
         self._vnets()
+        pfs = {"": "none", **{pf: f"a VF of {pf}" for pf in offer.capacity.sriov_pfs}}
+        self.sriov = tag(ui.select(pfs, label="SR-IOV NIC", value=""), "create-sriov")
+        self.sriov.set_visibility(bool(offer.capacity.sriov_pfs))
+        self.pci = tag(
+            ui.select(
+                offer.capacity.pci_devices, label="PCI devices (whole)", multiple=True, value=[]
+            ),
+            "create-pci",
+        )
+        self.pci.set_visibility(bool(offer.capacity.pci_devices))
         self.disk = tag(ui.number("Extra data disk (GiB)", min=1, precision=0), "create-disk")
         # The values the chosen appliance declares (its cloud-init template's), drawn
         # when it is chosen; left empty, the entry's default applies.
         self.value_fields = ValueFields("create-value")
         self.start = tag(ui.switch("Start after creating", value=True), "create-start")
+        with ui.expansion("Advanced: the request as JSON").classes("w-full"):
+            ui.label(
+                "The same request the form sends, to edit before sending: any VM spec "
+                "field the API takes (several NICs, disks, a PCI device list)."
+            ).classes("text-sm text-grey-8")
+            self.json = tag(
+                ui.textarea("Request (JSON)").classes("w-full font-mono"), "create-json"
+            )
+            with ui.row():
+                tag(ui.button("Copy from the form", on_click=self._fill_json), "create-json-fill")
+                self.use_json = tag(ui.switch("Send this JSON instead"), "create-json-use")
 
     def _vnets(self) -> None:
         names = self.offer.vnets.get(self.tenant.value or "", [])
@@ -170,6 +204,8 @@ class CreateWizard:
             numa_node=self.numa.value,
             gpu_profile=self.gpu.value or "",
             vnet=self.vnet.value or "",
+            sriov_pf=self.sriov.value or "",
+            pci_devices=list(self.pci.value or []),
             disk_gib=self.disk.value,
             start=bool(self.start.value),
             catalog_disks=catalog_disks(entry),
@@ -179,22 +215,44 @@ class CreateWizard:
     def body(self) -> dict[str, Any]:
         return create_body(self.form())
 
+    def _fill_json(self) -> None:
+        self.json.value = json.dumps(self.body(), indent=2)
+
+    def _json_body(self) -> dict[str, Any] | None:
+        """The advanced view's request; None (with the error at it) when it is no object."""
+        try:
+            body = json.loads(self.json.value or "")
+        except json.JSONDecodeError as err:
+            self.json.error = f"Not JSON: {err.msg} at line {err.lineno} [invalid_json]"
+            return None
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+            self.json.error = 'A JSON object with at least a "name" [invalid_json]'
+            return None
+        return body
+
     async def create(self) -> None:
         for element in self._inputs.values():
             element.error = None
         self.value_fields.clear_errors()
+        self.json.error = None
         self.error.text = ""
-        form = self.form()
-        found = problems(form, self.offer)
-        if found:
-            for key, text in found.items():
-                target = self._inputs.get(key)
-                if target is not None:
-                    target.error = text
-                else:
-                    self.error.text = text
-            return
-        body = create_body(form)
+        if self.use_json.value:
+            sent = self._json_body()
+            if sent is None:
+                return
+            body = sent
+        else:
+            form = self.form()
+            found = problems(form, self.offer)
+            if found:
+                for key, text in found.items():
+                    target = self._inputs.get(key)
+                    if target is not None:
+                        target.error = text
+                    else:
+                        self.error.text = text
+                return
+            body = create_body(form)
         progress = ui.notification(f"Creating {body['name']}…", spinner=True, timeout=None)
         try:
             await self.user.post("/api/v1/vms", json=body)
@@ -209,9 +267,21 @@ class CreateWizard:
         finally:
             progress.dismiss()
         self.dialog.close()
-        state = "created and started" if body["start"] else "created"
+        state = "created and started" if body.get("start", True) else "created"
         ui.notify(f"VM {body['name']} {state}", type="positive")
         await self.on_created(body["name"])
+
+
+def gpu_options(offer: Offer) -> dict[str, str]:
+    """MIG profiles with what is free of each now; the vRAN slice where vRAN is offered."""
+    free = offer.capacity.gpu_free
+    counted = offer.capacity.gpus_seen
+    options = {"": "none"}
+    for profile in offer.gpu_profiles:
+        options[profile] = f"{profile} ({free.get(profile, 0)} free now)" if counted else profile
+    if "vran" in offer.roles and offer.gpu_profiles:
+        options["role:vran"] = "the protected vRAN slice"
+    return options
 
 
 def _entry_label(entry: dict[str, Any]) -> str:

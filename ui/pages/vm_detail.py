@@ -8,7 +8,7 @@ from typing import Any
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
-from ui import fmt, vm_actions
+from ui import attention, fmt, vm_actions
 from ui.api import ApiError, vm_path
 from ui.deps import Deps
 from ui.pages.common import error_label, open_page, tag
@@ -107,8 +107,9 @@ class VmDetail:
             ui.label(self.name).classes("text-h5")
             self.state = tag(ui.badge("", color="grey"), "vm-state")
             ui.space()
+            self.buttons: dict[str, ui.button] = {}
             for action in vm_actions.ACTIONS:
-                tag(
+                self.buttons[action.key] = tag(
                     ui.button(
                         action.label,
                         color="negative" if action.destroys else "primary",
@@ -116,6 +117,10 @@ class VmDetail:
                     ).props("outline"),
                     f"vm-action-{action.key}",
                 )
+        self.attention = tag(
+            ui.label("").classes("text-orange-10 bg-orange-1 p-2 rounded w-full"), "vm-attention"
+        )
+        self.attention.props('role="status"')
         with ui.row().classes("w-full gap-4 items-start no-wrap"):
             with ui.card().classes("min-w-[20rem]"):
                 ui.label("Spec and allocation").classes("text-h6")
@@ -146,6 +151,10 @@ class VmDetail:
         state = str(vm.get("state") or "unknown")
         self.state.text = state
         self.state.props(f"color={STATE_COLOURS.get(state, 'grey')}")
+        for key, button in self.buttons.items():
+            button.set_enabled(vm_actions.BY_KEY[key].applies_to(state))
+        self.attention.text = attention.vm_line(vm) if vm.get("attention") else ""
+        self.attention.set_visibility(bool(vm.get("attention")))
         self.spec_box.clear()
         with self.spec_box, ui.element("dl").classes("grid grid-cols-2 gap-x-4 text-sm"):
             for key, value in spec_rows(vm):
@@ -204,7 +213,8 @@ class VmDetail:
             self.console.push(line)
 
     async def act(self, key: str) -> None:
-        done = await vm_actions.run(self.user, key, [self.name])
+        role = str(self._vm.get("role") or "")
+        done = await vm_actions.run(self.user, key, [self.name], {self.name: role})
         if done and key == "delete":
             ui.navigate.to("/vms")
             return

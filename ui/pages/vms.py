@@ -7,7 +7,7 @@ from typing import Any
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
-from ui import fmt, vm_actions
+from ui import attention, fmt, vm_actions
 from ui.api import ApiError
 from ui.deps import Deps
 from ui.pages.common import error_label, open_page, tag
@@ -32,7 +32,10 @@ NAME_SLOT = r"""
 """
 STATE_SLOT = r"""
 <q-td :props="props"><q-badge :color="({COLOURS})[props.value] || 'grey'"
-   :data-testid="'vm-state-' + props.row.name">{{ props.value }}</q-badge></q-td>
+   :data-testid="'vm-state-' + props.row.name">{{ props.value }}</q-badge>
+  <q-badge v-if="props.row.attention" color="orange-9" class="q-ml-xs"
+   :title="props.row.reason" :data-testid="'vm-attention-' + props.row.name"
+   >{{ props.row.attention }}</q-badge></q-td>
 """.replace("{COLOURS}", str(STATE_COLOURS))  # single-quoted JS inside a double-quoted attribute
 
 
@@ -45,7 +48,10 @@ def rows_from(vms: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "tenant": vm.get("tenant") or "-",
             "vcpus": vm.get("vcpus"),
             "memory": fmt.mib(vm.get("memory_mib")),
-            "cpu": fmt.pct(vm.get("cpu_pct")),
+            # A guest that is not running uses no CPU, whatever its last sample said.
+            "cpu": fmt.pct(vm.get("cpu_pct")) if vm.get("state") == "running" else "-",
+            "attention": attention.badge(vm),
+            "reason": attention.vm_line(vm) if vm.get("attention") else "",
         }
         for vm in vms
     ]
@@ -61,9 +67,10 @@ class VmTable:
                 "vm-filter",
             )
             ui.space()
+            self.buttons: dict[str, ui.button] = {}
             for action in vm_actions.ACTIONS:
                 colour = "negative" if action.destroys else "primary"
-                tag(
+                self.buttons[action.key] = tag(
                     ui.button(
                         action.label,
                         on_click=lambda _, key=action.key: self.act(key),
@@ -84,8 +91,18 @@ class VmTable:
         self.table.add_slot("body-cell-name", NAME_SLOT)
         self.table.add_slot("body-cell-state", STATE_SLOT)
         self.table.props('aria-label="Virtual machines"')
+        self.table.on_select(lambda _: self._enable_actions())
         self.filter.bind_value_to(self.table, "filter")
         self.count = tag(ui.label(self._count_text()).classes("text-grey-8 text-sm"), "vm-count")
+        self._enable_actions()
+
+    def _enable_actions(self) -> None:
+        """An action is offered when it applies to at least one selected VM."""
+        states = {r["name"]: r["state"] for r in self.rows}
+        selected = [states.get(r["name"], "unknown") for r in self.table.selected]
+        for key, button in self.buttons.items():
+            action = vm_actions.BY_KEY[key]
+            button.set_enabled(any(action.applies_to(state) for state in selected))
 
     def _count_text(self) -> str:
         running = sum(r["state"] == "running" for r in self.rows)
@@ -101,6 +118,7 @@ class VmTable:
         self.table.selected = [r for r in self.table.selected if r["name"] in names]
         self.table.update()
         self.count.text = self._count_text()
+        self._enable_actions()
 
     async def refresh(self) -> None:
         try:
@@ -109,8 +127,15 @@ class VmTable:
             return  # the frame's banner says when the appliance is gone
 
     async def act(self, key: str) -> None:
-        names = [r["name"] for r in self.table.selected]
-        if await vm_actions.run(self.user, key, names):
+        action = vm_actions.BY_KEY[key]
+        states = {r["name"]: r["state"] for r in self.rows}
+        names = [
+            r["name"]
+            for r in self.table.selected
+            if action.applies_to(states.get(r["name"], "unknown"))
+        ]
+        roles = {r["name"]: r["role"] for r in self.rows}
+        if await vm_actions.run(self.user, key, names, roles):
             await self.refresh()
 
 

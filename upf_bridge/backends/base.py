@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from upf_bridge.backends.datapaths import Datapaths
 from upf_bridge.model import N6Config, TrunkKind, VNet
 from upf_bridge.state import Diff
 
@@ -70,6 +71,17 @@ class NetBackend(Protocol):
 
     def describe(self) -> str:
         """A line for logs and the UI: "N6 backend: Open vSwitch 3.1.0"."""
+        ...
+
+    def datapaths(self) -> Datapaths | None:
+        """Kind ovs: the datapaths this host proved it can run (probed once); else None."""
+        ...
+
+    def check(self, desired: N6Config) -> None:
+        """Refuse, changing nothing, a trunk this host cannot carry (``datapath_unavailable``).
+
+        ``plan`` and ``apply`` check first too, so a refusal never comes mid-apply.
+        """
         ...
 
     def plan(self, desired: N6Config) -> Diff:

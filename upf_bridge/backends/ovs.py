@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from towerbox_core.errors import Conflict
+from towerbox_core.errors import BackendError, Conflict
 from upf_bridge import naming, policy
-from upf_bridge.backends import netlink, ovsdb, sysctl
+from upf_bridge.backends import datapaths, netlink, ovsdb, sysctl
 from upf_bridge.backends.base import Attachment, InterfaceCounters, VNetCounters
+from upf_bridge.backends.datapaths import Datapaths
 from upf_bridge.backends.netlink import LinkInfo
 from upf_bridge.backends.ovsdb import OvsdbView, Transaction
 from upf_bridge.backends.reconcile import NetlinkReconciler, Step
@@ -59,9 +60,16 @@ class OvsBackend(NetlinkReconciler[OvsObserved]):
         ranges: naming.OwnedRanges = naming.OVS_RANGES,
     ) -> None:
         super().__init__(owner=owner, ranges=ranges)
+        self._datapaths: Datapaths | None = None
 
     def describe(self) -> str:
-        return f"N6 backend: Open vSwitch {ovsdb.version()}"
+        return f"N6 backend: Open vSwitch {ovsdb.version()}, {self.datapaths().line()}"
+
+    def datapaths(self) -> Datapaths:
+        with self._lock:
+            if self._datapaths is None:
+                self._datapaths = datapaths.probe(self.owner)
+            return self._datapaths
 
     def attachment(self, vnet: VNet) -> Attachment:
         return Attachment(vnet=vnet.key, kind="ovs", bridge=vnet.trunk, vlan=vnet.vlan)
@@ -153,7 +161,7 @@ class OvsBackend(NetlinkReconciler[OvsObserved]):
                     code="interface_name_in_use",
                     interface=trunk.name,
                 )
-            bridge = OvsBridge(trunk.name, trunk.datapath_type, owned=True)
+            bridge = OvsBridge(trunk.name, self._datapath_of(trunk), owned=True)
         want: list[Resource] = [bridge]
         # An empty trunks column would carry every VLAN; with no VNets there is
         # nothing of Towerbox's on the bridge for it to reach.
@@ -207,6 +215,7 @@ class OvsBackend(NetlinkReconciler[OvsObserved]):
                 self._ovsdb_change(txn, change)
             try:
                 txn.commit()
+                self._check_interfaces(step)
             finally:
                 self.nl.forget()  # ports came and went behind netlink's back
             return
@@ -218,6 +227,47 @@ class OvsBackend(NetlinkReconciler[OvsObserved]):
                     sysctl.write_gateway_mode(after.name, after.gateway)
                 continue
             netlink.change(self.nl, change)
+
+    def _check_interfaces(self, step: Step) -> None:
+        """Fail the step, undone, with OVS's own cause if an interface it set up is broken.
+
+        ovs-vsctl commits a port whose device is missing, or on a bridge whose datapath
+        could not be opened, and returns 0: the cause is only in the Interface row.
+        """
+        made: dict[str, str] = {}  # interface -> its bridge
+        for change in step.changes:
+            res = change.resource
+            if change.action != Action.DELETE and isinstance(res, OvsPort):
+                made[res.name] = res.bridge
+            elif change.action != Action.DELETE and isinstance(res, OvsBridge):
+                made[res.name] = res.name  # the bridge's own local interface
+        found = ovsdb.read_interfaces(sorted(made))
+        faults = {n: f for n in sorted(made) if (f := datapaths.interface_fault(found.get(n)))}
+        if not faults:
+            return
+        name, cause = next(iter(faults.items()))
+        bridge = made[name]
+        if cause.endswith("no OpenFlow port"):
+            cause = self._bridge_cause(bridge, cause)
+        undo = Transaction()
+        for change in step.inverse().changes:
+            self._ovsdb_change(undo, change)
+        undo.commit()
+        raise BackendError(
+            f"Open vSwitch could not set up interface {name} on bridge {bridge}: {cause}",
+            code="ovs_interface_error",
+            interface=name,
+            bridge=bridge,
+            ovs_error=cause,
+            interfaces=faults,
+        )
+
+    def _bridge_cause(self, bridge: str, fallback: str) -> str:
+        """Why a bridge's ports get no OpenFlow port: its datapath, when that is the cause."""
+        rows = ovsdb.vsctl(["--if-exists", "get", "Bridge", bridge, "datapath_type"]).strip()
+        datapath = rows.strip('"') or datapaths.KERNEL  # empty means the default, system
+        why = self.datapaths().unavailable.get(datapath)
+        return why if why is not None else fallback
 
     def _ovsdb_change(self, txn: Transaction, change: Change) -> None:
         res = change.resource

@@ -23,12 +23,12 @@ TIMEOUT_S = 30
 
 _BRIDGE_COLUMNS = "_uuid,name,datapath_type,external_ids,ports"
 _PORT_COLUMNS = "_uuid,name,tag,trunks,external_ids,interfaces"
-_IFACE_COLUMNS = "_uuid,name,type,mtu_request,mac,external_ids"
+_IFACE_COLUMNS = "_uuid,name,type,mtu_request,mac,external_ids,error,ofport"
 
 
-def vsctl(args: list[str]) -> str:
+def vsctl(args: list[str], timeout_s: int = TIMEOUT_S) -> str:
     """Run ovs-vsctl with ``args`` (commands joined by "--") and return its stdout."""
-    done = subp.run([VSCTL, f"--timeout={TIMEOUT_S}", *args], timeout=TIMEOUT_S + 5, check=False)
+    done = subp.run([VSCTL, f"--timeout={timeout_s}", *args], timeout=timeout_s + 5, check=False)
     if done.returncode != 0:
         stderr = done.stderr.strip()
         if "database connection failed" in stderr:
@@ -93,6 +93,10 @@ class OvsdbInterface:
     mtu_request: int | None
     external_ids: dict[str, str]
     mac: str | None = None
+    # What ovs-vswitchd made of it: its cause when it could not set it up, and the
+    # OpenFlow port it got (none, or -1, when it failed).
+    error: str | None = None
+    ofport: int | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,23 @@ class OvsdbView:
     def interface_of(self, port: OvsdbPort) -> OvsdbInterface | None:
         ifaces = [self.interfaces[u] for u in port.interface_uuids if u in self.interfaces]
         return ifaces[0] if len(ifaces) == 1 else None
+
+
+def _optional_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _interface(row: dict[str, Any]) -> OvsdbInterface:
+    return OvsdbInterface(
+        uuid=row["_uuid"],
+        name=row["name"],
+        type=row["type"],
+        mtu_request=_optional_int(row["mtu_request"]),
+        external_ids=dict(row["external_ids"]),
+        mac=_optional_str(row.get("mac")),
+        error=_optional_str(row.get("error")),
+        ofport=_optional_int(row.get("ofport")),
+    )
 
 
 def _rows(doc: str) -> list[dict[str, Any]]:
@@ -133,17 +154,7 @@ def parse_view(output: str) -> OvsdbView:
         )
         for r in port_rows
     }
-    interfaces = {
-        r["_uuid"]: OvsdbInterface(
-            uuid=r["_uuid"],
-            name=r["name"],
-            type=r["type"],
-            mtu_request=_optional_int(r["mtu_request"]),
-            external_ids=dict(r["external_ids"]),
-            mac=r.get("mac") if isinstance(r.get("mac"), str) else None,
-        )
-        for r in iface_rows
-    }
+    interfaces = {r["_uuid"]: _interface(r) for r in iface_rows}
     bridges = {
         r["name"]: OvsdbBridge(
             name=r["name"],
@@ -181,6 +192,23 @@ def read_view() -> OvsdbView:
     return parse_view(out)
 
 
+def parse_interfaces(output: str) -> dict[str, OvsdbInterface]:
+    """Parse ``read_interfaces``'s JSON document: interfaces by name."""
+    try:
+        rows = _rows(output) if output.strip() else []
+        return {r["name"]: _interface(r) for r in rows}
+    except (ValueError, KeyError, TypeError) as err:
+        raise BackendError(f"cannot parse ovs-vsctl output: {err}", code="ovs_error") from err
+
+
+def read_interfaces(names: list[str]) -> dict[str, OvsdbInterface]:
+    """The Interface rows of ``names`` that exist, by name."""
+    if not names:
+        return {}
+    args = ["--format=json", f"--columns={_IFACE_COLUMNS}", "--if-exists", "list", "Interface"]
+    return parse_interfaces(vsctl([*args, *names]))
+
+
 def quote(value: str) -> str:
     """An OVSDB string for ovs-vsctl: JSON-quoted, so '/' or ':' cannot split it."""
     return json.dumps(value)
@@ -204,6 +232,6 @@ class Transaction:
             args += ["--", *command]
         return args
 
-    def commit(self) -> None:
+    def commit(self, timeout_s: int = TIMEOUT_S) -> None:
         if self._commands:
-            vsctl(self.argv())
+            vsctl(self.argv(), timeout_s)

@@ -19,7 +19,8 @@ from typing import Generic, TypeVar
 
 from towerbox_core.errors import BackendError, TowerboxError
 from upf_bridge.backends import netlink
-from upf_bridge.model import N6Config, TrunkKind
+from upf_bridge.backends.datapaths import Datapaths
+from upf_bridge.model import N6Config, Trunk, TrunkKind
 from upf_bridge.naming import OwnedRanges
 from upf_bridge.state import Change, Diff, State, diff
 
@@ -100,14 +101,28 @@ class Reconciler(abc.ABC, Generic[ObservedT]):
         """Hold the connection that one call's reads and writes share (under the lock)."""
         yield
 
+    def datapaths(self) -> Datapaths | None:
+        return None
+
+    def check(self, desired: N6Config) -> None:
+        for trunk in desired.of_kind(self.kind).trunks:
+            self._datapath_of(trunk)
+
+    def _datapath_of(self, trunk: Trunk) -> str:
+        """The datapath a new bridge for ``trunk`` gets: ``auto`` resolved, or refused."""
+        found = self.datapaths()
+        return trunk.datapath_type if found is None else found.resolve(trunk.datapath_type)
+
     def plan(self, desired: N6Config) -> Diff:
         config = desired.of_kind(self.kind)
+        self.check(config)
         with self._lock, self._connected():
             observed = self._observe(config)
             return diff(self._state(observed), self._desired(config, observed))
 
     def apply(self, desired: N6Config, *, dry_run: bool = False) -> Diff:
         config = desired.of_kind(self.kind)
+        self.check(config)
         with self._lock, self._connected():
             observed = self._observe(config)
             before = self._state(observed)

@@ -14,6 +14,7 @@ from towerbox_core.errors import BackendError
 from upf_bridge import naming
 from upf_bridge.backends import linux, ovs
 from upf_bridge.backends.base import Attachment, InterfaceCounters, VNetCounters
+from upf_bridge.backends.datapaths import KERNEL, USERSPACE, Datapaths
 from upf_bridge.backends.reconcile import Reconciler, Step
 from upf_bridge.model import N6Config, TrunkKind, VNet
 from upf_bridge.state import Action, Diff, Link, OvsBridge, OvsPort, Resource, State, state_of
@@ -26,16 +27,24 @@ class SimulatedBackend(Reconciler[State]):
         kind: TrunkKind = TrunkKind.OVS,
         owner: str = naming.DEFAULT_OWNER,
         ranges: naming.OwnedRanges | None = None,
+        datapaths: Datapaths | None = None,
     ) -> None:
         default = naming.OVS_RANGES if kind == TrunkKind.OVS else naming.LINUX_RANGES
         super().__init__(owner=owner, ranges=ranges or default)
         self.kind = kind
         self._objects: State = {}
+        # Kind ovs: what the simulated host can run (both, unless a test says less).
+        if kind == TrunkKind.OVS and datapaths is None:
+            datapaths = Datapaths(usable=(KERNEL, USERSPACE))
+        self._datapaths = datapaths
         # A step for which this returns True fails, after the steps before it ran.
         self.fail_on: Callable[[Step], bool] | None = None
 
     def describe(self) -> str:
         return f"N6 backend: simulated {self.kind.value} (no host network changes)"
+
+    def datapaths(self) -> Datapaths | None:
+        return self._datapaths
 
     def attachment(self, vnet: VNet) -> Attachment:
         if self.kind == TrunkKind.OVS:
@@ -53,7 +62,7 @@ class SimulatedBackend(Reconciler[State]):
         for trunk in config.trunks:
             vnets = config.vnets_on(trunk.name)
             if self.kind == TrunkKind.OVS:
-                want.append(OvsBridge(trunk.name, trunk.datapath_type, owned=True))
+                want.append(OvsBridge(trunk.name, self._datapath_of(trunk), owned=True))
                 vlans = tuple(sorted(v.vlan for v in vnets))
                 want += [OvsPort(p, trunk.name, owned=True, trunks=vlans) for p in trunk.ports]
             build = ovs.vnet_objects if self.kind == TrunkKind.OVS else linux.vnet_objects

@@ -21,9 +21,9 @@ import httpcore
 import httpx
 
 from appliance.backends.artifacts.bandwidth import TokenBucket
-from appliance.backends.artifacts.store import ArtifactStore, filled_up, is_no_space
+from appliance.backends.artifacts.store import ArtifactStore, filled_up
 from appliance.backends.artifacts.write_behind import WriteBehind
-from towerbox_core.errors import BackendError, BackendUnavailable, TowerboxError
+from towerbox_core.errors import BackendError, BackendUnavailable, TowerboxError, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def _transfer(
             artifact=want.name,
         ) from err
     except OSError as err:
-        if is_no_space(err):
+        if is_disk_full(err):
             # A disk that filled mid-transfer leaves nothing behind, not even a partial.
             store.discard_partial(want.name)
             raise filled_up(want.name, store.free_bytes(), want.size) from err

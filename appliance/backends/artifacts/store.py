@@ -10,7 +10,6 @@ takes them for one.
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import os
 import shutil
 import stat
@@ -43,10 +42,6 @@ def filled_up(name: str, free: int, needed: int | None) -> InsufficientResources
         needed_bytes=needed,
         free_bytes=free,
     )
-
-
-def is_no_space(err: OSError) -> bool:
-    return err.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class ArtifactStore:

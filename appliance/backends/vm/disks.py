@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
-from towerbox_core.errors import BackendError
+from towerbox_core.errors import BackendError, StorageFull
 from towerbox_core.subp import run
 
 log = logging.getLogger(__name__)
 
 
 GIB = 1 << 30
+_NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device", as qemu-img prints it
 
 
 @functools.lru_cache(maxsize=256)
@@ -66,16 +69,28 @@ def create_overlay(base: Path, overlay: Path, size_gib: int | None = None) -> No
     ]
     if size_gib is not None:
         argv.append(f"{size_gib}G")
-    run(argv, code="disk_create_failed")
+    _create(argv, overlay)
     log.info("disk overlay %s on %s", overlay, base)
 
 
 def create_blank(path: Path, size_gib: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    run(
-        ["qemu-img", "create", "-q", "-f", "qcow2", str(path), f"{size_gib}G"],
-        code="disk_create_failed",
-    )
+    _create(["qemu-img", "create", "-q", "-f", "qcow2", str(path), f"{size_gib}G"], path)
+
+
+def _create(argv: list[str], path: Path) -> None:
+    """qemu-img create; a full disk is ``StorageFull`` (qemu-img only says so in
+    words), with what it wrote of the file removed."""
+    try:
+        run(argv, code="disk_create_failed")
+    except BackendError as err:
+        if _NO_SPACE not in err.message:
+            raise
+        path.unlink(missing_ok=True)
+        raise StorageFull(
+            f"cannot create the disk {path}: no space left on its disk; free space there and retry",
+            path=str(path),
+        ) from err
 
 
 def remove(paths: list[Path]) -> None:

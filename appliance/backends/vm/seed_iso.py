@@ -17,7 +17,7 @@ from pathlib import Path
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
-from towerbox_core.errors import BackendError
+from towerbox_core.errors import BackendError, StorageFull, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,12 @@ def write_seed_iso(path: Path, files: SeedFiles) -> None:
         os.replace(tmp, path)
     except (PyCdlibException, OSError) as err:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(err):
+            raise StorageFull(
+                f"cannot write the cloud-init seed {path}: no space left on its disk; free "
+                "space there and retry",
+                path=str(path),
+            ) from err
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         raise BackendError(
             f"cannot write the cloud-init seed {path}: {reason}",

@@ -1,0 +1,331 @@
+"""``towerbox`` against a real daemon process: what an operator reads when something is
+wrong, and the exit status a script gets (the table in ``towerbox --help``)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.support.appliance import make_config
+from tests.support.daemon import TOWERBOX, Daemon, free_port, running_daemon
+from towerbox_cli.main import main
+from towerbox_core.commands import (
+    EXIT_AUTH,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_SERVER,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+)
+
+TIMES = "\N{MULTIPLICATION SIGN}"  # as the GPU backend names "H100 80GB x1"
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    tmp = tmp_path_factory.mktemp("cli")
+    with running_daemon(make_config(tmp), tmp) as d:
+        d.wait_notify("READY=1")
+        yield d
+
+
+def towerbox(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TOWERBOX, *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The one line a failed command prints: no traceback, nothing else."""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert lines[0].startswith("error ["), lines[0]
+    return lines[0]
+
+
+def test_the_help_documents_the_exit_statuses() -> None:
+    shown = towerbox(dict(os.environ), "--help")
+    assert shown.returncode == EXIT_OK
+    for line in ("1  refused", "2  usage", "3  auth", "4  unreachable", "5  server error"):
+        assert line in shown.stdout
+    assert "--yes" in shown.stdout
+
+
+def test_no_token_says_where_it_looked_and_how_to_get_one(daemon: Daemon, tmp_path: Path) -> None:
+    env = {**daemon.cli_env(), "HOME": str(tmp_path)}
+    env.pop("TOWERBOX_TOKEN", None)
+    env["TOWERBOX_STATE_DIR"] = str(tmp_path / "no-state")  # the node's token is not here
+    shown = towerbox(env, "vm", "list")
+    assert shown.returncode == EXIT_AUTH
+    line = _error_line(shown)
+    assert "[no_token] (HTTP 401)" in line
+    assert f"unix:{env['TOWERBOX_API_SOCKET']} needs a token and none was found" in line
+    assert "(looked in $TOWERBOX_TOKEN (unset), " in line
+    assert f"{tmp_path}/.config/towerbox/token (not there)" in line
+    assert (
+        f"{tmp_path}/no-state/cli-token (not there; the node's CLI token, in state_dir "
+        f"from {env['TOWERBOX_CONFIG']})"
+    ) in line
+    assert "towerbox token NAME" in line
+    # /healthz needs no token: the same setup still reads it.
+    assert towerbox(env, "health").returncode == EXIT_OK
+
+
+def test_a_refused_token_names_where_it_came_from(daemon: Daemon) -> None:
+    env = {**daemon.cli_env(), "TOWERBOX_TOKEN": "tbx_not_a_token"}
+    shown = towerbox(env, "vm", "list")
+    assert shown.returncode == EXIT_AUTH
+    line = _error_line(shown)
+    assert "the token from $TOWERBOX_TOKEN was refused by unix:" in line
+    assert "[invalid_token] (HTTP 401)" in line
+
+
+@pytest.mark.parametrize("how", ["--config", "TOWERBOX_CONFIG"])
+def test_a_config_that_does_not_exist_is_an_error(daemon: Daemon, tmp_path: Path, how: str) -> None:
+    missing = tmp_path / "typo.toml"
+    env = daemon.cli_env()
+    if how == "--config":
+        shown = towerbox(env, "--config", str(missing), "vm", "list")
+    else:
+        shown = towerbox({**env, "TOWERBOX_CONFIG": str(missing)}, "vm", "list")
+    assert shown.returncode == EXIT_USAGE
+    line = _error_line(shown)
+    assert "[config_not_found]" in line
+    origin = "--config" if how == "--config" else "$TOWERBOX_CONFIG"
+    assert f"config file {missing} (from {origin}) does not exist" in line
+
+
+def test_an_unreachable_daemon_names_the_socket_and_url(daemon: Daemon, tmp_path: Path) -> None:
+    port = free_port()
+    socket = tmp_path / "run" / "appliance.sock"
+    env = {
+        **daemon.cli_env(),
+        "TOWERBOX_API_SOCKET": str(socket),
+        "TOWERBOX_API_PORT": str(port),
+    }
+    shown = towerbox(env, "vm", "list")
+    assert shown.returncode == EXIT_UNREACHABLE
+    line = _error_line(shown)
+    assert "[appliance_unreachable]" in line
+    assert f"http://127.0.0.1:{port}" in line
+    assert f"no unix socket at {socket}" in line
+    # --url: the URL given is the one named.
+    elsewhere = towerbox(env, "--url", f"http://127.0.0.1:{port}/", "vm", "list")
+    assert elsewhere.returncode == EXIT_UNREACHABLE
+    assert f"the appliance at http://127.0.0.1:{port}:" in _error_line(elsewhere)
+
+
+class _Failing(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps({"code": "internal_error", "detail": "the store is gone"}).encode()
+        self.send_response(500)
+        self.send_header("Content-Type", "application/problem+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_server_error_is_its_own_exit_status(daemon: Daemon) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        shown = towerbox(daemon.cli_env(), "--url", url, "vm", "list")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert shown.returncode == EXIT_SERVER
+    assert _error_line(shown) == "error [internal_error] (HTTP 500): the store is gone"
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["vm", "create", "x", "--spec", "{bad"], "invalid_json"),
+        (["vm", "create", "x", "--spec", "[1]", "--vcpus", "2"], "invalid_json"),
+        (["n6", "vnet-create", '{"tenant": '], "invalid_json"),
+        (["gpu", "plan", "GPU-x", "[1,"], "invalid_json"),
+        (["service", "deploy", "--file", "/nonexistent/web.toml"], "invalid_service_template"),
+        (["prices", "add", "/nonexistent/prices.json"], "unreadable_file"),
+        (["tenant", "set-quota", "acme", "vms=lots"], "invalid_argument"),
+        (["vm", "create", "x", "--value", "novalue"], "invalid_argument"),
+        (["--url", "localhost:8443", "vm", "list"], "invalid_url"),
+    ],
+)
+def test_malformed_input_is_one_line_with_a_code(
+    daemon: Daemon, args: list[str], code: str
+) -> None:
+    shown = towerbox(daemon.cli_env(), *args)
+    assert shown.returncode == EXIT_USAGE
+    assert f"error [{code}]" in _error_line(shown)
+
+
+def test_a_bad_value_type_is_a_usage_error(daemon: Daemon) -> None:
+    shown = towerbox(daemon.cli_env(), "vm", "create", "x", "--vcpus", "many")
+    assert shown.returncode == EXIT_USAGE  # argparse's
+    assert "invalid int value" in shown.stderr and "Traceback" not in shown.stderr
+
+
+def test_a_refusal_is_exit_1_with_the_api_code(daemon: Daemon) -> None:
+    missing = towerbox(daemon.cli_env(), "vm", "get", "nope")
+    assert missing.returncode == EXIT_REFUSED
+    assert _error_line(missing) == "error [vm_not_found] (HTTP 404): no VM named 'nope'"
+    bad = towerbox(daemon.cli_env(), "vm", "create", "a<b", "--appliance", "demo")
+    assert bad.returncode == EXIT_REFUSED
+    assert "[invalid_name] (HTTP 422)" in _error_line(bad)
+
+
+def test_people_get_tables_and_summaries_machines_get_json(daemon: Daemon) -> None:
+    env = daemon.cli_env()
+    made = towerbox(env, "vm", "create", "out1", "--appliance", "demo", "--start")
+    assert made.returncode == EXIT_OK, made.stderr
+    assert made.stdout.startswith("out1: running (desired running), 1 vCPU, 128 MiB")
+
+    listed = towerbox(env, "vm", "list").stdout.splitlines()
+    assert listed[0].split() == [
+        "NAME",
+        "STATE",
+        "ROLE",
+        "TENANT",
+        "VCPUS",
+        "MEMORY_MIB",
+        "CPU_PCT",
+    ]
+    assert any(line.split()[:2] == ["out1", "running"] for line in listed[1:])
+
+    gpus = towerbox(env, "gpu", "list").stdout
+    assert f"H100 80GB {TIMES}1" in gpus and "\\u00d7" not in gpus
+    assert "UUID" in gpus.splitlines()[1]
+    gpus_json = towerbox(env, "gpu", "list", "--json").stdout
+    assert TIMES in gpus_json  # JSON, and still readable
+    assert json.loads(gpus_json)["gpus"][0]["model"] == "H100-80GB"
+
+    stats = towerbox(env, "vm", "stats", "out1").stdout.splitlines()
+    assert len(stats) <= 5 and stats[0] == "out1: running"
+    assert stats[1].startswith("CPU ")
+    full = json.loads(towerbox(env, "vm", "stats", "out1", "--json").stdout)
+    assert full["name"] == "out1" and "history" in full
+
+    health = towerbox(env, "health").stdout.splitlines()
+    assert health[0].startswith("test-node: ok, up ")
+    assert "  libvirt: test:///default (simulated)" in health
+    host = towerbox(env, "host").stdout
+    assert "32 threads" in host and "{" not in host
+    for args in (["vm", "get", "out1"], ["catalog"], ["n6", "trunks"], ["user", "list"]):
+        shown = towerbox(env, *args)
+        assert shown.returncode == EXIT_OK, shown.stderr
+        assert not shown.stdout.lstrip().startswith(("{", "[")), shown.stdout
+        assert isinstance(json.loads(towerbox(env, *args, "--json").stdout), dict | list)
+
+
+class _Terminal(io.StringIO):
+    """What an operator types, on a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def in_process(daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``main()`` in this process, against the daemon (to give it a terminal)."""
+    env = daemon.cli_env()
+    monkeypatch.setenv("TOWERBOX_CONFIG", env["TOWERBOX_CONFIG"])
+    token = (Path(env["TOWERBOX_STATE_DIR"]) / "cli-token").read_text().strip()
+    monkeypatch.setenv("TOWERBOX_TOKEN", token)
+    return ["--url", daemon.url]
+
+
+def _states(env: dict[str, str]) -> dict[str, str]:
+    listed = json.loads(towerbox(env, "vm", "list", "--json").stdout)
+    return {vm["name"]: vm["state"] for vm in listed}
+
+
+def test_deleting_a_running_vm_needs_force_and_a_yes(
+    daemon: Daemon,
+    in_process: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = daemon.cli_env()
+    assert towerbox(env, "vm", "create", "del1", "--appliance", "demo", "--start").returncode == 0
+
+    refused = towerbox(env, "vm", "delete", "del1")
+    assert refused.returncode == EXIT_REFUSED
+    assert "[vm_running]" in _error_line(refused) and "--force" in refused.stderr
+    unasked = towerbox(env, "vm", "delete", "del1", "--force")  # a script: no terminal
+    assert unasked.returncode == EXIT_USAGE
+    assert "[confirmation_required]" in _error_line(unasked)
+
+    monkeypatch.setattr(sys, "stdin", _Terminal("n\n"))
+    assert main([*in_process, "vm", "delete", "del1", "--force"]) == EXIT_REFUSED
+    asked = capsys.readouterr().err
+    assert "delete VM del1 and its disks (running, role other)? [y/N]" in asked
+    assert "[not_confirmed]" in asked
+    assert _states(env)["del1"] == "running"
+
+    monkeypatch.setattr(sys, "stdin", _Terminal("y\n"))
+    assert main([*in_process, "vm", "delete", "del1", "--force"]) == EXIT_OK
+    assert "del1 deleted" in capsys.readouterr().out
+    assert "del1" not in _states(env)
+
+
+def test_a_vran_vm_is_stopped_only_by_typing_its_name(
+    daemon: Daemon,
+    in_process: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = daemon.cli_env()
+    made = towerbox(env, "vm", "create", "du1", "--appliance", "demo", "--role", "vran", "--start")
+    assert made.returncode == EXIT_OK, made.stderr
+
+    # Off a terminal even a plain stop of a vRAN VM needs --yes.
+    assert towerbox(env, "vm", "stop", "du1").returncode == EXIT_USAGE
+    monkeypatch.setattr(sys, "stdin", _Terminal("y\n"))  # y is not its name
+    assert main([*in_process, "vm", "stop", "du1"]) == EXIT_REFUSED
+    assert "a vran VM, the cell goes down. Type du1 to confirm:" in capsys.readouterr().err
+    assert _states(env)["du1"] == "running"
+
+    monkeypatch.setattr(sys, "stdin", _Terminal("du1\n"))
+    assert main([*in_process, "vm", "stop", "du1"]) == EXIT_OK
+    assert _states(env)["du1"] == "shutoff"
+    # A stopped VM is not running: deleting it needs no --force, and a script's --yes
+    # answers the question a vRAN VM still asks.
+    assert towerbox(env, "vm", "delete", "du1", "--yes").returncode == EXIT_OK
+
+
+def test_gpu_apply_from_a_script_needs_yes(daemon: Daemon) -> None:
+    env = daemon.cli_env()
+    gpu = json.loads(towerbox(env, "gpu", "list", "--json").stdout)["gpus"][0]["uuid"]
+    target = '{"counts": {"1g.10gb": 1}}'
+    unasked = towerbox(env, "gpu", "apply", gpu, target)
+    assert unasked.returncode == EXIT_USAGE
+    assert "[confirmation_required]" in _error_line(unasked)
+    assert "1g.10gb" not in towerbox(env, "gpu", "list").stdout  # nothing applied
+    applied = towerbox(env, "gpu", "apply", gpu, target, "--yes")
+    assert applied.returncode == EXIT_OK, applied.stderr
+    assert "create  1g.10gb" in applied.stdout
+    assert "1g.10gb@" in towerbox(env, "gpu", "list").stdout

@@ -1,0 +1,94 @@
+"""Every N6 apply and repair leaves its result: in the journal and in GET /api/v1/n6/status.
+
+On the simulated backend, whose ``fail_on`` makes a step fail as a refusing host
+would; tests/integration/n6/test_datapath_real_ovs.py does the same on real OVS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from appliance.context import Appliance
+from tests.integration.test_n6_api import ACME as VNET
+from tests.support.appliance import admin_password, api_client, built, login
+from towerbox_core.errors import BackendError
+from upf_bridge.backends.simulated import SimulatedBackend
+from upf_bridge.model import N6Config, TrunkKind
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[tuple[Appliance, TestClient[Any], SimulatedBackend]]:
+    app = built(tmp_path, TOWERBOX_N6_BACKEND="simulated")
+    with api_client(app) as client:
+        client.headers.update(login(client, "admin", admin_password(app.cfg)))
+        assert client.post("/api/v1/tenants", json={"name": "acme"}).status_code == 201
+        assert client.put("/api/v1/n6/trunks/br-n6", json={"kind": "ovs"}).status_code == 200
+        assert client.post("/api/v1/n6/vnets", json=VNET).status_code == 201
+        backend = app.n6.backend(TrunkKind.OVS)
+        assert isinstance(backend, SimulatedBackend)
+        yield app, client, backend
+    app.close()
+
+
+def _kinds(client: TestClient[Any]) -> list[str]:
+    entries = client.get("/api/v1/journal?limit=1000&kind=n6.").json()["entries"]
+    return [e["kind"] for e in entries if e["kind"] != "n6.trunk_declared"]
+
+
+def _last(client: TestClient[Any]) -> dict[str, Any]:
+    last: dict[str, Any] = client.get("/api/v1/n6/status").json()["last_apply"]
+    return last
+
+
+def test_a_failed_apply_is_journalled_with_its_code_and_shown_as_the_last(
+    node: tuple[Appliance, TestClient[Any], SimulatedBackend],
+) -> None:
+    _, client, backend = node
+    status = client.get("/api/v1/n6/status").json()
+    assert status["last_apply"] is None
+    assert status["ovs_datapaths"]["simulated"] is True
+    backend.fail_on = lambda step: "port" in str(step)
+    failed = client.post("/api/v1/n6/apply")
+    assert failed.status_code == 502, failed.text
+    entries = client.get("/api/v1/journal?limit=1000&kind=n6.apply_failed").json()["entries"]
+    assert [e["state"]["code"] for e in entries] == ["simulated_failure"]
+    assert entries[0]["state"]["message"] == failed.json()["detail"]
+    last = _last(client)
+    assert (last["ok"], last["trigger"], last["code"]) == (False, "apply", "simulated_failure")
+    assert last["journal_seq"] == entries[0]["seq"]
+    assert last["message"] == failed.json()["detail"]
+
+    backend.fail_on = None
+    applied = client.post("/api/v1/n6/apply")
+    assert applied.status_code == 200, applied.text
+    last = _last(client)
+    assert (last["ok"], last["code"], last["message"]) == (True, None, None)
+    assert last["changes"] == applied.json()["changes"]
+    assert _kinds(client)[-2:] == ["n6.apply_failed", "n6.applied"]
+
+
+def test_a_repair_failing_the_same_way_is_journalled_once(
+    node: tuple[Appliance, TestClient[Any], SimulatedBackend],
+) -> None:
+    app, client, backend = node
+    assert client.post("/api/v1/n6/apply").status_code == 200
+    backend.apply(N6Config())  # the node loses its N6 paths behind the daemon's back
+    backend.fail_on = lambda step: True
+    for _ in range(3):
+        with pytest.raises(BackendError):
+            app.n6.reapply()
+    assert _kinds(client).count("n6.repair_failed") == 1
+    last = _last(client)
+    assert (last["ok"], last["trigger"], last["code"]) == (False, "repair", "simulated_failure")
+
+    backend.fail_on = None
+    assert app.n6.reapply()
+    assert _kinds(client)[-2:] == ["n6.repair_failed", "n6.repaired"]
+    assert _last(client)["ok"] is True
+    assert app.n6.reapply() == {}  # nothing to repair: nothing journalled
+    assert _kinds(client)[-1] == "n6.repaired"
