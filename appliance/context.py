@@ -55,6 +55,7 @@ from appliance.services.sync import SyncStatusBoard
 from appliance.services.tenants import TenantService
 from appliance.services.uptime import BOOT_ID, Uptime
 from appliance.services.vm_admission import VmAdmission
+from appliance.services.vm_boot import BootRestore
 from appliance.services.vms import VmService
 from appliance.store import journal
 from appliance.store.compaction import compact
@@ -243,7 +244,7 @@ def build_appliance(cfg: Config) -> Appliance:
     db = open_database(cfg.db_path, space)
     # Before anything journals a VM's state: after a reboot the VMs stopped with the host.
     uptime = Uptime(Path(cfg.state_dir) / "alive", Path(cfg.host.procfs_root) / BOOT_ID)
-    uptime.started()
+    rebooted = uptime.started()
     host = read_inventory(
         Path(cfg.host.sysfs_root), Path(cfg.host.procfs_root), Path(cfg.host.dev_root)
     )
@@ -294,13 +295,15 @@ def build_appliance(cfg: Config) -> Appliance:
         admission=admission,
     )
     gpus.set_hooks(vms.gpu_drain.drain, vms.gpu_drain.resume)
-    vms.gpu_drain.start_all()  # the layouts were re-created above; their VMs follow
     for record in vms.load_records():
         try:
             allocator.restore(record.spec.name, record.allocation)
         except TowerboxError as err:
             # Keep the daemon up: the VM keeps running, the operator sees why.
             log.error("allocation of VM %s cannot be restored: %s", record.spec.name, err.message)
+    # The layouts were re-created above; the N6 paths and the VMs follow (vm_boot).
+    with journal.acting_as(Actor(job="boot")):
+        BootRestore(backend, vms.prepare_restart, vms.gpu_drain, n6.reapply).run(rebooted)
     if auth.bootstrap(cfg.admin_password_file, cfg.cli_token_file):
         log.warning("admin password written to %s", cfg.admin_password_file)
     gpu_schedules = GpuSchedules(gpus, cfg.gpu.schedules)

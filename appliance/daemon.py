@@ -26,7 +26,7 @@ from appliance.context import Appliance, build_appliance
 from appliance.store import journal
 from appliance.store.journal_clock import MonotonicClock
 from towerbox_core import sdnotify
-from towerbox_core.errors import ConfigError
+from towerbox_core.errors import ConfigError, TowerboxError
 from towerbox_core.http_protocol import set_header_timeout
 from towerbox_core.logsetup import setup_logging
 
@@ -76,13 +76,28 @@ async def _watchdog(appliance: Appliance, server: uvicorn.Server, every: float) 
         await asyncio.sleep(every)
 
 
+async def first_jobs(appliance: Appliance) -> None:
+    """A first sweep and reconcile before serving: the API starts with real state.
+
+    One that fails (a QEMU dying under the sweep, libvirtd restarting) is logged and
+    runs again on schedule: the node's API must come up after a reboot regardless.
+    """
+    for name, job in (("monitor", appliance.monitor_job), ("reconcile", appliance.reconcile_job)):
+        try:
+            await asyncio.to_thread(job)
+        except TowerboxError as err:
+            log.error(
+                "first %s run failed: %s (%s); it runs again on schedule",
+                name,
+                err.message,
+                err.code,
+            )
+
+
 async def _serve(appliance: Appliance) -> None:
     cfg = appliance.cfg
     loop = asyncio.get_running_loop()
-    # A first sweep and reconcile before serving: the API starts with real state and
-    # VMs that should run are restarted at boot.
-    await asyncio.to_thread(appliance.monitor_job)
-    await asyncio.to_thread(appliance.reconcile_job)
+    await first_jobs(appliance)
 
     scheduler = AsyncIOScheduler()
     jobs = (

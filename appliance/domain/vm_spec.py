@@ -132,7 +132,7 @@ class VmSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pci_devices: tuple[str, ...] = ()  # host PCI addresses passed through whole
     gpu: GpuRequest | None = None
     serial_log: bool = True  # serial console to a log file the API can tail
-    autostart: bool = False  # libvirt starts it when libvirtd starts
+    autostart: bool = False  # the appliance starts it after a host reboot (vm_boot)
     restart: RestartPolicy = RestartPolicy.ON_FAILURE
     role: Role = Role.OTHER
     tenant: str | None = None

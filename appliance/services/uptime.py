@@ -10,8 +10,9 @@ sweep (without a database write, so it never waits on the write lock).
 When the boot id changed, the start journals ``node.started`` with ``rebooted`` and
 ``last_alive``, and marks every VM row as last seen shut off, in one transaction:
 metering stops the VMs' running usage at ``last_alive`` (at most one monitor interval
-after the node really went down), and the monitor's next sweep journals each VM that
-is running again (autostart, restart policies) from the time it sees it.
+after the node really went down); the VMs the appliance starts again at boot
+(vm_boot) are journalled running as they start, any other from the monitor's next
+sweep that sees it.
 """
 
 from __future__ import annotations

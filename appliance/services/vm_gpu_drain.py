@@ -110,12 +110,7 @@ class VmGpuDrain:
             try:
                 self._start_domain(vm)
             except TowerboxError as err:
-                self._waiting.add(vm.name)
-                waiting.append(WaitingVm(vm=vm.name, code=err.code, detail=err.message))
-                with journal.write_transaction():
-                    journal.append(
-                        "vm.gpu_waiting", "vm", vm.id, {"name": vm.name, "reason": err.message}
-                    )
+                waiting.append(self.hold(vm, err))
                 continue
             self._waiting.discard(vm.name)
             restarted.append(vm.name)
@@ -124,9 +119,18 @@ class VmGpuDrain:
             log.warning("GPU %s: VMs waiting for a slice: %s", gpu, waiting)
         return ResumeReport(restarted=restarted, waiting=waiting)
 
+    def hold(self, vm: Vm, err: TowerboxError) -> WaitingVm:
+        """A VM that could not start on a slice: journalled, it starts after a later
+        apply gives it one."""
+        self._waiting.add(vm.name)
+        with journal.write_transaction():
+            journal.append("vm.gpu_waiting", "vm", vm.id, {"name": vm.name, "reason": err.message})
+        return WaitingVm(vm=vm.name, code=err.code, detail=err.message)
+
     def start_all(self) -> ResumeReport:
-        """At daemon start, after the GPU layouts are re-created: start the VMs on
-        slices that should run and do not (a host reboot), vRAN first."""
+        """At a daemon start on the same boot, after any GPU layout lost to a GPU reset
+        is re-created: start the VMs on slices that should run and do not, vRAN first.
+        (After a host reboot, vm_boot starts every VM, these included.)"""
         for vm in Vm.select().where(Vm.desired_state == RUNNING):
             if msgspec.json.decode(vm.spec, type=VmSpec).gpu is not None:
                 self._waiting.add(vm.name)

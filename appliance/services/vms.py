@@ -193,10 +193,8 @@ class VmService:
                 )
                 self._backend.define(xml)
                 defined = True
-                # A VM on a MIG slice is started by the appliance at boot, after its
-                # slice is re-created; libvirt's autostart would find no vGPU.
-                if spec.autostart and spec.gpu is None:
-                    self._backend.set_autostart(vm_id, True)
+                # libvirt's autostart stays off: the appliance starts the VMs at boot,
+                # in role order and after their slices and VNets exist (vm_boot).
                 with journal.write_transaction():
                     if admission:  # the quota check and the row in one transaction
                         admission.recheck(spec, alloc, size_gib, checked_at)

@@ -192,7 +192,8 @@ def test_failure_after_define_undoes_everything(
     def broken(*_: Any, **__: Any) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(appliance.backend, "set_autostart", broken)
+    # After the domain is defined, before the row is written.
+    monkeypatch.setattr(appliance.vms, "_created_state", broken)
     resp = _create(client, "halfway", spec={"autostart": True})
     assert resp.status_code == 500
     assert resp.json()["code"] == "internal_error"

@@ -77,10 +77,14 @@ class Daemon:
     def restart(self, timeout: float = 60.0) -> None:
         """A new daemon on the same state, port and log, as systemd would start it
         after the old one died; returns once it is ready."""
+        self.respawn()
+        self.wait_notify("READY=1", timeout)
+
+    def respawn(self) -> None:
+        """A new daemon on the same state, port and log; returns at once."""
         if self.proc.poll() is None:
             raise AssertionError("the daemon is still running")
         self.proc = _spawn(self.env, self.log)
-        self.wait_notify("READY=1", timeout)
 
 
 def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

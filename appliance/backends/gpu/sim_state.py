@@ -61,6 +61,27 @@ def load_state(path: Path, catalog: GpuCatalog) -> SimState:
     return state
 
 
+def reset_gpu(gpu: SimGpu) -> None:
+    """What a GPU reset does: the pending MIG mode takes effect, instances are gone."""
+    gpu.mig_current = gpu.mig_pending
+    gpu.instances.clear()
+
+
+def power_cycle(path: Path, catalog: GpuCatalog) -> None:
+    """What a host power cycle does to the saved simulated GPUs, with no daemon running.
+
+    The hardware loses its MIG instances (and the workloads on them) and its energy
+    counter; a pending MIG mode takes effect, as at any GPU reset. The boards and
+    their MIG mode setting stay (NVIDIA keeps the mode across reboots), and so does the
+    count of instances ever made, so new MIG device UUIDs never repeat old ones.
+    """
+    state = load_state(path, catalog)
+    for gpu in state.gpus:
+        reset_gpu(gpu)
+        gpu.energy_j = 0.0
+    save_state(path, state)
+
+
 def save_state(path: Path, state: SimState) -> None:
     """Write atomically: a crash leaves the old file or the new one, never half of one."""
     tmp = path.with_name(path.name + ".tmp")

@@ -36,6 +36,7 @@ from appliance.backends.gpu.sim_state import (
     SimInstance,
     SimState,
     load_state,
+    reset_gpu,
     save_state,
 )
 from appliance.domain.gpu.catalog import GpuCatalog, GpuModel, MigProfile, default_catalog
@@ -142,8 +143,7 @@ class SimulatedGpuBackend:
                     code="mig_instance_in_use",
                     gpu=gpu,
                 )
-            state.mig_current = state.mig_pending
-            state.instances.clear()
+            reset_gpu(state)
             self._save()
             return MigMode(state.mig_current, state.mig_pending)
 

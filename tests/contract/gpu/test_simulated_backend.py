@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from appliance.backends.gpu.protocol import GpuBackend
+from appliance.backends.gpu.sim_state import power_cycle
 from appliance.backends.gpu.simulated import SimulatedGpuBackend
+from appliance.domain.gpu.catalog import default_catalog
 from towerbox_core.errors import BackendError, ConfigError, Conflict, InsufficientResources
 
 
@@ -124,6 +126,32 @@ def test_state_survives_a_new_simulator(tmp_path: Path) -> None:
     with pytest.raises(Conflict):
         second.destroy_instance(gpu, made.gpu_instance_id)  # the workload is remembered
     again = second.create_instance(gpu, "1g.10gb", 0)
+    assert again.mig_uuid != made.mig_uuid
+
+
+def test_a_power_cycle_loses_what_the_hardware_loses(tmp_path: Path) -> None:
+    path = tmp_path / "gpus.json"
+    now = [100.0]
+    first = SimulatedGpuBackend(["H100-80GB", "H100-80GB"], state_path=path, clock=lambda: now[0])
+    on, off = (g.uuid for g in first.list_gpus())
+    made = first.create_instance(on, "3g.40gb", 4)
+    first.attach_workload(on, made.gpu_instance_id, "du-1")  # busy: a reboot does not ask
+    first.set_mig_mode(off, False)
+    first.telemetry(on)
+    now[0] += 10.0
+    assert (first.telemetry(on).energy_j or 0) > 0
+    first.close()
+
+    power_cycle(path, default_catalog())
+
+    after = SimulatedGpuBackend(state_path=path)
+    assert after.instances(on) == []
+    assert [(g.uuid, g.mig.current, g.mig.pending) for g in after.list_gpus()] == [
+        (on, True, True),
+        (off, False, False),  # the pending mode took effect
+    ]
+    assert after.telemetry(on).energy_j == 0.0
+    again = after.create_instance(on, "3g.40gb", 4)
     assert again.mig_uuid != made.mig_uuid
 
 
