@@ -76,6 +76,12 @@ class JobsConfig:
     monitor_interval_s: float = 5.0
     reconcile_interval_s: float = 15.0
     history_samples: int = 360  # per VM, for charts: 30 min at the default interval
+    # A sweep's stats call that gets no answer in this time is given up and asked
+    # again, passing over the domain whose QEMU is not answering.
+    stats_deadline_s: float = 2.0
+    # A VM whose QEMU monitor has not answered a command for this long is shown (and
+    # journalled) as unresponsive.
+    unresponsive_after_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -257,6 +263,11 @@ def config_from(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> Con
             f"{origin}: [host] memory_overcommit must be above 0 (at most 100) and "
             "memory_reserve_mib at least 0",
             field="host.memory_overcommit",
+        )
+    if min(cfg.jobs.stats_deadline_s, cfg.jobs.unresponsive_after_s) <= 0:
+        raise ConfigError(
+            f"{origin}: [jobs] stats_deadline_s and unresponsive_after_s must be above 0",
+            field="jobs",
         )
     # libvirt needs absolute paths in domain XML; relative ones are the caller's cwd.
     return replace(

@@ -260,7 +260,13 @@ def build_appliance(cfg: Config) -> Appliance:
     n6 = N6Service(_n6_backends(cfg), eupf_url=cfg.n6.eupf_url)
     n6.probe()
     gpus = _gpu_service(cfg)
-    monitor = Monitor(backend, cfg.jobs.history_samples, gpus.backend)
+    monitor = Monitor(
+        backend,
+        cfg.jobs.history_samples,
+        gpus.backend,
+        stats_deadline_s=cfg.jobs.stats_deadline_s,
+        unresponsive_after_s=cfg.jobs.unresponsive_after_s,
+    )
     gpu_claims = GpuClaims(gpus)
     binder = GpuBinder(gpu_claims, _vgpu_host(cfg, gpus.backend, backend))
     tenants = TenantService(

@@ -16,6 +16,7 @@ STATE_COLOURS = {
     "paused": "warning",
     "crashed": "negative",
     "missing": "negative",
+    "unresponsive": "negative",
 }
 
 BANNER_CLASSES = {

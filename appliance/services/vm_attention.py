@@ -46,6 +46,18 @@ class StartFailures:
             return self._failed.get(name)
 
 
+def unresponsive(since: float | None) -> VmAttention | None:
+    """The attention a VM whose QEMU stopped answering at ``since`` (Unix time) needs."""
+    if since is None:
+        return None
+    return VmAttention(
+        "unresponsive",
+        "its QEMU does not answer (stopped or wedged): shutdown and reboot cannot "
+        "reach it; stop forces it off",
+        _iso(dt.datetime.fromtimestamp(since, dt.UTC)),
+    )
+
+
 def attention(
     vm: Vm, state: str, failure: tuple[str, str, dt.datetime] | None, draining: bool
 ) -> VmAttention | None:

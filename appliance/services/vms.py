@@ -30,7 +30,7 @@ from appliance.services.auth import Principal, aware_utc
 from appliance.services.gpu_binding import GpuBinder
 from appliance.services.monitor import Monitor, record_observed
 from appliance.services.vm_admission import VmAdmission
-from appliance.services.vm_attention import StartFailures, attention
+from appliance.services.vm_attention import StartFailures, attention, unresponsive
 from appliance.services.vm_gpu_drain import VmGpuDrain
 from appliance.services.vm_power import ACTIVE, DEFINED, RUNNING, STOPPED, is_active, wait_off
 from appliance.services.vm_provision import (
@@ -314,6 +314,7 @@ class VmService:
     def shutdown(self, principal: Principal, name: str, timeout_s: float | None) -> VmShutdown:
         """ACPI power-off, then force after the deadline."""
         vm = self._writable(principal, name)
+        self._monitor.refuse_if_unresponsive(vm.id, vm.name, "shut down")
         deadline = self._cfg.libvirt.shutdown_timeout_s if timeout_s is None else timeout_s
         self._set_desired(vm, STOPPED, "vm.shutdown")
         forced = False
@@ -345,6 +346,7 @@ class VmService:
         vm = self._writable(principal, name)
         if not is_active(self._backend, vm.id):
             raise Conflict(f"VM {name} is not running", code="vm_not_running")
+        self._monitor.refuse_if_unresponsive(vm.id, vm.name, "reboot")
         self._backend.reboot(vm.id)
         with journal.write_transaction():
             journal.append("vm.reboot", "vm", vm.id, {"name": name})
@@ -401,17 +403,17 @@ class VmService:
         # ask libvirt for this VM until the next sweep sees the new state. The state the
         # action reached is journalled now, not a sweep later: metering bills from it.
         Vm.update(updated_at=utcnow()).where(Vm.id == vm_id).execute()
-        status = self._backend.status(vm_id)
-        record_observed(vm_id, status.state.value if status else "missing")
+        state, since = self._monitor.shown_state(vm_id, self._backend.status(vm_id))
+        record_observed(vm_id, state, unresponsive_since=since)
         return self._view(Vm.get_by_id(vm_id))
 
     def _view(self, vm: Vm, *, live: bool = True) -> VmSummary:
         """The VM as clients see it; ``live`` asks libvirt instead of the snapshot."""
         sample = self._monitor.snapshot.vms.get(vm.id)
         state = sample.state if sample else vm.observed_state
+        since = sample.unresponsive_since if sample else None
         if live:
-            status = self._backend.status(vm.id)
-            state = status.state.value if status else "missing"
+            state, since = self._monitor.shown_state(vm.id, self._backend.status(vm.id))
         spec = msgspec.json.decode(vm.spec)
         return VmSummary(
             id=vm.id,
@@ -424,7 +426,9 @@ class VmService:
             desired_state=vm.desired_state,
             state=state,
             cpu_pct=sample.cpu_pct if sample else None,
-            attention=attention(
+            unresponsive_since=since,
+            attention=unresponsive(since)
+            or attention(
                 vm,
                 state,
                 self.start_failures.get(vm.name),

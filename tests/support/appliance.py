@@ -15,6 +15,7 @@ from appliance.api.app import create_app
 from appliance.backends.vm.libvirt_backend import SYSTEM_URI
 from appliance.config import Config, load_config
 from appliance.context import Appliance, build_appliance
+from appliance.store.models import Vm
 from tests.fixtures.hosts.make_fixture import build_dual_socket_sriov
 from towerbox_core.subp import run
 
@@ -97,3 +98,20 @@ def real_node_config(node_name: str, **env: str) -> tuple[Config, Path]:
         **env,
     )
     return cfg, work
+
+
+@contextmanager
+def admin_client(appliance: Appliance) -> Iterator[TestClient[Any]]:
+    """An API client logged in as the node's admin."""
+    with api_client(appliance) as client:
+        client.headers.update(login(client, "admin", admin_password(appliance.cfg)))
+        yield client
+
+
+def close_removing_vms(appliance: Appliance) -> None:
+    """Delete every VM the appliance made (its domains live on in the shared driver)
+    and close it."""
+    root = appliance.auth.authenticate(appliance.cfg.cli_token_file.read_text().strip())
+    for name in [vm.name for vm in Vm.select(Vm.name)]:
+        appliance.vms.delete(root, name)
+    appliance.close()

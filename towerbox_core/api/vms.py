@@ -54,8 +54,11 @@ class VmSummary(msgspec.Struct, frozen=True):
     vcpus: int
     memory_mib: int
     desired_state: str
-    state: str  # libvirt's (running, shutoff...) or "missing"
+    # libvirt's (running, shutoff...), "missing", or "unresponsive": running, but its
+    # QEMU has not answered since ``unresponsive_since`` (wall clock, seconds)
+    state: str
     cpu_pct: float | None
+    unresponsive_since: float | None
     attention: VmAttention | None  # None: as it should be
 
 
@@ -82,6 +85,7 @@ class VmSample(msgspec.Struct, frozen=True, gc=False):
     net_tx_bytes: int
     disk_read_bytes: int
     disk_write_bytes: int
+    unresponsive_since: float | None = None  # when state is "unresponsive"
 
 
 class VmStats(msgspec.Struct, frozen=True):

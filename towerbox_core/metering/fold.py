@@ -34,8 +34,9 @@ MEASURED_RESOURCES = ("n6_bytes", "n6_packets", "cpu_ns", "gpu_energy_mj", "gpu_
 CLOCK_STEPPED = "clock.stepped"
 NODE_STARTED = "node.started"
 NODE_TENANT = ""  # what the operator's own VMs, claims and VNets are charged to
-# libvirt's states in which a VM holds its vCPUs and memory.
-ACTIVE_STATES = frozenset({"running", "blocked", "paused"})
+# libvirt's states in which a VM holds its vCPUs and memory, and the node's word for
+# a running VM whose QEMU stopped answering (it still holds them).
+ACTIVE_STATES = frozenset({"running", "blocked", "paused", "unresponsive"})
 _PROCESS = "process:"
 
 

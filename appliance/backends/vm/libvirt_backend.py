@@ -10,23 +10,25 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import libvirt
 import libvirt_qemu
 
 from appliance.backends.vm.domain_xml import OWNER_NS, read_owner
+from appliance.backends.vm.libvirt_link import STATES, Link, translate
+from appliance.backends.vm.libvirt_stats import StatsReader
 from appliance.backends.vm.protocol import (
+    STATS_DEADLINE_S,
     AgentUnsupported,
     DomainState,
     DomainStats,
     DomainStatus,
 )
 from appliance.backends.vm.xml_parts import compact_cpuset
-from towerbox_core.errors import BackendError, BackendUnavailable, Conflict, NotFound
+from towerbox_core.errors import BackendError, Conflict
 
 log = logging.getLogger(__name__)
 
@@ -37,33 +39,9 @@ _T = TypeVar("_T")
 
 GUEST_PING = '{"execute":"guest-ping"}'
 
-_STATES = {
-    libvirt.VIR_DOMAIN_NOSTATE: DomainState.UNKNOWN,
-    libvirt.VIR_DOMAIN_RUNNING: DomainState.RUNNING,
-    libvirt.VIR_DOMAIN_BLOCKED: DomainState.BLOCKED,
-    libvirt.VIR_DOMAIN_PAUSED: DomainState.PAUSED,
-    libvirt.VIR_DOMAIN_SHUTDOWN: DomainState.SHUTTING_DOWN,
-    libvirt.VIR_DOMAIN_SHUTOFF: DomainState.SHUTOFF,
-    libvirt.VIR_DOMAIN_CRASHED: DomainState.CRASHED,
-    libvirt.VIR_DOMAIN_PMSUSPENDED: DomainState.SUSPENDED,
-}
 
 # libvirt prints every error to stderr by default; we raise our own instead.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-
-
-def _translate(err: libvirt.libvirtError, what: str) -> Exception:
-    code = err.get_error_code()
-    msg = f"{what}: {err.get_error_message()}"
-    if code == libvirt.VIR_ERR_NO_DOMAIN:
-        return NotFound(msg, code="domain_not_found")
-    if code == libvirt.VIR_ERR_OPERATION_INVALID:
-        return Conflict(msg, code="domain_state_conflict")
-    if code in (libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_RPC):
-        return BackendUnavailable(msg, code="libvirt_unavailable")
-    if code in (libvirt.VIR_ERR_XML_ERROR, libvirt.VIR_ERR_CONFIG_UNSUPPORTED):
-        return BackendError(msg, code="libvirt_rejected_config")
-    return BackendError(msg, code="libvirt_error", libvirt_code=code)
 
 
 def _crashed(state: int, reason: int) -> bool:
@@ -77,10 +55,10 @@ class LibvirtBackend:
     def __init__(self, uri: str, virt_type: str) -> None:
         self._uri = uri
         self._virt_type = virt_type
-        self._lock = threading.Lock()
-        self._conn: libvirt.virConnect | None = None
+        self._link = Link(uri)
         self._owner_cache: dict[str, str | None] = {}
-        self._connect()
+        self._stats = StatsReader(uri, self._link, self.simulated)
+        self._link.get()
 
     @property
     def uri(self) -> str:
@@ -100,27 +78,14 @@ class LibvirtBackend:
         mode = "qemu emulation" if self._virt_type == "qemu" else self._virt_type
         return f"{self._uri} ({mode})"
 
-    def _connect(self) -> libvirt.virConnect:
-        with self._lock:
-            if self._conn is not None:
-                try:
-                    if bool(self._conn.isAlive()):
-                        return self._conn
-                except libvirt.libvirtError:
-                    pass
-                log.warning("libvirt connection to %s lost; reconnecting", self._uri)
-            try:
-                self._conn = libvirt.open(self._uri)
-            except libvirt.libvirtError as err:
-                raise _translate(err, f"cannot connect to {self._uri}") from err
-            return self._conn
-
-    def _call(self, what: str, fn: Callable[[libvirt.virConnect], _T]) -> _T:
-        conn = self._connect()
+    def _call(
+        self, what: str, fn: Callable[[libvirt.virConnect], _T], link: Link | None = None
+    ) -> _T:
+        conn = (link or self._link).get()
         try:
             return fn(conn)
         except libvirt.libvirtError as err:
-            raise _translate(err, what) from err
+            raise translate(err, what) from err
 
     def _dom(self, conn: libvirt.virConnect, uuid: str) -> libvirt.virDomain:
         return conn.lookupByUUIDString(uuid)
@@ -222,7 +187,7 @@ class LibvirtBackend:
         return DomainStatus(
             uuid=uuid,
             name=dom.name(),
-            state=_STATES.get(state, DomainState.UNKNOWN),
+            state=STATES.get(state, DomainState.UNKNOWN),
             owner_node=self._owner(dom, uuid),
             crashed=_crashed(state, reason),
         )
@@ -286,11 +251,18 @@ class LibvirtBackend:
         except BackendError as err:
             raise _agent_error(err) from err
 
-    def bulk_stats(self) -> list[DomainStats]:
-        def go(c: libvirt.virConnect) -> list[DomainStats]:
-            return [_stats(dom, raw) for dom, raw in c.getAllDomainStats()]
+    def bulk_stats(self, deadline_s: float = STATS_DEADLINE_S) -> list[DomainStats]:
+        return self._stats.bulk_stats(deadline_s)
 
-        return self._call("domain stats", go)
+    @property
+    def stranded_stats_calls(self) -> int:
+        """Stats calls given up on that still wait on a domain's QEMU."""
+        return self._stats.stranded
+
+    def stall(self, uuid: str, stalled: bool = True) -> None:
+        """Simulated backend only: the domain's QEMU stops (or resumes) answering, as a
+        SIGSTOPped (SIGCONTed) one does."""
+        self._stats.stall(uuid, stalled)
 
 
 def _agent_error(err: BackendError) -> BackendError:
@@ -314,25 +286,6 @@ def _with_flags(call: Callable[[int], object], flags: int) -> None:
         if err.get_error_code() != libvirt.VIR_ERR_INVALID_ARG:
             raise
         call(0)
-
-
-def _stats(dom: libvirt.virDomain, raw: dict[str, Any]) -> DomainStats:
-    state = int(raw.get("state.state", libvirt.VIR_DOMAIN_NOSTATE))
-    nets = int(raw.get("net.count", 0))
-    blocks = int(raw.get("block.count", 0))
-    return DomainStats(
-        uuid=dom.UUIDString(),
-        name=dom.name(),
-        state=_STATES.get(state, DomainState.UNKNOWN),
-        vcpus=int(raw.get("vcpu.current", 0)),
-        cpu_time_ns=int(raw.get("cpu.time", 0)),
-        memory_kib=int(raw.get("balloon.current", 0)),
-        rss_kib=int(raw.get("balloon.rss", 0)),
-        net_rx_bytes=sum(int(raw.get(f"net.{i}.rx.bytes", 0)) for i in range(nets)),
-        net_tx_bytes=sum(int(raw.get(f"net.{i}.tx.bytes", 0)) for i in range(nets)),
-        disk_read_bytes=sum(int(raw.get(f"block.{i}.rd.bytes", 0)) for i in range(blocks)),
-        disk_write_bytes=sum(int(raw.get(f"block.{i}.wr.bytes", 0)) for i in range(blocks)),
-    )
 
 
 def choose_uri(configured: str) -> tuple[str, str | None]:

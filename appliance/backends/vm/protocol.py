@@ -32,6 +32,9 @@ class DomainState(enum.StrEnum):
     SUSPENDED = "suspended"
     BLOCKED = "blocked"
     UNKNOWN = "unknown"
+    # Never libvirt's: the monitor's word for a live domain whose QEMU stopped
+    # answering (its libvirt state still reads running).
+    UNRESPONSIVE = "unresponsive"
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,16 @@ class DomainStats(msgspec.Struct, frozen=True, gc=False):
     net_tx_bytes: int = 0
     disk_read_bytes: int = 0
     disk_write_bytes: int = 0
+    # How long a command has held the domain's QEMU monitor (0: free). While it is
+    # held, the figures that need the monitor (memory, disks) are left out of the
+    # stats; one held for long means a QEMU that no longer answers.
+    monitor_busy_ms: int = 0
+    # Only the state was read (the stats call got no answer in time): no figures.
+    partial: bool = False
+
+
+# How long one stats call may wait before it is given up and asked again.
+STATS_DEADLINE_S = 2.0
 
 
 class VmBackend(Protocol):
@@ -121,6 +134,8 @@ class VmBackend(Protocol):
         """
         ...
 
-    def bulk_stats(self) -> list[DomainStats]:
-        """Every domain's stats in one call (libvirt's getAllDomainStats)."""
+    def bulk_stats(self, deadline_s: float = STATS_DEADLINE_S) -> list[DomainStats]:
+        """Every domain's stats in one call (libvirt's getAllDomainStats), never held
+        up by one domain: a call that gets no answer within ``deadline_s`` is given up
+        and asked again, passing over the domain it was waiting on."""
         ...
