@@ -157,6 +157,7 @@ class Monitor:
             cpu_time_ns=figures.cpu_time_ns,
             memory_kib=figures.memory_kib,
             rss_kib=figures.rss_kib,
+            guest_used_kib=figures.guest_used_kib,
             net_rx_bytes=figures.net_rx_bytes,
             net_tx_bytes=figures.net_tx_bytes,
             disk_read_bytes=figures.disk_read_bytes,

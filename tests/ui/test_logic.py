@@ -255,8 +255,24 @@ def test_n6_status_says_the_datapath_and_the_last_apply() -> None:
 
 def test_chart_series_rates() -> None:
     history = [
-        {"at": 100.0, "cpu_pct": 5.0, "rss_kib": 2048, "net_rx_bytes": 0, "net_tx_bytes": 0},
-        {"at": 102.0, "cpu_pct": 7.0, "rss_kib": 4096, "net_rx_bytes": 2000, "net_tx_bytes": 500},
+        # QEMU's resident size is never plotted: the guest's own use, else its size.
+        {
+            "at": 100.0,
+            "cpu_pct": 5.0,
+            "rss_kib": 9999,
+            "memory_kib": 2048,
+            "net_rx_bytes": 0,
+            "net_tx_bytes": 0,
+        },
+        {
+            "at": 102.0,
+            "cpu_pct": 7.0,
+            "rss_kib": 9999,
+            "memory_kib": 8192,
+            "guest_used_kib": 4096,
+            "net_rx_bytes": 2000,
+            "net_tx_bytes": 500,
+        },
     ]
     series = chart_series(history)
     assert series["mem"] == [2.0, 4.0]

@@ -86,6 +86,7 @@ class VmSample(msgspec.Struct, frozen=True, gc=False):
     disk_read_bytes: int
     disk_write_bytes: int
     unresponsive_since: float | None = None  # when state is "unresponsive"
+    guest_used_kib: int | None = None  # the guest's own use, where its driver reports it
 
 
 class VmStats(msgspec.Struct, frozen=True):

@@ -58,11 +58,20 @@ def _gpu_text(gpu: Any) -> str:
     return str(gpu)
 
 
+def _guest_memory_kib(sample: dict[str, Any]) -> int:
+    used = sample.get("guest_used_kib")
+    return int(used if used is not None else sample.get("memory_kib") or 0)
+
+
 def chart_series(history: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """CPU %, memory MiB, and network rates (bytes/s) from the monitor's samples."""
+    """CPU %, memory MiB, and network rates (bytes/s) from the monitor's samples.
+
+    Memory is the guest's: what it uses where its balloon driver reports that, else
+    what it has been given. QEMU's own resident size on the host is not the VM's.
+    """
     times = [fmt.clock(s.get("at")) for s in history]
     cpu = [s.get("cpu_pct") for s in history]
-    mem = [round((s.get("rss_kib") or s.get("memory_kib") or 0) / 1024, 1) for s in history]
+    mem = [round(_guest_memory_kib(s) / 1024, 1) for s in history]
     rx: list[float | None] = [None]
     tx: list[float | None] = [None]
     for before, after in itertools.pairwise(history):
@@ -130,7 +139,8 @@ class VmDetail:
                     ui.echart(_chart("CPU", "%", {"time": [], "cpu": []})), "vm-chart-cpu"
                 ).classes("w-full h-48")
                 self.mem_chart = tag(
-                    ui.echart(_chart("Memory", "MiB", {"time": [], "memory": []})), "vm-chart-mem"
+                    ui.echart(_chart("Guest memory", "MiB", {"time": [], "memory": []})),
+                    "vm-chart-mem",
                 ).classes("w-full h-48")
                 self.net_chart = tag(
                     ui.echart(_chart("Network", "B/s", {"time": [], "rx": [], "tx": []})),

@@ -151,9 +151,18 @@ def _stats(dom: libvirt.virDomain, raw: dict[str, Any], busy_ms: int) -> DomainS
         cpu_time_ns=int(raw.get("cpu.time", 0)),
         memory_kib=int(raw.get("balloon.current", 0)),
         rss_kib=int(raw.get("balloon.rss", 0)),
+        guest_used_kib=_guest_used(raw),
         net_rx_bytes=sum(int(raw.get(f"net.{i}.rx.bytes", 0)) for i in range(nets)),
         net_tx_bytes=sum(int(raw.get(f"net.{i}.tx.bytes", 0)) for i in range(nets)),
         disk_read_bytes=sum(int(raw.get(f"block.{i}.rd.bytes", 0)) for i in range(blocks)),
         disk_write_bytes=sum(int(raw.get(f"block.{i}.wr.bytes", 0)) for i in range(blocks)),
         monitor_busy_ms=busy_ms,
     )
+
+
+def _guest_used(raw: dict[str, Any]) -> int | None:
+    """The guest's own memory use, from its balloon driver's statistics, when it sends them."""
+    available, unused = raw.get("balloon.available"), raw.get("balloon.unused")
+    if available is None or unused is None:
+        return None
+    return max(int(available) - int(unused), 0)

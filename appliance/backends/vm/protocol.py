@@ -61,6 +61,9 @@ class DomainStats(msgspec.Struct, frozen=True, gc=False):
     cpu_time_ns: int = 0
     memory_kib: int = 0  # balloon current (what the guest has)
     rss_kib: int = 0  # what QEMU uses on the host
+    # What the guest uses (its balloon driver's available less unused); None until a
+    # guest driver reports them: only then is a guest's own memory use known.
+    guest_used_kib: int | None = None
     net_rx_bytes: int = 0
     net_tx_bytes: int = 0
     disk_read_bytes: int = 0
