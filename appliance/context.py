@@ -41,7 +41,7 @@ from appliance.services.journal_sync import JournalService
 from appliance.services.measured import MeasuredUsage, sweep_readings
 from appliance.services.measured_gpu import GpuMeter
 from appliance.services.metering import MeteringService, now_us
-from appliance.services.monitor import Monitor, record_state_changes
+from appliance.services.monitor import Monitor, owned_states, record_state_changes
 from appliance.services.n6 import N6Service
 from appliance.services.node_view import NodeViews
 from appliance.services.reconcile import Reconciler
@@ -120,7 +120,7 @@ class Appliance:
                 journal.follow_clock_step()
             self.uptime.beat()
             snapshot = self.monitor.sweep()
-            self.metrics.observe_sweep(snapshot.sweep_ms / 1000, snapshot.states)
+            self.metrics.observe_sweep(snapshot.sweep_ms / 1000, owned_states(snapshot))
             with skipped_while_full("the monitor's state changes"):
                 record_state_changes(snapshot)
             counters = self.n6.sweep_counters()

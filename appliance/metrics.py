@@ -111,7 +111,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.vms = Gauge(
             "towerbox_vms",
-            "Domains on the node by state (from the last sweep)",
+            "The node's VMs by state (from the last sweep; missing: no libvirt domain)",
             ["state"],
             registry=self.registry,
         )
@@ -143,9 +143,10 @@ class Metrics:
         self.registry.register(UsageCollector(totals))
 
     def observe_sweep(self, seconds: float, states: dict[str, int]) -> None:
+        """``states``: the node's own VMs by state (``missing``: no domain)."""
         self.sweep_seconds.observe(seconds)
-        for state in DomainState:
-            self.vms.labels(state=state.value).set(states.get(state.value, 0))
+        for state in [*(s.value for s in DomainState), "missing"]:
+            self.vms.labels(state=state).set(states.get(state, 0))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -182,6 +182,21 @@ class Monitor:
         return None
 
 
+def owned_states(snapshot: NodeSnapshot) -> dict[str, int]:
+    """The node's own VMs by state, as its metrics count them.
+
+    The sweep sees every domain of the libvirt it shares (another tool's VMs, the
+    test driver's built-in ``test`` domain); those are not the node's VMs. A VM whose
+    domain is gone counts as ``missing``.
+    """
+    states: dict[str, int] = {}
+    for vm in Vm.select(Vm.id):
+        sample = snapshot.vms.get(vm.id)
+        state = sample.state if sample else "missing"
+        states[state] = states.get(state, 0) + 1
+    return states
+
+
 def record_state_changes(snapshot: NodeSnapshot) -> int:
     """Journal each owned VM whose observed state changed since the last sweep."""
     changed = 0
@@ -228,5 +243,6 @@ __all__ = [
     "Monitor",
     "NodeSnapshot",
     "VmSample",
+    "owned_states",
     "record_state_changes",
 ]

@@ -305,6 +305,28 @@ def test_node_routes(client: TestClient[Any]) -> None:
     assert 'route="/api/v1/vms"' in text
 
 
+def test_metrics_count_the_nodes_vms_not_every_domain_libvirt_has(
+    client: TestClient[Any], appliance: Appliance
+) -> None:
+    conn = libvirt.open("test:///default")
+    running = sum(d.isActive() for d in conn.listAllDomains())
+    conn.close()
+    assert running >= 1  # the test driver's built-in "test" domain, at least
+    _create(client, "m2", start=True)
+    appliance.monitor_job()
+    text = client.get("/metrics").text
+    assert 'towerbox_vms{state="running"} 1.0' in text
+    Vm.update(observed_state="running").where(Vm.name == "m2").execute()
+    conn = libvirt.open("test:///default")
+    conn.lookupByName("m2").destroy()
+    conn.lookupByName("m2").undefine()
+    conn.close()
+    appliance.monitor_job()
+    text = client.get("/metrics").text
+    assert 'towerbox_vms{state="running"} 0.0' in text
+    assert 'towerbox_vms{state="missing"} 1.0' in text
+
+
 def test_shared_vms_move_off_cores_a_pinned_vm_takes(
     client: TestClient[Any], appliance: Appliance
 ) -> None:
