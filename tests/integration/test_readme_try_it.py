@@ -33,7 +33,7 @@ PROMISES = {
     "vm console demo1": ("TOWERBOX-DEMO-BOOTED", "TOWERBOX-SEED", "model=llama-3-8b"),
     "guest-ping": ('{"return":{}}',),
     "vm list": ("demo1",),
-    "n6 status": ("applied",),
+    "n6 status": ("ok: yes",),  # the last apply's result
 }
 POLL_S = 240.0
 
