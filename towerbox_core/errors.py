@@ -113,6 +113,30 @@ def is_lock_contention(exc: BaseException) -> bool:
     )
 
 
+class StoreUnavailable(TowerboxError):
+    """The database server is gone for now (restarting, unreachable): nothing was
+    written; retry shortly. The next request connects afresh."""
+
+    code = "store_unavailable"
+    status = 503
+    retry_after_s = 5
+
+
+def is_store_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` is a lost or refused connection to the database server
+    (psycopg2's OperationalError or InterfaceError, as raised or wrapped by peewee).
+
+    Matched by the driver's class, not imported: most programs never load psycopg2.
+    """
+    return _in_chain(
+        exc,
+        lambda e: (
+            type(e).__module__.startswith("psycopg2")
+            and type(e).__name__ in ("OperationalError", "InterfaceError")
+        ),
+    )
+
+
 class StorageFull(TowerboxError):
     """The disk that holds the node's state is full (or below its reserve): the write
     was refused whole and nothing was half-made. Not transient like ``StoreBusy``: it

@@ -20,9 +20,11 @@ from litestar.types import ExceptionHandlersMap
 from towerbox_core.errors import (
     StorageFull,
     StoreBusy,
+    StoreUnavailable,
     TowerboxError,
     is_disk_full,
     is_lock_contention,
+    is_store_unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,8 @@ def towerbox_error(_: Request[Any, Any, Any], exc: TowerboxError) -> Response[di
     if exc.status >= 500:
         log.error("request failed: %s (%s)", exc.message, exc.code)
     body = exc.to_problem()
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, StoreBusy) else None
+    retry_after = exc.retry_after_s if isinstance(exc, StoreBusy | StoreUnavailable) else None
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return Response(body, status_code=exc.status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -91,6 +94,12 @@ def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
         # same answer, never a 500.
         busy = StoreBusy("the database is busy with another writer; retry shortly")
         return towerbox_error(request, busy)
+    if is_store_unavailable(exc):
+        # The database server restarted or went away under a request: retryable, and
+        # the next request reconnects (registry.store.db).
+        log.warning("database unavailable: %s", exc)
+        gone = StoreUnavailable("the database is unavailable for now; retry shortly")
+        return towerbox_error(request, gone)
     if is_disk_full(exc):
         # A full disk met by a writer that did not translate it: still a clear 507.
         full = StorageFull(f"the server's disk is full ({exc}); free space and retry")

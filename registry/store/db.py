@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import peewee
 
@@ -66,6 +67,24 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+class _ReconnectingPostgres(peewee.PostgresqlDatabase):
+    """PostgreSQL that drops a connection the server closed (a restart, a failover)
+    before using it again.
+
+    Each worker thread keeps its connection; after a server restart the first query
+    on it fails (answered 503 store_unavailable) and psycopg2 marks it closed. Without
+    this, the thread would keep it and fail every request after; with it, the next
+    request on the thread connects afresh.
+    """
+
+    def cursor(self, named_cursor: Any = None) -> Any:
+        state = self._state  # type: ignore[attr-defined]  # peewee's per-thread connection
+        if state.conn is not None and state.conn.closed:
+            log.warning("the database connection was closed by the server; reconnecting")
+            state.reset()
+        return super().cursor(named_cursor)  # type: ignore[no-untyped-call]
+
+
 def connect(url: DatabaseUrl) -> peewee.Database:
     """Open the database the URL names and bind the models to it (no migration)."""
     db: peewee.Database
@@ -73,7 +92,7 @@ def connect(url: DatabaseUrl) -> peewee.Database:
         Path(url.path).parent.mkdir(parents=True, exist_ok=True)
         db = peewee.SqliteDatabase(url.path, pragmas=_SQLITE_PRAGMAS)
     else:
-        db = peewee.PostgresqlDatabase(
+        db = _ReconnectingPostgres(
             url.dbname,
             user=url.user or None,
             password=url.password or None,

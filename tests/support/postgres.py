@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,15 @@ def _major(path: str) -> int:
 class PostgresServer:
     port: int
     root: Path
+    bindir: Path
+    settings: str  # the server options it was started with
+
+    def restart(self, down_s: float) -> None:
+        """Stop the server as an operator's restart does (fast: connections are cut),
+        leave it down ``down_s`` seconds, and start it again on the same port."""
+        _pg_ctl(self.bindir, self.root, "-m", "fast", "stop")
+        time.sleep(down_s)
+        _pg_ctl(self.bindir, self.root, "-o", self.settings, "start")
 
     def url(self, dbname: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
@@ -121,26 +131,17 @@ def postgres_server(durable: bool = False) -> Iterator[PostgresServer]:
         settings.append("-c synchronous_commit=off")
     else:
         settings += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
-    start = _as_postgres(
-        [
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(root / "server.log"),
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            " ".join(settings),
-            "start",
-        ]
-    )
     try:
-        if start.returncode != 0:
-            log = (root / "server.log").read_text() if (root / "server.log").exists() else ""
-            raise RuntimeError(f"pg_ctl start failed: {start.stderr}\n{log[-2000:]}")
-        yield PostgresServer(port=port, root=root)
+        _pg_ctl(bindir, root, "-o", " ".join(settings), "start")
+        yield PostgresServer(port=port, root=root, bindir=bindir, settings=" ".join(settings))
     finally:
         _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"])
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _pg_ctl(bindir: Path, root: Path, *args: str) -> None:
+    pg_ctl = [str(bindir / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "server.log")]
+    done = _as_postgres([*pg_ctl, "-w", "-t", "60", *args])
+    if done.returncode != 0:
+        log = (root / "server.log").read_text() if (root / "server.log").exists() else ""
+        raise RuntimeError(f"pg_ctl {args[-1]} failed: {done.stderr}\n{log[-2000:]}")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from appliance.services.metering import MeteringService
 from appliance.store import journal
@@ -29,6 +32,22 @@ class Lab:
     proxy: DelayProxy
     site: str
     db_path: Path
+
+    def registry_head(self) -> int:
+        with self.registry.operator() as op:
+            return int(op.get(f"/api/v1/sites/{self.site}/journal/summary").json()["head"])
+
+    def wait_registry_past(self, seq: int, timeout: float = 60) -> None:
+        """Until the registry holds entries past ``seq`` (the agent is shipping)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                if self.registry_head() > seq:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"registry never passed seq {seq}:\n{self.agent.log()}")
 
     def fill_journal(self, count: int, chunk: int = 2000) -> None:
         """Write entries through the appliance's own journal.append, as its services do.

@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 import time
 
-import httpx
 import pytest
 
 from tests.integration.sync.fleet import wait_in_sync
@@ -15,23 +14,6 @@ from tests.integration.sync.lab import Lab
 
 # The registry runs in its own network namespace, faults are nftables rules there.
 pytestmark = pytest.mark.root
-
-
-def _registry_head(lab: Lab) -> int:
-    with lab.registry.operator() as op:
-        return int(op.get(f"/api/v1/sites/{lab.site}/journal/summary").json()["head"])
-
-
-def _wait_head_past(lab: Lab, seq: int, timeout: float = 60) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            if _registry_head(lab) > seq:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"registry never passed seq {seq}:\n{lab.agent.log()}")
 
 
 def test_clean_sync_status_and_heartbeat(lab: Lab) -> None:
@@ -116,7 +98,7 @@ def test_long_outage_with_100k_entries_queued(lab: Lab) -> None:
 def test_registry_restart_mid_sync(lab: Lab) -> None:
     lab.fill_journal(20_000)
     lab.agent.start()
-    _wait_head_past(lab, 2000)
+    lab.wait_registry_past(2000)
     lab.registry.stop(signal.SIGKILL)
     time.sleep(1.0)
     lab.registry.start()
@@ -127,7 +109,7 @@ def test_registry_restart_mid_sync(lab: Lab) -> None:
 def test_agent_restart_mid_batch(lab: Lab) -> None:
     lab.fill_journal(20_000)
     lab.agent.start()
-    _wait_head_past(lab, 2000)
+    lab.wait_registry_past(2000)
     # Killed while a batch is in flight: no chance to finish or ack.
     lab.agent.stop(signal.SIGKILL)
     lab.fill_journal(1000)
