@@ -12,7 +12,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance.api.artifacts import ArtifactController
-from appliance.api.auth import make_auth_middleware
+from appliance.api.auth import PUBLIC_PATHS, make_auth_middleware
 from appliance.api.auth_routes import AuthController
 from appliance.api.gpus import GpuController
 from appliance.api.n6 import N6Controller
@@ -23,7 +23,7 @@ from appliance.api.tenants import TenantController
 from appliance.api.usage import UsageController
 from appliance.api.vms import VmController
 from appliance.context import Appliance
-from towerbox_core import problems
+from towerbox_core import openapi_problems, problems
 from towerbox_core.json_request import BoundedJsonRequest
 from towerbox_core.rate_limit import TokenBuckets, rate_limit_middleware
 
@@ -83,8 +83,8 @@ def create_app(appliance: Appliance) -> Litestar:
         ],
         exception_handlers=problems.problem_handlers(),
         request_class=BoundedJsonRequest,
-        openapi_config=problems.bearer_openapi(
-            "Towerbox appliance API", "token from POST /api/v1/auth/login"
+        openapi_config=openapi_problems.bearer_openapi(
+            "Towerbox appliance API", "token from POST /api/v1/auth/login", PUBLIC_PATHS
         ),
         request_max_body_size=api.max_body_bytes,
         debug=False,

@@ -20,13 +20,14 @@ from towerbox_core.api.accounts import (
     UserRequest,
     UserView,
 )
+from towerbox_core.openapi_problems import problem_responses
 
 
 class AuthController(Controller):
     path = "/api/v1"
     tags = ("auth",)
 
-    @post("/auth/login", sync_to_thread=True)
+    @post("/auth/login", sync_to_thread=True, responses=problem_responses(401))
     def login(self, data: JSONBody[LoginRequest], appliance: ApplianceDep) -> LoginAnswer:
         token, expires = appliance.auth.login(data.username, data.password)
         return LoginAnswer(token=token, expires_at=expires.isoformat())

@@ -19,6 +19,7 @@ from towerbox_core.api.fleet import (
     OperatorIdentity,
     OperatorInfo,
 )
+from towerbox_core.openapi_problems import problem_responses
 
 
 class OperatorController(Controller):
@@ -26,7 +27,7 @@ class OperatorController(Controller):
     tags = ("operators",)
 
     # Argon2 takes tens of milliseconds: off the event loop.
-    @post("/auth/login", sync_to_thread=True)
+    @post("/auth/login", sync_to_thread=True, responses=problem_responses(401))
     def login(self, data: JSONBody[LoginRequest], registry: RegistryDep) -> LoginReply:
         token, expires = registry.operators.login(data.username, data.password)
         return LoginReply(token=token, expires_at=ms_to_iso(expires))

@@ -163,3 +163,14 @@ def test_made_up_tokens_share_their_address_bucket(daemon: Daemon) -> None:
         assert codes[-1] == 429
         # A client whose token authenticated keeps its own bucket through the flood.
         assert known.get("/api/v1/vms").status_code == 200
+
+
+def test_a_request_that_is_not_http_gets_a_problem_document(daemon: Daemon) -> None:
+    with _connect(daemon) as sock:
+        sock.sendall(
+            b"PUT /api/v1/vms HTTP/1.1\r\nHost: appliance\r\nContent-Length: /x/console\r\n\r\n"
+        )
+        answer = _read_answer(sock)
+    assert answer.startswith("HTTP/1.1 400"), answer
+    assert "content-type: application/problem+json" in answer.lower()
+    assert '"code":"invalid_http"' in answer
