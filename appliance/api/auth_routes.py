@@ -20,6 +20,7 @@ from towerbox_core.api.accounts import (
     UserRequest,
     UserView,
 )
+from towerbox_core.api_params import RowIdPath
 from towerbox_core.openapi_problems import problem_responses
 
 
@@ -54,7 +55,7 @@ class AuthController(Controller):
 
     @delete("/tokens/{token_id:int}", sync_to_thread=True)
     def revoke_token(
-        self, request: AuthedRequest, token_id: FromPath[int], appliance: ApplianceDep
+        self, request: AuthedRequest, token_id: RowIdPath, appliance: ApplianceDep
     ) -> None:
         appliance.auth.revoke(request.user, token_id)
 

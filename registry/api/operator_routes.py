@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from litestar import Controller, delete, get, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from registry.api.auth import OperatorRequest
@@ -19,6 +19,7 @@ from towerbox_core.api.fleet import (
     OperatorIdentity,
     OperatorInfo,
 )
+from towerbox_core.api_params import RowIdPath
 from towerbox_core.openapi_problems import problem_responses
 
 
@@ -53,7 +54,7 @@ class OperatorController(Controller):
 
     @delete("/tokens/{token_id:int}", sync_to_thread=True)
     def revoke_token(
-        self, request: OperatorRequest, token_id: FromPath[int], registry: RegistryDep
+        self, request: OperatorRequest, token_id: RowIdPath, registry: RegistryDep
     ) -> None:
         registry.operators.revoke(request.user, token_id)
 

@@ -34,10 +34,11 @@ from towerbox_core.api.fleet import (
     SiteObjects,
     SiteUpdate,
 )
+from towerbox_core.api_params import CountQuery, OptionalCountQuery
 from towerbox_core.openapi_problems import problem_responses
 
 Limit = Annotated[int, QueryParameter(ge=1, le=20000)]
-Offset = Annotated[int, QueryParameter(ge=0)]
+Offset = CountQuery
 
 # A desired-state document is the operator's own JSON object, whatever its kind.
 DesiredBody = JSONBody[Any]
@@ -123,7 +124,7 @@ class SiteController(Controller):
         self,
         name: FromPath[str],
         registry: RegistryDep,
-        through: Annotated[int | None, QueryParameter(ge=0)] = None,
+        through: OptionalCountQuery = None,
     ) -> SiteJournalSummary:
         return registry.fleet.summary(name, through)
 
