@@ -23,12 +23,12 @@ from litestar.types import (
     ASGIApp,
     HTTPResponseBodyEvent,
     HTTPResponseStartEvent,
-    Message,
     Receive,
     Scope,
     Send,
 )
 
+from towerbox_core.asgi_status import StatusRecorder
 from towerbox_core.problems import PROBLEM_JSON
 
 MAX_CLIENTS = 10_000  # buckets and known tokens each; past it, the least recent go
@@ -166,16 +166,9 @@ async def _serve_and_learn(
     if digest is None:
         await app(scope, receive, send)
         return
-    status = 0
-
-    async def capture(message: Message) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        await send(message)
-
+    capture = StatusRecorder(send, default=0)
     await app(scope, receive, capture)
-    if status == 401:
+    if capture.status == 401:
         known.discard(digest)
     elif scope.get("user") is not None:  # set by the authentication middleware
         known.add(digest)

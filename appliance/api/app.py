@@ -9,7 +9,7 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from appliance.api.artifacts import ArtifactController
 from appliance.api.auth import PUBLIC_PATHS, make_auth_middleware
@@ -24,6 +24,7 @@ from appliance.api.usage import UsageController
 from appliance.api.vms import VmController
 from appliance.context import Appliance
 from towerbox_core import openapi_problems, problems
+from towerbox_core.asgi_status import StatusRecorder
 from towerbox_core.json_request import BoundedJsonRequest
 from towerbox_core.rate_limit import TokenBuckets, rate_limit_middleware
 
@@ -35,21 +36,14 @@ def _latency_middleware(appliance: Appliance) -> Any:
                 await app(scope, receive, send)
                 return
             started = time.perf_counter()
-            status = 500
-
-            async def capture(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                await send(message)
-
+            capture = StatusRecorder(send, default=500)
             try:
                 await app(scope, receive, capture)
             finally:
                 # The route template, not the path: VM names must not explode labels.
                 route = scope.get("path_template") or "unmatched"
                 appliance.metrics.api_seconds.labels(
-                    method=scope.get("method", "?"), route=route, status=str(status)
+                    method=scope.get("method", "?"), route=route, status=str(capture.status)
                 ).observe(time.perf_counter() - started)
 
         return middleware
