@@ -14,7 +14,7 @@ from registry.api.blobs import BlobController
 from registry.api.deps import RegistryDep
 from registry.api.operator_routes import OperatorController
 from registry.api.sites import SiteController
-from registry.api.sync import SyncController
+from registry.api.sync import RAW_BODIES, SyncController
 from registry.api.usage import UsageController
 from registry.config import load_config
 from registry.context import Registry, build_registry
@@ -51,6 +51,7 @@ def create_app(registry: Registry) -> Litestar:
             "Towerbox fleet registry API",
             "operator token (POST /api/v1/auth/login) or site secret",
             PUBLIC_PATHS,
+            RAW_BODIES,
         ),
         request_max_body_size=registry.cfg.serve.max_body_bytes,
         debug=False,

@@ -37,6 +37,8 @@ from towerbox_core.wire import (
 _MAX_WIRE_BYTES = MAX_BATCH_BYTES + MAX_BATCH_BYTES // 64 + 1024
 _batch_decoder = msgspec.json.Decoder(JournalBatch)
 _heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
+# What the routes that decode their own body take, for the OpenAPI document.
+RAW_BODIES = {"POST /api/v1/sync/journal": JournalBatch, "POST /api/v1/sync/heartbeat": Heartbeat}
 
 
 def decode_batch(body: bytes, encoding: str) -> JournalBatch:
