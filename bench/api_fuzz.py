@@ -43,11 +43,7 @@ def main() -> int:
         with registry_targets(Path(tmp) / "registry") as (operator, sync):
             reports.append(_report(operator, cases, seed))
             reports.append(_report(sync, cases, seed))
-    missed = [
-        r.api
-        for r in reports
-        if r.cases < TARGET_CASES or r.server_errors > 0 or r.failures
-    ]
+    missed = [r.api for r in reports if r.cases < TARGET_CASES or r.server_errors > 0 or r.failures]
     if missed:
         print(f"fuzz targets missed for: {', '.join(missed)}", file=sys.stderr)
         return 1
