@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
@@ -91,9 +92,12 @@ def fuzz_api(
         and (not wanted or f"{op.method.upper()} {op.path}" in wanted)
     ]
     per_mode = math.ceil(cases / len(operations) / len(MODES))
-    for operation in operations:
-        for mode in MODES:
-            _fuzz_operation(report, operation, mode, base_url, credentials, per_mode, seed)
+    with requests.Session() as session:  # one keep-alive connection, not one per case
+        for operation in operations:
+            for mode in MODES:
+                _fuzz_operation(
+                    report, operation, mode, base_url, credentials, session, per_mode, seed
+                )
     return report
 
 
@@ -103,6 +107,7 @@ def _fuzz_operation(
     mode: GenerationMode,
     base_url: str,
     credentials: Credentials,
+    session: requests.Session,
     examples: int,
     seed: int | None,
 ) -> None:
@@ -121,13 +126,13 @@ def _fuzz_operation(
     def run(case: Any) -> None:
         report.cases += 1
         headers = credentials.headers
-        response = case.call(base_url=base_url, headers=headers, timeout=60)
+        response = case.call(base_url=base_url, session=session, headers=headers, timeout=60)
         sent = response.request.headers.get("Authorization")
         if response.status_code == 401 and sent == headers.get("Authorization"):
             # An earlier case logged out or revoked this credential: renew and resend.
             # (A case that left it out, as a negative case may, is answered 401 rightly.)
             headers = credentials.renew()
-            response = case.call(base_url=base_url, headers=headers, timeout=60)
+            response = case.call(base_url=base_url, session=session, headers=headers, timeout=60)
         try:
             case.validate_response(response, checks=CHECKS, headers=headers)
         except FailureGroup as group:
