@@ -38,6 +38,8 @@ def main() -> int:
     print(f"fuzz seed: {seed} (FUZZ_SEED={seed} replays it)", flush=True)
     reports = []
     with tempfile.TemporaryDirectory(prefix="towerbox-fuzz-") as tmp:
+        (Path(tmp) / "appliance").mkdir()
+        (Path(tmp) / "registry").mkdir()
         with appliance_target(Path(tmp) / "appliance") as appliance:
             reports.append(_report(appliance, cases, seed))
         with registry_targets(Path(tmp) / "registry") as (operator, sync):
