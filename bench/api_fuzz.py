@@ -23,8 +23,8 @@ from tests.support.fuzz_targets import Target, appliance_target, registry_target
 TARGET_CASES = 2000
 
 
-def _report(target: Target, cases: int, seed: int) -> FuzzReport:
-    report = target.fuzz(cases, seed)
+def _report(target: Target, cases: int, seed: int, scenarios: int) -> FuzzReport:
+    report = target.fuzz(cases, seed, scenarios)
     for line in report.lines():
         print(line, flush=True)
     for finding in report.failures.values():
@@ -35,16 +35,17 @@ def _report(target: Target, cases: int, seed: int) -> FuzzReport:
 def main() -> int:
     cases = int(os.environ.get("FUZZ_CASES", "2200"))
     seed = int(os.environ.get("FUZZ_SEED", random.randrange(2**32)))
+    scenarios = int(os.environ.get("FUZZ_SCENARIOS", "20"))
     print(f"fuzz seed: {seed} (FUZZ_SEED={seed} replays it)", flush=True)
     reports = []
     with tempfile.TemporaryDirectory(prefix="towerbox-fuzz-") as tmp:
         (Path(tmp) / "appliance").mkdir()
         (Path(tmp) / "registry").mkdir()
         with appliance_target(Path(tmp) / "appliance") as appliance:
-            reports.append(_report(appliance, cases, seed))
+            reports.append(_report(appliance, cases, seed, scenarios))
         with registry_targets(Path(tmp) / "registry") as (operator, sync):
-            reports.append(_report(operator, cases, seed))
-            reports.append(_report(sync, cases, seed))
+            reports.append(_report(operator, cases, seed, scenarios))
+            reports.append(_report(sync, cases, seed, scenarios))
     missed = [r.api for r in reports if r.cases < TARGET_CASES or r.server_errors > 0 or r.failures]
     if missed:
         print(f"fuzz targets missed for: {', '.join(missed)}", file=sys.stderr)

@@ -1,11 +1,12 @@
 """Property-based fuzzing of a live API from its own OpenAPI document (schemathesis).
 
-Every operation gets ``examples`` generated requests, half that fit the document and
-half that do not (wrong types, odd unicode, huge integers, missing fields), each sent
-to the real server and its answer checked: never a 5xx, a status the operation
-declares, and a body that matches the schema declared for that status. The suite
-runs it derandomized (the same cases every run); ``make fuzz`` with a random seed it
-prints, so a failure replays with the same seed.
+Every operation gets its share of the cases, half that fit the document and half that
+do not (wrong types, odd unicode, huge integers, missing fields), each sent to the
+real server and its answer checked: never a 5xx, a status the operation declares, and
+a body that matches the schema declared for that status. Then stateful sequences
+follow the links between operations. The suite runs it derandomized (the same cases
+every run); ``make fuzz`` with a random seed it prints, so a failure replays with the
+same seed.
 """
 
 from __future__ import annotations
@@ -75,11 +76,13 @@ def fuzz_api(
     skip: Iterable[str] = (),
     only: Iterable[str] = (),
     schema_reader: Credentials | None = None,
+    scenarios: int = 0,
 ) -> FuzzReport:
     """About ``cases`` requests spread evenly over the operations of the API at
     ``base_url``, but those in ``skip`` ("GET /x"), or only those in ``only`` when
     given (to replay one). The document is read with ``schema_reader`` (renewed)
-    when the credentials under test may not read it.
+    when the credentials under test may not read it. Then ``scenarios`` stateful
+    sequences of calls, their cases counted with the rest.
     """
     report = FuzzReport(api)
     reader = schema_reader.renew() if schema_reader else credentials.headers
@@ -98,7 +101,72 @@ def fuzz_api(
                 _fuzz_operation(
                     report, operation, mode, base_url, credentials, session, per_mode, seed
                 )
+        if scenarios and not wanted:
+            _fuzz_stateful(report, schema, base_url, credentials, session, scenarios)
     return report
+
+
+def _fuzz_stateful(
+    report: FuzzReport,
+    schema: Any,
+    base_url: str,
+    credentials: Credentials,
+    session: requests.Session,
+    scenarios: int,
+) -> None:
+    """Sequences of calls along the links schemathesis infers between operations (a
+    name one answer gives, the next one uses), so that cases reach objects that exist."""
+
+    class Machine(schema.as_state_machine()):  # type: ignore[misc]
+        def call(self, case: Any, **kwargs: Any) -> Any:
+            return _call_and_check(report, case, base_url, credentials, session)
+
+        def validate_response(self, *args: Any, **kwargs: Any) -> None:
+            pass  # _call_and_check did, and recorded rather than raised
+
+    Machine.run(
+        settings=settings(
+            max_examples=scenarios,
+            stateful_step_count=10,
+            # Always the same sequences: a seed does not reach a state machine's run.
+            derandomize=True,
+            database=None,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+            print_blob=False,
+        )
+    )
+
+
+def _call_and_check(
+    report: FuzzReport,
+    case: Any,
+    base_url: str,
+    credentials: Credentials,
+    session: requests.Session,
+) -> Any:
+    """Send one case and record what the checks find; the response."""
+    report.cases += 1
+    headers = credentials.headers
+    response = case.call(base_url=base_url, session=session, headers=headers, timeout=60)
+    sent = response.request.headers.get("Authorization")
+    if response.status_code == 401 and sent == headers.get("Authorization"):
+        # An earlier case logged out or revoked this credential: renew and resend.
+        # (A case that left it out, as a negative case may, is answered 401 rightly.)
+        headers = credentials.renew()
+        response = case.call(base_url=base_url, session=session, headers=headers, timeout=60)
+    try:
+        case.validate_response(response, checks=CHECKS, headers=headers)
+    except FailureGroup as group:
+        label = f"{case.operation.method.upper()} {case.operation.path}"
+        for failure in group.exceptions:
+            if failure.title == "Server error":
+                report.server_errors += 1
+            key = f"{label}: {failure.title}"
+            found = f"{key}\n{failure.message}\n{case.as_curl_command()}"
+            report.failures.setdefault(key, found)
+    return response
 
 
 def _fuzz_operation(
@@ -111,8 +179,6 @@ def _fuzz_operation(
     examples: int,
     seed: int | None,
 ) -> None:
-    label = f"{operation.method.upper()} {operation.path}"
-
     @settings(
         max_examples=examples,
         derandomize=seed is None,
@@ -124,24 +190,7 @@ def _fuzz_operation(
     )
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case: Any) -> None:
-        report.cases += 1
-        headers = credentials.headers
-        response = case.call(base_url=base_url, session=session, headers=headers, timeout=60)
-        sent = response.request.headers.get("Authorization")
-        if response.status_code == 401 and sent == headers.get("Authorization"):
-            # An earlier case logged out or revoked this credential: renew and resend.
-            # (A case that left it out, as a negative case may, is answered 401 rightly.)
-            headers = credentials.renew()
-            response = case.call(base_url=base_url, session=session, headers=headers, timeout=60)
-        try:
-            case.validate_response(response, checks=CHECKS, headers=headers)
-        except FailureGroup as group:
-            for failure in group.exceptions:
-                if failure.title == "Server error":
-                    report.server_errors += 1
-                key = f"{label}: {failure.title}"
-                found = f"{key}\n{failure.message}\n{case.as_curl_command()}"
-                report.failures.setdefault(key, found)
+        _call_and_check(report, case, base_url, credentials, session)
 
     if seed is not None:
         run = hypothesis_seed(seed)(run)

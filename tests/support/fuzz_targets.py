@@ -35,7 +35,7 @@ class Target:
     skip: tuple[str, ...] = ()
     schema_reader: Credentials | None = None
 
-    def fuzz(self, cases: int, seed: int | None = None) -> FuzzReport:
+    def fuzz(self, cases: int, seed: int | None = None, scenarios: int = 0) -> FuzzReport:
         return fuzz_api(
             self.api,
             self.url,
@@ -45,6 +45,7 @@ class Target:
             skip=self.skip,
             only=self.only,
             schema_reader=self.schema_reader,
+            scenarios=scenarios,
         )
 
 
