@@ -6,9 +6,9 @@ shape. Every error here is a problem document (``towerbox_core.problems``), and 
 refusals can come from any route: the authentication (401), the role and agent
 guards (403), the rate limit (429), a busy store (503). Others follow from the
 route's shape: a body can be too large (413), a name in the path can be malformed
-(422) or name nothing (404), a change can clash with the node's state (409) or break
-a rule (422). A route that refuses in another way declares it on its handler with
-``problem_responses``.
+(422) or name nothing (404), a change can name something that does not exist (404),
+clash with the node's state (409) or break a rule (422). A route that refuses in
+another way declares it on its handler with ``problem_responses``.
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ def _usual_statuses(path: str, method: str, op: dict[str, Any], public: bool) ->
         statuses.append(413)
     if "{" in path:
         statuses += [404, 422]
-    if method in _CHANGES:
-        statuses += [409, 422]
+    if method in _CHANGES:  # a change may name what does not exist (a GPU, a tenant)
+        statuses += [404, 409, 422]
     return statuses
 
 
