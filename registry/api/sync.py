@@ -94,12 +94,11 @@ class SyncController(Controller):
     def enroll(self, data: JSONBody[EnrollRequest], registry: RegistryDep) -> EnrollReply:
         return registry.sites.enroll(data.token, data.hostname)
 
-    # The body is read raw (gzip or not): its refusals are declared here.
+    # The body is read raw (gzip or not): RAW_BODIES documents it.
     @post(
         "/sync/journal",
         status_code=HTTP_200_OK,
         request_max_body_size=_MAX_WIRE_BYTES,
-        responses=problem_responses(400, 413),
     )
     async def journal(self, request: SiteRequest, registry: RegistryDep) -> JournalAck:
         try:
@@ -121,7 +120,6 @@ class SyncController(Controller):
         "/sync/heartbeat",
         status_code=HTTP_200_OK,
         request_max_body_size=256 * 1024,
-        responses=problem_responses(400, 413),
     )
     async def heartbeat(self, request: SiteRequest, registry: RegistryDep) -> HeartbeatReply:
         body = await request.body()
