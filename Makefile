@@ -67,6 +67,16 @@ bench: setup  ## Measure the figures the issues name (non-zero exit when a targe
 	@scripts/start-libvirtd.sh
 	@rc=0; for b in bench/*.py; do echo "== $$b"; PYTHONPATH=$(CURDIR) TOWERBOX_IMAGE_DIR=$(CURDIR)/$(IMAGES) $(PY) $$b || rc=1; done; exit $$rc
 
+# FUZZ_CASES per API (each a real process) and FUZZ_SCENARIOS stateful sequences;
+# FUZZ_SEED=<seed> replays a printed run.
+FUZZ_CASES ?= 20000
+FUZZ_SCENARIOS ?= 300
+
+.PHONY: fuzz
+fuzz: setup  ## A long API fuzzing campaign (random seed, printed); fails on any finding
+	@PYTHONPATH=$(CURDIR) TOWERBOX_IMAGE_DIR=$(CURDIR)/$(IMAGES) FUZZ_CASES=$(FUZZ_CASES) FUZZ_SCENARIOS=$(FUZZ_SCENARIOS) \
+		$(PY) bench/api_fuzz.py
+
 .PHONY: clean
 clean:  ## Remove the venv and local state (var/)
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -35,7 +35,8 @@ class ApiConfig:
     token_ttl_s: int = 12 * 3600  # login tokens; API tokens made by an admin do not expire
     # Hostile clients: bodies past this get 413 body_too_large.
     max_body_bytes: int = 1024 * 1024
-    # Per client (token, else remote address): a token bucket; past it, 429 rate_limited.
+    # Per client (a token that authenticated, else the remote address): a token bucket;
+    # past it, 429 rate_limited.
     # The UI polls every 1-3 s per page and the agent once a second: far below these.
     rate_per_s: float = 50.0
     rate_burst: int = 200

@@ -4,6 +4,10 @@ uvicorn times out idle keep-alive connections but waits forever for the headers 
 request being sent: a slow-loris client holds a connection (and one slot under
 ``limit_concurrency``) for as long as it trickles bytes. Here a connection that has
 not finished a request's headers within the deadline is closed.
+
+A request that is not valid HTTP (a Content-Length that is not a number, say) is
+refused before the application sees it; its 400 is a problem document like every
+other error, not uvicorn's plain text.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ import asyncio
 import logging
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import msgspec
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from towerbox_core.problems import PROBLEM_JSON, problem_body
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,19 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if not self.transport.is_closing():
             self._arm()  # the next request on this keep-alive connection
+
+    def send_400_response(self, msg: str) -> None:
+        body = msgspec.json.encode(problem_body(400, "invalid_http", f"{msg} Send valid HTTP/1.1."))
+        head = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [
+            f"content-type: {PROBLEM_JSON}\r\n".encode(),
+            f"content-length: {len(body)}\r\n".encode(),
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

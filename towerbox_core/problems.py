@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -12,9 +13,6 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ValidationException,
 )
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ExceptionHandlersMap
 
 from towerbox_core.errors import (
@@ -43,8 +41,8 @@ _HTTP_CODES = {
 }
 
 
-def problem(status: int, code: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
-    body = {
+def problem_body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {
         "type": f"urn:towerbox:problem:{code}",
         "title": code.replace("_", " "),
         "status": status,
@@ -52,6 +50,10 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> Response[dict[
         "code": code,
         **extra,
     }
+
+
+def problem(status: int, code: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
+    body = problem_body(status, code, detail, **extra)
     return Response(body, status_code=status, media_type=PROBLEM_JSON)
 
 
@@ -74,7 +76,26 @@ def validation_error(
     return problem(400, "invalid_request", f"invalid request: {detail}", errors=errors)
 
 
+def _body_field_error(exc: HTTPException) -> dict[str, str] | None:
+    """The body field behind a 500 that Litestar raised for bad client input.
+
+    Litestar strips ``data.`` from a body field's error key and then takes a field
+    named like a dependency (``appliance``, ``registry``) for a dependency that failed:
+    a 500. The cause still says it was the body."""
+    cause = exc.__cause__
+    if exc.status_code != 500 or not isinstance(cause, msgspec.ValidationError):
+        return None
+    message, _, where = str(cause).rpartition(" - at `$.")
+    if not where.startswith("data."):
+        return None
+    return {"message": message, "key": where.removeprefix("data.").rstrip("`"), "source": "body"}
+
+
 def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    field = _body_field_error(exc)
+    if field is not None:
+        detail = f"invalid request: {field['key']}: {field['message']}"
+        return problem(400, "invalid_request", detail, errors=[field])
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     if exc.status_code == 413:
         # Litestar refuses a declared Content-Length over the route's limit before
@@ -117,19 +138,3 @@ def problem_handlers() -> ExceptionHandlersMap:
         HTTPException: http_error,
         Exception: internal_error,
     }
-
-
-def bearer_openapi(title: str, token_help: str) -> OpenAPIConfig:
-    """The OpenAPI document at /api/schema, with one bearer-token scheme for all routes."""
-    return OpenAPIConfig(
-        title=title,
-        version="1",
-        path="/api/schema",
-        render_plugins=[JsonRenderPlugin()],
-        components=Components(
-            security_schemes={
-                "bearer": SecurityScheme(type="http", scheme="bearer", description=token_help)
-            }
-        ),
-        security=[{"bearer": []}],
-    )

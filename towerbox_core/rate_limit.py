@@ -1,8 +1,12 @@
 """Per-client request rate limit: a token bucket in memory, 429 with Retry-After.
 
-A client is its bearer token when it sends one, else its remote address, so one
-flooding client cannot starve the others. Buckets of idle clients are dropped, so
-memory stays bounded by the clients active within a few refill periods.
+A client is its bearer token once that token has authenticated, else its remote
+address, so one flooding client cannot starve the others on the same host (the UI,
+the agent and the CLI all call from loopback). The limiter runs before
+authentication, so a token it has not yet seen authenticate is charged to the
+address: a flood of made-up tokens shares one bucket and cannot mint a fresh one per
+request. Both the buckets and the set of known tokens are bounded: idle buckets are
+dropped first, then the least recently used.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 import msgspec
@@ -23,9 +28,10 @@ from litestar.types import (
     Send,
 )
 
+from towerbox_core.asgi_status import StatusRecorder
 from towerbox_core.problems import PROBLEM_JSON
 
-MAX_CLIENTS = 10_000  # past this, idle buckets are swept before a new one is made
+MAX_CLIENTS = 10_000  # buckets and known tokens each; past it, the least recent go
 
 
 class TokenBuckets:
@@ -35,33 +41,70 @@ class TokenBuckets:
         self.rate = rate_per_s
         self.burst = float(burst)
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+        # key -> (tokens, at), least recently used first
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def take(self, key: str) -> float:
         """0 when the request may go ahead, else the seconds until it may."""
         now = self._clock()
         tokens, at = self._buckets.get(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if key not in self._buckets and len(self._buckets) >= MAX_CLIENTS:
+            self._make_room(now)
+        wait = 0.0
         if tokens >= 1.0:
-            if key not in self._buckets and len(self._buckets) >= MAX_CLIENTS:
-                self._sweep(now)
-            self._buckets[key] = (tokens - 1.0, now)
-            return 0.0
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / self.rate
         self._buckets[key] = (tokens, now)
-        return (1.0 - tokens) / self.rate
+        self._buckets.move_to_end(key)
+        return wait
 
-    def _sweep(self, now: float) -> None:
+    def _make_room(self, now: float) -> None:
         full_after = self.burst / self.rate
         for key, (_, at) in list(self._buckets.items()):
             if now - at >= full_after:
                 del self._buckets[key]
+        # Every client still active: forget the one seen longest ago. It starts again
+        # with a full bucket, which bounds memory at the price of one burst.
+        while len(self._buckets) >= MAX_CLIENTS:
+            self._buckets.popitem(last=False)
 
 
-def client_key(scope: Scope) -> str:
+class KnownTokens:
+    """Digests of the tokens that authenticated, the least recently used first out."""
+
+    def __init__(self) -> None:
+        self._digests: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, digest: str) -> bool:
+        if digest not in self._digests:
+            return False
+        self._digests.move_to_end(digest)
+        return True
+
+    def add(self, digest: str) -> None:
+        self._digests[digest] = None
+        self._digests.move_to_end(digest)
+        while len(self._digests) > MAX_CLIENTS:
+            self._digests.popitem(last=False)
+
+    def discard(self, digest: str) -> None:
+        self._digests.pop(digest, None)
+
+
+def token_digest(scope: Scope) -> str | None:
+    """The Authorization header's digest: memory must not keep the token itself."""
     for name, value in scope.get("headers", []):
         if name == b"authorization":
-            # A digest: the key must not keep the token itself in memory.
             return "token:" + hashlib.sha256(value).hexdigest()[:32]
+    return None
+
+
+def client_key(scope: Scope, known: KnownTokens) -> str:
+    digest = token_digest(scope)
+    if digest is not None and digest in known:
+        return digest
     client = scope.get("client")
     return f"addr:{client[0]}" if client else "addr:local"
 
@@ -69,14 +112,16 @@ def client_key(scope: Scope) -> str:
 def rate_limit_middleware(
     buckets: TokenBuckets, exempt: frozenset[str] = frozenset({"/healthz"})
 ) -> Callable[[ASGIApp], ASGIApp]:
+    known = KnownTokens()
+
     def factory(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != ScopeType.HTTP or scope["path"] in exempt:
                 await app(scope, receive, send)
                 return
-            wait = buckets.take(client_key(scope))
+            wait = buckets.take(client_key(scope, known))
             if not wait:
-                await app(scope, receive, send)
+                await _serve_and_learn(app, scope, receive, send, known)
                 return
             retry_after = max(1, math.ceil(wait))
             body = msgspec.json.encode(
@@ -110,3 +155,20 @@ def rate_limit_middleware(
         return middleware
 
     return factory
+
+
+async def _serve_and_learn(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, known: KnownTokens
+) -> None:
+    """Serve the request; a token the authentication accepted earns its own bucket,
+    one it refused (revoked, expired) loses it."""
+    digest = token_digest(scope)
+    if digest is None:
+        await app(scope, receive, send)
+        return
+    capture = StatusRecorder(send, default=0)
+    await app(scope, receive, capture)
+    if capture.status == 401:
+        known.discard(digest)
+    elif scope.get("user") is not None:  # set by the authentication middleware
+        known.add(digest)

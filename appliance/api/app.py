@@ -9,10 +9,10 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from appliance.api.artifacts import ArtifactController
-from appliance.api.auth import make_auth_middleware
+from appliance.api.auth import PUBLIC_PATHS, make_auth_middleware
 from appliance.api.auth_routes import AuthController
 from appliance.api.gpus import GpuController
 from appliance.api.n6 import N6Controller
@@ -23,7 +23,8 @@ from appliance.api.tenants import TenantController
 from appliance.api.usage import UsageController
 from appliance.api.vms import VmController
 from appliance.context import Appliance
-from towerbox_core import problems
+from towerbox_core import openapi_problems, problems
+from towerbox_core.asgi_status import StatusRecorder
 from towerbox_core.json_request import BoundedJsonRequest
 from towerbox_core.rate_limit import TokenBuckets, rate_limit_middleware
 
@@ -35,21 +36,14 @@ def _latency_middleware(appliance: Appliance) -> Any:
                 await app(scope, receive, send)
                 return
             started = time.perf_counter()
-            status = 500
-
-            async def capture(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                await send(message)
-
+            capture = StatusRecorder(send, default=500)
             try:
                 await app(scope, receive, capture)
             finally:
                 # The route template, not the path: VM names must not explode labels.
                 route = scope.get("path_template") or "unmatched"
                 appliance.metrics.api_seconds.labels(
-                    method=scope.get("method", "?"), route=route, status=str(status)
+                    method=scope.get("method", "?"), route=route, status=str(capture.status)
                 ).observe(time.perf_counter() - started)
 
         return middleware
@@ -83,8 +77,8 @@ def create_app(appliance: Appliance) -> Litestar:
         ],
         exception_handlers=problems.problem_handlers(),
         request_class=BoundedJsonRequest,
-        openapi_config=problems.bearer_openapi(
-            "Towerbox appliance API", "token from POST /api/v1/auth/login"
+        openapi_config=openapi_problems.bearer_openapi(
+            "Towerbox appliance API", "token from POST /api/v1/auth/login", PUBLIC_PATHS
         ),
         request_max_body_size=api.max_body_bytes,
         debug=False,

@@ -20,13 +20,15 @@ from towerbox_core.api.accounts import (
     UserRequest,
     UserView,
 )
+from towerbox_core.api_params import RowIdPath
+from towerbox_core.openapi_problems import problem_responses
 
 
 class AuthController(Controller):
     path = "/api/v1"
     tags = ("auth",)
 
-    @post("/auth/login", sync_to_thread=True)
+    @post("/auth/login", sync_to_thread=True, responses=problem_responses(401))
     def login(self, data: JSONBody[LoginRequest], appliance: ApplianceDep) -> LoginAnswer:
         token, expires = appliance.auth.login(data.username, data.password)
         return LoginAnswer(token=token, expires_at=expires.isoformat())
@@ -53,7 +55,7 @@ class AuthController(Controller):
 
     @delete("/tokens/{token_id:int}", sync_to_thread=True)
     def revoke_token(
-        self, request: AuthedRequest, token_id: FromPath[int], appliance: ApplianceDep
+        self, request: AuthedRequest, token_id: RowIdPath, appliance: ApplianceDep
     ) -> None:
         appliance.auth.revoke(request.user, token_id)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, delete, get, patch, post, put
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
 from appliance.api.deps import ApplianceDep, AuthedRequest, require_node_scope
@@ -18,10 +19,12 @@ from towerbox_core.api.n6 import (
     N6Status,
     PfcpSession,
     TrunkDeclaration,
+    UpfConfig,
     VnetDeclaration,
     VnetState,
 )
 from towerbox_core.errors import InvalidInput
+from towerbox_core.openapi_problems import problem_responses
 
 
 def _same_name(body: dict[str, Any], name: str) -> dict[str, Any]:
@@ -119,13 +122,19 @@ class N6Controller(Controller):
     def state(self, request: AuthedRequest, appliance: ApplianceDep) -> list[VnetState]:
         return appliance.n6.state(request.user)
 
-    @get("/sessions", sync_to_thread=True)
+    @get("/sessions", sync_to_thread=True, responses=problem_responses(409))
     def sessions(
         self, request: AuthedRequest, appliance: ApplianceDep
     ) -> dict[str, list[PfcpSession]]:
         return appliance.n6.sessions(request.user)
 
-    @get("/upf-config", sync_to_thread=True, media_type="application/yaml")
+    @get(
+        "/upf-config",
+        sync_to_thread=True,
+        media_type="application/yaml",
+        # A YAML document: its schema is the document's, not a string's.
+        responses={200: ResponseSpec(UpfConfig, media_type="application/yaml")},
+    )
     def upf_config(self, request: AuthedRequest, appliance: ApplianceDep) -> str:
         request.user.require_infra_admin()
         return appliance.n6.upf_config()

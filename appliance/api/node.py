@@ -12,6 +12,7 @@ from appliance.api.sync import SYNC_AGENT_OPEN, require_sync_scope
 from towerbox_core.api.history import HistoryPage
 from towerbox_core.api.node import CatalogEntryView, Health, HostView
 from towerbox_core.api.sync import JournalPage
+from towerbox_core.api_params import CountQuery
 
 
 @get("/healthz")
@@ -41,7 +42,7 @@ class NodeController(Controller):
         self,
         request: AuthedRequest,
         appliance: ApplianceDep,
-        after: Annotated[int, QueryParameter(ge=0)] = 0,
+        after: CountQuery = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         kind: Annotated[str | None, QueryParameter(max_length=48)] = None,
     ) -> JournalPage:

@@ -6,12 +6,12 @@ the app-wide guard below refuses it everywhere else.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, get, post, put
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody
 
 from appliance.api.deps import ApplianceDep, AuthedRequest
 from appliance.services.auth import Principal, Role
@@ -27,6 +27,7 @@ from towerbox_core.api.sync import (
     Overrides,
     SyncStatusView,
 )
+from towerbox_core.api_params import OptionalCountQuery
 from towerbox_core.errors import Forbidden
 from towerbox_core.json_depth import MAX_WIRE_JSON_DEPTH
 from towerbox_core.json_request import OPT_KEY as JSON_DEPTH_OPT
@@ -79,7 +80,7 @@ class SyncController(Controller):
         self,
         request: AuthedRequest,
         appliance: ApplianceDep,
-        through: Annotated[int | None, QueryParameter(ge=0)] = None,
+        through: OptionalCountQuery = None,
     ) -> JournalSummary:
         require_sync_scope(request.user)
         return appliance.journal.summary(through)

@@ -15,6 +15,7 @@ from towerbox_core.api.usage import (
     UsageReport,
     usage_csv,
 )
+from towerbox_core.openapi_problems import problem_responses
 
 Tenant = Annotated[str | None, QueryParameter(max_length=63)]
 Bound = Annotated[str | None, QueryParameter(max_length=40)]
@@ -25,7 +26,7 @@ class UsageController(Controller):
     path = "/api/v1"
     tags = ("usage",)
 
-    @get("/usage", sync_to_thread=True)
+    @get("/usage", sync_to_thread=True, responses=problem_responses(404, 422))
     def usage(
         self,
         request: AuthedRequest,
@@ -40,7 +41,12 @@ class UsageController(Controller):
         users get their own tenant's only."""
         return appliance.metering.usage(request.user, tenant, from_, to, group_by)
 
-    @get("/usage.csv", sync_to_thread=True, media_type="text/csv")
+    @get(
+        "/usage.csv",
+        sync_to_thread=True,
+        media_type="text/csv",
+        responses=problem_responses(404, 422),
+    )
     def usage_csv(
         self,
         request: AuthedRequest,

@@ -9,17 +9,17 @@ from litestar import Litestar, get
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 
-from registry.api.auth import make_auth_middleware
+from registry.api.auth import PUBLIC_PATHS, make_auth_middleware
 from registry.api.blobs import BlobController
 from registry.api.deps import RegistryDep
 from registry.api.operator_routes import OperatorController
 from registry.api.sites import SiteController
-from registry.api.sync import SyncController
+from registry.api.sync import RAW_BODIES, SyncController
 from registry.api.usage import UsageController
 from registry.config import load_config
 from registry.context import Registry, build_registry
 from registry.store.db import SCHEMA_VERSION
-from towerbox_core import problems
+from towerbox_core import openapi_problems, problems
 from towerbox_core.api.fleet import Health
 from towerbox_core.http_protocol import set_header_timeout
 from towerbox_core.json_request import BoundedJsonRequest
@@ -47,9 +47,11 @@ def create_app(registry: Registry) -> Litestar:
         middleware=[DefineMiddleware(make_auth_middleware(registry))],
         exception_handlers=problems.problem_handlers(),
         request_class=BoundedJsonRequest,
-        openapi_config=problems.bearer_openapi(
+        openapi_config=openapi_problems.bearer_openapi(
             "Towerbox fleet registry API",
             "operator token (POST /api/v1/auth/login) or site secret",
+            PUBLIC_PATHS,
+            RAW_BODIES,
         ),
         request_max_body_size=registry.cfg.serve.max_body_bytes,
         debug=False,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from litestar import Controller, delete, get, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from registry.api.auth import OperatorRequest
@@ -19,6 +19,8 @@ from towerbox_core.api.fleet import (
     OperatorIdentity,
     OperatorInfo,
 )
+from towerbox_core.api_params import RowIdPath
+from towerbox_core.openapi_problems import problem_responses
 
 
 class OperatorController(Controller):
@@ -26,7 +28,7 @@ class OperatorController(Controller):
     tags = ("operators",)
 
     # Argon2 takes tens of milliseconds: off the event loop.
-    @post("/auth/login", sync_to_thread=True)
+    @post("/auth/login", sync_to_thread=True, responses=problem_responses(401))
     def login(self, data: JSONBody[LoginRequest], registry: RegistryDep) -> LoginReply:
         token, expires = registry.operators.login(data.username, data.password)
         return LoginReply(token=token, expires_at=ms_to_iso(expires))
@@ -52,7 +54,7 @@ class OperatorController(Controller):
 
     @delete("/tokens/{token_id:int}", sync_to_thread=True)
     def revoke_token(
-        self, request: OperatorRequest, token_id: FromPath[int], registry: RegistryDep
+        self, request: OperatorRequest, token_id: RowIdPath, registry: RegistryDep
     ) -> None:
         registry.operators.revoke(request.user, token_id)
 

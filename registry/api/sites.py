@@ -34,9 +34,11 @@ from towerbox_core.api.fleet import (
     SiteObjects,
     SiteUpdate,
 )
+from towerbox_core.api_params import CountQuery, OptionalCountQuery
+from towerbox_core.openapi_problems import problem_responses
 
 Limit = Annotated[int, QueryParameter(ge=1, le=20000)]
-Offset = Annotated[int, QueryParameter(ge=0)]
+Offset = CountQuery
 
 # A desired-state document is the operator's own JSON object, whatever its kind.
 DesiredBody = JSONBody[Any]
@@ -58,7 +60,7 @@ class SiteController(Controller):
         request.user.require_write()
         return registry.sites.create(data.name, data.region, data.labels, data.token_ttl_s)
 
-    @get("/sites", sync_to_thread=True)
+    @get("/sites", sync_to_thread=True, responses=problem_responses(422))
     def list_sites(
         self,
         registry: RegistryDep,
@@ -122,7 +124,7 @@ class SiteController(Controller):
         self,
         name: FromPath[str],
         registry: RegistryDep,
-        through: Annotated[int | None, QueryParameter(ge=0)] = None,
+        through: OptionalCountQuery = None,
     ) -> SiteJournalSummary:
         return registry.fleet.summary(name, through)
 
@@ -194,7 +196,7 @@ class SiteController(Controller):
 
     # -- fleet -----------------------------------------------------------------------
 
-    @get("/conflicts", sync_to_thread=True)
+    @get("/conflicts", sync_to_thread=True, responses=problem_responses(404))
     def conflicts(
         self,
         registry: RegistryDep,
@@ -205,7 +207,7 @@ class SiteController(Controller):
     ) -> DesiredConflicts:
         return registry.fleet.conflicts(site, kind, limit, offset)
 
-    @get("/fleet/vms", sync_to_thread=True)
+    @get("/fleet/vms", sync_to_thread=True, responses=problem_responses(404))
     def fleet_vms(
         self,
         registry: RegistryDep,

@@ -23,6 +23,7 @@ from registry.store.ingest import ingest
 from registry.store.models import Site, now_ms
 from towerbox_core.api.fleet import EnrollReply, EnrollRequest, HeartbeatReply, JournalHead
 from towerbox_core.json_depth import MAX_JSON_DEPTH, MAX_WIRE_JSON_DEPTH, check_json_depth
+from towerbox_core.openapi_problems import problem_responses
 from towerbox_core.wire import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ENTRIES,
@@ -36,6 +37,8 @@ from towerbox_core.wire import (
 _MAX_WIRE_BYTES = MAX_BATCH_BYTES + MAX_BATCH_BYTES // 64 + 1024
 _batch_decoder = msgspec.json.Decoder(JournalBatch)
 _heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
+# What the routes that decode their own body take, for the OpenAPI document.
+RAW_BODIES = {"POST /api/v1/sync/journal": JournalBatch, "POST /api/v1/sync/heartbeat": Heartbeat}
 
 
 def decode_batch(body: bytes, encoding: str) -> JournalBatch:
@@ -82,11 +85,21 @@ class SyncController(Controller):
     path = "/api/v1"
     tags = ("sync",)
 
-    @post("/enroll", sync_to_thread=False, status_code=HTTP_200_OK)
+    @post(
+        "/enroll",
+        sync_to_thread=False,
+        status_code=HTTP_200_OK,
+        responses=problem_responses(401),
+    )
     def enroll(self, data: JSONBody[EnrollRequest], registry: RegistryDep) -> EnrollReply:
         return registry.sites.enroll(data.token, data.hostname)
 
-    @post("/sync/journal", status_code=HTTP_200_OK, request_max_body_size=_MAX_WIRE_BYTES)
+    # The body is read raw (gzip or not): RAW_BODIES documents it.
+    @post(
+        "/sync/journal",
+        status_code=HTTP_200_OK,
+        request_max_body_size=_MAX_WIRE_BYTES,
+    )
     async def journal(self, request: SiteRequest, registry: RegistryDep) -> JournalAck:
         try:
             body = await request.body()
@@ -103,7 +116,11 @@ class SyncController(Controller):
     async def journal_head(self, request: SiteRequest, registry: RegistryDep) -> JournalHead:
         return await registry.run_db(_journal_head, request.user.site_id)
 
-    @post("/sync/heartbeat", status_code=HTTP_200_OK, request_max_body_size=256 * 1024)
+    @post(
+        "/sync/heartbeat",
+        status_code=HTTP_200_OK,
+        request_max_body_size=256 * 1024,
+    )
     async def heartbeat(self, request: SiteRequest, registry: RegistryDep) -> HeartbeatReply:
         body = await request.body()
         check_json_depth(body, MAX_JSON_DEPTH)

@@ -20,6 +20,7 @@ from towerbox_core.api.usage import (
     PriceBooks,
     usage_csv,
 )
+from towerbox_core.openapi_problems import problem_responses
 
 Name = Annotated[str | None, QueryParameter(max_length=63)]
 From = Annotated[str | None, QueryParameter(name="from", max_length=40)]
@@ -31,7 +32,7 @@ class UsageController(Controller):
     path = "/api/v1"
     tags = ("usage",)
 
-    @get("/usage", sync_to_thread=True)
+    @get("/usage", sync_to_thread=True, responses=problem_responses(404, 422))
     def usage(
         self,
         registry: RegistryDep,
@@ -47,7 +48,12 @@ class UsageController(Controller):
         newest entry (``sites[].as_of``)."""
         return registry.fleet_usage(site, tenant, from_, to, group_by)
 
-    @get("/usage.csv", sync_to_thread=True, media_type="text/csv")
+    @get(
+        "/usage.csv",
+        sync_to_thread=True,
+        media_type="text/csv",
+        responses=problem_responses(404, 422),
+    )
     def usage_csv(
         self,
         registry: RegistryDep,

@@ -67,8 +67,12 @@ def _site_head(statement: str, site_id: int) -> tuple[int, int]:
 def check_batch(batch: JournalBatch) -> None:
     """Refuse what no database state could make valid: order, ranges, field sizes."""
     previous = 0
-    if batch.compacted_through < 0:
-        raise BadRequest("compacted_through must be >= 0", code="invalid_batch")
+    if not 0 <= batch.compacted_through <= _MAX_SEQ:
+        # Past 2^63-1 it once reached the database and answered 500.
+        raise BadRequest(
+            f"compacted_through {batch.compacted_through} out of range (0 to 2^63-1)",
+            code="invalid_batch",
+        )
     for index, entry in enumerate(batch.entries):
         if not 0 < entry.seq <= _MAX_SEQ:
             raise BadRequest(

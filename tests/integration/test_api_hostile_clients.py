@@ -147,3 +147,30 @@ def test_slow_loris_clients_neither_block_others_nor_hold_connections(daemon: Da
         thread.join()
         for sock in slow:
             sock.close()
+
+
+def test_made_up_tokens_share_their_address_bucket(daemon: Daemon) -> None:
+    """A fresh bogus token per request must not mint a fresh bucket per request."""
+    with daemon.http(_token(daemon)) as known:
+        assert known.get("/api/v1/vms").status_code == 200  # seen to authenticate
+        codes = []
+        for i in range(3 * RATE_BURST):
+            with daemon.http(f"tbn_made-up-{i}") as bogus:
+                codes.append(bogus.get("/api/v1/vms").status_code)
+        # At most the address's burst (and its refill, 1/s) gets through to a 401.
+        assert set(codes) == {401, 429}
+        assert codes.count(429) >= RATE_BURST
+        assert codes[-1] == 429
+        # A client whose token authenticated keeps its own bucket through the flood.
+        assert known.get("/api/v1/vms").status_code == 200
+
+
+def test_a_request_that_is_not_http_gets_a_problem_document(daemon: Daemon) -> None:
+    with _connect(daemon) as sock:
+        sock.sendall(
+            b"PUT /api/v1/vms HTTP/1.1\r\nHost: appliance\r\nContent-Length: /x/console\r\n\r\n"
+        )
+        answer = _read_answer(sock)
+    assert answer.startswith("HTTP/1.1 400"), answer
+    assert "content-type: application/problem+json" in answer.lower()
+    assert '"code":"invalid_http"' in answer

@@ -151,6 +151,8 @@ def test_disk_vm_gets_an_overlay_that_delete_removes(
         ("ok", {"spec": {"tenant": "ghost"}}, 422, "unknown_tenant"),
         ("ok", {"spec": {"nics": [{"kind": "sriov", "pf": "nope0"}]}}, 422, "unknown_sriov_pf"),
         ("ok", {"surprise": True}, 400, "invalid_request"),
+        # A body field named like a dependency of the route once answered 500.
+        ("ok", {"appliance": ["vllm"]}, 400, "invalid_request"),
     ],
 )
 def test_bad_input_is_refused_and_nothing_is_made(

@@ -199,7 +199,15 @@ MATRIX: dict[tuple[str, str], tuple[str, str | None]] = {
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Appliance]:
-    app = built(tmp_path, TOWERBOX_GPU_BACKEND="simulated", TOWERBOX_N6_BACKEND="simulated")
+    app = built(
+        tmp_path,
+        TOWERBOX_GPU_BACKEND="simulated",
+        TOWERBOX_N6_BACKEND="simulated",
+        # Every request here comes with a token never seen before, which the rate limit
+        # charges to the one address; the limit has its own tests.
+        TOWERBOX_API_RATE_PER_S="1000000",
+        TOWERBOX_API_RATE_BURST="1000000",
+    )
     root = _root(app)
     generous = QuotasUpdate(vms=100, vcpus=400, memory_mib=400_000, disk_gib=4000, vnets=20)
     for tenant in ("acme", "other"):

@@ -91,3 +91,30 @@ def test_an_untyped_answer_is_caught(appliance: Appliance) -> None:
     app = create_app(appliance)
     app.register(untyped)
     assert _untyped_operations(_document(app)) == ["GET /api/v1/untyped"]
+
+
+def test_every_route_documents_its_problem_answers(appliance: Appliance) -> None:
+    with api_client(appliance) as client:
+        headers = login(client, "admin", admin_password(appliance.cfg))
+        document = client.get("/api/schema/openapi.json", headers=headers).json()
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    assert document["components"]["schemas"]["Problem"]["required"] == [
+        "type",
+        "title",
+        "status",
+        "detail",
+        "code",
+    ]
+    vm = document["paths"]["/api/v1/vms/{name}"]
+    assert {"400", "401", "403", "404", "422", "429", "503"} <= set(vm["get"]["responses"])
+    assert {"409", "413"} <= set(document["paths"]["/api/v1/vms"]["post"]["responses"])
+    for item in document["paths"].values():
+        for op in item.values():
+            for status, answer in op["responses"].items():
+                if int(status) >= 400:
+                    assert answer["content"] == problem
+    login_answers = document["paths"]["/api/v1/auth/login"]["post"]["responses"]
+    assert "401" in login_answers and "403" not in login_answers  # public, but may refuse
+    assert set(document["paths"]["/healthz"]["get"]["responses"]) == {"200"}
+    upf = document["paths"]["/api/v1/n6/upf-config"]["get"]["responses"]["200"]["content"]
+    assert upf["application/yaml"]["schema"] == {"$ref": "#/components/schemas/UpfConfig"}

@@ -141,3 +141,13 @@ def test_site_input_is_validated(sqlite_api: Api) -> None:
     sqlite_api.create_site("ok")
     dup = client.post("/api/v1/sites", json={"name": "ok"}, headers=sqlite_api.admin)
     assert (dup.status_code, dup.json()["code"]) == (409, "site_exists")
+
+
+def test_numbers_past_what_the_database_stores_are_refused(sqlite_api: Api) -> None:
+    # Each once reached SQLite and answered 500.
+    huge = str(2**80)
+    client, admin = sqlite_api.client, sqlite_api.admin
+    assert client.delete(f"/api/v1/tokens/{huge}", headers=admin).status_code == 400
+    resp = client.get(f"/api/v1/sites?offset={huge}", headers=admin)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["code"] == "invalid_request"

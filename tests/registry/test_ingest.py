@@ -173,6 +173,12 @@ def test_malformed_entries_are_refused_whole(api: Api, mutate: Any, code: str) -
     [
         (b"{not json", "", 400, "invalid_batch"),
         (b'{"entries": 5}', "", 400, "invalid_batch"),
+        (
+            b'{"entries": [], "compacted_through": 51373278856569348733636604764}',
+            "",
+            400,
+            "invalid_batch",
+        ),
         (b"\x1f\x8b\x08\x00garbage", "gzip", 400, "invalid_gzip"),
         (gzip.compress(b'{"entries": []}', mtime=0)[:-6], "gzip", 400, "invalid_gzip"),
         (b'{"entries": []}', "br", 400, "unsupported_encoding"),

@@ -55,3 +55,16 @@ def test_every_operation_documents_its_answer(sqlite_api: Api) -> None:
     assert "GET /healthz" in checked
     assert "POST /api/v1/sync/heartbeat" in checked
     assert {"SiteDetail", "SiteList", "FleetVms", "HeartbeatReply"} <= set(components)
+
+
+def test_the_sync_routes_document_the_bodies_they_decode_themselves(sqlite_api: Api) -> None:
+    document = sqlite_api.client.get("/api/schema/openapi.json", headers=sqlite_api.admin).json()
+    for path, struct in (
+        ("/api/v1/sync/journal", "JournalBatch"),
+        ("/api/v1/sync/heartbeat", "Heartbeat"),
+    ):
+        operation = document["paths"][path]["post"]
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": f"#/components/schemas/{struct}"}
+        assert struct in document["components"]["schemas"]
+        assert {"400", "401", "413", "429"} <= set(operation["responses"])

@@ -321,3 +321,17 @@ def test_catalog_entries_come_down_checked_like_files_and_survive_a_restart(
         assert "llm-small" in again.catalog
     finally:
         again.close()
+
+
+def test_numbers_past_what_the_database_stores_are_refused(admin: TestClient[Any]) -> None:
+    # Each once reached SQLite and answered 500.
+    huge = str(2**80)
+    for path in (
+        f"/api/v1/journal?after={huge}",
+        f"/api/v1/journal/summary?through={huge}",
+    ):
+        resp = admin.get(path)
+        assert resp.status_code == 400, (path, resp.text)
+        assert resp.json()["code"] == "invalid_request"
+    resp = admin.delete(f"/api/v1/tokens/{huge}")
+    assert resp.status_code == 400, resp.text

@@ -73,6 +73,23 @@ class PfcpSession(msgspec.Struct, frozen=True):
     ue_addresses: list[str]
 
 
+class UpfSessionEntry(msgspec.Struct, frozen=True):
+    subnet: str
+    gateway: str
+    dev: str
+    dnn: str | None = None
+
+
+class UpfSection(msgspec.Struct, frozen=True):
+    session: list[UpfSessionEntry]
+
+
+class UpfConfig(msgspec.Struct, frozen=True):
+    """What GET /api/v1/n6/upf-config answers, as YAML: Open5GS ``upf.yaml``'s part."""
+
+    upf: UpfSection
+
+
 # Per VNet ("tenant/name"): the eUPF's sessions whose UE address is in its pools.
 SessionsByVnet = dict[str, list[PfcpSession]]
 
