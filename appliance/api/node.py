@@ -12,7 +12,7 @@ from appliance.api.sync import SYNC_AGENT_OPEN, require_sync_scope
 from towerbox_core.api.history import HistoryPage
 from towerbox_core.api.node import CatalogEntryView, Health, HostView
 from towerbox_core.api.sync import JournalPage
-from towerbox_core.api_params import CountQuery
+from towerbox_core.api_params import CountQuery, OptionalCountQuery
 
 
 @get("/healthz")
@@ -54,7 +54,7 @@ class NodeController(Controller):
         self,
         request: AuthedRequest,
         appliance: ApplianceDep,
-        before: Annotated[int | None, QueryParameter(ge=1)] = None,
+        before: OptionalCountQuery = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
         kind: Annotated[str | None, QueryParameter(max_length=48)] = None,
     ) -> HistoryPage:
