@@ -281,6 +281,7 @@ def build_appliance(cfg: Config) -> Appliance:
         gpus=binder,
         admission=admission,
     )
+    vms.undo_interrupted_creates()  # before anything counts the domains or the files
     gpus.set_hooks(vms.gpu_drain.drain, vms.gpu_drain.resume)
     vms.gpu_drain.start_all()  # the layouts were re-created above; their VMs follow
     for record in vms.load_records():
