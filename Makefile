@@ -66,6 +66,10 @@ bench: setup  ## Measure the figures the issues name (non-zero exit when a targe
 	@scripts/start-libvirtd.sh
 	@rc=0; for b in bench/*.py; do echo "== $$b"; PYTHONPATH=$(CURDIR) TOWERBOX_IMAGE_DIR=$(CURDIR)/$(IMAGES) $(PY) $$b || rc=1; done; exit $$rc
 
+.PHONY: chaos
+chaos: setup  ## 250 random-kill crash runs across the operations (crash_runs_converged)
+	@PYTHONPATH=$(CURDIR) TOWERBOX_IMAGE_DIR=$(CURDIR)/$(IMAGES) $(PY) bench/crash_runs.py
+
 .PHONY: clean
 clean:  ## Remove the venv and local state (var/)
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
