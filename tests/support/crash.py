@@ -9,6 +9,7 @@ result and in every failure message: ``TOWERBOX_CRASH_SEED`` replays one.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -26,9 +27,11 @@ from typing import Any
 
 import httpx
 
+from appliance.backends.vm.libvirt_backend import LibvirtBackend
 from appliance.config import Config
 from tests.support.appliance import make_config
 from tests.support.daemon import Daemon, running_daemon
+from towerbox_core.errors import TowerboxError
 from towerbox_core.faults import ENV as FAULT_ENV
 
 # Simulated GPUs with vGPUs, simulated N6: what the suite's daemon runs on.
@@ -162,6 +165,18 @@ class Harness:
                     raise
             yield Node(daemon, cfg)
 
+    def _remove_domains(self) -> None:
+        """On a real libvirtd, the run's domains outlive its daemon: remove them."""
+        backend = real_backend(self.env)
+        if backend is None:
+            return
+        node = self.env["TOWERBOX_NODE_NAME"]
+        for dom in backend.list_domains():
+            if dom.owner_node == node:
+                with contextlib.suppress(TowerboxError):  # already off
+                    backend.destroy(dom.uuid)
+                backend.undefine(dom.uuid)
+
     def run(self, op: Operation, seed: int) -> RunResult:
         """A run whose kill is drawn from ``seed``: a fault point of the operation, or
         (one time in three) a kill from outside after a random delay."""
@@ -196,6 +211,8 @@ class Harness:
                     result.problems.append("log: " + node.daemon.log.read_text()[-1500:])
         except Exception as err:  # a run that cannot even finish is a failed run
             result.problems.append(f"{type(err).__name__}: {str(err)[:800]}")
+        finally:
+            self._remove_domains()
         if result.converged:
             shutil.rmtree(folder, ignore_errors=True)
         return result
@@ -251,6 +268,7 @@ def invariants(node: Node) -> list[str]:
         drift = {vm_id for (vm_id,) in db.execute(query)}
     problems += _no_orphan_files(node, rows)
     problems += _api_matches_rows(node, rows, drift)
+    problems += _domains_match_rows(node, rows)
     return problems
 
 
@@ -304,6 +322,24 @@ def _api_matches_rows(node: Node, rows: dict[str, str], drift: set[str]) -> list
     if unsaid:
         problems.append(f"VMs without a domain the journal does not call drift: {unsaid}")
     return problems
+
+
+def real_backend(env: dict[str, str]) -> LibvirtBackend | None:
+    """The system libvirtd the runs' daemons use, or None on the test driver (whose
+    domains live in the daemon's process and are seen through its API only)."""
+    uri = env.get("TOWERBOX_LIBVIRT_URI", "test:///default")
+    return None if uri.startswith("test:") else LibvirtBackend(uri, "qemu")
+
+
+def _domains_match_rows(node: Node, rows: dict[str, str]) -> list[str]:
+    """On a real libvirtd: every domain this node owns has a row (no orphan), and
+    every row's domain is there or the API says ``missing`` (checked above)."""
+    backend = real_backend(node.daemon.env)
+    if backend is None:
+        return []
+    owned = {d.uuid: d.name for d in backend.list_domains() if d.owner_node == node.cfg.node_name}
+    orphans = sorted(set(owned) - set(rows))
+    return [f"libvirt domains with no VM row: {[owned[u] for u in orphans]}"] if orphans else []
 
 
 def _gpu_matches_committed(node: Node, db: sqlite3.Connection, rows: dict[str, str]) -> list[str]:
