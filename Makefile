@@ -77,6 +77,10 @@ fuzz: setup  ## A long API fuzzing campaign (random seed, printed); fails on any
 	@PYTHONPATH=$(CURDIR) TOWERBOX_IMAGE_DIR=$(CURDIR)/$(IMAGES) FUZZ_CASES=$(FUZZ_CASES) FUZZ_SCENARIOS=$(FUZZ_SCENARIOS) \
 		$(PY) bench/api_fuzz.py
 
+.PHONY: chaos
+chaos: setup  ## 250 random-kill crash runs across the operations (crash_runs_converged)
+	@PYTHONPATH=$(CURDIR) TOWERBOX_IMAGE_DIR=$(CURDIR)/$(IMAGES) $(PY) bench/crash_runs.py
+
 .PHONY: clean
 clean:  ## Remove the venv and local state (var/)
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -294,6 +294,7 @@ def build_appliance(cfg: Config) -> Appliance:
         gpus=binder,
         admission=admission,
     )
+    vms.undo_interrupted_creates()  # before anything counts the domains or the files
     gpus.set_hooks(vms.gpu_drain.drain, vms.gpu_drain.resume)
     for record in vms.load_records():
         try:

@@ -39,6 +39,7 @@ from appliance.store import journal
 from appliance.store.models import Meta
 from towerbox_core.api.sync import DesiredApplied, DesiredKindSummary
 from towerbox_core.errors import Conflict, InvalidInput, NotFound, TowerboxError
+from towerbox_core.faults import fault_point
 from towerbox_core.wire import DESIRED_KINDS, DesiredDocument
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,9 @@ class DesiredService:
             decision.deletes = [oid for oid in decision.deletes if oid not in kept]
             # A kept object stays owned: a later version removes it once it may go.
             decision.owned.update({oid: rec["owned"][oid] for oid in kept})
+            fault_point("desired.apply.before_objects")
             adapter.apply(decision.puts, decision.deletes, adapter.parse(doc.document))
+            fault_point("desired.apply.before_record")
         except TowerboxError as err:
             if err.status >= 500:
                 raise  # the node failed, not the document: let the agent retry

@@ -55,6 +55,7 @@ from towerbox_core.api.gpus import (
     WorkloadPlan,
 )
 from towerbox_core.errors import BackendError, Conflict, InvalidInput, NotFound, TowerboxError
+from towerbox_core.faults import fault_point
 
 log = logging.getLogger(__name__)
 
@@ -272,12 +273,15 @@ class GpuLayoutService:
             except TowerboxError as err:
                 self._journal_failure(gpu, err)
                 raise
+            fault_point("gpu.apply.after_drain")
             try:
                 self._run(gpu, p)
             except TowerboxError:
                 self._resume_workloads(gpu)  # back on the old layout
                 raise
+            fault_point("gpu.apply.before_commit")
             self._commit(gpu, target, p)
+            fault_point("gpu.apply.after_commit")
             drained = self._resume_workloads(gpu, drained)
         log.info("GPU %s: layout applied (%d operations)", gpu, len(p.ops), extra={"gpu": gpu})
         return LayoutApplied(plan=self._plan_view(info, p), layout=target, drain=drained)
@@ -342,6 +346,7 @@ class GpuLayoutService:
                 if op.kind is OpKind.DESTROY:
                     self.backend.destroy_instance(gpu, ids[inst.placement])
                     done.append((op.kind, inst, None))
+                    fault_point("gpu.apply.after_destroy")  # between destroy and create
                 else:
                     made = self.backend.create_instance(gpu, inst.profile, inst.start)
                     done.append((op.kind, inst, made.gpu_instance_id))
@@ -387,28 +392,49 @@ class GpuLayoutService:
         )
 
     def restore(self) -> None:
-        """At start: re-create committed layouts the GPU lost (a reboot), vRAN first."""
+        """At start: bring every GPU back to its committed layout. A reboot (or GPU
+        reset) lost all its instances: re-create them, vRAN first. An apply cut off by
+        a crash left some of the plan done and nothing committed: undo that part, as
+        the apply's own rollback would have."""
         for info in self.backend.list_gpus():
             layout = self.committed(info.uuid)
-            if layout is None or not info.mig.current or self.backend.instances(info.uuid):
+            if layout is None or not info.mig.current:
                 continue
+            have = {(gi.profile, gi.start): gi for gi in self.backend.instances(info.uuid)}
+            want = {inst.placement for inst in layout.instances}
+            if set(have) == want:
+                continue
+            for placement, gi in have.items():
+                if placement not in want:
+                    self._restore_op(
+                        info.uuid, f"{placement[0]}@{placement[1]}", gi.gpu_instance_id
+                    )
             ordered = sorted(layout.instances, key=lambda i: (not i.protected, i.start))
             for inst in ordered:
-                try:
-                    self.backend.create_instance(info.uuid, inst.profile, inst.start)
-                except TowerboxError as err:
-                    log.error(
-                        "GPU %s: could not restore %s: %s",
-                        info.uuid,
-                        inst.label,
-                        err.message,
-                        extra={"gpu": info.uuid},
-                    )
+                if inst.placement not in have:
+                    self._restore_op(info.uuid, inst.label, None, inst)
+            why = "reset" if not have else "interrupted_apply"
             with journal.write_transaction():
                 journal.append(
-                    "gpu.layout_restored", "gpu", info.uuid, {"layout": msgspec.to_builtins(layout)}
+                    "gpu.layout_restored",
+                    "gpu",
+                    info.uuid,
+                    {"layout": msgspec.to_builtins(layout), "after": why},
                 )
-            log.warning("GPU %s: committed layout re-created after a reset", info.uuid)
+            log.warning("GPU %s: committed layout restored (after a %s)", info.uuid, why)
+
+    def _restore_op(
+        self, gpu: str, label: str, destroy_id: int | None, create: Instance | None = None
+    ) -> None:
+        try:
+            if create is not None:
+                self.backend.create_instance(gpu, create.profile, create.start)
+            elif destroy_id is not None:
+                self.backend.destroy_instance(gpu, destroy_id)
+        except TowerboxError as err:
+            log.error(
+                "GPU %s: could not restore %s: %s", gpu, label, err.message, extra={"gpu": gpu}
+            )
 
 
 def _target(p: Plan) -> Layout:

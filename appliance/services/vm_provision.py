@@ -9,15 +9,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
 from appliance.backends.vm import disks
-from appliance.backends.vm.domain_xml import DomainPaths
+from appliance.backends.vm.domain_xml import DomainPaths, GpuDevice, Owner, build_domain_xml
+from appliance.backends.vm.protocol import VmBackend
 from appliance.backends.vm.seed_iso import SeedFiles, write_seed_iso
 from appliance.catalog.model import CatalogEntry, spec_for
 from appliance.config import Config
+from appliance.domain.allocation import Allocation
 from appliance.domain.vm_privileges import TENANT_ROLES
 from appliance.domain.vm_spec import NicKind, VmSpec, parse_vm_spec
 from appliance.services.auth import Principal
@@ -25,6 +28,7 @@ from appliance.store import space
 from appliance.store.models import Tenant
 from towerbox_core.api.vms import VmCreateRequest
 from towerbox_core.errors import Conflict, Forbidden, InvalidInput
+from towerbox_core.faults import fault_point
 from upf_bridge.backends.base import Attachment
 
 log = logging.getLogger(__name__)
@@ -193,3 +197,37 @@ def make_disks(
         model=str(image_dir / spec.model_disk) if spec.model_disk else None,
         seed=str(seed_iso) if seed_iso else None,
     )
+
+
+@dataclass(frozen=True)
+class PlannedDomain:
+    """A VM's domain as a create has worked it out, before anything is made."""
+
+    vm_id: str
+    spec: VmSpec
+    wired: VmSpec  # the spec with its VNet NICs on their bridges and tags
+    allocation: Allocation
+    gpu: GpuDevice | None
+    seed: SeedFiles | None
+
+
+def define_domain(cfg: Config, backend: VmBackend, plan: PlannedDomain, made: list[Path]) -> None:
+    """Make the VM's disks and seed (recorded in ``made``) and define its domain."""
+    spec = plan.spec
+    paths = make_disks(cfg, plan.vm_id, spec, made, plan.seed)
+    fault_point("vm.create.after_overlay")
+    owner = Owner(node=cfg.node_name, vm_id=plan.vm_id, role=spec.role.value, tenant=spec.tenant)
+    xml = build_domain_xml(
+        plan.wired,
+        plan.allocation,
+        paths,
+        owner,
+        virt_type=backend.virt_type,
+        uuid=plan.vm_id,
+        gpu=plan.gpu,
+    )
+    fault_point("vm.create.before_define")
+    backend.define(xml)
+    fault_point("vm.create.after_define")
+    # libvirt's autostart stays off: the appliance starts the VMs at boot, in role
+    # order and after their slices and VNets exist (vm_boot).

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from appliance.backends.vm import disks
-from appliance.backends.vm.domain_xml import GpuDevice, Owner, build_domain_xml
+from appliance.backends.vm.domain_xml import GpuDevice
 from appliance.backends.vm.protocol import VmBackend
 from appliance.catalog.cloud_init import cloud_init_dir
 from appliance.catalog.model import CatalogEntry
@@ -32,14 +32,16 @@ from appliance.services.monitor import Monitor, record_observed
 from appliance.services.vm_admission import VmAdmission
 from appliance.services.vm_attention import StartFailures, attention, unresponsive
 from appliance.services.vm_gpu_drain import VmGpuDrain
+from appliance.services.vm_intents import begin_create, end_create, undo_interrupted_creates
 from appliance.services.vm_power import ACTIVE, DEFINED, RUNNING, STOPPED, is_active, wait_off
 from appliance.services.vm_provision import (
+    PlannedDomain,
     VnetResolver,
     check_references,
     console_path,
+    define_domain,
     disk_gib,
     disk_paths,
-    make_disks,
     reclaim_seed,
     resolve_spec,
     wire_vnets,
@@ -50,6 +52,7 @@ from appliance.store import journal, space
 from appliance.store.models import Vm, utcnow
 from towerbox_core.api.vms import VmCreateRequest, VmDetail, VmShutdown, VmStats, VmSummary
 from towerbox_core.errors import Conflict, Forbidden, NotFound, TowerboxError
+from towerbox_core.faults import fault_point
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +166,6 @@ class VmService:
         # The row keeps the VNet names; libvirt gets the bridges and tags they map to.
         wired = wire_vnets(spec, self._vnets)
         made: list[Path] = []
-        defined = False
         with self._lock:
             if Vm.select().where(Vm.name == spec.name).exists():
                 raise Conflict(f"a VM named {spec.name!r} exists", code="vm_exists", field="name")
@@ -176,25 +178,11 @@ class VmService:
                 self._allocator.release(spec.name)
                 raise
             try:
-                paths = make_disks(self._cfg, vm_id, spec, made, seed.files if seed else None)
-                xml = build_domain_xml(
-                    wired,
-                    alloc,
-                    paths,
-                    Owner(
-                        node=self._cfg.node_name,
-                        vm_id=vm_id,
-                        role=spec.role.value,
-                        tenant=spec.tenant,
-                    ),
-                    virt_type=self._backend.virt_type,
-                    uuid=vm_id,
-                    gpu=gpu_device,
+                begin_create(vm_id, spec.name)
+                planned = PlannedDomain(
+                    vm_id, spec, wired, alloc, gpu_device, seed.files if seed else None
                 )
-                self._backend.define(xml)
-                defined = True
-                # libvirt's autostart stays off: the appliance starts the VMs at boot,
-                # in role order and after their slices and VNets exist (vm_boot).
+                define_domain(self._cfg, self._backend, planned, made)
                 with journal.write_transaction():
                     if admission:  # the quota check and the row in one transaction
                         admission.recheck(spec, alloc, size_gib, checked_at)
@@ -211,8 +199,11 @@ class VmService:
                     )
                     created = self._created_state(spec, size_gib, seed)
                     journal.append("vm.created", "vm", vm_id, created)
+                    end_create(vm_id)
+                    fault_point("vm.create.before_commit")
+                fault_point("vm.create.after_commit")
             except BaseException:
-                self._undo_create(vm_id, defined, made, spec.name)
+                self._undo_create(vm_id, made, spec.name)
                 raise
         log.info("created VM %s (%s)", spec.name, vm_id, extra={"vm": spec.name})
         if alloc.vcpu_pins:
@@ -220,6 +211,7 @@ class VmService:
         if req.start:
             try:
                 self.start(principal, spec.name)
+                fault_point("vm.create.after_start")
             except TowerboxError:
                 # "Create and start" is one request: a VM that cannot start is not left
                 # behind for the operator to find after an error.
@@ -235,15 +227,27 @@ class VmService:
             raise Conflict("this node has no GPU service", code="gpu_unavailable", field="gpu")
         return self._gpus.prepare(spec, vm_id)
 
-    def _undo_create(self, vm_id: str, defined: bool, made: list[Path], name: str) -> None:
+    def _undo_create(self, vm_id: str, made: list[Path], name: str) -> None:
         log.warning("create of VM %s failed; undoing", name)
-        if defined:
-            try:
+        try:
+            if self._backend.status(vm_id) is not None:  # the domain was defined
                 self._backend.undefine(vm_id)
-            except Exception:
-                log.exception("could not undefine half-created domain %s", vm_id)
+        except Exception:
+            log.exception("could not undefine half-created domain %s", vm_id)
         disks.remove(made)
         self._allocator.release(name)
+        try:
+            with journal.write_transaction():
+                end_create(vm_id)
+        except TowerboxError as err:  # the next start finds the intent with nothing left
+            log.warning("create intent of VM %s kept: %s", name, err.message)
+
+    def undo_interrupted_creates(self) -> list[str]:
+        """At start: take away what creates cut off by a crash made (vm_intents)."""
+        with self._lock:
+            return undo_interrupted_creates(
+                self._backend, [self._cfg.disk_dir, self._cfg.console_dir]
+            )
 
     # -- power -------------------------------------------------------------------
 
@@ -361,10 +365,13 @@ class VmService:
             if is_active(self._backend, vm.id):
                 self._backend.destroy(vm.id)
             self._after_off(vm)
+            fault_point("vm.delete.after_destroy")
             if self._backend.status(vm.id) is not None:
                 self._backend.undefine(vm.id)
+            fault_point("vm.delete.after_undefine")
             spec = msgspec.json.decode(vm.spec, type=VmSpec)
             disks.remove(disk_paths(self._cfg, vm.id, spec))
+            fault_point("vm.delete.after_disks")
             self._allocator.release(vm.name)
             with journal.write_transaction():
                 vm.delete_instance()

@@ -23,6 +23,7 @@ import peewee
 
 from appliance.store import journal
 from appliance.store.models import JournalEntry, utcnow
+from towerbox_core.faults import fault_point
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def compact(
             return CompactionResult(journal.compacted_through(), 0)
         if before is not None:
             before(bound)
+        fault_point("journal.compact.before_delete")
         e = JournalEntry
         per_kind = e.select(peewee.fn.MAX(e.seq)).group_by(e.object_type, e.object_id, e.kind)
         newest = e.select(peewee.fn.MAX(e.seq)).group_by(e.object_type, e.object_id)
@@ -73,6 +75,7 @@ def compact(
         )
         deleted = e.delete().where((e.seq <= bound) & superseded).execute()
         journal.record_compacted_through(bound)
+        fault_point("journal.compact.before_commit")
     if deleted:
         log.info("journal compacted through seq %d: %d entries removed", bound, deleted)
     return CompactionResult(bound, int(deleted))

@@ -23,39 +23,11 @@ from appliance.cli.artifact import follow
 from appliance.context import Appliance
 from appliance.store import journal
 from tests.support.appliance import REPO, admin_password, api_client, built, login
-from tests.support.artifact_server import ServerState, artifact_server
+from tests.support.artifact_server import LLM_ENTRY, ServerState, artifact_server
 
 SIZE = 2 * 1024 * 1024 + 7
 NIGHT = dt.datetime(2026, 11, 30, 1, 30, tzinfo=dt.UTC)  # inside "0 1 * * *" for 60 min
 NOON = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
-
-ENTRY = """\
-name = "llm"
-description = "inference with a model bundle"
-version = "1"
-role = "b2b"
-
-[image]
-kind = "disk"
-file = "base.qcow2"
-
-[spec]
-vcpus = 1
-memory_mib = 256
-
-[[artifacts]]
-name = "model.bin"
-url = "{url}/model.bin"
-sha256 = "{sha}"
-kind = "model"
-size = {size}
-
-[[artifacts]]
-name = "broken.bin"
-url = "{url}/model.bin"
-sha256 = "{wrong}"
-kind = "model"
-"""
 
 
 @pytest.fixture
@@ -72,7 +44,7 @@ def node(
         shutil.copy(REPO / "images" / "catalog" / "demo.toml", catalog)
         shutil.copytree(REPO / "images" / "cloud-init", tmp_path / "cloud-init")
         sha = hashlib.sha256(data).hexdigest()
-        text = ENTRY.format(url=url, sha=sha, size=SIZE, wrong="0" * 64)
+        text = LLM_ENTRY.format(url=url, sha=sha, size=SIZE, wrong="0" * 64)
         (catalog / "llm.toml").write_text(text)
         app = built(
             tmp_path,

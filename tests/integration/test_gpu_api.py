@@ -367,6 +367,33 @@ def test_committed_layout_is_re_created_when_the_daemon_starts(tmp_path: Path) -
         second.close()
 
 
+def test_an_apply_cut_off_by_a_crash_is_undone_when_the_daemon_starts(tmp_path: Path) -> None:
+    """The daemon killed between an apply's destroy and its create (no rollback ran,
+    nothing committed): the next start puts the GPU back on its committed layout."""
+    first = built(tmp_path, TOWERBOX_GPU_BACKEND="simulated")
+    try:
+        with api_client(first) as c:
+            c.headers.update(login(c, "admin", admin_password(first.cfg)))
+            gpu = _gpu(c)
+            c.post(f"/api/v1/gpus/{gpu}/apply", json=DAY)
+            before = _on_gpu(first, gpu)
+        # Half of an apply to another layout, as the killed daemon left it.
+        sim = _sim(first)
+        cut = next(i for i in sim.instances(gpu) if (i.profile, i.start) == ("2g.20gb", 2))
+        sim.destroy_instance(gpu, cut.gpu_instance_id)
+        sim.create_instance(gpu, "1g.10gb", 2)
+    finally:
+        first.close()
+    second = built(tmp_path, TOWERBOX_GPU_BACKEND="simulated")
+    try:
+        assert _on_gpu(second, gpu) == before
+        with api_client(second) as c:
+            c.headers.update(login(c, "admin", admin_password(second.cfg)))
+            assert _kinds(c)[-1] == "gpu.layout_restored"
+    finally:
+        second.close()
+
+
 NAMED = {
     "TOWERBOX_GPU_BACKEND": "simulated",
     "TOWERBOX_GPU_LAYOUTS": (

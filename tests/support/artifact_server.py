@@ -19,6 +19,36 @@ from pathlib import Path
 
 _RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
+# A catalog entry whose artifacts this server serves: model.bin (right hash and size)
+# and broken.bin (the same file under a wrong hash). Fill in url, sha, size, wrong.
+LLM_ENTRY = """\
+name = "llm"
+description = "inference with a model bundle"
+version = "1"
+role = "b2b"
+
+[image]
+kind = "disk"
+file = "base.qcow2"
+
+[spec]
+vcpus = 1
+memory_mib = 256
+
+[[artifacts]]
+name = "model.bin"
+url = "{url}/model.bin"
+sha256 = "{sha}"
+kind = "model"
+size = {size}
+
+[[artifacts]]
+name = "broken.bin"
+url = "{url}/model.bin"
+sha256 = "{wrong}"
+kind = "model"
+"""
+
 
 @dataclass
 class ServerState:

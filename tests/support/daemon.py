@@ -37,11 +37,14 @@ class Daemon:
     def wait_notify(self, wanted: str, timeout: float = 30.0) -> str:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            self.notify.settimeout(max(0.1, end - time.monotonic()))
+            # Short waits: a daemon that died never sends it (no point waiting on).
+            self.notify.settimeout(min(0.5, max(0.1, end - time.monotonic())))
             try:
                 msg = self.notify.recv(4096).decode()
             except TimeoutError:
-                break
+                if self.proc.poll() is not None:
+                    break
+                continue
             if wanted in msg.split("\n"):
                 return msg
         raise AssertionError(f"no {wanted} from the daemon; log:\n{self.log.read_text()[-3000:]}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from towerbox_core.errors import BackendError, TowerboxError
+from towerbox_core.faults import fault_point
 from upf_bridge.backends import netlink
 from upf_bridge.backends.datapaths import Datapaths
 from upf_bridge.model import N6Config, Trunk, TrunkKind
@@ -50,6 +51,7 @@ def run_steps(steps: Sequence[Step], perform: Callable[[Step], None]) -> None:
         for step in steps:
             perform(step)
             done.append(step)
+            fault_point("n6.apply.after_step")
     except Exception as err:
         # Any failure, ours or a library's: the node must not stay half-applied.
         failed = []

@@ -24,6 +24,7 @@ from appliance.backends.artifacts.bandwidth import TokenBucket
 from appliance.backends.artifacts.store import ArtifactStore, filled_up
 from appliance.backends.artifacts.write_behind import WriteBehind
 from towerbox_core.errors import BackendError, BackendUnavailable, TowerboxError, is_disk_full
+from towerbox_core.faults import fault_point
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ def _transfer(
                         got=digest,
                         quarantined=str(where),
                     )
+                fault_point("artifact.fetch.before_publish")
                 store.publish(want.name, f)
             return Fetched(transferred=got, resumed_from=have)
     except httpx.HTTPError as err:
@@ -249,6 +251,7 @@ def _copy(
             raise FetchPaused(f"artifact {name}: paused at {got} bytes", artifact=name)
         sink.put(chunk)
         got += len(chunk)
+        fault_point("artifact.fetch.chunk")
         listener.advanced(len(chunk))
     return got
 
