@@ -29,15 +29,14 @@ from appliance.domain.gpu.binding import is_process_owner
 from appliance.domain.gpu.catalog import GpuCatalog, GpuModel
 from appliance.domain.gpu.effects import (
     blocked_by_process,
-    changed_since,
     layout_drift,
-    workload_effects,
 )
 from appliance.domain.gpu.layout import Instance, Layout, MigRole, validate_layout
 from appliance.domain.gpu.planner import OpKind, Plan, plan
 from appliance.domain.gpu.solver import solve_counts
 from appliance.domain.gpu.target import LayoutRequest
 from appliance.services.auth import Principal
+from appliance.services.gpu_plan_view import check_unchanged, plan_target, plan_view
 from appliance.store import journal
 from appliance.store.models import GpuLayout
 from towerbox_core.api.gpus import (
@@ -49,10 +48,8 @@ from towerbox_core.api.gpus import (
     MigModeAnswer,
     MigProfileView,
     MigState,
-    PlanOp,
     ProblemBrief,
     ResumeReport,
-    WorkloadPlan,
 )
 from towerbox_core.errors import BackendError, Conflict, InvalidInput, NotFound, TowerboxError
 from towerbox_core.faults import fault_point
@@ -201,36 +198,12 @@ class GpuLayoutService:
         return plan(model, current, target)
 
     def _plan_view(self, info: GpuInfo, p: Plan) -> LayoutPlan:
-        current = self.current_layout(info)
         elsewhere = [
             (other.uuid, self.current_layout(other))
             for other in self.backend.list_gpus()
             if other.uuid != info.uuid and other.mig_supported and other.mig.current
         ]
-        effects = workload_effects(p.drain, _target(p), elsewhere)
-        blocking = next((e for e in effects if e.effect == "blocks"), None)
-        return LayoutPlan(
-            ops=[
-                PlanOp(
-                    op.kind.value,
-                    op.instance.profile,
-                    op.instance.start,
-                    op.instance.role,
-                    op.instance.owner,
-                )
-                for op in p.ops
-            ],
-            kept=list(p.kept),
-            drain=list(p.drain),
-            empty=p.empty,
-            workloads=[WorkloadPlan(**asdict(e)) for e in effects],
-            blocked=(
-                None
-                if blocking is None
-                else ProblemBrief(code="gpu_claimed_by_process", detail=blocking.detail)
-            ),
-            current=current,
-        )
+        return plan_view(p, self.current_layout(info), elsewhere)
 
     def _drain_workloads(self, gpu: str, p: Plan) -> DrainReport:
         owners = sorted({inst.owner for inst in p.drain if inst.owner})
@@ -265,9 +238,9 @@ class GpuLayoutService:
         with self.lock:
             info = self._info(gpu)
             if isinstance(req, LayoutApply) and req.expect is not None:
-                self._check_unchanged(info, req.expect)
+                check_unchanged(info.uuid, req.expect, self.current_layout(info))
             p = self._plan(info, req)
-            target = _target(p)
+            target = plan_target(p)
             try:
                 drained = self._drain_workloads(gpu, p)
             except TowerboxError as err:
@@ -285,17 +258,6 @@ class GpuLayoutService:
             drained = self._resume_workloads(gpu, drained)
         log.info("GPU %s: layout applied (%d operations)", gpu, len(p.ops), extra={"gpu": gpu})
         return LayoutApplied(plan=self._plan_view(info, p), layout=target, drain=drained)
-
-    def _check_unchanged(self, info: GpuInfo, expected: Layout) -> None:
-        """Refuse an apply whose dry-run saw another layout, saying what changed."""
-        changes = changed_since(expected.in_slot_order(), self.current_layout(info))
-        if changes:
-            raise Conflict(
-                f"GPU {info.uuid} changed since the dry-run: {'; '.join(changes)}; "
-                "run the dry-run again and check its plan",
-                code="gpu_changed_since_plan",
-                changes=changes,
-            )
 
     def _resume_workloads(self, gpu: str, drained: DrainReport | None = None) -> DrainReport:
         """Bind and restart what was drained; the drain report with how it went."""
@@ -435,9 +397,3 @@ class GpuLayoutService:
             log.error(
                 "GPU %s: could not restore %s: %s", gpu, label, err.message, extra={"gpu": gpu}
             )
-
-
-def _target(p: Plan) -> Layout:
-    """The layout a plan leads to (kept and created instances, in slot order)."""
-    instances = sorted(p.kept + p.creates, key=lambda i: (i.start, i.profile))
-    return Layout(gpu_model=p.gpu_model, instances=tuple(instances))

@@ -10,10 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import uuid as uuidlib
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
@@ -25,12 +23,12 @@ from appliance.catalog.model import CatalogEntry
 from appliance.config import Config
 from appliance.domain.allocation import Allocation, decode_allocation, encode_allocation
 from appliance.domain.allocator import Allocator
-from appliance.domain.vm_spec import CpuPolicy, Role, VmSpec, spec_to_dict
+from appliance.domain.vm_spec import CpuPolicy, Role, VmSpec
 from appliance.services.auth import Principal, aware_utc
 from appliance.services.gpu_binding import GpuBinder
 from appliance.services.monitor import Monitor, record_observed
 from appliance.services.vm_admission import VmAdmission
-from appliance.services.vm_attention import StartFailures, attention, unresponsive
+from appliance.services.vm_attention import StartFailures
 from appliance.services.vm_gpu_drain import VmGpuDrain
 from appliance.services.vm_intents import begin_create, end_create, undo_interrupted_creates
 from appliance.services.vm_power import ACTIVE, DEFINED, RUNNING, STOPPED, is_active, wait_off
@@ -47,7 +45,8 @@ from appliance.services.vm_provision import (
     wire_vnets,
 )
 from appliance.services.vm_repin import repin_shared
-from appliance.services.vm_seed import SeedPlan, plan_seed, request_values
+from appliance.services.vm_seed import plan_seed, request_values
+from appliance.services.vm_views import VmViews, console_tail, created_state
 from appliance.store import journal, space
 from appliance.store.models import Vm, utcnow
 from towerbox_core.api.vms import VmCreateRequest, VmDetail, VmShutdown, VmStats, VmSummary
@@ -92,6 +91,9 @@ class VmService:
         self._templates_dir = cloud_init_dir(cfg.resolved_catalog_dir())
         self.start_failures = StartFailures()
         self.gpu_drain = VmGpuDrain(backend, gpus, cfg.gpu.drain_timeout_s, self._start_domain)
+        self.views = VmViews(
+            backend, monitor, gpus, self.start_failures, self.gpu_drain.is_draining
+        )
 
     @property
     def lifecycle_lock(self) -> threading.Lock:
@@ -115,14 +117,7 @@ class VmService:
         ]
 
     def get(self, principal: Principal, name: str) -> VmDetail:
-        vm = self._visible(principal, name)
-        spec = msgspec.json.decode(vm.spec)
-        return VmDetail(
-            **msgspec.structs.asdict(self._view(vm)),
-            spec=spec,
-            allocation=msgspec.json.decode(vm.allocation),
-            gpu=self._gpus.binding(vm.name) if self._gpus and spec.get("gpu") else None,
-        )
+        return self.views.detail(self._visible(principal, name))
 
     def stats(self, principal: Principal, name: str) -> VmStats:
         vm = self._visible(principal, name)
@@ -131,12 +126,7 @@ class VmService:
 
     def console(self, principal: Principal, name: str, lines: int) -> str:
         vm = self._visible(principal, name)
-        path = console_path(self._cfg, vm.id)
-        if not path.exists():
-            return ""
-        with path.open("rb") as f:
-            tail = deque(f, maxlen=max(1, min(lines, 10_000)))
-        return b"".join(tail).decode("utf-8", errors="replace")
+        return console_tail(console_path(self._cfg, vm.id), lines)
 
     def load_records(self) -> list[VmRecord]:
         return [
@@ -197,7 +187,7 @@ class VmService:
                         observed_state=DEFINED,
                         disk_gib=size_gib,
                     )
-                    created = self._created_state(spec, size_gib, seed)
+                    created = created_state(spec, size_gib, seed)
                     journal.append("vm.created", "vm", vm_id, created)
                     end_create(vm_id)
                     fault_point("vm.create.before_commit")
@@ -415,43 +405,4 @@ class VmService:
         return self._view(Vm.get_by_id(vm_id))
 
     def _view(self, vm: Vm, *, live: bool = True) -> VmSummary:
-        """The VM as clients see it; ``live`` asks libvirt instead of the snapshot."""
-        sample = self._monitor.snapshot.vms.get(vm.id)
-        state = sample.state if sample else vm.observed_state
-        since = sample.unresponsive_since if sample else None
-        if live:
-            state, since = self._monitor.shown_state(vm.id, self._backend.status(vm.id))
-        spec = msgspec.json.decode(vm.spec)
-        return VmSummary(
-            id=vm.id,
-            name=vm.name,
-            role=vm.role,
-            tenant=vm.tenant,
-            appliance=spec.get("appliance"),
-            vcpus=spec["vcpus"],
-            memory_mib=spec["memory_mib"],
-            desired_state=vm.desired_state,
-            state=state,
-            cpu_pct=sample.cpu_pct if sample else None,
-            unresponsive_since=since,
-            attention=unresponsive(since)
-            or attention(
-                vm,
-                state,
-                self.start_failures.get(vm.name),
-                self.gpu_drain.is_draining(vm.name),
-            ),
-        )
-
-    @staticmethod
-    def _created_state(spec: VmSpec, disk_gib: int, seed: SeedPlan | None) -> dict[str, Any]:
-        # The observed state too: a VM never started has no vm.state entry to give one.
-        state = {
-            "spec": spec_to_dict(spec),
-            "desired_state": STOPPED,
-            "state": DEFINED,
-            "disk_gib": disk_gib,
-        }
-        if seed is not None:  # its values with secrets redacted: the journal leaves the node
-            state["values"] = seed.shown
-        return state
+        return self.views.summary(vm, live=live)

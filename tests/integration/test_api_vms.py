@@ -195,7 +195,7 @@ def test_failure_after_define_undoes_everything(
         raise OSError("disk full")
 
     # After the domain is defined, before the row is written.
-    monkeypatch.setattr(appliance.vms, "_created_state", broken)
+    monkeypatch.setattr("appliance.services.vms.created_state", broken)
     resp = _create(client, "halfway", spec={"autostart": True})
     assert resp.status_code == 500
     assert resp.json()["code"] == "internal_error"
