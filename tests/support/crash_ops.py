@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,14 +143,39 @@ GPU_APPLY = Operation(
 # -- N6 apply -----------------------------------------------------------------------------
 
 
-def _n6_setup(node: Node) -> None:
-    with node.client() as c:
-        for tenant in ("acme", "beta"):
-            node.ok(c.post("/api/v1/tenants", json={"name": tenant}), 201)
-        node.ok(c.put("/api/v1/n6/trunks/br-n6", json={"kind": "ovs", "ports": ["ens2f0"]}))
-        node.ok(c.post("/api/v1/n6/vnets", json=VNETS[0]), 201)
-        node.ok(c.post("/api/v1/n6/apply"))
-        node.ok(c.post("/api/v1/n6/vnets", json=VNETS[1]), 201)
+def n6_apply_operation(
+    trunk: str,
+    trunk_body: dict[str, Any],
+    vnets: list[dict[str, Any]],
+    *,
+    name: str = "n6_apply",
+    env: dict[str, str] | None = None,
+    host_check: Callable[[Node], list[str]] = lambda node: [],
+) -> Operation:
+    """An N6 apply of a second VNet on a trunk whose first one is applied: killed
+    between its steps, then applied again; afterwards nothing is left to plan and
+    ``host_check`` (what the host's switch holds) finds nothing wrong."""
+
+    def setup(node: Node) -> None:
+        with node.client() as c:
+            for tenant in sorted({v["tenant"] for v in vnets}):
+                node.ok(c.post("/api/v1/tenants", json={"name": tenant}), 201)
+            node.ok(c.put(f"/api/v1/n6/trunks/{trunk}", json=trunk_body))
+            node.ok(c.post("/api/v1/n6/vnets", json=vnets[0]), 201)
+            node.ok(c.post("/api/v1/n6/apply"))
+            node.ok(c.post("/api/v1/n6/vnets", json=vnets[1]), 201)
+
+    return Operation(
+        name=name,
+        # The first steps are the start's re-apply of what was applied before (the
+        # simulated N6 state lives in the daemon's process), the later ones the request's.
+        points=tuple(f"n6.apply.after_step:{n}" for n in (2, 6, 11, 12, 14, 16)),
+        prepare=setup,
+        act=_n6_apply,
+        finish=_n6_apply,
+        done=lambda node: _n6_planned(node) + host_check(node),
+        env=env or {},
+    )
 
 
 def _n6_apply(node: Node) -> None:
@@ -164,16 +190,7 @@ def _n6_planned(node: Node) -> list[str]:
     return [f"N6 still plans {left} after its apply"] if left else []
 
 
-N6_APPLY = Operation(
-    name="n6_apply",
-    # The first steps are the start's re-apply of what was applied before (the
-    # simulated N6 state lives in the daemon's process), the later ones the request's.
-    points=tuple(f"n6.apply.after_step:{n}" for n in (2, 6, 11, 12, 14, 16)),
-    prepare=_n6_setup,
-    act=_n6_apply,
-    finish=_n6_apply,
-    done=_n6_planned,
-)
+N6_APPLY = n6_apply_operation("br-n6", {"kind": "ovs", "ports": ["ens2f0"]}, VNETS)
 
 
 # -- journal compaction -------------------------------------------------------------------
