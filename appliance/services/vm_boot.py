@@ -38,7 +38,7 @@ from appliance.domain.vm_spec import VmSpec
 from appliance.services.monitor import record_observed
 from appliance.services.vm_gpu_drain import VmGpuDrain
 from appliance.services.vm_power import ROLE_ORDER, RUNNING, is_active
-from appliance.store import journal
+from appliance.store import journal, space
 from appliance.store.models import Vm, utcnow
 from towerbox_core.errors import TowerboxError
 
@@ -74,6 +74,7 @@ class BootRestore:
         self._gpu_drain = gpu_drain
         self._reapply_n6 = reapply_n6
 
+    @space.uses_reserve  # bringing the node back is worth the disk's last reserve
     def run(self, rebooted: bool) -> BootReport:
         """At daemon start, after the GPU layouts are restored."""
         began = time.monotonic()

@@ -72,7 +72,12 @@ def test_the_journal_ships_while_the_appliance_disk_is_full(tmp_path: Path) -> N
                 lambda: local.get("/api/v1/sync/status").json()["acked_seq"] == node["head"],
                 lab.agent.log,
             )
-            assert "the appliance takes journal acks again" in lab.agent.log()
+            # Said once the ack went through: a moment after the appliance has it.
+            _wait(
+                "logged that the appliance takes acks again",
+                lambda: "the appliance takes journal acks again" in lab.agent.log(),
+                lab.agent.log,
+            )
             assert local.post("/api/v1/tenants", json={"name": "acme"}).status_code == 201
         lab.fill_journal(300)
         wait_in_sync(lab.daemon, lab.admin_token, lab.registry, lab.site, 120)
