@@ -11,6 +11,7 @@ PKGS=(
   postgresql                                                 # the registry on PostgreSQL
   chromium                                                   # the UI's end-to-end tests
   curl                                                       # make run waits for the API
+  prometheus                                                 # promtool checks the exported alert rules
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -210,7 +210,11 @@ class Harness:
                 if result.problems:
                     result.problems.append("log: " + node.daemon.log.read_text()[-1500:])
         except Exception as err:  # a run that cannot even finish is a failed run
-            result.problems.append(f"{type(err).__name__}: {str(err)[:800]}")
+            # The head says what failed, the tail (a daemon's log) why: keep both.
+            text = str(err)
+            if len(text) > 2400:
+                text = f"{text[:600]} [...] {text[-1800:]}"
+            result.problems.append(f"{type(err).__name__}: {text}")
         finally:
             self._remove_domains()
         if result.converged:
