@@ -53,6 +53,7 @@ from appliance.services.service_rollout import RollingUpdates
 from appliance.services.service_templates import NodeFacts, services_dir
 from appliance.services.sync import SyncStatusBoard
 from appliance.services.tenants import TenantService
+from appliance.services.top_view import TopView
 from appliance.services.uptime import BOOT_ID, Uptime
 from appliance.services.vm_admission import VmAdmission
 from appliance.services.vm_boot import BootRestore
@@ -104,6 +105,7 @@ class Appliance:
     precache: Precache
     services: ServiceManager
     rollouts: RollingUpdates
+    top: TopView
 
     def __post_init__(self) -> None:
         self.metrics.count_usage(self._usage_totals)
@@ -120,6 +122,7 @@ class Appliance:
                 journal.follow_clock_step()
             self.uptime.beat()
             snapshot = self.monitor.sweep()
+            self.top.observe(snapshot)
             self.metrics.observe_sweep(snapshot.sweep_ms / 1000, owned_states(snapshot))
             with skipped_while_full("the monitor's state changes"):
                 record_state_changes(snapshot)
@@ -374,6 +377,7 @@ def build_appliance(cfg: Config) -> Appliance:
         precache=Precache(artifacts),
         services=services,
         rollouts=rollouts,
+        top=TopView(monitor, cfg.jobs.history_samples),
     )
 
 

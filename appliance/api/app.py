@@ -20,6 +20,7 @@ from appliance.api.node import NodeController, healthz, metrics
 from appliance.api.services import ServiceController
 from appliance.api.sync import SyncController, sync_agent_guard
 from appliance.api.tenants import TenantController
+from appliance.api.top import TopController
 from appliance.api.usage import UsageController
 from appliance.api.vms import VmController
 from appliance.context import Appliance
@@ -67,6 +68,7 @@ def create_app(appliance: Appliance) -> Litestar:
             TenantController,
             ArtifactController,
             ServiceController,
+            TopController,
         ],
         guards=[sync_agent_guard],
         dependencies={"appliance": Provide(lambda: appliance, sync_to_thread=False)},

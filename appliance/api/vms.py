@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, delete, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
@@ -92,4 +93,5 @@ class VmController(Controller):
     def stats(
         self, request: AuthedRequest, name: FromPath[str], appliance: ApplianceDep
     ) -> VmStats:
-        return appliance.vms.stats(request.user, name)
+        stats = appliance.vms.stats(request.user, name)
+        return msgspec.structs.replace(stats, gpu=appliance.top.gpu_history.history(stats.name))

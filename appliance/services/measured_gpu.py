@@ -26,12 +26,12 @@ import msgspec
 
 from appliance.domain.gpu.binding import is_process_owner, process_claim_tenant
 from appliance.domain.gpu.layout import Layout
-from appliance.domain.vm_spec import GpuAttach, VmSpec
+from appliance.services.gpu_activity import passthrough_holders
 from appliance.services.gpu_telemetry import GpuSample
 from appliance.services.measured import Integrator, Reading
 from appliance.services.monitor import NodeSnapshot
 from appliance.store.models import GpuLayout, Vm
-from towerbox_core.metering.fold import ACTIVE_STATES, NODE_TENANT
+from towerbox_core.metering.fold import NODE_TENANT
 
 ENERGY = "gpu_energy_mj"
 BUSY = "gpu_busy_us"
@@ -91,20 +91,7 @@ def gpu_tenants(snapshot: NodeSnapshot) -> GpuTenants:
     """From the node's store: the running VMs GPUs are passed through to, and the
     owners of the MIG slices in each GPU's committed layout."""
     vm_tenants = {vm.name: vm.tenant or NODE_TENANT for vm in Vm.select(Vm.name, Vm.tenant)}
-    by_address = {s.pci_address: s.uuid for s in snapshot.gpus.values()}
-    whole: dict[str, str] = {}
-    passthrough = Vm.select(Vm.id, Vm.tenant, Vm.spec).where(
-        Vm.spec.contains(f'"{GpuAttach.PASSTHROUGH.value}"')
-    )
-    for vm in passthrough:
-        spec = msgspec.json.decode(vm.spec, type=VmSpec)
-        sample = snapshot.vms.get(vm.id)
-        if spec.gpu is None or spec.gpu.attach is not GpuAttach.PASSTHROUGH:
-            continue
-        if sample is None or sample.state not in ACTIVE_STATES or not spec.gpu.gpu:
-            continue  # a stopped VM holds no GPU, as the fold counts it
-        # The spec names the GPU by PCI address once placed (by UUID when asked so).
-        whole[by_address.get(spec.gpu.gpu, spec.gpu.gpu)] = vm.tenant or NODE_TENANT
+    whole = {uuid: vm.tenant or NODE_TENANT for uuid, vm in passthrough_holders(snapshot).items()}
     slices: dict[tuple[str, int], str] = {}
     named = [uuid for uuid, s in snapshot.gpus.items() if s.placements]
     if named:

@@ -55,6 +55,8 @@ MATRIX: dict[tuple[str, str], tuple[str, str | None]] = {
     ("POST", "/api/v1/artifacts/{name}/fetch"): ("401 404 403 403 403 403 403", None),
     ("GET", "/api/v1/prices"): ("401 200 200 200 200 200 403", None),
     ("GET", "/api/v1/usage"): ("401 200 200 200 200 200 403", None),
+    # Each caller sees the VMs and slices it may see: tenant-filtered, not refused.
+    ("GET", "/api/v1/top"): ("401 200 200 200 200 200 403", None),
     ("GET", "/api/v1/usage.csv"): ("401 200 200 200 200 200 403", None),
     ("POST", "/api/v1/prices"): ("401 201 403 403 403 403 403", None),
     ("DELETE", "/api/v1/prices/{effective_from}"): ("401 404 403 403 403 403 403", None),

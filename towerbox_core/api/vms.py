@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from towerbox_core.api.gpus import GpuClaim
+from towerbox_core.api.top import GpuPoint
 
 
 class VmCreateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -93,3 +94,6 @@ class VmStats(msgspec.Struct, frozen=True):
     name: str
     current: VmSample | None
     history: list[VmSample]
+    # The activity of the MIG slice or GPU it held, one point per sweep while it held
+    # one; empty for a VM that holds none.
+    gpu: list[GpuPoint] = []
