@@ -166,7 +166,7 @@ def _mib(kib: float) -> str:
     return f"{kib / 1024:.0f} MiB"
 
 
-def _bytes(n: float) -> str:
+def byte_size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -192,8 +192,9 @@ def stats_summary(result: dict[str, Any]) -> str:
     lines.append(cpu)
     lines.append(f"memory {_mib(now['memory_kib'])} (QEMU RSS {_mib(now['rss_kib'])})")
     lines.append(
-        f"network rx {_bytes(now['net_rx_bytes'])}, tx {_bytes(now['net_tx_bytes'])}; "
-        f"disk read {_bytes(now['disk_read_bytes'])}, written {_bytes(now['disk_write_bytes'])}"
+        f"network rx {byte_size(now['net_rx_bytes'])}, tx {byte_size(now['net_tx_bytes'])}; "
+        f"disk read {byte_size(now['disk_read_bytes'])}, "
+        f"written {byte_size(now['disk_write_bytes'])}"
     )
     return "\n".join(lines)
 

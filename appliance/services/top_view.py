@@ -35,7 +35,9 @@ def rate(before: VmSample | None, after: VmSample, counter: str) -> float:
 def _vm_row(vm: Vm, history: list[VmSample], held: SliceActivity | None) -> TopVm:
     vcpus = _vcpus(vm)
     if not history:
-        return TopVm(vm.name, vm.tenant, vm.role, "missing", vcpus, 0.0, 0, 0, 0, 0, 0, 0, held)
+        # Not swept since it was made: the state last seen (actions record theirs).
+        state = vm.observed_state
+        return TopVm(vm.name, vm.tenant, vm.role, state, vcpus, 0.0, 0, 0, 0, 0, 0, 0, held)
     now = history[-1]
     before = history[-2] if len(history) > 1 else None
     memory = now.guest_used_kib if now.guest_used_kib is not None else now.memory_kib
@@ -118,7 +120,7 @@ class TopView:
         held = gpu_activity.by_vm(found)
         vms = [
             _vm_row(vm, self._monitor.history(vm.id)[-2:], _activity(held.get(vm.name)))
-            for vm in Vm.select(Vm.id, Vm.name, Vm.tenant, Vm.role, Vm.spec)
+            for vm in Vm.select(Vm.id, Vm.name, Vm.tenant, Vm.role, Vm.spec, Vm.observed_state)
             if principal.can_see(vm.tenant)
         ]
         visible = [s for s in found if principal.can_see(s.tenant)]
