@@ -29,6 +29,7 @@ BANNER_CLASSES = {
 NAV = (
     ("dashboard", "Dashboard", "/"),
     ("vms", "VMs", "/vms"),
+    ("top", "Top", "/top"),
     ("services", "Services", "/services"),
     ("gpus", "GPUs", "/gpus"),
     ("n6", "N6", "/n6"),

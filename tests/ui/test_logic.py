@@ -26,9 +26,9 @@ from ui.pages.tenant_edit import (
     quotas_update,
 )
 from ui.pages.vm_create import gpu_options
-from ui.pages.vm_detail import chart_series
 from ui.usage import UsageBar, gpu_slice_lines, usage_bars
 from ui.vm_capacity import node_capacity, tenant_capacity
+from ui.vm_charts import chart_series, gpu_note, gpu_series, rates
 from ui.vm_offer import (
     HostFacts,
     WizardInput,
@@ -278,6 +278,32 @@ def test_chart_series_rates() -> None:
     assert series["mem"] == [2.0, 4.0]
     assert series["rx"] == [None, 1000.0]
     assert series["tx"] == [None, 250.0]
+    assert series["read"] == series["write"] == [None, 0.0]
+
+
+def test_disk_rates_never_go_negative_and_skip_a_gap() -> None:
+    history = [
+        {"at": 10.0, "disk_read_bytes": 4096, "disk_write_bytes": 0},
+        {"at": 14.0, "disk_read_bytes": 8192, "disk_write_bytes": 4000},
+        {"at": 14.0, "disk_read_bytes": 9000, "disk_write_bytes": 5000},  # no time passed
+        {"at": 16.0, "disk_read_bytes": 0, "disk_write_bytes": 6000},  # QEMU restarted
+    ]
+    assert rates(history, "disk_read_bytes") == [None, 1024.0, None, 0.0]
+    assert rates(history, "disk_write_bytes") == [None, 1000.0, None, 500.0]
+    assert rates([], "disk_read_bytes") == []
+
+
+def test_gpu_series_and_note() -> None:
+    points = [
+        {"at": 0.0, "utilization_pct": 60.0, "memory_used_bytes": 5 << 30},
+        {"at": 5.0, "utilization_pct": None, "memory_used_bytes": 1 << 30},
+    ]
+    assert gpu_series(points) == {"time": ["00:00:00", "00:00:05"], "busy": [60.0, None]}
+    assert gpu_note(points) == (
+        "The GPU driver reports no activity for this slice; memory used 1.0 GiB."
+    )
+    assert gpu_note(points[:1]) == "Memory used on its slice: 5.0 GiB."
+    assert "holds no GPU slice" in gpu_note([])
 
 
 def test_formats() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 from fastapi.responses import RedirectResponse
@@ -14,6 +13,7 @@ from ui.deps import Deps
 from ui.pages.common import error_label, open_page, tag
 from ui.session import UserApi
 from ui.theme import STATE_COLOURS
+from ui.vm_charts import VmCharts
 
 CONSOLE_LINES = 200
 
@@ -58,54 +58,6 @@ def _gpu_text(gpu: Any) -> str:
     return str(gpu)
 
 
-def _guest_memory_kib(sample: dict[str, Any]) -> int:
-    used = sample.get("guest_used_kib")
-    return int(used if used is not None else sample.get("memory_kib") or 0)
-
-
-def chart_series(history: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """CPU %, memory MiB, and network rates (bytes/s) from the monitor's samples.
-
-    Memory is the guest's: what it uses where its balloon driver reports that, else
-    what it has been given. QEMU's own resident size on the host is not the VM's.
-    """
-    times = [fmt.clock(s.get("at")) for s in history]
-    cpu = [s.get("cpu_pct") for s in history]
-    mem = [round(_guest_memory_kib(s) / 1024, 1) for s in history]
-    rx: list[float | None] = [None]
-    tx: list[float | None] = [None]
-    for before, after in itertools.pairwise(history):
-        span = (after.get("at") or 0) - (before.get("at") or 0)
-        if span <= 0:
-            rx.append(None)
-            tx.append(None)
-            continue
-        rx.append(
-            max(0.0, ((after.get("net_rx_bytes") or 0) - (before.get("net_rx_bytes") or 0)) / span)
-        )
-        tx.append(
-            max(0.0, ((after.get("net_tx_bytes") or 0) - (before.get("net_tx_bytes") or 0)) / span)
-        )
-    return {"time": times, "cpu": cpu, "mem": mem, "rx": rx[: len(times)], "tx": tx[: len(times)]}
-
-
-def _chart(title: str, unit: str, series: dict[str, list[Any]]) -> dict[str, Any]:
-    return {
-        "title": {"text": title, "textStyle": {"fontSize": 13}},
-        "tooltip": {"trigger": "axis"},
-        "legend": {"top": 0, "right": 0},
-        "grid": {"left": 50, "right": 10, "top": 30, "bottom": 25},
-        "xAxis": {"type": "category", "data": series.pop("time")},
-        "yAxis": {"type": "value", "name": unit},
-        "animation": False,
-        "aria": {"enabled": True},  # ECharts describes the series for screen readers
-        "series": [
-            {"name": name, "type": "line", "showSymbol": False, "data": data}
-            for name, data in series.items()
-        ],
-    }
-
-
 class VmDetail:
     def __init__(self, user: UserApi, vm: dict[str, Any]) -> None:
         self.user = user
@@ -134,19 +86,7 @@ class VmDetail:
             with ui.card().classes("min-w-[20rem]"):
                 ui.label("Spec and allocation").classes("text-h6")
                 self.spec_box = tag(ui.column().classes("gap-0"), "vm-spec")
-            with ui.column().classes("grow gap-2"):
-                self.cpu_chart = tag(
-                    ui.echart(_chart("CPU", "%", {"time": [], "cpu": []})), "vm-chart-cpu"
-                ).classes("w-full h-48")
-                self.mem_chart = tag(
-                    ui.echart(_chart("Guest memory", "MiB", {"time": [], "memory": []})),
-                    "vm-chart-mem",
-                ).classes("w-full h-48")
-                self.net_chart = tag(
-                    ui.echart(_chart("Network", "B/s", {"time": [], "rx": [], "tx": []})),
-                    "vm-chart-net",
-                ).classes("w-full h-48")
-                self.chart_note = tag(ui.label("").classes("text-grey-7 text-xs"), "vm-chart-note")
+            self.charts = VmCharts()
         with ui.card().classes("w-full"):
             ui.label("Serial console").classes("text-h6")
             self.console = tag(
@@ -190,23 +130,9 @@ class VmDetail:
             stats = await self.user.get(vm_path(self.name, "stats"))
             console = await self.user.get(vm_path(self.name, "console"), lines=CONSOLE_LINES)
         except ApiError as err:
-            self.chart_note.text = f"History unavailable: {err.text}"
+            self.charts.note.text = f"History unavailable: {err.text}"
             return
-        history = list(stats.get("history") or [])
-        series = chart_series(history)
-        self.cpu_chart.options["xAxis"]["data"] = series["time"]
-        self.cpu_chart.options["series"][0]["data"] = series["cpu"]
-        self.mem_chart.options["xAxis"]["data"] = series["time"]
-        self.mem_chart.options["series"][0]["data"] = series["mem"]
-        self.net_chart.options["xAxis"]["data"] = series["time"]
-        self.net_chart.options["series"][0]["data"] = series["rx"]
-        self.net_chart.options["series"][1]["data"] = series["tx"]
-        for chart in (self.cpu_chart, self.mem_chart, self.net_chart):
-            chart.update()
-        self.chart_note.text = (
-            f"{len(history)} samples kept by the appliance's monitor "
-            f"(it keeps a short in-memory history; nothing older is served)."
-        )
+        self.charts.show(stats)
         text = console if isinstance(console, str) else ""
         self.console_note.text = "" if text else "Nothing on the serial console yet."
         if text != self._console:
