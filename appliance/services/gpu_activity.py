@@ -150,6 +150,8 @@ class GpuHistory:
         self._lock = Lock()
 
     def observe(self, snapshot: NodeSnapshot) -> None:
+        if not snapshot.gpus and not self._points:
+            return  # a node without GPUs: no store reads each sweep
         held = by_vm(slices(snapshot))
         names = {vm.name for vm in Vm.select(Vm.name)}
         with self._lock:
