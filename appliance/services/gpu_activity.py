@@ -79,7 +79,7 @@ def slices(snapshot: NodeSnapshot) -> list[TopSlice]:
     found: list[TopSlice] = []
     for uuid, sample in sorted(snapshot.gpus.items()):
         if sample.placements:
-            found += _mig_slices(sample, layouts, vm_tenants)
+            found += mig_slices(sample, layouts, vm_tenants)
             continue
         t = sample.telemetry
         holder = whole.get(uuid)
@@ -100,7 +100,7 @@ def slices(snapshot: NodeSnapshot) -> list[TopSlice]:
     return found
 
 
-def _mig_slices(
+def mig_slices(
     sample: GpuSample,
     layouts: Mapping[tuple[str, tuple[str, int]], Instance],
     vm_tenants: Mapping[str, str | None],
