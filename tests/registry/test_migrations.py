@@ -6,7 +6,7 @@ from pathlib import Path
 
 from registry.config import DatabaseUrl
 from registry.store import db as store_db
-from registry.store.models import BlobRow, JournalRow
+from registry.store.models import BlobRow, JournalRow, Site
 
 
 def test_schema_2_adds_the_journal_actor_and_keeps_old_rows(tmp_path: Path) -> None:
@@ -32,7 +32,26 @@ def test_schema_4_adds_the_blob_table_to_an_older_database(tmp_path: Path) -> No
     old.close()
     db = store_db.open_database(url)
     try:
-        assert store_db.current_version(db) == store_db.SCHEMA_VERSION == 4
+        assert store_db.current_version(db) == store_db.SCHEMA_VERSION
         assert BlobRow.select().count() == 0
+    finally:
+        db.close()
+
+
+def test_schema_5_takes_the_journal_head_from_the_last_heartbeat(tmp_path: Path) -> None:
+    url = DatabaseUrl("sqlite", path=str(tmp_path / "registry.db"))
+    old = store_db.open_database(url)
+    beat = '{"agent_version":"1","appliance_head":70,"queued":3,"host":{}}'
+    Site.insert(name="beat", heartbeat=beat, acked_seq=60).execute()
+    Site.insert(name="quiet").execute()
+    for column in ("reported_head", "ingested_entries", "ingested_batches"):
+        old.execute_sql(f"ALTER TABLE site DROP COLUMN {column}")  # type: ignore[no-untyped-call]
+    old.execute_sql("UPDATE schema_version SET version = 4")  # type: ignore[no-untyped-call]
+    old.close()
+    db = store_db.open_database(url)
+    try:
+        assert store_db.current_version(db) == store_db.SCHEMA_VERSION == 5
+        heads = {s.name: (s.reported_head, s.acked_seq, s.ingested_entries) for s in Site.select()}
+        assert heads == {"beat": (70, 60, 0), "quiet": (None, 0, 0)}
     finally:
         db.close()
