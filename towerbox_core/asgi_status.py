@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import Histogram
+
+if TYPE_CHECKING:  # prometheus_client is a dependency of the programs, not of the core
+    from prometheus_client import Histogram
 
 
 class StatusRecorder:
