@@ -169,3 +169,14 @@ def test_metrics_need_an_operator_token(sqlite_api: Api) -> None:
     scraper = {"Authorization": f"Bearer {token.json()['token']}"}
     samples = scrape(sqlite_api, scraper)
     assert value(samples, "towerbox_registry_sites", status="pending") == 1
+
+
+def test_a_heartbeat_head_out_of_range_is_refused_and_changes_nothing(sqlite_api: Api) -> None:
+    site = sqlite_api.enroll("s1")
+    _beat(sqlite_api, site, 12)
+    for head in (2**63, -1):
+        beat = {"agent_version": "1", "appliance_head": head, "queued": 0}
+        resp = sqlite_api.client.post("/api/v1/sync/heartbeat", json=beat, headers=site)
+        assert (resp.status_code, resp.json()["code"]) == (400, "invalid_heartbeat")
+    samples = scrape(sqlite_api)
+    assert value(samples, "towerbox_registry_site_lag_entries_max") == 12
