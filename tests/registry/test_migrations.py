@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from registry.config import DatabaseUrl
+import pytest
+
+from registry.config import DatabaseUrl, parse_database_url
 from registry.store import db as store_db
 from registry.store.models import BlobRow, JournalRow, Site
 
@@ -38,8 +40,13 @@ def test_schema_4_adds_the_blob_table_to_an_older_database(tmp_path: Path) -> No
         db.close()
 
 
-def test_schema_5_takes_the_journal_head_from_the_last_heartbeat(tmp_path: Path) -> None:
-    url = DatabaseUrl("sqlite", path=str(tmp_path / "registry.db"))
+def test_schema_5_takes_the_journal_head_from_the_last_heartbeat(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if engine == "postgresql":
+        url = parse_database_url(request.getfixturevalue("pg_server").create_database(), tmp_path)
+    else:
+        url = DatabaseUrl("sqlite", path=str(tmp_path / "registry.db"))
     old = store_db.open_database(url)
     beat = '{"agent_version":"1","appliance_head":70,"queued":3,"host":{}}'
     Site.insert(name="beat", heartbeat=beat, acked_seq=60).execute()
