@@ -78,7 +78,8 @@ def _v5_site_counters(db: peewee.Database) -> None:
             db.execute_sql(f"ALTER TABLE site ADD COLUMN {column} {ddl}")  # type: ignore[no-untyped-call]
     # The head the sites last reported is in their stored heartbeat: lag is right at
     # once, not only after every site's next heartbeat.
-    for site_id, heartbeat in tuples(Site.select(Site.id, Site.heartbeat)):
+    # Read whole before writing: no update while a cursor still walks the same table.
+    for site_id, heartbeat in list(tuples(Site.select(Site.id, Site.heartbeat))):
         head = _heartbeat_head(heartbeat)
         if head is not None:
             Site.update(reported_head=head).where(Site.id == site_id).execute()
@@ -89,7 +90,8 @@ def _heartbeat_head(heartbeat: str | None) -> int | None:
         head = json.loads(heartbeat or "null")["appliance_head"]
     except (ValueError, TypeError, KeyError):
         return None
-    return head if isinstance(head, int) else None
+    # Heartbeats were stored unchecked before: a head the column cannot hold is left out.
+    return head if isinstance(head, int) and 0 <= head < 2**63 else None
 
 
 # Append only: MIGRATIONS[i] moves the schema from version i to i + 1.

@@ -51,6 +51,8 @@ def test_schema_5_takes_the_journal_head_from_the_last_heartbeat(
     beat = '{"agent_version":"1","appliance_head":70,"queued":3,"host":{}}'
     Site.insert(name="beat", heartbeat=beat, acked_seq=60).execute()
     Site.insert(name="quiet").execute()
+    huge = '{"agent_version":"1","appliance_head":18446744073709551616,"queued":0,"host":{}}'
+    Site.insert(name="huge", heartbeat=huge).execute()
     for column in ("reported_head", "ingested_entries", "ingested_batches"):
         old.execute_sql(f"ALTER TABLE site DROP COLUMN {column}")  # type: ignore[no-untyped-call]
     old.execute_sql("UPDATE schema_version SET version = 4")  # type: ignore[no-untyped-call]
@@ -59,6 +61,6 @@ def test_schema_5_takes_the_journal_head_from_the_last_heartbeat(
     try:
         assert store_db.current_version(db) == store_db.SCHEMA_VERSION == 5
         heads = {s.name: (s.reported_head, s.acked_seq, s.ingested_entries) for s in Site.select()}
-        assert heads == {"beat": (70, 60, 0), "quiet": (None, 0, 0)}
+        assert heads == {"beat": (70, 60, 0), "quiet": (None, 0, 0), "huge": (None, 0, 0)}
     finally:
         db.close()
