@@ -11,6 +11,7 @@ import anyio.to_thread
 import peewee
 
 from registry.config import RegistryConfig
+from registry.metrics import RegistryMetrics
 from registry.services.blobs import BlobService
 from registry.services.desired import DesiredService
 from registry.services.fleet import FleetService
@@ -19,6 +20,8 @@ from registry.services.prices import PriceBookService
 from registry.services.sites import SiteService
 from registry.services.usage import UsageService
 from registry.store.db import open_database
+from registry.store.fleet_stats import FleetStats, fleet_stats
+from registry.store.models import now_ms
 from towerbox_core.api.usage import FleetUsageReport
 
 T = TypeVar("T")
@@ -35,6 +38,7 @@ class Registry:
     usage: UsageService
     prices: PriceBookService
     blobs: BlobService
+    metrics: RegistryMetrics
 
     @property
     def engine(self) -> str:
@@ -71,6 +75,11 @@ def build_registry(cfg: RegistryConfig, bootstrap: bool = True) -> Registry:
     if bootstrap:
         operators.bootstrap(cfg.admin_password_file, cfg.cli_token_file)
     sites = SiteService(cfg.sites)
+
+    def read_fleet() -> FleetStats:
+        now = now_ms()
+        return fleet_stats(now, *sites.status.since(now))
+
     return Registry(
         cfg=cfg,
         db=db,
@@ -81,4 +90,5 @@ def build_registry(cfg: RegistryConfig, bootstrap: bool = True) -> Registry:
         usage=UsageService(sites),
         prices=PriceBookService(),
         blobs=BlobService(cfg.blob_dir, cfg.blob_max_bytes),
+        metrics=RegistryMetrics(read_fleet),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import uvicorn
 from registry.api.app import create_app
 from registry.config import ENV_PREFIX, RegistryConfig
 from registry.context import build_registry
+from registry.metrics import MULTIPROC_ENV
 from towerbox_core.http_protocol import set_header_timeout
 from towerbox_core.logsetup import setup_logging
 
@@ -30,6 +32,15 @@ def freeze_startup_objects() -> None:
     then being served for tens of milliseconds."""
     gc.collect()
     gc.freeze()
+
+
+def _share_metrics(folder: Path) -> None:
+    """Workers count requests into files here and a scrape sums them (see
+    registry.metrics). Emptied first: a former run's workers' counts are gone with
+    them. Set before uvicorn spawns the workers, whose fresh interpreters read it."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o700, parents=True)
+    os.environ[MULTIPROC_ENV] = str(folder)
 
 
 def serve(cfg: RegistryConfig, workers: int | None, config_path: Path | None) -> int:
@@ -72,6 +83,7 @@ def serve(cfg: RegistryConfig, workers: int | None, config_path: Path | None) ->
         uvicorn.run(app, **options)
         return 0
     registry.db.close()
+    _share_metrics(Path(cfg.state_dir) / "metrics")
     if config_path is not None:
         # Workers load the config again; they must find the same file.
         os.environ[ENV_PREFIX + "CONFIG"] = str(config_path.resolve())

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 from litestar import Litestar
 from litestar.di import Provide
-from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
-from litestar.types import ASGIApp, Receive, Scope, Send
 
 from appliance.api.artifacts import ArtifactController
 from appliance.api.auth import PUBLIC_PATHS, make_auth_middleware
@@ -25,31 +20,9 @@ from appliance.api.usage import UsageController
 from appliance.api.vms import VmController
 from appliance.context import Appliance
 from towerbox_core import openapi_problems, problems
-from towerbox_core.asgi_status import StatusRecorder
+from towerbox_core.asgi_status import latency_middleware
 from towerbox_core.json_request import BoundedJsonRequest
 from towerbox_core.rate_limit import TokenBuckets, rate_limit_middleware
-
-
-def _latency_middleware(appliance: Appliance) -> Any:
-    def factory(app: ASGIApp) -> ASGIApp:
-        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != ScopeType.HTTP:
-                await app(scope, receive, send)
-                return
-            started = time.perf_counter()
-            capture = StatusRecorder(send, default=500)
-            try:
-                await app(scope, receive, capture)
-            finally:
-                # The route template, not the path: VM names must not explode labels.
-                route = scope.get("path_template") or "unmatched"
-                appliance.metrics.api_seconds.labels(
-                    method=scope.get("method", "?"), route=route, status=str(capture.status)
-                ).observe(time.perf_counter() - started)
-
-        return middleware
-
-    return factory
 
 
 def create_app(appliance: Appliance) -> Litestar:
@@ -73,7 +46,7 @@ def create_app(appliance: Appliance) -> Litestar:
         guards=[sync_agent_guard],
         dependencies={"appliance": Provide(lambda: appliance, sync_to_thread=False)},
         middleware=[
-            _latency_middleware(appliance),
+            latency_middleware(appliance.metrics.api_seconds),
             rate_limit_middleware(TokenBuckets(api.rate_per_s, api.rate_burst)),
             DefineMiddleware(make_auth_middleware(appliance.auth)),
         ],

@@ -12,6 +12,7 @@ from litestar.middleware import DefineMiddleware
 from registry.api.auth import PUBLIC_PATHS, make_auth_middleware
 from registry.api.blobs import BlobController
 from registry.api.deps import RegistryDep
+from registry.api.metrics import metrics
 from registry.api.operator_routes import OperatorController
 from registry.api.sites import SiteController
 from registry.api.sync import RAW_BODIES, SyncController
@@ -21,6 +22,7 @@ from registry.context import Registry, build_registry
 from registry.store.db import SCHEMA_VERSION
 from towerbox_core import openapi_problems, problems
 from towerbox_core.api.fleet import Health
+from towerbox_core.asgi_status import latency_middleware
 from towerbox_core.http_protocol import set_header_timeout
 from towerbox_core.json_request import BoundedJsonRequest
 from towerbox_core.logsetup import setup_logging
@@ -37,6 +39,7 @@ def create_app(registry: Registry) -> Litestar:
     return Litestar(
         route_handlers=[
             healthz,
+            metrics,
             BlobController,
             OperatorController,
             SiteController,
@@ -44,7 +47,10 @@ def create_app(registry: Registry) -> Litestar:
             UsageController,
         ],
         dependencies={"registry": Provide(lambda: registry, sync_to_thread=False)},
-        middleware=[DefineMiddleware(make_auth_middleware(registry))],
+        middleware=[
+            latency_middleware(registry.metrics.api_seconds),
+            DefineMiddleware(make_auth_middleware(registry)),
+        ],
         exception_handlers=problems.problem_handlers(),
         request_class=BoundedJsonRequest,
         openapi_config=openapi_problems.bearer_openapi(

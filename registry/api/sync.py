@@ -19,9 +19,10 @@ from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
 from registry.api.auth import SiteRequest
 from registry.api.deps import RegistryDep
 from registry.errors import BadRequest, PayloadTooLarge
-from registry.store.ingest import ingest
+from registry.store.ingest import MAX_SEQ, ingest
 from registry.store.models import Site, now_ms
 from towerbox_core.api.fleet import EnrollReply, EnrollRequest, HeartbeatReply, JournalHead
+from towerbox_core.errors import TowerboxError
 from towerbox_core.json_depth import MAX_JSON_DEPTH, MAX_WIRE_JSON_DEPTH, check_json_depth
 from towerbox_core.openapi_problems import problem_responses
 from towerbox_core.wire import (
@@ -102,15 +103,15 @@ class SyncController(Controller):
     )
     async def journal(self, request: SiteRequest, registry: RegistryDep) -> JournalAck:
         try:
-            body = await request.body()
-        except HTTPException as err:
-            if err.status_code == 413:
-                raise PayloadTooLarge(
-                    f"a journal batch is at most {MAX_BATCH_BYTES} bytes"
-                ) from err
+            batch = decode_batch(
+                await _batch_body(request), request.headers.get("content-encoding", "")
+            )
+            return await registry.run_db(ingest, request.user.site_id, batch, now_ms())
+        except TowerboxError as err:
+            # Refusals only: a failing database is a 5xx, seen in the request latency.
+            if err.status < 500:
+                registry.metrics.ingest_refusals.labels(code=err.code).inc()
             raise
-        batch = decode_batch(body, request.headers.get("content-encoding", ""))
-        return await registry.run_db(ingest, request.user.site_id, batch, now_ms())
 
     @get("/sync/journal/head")
     async def journal_head(self, request: SiteRequest, registry: RegistryDep) -> JournalHead:
@@ -128,9 +129,18 @@ class SyncController(Controller):
             beat = _heartbeat_decoder.decode(body)
         except msgspec.DecodeError as err:  # ValidationError is a DecodeError
             raise BadRequest(f"not a heartbeat: {err}", code="invalid_heartbeat") from err
+        if not 0 <= beat.appliance_head <= MAX_SEQ:
+            # Kept in a BIGINT column: past it, the database would answer 500.
+            raise BadRequest(
+                f"appliance_head {beat.appliance_head} out of range (0 to 2^63-1)",
+                code="invalid_heartbeat",
+            )
         site = request.user
         await registry.run_db(
-            registry.sites.record_heartbeat, site.site_id, msgspec.json.encode(beat)
+            registry.sites.record_heartbeat,
+            site.site_id,
+            msgspec.json.encode(beat),
+            beat.appliance_head,
         )
         index = await registry.run_db(registry.desired.index, site.site_id, site.name)
         return HeartbeatReply(desired=index)
@@ -146,6 +156,15 @@ class SyncController(Controller):
         if wanted and _etag_matches_tag(wanted, doc.etag):
             return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers=headers)
         return Response(doc, headers=headers)
+
+
+async def _batch_body(request: SiteRequest) -> bytes:
+    try:
+        return await request.body()
+    except HTTPException as err:
+        if err.status_code == 413:
+            raise PayloadTooLarge(f"a journal batch is at most {MAX_BATCH_BYTES} bytes") from err
+        raise
 
 
 def _journal_head(site_id: int) -> JournalHead:

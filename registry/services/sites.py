@@ -72,6 +72,10 @@ class SiteStatus:
             return "online"
         return "stale" if age <= self._stale_ms else "offline"
 
+    def since(self, now: int) -> tuple[int, int]:
+        """The last contacts from which a site is online, and stale (ms since epoch)."""
+        return now - self._online_ms, now - self._stale_ms
+
     def where(self, status: str, now: int) -> peewee.Expression:
         if status == "pending":
             return Site.last_contact.is_null()
@@ -267,8 +271,8 @@ class SiteService:
         return SitePrincipal(row[0], row[1])
 
     @staticmethod
-    def record_heartbeat(site_id: int, heartbeat: bytes) -> None:
-        sql.execute(sql.HEARTBEAT, (now_ms(), heartbeat.decode(), site_id))
+    def record_heartbeat(site_id: int, heartbeat: bytes, journal_head: int) -> None:
+        sql.execute(sql.HEARTBEAT, (now_ms(), heartbeat.decode(), journal_head, site_id))
 
     @staticmethod
     def labels_of(site_id: int) -> list[tuple[str, str]]:

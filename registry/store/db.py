@@ -8,6 +8,7 @@ them migrate while the others wait and then find nothing to do.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -18,7 +19,15 @@ from typing import Any
 import peewee
 
 from registry.config import DatabaseUrl
-from registry.store.models import TABLES_V1, BlobRow, PriceBookRow, SchemaVersion, db_proxy
+from registry.store.models import (
+    TABLES_V1,
+    BlobRow,
+    PriceBookRow,
+    SchemaVersion,
+    Site,
+    db_proxy,
+    tuples,
+)
 from towerbox_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -57,12 +66,41 @@ def _v4_blobs(db: peewee.Database) -> None:
     db.create_tables([BlobRow])
 
 
+def _v5_site_counters(db: peewee.Database) -> None:
+    """Per-site journal head, entries and batches ingested: what /metrics aggregates."""
+    have = {c.name for c in db.get_columns("site")}
+    for column, ddl in (
+        ("reported_head", "BIGINT"),
+        ("ingested_entries", "BIGINT NOT NULL DEFAULT 0"),
+        ("ingested_batches", "BIGINT NOT NULL DEFAULT 0"),
+    ):
+        if column not in have:
+            db.execute_sql(f"ALTER TABLE site ADD COLUMN {column} {ddl}")  # type: ignore[no-untyped-call]
+    # The head the sites last reported is in their stored heartbeat: lag is right at
+    # once, not only after every site's next heartbeat.
+    # Read whole before writing: no update while a cursor still walks the same table.
+    for site_id, heartbeat in list(tuples(Site.select(Site.id, Site.heartbeat))):
+        head = _heartbeat_head(heartbeat)
+        if head is not None:
+            Site.update(reported_head=head).where(Site.id == site_id).execute()
+
+
+def _heartbeat_head(heartbeat: str | None) -> int | None:
+    try:
+        head = json.loads(heartbeat or "null")["appliance_head"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    # Heartbeats were stored unchecked before: a head the column cannot hold is left out.
+    return head if isinstance(head, int) and 0 <= head < 2**63 else None
+
+
 # Append only: MIGRATIONS[i] moves the schema from version i to i + 1.
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _v1_initial,
     _v2_journal_actor,
     _v3_price_books,
     _v4_blobs,
+    _v5_site_counters,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -22,7 +22,7 @@ from registry.store.models import db_proxy
 from towerbox_core.wire import Actor, JournalAck, JournalBatch, WireEntry
 
 CHUNK = 400  # values per IN (...) list: under both engines' bound-parameter limits
-_MAX_SEQ = 2**63 - 1
+MAX_SEQ = 2**63 - 1
 _LIMITS = {"kind": 64, "object_type": 64, "object_id": 255}
 _ACTOR_PART_MAX = 128
 _CONFLICT_KINDS = {"desired.rejected": "rejected", "desired.conflict": "conflict"}
@@ -67,14 +67,14 @@ def _site_head(statement: str, site_id: int) -> tuple[int, int]:
 def check_batch(batch: JournalBatch) -> None:
     """Refuse what no database state could make valid: order, ranges, field sizes."""
     previous = 0
-    if not 0 <= batch.compacted_through <= _MAX_SEQ:
+    if not 0 <= batch.compacted_through <= MAX_SEQ:
         # Past 2^63-1 it once reached the database and answered 500.
         raise BadRequest(
             f"compacted_through {batch.compacted_through} out of range (0 to 2^63-1)",
             code="invalid_batch",
         )
     for index, entry in enumerate(batch.entries):
-        if not 0 < entry.seq <= _MAX_SEQ:
+        if not 0 < entry.seq <= MAX_SEQ:
             raise BadRequest(
                 f"entries[{index}]: seq {entry.seq} out of range", code="invalid_entry"
             )
@@ -134,7 +134,7 @@ def ingest(site_id: int, batch: JournalBatch, contact_ms: int) -> JournalAck:
         if new:
             _store(site_id, new)
             acked = new[-1].seq
-        sql.execute(sql.SITE_ADVANCE, (acked, compacted, contact_ms, site_id))
+        sql.execute(sql.SITE_ADVANCE, (acked, compacted, contact_ms, len(new), site_id))
     return JournalAck(acked_seq=acked, stored=len(new))
 
 
@@ -253,14 +253,16 @@ def _text(value: Any, limit: int) -> str | None:
 
 
 def summarize(state: Any) -> tuple[str | None, str | None, str | None, str | None]:
-    """name, status, tenant, role of an object state, for indexed fleet queries."""
+    """name, status, tenant, role of an object state, for indexed fleet queries and
+    /metrics."""
     if not isinstance(state, dict):
         return None, None, None, None
     spec = state.get("spec")
     spec = spec if isinstance(spec, dict) else {}
     return (
         _text(state.get("name", spec.get("name")), 255),
-        _text(state.get("state"), 32),
+        # A desired-state report says its outcome as "result" (applied, conflict, ...).
+        _text(state.get("state", state.get("result")), 32),
         _text(state.get("tenant", spec.get("tenant")), 63),
         _text(state.get("role", spec.get("role")), 32),
     )

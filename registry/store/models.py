@@ -86,6 +86,14 @@ class Site(BaseModel):
     acked_seq = peewee.BigIntegerField(default=0)
     compacted_through = peewee.BigIntegerField(default=0)
     heartbeat = peewee.TextField(null=True)  # the last Heartbeat, as JSON
+    # The node's journal head from its last heartbeat (schema 5): lag is this less
+    # acked_seq. A column, not the JSON above, so /metrics aggregates it in SQL.
+    reported_head = peewee.BigIntegerField(null=True)
+    # Entries and batches stored for this site (schema 5), bumped in the ingest
+    # transaction that already updates this row: counters in the database are right
+    # whichever worker served the batch or answers the scrape.
+    ingested_entries = peewee.BigIntegerField(default=0)
+    ingested_batches = peewee.BigIntegerField(default=0)
 
 
 class SiteLabel(BaseModel):

@@ -103,13 +103,17 @@ OBJECT_STATES = (
 )
 SITE_HEAD = "SELECT acked_seq, compacted_through FROM site WHERE id = ?"
 SITE_HEAD_FOR_UPDATE = SITE_HEAD + " FOR UPDATE"
-SITE_ADVANCE = "UPDATE site SET acked_seq = ?, compacted_through = ?, last_contact = ? WHERE id = ?"
+SITE_ADVANCE = (
+    "UPDATE site SET acked_seq = ?, compacted_through = ?, last_contact = ?, "
+    "ingested_entries = ingested_entries + ?, ingested_batches = ingested_batches + 1 "
+    "WHERE id = ?"
+)
 HELD_ENTRIES = (
     "SELECT seq, kind, object_type, object_id, state, actor FROM journal "
     "WHERE site_id = ? AND seq BETWEEN ? AND ?"
 )
 SITE_BY_SECRET = "SELECT id, name FROM site WHERE secret_hash = ?"  # noqa: S105 - a hash
-HEARTBEAT = "UPDATE site SET last_contact = ?, heartbeat = ? WHERE id = ?"
+HEARTBEAT = "UPDATE site SET last_contact = ?, heartbeat = ?, reported_head = ? WHERE id = ?"
 # The site's own documents and those of every group its labels put it in.
 DESIRED_FOR_SITE = (
     'SELECT scope, kind, version, etag FROM desired WHERE "current" AND (scope = ? OR scope IN '

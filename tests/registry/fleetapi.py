@@ -44,6 +44,21 @@ class Api:
         assert resp.status_code == 200, resp.text
         return {"Authorization": f"Bearer {resp.json()['secret']}"}
 
+    def viewer(self, username: str) -> dict[str, str]:
+        """A new viewer operator, logged in; the Authorization header of its token."""
+        password = "correct horse battery"
+        made = self.client.post(
+            "/api/v1/operators",
+            json={"username": username, "password": password, "role": "viewer"},
+            headers=self.admin,
+        )
+        assert made.status_code == 201, made.text
+        login = self.client.post(
+            "/api/v1/auth/login", json={"username": username, "password": password}
+        )
+        assert login.status_code == 201, login.text
+        return {"Authorization": f"Bearer {login.json()['token']}"}
+
     def post_batch(
         self, site: dict[str, str], entries: list[dict[str, Any]], compacted_through: int = 0
     ) -> Any:

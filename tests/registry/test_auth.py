@@ -109,16 +109,7 @@ def test_a_site_reaches_only_its_own_records(sqlite_api: Api) -> None:
 
 def test_viewers_read_but_do_not_write(sqlite_api: Api) -> None:
     client = sqlite_api.client
-    made = client.post(
-        "/api/v1/operators",
-        json={"username": "eve", "password": "correct horse battery", "role": "viewer"},
-        headers=sqlite_api.admin,
-    )
-    assert made.status_code == 201
-    login = client.post(
-        "/api/v1/auth/login", json={"username": "eve", "password": "correct horse battery"}
-    )
-    viewer = {"Authorization": f"Bearer {login.json()['token']}"}
+    viewer = sqlite_api.viewer("eve")
     assert client.get("/api/v1/sites", headers=viewer).status_code == 200
     resp = client.post("/api/v1/sites", json={"name": "x"}, headers=viewer)
     assert (resp.status_code, resp.json()["code"]) == (403, "admin_required")

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from registry.config import load_config, parse_database_url
 from tests.registry.fleetapi import vm_entries
@@ -158,20 +159,22 @@ def test_two_workers_on_postgresql_store_each_seq_once(
             for first in range(1, 600, 20)
         ]
 
-        def send(body: bytes) -> int:
+        def send(body: bytes) -> tuple[int, int]:
+            """(entries stored, refusals on the way)."""
             # Each thread its own connection, so both workers take some of them.
             with httpx.Client(base_url=url, timeout=30) as client:
-                for _ in range(200):
+                for refused in range(200):
                     resp = client.post("/api/v1/sync/journal", content=body, headers=headers)
                     if resp.status_code == 200:
-                        return int(resp.json()["stored"])
+                        return int(resp.json()["stored"]), refused
                     assert resp.json()["code"] == "sequence_gap", resp.text
                     time.sleep(0.02)
             raise AssertionError("batch never accepted")
 
         with ThreadPoolExecutor(len(bodies)) as pool:
-            stored = sum(pool.map(send, reversed(bodies)))
-        assert stored == 620
+            results = list(pool.map(send, reversed(bodies)))
+        assert sum(stored for stored, _ in results) == 620
+        gaps = sum(refused for _, refused in results)
         with httpx.Client(base_url=url, timeout=30) as client:
             password = (tmp_path / "state" / "admin-password").read_text().strip()
             login = client.post(
@@ -179,6 +182,19 @@ def test_two_workers_on_postgresql_store_each_seq_once(
             )
             admin = {"Authorization": f"Bearer {login.json()['token']}"}
             summary = client.get("/api/v1/sites/s1/journal/summary", headers=admin).json()
+        for _ in range(6):
+            # A new connection each time: either worker answers, with the same figures.
+            with httpx.Client(base_url=url, timeout=30) as client:
+                text = client.get("/metrics", headers=admin).text
+            samples = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+            }
+            assert samples[("towerbox_registry_ingested_entries_total", ())] == 620
+            assert samples[("towerbox_registry_ingested_batches_total", ())] == len(bodies)
+            refusals = ("towerbox_registry_ingest_refusals_total", (("code", "sequence_gap"),))
+            assert samples.get(refusals, 0) == gaps
     assert (summary["count"], summary["head"]) == (620, 620)
     workers = (tmp_path / "registry.log").read_text()
     assert "2 worker(s)" in workers
