@@ -11,6 +11,7 @@ from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from appliance.api.alerts import AlertController
 from appliance.api.artifacts import ArtifactController
 from appliance.api.auth import PUBLIC_PATHS, make_auth_middleware
 from appliance.api.auth_routes import AuthController
@@ -67,6 +68,7 @@ def create_app(appliance: Appliance) -> Litestar:
             TenantController,
             ArtifactController,
             ServiceController,
+            AlertController,
         ],
         guards=[sync_agent_guard],
         dependencies={"appliance": Provide(lambda: appliance, sync_to_thread=False)},
