@@ -58,8 +58,9 @@ class Rule:
     for_s: float  # how long the condition holds before it fires (Prometheus ``for:``)
     check: Check
     expr: Callable[[AlertBounds], str]  # the same condition in PromQL
-    # The metric label that names the object in ``expr``'s result, and its prefix.
-    object_label: tuple[str, str] = ("", "node")
+    # How Prometheus names the alert's object from ``expr``'s labels: the same name
+    # the node gives it.
+    object_template: str = "node"
 
     def holds_for(self, bounds: AlertBounds) -> float:
         return bounds.for_s.get(self.id, self.for_s)
@@ -189,7 +190,7 @@ RULES: tuple[Rule, ...] = (
         30.0,
         _vran_down,
         lambda b: 'towerbox_vm_state{role="vran",state!="running"} == 1',
-        ("vm", "vm"),
+        "vm:{{ $labels.vm }}",
     ),
     Rule(
         "vm_restart_loop",
@@ -203,7 +204,7 @@ RULES: tuple[Rule, ...] = (
             f"increase(towerbox_vm_restarts_total[{b.restart_loop_window_s:g}s]) "
             f">= {b.restart_loop_count}"
         ),
-        ("vm", "vm"),
+        "vm:{{ $labels.vm }}",
     ),
     Rule(
         "gpu_layout_drift",
@@ -214,7 +215,7 @@ RULES: tuple[Rule, ...] = (
         60.0,
         _layout_drift,
         lambda b: "towerbox_gpu_layout_drift > 0",
-        ("gpu", "gpu"),
+        "gpu:{{ $labels.gpu }}",
     ),
     Rule(
         "mig_instance_missing",
@@ -225,7 +226,7 @@ RULES: tuple[Rule, ...] = (
         60.0,
         _mig_missing,
         lambda b: "towerbox_mig_instances_missing > 0",
-        ("gpu", "gpu"),
+        "gpu:{{ $labels.gpu }}",
     ),
     Rule(
         "hugepages_exhausted",
@@ -239,7 +240,7 @@ RULES: tuple[Rule, ...] = (
             "(towerbox_hugepages_free == 0 and towerbox_hugepages_total > 0) "
             'and on() group(towerbox_vm_state{role="vran"})'
         ),
-        ("numa_node", "hugepages:node"),
+        "hugepages:node{{ $labels.numa_node }}:{{ $labels.size }}",
     ),
     Rule(
         "journal_backlog",
@@ -296,7 +297,7 @@ RULES: tuple[Rule, ...] = (
         0.0,
         _unresponsive,
         lambda b: 'towerbox_vm_state{state="unresponsive"} == 1',
-        ("vm", "vm"),
+        "vm:{{ $labels.vm }}",
     ),
     Rule(
         "schedule_failed",
@@ -307,7 +308,7 @@ RULES: tuple[Rule, ...] = (
         0.0,
         _schedule,
         lambda b: "towerbox_job_last_success == 0",
-        ("job", "job"),
+        "job:{{ $labels.job }}",
     ),
 )
 
