@@ -184,7 +184,7 @@ RULES: tuple[Rule, ...] = (
         "vran_vm_down",
         Severity.CRITICAL,
         "A vRAN VM is not running",
-        "Cell service is down: check `towerbox vm show NAME` and its console; start it with "
+        "Cell service is down: check `towerbox vm get NAME` and its console; start it with "
         "`towerbox vm start NAME`; if it stops again, check the host (hugepages, pinned "
         "cores, the vRAN MIG slice).",
         30.0,
@@ -211,7 +211,7 @@ RULES: tuple[Rule, ...] = (
         Severity.WARNING,
         "A GPU's MIG layout differs from the committed one",
         "Something outside Towerbox changed the GPU (driver reset, nvidia-smi): check "
-        "`towerbox gpu show UUID` and apply the committed layout again.",
+        "`towerbox gpu list` and apply the committed layout again (`towerbox gpu apply`).",
         60.0,
         _layout_drift,
         lambda b: "towerbox_gpu_layout_drift > 0",
