@@ -10,6 +10,7 @@ one statvfs. Only ``readings`` (the alert job's) asks the GPU service for layout
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import threading
 import time
@@ -30,6 +31,9 @@ from appliance.services.sync import SyncStatusBoard
 from appliance.store import journal
 from appliance.store.models import JournalEntry, Vm
 from appliance.store.space import StateSpace
+from towerbox_core.errors import TowerboxError
+
+log = logging.getLogger(__name__)
 
 _RESTARTED = "vm.restarted"
 _ARTIFACT_FAILED = "artifact.failed"
@@ -81,6 +85,7 @@ class HealthReader:
         # Failures count from the daemon's start, like any Prometheus counter.
         self._failures_from = head
         self._restarts: dict[str, deque[float]] = {}  # VM UUID -> wall clocks
+        self._last_gpus: tuple[GpuReading, ...] = ()
         self._artifact_failures = 0
         self._apply_failures = dict.fromkeys(sorted(set(APPLY_FAILURES.values())), 0)
 
@@ -174,14 +179,22 @@ class HealthReader:
         return tuple(result)
 
     def _gpu_readings(self) -> tuple[GpuReading, ...]:
+        """The GPUs' drift; when the driver does not answer, the last readings stand
+        (an NVML hiccup neither resolves a drift alert nor stops the other rules)."""
+        try:
+            views = self._gpus.list_gpus()
+        except TowerboxError as err:
+            log.warning("GPU layouts not read for the alert rules: %s (%s)", err.message, err.code)
+            return self._last_gpus
         result = []
-        for view in self._gpus.list_gpus():
+        for view in views:
             missing = 0
             committed = self._gpus.committed(view.uuid)
             if view.drift and committed is not None and view.layout is not None:
                 missing = len(committed.by_placement().keys() - view.layout.by_placement().keys())
             result.append(GpuReading(view.uuid, view.name, tuple(view.drift), missing))
-        return tuple(result)
+        self._last_gpus = tuple(result)
+        return self._last_gpus
 
     def readings(self, at: float | None = None) -> NodeReadings:
         """Everything the alert rules read, as of ``at`` (default: now)."""

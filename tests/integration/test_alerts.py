@@ -21,6 +21,7 @@ from appliance.store.models import Vm
 from tests.support.appliance import admin_client, built, make_config
 from tests.support.tenancy import clients, principal_of, root_principal, tenant_node
 from towerbox_core.api.vms import VmCreateRequest
+from towerbox_core.errors import BackendError
 from towerbox_core.wire import AgentStatus
 
 DAY = {
@@ -191,6 +192,11 @@ def test_gpu_drift_and_missing_instance(app: Appliance) -> None:
         ("gpu_layout_drift", f"gpu:{gpu}"),
         ("mig_instance_missing", f"gpu:{gpu}"),
     }
+    # A driver that does not answer once: the drift stands, and the rules still run.
+    app.monitor.sweep()
+    sim.fail_next("list_gpus", BackendError("NVML timed out", code="nvml_error"))
+    app.alerts.evaluate(app.health.readings(time.time() + 61.5))
+    assert len(_firing(app)) == 2
     sim.create_instance(gpu, "2g.20gb", 0)
     app.alerts.evaluate(_read(app, 62))
     assert _firing(app) == set()
@@ -268,3 +274,30 @@ def _wait(ok: Any, timeout: float = 10.0) -> None:
     while not ok():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_a_gpu_schedule_whose_run_fails_raises_schedule_failed(app: Appliance) -> None:
+    gpu = app.gpus.list_gpus()[0].uuid
+    with admin_client(app) as client:
+        assert client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY).status_code == 200
+        target = {"counts": {"1g.10gb": 3}}
+        night = {"gpu": gpu, "cron": "0 22 * * *", "target": target}
+        assert client.put("/api/v1/gpus/schedules/night", json=night).status_code == 200
+    scheduler = BackgroundScheduler()
+    app.health.jobs.attach(scheduler)
+    app.gpu_schedules.attach(scheduler)
+    scheduler.start()
+    sim = app.gpus.backend
+    try:
+        sim.fail_next("create_instance", BackendError("injected", code="injected_fault"))
+        scheduler.get_job("gpu-schedule:night").modify(next_run_time=_now())
+        _wait(lambda: any(j.last_success is False for j in app.health.jobs.readings()))
+        app.alerts.evaluate(_read(app))
+        assert _firing(app) == {("schedule_failed", "job:gpu-schedule:night")}
+        # The next run applies: the alert resolves.
+        scheduler.get_job("gpu-schedule:night").modify(next_run_time=_now())
+        _wait(lambda: all(j.last_success is not False for j in app.health.jobs.readings()))
+        app.alerts.evaluate(_read(app))
+        assert _firing(app) == set()
+    finally:
+        scheduler.shutdown()
