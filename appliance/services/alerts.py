@@ -89,8 +89,11 @@ class AlertService:
         found = self.findings(readings)
         changed: list[Alert] = []
         # Read first, then write: one short write transaction, and none when nothing changed.
+        # A few rows and entries may use the disk's reserve: the disk filling up is
+        # itself what an operator must hear about.
         open_rows = list(Alert.select().where(Alert.status.in_((PENDING, FIRING))))
-        with journal.write_transaction() if self._changes(open_rows, found, now) else nullcontext():
+        writes = self._changes(open_rows, found, now)
+        with journal.write_transaction(may_use_reserve=True) if writes else nullcontext():
             for row in open_rows:
                 hit = found.pop((row.rule, row.object), None)
                 if hit is None:

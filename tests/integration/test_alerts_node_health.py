@@ -129,13 +129,16 @@ def test_disk_space_low_on_a_filling_state_disk(tmp_path: Path) -> None:
         node = built(
             tmp_path,
             TOWERBOX_STATE_DIR=str(state),
-            TOWERBOX_STATE_RESERVE_MIB="1",
+            TOWERBOX_STATE_RESERVE_MIB="4",
             TOWERBOX_ALERTS_FOR_S=json.dumps({"disk_space_low": 0}),
         )
         try:
             assert _evaluate(node) == set()
-            filler = fill(state, leave_bytes=3 * 2**20)
+            # Below the reserve, where the node refuses other writes: the alert is
+            # still raised and journalled.
+            filler = fill(state, leave_bytes=2 * 2**20)
             assert ("disk_space_low", "node") in _evaluate(node)
+            assert [e["kind"] for e in journal.entries(kind_prefix="alert.")] == ["alert.fired"]
             [alert] = node.alerts.active()
             assert "MiB free of" in alert.message
             filler.unlink()
