@@ -29,7 +29,7 @@ from appliance.services.job_board import JobBoard
 from appliance.services.monitor import Monitor
 from appliance.services.sync import SyncStatusBoard
 from appliance.store import journal
-from appliance.store.models import JournalEntry, Vm
+from appliance.store.models import Vm
 from appliance.store.space import StateSpace
 from towerbox_core.errors import TowerboxError
 
@@ -89,11 +89,12 @@ class HealthReader:
         self._artifact_failures = 0
         self._apply_failures = dict.fromkeys(sorted(set(APPLY_FAILURES.values())), 0)
 
-    def _fold_journal(self) -> None:
-        """Count the restarts and failures journalled since the last read."""
+    def _fold_journal(self, head: int) -> None:
+        """Count the restarts and failures journalled since the last read, up to ``head``."""
+        if head <= self._cursor:
+            return
         kinds = (_RESTARTED, _ARTIFACT_FAILED, *APPLY_FAILURES)
-        for seq, kind, object_id, _, created in journal.metering_entries(self._cursor, kinds):
-            self._cursor = seq
+        for seq, kind, object_id, created in journal.kinds_between(self._cursor, head, kinds):
             if kind == _RESTARTED:
                 at = _epoch(created)
                 if at is not None:
@@ -101,12 +102,13 @@ class HealthReader:
             elif seq > self._failures_from and kind == _ARTIFACT_FAILED:
                 self._artifact_failures += 1
             elif seq > self._failures_from:
-                label = APPLY_FAILURES[kind]
-                self._apply_failures[label] += 1
+                self._apply_failures[APPLY_FAILURES[kind]] += 1
+        self._cursor = head
 
     def node_health(self) -> NodeHealth:
+        head, acked, oldest = journal.position()
         with self._lock:
-            self._fold_journal()
+            self._fold_journal(head)
             artifact_failures = self._artifact_failures
             apply_failures = dict(self._apply_failures)
         usage = self._allocator.usage()
@@ -116,19 +118,7 @@ class HealthReader:
             for size, p in node["hugepages"].items()
         )
         cores = {node["id"]: node["cores"]["free"] for node in usage["nodes"]}
-        head, acked = journal.head(), journal.acked_seq()
-        oldest = (
-            JournalEntry.select(JournalEntry.created_at)
-            .where(JournalEntry.seq > acked)
-            .order_by(JournalEntry.seq)
-            .first()
-        )
-        now = time.time()
-        age = 0.0
-        if oldest is not None:
-            created = oldest.created_at
-            created = created if created.tzinfo else created.replace(tzinfo=dt.UTC)
-            age = max(0.0, now - created.timestamp())
+        age = 0.0 if oldest is None else max(0.0, time.time() - oldest.timestamp())
         report, running = self._sync.agent()
         free = size = None
         try:
