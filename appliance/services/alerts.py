@@ -99,7 +99,9 @@ class AlertService:
                 if hit is None:
                     if row.status == FIRING:
                         row.status, row.resolved_at = RESOLVED, now
-                        row.save()
+                        # Only the fields this evaluation owns: an acknowledgement
+                        # may have landed since the rows were read.
+                        row.save(only=[Alert.status, Alert.resolved_at])
                         _announce("alert.resolved", row, resolved_at=_iso(now))
                         changed.append(row)
                     else:
@@ -108,7 +110,7 @@ class AlertService:
                 rule, finding = hit
                 if row.message != finding.message:
                     row.message = finding.message
-                    row.save()
+                    row.save(only=[Alert.message])
                 if row.status == PENDING and now - row.since >= rule.holds_for(self.bounds):
                     self._fire(row, now)
                     changed.append(row)
@@ -156,7 +158,7 @@ class AlertService:
     @staticmethod
     def _fire(row: Alert, now: float) -> None:
         row.status, row.fired_at = FIRING, now
-        row.save()
+        row.save(only=[Alert.status, Alert.fired_at])
         log.warning(
             "alert %s fired on %s: %s",
             row.rule,
@@ -190,19 +192,20 @@ class AlertService:
 
     def ack(self, principal: Principal, alert_id: int, now: float) -> AlertView:
         principal.require_write()
-        row = Alert.get_or_none(Alert.id == alert_id)
-        if row is None or row.status == PENDING or not principal.can_see(row.tenant):
-            raise NotFound(f"no alert {alert_id}", code="alert_not_found")
-        if row.status != FIRING:
-            raise Conflict(
-                f"alert {alert_id} ({row.rule} on {row.object}) is resolved; only a firing "
-                "alert can be acknowledged",
-                code="alert_not_firing",
-            )
-        if row.acked_by is not None:
-            return _view(row)  # acknowledged already: the first acknowledgement stands
+        # Read and write under the write lock: an evaluation that resolves the alert
+        # meanwhile is either wholly before or wholly after.
         with journal.write_transaction():
-            row.acked_by, row.acked_at = principal.username, now
-            row.save()
-            _announce("alert.acked", row, acked_by=principal.username)
+            row = Alert.get_or_none(Alert.id == alert_id)
+            if row is None or row.status == PENDING or not principal.can_see(row.tenant):
+                raise NotFound(f"no alert {alert_id}", code="alert_not_found")
+            if row.status != FIRING:
+                raise Conflict(
+                    f"alert {alert_id} ({row.rule} on {row.object}) is resolved; only a "
+                    "firing alert can be acknowledged",
+                    code="alert_not_firing",
+                )
+            if row.acked_by is None:  # acknowledged already: the first one stands
+                row.acked_by, row.acked_at = principal.username, now
+                row.save(only=[Alert.acked_by, Alert.acked_at])
+                _announce("alert.acked", row, acked_by=principal.username)
         return _view(row)

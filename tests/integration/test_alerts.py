@@ -301,3 +301,28 @@ def test_a_gpu_schedule_whose_run_fails_raises_schedule_failed(app: Appliance) -
         assert _firing(app) == set()
     finally:
         scheduler.shutdown()
+
+
+def test_an_ack_between_an_evaluations_read_and_write_is_kept(
+    app: Appliance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _make(app, "du", "vran")
+    app.vms.stop(root_principal(app), "du")
+    first = _read(app)
+    app.alerts.evaluate(dataclasses.replace(first, at=first.at - 31))
+    app.alerts.evaluate(first)
+    [alert] = app.alerts.active()
+    decide = app.alerts._changes
+
+    def ack_meanwhile(*args: Any) -> bool:
+        app.alerts.ack(root_principal(app), alert.id, time.time())
+        return decide(*args)
+
+    monkeypatch.setattr(app.alerts, "_changes", ack_meanwhile)
+    # Its message changes (now missing), and an operator acknowledges it meanwhile.
+    conn = libvirt.open("test:///default")
+    conn.lookupByUUIDString(Vm.get(Vm.name == "du").id).undefine()
+    conn.close()
+    app.alerts.evaluate(_read(app, 1))
+    [after] = app.alerts.active()
+    assert "missing" in after.message and after.acked_by == "admin"
