@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 
 from litestar import Controller, get, post
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromQuery
 
 from appliance.api.deps import ApplianceDep, AuthedRequest
 from towerbox_core.api.alerts import AlertList, AlertView
+from towerbox_core.api_params import RowIdPath
 
 
 class AlertController(Controller):
@@ -25,7 +26,7 @@ class AlertController(Controller):
 
     @post("/{alert_id:int}/ack", sync_to_thread=True, status_code=200)
     def ack(
-        self, request: AuthedRequest, alert_id: FromPath[int], appliance: ApplianceDep
+        self, request: AuthedRequest, alert_id: RowIdPath, appliance: ApplianceDep
     ) -> AlertView:
         """Acknowledge a firing alert; the journal records who did (``alert.acked``)."""
         return appliance.alerts.ack(request.user, alert_id, time.time())
