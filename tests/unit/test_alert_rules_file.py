@@ -50,8 +50,25 @@ READINGS = NodeReadings(
 )
 
 
+# The WAN link down for 1000 s and the registry behind: journal backlog, age and WAN.
+LINK_DOWN = NodeReadings(
+    at=1_000_000.0,
+    health=NodeHealth(
+        journal_unacked=60_000,
+        journal_oldest_unacked_age_s=4000.0,
+        wan_up=False,
+        wan_last_sync=1_000_000.0 - 1000,
+        disk_free=50 * GIB,
+        disk_size=100 * GIB,
+    ),
+)
+# When promtool looks: past every rule's ``for``.
+EVAL_S = 360
+
+
 def _series(r: NodeReadings) -> list[dict[str, str]]:
-    """The readings as the node's /metrics serves them, steady for 10 minutes."""
+    """The readings as the node's /metrics serves them, steady for 10 minutes; times
+    as seen from ``EVAL_S`` into the test, as ``r.at`` sees them."""
     series: list[tuple[str, float]] = [
         (
             f'towerbox_vm_state{{vm="{vm.name}",tenant="{vm.tenant or "_node"}",'
@@ -72,6 +89,14 @@ def _series(r: NodeReadings) -> list[dict[str, str]]:
         (f'towerbox_job_last_success{{job="{j.job}"}}', int(bool(j.last_success)))
         for j in r.health.jobs
     ]
+    h = r.health
+    series += [
+        ("towerbox_journal_unacked_entries", h.journal_unacked),
+        ("towerbox_journal_oldest_unacked_age_seconds", h.journal_oldest_unacked_age_s),
+        ("towerbox_wan_up", int(h.wan_up)),
+    ]
+    if h.wan_last_sync is not None:
+        series += [("towerbox_wan_last_sync_timestamp_seconds", EVAL_S - (r.at - h.wan_last_sync))]
     return [{"series": name, "values": f"{value:g}x40"} for name, value in series]
 
 
@@ -92,18 +117,37 @@ def test_promtool_accepts_the_rule_file() -> None:
 
 
 @needs_promtool
-def test_prometheus_raises_what_the_node_raises(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("readings", "raised"),
+    [
+        (
+            READINGS,
+            {
+                "vran_vm_down": {"vm:du"},
+                "hugepages_exhausted": {"hugepages:node0:1G"},
+                "disk_space_low": {"node"},
+                "schedule_failed": {"job:gpu-schedule:night"},
+            },
+        ),
+        (
+            LINK_DOWN,
+            {
+                "journal_backlog": {"node"},
+                "journal_oldest_unacked": {"node"},
+                "wan_offline": {"node"},
+            },
+        ),
+    ],
+)
+def test_prometheus_raises_what_the_node_raises(
+    tmp_path: Path, readings: NodeReadings, raised: dict[str, set[str]]
+) -> None:
     bounds = AlertBounds()
     node_side: dict[str, set[str]] = {}
     for rule in RULES:
-        for finding in rule.check(READINGS, bounds):
+        for finding in rule.check(readings, bounds):
             node_side.setdefault(rule.id, set()).add(finding.object)
-    assert node_side == {
-        "vran_vm_down": {"vm:du"},
-        "hugepages_exhausted": {"hugepages:node0:1G"},
-        "disk_space_low": {"node"},
-        "schedule_failed": {"job:gpu-schedule:night"},
-    }
+    assert node_side == raised
     cases: list[dict[str, Any]] = []
     for rule in RULES:
         expected = []
@@ -111,19 +155,19 @@ def test_prometheus_raises_what_the_node_raises(tmp_path: Path) -> None:
             expected.append(
                 {
                     "exp_labels": {
-                        **_labels_of(rule.id, obj),
+                        **_labels_of(readings, rule.id, obj),
                         "severity": rule.severity.value,
                         "object": obj,
                     },
                     "exp_annotations": {"summary": rule.summary, "runbook": rule.runbook},
                 }
             )
-        # Past every rule's ``for``: a rule not expected must not fire at all.
-        cases.append({"eval_time": "5m", "alertname": rule.id, "exp_alerts": expected})
+        # A rule the node does not raise must not fire at all.
+        cases.append({"eval_time": f"{EVAL_S}s", "alertname": rule.id, "exp_alerts": expected})
     spec = {
         "rule_files": [str(SHIPPED)],
         "evaluation_interval": "15s",
-        "tests": [{"interval": "15s", "input_series": _series(READINGS), "alert_rule_test": cases}],
+        "tests": [{"interval": "15s", "input_series": _series(readings), "alert_rule_test": cases}],
     }
     test_file = tmp_path / "node.test.yml"
     test_file.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -136,11 +180,11 @@ def test_prometheus_raises_what_the_node_raises(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _labels_of(rule_id: str, obj: str) -> dict[str, str]:
+def _labels_of(readings: NodeReadings, rule_id: str, obj: str) -> dict[str, str]:
     """The series labels Prometheus keeps on the alert of ``rule_id`` on ``obj``."""
     kind, _, name = obj.partition(":")
     if rule_id == "vran_vm_down":
-        vm = next(v for v in READINGS.vms if v.name == name)
+        vm = next(v for v in readings.vms if v.name == name)
         return {"vm": vm.name, "tenant": vm.tenant or "_node", "role": vm.role, "state": vm.state}
     if rule_id == "hugepages_exhausted":
         node, _, size = name.partition(":")
