@@ -16,7 +16,7 @@ from appliance.cli.connect import config_path, json_flag, node_call, show_plain
 from towerbox_core.commands import EXIT_OK, CommandGroup, out, report, table
 from towerbox_core.errors import TowerboxError
 
-_COLUMNS = ("id", "severity", "object", "since", "state", "acked_by", "message")
+_COLUMNS = ("id", "severity", "rule", "object", "since", "state", "acked_by", "message")
 
 
 def _register(parser: argparse.ArgumentParser) -> None:

@@ -79,7 +79,8 @@ def test_the_daemon_fires_once_keeps_it_across_a_kill_and_resolves(
     shown = capsys.readouterr()
     assert status == 0, shown.err
     listed = shown.out
-    assert "vm:du" in listed and "critical" in listed and "towerbox vm start" in listed
+    assert "vran_vm_down" in listed and "vm:du" in listed and "critical" in listed
+    assert "towerbox vm start" in listed  # the runbook under the table
     assert _cli(daemon, monkeypatch, "ack", str(alerts[0]["id"])) == 0
     capsys.readouterr()
     assert _cli(daemon, monkeypatch, "ack", "4242") == 1
