@@ -116,30 +116,26 @@ def _hugepages(r: NodeReadings, _: AlertBounds) -> list[Finding]:
     ]
 
 
+def _node_if(holds: bool, message: str) -> list[Finding]:
+    """A node-wide finding when ``holds``."""
+    return [Finding("node", message)] if holds else []
+
+
 def _backlog(r: NodeReadings, b: AlertBounds) -> list[Finding]:
-    h = r.health
-    if h.journal_unacked <= b.journal_backlog_entries:
-        return []
-    return [
-        Finding(
-            "node",
-            f"{h.journal_unacked} journal entries wait for the registry "
-            f"(bound {b.journal_backlog_entries})",
-        )
-    ]
+    unacked = r.health.journal_unacked
+    return _node_if(
+        unacked > b.journal_backlog_entries,
+        f"{unacked} journal entries wait for the registry (bound {b.journal_backlog_entries})",
+    )
 
 
 def _oldest(r: NodeReadings, b: AlertBounds) -> list[Finding]:
     age = r.health.journal_oldest_unacked_age_s
-    if age <= b.journal_oldest_unacked_s:
-        return []
-    return [
-        Finding(
-            "node",
-            f"the oldest journal entry the registry has not acknowledged is {age / 60:.0f} min "
-            f"old (bound {b.journal_oldest_unacked_s / 60:g} min)",
-        )
-    ]
+    return _node_if(
+        age > b.journal_oldest_unacked_s,
+        f"the oldest journal entry the registry has not acknowledged is {age / 60:.0f} min "
+        f"old (bound {b.journal_oldest_unacked_s / 60:g} min)",
+    )
 
 
 def _wan(r: NodeReadings, b: AlertBounds) -> list[Finding]:
