@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from appliance.domain.alerts.rules import RULES_BY_ID, AlertBounds
 from appliance.domain.gpu.target import LayoutRequest
 from appliance.domain.quotas import check_quotas
 from towerbox_core.api.tenants import Quotas
@@ -189,6 +190,7 @@ class Config:
     journal: JournalConfig = field(default_factory=JournalConfig)
     tenants: TenantsConfig = field(default_factory=TenantsConfig)
     artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
+    alerts: AlertBounds = field(default_factory=AlertBounds)
 
     @property
     def db_path(self) -> Path:
@@ -226,6 +228,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "journal": JournalConfig,
     "tenants": TenantsConfig,
     "artifacts": ArtifactsConfig,
+    "alerts": AlertBounds,
 }
 
 
@@ -254,6 +257,7 @@ def config_from(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> Con
             field="api",
         )
     _check_artifacts(cfg.artifacts, origin)
+    _check_alerts(cfg.alerts, origin)
     if cfg.state_reserve_mib < 0:
         raise ConfigError(
             f"{origin}: state_reserve_mib must be at least 0", field="state_reserve_mib"
@@ -346,6 +350,38 @@ def _check_artifacts(conf: ArtifactsConfig, origin: str) -> None:
                 code="invalid_cron",
                 field="artifacts.precache_cron",
             ) from err
+
+
+def _check_alerts(bounds: AlertBounds, origin: str) -> None:
+    unknown = sorted(set(bounds.for_s) - RULES_BY_ID.keys())
+    if unknown:
+        raise ConfigError(
+            f"{origin}: [alerts] for_s names no rule {', '.join(unknown)}; rules: "
+            f"{', '.join(sorted(RULES_BY_ID))}",
+            code="unknown_alert_rule",
+            field="alerts.for_s",
+        )
+    figures = (
+        bounds.interval_s,
+        bounds.restart_loop_count,
+        bounds.restart_loop_window_s,
+        bounds.journal_oldest_unacked_s,
+        bounds.wan_offline_s,
+        bounds.keep_resolved_days,
+    )
+    if (
+        min(figures) <= 0
+        or bounds.journal_backlog_entries < 0
+        or not 0 <= bounds.disk_free_ratio < 1
+        or any(v < 0 for v in bounds.for_s.values())
+    ):
+        raise ConfigError(
+            f"{origin}: [alerts] interval_s, restart_loop_count, restart_loop_window_s, "
+            "journal_oldest_unacked_s, wan_offline_s and keep_resolved_days must be above 0; "
+            "journal_backlog_entries and for_s at least 0; disk_free_ratio from 0 to below 1",
+            code="invalid_alert_bounds",
+            field="alerts",
+        )
 
 
 def _check_tenants(tenants: TenantsConfig, origin: str) -> None:

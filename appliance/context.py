@@ -27,6 +27,8 @@ from appliance.domain.allocator import Allocator
 from appliance.domain.gpu.catalog import default_catalog
 from appliance.domain.host import HostInventory
 from appliance.metrics import Metrics
+from appliance.metrics_health import HealthCollector
+from appliance.services.alerts import AlertService
 from appliance.services.artifact_origin import ArtifactOrigins
 from appliance.services.artifact_precache import Precache
 from appliance.services.artifacts import ArtifactService
@@ -37,6 +39,8 @@ from appliance.services.gpu_binding import GpuBinder
 from appliance.services.gpu_claims import GpuClaims
 from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.services.gpu_schedules import GpuSchedules
+from appliance.services.health_readings import HealthReader
+from appliance.services.job_board import JobBoard
 from appliance.services.journal_sync import JournalService
 from appliance.services.measured import MeasuredUsage, sweep_readings
 from appliance.services.measured_gpu import GpuMeter
@@ -106,9 +110,12 @@ class Appliance:
     services: ServiceManager
     rollouts: RollingUpdates
     top: TopView
+    health: HealthReader
+    alerts: AlertService
 
     def __post_init__(self) -> None:
         self.metrics.count_usage(self._usage_totals)
+        self.metrics.registry.register(HealthCollector(self.health.node_health, self.alerts.active))
 
     def _usage_totals(self) -> Totals:
         # Through the field at each scrape: a test may swap the service.
@@ -149,6 +156,10 @@ class Appliance:
                 self.cfg.journal.keep_days,
                 before=self.metering.write_rollup,
             )
+
+    def alerts_job(self) -> None:
+        with journal.acting_as(Actor(job="alerts")), skipped_while_full("an alert evaluation"):
+            self.alerts.evaluate(self.health.readings())
 
     def close(self) -> None:
         self.services.runner.stop_all()
@@ -378,6 +389,16 @@ def build_appliance(cfg: Config) -> Appliance:
         services=services,
         rollouts=rollouts,
         top=TopView(monitor, cfg.jobs.history_samples),
+        health=HealthReader(
+            allocator=allocator,
+            sync=sync,
+            space=space,
+            jobs=JobBoard(),
+            monitor=monitor,
+            gpus=gpus,
+            restart_window_s=cfg.alerts.restart_loop_window_s,
+        ),
+        alerts=AlertService(cfg.alerts),
     )
 
 

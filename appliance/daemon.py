@@ -104,12 +104,14 @@ async def _serve(appliance: Appliance) -> None:
         ("monitor", appliance.monitor_job, cfg.jobs.monitor_interval_s),
         ("reconcile", appliance.reconcile_job, cfg.jobs.reconcile_interval_s),
         ("journal-compaction", appliance.compaction_job, cfg.journal.compact_interval_s),
+        ("alerts", appliance.alerts_job, cfg.alerts.interval_s),
     )
     for job_id, job, every_s in jobs:
         # A slow run is never overlapped by the next one; missed runs collapse into one.
         scheduler.add_job(
             job, "interval", seconds=every_s, id=job_id, max_instances=1, coalesce=True
         )
+    appliance.health.jobs.attach(scheduler)
     scheduler.start()
     appliance.gpu_schedules.attach(scheduler)
     appliance.precache.attach(scheduler)

@@ -25,6 +25,8 @@ def known_name(object_type: str, object_id: str, state: Any) -> str | None:
     Users, tenants, services and VNets are keyed by name already; VMs and tokens carry
     theirs in the state.
     """
+    if isinstance(state, dict) and object_type == "alert" and "rule" in state:
+        return f"{state['rule']} on {state.get('object')}"
     if isinstance(state, dict):
         spec = state.get("spec")
         for holder in (state, spec if isinstance(spec, dict) else {}):
@@ -71,6 +73,9 @@ def summarize(kind: str, state: Any) -> str:
         return action  # "deleted", "removed": the object is gone
     if not isinstance(state, dict):
         return _clip(f"{action}: {_scalar(state)}")
+    if kind.startswith("alert."):
+        by = f" by {state['acked_by']}" if kind == "alert.acked" else ""
+        return _clip(f"{action}{by}: {state.get('severity')}: {state.get('message')}")
     return _clip(_describe(kind, action, state))
 
 

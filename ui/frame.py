@@ -8,6 +8,7 @@ from typing import Any
 from nicegui import ui
 
 from ui import session, wan
+from ui.alerts import AlertsMenu
 from ui.api import ApiError
 from ui.deps import Deps
 from ui.handles import tag
@@ -51,6 +52,7 @@ class Frame:
                     link = ui.link(text, path).classes("text-white")
                     if key == active:
                         link.classes("font-bold underline").props('aria-current="page"')
+            self.alerts = AlertsMenu(user)
             who = user.session
             ui.label(f"{who.username} ({who.role}{', ' + who.tenant if who.tenant else ''})")
             ui.button("Log out", on_click=self.logout).props("flat dense color=white")
@@ -80,6 +82,7 @@ class Frame:
                 for line in lines:
                     with ui.badge(short_badge(line), color="blue-grey-6").classes("text-xs"):
                         ui.tooltip(line)
+        await self.alerts.refresh()
         try:
             status = await self.user.get("/api/v1/sync/status")
             self._set_banner(wan.banner(status))

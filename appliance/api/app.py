@@ -6,6 +6,7 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 
+from appliance.api.alerts import AlertController
 from appliance.api.artifacts import ArtifactController
 from appliance.api.auth import PUBLIC_PATHS, make_auth_middleware
 from appliance.api.auth_routes import AuthController
@@ -42,6 +43,7 @@ def create_app(appliance: Appliance) -> Litestar:
             ArtifactController,
             ServiceController,
             TopController,
+            AlertController,
         ],
         guards=[sync_agent_guard],
         dependencies={"appliance": Provide(lambda: appliance, sync_to_thread=False)},

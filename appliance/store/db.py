@@ -12,6 +12,7 @@ import peewee
 from appliance.store import space
 from appliance.store.models import (
     ALL_MODELS,
+    Alert,
     GpuLayout,
     Meta,
     Service,
@@ -101,6 +102,11 @@ def _v5_services(db: peewee.SqliteDatabase) -> None:
     db.create_tables([Service, ServiceVm])
 
 
+def _v6_alerts(db: peewee.SqliteDatabase) -> None:
+    """Alerts the node evaluates: pending, firing and recently resolved."""
+    db.create_tables([Alert])
+
+
 # Append only: each function moves the schema from version i to i + 1.
 MIGRATIONS: tuple[Callable[[peewee.SqliteDatabase], None], ...] = (
     _v1_initial,
@@ -108,6 +114,7 @@ MIGRATIONS: tuple[Callable[[peewee.SqliteDatabase], None], ...] = (
     _v3_tenant_policy,
     _v4_audit,
     _v5_services,
+    _v6_alerts,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

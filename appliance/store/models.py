@@ -160,5 +160,27 @@ class ServiceVm(BaseModel):
         table_name = "service_vm"
 
 
+class Alert(BaseModel):
+    """An alert instance: pending (its condition holds, not yet for its rule's ``for``),
+    firing, or resolved. Kept here so a restarted daemon neither fires an alert again
+    nor forgets one that is pending."""
+
+    id = peewee.AutoField()
+    rule = peewee.CharField(max_length=48)
+    object = peewee.CharField(max_length=200)
+    severity = peewee.CharField(max_length=16)
+    tenant = peewee.CharField(max_length=63, null=True, index=True)  # whose object; None: node
+    status = peewee.CharField(max_length=16, index=True)  # pending | firing | resolved
+    message = peewee.TextField()
+    since = peewee.FloatField()  # wall clock the condition was first seen
+    fired_at = peewee.FloatField(null=True)
+    resolved_at = peewee.FloatField(null=True)
+    acked_by = peewee.CharField(max_length=63, null=True)
+    acked_at = peewee.FloatField(null=True)
+
+    class Meta:
+        table_name = "alert"
+
+
 # The tables of schema version 1; later tables are created by their own migration.
 ALL_MODELS: tuple[type[BaseModel], ...] = (Meta, Tenant, User, Token, Vm, JournalEntry)

@@ -53,6 +53,10 @@ MATRIX: dict[tuple[str, str], tuple[str, str | None]] = {
     ("GET", "/api/v1/artifacts/plan"): ("401 200 200 403 403 403 403", None),
     ("POST", "/api/v1/artifacts/gc"): ("401 200 403 403 403 403 403", None),
     ("POST", "/api/v1/artifacts/{name}/fetch"): ("401 404 403 403 403 403 403", None),
+    # Alerts: everyone sees those about what it may see (a tenant its own VMs); the
+    # node has none firing here, so an ack finds nothing.
+    ("GET", "/api/v1/alerts"): ("401 200 200 200 200 200 403", None),
+    ("POST", "/api/v1/alerts/{alert_id}/ack"): ("401 404 403 404 404 403 403", None),
     ("GET", "/api/v1/prices"): ("401 200 200 200 200 200 403", None),
     ("GET", "/api/v1/usage"): ("401 200 200 200 200 200 403", None),
     # Each caller sees the VMs and slices it may see: tenant-filtered, not refused.
@@ -395,6 +399,7 @@ def _path(template: str, tenant: str, ids: dict[str, str]) -> str:
         "username": f"{tenant}-dev",
         "kind": "gpu",
         "effective_from": "2031-06-01T00:00:00Z",  # no such version
+        "alert_id": 999_999,  # no such alert: who gets 404 may ack, 403 may not
         **ids,
     }
     if template.startswith("/api/v1/services/"):

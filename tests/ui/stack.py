@@ -80,12 +80,14 @@ counts = {"1g.10gb" = 4}
 
 
 @contextmanager
-def appliance(tmp: Path, **env: str) -> Iterator[Appliance]:
+def appliance(
+    tmp: Path, extra_env: dict[str, str] | None = None, **env: str
+) -> Iterator[Appliance]:
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "absent.toml").write_text(NODE_CONFIG)
     cfg = make_config(tmp, **env)
     assert cfg.n6.backend == "simulated", "the UI tests' node config was not read"
-    with running_daemon(cfg, tmp) as daemon:
+    with running_daemon(cfg, tmp, extra_env=extra_env) as daemon:
         daemon.wait_notify("READY=1")
         threading.Thread(target=_drain, args=(daemon,), daemon=True).start()
         yield Appliance(daemon, admin_password(cfg))

@@ -44,3 +44,19 @@ def test_history_is_newest_first_with_names_from_the_page_or_the_caller() -> Non
         (2, "web", "ann@acme"),
         (1, "web", "ann"),
     ]
+
+
+def test_alert_entries_name_their_rule_and_object() -> None:
+    fired = {
+        "rule": "vran_vm_down",
+        "object": "vm:du",
+        "severity": "critical",
+        "message": "vRAN VM du is shutoff (desired running)",
+    }
+    assert summarize("alert.fired", fired) == (
+        "fired: critical: vRAN VM du is shutoff (desired running)"
+    )
+    acked = {**fired, "acked_by": "ops"}
+    assert summarize("alert.acked", acked).startswith("acked by ops: critical")
+    [line] = history([WireEntry(7, "alert.fired", "alert", "3", fired)], {})
+    assert line.object_name == "vran_vm_down on vm:du"
