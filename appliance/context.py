@@ -111,7 +111,10 @@ class Appliance:
         self.snapshot_metrics = SnapshotCollector(
             lambda: self.monitor.snapshot,
             gpus_simulated=self.gpus.backend.simulated,
-            vnets=lambda: (f"{v.tenant}/{v.name}" for v in self.n6.declared().vnets),
+            # The applied document as stored: validated when it was applied.
+            vnets=lambda: (
+                f"{v['tenant']}/{v['name']}" for v in self.n6.applied_document()["vnets"]
+            ),
             attached=self.n6.attached_vms,
         )
         self.metrics.registry.register(self.snapshot_metrics)

@@ -12,6 +12,7 @@ from typing import Any
 
 import libvirt
 import pytest
+from prometheus_client import generate_latest
 
 from appliance.backends.gpu.simulated import SimulatedGpuBackend
 from tests.support.populated import (
@@ -188,3 +189,14 @@ def test_a_scrape_reads_the_snapshot_and_calls_no_backend(
     for _ in range(3):
         assert "towerbox_vm_state" in scrape(c, admin)
     assert calls == Counter(), "a scrape called a backend"
+
+
+def test_the_node_writes_what_prometheus_client_writes(node: Node) -> None:
+    """The node's own text writer, on a populated node: the usage counters aside (they
+    rise between two reads), the same bytes as prometheus_client's."""
+
+    def steady(text: bytes) -> list[str]:
+        return [x for x in text.decode().splitlines() if not x.startswith("towerbox_usage_")]
+
+    registry = node.app.metrics.registry
+    assert steady(node.app.metrics.render()) == steady(generate_latest(registry))
