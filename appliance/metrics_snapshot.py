@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import msgspec
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from appliance.domain.gpu.binding import is_process_owner
 from appliance.domain.gpu.effects import layout_drift
@@ -118,28 +119,31 @@ class SnapshotCollector(Collector):
         f = _vm_families()
         with self._lock:
             restarts = dict(self._restarts)
+        add = _adder(f)
         for row in rows:
             sample = snapshot.vms.get(row.id)
-            labels = [row.name, row.tenant]
             state = sample.state if sample is not None else "missing"
             f["state"].add_metric([row.name, row.tenant, row.role, state], 1)
-            f["restarts"].add_metric(labels, restarts.get(row.name, 0))
+            # One labels dict for all of a VM's series: 2,000 samples a scrape on a
+            # node of 100 VMs, and nothing changes a sample's labels once made.
+            labels = {"vm": row.name, "tenant": row.tenant}
+            add("restarts", labels, restarts.get(row.name, 0))
             if sample is None:
                 continue
-            f["cpu"].add_metric(labels, sample.cpu_time_ns / 1e9)
-            f["memory"].add_metric(labels, sample.memory_kib * _KIB)
-            f["rss"].add_metric(labels, sample.rss_kib * _KIB)
-            f["rx_bytes"].add_metric(labels, sample.net_rx_bytes)
-            f["tx_bytes"].add_metric(labels, sample.net_tx_bytes)
-            f["read_bytes"].add_metric(labels, sample.disk_read_bytes)
-            f["write_bytes"].add_metric(labels, sample.disk_write_bytes)
+            add("cpu", labels, sample.cpu_time_ns / 1e9)
+            add("memory", labels, sample.memory_kib * _KIB)
+            add("rss", labels, sample.rss_kib * _KIB)
+            add("rx_bytes", labels, sample.net_rx_bytes)
+            add("tx_bytes", labels, sample.net_tx_bytes)
+            add("read_bytes", labels, sample.disk_read_bytes)
+            add("write_bytes", labels, sample.disk_write_bytes)
             figures = snapshot.figures.get(row.id)
             if figures is None:
                 continue  # only its state read so far
-            f["rx_packets"].add_metric(labels, figures.net_rx_packets)
-            f["tx_packets"].add_metric(labels, figures.net_tx_packets)
-            f["read_requests"].add_metric(labels, figures.disk_read_requests)
-            f["write_requests"].add_metric(labels, figures.disk_write_requests)
+            add("rx_packets", labels, figures.net_rx_packets)
+            add("tx_packets", labels, figures.net_tx_packets)
+            add("read_requests", labels, figures.disk_read_requests)
+            add("write_requests", labels, figures.disk_write_requests)
         yield from f.values()
 
     @staticmethod
@@ -194,18 +198,31 @@ class SnapshotCollector(Collector):
     def _vnet_families(self, snapshot: NodeSnapshot) -> Iterator[Metric]:
         f = _vnet_families()
         attached = self._attached()
+        add = _adder(f)
         for key in sorted({*self._vnets(), *snapshot.vnets}):
             tenant, _, name = key.partition("/")
-            labels = [_tenant(tenant), name]
-            f["attached"].add_metric(labels, len(attached.get(key, ())))
+            labels = {"tenant": _tenant(tenant), "vnet": name}
+            add("attached", labels, len(attached.get(key, ())))
             counters = snapshot.vnets.get(key)
             if counters is None:
                 continue  # applied since the last sweep
-            f["rx_bytes"].add_metric(labels, counters.rx_bytes)
-            f["tx_bytes"].add_metric(labels, counters.tx_bytes)
-            f["rx_packets"].add_metric(labels, counters.rx_packets)
-            f["tx_packets"].add_metric(labels, counters.tx_packets)
+            add("rx_bytes", labels, counters.rx_bytes)
+            add("tx_bytes", labels, counters.tx_bytes)
+            add("rx_packets", labels, counters.rx_packets)
+            add("tx_packets", labels, counters.tx_packets)
         yield from f.values()
+
+
+def _adder(families: dict[str, Family]) -> Callable[[str, dict[str, str], float], None]:
+    """Add a sample to one of ``families`` by key, with a labels dict of the caller's
+    (which it must not change afterwards): as ``add_metric`` does, less a dict per
+    sample."""
+    names = {k: f.name + ("_total" if f.type == "counter" else "") for k, f in families.items()}
+
+    def add(key: str, labels: dict[str, str], value: float) -> None:
+        families[key].samples.append(Sample(names[key], labels, value))
+
+    return add
 
 
 def _passthrough(snapshot: NodeSnapshot, by_name: dict[str, VmRow]) -> Iterator[tuple[VmRow, str]]:

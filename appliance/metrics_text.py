@@ -3,9 +3,10 @@
 
 A node with 100 VMs and 100 VNets serves some 2,000 samples a scrape, and
 ``generate_latest`` spends most of a scrape re-validating and re-escaping the same
-few label names on every sample (and trying three suffixes on each). Here a label
-name or a metric name is escaped once per scrape, a label value only when it holds
-a character that needs it, and a sample's family suffix is looked up rather than
+few label names on every sample (and trying three suffixes on each). Here a
+family's label names are checked and sorted once per scrape, a labels dict shared by
+several samples is written once, a label value is escaped only when it holds a
+character that needs it, and a sample's family suffix is looked up rather than
 tried. Whatever this does not know how to write the same way (a timestamped sample,
 a name that is not a plain Prometheus name) goes to ``generate_latest`` for the
 whole registry, so the output never differs.
@@ -63,12 +64,30 @@ def _labels(labels: dict[str, str], orders: dict[tuple[str, ...], list[str]]) ->
     return "{" + ",".join(parts) + "}"
 
 
-def _lines(samples: Iterable[Sample], orders: dict[tuple[str, ...], list[str]]) -> list[str]:
+class _Labels:
+    """Each labels dict's text, once per scrape: collectors share one dict among the
+    samples of one object (a VM's dozen series). Keyed by the dict's id, holding the
+    dict so that no other takes its id while the scrape lasts."""
+
+    def __init__(self) -> None:
+        self.orders: dict[tuple[str, ...], list[str]] = {}
+        self._texts: dict[int, tuple[dict[str, str], str]] = {}
+
+    def text(self, labels: dict[str, str]) -> str:
+        known = self._texts.get(id(labels))
+        if known is not None and known[0] is labels:
+            return known[1]
+        text = _labels(labels, self.orders)
+        self._texts[id(labels)] = (labels, text)
+        return text
+
+
+def _lines(samples: Iterable[Sample], texts: _Labels) -> list[str]:
     lines = []
     for s in samples:
         if s.timestamp is not None or not _PLAIN_NAME.match(s.name):
             raise _Unusual(s.name)
-        lines.append(f"{s.name}{_labels(s.labels, orders)} {_value(s.value)}\n")
+        lines.append(f"{s.name}{texts.text(s.labels)} {_value(s.value)}\n")
     return lines
 
 
@@ -81,7 +100,7 @@ def render(registry: Collector) -> bytes:
 
 def _render(registry: Collector) -> bytes:
     output: list[str] = []
-    orders: dict[tuple[str, ...], list[str]] = {}  # label names, found plain, in order
+    texts = _Labels()
     for metric in registry.collect():
         mname, mtype = metric.name, metric.type
         if mtype == "counter":
@@ -102,9 +121,9 @@ def _render(registry: Collector) -> bytes:
                 plain.append(s)
             else:
                 om.setdefault(suffix, []).append(s)
-        output += _lines(plain, orders)
+        output += _lines(plain, texts)
         for suffix, samples in sorted(om.items()):
             name = metric.name + suffix
             output.append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")
-            output += _lines(samples, orders)
+            output += _lines(samples, texts)
     return "".join(output).encode("utf-8")

@@ -19,6 +19,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from appliance.metrics_text import render
 
@@ -87,3 +88,14 @@ def test_what_it_does_not_write_itself_is_still_the_same(family: GaugeMetricFami
     registry = _every_kind()
     registry.register(Fixed(family))
     assert render(registry) == generate_latest(registry)
+
+
+def test_a_labels_dict_shared_by_samples_is_written_for_each() -> None:
+    shared = {"vm": "web", "tenant": "acme"}
+    families = [GaugeMetricFamily(f"tbx_{n}", n, labels=["vm", "tenant"]) for n in ("a", "b")]
+    for family in families:
+        family.samples.append(Sample(family.name, shared, 1.0))
+    registry = CollectorRegistry()
+    registry.register(Fixed(*families))
+    assert render(registry) == generate_latest(registry)
+    assert render(registry).count(b'{tenant="acme",vm="web"}') == 2
