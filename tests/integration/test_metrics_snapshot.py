@@ -15,6 +15,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from appliance.backends.gpu.simulated import SimulatedGpuBackend
+from appliance.context import Appliance
 from tests.support.populated import (
     Node,
     Series,
@@ -25,6 +26,7 @@ from tests.support.populated import (
     value,
     vnet_vm,
 )
+from tests.support.tenancy import clients, tenant_node
 
 GIB = 1024**3
 
@@ -200,3 +202,28 @@ def test_the_node_writes_what_prometheus_client_writes(node: Node) -> None:
 
     registry = node.app.metrics.registry
     assert steady(node.app.metrics.render()) == steady(generate_latest(registry))
+
+
+@pytest.fixture
+def two_gpus(tmp_path: Path) -> Iterator[Appliance]:
+    # An H100 with MIG on, and an L40S (no MIG) to pass through.
+    yield from tenant_node(tmp_path, TOWERBOX_GPU_SIMULATED_MODELS="H100-80GB,L40S-48GB")
+
+
+def test_a_gpu_passed_through_is_held_while_its_vm_runs(two_gpus: Appliance) -> None:
+    for c, admin, acme in clients(two_gpus):
+        l40s = ok(c.get("/api/v1/gpus", headers=admin))["gpus"][1]["uuid"]
+        ok(c.put("/api/v1/tenants/acme/quotas", headers=admin, json={"whole_gpus": 1}))
+        spec = {"role": "b2b", "gpu": {"attach": "passthrough", "gpu": l40s}}
+        body = {"name": "render", "appliance": "demo", "spec": spec, "start": True}
+        ok(c.post("/api/v1/vms", headers=acme, json=body), 201)
+        two_gpus.monitor_job()
+        held = [dict(k) for k in scrape(c, admin)["towerbox_vm_gpu_slice"]]
+        whole = {"vm": "render", "tenant": "acme", "gpu": l40s, "profile": "", "instance": ""}
+        assert held == [whole]
+        # No MIG on the L40S: its utilization is the whole GPU's.
+        m = scrape(c, admin)
+        assert value(m, "towerbox_gpu_utilization_ratio", gpu=l40s, instance="", scope="gpu") == 0
+        ok(c.post("/api/v1/vms/render/stop", headers=acme))
+        two_gpus.monitor_job()
+        assert "towerbox_vm_gpu_slice" not in scrape(c, admin)
