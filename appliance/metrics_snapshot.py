@@ -257,7 +257,8 @@ def _utilization(family: Family, sample: GpuSample) -> None:
 
 def _layout_families(f: dict[str, Family], sample: GpuSample, committed: Layout | None) -> None:
     """Each present instance with its owner and role, and how far the GPU is from its
-    committed layout (as the GPU view says it)."""
+    committed layout (as the GPU view counts it while MIG is on; with MIG off, every
+    committed instance is missing)."""
     known = committed.by_placement() if committed is not None else {}
     present = sorted(set(sample.placements.values()), key=lambda p: p[1])
     for profile, start in present:
