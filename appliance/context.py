@@ -28,6 +28,7 @@ from appliance.domain.gpu.catalog import default_catalog
 from appliance.domain.host import HostInventory
 from appliance.metrics import Metrics
 from appliance.metrics_health import HealthCollector
+from appliance.metrics_snapshot import SnapshotCollector
 from appliance.services.alerts import AlertService
 from appliance.services.artifact_origin import ArtifactOrigins
 from appliance.services.artifact_precache import Precache
@@ -116,6 +117,16 @@ class Appliance:
     def __post_init__(self) -> None:
         self.metrics.count_usage(self._usage_totals)
         self.metrics.registry.register(HealthCollector(self.health.node_health, self.alerts.active))
+        self.snapshot_metrics = SnapshotCollector(
+            lambda: self.monitor.snapshot,
+            gpus_simulated=self.gpus.backend.simulated,
+            # The applied document as stored: validated when it was applied.
+            vnets=lambda: (
+                f"{v['tenant']}/{v['name']}" for v in self.n6.applied_document()["vnets"]
+            ),
+            attached=self.n6.attached_vms,
+        )
+        self.metrics.registry.register(self.snapshot_metrics)
 
     def _usage_totals(self) -> Totals:
         # Through the field at each scrape: a test may swap the service.
@@ -133,9 +144,9 @@ class Appliance:
             self.metrics.observe_sweep(snapshot.sweep_ms / 1000, owned_states(snapshot))
             with skipped_while_full("the monitor's state changes"):
                 record_state_changes(snapshot)
-            counters = self.n6.sweep_counters()
             at = now_us()
-            readings = sweep_readings(snapshot, counters) + self.gpu_meter.readings(at, snapshot)
+            gpu_readings = self.gpu_meter.readings(at, snapshot)
+            readings = sweep_readings(snapshot, snapshot.vnets) + gpu_readings
             with skipped_while_full("measured usage"):
                 self.measured.observe(at, readings)
 
@@ -143,6 +154,7 @@ class Appliance:
         with journal.acting_as(Actor(job="reconcile")), skipped_while_full("a reconcile pass"):
             report = self.reconciler.run()
             self.metrics.reconcile_restarts.set(len(report.restarted))
+            self.snapshot_metrics.count_restarts(report.restarted)
             self.metrics.drift.set(len(report.drift))
             try:
                 self.n6.reapply()
@@ -280,6 +292,7 @@ def build_appliance(cfg: Config) -> Appliance:
         gpus.backend,
         stats_deadline_s=cfg.jobs.stats_deadline_s,
         unresponsive_after_s=cfg.jobs.unresponsive_after_s,
+        vnets=n6.sweep_counters,
     )
     gpu_claims = GpuClaims(gpus)
     binder = GpuBinder(gpu_claims, _vgpu_host(cfg, gpus.backend, backend))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from appliance import metrics_text
 from appliance.backends.vm.protocol import DomainState
 
 # (tenant, metering resource) -> unit-microseconds since the journal began.
@@ -149,4 +150,4 @@ class Metrics:
             self.vms.labels(state=state).set(states.get(state, 0))
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return metrics_text.render(self.registry)

@@ -22,9 +22,8 @@ from pathlib import Path
 import appliance
 import towerbox_cli
 import towerbox_core
-from appliance.config import JobsConfig
 from tests.support.appliance import make_config
-from tests.support.daemon import TOWERBOX, running_daemon
+from tests.support.daemon import DEFAULT_JOB_INTERVALS, TOWERBOX, running_daemon
 
 RUNS = 9
 VMS = 100
@@ -53,14 +52,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="tbx-bench-cli-"))
     try:
         cfg = make_config(work)
-        # The node's default job intervals, not the 1 s and 2 s the tests use to see
-        # changes quickly: a monitor sweeping 100 VMs every second would compete
-        # with the command it serves.
-        defaults = {
-            "TOWERBOX_JOBS_MONITOR_INTERVAL_S": str(JobsConfig.monitor_interval_s),
-            "TOWERBOX_JOBS_RECONCILE_INTERVAL_S": str(JobsConfig.reconcile_interval_s),
-        }
-        with running_daemon(cfg, work, watchdog_usec=0, extra_env=defaults) as d:
+        with running_daemon(cfg, work, watchdog_usec=0, extra_env=DEFAULT_JOB_INTERVALS) as d:
             d.wait_notify("READY=1", timeout=60)
             with d.http(cfg.cli_token_file.read_text().strip()) as api:
                 for i in range(VMS):

@@ -1,8 +1,9 @@
 """The monitor sweep: one bulk stats call into a frozen node snapshot plus history.
 
 The API, the UI and /metrics read the latest snapshot; nothing else polls libvirt for
-live state. A sweep also reads each GPU's telemetry once (``gpu_telemetry``) and
-journals each owned VM's state change, once.
+live state. A sweep also reads each GPU's telemetry once (``gpu_telemetry``) and the
+N6 interface counters of every VNet once, and journals each owned VM's state change,
+once.
 
 A VM whose QEMU stops answering never holds the sweep (the backend bounds the stats
 call); the sweep shows it as ``unresponsive`` once a command has waited on its QEMU
@@ -16,6 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +36,7 @@ from appliance.store import journal
 from appliance.store.models import Vm
 from towerbox_core.api.vms import VmSample
 from towerbox_core.errors import Conflict
+from upf_bridge.backends.base import VNetCounters
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,11 @@ class NodeSnapshot:
     gpus: dict[str, GpuSample] = field(default_factory=dict)  # by GPU UUID, those read
     # Domains whose QEMU stopped answering: UUID -> wall clock since when.
     unresponsive: dict[str, float] = field(default_factory=dict)
+    # Each domain's last full figures (counters a sample leaves out: packets, disk
+    # requests), by UUID; a domain not read in full yet is absent.
+    figures: dict[str, DomainStats] = field(default_factory=dict)
+    # N6 interface counters by VNet ("tenant/name").
+    vnets: dict[str, VNetCounters] = field(default_factory=dict)
 
 
 class Monitor:
@@ -63,8 +71,10 @@ class Monitor:
         *,
         stats_deadline_s: float = STATS_DEADLINE_S,
         unresponsive_after_s: float = UNRESPONSIVE_AFTER_S,
+        vnets: Callable[[], dict[str, VNetCounters]] | None = None,
     ) -> None:
         self._backend = backend
+        self._vnets = vnets
         self._deadline_s = stats_deadline_s
         self._unresponsive_ms = unresponsive_after_s * 1000
         self._since: dict[str, float] = {}  # unresponsive domains: UUID -> since
@@ -128,9 +138,13 @@ class Monitor:
                 self._last_raw.pop(gone, None)
                 self._since.pop(gone, None)
             unresponsive = dict(self._since)
+            figures = {uuid: raw for uuid, (_, raw) in self._last_raw.items()}
         gpus = self._gpus.read() if self._gpus is not None else {}
+        vnets = self._vnets() if self._vnets is not None else {}
         sweep_ms = (time.perf_counter() - started) * 1000
-        self._snapshot = NodeSnapshot(now, sweep_ms, samples, states, gpus, unresponsive)
+        self._snapshot = NodeSnapshot(
+            now, sweep_ms, samples, states, gpus, unresponsive, figures, vnets
+        )
         return self._snapshot
 
     def _sample(self, s: DomainStats, now: float, now_mono: float) -> VmSample:

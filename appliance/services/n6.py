@@ -386,14 +386,25 @@ class N6Service:
 
     def attached_vms(self) -> dict[str, list[str]]:
         result: dict[str, list[str]] = {}
-        for vm in Vm.select(Vm.name, Vm.spec, Vm.tenant):
-            for nic in msgspec.json.decode(vm.spec).get("nics", []):
-                ref = nic.get("vnet")
-                if ref:
-                    owner, _, name = ref.rpartition("/")
-                    key = vnet_key(owner or vm.tenant or "", name)
-                    result.setdefault(key, []).append(vm.name)
+        # Read on every /metrics scrape: plain rows, and only the NICs of each spec.
+        rows = Vm.select(Vm.name, Vm.spec, Vm.tenant).tuples()
+        for vm_name, spec, tenant in rows.iterator():
+            for nic in msgspec.json.decode(spec, type=_SpecNics).nics:
+                if nic.vnet:
+                    owner, _, name = nic.vnet.rpartition("/")
+                    key = vnet_key(owner or tenant or "", name)
+                    result.setdefault(key, []).append(vm_name)
         return result
+
+
+class _NicVnet(msgspec.Struct):
+    vnet: str | None = None
+
+
+class _SpecNics(msgspec.Struct):
+    """A stored VM spec's NICs, the VNets they name; the rest of the spec is skipped."""
+
+    nics: list[_NicVnet] = []
 
 
 def _same(doc: dict[str, Any], tenant: str, name: str) -> bool:

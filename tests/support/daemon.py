@@ -15,9 +15,16 @@ from pathlib import Path
 
 import httpx
 
-from appliance.config import Config
+from appliance.config import Config, JobsConfig
 
 TOWERBOX = str(Path(sys.executable).with_name("towerbox"))
+# The node's default job intervals, not the 1 s and 2 s the tests use to see changes
+# quickly: for benchmarks, where a monitor sweeping 100 VMs every second would compete
+# with what they measure more than it does on any node.
+DEFAULT_JOB_INTERVALS = {
+    "TOWERBOX_JOBS_MONITOR_INTERVAL_S": str(JobsConfig.monitor_interval_s),
+    "TOWERBOX_JOBS_RECONCILE_INTERVAL_S": str(JobsConfig.reconcile_interval_s),
+}
 
 
 def free_port() -> int:

@@ -220,11 +220,20 @@ def catalog_profiles(model: GpuModel | None) -> list[ProfileInfo]:
     ]
 
 
+def _ecc(nvml: Any, handle: Any, kind: int) -> int | None:
+    """Memory ECC errors of one kind since the driver loaded (volatile), where the
+    board has ECC on."""
+    counter = nvml.NVML_VOLATILE_ECC
+    errors = optional(nvml, nvml.nvmlDeviceGetTotalEccErrors, handle, kind, counter)
+    return int(errors) if errors is not None else None
+
+
 def read_telemetry(nvml: Any, handle: Any) -> GpuTelemetry:
     power = optional(nvml, nvml.nvmlDeviceGetPowerUsage, handle)  # mW
     energy = optional(nvml, nvml.nvmlDeviceGetTotalEnergyConsumption, handle)  # mJ
     util = optional(nvml, nvml.nvmlDeviceGetUtilizationRates, handle)
     memory = optional(nvml, nvml.nvmlDeviceGetMemoryInfo, handle)
+    temperature = optional(nvml, nvml.nvmlDeviceGetTemperature, handle, nvml.NVML_TEMPERATURE_GPU)
     mode = optional(nvml, nvml.nvmlDeviceGetMigMode, handle)
     per_instance = []
     if mode and mode[0]:
@@ -238,6 +247,7 @@ def read_telemetry(nvml: Any, handle: Any) -> GpuTelemetry:
                     gpu_instance_id=gi_id,
                     memory_used_mib=int(mig_memory.used) // _MIB if mig_memory else None,
                     utilization_pct=float(mig_util.gpu) if mig_util else None,
+                    memory_total_mib=int(mig_memory.total) // _MIB if mig_memory else None,
                 )
             )
     return GpuTelemetry(
@@ -246,4 +256,8 @@ def read_telemetry(nvml: Any, handle: Any) -> GpuTelemetry:
         utilization_pct=float(util.gpu) if util else None,
         memory_used_mib=int(memory.used) // _MIB if memory else None,
         instances=tuple(per_instance),
+        memory_total_mib=int(memory.total) // _MIB if memory else None,
+        temperature_c=float(temperature) if temperature is not None else None,
+        ecc_corrected=_ecc(nvml, handle, nvml.NVML_MEMORY_ERROR_TYPE_CORRECTED),
+        ecc_uncorrected=_ecc(nvml, handle, nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED),
     )

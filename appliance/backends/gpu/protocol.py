@@ -75,6 +75,7 @@ class InstanceTelemetry:
     gpu_instance_id: int
     memory_used_mib: int | None
     utilization_pct: float | None  # NVML reports none per MIG instance on most drivers
+    memory_total_mib: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,11 @@ class GpuTelemetry:
     utilization_pct: float | None  # whole GPU; NVML reports none while MIG is on
     memory_used_mib: int | None
     instances: tuple[InstanceTelemetry, ...] = ()
+    memory_total_mib: int | None = None
+    temperature_c: float | None = None  # the GPU die
+    # Memory ECC errors since the driver loaded; None where the board has no ECC.
+    ecc_corrected: int | None = None
+    ecc_uncorrected: int | None = None
 
 
 class GpuBackend(Protocol):

@@ -58,6 +58,9 @@ OPERATIONS = frozenset(
 _NAMESPACE = uuidlib.UUID("5d3b1c1e-7a4f-4f0e-9c55-6f1e0b7d2a10")
 _IDLE_W = 70.0
 _BUSY_W_PER_SLICE = 35.0
+# A die at a cool room's air with the fans it has: warmer by this per watt drawn.
+_AMBIENT_C = 28.0
+_C_PER_W = 0.13
 
 
 class SimulatedGpuBackend:
@@ -339,13 +342,20 @@ class SimulatedGpuBackend:
                 profile = model.profile(inst.profile)
                 used = profile.memory_gb * 512 if inst.workload else 0
                 util = 60.0 if inst.workload else 0.0
-                per_instance.append(InstanceTelemetry(inst.gpu_instance_id, used, util))
+                total = profile.memory_gb * 1024
+                per_instance.append(InstanceTelemetry(inst.gpu_instance_id, used, util, total))
+            # The simulated board reports utilization per MIG instance (as DCGM does) and
+            # ECC memory that never fails.
             return GpuTelemetry(
                 power_w=power,
                 energy_j=state.energy_j,
                 utilization_pct=None if state.mig_current else 0.0,
                 memory_used_mib=sum(t.memory_used_mib or 0 for t in per_instance),
                 instances=tuple(per_instance),
+                memory_total_mib=model.memory_gb * 1024,
+                temperature_c=round(_AMBIENT_C + _C_PER_W * power, 1),
+                ecc_corrected=0,
+                ecc_uncorrected=0,
             )
 
     def close(self) -> None:

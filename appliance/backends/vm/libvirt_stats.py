@@ -156,6 +156,10 @@ def _stats(dom: libvirt.virDomain, raw: dict[str, Any], busy_ms: int) -> DomainS
         net_tx_bytes=sum(int(raw.get(f"net.{i}.tx.bytes", 0)) for i in range(nets)),
         disk_read_bytes=sum(int(raw.get(f"block.{i}.rd.bytes", 0)) for i in range(blocks)),
         disk_write_bytes=sum(int(raw.get(f"block.{i}.wr.bytes", 0)) for i in range(blocks)),
+        net_rx_packets=sum(int(raw.get(f"net.{i}.rx.pkts", 0)) for i in range(nets)),
+        net_tx_packets=sum(int(raw.get(f"net.{i}.tx.pkts", 0)) for i in range(nets)),
+        disk_read_requests=sum(int(raw.get(f"block.{i}.rd.reqs", 0)) for i in range(blocks)),
+        disk_write_requests=sum(int(raw.get(f"block.{i}.wr.reqs", 0)) for i in range(blocks)),
         monitor_busy_ms=busy_ms,
     )
 

@@ -68,6 +68,10 @@ class DomainStats(msgspec.Struct, frozen=True, gc=False):
     net_tx_bytes: int = 0
     disk_read_bytes: int = 0
     disk_write_bytes: int = 0
+    net_rx_packets: int = 0
+    net_tx_packets: int = 0
+    disk_read_requests: int = 0
+    disk_write_requests: int = 0
     # How long a command has held the domain's QEMU monitor (0: free). While it is
     # held, the figures that need the monitor (memory, disks) are left out of the
     # stats; one held for long means a QEMU that no longer answers.

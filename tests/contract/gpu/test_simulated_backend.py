@@ -189,6 +189,12 @@ def test_telemetry_follows_workloads_and_time() -> None:
     assert busy.energy_j == pytest.approx(10.0 * busy.power_w)
     assert busy.instances[0].utilization_pct == 60.0
     assert busy.utilization_pct is None  # as NVML: no whole-GPU figure under MIG
+    # The slice's and the board's memory; a busier board runs warmer; healthy ECC.
+    assert (busy.instances[0].memory_total_mib, busy.memory_total_mib) == (40 * 1024, 80 * 1024)
+    assert idle.temperature_c is not None
+    assert busy.temperature_c is not None
+    assert 30 < idle.temperature_c < busy.temperature_c < 90
+    assert (busy.ecc_corrected, busy.ecc_uncorrected) == (0, 0)
 
 
 def test_concurrent_creates_keep_one_consistent_state(sim: SimulatedGpuBackend) -> None:

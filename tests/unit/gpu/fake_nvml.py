@@ -163,6 +163,14 @@ class FakeNvml:
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:
         return 5_000_000  # mJ
 
+    def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int:
+        return 41  # degrees Celsius
+
+    def nvmlDeviceGetTotalEccErrors(self, handle: Any, kind: int, counter: int) -> int:
+        if counter != pynvml.NVML_VOLATILE_ECC:
+            raise _fail(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return 3 if kind == pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED else 0
+
     def nvmlDeviceGetUtilizationRates(self, handle: Any) -> Any:
         if self.mig_current:
             raise _fail(pynvml.NVML_ERROR_NOT_SUPPORTED)

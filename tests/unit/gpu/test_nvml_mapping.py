@@ -238,6 +238,23 @@ def test_telemetry_units(backend: NvmlGpuBackend) -> None:
     assert sample.energy_j == pytest.approx(5000.0)
     assert sample.utilization_pct is None  # NVML has none for the whole GPU under MIG
     assert sample.memory_used_mib == 2048
+    assert sample.memory_total_mib == 80 * 1024
+    assert sample.temperature_c == 41.0
+    assert (sample.ecc_corrected, sample.ecc_uncorrected) == (3, 0)
     (inst,) = sample.instances
     assert (inst.gpu_instance_id, inst.memory_used_mib) == (made.gpu_instance_id, 512)
+    assert inst.memory_total_mib == 10 * 1024
     assert inst.utilization_pct is None
+
+
+def test_telemetry_without_ecc_or_temperature_sensor(
+    fake: FakeNvml, backend: NvmlGpuBackend
+) -> None:
+    # A board without ECC (or with it off) and a sensor that is not there: no figure,
+    # never a zero that would read as "no errors".
+    fake.fail_next("nvmlDeviceGetTotalEccErrors", pynvml.NVML_ERROR_NOT_SUPPORTED)
+    fake.fail_next("nvmlDeviceGetTemperature", pynvml.NVML_ERROR_NOT_SUPPORTED)
+    sample = backend.telemetry(GPU_UUID)
+    assert sample.temperature_c is None
+    assert sample.ecc_corrected is None
+    assert sample.ecc_uncorrected == 0
