@@ -33,7 +33,15 @@ SESSION_MAX_AGE_S = 12 * 3600
 
 
 def build(settings: UiSettings, api: ApplianceApi | None = None) -> Deps:
-    deps = Deps(settings, api or ApplianceApi(settings.appliance_url, settings.request_timeout_s))
+    # A frame's read serves the other open pages for half the frame's interval.
+    shared_s = settings.frame_poll_s / 2
+    deps = Deps(
+        settings,
+        api
+        or ApplianceApi(
+            settings.appliance_url, settings.request_timeout_s, shared_max_age_s=shared_s
+        ),
+    )
     pages = (
         login,
         dashboard,

@@ -81,7 +81,7 @@ class Frame:
                     with ui.badge(short_badge(line), color="blue-grey-6").classes("text-xs"):
                         ui.tooltip(line)
         try:
-            status = await self.user.get("/api/v1/sync/status")
+            status = await self.user.get_shared("/api/v1/sync/status")
             self._set_banner(wan.banner(status))
         except ApiError as err:
             self._set_banner(wan.banner(None, err))
