@@ -80,10 +80,12 @@ def cpu_s(roots: list[int]) -> float:
     return sum(sum(int(v) for v in f[11:15]) for f in fields) / TICKS_S
 
 
-def cpu_pct(roots: list[int], window_s: float) -> float:
-    used, started = cpu_s(roots), time.monotonic()
+def cpu_pcts(roots: list[int], window_s: float) -> list[float]:
+    """Each tree's CPU over ``window_s``, in % of one core."""
+    used, started = [cpu_s([r]) for r in roots], time.monotonic()
     time.sleep(window_s)
-    return 100 * (cpu_s(roots) - used) / (time.monotonic() - started)
+    wall = time.monotonic() - started
+    return [100 * (cpu_s([r]) - u) / wall for r, u in zip(roots, used, strict=True)]
 
 
 def _ui_pid(port: str) -> int:
@@ -154,7 +156,7 @@ def _open_pages(url: str, password: str, seconds: float, ui: int) -> tuple[float
             extra.set_default_timeout(60_000)
             extra.goto(f"{url}{path}", wait_until="networkidle")
         time.sleep(WARMUP_S / 3)
-        pct = cpu_pct([ui], seconds)
+        [pct] = cpu_pcts([ui], seconds)
         rss = rss_mb([ui])
         browser.close()
     return pct, rss
@@ -182,10 +184,13 @@ def main() -> int:
                 roots = [daemon.proc.pid, agent.proc.pid, ui]
                 time.sleep(WARMUP_S)
                 load = os.getloadavg()
-                figures["node_idle_rss_mb"] = rss_mb(roots)
-                for name, root in zip(("appliance", "agent", "ui"), roots, strict=True):
-                    print(f"{name}_idle_rss_mb: {rss_mb([root]):.1f} MB")
-                figures["node_idle_cpu_pct"] = cpu_pct(roots, WINDOW_S)
+                rss = [rss_mb([root]) for root in roots]
+                pcts = cpu_pcts(roots, WINDOW_S)
+                figures["node_idle_rss_mb"] = sum(rss)
+                figures["node_idle_cpu_pct"] = sum(pcts)
+                for name, mb, pct in zip(("appliance", "agent", "ui"), rss, pcts, strict=True):
+                    print(f"{name}_idle_rss_mb: {mb:.1f} MB")
+                    print(f"{name}_idle_cpu_pct: {pct:.2f} %")
                 figures["ui_idle_cpu_pct"], ui_rss = _open_pages(
                     url, admin_password(cfg), WINDOW_S, ui
                 )
