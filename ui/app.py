@@ -33,8 +33,11 @@ SESSION_MAX_AGE_S = 12 * 3600
 
 
 def build(settings: UiSettings, api: ApplianceApi | None = None) -> Deps:
-    # A frame's read serves the other open pages for half the frame's interval.
-    shared_s = settings.frame_poll_s / 2
+    # A frame's read serves the other open pages for most of a frame interval: with
+    # any number of pages open, health and the WAN status are read about once per
+    # interval, a page polling alone still reads them at each of its polls, and no page
+    # shows them more than two intervals old.
+    shared_s = 0.9 * settings.frame_poll_s
     deps = Deps(
         settings,
         api

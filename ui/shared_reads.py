@@ -43,11 +43,13 @@ class SharedReads:
         if pending is None:
             pending = asyncio.ensure_future(self._fetch(path, token))
             self._pending[key] = pending
-            pending.add_done_callback(lambda done: self._settle(key, done))
+            # Aged from when it was asked: a page polling alone, every max_age_s or a
+            # little more, reads afresh each time however long the answer took.
+            pending.add_done_callback(lambda done: self._settle(key, now, done))
         # Shielded: a page closed while waiting must not cancel the others' read.
         return await asyncio.shield(pending)
 
-    def _settle(self, key: Key, done: asyncio.Future[Any]) -> None:
+    def _settle(self, key: Key, asked: float, done: asyncio.Future[Any]) -> None:
         self._pending.pop(key, None)
         if not done.cancelled() and done.exception() is None:
-            self._kept[key] = (self._clock(), done.result())
+            self._kept[key] = (asked, done.result())

@@ -61,6 +61,25 @@ def test_an_answer_serves_for_max_age_then_is_read_again() -> None:
     assert asyncio.run(scenario()) == [1, 1, 2]
 
 
+def test_an_answer_ages_from_when_it_was_asked() -> None:
+    """A page polling alone every max_age_s reads afresh each time, however slow the
+    appliance was to answer."""
+    node, clock = Appliance(), Clock()
+    reads = SharedReads(node.fetch, max_age_s=2.7, clock=clock)
+
+    async def slow_answers() -> list[int]:
+        read = []
+        for _ in range(3):
+            pending = asyncio.ensure_future(reads.get("/healthz", None))
+            await asyncio.sleep(0)
+            clock.now += 0.5  # the answer takes half a second
+            read.append((await pending)["read"])
+            clock.now += 2.5  # the page's next poll, 3 s after the last one began
+        return read
+
+    assert asyncio.run(slow_answers()) == [1, 2, 3]
+
+
 def test_answers_are_kept_per_token() -> None:
     node = Appliance()
     reads = SharedReads(node.fetch, max_age_s=1.5, clock=Clock())
