@@ -10,7 +10,6 @@ that first met the stopped QEMU, which waits out the stats deadline once.
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import sys
 import time
@@ -19,9 +18,8 @@ import libvirt
 
 from appliance.backends.vm.libvirt_backend import SYSTEM_URI, LibvirtBackend
 from appliance.services.monitor import Monitor
-from tests.support.appliance import real_node_config
-from tests.support.daemon import running_daemon
-from tests.support.stuck_qemu import remove_domains, stopped_qemu
+from tests.support.demo_vms import demo_vms
+from tests.support.stuck_qemu import stopped_qemu
 
 VMS = 3
 RUNS = 15
@@ -55,44 +53,27 @@ def main() -> int:
     except libvirt.libvirtError as err:
         print(f"stuck_qemu needs libvirtd ({SYSTEM_URI}): {err}", file=sys.stderr)
         return 2
-    cfg, work = real_node_config("bench-stuck")
-    names = [f"bench-stuck-{i}" for i in range(VMS)]
-    conn = libvirt.open(SYSTEM_URI)
-    try:
-        with running_daemon(cfg, work, watchdog_usec=0) as d:
-            d.wait_notify("READY=1", timeout=60)
-            api = d.http(cfg.cli_token_file.read_text().strip())
-            uuids = []
-            for name in names:
-                body = {"name": name, "appliance": "demo", "start": True}
-                resp = api.post("/api/v1/vms", json=body)
-                assert resp.status_code == 201, resp.text
-                uuids.append(resp.json()["id"])
-            monitor = Monitor(
-                LibvirtBackend(SYSTEM_URI, "qemu"),
-                history_samples=10,
-                stats_deadline_s=DEADLINE_S,
-                unresponsive_after_s=UNRESPONSIVE_AFTER_S,
-            )
-            _wait_stats(monitor, uuids)
-            answering = _sweeps(monitor)
-            with stopped_qemu(names[0]):
-                first_ms = monitor.sweep().sweep_ms
-                end = time.monotonic() + 60
-                while uuids[0] not in monitor.sweep().unresponsive:
-                    if time.monotonic() > end:
-                        raise SystemExit("the stopped QEMU was never found unresponsive")
-                    time.sleep(PAUSE_S)
-                stuck = _sweeps(monitor)
-                still = monitor.snapshot.unresponsive
-            answering += _sweeps(monitor)
-            for name in names:
-                api.delete(f"/api/v1/vms/{name}")
-            api.close()
-    finally:
-        remove_domains(conn, names)
-        conn.close()
-        shutil.rmtree(work, ignore_errors=True)
+    with demo_vms("bench-stuck", VMS) as vms:
+        names = [vm.name for vm in vms]
+        uuids = [vm.uuid for vm in vms]
+        monitor = Monitor(
+            LibvirtBackend(SYSTEM_URI, "qemu"),
+            history_samples=10,
+            stats_deadline_s=DEADLINE_S,
+            unresponsive_after_s=UNRESPONSIVE_AFTER_S,
+        )
+        _wait_stats(monitor, uuids)
+        answering = _sweeps(monitor)
+        with stopped_qemu(names[0]):
+            first_ms = monitor.sweep().sweep_ms
+            end = time.monotonic() + 60
+            while uuids[0] not in monitor.sweep().unresponsive:
+                if time.monotonic() > end:
+                    raise SystemExit("the stopped QEMU was never found unresponsive")
+                time.sleep(PAUSE_S)
+            stuck = _sweeps(monitor)
+            still = monitor.snapshot.unresponsive
+        answering += _sweeps(monitor)
     base_ms = statistics.median(answering)
     stuck_ms = statistics.median(stuck)
     ratio = stuck_ms / base_ms

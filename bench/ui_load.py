@@ -16,7 +16,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from tests.ui.stack import CHROMIUM, CHROMIUM_FLAGS, appliance, ui_process
+from tests.ui.stack import CHROMIUM, CHROMIUM_FLAGS, appliance, log_in, ui_process
 
 VMS = 100
 RUNS = 7
@@ -40,11 +40,7 @@ def main() -> int:
                 )
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
                 page.set_default_timeout(30_000)
-                page.goto(f"{url}/login")
-                page.get_by_label("Username").fill("admin")
-                page.get_by_label("Password", exact=True).fill(node.password)
-                page.get_by_role("button", name="Log in").click()
-                page.wait_for_url(f"{url}/")
+                log_in(page, url, node.password)
 
                 dashboard: list[float] = []
                 for _ in range(RUNS):

@@ -13,6 +13,12 @@ from collections.abc import Sequence
 
 from towerbox_core import __version__
 
+# httpx imports its own command-line client, and with it rich, pygments and click,
+# whenever those are installed: 6 MB of memory in every daemon and command that
+# talks HTTP, for a client none of them runs. An empty entry makes that import fail,
+# which httpx expects (it then offers a stub); set before any command group loads.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
 _VALUE_OPTIONS = ("--config", "--url")
 
 

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 
 from towerbox_core.client import ApiError, AsyncApiClient
+from ui.shared_reads import SharedReads
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class ApplianceApi(AsyncApiClient):
         base_url: str,
         timeout_s: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        shared_max_age_s: float = 1.5,
     ) -> None:
         super().__init__(
             base_url,
@@ -49,6 +51,9 @@ class ApplianceApi(AsyncApiClient):
             unreachable_hint="is towerbox-appliance running?",
         )
         self.base_url = self.url
+        self._shared = SharedReads(
+            lambda path, token: self.request("GET", path, token), shared_max_age_s
+        )
 
     async def login(self, username: str, password: str) -> dict[str, Any]:
         body = {"username": username, "password": password}
@@ -56,5 +61,10 @@ class ApplianceApi(AsyncApiClient):
         return result
 
     async def health(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("GET", "/healthz", None)
+        result: dict[str, Any] = await self.shared_get("/healthz", None)
         return result
+
+    async def shared_get(self, path: str, token: str | None) -> Any:
+        """A GET that open pages poll alike (the frame's): one read serves them all
+        for a moment (ui.shared_reads)."""
+        return await self._shared.get(path, token)

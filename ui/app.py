@@ -34,7 +34,18 @@ SESSION_MAX_AGE_S = 12 * 3600
 
 
 def build(settings: UiSettings, api: ApplianceApi | None = None) -> Deps:
-    deps = Deps(settings, api or ApplianceApi(settings.appliance_url, settings.request_timeout_s))
+    # A frame's read serves the other open pages for most of a frame interval: with
+    # any number of pages open, health and the WAN status are read about once per
+    # interval, a page polling alone still reads them at each of its polls, and no page
+    # shows them more than two intervals old.
+    shared_s = 0.9 * settings.frame_poll_s
+    deps = Deps(
+        settings,
+        api
+        or ApplianceApi(
+            settings.appliance_url, settings.request_timeout_s, shared_max_age_s=shared_s
+        ),
+    )
     pages = (
         login,
         dashboard,

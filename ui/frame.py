@@ -84,7 +84,7 @@ class Frame:
                         ui.tooltip(line)
         await self.alerts.refresh()
         try:
-            status = await self.user.get("/api/v1/sync/status")
+            status = await self.user.get_shared("/api/v1/sync/status")
             self._set_banner(wan.banner(status))
         except ApiError as err:
             self._set_banner(wan.banner(None, err))

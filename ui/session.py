@@ -7,6 +7,7 @@ appliance token and nothing else of value. The appliance decides what the token 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,19 +64,25 @@ class UserApi:
     async def call(
         self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None
     ) -> Any:
+        pending = self.api.request(method, path, self.session.token, json=json, params=params)
+        return await self._signed_in(pending)
+
+    async def get(self, path: str, **params: Any) -> Any:
+        return await self.call("GET", path, params=params or None)
+
+    async def get_shared(self, path: str) -> Any:
+        """A GET that every open page of the frame polls: shared between them."""
+        return await self._signed_in(self.api.shared_get(path, self.session.token))
+
+    async def _signed_in(self, pending: Awaitable[Any]) -> Any:
         try:
-            return await self.api.request(
-                method, path, self.session.token, json=json, params=params
-            )
+            return await pending
         except ApiError as err:
             if err.status == 401:
                 # The token expired or was revoked: back to the login page.
                 sign_out()
                 ui.navigate.to("/login")
             raise
-
-    async def get(self, path: str, **params: Any) -> Any:
-        return await self.call("GET", path, params=params or None)
 
     async def post(self, path: str, json: Any = None) -> Any:
         return await self.call("POST", path, json=json)

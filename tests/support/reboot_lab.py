@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 from appliance.backends.vm.libvirt_backend import SYSTEM_URI
 from appliance.services.uptime import BOOT_ID
 from tests.integration.sync.fleet import AgentProcess, agent_env
@@ -86,19 +84,9 @@ def reboot_lab(tag: str, owner: str) -> Iterator[RebootLab]:
             try:
                 daemon.wait_notify("READY=1", 60)
                 lab.start_registry()
-                made = agent.cli(
-                    "token", "--out", str(token_file), "--admin-token", str(cfg.cli_token_file)
+                agent.enroll_site(
+                    token_file, cfg.cli_token_file, registry_url, operator_headers(reg_env)
                 )
-                assert made.returncode == 0, made.stderr
-                site = httpx.post(
-                    f"{registry_url}/api/v1/sites",
-                    json={"name": "cell-1", "region": "eu"},
-                    headers=operator_headers(reg_env),
-                    timeout=30,
-                )
-                assert site.status_code == 201, site.text
-                enrolled = agent.cli("enroll", registry_url, site.json()["enrollment_token"])
-                assert enrolled.returncode == 0, enrolled.stderr
                 lab.populate()
                 agent.start()
                 lab.start_ui()

@@ -11,11 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from tests.support.appliance import admin_password, make_config
 from tests.support.daemon import TOWERBOX, Daemon, free_port, running_daemon
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 CHROMIUM = "/usr/bin/chromium"
 # Quiet on a closed network (HOST-NOTES.md); headless is set by Playwright.
@@ -144,3 +148,12 @@ def ui_process(appliance_url: str, tmp: Path, poll_s: float = 1.0) -> Iterator[s
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def log_in(page: Page, url: str, password: str) -> None:
+    """The admin logged in through the UI at ``url``'s form; returns on the dashboard."""
+    page.goto(f"{url}/login")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{url}/")

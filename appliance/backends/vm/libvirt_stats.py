@@ -28,7 +28,7 @@ _T = TypeVar("_T")
 _STATS_TRIES = 3
 # Only the groups a sample shows: each other group (iothreads, dirty rate, VM
 # counters) is one more round trip to every QEMU's monitor, on every sweep.
-_GROUPS = (
+STATS_GROUPS = (
     libvirt.VIR_DOMAIN_STATS_STATE
     | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
     | libvirt.VIR_DOMAIN_STATS_BALLOON
@@ -36,6 +36,8 @@ _GROUPS = (
     | libvirt.VIR_DOMAIN_STATS_INTERFACE
     | libvirt.VIR_DOMAIN_STATS_BLOCK
 )
+# Pass over a domain whose job another call holds rather than wait for it.
+STATS_FLAGS = libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
 
 
 class StatsReader:
@@ -86,7 +88,7 @@ class StatsReader:
         return self._read("domain states", self._read_states, self._link)
 
     def _read_stats(self, conn: libvirt.virConnect) -> list[DomainStats]:
-        raw = conn.getAllDomainStats(_GROUPS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
+        raw = conn.getAllDomainStats(STATS_GROUPS, STATS_FLAGS)
         if self._stalls is None:
             return [_stats(dom, fields, self._busy_ms(dom)) for dom, fields in raw]
         uuids = [dom.UUIDString() for dom, _ in raw]

@@ -103,6 +103,28 @@ class AgentProcess:
             check=False,
         )
 
+    def enroll_site(
+        self,
+        token_file: Path,
+        admin_token_file: Path,
+        registry_url: str,
+        operator: dict[str, str],
+        site: str = "cell-1",
+    ) -> None:
+        """The agent's appliance token made, ``site`` created at the registry by its
+        operator, and the agent enrolled as that site."""
+        made = self.cli("token", "--out", str(token_file), "--admin-token", str(admin_token_file))
+        assert made.returncode == 0, made.stderr
+        created = httpx.post(
+            f"{registry_url}/api/v1/sites",
+            json={"name": site, "region": "eu"},
+            headers=operator,
+            timeout=30,
+        )
+        assert created.status_code == 201, created.text
+        enrolled = self.cli("enroll", registry_url, created.json()["enrollment_token"])
+        assert enrolled.returncode == 0, enrolled.stderr
+
     def start(self) -> None:
         self.starts += 1
         log = (self.state_dir / f"agent-{self.starts}.log").open("wb")
