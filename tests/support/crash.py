@@ -119,6 +119,7 @@ class Harness:
         self.env = {**SIMULATED, **FAST_JOBS, **(env or {})}
         self.template = work / "template"
         self._runs = itertools.count(1)
+        self._prepared: dict[str, Path] = {}
 
     def _config(self, folder: Path, extra: dict[str, str]) -> Config:
         return make_config(folder, **self.env, **extra)
@@ -138,7 +139,9 @@ class Harness:
         self.make_template()
         if op.prepare is None:
             return self.template
-        folder = self.work / f"template-{op.name}"
+        # Folders are numbered, not named after the operation: the daemon's unix socket
+        # lies below them, and a socket path holds at most 107 bytes.
+        folder = self._prepared.setdefault(op.name, self.work / f"prep-{len(self._prepared)}")
         if not folder.exists():
             self._copy(self.template, folder)
             with self._node(folder, op, None) as node:
@@ -188,7 +191,7 @@ class Harness:
         the restart, the checks, the operator's finish, the checks again."""
         delay = round(random.Random(seed).uniform(0, KILL_WITHIN_S), 3)
         result = RunResult(op.name, seed, f"at {fault}" if fault else f"after {delay} s")
-        folder = self.work / f"run-{next(self._runs)}-{op.name}"
+        folder = self.work / f"run-{next(self._runs)}"
         try:
             self._copy(self._template_of(op), folder)
             with self._node(folder, op, fault) as node:
@@ -219,6 +222,8 @@ class Harness:
             self._remove_domains()
         if result.converged:
             shutil.rmtree(folder, ignore_errors=True)
+        else:
+            result.problems.append(f"state kept in {folder}")
         return result
 
 
