@@ -53,10 +53,12 @@ def _cheap_password_hashing() -> Iterator[None]:
     settings. A hash carries its own parameters, so verifying works either way; the
     daemons the tests start as processes keep the product's settings."""
     cheap = argon2.PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+    # The dummy hash is made from the hasher in use at the first login.
+    accounts._dummy_hash.cache_clear()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(accounts, "_hasher", cheap)
-        patch.setattr(accounts, "_DUMMY_HASH", cheap.hash("no such user"))
         yield
+    accounts._dummy_hash.cache_clear()
 
 
 # -- libvirt test-driver domains ------------------------------------------------------
