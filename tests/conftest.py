@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from appliance.backends.vm.libvirt_backend import TEST_URI
+from tests.support.postgres import PostgresServer, PostgresUnavailable, postgres_server
 from towerbox_core import accounts
 
 pytest_plugins = ["tests.support.n6host", "tests.support.journal_clock"]
@@ -59,6 +60,23 @@ def _cheap_password_hashing() -> Iterator[None]:
         patch.setattr(accounts, "_hasher", cheap)
         yield
     accounts._dummy_hash.cache_clear()
+
+
+# -- PostgreSQL -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One private PostgreSQL server for the session: each test makes its own database
+    in it (``create_database``), which costs a fraction of a second where a server of
+    its own costs its initdb and start, several seconds."""
+    try:
+        with postgres_server() as server:
+            yield server
+    except PostgresUnavailable as err:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required under CI: {err}")
+        pytest.skip(f"PostgreSQL not available: {err}")
 
 
 # -- libvirt test-driver domains ------------------------------------------------------
