@@ -30,7 +30,7 @@ import httpx
 from appliance.backends.vm.libvirt_backend import LibvirtBackend
 from appliance.config import Config
 from tests.support.appliance import make_config
-from tests.support.daemon import Daemon, running_daemon
+from tests.support.daemon import START_WITHIN_S, Daemon, running_daemon
 from towerbox_core.errors import TowerboxError
 from towerbox_core.faults import ENV as FAULT_ENV
 
@@ -41,8 +41,6 @@ FAST_JOBS = {"TOWERBOX_JOBS_RECONCILE_INTERVAL_S": "1"}
 # The operations take some 50-300 ms here: a kill from outside after a delay drawn
 # from this range lands before, in or after the request.
 KILL_WITHIN_S = 0.3
-# A deadline, not a figure: on a busy machine a daemon's imports alone can take 30 s.
-READY_WITHIN_S = 180.0
 
 
 def crash_seed() -> int:
@@ -132,7 +130,7 @@ class Harness:
         self.template.mkdir(parents=True)
         cfg = self._config(self.template, {})
         with running_daemon(cfg, self.template, 0, self.env) as daemon:
-            daemon.wait_notify("READY=1", READY_WITHIN_S)
+            daemon.wait_notify("READY=1", START_WITHIN_S)
 
     def _template_of(self, op: Operation) -> Path:
         """The state the operation's runs start from: the template, prepared."""
@@ -162,7 +160,7 @@ class Harness:
         extra = {**self.env, **op.env, **({FAULT_ENV: fault} if fault else {})}
         with running_daemon(cfg, folder, 0, extra) as daemon:
             try:
-                daemon.wait_notify("READY=1", READY_WITHIN_S)
+                daemon.wait_notify("READY=1", START_WITHIN_S)
             except AssertionError:
                 if fault is None or daemon.proc.poll() != -signal.SIGKILL:
                     raise
@@ -201,7 +199,7 @@ class Harness:
                 else:
                     result.outcome = "killed while it started"
                 node.daemon.env.pop(FAULT_ENV, None)
-                node.daemon.restart(READY_WITHIN_S)
+                node.daemon.restart(START_WITHIN_S)
                 result.problems += [f"after restart: {p}" for p in invariants(node)]
                 result.problems += [f"after restart: {p}" for p in op.check(node)]
                 if not result.problems:
