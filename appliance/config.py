@@ -19,7 +19,7 @@ from appliance.domain.alerts.rules import RULES_BY_ID, AlertBounds
 from appliance.domain.gpu.target import LayoutRequest
 from appliance.domain.quotas import check_quotas
 from towerbox_core.api.tenants import Quotas
-from towerbox_core.config import build, read_toml
+from towerbox_core.config import build, check_socket_path, read_toml
 from towerbox_core.errors import ConfigError, TowerboxError
 
 DEFAULT_CONFIG_PATH = Path("/etc/towerbox/appliance.toml")
@@ -275,13 +275,16 @@ def config_from(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> Con
             field="jobs",
         )
     # libvirt needs absolute paths in domain XML; relative ones are the caller's cwd.
-    return replace(
+    cfg = replace(
         cfg,
         state_dir=os.path.abspath(cfg.state_dir),
         image_dir=os.path.abspath(cfg.image_dir),
         catalog_dir=os.path.abspath(cfg.catalog_dir) if cfg.catalog_dir else "",
         api=replace(cfg.api, socket=os.path.abspath(cfg.api.socket) if cfg.api.socket else ""),
     )
+    check_socket_path(cfg.api.socket, "api.socket", origin)
+    check_socket_path(cfg.artifacts.registry_relay, "artifacts.registry_relay", origin)
+    return cfg
 
 
 def _check_gpu(gpu: GpuConfig, origin: str) -> GpuConfig:

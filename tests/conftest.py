@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from appliance.backends.vm.libvirt_backend import TEST_URI
+from tests.support.postgres import PostgresServer, PostgresUnavailable, postgres_server
 from towerbox_core import accounts
 
 pytest_plugins = ["tests.support.n6host", "tests.support.journal_clock"]
@@ -53,10 +54,29 @@ def _cheap_password_hashing() -> Iterator[None]:
     settings. A hash carries its own parameters, so verifying works either way; the
     daemons the tests start as processes keep the product's settings."""
     cheap = argon2.PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+    # The dummy hash is made from the hasher in use at the first login.
+    accounts._dummy_hash.cache_clear()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(accounts, "_hasher", cheap)
-        patch.setattr(accounts, "_DUMMY_HASH", cheap.hash("no such user"))
         yield
+    accounts._dummy_hash.cache_clear()
+
+
+# -- PostgreSQL -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One private PostgreSQL server for the session: each test makes its own database
+    in it (``create_database``), which costs a fraction of a second where a server of
+    its own costs its initdb and start, several seconds."""
+    try:
+        with postgres_server() as server:
+            yield server
+    except PostgresUnavailable as err:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required under CI: {err}")
+        pytest.skip(f"PostgreSQL not available: {err}")
 
 
 # -- libvirt test-driver domains ------------------------------------------------------

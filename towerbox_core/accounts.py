@@ -15,6 +15,7 @@ and names its own roles. What is the same everywhere lives here once:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import secrets
 from dataclasses import dataclass
@@ -31,8 +32,17 @@ log = logging.getLogger(__name__)
 MIN_PASSWORD_LEN = 12
 
 _hasher = argon2.PasswordHasher()
-# Verified against when a username does not exist (see the module's docstring).
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when a username does not exist (see the module's docstring).
+
+    Made at the first login, not at import: every process that imports this module
+    (each daemon start, the registry's workers) would otherwise pay an Argon2 hash,
+    most of a second, for a login that may never come.
+    """
+    return _hasher.hash(secrets.token_hex(16))
 
 
 def utcnow() -> dt.datetime:
@@ -45,8 +55,11 @@ def hash_password(password: str) -> str:
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """True when ``password`` matches; a missing account costs the same time."""
+    # Made on the first login whether or not its account exists: that login is the
+    # slow one either way, and no later one tells the two apart.
+    dummy = _dummy_hash()
     try:
-        return bool(_hasher.verify(stored_hash or _DUMMY_HASH, password)) and bool(stored_hash)
+        return bool(_hasher.verify(stored_hash or dummy, password)) and bool(stored_hash)
     except argon2.exceptions.VerificationError:
         return False
     except argon2.exceptions.InvalidHashError:

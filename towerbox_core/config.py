@@ -9,6 +9,7 @@ silently.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -117,3 +118,21 @@ def convert(value: Any, kind: type[Any], key: str, origin: str, env_name: str = 
         raise ConfigError(
             f"{origin}: {key} must be {kind.__name__}{hint}, got {value!r}{source}", field=key
         ) from err
+
+
+# sun_path holds 108 bytes with its terminating NUL; the kernel refuses a longer path
+# at bind and at connect alike, so a daemon would only learn of it when it starts to
+# serve, after everything else is built.
+UNIX_SOCKET_PATH_MAX = 107
+
+
+def check_socket_path(path: str, key: str, origin: str) -> None:
+    """Refuse a unix socket path that no process could bind or connect to."""
+    size = len(os.fsencode(path))
+    if size > UNIX_SOCKET_PATH_MAX:
+        raise ConfigError(
+            f"{origin}: {key} is {size} bytes long ({path}); a unix socket path holds at "
+            f"most {UNIX_SOCKET_PATH_MAX}: choose a shorter path",
+            code="socket_path_too_long",
+            field=key,
+        )

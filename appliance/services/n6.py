@@ -276,17 +276,20 @@ class N6Service:
 
     def reapply(self) -> dict[str, list[str]]:
         """Make the node match the last applied document again (reconcile, boot)."""
-        config = parse_config(_read(APPLIED))
-        try:
-            plans = {k: self.backend(k).plan(config.of_kind(k)) for k in self._kinds(config)}
-            if all(p.empty for p in plans.values()):
-                return {}
-            result = self._apply(config)
-        except TowerboxError as err:
-            n6_status.failed("repair", err)
-            raise
-        with journal.write_transaction():
-            n6_status.succeeded("repair", result)
+        # After any apply under way: read before it commits, the applied document
+        # lacks what that apply is making, and the repair would take it down again.
+        with self._lock:
+            config = parse_config(_read(APPLIED))
+            try:
+                plans = {k: self.backend(k).plan(config.of_kind(k)) for k in self._kinds(config)}
+                if all(p.empty for p in plans.values()):
+                    return {}
+                result = self._apply(config)
+            except TowerboxError as err:
+                n6_status.failed("repair", err)
+                raise
+            with journal.write_transaction():
+                n6_status.succeeded("repair", result)
         log.warning("N6 drift repaired: %s", result)
         return result
 

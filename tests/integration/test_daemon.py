@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 from pathlib import Path
 
 import httpx
 
 from tests.support.appliance import make_config
-from tests.support.daemon import running_daemon
+from tests.support.daemon import TOWERBOX, running_daemon
 
 
 def test_daemon_serves_and_stops_cleanly(tmp_path: Path) -> None:
@@ -77,3 +79,24 @@ def test_daemon_serves_and_stops_cleanly(tmp_path: Path) -> None:
         assert d.proc.wait(timeout=15) == 0
     assert not Path(cfg.api.socket).exists()
     assert "VMs keep running" in d.log.read_text()
+
+
+def test_a_socket_path_too_long_to_bind_stops_the_daemon_before_it_makes_anything(
+    tmp_path: Path,
+) -> None:
+    # Deeper than a unix socket can be: the kernel would refuse it only at bind, once
+    # the database, the N6 probe and the GPU state had been made.
+    sock = tmp_path / ("d" * 60) / "run" / "appliance.sock"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TOWERBOX_")},
+        "TOWERBOX_CONFIG": str(tmp_path / "absent.toml"),
+        "TOWERBOX_STATE_DIR": str(tmp_path / "state"),
+        "TOWERBOX_API_SOCKET": str(sock),
+    }
+    done = subprocess.run(
+        [TOWERBOX, "appliance"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 2, done.stderr  # the configuration is at fault
+    assert "error [socket_path_too_long]" in done.stderr
+    assert "api.socket" in done.stderr and "choose a shorter path" in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -6,6 +6,7 @@ would; tests/integration/n6/test_datapath_real_ovs.py does the same on real OVS.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,3 +93,35 @@ def test_a_repair_failing_the_same_way_is_journalled_once(
     assert _last(client)["ok"] is True
     assert app.n6.reapply() == {}  # nothing to repair: nothing journalled
     assert _kinds(client)[-1] == "n6.repaired"
+
+
+def test_a_repair_waits_for_an_apply_under_way_and_undoes_none_of_it(
+    node: tuple[Appliance, TestClient[Any], SimulatedBackend],
+) -> None:
+    app, client, backend = node
+    in_apply, go_on = threading.Event(), threading.Event()
+
+    def pause(step: object) -> bool:
+        # The API's apply stops after its first step, the VNet half made.
+        if not in_apply.is_set():
+            in_apply.set()
+            assert go_on.wait(30)
+        return False
+
+    backend.fail_on = pause
+    applying = threading.Thread(target=lambda: client.post("/api/v1/n6/apply"))
+    applying.start()
+    assert in_apply.wait(30)
+    # What the reconcile job does every few seconds: the applied document does not
+    # hold the VNet yet, the host half does.
+    repairing = threading.Thread(target=app.n6.reapply)
+    repairing.start()
+    repairing.join(timeout=1)
+    assert repairing.is_alive(), "the repair ran while the apply was under way"
+    go_on.set()
+    applying.join(timeout=30)
+    repairing.join(timeout=30)
+    assert not repairing.is_alive() and not applying.is_alive()
+    assert client.post("/api/v1/n6/plan").json()["changes"] == {"ovs": []}
+    # The repair came after the apply and found nothing to do.
+    assert _kinds(client)[-1] == "n6.applied" and "n6.repaired" not in _kinds(client)

@@ -1,8 +1,8 @@
-"""Registry fixtures: a registry on SQLite or on a real PostgreSQL the session starts."""
+"""Registry fixtures: a registry on SQLite or on the real PostgreSQL the session starts
+(``pg_server``, tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,18 +10,6 @@ import pytest
 
 from registry.context import Registry, build_registry
 from tests.registry.fleetapi import Api, api_for, make_config
-from tests.support.postgres import PostgresServer, PostgresUnavailable, postgres_server
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
-    try:
-        with postgres_server() as server:
-            yield server
-    except PostgresUnavailable as err:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required under CI: {err}")
-        pytest.skip(f"PostgreSQL not available: {err}")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -30,7 +30,7 @@ import httpx
 from appliance.backends.vm.libvirt_backend import LibvirtBackend
 from appliance.config import Config
 from tests.support.appliance import make_config
-from tests.support.daemon import Daemon, running_daemon
+from tests.support.daemon import START_WITHIN_S, Daemon, running_daemon
 from towerbox_core.errors import TowerboxError
 from towerbox_core.faults import ENV as FAULT_ENV
 
@@ -41,8 +41,6 @@ FAST_JOBS = {"TOWERBOX_JOBS_RECONCILE_INTERVAL_S": "1"}
 # The operations take some 50-300 ms here: a kill from outside after a delay drawn
 # from this range lands before, in or after the request.
 KILL_WITHIN_S = 0.3
-# A deadline, not a figure: on a busy machine a daemon's imports alone can take 30 s.
-READY_WITHIN_S = 180.0
 
 
 def crash_seed() -> int:
@@ -119,6 +117,7 @@ class Harness:
         self.env = {**SIMULATED, **FAST_JOBS, **(env or {})}
         self.template = work / "template"
         self._runs = itertools.count(1)
+        self._prepared: dict[str, Path] = {}
 
     def _config(self, folder: Path, extra: dict[str, str]) -> Config:
         return make_config(folder, **self.env, **extra)
@@ -131,14 +130,16 @@ class Harness:
         self.template.mkdir(parents=True)
         cfg = self._config(self.template, {})
         with running_daemon(cfg, self.template, 0, self.env) as daemon:
-            daemon.wait_notify("READY=1", READY_WITHIN_S)
+            daemon.wait_notify("READY=1", START_WITHIN_S)
 
     def _template_of(self, op: Operation) -> Path:
         """The state the operation's runs start from: the template, prepared."""
         self.make_template()
         if op.prepare is None:
             return self.template
-        folder = self.work / f"template-{op.name}"
+        # Folders are numbered, not named after the operation: the daemon's unix socket
+        # lies below them, and a socket path holds at most 107 bytes.
+        folder = self._prepared.setdefault(op.name, self.work / f"prep-{len(self._prepared)}")
         if not folder.exists():
             self._copy(self.template, folder)
             with self._node(folder, op, None) as node:
@@ -159,7 +160,7 @@ class Harness:
         extra = {**self.env, **op.env, **({FAULT_ENV: fault} if fault else {})}
         with running_daemon(cfg, folder, 0, extra) as daemon:
             try:
-                daemon.wait_notify("READY=1", READY_WITHIN_S)
+                daemon.wait_notify("READY=1", START_WITHIN_S)
             except AssertionError:
                 if fault is None or daemon.proc.poll() != -signal.SIGKILL:
                     raise
@@ -188,7 +189,7 @@ class Harness:
         the restart, the checks, the operator's finish, the checks again."""
         delay = round(random.Random(seed).uniform(0, KILL_WITHIN_S), 3)
         result = RunResult(op.name, seed, f"at {fault}" if fault else f"after {delay} s")
-        folder = self.work / f"run-{next(self._runs)}-{op.name}"
+        folder = self.work / f"run-{next(self._runs)}"
         try:
             self._copy(self._template_of(op), folder)
             with self._node(folder, op, fault) as node:
@@ -198,7 +199,7 @@ class Harness:
                 else:
                     result.outcome = "killed while it started"
                 node.daemon.env.pop(FAULT_ENV, None)
-                node.daemon.restart(READY_WITHIN_S)
+                node.daemon.restart(START_WITHIN_S)
                 result.problems += [f"after restart: {p}" for p in invariants(node)]
                 result.problems += [f"after restart: {p}" for p in op.check(node)]
                 if not result.problems:
@@ -219,6 +220,8 @@ class Harness:
             self._remove_domains()
         if result.converged:
             shutil.rmtree(folder, ignore_errors=True)
+        else:
+            result.problems.append(f"state kept in {folder}")
         return result
 
 

@@ -25,6 +25,10 @@ DEFAULT_JOB_INTERVALS = {
     "TOWERBOX_JOBS_MONITOR_INTERVAL_S": str(JobsConfig.monitor_interval_s),
     "TOWERBOX_JOBS_RECONCILE_INTERVAL_S": str(JobsConfig.reconcile_interval_s),
 }
+# How long a start may take before a test gives up on it: a deadline, not a figure.
+# On a busy 2-core machine a daemon's imports alone can take 30 s; one that dies is
+# seen at once, whatever the deadline.
+START_WITHIN_S = 180.0
 
 
 def free_port() -> int:
@@ -41,7 +45,7 @@ class Daemon:
     url: str
     log: Path
 
-    def wait_notify(self, wanted: str, timeout: float = 30.0) -> str:
+    def wait_notify(self, wanted: str, timeout: float = START_WITHIN_S) -> str:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             # Short waits: a daemon that died never sends it (no point waiting on).
@@ -84,7 +88,7 @@ class Daemon:
             self.proc.kill()
         self.proc.wait()
 
-    def restart(self, timeout: float = 60.0) -> None:
+    def restart(self, timeout: float = START_WITHIN_S) -> None:
         """A new daemon on the same state, port and log, as systemd would start it
         after the old one died; returns once it is ready."""
         self.respawn()

@@ -79,6 +79,12 @@ class PostgresServer:
             conn.close()
         return self.url(name)
 
+    def create_socket_database(self, prefix: str = "t") -> str:
+        """A new empty database reached through the server's unix socket, as from
+        another network namespace, where 127.0.0.1 is not this host's; its URL."""
+        dbname = self.create_database(prefix).rsplit("/", 1)[1]
+        return f"postgresql://postgres@:{self.port}/{dbname}?host={self.root}"
+
 
 def _as_postgres(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -273,7 +273,7 @@ class RebootLab:
             timings.vran_running_s = time.monotonic() - began
         finally:
             conn.close()
-        self.daemon.wait_notify("READY=1", 60)
+        self.daemon.wait_notify("READY=1")
         timings.steps["api_ready"] = time.monotonic() - began
         self.agent.start()
         self.start_ui()

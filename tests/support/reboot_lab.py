@@ -82,7 +82,7 @@ def reboot_lab(tag: str, owner: str) -> Iterator[RebootLab]:
             )
             lab = RebootLab(cfg, work, daemon, tag, owner, reg_env, registry_url, agent)
             try:
-                daemon.wait_notify("READY=1", 60)
+                daemon.wait_notify("READY=1")
                 lab.start_registry()
                 agent.enroll_site(
                     token_file, cfg.cli_token_file, registry_url, operator_headers(reg_env)
@@ -95,7 +95,7 @@ def reboot_lab(tag: str, owner: str) -> Iterator[RebootLab]:
                 if daemon.proc.poll() is not None:  # the test ended between reboot and boot
                     daemon.respawn()
                     with contextlib.suppress(AssertionError):
-                        daemon.wait_notify("READY=1", 60)
+                        daemon.wait_notify("READY=1")
                 refused = lab.clean_through_api()
                 lab.stop_all()
                 lab.stop_registry()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,26 @@ def test_cpu_lists() -> None:
         parse_cpu_list("3-1")
     with pytest.raises(ConfigError):
         parse_cpu_list("a")
+
+
+def _socket_path(folder: Path, size: int) -> Path:
+    """A path of exactly ``size`` bytes in ``folder``."""
+    name = "s" * (size - len(str(folder)) - 1)
+    return folder / name
+
+
+def test_a_unix_socket_path_is_held_to_what_the_kernel_binds(tmp_path: Path) -> None:
+    longest, too_long = _socket_path(tmp_path, 107), _socket_path(tmp_path, 108)
+    # The limit is the kernel's own: the longest path binds, one byte more does not.
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(longest))
+    with socket.socket(socket.AF_UNIX) as s, pytest.raises(OSError, match="too long"):
+        s.bind(str(too_long))
+    assert load_config(tmp_path / "absent.toml", {"TOWERBOX_API_SOCKET": str(longest)})
+    for key, env in (
+        ("api.socket", "TOWERBOX_API_SOCKET"),
+        ("artifacts.registry_relay", "TOWERBOX_ARTIFACTS_REGISTRY_RELAY"),
+    ):
+        with pytest.raises(ConfigError, match=r"108 bytes long.*at most 107") as err:
+            load_config(tmp_path / "absent.toml", {env: str(too_long)})
+        assert (err.value.code, err.value.extra["field"]) == ("socket_path_too_long", key)

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from tests.integration.sync.lab import Lab, open_lab
-from tests.support.postgres import postgres_server
 
 
 def _databases() -> list[Any]:
@@ -23,12 +22,9 @@ def database(request: pytest.FixtureRequest) -> Iterator[str]:
     if request.param == "sqlite":
         yield ""
         return
-    with postgres_server() as server:
-        url = server.create_database("sync")
-        # The registry lives in another network namespace: it reaches the server
-        # through the unix socket in the server's folder, not 127.0.0.1.
-        dbname = url.rsplit("/", 1)[1]
-        yield f"postgresql://postgres@:{server.port}/{dbname}?host={server.root}"
+    # The registry lives in another network namespace: it reaches the server through
+    # the unix socket in the server's folder, not 127.0.0.1.
+    yield request.getfixturevalue("pg_server").create_socket_database("sync")
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ def test_a_postgresql_restart_mid_sync_loses_nothing(tmp_path: Path) -> None:
     if os.geteuid() != 0 or shutil.which("nft") is None:
         pytest.skip("network namespaces and nftables need root and the nft tool")
     with postgres_server() as server:
-        dbname = server.create_database("sync").rsplit("/", 1)[1]
-        # The registry's namespace reaches the server through its unix socket.
-        url = f"postgresql://postgres@:{server.port}/{dbname}?host={server.root}"
+        # A server of its own, which the test restarts; the registry's namespace
+        # reaches it through its unix socket.
+        url = server.create_socket_database("sync")
         with open_lab(tmp_path, url) as lab:
             lab.fill_journal(20_000)
             lab.agent.start()
