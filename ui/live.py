@@ -31,6 +31,7 @@ SAFETY_S = 30.0
 # The appliance sends a keep-alive every 15 s: a stream silent for longer is dead.
 READ_TIMEOUT_S = 45.0
 BACKOFF_S = (0.5, 30.0)
+SWEEP_KIND = "vm.observed"  # a change a monitor sweep saw, not a journal entry
 
 
 @dataclass(frozen=True)
@@ -58,13 +59,25 @@ def changes(event: SseEvent) -> list[Change]:
         return [Change(entry["kind"], object_type, str(entry["object_id"]), name, state)]
     if event.event == "snapshot":
         return [
-            Change("vm.observed", "vm", vm["id"], vm["name"], {"state": vm["state"]})
+            Change(SWEEP_KIND, "vm", vm["id"], vm["name"], {"state": vm["state"]})
             for vm in event.json().get("vms", [])
         ]
     return []
 
 
 Matches = Callable[[Change], bool]
+
+
+def about(*object_types: str) -> Matches:
+    """Changes of these kinds of object ("vm", "gpu", "n6", ...)."""
+    return lambda change: change.object_type in object_types
+
+
+def journalled(change: Change) -> bool:
+    """Any journal entry (a sweep's observation is not one)."""
+    return change.kind != SWEEP_KIND
+
+
 Refresh = Callable[[], Awaitable[None]]
 OnChange = Callable[[Change], Awaitable[None]]
 
@@ -135,15 +148,18 @@ class LiveFeed:
         poll_s: float,
         matches: Matches = lambda _change: True,
         on_change: OnChange | None = None,
+        busy: Callable[[], bool] = lambda: False,
     ) -> None:
         """Refresh a part on each change ``matches`` accepts (``on_change`` instead,
         where the part refreshes just that object); poll every ``poll_s`` while the
-        stream is down, every ``SAFETY_S`` while it is up."""
+        stream is down or while ``busy()`` (progress no journal entry tells, such as
+        a download's bytes), every ``SAFETY_S`` otherwise."""
         part = _Part(refresh, matches, on_change)
         self._parts.append(part)
 
         async def tick() -> None:
-            if not self.live or time.monotonic() - part.last >= max(SAFETY_S, poll_s):
+            overdue = time.monotonic() - part.last >= max(SAFETY_S, poll_s)
+            if not self.live or busy() or overdue:
                 await part.run()
 
         ui.timer(poll_s, tick)
