@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,8 +78,8 @@ def journalled(change: Change) -> bool:
     return change.kind != SWEEP_KIND
 
 
-Refresh = Callable[[], Awaitable[None]]
-OnChange = Callable[[Change], Awaitable[None]]
+Refresh = Callable[[], Coroutine[Any, Any, None]]
+OnChange = Callable[[Change], Coroutine[Any, Any, None]]
 
 
 class _Part:
@@ -90,7 +90,7 @@ class _Part:
         self,
         refresh: Refresh,
         matches: Matches,
-        on_change: Callable[[Change], Awaitable[None]] | None,
+        on_change: OnChange | None,
     ) -> None:
         self.refresh = refresh
         self.matches = matches
@@ -125,6 +125,8 @@ class LiveFeed:
         self._task: asyncio.Task[None] | None = None
         self.live = False
         self._opened = 0  # streams opened so far
+        self._away = False  # the browser's connection to this page is gone
+        self._missed = False  # changes came while it was away
 
     def start(self) -> None:
         """Open the stream for the current page client, for as long as it lives."""
@@ -133,6 +135,8 @@ class LiveFeed:
         self._client = ui.context.client
         self._task = background_tasks.create(self._follow(), name="event stream")
         self._client.on_delete(self.stop)
+        self._client.on_disconnect(self._went_away)
+        self._client.on_connect(self._came_back)
 
     def stop(self) -> None:
         if self._task is not None:
@@ -221,14 +225,29 @@ class LiveFeed:
         for part in self._parts:
             self._spawn(part.run())
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        client = self._client
+        if client is None or client.is_deleted or self._away:
+            # A page the browser left (it is deleted a few seconds later) or is
+            # reconnecting to: nobody would see the refresh. It catches up on return.
+            self._missed = True
+            work.close()
+            return
+
         async def within_page() -> None:
-            if self._client is None or self._client.is_deleted:
-                return
-            with self._client:
+            with client:
                 await work
 
         background_tasks.create(within_page(), name="live refresh")
+
+    def _went_away(self) -> None:
+        self._away = True
+
+    def _came_back(self) -> None:
+        self._away = False
+        if self._missed:
+            self._missed = False
+            self._dispatch_all()
 
     def _set_live(self, live: bool) -> None:
         if live == self.live:
