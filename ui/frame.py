@@ -63,6 +63,8 @@ class Frame:
         self.banner = tag(ui.label("Sync: …").classes("w-full px-4 py-1 text-sm"), "wan-banner")
         self.banner.props('role="status" aria-live="polite"')
         self.content = ui.column().classes("w-full p-4 gap-4")
+        # Opened while the page loads its data, so it is up by the time a change comes.
+        self.live.start()
 
     def start(self) -> None:
         """Poll after the page is built: a timer makes NiceGUI answer before the page is done.
@@ -70,7 +72,6 @@ class Frame:
         Health and the WAN banner say how the appliance and the agent answer, which no
         journal entry tells, so they stay polled; the page's parts follow the stream."""
         ui.timer(self.deps.settings.frame_poll_s, self.refresh)
-        self.live.start()
 
     def _show_mode(self, live: bool) -> None:
         self.mode.text = "live" if live else "polling"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -124,7 +125,6 @@ class LiveFeed:
         self._client: Client | None = None
         self._task: asyncio.Task[None] | None = None
         self.live = False
-        self._opened = 0  # streams opened so far
         self._away = False  # the browser's connection to this page is gone
         self._missed = False  # changes came while it was away
 
@@ -201,9 +201,9 @@ class LiveFeed:
                     continue
                 if event.event == "hello":
                     self._set_live(True)
-                    if self._opened:
-                        self._dispatch_all()  # anything may have changed while it was down
-                    self._opened += 1
+                    # What the parts show was read before this subscription (the page
+                    # loading, or the stream down): anything may have changed since.
+                    self._dispatch_all()
                 elif event.event == "resync":
                     self._dispatch_all()
                     return None  # the appliance ends the stream; reopen afresh
@@ -216,27 +216,28 @@ class LiveFeed:
             for change in found:
                 if part.matches(change):
                     if part.on_change is not None:
-                        self._spawn(part.on_change(change))
+                        self._spawn(functools.partial(part.on_change, change))
                     else:
-                        self._spawn(part.run())
+                        self._spawn(part.run)
                         break
 
     def _dispatch_all(self) -> None:
         for part in self._parts:
-            self._spawn(part.run())
+            self._spawn(part.run)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Refresh) -> None:
+        """Run ``work()`` in the page's context; made only when it runs, so a page torn
+        down first leaves no coroutine never awaited."""
         client = self._client
         if client is None or client.is_deleted or self._away:
             # A page the browser left (it is deleted a few seconds later) or is
             # reconnecting to: nobody would see the refresh. It catches up on return.
             self._missed = True
-            work.close()
             return
 
         async def within_page() -> None:
             with client:
-                await work
+                await work()
 
         background_tasks.create(within_page(), name="live refresh")
 
