@@ -36,6 +36,7 @@ from appliance.services.artifacts import ArtifactService
 from appliance.services.auth import AuthService
 from appliance.services.desired import DesiredService
 from appliance.services.desired_services import ServicesAdapter
+from appliance.services.events import EventHub, sweep_changes
 from appliance.services.gpu_binding import GpuBinder
 from appliance.services.gpu_claims import GpuClaims
 from appliance.services.gpu_layouts import GpuLayoutService
@@ -100,6 +101,7 @@ class Appliance:
     desired: DesiredService
     sync: SyncStatusBoard
     journal: JournalService
+    events: EventHub
     views: NodeViews
     tenants: TenantService
     metering: MeteringService
@@ -127,6 +129,7 @@ class Appliance:
             attached=self.n6.attached_vms,
         )
         self.metrics.registry.register(self.snapshot_metrics)
+        self._unlisten = journal.add_commit_listener(self.events.journal_committed)
 
     def _usage_totals(self) -> Totals:
         # Through the field at each scrape: a test may swap the service.
@@ -139,11 +142,13 @@ class Appliance:
             with skipped_while_full("a clock step"):
                 journal.follow_clock_step()
             self.uptime.beat()
+            before = self.monitor.snapshot
             snapshot = self.monitor.sweep()
             self.top.observe(snapshot)
             self.metrics.observe_sweep(snapshot.sweep_ms / 1000, owned_states(snapshot))
             with skipped_while_full("the monitor's state changes"):
                 record_state_changes(snapshot)
+            self.events.vms_changed(sweep_changes(before, snapshot))
             at = now_us()
             gpu_readings = self.gpu_meter.readings(at, snapshot)
             readings = sweep_readings(snapshot, snapshot.vnets) + gpu_readings
@@ -174,6 +179,8 @@ class Appliance:
             self.alerts.evaluate(self.health.readings())
 
     def close(self) -> None:
+        self._unlisten()
+        self.events.close()
         self.services.runner.stop_all()
         self.artifacts.close()
         self.db.close()
@@ -377,6 +384,7 @@ def build_appliance(cfg: Config) -> Appliance:
         desired=desired,
         sync=sync,
         journal=JournalService(),
+        events=EventHub(),
         views=NodeViews(
             node_name=cfg.node_name,
             image_dir=Path(cfg.image_dir),

@@ -141,6 +141,8 @@ async def _serve(appliance: Appliance) -> None:
     def stop(signame: str) -> None:
         log.info("%s received: stopping the API and jobs; VMs keep running", signame)
         server.should_exit = True
+        # Open event streams would keep the server waiting for their connections.
+        appliance.events.close()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig.name)

@@ -12,6 +12,7 @@ from ui.alerts import AlertsMenu
 from ui.api import ApiError
 from ui.deps import Deps
 from ui.handles import tag
+from ui.live import LiveFeed
 from ui.session import UserApi
 from ui.theme import BANNER_CLASSES, nav_for
 
@@ -41,11 +42,16 @@ class Frame:
         self.user = user
         self._last_banner: wan.Banner | None = None
         self._last_badges: list[str] | None = None
+        # The page's parts refresh on the appliance's events (see ui.live).
+        self.live = LiveFeed(deps.api.base_url, user.session.token)
         with ui.header(elevated=True).classes("bg-slate-800 text-white items-center gap-3 py-2"):
             ui.link("Towerbox", "/").classes("text-lg font-bold text-white no-underline")
             self.node = tag(ui.label("").classes("text-lg"), "node-name")
             self.health = tag(ui.badge("…", color="grey"), "health")
             self.badge_row = ui.row().classes("gap-1 items-center")
+            self.mode = tag(ui.label("polling").classes("text-xs text-grey-5"), "live-mode")
+            self.mode.tooltip("live: pages change as the node does; polling: stream down")
+            self.live.on_mode(self._show_mode)
             ui.space()
             with ui.element("nav").props('aria-label="Main"').classes("flex gap-3"):
                 for key, text, path in nav_for(user.session.infra_admin):
@@ -59,10 +65,18 @@ class Frame:
         self.banner = tag(ui.label("Sync: …").classes("w-full px-4 py-1 text-sm"), "wan-banner")
         self.banner.props('role="status" aria-live="polite"')
         self.content = ui.column().classes("w-full p-4 gap-4")
+        # Opened while the page loads its data, so it is up by the time a change comes.
+        self.live.start()
 
     def start(self) -> None:
-        """Poll after the page is built: a timer makes NiceGUI answer before the page is done."""
+        """Poll after the page is built: a timer makes NiceGUI answer before the page is done.
+
+        Health and the WAN banner say how the appliance and the agent answer, which no
+        journal entry tells, so they stay polled; the page's parts follow the stream."""
         ui.timer(self.deps.settings.frame_poll_s, self.refresh)
+
+    def _show_mode(self, live: bool) -> None:
+        self.mode.text = "live" if live else "polling"
 
     async def refresh(self) -> None:
         try:

@@ -10,6 +10,7 @@ from appliance.api.alerts import AlertController
 from appliance.api.artifacts import ArtifactController
 from appliance.api.auth import PUBLIC_PATHS, make_auth_middleware
 from appliance.api.auth_routes import AuthController
+from appliance.api.events import events
 from appliance.api.gpus import GpuController
 from appliance.api.n6 import N6Controller
 from appliance.api.node import NodeController, healthz, metrics
@@ -32,6 +33,7 @@ def create_app(appliance: Appliance) -> Litestar:
         route_handlers=[
             healthz,
             metrics,
+            events,
             AuthController,
             VmController,
             UsageController,

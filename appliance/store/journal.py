@@ -12,6 +12,8 @@ with ``acting_as``; code that sets none writes ``job:node``.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -26,6 +28,8 @@ from appliance.store.models import JournalEntry, Meta, db_proxy, utcnow
 from towerbox_core.errors import StorageFull, StoreBusy, is_disk_full, is_lock_contention
 from towerbox_core.metering.fold import CLOCK_STEPPED
 from towerbox_core.wire import Actor, WireEntry, journal_checksum
+
+log = logging.getLogger(__name__)
 
 NODE_ACTOR = Actor(job="node")
 _actor: ContextVar[Actor] = ContextVar("journal_actor", default=NODE_ACTOR)
@@ -117,17 +121,68 @@ def write_transaction(may_use_reserve: bool = False) -> Iterator[None]:
         raise TypeError("the state database is not open")
     space.check_writable(may_use_reserve)
     guard = space.current()
+    mark = len(_pending())
     try:
         with db.atomic(lock_type="IMMEDIATE"):
             yield
-    except (peewee.OperationalError, OSError) as err:
+    except BaseException as err:
+        # What was appended here is rolled back with it: nobody hears of it.
+        del _pending()[mark:]
+        _raise_store_error(err, guard)
+        raise
+    if not db.in_transaction():  # the outermost transaction: committed now
+        _announce_committed()
+
+
+def _raise_store_error(err: BaseException, guard: space.StateSpace | None) -> None:
+    """Translate a failed transaction's disk-full or lock error into ours."""
+    if isinstance(err, peewee.OperationalError | OSError):
         if is_disk_full(err):
             if guard is None:
                 raise StorageFull(f"the state database's disk is full: {err}") from err
             raise guard.hit() from err
-        if not is_lock_contention(err):
-            raise
-        raise StoreBusy("the state database is busy with another writer; retry shortly") from err
+        if is_lock_contention(err):
+            raise StoreBusy(
+                "the state database is busy with another writer; retry shortly"
+            ) from err
+
+
+# -- committed entries, told to whoever listens (the event stream) -----------------
+
+CommitListener = Callable[[list[dict[str, Any]]], None]
+_listeners: list[CommitListener] = []
+# Entries appended by this thread's open transaction, told once it commits. Per thread:
+# each writer thread holds its own connection and transaction.
+_local = threading.local()
+
+
+def _pending() -> list[dict[str, Any]]:
+    pending: list[dict[str, Any]] | None = getattr(_local, "pending", None)
+    if pending is None:
+        pending = _local.pending = []
+    return pending
+
+
+def add_commit_listener(listener: CommitListener) -> Callable[[], None]:
+    """Call ``listener`` with the entries of each write transaction, in seq order,
+    right after it commits (on the writer's thread: it must be quick and not raise).
+    Returns the function that removes it. Nothing is polled: a change is heard of
+    as soon as it is durable, and never before."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener) if listener in _listeners else None
+
+
+def _announce_committed() -> None:
+    pending = _pending()
+    if not pending:
+        return
+    entries = list(pending)
+    pending.clear()
+    for listener in list(_listeners):
+        try:
+            listener(entries)
+        except Exception:  # a listener's bug must not fail a write that is already done
+            log.exception("a journal commit listener failed")
 
 
 @contextmanager
@@ -151,7 +206,7 @@ def append(kind: str, object_type: str, object_id: str, state: Any) -> int:
         raise RuntimeError("journal.append outside a write transaction")
     counter = Meta.get_by_id("journal_next_seq")
     seq = int(counter.value)
-    JournalEntry.create(
+    entry = JournalEntry.create(
         seq=seq,
         kind=kind,
         object_type=object_type,
@@ -161,6 +216,8 @@ def append(kind: str, object_type: str, object_id: str, state: Any) -> int:
         created_at=_clock(),
     )
     Meta.update(value=str(seq + 1)).where(Meta.key == "journal_next_seq").execute()
+    if _listeners:
+        _pending().append(_entry_dict(entry))
     return seq
 
 

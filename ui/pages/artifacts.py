@@ -11,6 +11,7 @@ from nicegui import ui
 from ui import fmt
 from ui.api import ApiError
 from ui.deps import Deps
+from ui.live import about
 from ui.pages.common import error_label, open_page, tag
 from ui.session import UserApi, notify_error
 
@@ -23,6 +24,9 @@ COLUMNS: list[dict[str, Any]] = [
     {"name": "needed_by", "label": "Needed by", "field": "needed_by", "align": "left"},
     {"name": "vms", "label": "VMs", "field": "vms", "align": "left"},
 ]
+
+
+FETCH_UNDER_WAY = ("queued", "running", "verifying")
 
 
 def progress_text(fetch: dict[str, Any] | None) -> str:
@@ -80,6 +84,7 @@ def plan_lines(plan: dict[str, Any]) -> list[str]:
 class ArtifactsView:
     def __init__(self, user: UserApi) -> None:
         self.user = user
+        self._fetches: list[dict[str, Any]] = []
         self.note = tag(ui.label("").classes("text-grey-7 text-sm"), "artifacts-note")
         self.table = tag(
             ui.table(columns=COLUMNS, rows=[], row_key="name").classes("w-full"),
@@ -100,6 +105,7 @@ class ArtifactsView:
         except ApiError as err:
             self.note.text = f"Artifacts unavailable: {err.text}"
             return
+        self._fetches = [a["fetch"] for a in listing["artifacts"] if a.get("fetch")]
         self.table.rows = artifact_rows(listing)
         self.table.update()
         self.note.text = (
@@ -112,6 +118,10 @@ class ArtifactsView:
         with self.plan:
             for line in plan_lines(plan):
                 ui.label(line)
+
+    def fetching(self) -> bool:
+        """A fetch is under way: its bytes and rate are polled, no entry tells them."""
+        return any(f["state"] in FETCH_UNDER_WAY for f in self._fetches)
 
     async def fetch(self) -> None:
         name = self.pick.value
@@ -140,6 +150,6 @@ def register(deps: Deps) -> None:
             await view.refresh()
             if view.note.text.startswith("Artifacts unavailable"):
                 error_label(ApiError(0, "artifacts", view.note.text), "Artifacts")
-            ui.timer(1.0, view.refresh)
+            frame.live.watch(view.refresh, 1.0, about("artifact"), busy=view.fetching)
             frame.start()
         return None

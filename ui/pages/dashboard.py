@@ -13,6 +13,7 @@ from ui import attention, fmt
 from ui.api import ApiError, tenant_path
 from ui.chargeback import month_cost, report_of
 from ui.deps import Deps
+from ui.live import about
 from ui.pages.common import error_label, open_page, tag
 from ui.session import UserApi
 from ui.usage import detail_of, draw_usage
@@ -249,7 +250,7 @@ def register(deps: Deps) -> None:
             ui.label("Dashboard").classes("text-h5")
             board = Dashboard(user)
             await board.load()
-            ui.timer(deps.settings.live_poll_s * 2, board.refresh_vms)
-            ui.timer(10.0, board.refresh_slow)
+            frame.live.watch(board.refresh_vms, deps.settings.live_poll_s * 2, about("vm"))
+            frame.live.watch(board.refresh_slow, 10.0, lambda change: change.object_type != "vm")
             frame.start()
         return None

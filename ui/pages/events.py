@@ -14,6 +14,7 @@ from nicegui import ui
 from ui import fmt
 from ui.api import ApiError
 from ui.deps import Deps
+from ui.live import journalled
 from ui.pages.common import error_label, open_page, tag
 from ui.session import UserApi
 
@@ -138,6 +139,6 @@ def register(deps: Deps) -> None:
             await log.refresh()
             if not log.rows and log.note.text.startswith("Journal unavailable"):
                 error_label(ApiError(0, "journal", log.note.text), "Events")
-            ui.timer(2.0, log.refresh)
+            frame.live.watch(log.refresh, 2.0, journalled)
             frame.start()
         return None

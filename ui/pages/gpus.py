@@ -375,6 +375,9 @@ def register(deps: Deps) -> None:
                 for card in cards:
                     await card.refresh()
 
-            ui.timer(3.0, refresh)
+            # A VM bound to, drained from or waiting for a slice changes the map too.
+            frame.live.watch(
+                refresh, 3.0, lambda c: c.object_type == "gpu" or c.kind.startswith("vm.")
+            )
             frame.start()
         return None

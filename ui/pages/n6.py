@@ -15,6 +15,7 @@ from nicegui import ui
 from ui import fmt
 from ui.api import ApiError
 from ui.deps import Deps
+from ui.live import about
 from ui.pages.common import error_label, open_page, tag
 from ui.pages.n6_forms import NOT_APPLIED, TrunkDialog, VnetDialog, trunk_path, vnet_path
 from ui.session import UserApi, notify_error
@@ -350,6 +351,6 @@ def register(deps: Deps) -> None:
             ui.label("N6 handoff").classes("text-h5")
             view = N6View(user)
             await view.refresh()
-            ui.timer(3.0, view.refresh)
+            frame.live.watch(view.refresh, 3.0, about("n6"))
             frame.start()
         return None

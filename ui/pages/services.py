@@ -12,6 +12,7 @@ from nicegui import ui
 from towerbox_core.api.services import ServiceView
 from ui.api import ApiError
 from ui.deps import Deps
+from ui.live import about
 from ui.pages.common import error_label, open_page, tag
 from ui.pages.service_deploy import DeployDialog
 from ui.session import UserApi, notify_error
@@ -135,6 +136,6 @@ def register(deps: Deps) -> None:
                     DeployDialog(user, catalog, offer, services.refresh).open()
 
             deploy_button.on_click(open_deploy)
-            ui.timer(deps.settings.live_poll_s, services.refresh)
+            frame.live.watch(services.refresh, deps.settings.live_poll_s, about("service", "vm"))
             frame.start()
         return None

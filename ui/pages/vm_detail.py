@@ -173,7 +173,11 @@ def register(deps: Deps) -> None:
                 return None
             detail = VmDetail(user, vm)
             await detail.refresh_history()
-            ui.timer(deps.settings.live_poll_s, detail.refresh)
+            frame.live.watch(
+                detail.refresh,
+                deps.settings.live_poll_s,
+                lambda change: change.object_type == "vm" and change.name == name,
+            )
             ui.timer(max(2.0, deps.settings.live_poll_s * 2), detail.refresh_history)
             frame.start()
         return None

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
 from ui import attention, fmt, vm_actions
-from ui.api import ApiError
+from ui.api import ApiError, vm_path
 from ui.deps import Deps
+from ui.live import Change
 from ui.pages.common import error_label, open_page, tag
 from ui.pages.vm_create import CreateWizard
 from ui.session import UserApi, notify_error
@@ -25,6 +27,9 @@ COLUMNS = [
     {"name": "memory", "label": "Memory", "field": "memory", "sortable": True},
     {"name": "cpu", "label": "CPU", "field": "cpu", "sortable": True},
 ]
+
+# Up to this many changed rows are patched in the browser, more replace the table.
+_PATCH_ROWS = 5
 
 NAME_SLOT = r"""
 <q-td :props="props"><a :href="'/vms/' + encodeURIComponent(props.value)"
@@ -60,7 +65,12 @@ def rows_from(vms: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class VmTable:
     def __init__(self, user: UserApi, vms: list[dict[str, Any]]) -> None:
         self.user = user
+        self.vms = vms
         self.rows = rows_from(vms)
+        # Per VM: changes heard, and the fetches under way (one at a time, see changed).
+        self._seen: dict[str, int] = {}
+        self._fetching: set[str] = set()
+        self._again: set[str] = set()
         with ui.row().classes("w-full items-center gap-2"):
             self.filter = tag(
                 ui.input("Filter VMs", placeholder="name, role, tenant, state").props("clearable"),
@@ -109,22 +119,80 @@ class VmTable:
         return f"{len(self.rows)} VMs, {running} running"
 
     def show(self, vms: list[dict[str, Any]]) -> None:
+        self.vms = vms
         rows = rows_from(vms)
         if rows == self.rows:
             return  # nothing changed: send nothing to the browser
+        same_vms = [r["name"] for r in rows] == [r["name"] for r in self.rows]
+        changed = [
+            i for i, (new, old) in enumerate(zip(rows, self.rows, strict=False)) if new != old
+        ]
         self.rows = rows
-        self.table.rows = rows
-        names = {r["name"] for r in rows}
-        self.table.selected = [r for r in self.table.selected if r["name"] in names]
-        self.table.update()
+        if same_vms and len(changed) <= _PATCH_ROWS:
+            self._patch(changed)
+        else:
+            self.table.rows = rows
+            names = {r["name"] for r in rows}
+            self.table.selected = [r for r in self.table.selected if r["name"] in names]
+            self.table.update()
         self.count.text = self._count_text()
         self._enable_actions()
+
+    def _patch(self, changed: list[int]) -> None:
+        """Replace just these rows in the browser. Sending the whole table makes the
+        browser render every row again, which with a hundred VMs takes longer than the
+        stream took to bring the change."""
+        with self.table.props.suspend_updates():
+            self.table.rows = self.rows  # the next full update sends the same
+        element = f"mounted_app.elements[{self.table.id}].props.rows"
+        code = ";".join(f"{element}[{i}] = {json.dumps(self.rows[i])}" for i in changed)
+        ui.run_javascript(code)
 
     async def refresh(self) -> None:
         try:
             self.show(await self.user.get("/api/v1/vms"))
         except ApiError:
             return  # the frame's banner says when the appliance is gone
+
+    async def changed(self, change: Change) -> None:
+        """One VM changed: show a state the event carries at once, then fetch just
+        that VM (a new or deleted VM: the list)."""
+        name = change.name
+        if not name or change.kind in ("vm.created", "vm.deleted"):
+            await self.refresh()
+            return
+        if not any(v["name"] == name for v in self.vms):
+            await self.refresh()
+            return
+        self._seen[name] = self._seen.get(name, 0) + 1
+        state = change.state.get("state") if isinstance(change.state, dict) else None
+        if isinstance(state, str):
+            self._replace(name, {**self._vm(name), "state": state})
+        if name in self._fetching:
+            self._again.add(name)  # the fetch under way may predate this change
+            return
+        self._fetching.add(name)
+        try:
+            while True:
+                self._again.discard(name)
+                seen = self._seen[name]
+                try:
+                    vm = await self.user.get(vm_path(name))
+                except ApiError:
+                    await self.refresh()  # gone meanwhile: the list says
+                    return
+                if self._seen[name] == seen:  # no newer change came in meanwhile
+                    self._replace(name, vm)
+                if name not in self._again:
+                    return
+        finally:
+            self._fetching.discard(name)
+
+    def _vm(self, name: str) -> dict[str, Any]:
+        return next(v for v in self.vms if v["name"] == name)
+
+    def _replace(self, name: str, vm: dict[str, Any]) -> None:
+        self.show([vm if v["name"] == name else v for v in self.vms])
 
     async def act(self, key: str) -> None:
         action = vm_actions.BY_KEY[key]
@@ -172,6 +240,11 @@ def register(deps: Deps) -> None:
                 tag(ui.button("Create VM", icon="add", on_click=open_wizard), "vm-create")
             table = VmTable(user, vms)
             tables.append(table)
-            ui.timer(deps.settings.live_poll_s, table.refresh)
+            frame.live.watch(
+                table.refresh,
+                deps.settings.live_poll_s,
+                matches=lambda change: change.object_type == "vm",
+                on_change=table.changed,
+            )
             frame.start()
         return None

@@ -1,0 +1,90 @@
+"""A TCP relay in front of the appliance that can cut its event streams and refuse
+new ones while every other request passes: the UI's fallback to polling, seen with
+the appliance still answering."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from urllib.parse import urlsplit
+
+EVENTS = b"GET /api/v1/events"
+
+
+class StreamCutter:
+    def __init__(self, target: str) -> None:
+        parts = urlsplit(target)
+        self._target = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._streams: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self.cut = False
+        self._threads: list[threading.Thread] = []
+
+    def cut_streams(self) -> None:
+        """End the open event streams; refuse new ones until ``allow``."""
+        with self._lock:
+            self.cut = True
+            for conn in self._streams:
+                with suppress(OSError):  # the UI may have closed it already
+                    conn.shutdown(socket.SHUT_RDWR)
+            self._streams.clear()
+
+    def allow(self) -> None:
+        with self._lock:
+            self.cut = False
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self._spawn(self._serve, client)
+
+    def _spawn(self, target: object, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
+
+    def _serve(self, client: socket.socket) -> None:
+        first = client.recv(65536)
+        with self._lock:
+            if first.startswith(EVENTS):
+                if self.cut:
+                    client.close()
+                    return
+                self._streams.add(client)
+        upstream = socket.create_connection(self._target)
+        upstream.sendall(first)
+        self._spawn(_pipe, upstream, client)
+        _pipe(client, upstream)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+@contextmanager
+def stream_cutter(target: str) -> Iterator[StreamCutter]:
+    cutter = StreamCutter(target)
+    cutter._spawn(cutter._accept)
+    try:
+        yield cutter
+    finally:
+        cutter.close()

@@ -1,0 +1,259 @@
+"""Pages refreshed by the appliance's event stream instead of polling.
+
+Each page client opens one stream (GET /api/v1/events with its session's token)
+for as long as it is open. On an event, the parts of the page that show its object
+refresh; while the stream is down they poll at their old interval, and the stream
+is reopened with backoff. Live, a slow poll stays as a safety net. The appliance
+is local: this works with the WAN down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from nicegui import Client, background_tasks, ui
+
+from towerbox_core.client import async_http
+from towerbox_core.sse import SseEvent, SseParser
+
+log = logging.getLogger(__name__)
+
+# Live, a part still refreshes this often: an event lost in a reconnect is caught up.
+SAFETY_S = 30.0
+# The appliance sends a keep-alive every 15 s: a stream silent for longer is dead.
+READ_TIMEOUT_S = 45.0
+BACKOFF_S = (0.5, 30.0)
+SWEEP_KIND = "vm.observed"  # a change a monitor sweep saw, not a journal entry
+
+
+@dataclass(frozen=True)
+class Change:
+    """One changed object, from a journal entry or a monitor sweep."""
+
+    kind: str  # the journal kind ("vm.stop"), or "vm.observed" from a sweep
+    object_type: str
+    object_id: str
+    name: str | None
+    state: Any
+
+
+def changes(event: SseEvent) -> list[Change]:
+    """The objects an event is about; [] for hello and keep-alives."""
+    if event.event == "journal":
+        entry = event.json()
+        state = entry.get("state")
+        named: dict[str, Any] = state if isinstance(state, dict) else {}
+        spec = named.get("spec")
+        name = named.get("name") or (spec.get("name") if isinstance(spec, dict) else None)
+        object_type = str(entry["object_type"])
+        if name is None and object_type != "vm":
+            name = entry["object_id"]  # tenants, services, VNets are keyed by name
+        return [Change(entry["kind"], object_type, str(entry["object_id"]), name, state)]
+    if event.event == "snapshot":
+        return [
+            Change(SWEEP_KIND, "vm", vm["id"], vm["name"], {"state": vm["state"]})
+            for vm in event.json().get("vms", [])
+        ]
+    return []
+
+
+Matches = Callable[[Change], bool]
+
+
+def about(*object_types: str) -> Matches:
+    """Changes of these kinds of object ("vm", "gpu", "n6", ...)."""
+    return lambda change: change.object_type in object_types
+
+
+def journalled(change: Change) -> bool:
+    """Any journal entry (a sweep's observation is not one)."""
+    return change.kind != SWEEP_KIND
+
+
+Refresh = Callable[[], Coroutine[Any, Any, None]]
+OnChange = Callable[[Change], Coroutine[Any, Any, None]]
+
+
+class _Part:
+    """One part of a page: refreshed on matching changes, coalesced so a burst of
+    events costs one refresh running and at most one after it."""
+
+    def __init__(
+        self,
+        refresh: Refresh,
+        matches: Matches,
+        on_change: OnChange | None,
+    ) -> None:
+        self.refresh = refresh
+        self.matches = matches
+        self.on_change = on_change
+        self.last = time.monotonic()
+        self._running = False
+        self._again = False
+
+    async def run(self) -> None:
+        if self._running:
+            self._again = True
+            return
+        self._running = True
+        try:
+            while True:
+                self._again = False
+                self.last = time.monotonic()
+                await self.refresh()
+                if not self._again:
+                    return
+        finally:
+            self._running = False
+
+
+class LiveFeed:
+    def __init__(self, base_url: str, token: str) -> None:
+        self._base_url = base_url
+        self._token = token
+        self._parts: list[_Part] = []
+        self._mode_listeners: list[Callable[[bool], None]] = []
+        self._client: Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.live = False
+        self._away = False  # the browser's connection to this page is gone
+        self._missed = False  # changes came while it was away
+
+    def start(self) -> None:
+        """Open the stream for the current page client, for as long as it lives."""
+        if self._task is not None:
+            return
+        self._client = ui.context.client
+        self._task = background_tasks.create(self._follow(), name="event stream")
+        self._client.on_delete(self.stop)
+        self._client.on_disconnect(self._went_away)
+        self._client.on_connect(self._came_back)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def on_mode(self, listener: Callable[[bool], None]) -> None:
+        """``listener(live)`` when the stream comes up (True) or drops (False)."""
+        self._mode_listeners.append(listener)
+
+    def watch(
+        self,
+        refresh: Refresh,
+        poll_s: float,
+        matches: Matches = lambda _change: True,
+        on_change: OnChange | None = None,
+        busy: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Refresh a part on each change ``matches`` accepts (``on_change`` instead,
+        where the part refreshes just that object); poll every ``poll_s`` while the
+        stream is down or while ``busy()`` (progress no journal entry tells, such as
+        a download's bytes), every ``SAFETY_S`` otherwise."""
+        part = _Part(refresh, matches, on_change)
+        self._parts.append(part)
+
+        async def tick() -> None:
+            overdue = time.monotonic() - part.last >= max(SAFETY_S, poll_s)
+            if not self.live or busy() or overdue:
+                await part.run()
+
+        ui.timer(poll_s, tick)
+
+    # -- the stream ----------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        delay = BACKOFF_S[0]
+        last_id: str | None = None
+        while True:
+            try:
+                last_id = await self._read(last_id)
+                delay = BACKOFF_S[0]  # it was up: reopen at once
+            except (httpx.HTTPError, ValueError, KeyError) as err:
+                log.info("event stream down (%s); polling", err or type(err).__name__)
+            self._set_live(False)
+            # Jitter, so the pages of a restarted appliance do not all come back at once.
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311
+            delay = min(delay * 2, BACKOFF_S[1])
+
+    async def _read(self, last_id: str | None) -> str | None:
+        headers = {"Authorization": f"Bearer {self._token}"}
+        if last_id is not None:
+            headers["Last-Event-ID"] = last_id
+        async with (
+            async_http(self._base_url, timeout=READ_TIMEOUT_S) as http,
+            http.stream("GET", "/api/v1/events", headers=headers) as resp,
+        ):
+            if resp.status_code != 200:
+                raise ValueError(f"the appliance answered {resp.status_code}")
+            parser = SseParser(last_id)
+            async for line in resp.aiter_lines():
+                event = parser.feed(line)
+                if event is None:
+                    continue
+                if event.event == "hello":
+                    self._set_live(True)
+                    # What the parts show was read before this subscription (the page
+                    # loading, or the stream down): anything may have changed since.
+                    self._dispatch_all()
+                elif event.event == "resync":
+                    self._dispatch_all()
+                    return None  # the appliance ends the stream; reopen afresh
+                else:
+                    self._dispatch(changes(event))
+            return parser.last_id
+
+    def _dispatch(self, found: list[Change]) -> None:
+        for part in self._parts:
+            for change in found:
+                if part.matches(change):
+                    if part.on_change is not None:
+                        self._spawn(functools.partial(part.on_change, change))
+                    else:
+                        self._spawn(part.run)
+                        break
+
+    def _dispatch_all(self) -> None:
+        for part in self._parts:
+            self._spawn(part.run)
+
+    def _spawn(self, work: Refresh) -> None:
+        """Run ``work()`` in the page's context; made only when it runs, so a page torn
+        down first leaves no coroutine never awaited."""
+        client = self._client
+        if client is None or client.is_deleted or self._away:
+            # A page the browser left (it is deleted a few seconds later) or is
+            # reconnecting to: nobody would see the refresh. It catches up on return.
+            self._missed = True
+            return
+
+        async def within_page() -> None:
+            with client:
+                await work()
+
+        background_tasks.create(within_page(), name="live refresh")
+
+    def _went_away(self) -> None:
+        self._away = True
+
+    def _came_back(self) -> None:
+        self._away = False
+        if self._missed:
+            self._missed = False
+            self._dispatch_all()
+
+    def _set_live(self, live: bool) -> None:
+        if live == self.live:
+            return
+        self.live = live
+        for listener in self._mode_listeners:
+            with contextlib.suppress(Exception):  # a page being torn down
+                listener(live)
