@@ -302,7 +302,6 @@ def build_appliance(cfg: Config) -> Appliance:
             space=space,
             jobs=JobBoard(),
             monitor=monitor,
-            gpus=gpus,
             restart_window_s=cfg.alerts.restart_loop_window_s,
         ),
         alerts=AlertService(cfg.alerts),
