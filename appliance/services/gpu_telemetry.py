@@ -24,7 +24,7 @@ class GpuSample:
     pci_address: str
     telemetry: GpuTelemetry
     # gpu_instance_id -> (profile, start slot) of the MIG instances the telemetry
-    # reports; empty with MIG off, or when the instances could not be read.
+    # reports; empty with MIG off, or when not read (``placements_read``).
     placements: dict[int, tuple[str, int]] = field(default_factory=dict)
     # False when MIG is on but where its instances sit could not be read this sweep.
     placements_read: bool = True
