@@ -26,13 +26,13 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from appliance.domain.gpu.binding import is_process_owner
-from appliance.domain.gpu.effects import layout_drift
 from appliance.domain.vm_spec import GpuAttach, VmSpec
 from appliance.metrics import NODE_TENANT_LABEL
+from appliance.services.gpu_drift import committed_layouts, sample_drift
 from appliance.services.gpu_telemetry import GpuSample
 from appliance.services.monitor import NodeSnapshot
-from appliance.store.models import GpuLayout, Vm
-from towerbox_core.api.gpus import Instance, Layout, MigRole
+from appliance.store.models import Vm
+from towerbox_core.api.gpus import Layout, MigRole
 from towerbox_core.metering.fold import ACTIVE_STATES
 
 _MIB = 1024 * 1024
@@ -97,10 +97,7 @@ class SnapshotCollector(Collector):
             VmRow(vm_id, name, _tenant(tenant), role or "")
             for vm_id, name, tenant, role in vms.iterator()
         ]
-        committed = GpuLayout.select(GpuLayout.gpu_uuid, GpuLayout.layout).tuples()
-        layouts = {
-            gpu: msgspec.json.decode(layout, type=Layout) for gpu, layout in committed.iterator()
-        }
+        layouts = committed_layouts()
         yield from self._vms(snapshot, rows)
         yield self._slices(snapshot, rows, layouts)
         yield from self._gpus(snapshot, layouts)
@@ -257,8 +254,7 @@ def _utilization(family: Family, sample: GpuSample) -> None:
 
 def _layout_families(f: dict[str, Family], sample: GpuSample, committed: Layout | None) -> None:
     """Each present instance with its owner and role, and how far the GPU is from its
-    committed layout (as the GPU view counts it while MIG is on; with MIG off, every
-    committed instance is missing)."""
+    committed layout (``sample_drift``: as the alert rules and the GPU view count it)."""
     known = committed.by_placement() if committed is not None else {}
     present = sorted(set(sample.placements.values()), key=lambda p: p[1])
     for profile, start in present:
@@ -266,20 +262,11 @@ def _layout_families(f: dict[str, Family], sample: GpuSample, committed: Layout 
         owner = was.owner or "" if was else ""
         role = (was.role if was else MigRole.B2B).value
         f["mig_info"].add_metric([sample.uuid, str(start), profile, owner, role], 1)
-    unread = sample.telemetry.instances and not sample.placements
-    if unread:
+    told = sample_drift(sample, committed)
+    if told is None:
         return  # where the instances are was not read this sweep: no drift to tell
-    drift: list[str] = []
-    missing = 0
-    if committed is not None:
-        current = Layout(
-            gpu_model=committed.gpu_model,
-            instances=tuple(Instance(profile=p, start=s) for p, s in present),
-        )
-        drift = layout_drift(committed, current)
-        missing = len(known.keys() - set(present))
-    f["drift"].add_metric([sample.uuid], len(drift))
-    f["missing"].add_metric([sample.uuid], missing)
+    f["drift"].add_metric([sample.uuid], len(told.drift))
+    f["missing"].add_metric([sample.uuid], told.missing)
 
 
 # -- the families ------------------------------------------------------------------

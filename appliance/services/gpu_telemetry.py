@@ -24,47 +24,56 @@ class GpuSample:
     pci_address: str
     telemetry: GpuTelemetry
     # gpu_instance_id -> (profile, start slot) of the MIG instances the telemetry
-    # reports; empty with MIG off, or when the instances could not be read.
+    # reports; empty with MIG off, or when not read (``placements_read``).
     placements: dict[int, tuple[str, int]] = field(default_factory=dict)
+    # False when MIG is on but where its instances sit could not be read this sweep.
+    placements_read: bool = True
+    name: str = ""  # as the driver reports it, e.g. "NVIDIA H100 80GB HBM3"
 
 
 class GpuReader:
     def __init__(self, backend: GpuBackend) -> None:
         self._backend = backend
-        # (UUID, PCI address) of each GPU: fixed while the daemon runs, read once.
-        self._gpus: list[tuple[str, str]] | None = None
+        # (UUID, PCI address, name) of each GPU: fixed while the daemon runs, read once.
+        self._gpus: list[tuple[str, str, str]] | None = None
         self._failures: set[tuple[str, str, str]] = set()
 
     def read(self) -> dict[str, GpuSample]:
         """This sweep's samples by GPU UUID; GPUs that did not answer are missing."""
         found: dict[str, GpuSample] = {}
-        for uuid, pci in self._list():
+        for uuid, pci, name in self._list():
             try:
                 telemetry = self._backend.telemetry(uuid)
             except TowerboxError as err:
                 self._failed(uuid, "telemetry", err)
                 continue
-            found[uuid] = GpuSample(uuid, pci, telemetry, self._placements(uuid, telemetry))
+            placements = self._placements(uuid, telemetry)
+            found[uuid] = GpuSample(
+                uuid, pci, telemetry, placements or {}, placements is not None, name
+            )
         return found
 
-    def _list(self) -> list[tuple[str, str]]:
+    def _list(self) -> list[tuple[str, str, str]]:
         if self._gpus is None:
             try:
-                self._gpus = [(g.uuid, g.pci_address) for g in self._backend.list_gpus()]
+                self._gpus = [(g.uuid, g.pci_address, g.name) for g in self._backend.list_gpus()]
             except TowerboxError as err:
                 self._failed("*", "list_gpus", err)
                 return []
         return self._gpus
 
-    def _placements(self, uuid: str, telemetry: GpuTelemetry) -> dict[int, tuple[str, int]]:
-        if not telemetry.instances:
+    def _placements(self, uuid: str, telemetry: GpuTelemetry) -> dict[int, tuple[str, int]] | None:
+        """Where the GPU's MIG instances sit; None when that could not be read."""
+        # With MIG on, read even when the telemetry names no instance: an instance with
+        # no compute instance yet has no figures, and still counts against the layout.
+        if not telemetry.instances and not telemetry.mig_enabled:
             return {}
         try:
             infos = self._backend.instances(uuid)
         except TowerboxError as err:
             # The GPU's own figures still count; its instances go unnamed this sweep.
             self._failed(uuid, "instances", err)
-            return {}
+            return None
         return {gi.gpu_instance_id: (gi.profile, gi.start) for gi in infos}
 
     def _failed(self, gpu: str, operation: str, err: TowerboxError) -> None:

@@ -4,13 +4,13 @@ node-health metrics export, from state the daemon already holds.
 Nothing here calls the hardware per read: hugepages and cores come from the
 allocator's books, VM states from the monitor's last snapshot, the journal's
 position from one indexed query, the WAN from the agent's last report, the disk from
-one statvfs. Only ``readings`` (the alert job's) asks the GPU service for layouts.
+one statvfs, the GPUs' drift from the monitor's last snapshot and the committed
+layouts (``gpu_drift``, as /metrics counts it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 import threading
 import time
@@ -24,16 +24,13 @@ from appliance.domain.alerts.readings import (
     VmReading,
 )
 from appliance.domain.allocator import Allocator
-from appliance.services.gpu_layouts import GpuLayoutService
+from appliance.services.gpu_drift import committed_layouts, sample_drift
 from appliance.services.job_board import JobBoard
 from appliance.services.monitor import Monitor
 from appliance.services.sync import SyncStatusBoard
 from appliance.store import journal
 from appliance.store.models import Vm
 from appliance.store.space import StateSpace
-from towerbox_core.errors import TowerboxError
-
-log = logging.getLogger(__name__)
 
 _RESTARTED = "vm.restarted"
 _ARTIFACT_FAILED = "artifact.failed"
@@ -69,7 +66,6 @@ class HealthReader:
         space: StateSpace,
         jobs: JobBoard,
         monitor: Monitor,
-        gpus: GpuLayoutService,
         restart_window_s: float,
     ) -> None:
         self._allocator = allocator
@@ -77,7 +73,6 @@ class HealthReader:
         self._space = space
         self.jobs = jobs
         self._monitor = monitor
-        self._gpus = gpus
         self._window_s = restart_window_s
         self._lock = threading.Lock()
         head = journal.head()
@@ -169,20 +164,22 @@ class HealthReader:
         return tuple(result)
 
     def _gpu_readings(self) -> tuple[GpuReading, ...]:
-        """The GPUs' drift; when the driver does not answer, the last readings stand
-        (an NVML hiccup neither resolves a drift alert nor stops the other rules)."""
-        try:
-            views = self._gpus.list_gpus()
-        except TowerboxError as err:
-            log.warning("GPU layouts not read for the alert rules: %s (%s)", err.message, err.code)
-            return self._last_gpus
+        """The GPUs' drift as the monitor's last sweep saw it. A GPU the sweep did not
+        read (its driver did not answer) or whose instances it could not place keeps its
+        last reading: an NVML hiccup neither resolves a drift alert nor raises one."""
+        gpus = self._monitor.snapshot.gpus
+        if not gpus:
+            return self._last_gpus  # no GPU answered this sweep, or none has been swept
+        last = {g.uuid: g for g in self._last_gpus}
+        layouts = committed_layouts()
         result = []
-        for view in views:
-            missing = 0
-            committed = self._gpus.committed(view.uuid)
-            if view.drift and committed is not None and view.layout is not None:
-                missing = len(committed.by_placement().keys() - view.layout.by_placement().keys())
-            result.append(GpuReading(view.uuid, view.name, tuple(view.drift), missing))
+        for uuid in sorted(gpus.keys() | last.keys()):
+            sample = gpus.get(uuid)
+            told = sample_drift(sample, layouts.get(uuid)) if sample is not None else None
+            if sample is not None and told is not None:
+                result.append(GpuReading(uuid, sample.name, told.drift, told.missing))
+            elif uuid in last:
+                result.append(last[uuid])
         self._last_gpus = tuple(result)
         return self._last_gpus
 

@@ -186,20 +186,63 @@ def test_gpu_drift_and_missing_instance(app: Appliance) -> None:
     victim = next(i for i in sim.instances(gpu) if i.profile == "2g.20gb")
     sim.destroy_instance(gpu, victim.gpu_instance_id)  # behind the node's back: a driver reset
     first = _read(app)
+    [reading] = first.gpus
+    assert (len(reading.drift), reading.missing) == (1, 1)
+    assert _exported_drift(app, gpu) == (1, 1)  # /metrics tells the same
     app.alerts.evaluate(first)
     app.alerts.evaluate(dataclasses.replace(first, at=first.at + 61))
     assert _firing(app) == {
         ("gpu_layout_drift", f"gpu:{gpu}"),
         ("mig_instance_missing", f"gpu:{gpu}"),
     }
-    # A driver that does not answer once: the drift stands, and the rules still run.
-    app.monitor.sweep()
-    sim.fail_next("list_gpus", BackendError("NVML timed out", code="nvml_error"))
-    app.alerts.evaluate(app.health.readings(time.time() + 61.5))
+    # The rules read the monitor's sweep, not the driver: repaired behind the sweep's
+    # back, the drift stands until the next sweep sees it.
+    repaired = sim.create_instance(gpu, "2g.20gb", 0)
+    app.alerts.evaluate(app.health.readings(time.time() + 61.2))
+    assert len(_firing(app)) == 2
+    sim.destroy_instance(gpu, repaired.gpu_instance_id)
+    # A driver that does not answer a sweep, or answers all but where its instances
+    # sit: the drift stands, and the rules still run.
+    sim.fail_next("telemetry", BackendError("NVML timed out", code="nvml_error"))
+    app.alerts.evaluate(_read(app, 61.5))
+    assert len(_firing(app)) == 2
+    sim.fail_next("instances", BackendError("NVML timed out", code="nvml_error"))
+    app.alerts.evaluate(_read(app, 61.7))
     assert len(_firing(app)) == 2
     sim.create_instance(gpu, "2g.20gb", 0)
     app.alerts.evaluate(_read(app, 62))
     assert _firing(app) == set()
+
+
+def test_gpu_with_mig_off_under_a_committed_layout_has_no_drift(app: Appliance) -> None:
+    gpu = app.gpus.list_gpus()[0].uuid
+    with admin_client(app) as client:
+        assert client.post(f"/api/v1/gpus/{gpu}/apply", json=DAY).status_code == 200
+    sim = app.gpus.backend
+    for inst in sim.instances(gpu):
+        sim.destroy_instance(gpu, inst.gpu_instance_id)
+    sim.set_mig_mode(gpu, False)
+    sim.simulate_gpu_reset(gpu)
+    readings = _read(app)
+    # As the GPU view tells it: a layout waiting for MIG to come back is not a drift.
+    assert app.gpus.get(gpu).drift == []
+    [reading] = readings.gpus
+    assert (reading.uuid, reading.drift, reading.missing) == (gpu, (), 0)
+    assert _exported_drift(app, gpu) == (0, 0)  # /metrics tells the same
+    app.alerts.evaluate(readings)
+    app.alerts.evaluate(dataclasses.replace(readings, at=readings.at + 61))
+    assert _firing(app) == set()
+
+
+def _exported_drift(app: Appliance, gpu: str) -> tuple[float, float]:
+    """The GPU's drift and missing instances as /metrics exports them."""
+    values = {
+        s.name: s.value
+        for family in app.snapshot_metrics.collect()
+        for s in family.samples
+        if s.labels == {"gpu": gpu}
+    }
+    return values["towerbox_gpu_layout_drift"], values["towerbox_mig_instances_missing"]
 
 
 def test_journal_wan_and_disk_bounds(app: Appliance) -> None:

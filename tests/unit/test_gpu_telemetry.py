@@ -30,9 +30,26 @@ def test_a_failing_gpu_read_is_skipped_and_logged_once(caplog: pytest.LogCapture
     sim.fail_next("instances", BackendError("busy", code="nvml_error"))
     snapshot = monitor.sweep()
     assert snapshot.gpus[h100].placements == {}
+    assert not snapshot.gpus[h100].placements_read
     assert snapshot.gpus[h100].telemetry.power_w is not None
     assert monitor.sweep().gpus[h100].placements == {1: ("1g.10gb", 0)}
-    assert monitor.sweep().gpus[l40s].placements == {}  # MIG off: nothing to place
+    off = monitor.sweep().gpus[l40s]
+    assert (off.placements, off.placements_read, off.telemetry.mig_enabled) == ({}, True, False)
+
+
+def test_a_gpu_with_mig_on_and_no_instance_is_read_as_empty() -> None:
+    sim = SimulatedGpuBackend(("H100-80GB",))
+    monitor = Monitor(LibvirtBackend("test:///default", "test"), 10, sim)
+    [sample] = monitor.sweep().gpus.values()
+    assert sample.name == sim.list_gpus()[0].name
+    assert (sample.placements, sample.placements_read, sample.telemetry.mig_enabled) == (
+        {},
+        True,
+        True,
+    )
+    # Its instances are read even when the telemetry names none: a failed read says so.
+    sim.fail_next("instances", BackendError("busy", code="nvml_error"))
+    assert not monitor.sweep().gpus[sample.uuid].placements_read
 
 
 def test_gpus_not_listed_at_the_first_sweep_are_listed_at_the_next() -> None:

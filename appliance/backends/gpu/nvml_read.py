@@ -260,4 +260,5 @@ def read_telemetry(nvml: Any, handle: Any) -> GpuTelemetry:
         temperature_c=float(temperature) if temperature is not None else None,
         ecc_corrected=_ecc(nvml, handle, nvml.NVML_MEMORY_ERROR_TYPE_CORRECTED),
         ecc_uncorrected=_ecc(nvml, handle, nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED),
+        mig_enabled=bool(mode[0]) if mode is not None else None,
     )

@@ -90,6 +90,9 @@ class GpuTelemetry:
     # Memory ECC errors since the driver loaded; None where the board has no ECC.
     ecc_corrected: int | None = None
     ecc_uncorrected: int | None = None
+    # MIG mode now, read with the figures so that the sweep knows an instance-less GPU
+    # from one with MIG off; None where the board has no MIG mode.
+    mig_enabled: bool | None = None
 
 
 class GpuBackend(Protocol):

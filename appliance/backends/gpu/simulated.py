@@ -356,6 +356,7 @@ class SimulatedGpuBackend:
                 temperature_c=round(_AMBIENT_C + _C_PER_W * power, 1),
                 ecc_corrected=0,
                 ecc_uncorrected=0,
+                mig_enabled=state.mig_current,
             )
 
     def close(self) -> None:

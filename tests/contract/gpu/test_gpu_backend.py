@@ -96,3 +96,4 @@ def test_telemetry_reports_power_and_instances(board: Board) -> None:
     assert sample.power_w is not None
     assert sample.power_w > 0
     assert [i.gpu_instance_id for i in sample.instances] == [made.gpu_instance_id]
+    assert sample.mig_enabled is True  # as list_gpus tells it: the sweep's MIG mode

@@ -241,6 +241,7 @@ def test_telemetry_units(backend: NvmlGpuBackend) -> None:
     assert sample.memory_total_mib == 80 * 1024
     assert sample.temperature_c == 41.0
     assert (sample.ecc_corrected, sample.ecc_uncorrected) == (3, 0)
+    assert sample.mig_enabled is True
     (inst,) = sample.instances
     assert (inst.gpu_instance_id, inst.memory_used_mib) == (made.gpu_instance_id, 512)
     assert inst.memory_total_mib == 10 * 1024
@@ -254,7 +255,9 @@ def test_telemetry_without_ecc_or_temperature_sensor(
     # never a zero that would read as "no errors".
     fake.fail_next("nvmlDeviceGetTotalEccErrors", pynvml.NVML_ERROR_NOT_SUPPORTED)
     fake.fail_next("nvmlDeviceGetTemperature", pynvml.NVML_ERROR_NOT_SUPPORTED)
+    fake.fail_next("nvmlDeviceGetMigMode", pynvml.NVML_ERROR_NOT_SUPPORTED)
     sample = backend.telemetry(GPU_UUID)
+    assert sample.mig_enabled is None  # no MIG mode read: not told, not "off"
     assert sample.temperature_c is None
     assert sample.ecc_corrected is None
     assert sample.ecc_uncorrected == 0

@@ -153,18 +153,18 @@ def test_simulated_vgpu_holds_its_instance_until_removed() -> None:
 def test_simulated_gpus_offer_vgpus_only_to_the_simulated_libvirt(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from appliance.context import _vgpu_host
+    from appliance.context.builders import vgpu_host
     from tests.support.appliance import make_config
 
     cfg = make_config(tmp_path)
     sim = SimulatedGpuBackend(("H100-80GB",))
     test_driver = SimpleNamespace(simulated=True)
     qemu = SimpleNamespace(simulated=False)
-    assert isinstance(_vgpu_host(cfg, sim, test_driver), SimulatedVgpu)  # type: ignore[arg-type]
-    real = _vgpu_host(cfg, sim, qemu)  # type: ignore[arg-type]
+    assert isinstance(vgpu_host(cfg, sim, test_driver), SimulatedVgpu)  # type: ignore[arg-type]
+    real = vgpu_host(cfg, sim, qemu)  # type: ignore[arg-type]
     assert isinstance(real, NoVgpu)
     assert "libvirt is real" in real.describe()
     with pytest.raises(Conflict) as caught:
         real.create(GPU, INSTANCE, H100.profile("3g.40gb"), MDEV)
     assert caught.value.code == "vgpu_unavailable"
-    assert isinstance(_vgpu_host(cfg, object(), qemu), SysfsVgpu)  # type: ignore[arg-type]
+    assert isinstance(vgpu_host(cfg, object(), qemu), SysfsVgpu)  # type: ignore[arg-type]
