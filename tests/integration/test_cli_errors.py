@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -223,7 +224,12 @@ def test_people_get_tables_and_summaries_machines_get_json(daemon: Daemon) -> No
     assert TIMES in gpus_json  # JSON, and still readable
     assert json.loads(gpus_json)["gpus"][0]["model"] == "H100-80GB"
 
-    stats = towerbox(env, "vm", "stats", "out1").stdout.splitlines()
+    # The figures come from the monitor's sweeps: the first one after the start.
+    for _ in range(60):
+        stats = towerbox(env, "vm", "stats", "out1").stdout.splitlines()
+        if stats != ["out1: no sample yet"]:
+            break
+        time.sleep(0.5)
     assert len(stats) <= 5 and stats[0] == "out1: running"
     assert stats[1].startswith("CPU ")
     full = json.loads(towerbox(env, "vm", "stats", "out1", "--json").stdout)

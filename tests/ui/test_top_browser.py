@@ -75,9 +75,11 @@ def test_top_lists_the_vms_and_sorts_by_gpu_activity(page: Page, stack: Stack) -
     # Sorted by GPU activity (a click on its header, busiest first after the second).
     header = table.get_by_role("columnheader", name=re.compile("GPU busy"))
     header.click()
-    if _names(page)[0] != "hot":
+    expect(header).to_have_class(re.compile(r"\bsorted\b"))
+    if "sort-desc" not in (header.get_attribute("class") or ""):
         header.click()
-    assert _names(page)[:2] == ["hot", "cold"]
+        expect(header).to_have_class(re.compile(r"\bsort-desc\b"))
+    expect(table.locator("tbody tr td:nth-child(1)")).to_have_text(["hot", "cold"])
     slices = page.get_by_test_id("top-slices")
     busy = slices.locator("tbody tr", has_text="hot")
     expect(busy).to_contain_text("60.0%")
