@@ -35,6 +35,7 @@ SAFETY_S = 30.0
 READ_TIMEOUT_S = 45.0
 BACKOFF_S = (0.5, 30.0)
 SWEEP_KIND = "vm.observed"  # a change a monitor sweep saw, not a journal entry
+SWEPT = "sweep"  # the monitor swept (its history grew), changed or not
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ def changes(event: SseEvent) -> list[Change]:
             Change(SWEEP_KIND, "vm", vm["id"], vm["name"], {"state": vm["state"]})
             for vm in event.json().get("vms", [])
         ]
+    if event.event == SWEPT:
+        return [Change(SWEPT, SWEPT, "", None, event.json())]
     return []
 
 
@@ -94,10 +97,12 @@ class _Part:
         refresh: Refresh,
         matches: Matches,
         on_change: OnChange | None,
+        sweeps: bool,
     ) -> None:
         self.refresh = refresh
-        self.matches = matches
         self.on_change = on_change
+        # A sweep names no object: only the parts that follow sweeps take it.
+        self.matches: Matches = lambda change: sweeps if change.kind == SWEPT else matches(change)
         self.last = time.monotonic()
         self._running = False
         self._again = False
@@ -158,12 +163,14 @@ class LiveFeed:
         matches: Matches = lambda _change: True,
         on_change: OnChange | None = None,
         busy: Callable[[], bool] = lambda: False,
+        sweeps: bool = False,
     ) -> None:
         """Refresh a part on each change ``matches`` accepts (``on_change`` instead,
-        where the part refreshes just that object); poll every ``poll_s`` while the
-        stream is down or while ``busy()`` (progress no journal entry tells, such as
-        a download's bytes), every ``SAFETY_S`` otherwise."""
-        part = _Part(refresh, matches, on_change)
+        where the part refreshes just that object), and after each monitor sweep if
+        ``sweeps`` (what charts the monitor's readings); poll every ``poll_s`` while
+        the stream is down or while ``busy()`` (progress no journal entry tells, such
+        as a download's bytes), every ``SAFETY_S`` otherwise."""
+        part = _Part(refresh, matches, on_change, sweeps)
         self._parts.append(part)
         if self._heard:
             # The stream was already up when the page opened, and a change came while
