@@ -40,9 +40,14 @@ class AlertsMenu:
             with ui.menu().classes("p-2") as self.menu:
                 self.items = tag(ui.column().classes("gap-2 w-[32rem]"), "alerts-list")
 
-    async def refresh(self) -> None:
+    async def refresh(self, fresh: bool = False) -> None:
+        """The frame polls this on every open page: one read serves them all, except
+        right after this page changed an alert (``fresh``)."""
         try:
-            answer = await self.user.get("/api/v1/alerts")
+            if fresh:
+                answer = await self.user.get("/api/v1/alerts")
+            else:
+                answer = await self.user.get_shared("/api/v1/alerts")
         except ApiError:
             return  # the frame's health badge and banner already say the node is away
         if answer == self._shown:
@@ -78,4 +83,4 @@ class AlertsMenu:
             notify_error(err, f"Acknowledging {alert['rule']} on {alert['object']}")
             return
         ui.notify(f"Acknowledged {alert['rule']} on {alert['object']}", type="positive")
-        await self.refresh()
+        await self.refresh(fresh=True)

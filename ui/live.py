@@ -1,10 +1,12 @@
 """Pages refreshed by the appliance's event stream instead of polling.
 
-Each page client opens one stream (GET /api/v1/events with its session's token)
-for as long as it is open. On an event, the parts of the page that show its object
-refresh; while the stream is down they poll at their old interval, and the stream
-is reopened with backoff. Live, a slow poll stays as a safety net. The appliance
-is local: this works with the WAN down.
+The UI process opens one stream (GET /api/v1/events) per session token, shared by
+all of that session's open pages and kept open while any of them is: a page that
+opens finds the stream already up and spends no connect time before its first
+change. On an event, the parts of each page that show its object refresh; while
+the stream is down they poll at their old interval, and the stream is reopened
+with backoff. Live, a slow poll stays as a safety net. The appliance is local:
+this works with the WAN down.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import random
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from nicegui import Client, background_tasks, ui
@@ -33,6 +35,7 @@ SAFETY_S = 30.0
 READ_TIMEOUT_S = 45.0
 BACKOFF_S = (0.5, 30.0)
 SWEEP_KIND = "vm.observed"  # a change a monitor sweep saw, not a journal entry
+SWEPT = "sweep"  # the monitor swept (its history grew), changed or not
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ def changes(event: SseEvent) -> list[Change]:
             Change(SWEEP_KIND, "vm", vm["id"], vm["name"], {"state": vm["state"]})
             for vm in event.json().get("vms", [])
         ]
+    if event.event == SWEPT:
+        return [Change(SWEPT, SWEPT, "", None, event.json())]
     return []
 
 
@@ -92,10 +97,12 @@ class _Part:
         refresh: Refresh,
         matches: Matches,
         on_change: OnChange | None,
+        sweeps: bool,
     ) -> None:
         self.refresh = refresh
-        self.matches = matches
         self.on_change = on_change
+        # A sweep names no object: only the parts that follow sweeps take it.
+        self.matches: Matches = lambda change: sweeps if change.kind == SWEPT else matches(change)
         self.last = time.monotonic()
         self._running = False
         self._again = False
@@ -123,24 +130,27 @@ class LiveFeed:
         self._parts: list[_Part] = []
         self._mode_listeners: list[Callable[[bool], None]] = []
         self._client: Client | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._stream: _SharedStream | None = None
         self.live = False
+        self._heard = False  # a change came before all of the page's parts were watched
         self._away = False  # the browser's connection to this page is gone
         self._missed = False  # changes came while it was away
 
     def start(self) -> None:
-        """Open the stream for the current page client, for as long as it lives."""
-        if self._task is not None:
+        """Follow the session's stream for the current page client, for as long as it
+        lives; the stream is opened here only if no other page of the session holds it."""
+        if self._stream is not None:
             return
         self._client = ui.context.client
-        self._task = background_tasks.create(self._follow(), name="event stream")
+        self._stream = _SharedStream.join(self._base_url, self._token, self)
         self._client.on_delete(self.stop)
         self._client.on_disconnect(self._went_away)
         self._client.on_connect(self._came_back)
 
     def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        if self._stream is not None:
+            self._stream.leave(self)
+            self._stream = None
 
     def on_mode(self, listener: Callable[[bool], None]) -> None:
         """``listener(live)`` when the stream comes up (True) or drops (False)."""
@@ -153,13 +163,19 @@ class LiveFeed:
         matches: Matches = lambda _change: True,
         on_change: OnChange | None = None,
         busy: Callable[[], bool] = lambda: False,
+        sweeps: bool = False,
     ) -> None:
         """Refresh a part on each change ``matches`` accepts (``on_change`` instead,
-        where the part refreshes just that object); poll every ``poll_s`` while the
-        stream is down or while ``busy()`` (progress no journal entry tells, such as
-        a download's bytes), every ``SAFETY_S`` otherwise."""
-        part = _Part(refresh, matches, on_change)
+        where the part refreshes just that object), and after each monitor sweep if
+        ``sweeps`` (what charts the monitor's readings); poll every ``poll_s`` while
+        the stream is down or while ``busy()`` (progress no journal entry tells, such
+        as a download's bytes), every ``SAFETY_S`` otherwise."""
+        part = _Part(refresh, matches, on_change, sweeps)
         self._parts.append(part)
+        if self._heard:
+            # The stream was already up when the page opened, and a change came while
+            # the page read its data: the part may show what was read before it.
+            self._spawn(part.run)
 
         async def tick() -> None:
             overdue = time.monotonic() - part.last >= max(SAFETY_S, poll_s)
@@ -168,50 +184,9 @@ class LiveFeed:
 
         ui.timer(poll_s, tick)
 
-    # -- the stream ----------------------------------------------------------------
-
-    async def _follow(self) -> None:
-        delay = BACKOFF_S[0]
-        last_id: str | None = None
-        while True:
-            try:
-                last_id = await self._read(last_id)
-                delay = BACKOFF_S[0]  # it was up: reopen at once
-            except (httpx.HTTPError, ValueError, KeyError) as err:
-                log.info("event stream down (%s); polling", err or type(err).__name__)
-            self._set_live(False)
-            # Jitter, so the pages of a restarted appliance do not all come back at once.
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311
-            delay = min(delay * 2, BACKOFF_S[1])
-
-    async def _read(self, last_id: str | None) -> str | None:
-        headers = {"Authorization": f"Bearer {self._token}"}
-        if last_id is not None:
-            headers["Last-Event-ID"] = last_id
-        async with (
-            async_http(self._base_url, timeout=READ_TIMEOUT_S) as http,
-            http.stream("GET", "/api/v1/events", headers=headers) as resp,
-        ):
-            if resp.status_code != 200:
-                raise ValueError(f"the appliance answered {resp.status_code}")
-            parser = SseParser(last_id)
-            async for line in resp.aiter_lines():
-                event = parser.feed(line)
-                if event is None:
-                    continue
-                if event.event == "hello":
-                    self._set_live(True)
-                    # What the parts show was read before this subscription (the page
-                    # loading, or the stream down): anything may have changed since.
-                    self._dispatch_all()
-                elif event.event == "resync":
-                    self._dispatch_all()
-                    return None  # the appliance ends the stream; reopen afresh
-                else:
-                    self._dispatch(changes(event))
-            return parser.last_id
-
     def _dispatch(self, found: list[Change]) -> None:
+        if found:
+            self._heard = True
         for part in self._parts:
             for change in found:
                 if part.matches(change):
@@ -222,6 +197,7 @@ class LiveFeed:
                         break
 
     def _dispatch_all(self) -> None:
+        self._heard = True
         for part in self._parts:
             self._spawn(part.run)
 
@@ -257,3 +233,86 @@ class LiveFeed:
         for listener in self._mode_listeners:
             with contextlib.suppress(Exception):  # a page being torn down
                 listener(live)
+
+
+class _SharedStream:
+    """One session's event stream in this process, fanned out to its open pages."""
+
+    _open: ClassVar[dict[tuple[str, str], _SharedStream]] = {}
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self._base_url = base_url
+        self._token = token
+        self._feeds: list[LiveFeed] = []
+        self.live = False
+        self._task = background_tasks.create(self._follow(), name="event stream")
+
+    @classmethod
+    def join(cls, base_url: str, token: str, feed: LiveFeed) -> _SharedStream:
+        key = (base_url, token)
+        stream = cls._open.get(key)
+        if stream is None:
+            stream = cls._open[key] = cls(base_url, token)
+        stream._feeds.append(feed)
+        if stream.live:
+            feed._set_live(True)
+        return stream
+
+    def leave(self, feed: LiveFeed) -> None:
+        if feed in self._feeds:
+            self._feeds.remove(feed)
+        if not self._feeds:
+            # The session's last page is gone: nobody is left to show a change.
+            self._task.cancel()
+            if self._open.get((self._base_url, self._token)) is self:
+                del self._open[(self._base_url, self._token)]
+
+    async def _follow(self) -> None:
+        delay = BACKOFF_S[0]
+        last_id: str | None = None
+        while True:
+            try:
+                last_id = await self._read(last_id)
+                delay = BACKOFF_S[0]  # it was up: reopen at once
+            except (httpx.HTTPError, ValueError, KeyError) as err:
+                log.info("event stream down (%s); polling", err or type(err).__name__)
+            self._set_live(False)
+            # Jitter, so the pages of a restarted appliance do not all come back at once.
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311
+            delay = min(delay * 2, BACKOFF_S[1])
+
+    async def _read(self, last_id: str | None) -> str | None:
+        headers = {"Authorization": f"Bearer {self._token}"}
+        if last_id is not None:
+            headers["Last-Event-ID"] = last_id
+        async with (
+            async_http(self._base_url, timeout=READ_TIMEOUT_S) as http,
+            http.stream("GET", "/api/v1/events", headers=headers) as resp,
+        ):
+            if resp.status_code != 200:
+                raise ValueError(f"the appliance answered {resp.status_code}")
+            parser = SseParser(last_id)
+            async for line in resp.aiter_lines():
+                event = parser.feed(line)
+                if event is None:
+                    continue
+                if event.event == "hello":
+                    self._set_live(True)
+                    # What the parts show was read before this subscription (the pages
+                    # loading, or the stream down): anything may have changed since.
+                    for feed in list(self._feeds):
+                        feed._dispatch_all()
+                elif event.event == "resync":
+                    for feed in list(self._feeds):
+                        feed._dispatch_all()
+                    return None  # the appliance ends the stream; reopen afresh
+                else:
+                    found = changes(event)
+                    for feed in list(self._feeds):
+                        feed._dispatch(found)
+            return parser.last_id
+
+    def _set_live(self, live: bool) -> None:
+        self.live = live
+        for feed in list(self._feeds):
+            feed._set_live(live)

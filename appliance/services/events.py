@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 
 JOURNAL = "journal"
 SNAPSHOT = "snapshot"
+# Once per monitor sweep, with its time and nothing else: pages that chart the
+# monitor's history refetch it then, changed or not. It names no object, so every
+# caller hears it whatever its tenant.
+SWEEP = "sweep"
 RESYNC = "resync"
 # Enough for a burst (a service of many VMs deployed at once) between two reads of
 # a client that keeps up; past it the client refetches, which is cheaper.
@@ -37,9 +42,10 @@ REPLAY_LIMIT = 500
 
 @dataclass(frozen=True)
 class Event:
-    type: str  # JOURNAL, SNAPSHOT or RESYNC
+    type: str  # JOURNAL, SNAPSHOT, SWEEP or RESYNC
     data: dict[str, Any]
     tenant: str | None = None  # the owner; None: node-wide
+    everyone: bool = False  # about no object: every subscriber hears it
     id: int | None = None  # the journal seq, which a client resumes from
 
 
@@ -52,7 +58,7 @@ class Subscription:
     dropped: bool = False
 
     def offer(self, event: Event) -> None:
-        if self.dropped or not self.can_see(event.tenant):
+        if self.dropped or not (event.everyone or self.can_see(event.tenant)):
             return
         if self.queue.qsize() < QUEUE_SIZE:
             self.queue.put_nowait(event)
@@ -160,16 +166,16 @@ class EventHub:
         )
 
     def vms_changed(self, changes: list[dict[str, Any]]) -> None:
-        """What a monitor sweep saw change, one event per owning tenant: each change
-        has the VM's id, name and new state."""
-        if not changes or not self._subs:
+        """After each monitor sweep: what it saw change, one event per owning tenant
+        (each change has the VM's id, name and new state), then one ``sweep`` event."""
+        if not self._subs:
             return
         by_tenant: dict[str | None, list[dict[str, Any]]] = {}
         for change in changes:
             by_tenant.setdefault(self._vm_tenant(change["id"]), []).append(change)
-        self.publish(
-            Event(SNAPSHOT, {"vms": vms}, tenant=tenant) for tenant, vms in by_tenant.items()
-        )
+        events = [Event(SNAPSHOT, {"vms": vms}, tenant=t) for t, vms in by_tenant.items()]
+        events.append(Event(SWEEP, {"at": time.time()}, everyone=True))
+        self.publish(events)
 
     def owner(self, entry: dict[str, Any]) -> str | None:
         """The tenant a journal entry is about (None: node-wide)."""

@@ -1,5 +1,6 @@
 """A monitor sweep tells the event stream what it saw change (a VM stopped outside
-Towerbox), once, to the VM's tenant and the node's viewers only."""
+Towerbox), once, to the VM's tenant and the node's viewers only; and every sweep
+tells everyone that it swept."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from appliance.context import Appliance
-from appliance.services.events import SNAPSHOT, Event
+from appliance.services.events import SNAPSHOT, SWEEP, Event
 from appliance.store.models import Vm
 from tests.support.tenancy import root_principal, tenant_node
 from towerbox_core.api.vms import VmCreateRequest
@@ -64,9 +65,15 @@ def test_a_sweep_tells_the_states_it_saw_change_to_those_who_may_see_them(
         }
         assert seen == {"a-vm", "b-vm"}
 
-        # Nothing changed since: a sweep tells nothing.
+        # Nothing changed since: a sweep tells no state, only that it swept, and that
+        # once to everyone, a tenant whose objects did not change included.
+        _drain(acme.queue)
         await asyncio.to_thread(appliance.monitor_job)
         await asyncio.sleep(0.05)
-        assert not [e for e in _drain(admin.queue) if e.type == SNAPSHOT]
+        quiet = _drain(admin.queue)
+        assert not [e for e in quiet if e.type == SNAPSHOT]
+        assert [e.type for e in quiet] == [SWEEP]
+        assert isinstance(quiet[0].data["at"], float)
+        assert [e.type for e in _drain(acme.queue)] == [SWEEP]
 
     asyncio.run(scenario())

@@ -22,6 +22,7 @@ class StreamCutter:
         self._streams: set[socket.socket] = set()
         self._lock = threading.Lock()
         self.cut = False
+        self.streams_opened = 0  # event streams asked for since the relay started
         self._threads: list[threading.Thread] = []
 
     def cut_streams(self) -> None:
@@ -54,6 +55,7 @@ class StreamCutter:
         first = client.recv(65536)
         with self._lock:
             if first.startswith(EVENTS):
+                self.streams_opened += 1
                 if self.cut:
                     client.close()
                     return

@@ -584,3 +584,23 @@ def test_attention_lines_vran_first_then_gpus_and_n6() -> None:
         "N6 not applied: the last apply failed at -: [ovs_interface_error] no dev",
     ]
     assert attention.badge(vms[0]) == "waiting for a GPU slice" and attention.badge(vms[1]) == ""
+
+
+def test_a_sweep_reaches_only_the_parts_that_follow_sweeps() -> None:
+    from towerbox_core.sse import SseEvent
+    from ui.live import Change, _Part, changes, journalled
+
+    async def nothing() -> None:
+        return None
+
+    swept = changes(SseEvent("sweep", '{"at": 1700000000.5}'))
+    assert swept == [Change("sweep", "sweep", "", None, {"at": 1700000000.5})]
+    charts = _Part(nothing, lambda _change: False, None, sweeps=True)
+    log = _Part(nothing, journalled, None, sweeps=False)
+    everything = _Part(nothing, lambda _change: True, None, sweeps=False)
+    assert charts.matches(swept[0])
+    assert not log.matches(swept[0])
+    assert not everything.matches(swept[0])
+    stop = Change("vm.stop", "vm", "1", "a", {"state": "shutoff"})
+    assert not charts.matches(stop)
+    assert log.matches(stop)

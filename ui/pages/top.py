@@ -165,6 +165,7 @@ def register(deps: Deps) -> None:
                 error_label(err, "Loading the node's use failed")
                 return None
             view = TopView(user, top)
-            ui.timer(deps.settings.live_poll_s, view.refresh)
+            # Figures from the monitor's last sweep: refetched after each one.
+            frame.live.watch(view.refresh, deps.settings.live_poll_s, sweeps=True)
             frame.start()
         return None

@@ -178,6 +178,12 @@ def register(deps: Deps) -> None:
                 deps.settings.live_poll_s,
                 lambda change: change.object_type == "vm" and change.name == name,
             )
-            ui.timer(max(2.0, deps.settings.live_poll_s * 2), detail.refresh_history)
+            # The history grows once per monitor sweep: refetched when the stream says so.
+            frame.live.watch(
+                detail.refresh_history,
+                max(2.0, deps.settings.live_poll_s * 2),
+                lambda _change: False,
+                sweeps=True,
+            )
             frame.start()
         return None
