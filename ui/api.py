@@ -64,6 +64,10 @@ class ApplianceApi(AsyncApiClient):
         result: dict[str, Any] = await self.shared_get("/healthz", None)
         return result
 
+    async def aclose(self) -> None:
+        await self._shared.close()
+        await super().aclose()
+
     async def shared_get(self, path: str, token: str | None) -> Any:
         """A GET that open pages poll alike (the frame's): one read serves them all
         for a moment (ui.shared_reads)."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from nicegui import app, ui
 
+from ui import live
 from ui.api import ApplianceApi
 from ui.deps import Deps
 from ui.pages import (
@@ -62,6 +63,7 @@ def build(settings: UiSettings, api: ApplianceApi | None = None) -> Deps:
     )
     for page in pages:
         page.register(deps)
+    app.on_shutdown(live.close_streams)
     app.on_shutdown(deps.api.aclose)
     return deps
 

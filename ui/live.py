@@ -316,3 +316,13 @@ class _SharedStream:
         self.live = live
         for feed in list(self._feeds):
             feed._set_live(live)
+
+
+async def close_streams() -> None:
+    """At the UI's shutdown: end every session's stream and wait for each to close its
+    connection, rather than leave the sockets to the garbage collector."""
+    streams = list(_SharedStream._open.values())
+    _SharedStream._open.clear()
+    for stream in streams:
+        stream._task.cancel()
+    await asyncio.gather(*(stream._task for stream in streams), return_exceptions=True)

@@ -53,3 +53,11 @@ class SharedReads:
         self._pending.pop(key, None)
         if not done.cancelled() and done.exception() is None:
             self._kept[key] = (asked, done.result())
+
+    async def close(self) -> None:
+        """At shutdown: end the reads under way (shielded from the pages that asked)
+        and wait for them, so none is left holding a connection."""
+        pending = list(self._pending.values())
+        for read in pending:
+            read.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
