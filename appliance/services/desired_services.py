@@ -98,6 +98,10 @@ class ServicesAdapter:
         self._rollouts = rollouts
         self._lock = threading.Lock()
         self._chains: set[str] = set()  # services with update or scale steps still to run
+        # Chains whose end is not journalled yet: a chain leaves ``_chains`` before its
+        # last desired.status (which must not call it updating), and counts as changing
+        # until that entry is written.
+        self._unsettled: set[str] = set()
         self._meta_lock = threading.Lock()  # the kind's record: applies and steps both write
         manager.runner.listeners.append(self._settled)
 
@@ -227,6 +231,7 @@ class ServicesAdapter:
         """The steps one after another, each once the service's last operation ended."""
         with self._lock:
             self._chains.add(name)
+            self._unsettled.add(name)
 
         def run() -> None:
             try:
@@ -244,7 +249,11 @@ class ServicesAdapter:
             finally:
                 with self._lock:
                     self._chains.discard(name)
-                self._settled(name)
+                try:
+                    self._settled(name)
+                finally:
+                    with self._lock:
+                        self._unsettled.discard(name)
 
         context = contextvars.copy_context()
         threading.Thread(
@@ -252,8 +261,9 @@ class ServicesAdapter:
         ).start()
 
     def changing(self) -> bool:
-        """Whether update or scale steps of a document are still to run."""
-        return bool(self._chains)
+        """Whether update or scale steps of a document are still to run, or the end of
+        the last ones is not journalled yet."""
+        return bool(self._chains or self._unsettled)
 
     # -- status --------------------------------------------------------------------------
 
