@@ -13,7 +13,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from tests.support.stream_cutter import stream_cutter
 from tests.ui.conftest import chromium_or_skip
-from tests.ui.stack import CHROMIUM_FLAGS, appliance, ui_process
+from tests.ui.stack import CHROMIUM_FLAGS, appliance, log_in, ui_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -31,11 +31,7 @@ def test_an_open_vms_page_follows_the_stream_and_polls_while_it_is_cut(tmp_path:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
         with ui_process(cutter.url, tmp_path, poll_s=60) as url:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{url}/login")
-            page.get_by_label("Username").fill("admin")
-            page.get_by_label("Password", exact=True).fill(node.password)
-            page.get_by_role("button", name="Log in").click()
-            page.wait_for_url(f"{url}/")
+            log_in(page, url, node.password)
             page.goto(f"{url}/vms")
             state = page.get_by_test_id("vm-state-live-vm")
             expect(state).to_have_text("running")
@@ -56,11 +52,7 @@ def test_an_open_vms_page_follows_the_stream_and_polls_while_it_is_cut(tmp_path:
                 executable_path=chromium, headless=True, args=CHROMIUM_FLAGS
             )
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{url}/login")
-            page.get_by_label("Username").fill("admin")
-            page.get_by_label("Password", exact=True).fill(node.password)
-            page.get_by_role("button", name="Log in").click()
-            page.wait_for_url(f"{url}/")
+            log_in(page, url, node.password)
             page.goto(f"{url}/vms")
             state = page.get_by_test_id("vm-state-live-vm")
             mode = page.get_by_test_id("live-mode")
