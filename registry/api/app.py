@@ -12,6 +12,7 @@ from litestar.middleware import DefineMiddleware
 from registry.api.auth import PUBLIC_PATHS, make_auth_middleware
 from registry.api.blobs import BlobController
 from registry.api.deps import RegistryDep
+from registry.api.fleet_overview import fleet_overview
 from registry.api.metrics import metrics
 from registry.api.operator_routes import OperatorController
 from registry.api.sites import SiteController
@@ -45,6 +46,7 @@ def create_app(registry: Registry) -> Litestar:
             SiteController,
             SyncController,
             UsageController,
+            fleet_overview,
         ],
         dependencies={"registry": Provide(lambda: registry, sync_to_thread=False)},
         middleware=[

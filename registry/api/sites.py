@@ -73,8 +73,14 @@ class SiteController(Controller):
         region: FromQuery[str | None] = None,
         limit: Limit = 1000,
         offset: Offset = 0,
+        q: Annotated[
+            str | None, QueryParameter(description="part of the name or hostname", max_length=63)
+        ] = None,
+        sort: Annotated[
+            str | None, QueryParameter(description="name|region|hostname|last_contact, -desc")
+        ] = None,
     ) -> SiteList:
-        return registry.sites.search(status, label or [], region, limit, offset)
+        return registry.sites.search(status, label or [], region, limit, offset, q, sort)
 
     @get("/sites/{name:str}", sync_to_thread=True)
     def get_site(self, name: FromPath[str], registry: RegistryDep) -> SiteDetail:

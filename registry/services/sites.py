@@ -18,6 +18,7 @@ import msgspec
 import peewee
 
 from registry.config import SitesConfig
+from registry.services.site_search import name_or_hostname_contains, sort_order
 from registry.store import sql
 from registry.store.models import (
     ConflictRow,
@@ -176,9 +177,13 @@ class SiteService:
         region: str | None,
         limit: int,
         offset: int,
+        q: str | None = None,
+        sort: str | None = None,
     ) -> SiteList:
         now = now_ms()
         query = Site.select()
+        if q:
+            query = query.where(name_or_hostname_contains(q))
         if status:
             query = query.where(self.status.where(status, now))
         if region:
@@ -190,7 +195,7 @@ class SiteService:
             )
             query = query.where(Site.id.in_(matching))
         total = query.count()
-        sites = query.order_by(Site.name).limit(limit).offset(offset)
+        sites = query.order_by(*sort_order(sort)).limit(limit).offset(offset)
         return SiteList(total=total, sites=[self.describe(s, now) for s in sites])
 
     def describe(self, site: Site, now: int | None = None) -> SiteInfo:
