@@ -1,58 +1,7 @@
-"""Numbers and times as the pages print them."""
+"""Numbers and times as the pages print them: the core's, shared with the registry UI."""
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
+from towerbox_core.fmt import clock, kib, mib, pct, size_bytes, when
 
-
-def mib(value: Any) -> str:
-    if not isinstance(value, (int, float)):
-        return "-"
-    if value >= 1024 and value % 1024 == 0:
-        return f"{int(value) // 1024} GiB"
-    if value >= 1024:
-        return f"{value / 1024:.1f} GiB"
-    return f"{int(value)} MiB"
-
-
-def kib(value: Any) -> str:
-    return mib(value / 1024) if isinstance(value, (int, float)) else "-"
-
-
-def size_bytes(value: Any) -> str:
-    if not isinstance(value, (int, float)):
-        return "-"
-    amount = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if amount < 1024:
-            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1024
-    return f"{amount:.1f} TiB"
-
-
-def pct(value: Any) -> str:
-    return f"{value:.1f}%" if isinstance(value, (int, float)) else "-"
-
-
-def when(value: Any) -> str:
-    """An ISO time or epoch seconds, in UTC, to the second."""
-    if value is None or value == "":
-        return "-"
-    try:
-        if isinstance(value, (int, float)):
-            moment = dt.datetime.fromtimestamp(value, dt.UTC)
-        else:
-            moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except (ValueError, OverflowError, OSError):
-        return str(value)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def clock(value: Any) -> str:
-    """Epoch seconds as a time of day (chart axes)."""
-    if not isinstance(value, (int, float)):
-        return ""
-    return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%H:%M:%S")
+__all__ = ["clock", "kib", "mib", "pct", "size_bytes", "when"]
