@@ -160,11 +160,17 @@ class AsyncApiClient:
         path: str,
         token: str | None = None,
         json: Any = None,
-        params: dict[str, Any] | None = None,
+        params: dict[str, Any] | list[tuple[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
+        """``headers`` adds to the token's (If-Match on a versioned write)."""
         try:
             resp = await self._http().request(
-                method, path, json=json, params=params, headers=_headers(token)
+                method,
+                path,
+                json=json,
+                params=params,
+                headers={**_headers(token), **(headers or {})},
             )
         except httpx.TimeoutException as err:
             raise ApiError(

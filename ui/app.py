@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import secrets
-from pathlib import Path
 from typing import Any
 
 from nicegui import app, ui
 
+from towerbox_core import webui
 from ui import live
 from ui.api import ApplianceApi
 from ui.deps import Deps
@@ -29,9 +29,6 @@ from ui.pages import (
 from ui.settings import UiSettings
 
 log = logging.getLogger(__name__)
-
-# Browser sessions outlive no working day; the appliance token inside expires sooner anyway.
-SESSION_MAX_AGE_S = 12 * 3600
 
 
 def build(settings: UiSettings, api: ApplianceApi | None = None) -> Deps:
@@ -69,34 +66,14 @@ def build(settings: UiSettings, api: ApplianceApi | None = None) -> Deps:
 
 
 def run_options(settings: UiSettings, storage_secret: str) -> dict[str, Any]:
-    """ui.run's arguments: the session cookie is HttpOnly (Starlette) and SameSite=Strict."""
-    return {
-        "title": "Towerbox",
-        "storage_secret": storage_secret,
-        "session_middleware_kwargs": {
-            "same_site": "strict",
-            "https_only": settings.secure_cookie,
-            "max_age": SESSION_MAX_AGE_S,
-        },
-        "show_welcome_message": False,
-        "reload": False,
-        "show": False,
-        "favicon": "🗼",
-    }
-
-
-def prepare_storage(directory: Path) -> None:
-    """A private folder for the session map, emptied at start: the new secret orphans it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o700)
-    for stale in directory.glob("storage-*.json"):
-        stale.unlink(missing_ok=True)
+    """ui.run's arguments (the core's, shared with the registry UI)."""
+    return webui.run_options("Towerbox", storage_secret, settings.secure_cookie)
 
 
 def serve(settings: UiSettings) -> None:
     from nicegui.storage import Storage
 
-    prepare_storage(settings.storage_dir)
+    webui.prepare_storage(settings.storage_dir)
     Storage.path = settings.storage_dir.resolve()
     app.storage = Storage()
     build(settings)

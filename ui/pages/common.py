@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
+from towerbox_core.webui import safe_next
 from ui import session
 from ui.api import ApiError
 from ui.deps import Deps
@@ -33,13 +33,6 @@ def error_label(err: ApiError, doing: str) -> ui.label:
     label = ui.label(f"{doing}: {err.text}").classes("text-negative")
     label.props('role="alert"')
     return label
-
-
-def safe_next(target: Any) -> str:
-    """Only local paths after login: never an open redirect to another site."""
-    if isinstance(target, str) and target.startswith("/") and not target.startswith("//"):
-        return target
-    return "/"
 
 
 __all__ = ["error_label", "login_redirect", "open_page", "safe_next", "tag"]

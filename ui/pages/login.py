@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nicegui import ui
 
+from towerbox_core.webui import login_failure
 from ui import session
 from ui.api import UNREACHABLE, ApiError
 from ui.deps import Deps
@@ -58,8 +59,4 @@ def register(deps: Deps) -> None:
 
 
 def _login_message(err: ApiError) -> str:
-    if err.code == UNREACHABLE or err.status == 0:
-        return f"The appliance does not answer, so nobody can log in right now: {err.text}"
-    if err.status == 401:
-        return f"Wrong username or password. [{err.code}]"
-    return f"Login failed: {err.text}"
+    return login_failure(err, UNREACHABLE, "the appliance")

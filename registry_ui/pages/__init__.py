@@ -1,0 +1,1 @@
+"""The registry UI's pages; each module registers its routes with ``register(deps)``."""
