@@ -93,7 +93,7 @@ class SiteDetail:
             ("Journal", f"held to {site['acked_seq']} of {beat.get('appliance_head', '?')}"),
             ("Enrolled", fmt_fleet.when(site["enrolled_at"])),
         ]
-        with tag(ui.grid(columns=2).classes("gap-x-6 gap-y-0"), "site-facts"):
+        with tag(ui.grid(columns="auto 1fr").classes("gap-x-6 gap-y-0"), "site-facts"):
             for key, value in facts:
                 ui.label(key).classes("text-grey-7")
                 ui.label(value)

@@ -100,8 +100,15 @@ def appliance(
 @contextmanager
 def ui_process(appliance_url: str, tmp: Path, poll_s: float = 1.0) -> Iterator[str]:
     """`towerbox ui` as its unit runs it; yields its base URL once it answers."""
+    args = ["--appliance-url", appliance_url, "--storage-dir", str(tmp / "ui-sessions")]
+    with web_process(["ui", *args, "--poll", str(poll_s)], tmp / "ui.log") as url:
+        yield url
+
+
+@contextmanager
+def web_process(command: list[str], log: Path) -> Iterator[str]:
+    """`towerbox <command> --port <free port>` (a web UI); its base URL once /login answers."""
     port = free_port()
-    log = tmp / "ui.log"
     env = {
         k: v
         for k, v in os.environ.items()
@@ -109,18 +116,7 @@ def ui_process(appliance_url: str, tmp: Path, poll_s: float = 1.0) -> Iterator[s
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [
-                TOWERBOX,
-                "ui",
-                "--appliance-url",
-                appliance_url,
-                "--port",
-                str(port),
-                "--storage-dir",
-                str(tmp / "ui-sessions"),
-                "--poll",
-                str(poll_s),
-            ],
+            [TOWERBOX, *command, "--port", str(port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -130,14 +126,16 @@ def ui_process(appliance_url: str, tmp: Path, poll_s: float = 1.0) -> Iterator[s
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                raise AssertionError(f"towerbox ui exited {proc.returncode}:\n{log.read_text()}")
+                raise AssertionError(
+                    f"towerbox {command[0]} exited {proc.returncode}:\n{log.read_text()}"
+                )
             try:
                 if httpx.get(f"{url}/login", timeout=5).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"towerbox ui did not answer:\n{log.read_text()}")
+                raise AssertionError(f"towerbox {command[0]} did not answer:\n{log.read_text()}")
             time.sleep(0.2)
         yield url
     finally:
