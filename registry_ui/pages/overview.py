@@ -25,6 +25,11 @@ STATUS_TEXT = {
 }
 
 
+# Problems, regions and labels shown at most: the worst first, the rest one click away
+# in the site list (and every element more is time before the page is usable).
+TOP = 20
+
+
 def sites_link(**filters: str) -> str:
     return "/sites?" + urlencode(filters)
 
@@ -53,7 +58,7 @@ class Overview:
 
     async def refresh(self) -> None:
         try:
-            data = await self.user.get("/api/v1/fleet/overview", params={"limit": 50})
+            data = await self.user.get("/api/v1/fleet/overview", params={"limit": TOP})
         except ApiError as err:
             if not self.frame.report(err):
                 self.problems.clear()

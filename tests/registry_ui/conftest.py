@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.integration.sync.lab import Lab, open_lab
 from tests.ui.conftest import chromium_or_skip
-from tests.ui.stack import CHROMIUM_FLAGS, web_process
+from tests.ui.stack import chromium, local_page, web_process
 
 VIEWER = ("watcher", "a viewer's long passphrase")
 # More sites than one page of the list (50), none of them enrolled.
@@ -111,29 +111,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 @pytest.fixture(scope="module")
 def browser(fleet: Fleet) -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(
-            executable_path=chromium_or_skip(), headless=True, args=CHROMIUM_FLAGS
-        )
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture
 def page(browser: Browser, fleet: Fleet) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    outside: list[str] = []
-    context.on(
-        "request",
-        lambda r: (
-            None if r.url.startswith((fleet.ui_url, "data:", "blob:")) else outside.append(r.url)
-        ),
-    )
-    tab = context.new_page()
-    tab.set_default_timeout(20_000)
-    yield tab
-    context.close()
-    assert outside == [], f"the registry UI loaded something from elsewhere: {outside}"
+    with local_page(browser, fleet.ui_url, timeout_ms=20_000) as tab:
+        yield tab
 
 
 def log_in(page: Page, fleet: Fleet, username: str = "admin", password: str = "") -> None:

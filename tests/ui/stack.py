@@ -19,7 +19,7 @@ from tests.support.appliance import admin_password, make_config
 from tests.support.daemon import TOWERBOX, Daemon, free_port, running_daemon
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Browser, Page
 
 CHROMIUM = "/usr/bin/chromium"
 # Quiet on a closed network (HOST-NOTES.md); headless is set by Playwright.
@@ -155,3 +155,33 @@ def log_in(page: Page, url: str, password: str) -> None:
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{url}/")
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """Headless Debian Chromium through Playwright (nothing downloaded)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@contextmanager
+def local_page(browser: Browser, base_url: str, timeout_ms: int = 15_000) -> Iterator[Page]:
+    """A fresh tab whose every request must go to ``base_url``: the UIs load nothing
+    from outside (no CDN, no fonts)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    outside: list[str] = []
+    context.on(
+        "request",
+        lambda r: None if r.url.startswith((base_url, "data:", "blob:")) else outside.append(r.url),
+    )
+    tab = context.new_page()
+    tab.set_default_timeout(timeout_ms)
+    yield tab
+    context.close()
+    assert outside == [], f"the UI loaded something from elsewhere: {outside}"

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.ui.conftest import chromium_or_skip
-from tests.ui.stack import CHROMIUM_FLAGS, Appliance, appliance, ui_process
+from tests.ui.stack import Appliance, appliance, chromium, local_page, ui_process
 from tests.ui.tenancy import ADMIN, PASSWORD, TENANT, set_up_tenant
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -43,29 +43,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def browser(stack: Stack) -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(
-            executable_path=chromium_or_skip(), headless=True, args=CHROMIUM_FLAGS
-        )
+    chromium_or_skip()
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture
 def page(browser: Browser, stack: Stack) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    outside: list[str] = []
-    context.on(
-        "request",
-        lambda r: (
-            None if r.url.startswith((stack.ui_url, "data:", "blob:")) else outside.append(r.url)
-        ),
-    )
-    tab = context.new_page()
-    tab.set_default_timeout(15_000)
-    yield tab
-    context.close()
-    assert outside == [], f"the UI loaded something from outside the node: {outside}"
+    with local_page(browser, stack.ui_url) as tab:
+        yield tab
 
 
 def log_in(page: Page, stack: Stack, username: str = "admin", password: str = "") -> None:
