@@ -158,6 +158,21 @@ def test_document_validation_error_then_diff_and_publish(page: Page, fleet: Flee
     page.get_by_test_id("doc-confirm").click()
     expect(page.get_by_test_id("doc-version")).to_contain_text("version 3 by admin")
 
+    # The node applies it; the site's page says so for the version it holds.
+    page.goto(f"{fleet.ui_url}/sites/{fleet.lab.site}")
+    status = page.get_by_test_id("desired-status-tenants")
+    for _ in range(60):
+        if status.inner_text() == "applied":
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+    expect(status).to_have_text("applied")
+    expect(page.get_by_test_id("desired-tenants")).to_contain_text("v3 from site")
+
+    # A group's document can also go out as a rollout (admins only).
+    _editor(page, fleet, "group:tier=edge", "vnets")
+    expect(page.get_by_test_id("doc-rollout")).to_be_visible()
+
 
 def test_enrollment_creates_a_site_and_shows_its_token_once(page: Page, fleet: Fleet) -> None:
     log_in(page, fleet)
@@ -205,6 +220,8 @@ def test_viewer_sees_no_edit_controls_and_the_registry_refuses_it(page: Page, fl
     expect(page.get_by_test_id("doc-editor")).to_have_attribute("readonly", re.compile(".*"))
     expect(page.get_by_test_id("doc-publish")).to_have_count(0)
     expect(page.get_by_test_id("doc-reload")).to_have_count(0)
+    _editor(page, fleet, "group:tier=edge", "vnets")
+    expect(page.get_by_test_id("doc-rollout")).to_have_count(0)
     page.goto(f"{fleet.ui_url}/enroll")
     expect(page.get_by_test_id("waiting-bulk-000")).to_be_visible()
     expect(page.get_by_test_id("enroll-create")).to_have_count(0)
