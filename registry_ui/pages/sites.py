@@ -103,6 +103,10 @@ class SiteList:
         self.query = self.query.with_(page=self.query.page + step)
         await self.load()
 
+    async def refresh(self) -> None:
+        """The same page again (statuses move on their own); the URL stays as it is."""
+        await self.load(first=True)
+
     async def load(self, first: bool = False) -> None:
         ticket = self._latest = next(self._asked)
         if not first:
@@ -120,8 +124,10 @@ class SiteList:
             return
         self.frame.show_up()
         self.error.clear()
-        self.table.rows = rows_from(answer["sites"])
-        self.table.update()
+        rows = rows_from(answer["sites"])
+        if rows != self.table.rows:
+            self.table.rows = rows
+            self.table.update()
         total = int(answer["total"])
         count = pages(total)
         self.where.text = f"page {self.query.page} of {count} · {total} sites"
@@ -141,4 +147,5 @@ def register(deps: Deps) -> None:
             page = SiteList(user, frame, query)
         await page.load(first=True)
         frame.start()
+        ui.timer(deps.settings.poll_s, page.refresh)
         return None
