@@ -83,6 +83,16 @@ def test_overview_counts_and_worst_problems_first(api: Api) -> None:
     top = client.get("/api/v1/fleet/overview?limit=2", headers=admin).json()
     assert [p["site"] for p in top["problems"]] == ["ran-1", "con-1"]
     assert top["problem_counts"]["journal_lag"] == 1
+    for query in ("limit=0", "limit=501", "lag_behind=0"):
+        bad = client.get(f"/api/v1/fleet/overview?{query}", headers=admin)
+        assert (bad.status_code, bad.json()["code"]) == (400, "invalid_request"), query
+    # The lag a site must have to be listed is the caller's to choose.
+    assert (
+        client.get("/api/v1/fleet/overview?lag_behind=501", headers=admin).json()["problem_counts"][
+            "journal_lag"
+        ]
+        == 0
+    )
     viewer = api.viewer("watcher")
     assert client.get("/api/v1/fleet/overview", headers=viewer).status_code == 200
     assert client.get("/api/v1/fleet/overview").status_code == 401
