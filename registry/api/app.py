@@ -14,6 +14,7 @@ from registry.api.blobs import BlobController
 from registry.api.deps import RegistryDep
 from registry.api.metrics import metrics
 from registry.api.operator_routes import OperatorController
+from registry.api.provisioning import ProvisioningController
 from registry.api.sites import SiteController
 from registry.api.sync import RAW_BODIES, SyncController
 from registry.api.usage import UsageController
@@ -45,6 +46,7 @@ def create_app(registry: Registry) -> Litestar:
             SiteController,
             SyncController,
             UsageController,
+            ProvisioningController,
         ],
         dependencies={"registry": Provide(lambda: registry, sync_to_thread=False)},
         middleware=[

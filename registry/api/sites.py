@@ -116,7 +116,12 @@ class SiteController(Controller):
         registry: RegistryDep,
         after: Offset = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=5000)] = 500,
+        epoch: Annotated[
+            int | None, QueryParameter(ge=1, description="an ended epoch (default: current)")
+        ] = None,
     ) -> SiteJournal:
+        if epoch is not None:
+            return registry.provisioning.journal(name, epoch, after, limit)
         return registry.fleet.journal(name, after, limit)
 
     @get("/sites/{name:str}/journal/summary", sync_to_thread=True)

@@ -1,0 +1,413 @@
+"""Zero-touch enrollment: provisioning credentials, hardware identities, re-binding.
+
+A provisioning credential (``tbp_...``, SHA-256 at rest like every registry secret)
+is the only thing a freshly installed node carries. With it the node proves a
+hardware identity: one the operator listed for a site (``PUT /sites/{name}/identity``)
+binds that site; one on the credential's allow-list makes the registry create the
+site with the credential's labels. An identity belongs to one site and is bound to one
+node: a second claim is refused, never a silent takeover. A site re-bound to a new
+node (an operator action, or a listed replacement proving its identity) starts a new
+journal epoch (registry.store.epochs).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+
+import msgspec
+
+from registry.services.fleet import FleetService, wire_entries
+from registry.services.sites import SiteService
+from registry.store.epochs import (
+    EpochStarted,
+    start_new_epoch,
+    write_transaction,
+)
+from registry.store.models import (
+    JournalArchiveRow,
+    ProvisioningCredential,
+    Site,
+    SiteEpoch,
+    SiteIdentity,
+    ms_to_iso,
+    now_ms,
+)
+from towerbox_core.api.fleet import SiteJournal
+from towerbox_core.api.provisioning import (
+    HARDWARE_ID_MAX,
+    AllowedIdentity,
+    ProvisioningCredentialCreate,
+    ProvisioningCredentialCreated,
+    ProvisioningCredentialInfo,
+    ProvisioningCredentialList,
+    ProvisionReply,
+    RebindReply,
+    SiteIdentityInfo,
+)
+from towerbox_core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from towerbox_core.names import NAME_MAX, check_labels, check_name
+from towerbox_core.rate_limit import TokenBuckets
+from towerbox_core.secret_files import hash_token
+
+log = logging.getLogger(__name__)
+
+CREDENTIAL_PREFIX = "tbp_"
+MAX_ALLOW = 10_000
+MAX_LIFETIME_S = 5 * 366 * 86400
+_HARDWARE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+_NOT_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def check_hardware_id(value: str, field: str = "hardware_id") -> str:
+    """A machine-id or DMI serial: 1 to 128 letters, digits, '_', '.', ':' or '-'."""
+    if not 0 < len(value) <= HARDWARE_ID_MAX or _HARDWARE_ID_RE.fullmatch(value) is None:
+        raise InvalidInput(
+            f"hardware id {value[:40]!r} is not valid: use 1 to {HARDWARE_ID_MAX} letters, "
+            "digits, '_', '.', ':' or '-', starting with a letter or digit (a machine-id "
+            "or a DMI serial)",
+            code="invalid_hardware_id",
+            field=field,
+        )
+    return value
+
+
+def site_name_for(hardware_id: str) -> str:
+    """The name of a site created for an identity that the allow-list does not name."""
+    return ("node-" + _NOT_NAME.sub("-", hardware_id))[:NAME_MAX]
+
+
+class ProvisioningService:
+    def __init__(self, sites: SiteService, fleet: FleetService) -> None:
+        self._sites = sites
+        self._fleet = fleet
+        # Attempts per address: a burst of 20, then one every 5 s. A node provisions
+        # once; a rack of them behind one address retries with backoff.
+        self.attempts = TokenBuckets(rate_per_s=0.2, burst=20)
+
+    # -- credentials (operators) -------------------------------------------------
+
+    def create_credential(
+        self, data: ProvisioningCredentialCreate, created_by: str
+    ) -> ProvisioningCredentialCreated:
+        check_name("credential", data.name)
+        if data.region:
+            check_name("region", data.region, field="region")
+        check_labels(data.labels)
+        allow = _allow_list(data.allow)
+        expires = None
+        if data.expires_in_s is not None:
+            if not 0 < data.expires_in_s <= MAX_LIFETIME_S:
+                raise InvalidInput(
+                    "expires_in_s must be between 1 s and 5 years (leave it out for a "
+                    "credential that does not expire)",
+                    code="invalid_ttl",
+                    field="expires_in_s",
+                )
+            expires = now_ms() + data.expires_in_s * 1000
+        token = CREDENTIAL_PREFIX + secrets.token_urlsafe(32)
+        row = ProvisioningCredential.create(
+            name=data.name,
+            token_hash=hash_token(token),
+            labels=_json(data.labels),
+            region=data.region,
+            allow=_json(allow),
+            created_by=created_by,
+            expires_at=expires,
+        )
+        log.info(
+            "provisioning credential %s (%d) created by %s for %d identities",
+            data.name,
+            row.id,
+            created_by,
+            len(allow),
+        )
+        info = _info(row)
+        return ProvisioningCredentialCreated(**msgspec.structs.asdict(info), token=token)
+
+    @staticmethod
+    def list_credentials() -> ProvisioningCredentialList:
+        rows = ProvisioningCredential.select().order_by(ProvisioningCredential.id)
+        return ProvisioningCredentialList(credentials=[_info(r) for r in rows])
+
+    @staticmethod
+    def revoke(credential_id: int) -> None:
+        row = ProvisioningCredential.get_or_none(ProvisioningCredential.id == credential_id)
+        if row is None:
+            raise NotFound(
+                f"no provisioning credential {credential_id}", code="credential_not_found"
+            )
+        if row.revoked_at is None:
+            row.revoked_at = now_ms()
+            row.save()
+            log.info("provisioning credential %s (%d) revoked", row.name, row.id)
+
+    # -- identities and re-binding (operators) -------------------------------------
+
+    def set_identity(self, site_name: str, hardware_id: str, replacement: bool) -> SiteIdentityInfo:
+        check_hardware_id(hardware_id)
+        site = self._sites.get(site_name)
+        with write_transaction():
+            held = SiteIdentity.get_or_none(SiteIdentity.hardware_id == hardware_id)
+            if held is not None and (held.site_id != site.id or held.state == "bound"):
+                raise _claimed(hardware_id, held)
+            has_node = Site.get_by_id(site.id).secret_hash is not None
+            if has_node and not replacement:
+                raise Conflict(
+                    f"site {site_name!r} already has a node; list the identity with "
+                    '"replacement": true to replace that node (a new journal epoch), or '
+                    f"POST /api/v1/sites/{site_name}/rebind",
+                    code="site_bound",
+                    field="replacement",
+                )
+            # One listed identity per site: a new listing replaces the last one.
+            SiteIdentity.delete().where(
+                (SiteIdentity.site == site.id) & (SiteIdentity.state == "listed")
+            ).execute()
+            row = SiteIdentity.create(
+                hardware_id=hardware_id, site=site.id, state="listed", replacement=replacement
+            )
+        log.info(
+            "identity %s listed for site %s%s",
+            hardware_id,
+            site_name,
+            " as its replacement node" if replacement else "",
+        )
+        return _identity(site_name, row)
+
+    def identities(self, site_name: str) -> list[SiteIdentityInfo]:
+        site = self._sites.get(site_name)
+        rows = SiteIdentity.select().where(SiteIdentity.site == site.id)
+        return [_identity(site_name, r) for r in rows.order_by(SiteIdentity.created_at)]
+
+    def rebind(self, site_name: str, hardware_id: str | None, ttl_s: int | None) -> RebindReply:
+        """Start a new journal epoch for a replacement node: the old node's secret
+        stops working, its journal is archived; the new node enrolls with the token
+        answered here, or proves ``hardware_id`` with a provisioning credential."""
+        if hardware_id is not None:
+            check_hardware_id(hardware_id)
+        site = self._sites.get(site_name)
+        now = now_ms()
+        with write_transaction():
+            if hardware_id is not None:
+                held = SiteIdentity.get_or_none(SiteIdentity.hardware_id == hardware_id)
+                # This site's own identity may come back: the new epoch releases it.
+                if held is not None and held.site_id != site.id:
+                    raise _claimed(hardware_id, held)
+            started = start_new_epoch(site.id, now)
+            if hardware_id is not None:
+                SiteIdentity.delete().where(
+                    (SiteIdentity.site == site.id) | (SiteIdentity.hardware_id == hardware_id)
+                ).execute()
+                SiteIdentity.create(hardware_id=hardware_id, site=site.id, state="listed")
+            token = self._sites.new_enrollment_token(site_name, ttl_s)
+        log.warning(
+            "site %s re-bound: epoch %d ended (%d journal entries archived), epoch %d waits for %s",
+            site_name,
+            started.previous,
+            started.archived,
+            started.epoch,
+            hardware_id or "the node that enrolls with the new token",
+        )
+        return RebindReply(
+            site=site_name,
+            epoch=started.epoch,
+            previous_epoch=started.previous,
+            archived_entries=started.archived,
+            hardware_id=hardware_id,
+            enrollment_token=token.token,
+            enrollment_expires_at=token.expires_at,
+        )
+
+    def journal(self, site_name: str, epoch: int, after: int, limit: int) -> SiteJournal:
+        """The journal of one epoch of the site: the live one, or an archived one."""
+        site = self._sites.get(site_name)
+        if epoch == site.epoch:
+            return self._fleet.journal(site_name, after, limit)
+        ended = SiteEpoch.get_or_none((SiteEpoch.site == site.id) & (SiteEpoch.epoch == epoch))
+        if ended is None:
+            raise NotFound(
+                f"site {site_name!r} has no epoch {epoch}; its current epoch is {site.epoch} "
+                f"(GET /api/v1/sites/{site_name}/epochs lists them)",
+                code="epoch_not_found",
+            )
+        a = JournalArchiveRow
+        query = (
+            a.select(a.seq, a.kind, a.object_type, a.object_id, a.state, a.created_at, a.actor)
+            .where(a.site == site.id, a.epoch == epoch, a.seq > after)
+            .order_by(a.seq)
+            .limit(limit)
+        )
+        return SiteJournal(
+            site=site_name,
+            acked_seq=ended.acked_seq,
+            compacted_through=ended.compacted_through,
+            entries=wire_entries(query),
+        )
+
+    # -- the node side ---------------------------------------------------------------
+
+    def provision(self, token: str, hardware_id: str, hostname: str) -> ProvisionReply:
+        """Enroll the node that proves ``hardware_id`` with a provisioning credential."""
+        if len(hostname) > 253:
+            raise InvalidInput("hostname is too long", code="invalid_hostname", field="hostname")
+        now = now_ms()
+        credential = self._credential(token, now)
+        check_hardware_id(hardware_id)
+        with write_transaction():
+            held = SiteIdentity.get_or_none(SiteIdentity.hardware_id == hardware_id)
+            created = False
+            started: EpochStarted | None = None
+            if held is not None:
+                if held.state == "bound":
+                    raise _claimed(hardware_id, held)
+                site = Site.get_by_id(held.site_id)
+                # A site with a node (or its journal) gets a new epoch; one still
+                # waiting for its first node (new, or re-bound already) does not.
+                if site.secret_hash is not None or site.acked_seq:
+                    started = start_new_epoch(site.id, now)
+            else:
+                entry = _allowed(credential, hardware_id)
+                if entry is None:
+                    raise Forbidden(
+                        f"hardware id {hardware_id!r} is neither listed for a site nor on "
+                        f"the allow-list of credential {credential.name!r}; an operator "
+                        "lists it with PUT /api/v1/sites/{name}/identity",
+                        code="identity_not_allowed",
+                    )
+                site = self._sites.add(
+                    entry.site or site_name_for(hardware_id),
+                    credential.region,
+                    msgspec.json.decode(credential.labels),
+                )
+                created = True
+            SiteIdentity.delete().where(SiteIdentity.hardware_id == hardware_id).execute()
+            SiteIdentity.create(hardware_id=hardware_id, site=site.id, state="bound", bound_at=now)
+            secret = self._sites.issue_secret(site.id, hostname, now)
+            ProvisioningCredential.update(
+                last_used_at=now, uses=ProvisioningCredential.uses + 1
+            ).where(ProvisioningCredential.id == credential.id).execute()
+            epoch = Site.select(Site.epoch).where(Site.id == site.id).scalar()
+        log.info(
+            "site %s %s by node %s (%r) with credential %s; journal epoch %d",
+            site.name,
+            "created and enrolled" if created else "enrolled",
+            hardware_id,
+            hostname,
+            credential.name,
+            epoch,
+        )
+        if started is not None:
+            log.warning(
+                "site %s: replacement node %s took over; epoch %d archived (%d entries)",
+                site.name,
+                hardware_id,
+                started.previous,
+                started.archived,
+            )
+        return ProvisionReply(site=site.name, secret=secret, epoch=epoch, created=created)
+
+    @staticmethod
+    def _credential(token: str, now: int) -> ProvisioningCredential:
+        if not token.startswith(CREDENTIAL_PREFIX):
+            raise Unauthorized(
+                "send a provisioning credential: 'Authorization: Bearer tbp_...'",
+                code="provisioning_credential_invalid",
+            )
+        # Looked up by its SHA-256 through a unique index: the comparison never runs
+        # over the secret itself, so its timing tells nothing about it.
+        row = ProvisioningCredential.get_or_none(
+            ProvisioningCredential.token_hash == hash_token(token)
+        )
+        if row is None:
+            raise Unauthorized(
+                "unknown provisioning credential", code="provisioning_credential_invalid"
+            )
+        if row.revoked_at is not None:
+            raise Unauthorized(
+                f"provisioning credential {row.name!r} was revoked; install a current one",
+                code="provisioning_credential_revoked",
+            )
+        if row.expires_at is not None and row.expires_at <= now:
+            raise Unauthorized(
+                f"provisioning credential {row.name!r} expired at "
+                f"{ms_to_iso(row.expires_at)}; install a current one",
+                code="provisioning_credential_expired",
+            )
+        return row
+
+
+def _allow_list(entries: list[str | AllowedIdentity]) -> list[AllowedIdentity]:
+    if len(entries) > MAX_ALLOW:
+        raise InvalidInput(
+            f"an allow-list holds at most {MAX_ALLOW} identities", code="allow_list_too_long"
+        )
+    seen: dict[str, AllowedIdentity] = {}
+    for index, raw in enumerate(entries):
+        entry = AllowedIdentity(raw) if isinstance(raw, str) else raw
+        check_hardware_id(entry.hardware_id, field=f"allow[{index}]")
+        if entry.site is not None:
+            check_name("site", entry.site, field=f"allow[{index}].site")
+        if entry.hardware_id in seen:
+            raise InvalidInput(
+                f"allow[{index}]: hardware id {entry.hardware_id!r} is listed twice",
+                code="duplicate_identity",
+                field=f"allow[{index}]",
+            )
+        seen[entry.hardware_id] = entry
+    return list(seen.values())
+
+
+def _allowed(credential: ProvisioningCredential, hardware_id: str) -> AllowedIdentity | None:
+    for entry in msgspec.json.decode(credential.allow, type=list[AllowedIdentity]):
+        if secrets.compare_digest(entry.hardware_id, hardware_id):
+            return entry
+    return None
+
+
+def _claimed(hardware_id: str, held: SiteIdentity) -> Conflict:
+    site = Site.select(Site.name).where(Site.id == held.site_id).scalar()
+    if held.state == "bound":
+        hint = (
+            f"it is bound to the node of site {site!r}; to move that site to new hardware "
+            f"with the same identity, POST /api/v1/sites/{site}/rebind first"
+        )
+    else:
+        hint = f"it is listed for site {site!r}"
+    return Conflict(
+        f"hardware id {hardware_id!r} is claimed already: {hint}",
+        code="identity_claimed",
+        field="hardware_id",
+    )
+
+
+def _identity(site: str, row: SiteIdentity) -> SiteIdentityInfo:
+    return SiteIdentityInfo(
+        site=site,
+        hardware_id=row.hardware_id,
+        state=row.state,
+        replacement=row.replacement,
+        created_at=ms_to_iso(row.created_at),
+        bound_at=ms_to_iso(row.bound_at),
+    )
+
+
+def _info(row: ProvisioningCredential) -> ProvisioningCredentialInfo:
+    return ProvisioningCredentialInfo(
+        id=row.id,
+        name=row.name,
+        labels=msgspec.json.decode(row.labels),
+        region=row.region,
+        allow=msgspec.json.decode(row.allow, type=list[AllowedIdentity]),
+        created_at=ms_to_iso(row.created_at),
+        created_by=row.created_by,
+        expires_at=ms_to_iso(row.expires_at),
+        revoked_at=ms_to_iso(row.revoked_at),
+        last_used_at=ms_to_iso(row.last_used_at),
+        uses=row.uses,
+    )
+
+
+def _json(value: object) -> str:
+    return msgspec.json.encode(value).decode()
