@@ -54,11 +54,11 @@ class ProvisioningController(Controller):
         registry: RegistryDep,
     ) -> ProvisioningCredentialCreated:
         request.user.require_write()
-        return registry.provisioning.create_credential(data, request.user.username)
+        return registry.provisioning.credentials.create(data, request.user.username)
 
     @get("/provisioning-credentials", sync_to_thread=True)
     def list_credentials(self, registry: RegistryDep) -> ProvisioningCredentialList:
-        return registry.provisioning.list_credentials()
+        return registry.provisioning.credentials.list()
 
     @delete(
         "/provisioning-credentials/{credential_id:int}",
@@ -69,7 +69,7 @@ class ProvisioningController(Controller):
         self, request: OperatorRequest, credential_id: FromPath[int], registry: RegistryDep
     ) -> None:
         request.user.require_write()
-        registry.provisioning.revoke(credential_id)
+        registry.provisioning.credentials.revoke(credential_id)
 
     @put("/sites/{name:str}/identity", sync_to_thread=True)
     def set_identity(
