@@ -34,7 +34,7 @@ from towerbox_core.api.fleet import (
     SiteObjects,
     SiteUpdate,
 )
-from towerbox_core.api_params import CountQuery, OptionalCountQuery
+from towerbox_core.api_params import SQL_INT_MAX, CountQuery, OptionalCountQuery
 from towerbox_core.openapi_problems import problem_responses
 
 Limit = Annotated[int, QueryParameter(ge=1, le=20000)]
@@ -117,7 +117,8 @@ class SiteController(Controller):
         after: Offset = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=5000)] = 500,
         epoch: Annotated[
-            int | None, QueryParameter(ge=1, description="an ended epoch (default: current)")
+            int | None,
+            QueryParameter(ge=1, le=SQL_INT_MAX, description="an epoch (default: the current one)"),
         ] = None,
     ) -> SiteJournal:
         if epoch is not None:

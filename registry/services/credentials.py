@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 CREDENTIAL_PREFIX = "tbp_"
 MAX_ALLOW = 10_000
 MAX_LIFETIME_S = 5 * 366 * 86400
+MAX_ID = 2**31 - 1
 _HARDWARE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 
 
@@ -95,7 +96,9 @@ class CredentialService:
 
     @staticmethod
     def revoke(credential_id: int) -> None:
-        row = ProvisioningCredential.get_or_none(ProvisioningCredential.id == credential_id)
+        row = None
+        if 0 < credential_id <= MAX_ID:  # past the column's range no row can match
+            row = ProvisioningCredential.get_or_none(ProvisioningCredential.id == credential_id)
         if row is None:
             raise NotFound(
                 f"no provisioning credential {credential_id}", code="credential_not_found"

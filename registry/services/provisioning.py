@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import msgspec
+import peewee
 
 from registry.services.credentials import CredentialService, allowed, check_hardware_id
 from registry.services.fleet import FleetService, wire_entries
 from registry.services.sites import SiteService
 from registry.store.epochs import (
     EpochStarted,
+    lock_site,
     start_new_epoch,
     write_transaction,
 )
@@ -49,6 +53,23 @@ log = logging.getLogger(__name__)
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+@contextmanager
+def _claiming(hardware_id: str | None) -> Iterator[None]:
+    """A write transaction that claims ``hardware_id``. Two claims at once on
+    PostgreSQL: the second fails on the identity's key and is answered as claimed,
+    with nothing changed."""
+    try:
+        with write_transaction():
+            yield
+    except peewee.IntegrityError as err:
+        raise Conflict(
+            f"hardware id {hardware_id!r} was claimed at the same moment; look at "
+            "GET /api/v1/sites/{name}/identity",
+            code="identity_claimed",
+            field="hardware_id",
+        ) from err
+
+
 def site_name_for(hardware_id: str) -> str:
     """The name of a site created for an identity that the allow-list does not name."""
     return ("node-" + _NOT_NAME.sub("-", hardware_id))[:NAME_MAX]
@@ -68,7 +89,7 @@ class ProvisioningService:
     def set_identity(self, site_name: str, hardware_id: str, replacement: bool) -> SiteIdentityInfo:
         check_hardware_id(hardware_id)
         site = self._sites.get(site_name)
-        with write_transaction():
+        with _claiming(hardware_id):
             held = SiteIdentity.get_or_none(SiteIdentity.hardware_id == hardware_id)
             if held is not None and (held.site_id != site.id or held.state == "bound"):
                 raise _claimed(hardware_id, held)
@@ -109,7 +130,7 @@ class ProvisioningService:
             check_hardware_id(hardware_id)
         site = self._sites.get(site_name)
         now = now_ms()
-        with write_transaction():
+        with _claiming(hardware_id):
             if hardware_id is not None:
                 held = SiteIdentity.get_or_none(SiteIdentity.hardware_id == hardware_id)
                 # This site's own identity may come back: the new epoch releases it.
@@ -170,17 +191,25 @@ class ProvisioningService:
 
     def provision(self, token: str, hardware_id: str, hostname: str) -> ProvisionReply:
         """Enroll the node that proves ``hardware_id`` with a provisioning credential."""
-        if len(hostname) > 253:
-            raise InvalidInput("hostname is too long", code="invalid_hostname", field="hostname")
+        if len(hostname) > 253 or "\x00" in hostname:
+            raise InvalidInput(
+                "hostname must be at most 253 characters without NUL",
+                code="invalid_hostname",
+                field="hostname",
+            )
         now = now_ms()
         credential = self.credentials.authenticate(token, now)
         check_hardware_id(hardware_id)
-        with write_transaction():
+        with _claiming(hardware_id):
             held = SiteIdentity.get_or_none(SiteIdentity.hardware_id == hardware_id)
             created = False
             started: EpochStarted | None = None
             if held is not None:
-                if held.state == "bound":
+                lock_site(held.site_id)
+                # Read again under the lock: a node that proved the same identity a
+                # moment ago has bound it by now.
+                held = SiteIdentity.get_or_none(SiteIdentity.hardware_id == hardware_id)
+                if held is None or held.state == "bound":
                     raise _claimed(hardware_id, held)
                 site = Site.get_by_id(held.site_id)
                 # A site with a node (or its journal) gets a new epoch; one still
@@ -229,7 +258,13 @@ class ProvisioningService:
         return ProvisionReply(site=site.name, secret=secret, epoch=epoch, created=created)
 
 
-def _claimed(hardware_id: str, held: SiteIdentity) -> Conflict:
+def _claimed(hardware_id: str, held: SiteIdentity | None) -> Conflict:
+    if held is None:  # released by a re-binding at the same moment
+        return Conflict(
+            f"hardware id {hardware_id!r} was released while it was being claimed; try again",
+            code="identity_claimed",
+            field="hardware_id",
+        )
     site = Site.select(Site.name).where(Site.id == held.site_id).scalar()
     if held.state == "bound":
         hint = (

@@ -53,6 +53,14 @@ def write_transaction() -> Any:
     return db.atomic()
 
 
+def lock_site(site_id: int) -> None:
+    """Hold the site's row until the transaction ends (PostgreSQL; SQLite's write
+    transaction holds the whole file already): ingest, re-binding and provisioning
+    of one site run one after the other."""
+    if not isinstance(db_proxy.obj, peewee.SqliteDatabase):
+        sql.fetchone(sql.SITE_HEAD_FOR_UPDATE, (site_id,))
+
+
 def start_new_epoch(site_id: int, now: int) -> EpochStarted:
     """End the site's current epoch and start the next; call inside a transaction.
 
@@ -61,12 +69,7 @@ def start_new_epoch(site_id: int, now: int) -> EpochStarted:
     """
     # The site's row lock first (as ingest takes it): no batch lands between the copy
     # and the delete below.
-    locked = (
-        sql.SITE_HEAD
-        if isinstance(db_proxy.obj, peewee.SqliteDatabase)
-        else (sql.SITE_HEAD_FOR_UPDATE)
-    )
-    sql.fetchone(locked, (site_id,))
+    lock_site(site_id)
     site = Site.get_by_id(site_id)
     bound = SiteIdentity.get_or_none(
         (SiteIdentity.site == site_id) & (SiteIdentity.state == "bound")

@@ -298,3 +298,44 @@ def test_an_address_that_keeps_trying_is_throttled(api: Api) -> None:
     codes = [_provision(api, "tbp_guess", MACHINE_A).json()["code"] for _ in range(22)]
     assert codes[:20] == ["provisioning_credential_invalid"] * 20
     assert codes[20:] == ["too_many_attempts"] * 2
+
+
+def test_a_rebind_refused_part_way_changes_nothing(api: Api) -> None:
+    site = api.enroll("cell-10")
+    assert api.post_batch(site, vm_entries(1, 4)).status_code == 200
+    resp = api.client.post(
+        "/api/v1/sites/cell-10/rebind", json={"token_ttl_s": 0}, headers=api.admin
+    )
+    assert (resp.status_code, resp.json()["code"]) == (422, "invalid_ttl")
+    # The epoch was not started: the node still syncs, nothing was archived.
+    assert api.post_batch(site, vm_entries(5, 1)).json()["acked_seq"] == 5
+    assert (SiteEpoch.select().count(), JournalArchiveRow.select().count()) == (0, 0)
+    huge = api.client.delete(f"/api/v1/provisioning-credentials/{2**70}", headers=api.admin)
+    assert (huge.status_code, huge.json()["code"]) == (404, "credential_not_found")
+
+
+def test_two_nodes_proving_one_identity_at_once_bind_it_once(api: Api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from towerbox_core.errors import Conflict
+
+    token = _credential(api)["token"]
+    service = api.registry.provisioning
+    for round_ in range(4):
+        site = f"race-{round_}"
+        api.create_site(site)
+        hardware_id = f"race-machine-{round_}"
+        service.set_identity(site, hardware_id, replacement=False)
+
+        def claim(host: str, hardware_id: str = hardware_id) -> str:
+            try:
+                return service.provision(token, hardware_id, host).site
+            except Conflict as err:
+                return err.code
+            finally:
+                api.registry.db.close()  # this thread's connection
+
+        with ThreadPoolExecutor(2) as pool:
+            results = sorted(pool.map(claim, ["one", "two"]))
+        assert results == ["identity_claimed", site], results
+        assert SiteIdentity.get_by_id(hardware_id).state == "bound"
