@@ -125,8 +125,8 @@ class SiteService:
         if region:
             check_name("region", region, field="region")
         check_labels(labels)
-        if Site.select().where(Site.name == name).exists():
-            raise Conflict(f"site {name!r} exists", code="site_exists", field="name")
+        # The insert comes first: on SQLite a transaction that reads before it writes
+        # cannot wait for the write lock, and concurrent creations would fail busy.
         try:
             with db_proxy.obj.atomic():
                 site = Site.create(name=name, region=region, labels=_json(labels))

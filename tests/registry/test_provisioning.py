@@ -339,3 +339,19 @@ def test_two_nodes_proving_one_identity_at_once_bind_it_once(api: Api) -> None:
             results = sorted(pool.map(claim, ["one", "two"]))
         assert results == ["identity_claimed", site], results
         assert SiteIdentity.get_by_id(hardware_id).state == "bound"
+
+
+def test_sites_created_at_once_are_all_created(api: Api) -> None:
+    """Site creation (shared with provisioning) takes the write lock by writing first:
+    concurrent creations wait for each other instead of failing busy."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def create(i: int) -> str:
+        try:
+            return api.registry.sites.create(f"burst-{i}", "", {"tier": "edge"}, None).name
+        finally:
+            api.registry.db.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        names = list(pool.map(create, range(48)))
+    assert sorted(names) == sorted(f"burst-{i}" for i in range(48))
