@@ -81,9 +81,10 @@ def wan() -> Iterator[Wan]:
 
 
 @pytest.fixture
-def registry(wan: Wan, tmp_path: Path) -> Iterator[RegistryProcess]:
-    """The registry, not started: a test starts it when it wants it up."""
-    process = RegistryProcess(wan, tmp_path / "registry", "")
+def registry(wan: Wan, tmp_path: Path, database: str) -> Iterator[RegistryProcess]:
+    """The registry (SQLite, or PostgreSQL: conftest's ``database``), not started: a
+    test starts it when it wants it up."""
+    process = RegistryProcess(wan, tmp_path / "registry", database)
     process.state_dir.mkdir()
     try:
         yield process
