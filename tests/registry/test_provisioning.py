@@ -355,3 +355,28 @@ def test_sites_created_at_once_are_all_created(api: Api) -> None:
     with ThreadPoolExecutor(8) as pool:
         names = list(pool.map(create, range(48)))
     assert sorted(names) == sorted(f"burst-{i}" for i in range(48))
+
+
+def test_a_replaced_nodes_usage_still_counts_for_its_site(sqlite_api: Api) -> None:
+    from tests.registry.test_usage import PERIOD, _journal, _quantities
+
+    api = sqlite_api
+    old = api.enroll("cell-u")
+    assert api.post_batch(old, _journal()).status_code == 200
+
+    def usage() -> dict[tuple[str, str | None, str], float]:
+        resp = api.client.get("/api/v1/usage", headers=api.admin, params=PERIOD)
+        assert resp.status_code == 200, resp.text
+        return _quantities(resp.json())
+
+    before = usage()
+    assert before  # the VM's hours, its disk, the GPU slice
+    rebound = api.client.post("/api/v1/sites/cell-u/rebind", json={}, headers=api.admin).json()
+    assert usage() == before  # the ended epoch is folded on its own, nothing lost
+    enrolled = api.client.post(
+        "/api/v1/enroll", json={"token": rebound["enrollment_token"], "hostname": "new"}
+    ).json()
+    new = {"Authorization": f"Bearer {enrolled['secret']}"}
+    # The replacement runs the same workload over the same hours: twice the usage.
+    assert api.post_batch(new, _journal()).status_code == 200
+    assert usage() == {key: 2 * value for key, value in before.items()}
