@@ -115,6 +115,9 @@ class ProvisioningController(Controller):
         data: JSONBody[ProvisionRequest],
         registry: RegistryDep,
     ) -> ProvisionReply:
+        """A new node enrolls itself: ``Authorization: Bearer tbp_...`` (a provisioning
+        credential, no operator token) and the hardware identity it proves. Answers
+        the site and its secret, as /api/v1/enroll does."""
         client = request.client.host if request.client else "local"
         wait = registry.provisioning.attempts.take(client)
         if wait:
