@@ -53,6 +53,7 @@ def _register(reg: argparse.ArgumentParser) -> None:
     journal.add_argument("name")
     journal.add_argument("--after", type=int, default=0, help="entries after this seq")
     journal.add_argument("--limit", type=int, default=50)
+    journal.add_argument("--epoch", type=int, help="an ended journal epoch (default: current)")
     usage = cmds.add_parser("usage", help="usage per site, tenant and resource, rated")
     usage.add_argument("--site", help="one site (default: every site)")
     usage.add_argument("--tenant", help="one tenant ('' for the nodes' own)")
@@ -135,6 +136,8 @@ def _reads(args: argparse.Namespace, registry: Registry) -> Any:
         return registry.sites.detail(registry.sites.get(args.name))
     if not 1 <= args.limit <= 1000:
         raise InvalidInput("--limit must be 1 to 1000", code="invalid_limit", field="limit")
+    if args.epoch is not None:
+        return registry.provisioning.journal(args.name, args.epoch, max(0, args.after), args.limit)
     return registry.fleet.journal(args.name, max(0, args.after), args.limit)
 
 

@@ -44,6 +44,7 @@ from towerbox_core.api.provisioning import (
     RebindReply,
     SiteIdentityInfo,
 )
+from towerbox_core.api_params import SQL_INT_MAX
 from towerbox_core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from towerbox_core.names import NAME_MAX
 from towerbox_core.rate_limit import TokenBuckets
@@ -166,7 +167,9 @@ class ProvisioningService:
         site = self._sites.get(site_name)
         if epoch == site.epoch:
             return self._fleet.journal(site_name, after, limit)
-        ended = SiteEpoch.get_or_none((SiteEpoch.site == site.id) & (SiteEpoch.epoch == epoch))
+        ended = None
+        if 0 < epoch <= SQL_INT_MAX:  # past the column's range no epoch can match
+            ended = SiteEpoch.get_or_none((SiteEpoch.site == site.id) & (SiteEpoch.epoch == epoch))
         if ended is None:
             raise NotFound(
                 f"site {site_name!r} has no epoch {epoch}; its current epoch is {site.epoch} "

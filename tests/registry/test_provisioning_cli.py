@@ -51,6 +51,11 @@ def test_credentials_identities_and_rebind_from_the_cli(tmp_path: Path) -> None:
     assert rebound.returncode == 0, rebound.stderr
     reply = msgspec.json.decode(rebound.stdout)
     assert (reply["epoch"], reply["enrollment_token"][:4]) == (2, "tbe_")
+    ended = registry_cli(env, "journal", "cell-2", "--epoch", "1", "--json")
+    assert ended.returncode == 0, ended.stderr
+    assert msgspec.json.decode(ended.stdout)["entries"] == []
+    missing = registry_cli(env, "journal", "cell-2", "--epoch", "7")
+    assert missing.returncode != 0 and "epoch_not_found" in missing.stderr
     unknown = registry_cli(env, "site-rebind", "nowhere")
     assert unknown.returncode != 0 and "site_not_found" in unknown.stderr
 
