@@ -1,8 +1,9 @@
 """The agent's configuration: a TOML file, every key overridable by environment.
 
 ``TOWERBOX_AGENT_<KEY>`` overrides ``key``; ``TOWERBOX_AGENT_CONFIG`` names the file
-(default /etc/towerbox/agent.toml). The registry's URL, site and secret are not
-configuration: enrollment writes them to the state file.
+(default /etc/towerbox/agent.toml). The site and its secret are not configuration:
+enrollment writes them, with the registry's URL, to the state file. ``registry_url``
+here serves zero-touch enrollment only (edge_agent.provision).
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ class AgentConfig:
     # The blob relay: the appliance fetches "registry:<sha256>" artifacts through this
     # unix socket (its [artifacts] registry_relay names the same path). "": no relay.
     relay_socket: str = "/run/towerbox-agent/blobs.sock"
+    # Zero-touch enrollment (docs/enrollment.md): when the node is not enrolled yet and
+    # a provisioning credential file (0600) is set, `agent run` enrolls itself at
+    # registry_url by proving hardware_id, or the first line of hardware_id_file.
+    provisioning_token_file: str = ""
+    registry_url: str = ""
+    registry_ca_file: str = ""
+    hardware_id: str = ""
+    hardware_id_file: str = "/etc/machine-id"
+    # How long to wait after the registry refused (the identity is not listed yet).
+    provision_refused_retry_s: float = 300.0
 
     @property
     def state_file(self) -> Path:
@@ -47,7 +58,13 @@ class AgentConfig:
     def check(self) -> AgentConfig:
         if not 1 <= self.batch_size <= MAX_BATCH_ENTRIES:
             raise ConfigError(f"batch_size must be 1 to {MAX_BATCH_ENTRIES}", field="batch_size")
-        for key in ("heartbeat_s", "poll_s", "backoff_base_s", "backoff_cap_s"):
+        for key in (
+            "heartbeat_s",
+            "poll_s",
+            "backoff_base_s",
+            "backoff_cap_s",
+            "provision_refused_retry_s",
+        ):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0", field=key)
         if self.backoff_cap_s < self.backoff_base_s:
@@ -56,6 +73,8 @@ class AgentConfig:
             raise ConfigError(
                 "appliance_url must be unix:PATH, http:// or https://", field="appliance_url"
             )
+        if self.registry_url and not self.registry_url.startswith(("https://", "http://")):
+            raise ConfigError("registry_url must be https:// (or http://)", field="registry_url")
         return self
 
 

@@ -18,6 +18,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.desired import DesiredPuller
 from edge_agent.errors import Refused, Unreachable
 from edge_agent.link_state import LinkState
+from edge_agent.provision import provision, wants_provisioning
 from edge_agent.pump import JournalPump
 from edge_agent.registry_link import RegistryLink
 from edge_agent.state import load_enrollment, read_token
@@ -161,11 +162,13 @@ async def _sleep(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def _main(cfg: AgentConfig) -> None:
-    agent = Agent(cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if wants_provisioning(cfg) and await provision(cfg, stop) is None:
+        return  # stopped before the registry answered
+    agent = Agent(cfg)
     await agent.run(stop)
 
 

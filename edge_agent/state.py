@@ -43,7 +43,8 @@ def load_enrollment(path: Path) -> Enrollment:
     except FileNotFoundError as err:
         raise ConfigError(
             f"this node is not enrolled ({path} is missing): run "
-            "`towerbox agent enroll URL TOKEN` first",
+            "`towerbox agent enroll URL TOKEN` first, or set provisioning_token_file "
+            "and registry_url for the agent to enroll itself (docs/enrollment.md)",
             code="not_enrolled",
         ) from err
     if path.stat().st_mode & 0o077:

@@ -16,6 +16,9 @@ import msgspec
 
 from towerbox_core.commands import CommandGroup, journal_table, report, table
 
+# Kept here, not imported: `towerbox registry` loads cli_provisioning only when parsing.
+PROVISIONING_COMMANDS = ("provisioning", "site-identity", "site-rebind")
+
 if TYPE_CHECKING:
     from registry.context import Registry
 
@@ -50,6 +53,7 @@ def _register(reg: argparse.ArgumentParser) -> None:
     journal.add_argument("name")
     journal.add_argument("--after", type=int, default=0, help="entries after this seq")
     journal.add_argument("--limit", type=int, default=50)
+    journal.add_argument("--epoch", type=int, help="an ended journal epoch (default: current)")
     usage = cmds.add_parser("usage", help="usage per site, tenant and resource, rated")
     usage.add_argument("--site", help="one site (default: every site)")
     usage.add_argument("--tenant", help="one tenant ('' for the nodes' own)")
@@ -66,7 +70,10 @@ def _register(reg: argparse.ArgumentParser) -> None:
     blob_list = blob_cmds.add_parser("list", help="the stored blobs")
     remove = blob_cmds.add_parser("remove", help="remove a blob; sites can no longer fetch it")
     remove.add_argument("sha256")
-    for parser in (create, token, sites, site, journal, usage, upload, blob_list):
+    from registry.cli_provisioning import register as register_provisioning
+
+    provisioning = register_provisioning(cmds)
+    for parser in (create, token, sites, site, journal, usage, upload, blob_list, *provisioning):
         parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -105,7 +112,7 @@ def _run(args: argparse.Namespace, registry: Registry) -> Any:
         return registry.sites.new_enrollment_token(args.name, args.ttl)
     if command == "sites":
         return registry.sites.search(args.status, args.label, None, 100000, 0).sites
-    if command in ("site", "journal", "usage", "blob"):
+    if command in ("site", "journal", "usage", "blob", *PROVISIONING_COMMANDS):
         return _reads(args, registry)
     path = registry.cfg.admin_password_file
     registry.operators.reset_password("admin", path)
@@ -119,12 +126,18 @@ def _reads(args: argparse.Namespace, registry: Registry) -> Any:
         from registry.cli_blobs import blob_command
 
         return blob_command(args, registry)
+    if args.registry_command in PROVISIONING_COMMANDS:
+        from registry.cli_provisioning import run
+
+        return run(args, registry)
     if args.registry_command == "usage":
         return _usage(args, registry)
     if args.registry_command == "site":
         return registry.sites.detail(registry.sites.get(args.name))
     if not 1 <= args.limit <= 1000:
         raise InvalidInput("--limit must be 1 to 1000", code="invalid_limit", field="limit")
+    if args.epoch is not None:
+        return registry.provisioning.journal(args.name, args.epoch, max(0, args.after), args.limit)
     return registry.fleet.journal(args.name, max(0, args.after), args.limit)
 
 

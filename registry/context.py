@@ -17,6 +17,7 @@ from registry.services.desired import DesiredService
 from registry.services.fleet import FleetService
 from registry.services.operators import OperatorService
 from registry.services.prices import PriceBookService
+from registry.services.provisioning import ProvisioningService
 from registry.services.sites import SiteService
 from registry.services.usage import UsageService
 from registry.store.db import open_database
@@ -39,6 +40,7 @@ class Registry:
     prices: PriceBookService
     blobs: BlobService
     metrics: RegistryMetrics
+    provisioning: ProvisioningService
 
     @property
     def engine(self) -> str:
@@ -75,6 +77,7 @@ def build_registry(cfg: RegistryConfig, bootstrap: bool = True) -> Registry:
     if bootstrap:
         operators.bootstrap(cfg.admin_password_file, cfg.cli_token_file)
     sites = SiteService(cfg.sites)
+    fleet = FleetService(sites)
 
     def read_fleet() -> FleetStats:
         now = now_ms()
@@ -86,9 +89,10 @@ def build_registry(cfg: RegistryConfig, bootstrap: bool = True) -> Registry:
         operators=operators,
         sites=sites,
         desired=DesiredService(sites),
-        fleet=FleetService(sites),
+        fleet=fleet,
         usage=UsageService(sites),
         prices=PriceBookService(),
         blobs=BlobService(cfg.blob_dir, cfg.blob_max_bytes),
         metrics=RegistryMetrics(read_fleet),
+        provisioning=ProvisioningService(sites, fleet),
     )

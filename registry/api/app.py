@@ -15,6 +15,7 @@ from registry.api.deps import RegistryDep
 from registry.api.fleet_overview import fleet_overview
 from registry.api.metrics import metrics
 from registry.api.operator_routes import OperatorController
+from registry.api.provisioning import ProvisioningController
 from registry.api.sites import SiteController
 from registry.api.sync import RAW_BODIES, SyncController
 from registry.api.usage import UsageController
@@ -47,6 +48,7 @@ def create_app(registry: Registry) -> Litestar:
             SyncController,
             UsageController,
             fleet_overview,
+            ProvisioningController,
         ],
         dependencies={"registry": Provide(lambda: registry, sync_to_thread=False)},
         middleware=[

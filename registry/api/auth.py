@@ -21,6 +21,9 @@ from registry.services.sites import SitePrincipal
 from towerbox_core.errors import Unauthorized
 
 PUBLIC_PATHS = ["^/healthz$", "^/api/v1/auth/login$", "^/api/v1/enroll$"]
+# A node provisioning itself authenticates with its provisioning credential, checked
+# by the route (registry.api.provisioning).
+PUBLIC_PATHS.append("^/api/v1/provision$")
 SYNC_PREFIX = "/api/v1/sync/"
 
 OperatorRequest = Request[OperatorPrincipal, str, Any]

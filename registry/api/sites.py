@@ -34,7 +34,7 @@ from towerbox_core.api.fleet import (
     SiteObjects,
     SiteUpdate,
 )
-from towerbox_core.api_params import CountQuery, OptionalCountQuery
+from towerbox_core.api_params import SQL_INT_MAX, CountQuery, OptionalCountQuery
 from towerbox_core.openapi_problems import problem_responses
 
 Limit = Annotated[int, QueryParameter(ge=1, le=20000)]
@@ -122,7 +122,13 @@ class SiteController(Controller):
         registry: RegistryDep,
         after: Offset = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=5000)] = 500,
+        epoch: Annotated[
+            int | None,
+            QueryParameter(ge=1, le=SQL_INT_MAX, description="an epoch (default: the current one)"),
+        ] = None,
     ) -> SiteJournal:
+        if epoch is not None:
+            return registry.provisioning.journal(name, epoch, after, limit)
         return registry.fleet.journal(name, after, limit)
 
     @get("/sites/{name:str}/journal/summary", sync_to_thread=True)

@@ -8,6 +8,7 @@ they last were, never as failed.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import msgspec
 
@@ -41,6 +42,15 @@ def _actor(stored: str | None) -> Actor | None:
     return None if stored is None else _decode_actor(stored)
 
 
+def wire_entries(query: Any) -> list[WireEntry]:
+    """Journal rows (seq, kind, object_type, object_id, state, created_at, actor) as
+    the node sent them."""
+    return [
+        WireEntry(seq, kind, object_type, object_id, _decode(state), created_at, _actor(actor))
+        for seq, kind, object_type, object_id, state, created_at, actor in tuples(query)
+    ]
+
+
 class FleetService:
     def __init__(self, sites: SiteService) -> None:
         self._sites = sites
@@ -61,15 +71,11 @@ class FleetService:
             .order_by(JournalRow.seq)
             .limit(limit)
         )
-        entries = [
-            WireEntry(seq, kind, object_type, object_id, _decode(state), created_at, _actor(actor))
-            for seq, kind, object_type, object_id, state, created_at, actor in tuples(query)
-        ]
         return SiteJournal(
             site=site.name,
             acked_seq=site.acked_seq,
             compacted_through=site.compacted_through,
-            entries=entries,
+            entries=wire_entries(query),
         )
 
     def summary(self, site_name: str, through: int | None) -> SiteJournalSummary:

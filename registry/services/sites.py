@@ -20,12 +20,16 @@ import peewee
 from registry.config import SitesConfig
 from registry.services.site_search import name_or_hostname_contains, sort_order
 from registry.store import sql
+from registry.store.epochs import epochs
 from registry.store.models import (
     ConflictRow,
     EnrollmentToken,
+    JournalArchiveRow,
     JournalRow,
     ObjectRow,
     Site,
+    SiteEpoch,
+    SiteIdentity,
     SiteLabel,
     db_proxy,
     ms_to_iso,
@@ -105,23 +109,32 @@ class SiteService:
     def create(
         self, name: str, region: str, labels: dict[str, str], ttl_s: int | None
     ) -> SiteCreated:
-        check_name("site", name)
-        if region:
-            check_name("region", region, field="region")
-        check_labels(labels)
-        try:
-            with db_proxy.obj.atomic():
-                site = Site.create(name=name, region=region, labels=_json(labels))
-                _write_labels(site.id, labels)
-                token, expires = self._new_token(site.id, ttl_s)
-        except peewee.IntegrityError as err:
-            raise Conflict(f"site {name!r} exists", code="site_exists", field="name") from err
+        with db_proxy.obj.atomic():
+            site = self.add(name, region, labels)
+            token, expires = self._new_token(site.id, ttl_s)
         log.info("site %s created (region %s)", name, region or "-")
         return SiteCreated(
             **msgspec.structs.asdict(self.describe(site)),
             enrollment_token=token,
             enrollment_expires_at=ms_to_iso(expires),
         )
+
+    @staticmethod
+    def add(name: str, region: str, labels: dict[str, str]) -> Site:
+        """A new site with its labels, in the caller's transaction (no token)."""
+        check_name("site", name)
+        if region:
+            check_name("region", region, field="region")
+        check_labels(labels)
+        # The insert comes first: on SQLite a transaction that reads before it writes
+        # cannot wait for the write lock, and concurrent creations would fail busy.
+        try:
+            with db_proxy.obj.atomic():
+                site = Site.create(name=name, region=region, labels=_json(labels))
+                _write_labels(site.id, labels)
+        except peewee.IntegrityError as err:
+            raise Conflict(f"site {name!r} exists", code="site_exists", field="name") from err
+        return site
 
     def new_enrollment_token(self, name: str, ttl_s: int | None) -> EnrollmentTokenIssued:
         site = self.get(name)
@@ -165,7 +178,16 @@ class SiteService:
     def delete(self, name: str) -> None:
         site = self.get(name)
         with db_proxy.obj.atomic():
-            for model in (ConflictRow, ObjectRow, JournalRow, EnrollmentToken, SiteLabel):
+            for model in (
+                ConflictRow,
+                ObjectRow,
+                JournalRow,
+                EnrollmentToken,
+                SiteLabel,
+                SiteIdentity,
+                SiteEpoch,
+                JournalArchiveRow,
+            ):
                 model.delete().where(model.site == site.id).execute()
             site.delete_instance()
         log.info("site %s deleted with its journal and objects", name)
@@ -218,6 +240,8 @@ class SiteService:
             enrolled_at=ms_to_iso(site.enrolled_at),
             compacted_through=site.compacted_through,
             heartbeat=msgspec.json.decode(site.heartbeat) if site.heartbeat else None,
+            epoch=site.epoch,
+            epochs=epochs(site),
         )
 
     # -- site side ----------------------------------------------------------------
@@ -227,7 +251,6 @@ class SiteService:
             raise InvalidInput("hostname is too long", code="invalid_hostname", field="hostname")
         token_hash = hash_token(token)
         now = now_ms()
-        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         with db_proxy.obj.atomic():
             # The conditional UPDATE is the claim: of two concurrent enrollments with
             # the same token, exactly one changes the row.
@@ -254,14 +277,23 @@ class SiteService:
                     "this enrollment token has expired; ask for a new one",
                     code="enrollment_token_expired",
                 )
-            # A new enrollment replaces the secret: a reinstalled node takes over and
-            # the old secret stops working.
-            Site.update(secret_hash=hash_token(secret), enrolled_at=now, hostname=hostname).where(
-                Site.id == row.site_id
-            ).execute()
+            secret = self.issue_secret(row.site_id, hostname, now)
             name = Site.select(Site.name).where(Site.id == row.site_id).scalar()
         log.info("site %s enrolled from host %r", name, hostname)
         return EnrollReply(site=name, secret=secret)
+
+    @staticmethod
+    def issue_secret(site_id: int, hostname: str, now: int) -> str:
+        """A new site secret, in the caller's transaction.
+
+        A new enrollment replaces the secret: a reinstalled node takes over and the old
+        secret stops working.
+        """
+        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        Site.update(secret_hash=hash_token(secret), enrolled_at=now, hostname=hostname).where(
+            Site.id == site_id
+        ).execute()
+        return secret
 
     @staticmethod
     def authenticate(secret: str) -> SitePrincipal:

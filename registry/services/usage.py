@@ -21,6 +21,11 @@ intervals per site, not every hour of the month again. Only the holdings still o
 are cut anew, where a period or a price version changes. A site that sent nothing new
 answers from memory. Reports asked with no ``to`` end at the registry's clock and so
 are asked anew each time.
+
+A site re-bound to a replacement node keeps its ended journal epochs in
+``journal_archive``: each is folded once into a ledger of its own (its seqs restart
+with the next node), whose holdings still open end at the epoch's newest entry, and
+counts in the site's figures beside the current epoch's.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import msgspec
 
 from registry.services.sites import SiteService
 from registry.store import sql
-from registry.store.models import Site, now_ms, tuples
+from registry.store.models import Site, SiteEpoch, now_ms, tuples
 from towerbox_core.api.usage import FleetUsageLine, FleetUsageReport, SiteUsageAsOf
 from towerbox_core.metering.fold import METERED_KINDS, ROLLUP_KIND, Interval, parse_time_us
 from towerbox_core.metering.ledger import Entry, Ledger, rebuild, rollup_of
@@ -52,6 +57,18 @@ _ROLLUPS = (
 )
 _REPORTS_KEPT = 16  # per site
 _NEWEST = "SELECT created_at FROM journal WHERE site_id = ? AND seq <= ? ORDER BY seq DESC LIMIT 1"
+# The same over one ended epoch of a site (registry.store.epochs).
+_EPOCH_ENTRIES = (
+    "SELECT seq, kind, object_id, state, created_at FROM journal_archive WHERE site_id = ? "  # noqa: S608 - placeholders only
+    "AND epoch = ? AND seq > ? AND kind IN " + sql.in_list(len(_KINDS)) + " ORDER BY seq"
+)
+_EPOCH_ROLLUPS = (
+    "SELECT state FROM journal_archive WHERE site_id = ? AND epoch = ? AND kind = ? ORDER BY seq"
+)
+_EPOCH_NEWEST = (
+    "SELECT created_at FROM journal_archive WHERE site_id = ? AND epoch = ? "
+    "ORDER BY seq DESC LIMIT 1"
+)
 
 
 Question = tuple[object, ...]  # tenant, from, to, group_by, the price books encoded
@@ -84,6 +101,9 @@ class _SiteLedger:
     acked_seq: int
     ledger: Ledger
     as_of: str | None  # the newest entry's node time
+    epoch: int  # the site's current journal epoch: a re-bound site starts over
+    # The ended epochs' ledgers, each with its newest entry's node time.
+    ended: list[tuple[Ledger, str | None]] = field(default_factory=list)
     # Questions asked before (a dashboard asks the same month again).
     asked: dict[Question, _Asked] = field(default_factory=dict)
 
@@ -105,6 +125,28 @@ def site_ledger(site_id: int, acked_seq: int) -> Ledger:
     return rebuild(rollups, lambda after: site_entries(site_id, after, acked_seq))
 
 
+def ended_epochs(site_id: int) -> list[tuple[Ledger, str | None]]:
+    """A ledger per ended journal epoch of the site, with its newest entry's time."""
+    found = []
+    for (epoch,) in tuples(
+        SiteEpoch.select(SiteEpoch.epoch).where(SiteEpoch.site == site_id).order_by(SiteEpoch.epoch)
+    ):
+        rollups = [
+            rollup_of(_decode(state))
+            for (state,) in sql.fetchall(_EPOCH_ROLLUPS, (site_id, epoch, ROLLUP_KIND))
+        ]
+
+        def entries(after: int, epoch: int = epoch) -> Iterator[Entry]:
+            for seq, kind, object_id, state, created_at in sql.fetchall(
+                _EPOCH_ENTRIES, (site_id, epoch, after, *_KINDS)
+            ):
+                yield seq, kind, object_id, _decode(state), created_at
+
+        newest = sql.fetchone(_EPOCH_NEWEST, (site_id, epoch))
+        found.append((rebuild(rollups, entries), newest[0] if newest else None))
+    return found
+
+
 class UsageService:
     def __init__(self, sites: SiteService) -> None:
         self._sites = sites
@@ -122,21 +164,24 @@ class UsageService:
     ) -> FleetUsageReport:
         check_group(group_by)
         start, end = parse_period(from_, to, now_ms() * 1000)
-        query = Site.select(Site.id, Site.name, Site.acked_seq, Site.created_at)
+        query = Site.select(Site.id, Site.name, Site.acked_seq, Site.created_at, Site.epoch)
         if site is not None:
             query = query.where(Site.id == self._sites.get(site).id)
         lines: list[FleetUsageLine] = []
         reach: list[SiteUsageAsOf] = []
         total = 0.0
         asked = (tenant, start, end, group_by, msgspec.json.encode(books))
-        for site_id, name, acked, created in tuples(query.order_by(Site.name)):
+        for site_id, name, acked, created, epoch in tuples(query.order_by(Site.name)):
             with self._lock:  # a ledger is folded further by one report at a time
-                held = self._ledger(site_id, acked, created)
+                held = self._ledger(site_id, acked, created, epoch)
                 question = held.asked.get(asked)
                 if question is None:
                     closed = Tally(group_by, books)
                     closed.add_buckets(held.ledger.closed_items(start, end, tenant))
                     question = _Asked(tenant, start, end, closed)
+                    for ledger, as_of in held.ended:  # all closed: those nodes are gone
+                        closed.add_buckets(ledger.closed_items(start, end, tenant))
+                        _add_open(closed, ledger, as_of, question)
                     if len(held.asked) >= _REPORTS_KEPT:
                         held.asked.clear()
                     held.asked[asked] = question
@@ -163,17 +208,20 @@ class UsageService:
         """The closed tally and the holdings still open, which end at the site's newest
         entry (the ledger never ends them earlier than the last metered one)."""
         tally = question.closed.copy()
-        until = parse_time_us(held.as_of) or 0
-        for tenant, resource, amount, since, end in held.ledger.open_spans(until):
-            if question.tenant is None or tenant == question.tenant:
-                start, stop = max(since, question.start), min(end, question.end)
-                tally.add_span(tenant, resource, amount, start, stop)
+        _add_open(tally, held.ledger, held.as_of, question)
         return rated_tally(tally)
 
-    def _ledger(self, site_id: int, acked: int, created: int) -> _SiteLedger:
+    def _ledger(self, site_id: int, acked: int, created: int, epoch: int) -> _SiteLedger:
         cached = self._ledgers.get(site_id)
-        if cached is None or cached.created_at != created or cached.acked_seq > acked:
-            cached = _SiteLedger(created, acked, site_ledger(site_id, acked), None)
+        if (
+            cached is None
+            or cached.created_at != created
+            or cached.epoch != epoch
+            or cached.acked_seq > acked
+        ):
+            cached = _SiteLedger(
+                created, acked, site_ledger(site_id, acked), None, epoch, ended_epochs(site_id)
+            )
         elif cached.acked_seq < acked:
             self._follow(site_id, cached, acked)
         else:
@@ -198,3 +246,12 @@ class UsageService:
         closed = cached.ledger.feed_all(site_entries(site_id, cached.acked_seq, acked))
         for question in cached.asked.values():
             question.add_closed(closed)
+
+
+def _add_open(tally: Tally, ledger: Ledger, as_of: str | None, question: _Asked) -> None:
+    """The ledger's holdings still open, ending at its newest entry (``as_of``)."""
+    until = parse_time_us(as_of) or 0
+    for tenant, resource, amount, since, end in ledger.open_spans(until):
+        if question.tenant is None or tenant == question.tenant:
+            start, stop = max(since, question.start), min(end, question.end)
+            tally.add_span(tenant, resource, amount, start, stop)

@@ -22,9 +22,13 @@ from registry.config import DatabaseUrl
 from registry.store.models import (
     TABLES_V1,
     BlobRow,
+    JournalArchiveRow,
     PriceBookRow,
+    ProvisioningCredential,
     SchemaVersion,
     Site,
+    SiteEpoch,
+    SiteIdentity,
     db_proxy,
     tuples,
 )
@@ -94,6 +98,14 @@ def _heartbeat_head(heartbeat: str | None) -> int | None:
     return head if isinstance(head, int) and 0 <= head < 2**63 else None
 
 
+def _v8_enrollment_epochs(db: peewee.Database) -> None:
+    """Provisioning credentials, hardware identities of sites, and journal epochs: a
+    site re-bound to a new node keeps its old journal in ``journal_archive``."""
+    if "epoch" not in {c.name for c in db.get_columns("site")}:
+        db.execute_sql("ALTER TABLE site ADD COLUMN epoch BIGINT NOT NULL DEFAULT 1")  # type: ignore[no-untyped-call]
+    db.create_tables([ProvisioningCredential, SiteIdentity, SiteEpoch, JournalArchiveRow])
+
+
 # Append only: MIGRATIONS[i] moves the schema from version i to i + 1.
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _v1_initial,
@@ -101,6 +113,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _v3_price_books,
     _v4_blobs,
     _v5_site_counters,
+    _v8_enrollment_epochs,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

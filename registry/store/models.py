@@ -94,6 +94,9 @@ class Site(BaseModel):
     # whichever worker served the batch or answers the scrape.
     ingested_entries = peewee.BigIntegerField(default=0)
     ingested_batches = peewee.BigIntegerField(default=0)
+    # The journal epoch the site's current node writes (schema 8): re-binding the site
+    # to a new node archives the journal and starts the next one from seq 1.
+    epoch = peewee.BigIntegerField(default=1)
 
 
 class SiteLabel(BaseModel):
@@ -233,6 +236,84 @@ class BlobRow(BaseModel):
 
     class Meta:
         table_name = "blob"
+
+
+class ProvisioningCredential(BaseModel):
+    """A long-lived credential (``tbp_...``) new nodes enroll themselves with (schema 8)."""
+
+    id = peewee.AutoField()
+    name = peewee.CharField(max_length=63)
+    token_hash = peewee.CharField(unique=True, max_length=64)
+    labels = peewee.TextField(default="{}")  # JSON: the labels of the sites it creates
+    region = peewee.CharField(max_length=63, default="")
+    allow = peewee.TextField(default="[]")  # JSON: [{hardware_id, site}]
+    created_at = peewee.BigIntegerField(default=now_ms)
+    created_by = peewee.CharField(max_length=63, default="")
+    expires_at = peewee.BigIntegerField(null=True)
+    revoked_at = peewee.BigIntegerField(null=True)
+    last_used_at = peewee.BigIntegerField(null=True)
+    uses = peewee.BigIntegerField(default=0)
+
+    class Meta:
+        table_name = "provisioning_credential"
+
+
+class SiteIdentity(BaseModel):
+    """A hardware identity listed for a site, or bound to its node (schema 8).
+
+    The primary key makes an identity belong to one site at most.
+    """
+
+    hardware_id = peewee.CharField(primary_key=True, max_length=128)
+    site_id: int
+    site = peewee.ForeignKeyField(Site, on_delete="CASCADE")
+    state = peewee.CharField(max_length=16)  # listed | bound
+    replacement = peewee.BooleanField(default=False)
+    created_at = peewee.BigIntegerField(default=now_ms)
+    bound_at = peewee.BigIntegerField(null=True)
+
+    class Meta:
+        table_name = "site_identity"
+        indexes = ((("site", "state"), False),)
+
+
+class SiteEpoch(BaseModel):
+    """An ended journal epoch of a site: which node wrote it and how far (schema 8)."""
+
+    site_id: int
+    site = peewee.ForeignKeyField(Site, on_delete="CASCADE")
+    epoch = peewee.BigIntegerField()
+    hostname = peewee.CharField(max_length=253, default="")
+    hardware_id = peewee.CharField(max_length=128, null=True)
+    started_at = peewee.BigIntegerField(null=True)
+    ended_at = peewee.BigIntegerField()
+    acked_seq = peewee.BigIntegerField()
+    compacted_through = peewee.BigIntegerField()
+    entries = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "site_epoch"
+        primary_key = peewee.CompositeKey("site", "epoch")
+
+
+class JournalArchiveRow(BaseModel):
+    """A journal entry of an ended epoch, moved out of ``journal`` at re-binding (schema
+    8): the live journal keeps its (site, seq) key and ingest its hot path."""
+
+    site_id: int
+    site = peewee.ForeignKeyField(Site, on_delete="CASCADE")
+    epoch = peewee.BigIntegerField()
+    seq = peewee.BigIntegerField()
+    kind = peewee.CharField(max_length=64)
+    object_type = peewee.CharField(max_length=64)
+    object_id = peewee.CharField(max_length=255)
+    state = peewee.TextField()
+    created_at = peewee.CharField(max_length=64, null=True)
+    actor = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "journal_archive"
+        primary_key = peewee.CompositeKey("site", "epoch", "seq")
 
 
 TABLES_V1: tuple[type[BaseModel], ...] = (

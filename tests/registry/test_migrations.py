@@ -8,7 +8,14 @@ import pytest
 
 from registry.config import DatabaseUrl, parse_database_url
 from registry.store import db as store_db
-from registry.store.models import BlobRow, JournalRow, Site
+from registry.store.models import (
+    BlobRow,
+    JournalArchiveRow,
+    JournalRow,
+    SchemaVersion,
+    Site,
+    SiteEpoch,
+)
 
 
 def test_schema_2_adds_the_journal_actor_and_keeps_old_rows(tmp_path: Path) -> None:
@@ -40,13 +47,16 @@ def test_schema_4_adds_the_blob_table_to_an_older_database(tmp_path: Path) -> No
         db.close()
 
 
+def _url(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> DatabaseUrl:
+    if engine == "postgresql":
+        return parse_database_url(request.getfixturevalue("pg_server").create_database(), tmp_path)
+    return DatabaseUrl("sqlite", path=str(tmp_path / "registry.db"))
+
+
 def test_schema_5_takes_the_journal_head_from_the_last_heartbeat(
     engine: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    if engine == "postgresql":
-        url = parse_database_url(request.getfixturevalue("pg_server").create_database(), tmp_path)
-    else:
-        url = DatabaseUrl("sqlite", path=str(tmp_path / "registry.db"))
+    url = _url(engine, tmp_path, request)
     old = store_db.open_database(url)
     beat = '{"agent_version":"1","appliance_head":70,"queued":3,"host":{}}'
     Site.insert(name="beat", heartbeat=beat, acked_seq=60).execute()
@@ -59,8 +69,30 @@ def test_schema_5_takes_the_journal_head_from_the_last_heartbeat(
     old.close()
     db = store_db.open_database(url)
     try:
-        assert store_db.current_version(db) == store_db.SCHEMA_VERSION == 5
+        assert store_db.current_version(db) == store_db.SCHEMA_VERSION
         heads = {s.name: (s.reported_head, s.acked_seq, s.ingested_entries) for s in Site.select()}
         assert heads == {"beat": (70, 60, 0), "quiet": (None, 0, 0), "huge": (None, 0, 0)}
+    finally:
+        db.close()
+
+
+def test_schema_8_adds_epochs_and_identities_and_keeps_sites(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = _url(engine, tmp_path, request)
+    old = store_db.open_database(url)
+    Site.insert(name="kept", acked_seq=7).execute()
+    for table in ("journal_archive", "site_epoch", "site_identity", "provisioning_credential"):
+        old.execute_sql(f"DROP TABLE {table}")  # type: ignore[no-untyped-call]
+    old.execute_sql("ALTER TABLE site DROP COLUMN epoch")  # type: ignore[no-untyped-call]
+    before = store_db.MIGRATIONS.index(store_db._v8_enrollment_epochs)
+    SchemaVersion.update(version=before).execute()
+    old.close()
+    db = store_db.open_database(url)
+    try:
+        assert store_db.current_version(db) == store_db.SCHEMA_VERSION
+        kept = Site.get(Site.name == "kept")
+        assert (kept.epoch, kept.acked_seq) == (1, 7)
+        assert SiteEpoch.select().count() == JournalArchiveRow.select().count() == 0
     finally:
         db.close()

@@ -20,3 +20,13 @@ ACME: dict[str, Any] = {
     "grants": {"pinned_cores": 4, "hugepages": {"1G": 8192}},
     "vnets": [VNET],
 }
+# A VNet of ACME's declared by a vnets document (its tenant by the tenants document).
+CAMS: dict[str, Any] = {
+    **VNET,
+    "tenant": "acme",
+    "name": "cams",
+    "vlan": 200,
+    "subnet": "10.200.0.0/24",
+    "gateway": "10.200.0.1",
+    "ue_pools": ["10.46.0.0/16"],
+}

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from towerbox_core.api.provisioning import JournalEpoch
 from towerbox_core.api.sync import JournalSummary
 from towerbox_core.wire import DesiredIndexItem, WireEntry
 
@@ -109,6 +110,10 @@ class SiteDetail(SiteInfo, frozen=True):
     enrolled_at: str | None
     compacted_through: int
     heartbeat: dict[str, Any] | None  # the last heartbeat as the agent sent it
+    # The journal epoch the site's node writes, and every epoch the site had: a site
+    # re-bound to a new node starts a new one (docs/enrollment.md).
+    epoch: int = 1
+    epochs: list[JournalEpoch] = msgspec.field(default_factory=list)
 
 
 class SiteCreated(SiteInfo, frozen=True):

@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.sync.fleet import wait_in_sync
 from tests.integration.sync.lab import Lab
-from tests.support.desired import ACME, VNET
+from tests.support.desired import ACME, CAMS
 
 pytestmark = pytest.mark.root
 
@@ -39,16 +39,7 @@ def test_tenants_document_through_registry_agent_and_appliance(lab: Lab) -> None
     site = f"/api/v1/sites/{lab.site}/desired"
     with lab.registry.operator() as op:
         # Published together: the agent hands tenants over first.
-        cams = {
-            **VNET,
-            "tenant": "acme",
-            "name": "cams",
-            "vlan": 200,
-            "subnet": "10.200.0.0/24",
-            "gateway": "10.200.0.1",
-            "ue_pools": ["10.46.0.0/16"],
-        }
-        assert op.put(f"{site}/vnets", json={"vnets": [cams]}).status_code == 200
+        assert op.put(f"{site}/vnets", json={"vnets": [CAMS]}).status_code == 200
         assert op.put(f"{site}/tenants", json={"tenants": {"acme": ACME}}).status_code == 200
         # The registry checks what it can before publishing: nothing is published.
         bad = op.put(f"{site}/tenants", json={"tenants": {"acme": {"quotas": {"vms": -4}}}})
