@@ -17,6 +17,7 @@ from typing import Any, Literal
 import msgspec
 
 from towerbox_core.api.sync import JournalSummary
+from towerbox_core.api.versions import SiteVersions
 from towerbox_core.wire import DesiredIndexItem, WireEntry
 
 SiteStatusName = Literal["pending", "online", "stale", "offline"]
@@ -108,7 +109,8 @@ class SiteDetail(SiteInfo, frozen=True):
     created_at: str
     enrolled_at: str | None
     compacted_through: int
-    heartbeat: dict[str, Any] | None  # the last heartbeat as the agent sent it
+    heartbeat: dict[str, Any] | None  # the last heartbeat, with the last host facts sent
+    versions: SiteVersions | None = None  # None before the site's first heartbeat
 
 
 class SiteCreated(SiteInfo, frozen=True):
@@ -248,3 +250,6 @@ class JournalHead(msgspec.Struct, frozen=True):
 
 class HeartbeatReply(msgspec.Struct, frozen=True):
     desired: list[DesiredIndexItem]
+    # The heartbeat carried only a facts hash the registry does not hold (a restored
+    # or new registry): send the host facts and versions again, now.
+    facts_wanted: bool = False

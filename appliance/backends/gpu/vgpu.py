@@ -62,6 +62,10 @@ class VgpuHost(Protocol):
         """Whether this GPU can carry MIG slices into VMs as vGPUs."""
         ...
 
+    def manager_version(self) -> str | None:
+        """The vGPU manager's version, None where there is none; read once at start."""
+        ...
+
     def create(
         self, gpu: GpuInfo, instance: GpuInstanceInfo, profile: MigProfile, mdev_uuid: str
     ) -> None:
@@ -74,6 +78,7 @@ class VgpuHost(Protocol):
 
 
 NO_VGPU_MANAGER = "this host has no NVIDIA vGPU manager"
+VGPU_MODULE_VERSION = "module/nvidia_vgpu_vfio/version"  # below the sysfs root
 
 
 class NoVgpu:
@@ -84,6 +89,9 @@ class NoVgpu:
 
     def describe(self) -> str:
         return f"none ({self.reason})"
+
+    def manager_version(self) -> None:
+        return None
 
     def available(self, gpu: GpuInfo) -> bool:
         return False
@@ -107,6 +115,15 @@ class SysfsVgpu:
 
     def describe(self) -> str:
         return "nvidia vgpu (mdev)"
+
+    def manager_version(self) -> str | None:
+        # The vGPU manager is the nvidia_vgpu_vfio module beside the host driver; the
+        # kernel shows a loaded module's MODULE_VERSION here.
+        try:
+            text = (self._root / VGPU_MODULE_VERSION).read_text().strip()
+        except OSError:
+            return None
+        return text or None
 
     def _parents(self, gpu: GpuInfo) -> list[Path]:
         bus = self._root / "class" / "mdev_bus"
@@ -196,6 +213,10 @@ class SimulatedVgpu:
 
     def describe(self) -> str:
         return "simulated vgpu"
+
+    def manager_version(self) -> str:
+        # NVIDIA ships the vGPU manager with the host driver, of the same version.
+        return self._backend.driver_version()
 
     def available(self, gpu: GpuInfo) -> bool:
         return gpu.mig_supported
