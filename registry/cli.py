@@ -57,6 +57,7 @@ def _register(reg: argparse.ArgumentParser) -> None:
     usage.add_argument("--to", help="on the hour, UTC (default: now)")
     usage.add_argument("--group-by", default="total", choices=("hour", "day", "month", "total"))
     usage.add_argument("--csv", action="store_true", help="print CSV")
+    versions = cmds.add_parser("versions", help="versions the sites run, per component")
     cmds.add_parser("admin-password", help="set a new random admin password (file, 0600)")
     blob = cmds.add_parser("blob", help="content-addressed files the registry serves to sites")
     blob_cmds = blob.add_subparsers(dest="blob_command", required=True)
@@ -66,7 +67,7 @@ def _register(reg: argparse.ArgumentParser) -> None:
     blob_list = blob_cmds.add_parser("list", help="the stored blobs")
     remove = blob_cmds.add_parser("remove", help="remove a blob; sites can no longer fetch it")
     remove.add_argument("sha256")
-    for parser in (create, token, sites, site, journal, usage, upload, blob_list):
+    for parser in (create, token, sites, site, journal, usage, upload, blob_list, versions):
         parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -105,7 +106,7 @@ def _run(args: argparse.Namespace, registry: Registry) -> Any:
         return registry.sites.new_enrollment_token(args.name, args.ttl)
     if command == "sites":
         return registry.sites.search(args.status, args.label, None, 100000, 0).sites
-    if command in ("site", "journal", "usage", "blob"):
+    if command in ("site", "journal", "usage", "blob", "versions"):
         return _reads(args, registry)
     path = registry.cfg.admin_password_file
     registry.operators.reset_password("admin", path)
@@ -121,6 +122,10 @@ def _reads(args: argparse.Namespace, registry: Registry) -> Any:
         return blob_command(args, registry)
     if args.registry_command == "usage":
         return _usage(args, registry)
+    if args.registry_command == "versions":
+        from registry.cli_versions import versions_command
+
+        return versions_command(args)
     if args.registry_command == "site":
         return registry.sites.detail(registry.sites.get(args.name))
     if not 1 <= args.limit <= 1000:

@@ -16,6 +16,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from registry.api.auth import OperatorRequest
 from registry.api.deps import RegistryDep
 from registry.services.desired import group_scope, site_scope
+from registry.services.versions import version_filter
 from towerbox_core.api.fleet import (
     DesiredConflicts,
     DesiredRecord,
@@ -73,8 +74,15 @@ class SiteController(Controller):
         region: FromQuery[str | None] = None,
         limit: Limit = 1000,
         offset: Offset = 0,
+        component: Annotated[
+            str | None, QueryParameter(description="towerbox|agent|gpu_driver|vgpu_manager")
+        ] = None,
+        version: Annotated[
+            str | None, QueryParameter(description="with component: sites on that version")
+        ] = None,
     ) -> SiteList:
-        return registry.sites.search(status, label or [], region, limit, offset)
+        running = version_filter(component, version)
+        return registry.sites.search(status, label or [], region, limit, offset, running)
 
     @get("/sites/{name:str}", sync_to_thread=True)
     def get_site(self, name: FromPath[str], registry: RegistryDep) -> SiteDetail:

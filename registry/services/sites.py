@@ -18,7 +18,8 @@ import msgspec
 import peewee
 
 from registry.config import SitesConfig
-from registry.store import sql
+from registry.services.versions import site_heartbeat, site_versions
+from registry.store import heartbeats, sql
 from registry.store.models import (
     ConflictRow,
     EnrollmentToken,
@@ -43,6 +44,7 @@ from towerbox_core.api.fleet import (
 from towerbox_core.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from towerbox_core.names import check_labels, check_name, parse_label
 from towerbox_core.secret_files import hash_token
+from towerbox_core.wire import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +178,12 @@ class SiteService:
         region: str | None,
         limit: int,
         offset: int,
+        version: peewee.Expression | None = None,  # services.versions.version_filter
     ) -> SiteList:
         now = now_ms()
         query = Site.select()
+        if version is not None:
+            query = query.where(version)
         if status:
             query = query.where(self.status.where(status, now))
         if region:
@@ -212,7 +217,8 @@ class SiteService:
             created_at=ms_to_iso(site.created_at),
             enrolled_at=ms_to_iso(site.enrolled_at),
             compacted_through=site.compacted_through,
-            heartbeat=msgspec.json.decode(site.heartbeat) if site.heartbeat else None,
+            heartbeat=site_heartbeat(site),
+            versions=site_versions(site),
         )
 
     # -- site side ----------------------------------------------------------------
@@ -271,8 +277,9 @@ class SiteService:
         return SitePrincipal(row[0], row[1])
 
     @staticmethod
-    def record_heartbeat(site_id: int, heartbeat: bytes, journal_head: int) -> None:
-        sql.execute(sql.HEARTBEAT, (now_ms(), heartbeat.decode(), journal_head, site_id))
+    def record_heartbeat(site_id: int, beat: Heartbeat) -> bool:
+        """Store it; True when the registry lacks the host facts the beat only hashed."""
+        return heartbeats.record(site_id, beat)
 
     @staticmethod
     def labels_of(site_id: int) -> list[tuple[str, str]]:

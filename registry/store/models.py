@@ -94,6 +94,15 @@ class Site(BaseModel):
     # whichever worker served the batch or answers the scrape.
     ingested_entries = peewee.BigIntegerField(default=0)
     ingested_batches = peewee.BigIntegerField(default=0)
+    # The host facts and versions of the last heartbeat that carried them (schema 9),
+    # with their hash: a heartbeat that carries only the hash leaves them as they are.
+    # One indexed column per version, so the fleet's skew is a GROUP BY.
+    host_facts = peewee.TextField(null=True)  # JSON object
+    facts_hash = peewee.CharField(max_length=64, null=True)
+    towerbox_version = peewee.CharField(max_length=64, null=True, index=True)
+    agent_version = peewee.CharField(max_length=64, null=True, index=True)
+    gpu_driver_version = peewee.CharField(max_length=64, null=True, index=True)
+    vgpu_manager_version = peewee.CharField(max_length=64, null=True, index=True)
 
 
 class SiteLabel(BaseModel):

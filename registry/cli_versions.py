@@ -1,0 +1,33 @@
+"""``towerbox registry versions``: the fleet's version skew as a table (or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from registry.services.versions import fleet_versions
+from towerbox_core.commands import table
+
+
+def versions_command(args: argparse.Namespace) -> Any:
+    found = fleet_versions()
+    if args.json:
+        return found
+    rows = [
+        {
+            "component": c.component,
+            "version": v.version,
+            "sites": v.sites,
+            "share": f"{100 * v.sites / found.sites:.1f} %" if found.sites else "-",
+            "most_common": "*" if v.version == c.most_common else "",
+        }
+        for c in found.components
+        for v in c.versions
+    ]
+    rows += [
+        {"component": c.component, "version": "(not reported)", "sites": c.unreported}
+        for c in found.components
+        if c.unreported
+    ]
+    columns = ("component", "version", "sites", "share", "most_common")
+    return f"{found.sites} enrolled sites\n" + table(rows, columns) + "\n"
