@@ -248,7 +248,7 @@ class JournalHead(msgspec.Struct, frozen=True):
     compacted_through: int
 
 
-class HeartbeatReply(msgspec.Struct, frozen=True):
+class HeartbeatReply(msgspec.Struct, frozen=True, omit_defaults=True):
     desired: list[DesiredIndexItem]
     # The heartbeat carried only a facts hash the registry does not hold (a restored
     # or new registry): send the host facts and versions again, now.
