@@ -13,21 +13,21 @@ def versions_command(args: argparse.Namespace) -> Any:
     found = fleet_versions()
     if args.json:
         return found
-    rows = [
-        {
-            "component": c.component,
-            "version": v.version,
-            "sites": v.sites,
-            "share": f"{100 * v.sites / found.sites:.1f} %" if found.sites else "-",
-            "most_common": "*" if v.version == c.most_common else "",
-        }
-        for c in found.components
-        for v in c.versions
-    ]
-    rows += [
-        {"component": c.component, "version": "(not reported)", "sites": c.unreported}
-        for c in found.components
-        if c.unreported
-    ]
+    rows: list[dict[str, Any]] = []
+    for c in found.components:
+        rows += [
+            {
+                "component": c.component,
+                "version": v.version,
+                "sites": v.sites,
+                "share": f"{100 * v.sites / found.sites:.1f} %" if found.sites else "-",
+                "most_common": "*" if v.version == c.most_common else "",
+            }
+            for v in c.versions
+        ]
+        if c.unreported:
+            rows.append(
+                {"component": c.component, "version": "(not reported)", "sites": c.unreported}
+            )
     columns = ("component", "version", "sites", "share", "most_common")
     return f"{found.sites} enrolled sites\n" + table(rows, columns) + "\n"

@@ -3,11 +3,15 @@ host facts sent only when they change."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 from registry.store.models import Site
 from tests.registry.fleetapi import Api
 from tests.registry.test_metrics import scrape, value
+from tests.support.registry_process import registry_cli
 from towerbox_core.api.versions import NodeVersions
 from towerbox_core.wire import facts_hash
 
@@ -212,3 +216,25 @@ def test_metrics_count_sites_by_version(api: Api) -> None:
     assert value(samples, name, component="gpu_driver", version="535.183.01") == 1
     assert value(samples, name, component="towerbox", version="0.1.0") == 1
     assert not [k for k in samples if k[0] == name and dict(k[1])["component"] == "vgpu_manager"]
+
+
+def test_the_cli_prints_the_skew_from_the_database(sqlite_api: Api, tmp_path: Path) -> None:
+    _fleet(sqlite_api)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TOWERBOX_")},
+        "TOWERBOX_REGISTRY_CONFIG": str(tmp_path / "absent.toml"),
+        "TOWERBOX_REGISTRY_STATE_DIR": str(tmp_path / "registry"),  # make_config's
+    }
+    shown = registry_cli(env, "versions")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "5 enrolled sites"
+    assert lines[1].split() == ["COMPONENT", "VERSION", "SITES", "SHARE", "MOST_COMMON"]
+    assert ["agent", "0.2.0", "2", "40.0", "%", "*"] in [line.split() for line in lines]
+    assert ["gpu_driver", "(not", "reported)", "2", "-", "-"] in [line.split() for line in lines]
+    as_json = registry_cli(env, "versions", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert (
+        json.loads(as_json.stdout)
+        == sqlite_api.client.get("/api/v1/fleet/versions", headers=sqlite_api.admin).json()
+    )
