@@ -83,6 +83,8 @@ class Agent:
                     self._index.get_nowait()
                 self._index.put_nowait(reply.desired)
             except (Unreachable, Refused) as err:
+                if isinstance(err, Refused) and self.beats.refused(beat, err):
+                    continue
                 self.link.failed(err.message)
                 # Never slower than the interval, so a returning link is seen soon.
                 delay = min(self.cfg.heartbeat_s, backoff.next_delay())

@@ -10,6 +10,7 @@ import httpx
 import msgspec
 
 from edge_agent.appliance_link import ApplianceLink
+from edge_agent.errors import Refused
 from edge_agent.heartbeat import HeartbeatBuilder
 from edge_agent.registry_link import RegistryLink
 from towerbox_core.api.fleet import HeartbeatReply
@@ -75,3 +76,18 @@ def test_a_quiet_heartbeat_is_small_on_the_wire() -> None:
     assert set(sent.headers) == {"host", "user-agent", "content-type", "content-length"}
     assert sent.headers["user-agent"].startswith("towerbox-agent/")
     assert len(sent.content) < 100, sent.content
+
+
+def test_a_registry_older_than_the_hash_gets_the_form_it_knows() -> None:
+    builder = HeartbeatBuilder(cast(ApplianceLink, FakeAppliance()))
+    beat = asyncio.run(builder.build(7, 0))
+    other = Refused("registry", 400, {"code": "invalid_batch"})
+    assert builder.refused(beat, other) is False
+    old = Refused("registry", 400, {"code": "invalid_heartbeat", "detail": "unknown field"})
+    assert builder.refused(beat, old) is True  # sent again at once
+    legacy = asyncio.run(builder.build(7, 0))
+    assert legacy.facts_hash is None and legacy.versions is None
+    assert legacy.host["node"] == "n1"
+    # What an older registry decodes: no field it does not know.
+    assert set(msgspec.to_builtins(legacy)) == {"agent_version", "appliance_head", "queued", "host"}
+    assert builder.refused(legacy, old) is False  # refused in the old form too: a real error
