@@ -5,6 +5,7 @@ sent again to a registry restored from a backup that never had them."""
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import time
 from collections.abc import Callable
@@ -93,18 +94,25 @@ def test_versions_and_host_facts_reach_the_registry(lab: Lab) -> None:
     assert resp.status_code == 200, resp.text
     changed = _node_health(lab)["backends"]["n6"]["summary"]
     assert len(changed) == len([b for b in before if b.startswith("N6")]) + 1, changed
-    # Heartbeats run every second here: the next one is within a couple of seconds.
-    site = _until(lab, lambda s: _backends(s) != before, timeout=5)
+    # Heartbeats run every second here: the next one is well within this bound.
+    site = _until(lab, lambda s: _backends(s) != before, timeout=15)
     assert set(changed) <= set(_backends(site))
 
     # The registry restored from the backup has never seen the facts: the agent's
     # next heartbeat (hash only) is answered facts_wanted, and the facts come again.
-    lab.registry.stop()
-    for suffix in ("-wal", "-shm"):
-        live.with_name(live.name + suffix).unlink(missing_ok=True)
-    backup.replace(live)
-    lab.registry.start()
-    assert _site(lab)["versions"] is None
+    # The agent is held still meanwhile, so the restored state can be seen before it
+    # reports again.
+    assert lab.agent.proc is not None
+    lab.agent.proc.send_signal(signal.SIGSTOP)
+    try:
+        lab.registry.stop()
+        for suffix in ("-wal", "-shm"):
+            live.with_name(live.name + suffix).unlink(missing_ok=True)
+        backup.replace(live)
+        lab.registry.start()
+        assert _site(lab)["versions"] is None
+    finally:
+        lab.agent.proc.send_signal(signal.SIGCONT)
     restored = _until(lab, lambda s: (s.get("versions") or {}).get("towerbox") is not None)
     assert restored["versions"] == site["versions"]
     assert _backends(restored) == _backends(site)
