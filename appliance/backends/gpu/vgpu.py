@@ -78,7 +78,9 @@ class VgpuHost(Protocol):
 
 
 NO_VGPU_MANAGER = "this host has no NVIDIA vGPU manager"
-VGPU_MODULE_VERSION = "module/nvidia_vgpu_vfio/version"  # below the sysfs root
+# Kernel modules, below the sysfs root.
+VGPU_MODULE = "module/nvidia_vgpu_vfio"
+NVIDIA_MODULE = "module/nvidia"
 
 
 class NoVgpu:
@@ -117,13 +119,21 @@ class SysfsVgpu:
         return "nvidia vgpu (mdev)"
 
     def manager_version(self) -> str | None:
-        # The vGPU manager is the nvidia_vgpu_vfio module beside the host driver; the
-        # kernel shows a loaded module's MODULE_VERSION here.
-        try:
-            text = (self._root / VGPU_MODULE_VERSION).read_text().strip()
-        except OSError:
+        # The vGPU manager is the nvidia_vgpu_vfio module beside the host driver: None
+        # unless it is loaded. The kernel shows a module's MODULE_VERSION in sysfs;
+        # where this one declares none, the host driver's is the manager's (NVIDIA
+        # ships the two together, of one version).
+        module = self._root / VGPU_MODULE
+        if not module.is_dir():
             return None
-        return text or None
+        for path in (module / "version", self._root / NVIDIA_MODULE / "version"):
+            try:
+                text = path.read_text().strip()
+            except OSError:
+                continue
+            if text:
+                return text
+        return None
 
     def _parents(self, gpu: GpuInfo) -> list[Path]:
         bus = self._root / "class" / "mdev_bus"

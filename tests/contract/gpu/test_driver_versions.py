@@ -9,7 +9,13 @@ import pytest
 
 from appliance.backends.gpu.nvml import NvmlGpuBackend
 from appliance.backends.gpu.simulated import SimulatedGpuBackend
-from appliance.backends.gpu.vgpu import VGPU_MODULE_VERSION, NoVgpu, SimulatedVgpu, SysfsVgpu
+from appliance.backends.gpu.vgpu import (
+    NVIDIA_MODULE,
+    VGPU_MODULE,
+    NoVgpu,
+    SimulatedVgpu,
+    SysfsVgpu,
+)
 from appliance.context.builders import node_versions
 from tests.contract.gpu.conftest import Board
 from tests.unit.gpu.fake_nvml import DRIVER_VERSION, FakeNvml
@@ -34,10 +40,14 @@ def test_the_simulator_says_its_versions_are_simulated() -> None:
 
 
 def test_vgpu_manager_version_comes_from_its_kernel_module(tmp_path: Path) -> None:
-    assert SysfsVgpu(tmp_path).manager_version() is None  # no vGPU manager loaded
-    module = tmp_path / VGPU_MODULE_VERSION
-    module.parent.mkdir(parents=True)
-    module.write_text("550.54.16\n")
+    driver = tmp_path / NVIDIA_MODULE / "version"
+    driver.parent.mkdir(parents=True)
+    driver.write_text("550.54.15\n")
+    assert SysfsVgpu(tmp_path).manager_version() is None  # a driver, no vGPU manager
+    module = tmp_path / VGPU_MODULE
+    module.mkdir(parents=True)
+    assert SysfsVgpu(tmp_path).manager_version() == "550.54.15"  # the host driver's
+    (module / "version").write_text("550.54.16\n")
     assert SysfsVgpu(tmp_path).manager_version() == "550.54.16"
     assert NoVgpu().manager_version() is None
 
