@@ -27,13 +27,13 @@ def _statement() -> str:
     return " UNION ALL ".join(parts)
 
 
-_COUNTS = _statement()
+COUNTS = _statement()
 _ENROLLED = "SELECT COUNT(*) FROM site WHERE secret_hash IS NOT NULL"
 
 
 def version_counts() -> dict[Component, dict[str, int]]:
     counts: dict[Component, dict[str, int]] = {c: {} for c in COMPONENTS}
-    for component, version, count in sql.fetchall(_COUNTS, ()):
+    for component, version, count in sql.fetchall(COUNTS, ()):
         counts[component][version] = int(count)
     return counts
 

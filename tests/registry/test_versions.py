@@ -8,6 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from registry.services.versions import fleet_versions
+from registry.store import fleet_versions as fleet_versions_sql
+from registry.store import sql
 from registry.store.models import Site
 from tests.registry.fleetapi import Api
 from tests.registry.test_metrics import scrape, value
@@ -238,3 +241,31 @@ def test_the_cli_prints_the_skew_from_the_database(sqlite_api: Api, tmp_path: Pa
         json.loads(as_json.stdout)
         == sqlite_api.client.get("/api/v1/fleet/versions", headers=sqlite_api.admin).json()
     )
+
+
+def test_the_skew_at_ten_thousand_sites_reads_the_version_indexes(sqlite_api: Api) -> None:
+    rows = [
+        {
+            "name": f"s{i:05d}",
+            "secret_hash": f"{i:064x}",
+            "heartbeat": "{}",
+            "agent_version": ("0.2.0", "0.1.0", "0.2.1")[i % 3],
+            "gpu_driver_version": None if i % 10 == 0 else "550.54.15",
+        }
+        for i in range(10_000)
+    ]
+    for first in range(0, len(rows), 500):
+        Site.insert_many(rows[first : first + 500]).execute()
+    found = {c.component: c for c in fleet_versions().components}
+    assert [(v.version, v.sites) for v in found["agent"].versions] == [
+        ("0.2.1", 3333),
+        ("0.2.0", 3334),
+        ("0.1.0", 3333),
+    ]
+    assert found["agent"].most_common == "0.2.0"
+    assert found["gpu_driver"].unreported == 1000
+    # Each component's count is a walk of its index, never of the site rows.
+    plan = sql.fetchall("EXPLAIN QUERY PLAN " + fleet_versions_sql.COUNTS, ())
+    scans = [str(row[-1]) for row in plan if "site" in str(row[-1]).lower()]
+    assert len(scans) == 4, plan
+    assert all("COVERING INDEX site_" in scan for scan in scans), scans
