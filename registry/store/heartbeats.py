@@ -19,6 +19,16 @@ from towerbox_core.wire import Heartbeat, facts_hash
 # The heartbeat column keeps the beat without its facts; host_facts keeps those.
 _CONTACT = sql.HEARTBEAT
 _CONTACT_SAME_FACTS = _CONTACT.removesuffix("WHERE id = ?") + "WHERE id = ? AND facts_hash = ?"
+# Agents before the hash send their facts (with an uptime) every time: the facts are
+# written each time, the indexed version columns only when the agent's version changed.
+_CONTACT_WITH_HOST = (
+    "UPDATE site SET last_contact = ?, heartbeat = ?, reported_head = ?, host_facts = ?, "
+    "facts_hash = NULL WHERE id = ?"
+)
+_OLD_AGENT_VERSION = (
+    "UPDATE site SET agent_version = ?, towerbox_version = NULL, gpu_driver_version = NULL, "
+    "vgpu_manager_version = NULL WHERE id = ? AND (agent_version IS NULL OR agent_version <> ?)"
+)
 _CONTACT_WITH_FACTS = (
     "UPDATE site SET last_contact = ?, heartbeat = ?, reported_head = ?, host_facts = ?, "
     "facts_hash = ?, towerbox_version = ?, agent_version = ?, gpu_driver_version = ?, "
@@ -38,18 +48,22 @@ def record(site_id: int, beat: Heartbeat) -> bool:
             return False
         sql.execute(_CONTACT, params)
         return True
+    host = msgspec.json.encode(beat.host).decode()
+    if beat.facts_hash is None:
+        sql.execute(_CONTACT_WITH_HOST, (now, thin, beat.appliance_head, host, site_id))
+        # The route refused a malformed agent version: this one fits the column.
+        sql.execute(_OLD_AGENT_VERSION, (beat.agent_version, site_id, beat.agent_version))
+        return False
     versions = beat.versions or NodeVersions()
-    # Computed here, not taken from the agent: the stored hash always fits the facts.
-    digest = facts_hash(beat.agent_version, beat.host, beat.versions)
     sql.execute(
         _CONTACT_WITH_FACTS,
         (
             now,
             thin,
             beat.appliance_head,
-            msgspec.json.encode(beat.host).decode(),
-            # An agent before the hash always sends its facts: nothing to match later.
-            None if beat.facts_hash is None else digest,
+            host,
+            # Computed here, not taken from the agent: the stored hash fits the facts.
+            facts_hash(beat.agent_version, beat.host, beat.versions),
             _version(versions.towerbox),
             _version(beat.agent_version),
             _version(versions.gpu_driver),
@@ -61,5 +75,5 @@ def record(site_id: int, beat: Heartbeat) -> bool:
 
 
 def _version(text: str | None) -> str | None:
-    # The route refused malformed versions; this keeps an old agent's odd text out.
+    # The route refuses malformed versions already; a column never holds one.
     return text if text is not None and valid_version(text) else None
