@@ -50,6 +50,8 @@ from registry.store.db import open_database
 from registry.store.models import JournalRow, Site
 from tests.support.daemon import free_port
 from tests.support.postgres import PostgresUnavailable, postgres_server
+from towerbox_core.api.versions import NodeVersions
+from towerbox_core.wire import Heartbeat, facts_hash
 
 SITES = 200
 VMS_PER_SITE = 100
@@ -207,7 +209,12 @@ async def _agents(
     latencies: list[float] = []
     failures = 0
     per_site_interval = fleet / OFFERED_RPS
-    beat = msgspec.json.encode({"agent_version": "bench", "appliance_head": 0, "queued": 0})
+    # As agents send them: the host facts and versions once, then only their hash.
+    host = {"hostname": "n", "node": "n", "health": "ok", "backends": ["GPU: simulated"]}
+    versions = NodeVersions(towerbox="0.1.0", gpu_driver="550.54.15")
+    digest = facts_hash("0.1.0", host, versions)
+    full_beat = msgspec.json.encode(Heartbeat("0.1.0", 0, 0, host, digest, versions))
+    thin_beat = msgspec.json.encode(Heartbeat("0.1.0", 0, 0, facts_hash=digest))
     rounds = int(LOAD_S / per_site_interval) + 2
     # Bodies are made before the clock starts: the agents' CPU is not the registry's.
     payloads = [
@@ -233,6 +240,7 @@ async def _agents(
         pending = next(batches)
         headers_gzip = {**site, "Content-Encoding": "gzip", "Content-Type": "application/json"}
         headers_json = {**site, "Content-Type": "application/json"}
+        facts_held = False
         async with clients[index] as client:
             next_at = time.perf_counter() + random.uniform(0, per_site_interval)
             turn = index
@@ -244,8 +252,11 @@ async def _agents(
                 started = time.perf_counter()
                 if turn % 3 == 0:  # a heartbeat for every two journal batches
                     resp = await client.post(
-                        "/api/v1/sync/heartbeat", content=beat, headers=headers_json
+                        "/api/v1/sync/heartbeat",
+                        content=thin_beat if facts_held else full_beat,
+                        headers=headers_json,
                     )
+                    facts_held = resp.status_code == 200 and b"facts_wanted" not in resp.content
                 else:
                     resp = await client.post(
                         "/api/v1/sync/journal", content=pending, headers=headers_gzip

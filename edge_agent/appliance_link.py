@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import httpx
@@ -9,6 +10,7 @@ import msgspec
 
 from edge_agent.errors import Refused, Unreachable
 from edge_agent.http import call
+from towerbox_core.api.versions import NodeVersions
 from towerbox_core.wire import AgentStatus, DesiredDocument, WireEntry
 
 
@@ -61,23 +63,35 @@ class ApplianceLink:
         result: dict[str, Any] = resp.json()
         return result
 
-    async def host_facts(self) -> dict[str, Any]:
-        """What the registry shows of the node beside its objects: health and backends."""
+    async def host_facts(self) -> tuple[dict[str, Any], NodeVersions | None]:
+        """What the registry shows of the node beside its objects: health, backends and
+        the versions the appliance runs (None from an appliance that does not say).
+
+        Only what changes with the node's state, not with time: the agent sends the
+        facts again only when they change, so the start time stands for the uptime.
+        """
         try:
             resp = await call(self._http, "appliance", "GET", "/healthz")
             health = resp.json()
         except (Unreachable, Refused, ValueError) as err:
-            return {"appliance": "unreachable", "detail": str(err)[:200]}
+            return {"appliance": "unreachable", "detail": str(err)[:200]}, None
         lines: list[str] = []
         for backend in dict(health.get("backends") or {}).values():
             summary = backend.get("summary") if isinstance(backend, dict) else None
             lines += summary if isinstance(summary, list) else [summary] if summary else []
-        return {
+        facts = {
             "node": health.get("node"),
             "health": health.get("status"),
-            "uptime_s": health.get("uptime_s"),
             "backends": [str(line) for line in lines],
         }
+        started = health.get("started_at")
+        if isinstance(started, int | float):
+            facts["started_at"] = dt.datetime.fromtimestamp(int(started), dt.UTC).isoformat()
+        try:
+            versions = msgspec.convert(health.get("versions"), NodeVersions | None)
+        except msgspec.ValidationError:
+            versions = None
+        return facts, versions
 
     async def close(self) -> None:
         await self._http.aclose()

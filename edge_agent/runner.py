@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 from pathlib import Path
 
 from edge_agent import __version__
@@ -17,13 +16,14 @@ from edge_agent.blob_relay import BlobRelay
 from edge_agent.config import AgentConfig
 from edge_agent.desired import DesiredPuller
 from edge_agent.errors import Refused, Unreachable
+from edge_agent.heartbeat import HeartbeatBuilder
 from edge_agent.link_state import LinkState
 from edge_agent.provision import provision, wants_provisioning
 from edge_agent.pump import JournalPump
 from edge_agent.registry_link import RegistryLink
 from edge_agent.state import load_enrollment, read_token
 from towerbox_core.client import async_http
-from towerbox_core.wire import AgentStatus, DesiredIndexItem, Heartbeat
+from towerbox_core.wire import AgentStatus, DesiredIndexItem
 
 log = logging.getLogger(__name__)
 
@@ -68,23 +68,24 @@ class Agent:
         self.desired = DesiredPuller(self.appliance, self.registry)
         self._index: asyncio.Queue[list[DesiredIndexItem]] = asyncio.Queue(maxsize=1)
         self.heartbeats = 0
+        self.beats = HeartbeatBuilder(self.appliance)
 
     async def heartbeat_loop(self, stop: asyncio.Event) -> None:
         backoff = Backoff(self.cfg.backoff_base_s, self.cfg.backoff_cap_s)
-        hostname = socket.gethostname()
         while not stop.is_set():
-            host = {"hostname": hostname, **await self.appliance.host_facts()}
-            beat = Heartbeat(__version__, self.pump.appliance_head, self.pump.queued, host)
+            beat = await self.beats.build(self.pump.appliance_head, self.pump.queued)
             try:
-                index = await self.registry.heartbeat(beat)
+                reply = await self.registry.heartbeat(beat)
                 self.heartbeats += 1
                 self.link.ok()
                 backoff.reset()
-                delay = self.cfg.heartbeat_s
+                delay = 0.0 if self.beats.answered(beat, reply) else self.cfg.heartbeat_s
                 if self._index.full():
                     self._index.get_nowait()
-                self._index.put_nowait(index)
+                self._index.put_nowait(reply.desired)
             except (Unreachable, Refused) as err:
+                if isinstance(err, Refused) and self.beats.refused(beat, err):
+                    continue
                 self.link.failed(err.message)
                 # Never slower than the interval, so a returning link is seen soon.
                 delay = min(self.cfg.heartbeat_s, backoff.next_delay())

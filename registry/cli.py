@@ -7,6 +7,7 @@ does (same config, same services), so they work while the server is down too.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -18,6 +19,12 @@ from towerbox_core.commands import CommandGroup, journal_table, report, table
 
 # Kept here, not imported: `towerbox registry` loads cli_provisioning only when parsing.
 PROVISIONING_COMMANDS = ("provisioning", "site-identity", "site-rebind")
+# Commands whose code lives in a module of their own, imported only when they run.
+_DELEGATES = {
+    "blob": "registry.cli_blobs:blob_command",
+    "versions": "registry.cli_versions:versions_command",
+    **dict.fromkeys(PROVISIONING_COMMANDS, "registry.cli_provisioning:run"),
+}
 
 if TYPE_CHECKING:
     from registry.context import Registry
@@ -61,6 +68,7 @@ def _register(reg: argparse.ArgumentParser) -> None:
     usage.add_argument("--to", help="on the hour, UTC (default: now)")
     usage.add_argument("--group-by", default="total", choices=("hour", "day", "month", "total"))
     usage.add_argument("--csv", action="store_true", help="print CSV")
+    versions = cmds.add_parser("versions", help="versions the sites run, per component")
     cmds.add_parser("admin-password", help="set a new random admin password (file, 0600)")
     blob = cmds.add_parser("blob", help="content-addressed files the registry serves to sites")
     blob_cmds = blob.add_subparsers(dest="blob_command", required=True)
@@ -73,7 +81,18 @@ def _register(reg: argparse.ArgumentParser) -> None:
     from registry.cli_provisioning import register as register_provisioning
 
     provisioning = register_provisioning(cmds)
-    for parser in (create, token, sites, site, journal, usage, upload, blob_list, *provisioning):
+    for parser in (
+        create,
+        token,
+        sites,
+        site,
+        journal,
+        usage,
+        upload,
+        blob_list,
+        versions,
+        *provisioning,
+    ):
         parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -112,7 +131,7 @@ def _run(args: argparse.Namespace, registry: Registry) -> Any:
         return registry.sites.new_enrollment_token(args.name, args.ttl)
     if command == "sites":
         return registry.sites.search(args.status, args.label, None, 100000, 0).sites
-    if command in ("site", "journal", "usage", "blob", *PROVISIONING_COMMANDS):
+    if command in ("site", "journal", "usage", "blob", "versions", *PROVISIONING_COMMANDS):
         return _reads(args, registry)
     path = registry.cfg.admin_password_file
     registry.operators.reset_password("admin", path)
@@ -122,14 +141,10 @@ def _run(args: argparse.Namespace, registry: Registry) -> Any:
 def _reads(args: argparse.Namespace, registry: Registry) -> Any:
     from towerbox_core.errors import InvalidInput
 
-    if args.registry_command == "blob":
-        from registry.cli_blobs import blob_command
-
-        return blob_command(args, registry)
-    if args.registry_command in PROVISIONING_COMMANDS:
-        from registry.cli_provisioning import run
-
-        return run(args, registry)
+    delegate = _DELEGATES.get(args.registry_command)
+    if delegate is not None:
+        module, function = delegate.split(":")
+        return getattr(importlib.import_module(module), function)(args, registry)
     if args.registry_command == "usage":
         return _usage(args, registry)
     if args.registry_command == "site":

@@ -19,7 +19,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from registry.store.fleet_stats import LAG_BOUNDS, SILENT_BOUNDS, FleetStats
+from registry.store.fleet_stats import (
+    LAG_BOUNDS,
+    MAX_VERSIONS_PER_COMPONENT,
+    SILENT_BOUNDS,
+    FleetStats,
+)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -100,6 +105,16 @@ class FleetCollector(Collector):
         for (kind, scope), count in sorted(stats.documents.items()):
             documents.add_metric([kind, scope], count)
         yield documents
+        versions = GaugeMetricFamily(
+            "towerbox_registry_sites_by_version",
+            "Sites by the version of a component their heartbeats report (towerbox, agent, "
+            f"gpu_driver, vgpu_manager); past the {MAX_VERSIONS_PER_COMPONENT} most common "
+            'of a component, "other"',
+            labels=("component", "version"),
+        )
+        for (component, version), count in sorted(stats.versions.items()):
+            versions.add_metric([component, version], count)
+        yield versions
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # registering must not read the database

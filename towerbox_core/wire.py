@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 
+from towerbox_core.api.versions import NodeVersions
+
 # Bounds on one journal batch; larger batches are refused with `batch_too_large`.
 MAX_BATCH_ENTRIES = 1000
 MAX_BATCH_BYTES = 4 * 1024 * 1024  # after gzip decompression
@@ -81,13 +83,33 @@ class JournalAck(msgspec.Struct, frozen=True):
     stored: int  # entries newly stored by this request (0 on a pure replay)
 
 
-class Heartbeat(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """POST /api/v1/sync/heartbeat body; sent on its own timer, also during a backlog."""
+class Heartbeat(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """POST /api/v1/sync/heartbeat body; sent on its own timer, also during a backlog.
+
+    ``facts_hash`` (``facts_hash()`` of the agent version, host facts and versions)
+    lets a quiet site send the facts only when they change: a heartbeat carries
+    ``host`` and ``versions`` when they differ from what the registry last
+    acknowledged, else only the hash. Agents before the hash send neither hash nor
+    versions and always the host facts; the registry takes both forms.
+    """
 
     agent_version: str
     appliance_head: int  # newest seq in the node's journal
     queued: int  # entries the registry does not hold yet, as far as the agent knows
     host: dict[str, Any] = msgspec.field(default_factory=dict)  # health/host facts
+    facts_hash: str | None = None
+    versions: NodeVersions | None = None
+
+    @property
+    def carries_facts(self) -> bool:
+        return self.facts_hash is None or bool(self.host) or self.versions is not None
+
+
+def facts_hash(agent_version: str, host: dict[str, Any], versions: NodeVersions | None) -> str:
+    """What the agent and the registry both compute over a node's facts: 16 hex digits
+    of sha256 over their canonical JSON (a change detector, not a proof)."""
+    doc = {"agent": agent_version, "host": host, "versions": msgspec.to_builtins(versions)}
+    return hashlib.sha256(canonical_json(doc)).hexdigest()[:16]
 
 
 class DesiredIndexItem(msgspec.Struct, frozen=True):

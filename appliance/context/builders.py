@@ -6,6 +6,7 @@ the service manager with the node's facts, and which VMs use which image files.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, cast
@@ -27,11 +28,15 @@ from appliance.services.service_templates import NodeFacts, services_dir
 from appliance.services.tenants import TenantService
 from appliance.services.vm_admission import VmAdmission
 from appliance.services.vms import VmService
-from towerbox_core.errors import ConfigError
+from towerbox_core import __version__
+from towerbox_core.api.versions import NodeVersions
+from towerbox_core.errors import ConfigError, TowerboxError
 from upf_bridge.backends import backend_for as n6_backend_for
 from upf_bridge.backends import probe as n6_probe
 from upf_bridge.backends.base import NetBackend
 from upf_bridge.model import TrunkKind
+
+log = logging.getLogger(__name__)
 
 
 def n6_backends(cfg: Config) -> Callable[[TrunkKind], NetBackend]:
@@ -85,6 +90,18 @@ def vgpu_host(cfg: Config, backend: GpuBackend, libvirt: LibvirtBackend) -> Vgpu
             "simulated vGPU; use the libvirt test driver for a GPU demo"
         )
     return SimulatedVgpu(backend)
+
+
+def node_versions(backend: GpuBackend, vgpu: VgpuHost) -> NodeVersions:
+    """What this daemon runs, read once: the heartbeats repeat it, NVML is asked once."""
+    try:
+        driver = backend.driver_version()
+    except TowerboxError as err:
+        log.warning("GPU driver version unknown: %s", err.message)
+        driver = None
+    return NodeVersions(
+        towerbox=__version__, gpu_driver=driver, vgpu_manager=vgpu.manager_version()
+    )
 
 
 def service_manager(

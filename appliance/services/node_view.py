@@ -29,6 +29,7 @@ from towerbox_core.api.node import (
     N6Health,
     StorageHealth,
 )
+from towerbox_core.api.versions import NodeVersions
 from towerbox_core.errors import NotFound
 
 
@@ -48,7 +49,9 @@ class NodeViews:
         allocator: Allocator,
         catalog: dict[str, CatalogEntry],
         space: StateSpace,
+        versions: NodeVersions | None = None,
     ) -> None:
+        self._versions = versions or NodeVersions()
         self._node = node_name
         self._image_dir = image_dir
         self._started_at = started_at
@@ -90,6 +93,8 @@ class NodeViews:
             summary=[libvirt_line, storage.summary],
             last_sweep_at=self._monitor.snapshot.taken_at or None,
             storage=storage,
+            versions=self._versions,
+            started_at=self._started_at,
         )
 
     def storage(self) -> StorageHealth:

@@ -19,6 +19,7 @@ from registry.api.provisioning import ProvisioningController
 from registry.api.sites import SiteController
 from registry.api.sync import RAW_BODIES, SyncController
 from registry.api.usage import UsageController
+from registry.api.versions import VersionController
 from registry.config import load_config
 from registry.context import Registry, build_registry
 from registry.store.db import SCHEMA_VERSION
@@ -49,6 +50,7 @@ def create_app(registry: Registry) -> Litestar:
             UsageController,
             fleet_overview,
             ProvisioningController,
+            VersionController,
         ],
         dependencies={"registry": Provide(lambda: registry, sync_to_thread=False)},
         middleware=[

@@ -16,6 +16,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from registry.api.auth import OperatorRequest
 from registry.api.deps import RegistryDep
 from registry.services.desired import group_scope, site_scope
+from registry.services.versions import version_filter
 from towerbox_core.api.fleet import (
     DesiredConflicts,
     DesiredRecord,
@@ -79,8 +80,17 @@ class SiteController(Controller):
         sort: Annotated[
             str | None, QueryParameter(description="name|region|hostname|last_contact, -desc")
         ] = None,
+        component: Annotated[
+            str | None, QueryParameter(description="towerbox|agent|gpu_driver|vgpu_manager")
+        ] = None,
+        version: Annotated[
+            str | None, QueryParameter(description="with component: sites on that version")
+        ] = None,
     ) -> SiteList:
-        return registry.sites.search(status, label or [], region, limit, offset, q, sort)
+        running = version_filter(component, version)
+        return registry.sites.search(
+            status, label or [], region, limit, offset, q, sort, version=running
+        )
 
     @get("/sites/{name:str}", sync_to_thread=True)
     def get_site(self, name: FromPath[str], registry: RegistryDep) -> SiteDetail:

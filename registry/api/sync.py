@@ -19,6 +19,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
 from registry.api.auth import SiteRequest
 from registry.api.deps import RegistryDep
 from registry.errors import BadRequest, PayloadTooLarge
+from registry.services.versions import check_heartbeat_versions
 from registry.store.ingest import MAX_SEQ, ingest
 from registry.store.models import Site, now_ms
 from towerbox_core.api.fleet import EnrollReply, EnrollRequest, HeartbeatReply, JournalHead
@@ -135,15 +136,11 @@ class SyncController(Controller):
                 f"appliance_head {beat.appliance_head} out of range (0 to 2^63-1)",
                 code="invalid_heartbeat",
             )
+        check_heartbeat_versions(beat)
         site = request.user
-        await registry.run_db(
-            registry.sites.record_heartbeat,
-            site.site_id,
-            msgspec.json.encode(beat),
-            beat.appliance_head,
-        )
+        wanted = await registry.run_db(registry.sites.record_heartbeat, site.site_id, beat)
         index = await registry.run_db(registry.desired.index, site.site_id, site.name)
-        return HeartbeatReply(desired=index)
+        return HeartbeatReply(desired=index, facts_wanted=wanted)
 
     @get("/sync/desired/{kind:str}")
     async def desired(

@@ -19,7 +19,8 @@ import peewee
 
 from registry.config import SitesConfig
 from registry.services.site_search import name_or_hostname_contains, sort_order
-from registry.store import sql
+from registry.services.versions import site_heartbeat, site_versions
+from registry.store import heartbeats, sql
 from registry.store.epochs import epochs
 from registry.store.models import (
     ConflictRow,
@@ -48,6 +49,7 @@ from towerbox_core.api.fleet import (
 from towerbox_core.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from towerbox_core.names import check_labels, check_name, parse_label
 from towerbox_core.secret_files import hash_token
+from towerbox_core.wire import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -201,11 +203,14 @@ class SiteService:
         offset: int,
         q: str | None = None,
         sort: str | None = None,
+        version: peewee.Expression | None = None,  # services.versions.version_filter
     ) -> SiteList:
         now = now_ms()
         query = Site.select()
         if q:
             query = query.where(name_or_hostname_contains(q))
+        if version is not None:
+            query = query.where(version)
         if status:
             query = query.where(self.status.where(status, now))
         if region:
@@ -239,9 +244,10 @@ class SiteService:
             created_at=ms_to_iso(site.created_at),
             enrolled_at=ms_to_iso(site.enrolled_at),
             compacted_through=site.compacted_through,
-            heartbeat=msgspec.json.decode(site.heartbeat) if site.heartbeat else None,
+            heartbeat=site_heartbeat(site),
             epoch=site.epoch,
             epochs=epochs(site),
+            versions=site_versions(site),
         )
 
     # -- site side ----------------------------------------------------------------
@@ -308,8 +314,9 @@ class SiteService:
         return SitePrincipal(row[0], row[1])
 
     @staticmethod
-    def record_heartbeat(site_id: int, heartbeat: bytes, journal_head: int) -> None:
-        sql.execute(sql.HEARTBEAT, (now_ms(), heartbeat.decode(), journal_head, site_id))
+    def record_heartbeat(site_id: int, beat: Heartbeat) -> bool:
+        """Store it; True when the registry lacks the host facts the beat only hashed."""
+        return heartbeats.record(site_id, beat)
 
     @staticmethod
     def labels_of(site_id: int) -> list[tuple[str, str]]:

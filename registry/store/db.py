@@ -32,6 +32,7 @@ from registry.store.models import (
     db_proxy,
     tuples,
 )
+from towerbox_core.api.versions import valid_version
 from towerbox_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,41 @@ def _v8_enrollment_epochs(db: peewee.Database) -> None:
     db.create_tables([ProvisioningCredential, SiteIdentity, SiteEpoch, JournalArchiveRow])
 
 
+# The columns schema 9 adds to the site table, with the index each version gets.
+_VERSION_COLUMNS = (
+    "towerbox_version",
+    "agent_version",
+    "gpu_driver_version",
+    "vgpu_manager_version",
+)
+
+
+def _v9_site_versions(db: peewee.Database) -> None:
+    """Versions from the heartbeats in indexed columns, host facts kept apart from them."""
+    have = {c.name for c in db.get_columns("site")}
+    for column, ddl in (
+        ("host_facts", "TEXT"),
+        ("facts_hash", "VARCHAR(64)"),
+        *((name, "VARCHAR(64)") for name in _VERSION_COLUMNS),
+    ):
+        if column not in have:
+            db.execute_sql(f"ALTER TABLE site ADD COLUMN {column} {ddl}")  # type: ignore[no-untyped-call]
+    for name in _VERSION_COLUMNS:
+        db.execute_sql(f"CREATE INDEX IF NOT EXISTS site_{name} ON site ({name})")  # type: ignore[no-untyped-call]
+    # The agent version is in the heartbeats already stored: the skew is right at once.
+    for site_id, heartbeat in list(tuples(Site.select(Site.id, Site.heartbeat))):
+        version = _heartbeat_field(heartbeat, "agent_version")
+        if isinstance(version, str) and valid_version(version):
+            Site.update(agent_version=version).where(Site.id == site_id).execute()
+
+
+def _heartbeat_field(heartbeat: str | None, name: str) -> Any:
+    try:
+        return json.loads(heartbeat or "null")[name]
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
 # Append only: MIGRATIONS[i] moves the schema from version i to i + 1.
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _v1_initial,
@@ -114,6 +150,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _v4_blobs,
     _v5_site_counters,
     _v8_enrollment_epochs,
+    _v9_site_versions,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

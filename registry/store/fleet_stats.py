@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from registry.store import sql
+from registry.store.fleet_versions import version_counts
+from towerbox_core.api.versions import Component
 from towerbox_core.wire import DESIRED_KINDS
 
 # Upper bounds of the lag buckets, in journal entries (cumulative, as Prometheus' le).
@@ -19,7 +21,10 @@ LAG_BOUNDS = (0, 10, 100, 1_000, 10_000, 100_000)
 # Contact ages a site can be silent past, in seconds: 5 minutes, 1 hour, 1 day, 1 week.
 SILENT_BOUNDS = (300, 3_600, 86_400, 604_800)
 RESULTS = ("applied", "conflict", "rejected")
-OTHER_KIND = "other"  # conflicts a node reported for a kind the registry does not know
+OTHER_KIND = "other"
+# Series per component on towerbox_registry_sites_by_version; rarer versions are summed.
+MAX_VERSIONS_PER_COMPONENT = 20
+OTHER_VERSION = "other"  # conflicts a node reported for a kind the registry does not know
 
 # A site's lag: entries its agent reported in its journal that the registry does not
 # hold yet; NULL until the site's first heartbeat. CASE, not GREATEST/MAX(a, b): the
@@ -82,6 +87,7 @@ class FleetStats:
     conflicts: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, result)
     results: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, result)
     documents: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, source)
+    versions: dict[tuple[str, str], int] = field(default_factory=dict)  # (component, version)
 
 
 def fleet_stats(now_ms: int, online_since: int, stale_since: int) -> FleetStats:
@@ -112,4 +118,19 @@ def fleet_stats(now_ms: int, online_since: int, stale_since: int) -> FleetStats:
         stats.results[(kind, result)] = int(count)
     for kind, source, count in sql.fetchall(_DOCUMENTS, ()):
         stats.documents[(kind, source)] = int(count)
+    stats.versions = bounded_versions(version_counts())
     return stats
+
+
+def bounded_versions(counts: dict[Component, dict[str, int]]) -> dict[tuple[str, str], int]:
+    """The most common versions of each component; the rest summed as "other": a fleet
+    of odd builds cannot add series without bound."""
+    out: dict[tuple[str, str], int] = {}
+    for component, by_version in counts.items():
+        ranked = sorted(by_version.items(), key=lambda item: (-item[1], item[0]))
+        for version, count in ranked[:MAX_VERSIONS_PER_COMPONENT]:
+            out[(component, version)] = count
+        rest = sum(count for _, count in ranked[MAX_VERSIONS_PER_COMPONENT:])
+        if rest:
+            out[(component, OTHER_VERSION)] = rest
+    return out

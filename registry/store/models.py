@@ -97,6 +97,15 @@ class Site(BaseModel):
     # The journal epoch the site's current node writes (schema 8): re-binding the site
     # to a new node archives the journal and starts the next one from seq 1.
     epoch = peewee.BigIntegerField(default=1)
+    # The host facts and versions of the last heartbeat that carried them (schema 9),
+    # with their hash: a heartbeat that carries only the hash leaves them as they are.
+    # One indexed column per version, so the fleet's skew is a GROUP BY.
+    host_facts = peewee.TextField(null=True)  # JSON object
+    facts_hash = peewee.CharField(max_length=64, null=True)
+    towerbox_version = peewee.CharField(max_length=64, null=True, index=True)
+    agent_version = peewee.CharField(max_length=64, null=True, index=True)
+    gpu_driver_version = peewee.CharField(max_length=64, null=True, index=True)
+    vgpu_manager_version = peewee.CharField(max_length=64, null=True, index=True)
 
 
 class SiteLabel(BaseModel):

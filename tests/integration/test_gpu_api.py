@@ -3,6 +3,7 @@ re-create after a restart, named layouts and schedules from the configuration.""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from litestar.testing import TestClient
 
-from appliance.backends.gpu.simulated import SimulatedGpuBackend
+from appliance.backends.gpu.simulated import SIMULATED_DRIVER_VERSION, SimulatedGpuBackend
 from appliance.context import Appliance
 from appliance.domain.gpu.catalog import default_catalog
 from appliance.domain.gpu.layout import Instance
@@ -19,6 +20,7 @@ from appliance.domain.gpu.target import LayoutRequest
 from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.store.models import GpuLayout
 from tests.support.appliance import admin_password, api_client, built, login
+from towerbox_core import __version__
 from towerbox_core.errors import BackendError, Conflict, TowerboxError
 
 VRAN = {"profile": "3g.40gb", "start": 4, "role": "vran", "owner": "du1"}
@@ -224,6 +226,16 @@ def test_mig_mode_change_waits_for_a_reset(tmp_path: Path) -> None:
 def test_healthz_names_the_gpu_backend(client: TestClient[Any]) -> None:
     gpu = client.get("/healthz").json()["backends"]["gpu"]
     assert gpu["summary"] == "GPU: simulated H100 80GB \u00d71 (chosen in the configuration)"
+
+
+def test_healthz_reports_the_versions_the_node_runs(client: TestClient[Any]) -> None:
+    """Read once at start; the agent sends them to the registry with its heartbeats."""
+    health = client.get("/healthz").json()
+    assert health["versions"]["towerbox"] == __version__
+    assert health["versions"]["gpu_driver"] == SIMULATED_DRIVER_VERSION
+    # The libvirt test driver lets the simulated GPUs offer vGPUs: a simulated manager.
+    assert health["versions"]["vgpu_manager"] == SIMULATED_DRIVER_VERSION
+    assert health["started_at"] <= time.time()
 
 
 def test_profiles(client: TestClient[Any]) -> None:

@@ -96,3 +96,33 @@ def test_schema_8_adds_epochs_and_identities_and_keeps_sites(
         assert SiteEpoch.select().count() == JournalArchiveRow.select().count() == 0
     finally:
         db.close()
+
+
+def test_schema_9_adds_the_version_columns_and_takes_the_agents_from_heartbeats(
+    tmp_path: Path,
+) -> None:
+    url = DatabaseUrl("sqlite", path=str(tmp_path / "registry.db"))
+    old = store_db.open_database(url)
+    beat = '{"agent_version":"0.1.0","appliance_head":7,"queued":0,"host":{"node":"n"}}'
+    Site.insert(name="beat", heartbeat=beat).execute()
+    odd = '{"agent_version":"0.1 beta","appliance_head":7,"queued":0}'
+    Site.insert(name="odd", heartbeat=odd).execute()
+    Site.insert(name="quiet").execute()
+    columns = ("towerbox_version", "agent_version", "gpu_driver_version", "vgpu_manager_version")
+    for column in columns:
+        old.execute_sql(f"DROP INDEX site_{column}")  # type: ignore[no-untyped-call]
+    for column in ("host_facts", "facts_hash", *columns):
+        old.execute_sql(f"ALTER TABLE site DROP COLUMN {column}")  # type: ignore[no-untyped-call]
+    before = store_db.MIGRATIONS.index(store_db._v9_site_versions)
+    old.execute_sql("UPDATE schema_version SET version = ?", (before,))  # type: ignore[no-untyped-call]
+    old.close()
+    db = store_db.open_database(url)
+    try:
+        assert store_db.current_version(db) == store_db.SCHEMA_VERSION
+        indexes = {i.name for i in db.get_indexes("site")}
+        assert {f"site_{c}" for c in columns} <= indexes
+        agents = {s.name: s.agent_version for s in Site.select()}
+        assert agents == {"beat": "0.1.0", "odd": None, "quiet": None}
+        assert Site.get(Site.name == "beat").host_facts is None  # read from the heartbeat
+    finally:
+        db.close()

@@ -18,6 +18,7 @@ import msgspec
 
 from towerbox_core.api.provisioning import JournalEpoch
 from towerbox_core.api.sync import JournalSummary
+from towerbox_core.api.versions import SiteVersions
 from towerbox_core.wire import DesiredIndexItem, WireEntry
 
 SiteStatusName = Literal["pending", "online", "stale", "offline"]
@@ -109,11 +110,12 @@ class SiteDetail(SiteInfo, frozen=True):
     created_at: str
     enrolled_at: str | None
     compacted_through: int
-    heartbeat: dict[str, Any] | None  # the last heartbeat as the agent sent it
+    heartbeat: dict[str, Any] | None  # the last heartbeat, with the last host facts sent
     # The journal epoch the site's node writes, and every epoch the site had: a site
     # re-bound to a new node starts a new one (docs/enrollment.md).
     epoch: int = 1
     epochs: list[JournalEpoch] = msgspec.field(default_factory=list)
+    versions: SiteVersions | None = None  # None before the site's first heartbeat
 
 
 class SiteCreated(SiteInfo, frozen=True):
@@ -251,5 +253,8 @@ class JournalHead(msgspec.Struct, frozen=True):
     compacted_through: int
 
 
-class HeartbeatReply(msgspec.Struct, frozen=True):
+class HeartbeatReply(msgspec.Struct, frozen=True, omit_defaults=True):
     desired: list[DesiredIndexItem]
+    # The heartbeat carried only a facts hash the registry does not hold (a restored
+    # or new registry): send the host facts and versions again, now.
+    facts_wanted: bool = False

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from towerbox_core.api.n6 import OvsDatapaths
+from towerbox_core.api.versions import NodeVersions
 
 
 class LibvirtHealth(msgspec.Struct, frozen=True):
@@ -52,6 +53,9 @@ class Health(msgspec.Struct, frozen=True):
     summary: list[str]
     last_sweep_at: float | None
     storage: StorageHealth
+    # Read once at start: what the agent reports to the registry with its heartbeats.
+    versions: NodeVersions = msgspec.field(default_factory=NodeVersions)
+    started_at: float | None = None  # the daemon's start, epoch seconds
 
 
 class HostView(msgspec.Struct, frozen=True):

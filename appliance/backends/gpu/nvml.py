@@ -149,6 +149,11 @@ class NvmlGpuBackend:
         )
         return "nvml (" + ", ".join(f"{n} {TIMES} {name}" for name, n in names.items()) + ")"
 
+    def driver_version(self) -> str:
+        with self._lock:
+            raw = self._call(self._nvml.nvmlSystemGetDriverVersion, "read the driver version")
+        return as_text(raw).strip()
+
     def list_gpus(self) -> list[GpuInfo]:
         with self._lock:
             count = self._call(self._nvml.nvmlDeviceGetCount, "count GPUs")

@@ -55,6 +55,9 @@ OPERATIONS = frozenset(
         "telemetry",
     }
 )
+# A driver of the H100/H200 era, marked so that a fleet's version table never counts a
+# simulated node as one running this NVIDIA release.
+SIMULATED_DRIVER_VERSION = "550.90.07-simulated"
 _NAMESPACE = uuidlib.UUID("5d3b1c1e-7a4f-4f0e-9c55-6f1e0b7d2a10")
 _IDLE_W = 70.0
 _BUSY_W_PER_SLICE = 35.0
@@ -206,6 +209,9 @@ class SimulatedGpuBackend:
     @property
     def simulated(self) -> bool:
         return True
+
+    def driver_version(self) -> str:
+        return SIMULATED_DRIVER_VERSION
 
     def describe(self) -> str:
         with self._lock:

@@ -62,6 +62,10 @@ class VgpuHost(Protocol):
         """Whether this GPU can carry MIG slices into VMs as vGPUs."""
         ...
 
+    def manager_version(self) -> str | None:
+        """The vGPU manager's version, None where there is none; read once at start."""
+        ...
+
     def create(
         self, gpu: GpuInfo, instance: GpuInstanceInfo, profile: MigProfile, mdev_uuid: str
     ) -> None:
@@ -74,6 +78,9 @@ class VgpuHost(Protocol):
 
 
 NO_VGPU_MANAGER = "this host has no NVIDIA vGPU manager"
+# Kernel modules, below the sysfs root.
+VGPU_MODULE = "module/nvidia_vgpu_vfio"
+NVIDIA_MODULE = "module/nvidia"
 
 
 class NoVgpu:
@@ -84,6 +91,9 @@ class NoVgpu:
 
     def describe(self) -> str:
         return f"none ({self.reason})"
+
+    def manager_version(self) -> None:
+        return None
 
     def available(self, gpu: GpuInfo) -> bool:
         return False
@@ -107,6 +117,23 @@ class SysfsVgpu:
 
     def describe(self) -> str:
         return "nvidia vgpu (mdev)"
+
+    def manager_version(self) -> str | None:
+        # The vGPU manager is the nvidia_vgpu_vfio module beside the host driver: None
+        # unless it is loaded. The kernel shows a module's MODULE_VERSION in sysfs;
+        # where this one declares none, the host driver's is the manager's (NVIDIA
+        # ships the two together, of one version).
+        module = self._root / VGPU_MODULE
+        if not module.is_dir():
+            return None
+        for path in (module / "version", self._root / NVIDIA_MODULE / "version"):
+            try:
+                text = path.read_text().strip()
+            except OSError:
+                continue
+            if text:
+                return text
+        return None
 
     def _parents(self, gpu: GpuInfo) -> list[Path]:
         bus = self._root / "class" / "mdev_bus"
@@ -196,6 +223,10 @@ class SimulatedVgpu:
 
     def describe(self) -> str:
         return "simulated vgpu"
+
+    def manager_version(self) -> str:
+        # NVIDIA ships the vGPU manager with the host driver, of the same version.
+        return self._backend.driver_version()
 
     def available(self, gpu: GpuInfo) -> bool:
         return gpu.mig_supported

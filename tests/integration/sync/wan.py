@@ -100,6 +100,11 @@ class DelayProxy:
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.delay_s = 0.0
+        # What the client side sent upstream, byte for byte, while ``record_up`` is set:
+        # what a node sends over its WAN link (TLS aside).
+        self.record_up = False
+        self.upstream = bytearray()
+        self.connections = 0  # opened while ``record_up`` is set
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -153,6 +158,8 @@ class DelayProxy:
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        if self.record_up:
+            self.connections += 1
         try:
             up_r, up_w = await asyncio.wait_for(asyncio.open_connection(*self.target), 10)
         except (OSError, TimeoutError):
@@ -160,13 +167,17 @@ class DelayProxy:
             return
         self._writers.add(up_w)
         await asyncio.gather(
-            self._pipe(reader, up_w), self._pipe(up_r, writer), return_exceptions=True
+            self._pipe(reader, up_w, upstream=True),
+            self._pipe(up_r, writer),
+            return_exceptions=True,
         )
         for w in (writer, up_w):
             w.close()
             self._writers.discard(w)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: bool = False
+    ) -> None:
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
@@ -186,6 +197,8 @@ class DelayProxy:
         try:
             while True:
                 chunk = await reader.read(65536)
+                if upstream and self.record_up:
+                    self.upstream += chunk
                 await queue.put((loop.time() + self.delay_s, chunk))
                 if not chunk:
                     break

@@ -56,6 +56,9 @@ def _fail(code: int) -> pynvml.NVMLError:
     return pynvml.NVMLError(code)
 
 
+DRIVER_VERSION = "550.54.15"  # what a vGPU 17.1 host driver reports
+
+
 class FakeNvml:
     def __init__(self, model_key: str = "H100-80GB", *, mig: bool = True) -> None:
         for name in dir(pynvml):
@@ -99,6 +102,9 @@ class FakeNvml:
 
     def nvmlShutdown(self) -> None:
         return None
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return DRIVER_VERSION
 
     # -- device ----------------------------------------------------------------------
 
