@@ -17,6 +17,7 @@ from registry.services.desired import DesiredService
 from registry.services.fleet import FleetService
 from registry.services.operators import OperatorService
 from registry.services.prices import PriceBookService
+from registry.services.rollouts import RolloutService
 from registry.services.sites import SiteService
 from registry.services.usage import UsageService
 from registry.store.db import open_database
@@ -39,6 +40,7 @@ class Registry:
     prices: PriceBookService
     blobs: BlobService
     metrics: RegistryMetrics
+    rollouts: RolloutService
 
     @property
     def engine(self) -> str:
@@ -75,6 +77,7 @@ def build_registry(cfg: RegistryConfig, bootstrap: bool = True) -> Registry:
     if bootstrap:
         operators.bootstrap(cfg.admin_password_file, cfg.cli_token_file)
     sites = SiteService(cfg.sites)
+    desired = DesiredService(sites)
 
     def read_fleet() -> FleetStats:
         now = now_ms()
@@ -85,10 +88,11 @@ def build_registry(cfg: RegistryConfig, bootstrap: bool = True) -> Registry:
         db=db,
         operators=operators,
         sites=sites,
-        desired=DesiredService(sites),
+        desired=desired,
         fleet=FleetService(sites),
         usage=UsageService(sites),
         prices=PriceBookService(),
         blobs=BlobService(cfg.blob_dir, cfg.blob_max_bytes),
         metrics=RegistryMetrics(read_fleet),
+        rollouts=RolloutService(cfg.rollouts, sites, desired),
     )

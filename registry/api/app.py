@@ -14,11 +14,13 @@ from registry.api.blobs import BlobController
 from registry.api.deps import RegistryDep
 from registry.api.metrics import metrics
 from registry.api.operator_routes import OperatorController
+from registry.api.rollouts import RolloutController
 from registry.api.sites import SiteController
 from registry.api.sync import RAW_BODIES, SyncController
 from registry.api.usage import UsageController
 from registry.config import load_config
 from registry.context import Registry, build_registry
+from registry.rollout_ticker import RolloutTicker
 from registry.store.db import SCHEMA_VERSION
 from towerbox_core import openapi_problems, problems
 from towerbox_core.api.fleet import Health
@@ -36,6 +38,7 @@ async def healthz(registry: RegistryDep) -> Health:
 
 
 def create_app(registry: Registry) -> Litestar:
+    ticker = RolloutTicker(registry)
     return Litestar(
         route_handlers=[
             healthz,
@@ -45,7 +48,10 @@ def create_app(registry: Registry) -> Litestar:
             SiteController,
             SyncController,
             UsageController,
+            RolloutController,
         ],
+        on_startup=[ticker.start],
+        on_shutdown=[ticker.stop],
         dependencies={"registry": Provide(lambda: registry, sync_to_thread=False)},
         middleware=[
             latency_middleware(registry.metrics.api_seconds),

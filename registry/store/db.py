@@ -23,6 +23,9 @@ from registry.store.models import (
     TABLES_V1,
     BlobRow,
     PriceBookRow,
+    RolloutRow,
+    RolloutSiteRow,
+    RolloutWaveRow,
     SchemaVersion,
     Site,
     db_proxy,
@@ -94,6 +97,11 @@ def _heartbeat_head(heartbeat: str | None) -> int | None:
     return head if isinstance(head, int) and 0 <= head < 2**63 else None
 
 
+def _v7_rollouts(db: peewee.Database) -> None:
+    """Staged rollouts: a rollout, its waves and its sites (docs/rollouts.md)."""
+    db.create_tables([RolloutRow, RolloutWaveRow, RolloutSiteRow], safe=True)
+
+
 # Append only: MIGRATIONS[i] moves the schema from version i to i + 1.
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _v1_initial,
@@ -101,6 +109,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _v3_price_books,
     _v4_blobs,
     _v5_site_counters,
+    _v7_rollouts,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
