@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import peewee
 
@@ -38,8 +39,12 @@ class RolloutTicker:
         registry = self._registry
         while True:
             await asyncio.sleep(registry.cfg.rollouts.tick_s)
+            started = time.monotonic()
             try:
                 await registry.run_db(tick, registry.sites.status)
             except (TowerboxError, OSError, peewee.DatabaseError) as err:
                 # A database restart or a lock held too long: the next tick retries.
                 log.warning("rollout step failed, retrying at the next tick: %s", err)
+            took = time.monotonic() - started
+            if took > registry.cfg.rollouts.tick_s:
+                log.warning("rollout step took %.2f s, longer than tick_s", took)

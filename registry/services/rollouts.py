@@ -30,7 +30,6 @@ from registry.store.models import (
     RolloutWaveRow,
     Site,
     SiteLabel,
-    db_proxy,
     ms_to_iso,
     now_ms,
     tuples,
@@ -40,6 +39,7 @@ from registry.store.rollout_store import (
     RESUME_FAILED,
     rollout_lock,
     wave_counts,
+    write_transaction,
 )
 from towerbox_core.api.rollouts import (
     ROLLOUT_STATES,
@@ -66,7 +66,7 @@ class RolloutService:
         scope = group_scope(body.group)
         opts = rollout_plan.options(body, self.defaults)
         key, value = scope.removeprefix("group:").split("=", 1)
-        with db_proxy.obj.atomic():
+        with write_transaction():
             refuse_during_rollout(scope, body.kind)
             online_since = self._sites.status.since(now_ms())[0]
             members = [

@@ -87,15 +87,25 @@ HELD_BY_EARLIER = (
 
 
 @contextmanager
-def rollout_lock(rollout_id: int) -> Iterator[RolloutRow | None]:
-    """A transaction holding the rollout's row lock; yields the row (None: gone)."""
+def write_transaction() -> Iterator[None]:
+    """A transaction that reads, then writes. On SQLite it takes the write lock up
+    front: a deferred one that read before another connection wrote cannot upgrade
+    (SQLITE_BUSY at once, whatever the busy timeout)."""
     db = db_proxy.obj
     if isinstance(db, peewee.SqliteDatabase):
         with db.atomic(lock_type="IMMEDIATE"):
-            yield RolloutRow.get_or_none(RolloutRow.id == rollout_id)
+            yield
         return
     with db.atomic():
-        sql.fetchone(_LOCK, (rollout_id,))
+        yield
+
+
+@contextmanager
+def rollout_lock(rollout_id: int) -> Iterator[RolloutRow | None]:
+    """A transaction holding the rollout's row lock; yields the row (None: gone)."""
+    with write_transaction():
+        if not isinstance(db_proxy.obj, peewee.SqliteDatabase):
+            sql.fetchone(_LOCK, (rollout_id,))
         yield RolloutRow.get_or_none(RolloutRow.id == rollout_id)
 
 
