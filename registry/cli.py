@@ -68,6 +68,9 @@ def _register(reg: argparse.ArgumentParser) -> None:
     remove.add_argument("sha256")
     for parser in (create, token, sites, site, journal, usage, upload, blob_list):
         parser.add_argument("--json", action="store_true", help="print JSON")
+    from registry.cli_rollouts import add_parser as add_rollout_parser
+
+    add_rollout_parser(cmds)
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -105,7 +108,7 @@ def _run(args: argparse.Namespace, registry: Registry) -> Any:
         return registry.sites.new_enrollment_token(args.name, args.ttl)
     if command == "sites":
         return registry.sites.search(args.status, args.label, None, 100000, 0).sites
-    if command in ("site", "journal", "usage", "blob"):
+    if command in ("site", "journal", "usage", "blob", "rollout"):
         return _reads(args, registry)
     path = registry.cfg.admin_password_file
     registry.operators.reset_password("admin", path)
@@ -119,6 +122,10 @@ def _reads(args: argparse.Namespace, registry: Registry) -> Any:
         from registry.cli_blobs import blob_command
 
         return blob_command(args, registry)
+    if args.registry_command == "rollout":
+        from registry.cli_rollouts import rollout_command
+
+        return rollout_command(args, registry)
     if args.registry_command == "usage":
         return _usage(args, registry)
     if args.registry_command == "site":
