@@ -20,6 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from registry.store.fleet_stats import LAG_BOUNDS, SILENT_BOUNDS, FleetStats
+from towerbox_core.api.rollouts import ROLLOUT_STATES
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -100,6 +101,14 @@ class FleetCollector(Collector):
         for (kind, scope), count in sorted(stats.documents.items()):
             documents.add_metric([kind, scope], count)
         yield documents
+        rollouts = GaugeMetricFamily(
+            "towerbox_registry_rollouts",
+            "Staged rollouts by state (every state, 0 included)",
+            labels=("state",),
+        )
+        for state in ROLLOUT_STATES:
+            rollouts.add_metric([state], stats.rollouts.get(state, 0))
+        yield rollouts
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # registering must not read the database

@@ -68,6 +68,8 @@ _DOCUMENTS = (
     'COUNT(*) FROM desired WHERE "current" GROUP BY kind, source'
 )
 
+_ROLLOUTS = "SELECT state, COUNT(*) FROM rollout GROUP BY state"
+
 
 @dataclass
 class FleetStats:
@@ -82,6 +84,7 @@ class FleetStats:
     conflicts: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, result)
     results: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, result)
     documents: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, source)
+    rollouts: dict[str, int] = field(default_factory=dict)  # state -> rollouts
 
 
 def fleet_stats(now_ms: int, online_since: int, stale_since: int) -> FleetStats:
@@ -112,4 +115,6 @@ def fleet_stats(now_ms: int, online_since: int, stale_since: int) -> FleetStats:
         stats.results[(kind, result)] = int(count)
     for kind, source, count in sql.fetchall(_DOCUMENTS, ()):
         stats.documents[(kind, source)] = int(count)
+    for state, count in sql.fetchall(_ROLLOUTS, ()):
+        stats.rollouts[str(state)] = int(count)
     return stats

@@ -15,6 +15,7 @@ from registry.services import rollout_plan
 from registry.store.models import DesiredDoc, RolloutRow
 from tests.registry.fleetapi import Api, api_for, make_config
 from tests.registry.rollout_sites import Node, group_of, step
+from tests.registry.test_metrics import scrape, value
 from towerbox_core.api.rollouts import RolloutCreate
 
 URL = "/api/v1/rollouts"
@@ -246,3 +247,17 @@ def test_viewers_read_and_never_steer(rapi: Api) -> None:
     assert rapi.client.get(f"{URL}/999", headers=viewer).json()["code"] == "rollout_not_found"
     for method, path in (("GET", URL), ("POST", URL), ("POST", f"{URL}/{view['id']}/pause")):
         assert rapi.client.request(method, path).status_code == 401, path
+
+
+def test_metrics_count_rollouts_by_state(rapi: Api) -> None:
+    nodes = group_of(rapi, 2)
+    first = _create(rapi, document={"v": 1}, soak_s=0).json()
+    nodes[0].report("gpu", "rejected", "invalid_layout")
+    step(rapi, first["id"])
+    rapi.client.post(f"{URL}/{first['id']}/abort", headers=rapi.admin)
+    _create(rapi, document={"v": 2}, soak_s=0)
+    samples = scrape(rapi)
+    name = "towerbox_registry_rollouts"
+    assert value(samples, name, state="aborted") == 1
+    assert value(samples, name, state="running") == 1
+    assert (name, (("state", "halted"),)) in samples  # every state, 0 included
