@@ -3,6 +3,7 @@ input. The periodic task is off here; each test steps the rollout itself."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ import pytest
 from registry.config import RolloutsConfig
 from registry.context import build_registry
 from registry.services import rollout_plan
-from registry.store.models import DesiredDoc, RolloutRow
+from registry.services.rollout_step import advance
+from registry.store.models import DesiredDoc, RolloutRow, RolloutSiteRow
 from tests.registry.fleetapi import Api, api_for, make_config
 from tests.registry.rollout_sites import Node, group_of, step
 from tests.registry.test_metrics import scrape, value
@@ -261,3 +263,51 @@ def test_metrics_count_rollouts_by_state(rapi: Api) -> None:
     assert value(samples, name, state="aborted") == 1
     assert value(samples, name, state="running") == 1
     assert (name, (("state", "halted"),)) in samples  # every state, 0 included
+
+
+def test_steps_from_many_threads_release_each_wave_once(rapi: Api) -> None:
+    """Workers step the same rollout at once; the row lock makes them take turns."""
+    nodes = group_of(rapi, 6)
+    view = _create(rapi, document={"v": 1}, soak_s=0, waves=[50, 100]).json()
+    nodes[0].report("gpu")  # the canary: the next step releases wave 1
+    status = rapi.registry.sites.status
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(5):
+                advance(view["id"], status)
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            rapi.registry.db.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    view = step(rapi, view["id"])
+    assert view["current_wave"] == 1
+    assert [w["released"] for w in view["waves"]] == [1, 2, 0]
+    wave_1 = RolloutSiteRow.select(RolloutSiteRow.released_at).where(
+        RolloutSiteRow.rollout == view["id"], RolloutSiteRow.wave == 1
+    )
+    assert len({r.released_at for r in wave_1}) == 1  # released once, by one step
+    for node in nodes[1:3]:
+        node.report("gpu")
+    step(rapi, view["id"])
+    for node in nodes[3:]:
+        node.report("gpu")
+    view = step(rapi, view["id"])
+    assert view["state"] == "completed", view
+    assert [w["healthy"] for w in view["waves"]] == [1, 2, 3]
+
+
+def test_deleting_a_site_takes_its_rollout_rows(rapi: Api) -> None:
+    group_of(rapi, 2)
+    view = _create(rapi, document={"v": 1}).json()
+    assert rapi.client.delete("/api/v1/sites/s01", headers=rapi.admin).status_code == 204
+    sites = rapi.client.get(f"{URL}/{view['id']}/sites", headers=rapi.admin).json()
+    assert [s["site"] for s in sites["sites"]] == ["s00"]
