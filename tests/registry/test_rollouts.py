@@ -14,7 +14,7 @@ from registry.config import RolloutsConfig
 from registry.context import build_registry
 from registry.services import rollout_plan
 from registry.services.rollout_step import advance
-from registry.store.models import DesiredDoc, RolloutRow, RolloutSiteRow
+from registry.store.models import DesiredDoc, RolloutRow, RolloutSiteRow, Site
 from tests.registry.fleetapi import Api, api_for, make_config
 from tests.registry.rollout_sites import Node, group_of, step
 from tests.registry.test_metrics import scrape, value
@@ -311,3 +311,25 @@ def test_deleting_a_site_takes_its_rollout_rows(rapi: Api) -> None:
     assert rapi.client.delete("/api/v1/sites/s01", headers=rapi.admin).status_code == 204
     sites = rapi.client.get(f"{URL}/{view['id']}/sites", headers=rapi.admin).json()
     assert [s["site"] for s in sites["sites"]] == ["s00"]
+
+
+def test_a_vran_vm_down_or_a_site_gone_quiet_while_soaking_fails_it(rapi: Api) -> None:
+    nodes = group_of(rapi, 3)
+    body = {"document": {"v": 1}, "soak_s": 60, "canary": 0, "waves": [100], "failure_pct": 50}
+    view = _create(rapi, **body).json()
+    nodes[0].journal("vm.created", "vm", "du", {"spec": {"name": "du", "role": "vran"}})
+    nodes[0].journal("vm.state", "vm", "du", {"name": "du", "state": "shutoff"})
+    for node in nodes:
+        node.report("gpu")
+    view = step(rapi, view["id"])
+    assert view["waves"][0]["applied"] == 2  # soaking: 60 s to go
+    assert (view["state"], view["waves"][0]["failed"]) == ("running", 1)  # 1 of 3: under 50 %
+    # s01 stops calling in while it soaks: a minute later it is past the online bound.
+    Site.update(last_contact=Site.last_contact - 3_600_000).where(Site.name == "s01").execute()
+    view = step(rapi, view["id"])
+    assert view["state"] == "halted"
+    failed = rapi.client.get(f"{URL}/{view['id']}/sites?status=failed", headers=rapi.admin)
+    assert {(s["site"], s["reason"]) for s in failed.json()["sites"]} == {
+        ("s00", "vRAN VM du is shutoff"),
+        ("s01", "offline after applying"),
+    }
