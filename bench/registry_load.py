@@ -98,7 +98,7 @@ def body(entries: list[dict[str, Any]]) -> bytes:
 
 
 @contextmanager
-def registry_process(root: Path, database: str) -> Iterator[str]:
+def registry_process(root: Path, database: str, **extra_env: str) -> Iterator[str]:
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {
@@ -109,6 +109,7 @@ def registry_process(root: Path, database: str) -> Iterator[str]:
         "TOWERBOX_REGISTRY_SERVE_PORT": str(port),
         "TOWERBOX_REGISTRY_SERVE_WORKERS": "1",
         "TOWERBOX_REGISTRY_LOG_LEVEL": "WARNING",
+        **extra_env,
     }
     log = (root / "registry.log").open("wb")
     proc = subprocess.Popen([TOWERBOX, "registry", "serve"], env=env, stdout=log, stderr=log)

@@ -23,6 +23,7 @@ PROVISIONING_COMMANDS = ("provisioning", "site-identity", "site-rebind")
 _DELEGATES = {
     "blob": "registry.cli_blobs:blob_command",
     "versions": "registry.cli_versions:versions_command",
+    "rollout": "registry.cli_rollouts:rollout_command",
     **dict.fromkeys(PROVISIONING_COMMANDS, "registry.cli_provisioning:run"),
 }
 
@@ -94,6 +95,9 @@ def _register(reg: argparse.ArgumentParser) -> None:
         *provisioning,
     ):
         parser.add_argument("--json", action="store_true", help="print JSON")
+    from registry.cli_rollouts import add_parser as add_rollout_parser
+
+    add_rollout_parser(cmds)
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -131,7 +135,15 @@ def _run(args: argparse.Namespace, registry: Registry) -> Any:
         return registry.sites.new_enrollment_token(args.name, args.ttl)
     if command == "sites":
         return registry.sites.search(args.status, args.label, None, 100000, 0).sites
-    if command in ("site", "journal", "usage", "blob", "versions", *PROVISIONING_COMMANDS):
+    if command in (
+        "site",
+        "journal",
+        "usage",
+        "blob",
+        "versions",
+        "rollout",
+        *PROVISIONING_COMMANDS,
+    ):
         return _reads(args, registry)
     path = registry.cfg.admin_password_file
     registry.operators.reset_password("admin", path)

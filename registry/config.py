@@ -50,6 +50,20 @@ class SitesConfig:
 
 
 @dataclass(frozen=True)
+class RolloutsConfig:
+    """Defaults of a staged rollout (docs/rollouts.md); a rollout may set its own."""
+
+    soak_s: float = 300.0  # how long a site stays healthy after applying
+    offline_wait_s: float = 900.0  # how long a wave waits for a silent site
+    canary: int = 1
+    canary_failure_pct: float = 0.0  # any failure in the canary wave halts
+    failure_pct: float = 10.0
+    # How often each worker looks for a running rollout to move on; 0: never (a
+    # registry that only answers reads, or a test that steps rollouts itself).
+    tick_s: float = 1.0
+
+
+@dataclass(frozen=True)
 class RegistryConfig:
     state_dir: str = "/var/lib/towerbox-registry"
     # "" is the SQLite file registry.db in state_dir; "sqlite:///path" another file;
@@ -61,6 +75,7 @@ class RegistryConfig:
     blob_max_bytes: int = 256 * 1024**3
     serve: ServeConfig = field(default_factory=ServeConfig)
     sites: SitesConfig = field(default_factory=SitesConfig)
+    rollouts: RolloutsConfig = field(default_factory=RolloutsConfig)
 
     @property
     def admin_password_file(self) -> Path:
@@ -124,7 +139,11 @@ def parse_database_url(url: str, state_dir: Path) -> DatabaseUrl:
     )
 
 
-_SECTIONS: dict[str, type[Any]] = {"serve": ServeConfig, "sites": SitesConfig}
+_SECTIONS: dict[str, type[Any]] = {
+    "serve": ServeConfig,
+    "sites": SitesConfig,
+    "rollouts": RolloutsConfig,
+}
 
 
 def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> RegistryConfig:
@@ -153,6 +172,8 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
             "max_connections must be above 0",
             field="serve",
         )
+    if cfg.rollouts.tick_s < 0:
+        raise ConfigError(f"{path}: [rollouts] tick_s must be 0 or more", field="rollouts")
     if bool(cfg.serve.tls_cert) != bool(cfg.serve.tls_key):
         raise ConfigError(f"{path}: [serve] tls_cert and tls_key go together", code="bad_tls")
     return replace(cfg, state_dir=os.path.abspath(cfg.state_dir))

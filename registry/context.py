@@ -18,6 +18,7 @@ from registry.services.fleet import FleetService
 from registry.services.operators import OperatorService
 from registry.services.prices import PriceBookService
 from registry.services.provisioning import ProvisioningService
+from registry.services.rollouts import RolloutService
 from registry.services.sites import SiteService
 from registry.services.usage import UsageService
 from registry.store.db import open_database
@@ -41,6 +42,7 @@ class Registry:
     blobs: BlobService
     metrics: RegistryMetrics
     provisioning: ProvisioningService
+    rollouts: RolloutService
 
     @property
     def engine(self) -> str:
@@ -77,6 +79,7 @@ def build_registry(cfg: RegistryConfig, bootstrap: bool = True) -> Registry:
     if bootstrap:
         operators.bootstrap(cfg.admin_password_file, cfg.cli_token_file)
     sites = SiteService(cfg.sites)
+    desired = DesiredService(sites)
     fleet = FleetService(sites)
 
     def read_fleet() -> FleetStats:
@@ -88,11 +91,12 @@ def build_registry(cfg: RegistryConfig, bootstrap: bool = True) -> Registry:
         db=db,
         operators=operators,
         sites=sites,
-        desired=DesiredService(sites),
+        desired=desired,
         fleet=fleet,
         usage=UsageService(sites),
         prices=PriceBookService(),
         blobs=BlobService(cfg.blob_dir, cfg.blob_max_bytes),
         metrics=RegistryMetrics(read_fleet),
         provisioning=ProvisioningService(sites, fleet),
+        rollouts=RolloutService(cfg.rollouts, sites, desired),
     )

@@ -25,6 +25,7 @@ from registry.store.fleet_stats import (
     SILENT_BOUNDS,
     FleetStats,
 )
+from towerbox_core.api.rollouts import ROLLOUT_STATES
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -115,6 +116,14 @@ class FleetCollector(Collector):
         for (component, version), count in sorted(stats.versions.items()):
             versions.add_metric([component, version], count)
         yield versions
+        rollouts = GaugeMetricFamily(
+            "towerbox_registry_rollouts",
+            "Staged rollouts by state (every state, 0 included)",
+            labels=("state",),
+        )
+        for state in ROLLOUT_STATES:
+            rollouts.add_metric([state], stats.rollouts.get(state, 0))
+        yield rollouts
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # registering must not read the database

@@ -16,12 +16,14 @@ from registry.api.fleet_overview import fleet_overview
 from registry.api.metrics import metrics
 from registry.api.operator_routes import OperatorController
 from registry.api.provisioning import ProvisioningController
+from registry.api.rollouts import RolloutController
 from registry.api.sites import SiteController
 from registry.api.sync import RAW_BODIES, SyncController
 from registry.api.usage import UsageController
 from registry.api.versions import VersionController
 from registry.config import load_config
 from registry.context import Registry, build_registry
+from registry.rollout_ticker import RolloutTicker
 from registry.store.db import SCHEMA_VERSION
 from towerbox_core import openapi_problems, problems
 from towerbox_core.api.fleet import Health
@@ -39,6 +41,7 @@ async def healthz(registry: RegistryDep) -> Health:
 
 
 def create_app(registry: Registry) -> Litestar:
+    ticker = RolloutTicker(registry)
     return Litestar(
         route_handlers=[
             healthz,
@@ -51,7 +54,10 @@ def create_app(registry: Registry) -> Litestar:
             fleet_overview,
             ProvisioningController,
             VersionController,
+            RolloutController,
         ],
+        on_startup=[ticker.start],
+        on_shutdown=[ticker.stop],
         dependencies={"registry": Provide(lambda: registry, sync_to_thread=False)},
         middleware=[
             latency_middleware(registry.metrics.api_seconds),

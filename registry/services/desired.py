@@ -18,13 +18,16 @@ import peewee
 from registry.errors import PreconditionFailed
 from registry.services.sites import SiteService
 from registry.store import sql
-from registry.store.models import DesiredDoc, db_proxy, ms_to_iso
+from registry.store.models import DesiredDoc, RolloutRow, db_proxy, ms_to_iso
 from towerbox_core.api.fleet import DesiredRecord, DesiredWritten
 from towerbox_core.errors import Conflict, InvalidInput, NotFound
 from towerbox_core.names import parse_label
 from towerbox_core.service_rules import parse_services_document
 from towerbox_core.tenant_rules import parse_tenants_document
 from towerbox_core.wire import DESIRED_KINDS, DesiredDocument, DesiredIndexItem
+
+# A rollout in one of these states still decides what the group's sites receive.
+ACTIVE_STATES = ("running", "paused", "halted")
 
 
 def site_scope(name: str) -> str:
@@ -70,8 +73,16 @@ class DesiredService:
         self._sites = sites
 
     def put(
-        self, scope: str, kind: str, document: Any, if_match: str | None, author: str
+        self,
+        scope: str,
+        kind: str,
+        document: Any,
+        if_match: str | None,
+        author: str,
+        rollout: bool = False,
     ) -> DesiredWritten:
+        """A new current version. ``rollout``: the caller (RolloutService) publishes it
+        in waves and has checked no other rollout of the scope and kind is active."""
         _check_kind(kind)
         if not isinstance(document, dict):
             raise InvalidInput("a desired-state document is a JSON object", code="invalid_document")
@@ -81,7 +92,9 @@ class DesiredService:
         text = msgspec.json.encode(document).decode()
         try:
             with db_proxy.obj.atomic():
-                current = _current(scope, kind)
+                if scope.startswith("group:") and not rollout:
+                    refuse_during_rollout(scope, kind)
+                current = current_doc(scope, kind)
                 if if_match is not None and (
                     current is None or not _etag_matches(if_match, current)
                 ):
@@ -113,7 +126,7 @@ class DesiredService:
 
     def get(self, scope: str, kind: str) -> DesiredRecord:
         _check_kind(kind)
-        doc = _current(scope, kind)
+        doc = current_doc(scope, kind)
         if doc is None:
             raise NotFound(f"no {kind} document for {scope}", code="desired_not_found")
         return _describe(doc)
@@ -125,51 +138,41 @@ class DesiredService:
     def index(self, site_id: int, site_name: str) -> list[DesiredIndexItem]:
         """What a heartbeat answers: one plain query, as it runs for every heartbeat."""
         own = site_scope(site_name)
-        best: dict[str, tuple[str, str, int, str]] = {}
-        for scope, kind, version, etag in sql.fetchall(sql.DESIRED_FOR_SITE, (own, site_id)):
-            held = best.get(kind)
-            if held is None or _preferred(scope, held[0], own):
-                best[kind] = (scope, kind, version, etag)
+        rows = sql.fetchall(sql.DESIRED_FOR_SITE, (site_id, own, site_id))
         return [
             DesiredIndexItem(kind=kind, etag=etag, version=version, source=_source(scope))
-            for scope, kind, version, etag in (best[k] for k in sorted(best))
+            for scope, kind, version, etag in _best(rows, own)
         ]
 
     def effective(self, site_id: int, site_name: str, kind: str) -> DesiredDocument:
+        """The document the index names for this kind (a rollout may still hold the
+        site on the group's previous version)."""
         _check_kind(kind)
-        doc = self._effective(site_id, site_name, kind).get(kind)
-        if doc is None:
+        own = site_scope(site_name)
+        rows = sql.fetchall(sql.DOCUMENT_FOR_SITE, (site_id, own, site_id, kind))
+        best = _best(rows, own)
+        if not best:
             raise NotFound(
                 f"no {kind} document for this site or its groups", code="desired_not_found"
             )
+        scope, kind, version, etag, text = best[0]
         return DesiredDocument(
-            kind=doc.kind,
-            etag=doc.etag,
-            version=doc.version,
-            source=_source(doc.scope),
-            document=msgspec.json.decode(doc.document),
+            kind=kind,
+            etag=etag,
+            version=version,
+            source=_source(scope),
+            document=msgspec.json.decode(text),
         )
 
-    def _effective(
-        self, site_id: int, site_name: str, kind: str | None = None
-    ) -> dict[str, DesiredDoc]:
-        own = site_scope(site_name)
-        scopes = [own] + [f"group:{k}={v}" for k, v in self._sites.labels_of(site_id)]
-        query = DesiredDoc.select(
-            DesiredDoc.scope,
-            DesiredDoc.kind,
-            DesiredDoc.version,
-            DesiredDoc.etag,
-            *([DesiredDoc.document] if kind else []),
-        ).where(DesiredDoc.scope.in_(scopes), DesiredDoc.current == True)  # noqa: E712
-        if kind:
-            query = query.where(DesiredDoc.kind == kind)
-        best: dict[str, DesiredDoc] = {}
-        for doc in query:
-            held = best.get(doc.kind)
-            if held is None or _preferred(doc.scope, held.scope, own):
-                best[doc.kind] = doc
-        return dict(sorted(best.items()))
+
+def _best(rows: list[tuple[Any, ...]], own: str) -> list[tuple[Any, ...]]:
+    """Per kind, the row of the preferred scope; rows are (scope, kind, ...)."""
+    best: dict[str, tuple[Any, ...]] = {}
+    for row in rows:
+        held = best.get(row[1])
+        if held is None or _preferred(row[0], held[0], own):
+            best[row[1]] = row
+    return [best[k] for k in sorted(best)]
 
 
 def _preferred(scope: str, held: str, own: str) -> bool:
@@ -177,7 +180,25 @@ def _preferred(scope: str, held: str, own: str) -> bool:
     return held != own and (scope == own or scope < held)
 
 
-def _current(scope: str, kind: str) -> DesiredDoc | None:
+def refuse_during_rollout(scope: str, kind: str) -> None:
+    active = (
+        RolloutRow.select(RolloutRow.id)
+        .where(
+            RolloutRow.scope == scope,
+            RolloutRow.kind == kind,
+            RolloutRow.state.in_(ACTIVE_STATES),
+        )
+        .first()
+    )
+    if active is not None:
+        raise Conflict(
+            f"rollout {active.id} of {kind} for {scope} is still active; abort or finish it first",
+            code="rollout_active",
+            rollout=active.id,
+        )
+
+
+def current_doc(scope: str, kind: str) -> DesiredDoc | None:
     result: DesiredDoc | None = DesiredDoc.get_or_none(
         DesiredDoc.scope == scope,
         DesiredDoc.kind == kind,

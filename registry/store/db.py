@@ -25,6 +25,9 @@ from registry.store.models import (
     JournalArchiveRow,
     PriceBookRow,
     ProvisioningCredential,
+    RolloutRow,
+    RolloutSiteRow,
+    RolloutWaveRow,
     SchemaVersion,
     Site,
     SiteEpoch,
@@ -99,6 +102,11 @@ def _heartbeat_head(heartbeat: str | None) -> int | None:
     return head if isinstance(head, int) and 0 <= head < 2**63 else None
 
 
+def _v7_rollouts(db: peewee.Database) -> None:
+    """Staged rollouts: a rollout, its waves and its sites (docs/rollouts.md)."""
+    db.create_tables([RolloutRow, RolloutWaveRow, RolloutSiteRow], safe=True)
+
+
 def _v8_enrollment_epochs(db: peewee.Database) -> None:
     """Provisioning credentials, hardware identities of sites, and journal epochs: a
     site re-bound to a new node keeps its old journal in ``journal_archive``."""
@@ -149,6 +157,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _v3_price_books,
     _v4_blobs,
     _v5_site_counters,
+    _v7_rollouts,
     _v8_enrollment_epochs,
     _v9_site_versions,
 )

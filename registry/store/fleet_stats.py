@@ -73,6 +73,8 @@ _DOCUMENTS = (
     'COUNT(*) FROM desired WHERE "current" GROUP BY kind, source'
 )
 
+_ROLLOUTS = "SELECT state, COUNT(*) FROM rollout GROUP BY state"
+
 
 @dataclass
 class FleetStats:
@@ -88,6 +90,7 @@ class FleetStats:
     results: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, result)
     documents: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, source)
     versions: dict[tuple[str, str], int] = field(default_factory=dict)  # (component, version)
+    rollouts: dict[str, int] = field(default_factory=dict)  # state -> rollouts
 
 
 def fleet_stats(now_ms: int, online_since: int, stale_since: int) -> FleetStats:
@@ -119,6 +122,8 @@ def fleet_stats(now_ms: int, online_since: int, stale_since: int) -> FleetStats:
     for kind, source, count in sql.fetchall(_DOCUMENTS, ()):
         stats.documents[(kind, source)] = int(count)
     stats.versions = bounded_versions(version_counts())
+    for state, count in sql.fetchall(_ROLLOUTS, ()):
+        stats.rollouts[str(state)] = int(count)
     return stats
 
 

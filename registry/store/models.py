@@ -325,6 +325,84 @@ class JournalArchiveRow(BaseModel):
         primary_key = peewee.CompositeKey("site", "epoch", "seq")
 
 
+class RolloutRow(BaseModel):
+    """A group's desired document published in waves (schema 7, docs/rollouts.md).
+
+    Everything that moves a rollout on lives here and in its waves and sites, so any
+    worker, after any restart, continues from the database alone.
+    """
+
+    id = peewee.AutoField()
+    scope = peewee.CharField(max_length=140)  # "group:<label>=<value>"
+    kind = peewee.CharField(max_length=16)
+    doc_id = peewee.IntegerField()  # the DesiredDoc this rollout publishes
+    version = peewee.IntegerField()
+    etag = peewee.CharField(max_length=64)
+    previous_doc_id = peewee.IntegerField(null=True)
+    previous_version = peewee.IntegerField(null=True)
+    rollback_version = peewee.IntegerField(null=True)
+    state = peewee.CharField(max_length=16, index=True)
+    reason = peewee.TextField(default="")
+    current_wave = peewee.IntegerField(default=0)
+    canary = peewee.IntegerField()
+    soak_s = peewee.FloatField()
+    canary_failure_pct = peewee.FloatField()
+    failure_pct = peewee.FloatField()
+    offline_wait_s = peewee.FloatField()
+    created_by = peewee.CharField(max_length=63, default="")
+    created_at = peewee.BigIntegerField(default=now_ms)
+    updated_at = peewee.BigIntegerField(default=now_ms)
+    finished_at = peewee.BigIntegerField(null=True)
+
+    class Meta:
+        table_name = "rollout"
+        indexes = ((("scope", "kind", "state"), False),)
+
+
+class RolloutWaveRow(BaseModel):
+    rollout_id: int
+    rollout = peewee.ForeignKeyField(RolloutRow, on_delete="CASCADE")
+    wave = peewee.IntegerField()
+    percent = peewee.FloatField(null=True)  # None: the canary wave
+    state = peewee.CharField(max_length=16, default="pending")
+    size = peewee.IntegerField()
+    started_at = peewee.BigIntegerField(null=True)
+    finished_at = peewee.BigIntegerField(null=True)
+
+    class Meta:
+        table_name = "rollout_wave"
+        primary_key = peewee.CompositeKey("rollout", "wave")
+
+
+class RolloutSiteRow(BaseModel):
+    """One site of a rollout. Until ``released_at`` is set the site is served
+    ``hold_doc_id`` (what it had before; None: no document from this group) in place
+    of ``doc_id``: the heartbeat's one query reads exactly this."""
+
+    rollout_id: int
+    rollout = peewee.ForeignKeyField(RolloutRow, on_delete="CASCADE")
+    site_id: int
+    site = peewee.ForeignKeyField(Site, on_delete="CASCADE")
+    wave = peewee.IntegerField()
+    doc_id = peewee.IntegerField()
+    hold_doc_id = peewee.IntegerField(null=True)
+    status = peewee.CharField(max_length=16, default="pending")
+    reason = peewee.TextField(default="")
+    # The site's acked journal seq when released: alerts after it are "new".
+    release_seq = peewee.BigIntegerField(null=True)
+    released_at = peewee.BigIntegerField(null=True)
+    applied_at = peewee.BigIntegerField(null=True)
+    finished_at = peewee.BigIntegerField(null=True)
+
+    class Meta:
+        table_name = "rollout_site"
+        primary_key = peewee.CompositeKey("rollout", "site")
+        indexes = (
+            (("site", "doc_id"), False),
+            (("rollout", "wave", "status"), False),
+        )
+
+
 TABLES_V1: tuple[type[BaseModel], ...] = (
     SchemaVersion,
     Operator,

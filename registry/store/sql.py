@@ -114,8 +114,21 @@ HELD_ENTRIES = (
 )
 SITE_BY_SECRET = "SELECT id, name FROM site WHERE secret_hash = ?"  # noqa: S105 - a hash
 HEARTBEAT = "UPDATE site SET last_contact = ?, heartbeat = ?, reported_head = ? WHERE id = ?"
-# The site's own documents and those of every group its labels put it in.
+# The site's own documents and those of every group its labels put it in; where a
+# rollout has not released the site yet, the version it held before (none when it had
+# none). Parameters: site id, own scope, site id; _DOCUMENT_FOR_SITE adds the kind.
+_DESIRED_SITE = (
+    "FROM desired d LEFT JOIN rollout_site rs ON rs.site_id = ? AND rs.doc_id = d.id "
+    "AND rs.released_at IS NULL LEFT JOIN desired h ON h.id = rs.hold_doc_id "
+    'WHERE d."current" AND (d.scope = ? OR d.scope IN '
+    "(SELECT 'group:' || key || '=' || value FROM site_label WHERE site_id = ?)) "
+    "AND (rs.site_id IS NULL OR h.id IS NOT NULL)"
+)
 DESIRED_FOR_SITE = (
-    'SELECT scope, kind, version, etag FROM desired WHERE "current" AND (scope = ? OR scope IN '
-    "(SELECT 'group:' || key || '=' || value FROM site_label WHERE site_id = ?))"
+    "SELECT d.scope, d.kind, COALESCE(h.version, d.version), COALESCE(h.etag, d.etag) "
+    + _DESIRED_SITE
+)
+DOCUMENT_FOR_SITE = (
+    "SELECT d.scope, d.kind, COALESCE(h.version, d.version), COALESCE(h.etag, d.etag), "
+    "COALESCE(h.document, d.document) " + _DESIRED_SITE + " AND d.kind = ?"
 )
