@@ -170,14 +170,15 @@ def _conclude(row: RolloutRow, wave: RolloutWaveRow, now: int) -> bool:
     counts = wave_counts(row.id).get(wave.wave, {})
     failed = counts.get("failed", 0)
     threshold = row.canary_failure_pct if wave.percent is None else row.failure_pct
-    if failed and failed * 100 / max(wave.size, 1) > threshold:
+    # "Reaches" the threshold, as operators read it: 10 of 100 failing halts a 10 % wave.
+    if failed and failed * 100 / max(wave.size, 1) >= threshold:
         names = [
             f"{name} ({reason})"
             for name, reason in sql.fetchall(FAILED_IN_WAVE, (row.id, wave.wave))
         ]
         row.state = "halted"
         row.reason = (
-            f"wave {wave.wave}: {failed} of {wave.size} sites failed, over the "
+            f"wave {wave.wave}: {failed} of {wave.size} sites failed, reaching the "
             f"{threshold:g} % threshold: " + _named(names)
         )
         _finish_wave(wave, "halted", now)
