@@ -30,6 +30,7 @@ from registry.store.models import (
 )
 from towerbox_core.api.provisioning import JournalEpoch
 
+_RESTART_ROLLOUT_SEQ = "UPDATE rollout_site SET release_seq = 0 WHERE site_id = ?"
 _ARCHIVE = (
     "INSERT INTO journal_archive (site_id, epoch, seq, kind, object_type, object_id, state, "
     "created_at, actor) SELECT site_id, ?, seq, kind, object_type, object_id, state, "
@@ -88,6 +89,9 @@ def start_new_epoch(site_id: int, now: int) -> EpochStarted:
     )
     for model in (JournalRow, ObjectRow, ConflictRow):
         model.delete().where(model.site == site_id).execute()
+    # A rollout judges alerts by journal seq after the site's release: the new node
+    # counts from 1 again, so everything it journals is after that release.
+    sql.execute(_RESTART_ROLLOUT_SEQ, (site_id,))
     EnrollmentToken.delete().where(
         (EnrollmentToken.site == site_id) & EnrollmentToken.used_at.is_null()
     ).execute()

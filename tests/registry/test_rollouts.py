@@ -333,3 +333,22 @@ def test_a_vran_vm_down_or_a_site_gone_quiet_while_soaking_fails_it(rapi: Api) -
         ("s00", "vRAN VM du is shutoff"),
         ("s01", "offline after applying"),
     }
+
+
+def test_a_replaced_node_s_alerts_count_against_its_site(rapi: Api) -> None:
+    nodes = group_of(rapi, 2)
+    for _ in range(5):  # the old node's journal: the site is released at seq 5
+        nodes[0].journal("vm.updated", "vm", "v1", {"name": "v1"})
+    view = _create(rapi, document={"v": 1}, soak_s=0, waves=[100], canary=0).json()
+    view = step(rapi, view["id"])
+    rebound = rapi.client.post("/api/v1/sites/s00/rebind", json={}, headers=rapi.admin).json()
+    token = rebound["enrollment_token"]
+    secret = rapi.client.post("/api/v1/enroll", json={"token": token, "hostname": "new"})
+    new = Node(rapi, "s00", {"Authorization": f"Bearer {secret.json()['secret']}"})
+    new.index("gpu")
+    new.report("gpu")  # the documents reach the new node: seq 1
+    new.journal("alert.fired", "alert", "1", {"rule": "vran_vm_down"})  # seq 2, below 5
+    nodes[1].report("gpu")
+    view = step(rapi, view["id"])
+    assert view["state"] == "halted", view
+    assert "alert vran_vm_down fired" in view["reason"]
