@@ -102,12 +102,12 @@ def _heartbeat_head(heartbeat: str | None) -> int | None:
     return head if isinstance(head, int) and 0 <= head < 2**63 else None
 
 
-def _v7_rollouts(db: peewee.Database) -> None:
+def _v6_rollouts(db: peewee.Database) -> None:
     """Staged rollouts: a rollout, its waves and its sites (docs/rollouts.md)."""
     db.create_tables([RolloutRow, RolloutWaveRow, RolloutSiteRow], safe=True)
 
 
-def _v8_enrollment_epochs(db: peewee.Database) -> None:
+def _v7_enrollment_epochs(db: peewee.Database) -> None:
     """Provisioning credentials, hardware identities of sites, and journal epochs: a
     site re-bound to a new node keeps its old journal in ``journal_archive``."""
     if "epoch" not in {c.name for c in db.get_columns("site")}:
@@ -115,7 +115,7 @@ def _v8_enrollment_epochs(db: peewee.Database) -> None:
     db.create_tables([ProvisioningCredential, SiteIdentity, SiteEpoch, JournalArchiveRow])
 
 
-# The columns schema 9 adds to the site table, with the index each version gets.
+# The columns schema 8 adds to the site table, with the index each version gets.
 _VERSION_COLUMNS = (
     "towerbox_version",
     "agent_version",
@@ -124,7 +124,7 @@ _VERSION_COLUMNS = (
 )
 
 
-def _v9_site_versions(db: peewee.Database) -> None:
+def _v8_site_versions(db: peewee.Database) -> None:
     """Versions from the heartbeats in indexed columns, host facts kept apart from them."""
     have = {c.name for c in db.get_columns("site")}
     for column, ddl in (
@@ -157,9 +157,9 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _v3_price_books,
     _v4_blobs,
     _v5_site_counters,
-    _v7_rollouts,
-    _v8_enrollment_epochs,
-    _v9_site_versions,
+    _v6_rollouts,
+    _v7_enrollment_epochs,
+    _v8_site_versions,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

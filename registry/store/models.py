@@ -94,10 +94,10 @@ class Site(BaseModel):
     # whichever worker served the batch or answers the scrape.
     ingested_entries = peewee.BigIntegerField(default=0)
     ingested_batches = peewee.BigIntegerField(default=0)
-    # The journal epoch the site's current node writes (schema 8): re-binding the site
+    # The journal epoch the site's current node writes (schema 7): re-binding the site
     # to a new node archives the journal and starts the next one from seq 1.
     epoch = peewee.BigIntegerField(default=1)
-    # The host facts and versions of the last heartbeat that carried them (schema 9),
+    # The host facts and versions of the last heartbeat that carried them (schema 8),
     # with their hash: a heartbeat that carries only the hash leaves them as they are.
     # One indexed column per version, so the fleet's skew is a GROUP BY.
     host_facts = peewee.TextField(null=True)  # JSON object
@@ -248,7 +248,7 @@ class BlobRow(BaseModel):
 
 
 class ProvisioningCredential(BaseModel):
-    """A long-lived credential (``tbp_...``) new nodes enroll themselves with (schema 8)."""
+    """A long-lived credential (``tbp_...``) new nodes enroll themselves with (schema 7)."""
 
     id = peewee.AutoField()
     name = peewee.CharField(max_length=63)
@@ -268,7 +268,7 @@ class ProvisioningCredential(BaseModel):
 
 
 class SiteIdentity(BaseModel):
-    """A hardware identity listed for a site, or bound to its node (schema 8).
+    """A hardware identity listed for a site, or bound to its node (schema 7).
 
     The primary key makes an identity belong to one site at most.
     """
@@ -287,7 +287,7 @@ class SiteIdentity(BaseModel):
 
 
 class SiteEpoch(BaseModel):
-    """An ended journal epoch of a site: which node wrote it and how far (schema 8)."""
+    """An ended journal epoch of a site: which node wrote it and how far (schema 7)."""
 
     site_id: int
     site = peewee.ForeignKeyField(Site, on_delete="CASCADE")
@@ -326,7 +326,7 @@ class JournalArchiveRow(BaseModel):
 
 
 class RolloutRow(BaseModel):
-    """A group's desired document published in waves (schema 7, docs/rollouts.md).
+    """A group's desired document published in waves (schema 6, docs/rollouts.md).
 
     Everything that moves a rollout on lives here and in its waves and sites, so any
     worker, after any restart, continues from the database alone.

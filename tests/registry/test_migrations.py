@@ -76,7 +76,7 @@ def test_schema_5_takes_the_journal_head_from_the_last_heartbeat(
         db.close()
 
 
-def test_schema_8_adds_epochs_and_identities_and_keeps_sites(
+def test_schema_7_adds_epochs_and_identities_and_keeps_sites(
     engine: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     url = _url(engine, tmp_path, request)
@@ -85,7 +85,7 @@ def test_schema_8_adds_epochs_and_identities_and_keeps_sites(
     for table in ("journal_archive", "site_epoch", "site_identity", "provisioning_credential"):
         old.execute_sql(f"DROP TABLE {table}")  # type: ignore[no-untyped-call]
     old.execute_sql("ALTER TABLE site DROP COLUMN epoch")  # type: ignore[no-untyped-call]
-    before = store_db.MIGRATIONS.index(store_db._v8_enrollment_epochs)
+    before = store_db.MIGRATIONS.index(store_db._v7_enrollment_epochs)
     SchemaVersion.update(version=before).execute()
     old.close()
     db = store_db.open_database(url)
@@ -98,7 +98,7 @@ def test_schema_8_adds_epochs_and_identities_and_keeps_sites(
         db.close()
 
 
-def test_schema_9_adds_the_version_columns_and_takes_the_agents_from_heartbeats(
+def test_schema_8_adds_the_version_columns_and_takes_the_agents_from_heartbeats(
     tmp_path: Path,
 ) -> None:
     url = DatabaseUrl("sqlite", path=str(tmp_path / "registry.db"))
@@ -113,7 +113,7 @@ def test_schema_9_adds_the_version_columns_and_takes_the_agents_from_heartbeats(
         old.execute_sql(f"DROP INDEX site_{column}")  # type: ignore[no-untyped-call]
     for column in ("host_facts", "facts_hash", *columns):
         old.execute_sql(f"ALTER TABLE site DROP COLUMN {column}")  # type: ignore[no-untyped-call]
-    before = store_db.MIGRATIONS.index(store_db._v9_site_versions)
+    before = store_db.MIGRATIONS.index(store_db._v8_site_versions)
     old.execute_sql("UPDATE schema_version SET version = ?", (before,))  # type: ignore[no-untyped-call]
     old.close()
     db = store_db.open_database(url)
