@@ -595,9 +595,9 @@ def test_a_sweep_reaches_only_the_parts_that_follow_sweeps() -> None:
 
     swept = changes(SseEvent("sweep", '{"at": 1700000000.5}'))
     assert swept == [Change("sweep", "sweep", "", None, {"at": 1700000000.5})]
-    charts = _Part(nothing, lambda _change: False, None, sweeps=True)
-    log = _Part(nothing, journalled, None, sweeps=False)
-    everything = _Part(nothing, lambda _change: True, None, sweeps=False)
+    charts = _Part(nothing, lambda _change: False, None, signals=("sweep",))
+    log = _Part(nothing, journalled, None)
+    everything = _Part(nothing, lambda _change: True, None)
     assert charts.matches(swept[0])
     assert not log.matches(swept[0])
     assert not everything.matches(swept[0])
