@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.support.stream_cutter import StreamCutter, stream_cutter
-from tests.ui.conftest import chromium_or_skip
-from tests.ui.stack import CHROMIUM_FLAGS, appliance, log_in, ui_process
+from tests.support.stream_cutter import StreamCutter
+from tests.ui.relay import relayed_node
+from tests.ui.stack import log_in, ui_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -27,20 +27,12 @@ def _requests_over(cutter: StreamCutter, seconds: float) -> int:
 
 
 def test_idle_live_pages_ask_nothing_and_poll_when_the_stream_is_cut(tmp_path: Path) -> None:
-    chromium = chromium_or_skip()
-    with (
-        appliance(tmp_path / "node") as node,
-        node.http() as api,
-        stream_cutter(node.url) as cutter,
-        sync_playwright() as pw,
-    ):
-        body = {"name": "idle-vm", "appliance": "demo", "start": True}
-        api.post("/api/v1/vms", json=body).raise_for_status()
-        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+    with relayed_node(tmp_path, "idle-vm") as lab:
+        cutter = lab.cutter
         with ui_process(cutter.url, tmp_path, poll_s=1) as url:
-            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            context = lab.browser.new_context(viewport={"width": 1400, "height": 900})
             first = context.new_page()
-            log_in(first, url, node.password)
+            log_in(first, url, lab.node.password)
             second = context.new_page()
             second.goto(f"{url}/vms")
             for page in (first, second):
@@ -56,5 +48,5 @@ def test_idle_live_pages_ask_nothing_and_poll_when_the_stream_is_cut(tmp_path: P
 
             cutter.allow()
             expect(second.get_by_test_id("live-mode")).to_have_text("live", timeout=60_000)
-            browser.close()
-        api.delete("/api/v1/vms/idle-vm", params={"force": "true"})
+            lab.browser.close()
+        lab.api.delete("/api/v1/vms/idle-vm", params={"force": "true"})
