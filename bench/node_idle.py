@@ -188,7 +188,9 @@ def main() -> int:
                 pcts = cpu_pcts(roots, WINDOW_S)
                 figures["node_idle_rss_mb"] = sum(rss)
                 figures["node_idle_cpu_pct"] = sum(pcts)
-                for name, mb, pct in zip(("appliance", "agent", "ui"), rss, pcts, strict=True):
+                # The UI with no page open; ui_idle_cpu_pct is the UI with PAGES open.
+                names = ("appliance", "agent", "ui_no_pages")
+                for name, mb, pct in zip(names, rss, pcts, strict=True):
                     print(f"{name}_idle_rss_mb: {mb:.1f} MB")
                     print(f"{name}_idle_cpu_pct: {pct:.2f} %")
                 figures["ui_idle_cpu_pct"], ui_rss = _open_pages(

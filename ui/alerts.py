@@ -40,14 +40,15 @@ class AlertsMenu:
             with ui.menu().classes("p-2") as self.menu:
                 self.items = tag(ui.column().classes("gap-2 w-[32rem]"), "alerts-list")
 
-    async def refresh(self, fresh: bool = False) -> None:
+    async def refresh(self, fresh: bool = False, since: float | None = None) -> None:
         """The frame polls this on every open page: one read serves them all, except
-        right after this page changed an alert (``fresh``)."""
+        right after this page changed an alert (``fresh``); pages told of an alert's
+        change at ``since`` share one read made after it."""
         try:
             if fresh:
                 answer = await self.user.get("/api/v1/alerts")
             else:
-                answer = await self.user.get_shared("/api/v1/alerts")
+                answer = await self.user.get_shared("/api/v1/alerts", since)
         except ApiError:
             return  # the frame's health badge and banner already say the node is away
         if answer == self._shown:

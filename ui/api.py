@@ -68,7 +68,7 @@ class ApplianceApi(AsyncApiClient):
         await self._shared.close()
         await super().aclose()
 
-    async def shared_get(self, path: str, token: str | None) -> Any:
+    async def shared_get(self, path: str, token: str | None, since: float | None = None) -> Any:
         """A GET that open pages poll alike (the frame's): one read serves them all
-        for a moment (ui.shared_reads)."""
-        return await self._shared.get(path, token)
+        for a moment, or only one asked for ``since`` then (ui.shared_reads)."""
+        return await self._shared.get(path, token, since)

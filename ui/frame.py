@@ -12,7 +12,7 @@ from ui.alerts import AlertsMenu
 from ui.api import ApiError
 from ui.deps import Deps
 from ui.handles import tag
-from ui.live import LiveFeed
+from ui.live import SYNCED, Change, LiveFeed, about
 from ui.session import UserApi
 from ui.theme import BANNER_CLASSES, nav_for
 
@@ -69,11 +69,24 @@ class Frame:
         self.live.start()
 
     def start(self) -> None:
-        """Poll after the page is built: a timer makes NiceGUI answer before the page is done.
+        """Follow the stream once the page is built, as its parts do: an alert's journal
+        entry refreshes the alerts, a ``sync`` event the WAN banner, at once. Health,
+        alerts and banner are polled every frame_poll_s while the stream is down (the
+        appliance may be gone), and slowly while it is live: an agent that falls silent
+        sends no event."""
+        self.live.watch(
+            self.refresh,
+            self.deps.settings.frame_poll_s,
+            about("alert"),
+            on_change=self._changed,
+            synced=True,
+        )
 
-        Health and the WAN banner say how the appliance and the agent answer, which no
-        journal entry tells, so they stay polled; the page's parts follow the stream."""
-        ui.timer(self.deps.settings.frame_poll_s, self.refresh)
+    async def _changed(self, change: Change) -> None:
+        if change.kind == SYNCED:
+            await self._refresh_banner(since=change.heard)
+        else:
+            await self.alerts.refresh(since=change.heard)
 
     def _show_mode(self, live: bool) -> None:
         self.mode.text = "live" if live else "polling"
@@ -97,8 +110,11 @@ class Frame:
                     with ui.badge(short_badge(line), color="blue-grey-6").classes("text-xs"):
                         ui.tooltip(line)
         await self.alerts.refresh()
+        await self._refresh_banner()
+
+    async def _refresh_banner(self, since: float | None = None) -> None:
         try:
-            status = await self.user.get_shared("/api/v1/sync/status")
+            status = await self.user.get_shared("/api/v1/sync/status", since)
             self._set_banner(wan.banner(status))
         except ApiError as err:
             self._set_banner(wan.banner(None, err))

@@ -7,6 +7,9 @@ change. On an event, the parts of each page that show its object refresh; while
 the stream is down they poll at their old interval, and the stream is reopened
 with backoff. Live, a slow poll stays as a safety net. The appliance is local:
 this works with the WAN down.
+
+Each page has one clock for all its parts, which sleeps until the next part is due:
+live, an idle page wakes about once per ``SAFETY_S``, not once per part per second.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
@@ -36,6 +39,9 @@ READ_TIMEOUT_S = 45.0
 BACKOFF_S = (0.5, 30.0)
 SWEEP_KIND = "vm.observed"  # a change a monitor sweep saw, not a journal entry
 SWEPT = "sweep"  # the monitor swept (its history grew), changed or not
+SYNCED = "sync"  # what GET /api/v1/sync/status shows changed (the WAN banner's facts)
+# Events about no object: only the parts that ask for them take them.
+SIGNALS = (SWEPT, SYNCED)
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,8 @@ class Change:
     object_id: str
     name: str | None
     state: Any
+    # When the stream brought it: a read begun after this shows it (ui.shared_reads).
+    heard: float = field(default_factory=time.monotonic, compare=False)
 
 
 def changes(event: SseEvent) -> list[Change]:
@@ -66,8 +74,8 @@ def changes(event: SseEvent) -> list[Change]:
             Change(SWEEP_KIND, "vm", vm["id"], vm["name"], {"state": vm["state"]})
             for vm in event.json().get("vms", [])
         ]
-    if event.event == SWEPT:
-        return [Change(SWEPT, SWEPT, "", None, event.json())]
+    if event.event in SIGNALS:
+        return [Change(event.event, event.event, "", None, event.json())]
     return []
 
 
@@ -97,15 +105,29 @@ class _Part:
         refresh: Refresh,
         matches: Matches,
         on_change: OnChange | None,
-        sweeps: bool,
+        signals: tuple[str, ...] = (),
+        poll_s: float = SAFETY_S,
+        busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self.refresh = refresh
         self.on_change = on_change
-        # A sweep names no object: only the parts that follow sweeps take it.
-        self.matches: Matches = lambda change: sweeps if change.kind == SWEPT else matches(change)
+        # A sweep or a sync names no object: only the parts that follow it take it.
+        self.matches: Matches = lambda change: (
+            change.kind in signals if change.kind in SIGNALS else matches(change)
+        )
+        self.poll_s = poll_s
+        self.busy = busy
         self.last = time.monotonic()
+        self.ran: Callable[[], None] = lambda: None  # after each refresh (the page's clock)
         self._running = False
         self._again = False
+
+    def interval(self, live: bool) -> float:
+        """How often it polls: at its own pace while the stream is down or while it
+        shows progress no event tells, as a safety net otherwise."""
+        if live and not self.busy():
+            return max(SAFETY_S, self.poll_s)
+        return self.poll_s
 
     async def run(self) -> None:
         if self._running:
@@ -121,6 +143,7 @@ class _Part:
                     return
         finally:
             self._running = False
+            self.ran()
 
 
 class LiveFeed:
@@ -135,6 +158,8 @@ class LiveFeed:
         self._heard = False  # a change came before all of the page's parts were watched
         self._away = False  # the browser's connection to this page is gone
         self._missed = False  # changes came while it was away
+        self._wake = asyncio.Event()  # the clock looks again: mode, parts or busy changed
+        self._clock: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Follow the session's stream for the current page client, for as long as it
@@ -143,6 +168,7 @@ class LiveFeed:
             return
         self._client = ui.context.client
         self._stream = _SharedStream.join(self._base_url, self._token, self)
+        self._clock = background_tasks.create(self._poll(), name="live poll")
         self._client.on_delete(self.stop)
         self._client.on_disconnect(self._went_away)
         self._client.on_connect(self._came_back)
@@ -151,6 +177,9 @@ class LiveFeed:
         if self._stream is not None:
             self._stream.leave(self)
             self._stream = None
+        if self._clock is not None:
+            self._clock.cancel()
+            self._clock = None
 
     def on_mode(self, listener: Callable[[bool], None]) -> None:
         """``listener(live)`` when the stream comes up (True) or drops (False)."""
@@ -164,25 +193,40 @@ class LiveFeed:
         on_change: OnChange | None = None,
         busy: Callable[[], bool] = lambda: False,
         sweeps: bool = False,
+        synced: bool = False,
     ) -> None:
         """Refresh a part on each change ``matches`` accepts (``on_change`` instead,
-        where the part refreshes just that object), and after each monitor sweep if
-        ``sweeps`` (what charts the monitor's readings); poll every ``poll_s`` while
-        the stream is down or while ``busy()`` (progress no journal entry tells, such
-        as a download's bytes), every ``SAFETY_S`` otherwise."""
-        part = _Part(refresh, matches, on_change, sweeps)
+        where the part refreshes just that object), after each monitor sweep if
+        ``sweeps`` (what charts the monitor's readings), and when the sync status
+        changed if ``synced`` (the WAN banner); poll every ``poll_s`` while the stream
+        is down or while ``busy()`` (progress no journal entry tells, such as a
+        download's bytes), every ``SAFETY_S`` otherwise."""
+        signals = tuple(s for s, wanted in ((SWEPT, sweeps), (SYNCED, synced)) if wanted)
+        part = _Part(refresh, matches, on_change, signals, poll_s, busy)
+        part.ran = self._wake.set  # it may have become busy: the clock looks again
         self._parts.append(part)
+        self._wake.set()
         if self._heard:
             # The stream was already up when the page opened, and a change came while
             # the page read its data: the part may show what was read before it.
             self._spawn(part.run)
 
-        async def tick() -> None:
-            overdue = time.monotonic() - part.last >= max(SAFETY_S, poll_s)
-            if not self.live or busy() or overdue:
-                await part.run()
-
-        ui.timer(poll_s, tick)
+    async def _poll(self) -> None:
+        """The page's clock: run each part that is due, then sleep until the next one
+        is, or until the mode changes or a refresh ends (a part may have become busy)."""
+        while True:
+            now = time.monotonic()
+            wait = SAFETY_S
+            for part in self._parts:
+                due = part.last + part.interval(self.live) - now
+                if due <= 0:
+                    part.last = now  # not due again while this run is under way
+                    self._spawn(part.run)
+                    due = part.interval(self.live)
+                wait = min(wait, due)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     def _dispatch(self, found: list[Change]) -> None:
         if found:
@@ -230,6 +274,7 @@ class LiveFeed:
         if live == self.live:
             return
         self.live = live
+        self._wake.set()
         for listener in self._mode_listeners:
             with contextlib.suppress(Exception):  # a page being torn down
                 listener(live)

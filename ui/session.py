@@ -70,9 +70,10 @@ class UserApi:
     async def get(self, path: str, **params: Any) -> Any:
         return await self.call("GET", path, params=params or None)
 
-    async def get_shared(self, path: str) -> Any:
-        """A GET that every open page of the frame polls: shared between them."""
-        return await self._signed_in(self.api.shared_get(path, self.session.token))
+    async def get_shared(self, path: str, since: float | None = None) -> Any:
+        """A GET that every open page of the frame polls: shared between them; with
+        ``since`` (time.monotonic()), one read after that time."""
+        return await self._signed_in(self.api.shared_get(path, self.session.token, since))
 
     async def _signed_in(self, pending: Awaitable[Any]) -> Any:
         try:

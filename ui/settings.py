@@ -15,7 +15,8 @@ class UiSettings:
     storage_dir: Path = Path("var/run/ui")
     # Set behind TLS so the browser never sends the session cookie in clear.
     secure_cookie: bool = False
-    # Polling intervals: live state (VM list) and the frame (health, WAN banner).
+    # Polling intervals while the event stream is down (live, every ui.live.SAFETY_S):
+    # live state (VM list) and the frame (health, alerts, WAN banner).
     live_poll_s: float = 1.0
     frame_poll_s: float = 3.0
     request_timeout_s: float = 30.0

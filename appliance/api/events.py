@@ -3,7 +3,8 @@
 Events: ``hello`` first (the journal's head), then ``journal`` (an entry, as the
 journal page gives it, ``id`` its seq), ``snapshot`` (VM states a monitor sweep saw
 change), ``sweep`` (once per monitor sweep, its time in seconds: history charts
-refetch) and ``resync`` (the client fell behind or resumed too far back: refetch
+refetch), ``sync`` (what GET /api/v1/sync/status shows changed: the WAN banner
+refetches it) and ``resync`` (the client fell behind or resumed too far back: refetch
 what it shows; the stream ends). A comment every ``KEEPALIVE_S`` keeps proxies and
 the client's read timeout from closing an idle stream. ``Last-Event-ID`` (a seq)
 replays the entries written since, where the journal still holds them all.

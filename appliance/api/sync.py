@@ -73,7 +73,9 @@ class SyncController(Controller):
         self, request: AuthedRequest, data: JSONBody[AckRequest], appliance: ApplianceDep
     ) -> JournalAcked:
         require_sync_write(request.user)
-        return appliance.journal.ack(data.seq)
+        acked = appliance.journal.ack(data.seq)
+        appliance.events.sync_changed(appliance.sync.view())
+        return acked
 
     @get("/journal/summary", sync_to_thread=True, opt=SYNC_AGENT_OPEN)
     def summary(
@@ -91,7 +93,9 @@ class SyncController(Controller):
     ) -> SyncStatusView:
         require_sync_write(request.user)
         appliance.sync.put(data)
-        return appliance.sync.view()
+        view = appliance.sync.view()
+        appliance.events.sync_changed(view)
+        return view
 
     @get("/sync/status", sync_to_thread=True, opt=SYNC_AGENT_OPEN)
     def get_status(self, request: AuthedRequest, appliance: ApplianceDep) -> SyncStatusView:

@@ -23,6 +23,7 @@ from typing import Any
 from appliance.services.monitor import NodeSnapshot
 from appliance.store import journal
 from appliance.store.models import Vm
+from towerbox_core.api.sync import SyncStatusView
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ SNAPSHOT = "snapshot"
 # monitor's history refetch it then, changed or not. It names no object, so every
 # caller hears it whatever its tenant.
 SWEEP = "sweep"
+# The WAN banner's facts changed (an agent report, an ack): its readers refetch
+# GET /api/v1/sync/status, which checks who may see it; the event carries nothing.
+SYNC = "sync"
 RESYNC = "resync"
 # Enough for a burst (a service of many VMs deployed at once) between two reads of
 # a client that keeps up; past it the client refetches, which is cheaper.
@@ -42,7 +46,7 @@ REPLAY_LIMIT = 500
 
 @dataclass(frozen=True)
 class Event:
-    type: str  # JOURNAL, SNAPSHOT, SWEEP or RESYNC
+    type: str  # JOURNAL, SNAPSHOT, SWEEP, SYNC or RESYNC
     data: dict[str, Any]
     tenant: str | None = None  # the owner; None: node-wide
     everyone: bool = False  # about no object: every subscriber hears it
@@ -85,6 +89,7 @@ class EventHub:
         self._closed = False
         # VM id -> tenant: a deleted VM's last entry must still reach its tenant.
         self._vm_tenants: dict[str, str | None] = {}
+        self._sync_shown: tuple[Any, ...] | None = None
 
     @property
     def closed(self) -> bool:
@@ -176,6 +181,24 @@ class EventHub:
         events = [Event(SNAPSHOT, {"vms": vms}, tenant=t) for t, vms in by_tenant.items()]
         events.append(Event(SWEEP, {"at": time.time()}, everyone=True))
         self.publish(events)
+
+    def sync_changed(self, view: SyncStatusView) -> None:
+        """After an agent report or an ack: a ``sync`` event when what the banner shows
+        changed. The agent reports every heartbeat, mostly the same facts: those are
+        not told again. The agent falling silent is told by no report: readers keep a
+        slow poll for that."""
+        shown = (
+            view.agent,
+            view.wan,
+            view.offline_since,
+            view.last_sync_at,
+            view.last_error,
+            view.queued,
+        )
+        if shown == self._sync_shown:
+            return
+        self._sync_shown = shown
+        self.publish([Event(SYNC, {"at": time.time()})])
 
     def owner(self, entry: dict[str, Any]) -> str | None:
         """The tenant a journal entry is about (None: node-wide)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from urllib.parse import urlsplit
 
@@ -23,6 +23,7 @@ class StreamCutter:
         self._lock = threading.Lock()
         self.cut = False
         self.streams_opened = 0  # event streams asked for since the relay started
+        self.requests = 0  # HTTP requests relayed, event streams included
         self._threads: list[threading.Thread] = []
 
     def cut_streams(self) -> None:
@@ -61,17 +62,27 @@ class StreamCutter:
                     return
                 self._streams.add(client)
         upstream = socket.create_connection(self._target)
+        self._count(first)
         upstream.sendall(first)
         self._spawn(_pipe, upstream, client)
-        _pipe(client, upstream)
+        _pipe(client, upstream, self._count)
+
+    def _count(self, data: bytes) -> None:
+        # Request lines; the UI's requests are small, never split across reads here.
+        with self._lock:
+            self.requests += data.count(b" HTTP/1.1\r\n")
 
     def close(self) -> None:
         self._listener.close()
 
 
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
+def _pipe(
+    source: socket.socket, sink: socket.socket, seen: Callable[[bytes], None] | None = None
+) -> None:
     try:
         while data := source.recv(65536):
+            if seen is not None:
+                seen(data)
             sink.sendall(data)
     except OSError:
         pass

@@ -9,26 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.support.stream_cutter import stream_cutter
-from tests.ui.conftest import chromium_or_skip
-from tests.ui.stack import CHROMIUM_FLAGS, appliance, log_in, ui_process
+from tests.ui.relay import relayed_node
+from tests.ui.stack import log_in, ui_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 def test_an_open_vms_page_follows_the_stream_and_polls_while_it_is_cut(tmp_path: Path) -> None:
-    chromium = chromium_or_skip()
-    with (
-        appliance(tmp_path / "node") as node,
-        node.http() as api,
-        stream_cutter(node.url) as cutter,
-        sync_playwright() as pw,
-    ):
-        body = {"name": "live-vm", "appliance": "demo", "start": True}
-        api.post("/api/v1/vms", json=body).raise_for_status()
-        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+    with relayed_node(tmp_path, "live-vm") as lab:
+        node, api, cutter, browser = lab.node, lab.api, lab.cutter, lab.browser
         with ui_process(cutter.url, tmp_path, poll_s=60) as url:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             log_in(page, url, node.password)
@@ -48,9 +39,7 @@ def test_an_open_vms_page_follows_the_stream_and_polls_while_it_is_cut(tmp_path:
             browser.close()
 
         with ui_process(cutter.url, tmp_path, poll_s=2) as url:
-            browser = pw.chromium.launch(
-                executable_path=chromium, headless=True, args=CHROMIUM_FLAGS
-            )
+            browser = lab.launch()
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             log_in(page, url, node.password)
             page.goto(f"{url}/vms")

@@ -595,12 +595,42 @@ def test_a_sweep_reaches_only_the_parts_that_follow_sweeps() -> None:
 
     swept = changes(SseEvent("sweep", '{"at": 1700000000.5}'))
     assert swept == [Change("sweep", "sweep", "", None, {"at": 1700000000.5})]
-    charts = _Part(nothing, lambda _change: False, None, sweeps=True)
-    log = _Part(nothing, journalled, None, sweeps=False)
-    everything = _Part(nothing, lambda _change: True, None, sweeps=False)
+    charts = _Part(nothing, lambda _change: False, None, signals=("sweep",))
+    log = _Part(nothing, journalled, None)
+    everything = _Part(nothing, lambda _change: True, None)
     assert charts.matches(swept[0])
     assert not log.matches(swept[0])
     assert not everything.matches(swept[0])
     stop = Change("vm.stop", "vm", "1", "a", {"state": "shutoff"})
     assert not charts.matches(stop)
     assert log.matches(stop)
+
+
+def test_a_part_polls_at_its_pace_only_while_the_stream_is_down_or_it_is_busy() -> None:
+    from ui.live import SAFETY_S, _Part
+
+    async def nothing() -> None:
+        return None
+
+    busy = [False]
+    part = _Part(nothing, lambda _change: True, None, poll_s=1.0, busy=lambda: busy[0])
+    assert part.interval(live=False) == 1.0
+    assert part.interval(live=True) == SAFETY_S
+    busy[0] = True  # e.g. a download whose bytes no event tells
+    assert part.interval(live=True) == 1.0
+    slow = _Part(nothing, lambda _change: True, None, poll_s=60.0)
+    assert slow.interval(live=True) == 60.0
+
+
+def test_a_sync_event_reaches_only_the_parts_that_follow_it() -> None:
+    from towerbox_core.sse import SseEvent
+    from ui.live import SYNCED, _Part, changes
+
+    async def nothing() -> None:
+        return None
+
+    [synced] = changes(SseEvent("sync", '{"at": 1700000000.5}'))
+    assert synced.kind == SYNCED
+    banner = _Part(nothing, lambda change: change.object_type == "alert", None, signals=(SYNCED,))
+    everything = _Part(nothing, lambda _change: True, None)
+    assert banner.matches(synced) and not everything.matches(synced)

@@ -11,26 +11,17 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.support.stream_cutter import stream_cutter
-from tests.ui.conftest import chromium_or_skip
-from tests.ui.stack import CHROMIUM_FLAGS, appliance, log_in, ui_process
+from tests.ui.relay import relayed_node
+from tests.ui.stack import log_in, ui_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 def test_two_pages_of_one_session_share_one_stream(tmp_path: Path) -> None:
-    chromium = chromium_or_skip()
-    with (
-        appliance(tmp_path / "node") as node,
-        node.http() as api,
-        stream_cutter(node.url) as cutter,
-        sync_playwright() as pw,
-    ):
-        body = {"name": "shared-vm", "appliance": "demo", "start": True}
-        api.post("/api/v1/vms", json=body).raise_for_status()
-        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+    with relayed_node(tmp_path, "shared-vm") as lab:
+        node, api, cutter, browser = lab.node, lab.api, lab.cutter, lab.browser
         with ui_process(cutter.url, tmp_path, poll_s=60) as url:
             context = browser.new_context(viewport={"width": 1400, "height": 900})
             first = context.new_page()

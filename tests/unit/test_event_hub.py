@@ -7,6 +7,8 @@ import asyncio
 import threading
 import time
 
+import msgspec
+
 from appliance.services.events import JOURNAL, QUEUE_SIZE, RESYNC, Event, EventHub
 
 
@@ -61,5 +63,25 @@ def test_each_subscriber_hears_only_the_tenants_it_may_see_and_close_ends_all() 
         assert _drain(acme.queue) == [None]
         late = hub.subscribe(lambda _tenant: True)
         assert _drain(late.queue) == [None], "a closed hub ends a new stream at once"
+
+    asyncio.run(scenario())
+
+
+def test_a_sync_event_when_what_the_banner_shows_changes_only() -> None:
+    from appliance.services.events import SYNC
+    from towerbox_core.api.sync import SyncStatusView
+
+    async def scenario() -> None:
+        hub = EventHub()
+        admin = hub.subscribe(lambda _tenant: True)
+        tenant = hub.subscribe(lambda tenant: tenant == "acme")
+        online = SyncStatusView(agent="running", wan="online", last_sync_at="t1", queued=0)
+        hub.sync_changed(online)
+        # The next heartbeat says the same: nothing to tell.
+        hub.sync_changed(SyncStatusView(**{**msgspec.structs.asdict(online), "head": 9}))
+        hub.sync_changed(SyncStatusView(agent="running", wan="offline", queued=3))
+        await asyncio.sleep(0.01)
+        assert [e.type for e in _drain(admin.queue) if e] == [SYNC, SYNC]
+        assert _drain(tenant.queue) == [], "the node's sync status is not a tenant's"
 
     asyncio.run(scenario())

@@ -125,3 +125,24 @@ def test_a_page_closed_while_waiting_leaves_the_read_to_the_others() -> None:
 
     assert asyncio.run(scenario()) == {"path": "/healthz", "read": 1}
     assert len(node.reads) == 1
+
+
+def test_pages_told_of_a_change_share_one_read_made_after_it() -> None:
+    """An answer kept, or a read begun, before the change was heard does not serve a
+    page refreshing for that change; the pages refreshing for it share one read."""
+    node, clock = Appliance(), Clock()
+    reads = SharedReads(node.fetch, max_age_s=2.7, clock=clock)
+
+    async def scenario() -> tuple[Any, list[Any], Any]:
+        before = asyncio.ensure_future(reads.get("/api/v1/alerts", None))
+        await asyncio.sleep(0)
+        clock.now += 0.1
+        heard = clock.now  # the alert fired while that read was under way
+        told = await asyncio.gather(*(reads.get("/api/v1/alerts", None, heard) for _ in range(5)))
+        polled = await reads.get("/api/v1/alerts", None)
+        return await before, told, polled
+
+    before, told, polled = asyncio.run(scenario())
+    assert len(node.reads) == 2
+    assert all(answer is told[0] for answer in told) and told[0] is not before
+    assert polled is told[0], "the newer read is the one kept"

@@ -1,0 +1,52 @@
+"""In Chromium: open pages that follow a live event stream ask the appliance nothing
+while nothing changes (their safety poll is 30 s away), and poll again at their own
+pace once the stream is cut. Requests are counted by the relay in front of the
+appliance."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.support.stream_cutter import StreamCutter
+from tests.ui.relay import relayed_node
+from tests.ui.stack import log_in, ui_process
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+WINDOW_S = 8.0
+
+
+def _requests_over(cutter: StreamCutter, seconds: float) -> int:
+    before = cutter.requests
+    time.sleep(seconds)
+    return cutter.requests - before
+
+
+def test_idle_live_pages_ask_nothing_and_poll_when_the_stream_is_cut(tmp_path: Path) -> None:
+    with relayed_node(tmp_path, "idle-vm") as lab:
+        cutter = lab.cutter
+        with ui_process(cutter.url, tmp_path, poll_s=1) as url:
+            context = lab.browser.new_context(viewport={"width": 1400, "height": 900})
+            first = context.new_page()
+            log_in(first, url, lab.node.password)
+            second = context.new_page()
+            second.goto(f"{url}/vms")
+            for page in (first, second):
+                expect(page.get_by_test_id("live-mode")).to_have_text("live")
+            time.sleep(2)  # what the pages asked for when they opened has been answered
+
+            # Polling, the frames alone would ask every 3 s and the VM list every second.
+            assert _requests_over(cutter, WINDOW_S) == 0
+
+            cutter.cut_streams()
+            expect(second.get_by_test_id("live-mode")).to_have_text("polling")
+            assert _requests_over(cutter, WINDOW_S) >= WINDOW_S / 2, "the pages poll again"
+
+            cutter.allow()
+            expect(second.get_by_test_id("live-mode")).to_have_text("live", timeout=60_000)
+            lab.browser.close()
+        lab.api.delete("/api/v1/vms/idle-vm", params={"force": "true"})
