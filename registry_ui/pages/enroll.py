@@ -37,6 +37,9 @@ class Enrollment:
                 "text-grey-7"
             )
         self.token_box = tag(ui.column().classes("w-full"), "enroll-token-box")
+        # Zero-touch and replacement before the list of waiting sites, which may be long.
+        self.credentials = Credentials(user)
+        NodeOfSite(user)
         with ui.card().classes("w-full"):
             ui.label("Sites never enrolled").classes("text-h6")
             self.waiting = tag(ui.column().classes("w-full gap-0"), "enroll-waiting")
@@ -108,9 +111,7 @@ def register(deps: Deps) -> None:
         user, frame = opened
         with frame.content:
             page = Enrollment(user)
-            credentials = Credentials(user)
-            NodeOfSite(user)
         await page.list_waiting()
-        await credentials.load()
+        await page.credentials.load()
         frame.start()
         return None

@@ -78,19 +78,22 @@ class RolloutDetail:
         self.waves.clear()
         with self.waves:
             with ui.row().classes("w-full gap-2 font-bold"):
-                for head in ("wave", "state", *WAVE_COLUMNS, "started", "finished"):
+                for head in ("wave", "state", *WAVE_COLUMNS):
                     ui.label(head).classes("w-20")
+                for head in ("started", "finished"):
+                    ui.label(head).classes("w-48")
             for wave in rollout["waves"]:
                 with tag(ui.row().classes("w-full gap-2"), f"wave-{wave['wave']}"):
                     ui.label(rollout_view.wave_name(wave)).classes("w-20")
                     colour = rollout_view.STATE_COLOURS.get(wave["state"], "grey-7")
-                    tag(ui.badge(wave["state"], color=colour), f"wave-state-{wave['wave']}")
+                    with ui.element("div").classes("w-20"):
+                        tag(ui.badge(wave["state"], color=colour), f"wave-state-{wave['wave']}")
                     for column in WAVE_COLUMNS:
                         tag(ui.label(str(wave[column])), f"wave-{column}-{wave['wave']}").classes(
                             "w-20"
                         )
-                    ui.label(fmt_fleet.when(wave["started_at"])).classes("w-20 text-sm")
-                    ui.label(fmt_fleet.when(wave["finished_at"])).classes("w-20 text-sm")
+                    ui.label(fmt_fleet.when(wave["started_at"])).classes("w-48 text-sm")
+                    ui.label(fmt_fleet.when(wave["finished_at"])).classes("w-48 text-sm")
         self.sites.clear()
         with self.sites:
             if not sites:

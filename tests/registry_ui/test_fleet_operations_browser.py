@@ -23,7 +23,7 @@ from playwright.sync_api import Page, expect
 
 from tests.integration.sync.sim_sites import SimSites, enroll_sims
 from tests.integration.sync.test_desired_tenants import _wait_desired
-from tests.registry_ui.conftest import VIEWER, Fleet, log_in
+from tests.registry_ui.conftest import VIEWER, Fleet, log_in, open_ready
 from tests.support.desired import ACME, CAMS
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.root]
@@ -75,13 +75,6 @@ def _wait_applied(fleet: Fleet, kind: str, version: int, timeout: float = 60) ->
             time.sleep(0.3)
 
 
-def _open(page: Page, url: str) -> None:
-    """The page, once its socket is connected: what is typed before that can reach the
-    UI process after a click made later (each waits for the handshake on its own timer)."""
-    page.goto(url)
-    page.wait_for_function("window.did_handshake === true")
-
-
 def _wait_online(fleet: Fleet, timeout: float = 30) -> None:
     end = time.monotonic() + timeout
     with fleet.operator() as op:
@@ -106,7 +99,7 @@ def test_rollout_halts_at_the_canary_resumes_after_the_fix_and_rolls_back(
 ) -> None:
     lab = fleet.lab
     log_in(page, fleet)
-    _open(page, f"{fleet.ui_url}/documents?scope=group:{GROUP}&kind=vnets")
+    open_ready(page, f"{fleet.ui_url}/documents?scope=group:{GROUP}&kind=vnets")
     expect(page.get_by_test_id("doc-version")).to_contain_text("version 1")
     page.get_by_test_id("doc-editor").fill(json.dumps({"vnets": [CAMS]}))
     page.get_by_test_id("doc-rollout").click()
@@ -209,7 +202,7 @@ def _provision(fleet: Fleet, token: str, hardware_id: str) -> httpx.Response:
 
 def test_provisioning_credential_shown_once_works_then_revoked(page: Page, fleet: Fleet) -> None:
     log_in(page, fleet)
-    _open(page, f"{fleet.ui_url}/enroll")
+    open_ready(page, f"{fleet.ui_url}/enroll")
     form = {
         "name": "rack-1",
         "labels": "tier=prov",
@@ -257,7 +250,7 @@ def test_provisioning_credential_shown_once_works_then_revoked(page: Page, fleet
     expect(page.get_by_test_id("site-epoch-1")).to_contain_text("host-HW-0001")
 
     # Revoked (asked first): the credential no longer enrolls anyone.
-    _open(page, f"{fleet.ui_url}/enroll")
+    open_ready(page, f"{fleet.ui_url}/enroll")
     page.get_by_test_id("prov-revoke-rack-1").click()
     page.get_by_test_id("confirm-yes").click()
     expect(page.get_by_test_id("prov-state-rack-1")).to_have_text("revoked")
@@ -299,7 +292,7 @@ def test_a_refused_rollout_action_is_a_readable_notice(page: Page, fleet: Fleet)
         assert rollout.status_code == 201, rollout.text
     rollout_id = rollout.json()["id"]
     log_in(page, fleet)
-    _open(page, f"{fleet.ui_url}/rollouts/{rollout_id}")
+    open_ready(page, f"{fleet.ui_url}/rollouts/{rollout_id}")
     page.get_by_test_id("rollout-rollback").click()
     page.get_by_test_id("confirm-yes").click()
     expect(page.get_by_test_id("rollout-notice")).to_contain_text("no_previous_version")
