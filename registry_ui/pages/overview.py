@@ -68,7 +68,6 @@ class Overview:
                     problem_label(err, "Reading the fleet overview")
             return
         self.frame.show_up()
-        await self.versions.refresh()
         if data == self._shown:
             return
         self._shown = data
@@ -138,4 +137,8 @@ def register(deps: Deps) -> None:
         await page.refresh()
         frame.start()
         ui.timer(deps.settings.poll_s, page.refresh)
+        # Versions come once the page is shown: the counts and problems are what it is
+        # for first (bench fleet_ui_ms), and versions move slowly.
+        ui.timer(0, page.versions.refresh, once=True)
+        ui.timer(deps.settings.poll_s, page.versions.refresh)
         return None
