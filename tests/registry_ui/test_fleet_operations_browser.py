@@ -168,7 +168,15 @@ def test_a_viewer_sees_rollouts_and_is_refused_their_actions(page: Page, fleet: 
     with fleet.operator() as op:
         listed = op.get("/api/v1/rollouts", params={"group": GROUP}).json()["rollouts"]
     rollout_id = listed[0]["id"]
+    # An admin logs out of a page that polls; the viewer who logs in next in the same
+    # browser stays logged in (the admin page's last poll meets a revoked token).
+    log_in(page, fleet)
+    page.goto(f"{fleet.ui_url}/rollouts")
+    expect(page.get_by_test_id(f"rollout-row-{rollout_id}")).to_be_visible()
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r".*/login$"))
     log_in(page, fleet, *VIEWER)
+    page.wait_for_timeout(2500)  # past the admin page's next polls
     page.goto(f"{fleet.ui_url}/rollouts/{rollout_id}")
     expect(page).to_have_url(f"{fleet.ui_url}/rollouts/{rollout_id}")
     expect(page.get_by_test_id("rollout-state")).to_have_text("rolled_back")
