@@ -9,14 +9,22 @@ from nicegui import app, ui
 
 from registry_ui.api import RegistryApi
 from registry_ui.deps import Deps
-from registry_ui.pages import documents, enroll, login, overview, site_detail, sites
+from registry_ui.pages import (
+    documents,
+    enroll,
+    login,
+    overview,
+    rollout_detail,
+    rollouts,
+    site_detail,
+    sites,
+)
 from registry_ui.settings import RegistryUiSettings
 from towerbox_core import webui
 
 log = logging.getLogger(__name__)
 
-# Rollouts come here when the registry has them (and into nav.NAV).
-PAGES = (login, overview, sites, site_detail, documents, enroll)
+PAGES = (login, overview, sites, site_detail, documents, rollouts, rollout_detail, enroll)
 
 
 def build(settings: RegistryUiSettings, api: RegistryApi | None = None) -> Deps:

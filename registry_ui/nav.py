@@ -1,6 +1,6 @@
 """The registry UI's navigation: one entry per page, in the order an operator works.
 
-A page added later (rollouts) takes its place here and in app.PAGES, nothing else.
+A page added later takes its place here and in app.PAGES, nothing else.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("overview", "Fleet", "/"),
     ("sites", "Sites", "/sites"),
     ("documents", "Documents", "/documents"),
+    ("rollouts", "Rollouts", "/rollouts"),
     ("enroll", "Enrollment", "/enroll"),
 )
 

@@ -70,8 +70,11 @@ class OperatorApi:
             )
         except ApiError as err:
             if err.status == 401:
-                # The token expired or was revoked: back to the login page.
-                sign_out()
+                # The token expired or was revoked: back to the login page. A page left
+                # open from before a logout must not sign out whoever logged in since.
+                now = current()
+                if now is not None and now.token == self.operator.token:
+                    sign_out()
                 ui.navigate.to("/login")
             raise
 

@@ -24,6 +24,9 @@ class SiteQuery:
     status: str = ""
     region: str = ""
     label: str = ""
+    # A version filter (the fleet overview's version skew): both or neither.
+    component: str = ""
+    version: str = ""
     sort: str = "name"
     page: int = 1
 
@@ -38,6 +41,8 @@ class SiteQuery:
             status=status if status in STATUSES else "",
             region=str(args.get("region") or "").strip(),
             label=str(args.get("label") or "").strip(),
+            component=str(args.get("component") or "").strip(),
+            version=str(args.get("version") or "").strip(),
             sort=sort if sort in SORTS else "name",
             page=int(page) if page.isdigit() and int(page) > 0 else 1,
         )
@@ -58,7 +63,7 @@ class SiteQuery:
             "offset": (self.page - 1) * PAGE_SIZE,
             "sort": self.sort,
         }
-        for key in ("q", "status", "region", "label"):
+        for key in ("q", "status", "region", "label", "component", "version"):
             value = getattr(self, key)
             if value:
                 params[key] = value
@@ -70,6 +75,8 @@ class SiteQuery:
             "status": self.status,
             "region": self.region,
             "label": self.label,
+            "component": self.component,
+            "version": self.version,
             "sort": self.sort,
             "page": self.page,
         }

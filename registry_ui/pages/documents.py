@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
-from registry_ui import doc_edit
+from registry_ui import doc_edit, rollout_view
 from registry_ui.api import ApiError, desired_path
 from registry_ui.deps import Deps
 from registry_ui.handles import tag
@@ -101,7 +101,25 @@ class DocumentEditor:
         await self._confirm("Publish", self.publish)
 
     async def ask_rollout(self) -> None:
-        await self._confirm("Publish as rollout", self.rollout)
+        """The diff, then the wave settings; an empty field takes the registry's default."""
+        lines = self.show_diff()
+        if lines is None:
+            return
+        with ui.dialog() as dialog, ui.card().classes("w-[32rem]"):
+            ui.label("Publish as rollout (diff below the editor)").classes("text-h6")
+            ui.label("Leave a field empty for the registry's default.").classes("text-grey-7")
+            fields = {
+                "waves": tag(
+                    ui.input("Waves (cumulative %)", placeholder="5, 25, 100"), "rollout-set-waves"
+                )
+            }
+            for key, label, _ in rollout_view.SETTINGS:
+                fields[key] = tag(ui.input(label, placeholder="default"), f"rollout-set-{key}")
+            with ui.row():
+                tag(ui.button("Start rollout", on_click=lambda: dialog.submit(True)), "doc-confirm")
+                ui.button("Cancel", on_click=lambda: dialog.submit(False)).props("flat")
+        if await dialog:
+            await self.rollout({key: field.value or "" for key, field in fields.items()})
 
     async def _confirm(self, what: str, action: Any) -> None:
         lines = self.show_diff()
@@ -136,11 +154,17 @@ class DocumentEditor:
         await self.reload_base()
         self.show_diff()
 
-    async def rollout(self) -> None:
+    async def rollout(self, settings: dict[str, str]) -> None:
         document = self.edited()
         if document is None:
             return
+        try:
+            options = rollout_view.rollout_options(settings)
+        except InvalidInput as err:
+            self.error.text = f"{err.message} [{err.code}]"
+            return
         body: dict[str, Any] = {
+            **options,
             "group": self.scope.removeprefix("group:"),
             "kind": self.kind,
             "document": document,
@@ -152,7 +176,8 @@ class DocumentEditor:
         except ApiError as err:
             self.refused(err)
             return
-        ui.notify(f"Rollout {made.get('id')} started", type="positive")
+        ui.notify(f"Rollout {made['id']} started", type="positive")
+        ui.navigate.to(f"/rollouts/{made['id']}")
 
     def refused(self, err: ApiError) -> None:
         if err.status == 412:

@@ -1,4 +1,5 @@
-"""Enrollment: create a site and its one-time token (shown once), list sites never enrolled."""
+"""Enrollment: create a site and its one-time token (shown once), list sites never
+enrolled; provisioning credentials and a site's node below (pages.provisioning)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,12 @@ from nicegui import ui
 
 from registry_ui.api import ApiError, site_path
 from registry_ui.deps import Deps
+from registry_ui.forms import labels_from
 from registry_ui.handles import tag
-from registry_ui.pages.common import open_page, problem_label
+from registry_ui.pages.common import open_page, problem_label, show_once
+from registry_ui.pages.provisioning import Credentials, NodeOfSite
 from registry_ui.session import OperatorApi
 from towerbox_core.errors import InvalidInput
-from towerbox_core.names import parse_label
-
-
-def labels_from(text: str) -> dict[str, str]:
-    """``tier=gold, zone=north`` as a dict, each label checked as the registry does."""
-    labels: dict[str, str] = {}
-    for part in (p.strip() for p in text.replace("\n", ",").split(",")):
-        if part:
-            key, value = parse_label(part, "labels")
-            labels[key] = value
-    return labels
 
 
 class Enrollment:
@@ -45,6 +37,9 @@ class Enrollment:
                 "text-grey-7"
             )
         self.token_box = tag(ui.column().classes("w-full"), "enroll-token-box")
+        # Zero-touch and replacement before the list of waiting sites, which may be long.
+        self.credentials = Credentials(user)
+        NodeOfSite(user)
         with ui.card().classes("w-full"):
             ui.label("Sites never enrolled").classes("text-h6")
             self.waiting = tag(ui.column().classes("w-full gap-0"), "enroll-waiting")
@@ -75,23 +70,14 @@ class Enrollment:
         self.show_token(name, issued["token"], issued["expires_at"])
 
     def show_token(self, site: str, token: str, expires: str) -> None:
-        """The token on this page only: it is in no session, log or later answer."""
-        self.token_box.clear()
-        with self.token_box, ui.card().classes("w-full bg-amber-1"):
-            ui.label(f"Enrollment token for {site}").classes("text-h6")
-            with ui.row().classes("items-center gap-2"):
-                tag(ui.label(token).classes("font-mono text-sm"), "enroll-token")
-                tag(
-                    ui.button("Copy", on_click=lambda: ui.clipboard.write(token)), "enroll-copy"
-                ).props("flat dense")
-            tag(
-                ui.label(
-                    "Copy it now: it will not be shown again. The registry keeps only its "
-                    f"hash. Valid until {expires}, for one enrollment: "
-                    "towerbox agent enroll <registry-url> <token> on the node."
-                ),
-                "enroll-warning",
-            ).classes("text-amber-10")
+        show_once(
+            self.token_box,
+            f"Enrollment token for {site}",
+            token,
+            "enroll",
+            f"Valid until {expires}, for one enrollment: "
+            "towerbox agent enroll <registry-url> <token> on the node.",
+        )
 
     async def list_waiting(self) -> None:
         try:
@@ -126,5 +112,6 @@ def register(deps: Deps) -> None:
         with frame.content:
             page = Enrollment(user)
         await page.list_waiting()
+        await page.credentials.load()
         frame.start()
         return None

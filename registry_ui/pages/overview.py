@@ -15,6 +15,7 @@ from registry_ui.frame import Frame
 from registry_ui.handles import tag
 from registry_ui.nav import STATUS_COLOURS
 from registry_ui.pages.common import open_page, problem_label
+from registry_ui.pages.version_skew import VersionSkew
 from registry_ui.session import OperatorApi
 
 STATUS_TEXT = {
@@ -55,6 +56,7 @@ class Overview:
                 with ui.card().classes("min-w-[24rem]"):
                     ui.label("By label").classes("text-h6")
                     self.labels = tag(ui.column().classes("w-full gap-0"), "overview-labels")
+                self.versions = VersionSkew(user)
 
     async def refresh(self) -> None:
         try:
@@ -135,4 +137,8 @@ def register(deps: Deps) -> None:
         await page.refresh()
         frame.start()
         ui.timer(deps.settings.poll_s, page.refresh)
+        # Versions come once the page is shown: the counts and problems are what it is
+        # for first (bench fleet_ui_ms), and versions move slowly.
+        ui.timer(0, page.versions.refresh, once=True)
+        ui.timer(deps.settings.poll_s, page.versions.refresh)
         return None

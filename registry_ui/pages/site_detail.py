@@ -75,6 +75,10 @@ class SiteDetail:
             self.draw_conflicts(conflicts["conflicts"])
         with ui.card().classes("w-full"):
             self.draw_journal(journal["entries"])
+        ended = [e for e in site.get("epochs") or [] if not e["current"]]
+        if ended:
+            with ui.card().classes("w-full"):
+                self.draw_epochs(ended)
 
     def draw_head(self, site: dict[str, Any]) -> None:
         with ui.row().classes("items-center gap-3"):
@@ -92,6 +96,7 @@ class SiteDetail:
             ("Agent", str(beat.get("agent_version") or "-")),
             ("Journal", f"held to {site['acked_seq']} of {beat.get('appliance_head', '?')}"),
             ("Enrolled", fmt_fleet.when(site["enrolled_at"])),
+            ("Journal epoch", str(site.get("epoch", 1))),
         ]
         with tag(ui.grid(columns="auto 1fr").classes("gap-x-6 gap-y-0"), "site-facts"):
             for key, value in facts:
@@ -179,6 +184,20 @@ class SiteDetail:
                     ui.badge(c["result"], color="negative")
                     ui.label(str(c["reason"] or "-")).classes("grow")
                     ui.label(fmt_fleet.when(c["created_at"])).classes("text-grey-7 text-sm")
+
+    def draw_epochs(self, ended: list[dict[str, Any]]) -> None:
+        """The journals of the nodes this site had before: kept, readable with ?epoch=N."""
+        ui.label(f"Ended journal epochs ({len(ended)})").classes("text-h6")
+        with tag(ui.column().classes("w-full gap-0"), "site-epochs"):
+            for e in ended:
+                with tag(ui.row().classes("w-full gap-3"), f"site-epoch-{e['epoch']}"):
+                    ui.label(f"epoch {e['epoch']}").classes("w-20")
+                    ui.label(e["hostname"] or "-").classes("w-40")
+                    ui.label(e["hardware_id"] or "-").classes("w-48 truncate")
+                    ui.label(f"{e['entries']} entries, held to {e['acked_seq']}").classes("w-48")
+                    ui.label(
+                        f"{fmt_fleet.when(e['started_at'])} to {fmt_fleet.when(e['ended_at'])}"
+                    ).classes("text-grey-7 text-sm")
 
     def draw_journal(self, entries: list[dict[str, Any]]) -> None:
         ui.label(f"Journal (last {len(entries)})").classes("text-h6")

@@ -18,6 +18,7 @@ from registry_ui.nav import STATUS_COLOURS
 from registry_ui.pages.common import open_page, problem_label
 from registry_ui.session import OperatorApi
 from registry_ui.site_query import SORTS, STATUSES, SiteQuery, pages
+from towerbox_core.api.versions import COMPONENTS
 
 # Short: the search is meant to follow the typing (bench site_search_ms includes it).
 DEBOUNCE_MS = 120
@@ -78,6 +79,15 @@ class SiteList:
             self.label = tag(ui.input("Label key=value", value=query.label), "site-filter-label")
             self.label.props(f"debounce={DEBOUNCE_MS} clearable outlined dense")
             self.label.on_value_change(lambda e: self.change(label=(e.value or "").strip()))
+            components: dict[str, str] = {"": "any component", **{c: c for c in COMPONENTS}}
+            self.component = tag(
+                ui.select(components, value=query.component, label="Component"),
+                "site-filter-component",
+            ).props("outlined dense")
+            self.component.on_value_change(lambda e: self.change(component=e.value or ""))
+            self.version = tag(ui.input("Version", value=query.version), "site-filter-version")
+            self.version.props(f"debounce={DEBOUNCE_MS} clearable outlined dense")
+            self.version.on_value_change(lambda e: self.change(version=(e.value or "").strip()))
             self.sort = tag(ui.select(SORTS, value=query.sort, label="Sort"), "site-sort")
             self.sort.props("outlined dense").on_value_change(
                 lambda e: self.change(sort=e.value or "name")

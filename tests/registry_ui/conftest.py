@@ -128,3 +128,10 @@ def log_in(page: Page, fleet: Fleet, username: str = "admin", password: str = ""
     page.get_by_label("Password", exact=True).fill(password or fleet.admin_password)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_test_id("overview-total")).not_to_be_empty()
+
+
+def open_ready(page: Page, url: str) -> None:
+    """The page, once its socket is connected: what is typed before that can reach the
+    UI process after a click made later (each waits for the handshake on its own timer)."""
+    page.goto(url)
+    page.wait_for_function("window.did_handshake === true")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.registry_ui.conftest import EXTRA_SITES, VIEWER, Fleet, log_in
+from tests.registry_ui.conftest import EXTRA_SITES, VIEWER, Fleet, log_in, open_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.root]
 
@@ -114,7 +114,7 @@ def test_site_detail_shows_the_nodes_vms_and_gpu_layout(page: Page, fleet: Fleet
 
 
 def _editor(page: Page, fleet: Fleet, scope: str, kind: str) -> None:
-    page.goto(f"{fleet.ui_url}/documents?scope={scope}&kind={kind}")
+    open_ready(page, f"{fleet.ui_url}/documents?scope={scope}&kind={kind}")
     expect(page.get_by_test_id("doc-version")).not_to_be_empty()
 
 
@@ -181,7 +181,7 @@ def test_document_validation_error_then_diff_and_publish(page: Page, fleet: Flee
 
 def test_enrollment_creates_a_site_and_shows_its_token_once(page: Page, fleet: Fleet) -> None:
     log_in(page, fleet)
-    page.goto(f"{fleet.ui_url}/enroll")
+    open_ready(page, f"{fleet.ui_url}/enroll")
     expect(page.get_by_test_id("waiting-bulk-000")).to_be_visible()
     page.get_by_test_id("enroll-name").fill("cell-new")
     page.get_by_test_id("enroll-region").fill("south")
