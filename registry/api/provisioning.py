@@ -31,6 +31,7 @@ from towerbox_core.api.provisioning import (
     SiteIdentityInfo,
     SiteIdentitySet,
 )
+from towerbox_core.api_params import RowIdPath
 from towerbox_core.errors import TowerboxError
 from towerbox_core.openapi_problems import problem_responses
 
@@ -66,7 +67,7 @@ class ProvisioningController(Controller):
         status_code=HTTP_204_NO_CONTENT,
     )
     def revoke_credential(
-        self, request: OperatorRequest, credential_id: FromPath[int], registry: RegistryDep
+        self, request: OperatorRequest, credential_id: RowIdPath, registry: RegistryDep
     ) -> None:
         request.user.require_write()
         registry.provisioning.credentials.revoke(credential_id)

@@ -8,14 +8,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, get, post
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from registry.api.auth import OperatorRequest
 from registry.api.deps import RegistryDep
 from registry.services.rollout_step import advance
 from towerbox_core.api.rollouts import Rollout, RolloutCreate, RolloutList, RolloutSites
-from towerbox_core.api_params import CountQuery
+from towerbox_core.api_params import CountQuery, RowIdPath
 from towerbox_core.openapi_problems import problem_responses
 
 Limit = Annotated[int, QueryParameter(ge=1, le=10000)]
@@ -50,13 +50,13 @@ class RolloutController(Controller):
         return registry.rollouts.list(rollout_state, group, kind, limit, offset)
 
     @get("/{rollout_id:int}", sync_to_thread=True)
-    def get_rollout(self, rollout_id: FromPath[int], registry: RegistryDep) -> Rollout:
+    def get_rollout(self, rollout_id: RowIdPath, registry: RegistryDep) -> Rollout:
         return registry.rollouts.get(rollout_id)
 
     @get("/{rollout_id:int}/sites", sync_to_thread=True, responses=problem_responses(422))
     def sites(
         self,
-        rollout_id: FromPath[int],
+        rollout_id: RowIdPath,
         registry: RegistryDep,
         wave: WaveQuery = None,
         status: FromQuery[str | None] = None,
@@ -67,14 +67,14 @@ class RolloutController(Controller):
 
     @post("/{rollout_id:int}/pause", sync_to_thread=True, status_code=HTTP_200_OK)
     def pause(
-        self, request: OperatorRequest, rollout_id: FromPath[int], registry: RegistryDep
+        self, request: OperatorRequest, rollout_id: RowIdPath, registry: RegistryDep
     ) -> Rollout:
         request.user.require_write()
         return registry.rollouts.pause(rollout_id, request.user.username)
 
     @post("/{rollout_id:int}/resume", sync_to_thread=True, status_code=HTTP_200_OK)
     def resume(
-        self, request: OperatorRequest, rollout_id: FromPath[int], registry: RegistryDep
+        self, request: OperatorRequest, rollout_id: RowIdPath, registry: RegistryDep
     ) -> Rollout:
         request.user.require_write()
         registry.rollouts.resume(rollout_id, request.user.username)
@@ -83,14 +83,14 @@ class RolloutController(Controller):
 
     @post("/{rollout_id:int}/abort", sync_to_thread=True, status_code=HTTP_200_OK)
     def abort(
-        self, request: OperatorRequest, rollout_id: FromPath[int], registry: RegistryDep
+        self, request: OperatorRequest, rollout_id: RowIdPath, registry: RegistryDep
     ) -> Rollout:
         request.user.require_write()
         return registry.rollouts.abort(rollout_id, request.user.username)
 
     @post("/{rollout_id:int}/rollback", sync_to_thread=True, status_code=HTTP_200_OK)
     def rollback(
-        self, request: OperatorRequest, rollout_id: FromPath[int], registry: RegistryDep
+        self, request: OperatorRequest, rollout_id: RowIdPath, registry: RegistryDep
     ) -> Rollout:
         request.user.require_write()
         return registry.rollouts.rollback(rollout_id, request.user.username)
