@@ -135,3 +135,7 @@ def open_ready(page: Page, url: str) -> None:
     UI process after a click made later (each waits for the handshake on its own timer)."""
     page.goto(url)
     page.wait_for_function("window.did_handshake === true")
+    # Events the page raised before the handshake (a field reporting its first value)
+    # are re-sent on a 10 ms timer after it: let them through before typing, or they
+    # land after the typed text and overwrite it.
+    page.wait_for_timeout(100)

@@ -116,6 +116,8 @@ def test_site_detail_shows_the_nodes_vms_and_gpu_layout(page: Page, fleet: Fleet
 def _editor(page: Page, fleet: Fleet, scope: str, kind: str) -> None:
     open_ready(page, f"{fleet.ui_url}/documents?scope={scope}&kind={kind}")
     expect(page.get_by_test_id("doc-version")).not_to_be_empty()
+    # The published text arrives as the editor's value: typing before it lands is lost.
+    expect(page.get_by_test_id("doc-editor")).not_to_have_value("")
 
 
 def test_document_validation_error_then_diff_and_publish(page: Page, fleet: Fleet) -> None:
