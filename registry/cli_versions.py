@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from registry.services.versions import fleet_versions
 from towerbox_core.commands import table
 
+if TYPE_CHECKING:
+    from registry.context import Registry
 
-def versions_command(args: argparse.Namespace, registry: object = None) -> Any:
-    del registry  # the command reads the database the CLI opened, like the others
+
+def versions_command(args: argparse.Namespace, registry: Registry) -> Any:
+    del registry  # the counts are plain queries on the database the CLI opened
     found = fleet_versions()
     if args.json:
         return found
