@@ -310,8 +310,12 @@ def test_a_rebind_refused_part_way_changes_nothing(api: Api) -> None:
     # The epoch was not started: the node still syncs, nothing was archived.
     assert api.post_batch(site, vm_entries(5, 1)).json()["acked_seq"] == 5
     assert (SiteEpoch.select().count(), JournalArchiveRow.select().count()) == (0, 0)
+    # An id past the database's integer range is a bad request, not a database error;
+    # an id in range that names nothing is a 404.
     huge = api.client.delete(f"/api/v1/provisioning-credentials/{2**70}", headers=api.admin)
-    assert (huge.status_code, huge.json()["code"]) == (404, "credential_not_found")
+    assert (huge.status_code, huge.json()["code"]) == (400, "invalid_request")
+    gone = api.client.delete("/api/v1/provisioning-credentials/987654", headers=api.admin)
+    assert (gone.status_code, gone.json()["code"]) == (404, "credential_not_found")
 
 
 def test_two_nodes_proving_one_identity_at_once_bind_it_once(api: Api) -> None:
