@@ -18,7 +18,8 @@ import peewee
 from registry.errors import PreconditionFailed
 from registry.services.sites import SiteService
 from registry.store import sql
-from registry.store.models import DesiredDoc, RolloutRow, db_proxy, ms_to_iso
+from registry.store.models import DesiredDoc, db_proxy, ms_to_iso
+from registry.store.rollout_models import RolloutRow
 from towerbox_core.api.fleet import DesiredRecord, DesiredWritten
 from towerbox_core.errors import Conflict, InvalidInput, NotFound
 from towerbox_core.names import parse_label

@@ -18,7 +18,8 @@ import msgspec
 
 from registry.services.sites import SiteStatus
 from registry.store import sql
-from registry.store.models import RolloutRow, RolloutWaveRow, now_ms
+from registry.store.models import now_ms
+from registry.store.rollout_models import RolloutRow, RolloutWaveRow
 from registry.store.rollout_store import (
     FAILED_IN_WAVE,
     FOLLOWING,

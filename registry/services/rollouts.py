@@ -23,17 +23,8 @@ from registry.services.desired import (
 )
 from registry.services.sites import SiteService
 from registry.store import sql
-from registry.store.models import (
-    DesiredDoc,
-    RolloutRow,
-    RolloutSiteRow,
-    RolloutWaveRow,
-    Site,
-    SiteLabel,
-    ms_to_iso,
-    now_ms,
-    tuples,
-)
+from registry.store.models import DesiredDoc, Site, SiteLabel, ms_to_iso, now_ms, tuples
+from registry.store.rollout_models import RolloutRow, RolloutSiteRow, RolloutWaveRow
 from registry.store.rollout_store import (
     HELD_BY_EARLIER,
     RESUME_FAILED,

@@ -25,9 +25,6 @@ from registry.store.models import (
     JournalArchiveRow,
     PriceBookRow,
     ProvisioningCredential,
-    RolloutRow,
-    RolloutSiteRow,
-    RolloutWaveRow,
     SchemaVersion,
     Site,
     SiteEpoch,
@@ -35,6 +32,7 @@ from registry.store.models import (
     db_proxy,
     tuples,
 )
+from registry.store.rollout_models import RolloutRow, RolloutSiteRow, RolloutWaveRow
 from towerbox_core.api.versions import valid_version
 from towerbox_core.errors import ConfigError
 

@@ -15,7 +15,8 @@ from contextlib import contextmanager
 import peewee
 
 from registry.store import sql
-from registry.store.models import RolloutRow, db_proxy
+from registry.store.models import db_proxy
+from registry.store.rollout_models import RolloutRow
 
 _LOCK = "SELECT id FROM rollout WHERE id = ? FOR UPDATE"
 RUNNING = "SELECT id FROM rollout WHERE state = 'running' ORDER BY id"

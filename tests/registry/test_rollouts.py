@@ -14,7 +14,8 @@ from registry.config import RolloutsConfig
 from registry.context import build_registry
 from registry.services import rollout_plan
 from registry.services.rollout_step import advance
-from registry.store.models import DesiredDoc, RolloutRow, RolloutSiteRow, Site
+from registry.store.models import DesiredDoc, Site
+from registry.store.rollout_models import RolloutRow, RolloutSiteRow
 from tests.registry.fleetapi import Api, api_for, make_config
 from tests.registry.rollout_sites import Node, group_of, step
 from tests.registry.test_metrics import scrape, value
