@@ -28,20 +28,31 @@ PID = os.getpid()
 TAG = f"{PID % 100000:05d}"
 OWNER = f"n6test-{PID}"
 RUN_KEY = "n6test-run"  # external_ids key on the OVS bridges the lab itself makes
-OVS_RANGES = OwnedRanges(
-    priority=22000 + (PID % 1000) * 3, table_base=0x70000000 + (PID % 64) * TABLE_SPAN
-)
-LINUX_RANGES = OwnedRanges(
-    priority=25000 + (PID % 1000) * 3, table_base=0xB0000000 + (PID % 64) * TABLE_SPAN
-)
-CONTRACT_RANGES = OwnedRanges(
-    priority=OVS_RANGES.priority, table_base=0x60000000 + (PID % 16) * TABLE_SPAN
-)
-# The contract's Linux backends: apart from the Linux integration tests' rules.
-CONTRACT_LINUX_RANGES = OwnedRanges(
-    priority=LINUX_RANGES.priority, table_base=0x50000000 + (PID % 16) * TABLE_SPAN
-)
-RANGES = (OVS_RANGES, LINUX_RANGES, CONTRACT_RANGES, CONTRACT_LINUX_RANGES)
+
+
+def run_ranges(pid: int) -> tuple[OwnedRanges, OwnedRanges, OwnedRanges, OwnedRanges]:
+    """A test run's rule priorities and route tables, apart per process: the OVS and
+    Linux integration tests', then the backend contract's OVS and Linux ones. All lie
+    clear of the product's own tables (naming.OVS_RANGES, naming.LINUX_RANGES at
+    0x54000000 and 0x55000000), which a node on this host may hold: a run must never
+    take those for its own."""
+    return (
+        OwnedRanges(
+            priority=22000 + (pid % 1000) * 3, table_base=0x70000000 + (pid % 64) * TABLE_SPAN
+        ),
+        OwnedRanges(
+            priority=25000 + (pid % 1000) * 3, table_base=0xB0000000 + (pid % 64) * TABLE_SPAN
+        ),
+        OwnedRanges(
+            priority=22000 + (pid % 1000) * 3, table_base=0x60000000 + (pid % 16) * TABLE_SPAN
+        ),
+        OwnedRanges(
+            priority=25000 + (pid % 1000) * 3, table_base=0x40000000 + (pid % 16) * TABLE_SPAN
+        ),
+    )
+
+
+RANGES = OVS_RANGES, LINUX_RANGES, CONTRACT_RANGES, CONTRACT_LINUX_RANGES = run_ranges(PID)
 # The run's addresses: 10.<octet>.0.0/16, only ever inside its namespaces and ports.
 OCTET = 100 + PID % 100
 NETNS_PREFIX = f"n6t-{PID}"
