@@ -18,11 +18,9 @@ What the simulated reboot clears, and how:
 - the simulated GPUs are power-cycled (sim_state.power_cycle);
 - the boot id changes (the node's procfs here is the real one's meminfo and
   cpuinfo, with a boot id the lab owns).
-libvirtd and Open vSwitch themselves are not restarted: other work on the same host
-uses them, and destroying the domains and deleting the bridge leaves the node's view
-exactly as a restarted libvirtd and ovs-vswitchd would (defined, shut off; no
-bridge). They are started if they were stopped, and must answer before the appliance
-starts, as its unit's ordering makes sure on a node.
+- libvirtd (with virtlogd) and Open vSwitch are stopped and started again, as the
+  host's boot does, and must answer before the appliance starts, as its unit's
+  ordering makes sure on a node. The host's other bridges come back from ovsdb.
 """
 
 from __future__ import annotations
@@ -258,6 +256,7 @@ class RebootLab:
         shutil.rmtree(self.run_dir, ignore_errors=True)
         power_cycle(Path(self.cfg.state_dir) / "gpu-simulator.json", default_catalog())
         self.boot_id.write_text(f"boot-after-{time.time_ns()}\n")
+        services_down()
         services_up()
 
     def boot(self) -> Timings:
@@ -335,6 +334,25 @@ class RebootLab:
         finally:
             conn.close()
         subp.run(["ovs-vsctl", "--if-exists", "del-br", self.bridge], timeout=30, check=False)
+
+
+def services_down() -> None:
+    """Stop libvirtd, virtlogd and Open vSwitch, as a host going down does."""
+    if _pid1_is_systemd():
+        subp.run(["systemctl", "stop", "libvirtd.service", "virtlogd.service"], timeout=120)
+    else:
+        for name in ("libvirtd", "virtlogd"):
+            subp.run(["pkill", "-TERM", "-x", name], timeout=10, check=False)
+        _wait(lambda: not _running("libvirtd") and not _running("virtlogd"), 60, "libvirtd gone")
+    subp.run([OVS_CTL, "stop"], timeout=120)
+
+
+def _pid1_is_systemd() -> bool:
+    return Path("/proc/1/comm").read_text().strip() == "systemd"
+
+
+def _running(name: str) -> bool:
+    return subp.run(["pgrep", "-x", name], timeout=10, check=False).returncode == 0
 
 
 def services_up() -> None:
