@@ -26,11 +26,13 @@ pytestmark = pytest.mark.root
 # (files and domain left with no row), an apply killed between its destroy and its
 # create or before its commit (the GPU left off its committed layout).
 SAMPLE = [
+    (crash_ops.VM_CREATE, "vm.create.before_define"),
     (crash_ops.VM_CREATE, "vm.create.after_overlay"),
     (crash_ops.VM_CREATE, "vm.create.after_define"),
     (crash_ops.VM_CREATE, "vm.create.after_start"),
     (crash_ops.VM_CREATE, None),
     (crash_ops.VM_DELETE, "vm.delete.after_undefine"),
+    (crash_ops.GPU_APPLY, "gpu.apply.after_drain"),
     (crash_ops.GPU_APPLY, "gpu.apply.after_destroy"),
     (crash_ops.GPU_APPLY, "gpu.apply.before_commit"),
     (crash_ops.GPU_APPLY, None),
