@@ -1,7 +1,12 @@
 """Crash runs on the system libvirtd with QEMU: the VM create and delete killed
 mid-way, where libvirt's domains outlive the killed daemon (unlike the test driver's),
 so an orphan domain would show. The checks are those of tests/support/crash.py plus
-"every domain this node owns has a row"; the runs' domains are removed after each."""
+"every domain this node owns has a row"; the runs' domains are removed after each.
+
+A GPU apply's drain touches libvirt only for a VM that holds a MIG slice, which reaches
+a real QEMU only as an NVIDIA vGPU: with simulated GPUs the node refuses such a VM on
+a real libvirtd (``vgpu_unavailable``), so GPU applies are crash-run on the simulated
+backends (test_crash_consistency.py) and not here."""
 
 from __future__ import annotations
 
