@@ -73,7 +73,14 @@ def harness(ovs: None, tmp_path: Path) -> Iterator[Harness]:
         node.close()
 
 
-@pytest.mark.parametrize("point", ["n6.apply.after_step:1", "n6.apply.after_step:3", None])
+# Every step the killed daemon takes here, its start's and the request's together (a
+# 9th is never reached; the test above fails on a point that is not).
+STEPS = 8
+
+
+@pytest.mark.parametrize(
+    "point", [*(f"n6.apply.after_step:{n}" for n in range(1, STEPS + 1)), None]
+)
 def test_a_killed_n6_apply_on_real_ovs_leaves_the_switch_as_declared(
     harness: Harness, point: str | None
 ) -> None:
