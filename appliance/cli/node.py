@@ -125,4 +125,9 @@ catalog = CommandGroup(
 )
 health = CommandGroup("health", "daemon health", json_flag, _get("/healthz", _health_show))
 journal = CommandGroup("journal", "the node's journal", _journal_args, _journal)
-token = CommandGroup("token", "create an API token for yourself", _token_args, _token)
+token = CommandGroup(
+    "token",
+    "create an API token for yourself (an infra-admin's never expires; others' expire)",
+    _token_args,
+    _token,
+)

@@ -20,7 +20,14 @@ import peewee
 
 from appliance.store import journal
 from appliance.store.models import Tenant, Token, User
-from towerbox_core.accounts import Account, Accounts, TokenRow, check_password, random_password
+from towerbox_core.accounts import (
+    Account,
+    Accounts,
+    TokenRow,
+    check_password,
+    random_password,
+    utcnow,
+)
 from towerbox_core.api.accounts import Role, TenantView, TokenView, UserView
 from towerbox_core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from towerbox_core.names import check_labels, check_name
@@ -160,6 +167,7 @@ def sign_journal_as(principal: Principal) -> None:
 
 class AuthService:
     def __init__(self, login_ttl_s: int) -> None:
+        self.login_ttl = dt.timedelta(seconds=login_ttl_s)
         self.accounts = Accounts(
             NodeAccountStore(), token_prefix=TOKEN_PREFIX, login_ttl_s=login_ttl_s
         )
@@ -200,10 +208,24 @@ class AuthService:
         target = principal.username if username is None else username
         if target != principal.username:
             principal.require_infra_admin()
-        # A token never outlives the credential that made it, so a 12-hour login cannot
-        # become a permanent one; only an infra-admin makes tokens that do not expire.
-        expires = None if principal.is_infra_admin else self._expiry_of(principal.token_id)
-        return self._issue(target, name, "api", expires)
+        owner = self.accounts.store.find_account(target)
+        if owner is None:
+            raise NotFound(f"no user {target!r}", code="user_not_found")
+        expires = self._api_token_expiry(principal, owner)
+        return self.accounts.issue(owner, name, "api", expires)
+
+    def _api_token_expiry(self, principal: Principal, owner: Account) -> dt.datetime | None:
+        """When a new API token for ``owner`` expires; None only for an infra-admin's.
+
+        Anyone else's token expires within the login lifetime and never after the token
+        that made it: otherwise a 12-hour login becomes a permanent credential, and so
+        does a token an infra-admin made for a viewer, and every token made with it.
+        """
+        if owner.role == Role.INFRA_ADMIN.value:
+            return None
+        expires = utcnow() + self.login_ttl
+        made_with = self._expiry_of(principal.token_id)
+        return expires if made_with is None else min(expires, made_with)
 
     def _expiry_of(self, token_id: int) -> dt.datetime | None:
         row = Token.get_or_none(Token.id == token_id)

@@ -95,7 +95,10 @@ class GpuBinder:
                 code="gpu_in_use",
                 field="gpu.gpu",
             )
-        info = free[0]
+        # Unnamed, any free GPU with MIG off will do: a MIG-mode one listed first must
+        # not refuse the request while another could take it.
+        whole = [i for i in free if not (i.mig.current or i.mig.pending)]
+        info = (whole or free)[0]
         self._check_whole(info)
         return info
 

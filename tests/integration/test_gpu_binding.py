@@ -322,6 +322,20 @@ def test_a_whole_gpu_without_mig_is_passed_through_once(tmp_path: Path) -> None:
             assert again.json()["code"] == "gpu_in_use"
 
 
+def test_an_unnamed_passthrough_takes_a_gpu_with_mig_off(tmp_path: Path) -> None:
+    # The H100 (MIG on) is listed first; the L40S beside it can be passed through.
+    for app in _build(tmp_path, TOWERBOX_GPU_SIMULATED_MODELS="H100-80GB,L40S-48GB"):
+        with api_client(app) as c:
+            c.headers.update(login(c, "admin", admin_password(app.cfg)))
+            h100, l40s = c.get("/api/v1/gpus").json()["gpus"]
+            made = _create(c, "render", {"attach": "passthrough"})
+            assert made.status_code == 201, made.text
+            assert made.json()["spec"]["gpu"]["gpu"] == l40s["pci_address"]
+            again = _create(c, "render2", {"attach": "passthrough"})
+            assert (again.status_code, again.json()["code"]) == (409, "gpu_in_mig_mode")
+            assert h100["pci_address"] != l40s["pci_address"]
+
+
 def test_after_a_host_reboot_the_slices_come_back_before_their_vms(tmp_path: Path) -> None:
     apps = _build(tmp_path)
     app = next(apps)

@@ -143,6 +143,101 @@ def test_quotas_refuse_with_the_numbers_and_leave_nothing(appliance: Appliance, 
     assert _create(c, acme, "b", vcpus=2).status_code == 201
 
 
+PINNED = {"policy": "pinned"}
+
+
+@pytest.fixture
+def gpu_node(tmp_path: Path) -> Iterator[tuple[Appliance, Api]]:
+    """The tenant node with two L40S (no MIG) beside its H100, to pass through whole:
+    the second is free when the quota refuses it."""
+    models = "H100-80GB,L40S-48GB,L40S-48GB"
+    for app in tenant_node(tmp_path, TOWERBOX_GPU_SIMULATED_MODELS=models):
+        for api in clients(app):
+            yield app, api
+
+
+@pytest.mark.parametrize(
+    ("quotas", "grants", "made", "refused", "numbers"),
+    [
+        pytest.param(
+            {"memory_mib": 1024},
+            {},
+            [{"memory_mib": 512}, {"memory_mib": 512}],
+            {"memory_mib": 256},
+            ("memory_mib", 1024, 1024, 256),
+            id="memory_mib",
+        ),
+        pytest.param(
+            {"disk_gib": 15},
+            {},
+            [{"disks": [{"size_gib": 10}]}],
+            {"disks": [{"size_gib": 4}, {"size_gib": 2}]},
+            ("disk_gib", 15, 10, 6),
+            id="disk_gib",
+        ),
+        pytest.param(
+            {"whole_gpus": 1},
+            {},
+            [{"gpu": {"attach": "passthrough"}}],
+            {"gpu": {"attach": "passthrough"}},
+            ("whole_gpus", 1, 1, 1),
+            id="whole_gpus",
+        ),
+        pytest.param(
+            {"gpu_slices": {"1g.10gb": 2, "2g.20gb": 1}, "gpu_compute_slices": 2},
+            {},
+            [{"gpu": {"profile": "1g.10gb"}}],
+            {"gpu": {"profile": "2g.20gb"}},
+            ("gpu_compute_slices", 2, 1, 2),
+            id="gpu_compute_slices",
+        ),
+        pytest.param(
+            {},
+            {"pinned_cores": 2},
+            [{"vcpus": 2, "cpu": PINNED}],
+            {"vcpus": 1, "cpu": PINNED},
+            ("grants.pinned_cores", 2, 2, 1),
+            id="pinned_cores",
+        ),
+        pytest.param(
+            {},
+            {"hugepages": {"2M": 1024}},
+            [{"memory_mib": 1024, "hugepages": "2M"}],
+            {"memory_mib": 512, "hugepages": "2M"},
+            ("grants.hugepages.2M", 1024, 1024, 512),
+            id="hugepages",
+        ),
+    ],
+)
+def test_each_quota_and_granted_count_refuses_with_the_numbers(
+    gpu_node: tuple[Appliance, Api],
+    quotas: dict[str, Any],
+    grants: dict[str, Any],
+    made: list[dict[str, Any]],
+    refused: dict[str, Any],
+    numbers: tuple[str, int, int, int],
+) -> None:
+    appliance, (c, admin, acme) = gpu_node
+    if quotas:
+        _quotas(c, admin, **quotas)
+    if grants:
+        granted = c.put("/api/v1/tenants/acme/grants", headers=admin, json=grants)
+        assert granted.status_code == 200, granted.text
+    for i, spec in enumerate(made):
+        resp = _create(c, acme, f"fits{i}", **spec)
+        assert resp.status_code == 201, resp.text
+    before = footprint(appliance)
+    resp = _create(c, acme, "past", **refused)
+    assert (resp.status_code, resp.json()["code"]) == (409, "quota_exceeded"), resp.text
+    problem = resp.json()
+    assert (problem["quota"], problem["limit"], problem["used"], problem["asked"]) == numbers
+    _, limit, used, asked = numbers
+    assert f"{used} used + {asked} asked > {limit}" in problem["detail"]
+    assert footprint(appliance) == before
+    usage = c.get("/api/v1/tenants/acme", headers=acme).json()["usage"]
+    assert usage["vms"] == len(made)
+
+
 def test_a_quota_lowered_below_usage_blocks_new_vms_only(appliance: Appliance, api: Api) -> None:
     c, admin, acme = api
     for name in ("r1", "r2"):

@@ -120,6 +120,62 @@ def test_a_token_never_outlives_the_login_that_made_it(auth: AuthService, tmp_pa
     assert Token.get(Token.name == "forever").expires_at is None
 
 
+def _admin(auth: AuthService, tmp_path: Path) -> Principal:
+    """The infra-admin as its CLI token (which does not expire)."""
+    return auth.authenticate((tmp_path / "cli-token").read_text().strip())
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.TENANT_ADMIN, Role.TENANT_USER])
+def test_a_token_an_admin_makes_for_someone_else_expires(
+    auth: AuthService, tmp_path: Path, role: Role
+) -> None:
+    auth.create_tenant("acme", "")
+    auth.create_user("watcher", "long-enough-pw", role, "acme")
+    before = dt.datetime.now(dt.UTC)
+    given = auth.create_api_token(_admin(auth, tmp_path), "handed-over", "watcher")
+    row = Token.get(Token.name == "handed-over")
+    assert row.expires_at is not None
+    expires = row.expires_at.replace(tzinfo=dt.UTC)
+    # The login lifetime (3600 s in this fixture), though the admin's token has no end.
+    assert (
+        before + dt.timedelta(seconds=3590) < expires <= before + dt.timedelta(hours=1, seconds=5)
+    )
+    # The watcher's tokens made with it expire too, and no later than it.
+    watcher = auth.authenticate(given)
+    auth.create_api_token(watcher, "chained", None)
+    chained = Token.get(Token.name == "chained").expires_at
+    assert chained is not None
+    assert chained.replace(tzinfo=dt.UTC) <= expires
+    Token.update(expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)).where(
+        Token.id == row.id
+    ).execute()
+    auth.create_api_token(watcher, "shorter", None)
+    shorter = Token.get(Token.name == "shorter").expires_at
+    assert shorter is not None
+    assert shorter.replace(tzinfo=dt.UTC) <= dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    assert all(
+        t.expires_at is not None
+        for t in Token.select().join(User).where(User.username == "watcher")
+    )
+
+
+def test_an_infra_admins_tokens_do_not_expire_whoever_makes_them(
+    auth: AuthService, tmp_path: Path
+) -> None:
+    auth.create_user("ops", "long-enough-pw", Role.INFRA_ADMIN, None)
+    auth.create_api_token(_admin(auth, tmp_path), "for-ops", "ops")
+    auth.create_api_token(_principal(auth, "ops"), "ops-own", None)
+    assert Token.get(Token.name == "for-ops").expires_at is None
+    assert Token.get(Token.name == "ops-own").expires_at is None
+
+
+def test_a_token_for_nobody_is_refused(auth: AuthService, tmp_path: Path) -> None:
+    with pytest.raises(NotFound) as err:
+        auth.create_api_token(_admin(auth, tmp_path), "ghost", "nobody")
+    assert err.value.code == "user_not_found"
+    assert not Token.select().where(Token.name == "ghost").exists()
+
+
 @pytest.mark.parametrize("kind", ["tenant", "user"])
 def test_names_ending_in_a_newline_are_refused(auth: AuthService, kind: str) -> None:
     create = {
