@@ -33,7 +33,8 @@ class ApiConfig:
     socket: str = "/run/towerbox/appliance.sock"
     tls_cert: str = ""
     tls_key: str = ""
-    token_ttl_s: int = 12 * 3600  # login tokens; API tokens made by an admin do not expire
+    # Login tokens, and the longest any API token lives unless its owner is an infra-admin.
+    token_ttl_s: int = 12 * 3600
     # Hostile clients: bodies past this get 413 body_too_large.
     max_body_bytes: int = 1024 * 1024
     # Per client (a token that authenticated, else the remote address): a token bucket;
@@ -45,8 +46,14 @@ class ApiConfig:
     # get 503 instead of memory.
     keep_alive_s: float = 5.0
     max_connections: int = 1000
-    # A client must finish sending a request's headers within this many seconds.
+    # A client must finish sending a request's headers within header_timeout_s (else
+    # the connection is closed) and a request's body within body_timeout_s (else 408
+    # body_timeout). With body_min_bytes_per_s above 0 the body may instead take as
+    # long as it keeps that pace, stalling body_timeout_s at most in all
+    # (towerbox_core/http_protocol.py); bodies here are small, so 0: a fixed bound.
     header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    body_min_bytes_per_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -249,11 +256,13 @@ def config_from(raw: dict[str, Any], env: Mapping[str, str], origin: str) -> Con
     api = cfg.api
     if (
         min(api.max_body_bytes, api.rate_burst, api.max_connections) < 1
-        or min(api.rate_per_s, api.keep_alive_s, api.header_timeout_s) <= 0
+        or min(api.rate_per_s, api.keep_alive_s, api.header_timeout_s, api.body_timeout_s) <= 0
+        or api.body_min_bytes_per_s < 0
     ):
         raise ConfigError(
             f"{origin}: [api] max_body_bytes, rate_per_s, rate_burst, keep_alive_s, "
-            "max_connections and header_timeout_s must be above 0",
+            "max_connections, header_timeout_s and body_timeout_s must be above 0, "
+            "body_min_bytes_per_s at least 0",
             field="api",
         )
     _check_artifacts(cfg.artifacts, origin)

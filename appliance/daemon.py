@@ -27,7 +27,7 @@ from appliance.store import journal
 from appliance.store.journal_clock import MonotonicClock
 from towerbox_core import sdnotify
 from towerbox_core.errors import ConfigError, TowerboxError
-from towerbox_core.http_protocol import set_header_timeout
+from towerbox_core.http_protocol import set_deadlines
 from towerbox_core.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,9 @@ async def _serve(appliance: Appliance) -> None:
             ssl_keyfile=cfg.api.tls_key or None,
             # Hostile clients: slow senders are cut off, idle connections closed, and
             # past max_connections new requests get 503 rather than memory.
-            http=set_header_timeout(cfg.api.header_timeout_s),
+            http=set_deadlines(
+                cfg.api.header_timeout_s, cfg.api.body_timeout_s, cfg.api.body_min_bytes_per_s
+            ),
             timeout_keep_alive=max(1, round(cfg.api.keep_alive_s)),
             limit_concurrency=cfg.api.max_connections,
             h11_max_incomplete_event_size=16 * 1024,

@@ -35,7 +35,13 @@ class ServeConfig:
     max_body_bytes: int = 2 * 1024 * 1024
     # Hostile clients: headers must arrive within header_timeout_s, idle keep-alive
     # connections close after keep_alive_s, past max_connections requests get 503.
+    # A request's body must keep up body_min_bytes_per_s, stalling body_timeout_s at
+    # most in all, else 408 body_timeout: a minimum pace, not a fixed time, since a
+    # blob may be many GiB over a site's slow WAN (towerbox_core/http_protocol.py).
+    # 60 s outlasts TCP's retransmission backoff after a short outage.
     header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    body_min_bytes_per_s: float = 1024.0
     keep_alive_s: float = 5.0
     max_connections: int = 1000
 
@@ -165,11 +171,13 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     serve = cfg.serve
     if (
         min(serve.max_body_bytes, serve.max_connections) < 1
-        or min(serve.header_timeout_s, serve.keep_alive_s) <= 0
+        or min(serve.header_timeout_s, serve.body_timeout_s, serve.keep_alive_s) <= 0
+        or serve.body_min_bytes_per_s < 0
     ):
         raise ConfigError(
-            f"{path}: [serve] max_body_bytes, header_timeout_s, keep_alive_s and "
-            "max_connections must be above 0",
+            f"{path}: [serve] max_body_bytes, header_timeout_s, body_timeout_s, "
+            "keep_alive_s and max_connections must be above 0, body_min_bytes_per_s "
+            "at least 0",
             field="serve",
         )
     if cfg.rollouts.tick_s < 0:

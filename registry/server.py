@@ -20,7 +20,7 @@ from registry.api.app import create_app
 from registry.config import ENV_PREFIX, RegistryConfig
 from registry.context import build_registry
 from registry.metrics import MULTIPROC_ENV
-from towerbox_core.http_protocol import set_header_timeout
+from towerbox_core.http_protocol import set_deadlines
 from towerbox_core.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,9 @@ def serve(cfg: RegistryConfig, workers: int | None, config_path: Path | None) ->
         "timeout_graceful_shutdown": 10,
         # Hostile clients: slow senders are cut off, idle connections closed, and past
         # max_connections new requests get 503 rather than memory.
-        "http": set_header_timeout(cfg.serve.header_timeout_s),
+        "http": set_deadlines(
+            cfg.serve.header_timeout_s, cfg.serve.body_timeout_s, cfg.serve.body_min_bytes_per_s
+        ),
         "timeout_keep_alive": max(1, round(cfg.serve.keep_alive_s)),
         "limit_concurrency": cfg.serve.max_connections,
         "h11_max_incomplete_event_size": 16 * 1024,

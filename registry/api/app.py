@@ -28,7 +28,7 @@ from registry.store.db import SCHEMA_VERSION
 from towerbox_core import openapi_problems, problems
 from towerbox_core.api.fleet import Health
 from towerbox_core.asgi_status import latency_middleware
-from towerbox_core.http_protocol import set_header_timeout
+from towerbox_core.http_protocol import set_deadlines
 from towerbox_core.json_request import BoundedJsonRequest
 from towerbox_core.logsetup import setup_logging
 
@@ -82,7 +82,8 @@ def create_app_from_env() -> Litestar:
     cfg = load_config()
     setup_logging(cfg.log_level)
     registry = build_registry(cfg, bootstrap=False)
-    set_header_timeout(cfg.serve.header_timeout_s)  # this worker's connections
+    serve = cfg.serve  # this worker's connections
+    set_deadlines(serve.header_timeout_s, serve.body_timeout_s, serve.body_min_bytes_per_s)
     app = create_app(registry)
     gc.collect()
     gc.freeze()  # as registry.server does for one worker: no full passes over start-up objects

@@ -1,7 +1,10 @@
-"""Hostile clients against a real daemon: oversized bodies, floods, slow-loris."""
+"""Hostile clients against a real daemon: oversized bodies, floods, slow-loris on the
+headers and on the body."""
 
 from __future__ import annotations
 
+import json
+import select
 import socket
 import threading
 import time
@@ -16,6 +19,7 @@ from tests.support.appliance import make_config
 from tests.support.daemon import Daemon, running_daemon
 
 RATE_BURST = 20
+BODY_TIMEOUT_S = 2
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +30,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         "TOWERBOX_API_RATE_PER_S": "1",
         "TOWERBOX_API_RATE_BURST": str(RATE_BURST),
         "TOWERBOX_API_HEADER_TIMEOUT_S": "2",
+        "TOWERBOX_API_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
     }
     with running_daemon(cfg, tmp, extra_env=extra) as d:
         d.wait_notify("READY=1")
@@ -147,6 +152,66 @@ def test_slow_loris_clients_neither_block_others_nor_hold_connections(daemon: Da
         thread.join()
         for sock in slow:
             sock.close()
+
+
+def _post_head(token: str, length: int) -> bytes:
+    return (
+        b"POST /api/v1/vms HTTP/1.1\r\nHost: appliance\r\n"
+        + f"Authorization: Bearer {token}\r\n".encode()
+        + f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n".encode()
+    )
+
+
+def test_a_trickled_body_gets_408_while_another_client_is_served(daemon: Daemon) -> None:
+    token = _token(daemon)
+    with _connect(daemon) as sock, daemon.http(token) as calm:
+        sock.sendall(_post_head(token, 100_000) + b"{")
+        start = time.monotonic()
+        # A byte every 0.3 s, never finishing: it stops once an answer waits.
+        while not select.select([sock], [], [], 0.3)[0]:
+            assert time.monotonic() - start < BODY_TIMEOUT_S + 10, "no answer"
+            sock.sendall(b" ")
+            assert calm.get("/api/v1/vms").status_code == 200
+        answer = _read_answer(sock)
+        took = time.monotonic() - start
+        assert sock.recv(1) == b""  # and the connection is closed
+    assert answer.startswith("HTTP/1.1 408"), answer
+    assert "content-type: application/problem+json" in answer.lower()
+    problem = json.loads(answer.partition("\r\n\r\n")[2])
+    assert problem["code"] == "body_timeout"
+    assert problem["timeout_s"] == BODY_TIMEOUT_S
+    assert BODY_TIMEOUT_S * 0.9 <= took < BODY_TIMEOUT_S + 5
+
+
+def test_a_body_at_a_normal_pace_and_an_event_stream_are_not_cut(daemon: Daemon) -> None:
+    token = _token(daemon)
+    body = b"{" + b" " * 4000 + b"}"  # valid JSON, not a VM: 400 once it is all read
+    with _connect(daemon) as sock:
+        sock.sendall(_post_head(token, len(body)))
+        for i in range(0, len(body), 1000):  # in pieces, well within the deadline
+            time.sleep(0.1)
+            sock.sendall(body[i : i + 1000])
+        answer = _read_answer(sock)
+        assert answer.startswith("HTTP/1.1 400"), answer
+        assert '"code":"invalid_request"' in answer
+        # The same keep-alive connection then holds an event stream, which has no
+        # body and never ends, past the body deadline.
+        sock.sendall(
+            b"GET /api/v1/events HTTP/1.1\r\nHost: appliance\r\n"
+            + f"Authorization: Bearer {token}\r\n\r\n".encode()
+        )
+        received = b""
+        end = time.monotonic() + BODY_TIMEOUT_S + 1
+        while (left := end - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            assert chunk, f"the event stream was cut: {received!r}"
+            received += chunk
+        assert received.startswith(b"HTTP/1.1 200"), received
+        assert b"event: hello" in received
 
 
 def test_made_up_tokens_share_their_address_bucket(daemon: Daemon) -> None:
