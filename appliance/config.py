@@ -33,7 +33,7 @@ class ApiConfig:
     socket: str = "/run/towerbox/appliance.sock"
     tls_cert: str = ""
     tls_key: str = ""
-    # Login tokens, and the longest any API token lives unless its owner is an infra-admin.
+    # Login tokens, and the longest an API token lives unless an infra-admin made it.
     token_ttl_s: int = 12 * 3600
     # Hostile clients: bodies past this get 413 body_too_large.
     max_body_bytes: int = 1024 * 1024

@@ -215,13 +215,14 @@ class AuthService:
         return self.accounts.issue(owner, name, "api", expires)
 
     def _api_token_expiry(self, principal: Principal, owner: Account) -> dt.datetime | None:
-        """When a new API token for ``owner`` expires; None only for an infra-admin's.
+        """When a new API token for ``owner`` expires; None only when an infra-admin
+        makes it (its own, or one it hands to a scraper or a tenant's automation).
 
-        Anyone else's token expires within the login lifetime and never after the token
-        that made it: otherwise a 12-hour login becomes a permanent credential, and so
-        does a token an infra-admin made for a viewer, and every token made with it.
+        A token anyone else makes expires within the login lifetime and never after the
+        token that made it: otherwise a 12-hour login becomes a permanent credential,
+        and so does every token made with a long-lived one an infra-admin handed out.
         """
-        if owner.role == Role.INFRA_ADMIN.value:
+        if owner.role == Role.INFRA_ADMIN.value or principal.is_infra_admin:
             return None
         expires = utcnow() + self.login_ttl
         made_with = self._expiry_of(principal.token_id)
