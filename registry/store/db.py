@@ -19,6 +19,7 @@ from typing import Any
 import peewee
 
 from registry.config import DatabaseUrl
+from registry.store.ingest import refold_reported_objects
 from registry.store.models import (
     TABLES_V1,
     BlobRow,
@@ -148,6 +149,25 @@ def _heartbeat_field(heartbeat: str | None, name: str) -> Any:
         return None
 
 
+def _v9_unfold_drift_reports(db: peewee.Database) -> None:
+    """Objects the node's drift reports were folded into, folded again without them.
+
+    Before ingest left ``drift.*`` entries out of the fold, a report after
+    ``vm.deleted`` (or on a domain the node never had) stored a ghost VM, a name and
+    no state, that no later entry cleared; a report on a live VM left its detail in
+    the VM's state. The journal keeps the reports; the fleet views count from the
+    objects table, so they follow.
+    """
+    folded, gone = refold_reported_objects()
+    if folded:
+        log.info(
+            "%d objects with drift reports folded again from their journal; %d of them "
+            "are deleted or were never created",
+            folded,
+            gone,
+        )
+
+
 # Append only: MIGRATIONS[i] moves the schema from version i to i + 1.
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _v1_initial,
@@ -158,6 +178,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _v6_rollouts,
     _v7_enrollment_epochs,
     _v8_site_versions,
+    _v9_unfold_drift_reports,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

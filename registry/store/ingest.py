@@ -234,6 +234,59 @@ def _apply_folds(site_id: int, folds: dict[tuple[str, str], _Fold]) -> None:
     sql.executemany(sql.UPSERT_OBJECT, upserts)
 
 
+# The objects a report was journalled for, and the entries of some of a site's objects.
+_REPORT_KINDS = " OR ".join("substr(kind, 1, ?) = ?" for _ in _REPORT_PREFIXES)
+_REPORTED_OBJECTS = (
+    "SELECT DISTINCT site_id, object_type, object_id FROM journal "  # noqa: S608 - placeholders only
+    f"WHERE {_REPORT_KINDS}"
+)
+_OBJECT_ENTRIES = (
+    "SELECT seq, kind, object_type, object_id, state, created_at FROM journal "
+    "WHERE site_id = ? AND object_id IN "
+)
+
+
+def refold_reported_objects() -> tuple[int, int]:
+    """Fold every object a report was journalled for again from its journal, reports
+    left out; call inside a transaction. Returns (objects folded, of them gone).
+
+    A registry before reports stopped folding (``_store``) merged them into objects:
+    a report after ``vm.deleted``, or on a VM the node never had, left a ghost VM
+    with a name and no state, and a report on a live VM left its ``detail`` in the
+    VM's state. The current epoch's journal holds every entry the objects were folded
+    from, so the fold ``_store`` makes now, run again over it, is what they should be.
+    Running it twice changes nothing.
+    """
+    params = [p for prefix in _REPORT_PREFIXES for p in (len(prefix), prefix)]
+    by_site: dict[int, list[tuple[str, str]]] = {}
+    for site_id, object_type, object_id in sql.fetchall(_REPORTED_OBJECTS, params):
+        by_site.setdefault(int(site_id), []).append((object_type, object_id))
+    folded = gone = 0
+    for site_id, keys in sorted(by_site.items()):
+        folds = _refold(site_id, keys)
+        _apply_folds(site_id, folds)
+        folded += len(folds)
+        gone += sum(1 for fold in folds.values() if fold.state is None)
+    return folded, gone
+
+
+def _refold(site_id: int, keys: list[tuple[str, str]]) -> dict[tuple[str, str], _Fold]:
+    # Each object starts from nothing, as it did in this epoch; one the journal holds
+    # no change for (only reports) stays nothing and is deleted.
+    folds = {key: _Fold(None, 0, None, merge=False) for key in keys}
+    ids = sorted({object_id for _, object_id in keys})
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        statement = _OBJECT_ENTRIES + sql.in_list(len(chunk)) + " ORDER BY seq"
+        for seq, kind, object_type, object_id, state, created_at in sql.fetchall(
+            statement, (site_id, *chunk)
+        ):
+            if (object_type, object_id) in folds and not kind.startswith(_REPORT_PREFIXES):
+                entry = WireEntry(seq, kind, object_type, object_id, _decode(state), created_at)
+                _fold(folds, entry)
+    return folds
+
+
 def _stored_states(site_id: int, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
     wanted = set(keys)
     ids = sorted({object_id for _, object_id in keys})

@@ -16,6 +16,11 @@ from typing import Any
 
 import peewee
 
+# peewee's own translation of the driver's errors, which its queries run under: a
+# statement here fails with peewee.OperationalError, IntegrityError, ... as a model
+# query does (the driver's error as its context), never with sqlite3's or psycopg2's.
+from peewee import __exception_wrapper__ as _driver_errors  # type: ignore[attr-defined]
+
 from registry.store.models import db_proxy
 
 
@@ -35,12 +40,13 @@ def _statement(template: str, placeholder: str) -> str:
 
 def fetchall(template: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     db = _db()
-    cursor = _cursor(db)
-    try:
-        cursor.execute(_statement(template, db.param), params)
-        rows: list[tuple[Any, ...]] = cursor.fetchall()
-    finally:
-        cursor.close()
+    with _driver_errors:
+        cursor = _cursor(db)
+        try:
+            cursor.execute(_statement(template, db.param), params)
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+        finally:
+            cursor.close()
     return rows
 
 
@@ -51,12 +57,13 @@ def fetchone(template: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
 
 def execute(template: str, params: Sequence[Any]) -> int:
     db = _db()
-    cursor = _cursor(db)
-    try:
-        cursor.execute(_statement(template, db.param), params)
-        count: int = cursor.rowcount
-    finally:
-        cursor.close()
+    with _driver_errors:
+        cursor = _cursor(db)
+        try:
+            cursor.execute(_statement(template, db.param), params)
+            count: int = cursor.rowcount
+        finally:
+            cursor.close()
     return count
 
 
@@ -65,16 +72,17 @@ def executemany(template: str, rows: Sequence[Sequence[Any]]) -> None:
         return
     db = _db()
     sql = _statement(template, db.param)
-    cursor = _cursor(db)
-    try:
-        if isinstance(db, peewee.PostgresqlDatabase):
-            from psycopg2.extras import execute_batch  # type: ignore[import-untyped]
+    with _driver_errors:
+        cursor = _cursor(db)
+        try:
+            if isinstance(db, peewee.PostgresqlDatabase):
+                from psycopg2.extras import execute_batch  # type: ignore[import-untyped]
 
-            execute_batch(cursor, sql, rows, page_size=250)
-        else:
-            cursor.executemany(sql, rows)
-    finally:
-        cursor.close()
+                execute_batch(cursor, sql, rows, page_size=250)
+            else:
+                cursor.executemany(sql, rows)
+        finally:
+            cursor.close()
 
 
 def in_list(count: int) -> str:
