@@ -55,16 +55,23 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+SERVERS: list[uvicorn.Server] = []  # the module's server, for a look at its connections
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, int]]:
     saved = vars(DeadlineProtocol).copy()
     DeadlineProtocol.header_timeout_s = 5.0
     DeadlineProtocol.body_timeout_s = BODY_TIMEOUT_S
     DeadlineProtocol.body_min_bytes_per_s = MIN_RATE
-    sock = socket.socket()
+    sock = socket.socket()  # protocol number 0, as the appliance's and uvicorn's own
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, http=PROTOCOL_PATH, log_config=None, lifespan="off")
+    # asyncio's own loop, as the appliance runs it (uvloop would turn Nagle off itself).
+    config = uvicorn.Config(
+        app, http=PROTOCOL_PATH, log_config=None, lifespan="off", loop="asyncio"
+    )
     srv = uvicorn.Server(config)
+    SERVERS[:] = [srv]
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]})
     thread.start()
     try:
@@ -186,3 +193,15 @@ def test_an_answer_that_never_ends_is_not_cut(server: tuple[str, int]) -> None:
             assert chunk, "the stream was cut"
             received += chunk
     assert received.startswith(b"HTTP/1.1 200")
+
+
+def test_nagle_is_off_on_the_servers_connections(server: tuple[str, int]) -> None:
+    # With Nagle on, a keep-alive connection's second answer waits ~40 ms for the
+    # client's delayed ACK before its body goes out.
+    with socket.create_connection(server, timeout=10) as client:
+        client.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+        assert b" 200 " in client.recv(4096)
+        (connection,) = SERVERS[0].server_state.connections
+        transport = connection.transport  # type: ignore[attr-defined]
+        sock = transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
