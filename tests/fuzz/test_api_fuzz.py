@@ -1,6 +1,6 @@
 """Property-based fuzzing of the APIs as real processes (tests/support/fuzz.py).
 
-Each API gets at least 800 generated requests per run, spread evenly over all its
+Each API gets at least 2,000 generated requests per run, spread evenly over all its
 operations (half that fit the document, half that do not), derandomized so that a run here sends the
 same cases every time, then a few stateful sequences along the links schemathesis
 infers; ``make fuzz`` runs the long campaign (20,000 cases per API by default) with a
@@ -18,7 +18,7 @@ import pytest
 from tests.support.fuzz import FuzzReport
 from tests.support.fuzz_targets import Target, appliance_target, registry_targets
 
-MIN_CASES = 800
+MIN_CASES = 2000
 SCENARIOS = 20  # stateful sequences of up to 10 calls, after the cases per operation
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.slow, pytest.mark.timeout(1200)]
