@@ -50,6 +50,8 @@ def _register(parser: argparse.ArgumentParser) -> None:
     json_flag(trunk)
     trunk_rm = n6.add_parser("trunk-delete", help="remove a trunk (its VNets first)")
     trunk_rm.add_argument("name")
+    yes_flag(trunk_rm)
+    json_flag(trunk_rm)
 
 
 def _call(args: argparse.Namespace, c: ApiClient) -> Any:
@@ -68,6 +70,7 @@ def _call(args: argparse.Namespace, c: ApiClient) -> Any:
         confirm(args, f"remove VNet {args.name} of tenant {args.tenant} from the declaration")
         return c.request("DELETE", f"{_BASE}/vnets/{args.tenant}/{args.name}")
     if command == "trunk-delete":
+        confirm(args, f"remove trunk {args.name} from the declaration")
         return c.request("DELETE", f"{_BASE}/trunks/{args.name}")
     body: dict[str, Any] = {"kind": args.kind, "ports": args.port}
     if args.datapath:

@@ -1,9 +1,11 @@
-"""Host admission: does a new VM fit the host's memory and disk, whoever asks.
+"""Host admission: does a new VM fit the host's CPUs, memory and disk, whoever asks.
 
 Pure. Hugepage-backed memory is the allocator's (it counts pages per NUMA node); the
 rest of a VM's memory is counted here against the host's memory less its hugepage
 pools and a reserve for the host itself, times an overcommit ratio (1.0: none).
 Disks are counted at their full size against the free space where overlays grow.
+One VM may not have more vCPUs than the host has threads (its vCPUs would only
+contend with each other); vCPUs across VMs may be overcommitted.
 """
 
 from __future__ import annotations
@@ -34,6 +36,19 @@ def memory_budget_mib(host: HostInventory, limits: HostLimits) -> int:
 def plain_memory_mib(memory_mib: int, hugepages: HugepageSize) -> int:
     """The memory of a VM that is not backed by hugepages."""
     return 0 if hugepages.kib else memory_mib
+
+
+def check_vcpus(spec: VmSpec, host_threads: int) -> None:
+    """One VM's own vCPUs against the host's threads (0: not known, not checked)."""
+    if host_threads and spec.vcpus > host_threads:
+        raise InsufficientResources(
+            f"VM {spec.name} asks for {spec.vcpus} vCPUs; this host has "
+            f"{host_threads} CPU threads, and one VM may have at most that many",
+            code="insufficient_cpus",
+            field="vcpus",
+            asked_vcpus=spec.vcpus,
+            host_threads=host_threads,
+        )
 
 
 def check_memory(spec: VmSpec, committed_mib: int, budget_mib: int, limits: HostLimits) -> None:

@@ -24,6 +24,7 @@ from appliance.domain.admission import (
     HostLimits,
     check_disk,
     check_memory,
+    check_vcpus,
     memory_budget_mib,
     plain_memory_mib,
 )
@@ -64,9 +65,12 @@ class VmAdmission:
             max_vm_disk_gib=host_cfg.max_vm_disk_gib,
         )
         self.memory_budget_mib = memory_budget_mib(host, self.limits)
+        self.host_threads = len(host.threads)
 
     def check_privileges(self, principal: Principal, spec: VmSpec) -> Ticket:
         """Refuse what the caller may not ask for; before anything is made."""
+        # Nobody may: more vCPUs than threads is no VM this host can run.
+        check_vcpus(spec, self.host_threads)
         ticket = Ticket(journal.head(), self.tenants.policy(spec.tenant) if spec.tenant else None)
         check_countable_gpu(spec)
         if principal.is_infra_admin:

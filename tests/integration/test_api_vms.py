@@ -181,6 +181,25 @@ def built_usage(appliance: Appliance) -> Any:
     return fresh.usage()
 
 
+def test_one_vm_may_not_have_more_vcpus_than_the_host_has_threads(
+    client: TestClient[Any], appliance: Appliance
+) -> None:
+    threads = len(appliance.host.threads)
+    assert threads == 32  # the fixture host: 2 sockets x 8 cores x 2 threads
+    # The infra-admin too: no VM this host can run, unpinned or not.
+    too_many = _create(client, "wide", spec={"vcpus": threads + 1})
+    assert too_many.status_code == 409, too_many.text
+    problem = too_many.json()
+    assert (problem["code"], problem["field"]) == ("insufficient_cpus", "vcpus")
+    assert f"asks for {threads + 1} vCPUs; this host has {threads} CPU threads" in problem["detail"]
+    assert (problem["asked_vcpus"], problem["host_threads"]) == (threads + 1, threads)
+    assert _leftovers(appliance, "wide") == NOTHING
+    # As many as the host has is one VM's most; across VMs vCPUs may be overcommitted.
+    for name in ("full1", "full2"):
+        made = _create(client, name, spec={"vcpus": threads})
+        assert made.status_code == 201, made.text
+
+
 def test_names_are_unique(client: TestClient[Any]) -> None:
     assert _create(client, "twin").status_code == 201
     resp = _create(client, "twin")

@@ -199,6 +199,25 @@ def test_a_refusal_is_exit_1_with_the_api_code(daemon: Daemon) -> None:
     assert "[invalid_name] (HTTP 422)" in _error_line(bad)
 
 
+@pytest.mark.parametrize(
+    ("flags", "code", "said"),
+    [
+        # The fixture host has 32 threads; one VM may not have more vCPUs than that.
+        (["--vcpus", "33"], "insufficient_cpus", "asks for 33 vCPUs; this host has 32 CPU"),
+        (["--memory-mib", "999999"], "insufficient_memory", "needs 999999 MiB of host memory"),
+    ],
+)
+def test_a_vm_the_host_cannot_hold_is_refused_in_one_line(
+    daemon: Daemon, flags: list[str], code: str, said: str
+) -> None:
+    env = daemon.cli_env()
+    shown = towerbox(env, "vm", "create", "huge1", "--appliance", "demo", *flags)
+    assert shown.returncode == EXIT_REFUSED
+    line = _error_line(shown)
+    assert line.startswith(f"error [{code}] (HTTP 409): VM huge1 ") and said in line, line
+    assert "huge1" not in _states(env)
+
+
 def test_people_get_tables_and_summaries_machines_get_json(daemon: Daemon) -> None:
     env = daemon.cli_env()
     made = towerbox(env, "vm", "create", "out1", "--appliance", "demo", "--start")
@@ -335,3 +354,62 @@ def test_gpu_apply_from_a_script_needs_yes(daemon: Daemon) -> None:
     assert applied.returncode == EXIT_OK, applied.stderr
     assert "create  1g.10gb" in applied.stdout
     assert "1g.10gb@" in towerbox(env, "gpu", "list").stdout
+
+
+def _trunks(env: dict[str, str]) -> list[str]:
+    listed = json.loads(towerbox(env, "n6", "trunks", "--json").stdout)
+    return [t["name"] for t in listed]
+
+
+def test_deleting_a_trunk_asks_on_a_terminal_and_takes_yes(
+    daemon: Daemon,
+    in_process: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = daemon.cli_env()
+    for name in ("brcli1", "brcli2"):
+        made = towerbox(env, "n6", "trunk-set", name, "--kind", "linux", "--json")
+        assert made.returncode == EXIT_OK, made.stderr
+        assert json.loads(made.stdout)["name"] == name
+
+    monkeypatch.setattr(sys, "stdin", _Terminal("n\n"))
+    assert main([*in_process, "n6", "trunk-delete", "brcli1"]) == EXIT_REFUSED
+    asked = capsys.readouterr().err
+    assert "remove trunk brcli1 from the declaration? [y/N]" in asked
+    assert "[not_confirmed]" in asked
+    assert "brcli1" in _trunks(env)
+
+    monkeypatch.setattr(sys, "stdin", _Terminal("y\n"))
+    assert main([*in_process, "n6", "trunk-delete", "brcli1"]) == EXIT_OK
+    assert "brcli1" not in _trunks(env)
+
+    # A script says --yes up front; --json is taken as by every other n6 command.
+    gone = towerbox(env, "n6", "trunk-delete", "brcli2", "--yes", "--json")
+    assert gone.returncode == EXIT_OK, gone.stderr
+    assert "brcli2" not in _trunks(env)
+    missing = towerbox(env, "n6", "trunk-delete", "brcli2", "--yes")
+    assert missing.returncode == EXIT_REFUSED
+    assert "[unknown_trunk] (HTTP 404)" in _error_line(missing)
+
+
+def test_a_trunk_with_a_bogus_datapath_is_refused_in_one_line(daemon: Daemon) -> None:
+    env = daemon.cli_env()
+    shown = towerbox(env, "n6", "trunk-set", "brdp", "--kind", "ovs", "--datapath", "bogus")
+    assert shown.returncode == EXIT_REFUSED
+    line = _error_line(shown)
+    assert "[invalid_datapath_type] (HTTP 422)" in line and "'bogus'" in line
+    assert "brdp" not in _trunks(env)
+
+
+def test_a_trunk_on_a_datapath_this_host_lacks_is_refused_in_one_line(daemon: Daemon) -> None:
+    env = daemon.cli_env()
+    found = json.loads(towerbox(env, "n6", "status", "--json").stdout)["ovs_datapaths"]
+    lacking = [d for d in ("system", "netdev") if d not in found["usable"]]
+    if not lacking:
+        pytest.skip(f"this node's OVS backend runs every datapath ({found['usable']})")
+    shown = towerbox(env, "n6", "trunk-set", "brdp", "--kind", "ovs", "--datapath", lacking[0])
+    assert shown.returncode == EXIT_REFUSED
+    line = _error_line(shown)
+    assert "[datapath_unavailable] (HTTP 409)" in line and f"({lacking[0]})" in line
+    assert "brdp" not in _trunks(env)

@@ -8,6 +8,7 @@ read from the README itself, so the test follows the README, not a copy of it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -29,11 +30,13 @@ REPO = Path(__file__).resolve().parents[2]
 MARKER = "Try it from a second shell:"
 # What the README promises beside a command, by a piece of the command; the output
 # must show each string (polled: a booting guest writes its console over seconds).
-PROMISES = {
+PROMISES: dict[str, tuple[str | re.Pattern[str], ...]] = {
     "vm console demo1": ("TOWERBOX-DEMO-BOOTED", "TOWERBOX-SEED", "model=llama-3-8b"),
     "guest-ping": ('{"return":{}}',),
     "vm list": ("demo1",),
-    "n6 status": ("ok: yes",),  # the last apply's result
+    # The datapath in use (the OVS backend's line, and what a new trunk gets), and the
+    # last apply's result.
+    "n6 status": (re.compile(r"datapath (system|netdev) \((kernel|userspace)\)"), "ok: yes"),
 }
 POLL_S = 240.0
 
@@ -108,6 +111,10 @@ def test_the_steps_are_read_whole() -> None:
     assert vnet.endswith("}'") and '"ue_pools"' in vnet
     console = next(s for s in steps if "vm console" in s.command)
     assert "TOWERBOX-DEMO-BOOTED" in console.comment
+    status = next(s for s in steps if "n6 status" in s.command)
+    assert "datapath" in status.comment  # what PROMISES checks it shows
+    deleted = [s.command for s in steps if shlex.split(s.command)[1:3] == ["vm", "delete"]]
+    assert deleted, "the README no longer deletes its VM: _check_deleted checks nothing"
 
 
 @pytest.fixture
@@ -221,8 +228,9 @@ def _check(node: Path, step: Step, env: dict[str, str]) -> None:
         except subprocess.TimeoutExpired as err:
             raise AssertionError(f"README step {step.command!r} hung for {err.timeout} s") from err
         out = done.stdout + done.stderr
-        missing = [w for w in promised if w not in out]
+        missing = [w for w in promised if not _shows(out, w)]
         if done.returncode == 0 and not missing:
+            _check_deleted(node, step, env)
             return
         if time.monotonic() > end:
             log = (node / "appliance.log").read_text()[-2000:]
@@ -232,3 +240,25 @@ def _check(node: Path, step: Step, env: dict[str, str]) -> None:
                 f"appliance log:\n{log}"
             )
         time.sleep(2)
+
+
+def _shows(out: str, want: str | re.Pattern[str]) -> bool:
+    return want in out if isinstance(want, str) else want.search(out) is not None
+
+
+def _check_deleted(node: Path, step: Step, env: dict[str, str]) -> None:
+    """After the README's ``vm delete NAME``: the node no longer knows the VM, and
+    neither does libvirt (its domain is undefined, not only stopped)."""
+    words = shlex.split(step.command)
+    if words[1:3] != ["vm", "delete"]:
+        return
+    name = next(w for w in words[3:] if not w.startswith("-"))
+    shown = _run(node, f"{shlex.quote(words[0])} vm get {shlex.quote(name)}", env)
+    assert shown.returncode == 1, f"{name} still there after {step.command!r}: {shown.stdout}"
+    assert "[vm_not_found]" in shown.stderr, shown.stderr
+    listed = _run(node, f"{shlex.quote(words[0])} vm list --json", env)
+    assert name not in [vm["name"] for vm in json.loads(listed.stdout)], listed.stdout
+    domain = subprocess.run(
+        ["virsh", "-c", "qemu:///system", "dominfo", name], capture_output=True, check=False
+    )
+    assert domain.returncode != 0, f"libvirt still has domain {name} after {step.command!r}"
