@@ -1,6 +1,7 @@
 """What needs the operator now, from the API's current state: VMs not as they should
 be (with the reason and since-when), GPUs off their committed layout, a failed N6
-apply. Shown on the dashboard, as badges in the VM table and on the VM page."""
+apply and N6 changes declared but not applied. Shown on the dashboard, as badges in
+the VM table and on the VM page."""
 
 from __future__ import annotations
 
@@ -57,5 +58,11 @@ def lines(
         found.append(
             f"N6 not applied: the last apply failed at {fmt.when(last.get('at'))}: "
             f"[{last.get('code')}] {last.get('message')}"
+        )
+    pending = (n6_status or {}).get("pending") or []
+    if pending:
+        found.append(
+            f"N6 changes not applied: {', '.join(map(str, pending))} (the N6 page's plan "
+            "shows them; apply to make them)"
         )
     return found

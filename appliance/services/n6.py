@@ -33,7 +33,7 @@ from towerbox_core.api.n6 import (
 from towerbox_core.errors import Conflict, InvalidInput, NotFound, TowerboxError
 from upf_bridge.backends.base import Attachment, NetBackend, VNetCounters
 from upf_bridge.eupf import EupfClient, sessions_by_vnet
-from upf_bridge.model import N6Config, TrunkKind, VNet
+from upf_bridge.model import N6Config, TrunkKind, VNet, validate
 from upf_bridge.parse import parse_config, parse_trunk, parse_vnet
 from upf_bridge.upf_config import render_upf_yaml
 
@@ -119,6 +119,7 @@ class N6Service:
             backends=self.describe(),
             ovs_datapaths=self.ovs_datapaths(),
             last_apply=n6_status.last(),
+            pending=n6_status.pending(self.declared(), parse_config(_read(APPLIED))),
         )
 
     # -- the declaration -----------------------------------------------------------
@@ -146,9 +147,11 @@ class N6Service:
 
     def put_trunk(self, principal: Principal, body: dict[str, Any]) -> TrunkDeclaration:
         principal.require_infra_admin()
+        # Valid on its own first (a bogus datapath is bad input, not one this host
+        # lacks); then what the host cannot carry is refused now, not at apply.
         trunk = parse_trunk(body, "trunk")
-        # What the host cannot carry is refused now, not when apply reaches it.
-        self._probed_backend(trunk.kind).check(N6Config(trunks=(trunk,)))
+        alone = validate([trunk], [])
+        self._probed_backend(trunk.kind).check(alone)
         with self._lock:
             doc = _read(DECLARED)
             doc["trunks"] = [t for t in doc["trunks"] if t.get("name") != trunk.name] + [body]
@@ -268,6 +271,8 @@ class N6Service:
             except TowerboxError as err:
                 n6_status.failed("apply", err)
                 raise
+            except Exception as err:
+                raise n6_status.unexpected("apply", err) from err
             with journal.write_transaction():
                 _write(APPLIED, doc)
                 n6_status.succeeded("apply", result, vnets=len(doc["vnets"]))
@@ -288,6 +293,8 @@ class N6Service:
             except TowerboxError as err:
                 n6_status.failed("repair", err)
                 raise
+            except Exception as err:
+                raise n6_status.unexpected("repair", err) from err
             with journal.write_transaction():
                 n6_status.succeeded("repair", result)
         log.warning("N6 drift repaired: %s", result)

@@ -1,16 +1,19 @@
-"""What GET /api/v1/n6/status reports: the OVS datapaths, and every apply's outcome.
+"""What GET /api/v1/n6/status reports: the OVS datapaths, every apply's outcome, and
+what is declared but not applied yet.
 
 The outcome of every N6 apply and repair is journalled, and the last one kept to show.
 
 An operator's apply is journalled whether it worked (``n6.applied``) or not
 (``n6.apply_failed``, with the error's code and message), so the registry and the
-N6 page see failures as well as changes. Reconcile repairs the node every few
+N6 page see failures as well as changes; so is one that failed on an error no
+backend expected (``n6_backend_failed``). Reconcile repairs the node every few
 seconds; a repair that fails the same way as the last one is not journalled again,
 or one broken port would fill the journal.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
@@ -18,9 +21,12 @@ import msgspec
 from appliance.store import journal
 from appliance.store.models import Meta
 from towerbox_core.api.n6 import N6ApplyResult, OvsDatapaths
-from towerbox_core.errors import TowerboxError
+from towerbox_core.errors import BackendError, TowerboxError
 from upf_bridge.backends.base import NetBackend
 from upf_bridge.backends.simulated import SimulatedBackend
+from upf_bridge.model import N6Config
+
+log = logging.getLogger(__name__)
 
 LAST_APPLY = "n6_last_apply"
 _KINDS = {
@@ -42,6 +48,27 @@ def datapaths(backend: NetBackend | None) -> OvsDatapaths | None:
         unavailable=dict(found.unavailable),
         simulated=isinstance(backend, SimulatedBackend),
     )
+
+
+def pending(declared: N6Config, applied: N6Config) -> list[str]:
+    """What an apply would hand the node: each declared trunk and VNet that the applied
+    declaration lacks or has otherwise, and each applied one no longer declared.
+
+    Compared as parsed (defaults filled in): re-declaring a trunk as it was is no change.
+    """
+    found: list[str] = []
+    for label, want, have in (
+        ("trunk", {t.name: t for t in declared.trunks}, {t.name: t for t in applied.trunks}),
+        ("VNet", {v.key: v for v in declared.vnets}, {v.key: v for v in applied.vnets}),
+    ):
+        for key in sorted(want.keys() | have.keys()):
+            if key not in have:
+                found.append(f"{label} {key} added")
+            elif key not in want:
+                found.append(f"{label} {key} removed")
+            elif want[key] != have[key]:
+                found.append(f"{label} {key} changed")
+    return found
 
 
 def last() -> N6ApplyResult | None:
@@ -66,6 +93,21 @@ def failed(trigger: str, err: TowerboxError) -> None:
         return
     with journal.write_transaction():
         _record(trigger, {}, err, {"code": err.code, "message": err.message, **err.extra})
+
+
+def unexpected(trigger: str, err: Exception) -> BackendError:
+    """Anything but a ``TowerboxError`` escaping a backend (a bug, a library error it
+    did not translate) failed the apply all the same: journal it like any other
+    failure, and keep its traceback in the log, the only place that has it. Returns
+    the error for the caller to raise (from ``err``)."""
+    log.error("N6 %s failed unexpectedly", trigger, exc_info=err)
+    wrapped = BackendError(
+        f"N6 {trigger} failed unexpectedly: {type(err).__name__}: {err} "
+        "(the node's log has the details)",
+        code="n6_backend_failed",
+    )
+    failed(trigger, wrapped)
+    return wrapped
 
 
 def _record(

@@ -15,6 +15,7 @@ import pytest
 from litestar.testing import TestClient
 
 from appliance.context import Appliance
+from appliance.services.desired_adapters import NODE
 from tests.integration.test_n6_api import ACME as VNET
 from tests.support.appliance import admin_password, api_client, built, login
 from towerbox_core.errors import BackendError
@@ -71,6 +72,66 @@ def test_a_failed_apply_is_journalled_with_its_code_and_shown_as_the_last(
     assert (last["ok"], last["code"], last["message"]) == (True, None, None)
     assert last["changes"] == applied.json()["changes"]
     assert _kinds(client)[-2:] == ["n6.apply_failed", "n6.applied"]
+
+
+def test_the_status_says_what_is_declared_but_not_applied(
+    node: tuple[Appliance, TestClient[Any], SimulatedBackend],
+) -> None:
+    _, client, _ = node
+
+    def pending() -> list[str]:
+        found: list[str] = client.get("/api/v1/n6/status").json()["pending"]
+        return found
+
+    assert pending() == ["trunk br-n6 added", "VNet acme/llm added"]
+    assert client.post("/api/v1/n6/apply").status_code == 200
+    assert pending() == []
+    # Declaring a trunk again as it was changes nothing to apply.
+    assert client.put("/api/v1/n6/trunks/br-n6", json={"kind": "ovs", "ports": []}).is_success
+    assert pending() == []
+    moved = client.patch("/api/v1/n6/vnets/acme/llm", json={"vlan": 101})
+    assert moved.status_code == 200, moved.text
+    assert client.put("/api/v1/n6/trunks/br-lab", json={"kind": "ovs"}).status_code == 200
+    assert pending() == ["trunk br-lab added", "VNet acme/llm changed"]
+    assert client.delete("/api/v1/n6/vnets/acme/llm").status_code == 204
+    assert pending() == ["trunk br-lab added", "VNet acme/llm removed"]
+    assert client.post("/api/v1/n6/apply").status_code == 200
+    assert pending() == []
+
+
+def test_an_unexpected_error_in_an_apply_is_journalled_as_a_backend_error(
+    node: tuple[Appliance, TestClient[Any], SimulatedBackend],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, client, backend = node
+
+    def broken(desired: N6Config, *, dry_run: bool = False) -> object:
+        raise KeyError("br-n6")  # a bug, not a TowerboxError
+
+    monkeypatch.setattr(backend, "apply", broken)
+    failed = client.post("/api/v1/n6/apply")
+    assert failed.status_code == 502, failed.text
+    problem = failed.json()
+    assert problem["code"] == "n6_backend_failed"
+    assert "KeyError: 'br-n6'" in problem["detail"]
+    entries = client.get("/api/v1/journal?limit=1000&kind=n6.apply_failed").json()["entries"]
+    assert [e["state"]["code"] for e in entries] == ["n6_backend_failed"]
+    assert entries[0]["state"]["message"] == problem["detail"]
+    last = _last(client)
+    assert (last["ok"], last["trigger"], last["code"]) == (False, "apply", "n6_backend_failed")
+    assert last["journal_seq"] == entries[0]["seq"]
+    # The traceback is in the log, the only place that keeps it.
+    logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is KeyError]
+    assert logged and logged[0].getMessage() == "N6 apply failed unexpectedly"
+    assert client.get("/api/v1/n6/state").json()[0]["applied"] is False
+
+    # Raised in-process, it is the wrapped error, the original chained to it.
+    with pytest.raises(BackendError) as raised:
+        app.n6.apply(NODE)
+    assert raised.value.code == "n6_backend_failed"
+    assert isinstance(raised.value.__cause__, KeyError)
+    assert _kinds(client)[-2:] == ["n6.apply_failed", "n6.apply_failed"]
 
 
 def test_a_repair_failing_the_same_way_is_journalled_once(

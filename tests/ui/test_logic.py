@@ -251,6 +251,11 @@ def test_n6_status_says_the_datapath_and_the_last_apply() -> None:
     assert status_lines({"ovs_datapaths": None, "last_apply": None}) == [
         ("Last apply: never applied", False)
     ]
+    waiting = {"ovs_datapaths": None, "last_apply": None, "pending": ["VNet acme/llm added"]}
+    assert status_lines(waiting) == [
+        ("Last apply: never applied", False),
+        ("Declared, not applied yet: VNet acme/llm added", False),
+    ]
 
 
 def test_chart_series_rates() -> None:
@@ -584,6 +589,15 @@ def test_attention_lines_vran_first_then_gpus_and_n6() -> None:
         "N6 not applied: the last apply failed at -: [ovs_interface_error] no dev",
     ]
     assert attention.badge(vms[0]) == "waiting for a GPU slice" and attention.badge(vms[1]) == ""
+    # Declared but not applied: said whether or not the last apply failed.
+    declared = {"last_apply": None, "pending": ["trunk br-n6 added", "VNet acme/llm changed"]}
+    assert attention.lines([], None, declared) == [
+        "N6 changes not applied: trunk br-n6 added, VNet acme/llm changed (the N6 page's "
+        "plan shows them; apply to make them)"
+    ]
+    assert attention.lines([], None, {**n6, "pending": []}) == [
+        "N6 not applied: the last apply failed at -: [ovs_interface_error] no dev"
+    ]
 
 
 def test_a_sweep_reaches_only_the_parts_that_follow_sweeps() -> None:

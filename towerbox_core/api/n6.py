@@ -119,3 +119,6 @@ class N6Status(msgspec.Struct, frozen=True):
     backends: list[str]  # one line per N6 backend, as /healthz says it
     ovs_datapaths: OvsDatapaths | None  # None: no Open vSwitch backend on this node
     last_apply: N6ApplyResult | None  # None: never applied
+    # Declared trunks and VNets the node does not have as declared yet, in words
+    # ("trunk br-n6 added", "VNet acme/llm changed"); empty: nothing waits for an apply.
+    pending: list[str] = []

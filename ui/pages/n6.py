@@ -64,7 +64,8 @@ def vnet_rows(
 
 
 def status_lines(status: dict[str, Any]) -> list[tuple[str, bool]]:
-    """The OVS datapath in use and the last apply's result, each with "is it a failure"."""
+    """The OVS datapath in use, the last apply's result and what waits for an apply,
+    each with "is it a failure"."""
     lines: list[tuple[str, bool]] = []
     datapaths = status.get("ovs_datapaths")
     if datapaths:
@@ -74,19 +75,23 @@ def status_lines(status: dict[str, Any]) -> list[tuple[str, bool]]:
         lines.append((line, not datapaths.get("auto")))
         for name, why in sorted((datapaths.get("unavailable") or {}).items()):
             lines.append((f"Datapath {name} unavailable: {why}", False))
-    last = status.get("last_apply")
+    lines += _last_apply(status.get("last_apply"))
+    pending = status.get("pending") or []
+    if pending:
+        lines.append((f"Declared, not applied yet: {', '.join(map(str, pending))}", False))
+    return lines
+
+
+def _last_apply(last: dict[str, Any] | None) -> list[tuple[str, bool]]:
     if not last:
-        lines.append(("Last apply: never applied", False))
-        return lines
+        return [("Last apply: never applied", False)]
     what = "apply" if last.get("trigger") == "apply" else "repair (reconcile)"
     at = fmt.when(last.get("at"))
     if last.get("ok"):
         count = sum(len(v) for v in (last.get("changes") or {}).values())
-        lines.append((f"Last {what}: applied, {count} change(s), at {at}", False))
-    else:
-        failure = f"[{last.get('code')}] {last.get('message')}"
-        lines.append((f"Last {what} failed at {at}: {failure}", True))
-    return lines
+        return [(f"Last {what}: applied, {count} change(s), at {at}", False)]
+    failure = f"[{last.get('code')}] {last.get('message')}"
+    return [(f"Last {what} failed at {at}: {failure}", True)]
 
 
 class N6View:
