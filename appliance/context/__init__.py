@@ -216,6 +216,9 @@ def build_appliance(cfg: Config) -> Appliance:
         admission=admission,
     )
     vms.undo_interrupted_creates()  # before anything counts the domains or the files
+    # Why VMs meant to run are off survives a restart: rebuilt before anything starts one.
+    if failed := vms.start_failures.restore():
+        log.info("failed starts kept from before the restart: %s", ", ".join(failed))
     gpus.set_hooks(vms.gpu_drain.drain, vms.gpu_drain.resume)
     for record in vms.load_records():
         try:

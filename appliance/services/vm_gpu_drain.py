@@ -124,7 +124,12 @@ class VmGpuDrain:
         apply gives it one."""
         self._waiting.add(vm.name)
         with journal.write_transaction():
-            journal.append("vm.gpu_waiting", "vm", vm.id, {"name": vm.name, "reason": err.message})
+            journal.append(
+                "vm.gpu_waiting",
+                "vm",
+                vm.id,
+                {"name": vm.name, "code": err.code, "reason": err.message},
+            )
         return WaitingVm(vm=vm.name, code=err.code, detail=err.message)
 
     def start_all(self) -> ResumeReport:

@@ -28,7 +28,7 @@ from appliance.services.auth import Principal, aware_utc
 from appliance.services.gpu_binding import GpuBinder
 from appliance.services.monitor import Monitor, record_observed
 from appliance.services.vm_admission import VmAdmission
-from appliance.services.vm_attention import StartFailures
+from appliance.services.vm_attention import StartFailures, journal_start_failure
 from appliance.services.vm_gpu_drain import VmGpuDrain
 from appliance.services.vm_intents import begin_create, end_create, undo_interrupted_creates
 from appliance.services.vm_power import ACTIVE, DEFINED, RUNNING, STOPPED, is_active, wait_off
@@ -261,7 +261,8 @@ class VmService:
         try:
             self._start_bound(vm)
         except TowerboxError as err:
-            self.start_failures.failed(vm.name, err)
+            if self.start_failures.failed(vm.name, err):
+                journal_start_failure(vm.id, vm.name, err)
             raise
         self.start_failures.started(vm.name)
 
