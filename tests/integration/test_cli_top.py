@@ -8,22 +8,17 @@ entry points), so the declaration itself is tested."""
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.appliance import REPO, make_config
+from tests.support.appliance import make_config
+from tests.support.cli_groups import declared_groups
 from tests.support.daemon import Daemon, running_daemon
 from towerbox_cli.entrypoints import EntryPoint
 from towerbox_cli.main import main
 from towerbox_core.commands import ENTRY_POINT_GROUP, EXIT_OK, EXIT_USAGE
-
-
-def _declared(group: str) -> list[EntryPoint]:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return [EntryPoint(k, v) for k, v in project["entry-points"].get(group, {}).items()]
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +48,8 @@ def towerbox(
 ) -> Towerbox:
     for key, value in daemon.cli_env().items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr("towerbox_cli.parser.entry_points", _declared)
-    assert EntryPoint("top", "appliance.cli.top:top") in _declared(ENTRY_POINT_GROUP)
+    monkeypatch.setattr("towerbox_cli.parser.entry_points", declared_groups)
+    assert EntryPoint("top", "appliance.cli.top:top") in declared_groups(ENTRY_POINT_GROUP)
 
     def run(*args: str) -> tuple[int, str, str]:
         try:

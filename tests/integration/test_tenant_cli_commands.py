@@ -12,28 +12,21 @@ import io
 import json
 import re
 import subprocess
-import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.appliance import REPO, make_config
+from tests.support.appliance import make_config
+from tests.support.cli_groups import declared_groups
 from tests.support.daemon import TOWERBOX, Daemon, running_daemon
-from towerbox_cli.entrypoints import EntryPoint
 from towerbox_cli.main import main
 from towerbox_core.commands import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 
 PASSWORD = "long-enough-password"
 # (status, stdout, stderr) of one command line, with an optional token and stdin.
 Towerbox = Callable[..., tuple[int, str, str]]
-
-
-def _declared(group: str) -> list[EntryPoint]:
-    """The command groups pyproject.toml declares, not whatever is installed."""
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return [EntryPoint(k, v) for k, v in project["entry-points"].get(group, {}).items()]
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +75,7 @@ def towerbox(
     for key, value in daemon.cli_env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("HOME", str(tmp_path))  # no operator's own token file
-    monkeypatch.setattr("towerbox_cli.parser.entry_points", _declared)
+    monkeypatch.setattr("towerbox_cli.parser.entry_points", declared_groups)
     admin = _admin_token(daemon)
 
     def run(*args: str, token: str | None = None, stdin: str = "") -> tuple[int, str, str]:
