@@ -215,7 +215,9 @@ def build_appliance(cfg: Config) -> Appliance:
         gpus=binder,
         admission=admission,
     )
-    vms.undo_interrupted_creates()  # before anything counts the domains or the files
+    # Before anything counts the domains or the files; journalled as the boot's.
+    with journal.acting_as(Actor(job="boot")):
+        vms.undo_interrupted_creates()
     # Why VMs meant to run are off survives a restart: rebuilt before anything starts one.
     if failed := vms.start_failures.restore():
         log.info("failed starts kept from before the restart: %s", ", ".join(failed))

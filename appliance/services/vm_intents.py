@@ -6,7 +6,13 @@ with no row to own them, and the reconciler, which never deletes a domain it can
 place, would call the domain drift for ever. So the create records its intent (the
 VM's id) first, and the commit of the row removes it in the same transaction; at the
 next start, an intent still there names exactly what a killed create left, and that
-is taken away. Nothing was journalled for such a VM, so nothing is journalled now.
+is taken away.
+
+The removal is journalled (``drift.create_undone``, with the VM's name and what was
+removed), in the transaction that drops the intent: the journal says what the restart
+found and did, once. A ``drift.`` kind is a report the registry does not fold into its
+objects: the VM never existed there (no ``vm.created`` was written), and no entry may
+make it appear.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from towerbox_core.errors import TowerboxError
 log = logging.getLogger(__name__)
 
 _PREFIX = "vm_creating:"
+UNDONE = "drift.create_undone"
 
 
 def begin_create(vm_id: str, name: str) -> None:
@@ -42,30 +49,49 @@ def undo_interrupted_creates(backend: VmBackend, folders: list[Path]) -> list[st
     undone = []
     for intent in Meta.select().where(Meta.key.startswith(_PREFIX)):
         vm_id = intent.key.removeprefix(_PREFIX)
-        if Vm.get_or_none(Vm.id == vm_id) is None:
-            try:
-                _remove(backend, vm_id, folders)
-            except TowerboxError as err:
-                # Kept: the next start tries again, and the domain shows as drift.
-                log.error("VM %s: half-made create not undone: %s", intent.value, err.message)
-                continue
-            log.warning(
-                "VM %s: a create cut off by a crash was undone",
-                intent.value,
-                extra={"vm": intent.value},
-            )
-            undone.append(intent.value)
+        if Vm.get_or_none(Vm.id == vm_id) is not None:
+            with journal.write_transaction():  # the row committed: nothing to undo
+                end_create(vm_id)
+            continue
+        try:
+            removed = _remove(backend, vm_id, folders)
+        except TowerboxError as err:
+            # Kept: the next start tries again, and the domain shows as drift.
+            log.error("VM %s: half-made create not undone: %s", intent.value, err.message)
+            continue
+        log.warning(
+            "VM %s: a create cut off by a crash was undone (removed: %s)",
+            intent.value,
+            ", ".join(removed) or "nothing",
+            extra={"vm": intent.value},
+        )
         with journal.write_transaction():
+            journal.append(
+                UNDONE,
+                "vm",
+                vm_id,
+                {
+                    "name": intent.value,
+                    "reason": "the daemon died before the create committed its row",
+                    "removed": removed,
+                },
+            )
             end_create(vm_id)
+        undone.append(intent.value)
     return undone
 
 
-def _remove(backend: VmBackend, vm_id: str, folders: list[Path]) -> None:
+def _remove(backend: VmBackend, vm_id: str, folders: list[Path]) -> list[str]:
+    """Take away the VM's domain and files; what was there ("domain", file names)."""
+    removed = []
     if is_active(backend, vm_id):
         backend.destroy(vm_id)
     if backend.status(vm_id) is not None:
         backend.undefine(vm_id)
+        removed.append("domain")
     for folder in folders:
         if folder.is_dir():
-            for path in folder.glob(f"{vm_id}*"):
+            for path in sorted(folder.glob(f"{vm_id}*")):
                 path.unlink(missing_ok=True)
+                removed.append(path.name)
+    return removed

@@ -1,7 +1,8 @@
 """A VM create cut off by a crash (SIGKILL: no undo ran) between its first file and
-its row's commit: the next start removes its domain and files, and journals nothing
-for a VM that never existed (vm_intents). The crash harness finds the same case
-through a real daemon process (test_crash_consistency.py)."""
+its row's commit: the next start removes its domain and files, and journals that it
+did (``drift.create_undone``: a report the registry does not fold, for a VM that never
+existed; vm_intents). The crash harness finds the same case through a real daemon
+process (test_crash_consistency.py)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,10 @@ def test_the_next_start_removes_what_a_killed_create_made(tmp_path: Path) -> Non
         assert second.backend.status(vm_id) is None
         assert [p for p in made if p.exists()] == []
         assert kept.exists()
-        assert journal.head() == head
+        [entry] = journal.entries(after=head)
+        assert (entry["kind"], entry["object_id"]) == (vm_intents.UNDONE, vm_id)
+        assert entry["state"]["name"] == "ghost"
+        assert set(entry["state"]["removed"]) == {"domain", *(p.name for p in made)}
         assert second.vms.undo_interrupted_creates() == []  # the intent went with them
     finally:
         second.close()
