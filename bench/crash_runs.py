@@ -4,9 +4,10 @@ Each run (tests/support/crash.py) starts a daemon on a copy of a prepared state,
 runs one operation drawn at random (VM create, VM delete, GPU apply with a drain, N6
 apply, journal compaction, a desired-state document, an artifact fetch), kills the
 daemon at one of the operation's fault points or after a random delay, restarts it
-and checks the node: nothing orphaned, the journal gap-free and in step with the
-rows, the API equal to the backends, and the operator's retry reaching what was
-asked. Simulated backends (libvirt test driver, simulated GPUs and N6).
+and checks the node: nothing orphaned (files, vGPUs, claims, host allocations), the
+journal gap-free, in step with the rows and saying what the restart repaired, the API
+equal to the backends, and the operator's retry reaching what was asked with nothing
+left pending. Simulated backends (libvirt test driver, simulated GPUs and N6).
 
 Every run prints its seed; ``TOWERBOX_CRASH_SEED=<seed> ... --runs 1`` replays one.
 Target (issue 15): 250 of 250 converge. ``make chaos`` runs it.

@@ -1,7 +1,9 @@
 """The daemon killed in the middle of each operation (SIGKILL at a named fault point,
-or from outside after a delay), restarted on its state: nothing orphaned, the journal
-gap-free and in step with the rows, the API equal to the backends, and the
-operator's retry reaching what the request asked for (tests/support/crash.py).
+or from outside after a delay), restarted on its state: nothing orphaned (files,
+domains, vGPUs, GPU claims, host allocations the rows do not hold), the journal
+gap-free, in step with the rows and saying what the restart repaired, the API equal
+to the backends, and the operator's retry reaching what the request asked for with
+nothing left pending (tests/support/crash.py).
 
 A fixed sample of each operation's points, on the simulated backends; ``make chaos``
 (bench/crash_runs.py) runs 250 random ones. The seed of a run is in its failure
@@ -23,8 +25,9 @@ pytestmark = pytest.mark.root
 
 # (operation, fault point or None for a kill from outside after a random delay). The
 # points where the harness found defects are here: a create killed after its disks
-# (files and domain left with no row), an apply killed between its destroy and its
-# create or before its commit (the GPU left off its committed layout).
+# (files and domain left with no row; then their removal at the restart, unjournalled),
+# an apply killed between its destroy and its create or before its commit (the GPU left
+# off its committed layout).
 SAMPLE = [
     (crash_ops.VM_CREATE, "vm.create.before_define"),
     (crash_ops.VM_CREATE, "vm.create.after_overlay"),

@@ -19,6 +19,7 @@ import signal
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ import httpx
 
 from appliance.backends.vm.libvirt_backend import LibvirtBackend
 from appliance.config import Config
+from appliance.services.gpu_binding import mdev_uuid_for
+from appliance.services.vm_intents import UNDONE
 from tests.support.appliance import make_config
 from tests.support.daemon import START_WITHIN_S, Daemon, running_daemon
 from towerbox_core.errors import TowerboxError
@@ -199,13 +202,16 @@ class Harness:
                 else:
                     result.outcome = "killed while it started"
                 node.daemon.env.pop(FAULT_ENV, None)
+                repairs = Repairs.needed(node)
                 node.daemon.restart(START_WITHIN_S)
                 result.problems += [f"after restart: {p}" for p in invariants(node)]
+                result.problems += [f"after restart: {p}" for p in repairs.unsaid(node)]
                 result.problems += [f"after restart: {p}" for p in op.check(node)]
                 if not result.problems:
                     op.finish(node)
                     wait_reconciled(node)
                     result.problems += [f"after finish: {p}" for p in invariants(node)]
+                    result.problems += [f"after finish: {p}" for p in settled(node)]
                     result.problems += [f"after finish: {p}" for p in op.check(node)]
                     result.problems += [f"after finish: {p}" for p in op.done(node)]
                 if result.problems:
@@ -273,6 +279,8 @@ def invariants(node: Node) -> list[str]:
         problems += _gpu_matches_committed(node, db, rows)
         query = "SELECT object_id FROM journal WHERE kind = 'drift.domain_missing'"
         drift = {vm_id for (vm_id,) in db.execute(query)}
+        problems += _allocations_match_rows(node, db)
+    problems += _vgpus_match_claims(node, rows)
     problems += _no_orphan_files(node, rows)
     problems += _api_matches_rows(node, rows, drift)
     problems += _domains_match_rows(node, rows)
@@ -349,26 +357,270 @@ def _domains_match_rows(node: Node, rows: dict[str, str]) -> list[str]:
     return [f"libvirt domains with no VM row: {[owned[u] for u in orphans]}"] if orphans else []
 
 
-def _gpu_matches_committed(node: Node, db: sqlite3.Connection, rows: dict[str, str]) -> list[str]:
-    """The simulated GPUs hold exactly the committed layouts, and a slice's workload is
-    a VM that exists or a process claim."""
+def _gpu_state(node: Node) -> dict[str, Any] | None:
+    """The simulated GPUs as their file holds them (None: not simulated)."""
     path = Path(node.cfg.state_dir) / "gpu-simulator.json"
-    if not path.exists():
-        return []
-    state = json.loads(path.read_text())
-    committed = {
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _committed_layouts(db: sqlite3.Connection) -> dict[str, list[tuple[str, int]]]:
+    return {
         uuid: sorted((i["profile"], i["start"]) for i in json.loads(layout)["instances"])
         for uuid, layout in db.execute("SELECT gpu_uuid, layout FROM gpu_layout")
     }
-    problems = []
+
+
+def _off_layout(state: dict[str, Any], db: sqlite3.Connection) -> dict[str, str]:
+    """The simulated GPUs whose instances are not their committed layout's: a line
+    saying how, by GPU UUID."""
+    committed = _committed_layouts(db)
+    lines = {}
     for gpu in state["gpus"]:
         have = sorted((i["profile"], i["start"]) for i in gpu["instances"])
         want = committed.get(gpu["uuid"])
         if want is not None and have != want:
-            problems.append(f"GPU {gpu['uuid']} holds {have}, its committed layout is {want}")
+            lines[gpu["uuid"]] = f"GPU {gpu['uuid']} holds {have}, its committed layout is {want}"
+    return lines
+
+
+def _gpu_matches_committed(node: Node, db: sqlite3.Connection, rows: dict[str, str]) -> list[str]:
+    """The simulated GPUs hold exactly the committed layouts, and a slice's workload is
+    a VM that exists or a process claim."""
+    state = _gpu_state(node)
+    if state is None:
+        return []
+    problems = list(_off_layout(state, db).values())
     claims = node.get("/api/v1/gpus/claims")
     for claim in claims:
         owner = claim["owner"]
         if not owner.startswith("process:") and owner not in rows.values():
             problems.append(f"GPU claim held by {owner}, which is no VM")
     return problems
+
+
+def _vgpus_match_claims(node: Node, rows: dict[str, str]) -> list[str]:
+    """No orphan vGPU: each vGPU on a simulated GPU instance is the one of a VM row
+    (its UUID is derived from the VM's id, gpu_binding) whose claim is that instance;
+    and a running VM on a MIG slice has its vGPU on the instance it claims."""
+    state = _gpu_state(node)
+    if state is None:
+        return []
+    vm_of = {mdev_uuid_for(vm_id): name for vm_id, name in rows.items()}
+    claimed = {
+        (c["gpu"], c["profile"], c["start"]): c["owner"] for c in node.get("/api/v1/gpus/claims")
+    }
+    problems = []
+    placed: dict[str, tuple[str, str, int]] = {}  # VM -> the instance its vGPU is on
+    for gpu in state["gpus"]:
+        for inst in gpu["instances"]:
+            workload = inst.get("workload") or ""
+            if not workload.startswith("vgpu:"):
+                continue
+            mdev = workload.removeprefix("vgpu:")
+            where = (gpu["uuid"], inst["profile"], inst["start"])
+            label = f"{inst['profile']}@{inst['start']} of GPU {gpu['uuid']}"
+            vm = vm_of.get(mdev)
+            if vm is None:
+                problems.append(f"vGPU {mdev} on {label} is no VM's (orphan)")
+            elif claimed.get(where) != vm:
+                owner = claimed.get(where) or "no one"
+                problems.append(f"vGPU {mdev} of VM {vm} is on {label}, which {owner} claims")
+            else:
+                placed[vm] = where
+    mig = {name for name, spec in _specs(node).items() if _on_mig(spec)}
+    for vm in node.get("/api/v1/vms"):
+        if vm["name"] in mig and vm["state"] == "running" and vm["name"] not in placed:
+            problems.append(f"VM {vm['name']} runs on a MIG slice, with no vGPU on its claim")
+    return problems
+
+
+def _specs(node: Node) -> dict[str, dict[str, Any]]:
+    with contextlib.closing(node.db()) as db:
+        return {name: json.loads(spec) for name, spec in db.execute("SELECT name, spec FROM vm")}
+
+
+def _on_mig(spec: dict[str, Any]) -> bool:
+    gpu = spec.get("gpu")
+    return isinstance(gpu, dict) and gpu.get("attach", "mig") == "mig"
+
+
+# -- allocations -----------------------------------------------------------------------
+
+PAGE_KIB = {"none": 0, "2M": 2048, "1G": 1048576}
+
+
+@dataclass
+class _RowHoldings:
+    """What the VM rows' allocations hold, added up."""
+
+    names: list[str] = field(default_factory=list)
+    cpus: dict[int, str] = field(default_factory=dict)  # CPU -> VM
+    pci: dict[str, str] = field(default_factory=dict)  # PCI address -> VM
+    pages: Counter[tuple[int | None, int]] = field(default_factory=Counter)  # (node, KiB)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, name: str, alloc: dict[str, Any]) -> None:
+        self.names.append(name)
+        for cpu in alloc.get("cpus", []):
+            if cpu in self.cpus:
+                self.problems.append(f"CPU {cpu} is held by VMs {self.cpus[cpu]} and {name}")
+            self.cpus[cpu] = name
+        for address in (*alloc.get("pci_devices", []), *alloc.get("sriov_vfs", [])):
+            if address in self.pci:
+                self.problems.append(f"PCI {address} is held by VMs {self.pci[address]} and {name}")
+            self.pci[address] = name
+        if alloc.get("hugepages"):
+            self.pages[alloc.get("numa_node"), alloc["hugepage_size_kib"]] += alloc["hugepages"]
+
+
+def _allocations_match_rows(node: Node, db: sqlite3.Connection) -> list[str]:
+    """The host resources the allocator holds (the host view's ``allocation``: VMs,
+    pinned CPUs, hugepages and PCI devices by NUMA node) are the sum of the VM rows'
+    allocations, none of which double-books a CPU or a device, and each of which is
+    what its spec asks for."""
+    host = node.get("/api/v1/host")
+    node_of = {t["cpu"]: t["node"] for t in host["inventory"]["threads"]}
+    rows = _RowHoldings()
+    for name, spec, raw in db.execute("SELECT name, spec, allocation FROM vm ORDER BY name"):
+        alloc = json.loads(raw)
+        rows.problems += _allocation_fits_spec(name, json.loads(spec), alloc, node_of)
+        rows.add(name, alloc)
+    problems = rows.problems
+    usage = host["allocation"]
+    if sorted(usage["vms"]) != rows.names:
+        problems.append(f"the allocator holds resources for {usage['vms']}, rows are {rows.names}")
+    held_pci: dict[str, str] = dict(usage["pci_held_without_node"])
+    pages = Counter(rows.pages)
+    for numa in usage["nodes"]:
+        where = f"NUMA node {numa['id']}"
+        pinned = sum(1 for cpu in rows.cpus if node_of.get(cpu) == numa["id"])
+        if numa["cpus"]["pinned"] != pinned:
+            held = numa["cpus"]["pinned"]
+            problems.append(f"{where}: the allocator holds {held} pinned CPUs, the rows {pinned}")
+        for label, size in numa["hugepages"].items():
+            want = pages.pop((numa["id"], size["size_kib"]), 0)
+            if size["held"] != want:
+                held = size["held"]
+                problems.append(
+                    f"{where}: the allocator holds {held} {label} pages, the rows {want}"
+                )
+        held_pci.update(numa["pci_held"])
+    if +pages:
+        problems.append(f"hugepages the rows hold and the allocator does not: {dict(+pages)}")
+    if held_pci != rows.pci:
+        problems.append(f"the allocator holds PCI devices {held_pci}, the rows {rows.pci}")
+    return problems
+
+
+def _allocation_fits_spec(
+    name: str, spec: dict[str, Any], alloc: dict[str, Any], node_of: dict[int, int]
+) -> list[str]:
+    """A row's allocation is what its spec asks: pins for a pinned VM's vCPUs on its
+    NUMA node, hugepages of its size for its memory, a VF per SR-IOV NIC."""
+    problems = []
+    pinned = spec.get("cpu", {}).get("policy") == "pinned"
+    pins, cpus = alloc.get("vcpu_pins", []), alloc.get("cpus", [])
+    if pinned and (len(pins) != spec["vcpus"] or not set(pins) <= set(cpus)):
+        problems.append(f"VM {name} is pinned with {spec['vcpus']} vCPUs, holds pins {pins}")
+    if pinned and {node_of.get(c) for c in cpus} != {alloc.get("numa_node")}:
+        problems.append(f"VM {name} holds CPUs {cpus} off its NUMA node {alloc.get('numa_node')}")
+    if not pinned and cpus:
+        problems.append(f"VM {name} is not pinned, holds CPUs {cpus}")
+    size = PAGE_KIB[spec.get("hugepages", "none")]
+    count = alloc.get("hugepages", 0)
+    held = alloc.get("hugepage_size_kib", 0) if count else 0
+    if held != size or count * size < (spec["memory_mib"] * 1024 if size else 0):
+        problems.append(
+            f"VM {name} asks {spec.get('hugepages')} hugepages for {spec['memory_mib']} MiB, "
+            f"holds {count} of {alloc.get('hugepage_size_kib')} KiB"
+        )
+    sriov = sum(1 for nic in spec.get("nics", []) if nic.get("kind") == "sriov")
+    if len(alloc.get("sriov_vfs", [])) != sriov:
+        problems.append(f"VM {name} has {sriov} SR-IOV NICs, holds VFs {alloc.get('sriov_vfs')}")
+    if list(alloc.get("pci_devices", [])) != list(spec.get("pci_devices", [])):
+        problems.append(
+            f"VM {name} asks PCI {spec.get('pci_devices')}, holds {alloc['pci_devices']}"
+        )
+    return problems
+
+
+# -- after the finish --------------------------------------------------------------------
+
+
+def settled(node: Node) -> list[str]:
+    """Once the operator's finish ran and a reconcile pass after it: N6 has nothing
+    declared that is not applied, its last apply or repair worked, and the node's paths
+    are what the declaration says (an empty plan)."""
+    status = node.get("/api/v1/n6/status")
+    problems = []
+    if status["pending"]:
+        problems.append(f"N6 declares what is not applied: {status['pending']}")
+    last = status["last_apply"]
+    if last is not None and not last["ok"]:
+        problems.append(f"N6's last {last['trigger']} failed: {last['code']}: {last['message']}")
+    with node.client() as c:
+        changes = node.ok(c.post("/api/v1/n6/plan"))["changes"]
+    left = [line for lines in changes.values() for line in lines]
+    if left:
+        problems.append(f"N6 paths drift from the declaration: {left}")
+    return problems
+
+
+# -- what the restart must say it repaired ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Repairs:
+    """What the killed daemon left for its restart to repair, read from its state while
+    it is dead, and the journal entries that must then say the restart did: a create
+    cut off (its intent, vm_intents) undone with ``drift.create_undone``; a GPU left off
+    its committed layout put back with ``gpu.layout_restored``; the N6 paths of the
+    applied document, which the simulated backend kept in the dead process's memory,
+    made again with ``n6.repaired`` (or a failed repair, ``n6.repair_failed``)."""
+
+    head: int
+    creates: dict[str, str]  # VM id -> name
+    gpus: dict[str, str]  # GPU UUID -> how it is off its committed layout
+    n6: bool
+
+    @classmethod
+    def needed(cls, node: Node) -> Repairs:
+        assert node.daemon.proc.poll() is not None, "the daemon must be dead"
+        state = _gpu_state(node)
+        with contextlib.closing(node.db()) as db:
+            meta = dict(db.execute("SELECT key, value FROM meta"))
+            rows = {vm_id for (vm_id,) in db.execute("SELECT id FROM vm")}
+            gpus = _off_layout(state, db) if state is not None else {}
+        # The start restores the layouts of GPUs in MIG mode (GpuLayoutService.restore).
+        mig = {g["uuid"] for g in state["gpus"] if g["mig_current"]} if state else set()
+        gpus = {uuid: line for uuid, line in gpus.items() if uuid in mig}
+        prefix = "vm_creating:"
+        creates = {
+            key.removeprefix(prefix): name
+            for key, name in meta.items()
+            if key.startswith(prefix) and key.removeprefix(prefix) not in rows
+        }
+        applied = json.loads(meta.get("n6_applied", "{}"))
+        simulated = node.daemon.env.get("TOWERBOX_N6_BACKEND") == "simulated"
+        n6 = simulated and bool(applied.get("trunks"))
+        return cls(int(meta["journal_next_seq"]) - 1, creates, gpus, n6)
+
+    def unsaid(self, node: Node) -> list[str]:
+        """Repairs the restart made (or had to make) that no entry after it says."""
+        with contextlib.closing(node.db()) as db:
+            query = "SELECT kind, object_id FROM journal WHERE seq > ?"
+            said = set(db.execute(query, (self.head,)))
+        problems = []
+        for vm_id, name in sorted(self.creates.items()):
+            if (UNDONE, vm_id) not in said:
+                problems.append(f"the create of VM {name} the kill cut off: no {UNDONE} entry")
+        for gpu, line in sorted(self.gpus.items()):
+            if ("gpu.layout_restored", gpu) not in said:
+                problems.append(f"{line} before the restart: no gpu.layout_restored entry")
+        if self.n6 and not {("n6.repaired", "node"), ("n6.repair_failed", "node")} & said:
+            # A repair failing as the last one did is not journalled again (n6_status):
+            # then the last outcome, journalled before, is that failure.
+            last = node.get("/api/v1/n6/status")["last_apply"]
+            if last is None or last["ok"] or last["trigger"] != "repair":
+                problems.append("the N6 paths the kill took: no n6.repaired entry")
+        return problems

@@ -16,7 +16,20 @@ from tests.support.artifact_server import LLM_ENTRY
 from tests.support.crash import Node, Operation
 from tests.support.desired import ACME
 
-WEB = {"name": "web", "appliance": "demo", "spec": {"vcpus": 1, "memory_mib": 256}}
+WEB: dict[str, Any] = {"name": "web", "appliance": "demo", "spec": {"vcpus": 1, "memory_mib": 256}}
+# Web on the fixture host (tests/support/appliance.py: two NUMA nodes, 2M hugepages, an
+# E810 with VFs): a pinned core, hugepages and a VF, so that the allocations a crash
+# must leave in step with the rows are not all empty. A real host (test_crash_real.py)
+# may have neither hugepages nor that NIC: there web is the plain VM.
+WEB_HELD = {
+    **WEB,
+    "spec": {
+        **WEB["spec"],
+        "cpu": {"policy": "pinned"},
+        "hugepages": "2M",
+        "nics": [{"kind": "sriov", "pf": "ens1f0"}],
+    },
+}
 LLM_SPEC = {"role": "b2b", "vcpus": 1, "memory_mib": 256, "gpu": {"profile": "2g.20gb"}}
 # H100 layouts: llm's 2g.20gb slice at start 4 in the first, gone in the second.
 BEFORE = [("1g.10gb", 0), ("1g.10gb", 1), ("2g.20gb", 2), ("2g.20gb", 4)]
@@ -62,9 +75,14 @@ def _running(node: Node, name: str) -> list[str]:
 # -- VM create and delete -------------------------------------------------------------
 
 
+def web(node: Node) -> dict[str, Any]:
+    """Web as this node's host allows (``WEB_HELD`` on the fixture host)."""
+    return WEB if Path(node.cfg.host.sysfs_root) == Path("/sys") else WEB_HELD
+
+
 def _create(node: Node) -> None:
     with node.client() as c:
-        node.ok(c.post("/api/v1/vms", json={**WEB, "start": True}), 201)
+        node.ok(c.post("/api/v1/vms", json={**web(node), "start": True}), 201)
 
 
 VM_CREATE = Operation(
@@ -78,7 +96,7 @@ VM_CREATE = Operation(
         "vm.create.after_start",
     ),
     act=_create,
-    finish=lambda node: ensure_vm(node, WEB),
+    finish=lambda node: ensure_vm(node, web(node)),
     done=lambda node: _running(node, "web"),
 )
 
@@ -91,7 +109,7 @@ def _delete(node: Node) -> None:
 VM_DELETE = Operation(
     name="vm_delete",
     points=("vm.delete.after_destroy", "vm.delete.after_undefine", "vm.delete.after_disks"),
-    setup=lambda node: ensure_vm(node, WEB),
+    setup=lambda node: ensure_vm(node, web(node)),
     act=_delete,
     finish=lambda node: ensure_gone(node, "web"),
     done=lambda node: ["VM web is still there"] if "web" in _vms(node) else [],
@@ -196,12 +214,18 @@ N6_APPLY = n6_apply_operation("br-n6", {"kind": "ovs", "ports": ["ens2f0"]}, VNE
 # -- journal compaction -------------------------------------------------------------------
 
 
+# Under the API's rate limit (50 requests a second, a burst of 200): an answer takes
+# some 2 ms, and an unpaced churn is refused (429) before the kill.
+CHURN_EVERY_S = 0.025
+
+
 def _churn(node: Node) -> None:
     """Journal entries while the compaction job runs every few tenths of a second."""
     end = time.monotonic() + 1.5
     with node.client() as c:
         while time.monotonic() < end:
             node.ok(c.post("/api/v1/tenants", json={"name": f"t{time.monotonic_ns()}"}), 201)
+            time.sleep(CHURN_EVERY_S)
 
 
 def _compacted(node: Node) -> list[str]:
