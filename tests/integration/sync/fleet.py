@@ -82,8 +82,29 @@ class RegistryProcess:
     def operator(self) -> httpx.Client:
         token = (self.state_dir / "cli-token").read_text().strip()
         return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+            transport=RetryBusy(),
         )
+
+
+class RetryBusy(httpx.HTTPTransport):
+    """An operator's client that does what ``store_busy`` asks: waits Retry-After and
+    sends again. On SQLite one writer at a time holds the registry's store, and on a
+    loaded machine with many sites syncing a write can wait past the busy timeout."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = time.monotonic() + 60
+        while True:
+            response = super().handle_request(request)
+            if response.status_code != 503 or time.monotonic() > deadline:
+                return response
+            response.read()
+            if "store_busy" not in response.text:
+                return response
+            response.close()
+            time.sleep(float(response.headers.get("retry-after", "1")))
 
 
 @dataclass
