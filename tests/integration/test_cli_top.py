@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.appliance import make_config
-from tests.support.cli_groups import declared_groups
+from tests.support.cli_in_process import declared_groups, run_cli
 from tests.support.daemon import Daemon, running_daemon
 from towerbox_cli.entrypoints import EntryPoint
-from towerbox_cli.main import main
 from towerbox_core.commands import ENTRY_POINT_GROUP, EXIT_OK, EXIT_USAGE
 
 
@@ -52,12 +51,7 @@ def towerbox(
     assert EntryPoint("top", "appliance.cli.top:top") in declared_groups(ENTRY_POINT_GROUP)
 
     def run(*args: str) -> tuple[int, str, str]:
-        try:
-            status = main(list(args))
-        except SystemExit as exit_:  # argparse refuses a bad line by exiting
-            status = int(exit_.code or 0)
-        shown = capsys.readouterr()
-        return status, shown.out, shown.err
+        return run_cli(args, capsys)
 
     return run
 

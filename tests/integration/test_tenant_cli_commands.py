@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 
 from tests.support.appliance import make_config
-from tests.support.cli_groups import declared_groups
+from tests.support.cli_in_process import declared_groups, run_cli
 from tests.support.daemon import TOWERBOX, Daemon, running_daemon
-from towerbox_cli.main import main
 from towerbox_core.commands import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 
 PASSWORD = "long-enough-password"
@@ -81,12 +80,7 @@ def towerbox(
     def run(*args: str, token: str | None = None, stdin: str = "") -> tuple[int, str, str]:
         monkeypatch.setenv("TOWERBOX_TOKEN", token or admin)
         monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        try:
-            status = main(list(args))
-        except SystemExit as exit_:  # argparse refuses a bad line by exiting
-            status = int(exit_.code or 0)
-        shown = capsys.readouterr()
-        return status, shown.out, shown.err
+        return run_cli(args, capsys)
 
     return run
 
