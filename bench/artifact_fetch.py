@@ -36,7 +36,7 @@ from tests.support.artifact_server import artifact_server
 
 GIB = 1 << 30
 MIB = 1 << 20
-RUNS = 3
+RUNS = 5
 TARGET_RATIO = 0.9
 TARGET_REFETCHED_MIB = 1.0
 

@@ -70,9 +70,11 @@ def api_error(status: int, problem: dict[str, Any]) -> ApiError:
     return ApiError(status, str(problem["code"]), detail, problem)
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("appliance", timeout=timeout)  # the host is ignored on a socket
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket; ``host`` only goes in the Host header."""
+
+    def __init__(self, path: str, timeout: float, host: str = "appliance") -> None:
+        super().__init__(host, timeout=timeout)
         self._path = path
 
     def connect(self) -> None:
@@ -110,7 +112,7 @@ class ApiClient:
 
     def _connection(self, timeout: float, ca_file: str) -> http.client.HTTPConnection:
         if self.url.startswith(UNIX):
-            return _UnixConnection(self.url.removeprefix(UNIX), timeout)
+            return UnixHTTPConnection(self.url.removeprefix(UNIX), timeout)
         parts = urlsplit(self.url)
         self._prefix = parts.path
         if parts.scheme == "https":

@@ -1,10 +1,12 @@
 """Fetching one artifact from a real local HTTP server into the store: whole, cut and
-resumed, from a server that ignores ranges, with a bad hash, without room, paused."""
+resumed, from a server that ignores ranges, with a bad hash, without room, paused,
+over verified TLS, through redirects."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from appliance.backends.artifacts.http_fetch import (
 )
 from appliance.backends.artifacts.store import ArtifactStore
 from tests.support.artifact_server import ServerState, artifact_server
+from tests.support.tls import self_signed
 from towerbox_core.errors import TowerboxError
 
 SIZE = 3 * 1024 * 1024 + 123
@@ -193,3 +196,53 @@ def test_a_disk_that_fills_mid_transfer_leaves_nothing_partial(
         assert store.files() == {} and store.partials() == {}
     finally:
         subprocess.run(["umount", str(images)], check=True)
+
+
+def test_an_https_source_is_verified_against_the_trusted_cas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    data = os.urandom(SIZE)
+    (origin / "model.bin").write_bytes(data)
+    cert, key = self_signed(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    store = ArtifactStore(tmp_path / "images")
+    with artifact_server(origin, tls) as (url, state):
+        assert url.startswith("https://")
+        # The system's CAs do not know this certificate: refused, nothing kept.
+        with pytest.raises(TowerboxError) as untrusted:
+            fetch(store, _want(url, data), TokenBucket(0), Recorder())
+        assert untrusted.value.code == INTERRUPTED
+        assert "CERTIFICATE_VERIFY_FAILED" in untrusted.value.message
+        assert store.files() == {} and store.partials() == {} and state.sent == 0
+        # Trusted (as an operator does with SSL_CERT_FILE): fetched and verified.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        state.cut_after = SIZE // 2
+        with pytest.raises(TowerboxError):
+            fetch(store, _want(url, data), TokenBucket(0), Recorder())
+        got = fetch(store, _want(url, data), TokenBucket(0), Recorder())
+        assert 0 < got.resumed_from <= SIZE // 2
+        assert store.path("model.bin").read_bytes() == data
+
+
+def test_redirects_are_followed_and_a_loop_is_refused(
+    tmp_path: Path, served: tuple[str, ServerState, bytes]
+) -> None:
+    url, state, data = served
+    store = ArtifactStore(tmp_path / "images")
+    state.redirects["/moved.bin"] = f"{url}/model.bin"
+    moved = Wanted("model.bin", f"{url}/moved.bin", hashlib.sha256(data).hexdigest(), SIZE)
+    got = fetch(store, moved, TokenBucket(0), Recorder())
+    assert got.transferred == SIZE
+    assert store.path("model.bin").read_bytes() == data
+    assert [r[0] for r in state.requests] == ["/moved.bin", "/model.bin"]
+
+    state.redirects.update({"/a.bin": "/b.bin", "/b.bin": "/a.bin"})
+    looping = Wanted("loop.bin", f"{url}/a.bin", hashlib.sha256(data).hexdigest(), SIZE)
+    with pytest.raises(TowerboxError) as loop:
+        fetch(store, looping, TokenBucket(0), Recorder())
+    assert loop.value.code == INTERRUPTED
+    assert "more than 5 redirects" in loop.value.message
+    assert store.present_size("loop.bin") is None and store.partial_size("loop.bin") == 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import os
 import ssl
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ from tests.registry.fleetapi import vm_entries
 from tests.support.daemon import free_port
 from tests.support.postgres import PostgresServer
 from tests.support.registry_process import registry_cli, serve
+from tests.support.tls import self_signed
 
 TOWERBOX = str(Path(sys.executable).with_name("towerbox"))
 
@@ -37,36 +37,8 @@ def _env(tmp: Path, database: str = "", **extra: str) -> dict[str, str]:
     }
 
 
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    cert, key = tmp / "registry.crt", tmp / "registry.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return cert, key
-
-
 def test_serve_over_tls_with_the_adminregistry_cli(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path, "registry")
     port = free_port()
     env = _env(
         tmp_path,

@@ -1,5 +1,5 @@
-"""A real local HTTP server for artifact fetches: files with Range support, and hooks
-to cut a transfer part way, to throttle it and to ignore ranges.
+"""A real local HTTP(S) server for artifact fetches: files with Range support, and hooks
+to cut a transfer part way, to throttle it, to ignore ranges and to redirect.
 
 Used by the artifact tests and by bench/artifact_fetch.py; it runs in a thread of
 the test process and is shut down (and joined) when its ``with`` block ends.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -57,6 +58,7 @@ class ServerState:
     throttle_bps: int = 0  # 0: as fast as the machine goes
     ignore_range: bool = False  # answer 200 with the whole file to a Range request
     hide_length: bool = False  # no Content-Length: the body ends when the connection does
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location (a 302)
     sent: int = 0  # body bytes written to clients, all requests together
     requests: list[tuple[str, str | None, int]] = field(default_factory=list)  # path, Range, status
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -70,6 +72,13 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
             return
 
         def do_GET(self) -> None:
+            location = state.redirects.get(self.path)
+            if location is not None:
+                self._status(302, self.headers.get("Range"))
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             path = state.root / self.path.lstrip("/").split("?")[0]
             if not path.is_file():
                 self._status(404, None)
@@ -114,12 +123,17 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                 cut, state.cut_after = state.cut_after, None
             limit = count if cut is None else min(count, cut)
             chunk = 1 << 20 if not state.throttle_bps else max(state.throttle_bps // 20, 1024)
-            sock = self.connection.fileno()
+            tls = isinstance(self.connection, ssl.SSLSocket)  # sendfile would skip the TLS
             with path.open("rb") as f:
                 left = limit
                 while left > 0:
                     try:
-                        n = os.sendfile(sock, f.fileno(), offset, min(chunk, left))
+                        if tls:
+                            n = self.connection.send(os.pread(f.fileno(), min(chunk, left), offset))
+                        else:
+                            n = os.sendfile(
+                                self.connection.fileno(), f.fileno(), offset, min(chunk, left)
+                            )
                     except (BrokenPipeError, ConnectionResetError):
                         break
                     if n == 0:
@@ -138,15 +152,21 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def artifact_server(root: Path) -> Iterator[tuple[str, ServerState]]:
-    """Serve ``root`` on a free loopback port: yields (base URL, state)."""
+def artifact_server(
+    root: Path, tls: ssl.SSLContext | None = None
+) -> Iterator[tuple[str, ServerState]]:
+    """Serve ``root`` on a free loopback port: yields (base URL, state). With ``tls``
+    (a server context with its certificate loaded) the URL is https."""
     state = ServerState(root)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, name="artifact-server", daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
+        scheme = "https" if tls is not None else "http"
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}", state
     finally:
         server.shutdown()
         server.server_close()

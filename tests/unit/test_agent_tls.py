@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,41 +15,18 @@ from edge_agent.config import load_agent_config
 from edge_agent.enroll import enroll
 from edge_agent.errors import Unreachable
 from edge_agent.state import load_enrollment
-
-
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-
-def _make_ca(folder: Path, name: str) -> tuple[Path, Path]:
-    key, cert = folder / f"{name}.key", folder / f"{name}.pem"
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        f"/CN={name}",
-        "-keyout",
-        str(key),
-        "-out",
-        str(cert),
-    )
-    return key, cert
+from tests.support.tls import openssl, self_signed
 
 
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
     """An HTTPS endpoint for 127.0.0.1 signed by a test CA; yields URL, CA, other CA."""
-    ca_key, ca = _make_ca(tmp_path, "test-ca")
-    _, other_ca = _make_ca(tmp_path, "other-ca")
+    ca, ca_key = self_signed(tmp_path, "test-ca", cn="test-ca", ip=None)
+    other_ca, _ = self_signed(tmp_path, "other-ca", cn="other-ca", ip=None)
     key, csr, cert = tmp_path / "srv.key", tmp_path / "srv.csr", tmp_path / "srv.pem"
     ext = tmp_path / "ext.cnf"
     ext.write_text("subjectAltName=IP:127.0.0.1\n")
-    _openssl(
+    openssl(
         "req",
         "-newkey",
         "rsa:2048",
@@ -62,7 +38,7 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
         "-out",
         str(csr),
     )
-    _openssl(
+    openssl(
         "x509",
         "-req",
         "-in",

@@ -3,7 +3,10 @@
 A partial file from an earlier, cut transfer is resumed with a Range request; the
 server's answer is believed only when it is a 206 whose Content-Range starts where
 the partial file ends (and, when known, ends where the artifact ends). Anything else
-starts over. httpx's exceptions stop here and become the project's errors.
+starts over. Network failures stop here and become the project's errors.
+
+The body is read straight into the write-behind's buffers (one copy from the socket);
+the buffers are written with direct I/O and hashed on threads of their own.
 """
 
 from __future__ import annotations
@@ -12,15 +15,15 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-
-import httpcore
-import httpx
+from urllib.parse import urlsplit
 
 from appliance.backends.artifacts.bandwidth import TokenBucket
+from appliance.backends.artifacts.http_source import Body, SourceError, open_body
 from appliance.backends.artifacts.store import ArtifactStore, filled_up
 from appliance.backends.artifacts.write_behind import WriteBehind
 from towerbox_core.errors import BackendError, BackendUnavailable, TowerboxError, is_disk_full
@@ -28,16 +31,17 @@ from towerbox_core.faults import fault_point
 
 log = logging.getLogger(__name__)
 
-# httpcore reads a response body 64 KiB at a time; at that size its per-read work, not
-# the network, bounds a large download (about half the throughput of curl here). Its
-# HTTP/1.1 connection takes the size from this class attribute on every read, so one
-# larger value serves every client of the process (small answers are unaffected).
-_READ_BYTES = 1 << 20
-if getattr(httpcore.HTTP11Connection, "READ_NUM_BYTES", _READ_BYTES) < _READ_BYTES:
-    httpcore.HTTP11Connection.READ_NUM_BYTES = _READ_BYTES
-
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _HASH_CHUNK = 1 << 20
+# A buffer fills in several reads, each followed by a look at the stop flag, the cap
+# and progress. A read asks for more while reads come back quickly and for less on a
+# slow link, so that the look comes about every _LOOK_S either way.
+_LOOK_S = 0.1
+_MIN_READ = 16 << 10
+_MAX_READ = 1 << 20
+# A buffer that fills slowly goes to disk after this long, full or not: what a slow
+# link brought is in the partial file (and counts for a resume) within a second.
+_HAND_IN_S = 0.5
 INTERRUPTED = "artifact_fetch_interrupted"
 HASH_MISMATCH = "artifact_hash_mismatch"
 
@@ -88,14 +92,11 @@ def fetch(
         store.require_space(want.size - resumed, want.name)
     if resumed and resumed == want.size:
         return _publish_complete_partial(store, want, listener, resumed)
-    timeout = httpx.Timeout(timeout_s)
-    transport = httpx.HTTPTransport(uds=want.socket) if want.socket else None
-    with httpx.Client(timeout=timeout, follow_redirects=True, transport=transport) as client:
-        try:
-            return _transfer(client, store, want, bucket, listener, should_stop, resumed)
-        except _StartOver:
-            store.discard_partial(want.name)
-            return _transfer(client, store, want, bucket, listener, should_stop, 0)
+    try:
+        return _transfer(store, want, bucket, listener, should_stop, resumed, timeout_s)
+    except _StartOver:
+        store.discard_partial(want.name)
+        return _transfer(store, want, bucket, listener, should_stop, 0, timeout_s)
 
 
 def _publish_complete_partial(
@@ -123,20 +124,20 @@ class _StartOver(Exception):
 
 
 def _transfer(
-    client: httpx.Client,
     store: ArtifactStore,
     want: Wanted,
     bucket: TokenBucket,
     listener: Listener,
     should_stop: Callable[[], bool],
     have: int,
+    timeout_s: float,
 ) -> Fetched:
-    headers = {"Accept-Encoding": "identity"}
+    headers = {"Accept-Encoding": "identity", "User-Agent": "towerbox-appliance"}
     if have:
         headers["Range"] = f"bytes={have}-"
     try:
-        with client.stream("GET", want.url, headers=headers) as resp:
-            total = _expected_total(resp, want, have)
+        with open_body(want.url, headers, timeout_s, want.socket) as body:
+            total = _expected_total(body, want, have)
             if total is not None and want.size is None:
                 store.require_space(total - have, want.name)
             hasher = hashlib.sha256()
@@ -144,9 +145,9 @@ def _transfer(
                 _hash_file(store.partial(want.name), hasher)
             listener.started(have, total)
             with store.open_partial(want.name, keep=bool(have)) as f:
-                sink = WriteBehind(f, hasher)
+                sink = WriteBehind(store.partial(want.name), have, hasher)
                 try:
-                    got = _copy(resp, sink, bucket, listener, should_stop, want.name)
+                    got = _copy(body, sink, bucket, listener, should_stop, want.name)
                 finally:
                     sink.close()  # what was received is on disk, even when paused
                 listener.verifying()
@@ -173,7 +174,7 @@ def _transfer(
                 fault_point("artifact.fetch.before_publish")
                 store.publish(want.name, f)
             return Fetched(transferred=got, resumed_from=have)
-    except httpx.HTTPError as err:
+    except SourceError as err:
         raise BackendUnavailable(
             f"artifact {want.name}: transfer from {_host(want.url)} failed: {err}",
             code=INTERRUPTED,
@@ -187,57 +188,57 @@ def _transfer(
         raise
 
 
-def _expected_total(resp: httpx.Response, want: Wanted, have: int) -> int | None:
+def _expected_total(resp: Body, want: Wanted, have: int) -> int | None:
     """The artifact's full size per the server; refuses a range it did not honour."""
-    if have and resp.status_code == 206:
-        m = _CONTENT_RANGE_RE.match(resp.headers.get("content-range", ""))
+    if have and resp.status == 206:
+        m = _CONTENT_RANGE_RE.match(resp.header("content-range") or "")
         if m is None or int(m.group(1)) != have:
             raise _StartOver
         total = None if m.group(3) == "*" else int(m.group(3))
         if want.size is not None and total not in (None, want.size):
             raise _StartOver
         return total if total is not None else want.size
-    if have and resp.status_code in (200, 416):
+    if have and resp.status in (200, 416):
         # 200: the server ignores ranges; 416: the partial file is not a prefix it knows.
         raise _StartOver
-    if resp.status_code != 200:
+    if resp.status != 200:
         _raise_problem(resp, want)
         raise BackendError(
-            f"artifact {want.name}: {_host(want.url)} answered HTTP {resp.status_code}",
+            f"artifact {want.name}: {_host(want.url)} answered HTTP {resp.status}",
             code="artifact_source_error",
             artifact=want.name,
-            http_status=resp.status_code,
+            http_status=resp.status,
         )
-    length = resp.headers.get("content-length")
+    length = resp.header("content-length")
     if length is not None and length.isdigit():
         return int(length)
     return want.size
 
 
-def _raise_problem(resp: httpx.Response, want: Wanted) -> None:
+def _raise_problem(resp: Body, want: Wanted) -> None:
     """A problem answer from the agent's relay (or the registry behind it) keeps its
     code: ``artifact_origin_unavailable``, ``blob_not_found`` say more than a status.
     Any other server's error body is not ours to interpret."""
-    if want.socket is None or "json" not in resp.headers.get("content-type", ""):
+    if want.socket is None or "json" not in (resp.header("content-type") or ""):
         return
     try:
-        problem = json.loads(resp.read()[:16384])
-    except ValueError:
+        problem = json.loads(resp.read(16384))
+    except (ValueError, SourceError):
         return
     if not isinstance(problem, dict) or not isinstance(problem.get("code"), str):
         return
-    error = BackendUnavailable if resp.status_code in (502, 503, 504) else BackendError
+    error = BackendUnavailable if resp.status in (502, 503, 504) else BackendError
     raise error(
-        f"artifact {want.name}: {_host(want.url)} answered HTTP {resp.status_code}: "
+        f"artifact {want.name}: {_host(want.url)} answered HTTP {resp.status}: "
         f"{problem.get('detail', '')}",
         code=problem["code"],
         artifact=want.name,
-        http_status=resp.status_code,
+        http_status=resp.status,
     )
 
 
 def _copy(
-    resp: httpx.Response,
+    body: Body,
     sink: WriteBehind,
     bucket: TokenBucket,
     listener: Listener,
@@ -245,15 +246,46 @@ def _copy(
     name: str,
 ) -> int:
     got = 0
-    for chunk in resp.iter_raw():
-        # Checked before and after the wait: no byte is kept once the fetch must stop.
-        if should_stop() or not bucket.take(len(chunk), should_stop) or should_stop():
-            raise FetchPaused(f"artifact {name}: paused at {got} bytes", artifact=name)
-        sink.put(chunk)
-        got += len(chunk)
-        fault_point("artifact.fetch.chunk")
-        listener.advanced(len(chunk))
-    return got
+    reads = _Reads(bucket)
+    while True:
+        buf = sink.buffer()
+        filled = 0
+        began = time.monotonic()
+        try:
+            while filled < len(buf):
+                n = reads.into(body, buf[filled:])
+                if n == 0:
+                    return got
+                # Checked before and after the wait: no byte is kept once the fetch must
+                # stop (the ones read here are dropped; the ones before are written).
+                if should_stop() or not bucket.take(n, should_stop) or should_stop():
+                    raise FetchPaused(f"artifact {name}: paused at {got} bytes", artifact=name)
+                filled += n
+                got += n
+                fault_point("artifact.fetch.chunk")
+                listener.advanced(n)
+                if time.monotonic() - began > _HAND_IN_S:
+                    break
+        finally:
+            sink.put(buf, filled)  # what was received is written, also on a cut or a stop
+
+
+class _Reads:
+    """How much the next read asks for (see ``_LOOK_S``); under a cap, at most a burst."""
+
+    def __init__(self, bucket: TokenBucket) -> None:
+        self.most = min(_MAX_READ, bucket.burst) if bucket.rate > 0 else _MAX_READ
+        self.size = min(_MIN_READ, self.most)
+
+    def into(self, body: Body, view: memoryview) -> int:
+        start = time.monotonic()
+        n = body.readinto(view[: self.size])
+        took = time.monotonic() - start
+        if took < _LOOK_S / 4:
+            self.size = min(self.size * 2, self.most)
+        elif took > _LOOK_S:
+            self.size = max(self.size // 2, _MIN_READ)
+        return n
 
 
 class _Hasher(Protocol):
@@ -267,4 +299,4 @@ def _hash_file(path: Path, hasher: _Hasher) -> None:
 
 
 def _host(url: str) -> str:
-    return httpx.URL(url).host or url
+    return urlsplit(url).hostname or url
