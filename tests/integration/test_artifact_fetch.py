@@ -1,6 +1,6 @@
 """Fetching one artifact from a real local HTTP server into the store: whole, cut and
 resumed, from a server that ignores ranges, with a bad hash, without room, paused,
-over verified TLS, through redirects."""
+over verified TLS, through redirects, through the site's proxy, with credentials."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from appliance.backends.artifacts.http_fetch import (
 )
 from appliance.backends.artifacts.store import ArtifactStore
 from tests.support.artifact_server import ServerState, artifact_server
+from tests.support.http_proxy import http_proxy
 from tests.support.tls import self_signed
 from towerbox_core.errors import TowerboxError
 
@@ -198,9 +199,8 @@ def test_a_disk_that_fills_mid_transfer_leaves_nothing_partial(
         subprocess.run(["umount", str(images)], check=True)
 
 
-def test_an_https_source_is_verified_against_the_trusted_cas(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _tls_origin(tmp_path: Path) -> tuple[Path, bytes, ssl.SSLContext, Path]:
+    """A folder holding model.bin, and a server context with a self-signed cert."""
     origin = tmp_path / "origin"
     origin.mkdir()
     data = os.urandom(SIZE)
@@ -208,6 +208,13 @@ def test_an_https_source_is_verified_against_the_trusted_cas(
     cert, key = self_signed(tmp_path)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
+    return origin, data, tls, cert
+
+
+def test_an_https_source_is_verified_against_the_trusted_cas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    origin, data, tls, cert = _tls_origin(tmp_path)
     store = ArtifactStore(tmp_path / "images")
     with artifact_server(origin, tls) as (url, state):
         assert url.startswith("https://")
@@ -244,5 +251,82 @@ def test_redirects_are_followed_and_a_loop_is_refused(
     with pytest.raises(TowerboxError) as loop:
         fetch(store, looping, TokenBucket(0), Recorder())
     assert loop.value.code == INTERRUPTED
-    assert "more than 5 redirects" in loop.value.message
+    assert "more than 10 redirects" in loop.value.message
     assert store.present_size("loop.bin") is None and store.partial_size("loop.bin") == 0
+
+
+def test_what_arrived_before_a_stalled_link_timed_out_is_kept(
+    tmp_path: Path, served: tuple[str, ServerState, bytes]
+) -> None:
+    url, state, data = served
+    store = ArtifactStore(tmp_path / "images")
+    state.cut_after, state.stall_s = SIZE // 2, 3.0
+    with pytest.raises(TowerboxError) as stalled:
+        fetch(store, _want(url, data), TokenBucket(0), Recorder(), timeout_s=1.0)
+    assert stalled.value.code == INTERRUPTED and "timed out" in stalled.value.message
+    assert store.partial_size("model.bin") == SIZE // 2  # every byte that came, kept
+    got = fetch(store, _want(url, data), TokenBucket(0), Recorder())
+    assert got.resumed_from == SIZE // 2 and state.sent == SIZE
+    assert store.path("model.bin").read_bytes() == data
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+def test_the_sites_proxy_carries_http_and_tunnels_https(
+    tmp_path: Path, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    origin, data, tls, cert = _tls_origin(tmp_path)
+    no_proxy_env.setenv("SSL_CERT_FILE", str(cert))
+    with (
+        http_proxy() as (proxy, seen),
+        artifact_server(origin) as (plain, _),
+        artifact_server(origin, tls) as (secure, _),
+    ):
+        seen.credentials = "site:s3cret"
+        proxy_with_login = proxy.replace("http://", "http://site:s3cret@")
+        no_proxy_env.setenv("http_proxy", proxy_with_login)
+        no_proxy_env.setenv("https_proxy", proxy_with_login)
+        store = ArtifactStore(tmp_path / "images")
+        fetch(store, _want(plain, data), TokenBucket(0), Recorder())
+        assert store.path("model.bin").read_bytes() == data
+        store.path("model.bin").unlink()
+        fetch(store, _want(secure, data), TokenBucket(0), Recorder())
+        assert store.path("model.bin").read_bytes() == data
+        assert seen.seen == [
+            ("GET", f"{plain}/model.bin"),
+            ("CONNECT", secure.removeprefix("https://")),
+        ]
+        # Refused credentials: the proxy's answer, and nothing kept.
+        store.path("model.bin").unlink()
+        no_proxy_env.setenv("http_proxy", proxy.replace("http://", "http://site:wrong@"))
+        with pytest.raises(TowerboxError) as refused:
+            fetch(store, _want(plain, data), TokenBucket(0), Recorder())
+        assert refused.value.extra["http_status"] == 407
+        assert store.files() == {} and store.partials() == {}
+        # no_proxy: straight to the origin.
+        no_proxy_env.setenv("no_proxy", "127.0.0.1")
+        fetch(store, _want(plain, data), TokenBucket(0), Recorder())
+        assert len(seen.seen) == 3
+
+
+def test_credentials_in_the_url_are_sent_and_a_unicode_name_is_encoded(
+    tmp_path: Path, served: tuple[str, ServerState, bytes]
+) -> None:
+    url, state, data = served
+    (state.root / "modèle 1.bin").write_bytes(data)
+    store = ArtifactStore(tmp_path / "images")
+    state.credentials = "tenant:t0ken"
+    with pytest.raises(TowerboxError) as anonymous:
+        fetch(store, _want(url, data), TokenBucket(0), Recorder())
+    assert anonymous.value.extra["http_status"] == 401
+    login = url.replace("http://", "http://tenant:t0ken@")
+    sha = hashlib.sha256(data).hexdigest()
+    fetch(store, Wanted("m.bin", f"{login}/modèle 1.bin", sha, SIZE), TokenBucket(0), Recorder())
+    assert store.path("m.bin").read_bytes() == data
+    assert state.requests[-1][0] == "/mod%C3%A8le%201.bin"

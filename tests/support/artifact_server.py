@@ -7,6 +7,7 @@ the test process and is shut down (and joined) when its ``with`` block ends.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import ssl
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 _RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
@@ -55,6 +57,8 @@ kind = "model"
 class ServerState:
     root: Path
     cut_after: int | None = None  # close the next transfer after this many body bytes
+    stall_s: float = 0  # before that close, send nothing for this long (a stalled link)
+    credentials: str | None = None  # "user:password" to demand as Basic auth (else 401)
     throttle_bps: int = 0  # 0: as fast as the machine goes
     ignore_range: bool = False  # answer 200 with the whole file to a Range request
     hide_length: bool = False  # no Content-Length: the body ends when the connection does
@@ -72,6 +76,14 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
             return
 
         def do_GET(self) -> None:
+            if state.credentials is not None:
+                token = base64.b64encode(state.credentials.encode()).decode()
+                if self.headers.get("Authorization") != f"Basic {token}":
+                    self._status(401, None)
+                    self.send_header("WWW-Authenticate", 'Basic realm="origin"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
             location = state.redirects.get(self.path)
             if location is not None:
                 self._status(302, self.headers.get("Range"))
@@ -79,7 +91,7 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            path = state.root / self.path.lstrip("/").split("?")[0]
+            path = state.root / unquote(self.path.lstrip("/").split("?")[0])
             if not path.is_file():
                 self._status(404, None)
                 self.send_header("Content-Length", "0")
@@ -145,6 +157,7 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                     if state.throttle_bps:
                         time.sleep(n / state.throttle_bps)
             if cut is not None:
+                time.sleep(state.stall_s)
                 self.close_connection = True
                 self.connection.shutdown(2)
 

@@ -75,3 +75,48 @@ def test_a_refused_write_reaches_the_receiver_and_never_blocks_it(
     assert refused.value.errno == errno.ENOSPC
     with pytest.raises(OSError, match="No space"):
         sink.finish()
+
+
+def test_a_failed_hash_reaches_the_receiver_and_never_blocks_it(tmp_path: Path) -> None:
+    path = tmp_path / "partial"
+    path.touch()
+
+    class Broken:
+        def update(self, chunk: bytes | memoryview, /) -> None:
+            raise MemoryError("no memory for the hash")
+
+        def hexdigest(self) -> str:
+            return "never"
+
+    sink = WriteBehind(path, 0, Broken())
+    with pytest.raises(MemoryError):
+        _hand_in(sink, os.urandom(20 * CHUNK))  # more than the pool: buffers came back
+    with pytest.raises(MemoryError):
+        sink.finish()
+
+
+def test_page_cache_writes_reach_the_disk_before_a_direct_write_passes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Else a power cut could keep the direct write and the file's new end, and lose
+    the cached range before it: a hole of zeros inside the partial file."""
+    path = tmp_path / "partial"
+    path.write_bytes(b"x" * 1000)
+    order: list[str] = []
+    pwrite, fdatasync = os.pwrite, os.fdatasync
+
+    def recorded_pwrite(fd: int, data: memoryview, offset: int) -> int:
+        order.append(f"write {offset}")
+        return pwrite(fd, data, offset)
+
+    def recorded_sync(fd: int) -> None:
+        order.append("sync")
+        fdatasync(fd)
+
+    monkeypatch.setattr(os, "pwrite", recorded_pwrite)
+    monkeypatch.setattr(os, "fdatasync", recorded_sync)
+    sink = WriteBehind(path, 1000, hashlib.sha256())
+    _hand_in(sink, os.urandom(2 * CHUNK))
+    sink.finish()
+    first = CHUNK - 1000 % 4096  # the unaligned head, through the page cache
+    assert order[:3] == ["write 1000", "sync", f"write {1000 + first}"]

@@ -33,11 +33,8 @@ log = logging.getLogger(__name__)
 
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _HASH_CHUNK = 1 << 20
-# A buffer fills in several reads, each followed by a look at the stop flag, the cap
-# and progress. A read asks for more while reads come back quickly and for less on a
-# slow link, so that the look comes about every _LOOK_S either way.
-_LOOK_S = 0.1
-_MIN_READ = 16 << 10
+# A buffer fills in several reads (each takes what has arrived, up to _MAX_READ), each
+# followed by a look at the stop flag, the cap and progress.
 _MAX_READ = 1 << 20
 # A buffer that fills slowly goes to disk after this long, full or not: what a slow
 # link brought is in the partial file (and counts for a resume) within a second.
@@ -148,8 +145,13 @@ def _transfer(
                 sink = WriteBehind(store.partial(want.name), have, hasher)
                 try:
                     got = _copy(body, sink, bucket, listener, should_stop, want.name)
-                finally:
+                except (FetchPaused, SourceError):
                     sink.close()  # what was received is on disk, even when paused
+                    if isinstance(sink.error, OSError):
+                        raise sink.error from None  # a disk that filled meanwhile wins
+                    raise
+                finally:
+                    sink.close()
                 listener.verifying()
                 digest = sink.finish()
                 if total is not None and have + got != total:
@@ -246,14 +248,15 @@ def _copy(
     name: str,
 ) -> int:
     got = 0
-    reads = _Reads(bucket)
+    # Under a cap a read takes at most a burst, so the bucket paces it smoothly.
+    most = min(_MAX_READ, bucket.burst) if bucket.rate > 0 else _MAX_READ
     while True:
         buf = sink.buffer()
         filled = 0
         began = time.monotonic()
         try:
             while filled < len(buf):
-                n = reads.into(body, buf[filled:])
+                n = body.readinto(buf[filled : filled + most])
                 if n == 0:
                     return got
                 # Checked before and after the wait: no byte is kept once the fetch must
@@ -268,24 +271,6 @@ def _copy(
                     break
         finally:
             sink.put(buf, filled)  # what was received is written, also on a cut or a stop
-
-
-class _Reads:
-    """How much the next read asks for (see ``_LOOK_S``); under a cap, at most a burst."""
-
-    def __init__(self, bucket: TokenBucket) -> None:
-        self.most = min(_MAX_READ, bucket.burst) if bucket.rate > 0 else _MAX_READ
-        self.size = min(_MIN_READ, self.most)
-
-    def into(self, body: Body, view: memoryview) -> int:
-        start = time.monotonic()
-        n = body.readinto(view[: self.size])
-        took = time.monotonic() - start
-        if took < _LOOK_S / 4:
-            self.size = min(self.size * 2, self.most)
-        elif took > _LOOK_S:
-            self.size = max(self.size // 2, _MIN_READ)
-        return n
 
 
 class _Hasher(Protocol):

@@ -29,6 +29,7 @@ CHUNK = 2 << 20
 _BUFFERS = 8
 _ALIGN = 4096  # the largest logical block size a disk asks direct I/O to respect
 _WRITEBACK = 32 << 20  # through the page cache: start writeback this often
+_NO_DIRECT_IO = frozenset({errno.EINVAL, errno.EOPNOTSUPP})
 
 
 class Hash(Protocol):
@@ -42,20 +43,31 @@ class WriteBehind:
     def __init__(self, path: Path, start: int, hasher: Hash) -> None:
         self._hash = hasher
         self._offset = start  # where the next buffer handed in goes
-        self._fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        self._direct: int | None = _open_direct(path)
         self._error: Exception | None = None
         self._closed = False
-        self._free: queue.Queue[memoryview] = queue.Queue()
-        for _ in range(_BUFFERS):
-            self._free.put(memoryview(mmap.mmap(-1, CHUNK)))
         self._to_write: queue.Queue[tuple[memoryview, int] | None] = queue.Queue()
         self._to_hash: queue.Queue[memoryview | None] = queue.Queue()
+        self._free: queue.Queue[memoryview] = queue.Queue()
         self._unsynced = 0
+        self._cached_unsynced = False  # page-cache writes no fdatasync has covered yet
+        self._fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        self._direct: int | None = None
+        try:
+            self._direct = _open_direct(path)
+            for _ in range(_BUFFERS):
+                self._free.put(memoryview(mmap.mmap(-1, CHUNK)))
+        except BaseException:
+            self._close_files()
+            raise
         self._writer = threading.Thread(target=self._write_all, name="artifact-write", daemon=True)
         self._hasher = threading.Thread(target=self._hash_all, name="artifact-hash", daemon=True)
+        self._hasher.start()  # first: a writer never runs without a hasher to feed
         self._writer.start()
-        self._hasher.start()
+
+    @property
+    def error(self) -> Exception | None:
+        """What stopped the writing (a full disk) or the hashing, if anything did."""
+        return self._error
 
     def buffer(self) -> memoryview:
         """A free buffer to fill; its length keeps the next one on a block boundary.
@@ -84,9 +96,7 @@ class WriteBehind:
         self._to_write.put(None)
         self._writer.join()
         self._hasher.join()
-        os.close(self._fd)
-        if self._direct is not None:
-            os.close(self._direct)
+        self._close_files()
 
     def finish(self) -> str:
         """Everything written; its hex SHA-256. Raises the writer's error."""
@@ -97,6 +107,11 @@ class WriteBehind:
     def _raise_error(self) -> None:
         if self._error is not None:
             raise self._error
+
+    def _close_files(self) -> None:
+        os.close(self._fd)
+        if self._direct is not None:
+            os.close(self._direct)
 
     def _write_all(self) -> None:
         while (item := self._to_write.get()) is not None:
@@ -116,23 +131,35 @@ class WriteBehind:
 
     def _hash_all(self) -> None:
         while (view := self._to_hash.get()) is not None:
-            self._hash.update(view)
-            self._free.put(_whole(view))
+            try:
+                if self._error is None:
+                    self._hash.update(view)
+            except Exception as err:  # kept for the receiver, like the writer's
+                self._error = err
+            finally:
+                self._free.put(_whole(view))  # the receiver never waits on a dead hash
 
     def _write(self, view: memoryview, offset: int) -> None:
         direct = len(view) - len(view) % _ALIGN if offset % _ALIGN == 0 else 0
         if direct and self._direct is not None:
+            if self._cached_unsynced:
+                # A direct write past page-cache writes moves the file's end beyond
+                # them on disk at once; a power cut before their writeback would
+                # leave a hole of zeros where they go. They go to disk first.
+                os.fdatasync(self._fd)
+                self._cached_unsynced = False
             try:
                 _pwrite_all(self._direct, view[:direct], offset)
                 view, offset = view[direct:], offset + direct
             except OSError as err:
-                if err.errno != errno.EINVAL:
+                if err.errno not in _NO_DIRECT_IO:
                     raise
                 # The filesystem refused direct I/O after all: the page cache from now on.
                 os.close(self._direct)
                 self._direct = None
         if view:
             _pwrite_all(self._fd, view, offset)
+            self._cached_unsynced = True
             self._unsynced += len(view)
             if self._unsynced >= _WRITEBACK:
                 # Starts writeback of what was written and drops it from the page cache.
@@ -149,7 +176,7 @@ def _open_direct(path: Path) -> int | None:
     try:
         return os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_DIRECT)
     except OSError as err:
-        if err.errno == errno.EINVAL:  # tmpfs and a few others take no direct I/O
+        if err.errno in _NO_DIRECT_IO:  # tmpfs before Linux 6.6, some network filesystems
             return None
         raise
 
@@ -157,4 +184,6 @@ def _open_direct(path: Path) -> int | None:
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
     while view:
         n = os.pwrite(fd, view, offset)
+        if n == 0:
+            raise OSError(errno.EIO, "the file took no bytes")
         view, offset = view[n:], offset + n
