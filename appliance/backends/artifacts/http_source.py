@@ -9,9 +9,10 @@ a reset are the caller's, not lost with the exception.
 
 What a node's operator expects of a downloader is kept: redirects are followed (up to
 ``MAX_REDIRECTS``), TLS is verified against the system's CA store (or
-``SSL_CERT_FILE``), credentials in the URL are sent as Basic auth (to that host only),
-and the standard proxy variables (``https_proxy``, ``http_proxy``, ``all_proxy``,
-``no_proxy``) route a site's egress through its proxy: a CONNECT tunnel for https.
+``SSL_CERT_FILE``, or certifi's bundle where the node has no store), credentials in
+the URL are sent as Basic auth (to that host only), and the standard proxy variables
+(``https_proxy``, ``http_proxy``, ``all_proxy``, ``no_proxy``) route a site's egress
+through its proxy: a CONNECT tunnel for https.
 A unix socket stands in for TCP where the node reaches an origin through a local
 relay. Network failures leave here as :class:`SourceError`, never as ``OSError``: an
 ``OSError`` past this module is the disk's.
@@ -24,6 +25,8 @@ import http.client
 import ssl
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 from urllib.request import getproxies, proxy_bypass
+
+import certifi
 
 from towerbox_core.sync_client import UnixHTTPConnection
 
@@ -135,7 +138,7 @@ def _route(
         return UnixHTTPConnection(unix_socket, timeout_s, host), target, extra
     proxy = _proxy_for(parts.scheme, host)
     if parts.scheme == "https":
-        context = ssl.create_default_context()
+        context = tls_context()
         if proxy is None:
             direct = http.client.HTTPSConnection(host, port, timeout=timeout_s, context=context)
             return direct, target, extra
@@ -151,6 +154,15 @@ def _route(
     origin = f"http://{parts.hostname}" + (f":{port}" if port else "")
     via = http.client.HTTPConnection(proxy.hostname or "", proxy.port or 80, timeout=timeout_s)
     return via, origin + target, {**extra, **_proxy_auth(proxy)}
+
+
+def tls_context() -> ssl.SSLContext:
+    """Verifies against the system's CA store (or ``SSL_CERT_FILE``); on a node image
+    without one, against certifi's bundle (the one pip and httpx trust)."""
+    context = ssl.create_default_context()
+    if not context.cert_store_stats()["x509_ca"]:
+        context.load_verify_locations(certifi.where())
+    return context
 
 
 def _proxy_for(scheme: str, host: str) -> SplitResult | None:
