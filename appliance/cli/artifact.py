@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.cli.confirm import confirm, yes_flag
 from appliance.cli.connect import json_flag, node_call, show_plain
+from towerbox_core import fmt
 from towerbox_core.commands import CommandGroup, out, table
 
 if TYPE_CHECKING:
@@ -68,33 +69,44 @@ def _fetch(args: argparse.Namespace, c: Requester) -> Any:
     if args.json or not sys.stderr.isatty():
         return follow(c, args.name, lambda _: None)
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from rich.progress import BarColumn, DownloadColumn, Progress
 
+    # Sizes in MiB like `artifact list`; rate and time left as the node reports them
+    # (the UI shows the same figures).
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
+        DownloadColumn(binary_units=True),
+        "{task.fields[rate]}",
+        "{task.fields[left]}",
         console=Console(stderr=True),  # stdout keeps the answer
     ) as bar:
-        task = bar.add_task(args.name, total=None)
+        task = bar.add_task(args.name, total=None, rate="", left="")
 
         def update(f: dict[str, Any]) -> None:
+            rate, left = _rate_and_left(f)
             bar.update(
                 task,
                 completed=f["bytes_done"],
                 total=f["bytes_total"],
                 description=f"{args.name} ({f['state']})",
+                rate=rate,
+                left=left,
             )
 
         return follow(c, args.name, update)
+
+
+def _rate_and_left(fetch: dict[str, Any]) -> tuple[str, str]:
+    running = fetch["state"] == "running"
+    rate = f"{fmt.size_bytes(fetch['rate_bps'])}/s" if running and fetch["rate_bps"] else ""
+    eta = fetch["eta_s"]
+    if not running or eta is None:
+        return rate, ""
+    hours, rest = divmod(int(eta), 3600)
+    minutes, seconds = divmod(rest, 60)
+    clock = f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+    return rate, f"{clock} left"
 
 
 def _call(args: argparse.Namespace, c: Requester) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -253,6 +254,35 @@ def test_redirects_are_followed_and_a_loop_is_refused(
     assert loop.value.code == INTERRUPTED
     assert "more than 10 redirects" in loop.value.message
     assert store.present_size("loop.bin") is None and store.partial_size("loop.bin") == 0
+
+
+def test_an_unreachable_source_says_why_and_keeps_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    store = ArtifactStore(tmp_path / "images")
+    with socket.socket() as closed:  # a port nothing listens on once it is closed
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    sha = "0" * 64
+    with pytest.raises(TowerboxError) as refused:
+        fetch(
+            store,
+            Wanted("a.bin", f"http://127.0.0.1:{port}/a.bin", sha, 10),
+            TokenBucket(0),
+            Recorder(),
+        )
+    assert refused.value.code == INTERRUPTED
+    assert "connection refused: nothing listens at that address and port" in refused.value.message
+
+    unknown = Wanted("b.bin", "http://towerbox-no-such-host.invalid/b.bin", sha, 10)
+    with pytest.raises(TowerboxError) as unresolved:
+        fetch(store, unknown, TokenBucket(0), Recorder())
+    assert unresolved.value.code == INTERRUPTED
+    assert "transfer from towerbox-no-such-host.invalid failed" in unresolved.value.message
+    assert "the host name does not resolve" in unresolved.value.message
+    assert store.partials() == {} and _visible(store) == []
 
 
 def test_what_arrived_before_a_stalled_link_timed_out_is_kept(

@@ -281,7 +281,7 @@ def test_the_cli_follows_a_fetch_and_prints_list_gc_and_plan(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from appliance.cli.artifact import _call, _register, show
+    from appliance.cli.artifact import _call, _rate_and_left, _register, show
 
     client, admin = api
     parser = argparse.ArgumentParser()
@@ -291,7 +291,12 @@ def test_the_cli_follows_a_fetch_and_prints_list_gc_and_plan(
     fetch_args = parser.parse_args(["fetch", "model.bin"])
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # the progress bar path
     result = _call(fetch_args, through)
-    assert "model.bin (done)" in capsys.readouterr().err
+    bar = capsys.readouterr().err
+    assert "model.bin (done)" in bar and "2.0/2.0 MiB" in bar  # MiB, as `list` says
+    running = {"state": "running", "rate_bps": 40 * 1024 * 1024, "eta_s": 3725.4}
+    assert _rate_and_left(running) == ("40.0 MiB/s", "1:02:05 left")
+    assert _rate_and_left({**running, "eta_s": 65}) == ("40.0 MiB/s", "1:05 left")
+    assert _rate_and_left({**running, "state": "verifying"}) == ("", "")
     assert result["state"] == "done" and result["bytes_done"] == SIZE
     assert follow(through, "model.bin", lambda f: seen.append(f["state"]))["state"] == "done"
     assert seen == ["done"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import socket
 import ssl
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 from urllib.request import getproxies, proxy_bypass
@@ -189,8 +190,16 @@ def _basic(user: str, password: str | None) -> str:
 
 
 def _describe(err: BaseException) -> str:
+    """What went wrong, in words an operator can act on."""
     if isinstance(err, TimeoutError):
         return "timed out"
+    if isinstance(err, socket.gaierror):
+        return (
+            f"the host name does not resolve ({err.strerror}): check the URL, the proxy "
+            "setting and the node's DNS"
+        )
+    if isinstance(err, ConnectionRefusedError):
+        return "connection refused: nothing listens at that address and port"
     if isinstance(err, http.client.RemoteDisconnected):
         return "the server closed the connection without an answer"
     return str(err) or type(err).__name__
