@@ -164,10 +164,15 @@ def show(args: argparse.Namespace, result: Any) -> None:
             span = f"{result['next_start']} to {result['next_end']}"
             out(f"window {result['window_cron']} ({state}: {span})")
         rows = [
-            {"name": i["name"], "left": _size(i["bytes_left"]), "url": i["url"]}
+            {"name": i["name"], "left": _size(i["bytes_left"]) or "unknown", "url": i["url"]}
             for i in result["items"]
         ]
         out(table(rows, ["name", "left", "url"]))
+        unsized = sum(1 for i in result["items"] if i["bytes_left"] is None)
+        out(
+            f"in all: {_size(result['total_bytes'])}"
+            + (f" and {unsized} of unknown size" if unsized else "")
+        )
     else:
         show_plain(args, result)
 

@@ -45,6 +45,11 @@ def test_the_plan_names_the_window_and_what_it_will_fetch() -> None:
         "model.bin: 2.0 KiB from http://m/model.bin",
         "In all: 2.0 KiB",
     ]
+    unsized = {"name": "base.img", "bytes_left": None, "url": "http://m/base.img"}
+    assert plan_lines({**plan, "items": [*plan["items"], unsized]})[-2:] == [
+        "base.img: size unknown from http://m/base.img",
+        "In all: 2.0 KiB and 1 of unknown size",
+    ]
 
 
 async def test_the_page_lists_the_catalog_artifacts_and_the_plan(
@@ -59,6 +64,6 @@ async def test_the_page_lists_the_catalog_artifacts_and_the_plan(
     ubuntu = rows["ubuntu-24.04-server-cloudimg-amd64.img"]
     assert ubuntu["state"] == "missing" and ubuntu["needed_by"] == "vllm-inference"
     assert ubuntu["kind"] == "image" and ubuntu["progress"] == "-"
-    await user.should_see("ubuntu-24.04-server-cloudimg-amd64.img: - from https://")
+    await user.should_see("ubuntu-24.04-server-cloudimg-amd64.img: size unknown from https://")
     await user.should_see("No off-peak window: set [artifacts] precache_cron to pre-cache.")
     await user.should_see(marker="artifacts-fetch")
