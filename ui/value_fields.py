@@ -43,8 +43,8 @@ class ValueFields:
                         label, placeholder=_shown(default), password=bool(decl.get("secret"))
                     )
                 tag(element.classes("w-full"), f"{self.marker}-{name}")
-                if decl.get("description"):
-                    ui.label(str(decl["description"])).classes("text-xs text-grey-7")
+                if hint := _hint(decl):
+                    ui.label(hint).classes("text-xs text-grey-7")
                 self._fields[name] = (decl, element)
 
     def values(self) -> dict[str, Any]:
@@ -66,3 +66,15 @@ class ValueFields:
 
 def _shown(default: Any) -> str:
     return "" if default is None else f"default: {default}"
+
+
+def _hint(decl: dict[str, Any]) -> str:
+    """The description, and the default a value left empty takes (a placeholder shows
+    only in a focused input, so the default is said below it too)."""
+    default = decl.get("default")
+    parts = [str(decl.get("description") or "")]
+    if isinstance(default, list):
+        default = ", ".join(map(str, default))
+    if default not in (None, "") and decl.get("type") != "boolean":
+        parts.append(_shown(default))
+    return " · ".join(p for p in parts if p)

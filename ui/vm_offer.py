@@ -229,9 +229,9 @@ def typed_value(decl: dict[str, Any], typed: Any) -> Any:
 
 
 def value_label(name: str, decl: dict[str, Any]) -> str:
-    """ "Model", "Ssh authorized key *" for a required one."""
-    label = name.replace("_", " ").capitalize()
-    return f"{label} *" if decl.get("required") else label
+    """The value's name as the catalog declares it and the CLI and API take it
+    (``--value model=...``): "model", "ssh_authorized_key *" for a required one."""
+    return f"{name} *" if decl.get("required") else name
 
 
 def non_empty(values: dict[str, Any]) -> dict[str, Any]:

@@ -433,7 +433,8 @@ def test_value_inputs_become_the_request_values() -> None:
     assert typed_value({"type": "integer"}, None) is None
     assert typed_value({"type": "boolean"}, None) is False
     assert typed_value({}, "  llama-3-8b ") == "llama-3-8b"
-    assert value_label("ssh_authorized_key", {"required": True}) == "Ssh authorized key *"
+    assert value_label("ssh_authorized_key", {"required": True}) == "ssh_authorized_key *"
+    assert value_label("model", {"default": "tinyllama-1.1b"}) == "model"
     # Left empty, a value is not sent: the entry's default applies.
     body = create_body(WizardInput(name="a", values={"model": "", "keys": [], "n": 0}))
     assert body["values"] == {"n": 0}

@@ -174,7 +174,7 @@ async def test_create_wizard_asks_for_the_values_the_appliance_declares(
     user: User, node: Appliance
 ) -> None:
     await open_wizard_on_demo(user, node)
-    await user.should_see("the model the guest reports it serves")
+    await user.should_see("the model the guest reports it serves · default: tinyllama-1.1b")
     model = user.find(kind=ui.input, marker="create-value-model").elements.pop()
     assert model.props.get("placeholder") == "default: tinyllama-1.1b"
     user.find("Name").type("values-1")
