@@ -25,6 +25,12 @@ SERVICE = {
 }
 
 
+def _remove(api: httpx.Client, name: str, tenant: str) -> None:
+    api.delete(f"/api/v1/services/{name}")
+    _until(api, lambda r: r.status_code == 404, "the service to be removed", name)
+    api.delete(f"/api/v1/tenants/{tenant}")
+
+
 def _until(api: httpx.Client, done: object, what: str, name: str = "ui-svc") -> None:
     end = time.monotonic() + 30
     while time.monotonic() < end:
@@ -53,9 +59,7 @@ async def test_services_page_shows_roles_health_and_progress(user: User, node: A
         await user.should_see("ready")
     finally:
         with node.http() as api:
-            api.delete("/api/v1/services/ui-svc")
-            _until(api, lambda r: r.status_code == 404, "the service to be removed")
-            api.delete("/api/v1/tenants/svc-tenant")
+            _remove(api, "ui-svc", "svc-tenant")
 
 
 async def test_a_service_deploys_from_the_catalog_with_its_declared_values(
@@ -93,6 +97,56 @@ async def test_a_service_deploys_from_the_catalog_with_its_declared_values(
         await user.should_see(marker="service-form-svc", retries=30)
     finally:
         with node.http() as api:
-            api.delete("/api/v1/services/form-svc")
-            _until(api, lambda r: r.status_code == 404, "the service to be removed", "form-svc")
-            api.delete("/api/v1/tenants/form-tenant")
+            _remove(api, "form-svc", "form-tenant")
+
+
+async def test_a_role_scales_and_the_service_is_removed_from_its_card(
+    user: User, node: Appliance
+) -> None:
+    with node.http() as api:
+        assert api.post("/api/v1/tenants", json={"name": "act-tenant"}).status_code == 201
+        assert api.put("/api/v1/tenants/act-tenant/quotas", json={"vms": 2}).is_success
+        service = {**SERVICE, "tenant": "act-tenant"}
+        service["service"] = {**SERVICE["service"], "name": "act-svc"}  # type: ignore[dict-item]
+        assert api.post("/api/v1/services", json=service).status_code == 202
+        _until(api, lambda r: r.json()["state"] == "ready", "the service to be ready", "act-svc")
+    try:
+        await log_in(user, node.password)
+        await user.open("/services")
+        await user.should_see(marker="service-act-svc", retries=30)
+        user.find(marker="service-scale-act-svc").click()
+        await user.should_see("Scale a role of act-svc", retries=20)
+        count = user.find(kind=ui.number, marker="scale-count").elements.pop()
+        assert count.value == 2  # the role's count now
+        count.value = 3
+        user.find(marker="scale-submit").click()
+        # Over the tenant's quota: refused in the dialog, which stays open as it was.
+        error = user.find(kind=ui.label, marker="scale-error").elements.pop()
+        for _ in range(50):
+            if error.text:
+                break
+            await asyncio.sleep(0.1)
+        assert "quota" in error.text and count.value == 3
+        count.value = 1
+        user.find(marker="scale-submit").click()
+        await user.should_see("Scaling act-svc web to 1", retries=30)
+        with node.http() as api:
+            _until(
+                api,
+                lambda r: r.json()["state"] == "ready" and r.json()["roles"][0]["count"] == 1,
+                "the role to be scaled to 1",
+                "act-svc",
+            )
+        await user.should_see("web 1/1", retries=30)
+
+        user.find(marker="service-remove-act-svc").click()
+        await user.should_see("Remove service act-svc?", retries=20)
+        user.find(marker="confirm-typed").type("act-svc")
+        user.find(marker="confirm-yes").click()
+        await user.should_see("Removing service act-svc", retries=30)
+        with node.http() as api:
+            _until(api, lambda r: r.status_code == 404, "the service to be removed", "act-svc")
+        await user.should_not_see(marker="service-act-svc", retries=30)
+    finally:
+        with node.http() as api:
+            _remove(api, "act-svc", "act-tenant")

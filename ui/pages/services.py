@@ -1,7 +1,8 @@
 """The Services page: each service of the caller's tenants with its roles' health,
 its replicas and the progress of the operation under way (deploy, scale, rolling
 update, remove), and a one-role service deployed from the catalog
-(ui.pages.service_deploy). Scaling, updates and removal are the CLI's and the API's."""
+(ui.pages.service_deploy); a role scaled and a service removed from its card
+(ui.pages.service_actions). Rolling updates are the CLI's and the API's."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ui.api import ApiError
 from ui.deps import Deps
 from ui.live import about
 from ui.pages.common import error_label, open_page, tag
+from ui.pages.service_actions import ScaleDialog, remove
 from ui.pages.service_deploy import DeployDialog
 from ui.session import UserApi, notify_error
 from ui.vm_offer import load_offer
@@ -27,6 +29,7 @@ STATE_COLOURS = {
     "removing": "warning",
 }
 PROGRESS_LINES = 8  # the newest steps of an operation shown under a service
+COLUMN_LABELS = {"vm": "VM"}
 
 
 def role_line(view: ServiceView) -> str:
@@ -74,6 +77,7 @@ class ServiceList:
                 )
                 ui.space()
                 tag(ui.label(role_line(view)), f"service-health-{view.name}")
+                self._actions(view)
             if view.message:
                 ui.label(view.message).classes("text-sm text-grey-8")
             rows = [
@@ -92,7 +96,8 @@ class ServiceList:
             ui.label(f"Health checks: {checks}").classes("text-sm")
             if rows:
                 columns = [
-                    {"name": k, "label": k.capitalize(), "field": k, "align": "left"}
+                    {"name": k, "label": COLUMN_LABELS.get(k, k.capitalize()), "field": k}
+                    | {"align": "left"}
                     for k in ("role", "vm", "generation", "state", "healthy", "detail")
                 ]
                 tag(
@@ -106,6 +111,21 @@ class ServiceList:
                 with tag(ui.column().classes("gap-0"), f"service-progress-{view.name}"):
                     for step in progress.steps[-PROGRESS_LINES:]:
                         ui.label(step).classes("text-sm font-mono")
+
+    def _actions(self, view: ServiceView) -> None:
+        # Only a ready service scales; a removal also stops a deploy, scale or update
+        # under way, so it is offered in every state but its own.
+
+        async def scale() -> None:
+            ScaleDialog(self.user, view, self.refresh).open()
+
+        async def drop() -> None:
+            await remove(self.user, view, self.refresh)
+
+        scaling = tag(ui.button("Scale", on_click=scale), f"service-scale-{view.name}")
+        scaling.props("flat dense").set_enabled(view.state == "ready")
+        removing = tag(ui.button("Remove", on_click=drop), f"service-remove-{view.name}")
+        removing.props("flat dense color=negative").set_enabled(view.state != "removing")
 
 
 def register(deps: Deps) -> None:
