@@ -61,7 +61,7 @@ class ScaleDialog:
 
     async def scale(self) -> None:
         self.error.text = ""
-        self.count.error = None
+        self.role.error = self.count.error = None
         role = self.role.value
         if not role:
             self.role.error = "Choose a role."
