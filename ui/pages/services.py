@@ -96,9 +96,7 @@ class ServiceList:
             ui.label(f"Health checks: {checks}").classes("text-sm")
             if rows:
                 columns = [
-                    {"name": k, "label": COLUMN_LABELS.get(k, k.capitalize()), "field": k}
-                    | {"align": "left"}
-                    for k in ("role", "vm", "generation", "state", "healthy", "detail")
+                    _column(k) for k in ("role", "vm", "generation", "state", "healthy", "detail")
                 ]
                 tag(
                     ui.table(columns=columns, rows=rows, row_key="vm").classes("w-full"),
@@ -115,7 +113,6 @@ class ServiceList:
     def _actions(self, view: ServiceView) -> None:
         # Only a ready service scales; a removal also stops a deploy, scale or update
         # under way, so it is offered in every state but its own.
-
         async def scale() -> None:
             ScaleDialog(self.user, view, self.refresh).open()
 
@@ -126,6 +123,11 @@ class ServiceList:
         scaling.props("flat dense").set_enabled(view.state == "ready")
         removing = tag(ui.button("Remove", on_click=drop), f"service-remove-{view.name}")
         removing.props("flat dense color=negative").set_enabled(view.state != "removing")
+
+
+def _column(key: str) -> dict[str, str]:
+    label = COLUMN_LABELS.get(key, key.capitalize())
+    return {"name": key, "label": label, "field": key, "align": "left"}
 
 
 def register(deps: Deps) -> None:
