@@ -65,6 +65,38 @@ def vnet_line(state: Any) -> str:
     return ", ".join(parts) or msgspec.json.encode(state).decode()[:120]
 
 
+# What each service of a ``services`` document came to on the site (sync-protocol.md).
+SERVICE_COLOURS = {
+    "deployed": "positive",
+    "rejected": "negative",
+    "failed": "negative",
+    "conflict": "negative",
+}
+
+
+def service_outcomes(state: Any) -> list[tuple[str, str, str]]:
+    """(service, status, why) of each service a ``services`` document names, as the
+    site last reported them; ``why`` is the code and detail of a refusal or failure."""
+    services = state.get("services") if isinstance(state, dict) else None
+    if not isinstance(services, dict):
+        return []
+    outcomes = []
+    for name, outcome in sorted(services.items()):
+        if not isinstance(outcome, dict):
+            continue
+        outcomes.append((str(name), str(outcome.get("status") or "?"), problem_text(outcome)))
+    return outcomes
+
+
+def problem_text(problem: Any) -> str:
+    """A node's problem (``{"code", "detail"}``) in a line: "quota_exceeded: tenant ..."."""
+    if isinstance(problem, str):
+        return problem
+    if not isinstance(problem, dict):
+        return ""
+    return ": ".join(str(problem[k]) for k in ("code", "detail") if problem.get(k))
+
+
 def by_type(objects: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     grouped: dict[str, list[dict[str, Any]]] = {}
     for obj in objects:

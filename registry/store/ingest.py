@@ -25,6 +25,7 @@ CHUNK = 400  # values per IN (...) list: under both engines' bound-parameter lim
 MAX_SEQ = 2**63 - 1
 _LIMITS = {"kind": 64, "object_type": 64, "object_id": 255}
 _ACTOR_PART_MAX = 128
+_REASON_CHARS = 1000  # a reason is a line on a page; the whole entry stays in detail
 _CONFLICT_KINDS = {"desired.rejected": "rejected", "desired.conflict": "conflict"}
 # Kinds that report on an object without changing it: drift the node's reconciler
 # found. They stay in the journal; folded, a report on a VM the node no longer has
@@ -325,7 +326,6 @@ def _conflict_row(site_id: int, e: WireEntry, result: str, detail: str) -> tuple
     state = e.state if isinstance(e.state, dict) else {}
     version = state.get("version")
     etag = state.get("etag")
-    reason = state.get("reason")
     return (
         site_id,
         e.seq,
@@ -333,7 +333,25 @@ def _conflict_row(site_id: int, e: WireEntry, result: str, detail: str) -> tuple
         result,
         version if isinstance(version, int) and -(2**31) <= version < 2**31 else None,
         etag[:64] if isinstance(etag, str) else None,
-        reason if isinstance(reason, str) else "",
+        _conflict_reason(state),
         detail,
         e.created_at,
     )
+
+
+def _conflict_reason(state: dict[str, Any]) -> str:
+    """Why, in a line: a rejection's code and message (the node reports them as
+    ``{"code", "detail"}``), or what a conflict found (``shop: local_override``)."""
+    reason = state.get("reason")
+    if isinstance(reason, str):
+        return reason[:_REASON_CHARS]
+    if isinstance(reason, dict):
+        said = [str(reason[k]) for k in ("code", "detail") if reason.get(k)]
+        return ": ".join(said)[:_REASON_CHARS]
+    found = state.get("conflicts")
+    if isinstance(found, list):
+        pairs = [
+            f"{c.get('object_id')}: {c.get('resolution')}" for c in found if isinstance(c, dict)
+        ]
+        return "; ".join(pairs)[:_REASON_CHARS]
+    return ""

@@ -169,8 +169,21 @@ class SiteDetail:
                     tag(ui.badge(text, color=colour), f"desired-status-{kind}")
                     if kind in own and item["source"] != "site":
                         ui.label("own document overridden").classes("text-grey-7")
+                    if same and (why := site_view.problem_text(result.get("reason"))):
+                        ui.label(why).classes("text-sm text-grey-8")
+                self.draw_service_outcomes(result)
             for kind in sorted(set(own) - {i["kind"] for i in desired["effective"]}):
                 ui.link(f"{kind} (own)", document_link(f"site:{self.name}", kind))
+
+    def draw_service_outcomes(self, result: dict[str, Any]) -> None:
+        """Under a ``services`` document: each service deployed, rejected (with the
+        quota or capacity reason), failed, in conflict, or still under way."""
+        for name, status, why in site_view.service_outcomes(result):
+            with tag(ui.row().classes("w-full gap-3 items-center pl-6"), f"desired-service-{name}"):
+                ui.label(name).classes("w-32 font-medium")
+                ui.badge(status, color=site_view.SERVICE_COLOURS.get(status, "info"))
+                if why:
+                    ui.label(why).classes("text-sm text-grey-8")
 
     def draw_conflicts(self, conflicts: list[dict[str, Any]]) -> None:
         ui.label(f"Conflicts and rejections ({len(conflicts)})").classes("text-h6")

@@ -323,16 +323,48 @@ def test_desired_results_become_conflicts(api: Api) -> None:
             "object_id": "catalog",
             "state": {"version": 2, "etag": "e2", "result": "applied"},
         },
+        # As an appliance reports them: a rejection's reason is its problem (code and
+        # message); a conflict names each object and how it was resolved.
+        {
+            "seq": 4,
+            "kind": "desired.rejected",
+            "object_type": "desired",
+            "object_id": "services",
+            "state": {
+                "version": 1,
+                "etag": "e4",
+                "result": "rejected",
+                "reason": {
+                    "code": "quota_exceeded",
+                    "detail": "tenant acme would pass its vms quota",
+                },
+            },
+        },
+        {
+            "seq": 5,
+            "kind": "desired.conflict",
+            "object_type": "desired",
+            "object_id": "tenants",
+            "state": {
+                "version": 2,
+                "etag": "e5",
+                "result": "conflict",
+                "reason": None,
+                "conflicts": [{"object_id": "acme", "resolution": "local_override"}],
+            },
+        },
     ]
     api.post_batch(site, entries)
     api.post_batch(site, entries)  # a replay adds no second row
     listed = api.client.get("/api/v1/conflicts", headers=api.admin).json()
-    assert listed["total"] == 2
-    assert [(c["kind"], c["result"], c["version"]) for c in listed["conflicts"]] == [
-        ("gpu", "rejected", 1),
-        ("vnets", "conflict", 3),
+    assert listed["total"] == 4
+    assert [(c["kind"], c["result"], c["version"], c["reason"]) for c in listed["conflicts"]] == [
+        ("tenants", "conflict", 2, "acme: local_override"),
+        ("services", "rejected", 1, "quota_exceeded: tenant acme would pass its vms quota"),
+        ("gpu", "rejected", 1, "bad profile"),
+        ("vnets", "conflict", 3, "local change"),
     ]
-    assert listed["conflicts"][1]["detail"]["conflicts"][0]["resolution"] == "central"
+    assert listed["conflicts"][3]["detail"]["conflicts"][0]["resolution"] == "central"
     only_gpu = api.client.get("/api/v1/conflicts?kind=gpu&site=s1", headers=api.admin).json()
     assert only_gpu["total"] == 1
 

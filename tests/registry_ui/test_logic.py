@@ -114,3 +114,31 @@ def test_labels_from_the_enrollment_form() -> None:
     with pytest.raises(InvalidInput) as bad:
         labels_from("tier")
     assert bad.value.code == "invalid_label"
+
+
+def test_a_services_documents_outcome_per_service() -> None:
+    state = {
+        "result": "applied",
+        "services": {
+            "shop": {"status": "deployed"},
+            "batch": {
+                "status": "rejected",
+                "code": "quota_exceeded",
+                "detail": "tenant acme would pass its vms quota: 3 used + 2 asked > 4",
+            },
+            "odd": "not an outcome",
+        },
+    }
+    assert site_view.service_outcomes(state) == [
+        (
+            "batch",
+            "rejected",
+            "quota_exceeded: tenant acme would pass its vms quota: 3 used + 2 asked > 4",
+        ),
+        ("shop", "deployed", ""),
+    ]
+    assert site_view.service_outcomes({"result": "applied"}) == []
+    assert site_view.service_outcomes(None) == []
+    rejected = {"code": "tenant_not_found", "detail": "no tenant acme on this node"}
+    assert site_view.problem_text(rejected) == "tenant_not_found: no tenant acme on this node"
+    assert site_view.problem_text(None) == ""

@@ -8,6 +8,7 @@ module's tmp folder (``screenshots/``).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx
 import pytest
@@ -176,9 +177,44 @@ def test_document_validation_error_then_diff_and_publish(page: Page, fleet: Flee
     expect(status).to_have_text("applied")
     expect(page.get_by_test_id("desired-tenants")).to_contain_text("v3 from site")
 
+    # A services document the node refuses: the page says why, beside the document
+    # and in the rejections. Given room, the next version deploys; what each service
+    # came to is under the document.
+    shop = {"name": "shop", "roles": [{"name": "app", "catalog": "demo", "count": 1}]}
+    services = {"services": {"shop": {"tenant": "acme", "service": shop}}}
+    _publish(fleet, "services", services)
+    _reload_until(page, "desired-services", "rejected")
+    expect(page.get_by_test_id("desired-services")).to_contain_text(
+        "quota_exceeded: tenant acme would pass its vms quota"
+    )
+    expect(page.get_by_test_id("site-conflicts")).to_contain_text("quota_exceeded")
+    room = {"vms": 2, "vcpus": 32, "memory_mib": 4096, "disk_gib": 20}  # vcpus as v3
+    _publish(fleet, "tenants", {"tenants": {"acme": {"quotas": room}}})
+    _reload_until(page, "desired-tenants", "v4 from site")
+    _publish(fleet, "services", services)
+    _reload_until(page, "desired-service-shop", "deployed")
+    expect(page.get_by_test_id("desired-status-services")).to_have_text("applied")
+
     # A group's document can also go out as a rollout (admins only).
     _editor(page, fleet, "group:tier=edge", "vnets")
     expect(page.get_by_test_id("doc-rollout")).to_be_visible()
+
+
+def _publish(fleet: Fleet, kind: str, document: dict[str, Any]) -> None:
+    with fleet.operator() as op:
+        resp = op.put(f"/api/v1/sites/{fleet.lab.site}/desired/{kind}", json=document)
+        assert resp.status_code == 200, resp.text
+
+
+def _reload_until(page: Page, test_id: str, text: str) -> None:
+    """The site page is not live: reload it until the node's report arrives."""
+    shown = page.get_by_test_id(test_id)
+    for _ in range(60):
+        page.reload()
+        if shown.count() and text in shown.inner_text():
+            break
+        page.wait_for_timeout(500)
+    expect(shown).to_contain_text(text)
 
 
 def test_enrollment_creates_a_site_and_shows_its_token_once(page: Page, fleet: Fleet) -> None:
