@@ -38,6 +38,15 @@ run: setup  ## Start the appliance (real libvirt when possible) and the web UI
 	@echo "CLI: TOWERBOX_CONFIG=etc/dev.toml $(VENV)/bin/towerbox vm list"
 	@exec scripts/run-node.sh
 
+.PHONY: enroll
+enroll: $(STAMP)  ## Enroll this node's agent with the local registry: make enroll TOKEN=tbe_...
+	@test -n "$(TOKEN)" || { echo "usage: make enroll TOKEN=tbe_...  (create a site on the registry UI's Enrollment page, http://127.0.0.1:8081/enroll, while make run runs)" >&2; exit 2; }
+	@mkdir -p var/agent var/run
+	@$(VENV)/bin/towerbox agent --agent-config etc/agent-dev.toml token \
+		--admin-token var/state/cli-token --out var/agent/agent-token
+	@$(VENV)/bin/towerbox agent --agent-config etc/agent-dev.toml enroll http://127.0.0.1:8600 "$(TOKEN)"
+	@echo "make run starts the agent within a few seconds (it waits for the enrollment)"
+
 # The suite starts hundreds of Python processes (daemons, CLI calls, registry, agent,
 # UI): each one compiles this checkout's modules again where PYTHONDONTWRITEBYTECODE
 # is set, some 0.5 s of CPU a start. Their bytecode is cached under var/ instead.

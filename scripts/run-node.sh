@@ -45,6 +45,16 @@ done
 pids+=($!)
 echo "Registry API: http://127.0.0.1:${REGISTRY_PORT}  (OpenAPI: /api/schema)"
 echo "Registry UI: http://127.0.0.1:${REGISTRY_UI_PORT}  (log in as admin, password in $(pwd)/var/registry/admin-password)"
+# The edge agent, once this node is enrolled with a registry (`make enroll TOKEN=...`,
+# also while this runs): it syncs the journal and brings the registry's documents.
+(
+  until [ -f var/agent/enrollment.json ]; do sleep 2; done
+  echo "Edge agent: enrolled (var/agent/enrollment.json), syncing with the registry"
+  exec .venv/bin/towerbox agent --agent-config etc/agent-dev.toml run
+) &
+pids+=($!)
+[ -f var/agent/enrollment.json ] ||
+  echo "Edge agent: not enrolled; create a site on the registry UI's Enrollment page, then: make enroll TOKEN=tbe_..."
 rc=0
 wait -n || rc=$?
 echo "a Towerbox process exited (status ${rc}); stopping the others" >&2

@@ -85,3 +85,16 @@ def test_batches_are_cut_to_the_byte_bound() -> None:
     assert 0 < count < 1000
     small, n = encode_batch(entries[:10], 0)
     assert n == 10 and len(small) < MAX_BATCH_BYTES
+
+
+def test_make_runs_agent_config_meets_its_appliance_config() -> None:
+    """`make run`'s agent (etc/agent-dev.toml) talks to the dev appliance's port and
+    serves the blob relay where etc/dev.toml's appliance looks for it."""
+    from appliance.config import load_config
+
+    repo = Path(__file__).resolve().parents[2]
+    agent = load_agent_config(repo / "etc" / "agent-dev.toml", env={})
+    node = load_config(repo / "etc" / "dev.toml", env={})
+    assert agent.appliance_url == f"http://{node.api.host}:{node.api.port}"
+    assert agent.relay_socket == node.artifacts.registry_relay
+    assert agent.state_dir.startswith("var/") and agent.token_file.startswith("var/")
