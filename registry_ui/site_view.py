@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from towerbox_core.fmt import problem_line
 from towerbox_core.slotmap import Block, Geometry, compute_blocks
 from towerbox_core.wire import Actor
 
@@ -84,17 +85,8 @@ def service_outcomes(state: Any) -> list[tuple[str, str, str]]:
     for name, outcome in sorted(services.items()):
         if not isinstance(outcome, dict):
             continue
-        outcomes.append((str(name), str(outcome.get("status") or "?"), problem_text(outcome)))
+        outcomes.append((str(name), str(outcome.get("status") or "?"), problem_line(outcome)))
     return outcomes
-
-
-def problem_text(problem: Any) -> str:
-    """A node's problem (``{"code", "detail"}``) in a line: "quota_exceeded: tenant ..."."""
-    if isinstance(problem, str):
-        return problem
-    if not isinstance(problem, dict):
-        return ""
-    return ": ".join(str(problem[k]) for k in ("code", "detail") if problem.get(k))
 
 
 def by_type(objects: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -31,6 +31,23 @@ def size_bytes(value: Any) -> str:
     return f"{amount:.1f} TiB"
 
 
+def time_left(seconds: float) -> str:
+    """A countdown as a clock: "0:51", "1:02:05"."""
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def problem_line(problem: Any) -> str:
+    """A node's problem (``{"code", "detail"}``, as desired-state outcomes carry it) in
+    a line: "quota_exceeded: tenant acme would pass ..."; a plain string as it is."""
+    if isinstance(problem, str):
+        return problem
+    if not isinstance(problem, dict):
+        return ""
+    return ": ".join(str(problem[k]) for k in ("code", "detail") if problem.get(k))
+
+
 def pct(value: Any) -> str:
     return f"{value:.1f}%" if isinstance(value, (int, float)) else "-"
 

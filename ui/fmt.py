@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from towerbox_core.fmt import clock, kib, mib, pct, size_bytes, when
+from towerbox_core.fmt import clock, kib, mib, pct, size_bytes, time_left, when
 
-__all__ = ["clock", "kib", "mib", "pct", "size_bytes", "when"]
+__all__ = ["clock", "kib", "mib", "pct", "size_bytes", "time_left", "when"]

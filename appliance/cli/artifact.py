@@ -101,12 +101,7 @@ def _rate_and_left(fetch: dict[str, Any]) -> tuple[str, str]:
     running = fetch["state"] == "running"
     rate = f"{fmt.size_bytes(fetch['rate_bps'])}/s" if running and fetch["rate_bps"] else ""
     eta = fetch["eta_s"]
-    if not running or eta is None:
-        return rate, ""
-    hours, rest = divmod(int(eta), 3600)
-    minutes, seconds = divmod(rest, 60)
-    clock = f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
-    return rate, f"{clock} left"
+    return rate, f"{fmt.time_left(eta)} left" if running and eta is not None else ""
 
 
 def _call(args: argparse.Namespace, c: Requester) -> Any:

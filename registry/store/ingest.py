@@ -19,6 +19,7 @@ import peewee
 from registry.errors import BadRequest, JournalConflict, SequenceGap
 from registry.store import sql
 from registry.store.models import db_proxy
+from towerbox_core.fmt import problem_line
 from towerbox_core.wire import Actor, JournalAck, JournalBatch, WireEntry
 
 CHUNK = 400  # values per IN (...) list: under both engines' bound-parameter limits
@@ -343,11 +344,8 @@ def _conflict_reason(state: dict[str, Any]) -> str:
     """Why, in a line: a rejection's code and message (the node reports them as
     ``{"code", "detail"}``), or what a conflict found (``shop: local_override``)."""
     reason = state.get("reason")
-    if isinstance(reason, str):
-        return reason[:_REASON_CHARS]
-    if isinstance(reason, dict):
-        said = [str(reason[k]) for k in ("code", "detail") if reason.get(k)]
-        return ": ".join(said)[:_REASON_CHARS]
+    if isinstance(reason, (str, dict)):
+        return problem_line(reason)[:_REASON_CHARS]
     found = state.get("conflicts")
     if isinstance(found, list):
         pairs = [

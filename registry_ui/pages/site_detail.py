@@ -16,6 +16,7 @@ from registry_ui.handles import tag
 from registry_ui.nav import STATUS_COLOURS
 from registry_ui.pages.common import open_page, problem_label
 from registry_ui.session import OperatorApi
+from towerbox_core.fmt import problem_line
 
 JOURNAL_TAIL = 25
 
@@ -169,7 +170,7 @@ class SiteDetail:
                     tag(ui.badge(text, color=colour), f"desired-status-{kind}")
                     if kind in own and item["source"] != "site":
                         ui.label("own document overridden").classes("text-grey-7")
-                    if same and (why := site_view.problem_text(result.get("reason"))):
+                    if same and (why := problem_line(result.get("reason"))):
                         ui.label(why).classes("text-sm text-grey-8")
                 self.draw_service_outcomes(result)
             for kind in sorted(set(own) - {i["kind"] for i in desired["effective"]}):

@@ -10,6 +10,7 @@ from registry_ui.api import desired_path, site_path
 from registry_ui.pages.enroll import labels_from
 from registry_ui.site_query import PAGE_SIZE, SiteQuery, pages
 from towerbox_core.errors import InvalidInput
+from towerbox_core.fmt import problem_line
 
 
 def test_site_query_round_trips_through_the_url() -> None:
@@ -140,5 +141,5 @@ def test_a_services_documents_outcome_per_service() -> None:
     assert site_view.service_outcomes({"result": "applied"}) == []
     assert site_view.service_outcomes(None) == []
     rejected = {"code": "tenant_not_found", "detail": "no tenant acme on this node"}
-    assert site_view.problem_text(rejected) == "tenant_not_found: no tenant acme on this node"
-    assert site_view.problem_text(None) == ""
+    assert problem_line(rejected) == "tenant_not_found: no tenant acme on this node"
+    assert problem_line("bad profile") == "bad profile" and problem_line(None) == ""

@@ -22,7 +22,7 @@ def test_progress_reads_as_done_of_total_rate_and_time_left() -> None:
         "eta_s": 51.2,
         "error_code": None,
     }
-    assert progress_text(running) == "running, 50% of 1.0 GiB, 10.0 MiB/s, 51 s left"
+    assert progress_text(running) == "running, 50% of 1.0 GiB, 10.0 MiB/s, 0:51 left"
     failed = {**running, "state": "failed", "error_code": "artifact_hash_mismatch"}
     assert progress_text(failed) == "failed, 50% of 1.0 GiB, [artifact_hash_mismatch]"
     assert progress_text(None) == "-"

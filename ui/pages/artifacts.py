@@ -30,7 +30,7 @@ FETCH_UNDER_WAY = ("queued", "running", "verifying")
 
 
 def progress_text(fetch: dict[str, Any] | None) -> str:
-    """'running 40% of 1.0 GiB, 12.0 MiB/s, 50 s left', or '-' without a fetch."""
+    """'running, 40% of 1.0 GiB, 12.0 MiB/s, 0:50 left', or '-' without a fetch."""
     if not fetch:
         return "-"
     done, total = fetch["bytes_done"], fetch["bytes_total"]
@@ -42,7 +42,7 @@ def progress_text(fetch: dict[str, Any] | None) -> str:
     if fetch["state"] in ("running", "verifying") and fetch["rate_bps"]:
         parts.append(f"{fmt.size_bytes(fetch['rate_bps'])}/s")
     if fetch["state"] == "running" and fetch["eta_s"] is not None:
-        parts.append(f"{fetch['eta_s']:.0f} s left")
+        parts.append(f"{fmt.time_left(fetch['eta_s'])} left")
     if fetch.get("error_code"):
         parts.append(f"[{fetch['error_code']}]")
     return ", ".join(parts)
