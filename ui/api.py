@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 UNREACHABLE = "appliance_unreachable"
 
-__all__ = ["UNREACHABLE", "ApiError", "ApplianceApi", "tenant_path", "vm_path"]
+__all__ = ["UNREACHABLE", "ApiError", "ApplianceApi", "service_path", "tenant_path", "vm_path"]
 
 
 def vm_path(name: str, *rest: str) -> str:
@@ -32,6 +32,11 @@ def vm_path(name: str, *rest: str) -> str:
 def tenant_path(name: str, *rest: str) -> str:
     """/api/v1/tenants/<name>/..., quoted the same way."""
     return "/".join(["/api/v1/tenants", quote(name, safe=""), *rest])
+
+
+def service_path(name: str, *rest: str) -> str:
+    """/api/v1/services/<name>/..., quoted the same way."""
+    return "/".join(["/api/v1/services", quote(name, safe=""), *rest])
 
 
 class ApplianceApi(AsyncApiClient):

@@ -14,14 +14,10 @@ from urllib.parse import quote
 from nicegui import ui
 
 from towerbox_core.api.services import MAX_REPLICAS, ServiceView
-from ui.api import ApiError
+from ui.api import ApiError, service_path
 from ui.handles import tag
 from ui.session import UserApi
 from ui.vm_actions import confirm
-
-
-def _path(service: str, *rest: str) -> str:
-    return "/".join(["/api/v1/services", *(quote(p, safe="") for p in (service, *rest))])
 
 
 class ScaleDialog:
@@ -71,7 +67,8 @@ class ScaleDialog:
             return
         count = int(self.count.value)
         try:
-            await self.user.post(_path(self.view.name, "roles", role, "scale"), {"count": count})
+            path = service_path(self.view.name, "roles", quote(role, safe=""), "scale")
+            await self.user.post(path, {"count": count})
         except ApiError as err:
             if err.field == "count":
                 self.count.error = err.text
@@ -95,7 +92,7 @@ async def remove(user: UserApi, view: ServiceView, on_done: Callable[[], Awaitab
     ):
         return
     try:
-        await user.delete(_path(view.name))
+        await user.delete(service_path(view.name))
     except ApiError as err:
         ui.notify(f"Removing {view.name} failed: {err.text}", type="negative", multi_line=True)
         return

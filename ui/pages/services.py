@@ -113,7 +113,7 @@ class ServiceList:
     def _actions(self, view: ServiceView) -> None:
         # Only a ready service scales; a removal also stops a deploy, scale or update
         # under way, so it is offered in every state but its own.
-        async def scale() -> None:
+        def scale() -> None:
             ScaleDialog(self.user, view, self.refresh).open()
 
         async def drop() -> None:
