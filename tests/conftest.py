@@ -8,9 +8,11 @@ does not spill into the next test).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +44,41 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if fixture in names:
                 for mark in marks:
                     item.add_marker(mark)
+    HOST_WIDE.update(_path(item) for item in items if _host_wide(item))
+
+
+# -- modules that use the host's libvirtd or Open vSwitch, one at a time -------------
+
+# The modules (paths) this run collected that drive qemu:///system or the host's Open
+# vSwitch through an appliance.
+HOST_WIDE: set[str] = set()
+HOST_LOCK = Path(tempfile.gettempdir()) / "towerbox-tests-host.lock"
+
+
+def _host_wide(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(mark) for mark in ("libvirtd", "ovs"))
+
+
+def _path(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _host_wide_one_at_a_time(request: pytest.FixtureRequest) -> Iterator[None]:
+    """``make test`` runs modules on two workers (``-n 2 --dist loadfile``), and so
+    may two runs on one host. Modules that use the host's libvirtd or Open vSwitch
+    hold a lock while they run. Their appliances name domains after the VMs they
+    create ("web"), and qemu:///system holds one domain of a name; their N6 backends
+    take the product's rule priorities and route tables, and each repairs what it
+    finds there as its own drift. Everything else a test makes on the host carries
+    its run's pid or a random tag (tests/support/n6host.py, tests/integration/sync/
+    wan.py), so those modules run beside anything."""
+    if request.node.nodeid not in HOST_WIDE:
+        yield
+        return
+    with HOST_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 # -- password hashing -----------------------------------------------------------------
