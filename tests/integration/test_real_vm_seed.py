@@ -119,10 +119,21 @@ def test_seed_and_model_disk_reach_the_guest(
         # libvirtd keeps each domain's QEMU log after undefine; this one is ours.
         Path(f"/var/log/libvirt/qemu/{name}.log").unlink(missing_ok=True)
         if vm_id is not None:  # the test failed midway: do not leave a VM running
-            try:
-                dom = system_libvirt.lookupByUUIDString(vm_id)
-                if dom.isActive():
-                    dom.destroy()
-                dom.undefine()
-            except libvirt.libvirtError:
-                pass
+            _remove(appliance, system_libvirt, name, vm_id)
+
+
+def _remove(appliance: Appliance, conn: libvirt.virConnect, name: str, vm_id: str) -> None:
+    """Through the appliance first: while it runs, its reconcile may restart a domain
+    stopped behind its back (the VM's restart policy), and an undefine then leaves it
+    running as a transient domain. libvirt directly if the appliance refuses."""
+    with api_client(appliance) as api:
+        api.headers.update(login(api, "admin", admin_password(appliance.cfg)))
+        if api.delete(f"/api/v1/vms/{name}").status_code == 204:
+            return
+    try:
+        dom = conn.lookupByUUIDString(vm_id)
+        if dom.isActive():
+            dom.destroy()
+        dom.undefine()
+    except libvirt.libvirtError:
+        pass
