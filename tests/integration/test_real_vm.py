@@ -22,6 +22,7 @@ import pytest
 from appliance.backends.vm.libvirt_backend import SYSTEM_URI
 from tests.support.appliance import REAL_HOST, REPO, make_config
 from tests.support.daemon import running_daemon
+from tests.support.stuck_qemu import remove_domains
 
 pytestmark = [pytest.mark.libvirtd, pytest.mark.slow]
 
@@ -130,11 +131,5 @@ def test_real_vm_lifecycle_through_the_api(demo_images: Path, workdir: Path) -> 
         # libvirtd keeps each domain's QEMU log after undefine; this one is ours.
         Path(f"/var/log/libvirt/qemu/{name}.log").unlink(missing_ok=True)
         if vm_id is not None:  # the test failed midway: do not leave a VM running
-            try:
-                dom = conn.lookupByUUIDString(vm_id)
-                if dom.isActive():
-                    dom.destroy()
-                dom.undefine()
-            except libvirt.libvirtError:
-                pass
+            remove_domains(conn, [name])
         conn.close()

@@ -22,6 +22,7 @@ import pytest
 from appliance.backends.vm.libvirt_backend import SYSTEM_URI
 from appliance.context import Appliance
 from tests.support.appliance import REAL_HOST, REPO, admin_password, api_client, built, login
+from tests.support.stuck_qemu import remove_domains
 
 pytestmark = [pytest.mark.libvirtd, pytest.mark.slow]
 
@@ -119,10 +120,10 @@ def test_seed_and_model_disk_reach_the_guest(
         # libvirtd keeps each domain's QEMU log after undefine; this one is ours.
         Path(f"/var/log/libvirt/qemu/{name}.log").unlink(missing_ok=True)
         if vm_id is not None:  # the test failed midway: do not leave a VM running
-            _remove(appliance, system_libvirt, name, vm_id)
+            _remove(appliance, system_libvirt, name)
 
 
-def _remove(appliance: Appliance, conn: libvirt.virConnect, name: str, vm_id: str) -> None:
+def _remove(appliance: Appliance, conn: libvirt.virConnect, name: str) -> None:
     """Through the appliance first: while it runs, its reconcile may restart a domain
     stopped behind its back (the VM's restart policy), and an undefine then leaves it
     running as a transient domain. libvirt directly if the appliance refuses."""
@@ -130,10 +131,4 @@ def _remove(appliance: Appliance, conn: libvirt.virConnect, name: str, vm_id: st
         api.headers.update(login(api, "admin", admin_password(appliance.cfg)))
         if api.delete(f"/api/v1/vms/{name}").status_code == 204:
             return
-    try:
-        dom = conn.lookupByUUIDString(vm_id)
-        if dom.isActive():
-            dom.destroy()
-        dom.undefine()
-    except libvirt.libvirtError:
-        pass
+    remove_domains(conn, [name])
