@@ -203,10 +203,14 @@ class DesiredService:
             "conflicts": decision.conflicts,
             "kept": [{"object_id": oid, "reason": why} for oid, why in sorted(kept.items())],
         }
-        if kind == "services" and self.services is not None:
-            # Per service: deploying, conflict, rejected...; desired.status follows later.
-            body["services"] = self.services.statuses()
-        self._finish(kind, doc, f"desired.{result}", 200, body, decision.owned)
+        # Read in the transaction that journals it: a service operation that ends
+        # meanwhile journals its desired.status after this entry, never before it (the
+        # registry shows the newest entry of the kind's object).
+        with journal.write_transaction():
+            if kind == "services" and self.services is not None:
+                # Per service: deploying, conflict, rejected...; desired.status follows.
+                body["services"] = self.services.statuses()
+            self._finish(kind, doc, f"desired.{result}", 200, body, decision.owned)
         return msgspec.convert(body, DesiredApplied)
 
     def _decide(

@@ -5,6 +5,7 @@ document; a service made on the node is left alone and reported as a conflict.""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,3 +208,36 @@ def test_a_template_file_by_name_with_values(appliance: Appliance, api: Any) -> 
         "service_template_not_found",
         "services.site.template",
     )
+
+
+def test_a_removal_that_ends_while_the_document_is_recorded_is_not_reported_removing(
+    appliance: Appliance, api: Any, server: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry shows the newest entry of the ``services`` object: a removal that
+    ends between the document's statuses being read and the outcome being journalled
+    must not leave "removing" as that newest entry for good."""
+    c, agent, _ = api
+    assert _post(c, agent, 1, {"shop": shop(server.port, api_count=1)}).status_code == 200
+    assert _statuses(appliance) == {"shop": {"status": "deployed"}}
+    adapter = appliance.desired.services
+    assert adapter is not None
+    read = adapter.statuses
+
+    def slow_statuses() -> dict[str, dict[str, Any]]:
+        answer = read()
+        if not threading.current_thread().name.startswith("service-"):
+            # The document's own read: give the removal time to end before the
+            # outcome is journalled, as a busy node may.
+            appliance.services.runner.wait_idle(1.5)
+        return answer
+
+    monkeypatch.setattr(adapter, "statuses", slow_statuses)
+    assert _post(c, agent, 2, {}).json()["changed"] == ["service:shop"]
+    assert appliance.services.runner.wait_idle(60)
+    assert Service.select().count() == 0
+    about = [
+        e
+        for e in journal.entries(limit=10_000)
+        if (e["object_type"], e["object_id"]) == ("desired", "services")
+    ]
+    assert about[-1]["state"]["services"] == {}, about[-2:]
