@@ -44,6 +44,14 @@ def _fresh_after(api: httpx.Client, names: list[str], t: float) -> Callable[[], 
     return lambda: all(_current(api, n).get("at", 0) > t for n in names)
 
 
+def _journalled_states(api: httpx.Client, names: list[str]) -> set[str]:
+    """The newest state the journal holds of each of ``names`` (none yet: nothing)."""
+    params = {"kind": "vm.state", "limit": 1000}
+    entries = api.get("/api/v1/journal", params=params).json()["entries"]
+    newest = {e["state"]["name"]: e["state"]["state"] for e in entries}
+    return {state for name, state in newest.items() if name in names}
+
+
 @contextmanager
 def _node_with_vms(
     demo_images: Path, workdir: Path, names: list[str]
@@ -75,6 +83,14 @@ def _node_with_vms(
                     lambda: all(_current(api, n).get("cpu_time_ns", 0) > 0 for n in names),
                     60,
                     "stats of every VM",
+                )
+                # A domain starts paused (QEMU is resumed once set up), and a sweep may
+                # journal that: a test that reads the journal from here on must see only
+                # what it caused, so the journal first says each VM is running again.
+                _wait(
+                    lambda: _journalled_states(api, names) <= {"running"},
+                    60,
+                    "the journal to say every VM is running",
                 )
                 yield api, d
     finally:
