@@ -4,6 +4,7 @@ by the VM create wizard and the service deploy form."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from nicegui import ui
@@ -20,27 +21,41 @@ class ValueFields:
         self.box = tag(ui.column().classes("w-full gap-0"), marker)
         self._fields: dict[str, tuple[dict[str, Any], ValidationElement[Any]]] = {}
 
-    def draw(self, decls: dict[str, dict[str, Any]]) -> None:
-        """The inputs for an entry's declarations (none: nothing shown)."""
+    def draw(
+        self, decls: dict[str, dict[str, Any]], current: Mapping[str, Any] | None = None
+    ) -> None:
+        """The inputs for an entry's declarations (none: nothing shown); ``current``:
+        the values set now (a role's), filled in, a secret one only said to be set."""
         self.box.clear()
         self._fields = {}
         if not decls:
             return
+        now = current or {}
         with self.box:
             ui.label("Values").classes("text-subtitle2 q-mt-sm")
             for name, decl in sorted(decls.items()):
                 default = decl.get("default")
                 label = value_label(name, decl)
+                secret = bool(decl.get("secret"))
+                filled = None if secret else now.get(name)
                 element: ValidationElement[Any]
                 if decl.get("type") == "boolean":
-                    element = ui.checkbox(label, value=bool(default))  # type: ignore[assignment]
+                    on = bool(default) if filled is None else bool(filled)
+                    element = ui.checkbox(label, value=on)  # type: ignore[assignment]
                 elif decl.get("type") == "integer":
-                    element = ui.number(label, precision=0, placeholder=_shown(default))
+                    element = ui.number(
+                        label, value=filled, precision=0, placeholder=_shown(default)
+                    )
                 elif decl.get("type") == "list":
-                    element = ui.textarea(label, placeholder="one per line")
+                    lines = "\n".join(map(str, filled)) if isinstance(filled, list) else ""
+                    element = ui.textarea(label, value=lines, placeholder="one per line")
                 else:
+                    hidden = "set; left empty it stays" if secret and name in now else ""
                     element = ui.input(
-                        label, placeholder=_shown(default), password=bool(decl.get("secret"))
+                        label,
+                        value="" if filled is None else str(filled),
+                        placeholder=hidden or _shown(default),
+                        password=secret,
                     )
                 tag(element.classes("w-full"), f"{self.marker}-{name}")
                 if hint := _hint(decl):

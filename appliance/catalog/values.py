@@ -113,10 +113,14 @@ def check_values(decls: Mapping[str, ValueDecl], given: Mapping[str, Any]) -> di
     return result
 
 
-def redacted(decls: Mapping[str, ValueDecl], values: Mapping[str, Value]) -> dict[str, Any]:
-    """Values as they may be journalled or shown: secrets replaced by a marker."""
+def redacted(decls: Mapping[str, ValueDecl], values: Mapping[str, object]) -> dict[str, Any]:
+    """Values as they may be journalled or shown: secrets replaced by a marker, and so
+    is a value the declarations no longer name (a catalog entry changed since: it may
+    have been a secret)."""
     return {
-        name: REDACTED if decls[name].secret else (list(v) if isinstance(v, tuple) else v)
+        name: REDACTED
+        if name not in decls or decls[name].secret
+        else (list(v) if isinstance(v, tuple) else v)
         for name, v in values.items()
     }
 

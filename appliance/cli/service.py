@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from towerbox_core.sync_client import ApiClient
 
 _LIST_COLUMNS = ("name", "tenant", "state", "roles", "message")
-_ROLE_COLUMNS = ("role", "catalog", "count", "healthy", "health")
+_ROLE_COLUMNS = ("role", "catalog", "count", "healthy", "health", "values")
 _REPLICA_COLUMNS = ("vm", "role", "generation", "state", "healthy", "detail")
 _WAIT_S = 0.5
 
@@ -93,6 +93,14 @@ def update_body(args: argparse.Namespace) -> dict[str, Any]:
         body["catalog"] = args.catalog
     if args.value:
         body["values"] = parse_values(args.value, per_role=False)
+        if args.merge_values:
+            body["merge_values"] = True
+    elif args.merge_values:
+        raise InvalidInput(
+            "--merge-values keeps the values --value does not name: give at least one --value",
+            code="invalid_service_request",
+            field="--merge-values",
+        )
     spec = {k: getattr(args, k) for k in ("vcpus", "memory_mib") if getattr(args, k)}
     if spec:
         body["spec"] = spec
@@ -176,6 +184,12 @@ def _register(parser: argparse.ArgumentParser) -> None:
         if name == "update":
             cmd.add_argument("--catalog", help="the role's new catalog entry")
             cmd.add_argument("--value", action="append", default=[], help="key=value")
+            cmd.add_argument(
+                "--merge-values",
+                dest="merge_values",
+                action="store_true",
+                help="change only the values --value names; the others (secrets too) stay",
+            )
             cmd.add_argument("--vcpus", type=int)
             cmd.add_argument("--memory-mib", dest="memory_mib", type=int)
             cmd.add_argument("--max-surge", dest="max_surge", type=int, default=1)
@@ -190,7 +204,12 @@ def _register(parser: argparse.ArgumentParser) -> None:
 def service_rows(view: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A service view as a role table and a replica table."""
     roles = [
-        {**r, "role": r["name"], "healthy": f"{r['healthy']}/{len(r['replicas'])}"}
+        {
+            **r,
+            "role": r["name"],
+            "healthy": f"{r['healthy']}/{len(r['replicas'])}",
+            "values": ", ".join(f"{k}={v}" for k, v in sorted(r.get("values", {}).items())),
+        }
         for r in view.get("roles", [])
     ]
     replicas = [{**rep, "role": r["name"]} for r in view.get("roles", []) for rep in r["replicas"]]

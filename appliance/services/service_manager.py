@@ -19,6 +19,7 @@ from pathlib import Path
 import msgspec
 
 from appliance.catalog.model import CatalogEntry
+from appliance.catalog.values import redacted
 from appliance.services.auth import Principal
 from appliance.services.service_admission import admit_replicas
 from appliance.services.service_health import QUICK_TCP_S, HealthProber, describe
@@ -141,8 +142,19 @@ class ServiceManager:
                 if rep.role == role.name
             ]
             healthy = sum(v.healthy for v in views)
+            entry = self.deps.catalog.get(role.catalog)
+            decls = entry.cloud_init_values if entry is not None else {}
+            shown = redacted(decls, role.values)
             roles.append(
-                RoleView(role.name, role.catalog, role.count, healthy, describe(role.health), views)
+                RoleView(
+                    role.name,
+                    role.catalog,
+                    role.count,
+                    healthy,
+                    describe(role.health),
+                    views,
+                    shown,
+                )
             )
         return ServiceView(
             name=row.name,

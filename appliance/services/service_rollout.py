@@ -34,6 +34,7 @@ from towerbox_core.api.services import (
     ServiceTemplate,
     ServiceUpdateAnswer,
     UpdateRequest,
+    ValueInput,
 )
 from towerbox_core.errors import Conflict, InvalidInput, NotFound, TowerboxError
 from towerbox_core.rollout_plan import plan_rollout
@@ -54,10 +55,11 @@ class RollingUpdates:
         role = role_of(row, req.role)
         if role is None:
             raise NotFound(f"service {name} has no role {req.role!r}", code="role_not_found")
+        catalog = req.catalog or role.catalog
         new_role = msgspec.structs.replace(
             role,
-            catalog=req.catalog or role.catalog,
-            values=role.values if req.values is None else req.values,
+            catalog=catalog,
+            values=self._values(role, catalog, req),
             spec=role.spec if req.spec is None else req.spec,
         )
         check_role(name, new_role, "role")
@@ -95,6 +97,19 @@ class RollingUpdates:
             before=lambda: set_state(name, "updating", message),
         )
         return answer
+
+    def _values(
+        self, role: RoleTemplate, catalog: str, req: UpdateRequest
+    ) -> dict[str, ValueInput]:
+        """The role's values after the update (see UpdateRequest.merge_values)."""
+        if req.values is None:
+            return role.values
+        if not req.merge_values:
+            return req.values
+        entry = self._m.deps.catalog.get(catalog)
+        declared = entry.cloud_init_values if entry is not None else {}
+        kept = {n: v for n, v in role.values.items() if n in declared}
+        return {**kept, **req.values}
 
     def _run(
         self,

@@ -5,7 +5,6 @@ that leave nothing behind."""
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -20,42 +19,14 @@ from appliance.backends.vm.seed_iso import read_seed_iso
 from appliance.context import Appliance
 from appliance.services import vm_provision
 from appliance.store.models import JournalEntry, Vm
-from tests.support.appliance import REPO, admin_password, api_client, built, login
+from tests.support.appliance import admin_password, api_client, built, login
+from tests.support.keyed_catalog import SECRET, keyed_catalog
 from towerbox_core.errors import BackendError
-
-SECRET = "hf_Zm9vYmFyYmF6cXV4c2VjcmV0"
-SECRET_ENTRY = """\
-name = "keyed"
-description = "demo kernel with a secret in its seed"
-version = "1"
-role = "other"
-
-[image]
-kind = "kernel"
-file = "demo-vmlinuz"
-initrd = "demo-initramfs.cpio.gz"
-
-[spec]
-memory_mib = 128
-
-[cloud_init]
-template = "keyed.yaml"
-
-[cloud_init.values.api_key]
-type = "string"
-secret = true
-required = true
-pattern = "hf_[A-Za-z0-9]{8,}"
-"""
 
 
 @pytest.fixture
 def appliance(tmp_path: Path) -> Iterator[Appliance]:
-    catalog = tmp_path / "catalog"
-    shutil.copytree(REPO / "images" / "catalog", catalog)
-    shutil.copytree(REPO / "images" / "cloud-init", tmp_path / "cloud-init")
-    (catalog / "keyed.toml").write_text(SECRET_ENTRY)
-    (tmp_path / "cloud-init" / "keyed.yaml").write_text('#cloud-config\nkey: "$api_key"\n')
+    catalog = keyed_catalog(tmp_path)
     app = built(tmp_path, TOWERBOX_CATALOG_DIR=str(catalog))
     yield app
     root = app.auth.authenticate(app.cfg.cli_token_file.read_text().strip())
@@ -136,7 +107,8 @@ def test_a_secret_reaches_the_seed_but_not_the_journal_or_the_row(
     assert (
         SECRET.encode() in read_seed_iso(appliance.cfg.disk_dir / f"{vm_id}-seed.iso")["user-data"]
     )
-    assert _created_entry(vm_id)["values"] == {"api_key": "(secret)"}
+    # The secret as a marker; a plain value, its default here, as it is.
+    assert _created_entry(vm_id)["values"] == {"api_key": "(secret)", "model": "small"}
     journal = client.get("/api/v1/journal?limit=1000").text
     assert "(secret)" in journal
     assert SECRET not in journal

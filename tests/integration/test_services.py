@@ -18,6 +18,7 @@ from appliance.context import Appliance
 from appliance.store import journal
 from appliance.store.models import Service, ServiceVm, Vm
 from tests.support.appliance import login
+from tests.support.keyed_catalog import SECRET, keyed_catalog
 from tests.support.services import (
     Listener,
     booting,
@@ -401,3 +402,48 @@ def test_a_role_that_cannot_be_placed_rolls_back_and_says_why(
     assert Vm.select().count() == 0
     assert _journal("service.failed")[-1]["state"]["cause"] == "insufficient_memory"
     assert "delete huge-db-1" in view["progress"]["steps"]
+
+
+def test_an_update_that_merges_values_keeps_the_secret_the_view_never_shows(
+    tmp_path: Path,
+) -> None:
+    catalog = keyed_catalog(tmp_path)
+    node = tenant_node(tmp_path / "node", TOWERBOX_CATALOG_DIR=str(catalog))
+    appliance = next(node)
+    try:
+        for c, _, acme in clients(appliance):
+            role = {"name": "llm", "catalog": "keyed", "values": {"api_key": SECRET}}
+            service = {"service": {"name": "chat", "roles": [role]}}
+            assert c.post("/api/v1/services", headers=acme, json=service).status_code == 202
+            assert wait_state(appliance, "chat") == "ready"
+            shown = c.get("/api/v1/services/chat", headers=acme).json()["roles"][0]["values"]
+            assert shown == {"api_key": "(secret)"}
+
+            # Replacing the values without the secret is refused: it is required.
+            body = {"role": "llm", "values": {"model": "large"}}
+            resp = c.post("/api/v1/services/chat/update", headers=acme, json=body)
+            assert (resp.status_code, resp.json()["code"]) == (422, "missing_value"), resp.text
+            # Merged: the secret stays as it was, the model changes.
+            resp = c.post(
+                "/api/v1/services/chat/update",
+                headers=acme,
+                json={**body, "merge_values": True},
+            )
+            assert resp.status_code == 202, resp.text
+            assert wait_state(appliance, "chat") == "ready"
+            view = c.get("/api/v1/services/chat", headers=acme).json()["roles"][0]
+            assert view["values"] == {"api_key": "(secret)", "model": "large"}
+            assert [r["generation"] for r in view["replicas"]] == [1]
+            assert f'"api_key":"{SECRET}"' in Service.get_by_id("chat").template
+            assert SECRET not in str(journal.entries(limit=10_000))
+            # Merged onto the same values: nothing to update.
+            again = c.post(
+                "/api/v1/services/chat/update",
+                headers=acme,
+                json={**body, "merge_values": True},
+            )
+            assert again.json()["code"] == "nothing_to_update"
+    finally:
+        appliance.services.runner.wait_idle(60)
+        for _ in node:
+            pass

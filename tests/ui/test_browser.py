@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -418,3 +419,38 @@ def test_a_dry_run_says_a_process_claim_would_block_the_apply(page: Page, stack:
         with stack.node.http() as api:
             api.delete("/api/v1/gpus/claims/vllm")
             api.post(f"/api/v1/gpus/{gpu}/apply", json={"instances": []})
+
+
+def test_a_tenant_plans_and_rolls_a_new_model_onto_its_service(page: Page, stack: Stack) -> None:
+    with stack.node.http() as api:
+        set_up_tenant(api)
+        role = {"name": "web", "catalog": "demo", "values": {"model": "m-1"}}
+        service = {"service": {"name": "chat", "roles": [role]}, "tenant": TENANT}
+        assert api.post("/api/v1/services", json=service).status_code == 202
+    try:
+        log_in(page, stack, ADMIN, PASSWORD)
+        page.goto(f"{stack.ui_url}/services")
+        expect(page.get_by_test_id("service-state-chat")).to_have_text("ready", timeout=60_000)
+        page.get_by_test_id("service-update-chat").click()
+        expect(page.get_by_text("Update a role of chat")).to_be_visible()
+        model = page.get_by_label("model")
+        expect(model).to_have_value("m-1")
+        model.fill("m-2")
+        page.get_by_test_id("update-dry-run").click()
+        plan = page.get_by_test_id("update-plan")
+        expect(plan).to_contain_text("at least 1 healthy at every moment")
+        expect(plan).to_contain_text("1. make new replica 1")
+        page.screenshot(path=stack.shots / "service-update-plan.png")
+        page.get_by_test_id("update-submit").click()
+        expect(page.get_by_text("update (done)")).to_be_visible(timeout=60_000)
+        with stack.node.http() as api:
+            view = api.get("/api/v1/services/chat").json()
+            assert view["roles"][0]["values"] == {"model": "m-2"}
+            assert [r["generation"] for r in view["roles"][0]["replicas"]] == [1]
+    finally:
+        with stack.node.http() as api:
+            api.delete("/api/v1/services/chat")
+            end = time.monotonic() + 30
+            while api.get("/api/v1/services/chat").status_code != 404:
+                assert time.monotonic() < end, "the service was not removed"
+                time.sleep(0.2)

@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from appliance.domain.vm_spec import VmSpec
+from towerbox_core.api.services import PlanStep, RoleView, RolloutPlan
 from towerbox_core.api.tenants import Grants, Quotas, TenantUsage, VmOptions
 from towerbox_core.api.vms import VmCreateRequest
 from ui import attention, fmt, slotmap, wan
@@ -18,6 +19,7 @@ from ui.pages.common import safe_next
 from ui.pages.dashboard import is_alert, vm_counts
 from ui.pages.n6 import status_lines, vnet_rows
 from ui.pages.service_deploy import deploy_body
+from ui.pages.service_update import plan_lines, update_body
 from ui.pages.tenant_edit import (
     QUOTA_NUMBERS,
     grants_update,
@@ -450,6 +452,35 @@ def test_a_one_role_service_from_the_catalog() -> None:
         "tenant": "acme",
     }
     assert "values" not in deploy_body("web", "demo", "", 1, {})["service"]["roles"][0]
+
+
+def test_an_update_names_only_what_changes_and_its_plan_reads_as_steps() -> None:
+    role = RoleView("api", "demo", 2, 2, "TCP port 80 answers", [], {"model": "a"})
+    body = update_body(role, "demo", {"model": "b", "hf_token": ""}, 1, 0)
+    # An empty value keeps its setting: not sent, and the request merges.
+    assert body == {
+        "role": "api",
+        "max_surge": 1,
+        "max_unavailable": 0,
+        "values": {"model": "b"},
+        "merge_values": True,
+    }
+    moved = update_body(role, "vllm-inference", {}, 0, 1)
+    assert moved["catalog"] == "vllm-inference" and "values" not in moved
+    plan = RolloutPlan(
+        replicas=1,
+        max_surge=0,
+        max_unavailable=1,
+        min_healthy=0,
+        steps=[PlanStep("delete", "old-0"), PlanStep("create", "new-0")],
+        note="no free 1g.10gb slice: replaced in place",
+    )
+    assert plan_lines(plan) == [
+        "1 replica(s), surge 0, unavailable 1: at least 0 healthy at every moment",
+        "no free 1g.10gb slice: replaced in place",
+        "1. delete old replica 1",
+        "2. make new replica 1",
+    ]
 
 
 def test_capacity_hints_from_the_host_and_gpus() -> None:

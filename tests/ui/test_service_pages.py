@@ -41,6 +41,15 @@ def _until(api: httpx.Client, done: object, what: str, name: str = "ui-svc") -> 
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def _open_dialog(user: User, node: Appliance, service: str, action: str, title: str) -> None:
+    """Logged in, on the Services page, the dialog of ``action`` on the service's card."""
+    await log_in(user, node.password)
+    await user.open("/services")
+    await user.should_see(marker=f"service-{service}", retries=30)
+    user.find(marker=f"service-{action}-{service}").click()
+    await user.should_see(title, retries=20)
+
+
 async def test_services_page_shows_roles_health_and_progress(user: User, node: Appliance) -> None:
     with node.http() as api:
         assert api.post("/api/v1/tenants", json={"name": "svc-tenant"}).status_code == 201
@@ -111,11 +120,7 @@ async def test_a_role_scales_and_the_service_is_removed_from_its_card(
         assert api.post("/api/v1/services", json=service).status_code == 202
         _until(api, lambda r: r.json()["state"] == "ready", "the service to be ready", "act-svc")
     try:
-        await log_in(user, node.password)
-        await user.open("/services")
-        await user.should_see(marker="service-act-svc", retries=30)
-        user.find(marker="service-scale-act-svc").click()
-        await user.should_see("Scale a role of act-svc", retries=20)
+        await _open_dialog(user, node, "act-svc", "scale", "Scale a role of act-svc")
         count = user.find(kind=ui.number, marker="scale-count").elements.pop()
         assert count.value == 2  # the role's count now
         count.value = 3
@@ -150,3 +155,54 @@ async def test_a_role_scales_and_the_service_is_removed_from_its_card(
     finally:
         with node.http() as api:
             _remove(api, "act-svc", "act-tenant")
+
+
+async def test_a_role_is_updated_from_its_card_after_its_plan_is_shown(
+    user: User, node: Appliance
+) -> None:
+    with node.http() as api:
+        assert api.post("/api/v1/tenants", json={"name": "upd-tenant"}).status_code == 201
+        role = {"name": "web", "catalog": "demo", "count": 2, "values": {"model": "m-1"}}
+        service = {"service": {"name": "upd-svc", "roles": [role]}, "tenant": "upd-tenant"}
+        assert api.post("/api/v1/services", json=service).status_code == 202
+        _until(api, lambda r: r.json()["state"] == "ready", "the service to be ready", "upd-svc")
+    try:
+        await _open_dialog(user, node, "upd-svc", "update", "Update a role of upd-svc")
+        await user.should_see(marker="update-value-model", retries=20)
+        model = user.find(kind=ui.input, marker="update-value-model").elements.pop()
+        assert model.value == "m-1"  # the role's value as set now
+        # Unchanged: refused in the dialog, which stays open.
+        user.find(marker="update-dry-run").click()
+        error = user.find(kind=ui.label, marker="update-error").elements.pop()
+        for _ in range(50):
+            if error.text:
+                break
+            await asyncio.sleep(0.1)
+        assert "nothing_to_update" in error.text
+
+        model.value = "m-2"
+        user.find(marker="update-dry-run").click()
+        await user.should_see("at least 2 healthy at every moment", retries=30)
+        await user.should_see("1. make new replica 1")
+        await user.should_see("3. delete old replica 1")
+        with node.http() as api:  # a plan changes nothing
+            view = api.get("/api/v1/services/upd-svc").json()
+            assert view["state"] == "ready" and view["roles"][0]["values"] == {"model": "m-1"}
+        user.find(marker="update-submit").click()
+        await user.should_see("Updating upd-svc web", retries=30)
+        with node.http() as api:
+            _until(
+                api,
+                lambda r: (
+                    r.json()["state"] == "ready"
+                    and r.json()["roles"][0]["values"] == {"model": "m-2"}
+                ),
+                "the role to be updated",
+                "upd-svc",
+            )
+            replicas = api.get("/api/v1/services/upd-svc").json()["roles"][0]["replicas"]
+            assert [r["generation"] for r in replicas] == [1, 1]
+        await user.should_see("update (done)", retries=30)
+    finally:
+        with node.http() as api:
+            _remove(api, "upd-svc", "upd-tenant")

@@ -44,6 +44,13 @@ def test_update_words_become_a_body() -> None:
         "max_unavailable": 0,
         "dry_run": True,
     }
+    merged = parser.parse_args(["update", "llm", "api", "--value", "model=c", "--merge-values"])
+    assert update_body(merged)["values"] == {"model": "c"}
+    assert update_body(merged)["merge_values"] is True
+    # Nothing to merge: said, not sent as a request that changes nothing.
+    with pytest.raises(InvalidInput) as err:
+        update_body(parser.parse_args(["update", "llm", "api", "--merge-values"]))
+    assert err.value.extra["field"] == "--merge-values"
 
 
 def test_a_view_becomes_role_and_replica_rows() -> None:
@@ -55,6 +62,7 @@ def test_a_view_becomes_role_and_replica_rows() -> None:
                 "count": 2,
                 "healthy": 1,
                 "health": "TCP port 80 answers",
+                "values": {"model": "a", "hf_token": "(secret)"},
                 "replicas": [
                     {
                         "vm": "s-api-1",
@@ -76,4 +84,5 @@ def test_a_view_becomes_role_and_replica_rows() -> None:
     }
     roles, replicas = service_rows(view)
     assert roles[0]["healthy"] == "1/2"
+    assert roles[0]["values"] == "hf_token=(secret), model=a"
     assert [r["vm"] for r in replicas] == ["s-api-1", "s-api-2"]

@@ -80,6 +80,10 @@ class UpdateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     role: str
     catalog: str | None = None
     values: dict[str, ValueInput] | None = None  # replaces the role's values when given
+    # With ``values``: only the values given change; the others keep their setting
+    # where the role's (new) catalog entry still declares them. What a form sends,
+    # which cannot show a secret to send it back.
+    merge_values: bool = False
     spec: SpecOverrides | None = None
     max_surge: int = 1
     max_unavailable: int = 0
@@ -88,7 +92,7 @@ class UpdateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class PlanStep(msgspec.Struct, frozen=True):
     action: Literal["create", "await_health", "delete"]
-    replica: str  # "new-1" (the first new replica) or "old-0" (the first old one)
+    replica: str  # "new-0" (the first new replica) or "old-0" (the first old one)
 
 
 class RolloutPlan(msgspec.Struct, frozen=True):
@@ -115,6 +119,8 @@ class RoleView(msgspec.Struct, frozen=True):
     healthy: int
     health: str  # the check, in words
     replicas: list[ReplicaView]
+    # The role's values as set; a secret one as "(secret)", never its value.
+    values: dict[str, ValueInput] = {}
 
 
 class ServiceProgress(msgspec.Struct, frozen=True):

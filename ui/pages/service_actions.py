@@ -2,8 +2,7 @@
 
 Both answer at once and work in the background (the card follows the progress). A
 removal takes every VM of the service down for good, so the operator types the
-service's name to go on. A rolling update stays the CLI's and the API's: it is planned
-with a dry run first.
+service's name to go on. A rolling update has its own dialog (ui.pages.service_update).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 its replicas and the progress of the operation under way (deploy, scale, rolling
 update, remove), and a one-role service deployed from the catalog
 (ui.pages.service_deploy); a role scaled and a service removed from its card
-(ui.pages.service_actions). Rolling updates are the CLI's and the API's."""
+(ui.pages.service_actions), a role updated, rolling, with its plan shown first
+(ui.pages.service_update)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ui.live import about
 from ui.pages.common import error_label, open_page, tag
 from ui.pages.service_actions import ScaleDialog, remove
 from ui.pages.service_deploy import DeployDialog
+from ui.pages.service_update import UpdateDialog
 from ui.session import UserApi, notify_error
 from ui.vm_offer import load_offer
 
@@ -41,6 +43,8 @@ class ServiceList:
     def __init__(self, user: UserApi) -> None:
         self.user = user
         self._shown: list[ServiceView] | None = None
+        # Dialogs live outside the list: a refresh that redraws the cards keeps them.
+        self.dialog_box = ui.element("div")
         self.box = tag(ui.column().classes("w-full gap-4"), "service-list")
 
     async def refresh(self) -> None:
@@ -114,13 +118,27 @@ class ServiceList:
         # Only a ready service scales; a removal also stops a deploy, scale or update
         # under way, so it is offered in every state but its own.
         def scale() -> None:
-            ScaleDialog(self.user, view, self.refresh).open()
+            self.dialog_box.clear()
+            with self.dialog_box:
+                ScaleDialog(self.user, view, self.refresh).open()
+
+        async def update() -> None:
+            try:
+                catalog = await self.user.get("/api/v1/catalog")
+            except ApiError as err:
+                notify_error(err, "Loading the catalog")
+                return
+            self.dialog_box.clear()
+            with self.dialog_box:
+                UpdateDialog(self.user, view, catalog, self.refresh).open()
 
         async def drop() -> None:
             await remove(self.user, view, self.refresh)
 
         scaling = tag(ui.button("Scale", on_click=scale), f"service-scale-{view.name}")
         scaling.props("flat dense").set_enabled(view.state == "ready")
+        updating = tag(ui.button("Update", on_click=update), f"service-update-{view.name}")
+        updating.props("flat dense").set_enabled(view.state == "ready")
         removing = tag(ui.button("Remove", on_click=drop), f"service-remove-{view.name}")
         removing.props("flat dense color=negative").set_enabled(view.state != "removing")
 
