@@ -23,7 +23,7 @@ from towerbox_core.errors import InvalidInput
 if TYPE_CHECKING:
     from towerbox_core.sync_client import ApiClient
 
-_LIST_COLUMNS = ("name", "tenant", "state", "roles", "message")
+_LIST_COLUMNS = ("name", "tenant", "state", "roles", "managed_by", "message")
 _ROLE_COLUMNS = ("role", "catalog", "count", "healthy", "health", "values")
 _REPLICA_COLUMNS = ("vm", "role", "generation", "state", "healthy", "detail")
 _WAIT_S = 0.5

@@ -104,6 +104,7 @@ class ServicesAdapter:
         self._unsettled: set[str] = set()
         self._meta_lock = threading.Lock()  # the kind's record: applies and steps both write
         manager.runner.listeners.append(self._settled)
+        manager.made_centrally = lambda: set(_load().get("made", []))
 
     # -- the kind adapter --------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,8 @@ class ServiceManager:
         self.replicas = replicas_
         self.prober: HealthProber = replicas_.prober
         self.runner = Runner()
+        # The services a desired document made (set by that kind's adapter).
+        self.made_centrally: Callable[[], set[str]] = set
         # Serialises the checks and the new row of deploys, so two deploys of one
         # name cannot both pass.
         self._lock = threading.Lock()
@@ -163,6 +166,7 @@ class ServiceManager:
             message=row.message,
             roles=roles,
             progress=self.runner.progress(row.name),
+            managed_by="registry" if row.name in self.made_centrally() else "",
         )
 
     def role_health(self, name: str, role: str) -> int:

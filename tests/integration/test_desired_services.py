@@ -91,13 +91,14 @@ def _names() -> list[str]:
 def test_a_document_deploys_updates_and_removes_its_services(
     appliance: Appliance, api: Any, server: Listener
 ) -> None:
-    c, agent, _ = api
+    c, agent, acme = api
     resp = _post(c, agent, 1, {"shop": shop(server.port)})
     assert resp.status_code == 200, resp.text
     answer = resp.json()
     assert answer["result"] == "applied" and answer["changed"] == ["service:shop"]
     assert answer["services"] == {"shop": {"status": "deploying"}}
     assert _statuses(appliance) == {"shop": {"status": "deployed"}}
+    assert c.get("/api/v1/services/shop", headers=acme).json()["managed_by"] == "registry"
     assert _names() == ["shop-api-1", "shop-api-2", "shop-db-1"]
     outcome = [e for e in journal.entries(limit=10_000) if e["kind"] == "desired.applied"]
     assert outcome[-1]["state"]["services"] == {"shop": {"status": "deploying"}}
@@ -166,6 +167,7 @@ def test_a_local_service_of_the_same_name_is_a_conflict_left_alone(
     assert _names() == ["shop-db-1"]
     outcome = [e for e in journal.entries(limit=10_000) if e["kind"] == "desired.conflict"]
     assert outcome[-1]["state"]["services"]["shop"]["status"] == "conflict"
+    assert c.get("/api/v1/services/shop", headers=acme).json()["managed_by"] == ""
     # A later document without it does not remove the local service.
     assert _post(c, agent, 2, {}).json()["changed"] == []
     assert _names() == ["shop-db-1"]

@@ -206,3 +206,40 @@ async def test_a_role_is_updated_from_its_card_after_its_plan_is_shown(
     finally:
         with node.http() as api:
             _remove(api, "upd-svc", "upd-tenant")
+
+
+async def test_a_service_the_registry_made_says_so_on_its_card(user: User, node: Appliance) -> None:
+    with node.http() as api:
+        assert api.post("/api/v1/tenants", json={"name": "fleet-tenant"}).status_code == 201
+        made = api.post("/api/v1/sync/agent-token", json={"name": "ui-test-agent"})
+        agent = {"Authorization": f"Bearer {made.json()['token']}"}
+        role = {"name": "web", "catalog": "demo"}
+        document = {
+            "kind": "services",
+            "etag": '"services-1"',
+            "version": 1,
+            "source": "group:tier=edge",
+            "document": {
+                "services": {"fleet-svc": {"tenant": "fleet-tenant", "service": {"roles": [role]}}}
+            },
+        }
+        resp = api.post("/api/v1/desired/services", headers=agent, json=document)
+        assert resp.status_code == 200, resp.text
+        _until(api, lambda r: r.json()["state"] == "ready", "the service to be ready", "fleet-svc")
+        local = {**SERVICE, "tenant": "fleet-tenant"}
+        local["service"] = {**SERVICE["service"], "name": "local-svc"}  # type: ignore[dict-item]
+        assert api.post("/api/v1/services", json=local).status_code == 202
+    try:
+        await log_in(user, node.password)
+        await user.open("/services")
+        await user.should_see(marker="service-managed-fleet-svc", retries=30)
+        await user.should_see(marker="service-local-svc", retries=30)
+        await user.should_not_see(marker="service-managed-local-svc")
+    finally:
+        with node.http() as api:
+            # Dropped from the document: the node removes it, as the registry would ask.
+            document = {**document, "etag": '"services-2"', "version": 2}
+            document["document"] = {"services": {}}
+            assert api.post("/api/v1/desired/services", headers=agent, json=document).is_success
+            _until(api, lambda r: r.status_code == 404, "the service to be removed", "fleet-svc")
+            _remove(api, "local-svc", "fleet-tenant")

@@ -136,6 +136,9 @@ class ServiceView(msgspec.Struct, frozen=True):
     message: str  # why it failed, or what it is doing
     roles: list[RoleView]
     progress: ServiceProgress | None = None
+    # "registry": a desired services document from the fleet registry made it, and
+    # its next version sets the service back to what it says; "": made on this node.
+    managed_by: str = ""
 
 
 class ServiceUpdateAnswer(msgspec.Struct, frozen=True):

@@ -75,6 +75,15 @@ class ServiceList:
             with ui.row().classes("w-full items-center gap-2"):
                 ui.label(view.name).classes("text-h6")
                 ui.label(f"tenant {view.tenant}").classes("text-grey-8")
+                if view.managed_by == "registry":
+                    with tag(
+                        ui.badge("from the registry", color="grey-7").props("outline"),
+                        f"service-managed-{view.name}",
+                    ):
+                        ui.tooltip(
+                            "A services document from the fleet registry made this service: "
+                            "its next version sets the service back to what the document says."
+                        )
                 tag(
                     ui.badge(view.state, color=STATE_COLOURS.get(view.state, "grey")),
                     f"service-state-{view.name}",
