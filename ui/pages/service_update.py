@@ -123,8 +123,9 @@ class UpdateDialog:
 
     def _role_chosen(self) -> None:
         role = self.roles.get(self.role.value or "")
-        if role is not None and role.catalog in self.catalog:
-            self.entry.set_value(role.catalog)  # draws the values through _entry_chosen
+        if role is not None:
+            # An entry no longer in the catalog is not offered: one must be chosen.
+            self.entry.set_value(role.catalog if role.catalog in self.catalog else None)
         self._entry_chosen()
 
     def _entry_chosen(self) -> None:
