@@ -115,6 +115,14 @@ def probe_bridge_name() -> str:
     return f"{naming.PREFIX}dp{os.getpid() % 100000:05d}"
 
 
+def is_probe_bridge(name: str) -> bool:
+    """A datapath probe's throwaway bridge, this process's or another's (a second
+    appliance starting, ``towerbox n6`` checking the host): it lasts a moment and
+    deletes itself, so it is never N6 state to repair or to roll back."""
+    digits = name.removeprefix(f"{naming.PREFIX}dp")
+    return digits != name and len(digits) == 5 and digits.isdigit()
+
+
 def _try(datapath: str, owner: str) -> str | None:
     """Create and delete a throwaway bridge of ``datapath``: None if it worked, else why."""
     name = probe_bridge_name()

@@ -85,6 +85,8 @@ class OvsBackend(NetlinkReconciler[OvsObserved]):
         trunk_names = {t.name for t in config.trunks}
         found: list[Resource] = []
         for bridge in view.bridges.values():
+            if datapaths.is_probe_bridge(bridge.name) and bridge.name not in trunk_names:
+                continue
             if bridge.name in trunk_names or self._owned(bridge.external_ids):
                 owned = self._owned(bridge.external_ids)
                 found.append(OvsBridge(bridge.name, bridge.datapath_type, owned))

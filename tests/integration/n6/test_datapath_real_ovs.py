@@ -7,6 +7,7 @@ host without the openvswitch module, such as this project's CI machines).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from appliance.context import Appliance
 from tests.integration.n6.lab import Lab, sh
 from tests.support.appliance import admin_password, api_client, built, login
 from tests.support.n6host import NETNS_PREFIX, OCTET, OWNER, PID, RUN_KEY, TAG
+from upf_bridge import naming
 from upf_bridge.backends.datapaths import Datapaths
 from upf_bridge.backends.ovs import OvsBackend
 from upf_bridge.model import N6Config, TrunkKind
@@ -182,3 +184,35 @@ def test_ports_on_a_kernel_datapath_bridge_fail_with_the_datapath_as_cause(
     assert problem["code"] == "ovs_interface_error"
     assert problem["ovs_error"].startswith("failed to open datapath of type system")
     assert sh("ovs-vsctl", "list-ports", BRIDGE).split() == [], "the failed apply was not undone"
+
+
+def test_another_processs_datapath_probe_is_not_n6_state(
+    node: tuple[Appliance, TestClient[Any], Lab],
+) -> None:
+    """A second appliance or ``towerbox n6`` starting on the host probes the datapaths
+    with a throwaway bridge of the same owner: an apply meanwhile must neither call it
+    drift nor count it against its rollback."""
+    _, client, _ = node
+    assert client.put(f"/api/v1/n6/trunks/{BRIDGE}", json={"kind": "ovs"}).status_code == 200
+    assert client.post("/api/v1/n6/apply").status_code == 200
+    probe = f"{naming.PREFIX}dp{(os.getpid() + 1) % 100000:05d}"
+    sh(
+        "ovs-vsctl",
+        "add-br",
+        probe,
+        "--",
+        "set",
+        "Bridge",
+        probe,
+        "datapath_type=netdev",
+        f"external_ids:{naming.OWNER_KEY}={OWNER}",
+    )
+    try:
+        plan = client.post("/api/v1/n6/plan")
+        assert plan.status_code == 200, plan.text
+        assert probe not in plan.text
+        again = client.post("/api/v1/n6/apply")
+        assert again.status_code == 200, again.text
+        assert _bridge_exists(probe)  # not removed as drift: its own probe deletes it
+    finally:
+        sh("ovs-vsctl", "--if-exists", "del-br", probe, check=False)
