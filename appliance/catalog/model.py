@@ -9,6 +9,7 @@ import msgspec
 
 from appliance.catalog.values import ValueDecl
 from appliance.domain.vm_spec import Role, VmSpec, parse_vm_spec
+from towerbox_core.errors import Conflict
 
 
 class ImageRef(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -82,6 +83,20 @@ def entry_document(entry: CatalogEntry) -> dict[str, Any]:
     if entry.model_file is not None:
         doc["model"] = {"file": entry.model_file}
     return doc
+
+
+def require_version(entry: CatalogEntry, version: str | None, field: str) -> None:
+    """Refuse when ``version`` is given and the node's entry has another: a caller that
+    pinned a version gets it, or a 409 saying which one the node holds."""
+    if version is not None and version != entry.version:
+        raise Conflict(
+            f"catalog entry {entry.name} is at version {entry.version} on this node, not {version}",
+            code="catalog_version_unavailable",
+            field=field,
+            entry=entry.name,
+            held=entry.version,
+            wanted=version,
+        )
 
 
 def spec_for(entry: CatalogEntry, name: str, overrides: dict[str, Any]) -> VmSpec:

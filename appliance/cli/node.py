@@ -13,9 +13,23 @@ def _get(path: str, show: Any = show_plain) -> Any:
     return lambda a: node_call(a, lambda c: c.request("GET", path), show)
 
 
+def declared_values(values: dict[str, dict[str, Any]]) -> str:
+    """An entry's declared values in a line: ``model=llama (string), token (secret,
+    required)``: what ``--value`` may set at a VM create or a service deploy."""
+    words = []
+    for name, decl in sorted(values.items()):
+        traits = [decl.get("type", "string")]
+        traits += [t for t in ("secret", "required") if decl.get(t)]
+        default = decl.get("default")
+        shown = f"={default}" if default is not None and not decl.get("secret") else ""
+        words.append(f"{name}{shown} ({', '.join(traits)})")
+    return ", ".join(words)
+
+
 def _catalog_show(args: argparse.Namespace, result: Any) -> None:
     if isinstance(result, list):
-        out(table(result, ("name", "role", "version", "description")))
+        rows = [{**e, "values": declared_values(e.get("values", {}))} for e in result]
+        out(table(rows, ("name", "role", "version", "values", "description")))
     else:
         show_plain(args, result)
 

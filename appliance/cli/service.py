@@ -17,6 +17,8 @@ from urllib.parse import quote
 
 from appliance.cli.confirm import confirm, yes_flag
 from appliance.cli.connect import json_flag, node_call, show_plain
+from appliance.cli.values import typed
+from towerbox_core.api.services import SINGLE_ROLE
 from towerbox_core.commands import CommandGroup, out, table
 from towerbox_core.errors import InvalidInput
 
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from towerbox_core.sync_client import ApiClient
 
 _LIST_COLUMNS = ("name", "tenant", "state", "roles", "managed_by", "message")
-_ROLE_COLUMNS = ("role", "catalog", "count", "healthy", "health", "values")
+_ROLE_COLUMNS = ("role", "catalog", "version", "count", "healthy", "health", "values")
 _REPLICA_COLUMNS = ("vm", "role", "generation", "state", "healthy", "detail")
 _WAIT_S = 0.5
 
@@ -34,21 +36,24 @@ def _path(name: str, action: str = "") -> str:
 
 
 def parse_values(words: list[str], *, per_role: bool) -> dict[str, Any]:
-    """``role.key=value`` (per role) or ``key=value`` words as the API's maps."""
+    """``role.key=value`` (per role) or ``key=value`` words as the API's maps, each
+    value typed as ``towerbox vm create --value`` types it (a list, a number)."""
     result: dict[str, Any] = {}
     for word in words:
-        key, sep, value = word.partition("=")
+        key, sep, text = word.partition("=")
         if not sep or not key:
             raise InvalidInput(f"{word!r} must be key=value", code="invalid_value", field=word)
+        values, name = result, key
         if per_role:
             role, dot, name = key.partition(".")
             if not dot or not role or not name:
                 raise InvalidInput(
                     f"{word!r} must be role.key=value", code="invalid_value", field=word
                 )
-            result.setdefault(role, {})[name] = value
-        else:
-            result[key] = value
+            values = result.setdefault(role, {})
+        if name in values:
+            raise InvalidInput(f"--value {key} is given twice", code="invalid_value", field=word)
+        values[name] = typed(text)
     return result
 
 
@@ -58,13 +63,27 @@ def deploy_body(
     name: str | None,
     tenant: str | None,
     values: list[str],
+    *,
+    entry: str | None = None,
+    count: int = 1,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"values": parse_values(values, per_role=True)}
-    if (template is None) == (file is None):
+    """The POST /api/v1/services body: a template file of the node's, a local template
+    file, or one role (named ``app``, as the UI names it) made from a catalog entry,
+    whose values are ``key=value``."""
+    if sum(x is not None for x in (template, file, entry)) != 1:
         raise InvalidInput(
-            "give --template NAME (images/services) or --file PATH",
+            "give --template NAME (images/services), --file PATH or --entry ENTRY "
+            "(a catalog entry: one role)",
             code="invalid_service_request",
         )
+    body: dict[str, Any] = {}
+    if entry is not None:
+        role: dict[str, Any] = {"name": SINGLE_ROLE, "catalog": entry, "count": count}
+        if values:
+            role["values"] = parse_values(values, per_role=False)
+        body["service"] = {"name": name or entry, "roles": [role]}
+    else:
+        body["values"] = parse_values(values, per_role=True)
     if file is not None:
         try:
             text = file.read_text()
@@ -73,9 +92,9 @@ def deploy_body(
             raise InvalidInput(
                 f"{file}: {err}", code="invalid_service_template", field="--file"
             ) from err
-    else:
+    elif template is not None:
         body["template"] = template
-    if name:
+    if name and entry is None:
         body["name"] = name
     if tenant:
         body["tenant"] = tenant
@@ -91,6 +110,8 @@ def update_body(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.catalog:
         body["catalog"] = args.catalog
+    if args.version:
+        body["version"] = args.version
     if args.value:
         body["values"] = parse_values(args.value, per_role=False)
         if args.merge_values:
@@ -131,7 +152,15 @@ def _write(args: argparse.Namespace, c: ApiClient, method: str, path: str, body:
 
 
 def _deploy(args: argparse.Namespace, c: ApiClient) -> Any:
-    body = deploy_body(args.template, args.file, args.name, args.tenant, args.value)
+    body = deploy_body(
+        args.template,
+        args.file,
+        args.name,
+        args.tenant,
+        args.value,
+        entry=args.entry,
+        count=args.count,
+    )
     answer = c.request("POST", "/api/v1/services", json=body)
     if args.wait:
         return _wait(c, answer["name"])
@@ -157,7 +186,7 @@ _COMMANDS: dict[str, tuple[str, Any]] = {
         ),
     ),
     "update": (
-        "rolling update of a role (catalog entry, values, spec)",
+        "rolling update of a role (catalog entry or version, values, spec)",
         lambda a, c: _write(a, c, "POST", _path(a.name, "update"), update_body(a)),
     ),
     "remove": ("remove a service, roles in reverse start order", _remove),
@@ -172,9 +201,23 @@ def _register(parser: argparse.ArgumentParser) -> None:
         if name == "deploy":
             cmd.add_argument("--template", help="a template in images/services")
             cmd.add_argument("--file", type=Path, help="a template file (.toml or .json)")
-            cmd.add_argument("--name", help="the service's name (default: the template's)")
+            cmd.add_argument(
+                "--entry",
+                help="a catalog entry: one role of --count replicas, its values key=value "
+                "(`towerbox catalog` lists the values each entry declares)",
+            )
+            cmd.add_argument("--count", type=int, default=1, help="with --entry (default 1)")
+            cmd.add_argument(
+                "--name", help="the service's name (default: the template's or the entry's)"
+            )
             cmd.add_argument("--tenant")
-            cmd.add_argument("--value", action="append", default=[], help="role.key=value")
+            cmd.add_argument(
+                "--value",
+                action="append",
+                default=[],
+                help="role.key=value (key=value with --entry); JSON reads as typed: "
+                '2, true, ["a","b"]',
+            )
         elif name != "list":
             cmd.add_argument("name")
         if name in ("scale", "update"):
@@ -183,6 +226,11 @@ def _register(parser: argparse.ArgumentParser) -> None:
             cmd.add_argument("count", type=int)
         if name == "update":
             cmd.add_argument("--catalog", help="the role's new catalog entry")
+            cmd.add_argument(
+                "--version",
+                help="the entry version to move to (must be the node's; default: the one "
+                "the node's catalog holds)",
+            )
             cmd.add_argument("--value", action="append", default=[], help="key=value")
             cmd.add_argument(
                 "--merge-values",
@@ -209,11 +257,19 @@ def service_rows(view: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[
             "role": r["name"],
             "healthy": f"{r['healthy']}/{len(r['replicas'])}",
             "values": ", ".join(f"{k}={v}" for k, v in sorted(r.get("values", {}).items())),
+            "version": _version(r),
         }
         for r in view.get("roles", [])
     ]
     replicas = [{**rep, "role": r["name"]} for r in view.get("roles", []) for rep in r["replicas"]]
     return roles, replicas
+
+
+def _version(role: dict[str, Any]) -> str:
+    """``1``, or ``1 (catalog: 2)`` when the node's catalog moved on: an update moves it."""
+    version = str(role.get("version") or "")
+    held = role.get("catalog_version")
+    return f"{version} (catalog: {held})" if held else version
 
 
 def _show(args: argparse.Namespace, result: Any) -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from appliance.cli.confirm import CRITICAL_ROLES, confirm, yes_flag
 from appliance.cli.connect import json_arg, json_flag, node_call, show_plain
+from appliance.cli.values import value_words
 from towerbox_core.commands import CommandGroup, out, table
-from towerbox_core.errors import Conflict, InvalidInput
+from towerbox_core.errors import Conflict
 
 if TYPE_CHECKING:
     from towerbox_core.sync_client import ApiClient
@@ -44,26 +44,6 @@ def _create(args: argparse.Namespace, c: ApiClient) -> Any:
         "values": value_words(args.value),
     }
     return c.request("POST", "/api/v1/vms", json=body)
-
-
-def value_words(words: list[str]) -> dict[str, Any]:
-    """``--value KEY=VALUE`` words as the request's values. A value that reads as JSON
-    (``42``, ``true``, ``["a", "b"]``) is sent as that; anything else as a string, so
-    ``--value model=llama-3-8b`` needs no quoting. Repeating a key is refused."""
-    values: dict[str, Any] = {}
-    for word in words:
-        key, sep, text = word.partition("=")
-        if not sep or not key:
-            raise InvalidInput(f"--value {word!r} is not KEY=VALUE", code="invalid_argument")
-        if key in values:
-            raise InvalidInput(f"--value {key} is given twice", code="invalid_argument")
-        try:
-            values[key] = json.loads(text)
-        except ValueError:
-            values[key] = text
-        if not isinstance(values[key], str | int | bool | list):
-            values[key] = text
-    return values
 
 
 def _shutdown(args: argparse.Namespace, c: ApiClient) -> Any:

@@ -37,7 +37,7 @@ from appliance.services.desired_rule import States
 from appliance.services.service_manager import ServiceManager
 from appliance.services.service_rollout import RollingUpdates
 from appliance.services.service_rows import replicas, template_of
-from appliance.services.service_templates import check_on_node, resolve_request
+from appliance.services.service_templates import check_on_node, pinned, resolve_request
 from appliance.store import journal
 from appliance.store.models import JournalEntry, Meta, Service
 from towerbox_core.api.services import (
@@ -137,7 +137,7 @@ class ServicesAdapter:
                 )
                 self._m.deps.tenants.require_exists(tenant)
                 check_on_node(template, tenant, self._m.deps.facts)
-            states[SERVICE + name] = _state(tenant, template)
+            states[SERVICE + name] = _state(tenant, pinned(template, self._m.deps.catalog))
         return states
 
     def apply(self, puts: States, deletes: list[str], central: States) -> None:
@@ -333,22 +333,37 @@ def _changes(name: str, old: ServiceTemplate, new: ServiceTemplate) -> list[Chan
 
     def shape(t: ServiceTemplate) -> list[RoleTemplate]:
         return [
-            msgspec.structs.replace(r, count=0, catalog="", values={}, spec=SpecOverrides())
+            msgspec.structs.replace(
+                r, count=0, catalog="", version=None, values={}, spec=SpecOverrides()
+            )
             for r in t.roles
         ]
 
     if shape(old) != shape(new) or old.description != new.description:
         raise InvalidInput(
-            f"service {name}: only a role's count, catalog entry, values and spec change "
-            "in place; remove the service and deploy it under a new name",
+            f"service {name}: only a role's count, catalog entry and version, values and "
+            "spec change in place; remove the service and deploy it under a new name",
             code="service_change_unsupported",
             field=f"services.{name}",
         )
     todo: list[Change] = []
     for was, role in zip(old.roles, new.roles, strict=True):
-        if (was.catalog, was.values, was.spec) != (role.catalog, role.values, role.spec):
+        # A role deployed before roles recorded their entry's version is at any version.
+        version = role.version if was.version is not None else None
+        if (was.catalog, was.version, was.values, was.spec) != (
+            role.catalog,
+            version or was.version,
+            role.values,
+            role.spec,
+        ):
             todo.append(
-                UpdateRequest(role.name, catalog=role.catalog, values=role.values, spec=role.spec)
+                UpdateRequest(
+                    role.name,
+                    catalog=role.catalog,
+                    version=role.version,
+                    values=role.values,
+                    spec=role.spec,
+                )
             )
         if was.count != role.count:
             todo.append((role.name, role.count))

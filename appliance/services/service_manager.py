@@ -38,6 +38,7 @@ from appliance.services.service_rows import (
 from appliance.services.service_templates import (
     NodeFacts,
     check_on_node,
+    pinned,
     replica_name,
     resolve_request,
 )
@@ -147,7 +148,7 @@ class ServiceManager:
             healthy = sum(v.healthy for v in views)
             entry = self.deps.catalog.get(role.catalog)
             decls = entry.cloud_init_values if entry is not None else {}
-            shown = redacted(decls, role.values)
+            held = entry.version if entry is not None else None
             roles.append(
                 RoleView(
                     role.name,
@@ -156,7 +157,9 @@ class ServiceManager:
                     healthy,
                     describe(role.health),
                     views,
-                    shown,
+                    redacted(decls, role.values),
+                    version=role.version,
+                    catalog_version=held if held != (role.version or held) else None,
                 )
             )
         return ServiceView(
@@ -197,6 +200,7 @@ class ServiceManager:
         template, tenant = resolve_request(req, principal, self.deps.templates_dir)
         self.deps.tenants.require_exists(tenant)
         check_on_node(template, tenant, self.deps.facts)
+        template = pinned(template, self.deps.catalog)
         name = template.name
         with self._lock:
             existing = Service.get_or_none(Service.name == name)
@@ -281,6 +285,7 @@ class ServiceManager:
             )
         have = len(replicas(name, role_name))
         if count > have:
+            self._require_same_version(name, role)
             self.admit(principal, name, row.tenant, [(role, count - have)])
         self.runner.start(
             name,
@@ -289,6 +294,23 @@ class ServiceManager:
             before=lambda: set_state(name, "scaling", f"role {role_name}: {have} → {count}"),
         )
         return self.get(principal, name)
+
+    def _require_same_version(self, name: str, role: RoleTemplate) -> None:
+        """A new replica is made like the others, from the entry version the role runs."""
+        entry = self.deps.catalog.get(role.catalog)
+        if entry is None or role.version is None or entry.version == role.version:
+            return
+        raise Conflict(
+            f"role {role.name} runs version {role.version} of catalog entry {role.catalog}, "
+            f"and this node's catalog now holds version {entry.version}: a new replica "
+            f"would differ from the others. Update the role onto version {entry.version} "
+            f"first (towerbox service update {name} {role.name})",
+            code="catalog_version_changed",
+            field="count",
+            entry=role.catalog,
+            held=entry.version,
+            running=role.version,
+        )
 
     def _scale(
         self, op: Operation, principal: Principal, name: str, role: RoleTemplate, count: int

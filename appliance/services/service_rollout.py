@@ -1,4 +1,5 @@
-"""Rolling update of one role: new catalog entry, values or spec, a replica at a time.
+"""Rolling update of one role: new catalog entry or version, values or spec, a replica
+at a time.
 
 The plan comes from ``towerbox_core.rollout_plan`` (surge, unavailable, the GPU
 rule); each new replica must pass the role's health check before an old one goes.
@@ -26,7 +27,7 @@ from appliance.services.service_rows import (
     set_state,
     template_of,
 )
-from appliance.services.service_templates import check_role_on_node
+from appliance.services.service_templates import check_role_on_node, pin_role
 from appliance.store.models import Service
 from towerbox_core.api.services import (
     RoleTemplate,
@@ -59,14 +60,17 @@ class RollingUpdates:
         new_role = msgspec.structs.replace(
             role,
             catalog=catalog,
+            version=req.version,
             values=self._values(role, catalog, req),
             spec=role.spec if req.spec is None else req.spec,
         )
         check_role(name, new_role, "role")
         check_role_on_node(new_role, row.tenant, self._m.deps.facts, "role")
-        if new_role == role:
+        new_role = pin_role(new_role, self._m.deps.catalog)
+        if new_role == _pinned_as_before(role, catalog, new_role.version):
             raise InvalidInput(
-                f"role {role.name} already has this catalog entry, these values and spec",
+                f"role {role.name} already has this catalog entry and version, these values "
+                "and spec",
                 code="nothing_to_update",
             )
         current = _by_number(replicas(name, role.name))
@@ -159,7 +163,12 @@ class RollingUpdates:
             name,
             "ready",
             kind="service.updated",
-            detail={"role": new_role.name, "generation": gen, "catalog": new_role.catalog},
+            detail={
+                "role": new_role.name,
+                "generation": gen,
+                "catalog": new_role.catalog,
+                "version": new_role.version,
+            },
             template=ServiceTemplate(template.name, template.description, roles),
             generations=generations,
         )
@@ -195,6 +204,14 @@ class RollingUpdates:
             return False
         op.step(f"role {role.name} rolled back to generation {old_gen}")
         return True
+
+
+def _pinned_as_before(role: RoleTemplate, catalog: str, version: str | None) -> RoleTemplate:
+    """``role`` as it compares with its update: a role deployed before roles recorded
+    their entry's version counts as being at the version its entry has now."""
+    if role.version is None and role.catalog == catalog:
+        return msgspec.structs.replace(role, version=version)
+    return role
 
 
 def _by_number(found: list[Replica]) -> list[Replica]:

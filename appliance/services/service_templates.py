@@ -1,9 +1,10 @@
 """Service templates on this node: files in images/services, what a deploy request
 asks for, the checks only the node can make, and each replica's VM create request.
 
-``replica_request`` is the one place a role turns into a VM create request: when VM
-creates take cloud-init ``values``, a role's values (stored with the service) are
-passed there.
+``replica_request`` is the one place a role turns into a VM create request: a role's
+values (stored with the service) go to the VM create, which checks them against the
+catalog entry's declarations, and so does the entry version the role is pinned to
+(``pinned``), so that no replica is ever made from another version.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import msgspec
 
 from appliance.backends.vm.protocol import AgentUnsupported
-from appliance.catalog.model import CatalogEntry
+from appliance.catalog.model import CatalogEntry, require_version
 from appliance.catalog.values import check_values
 from appliance.services.auth import Principal
 from towerbox_core.api.services import RoleTemplate, ServiceDeployRequest, ServiceTemplate
@@ -120,6 +121,17 @@ def check_on_node(template: ServiceTemplate, tenant: str, facts: NodeFacts) -> N
         check_role_on_node(role, tenant, facts, f"roles[{i}]")
 
 
+def pinned(template: ServiceTemplate, catalog: dict[str, CatalogEntry]) -> ServiceTemplate:
+    """The template with each role's catalog entry version set to the one the node holds
+    (checked by :func:`check_on_node` first): what its replicas are made from."""
+    roles = [pin_role(r, catalog) for r in template.roles]
+    return msgspec.structs.replace(template, roles=roles)
+
+
+def pin_role(role: RoleTemplate, catalog: dict[str, CatalogEntry]) -> RoleTemplate:
+    return msgspec.structs.replace(role, version=catalog[role.catalog].version)
+
+
 def check_role_on_node(role: RoleTemplate, tenant: str, facts: NodeFacts, where: str) -> None:
     entry = facts.catalog.get(role.catalog)
     if entry is None:
@@ -129,6 +141,7 @@ def check_role_on_node(role: RoleTemplate, tenant: str, facts: NodeFacts, where:
             code="unknown_catalog_entry",
             field=f"{where}.catalog",
         )
+    require_version(entry, role.version, f"{where}.version")
     if role.gpu is not None and role.gpu not in facts.gpu_profiles():
         raise InvalidInput(
             f"role {role.name}: no GPU of this node offers MIG profile {role.gpu!r}",
@@ -191,6 +204,7 @@ def replica_request(service: str, role: RoleTemplate, number: int, tenant: str) 
     return VmCreateRequest(
         name=replica_name(service, role.name, number),
         appliance=role.catalog,
+        appliance_version=role.version,
         spec=spec,
         start=True,
         values=dict(role.values),

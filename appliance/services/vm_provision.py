@@ -18,7 +18,7 @@ from appliance.backends.vm import disks
 from appliance.backends.vm.domain_xml import DomainPaths, GpuDevice, Owner, build_domain_xml
 from appliance.backends.vm.protocol import VmBackend
 from appliance.backends.vm.seed_iso import SeedFiles, write_seed_iso
-from appliance.catalog.model import CatalogEntry, spec_for
+from appliance.catalog.model import CatalogEntry, require_version, spec_for
 from appliance.config import Config
 from appliance.domain.allocation import Allocation
 from appliance.domain.vm_privileges import TENANT_ROLES
@@ -50,7 +50,14 @@ def resolve_spec(
                 code="unknown_appliance",
                 field="appliance",
             )
+        require_version(entry, req.appliance_version, "appliance_version")
         spec = spec_for(entry, req.name, dict(req.spec))
+    elif req.appliance_version is not None:
+        raise InvalidInput(
+            "appliance_version names a version of the catalog entry in appliance: give both",
+            code="invalid_argument",
+            field="appliance_version",
+        )
     else:
         spec = parse_vm_spec({**req.spec, "name": req.name})
     if principal.is_infra_admin:

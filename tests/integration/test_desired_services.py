@@ -17,20 +17,21 @@ from litestar.testing import TestClient
 from appliance.context import Appliance
 from appliance.store import journal
 from appliance.store.models import Service, Vm
-from tests.support.services import Listener, console_writer, listener, point_replicas
-from tests.support.tenancy import clients, tenant_node
+from tests.support.services import (
+    Listener,
+    console_writer,
+    listener,
+    point_replicas,
+    service_node,
+)
+from tests.support.tenancy import clients
 
 SECRET = "hunter2-model"  # a value the document's and services' entries must not carry
 
 
 @pytest.fixture
 def appliance(tmp_path: Path) -> Iterator[Appliance]:
-    node = tenant_node(tmp_path)
-    app = next(node)
-    yield app
-    app.services.runner.wait_idle(60)
-    for _ in node:
-        pass
+    yield from service_node(tmp_path)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from tests.support.services import (
     generation_of,
     listener,
     point_replicas,
+    service_node,
     wait_state,
 )
 from tests.support.tenancy import PASSWORD, clients, principal_of, tenant_node
@@ -37,12 +38,7 @@ Api = tuple[TestClient[Any], dict[str, str], dict[str, str]]
 
 @pytest.fixture
 def appliance(tmp_path: Path) -> Iterator[Appliance]:
-    node = tenant_node(tmp_path)
-    app = next(node)
-    yield app
-    app.services.runner.wait_idle(60)
-    for _ in node:
-        pass
+    yield from service_node(tmp_path)
 
 
 @pytest.fixture

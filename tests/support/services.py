@@ -14,11 +14,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from appliance.context import Appliance
 from appliance.services.vm_provision import console_path
 from appliance.store.models import Service, ServiceVm, Vm
+from tests.support.tenancy import tenant_node
 
 DEAD_ADDRESS = "127.0.0.2"  # loopback, but the listener is bound to 127.0.0.1 only
 
@@ -115,3 +117,14 @@ def wait_state(app: Appliance, name: str, timeout_s: float = 60.0) -> Any:
     assert app.services.runner.wait_idle(timeout_s), "service operation did not end"
     row = Service.get_or_none(Service.name == name)
     return None if row is None else row.state
+
+
+def service_node(tmp_path: Path, **env: str) -> Iterator[Appliance]:
+    """A tenant node (``tenant_node``) whose service operations have ended before it
+    is torn down: a fixture's body, ``yield from service_node(tmp_path)``."""
+    node = tenant_node(tmp_path, **env)
+    app = next(node)
+    yield app
+    app.services.runner.wait_idle(60)
+    for _ in node:
+        pass

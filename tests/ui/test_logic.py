@@ -483,6 +483,25 @@ def test_an_update_names_only_what_changes_and_its_plan_reads_as_steps() -> None
     ]
 
 
+def test_the_update_dialog_says_what_it_does_to_the_entry_version() -> None:
+    from ui.pages.service_update import version_note
+
+    at_1 = RoleView("api", "demo", 2, 2, "TCP port 80 answers", [], version="1")
+    assert (
+        version_note(at_1, {"name": "demo", "version": "1"})
+        == "Runs demo v1, as the catalog has it."
+    )
+    assert version_note(at_1, {"name": "demo", "version": "2"}) == (
+        "Runs demo v1; the update moves it to demo v2, even with nothing else changed."
+    )
+    assert "moves it to vllm v3" in version_note(at_1, {"name": "vllm", "version": "3"})
+    unrecorded = RoleView("api", "demo", 2, 2, "TCP port 80 answers", [])
+    assert version_note(unrecorded, {"name": "demo", "version": "2"}) == (
+        "Runs demo, as the catalog has it."
+    )
+    assert version_note(None, {"name": "demo", "version": "1"}) == ""
+
+
 def test_capacity_hints_from_the_host_and_gpus() -> None:
     host = {
         "inventory": {

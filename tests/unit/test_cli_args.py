@@ -29,7 +29,7 @@ def test_bad_json_arguments_are_refused_with_a_code(
 
 
 def test_value_words_become_the_requests_values() -> None:
-    from appliance.cli.vm import value_words
+    from appliance.cli.values import value_words
 
     assert value_words(["model=llama-3-8b", "replicas=2", "debug=true", 'keys=["a", "b"]']) == {
         "model": "llama-3-8b",

@@ -12,22 +12,53 @@ from towerbox_core.errors import InvalidInput
 
 
 def test_deploy_words_become_a_body(tmp_path: Path) -> None:
-    body = deploy_body("demo-web", None, "site", "acme", ["web.greeting=hi", "web.x=1"])
+    words = ["web.greeting=hi", "web.x=1", 'web.keys=["ssh-ed25519 AAAA a@b"]', 'web.tag="42"']
+    body = deploy_body("demo-web", None, "site", "acme", words)
+    # Values are typed as `vm create --value` types them: a list or a number can be set.
     assert body == {
         "template": "demo-web",
         "name": "site",
         "tenant": "acme",
-        "values": {"web": {"greeting": "hi", "x": "1"}},
+        "values": {
+            "web": {"greeting": "hi", "x": 1, "keys": ["ssh-ed25519 AAAA a@b"], "tag": "42"}
+        },
     }
     file = tmp_path / "s.toml"
     file.write_text('name = "s"\n[[roles]]\nname = "a"\ncatalog = "demo"\n')
     assert deploy_body(None, file, None, None, [])["service"]["roles"][0]["catalog"] == "demo"
     for bad in (
         lambda: deploy_body(None, None, None, None, []),
+        lambda: deploy_body("demo-web", None, None, None, [], entry="demo"),
         lambda: parse_values(["x=1"], per_role=True),
+        lambda: parse_values(["web.x=1", "web.x=2"], per_role=True),
     ):
         with pytest.raises(InvalidInput):
             bad()
+
+
+def test_a_catalog_entry_deploys_as_one_role_with_its_values() -> None:
+    parser = argparse.ArgumentParser()
+    _register(parser)
+    args = parser.parse_args(
+        ["deploy", "--entry", "vllm", "--count", "2", "--value", "model=llama", "--value", "n=3"]
+    )
+    body = deploy_body(
+        args.template, args.file, args.name, None, args.value, entry=args.entry, count=args.count
+    )
+    # The role is named as the UI's deploy names it, and the service after its entry.
+    assert body == {
+        "service": {
+            "name": "vllm",
+            "roles": [
+                {"name": "app", "catalog": "vllm", "count": 2, "values": {"model": "llama", "n": 3}}
+            ],
+        }
+    }
+    named = deploy_body(None, None, "chat", "acme", [], entry="vllm")
+    assert named == {
+        "service": {"name": "chat", "roles": [{"name": "app", "catalog": "vllm", "count": 1}]},
+        "tenant": "acme",
+    }
 
 
 def test_update_words_become_a_body() -> None:
@@ -51,6 +82,14 @@ def test_update_words_become_a_body() -> None:
     with pytest.raises(InvalidInput) as err:
         update_body(parser.parse_args(["update", "llm", "api", "--merge-values"]))
     assert err.value.extra["field"] == "--merge-values"
+    moved = parser.parse_args(["update", "llm", "api", "--version", "2"])
+    assert update_body(moved) == {
+        "role": "api",
+        "version": "2",
+        "max_surge": 1,
+        "max_unavailable": 0,
+        "dry_run": False,
+    }
 
 
 def test_a_view_becomes_role_and_replica_rows() -> None:
@@ -63,6 +102,8 @@ def test_a_view_becomes_role_and_replica_rows() -> None:
                 "healthy": 1,
                 "health": "TCP port 80 answers",
                 "values": {"model": "a", "hf_token": "(secret)"},
+                "version": "1",
+                "catalog_version": "2",
                 "replicas": [
                     {
                         "vm": "s-api-1",
@@ -85,4 +126,5 @@ def test_a_view_becomes_role_and_replica_rows() -> None:
     roles, replicas = service_rows(view)
     assert roles[0]["healthy"] == "1/2"
     assert roles[0]["values"] == "hf_token=(secret), model=a"
+    assert roles[0]["version"] == "1 (catalog: 2)"  # the node's catalog moved on
     assert [r["vm"] for r in replicas] == ["s-api-1", "s-api-2"]

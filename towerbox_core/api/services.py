@@ -19,6 +19,11 @@ HealthKind = Literal["serial", "tcp", "agent"]
 ValueInput = str | int | bool | list[str]
 
 
+# The role of a service deployed from one catalog entry (the UI's and the CLI's
+# ``--entry``): its replicas are <service>-app-<n>.
+SINGLE_ROLE = "app"
+
+
 class HealthCheck(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How a replica proves it is up.
 
@@ -50,6 +55,10 @@ class RoleTemplate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     after: list[str] = []  # roles that must be healthy before this one starts
     health: HealthCheck | None = None
     spec: SpecOverrides = SpecOverrides()
+    # The catalog entry's version the role's replicas are made from. A template may
+    # name it (a node whose catalog holds another version refuses); the node records
+    # the version it deployed, and a replica is never made from another one.
+    version: str | None = None
 
 
 class ServiceTemplate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -79,6 +88,10 @@ class UpdateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     role: str
     catalog: str | None = None
+    # The entry's version to move to: the node's catalog must hold it. Without it, the
+    # version the catalog holds now (an update with nothing else moves a role whose
+    # entry has a new version onto it).
+    version: str | None = None
     values: dict[str, ValueInput] | None = None  # replaces the role's values when given
     # With ``values``: only the values given change; the others keep their setting
     # where the role's (new) catalog entry still declares them. What a form sends,
@@ -121,6 +134,10 @@ class RoleView(msgspec.Struct, frozen=True):
     replicas: list[ReplicaView]
     # The role's values as set; a secret one as "(secret)", never its value.
     values: dict[str, ValueInput] = {}
+    version: str | None = None  # of the catalog entry its replicas are made from
+    # The version the node's catalog holds now, when it is not ``version``: an update
+    # moves the role onto it, and the role does not scale up until then.
+    catalog_version: str | None = None
 
 
 class ServiceProgress(msgspec.Struct, frozen=True):

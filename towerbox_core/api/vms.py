@@ -16,6 +16,9 @@ class VmCreateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Catalog entry whose default spec ``spec`` overrides; without one, ``spec`` is
     # the whole VM spec (any VmSpec field but name).
     appliance: str | None = None
+    # The entry's version the caller expects: a node whose catalog holds another one
+    # refuses with 409 ``catalog_version_unavailable`` instead of making something else.
+    appliance_version: str | None = None
     spec: dict[str, Any] = {}
     start: bool = False
     # Values for the appliance's cloud-init template, as its catalog entry declares

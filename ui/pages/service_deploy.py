@@ -11,20 +11,19 @@ from typing import Any
 
 from nicegui import ui
 
+from towerbox_core.api.services import SINGLE_ROLE
 from ui.api import ApiError
 from ui.handles import tag
 from ui.session import UserApi
 from ui.value_fields import ValueFields
 from ui.vm_offer import Offer, non_empty
 
-ROLE = "app"  # the one role's name: replicas are <service>-app-<n>
-
 
 def deploy_body(
     name: str, entry: str, tenant: str, count: int, values: dict[str, Any]
 ) -> dict[str, Any]:
     """The POST /api/v1/services body for a one-role service of ``entry``."""
-    role: dict[str, Any] = {"name": ROLE, "catalog": entry, "count": count}
+    role: dict[str, Any] = {"name": SINGLE_ROLE, "catalog": entry, "count": count}
     given = non_empty(values)
     if given:
         role["values"] = given

@@ -1,9 +1,10 @@
-"""A rolling update of one role, from its service's card: a new catalog entry or new
-values, replicas replaced one at a time with the role's health check gating each
-step. The form holds the role's values as set now (a secret only said to be set);
-what is changed is sent, and a value left empty keeps its setting (the request
-merges). "Plan" shows the steps the update would take without changing anything;
-"Update" starts it, and the card follows its progress.
+"""A rolling update of one role, from its service's card: a new catalog entry (or the
+new version the catalog has of its entry) or new values, replicas replaced one at a
+time with the role's health check gating each step. The form holds the role's values
+as set now (a secret only said to be set); what is changed is sent, and a value left
+empty keeps its setting (the request merges). "Plan" shows the steps the update
+would take without changing anything; "Update" starts it, and the card follows its
+progress.
 """
 
 from __future__ import annotations
@@ -36,6 +37,17 @@ def update_body(
         body["values"] = given
         body["merge_values"] = True
     return body
+
+
+def version_note(role: RoleView | None, entry: dict[str, Any]) -> str:
+    """What the update does to the role's entry version, in words ("" for no role)."""
+    if role is None or not entry:
+        return ""
+    was = f"{role.catalog} v{role.version}" if role.version else role.catalog
+    now = f"{entry['name']} v{entry['version']}"
+    if was == now or (role.version is None and entry["name"] == role.catalog):
+        return f"Runs {was}, as the catalog has it."
+    return f"Runs {was}; the update moves it to {now}, even with nothing else changed."
 
 
 def plan_lines(plan: RolloutPlan) -> list[str]:
@@ -95,6 +107,7 @@ class UpdateDialog:
                 ),
                 "update-catalog",
             ).classes("w-full")
+            self.version_note = tag(ui.label("").classes("text-sm"), "update-version")
             self.value_fields = ValueFields("update-value")
             ui.label("A value left empty keeps its setting.").classes("text-xs text-grey-7")
             with ui.row().classes("w-full no-wrap"):
@@ -131,6 +144,7 @@ class UpdateDialog:
     def _entry_chosen(self) -> None:
         role = self.roles.get(self.role.value or "")
         entry = self.catalog.get(self.entry.value or "") or {}
+        self.version_note.text = version_note(role, entry)
         self.value_fields.draw(entry.get("values") or {}, role.values if role else {})
         self.plan.clear()
 

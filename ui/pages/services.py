@@ -11,7 +11,7 @@ import msgspec
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
-from towerbox_core.api.services import ServiceView
+from towerbox_core.api.services import RoleView, ServiceView
 from ui.api import ApiError
 from ui.deps import Deps
 from ui.live import about
@@ -37,6 +37,21 @@ COLUMN_LABELS = {"vm": "VM"}
 def role_line(view: ServiceView) -> str:
     """``api 2/3, db 1/1``: healthy replicas of each role over its count."""
     return ", ".join(f"{r.name} {r.healthy}/{r.count}" for r in view.roles) or "no roles"
+
+
+def entry_line(view: ServiceView) -> str:
+    """``web: demo v1; api: llm v2 (the catalog has v3: update to move)``."""
+
+    def one(role: RoleView) -> str:
+        at = f" v{role.version}" if role.version else ""
+        if role.catalog_version is None:
+            return f"{role.name}: {role.catalog}{at}"
+        return (
+            f"{role.name}: {role.catalog}{at} (the catalog has v{role.catalog_version}: "
+            "update the role to move it)"
+        )
+
+    return "; ".join(one(r) for r in view.roles)
 
 
 class ServiceList:
@@ -107,6 +122,10 @@ class ServiceList:
             ]
             checks = "; ".join(f"{r.name}: {r.health}" for r in view.roles)
             ui.label(f"Health checks: {checks}").classes("text-sm")
+            tag(
+                ui.label(f"Catalog entries: {entry_line(view)}").classes("text-sm"),
+                f"service-entries-{view.name}",
+            )
             if rows:
                 columns = [
                     _column(k) for k in ("role", "vm", "generation", "state", "healthy", "detail")

@@ -1,0 +1,171 @@
+"""A role runs one version of its catalog entry: recorded at deploy, never mixed by a
+scale, moved onto the version the node's catalog holds by a rolling update.
+
+On the libvirt test driver, with the node's live catalog changed as a catalog
+document from the registry changes it (the entry replaced under the same name).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from appliance.context import Appliance
+from appliance.services.desired_services import _changes
+from appliance.store import journal
+from appliance.store.models import Service, ServiceVm
+from tests.support.services import Listener, listener, point_replicas, service_node, wait_state
+from tests.support.tenancy import clients
+from towerbox_core.api.services import ServiceTemplate, SpecOverrides, UpdateRequest
+
+Api = tuple[Any, dict[str, str], dict[str, str]]
+
+
+@pytest.fixture
+def appliance(tmp_path: Path) -> Iterator[Appliance]:
+    yield from service_node(tmp_path)
+
+
+@pytest.fixture
+def api(appliance: Appliance) -> Iterator[Api]:
+    yield from clients(appliance)
+
+
+@pytest.fixture
+def server(appliance: Appliance) -> Iterator[Listener]:
+    with listener() as srv:
+        point_replicas(appliance)
+        yield srv
+
+
+def _deploy(api: Api, port: int, **role: Any) -> dict[str, Any]:
+    resp = _deploy_raw(api, port, count=2, **role)
+    assert resp.status_code == 202, resp.text
+    return dict(resp.json())
+
+
+def _new_version(app: Appliance, version: str) -> None:
+    """What a catalog document with a new version of ``demo`` does to the node."""
+    app.catalog["demo"] = msgspec.structs.replace(app.catalog["demo"], version=version)
+
+
+def _role(api: Api) -> dict[str, Any]:
+    c, _, acme = api
+    view = c.get("/api/v1/services/llm", headers=acme).json()
+    return dict(view["roles"][0])
+
+
+def test_a_role_records_its_entry_version_and_an_update_moves_it_onto_a_new_one(
+    appliance: Appliance, api: Api, server: Listener
+) -> None:
+    c, _, acme = api
+    held = appliance.catalog["demo"].version
+    _deploy(api, server.port)
+    assert wait_state(appliance, "llm") == "ready"
+    role = _role(api)
+    assert (role["version"], role["catalog_version"]) == (held, None)
+    # Nothing changed: an update is refused as before.
+    same = c.post("/api/v1/services/llm/update", headers=acme, json={"role": "api"})
+    assert same.status_code == 422 and same.json()["code"] == "nothing_to_update"
+
+    _new_version(appliance, "2")
+    role = _role(api)
+    assert (role["version"], role["catalog_version"]) == (held, "2")  # the view says so
+    # A scale up would make a replica of version 2 next to ones of version 1.
+    scale = c.post("/api/v1/services/llm/roles/api/scale", headers=acme, json={"count": 3})
+    assert scale.status_code == 409, scale.text
+    problem = scale.json()
+    assert problem["code"] == "catalog_version_changed"
+    assert "towerbox service update llm api" in problem["detail"]
+    assert ServiceVm.select().count() == 2 and Service.get_by_id("llm").state == "ready"
+    # A version the node does not hold is refused, naming the one it does.
+    other = c.post(
+        "/api/v1/services/llm/update", headers=acme, json={"role": "api", "version": "3"}
+    )
+    assert other.status_code == 409 and other.json()["code"] == "catalog_version_unavailable"
+    assert "at version 2 on this node, not 3" in other.json()["detail"]
+
+    # An update with nothing else moves the role onto the catalog's version.
+    plan = c.post(
+        "/api/v1/services/llm/update", headers=acme, json={"role": "api", "dry_run": True}
+    )
+    assert plan.status_code == 200, plan.text
+    assert plan.json()["plan"]["min_healthy"] == 2
+    moved = c.post("/api/v1/services/llm/update", headers=acme, json={"role": "api"})
+    assert moved.status_code == 202, moved.text
+    assert wait_state(appliance, "llm") == "ready"
+    role = _role(api)
+    assert (role["version"], role["catalog_version"]) == ("2", None)
+    assert sorted(r["generation"] for r in role["replicas"]) == [1, 1]
+    updated = [e for e in journal.entries(limit=1000) if e["kind"] == "service.updated"]
+    assert updated[-1]["state"]["version"] == "2"
+    # Now at the catalog's version: it scales again, and the new replica is like the others.
+    scale = c.post("/api/v1/services/llm/roles/api/scale", headers=acme, json={"count": 3})
+    assert scale.status_code == 202, scale.text
+    assert wait_state(appliance, "llm") == "ready"
+    assert len(_role(api)["replicas"]) == 3
+
+
+def test_a_template_that_names_a_version_the_node_lacks_is_refused_with_nothing_made(
+    appliance: Appliance, api: Api, server: Listener
+) -> None:
+    resp = _deploy_raw(api, server.port, version="9")
+    assert resp.status_code == 409, resp.text
+    problem = resp.json()
+    assert problem["code"] == "catalog_version_unavailable"
+    assert problem["field"] == "roles[0].version"
+    assert Service.select().count() == 0 and ServiceVm.select().count() == 0
+    held = appliance.catalog["demo"].version
+    assert _deploy_raw(api, server.port, version=held).status_code == 202
+    assert wait_state(appliance, "llm") == "ready"
+
+
+def _deploy_raw(api: Api, port: int, **role: Any) -> Any:
+    c, _, acme = api
+    service = {
+        "name": "llm",
+        "roles": [
+            {
+                "name": "api",
+                "catalog": "demo",
+                "health": {"kind": "tcp", "port": port, "timeout_s": 5},
+                **role,
+            }
+        ],
+    }
+    return c.post("/api/v1/services", headers=acme, json={"service": service})
+
+
+def test_a_vm_create_that_pins_a_version_gets_it_or_a_409(appliance: Appliance, api: Api) -> None:
+    c, _, acme = api
+    body = {"name": "pinned", "appliance": "demo", "appliance_version": "7"}
+    resp = c.post("/api/v1/vms", headers=acme, json=body)
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["code"] == "catalog_version_unavailable"
+    no_entry = c.post("/api/v1/vms", headers=acme, json={"name": "x", "appliance_version": "1"})
+    assert no_entry.status_code == 422 and no_entry.json()["field"] == "appliance_version"
+    body["appliance_version"] = appliance.catalog["demo"].version
+    assert c.post("/api/v1/vms", headers=acme, json=body).status_code == 201
+
+
+def test_a_services_document_moves_a_role_only_when_its_version_changed() -> None:
+    def template(version: str | None, model: str = "a") -> ServiceTemplate:
+        role = {"name": "api", "catalog": "demo", "values": {"model": model}, "version": version}
+        return msgspec.convert({"name": "llm", "roles": [role]}, ServiceTemplate)
+
+    assert _changes("llm", template("1"), template("1")) == []
+    assert _changes("llm", template("1"), template("2")) == [
+        UpdateRequest(
+            "api", catalog="demo", version="2", values={"model": "a"}, spec=SpecOverrides()
+        )
+    ]
+    # A role deployed before roles recorded versions is not rolled for the record alone.
+    assert _changes("llm", template(None), template("2")) == []
+    changed = _changes("llm", template(None), template("2", model="b"))
+    assert [(u.version, u.values) for u in changed if isinstance(u, UpdateRequest)] == [
+        ("2", {"model": "b"})
+    ]
