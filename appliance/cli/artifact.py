@@ -159,11 +159,16 @@ def show(args: argparse.Namespace, result: Any) -> None:
             span = f"{result['next_start']} to {result['next_end']}"
             out(f"window {result['window_cron']} ({state}: {span})")
         rows = [
-            {"name": i["name"], "left": _size(i["bytes_left"]) or "unknown", "url": i["url"]}
+            {
+                "name": i["name"],
+                "left": _size(i["bytes_left"]) or "unknown",
+                "url": i["url"],
+                "held": i.get("held", ""),
+            }
             for i in result["items"]
         ]
-        out(table(rows, ["name", "left", "url"]))
-        unsized = sum(1 for i in result["items"] if i["bytes_left"] is None)
+        out(table(rows, ["name", "left", "url", "held"]))
+        unsized = sum(1 for i in result["items"] if i["bytes_left"] is None and not i.get("held"))
         out(
             f"in all: {_size(result['total_bytes'])}"
             + (f" and {unsized} of unknown size" if unsized else "")

@@ -5,6 +5,11 @@ The window opens at each ``[artifacts] precache_cron`` time (UTC) and stays open
 it is open; each fetch checks the window before it keeps a chunk, so a fetch still
 running when the window closes pauses (its partial file stays) and resumes, by HTTP
 Range, in the next window. An explicit fetch through the API is not bound by it.
+
+A fetch that failed waits for the next window. One whose file had another sha256
+than the catalog says (quarantined) is held back for good, until the catalog names
+another url or sha256 for it: every window would download the same wrong file again
+over the site's backhaul. The plan says so; an explicit fetch still tries.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
 
+from appliance.backends.artifacts.http_fetch import HASH_MISMATCH
 from appliance.services.artifact_progress import FetchTracker
 from appliance.services.artifacts import ArtifactService
 from towerbox_core.api.artifacts import PlanItem, PrecachePlan
@@ -39,8 +45,9 @@ class Precache:
         self.length = dt.timedelta(minutes=conf.precache_minutes)
         self._trigger = CronTrigger.from_crontab(self.cron, timezone="UTC") if self.cron else None
         self.clock = clock
-        # name -> (the window it was started in, its fetch): a failure waits a window.
-        self._started: dict[str, tuple[dt.datetime, FetchTracker]] = {}
+        # name -> (the window it was started in, its fetch, the url and sha256 it was
+        # for): a failure waits a window, a wrong file a change of either.
+        self._started: dict[str, tuple[dt.datetime, FetchTracker, tuple[str, str]]] = {}
 
     def window(self, at: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime] | None:
         """The window open at ``at`` (default now), else the next one; None if none."""
@@ -69,8 +76,24 @@ class Precache:
                 continue
             size = need.ref.size
             left = None if size is None else max(size - store.partial_size(name), 0)
-            items.append(PlanItem(name=name, bytes_left=left, url=need.ref.url))
+            held = ""
+            if self._got_wrong_file(name, (need.ref.url, need.ref.sha256)):
+                held = (
+                    "held back: the last fetch got a file with another sha256 (quarantined); "
+                    "correct the catalog entry's sha256 or url, or fetch it explicitly"
+                )
+            items.append(PlanItem(name=name, bytes_left=left, url=need.ref.url, held=held))
         return items
+
+    def _got_wrong_file(self, name: str, source: tuple[str, str]) -> bool:
+        """Whether the last pre-cache of ``name`` from this url, for this sha256, got a
+        file with another hash."""
+        earlier = self._started.get(name)
+        return (
+            earlier is not None
+            and earlier[2] == source
+            and (earlier[1].error_code == HASH_MISMATCH)
+        )
 
     def plan(self) -> PrecachePlan:
         window = self.window()
@@ -83,7 +106,7 @@ class Precache:
             next_end=window[1].isoformat() if window else None,
             bandwidth_bytes_s=self.service.conf.bandwidth_bytes_s,
             items=items,
-            total_bytes=sum(i.bytes_left or 0 for i in items),
+            total_bytes=sum(i.bytes_left or 0 for i in items if not i.held),
         )
 
     def tick(self) -> list[str]:
@@ -98,7 +121,11 @@ class Precache:
             return []
         active = self.service.active_names()
         started = []
+        needed = self.service.needed()
         for item in self.missing():
+            need = needed.get(item.name)  # None: a catalog change took it away meanwhile
+            if item.held or need is None:
+                continue
             earlier = self._started.get(item.name)
             if earlier is not None and earlier[0] == window[0] and earlier[1].state == "failed":
                 continue
@@ -109,7 +136,8 @@ class Precache:
             except TowerboxError as err:
                 log.error("pre-cache of %s not started: %s (%s)", item.name, err.message, err.code)
                 continue
-            self._started[item.name] = (window[0], tracker)
+            source = (item.url, need.ref.sha256)
+            self._started[item.name] = (window[0], tracker, source)
             started.append(item.name)
         if started:
             log.info("pre-cache window open: fetching %s", ", ".join(started))

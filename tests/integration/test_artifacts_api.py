@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
@@ -231,19 +232,51 @@ def test_precache_fetches_only_inside_its_window_and_pauses_when_it_closes(
     assert [i.name for i in app.precache.plan().items] == ["broken.bin"]
 
 
-def test_a_precache_failure_waits_for_the_next_window(
+def test_a_precache_failure_waits_for_the_next_window_and_a_wrong_file_is_held_back(
     node: tuple[Appliance, ServerState, bytes], api: tuple[TestClient[Any], Any]
 ) -> None:
-    app, _, _ = node
+    app, state, data = node
     client, admin = api
     now = [NIGHT]
     app.precache.clock = lambda: now[0]
+    good_url = _artifact_ref(app, "model.bin").url
+    _set_artifact(app, "model.bin", url=f"{good_url}.gone")  # its origin fails tonight
     assert sorted(app.precache.tick()) == ["broken.bin", "model.bin"]
-    assert _fetch_of(client, admin, "model.bin", {"done", "failed"})["state"] == "done"
-    assert _fetch_of(client, admin, "broken.bin", {"done", "failed"})["state"] == "failed"
-    assert app.precache.tick() == []  # a bad hash is not fetched again at every tick
+    assert _fetch_of(client, admin, "model.bin", {"done", "failed"})["state"] == "failed"
+    broken = _fetch_of(client, admin, "broken.bin", {"done", "failed"})
+    assert (broken["state"], broken["error_code"]) == ("failed", "artifact_hash_mismatch")
+    assert app.precache.tick() == []  # neither is fetched again at every tick
+    plan = client.get("/api/v1/artifacts/plan", headers=admin).json()
+    held = {i["name"]: i["held"] for i in plan["items"]}
+    assert held["model.bin"] == "" and "another sha256" in held["broken.bin"]
+    assert plan["total_bytes"] == SIZE  # model.bin only: broken.bin will not be fetched
+
     now[0] = NIGHT + dt.timedelta(days=1)
+    _set_artifact(app, "model.bin", url=good_url)
+    served = state.sent
+    # The failed origin is tried again; the wrong file is not downloaded every night.
+    assert app.precache.tick() == ["model.bin"]
+    assert _fetch_of(client, admin, "model.bin", {"done", "failed"})["state"] == "done"
+    assert state.sent - served == SIZE
+
+    # A catalog that corrects the sha256 releases it.
+    _set_artifact(app, "broken.bin", sha256=hashlib.sha256(data).hexdigest())
+    assert client.get("/api/v1/artifacts/plan", headers=admin).json()["items"][0]["held"] == ""
     assert app.precache.tick() == ["broken.bin"]
+    assert _fetch_of(client, admin, "broken.bin", {"done", "failed"})["state"] == "done"
+
+
+def _artifact_ref(app: Appliance, name: str) -> Any:
+    return next(a for a in app.catalog["llm"].artifacts if a.name == name)
+
+
+def _set_artifact(app: Appliance, name: str, **fields: str) -> None:
+    """What a catalog document changing one artifact of the llm entry does."""
+    entry = app.catalog["llm"]
+    refs = tuple(
+        msgspec.structs.replace(a, **fields) if a.name == name else a for a in entry.artifacts
+    )
+    app.catalog["llm"] = msgspec.structs.replace(entry, artifacts=refs)
 
 
 @pytest.mark.parametrize("node", ["1"], indirect=True)

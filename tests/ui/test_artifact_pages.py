@@ -50,6 +50,12 @@ def test_the_plan_names_the_window_and_what_it_will_fetch() -> None:
         "base.img: size unknown from http://m/base.img",
         "In all: 2.0 KiB and 1 of unknown size",
     ]
+    held = {**unsized, "held": "held back: the last fetch got a file with another sha256"}
+    assert plan_lines({**plan, "items": [*plan["items"], held]})[-2:] == [
+        "base.img: size unknown from http://m/base.img; held back: the last fetch got a file "
+        "with another sha256",
+        "In all: 2.0 KiB",  # what will not be fetched is not counted
+    ]
 
 
 async def test_the_page_lists_the_catalog_artifacts_and_the_plan(

@@ -66,6 +66,10 @@ class PlanItem(msgspec.Struct, frozen=True):
     name: str
     bytes_left: int | None  # None when the catalog gives no size
     url: str
+    # Why the window will not fetch it ("": it will): the origin served a file with
+    # another sha256 at the last try, and the catalog still names the same url and
+    # sha256. Not counted in the plan's total.
+    held: str = ""
 
 
 class PrecachePlan(msgspec.Struct, frozen=True):

@@ -75,8 +75,12 @@ def plan_lines(plan: dict[str, Any]) -> list[str]:
     lines = [head, f"Bandwidth cap: {fmt.size_bytes(cap) + '/s' if cap else 'none'}"]
     if not plan["items"]:
         return [*lines, "Nothing to fetch: every artifact with a source is here."]
-    unsized = sum(1 for i in plan["items"] if i["bytes_left"] is None)
-    lines += [f"{i['name']}: {_left(i['bytes_left'])} from {i['url']}" for i in plan["items"]]
+    unsized = sum(1 for i in plan["items"] if i["bytes_left"] is None and not i.get("held"))
+    lines += [
+        f"{i['name']}: {_left(i['bytes_left'])} from {i['url']}"
+        + (f"; {i['held']}" if i.get("held") else "")
+        for i in plan["items"]
+    ]
     total = f"In all: {fmt.size_bytes(plan['total_bytes'])}"
     # A catalog entry without a size: the sum says what it knows, and that it is short.
     return [*lines, total + (f" and {unsized} of unknown size" if unsized else "")]
