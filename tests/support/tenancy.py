@@ -71,7 +71,11 @@ def principal_of(app: Appliance, username: str) -> Principal:
     return app.auth.authenticate(token)
 
 
-def clients(app: Appliance) -> Iterator[tuple[TestClient[Any], dict[str, str], dict[str, str]]]:
+# An API client, and the admin's and acme-admin's headers.
+Api = tuple[TestClient[Any], dict[str, str], dict[str, str]]
+
+
+def clients(app: Appliance) -> Iterator[Api]:
     """An API client and the admin's and acme-admin's headers."""
     with api_client(app) as c:
         admin = login(c, "admin", admin_password(app.cfg))

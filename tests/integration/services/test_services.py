@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
-from litestar.testing import TestClient
 
 from appliance.context import Appliance
 from appliance.store import journal
@@ -24,33 +22,12 @@ from tests.support.services import (
     booting,
     console_writer,
     generation_of,
-    listener,
     point_replicas,
-    service_node,
     wait_state,
 )
-from tests.support.tenancy import PASSWORD, clients, principal_of, tenant_node
+from tests.support.tenancy import PASSWORD, Api, clients, principal_of, tenant_node
 from towerbox_core.api.services import ServiceDeployRequest, UpdateRequest
 from towerbox_core.errors import TowerboxError
-
-Api = tuple[TestClient[Any], dict[str, str], dict[str, str]]
-
-
-@pytest.fixture
-def appliance(tmp_path: Path) -> Iterator[Appliance]:
-    yield from service_node(tmp_path)
-
-
-@pytest.fixture
-def api(appliance: Appliance) -> Iterator[Api]:
-    yield from clients(appliance)
-
-
-@pytest.fixture
-def server(appliance: Appliance) -> Iterator[Listener]:
-    with listener() as srv:
-        point_replicas(appliance)
-        yield srv
 
 
 def three_roles(port: int, name: str = "shop", web_port: int | None = None) -> dict[str, Any]:

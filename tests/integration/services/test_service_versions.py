@@ -7,43 +7,21 @@ document from the registry changes it (the entry replaced under the same name).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import msgspec
-import pytest
 
 from appliance.context import Appliance
 from appliance.services.desired_services import _changes
 from appliance.store import journal
 from appliance.store.models import Service, ServiceVm
-from tests.support.services import Listener, listener, point_replicas, service_node, wait_state
-from tests.support.tenancy import clients
+from tests.support.services import Listener, generation_of, point_replicas, wait_state
+from tests.support.tenancy import Api
 from towerbox_core.api.services import ServiceTemplate, SpecOverrides, UpdateRequest
-
-Api = tuple[Any, dict[str, str], dict[str, str]]
-
-
-@pytest.fixture
-def appliance(tmp_path: Path) -> Iterator[Appliance]:
-    yield from service_node(tmp_path)
-
-
-@pytest.fixture
-def api(appliance: Appliance) -> Iterator[Api]:
-    yield from clients(appliance)
-
-
-@pytest.fixture
-def server(appliance: Appliance) -> Iterator[Listener]:
-    with listener() as srv:
-        point_replicas(appliance)
-        yield srv
 
 
 def _deploy(api: Api, port: int, **role: Any) -> dict[str, Any]:
-    resp = _deploy_raw(api, port, count=2, **role)
+    resp = _deploy_raw(api, port, **{"count": 2, **role})
     assert resp.status_code == 202, resp.text
     return dict(resp.json())
 
@@ -132,7 +110,7 @@ def _deploy_raw(api: Api, port: int, **role: Any) -> Any:
             {
                 "name": "api",
                 "catalog": "demo",
-                "health": {"kind": "tcp", "port": port, "timeout_s": 5},
+                "health": {"kind": "tcp", "port": port, "timeout_s": 2},
                 **role,
             }
         ],
@@ -169,3 +147,42 @@ def test_a_services_document_moves_a_role_only_when_its_version_changed() -> Non
     assert [(u.version, u.values) for u in changed if isinstance(u, UpdateRequest)] == [
         ("2", {"model": "b"})
     ]
+
+
+def test_a_failed_update_onto_a_new_version_says_it_cannot_make_old_ones_again(
+    appliance: Appliance, api: Api, server: Listener
+) -> None:
+    c, _, acme = api
+    _deploy(api, server.port, count=3)
+    assert wait_state(appliance, "llm") == "ready"
+    old = {r["vm"] for r in _role(api)["replicas"]}
+    # The first replica of version 2 answers its check, the second does not: the update
+    # fails after it replaced an old replica, which the node can no longer make again.
+    first: list[str] = []
+
+    def bad(vm_id: str) -> bool:
+        if generation_of(vm_id) < 1:
+            return False
+        if not first:
+            first.append(vm_id)
+        return vm_id != first[0]
+
+    point_replicas(appliance, bad=bad)
+    _new_version(appliance, "2")
+    resp = c.post("/api/v1/services/llm/update", headers=acme, json={"role": "api"})
+    assert resp.status_code == 202, resp.text
+    assert wait_state(appliance, "llm") == "failed"
+    view = c.get("/api/v1/services/llm", headers=acme).json()
+    assert "NOT fully rolled back" in view["message"]
+    steps = view["progress"]["steps"]
+    assert any(
+        s.startswith("rollback stopped:") and "at version 2 on this node, not 1" in s for s in steps
+    ), steps
+    # What is left runs: the healthy new replica and the two old ones not yet replaced;
+    # the failed new one is gone.
+    replicas = view["roles"][0]["replicas"]
+    assert len(replicas) == 3 and all(r["healthy"] for r in replicas)
+    assert sorted(r["generation"] for r in replicas) == [0, 0, 1]
+    assert len(old & {r["vm"] for r in replicas}) == 2
+    failed = [e for e in journal.entries(limit=1000) if e["kind"] == "service.failed"]
+    assert failed[-1]["state"]["rolled_back"] is False
