@@ -85,7 +85,9 @@ def check_references(spec: VmSpec, image_dir: Path) -> None:
         )
     if spec.model_disk is not None and not (image_dir / spec.model_disk).is_file():
         raise InvalidInput(
-            f"model file {spec.model_disk!r} is not in the image directory {image_dir}",
+            f"model file {spec.model_disk!r} is not in the image directory {image_dir}: "
+            f"fetch it (towerbox artifact fetch {spec.model_disk}, when the catalog names "
+            "it as an artifact) or put it there",
             code="model_missing",
             field="model_disk",
         )

@@ -1,11 +1,13 @@
 """Contextualization reaches a real guest: the demo VM under libvirtd + QEMU reads
 the request's model value from its NoCloud seed CD-ROM and the first line of its
 read-only model disk, and prints both on its serial console. Deleting the VM removes
-the seed.
+the seed. A model bundle the catalog names as an artifact is fetched from a real HTTP
+server into the image folder and reaches the guest the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -22,6 +24,7 @@ import pytest
 from appliance.backends.vm.libvirt_backend import SYSTEM_URI
 from appliance.context import Appliance
 from tests.support.appliance import REAL_HOST, REPO, admin_password, api_client, built, login
+from tests.support.artifact_server import artifact_server
 from tests.support.stuck_qemu import remove_domains
 
 pytestmark = [pytest.mark.libvirtd, pytest.mark.slow]
@@ -132,3 +135,92 @@ def _remove(appliance: Appliance, conn: libvirt.virConnect, name: str) -> None:
         if api.delete(f"/api/v1/vms/{name}").status_code == 204:
             return
     remove_domains(conn, [name])
+
+
+BUNDLE = "bundle-model.img"
+BUNDLE_LINE = "TOWERBOX-DEMO-MODEL fetched-bundle-v2"
+
+
+def test_a_model_bundle_fetched_as_an_artifact_reaches_the_guest(
+    demo_images: Path, system_libvirt: libvirt.virConnect
+) -> None:
+    work = Path(tempfile.mkdtemp(prefix="towerbox-bundle-it-", dir="/var/tmp"))
+    work.chmod(0o755)
+    name = f"bundle-it-{os.getpid()}"
+    origin, images, catalog = work / "origin", work / "images", work / "catalog"
+    for folder in (origin, images, catalog):
+        folder.mkdir(mode=0o755)
+    for boot in ("demo-vmlinuz", "demo-initramfs.cpio.gz"):
+        shutil.copy(demo_images / boot, images / boot)
+    # The bundle: a raw disk whose first line names it, as the demo guest reads it.
+    bundle = (BUNDLE_LINE + "\n").encode().ljust(64 * 1024, b"\0")
+    (origin / BUNDLE).write_bytes(bundle)
+    shutil.copytree(REPO / "images" / "cloud-init", work / "cloud-init")
+    entry = (REPO / "images" / "catalog" / "demo.toml").read_text()
+    assert 'file = "demo-model.img"' in entry
+    entry = entry.replace('file = "demo-model.img"', f'file = "{BUNDLE}"')
+    app = None
+    with artifact_server(origin) as (url, _):
+        (catalog / "demo.toml").write_text(
+            entry
+            + f"""
+[[artifacts]]
+name = "{BUNDLE}"
+url = "{url}/{BUNDLE}"
+sha256 = "{hashlib.sha256(bundle).hexdigest()}"
+kind = "model"
+size = {len(bundle)}
+"""
+        )
+        try:
+            app = built(
+                work / "node",
+                TOWERBOX_LIBVIRT_URI=SYSTEM_URI,
+                TOWERBOX_IMAGE_DIR=str(images),
+                TOWERBOX_CATALOG_DIR=str(catalog),
+                TOWERBOX_NODE_NAME=name,
+                **REAL_HOST,
+            )
+            with api_client(app) as api:
+                api.headers.update(login(api, "admin", admin_password(app.cfg)))
+                body = {"name": name, "appliance": "demo", "start": True}
+                early = api.post("/api/v1/vms", json=body)
+                assert (early.status_code, early.json()["code"]) == (422, "model_missing")
+                assert f"towerbox artifact fetch {BUNDLE}" in early.json()["detail"]
+
+                listed = {a["name"]: a for a in api.get("/api/v1/artifacts").json()["artifacts"]}
+                assert (listed[BUNDLE]["kind"], listed[BUNDLE]["state"]) == ("model", "missing")
+                assert api.post(f"/api/v1/artifacts/{BUNDLE}/fetch").status_code == 202
+                fetch = _wait_for_fetch(api, BUNDLE)
+                assert fetch["state"] == "done", fetch
+                assert (images / BUNDLE).read_bytes() == bundle
+
+                made = api.post("/api/v1/vms", json=body)
+                assert made.status_code == 201, made.text
+                xml = system_libvirt.lookupByName(name).XMLDesc()
+                disk = xml[xml.index(f"{images / BUNDLE}") :]
+                assert "<readonly/>" in disk[: disk.index("</disk>")]
+                console = _wait_for(
+                    lambda: api.get(f"/api/v1/vms/{name}/console", params={"lines": 200}).text,
+                    ["TOWERBOX-MODEL"],
+                    BOOT_TIMEOUT_S,
+                )
+                assert f"TOWERBOX-MODEL {BUNDLE_LINE}" in console
+                assert api.delete(f"/api/v1/vms/{name}").status_code == 204
+        finally:
+            Path(f"/var/log/libvirt/qemu/{name}.log").unlink(missing_ok=True)
+            if app is not None:
+                if any(d.name() == name for d in system_libvirt.listAllDomains()):
+                    _remove(app, system_libvirt, name)
+                app.close()
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _wait_for_fetch(api: Any, artifact: str, timeout_s: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for fetch in api.get("/api/v1/artifacts/fetches").json():
+            if fetch["name"] == artifact and fetch["state"] in ("done", "failed"):
+                return fetch
+        time.sleep(0.1)
+    pytest.fail(f"the fetch of {artifact} did not end within {timeout_s:.0f} s")
