@@ -38,6 +38,33 @@ def time_left(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def fetch_progress(fetch: dict[str, Any] | None) -> str:
+    """'running, 40% of 1.0 GiB, 12.0 MiB/s, 0:50 left', or '-' without a fetch."""
+    if not fetch:
+        return "-"
+    done, total = fetch["bytes_done"], fetch["bytes_total"]
+    parts = [fetch["state"]]
+    if total:
+        parts.append(f"{100 * done / total:.0f}% of {size_bytes(total)}")
+    else:
+        parts.append(size_bytes(done))
+    if fetch["state"] in ("running", "verifying") and fetch["rate_bps"]:
+        parts.append(f"{size_bytes(fetch['rate_bps'])}/s")
+    if fetch["state"] == "running" and fetch["eta_s"] is not None:
+        parts.append(f"{time_left(fetch['eta_s'])} left")
+    if fetch.get("error_code"):
+        parts.append(f"[{fetch['error_code']}]")
+    return ", ".join(parts)
+
+
+def bar(done: int, total: int | None, width: int = 20) -> str:
+    """``[########............]``: a text bar for a table or a log, blank without a total."""
+    if not total:
+        return " " * (width + 2)
+    filled = min(width, width * done // total)
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
 def problem_line(problem: Any) -> str:
     """A node's problem (``{"code", "detail"}``, as desired-state outcomes carry it) in
     a line: "quota_exceeded: tenant acme would pass ..."; a plain string as it is."""

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
-from towerbox_core.fmt import clock, kib, mib, pct, size_bytes, time_left, when
+from towerbox_core.fmt import (
+    clock,
+    fetch_progress,
+    kib,
+    mib,
+    pct,
+    size_bytes,
+    time_left,
+    when,
+)
 
-__all__ = ["clock", "kib", "mib", "pct", "size_bytes", "time_left", "when"]
+__all__ = ["clock", "fetch_progress", "kib", "mib", "pct", "size_bytes", "time_left", "when"]

@@ -1,7 +1,10 @@
 """``towerbox artifact list|fetch|gc|plan``: the image folder's artifacts.
 
 ``fetch`` asks the node to fetch now and follows the fetch with a progress bar (on
-stderr, by polling the API) until it is done, failed or paused.
+stderr, by polling the API) until it is done, failed or paused. ``list`` shows each
+fetch's progress as a bar in its table, and ``--follow`` follows every fetch under
+way with live bars until they end. ``gc`` on a terminal removes the files of its
+plan one by one, with a bar over the bytes freed.
 """
 
 from __future__ import annotations
@@ -31,7 +34,11 @@ class Requester(Protocol):
 
 def _register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="artifact_command", required=True)
-    json_flag(sub.add_parser("list", help="artifacts the catalog names, and their state"))
+    listing = sub.add_parser("list", help="artifacts the catalog names, and their state")
+    listing.add_argument(
+        "--follow", action="store_true", help="follow the fetches under way until they end"
+    )
+    json_flag(listing)
     fetch = sub.add_parser("fetch", help="fetch an artifact now, with a progress bar")
     fetch.add_argument("name")
     fetch.add_argument("--no-wait", action="store_true", help="start it and return")
@@ -62,25 +69,97 @@ def follow(
         time.sleep(poll_s)
 
 
+def follow_all(
+    c: Requester, update: Callable[[list[dict[str, Any]]], None], poll_s: float = 0.5
+) -> None:
+    """Poll the node's fetches until none is under way, showing each poll's."""
+    while True:
+        fetches: list[dict[str, Any]] = c.request("GET", "/api/v1/artifacts/fetches")
+        update(fetches)
+        if not any(f["state"] in _ACTIVE for f in fetches):
+            return
+        time.sleep(poll_s)
+
+
+def _progress() -> Any:
+    """A rich progress display on stderr (stdout keeps the answer): sizes in MiB like
+    `artifact list`, rate and time left as the node reports them (the UI's figures)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        "{task.fields[rate]}",
+        "{task.fields[left]}",
+        console=Console(stderr=True),
+    )
+
+
+def _list(args: argparse.Namespace, c: Requester) -> Any:
+    if args.follow and not args.json and sys.stderr.isatty():
+        with _progress() as bar:
+            tasks: dict[str, Any] = {}
+
+            def update(fetches: list[dict[str, Any]]) -> None:
+                for f in fetches:
+                    if f["name"] not in tasks and f["state"] not in _ACTIVE:
+                        continue  # ended before this command: `list` shows how
+                    if f["name"] not in tasks:
+                        tasks[f["name"]] = bar.add_task(f["name"], total=None, rate="", left="")
+                    rate, left = _rate_and_left(f)
+                    bar.update(
+                        tasks[f["name"]],
+                        completed=f["bytes_done"],
+                        total=f["bytes_total"],
+                        description=f"{f['name']} ({f['state']})",
+                        rate=rate,
+                        left=left,
+                    )
+
+            follow_all(c, update)
+    elif args.follow:
+        follow_all(c, lambda _: None)
+    return c.request("GET", "/api/v1/artifacts")
+
+
+def _gc(args: argparse.Namespace, c: Requester) -> Any:
+    if not args.dry_run:
+        confirm(args, "remove the files no catalog entry or VM uses (--dry-run lists them)")
+    body = {"dry_run": args.dry_run, "keep": args.keep}
+    if args.dry_run or args.json or not sys.stderr.isatty():
+        return c.request("POST", "/api/v1/artifacts/gc", json=body)
+    # On a terminal: the plan, then its files one by one (each only if it is still
+    # garbage when its turn comes), with a bar over the bytes.
+    plan = c.request("POST", "/api/v1/artifacts/gc", json={**body, "dry_run": True})
+    removed: list[dict[str, Any]] = []
+    with _progress() as bar:
+        total = sum(item["bytes"] for item in plan["removed"])
+        task = bar.add_task("gc", total=total, rate="", left="")
+        for item in plan["removed"]:
+            bar.update(task, description=f"gc {item['path']}")
+            answer = c.request(
+                "POST", "/api/v1/artifacts/gc", json={**body, "only": [item["path"]]}
+            )
+            removed += answer["removed"]
+            bar.advance(task, item["bytes"])
+        bar.update(task, description="gc")
+    return {
+        "dry_run": False,
+        "removed": removed,
+        "kept": plan["kept"],
+        "freed_bytes": sum(item["bytes"] for item in removed),
+    }
+
+
 def _fetch(args: argparse.Namespace, c: Requester) -> Any:
     started = c.request("POST", f"/api/v1/artifacts/{args.name}/fetch")
     if args.no_wait:
         return started
     if args.json or not sys.stderr.isatty():
         return follow(c, args.name, lambda _: None)
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress
-
-    # Sizes in MiB like `artifact list`; rate and time left as the node reports them
-    # (the UI shows the same figures).
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(binary_units=True),
-        "{task.fields[rate]}",
-        "{task.fields[left]}",
-        console=Console(stderr=True),  # stdout keeps the answer
-    ) as bar:
+    with _progress() as bar:
         task = bar.add_task(args.name, total=None, rate="", left="")
 
         def update(f: dict[str, Any]) -> None:
@@ -107,19 +186,26 @@ def _rate_and_left(fetch: dict[str, Any]) -> tuple[str, str]:
 def _call(args: argparse.Namespace, c: Requester) -> Any:
     command = args.artifact_command
     if command == "list":
-        return c.request("GET", "/api/v1/artifacts")
+        return _list(args, c)
     if command == "fetch":
         return _fetch(args, c)
     if command == "gc":
-        if not args.dry_run:
-            confirm(args, "remove the files no catalog entry or VM uses (--dry-run lists them)")
-        body = {"dry_run": args.dry_run, "keep": args.keep}
-        return c.request("POST", "/api/v1/artifacts/gc", json=body)
+        return _gc(args, c)
     return c.request("GET", "/api/v1/artifacts/plan")
 
 
 def _size(n: int | None) -> str | None:
     return None if n is None else f"{n / (1 << 20):.1f} MiB"
+
+
+def _fetch_cell(fetch: dict[str, Any] | None) -> str | None:
+    """A fetch under way as a bar and its figures; an ended one's outcome."""
+    if fetch is None:
+        return None
+    text = fmt.fetch_progress(fetch)
+    if fetch["state"] in _ACTIVE:
+        return f"{fmt.bar(fetch['bytes_done'], fetch['bytes_total'])} {text}"
+    return text
 
 
 def show(args: argparse.Namespace, result: Any) -> None:
@@ -133,10 +219,11 @@ def show(args: argparse.Namespace, result: Any) -> None:
                 "size": _size(a["size"] if a["size"] is not None else a["size_on_disk"]),
                 "needed_by": ",".join(a["needed_by"]) or None,
                 "vms": ",".join(a["used_by_vms"]) or None,
+                "fetch": _fetch_cell(a["fetch"]),
             }
             for a in result["artifacts"]
         ]
-        out(table(rows, ["name", "kind", "state", "size", "needed_by", "vms"]))
+        out(table(rows, ["name", "kind", "state", "size", "needed_by", "vms", "fetch"]))
         out(f"image folder {result['image_dir']}: {_size(result['free_bytes'])} free")
     elif command == "fetch":
         state = result["state"]

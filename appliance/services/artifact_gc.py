@@ -61,6 +61,9 @@ def collect(service: ArtifactService, principal: Principal, request: GcRequest) 
             removable.append(
                 GcItem(path=f"{store.partial_dir.name}/{name}", bytes=size, why="stale partial")
             )
+    if request.only is not None:
+        wanted = set(request.only)
+        removable = [i for i in removable if i.path in wanted]
     if not request.dry_run:
         for item in removable:
             _remove(service, item)

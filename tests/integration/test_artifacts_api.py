@@ -342,3 +342,46 @@ def test_the_cli_follows_a_fetch_and_prints_list_gc_and_plan(
     assert re.search(r"model\.bin +model +verified", printed)
     assert "would remove 0.0 MiB in all" in printed
     assert "window 0 1 * * *" in printed and "broken.bin" in printed
+
+
+def test_the_cli_shows_fetches_under_way_as_bars_and_gc_as_a_bar(
+    node: tuple[Appliance, ServerState, bytes],
+    api: tuple[TestClient[Any], Any],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from appliance.cli.artifact import _call, _register, show
+
+    app, state, _ = node
+    client, admin = api
+    parser = argparse.ArgumentParser()
+    _register(parser)
+    through = _Through(client, admin)
+    state.throttle_bps = 1024 * 1024  # two seconds for the file
+    assert client.post("/api/v1/artifacts/model.bin/fetch", headers=admin).status_code == 202
+    _until(lambda: _fetch_of(client, admin, "model.bin", {"running"})["bytes_done"] > 0)
+    listing = parser.parse_args(["list"])
+    show(listing, _call(listing, through))
+    row = next(line for line in capsys.readouterr().out.splitlines() if "model.bin" in line)
+    assert re.search(r"\[#*\.+\] running, \d+% of 2\.0 MiB", row), row
+
+    # --follow on a terminal: live bars until the fetch ends, then the table.
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    following = parser.parse_args(["list", "--follow"])
+    show(following, _call(following, through))
+    captured = capsys.readouterr()
+    assert "model.bin (done)" in captured.err and "2.0/2.0 MiB" in captured.err
+    assert re.search(r"model\.bin +model +verified .* done, 100% of 2\.0 MiB", captured.out)
+
+    # gc on a terminal: the plan's files one by one under a bar over their bytes.
+    for junk, size in (("old-a.img", 3 << 20), ("old-b.img", 1 << 20)):
+        (Path(app.cfg.image_dir) / junk).write_bytes(b"\0" * size)
+    gc = parser.parse_args(["gc", "--yes"])
+    result = _call(gc, through)
+    assert [i["path"] for i in result["removed"]] == ["old-a.img", "old-b.img"]
+    assert result["freed_bytes"] == 4 << 20
+    assert "4.0/4.0 MiB" in capsys.readouterr().err
+    assert not (Path(app.cfg.image_dir) / "old-a.img").exists()
+    assert (Path(app.cfg.image_dir) / "model.bin").exists()  # the catalog needs it
+    removed = [e for e in journal.entries(limit=1000) if e["kind"] == "artifact.removed"]
+    assert len(removed) == 2

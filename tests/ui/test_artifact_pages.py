@@ -8,7 +8,8 @@ from nicegui.testing.user import User
 
 from tests.ui.conftest import log_in
 from tests.ui.stack import Appliance
-from ui.pages.artifacts import plan_lines, progress_text
+from towerbox_core.fmt import fetch_progress
+from ui.pages.artifacts import plan_lines
 
 pytestmark = pytest.mark.anyio
 
@@ -22,10 +23,10 @@ def test_progress_reads_as_done_of_total_rate_and_time_left() -> None:
         "eta_s": 51.2,
         "error_code": None,
     }
-    assert progress_text(running) == "running, 50% of 1.0 GiB, 10.0 MiB/s, 0:51 left"
+    assert fetch_progress(running) == "running, 50% of 1.0 GiB, 10.0 MiB/s, 0:51 left"
     failed = {**running, "state": "failed", "error_code": "artifact_hash_mismatch"}
-    assert progress_text(failed) == "failed, 50% of 1.0 GiB, [artifact_hash_mismatch]"
-    assert progress_text(None) == "-"
+    assert fetch_progress(failed) == "failed, 50% of 1.0 GiB, [artifact_hash_mismatch]"
+    assert fetch_progress(None) == "-"
 
 
 def test_the_plan_names_the_window_and_what_it_will_fetch() -> None:

@@ -47,6 +47,9 @@ class GcRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     dry_run: bool = False
     # File names (shell patterns allowed, e.g. "ubuntu-*.img") never to remove.
     keep: list[str] = []
+    # Only these paths (as a dry run's ``removed`` names them), each if it is still
+    # removable now: a client removes a plan's files one by one and shows progress.
+    only: list[str] | None = None
 
 
 class GcItem(msgspec.Struct, frozen=True):

@@ -29,25 +29,6 @@ COLUMNS: list[dict[str, Any]] = [
 FETCH_UNDER_WAY = ("queued", "running", "verifying")
 
 
-def progress_text(fetch: dict[str, Any] | None) -> str:
-    """'running, 40% of 1.0 GiB, 12.0 MiB/s, 0:50 left', or '-' without a fetch."""
-    if not fetch:
-        return "-"
-    done, total = fetch["bytes_done"], fetch["bytes_total"]
-    parts = [fetch["state"]]
-    if total:
-        parts.append(f"{100 * done / total:.0f}% of {fmt.size_bytes(total)}")
-    else:
-        parts.append(fmt.size_bytes(done))
-    if fetch["state"] in ("running", "verifying") and fetch["rate_bps"]:
-        parts.append(f"{fmt.size_bytes(fetch['rate_bps'])}/s")
-    if fetch["state"] == "running" and fetch["eta_s"] is not None:
-        parts.append(f"{fmt.time_left(fetch['eta_s'])} left")
-    if fetch.get("error_code"):
-        parts.append(f"[{fetch['error_code']}]")
-    return ", ".join(parts)
-
-
 def artifact_rows(listing: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {
@@ -55,7 +36,7 @@ def artifact_rows(listing: dict[str, Any]) -> list[dict[str, Any]]:
             "kind": a["kind"],
             "state": a["state"],
             "size": fmt.size_bytes(a["size"] if a["size"] is not None else a["size_on_disk"]),
-            "progress": progress_text(a["fetch"]),
+            "progress": fmt.fetch_progress(a["fetch"]),
             "needed_by": ", ".join(a["needed_by"]),
             "vms": ", ".join(a["used_by_vms"]) or "-",
         }
