@@ -79,7 +79,8 @@ deb=$(find "$work/deb" -maxdepth 1 -name '*.deb' -print -quit)
 # The power button needs the ACPI button driver (it creates the input device) and
 # evdev (it gives that device a /dev/input/event node busybox acpid can read). The
 # seed CD-ROM (SATA on q35) needs AHCI, the SCSI CD-ROM driver and isofs; the model
-# disk needs virtio-blk over virtio-pci; the guest-agent port needs virtio_console.
+# disk needs virtio-blk over virtio-pci; the guest-agent port needs virtio_console;
+# a NIC needs virtio_net (and the failover modules it links against).
 # Debian builds all of them as modules; newer
 # kernels ship them under /usr/lib and compressed. One pass over the archive (large
 # and xz-compressed): patterns that match nothing only make tar complain, which is
@@ -92,7 +93,8 @@ dpkg-deb --fsys-tarfile "$deb" |
         '*/kernel/drivers/ata/libata.ko*' '*/kernel/drivers/ata/libahci.ko*' \
         '*/kernel/drivers/ata/ahci.ko*' '*/kernel/fs/isofs/isofs.ko*' \
         '*/kernel/drivers/virtio/virtio*.ko*' '*/kernel/drivers/block/virtio_blk.ko*' \
-        '*/kernel/drivers/char/virtio_console.ko*' \
+        '*/kernel/drivers/char/virtio_console.ko*' '*/kernel/net/core/failover.ko*' \
+        '*/kernel/drivers/net/net_failover.ko*' '*/kernel/drivers/net/virtio_net.ko*' \
         2>"$work/tar.log" || true
 if ! compgen -G "$work/kernel/boot/vmlinuz-*" >/dev/null; then
     log "no /boot/vmlinuz-* in $kernel_pkg: $(cat "$work/tar.log")"
@@ -116,7 +118,8 @@ done
 # In load order: each after the modules it needs (modinfo -F depends).
 wanted=(button evdev
     scsi_common scsi_mod libata libahci ahci cdrom sr_mod isofs
-    virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio_console)
+    virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio_console
+    failover net_failover virtio_net)
 modules=()
 for name in "${wanted[@]}"; do
     src=$(find "$work/kernel" -path '*/kernel/*' -name "$name.ko*" -print -quit)
@@ -142,6 +145,28 @@ sync
 poweroff -f
 EOF
 chmod 0755 "$root/etc/acpi/power-button"
+
+# udhcpc's hook: the lease's address and route on the NIC, and the lease in
+# /run/lease for init to say. busybox passes ip, mask (a prefix length), router.
+mkdir -p "$root/usr/share/udhcpc" "$root/www"
+cat >"$root/usr/share/udhcpc/default.script" <<'EOF'
+#!/bin/sh
+case $1 in
+    deconfig) ip addr flush dev "$interface" ;;
+    bound | renew)
+        ip addr flush dev "$interface"
+        ip addr add "$ip/${mask:-24}" dev "$interface"
+        for gw in $router; do
+            ip route add default via "$gw" dev "$interface"
+            break
+        done
+        echo "ip=$ip server=${serverid:-} router=${router%% *}" >/run/lease
+        ;;
+esac
+exit 0
+EOF
+chmod 0755 "$root/usr/share/udhcpc/default.script"
+echo "towerbox demo appliance" >"$root/www/index.html"
 
 cat >"$root/etc/towerbox-demo" <<EOF
 kernel='$kernel_version'
@@ -291,6 +316,33 @@ guest_agent() {
     done
 }
 guest_agent </dev/null >/dev/null 2>&1 &
+
+# A NIC: DHCP on eth0 (the seed's network-config asks for dhcp4 on each NIC), then a
+# ping of the DHCP server so the host learns the guest's address (the node finds it
+# in its ARP table), and an HTTP server on port 8000 for TCP health checks. In the
+# background: a VM without a DHCP server on its link boots as fast as one without a
+# NIC, and says TOWERBOX-NET none once udhcpc gives up.
+network() {
+    if ! wait_for /sys/class/net/eth0 50; then
+        say "TOWERBOX-NET none (no NIC)"
+        return
+    fi
+    ip link set lo up
+    ip link set eth0 up
+    if ! udhcpc -i eth0 -q -n -t 20 -T 1 -s /usr/share/udhcpc/default.script; then
+        say "TOWERBOX-NET none (no DHCP lease on eth0)"
+        return
+    fi
+    ip=
+    server=
+    router=
+    # shellcheck source=/dev/null
+    . /run/lease
+    httpd -p 8000 -h /www
+    ping -c 3 -W 1 "${server:-$router}"
+    say "TOWERBOX-NET eth0 $ip http=8000"
+}
+network </dev/null >/dev/null 2>&1 &
 
 say "TOWERBOX-DEMO-BOOTED kernel=$kernel power-button=$power_button"
 read_seed

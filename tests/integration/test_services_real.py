@@ -3,14 +3,18 @@
 A two-role service: the web role starts only once the backend's serial console
 shows the demo's boot marker, each replica is gated by that marker, and removing the
 service leaves nothing behind. A role checked by the guest agent: it becomes healthy
-when the demo's agent answers libvirt's guest-ping on the VM's agent channel.
+when the demo's agent answers libvirt's guest-ping on the VM's agent channel. A role
+checked on a TCP port: the guest gets its address by DHCP on a real bridge, the node
+finds it through libvirt, and the check connects to the demo's HTTP server there.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +29,7 @@ from appliance.services.auth import Principal, Role
 from appliance.store import journal
 from appliance.store.models import User, Vm
 from tests.support.appliance import REAL_HOST, REPO, make_config
+from tests.support.dhcp_link import dhcp_link
 from tests.support.services import wait_state
 from towerbox_core.api.services import ServiceDeployRequest
 
@@ -41,7 +46,7 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _real_appliance(workdir: Path) -> Appliance:
+def _real_appliance(workdir: Path, **env: str) -> Appliance:
     try:
         libvirt.open(SYSTEM_URI).close()
     except libvirt.libvirtError as err:
@@ -54,7 +59,7 @@ def _real_appliance(workdir: Path) -> Appliance:
         TOWERBOX_LIBVIRT_URI=SYSTEM_URI,
         TOWERBOX_IMAGE_DIR=str(image_dir),
         TOWERBOX_NODE_NAME=f"svc-it-{os.getpid()}",
-        **REAL_HOST,
+        **{**REAL_HOST, **env},
     )
     return build_appliance(cfg)
 
@@ -143,3 +148,44 @@ def test_a_role_checked_by_the_guest_agent_becomes_healthy_when_it_answers(
         assert wait_state(app, name, timeout_s=300) is None
     finally:
         _clean_up(app, root, [vm_name])
+
+
+def test_a_role_checked_on_a_tcp_port_finds_the_guests_address_by_itself(
+    workdir: Path,
+) -> None:
+    bridge = f"tbxhc{os.getpid() % 100000}"
+    # The demo entry with a NIC on the bridge: the guest asks for an address by DHCP.
+    catalog = workdir / "catalog"
+    catalog.mkdir()
+    shutil.copytree(REPO / "images" / "cloud-init", workdir / "cloud-init")
+    entry = (REPO / "images" / "catalog" / "demo.toml").read_text()
+    (catalog / "demo.toml").write_text(
+        entry + f'\n[[spec.nics]]\nkind = "bridge"\nbridge = "{bridge}"\n'
+    )
+    name = f"tcp{os.getpid()}"
+    vm_name = f"{name}-api-1"
+    health = {"kind": "tcp", "port": 8000, "timeout_s": 180}
+    template = {"name": name, "roles": [{"name": "api", "catalog": "demo", "health": health}]}
+    with dhcp_link(bridge):
+        app = _real_appliance(workdir, TOWERBOX_CATALOG_DIR=str(catalog))
+        root = _root()
+        try:
+            app.auth.create_tenant("acme", "")
+            req = msgspec.convert({"service": template, "tenant": "acme"}, ServiceDeployRequest)
+            app.services.deploy(root, req)
+            assert wait_state(app, name, timeout_s=300) == "ready", app.services.get(root, name)
+            (role,) = app.services.get(root, name).roles
+            assert role.healthy == 1
+            detail = role.replicas[0].detail
+            assert re.fullmatch(r"10\.231\.0\.\d+:8000 accepts connections", detail), detail
+            # What the check relied on: libvirt knows the address (the host's ARP table
+            # learnt it from the guest's traffic), and the guest serves HTTP there.
+            vm_id = str(Vm.get(Vm.name == vm_name).id)
+            (address,) = app.backend.addresses(vm_id)
+            assert detail.startswith(f"{address}:")
+            with urllib.request.urlopen(f"http://{address}:8000/", timeout=10) as page:
+                assert page.read() == b"towerbox demo appliance\n"
+            app.services.remove(root, name)
+            assert wait_state(app, name, timeout_s=300) is None
+        finally:
+            _clean_up(app, root, [vm_name])
