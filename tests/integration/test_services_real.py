@@ -17,6 +17,7 @@ import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import libvirt_qemu
@@ -69,6 +70,17 @@ def _root() -> Principal:
     return Principal(admin.id, "admin", Role.INFRA_ADMIN, None, 0)
 
 
+def _deploy_for_acme(
+    app: Appliance, root: Principal, template: dict[str, Any], timeout_s: float
+) -> None:
+    """Deploy ``template`` for a new tenant acme and wait until it is ready."""
+    app.auth.create_tenant("acme", "")
+    req = msgspec.convert({"service": template, "tenant": "acme"}, ServiceDeployRequest)
+    app.services.deploy(root, req)
+    name = template["name"]
+    assert wait_state(app, name, timeout_s=timeout_s) == "ready", app.services.get(root, name)
+
+
 def _clean_up(app: Appliance, root: Principal, vm_names: list[str]) -> None:
     app.services.runner.wait_idle(300)
     for vm in Vm.select():
@@ -91,10 +103,7 @@ def test_two_roles_boot_in_order_on_qemu_gated_by_the_serial_marker(workdir: Pat
     }
     root = _root()
     try:
-        app.auth.create_tenant("acme", "")
-        req = msgspec.convert({"service": template, "tenant": "acme"}, ServiceDeployRequest)
-        app.services.deploy(root, req)
-        assert wait_state(app, name, timeout_s=400) == "ready", app.services.get(root, name)
+        _deploy_for_acme(app, root, template, timeout_s=400)
         view = app.services.get(root, name)
         assert {(r.name, r.healthy) for r in view.roles} == {("web", 1), ("backend", 1)}
         created = [
@@ -123,10 +132,7 @@ def test_a_role_checked_by_the_guest_agent_becomes_healthy_when_it_answers(
     template = {"name": name, "roles": [{"name": "api", "catalog": "demo", "health": health}]}
     root = _root()
     try:
-        app.auth.create_tenant("acme", "")
-        req = msgspec.convert({"service": template, "tenant": "acme"}, ServiceDeployRequest)
-        app.services.deploy(root, req)
-        assert wait_state(app, name, timeout_s=300) == "ready", app.services.get(root, name)
+        _deploy_for_acme(app, root, template, timeout_s=300)
         view = app.services.get(root, name)
         (role,) = view.roles
         assert (role.healthy, role.health) == (1, "guest agent answers a ping")
@@ -170,10 +176,7 @@ def test_a_role_checked_on_a_tcp_port_finds_the_guests_address_by_itself(
         app = _real_appliance(workdir, TOWERBOX_CATALOG_DIR=str(catalog))
         root = _root()
         try:
-            app.auth.create_tenant("acme", "")
-            req = msgspec.convert({"service": template, "tenant": "acme"}, ServiceDeployRequest)
-            app.services.deploy(root, req)
-            assert wait_state(app, name, timeout_s=300) == "ready", app.services.get(root, name)
+            _deploy_for_acme(app, root, template, timeout_s=300)
             (role,) = app.services.get(root, name).roles
             assert role.healthy == 1
             detail = role.replicas[0].detail
