@@ -61,6 +61,16 @@ def check_template(template: ServiceTemplate) -> None:
     start_waves(template)  # refuses a cycle
 
 
+def check_entry_version(version: str, field: str) -> None:
+    """A catalog entry's version as entries declare it: 1 to 64 printable characters."""
+    if not 1 <= len(version) <= 64 or not version.isprintable():
+        raise InvalidInput(
+            "a catalog entry version is 1 to 64 printable characters",
+            code="invalid_version",
+            field=field,
+        )
+
+
 def check_role(service: str, role: RoleTemplate, where: str) -> None:
     longest = len(service) + 1 + len(role.name) + _REPLICA_SUFFIX
     check_name("role", role.name, max_len=63, field=f"{where}.name")
@@ -72,6 +82,8 @@ def check_role(service: str, role: RoleTemplate, where: str) -> None:
             field=f"{where}.name",
         )
     check_name("catalog entry", role.catalog, field=f"{where}.catalog")
+    if role.version is not None:
+        check_entry_version(role.version, f"{where}.version")
     check_count(role.count, f"{where}.count")
     for key in role.values:
         check_name("value", key, field=f"{where}.values")

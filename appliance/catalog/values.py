@@ -129,11 +129,11 @@ def _check_one(name: str, decl: ValueDecl, raw: object) -> Value:
     field = f"values.{name}"
     if decl.type == "boolean":
         if not isinstance(raw, bool):
-            raise _wrong_type(name, decl, field)
+            raise _wrong_type(name, decl, field, raw)
         return raw
     if decl.type == "integer":
         if isinstance(raw, bool) or not isinstance(raw, int):
-            raise _wrong_type(name, decl, field)
+            raise _wrong_type(name, decl, field, raw)
         low = decl.minimum if decl.minimum is not None else -(2**63)
         high = decl.maximum if decl.maximum is not None else 2**63 - 1
         if not low <= raw <= high:
@@ -145,7 +145,7 @@ def _check_one(name: str, decl: ValueDecl, raw: object) -> Value:
         return raw
     if decl.type == "list":
         if not isinstance(raw, list | tuple) or not all(isinstance(i, str) for i in raw):
-            raise _wrong_type(name, decl, field)
+            raise _wrong_type(name, decl, field, raw)
         if len(raw) > decl.max_items:
             raise InvalidInput(
                 f"value {name!r} holds {len(raw)} items, at most {decl.max_items}",
@@ -154,7 +154,7 @@ def _check_one(name: str, decl: ValueDecl, raw: object) -> Value:
             )
         return tuple(_check_text(name, decl, item, f"{field}[{i}]") for i, item in enumerate(raw))
     if not isinstance(raw, str):
-        raise _wrong_type(name, decl, field)
+        raise _wrong_type(name, decl, field, raw)
     return _check_text(name, decl, raw, field)
 
 
@@ -182,6 +182,22 @@ def _check_text(name: str, decl: ValueDecl, text: str, field: str) -> str:
     return text
 
 
-def _wrong_type(name: str, decl: ValueDecl, field: str) -> InvalidInput:
+def _wrong_type(name: str, decl: ValueDecl, field: str, raw: object) -> InvalidInput:
     wanted = "a list of strings" if decl.type == "list" else f"a {decl.type}"
-    return InvalidInput(f"value {name!r} must be {wanted}", code="invalid_value_type", field=field)
+    got = _KINDS.get(type(raw), type(raw).__name__)
+    return InvalidInput(
+        f"value {name!r} must be {wanted}, got {got}", code="invalid_value_type", field=field
+    )
+
+
+# JSON's names for what a request's value was.
+_KINDS: dict[type, str] = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    tuple: "a list",
+    dict: "an object",
+    type(None): "null",
+}

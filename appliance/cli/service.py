@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from appliance.cli.confirm import confirm, yes_flag
 from appliance.cli.connect import json_flag, node_call, show_plain
-from appliance.cli.values import typed
+from appliance.cli.values import value_words
 from towerbox_core.api.services import SINGLE_ROLE
 from towerbox_core.commands import CommandGroup, out, table
 from towerbox_core.errors import InvalidInput
@@ -38,23 +38,18 @@ def _path(name: str, action: str = "") -> str:
 def parse_values(words: list[str], *, per_role: bool) -> dict[str, Any]:
     """``role.key=value`` (per role) or ``key=value`` words as the API's maps, each
     value typed as ``towerbox vm create --value`` types it (a list, a number)."""
-    result: dict[str, Any] = {}
+    if not per_role:
+        return value_words(words)
+    by_role: dict[str, list[str]] = {}
     for word in words:
         key, sep, text = word.partition("=")
-        if not sep or not key:
-            raise InvalidInput(f"{word!r} must be key=value", code="invalid_value", field=word)
-        values, name = result, key
-        if per_role:
-            role, dot, name = key.partition(".")
-            if not dot or not role or not name:
-                raise InvalidInput(
-                    f"{word!r} must be role.key=value", code="invalid_value", field=word
-                )
-            values = result.setdefault(role, {})
-        if name in values:
-            raise InvalidInput(f"--value {key} is given twice", code="invalid_value", field=word)
-        values[name] = typed(text)
-    return result
+        role, dot, name = key.partition(".")
+        if not sep or not dot or not role or not name:
+            raise InvalidInput(
+                f"--value {word!r} is not ROLE.KEY=VALUE", code="invalid_argument", field=word
+            )
+        by_role.setdefault(role, []).append(f"{name}={text}")
+    return {role: value_words(named) for role, named in by_role.items()}
 
 
 def deploy_body(
@@ -70,6 +65,13 @@ def deploy_body(
     """The POST /api/v1/services body: a template file of the node's, a local template
     file, or one role (named ``app``, as the UI names it) made from a catalog entry,
     whose values are ``key=value``."""
+    if entry is None and count != 1:
+        raise InvalidInput(
+            "--count sets the one role of an --entry deploy; a template's roles have "
+            "their own counts (scale them after)",
+            code="invalid_service_request",
+            field="--count",
+        )
     if sum(x is not None for x in (template, file, entry)) != 1:
         raise InvalidInput(
             "give --template NAME (images/services), --file PATH or --entry ENTRY "

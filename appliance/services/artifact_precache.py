@@ -7,9 +7,10 @@ running when the window closes pauses (its partial file stays) and resumes, by H
 Range, in the next window. An explicit fetch through the API is not bound by it.
 
 A fetch that failed waits for the next window. One whose file had another sha256
-than the catalog says (quarantined) is held back for good, until the catalog names
-another url or sha256 for it: every window would download the same wrong file again
-over the site's backhaul. The plan says so; an explicit fetch still tries.
+than the catalog says (quarantined) is held back until the catalog names another url
+or sha256 for it, or the daemon restarts (the hold is kept in memory: one more try
+after a restart): every window would download the same wrong file again over the
+site's backhaul. The plan says so; an explicit fetch still tries.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ class Precache:
         return window is not None and window[0] <= now < window[1]
 
     def missing(self) -> list[PlanItem]:
-        """What the window will fetch: artifacts with a url that are not on disk."""
+        """Artifacts with a url that are not on disk: what the window will fetch, and
+        those it holds back (``held`` says why)."""
         store = self.service.store
         items = []
         for name, need in sorted(self.service.needed().items()):

@@ -255,8 +255,15 @@ class DesiredService:
 
 
 # Refusals another document may cure: a tenants document can bring the tenant a VNet
-# or a service names, a vnets or catalog document the VNets and entries a service uses.
-_CURABLE = {"unknown_tenant", "tenant_not_found", "vnet_not_found", "unknown_catalog_entry"}
+# or a service names, a vnets or catalog document the VNets and entries (and entry
+# versions) a service uses.
+_CURABLE = {
+    "unknown_tenant",
+    "tenant_not_found",
+    "vnet_not_found",
+    "unknown_catalog_entry",
+    "catalog_version_unavailable",
+}
 
 
 def _curable(rec: dict[str, Any]) -> bool:

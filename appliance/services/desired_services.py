@@ -37,7 +37,12 @@ from appliance.services.desired_rule import States
 from appliance.services.service_manager import ServiceManager
 from appliance.services.service_rollout import RollingUpdates
 from appliance.services.service_rows import replicas, template_of
-from appliance.services.service_templates import check_on_node, pinned, resolve_request
+from appliance.services.service_templates import (
+    check_on_node,
+    pinned,
+    resolve_request,
+    with_recorded_versions,
+)
 from appliance.store import journal
 from appliance.store.models import JournalEntry, Meta, Service
 from towerbox_core.api.services import (
@@ -109,8 +114,11 @@ class ServicesAdapter:
     # -- the kind adapter --------------------------------------------------------------
 
     def current(self) -> States:
+        catalog = self._m.deps.catalog
         return {
-            SERVICE + row.name: _state(row.tenant, template_of(row))
+            SERVICE + row.name: _state(
+                row.tenant, with_recorded_versions(template_of(row), catalog)
+            )
             for row in Service.select().order_by(Service.name)
         }
 
@@ -352,7 +360,7 @@ def _changes(name: str, old: ServiceTemplate, new: ServiceTemplate) -> list[Chan
         version = role.version if was.version is not None else None
         if (was.catalog, was.version, was.values, was.spec) != (
             role.catalog,
-            version or was.version,
+            version,
             role.values,
             role.spec,
         ):

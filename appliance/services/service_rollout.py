@@ -27,7 +27,7 @@ from appliance.services.service_rows import (
     set_state,
     template_of,
 )
-from appliance.services.service_templates import check_role_on_node, pin_role
+from appliance.services.service_templates import check_role_on_node, pin_role, recorded_version
 from appliance.store.models import Service
 from towerbox_core.api.services import (
     RoleTemplate,
@@ -39,7 +39,7 @@ from towerbox_core.api.services import (
 )
 from towerbox_core.errors import Conflict, InvalidInput, NotFound, TowerboxError
 from towerbox_core.rollout_plan import plan_rollout
-from towerbox_core.service_rules import check_role
+from towerbox_core.service_rules import check_entry_version, check_role
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ class RollingUpdates:
         role = role_of(row, req.role)
         if role is None:
             raise NotFound(f"service {name} has no role {req.role!r}", code="role_not_found")
+        if req.version is not None:
+            check_entry_version(req.version, "version")
         catalog = req.catalog or role.catalog
         new_role = msgspec.structs.replace(
             role,
@@ -67,7 +69,7 @@ class RollingUpdates:
         check_role(name, new_role, "role")
         check_role_on_node(new_role, row.tenant, self._m.deps.facts, "role")
         new_role = pin_role(new_role, self._m.deps.catalog)
-        if new_role == _pinned_as_before(role, catalog, new_role.version):
+        if new_role == recorded_version(role, self._m.deps.catalog):
             raise InvalidInput(
                 f"role {role.name} already has this catalog entry and version, these values "
                 "and spec",
@@ -86,9 +88,13 @@ class RollingUpdates:
         if req.dry_run:
             return answer
         row = self._m.writable(principal, name)
-        if row.state != "ready":
+        # A failed service whose role still has all its replicas (an update that could
+        # not roll back, a node stopped during one) is rolled forward from there.
+        whole = row.state == "failed" and len(current) == role.count and role.count > 0
+        if row.state != "ready" and not (whole and not self._m.runner.busy(name)):
             raise Conflict(
-                f"service {name} is {row.state}; only a ready service updates",
+                f"service {name} is {row.state}; only a ready service updates, or a failed "
+                "one whose role still has all its replicas",
                 code="service_not_ready",
             )
         surge = [(new_role, plan.max_surge)] if plan.max_surge else []
@@ -149,10 +155,21 @@ class RollingUpdates:
                     raise StepFailed(f"role {old_role.name}: {old[step.replica].vm} stays")
         except TowerboxError as err:
             op.step(f"update failed: {err.message}; rolling role {old_role.name} back")
-            done = self._roll_back(op, principal, name, old_role, old_gen, made, healthy)
-            outcome = "rolled back" if done else "NOT fully rolled back (see progress)"
+            stuck = self._roll_back(op, principal, name, old_role, old_gen, made, healthy)
+            done = stuck is None
+            outcome = "rolled back" if stuck is None else f"NOT fully rolled back ({stuck.message})"
             message = f"update of role {old_role.name} failed and was {outcome}: {err.message}"
-            detail = {"operation": "update", "role": old_role.name, "rolled_back": done}
+            detail: dict[str, object] = {
+                "operation": "update",
+                "role": old_role.name,
+                "rolled_back": done,
+            }
+            if stuck is not None:
+                detail["cause"] = str(stuck.extra.get("cause") or stuck.code)
+                message += (
+                    f"; update the role again (towerbox service update {name} "
+                    f"{old_role.name}) or remove the service"
+                )
             state = "ready" if done else "failed"
             set_state(name, state, message, kind="service.failed", detail=detail)
             return
@@ -183,8 +200,9 @@ class RollingUpdates:
         old_gen: int,
         made: list[str],
         healthy: list[tuple[str, str]],
-    ) -> bool:
-        """Back to ``role`` at its count, keeping healthy replicas while it goes back."""
+    ) -> TowerboxError | None:
+        """Back to ``role`` at its count, keeping healthy replicas while it goes back;
+        what stopped it, or None."""
         adds = self._m.replicas
         tenant = Service.get_by_id(name).tenant
         good = {vm for _, vm in healthy}
@@ -195,23 +213,15 @@ class RollingUpdates:
                 vm_id, back = adds.add(op, principal, name, role, tenant, old_gen, restored)
                 adds.await_healthy(op, role, vm_id, back)
                 if not adds.remove(op, principal, vm):
-                    return False
+                    raise StepFailed(f"role {role.name}: {vm} could not be deleted")
             while len(replicas(name, role.name)) < role.count:
                 vm_id, back = adds.add(op, principal, name, role, tenant, old_gen, restored)
                 adds.await_healthy(op, role, vm_id, back)
         except TowerboxError as err:
             op.step(f"rollback stopped: {err.message}")
-            return False
+            return err
         op.step(f"role {role.name} rolled back to generation {old_gen}")
-        return True
-
-
-def _pinned_as_before(role: RoleTemplate, catalog: str, version: str | None) -> RoleTemplate:
-    """``role`` as it compares with its update: a role deployed before roles recorded
-    their entry's version counts as being at the version its entry has now."""
-    if role.version is None and role.catalog == catalog:
-        return msgspec.structs.replace(role, version=version)
-    return role
+        return None
 
 
 def _by_number(found: list[Replica]) -> list[Replica]:

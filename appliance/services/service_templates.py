@@ -24,7 +24,7 @@ from appliance.catalog.values import check_values
 from appliance.services.auth import Principal
 from towerbox_core.api.services import RoleTemplate, ServiceDeployRequest, ServiceTemplate
 from towerbox_core.api.vms import VmCreateRequest
-from towerbox_core.errors import Forbidden, InvalidInput, NotFound
+from towerbox_core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from towerbox_core.names import check_name
 from towerbox_core.service_rules import check_template
 
@@ -129,7 +129,32 @@ def pinned(template: ServiceTemplate, catalog: dict[str, CatalogEntry]) -> Servi
 
 
 def pin_role(role: RoleTemplate, catalog: dict[str, CatalogEntry]) -> RoleTemplate:
-    return msgspec.structs.replace(role, version=catalog[role.catalog].version)
+    entry = catalog.get(role.catalog)
+    if entry is None:  # a catalog document took it away since the role was checked
+        raise Conflict(
+            f"role {role.name}: catalog entry {role.catalog!r} was just removed from this "
+            "node's catalog",
+            code="unknown_catalog_entry",
+            field="catalog",
+        )
+    return msgspec.structs.replace(role, version=entry.version)
+
+
+def with_recorded_versions(
+    template: ServiceTemplate, catalog: dict[str, CatalogEntry]
+) -> ServiceTemplate:
+    """The template as recorded, a role deployed before roles recorded their entry's
+    version shown at the version its entry has now (what an update takes it to be)."""
+    roles = [recorded_version(r, catalog) for r in template.roles]
+    return msgspec.structs.replace(template, roles=roles)
+
+
+def recorded_version(role: RoleTemplate, catalog: dict[str, CatalogEntry]) -> RoleTemplate:
+    """``role``, at its entry's version now when it was deployed before roles recorded it."""
+    entry = catalog.get(role.catalog)
+    if role.version is not None or entry is None:
+        return role
+    return msgspec.structs.replace(role, version=entry.version)
 
 
 def check_role_on_node(role: RoleTemplate, tenant: str, facts: NodeFacts, where: str) -> None:

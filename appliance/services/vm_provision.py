@@ -29,6 +29,7 @@ from appliance.store.models import Tenant
 from towerbox_core.api.vms import VmCreateRequest
 from towerbox_core.errors import Conflict, Forbidden, InvalidInput
 from towerbox_core.faults import fault_point
+from towerbox_core.service_rules import check_entry_version
 from upf_bridge.backends.base import Attachment
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ def resolve_spec(
                 code="unknown_appliance",
                 field="appliance",
             )
+        if req.appliance_version is not None:
+            check_entry_version(req.appliance_version, "appliance_version")
         require_version(entry, req.appliance_version, "appliance_version")
         spec = spec_for(entry, req.name, dict(req.spec))
     elif req.appliance_version is not None:

@@ -465,8 +465,9 @@ def test_an_update_names_only_what_changes_and_its_plan_reads_as_steps() -> None
         "values": {"model": "b"},
         "merge_values": True,
     }
-    moved = update_body(role, "vllm-inference", {}, 0, 1)
+    moved = update_body(role, "vllm-inference", {}, 0, 1, "24.04-vllm")
     assert moved["catalog"] == "vllm-inference" and "values" not in moved
+    assert moved["version"] == "24.04-vllm"  # what the dialog showed
     plan = RolloutPlan(
         replicas=1,
         max_surge=0,

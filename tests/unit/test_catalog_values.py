@@ -74,6 +74,15 @@ def test_bad_values_are_refused_with_a_stable_code(
     assert info.value.status == 422
 
 
+def test_a_wrong_type_says_what_was_given() -> None:
+    # A shell's --value replicas=2 arrives as a number; a string where a number is
+    # declared says so too, so the operator sees what to quote or unquote.
+    for given, got in (({"model": 7}, "an integer"), ({"replicas": "2"}, "a string")):
+        with pytest.raises(InvalidInput) as info:
+            check_values(DECLS, {**GOOD, **given})
+        assert info.value.message.endswith(f", got {got}")
+
+
 def test_a_required_value_left_out_is_refused() -> None:
     with pytest.raises(InvalidInput) as info:
         check_values(DECLS, {})

@@ -29,6 +29,7 @@ def test_deploy_words_become_a_body(tmp_path: Path) -> None:
     for bad in (
         lambda: deploy_body(None, None, None, None, []),
         lambda: deploy_body("demo-web", None, None, None, [], entry="demo"),
+        lambda: deploy_body("demo-web", None, None, None, [], count=2),  # --count: --entry's
         lambda: parse_values(["x=1"], per_role=True),
         lambda: parse_values(["web.x=1", "web.x=2"], per_role=True),
     ):

@@ -26,12 +26,20 @@ STEP_WORDS = {"create": "make", "await_health": "wait for the health check of", 
 
 
 def update_body(
-    role: RoleView, entry: str, values: dict[str, Any], surge: int, unavailable: int
+    role: RoleView,
+    entry: str,
+    values: dict[str, Any],
+    surge: int,
+    unavailable: int,
+    version: str | None = None,
 ) -> dict[str, Any]:
-    """The POST /api/v1/services/<name>/update body: only what changes is named."""
+    """The POST /api/v1/services/<name>/update body: only what changes is named, and
+    the entry version the dialog showed (the node refuses if its catalog moved on)."""
     body: dict[str, Any] = {"role": role.name, "max_surge": surge, "max_unavailable": unavailable}
     if entry != role.catalog:
         body["catalog"] = entry
+    if version is not None:
+        body["version"] = version
     given = non_empty(values)
     if given:
         body["values"] = given
@@ -186,8 +194,14 @@ class UpdateDialog:
         if surge is None or unavailable is None:
             self.error.text = f"Surge and unavailable are counts from 0 to {MAX_REPLICAS}."
             return None
+        shown = self.catalog.get(self.entry.value) or {}
         body = update_body(
-            role, self.entry.value, self.value_fields.values(), int(surge), int(unavailable)
+            role,
+            self.entry.value,
+            self.value_fields.values(),
+            int(surge),
+            int(unavailable),
+            shown.get("version"),
         )
         try:
             return await self.user.post(
@@ -205,7 +219,7 @@ class UpdateDialog:
             self.surge.error = err.text
         elif err.field == "max_unavailable":
             self.unavailable.error = err.text
-        elif err.field == "catalog":
+        elif err.field in ("catalog", "version"):
             self.entry.error = err.text
         else:
             self.error.text = err.text

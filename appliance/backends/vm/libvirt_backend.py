@@ -13,6 +13,7 @@ import math
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import libvirt
 import libvirt_qemu
@@ -229,7 +230,9 @@ class LibvirtBackend:
                 addrs = [a["addr"] for nic in found.values() for a in nic.get("addrs") or ()]
                 if addrs:
                     return addrs
-            if self.simulated:  # the test driver's domains have no guest on any link
+            # The test driver's domains have no guest on any link, and a remote
+            # libvirt's guests are in another host's table.
+            if self.simulated or urlsplit(self._uri).netloc:
                 return []
             return addresses_for(domain_macs(dom.XMLDesc()), read_table())
 

@@ -66,6 +66,8 @@ def test_a_role_records_its_entry_version_and_an_update_moves_it_onto_a_new_one(
     )
     assert other.status_code == 409 and other.json()["code"] == "catalog_version_unavailable"
     assert "at version 2 on this node, not 3" in other.json()["detail"]
+    empty = c.post("/api/v1/services/llm/update", headers=acme, json={"role": "api", "version": ""})
+    assert (empty.json()["code"], empty.json()["field"]) == ("invalid_version", "version")
 
     # An update with nothing else moves the role onto the catalog's version.
     plan = c.post(
@@ -97,6 +99,8 @@ def test_a_template_that_names_a_version_the_node_lacks_is_refused_with_nothing_
     assert problem["code"] == "catalog_version_unavailable"
     assert problem["field"] == "roles[0].version"
     assert Service.select().count() == 0 and ServiceVm.select().count() == 0
+    empty = _deploy_raw(api, server.port, version="")
+    assert (empty.status_code, empty.json()["code"]) == (422, "invalid_version")
     held = appliance.catalog["demo"].version
     assert _deploy_raw(api, server.port, version=held).status_code == 202
     assert wait_state(appliance, "llm") == "ready"
@@ -186,3 +190,50 @@ def test_a_failed_update_onto_a_new_version_says_it_cannot_make_old_ones_again(
     assert len(old & {r["vm"] for r in replicas}) == 2
     failed = [e for e in journal.entries(limit=1000) if e["kind"] == "service.failed"]
     assert failed[-1]["state"]["rolled_back"] is False
+    assert failed[-1]["state"]["cause"] == "catalog_version_unavailable"
+    assert "update the role again (towerbox service update llm api)" in view["message"]
+    # It is not a dead end: with all its replicas there, the role rolls forward.
+    scale = c.post("/api/v1/services/llm/roles/api/scale", headers=acme, json={"count": 4})
+    assert scale.json()["code"] == "service_not_ready"
+    point_replicas(appliance)  # the new version's replicas all answer now
+    resp = c.post("/api/v1/services/llm/update", headers=acme, json={"role": "api"})
+    assert resp.status_code == 202, resp.text
+    assert wait_state(appliance, "llm") == "ready"
+    role = _role(api)
+    assert (role["version"], role["healthy"]) == ("2", 3)
+    assert sorted(r["generation"] for r in role["replicas"]) == [2, 2, 2]
+
+
+def test_a_failed_service_without_its_replicas_does_not_update(
+    appliance: Appliance, api: Api, server: Listener
+) -> None:
+    c, _, acme = api
+    point_replicas(appliance, bad=lambda _vm: True)  # no replica ever answers
+    _deploy(api, server.port)
+    assert wait_state(appliance, "llm") == "failed"  # the deploy removed what it made
+    body = {"role": "api", "values": {"model": "b"}}
+    resp = c.post("/api/v1/services/llm/update", headers=acme, json=body)
+    assert resp.status_code == 409 and resp.json()["code"] == "service_not_ready"
+
+
+def test_a_role_recorded_before_versions_counts_as_at_the_catalogs_version(
+    appliance: Appliance, api: Api, server: Listener
+) -> None:
+    c, _, acme = api
+    _deploy(api, server.port)
+    assert wait_state(appliance, "llm") == "ready"
+    # A service the node deployed before roles recorded their entry's version.
+    row = Service.get_by_id("llm")
+    template = msgspec.json.decode(row.template)
+    del template["roles"][0]["version"]
+    Service.update(template=msgspec.json.encode(template).decode()).where(
+        Service.name == "llm"
+    ).execute()
+    held = appliance.catalog["demo"].version
+    # What the services kind compares with a document: the version the node would
+    # deploy, so an unchanged document is not taken for a change made on the node.
+    (state,) = appliance.desired._adapters["services"].current().values()
+    assert state["template"]["roles"][0]["version"] == held
+    # And an update with nothing else has nothing to do.
+    same = c.post("/api/v1/services/llm/update", headers=acme, json={"role": "api"})
+    assert same.json()["code"] == "nothing_to_update"
