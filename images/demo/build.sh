@@ -333,13 +333,19 @@ network() {
         say "TOWERBOX-NET none (no DHCP lease on eth0)"
         return
     fi
+    if [ ! -r /run/lease ]; then
+        say "TOWERBOX-NET none (udhcpc left no lease)"
+        return
+    fi
     ip=
     server=
     router=
     # shellcheck source=/dev/null
     . /run/lease
     httpd -p 8000 -h /www
-    ping -c 3 -W 1 "${server:-$router}"
+    if [ -n "${server:-$router}" ]; then
+        ping -c 3 -W 1 "${server:-$router}"
+    fi
     say "TOWERBOX-NET eth0 $ip http=8000"
 }
 network </dev/null >/dev/null 2>&1 &
