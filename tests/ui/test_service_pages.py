@@ -50,6 +50,12 @@ async def _open_dialog(user: User, node: Appliance, service: str, action: str, t
     await user.should_see(title, retries=20)
 
 
+def _demo_version(node: Appliance) -> str:
+    with node.http() as api:
+        entries = api.get("/api/v1/catalog").json()
+    return str(next(e["version"] for e in entries if e["name"] == "demo"))
+
+
 async def test_services_page_shows_roles_health_and_progress(user: User, node: Appliance) -> None:
     with node.http() as api:
         assert api.post("/api/v1/tenants", json={"name": "svc-tenant"}).status_code == 201
@@ -63,6 +69,7 @@ async def test_services_page_shows_roles_health_and_progress(user: User, node: A
         await user.should_see("web 2/2")
         await user.should_see("tenant svc-tenant")
         await user.should_see("web: running (no health check: the domain's state only)")
+        await user.should_see(f"Catalog entries: web: demo v{_demo_version(node)}")
         await user.should_see("ui-svc-web-2")
         await user.should_see("deploy (done)")
         await user.should_see("ready")
@@ -169,6 +176,7 @@ async def test_a_role_is_updated_from_its_card_after_its_plan_is_shown(
     try:
         await _open_dialog(user, node, "upd-svc", "update", "Update a role of upd-svc")
         await user.should_see(marker="update-value-model", retries=20)
+        await user.should_see(f"Runs demo v{_demo_version(node)}, as the catalog has it.")
         model = user.find(kind=ui.input, marker="update-value-model").elements.pop()
         assert model.value == "m-1"  # the role's value as set now
         # Unchanged: refused in the dialog, which stays open.
