@@ -8,9 +8,9 @@ Range, in the next window. An explicit fetch through the API is not bound by it.
 
 A fetch that failed waits for the next window. One whose file had another sha256
 than the catalog says (quarantined) is held back until the catalog names another url
-or sha256 for it, or the daemon restarts (the hold is kept in memory: one more try
-after a restart): every window would download the same wrong file again over the
-site's backhaul. The plan says so; an explicit fetch still tries.
+or sha256 for it (the hold is kept in the state database, across restarts): every
+window would download the same wrong file again over the site's backhaul. The plan
+says so; an explicit fetch still tries, and one that succeeds ends the hold.
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from apscheduler.triggers.cron import CronTrigger
 
 from appliance.backends.artifacts.http_fetch import HASH_MISMATCH
 from appliance.services.artifact_progress import FetchTracker
 from appliance.services.artifacts import ArtifactService
+from appliance.store import journal
+from appliance.store.models import Meta
 from towerbox_core.api.artifacts import PlanItem, PrecachePlan
 from towerbox_core.errors import TowerboxError
 
@@ -49,6 +52,9 @@ class Precache:
         # name -> (the window it was started in, its fetch, the url and sha256 it was
         # for): a failure waits a window, a wrong file a change of either.
         self._started: dict[str, tuple[dt.datetime, FetchTracker, tuple[str, str]]] = {}
+        # name -> the (url, sha256) whose pre-cache got a file with another hash; kept in
+        # the state database, so a restart does not download the wrong file once more.
+        self._held: dict[str, tuple[str, str]] = _load_held()
 
     def window(self, at: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime] | None:
         """The window open at ``at`` (default now), else the next one; None if none."""
@@ -73,7 +79,10 @@ class Precache:
         those it holds back (``held`` says why)."""
         store = self.service.store
         items = []
+        held_before = dict(self._held)
         for name, need in sorted(self.service.needed().items()):
+            if store.present_size(name) is not None:
+                self._held.pop(name, None)  # fetched after all (an explicit fetch)
             if need.conflict or need.ref.url is None or store.present_size(name) is not None:
                 continue
             size = need.ref.size
@@ -85,17 +94,20 @@ class Precache:
                     "correct the catalog entry's sha256 or url, or fetch it explicitly"
                 )
             items.append(PlanItem(name=name, bytes_left=left, url=need.ref.url, held=held))
+        if self._held != held_before:
+            _save_held(self._held)
         return items
 
     def _got_wrong_file(self, name: str, source: tuple[str, str]) -> bool:
-        """Whether the last pre-cache of ``name`` from this url, for this sha256, got a
-        file with another hash."""
+        """Whether a pre-cache of ``name`` from this url, for this sha256, got a file
+        with another hash (this run's last one, or one before a restart)."""
         earlier = self._started.get(name)
-        return (
-            earlier is not None
-            and earlier[2] == source
-            and (earlier[1].error_code == HASH_MISMATCH)
-        )
+        if earlier is not None and earlier[2] == source:
+            if earlier[1].error_code == HASH_MISMATCH:
+                self._held[name] = source
+            elif earlier[1].state == "done":
+                self._held.pop(name, None)
+        return self._held.get(name) == source
 
     def plan(self) -> PrecachePlan:
         window = self.window()
@@ -160,3 +172,24 @@ class Precache:
             coalesce=True,
             next_run_time=dt.datetime.now(dt.UTC),
         )
+
+
+_HELD_KEY = "artifacts_precache_held"
+
+
+def _load_held() -> dict[str, tuple[str, str]]:
+    row = Meta.get_or_none(Meta.key == _HELD_KEY)
+    if row is None:
+        return {}
+    try:
+        return msgspec.json.decode(row.value, type=dict[str, tuple[str, str]])
+    except msgspec.DecodeError as err:  # a damaged record costs one more try, no more
+        log.warning("pre-cache holds unreadable, starting without them: %s", err)
+        return {}
+
+
+def _save_held(held: dict[str, tuple[str, str]]) -> None:
+    with journal.write_transaction():
+        Meta.insert(
+            key=_HELD_KEY, value=msgspec.json.encode(held).decode()
+        ).on_conflict_replace().execute()

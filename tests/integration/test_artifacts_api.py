@@ -22,6 +22,7 @@ from litestar.testing import TestClient
 
 from appliance.cli.artifact import follow
 from appliance.context import Appliance
+from appliance.services.artifact_precache import Precache
 from appliance.store import journal
 from tests.support.appliance import REPO, admin_password, api_client, built, login
 from tests.support.artifact_server import LLM_ENTRY, ServerState, artifact_server
@@ -250,6 +251,9 @@ def test_a_precache_failure_waits_for_the_next_window_and_a_wrong_file_is_held_b
     held = {i["name"]: i["held"] for i in plan["items"]}
     assert held["model.bin"] == "" and "another sha256" in held["broken.bin"]
     assert plan["total_bytes"] == SIZE  # model.bin only: broken.bin will not be fetched
+    # A restart keeps the hold: the pre-cache of a new daemon reads it back.
+    restarted = Precache(app.artifacts, clock=lambda: now[0])
+    assert [i.name for i in restarted.missing() if i.held] == ["broken.bin"]
 
     now[0] = NIGHT + dt.timedelta(days=1)
     _set_artifact(app, "model.bin", url=good_url)
@@ -264,6 +268,8 @@ def test_a_precache_failure_waits_for_the_next_window_and_a_wrong_file_is_held_b
     assert client.get("/api/v1/artifacts/plan", headers=admin).json()["items"][0]["held"] == ""
     assert app.precache.tick() == ["broken.bin"]
     assert _fetch_of(client, admin, "broken.bin", {"done", "failed"})["state"] == "done"
+    app.precache.missing()  # notes the artifact is here: nothing held any more
+    assert Precache(app.artifacts, clock=lambda: now[0])._held == {}
 
 
 def _artifact_ref(app: Appliance, name: str) -> Any:
