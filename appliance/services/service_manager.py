@@ -148,7 +148,6 @@ class ServiceManager:
             healthy = sum(v.healthy for v in views)
             entry = self.deps.catalog.get(role.catalog)
             decls = entry.cloud_init_values if entry is not None else {}
-            held = entry.version if entry is not None else None
             roles.append(
                 RoleView(
                     role.name,
@@ -159,7 +158,7 @@ class ServiceManager:
                     views,
                     redacted(decls, role.values),
                     version=role.version,
-                    catalog_version=held if held != (role.version or held) else None,
+                    catalog_version=_moved_on(entry, role.version),
                 )
             )
         return ServiceView(
@@ -297,18 +296,18 @@ class ServiceManager:
 
     def _require_same_version(self, name: str, role: RoleTemplate) -> None:
         """A new replica is made like the others, from the entry version the role runs."""
-        entry = self.deps.catalog.get(role.catalog)
-        if entry is None or role.version is None or entry.version == role.version:
+        held = _moved_on(self.deps.catalog.get(role.catalog), role.version)
+        if held is None:
             return
         raise Conflict(
             f"role {role.name} runs version {role.version} of catalog entry {role.catalog}, "
-            f"and this node's catalog now holds version {entry.version}: a new replica "
-            f"would differ from the others. Update the role onto version {entry.version} "
-            f"first (towerbox service update {name} {role.name})",
+            f"and this node's catalog now holds version {held}: a new replica would differ "
+            f"from the others. Update the role onto version {held} first "
+            f"(towerbox service update {name} {role.name})",
             code="catalog_version_changed",
             field="count",
             entry=role.catalog,
-            held=entry.version,
+            held=held,
             running=role.version,
         )
 
@@ -371,6 +370,13 @@ class ServiceManager:
                     return
         delete_service(template.name)
         op.step("removed")
+
+
+def _moved_on(entry: CatalogEntry | None, version: str | None) -> str | None:
+    """The version the node's catalog holds when it is not the one the role runs."""
+    if entry is None or version is None or entry.version == version:
+        return None
+    return entry.version
 
 
 def _with_count(role: RoleTemplate, count: int) -> RoleTemplate:

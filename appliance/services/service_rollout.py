@@ -89,9 +89,10 @@ class RollingUpdates:
             return answer
         row = self._m.writable(principal, name)
         # A failed service whose role still has all its replicas (an update that could
-        # not roll back, a node stopped during one) is rolled forward from there.
-        whole = row.state == "failed" and len(current) == role.count and role.count > 0
-        if row.state != "ready" and not (whole and not self._m.runner.busy(name)):
+        # not roll back, a node stopped during one) is rolled forward from there; one
+        # still busy is refused by the runner (service_busy).
+        whole = row.state == "failed" and len(current) == role.count > 0
+        if row.state != "ready" and not whole:
             raise Conflict(
                 f"service {name} is {row.state}; only a ready service updates, or a failed "
                 "one whose role still has all its replicas",
