@@ -162,7 +162,11 @@ class ServicesAdapter:
             if oid.removeprefix(SERVICE) not in rows
         }
         steps = {
-            name: _changes(name, template_of(rows[name]), _template(state))
+            name: _changes(
+                name,
+                with_recorded_versions(template_of(rows[name]), self._m.deps.catalog),
+                _template(state),
+            )
             for oid, state in puts.items()
             if (name := oid.removeprefix(SERVICE)) in rows
         }
@@ -335,7 +339,8 @@ def _failure_code(name: str) -> str:
 
 
 def _changes(name: str, old: ServiceTemplate, new: ServiceTemplate) -> list[Change]:
-    """The rolling updates and scales that take ``old`` to ``new``; a change of anything
+    """The rolling updates and scales that take ``old`` (as recorded, a role recorded
+    before versions at its entry's version now) to ``new``; a change of anything
     else (roles, order, health, GPU, VNets, description) is refused: remove the service
     and deploy it again under a new name."""
 
@@ -356,11 +361,9 @@ def _changes(name: str, old: ServiceTemplate, new: ServiceTemplate) -> list[Chan
         )
     todo: list[Change] = []
     for was, role in zip(old.roles, new.roles, strict=True):
-        # A role deployed before roles recorded their entry's version is at any version.
-        version = role.version if was.version is not None else None
         if (was.catalog, was.version, was.values, was.spec) != (
             role.catalog,
-            version,
+            role.version,
             role.values,
             role.spec,
         ):

@@ -13,6 +13,7 @@ import msgspec
 
 from appliance.context import Appliance
 from appliance.services.desired_services import _changes
+from appliance.services.service_templates import with_recorded_versions
 from appliance.store import journal
 from appliance.store.models import Service, ServiceVm
 from tests.support.services import Listener, generation_of, point_replicas, wait_state
@@ -134,7 +135,9 @@ def test_a_vm_create_that_pins_a_version_gets_it_or_a_409(appliance: Appliance, 
     assert c.post("/api/v1/vms", headers=acme, json=body).status_code == 201
 
 
-def test_a_services_document_moves_a_role_only_when_its_version_changed() -> None:
+def test_a_services_document_moves_a_role_only_when_its_version_changed(
+    appliance: Appliance,
+) -> None:
     def template(version: str | None, model: str = "a") -> ServiceTemplate:
         role = {"name": "api", "catalog": "demo", "values": {"model": model}, "version": version}
         return msgspec.convert({"name": "llm", "roles": [role]}, ServiceTemplate)
@@ -145,9 +148,12 @@ def test_a_services_document_moves_a_role_only_when_its_version_changed() -> Non
             "api", catalog="demo", version="2", values={"model": "a"}, spec=SpecOverrides()
         )
     ]
-    # A role deployed before roles recorded versions is not rolled for the record alone.
-    assert _changes("llm", template(None), template("2")) == []
-    changed = _changes("llm", template(None), template("2", model="b"))
+    # A role deployed before roles recorded versions is not rolled for the record alone:
+    # it is compared at the version its entry has now.
+    _new_version(appliance, "2")
+    recorded = with_recorded_versions(template(None), appliance.catalog)
+    assert _changes("llm", recorded, template("2")) == []
+    changed = _changes("llm", recorded, template("2", model="b"))
     assert [(u.version, u.values) for u in changed if isinstance(u, UpdateRequest)] == [
         ("2", {"model": "b"})
     ]
