@@ -108,15 +108,7 @@ def _list(args: argparse.Namespace, c: Requester) -> Any:
                         continue  # ended before this command: `list` shows how
                     if f["name"] not in tasks:
                         tasks[f["name"]] = bar.add_task(f["name"], total=None, rate="", left="")
-                    rate, left = _rate_and_left(f)
-                    bar.update(
-                        tasks[f["name"]],
-                        completed=f["bytes_done"],
-                        total=f["bytes_total"],
-                        description=f"{f['name']} ({f['state']})",
-                        rate=rate,
-                        left=left,
-                    )
+                    _show_fetch(bar, tasks[f["name"]], f)
 
             follow_all(c, update)
     elif args.follow:
@@ -161,19 +153,20 @@ def _fetch(args: argparse.Namespace, c: Requester) -> Any:
         return follow(c, args.name, lambda _: None)
     with _progress() as bar:
         task = bar.add_task(args.name, total=None, rate="", left="")
+        return follow(c, args.name, lambda f: _show_fetch(bar, task, f))
 
-        def update(f: dict[str, Any]) -> None:
-            rate, left = _rate_and_left(f)
-            bar.update(
-                task,
-                completed=f["bytes_done"],
-                total=f["bytes_total"],
-                description=f"{args.name} ({f['state']})",
-                rate=rate,
-                left=left,
-            )
 
-        return follow(c, args.name, update)
+def _show_fetch(bar: Any, task: Any, fetch: dict[str, Any]) -> None:
+    """One fetch's progress, as the node reports it, on its bar."""
+    rate, left = _rate_and_left(fetch)
+    bar.update(
+        task,
+        completed=fetch["bytes_done"],
+        total=fetch["bytes_total"],
+        description=f"{fetch['name']} ({fetch['state']})",
+        rate=rate,
+        left=left,
+    )
 
 
 def _rate_and_left(fetch: dict[str, Any]) -> tuple[str, str]:

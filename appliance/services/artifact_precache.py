@@ -83,7 +83,8 @@ class Precache:
         for name, need in sorted(self.service.needed().items()):
             if store.present_size(name) is not None:
                 self._held.pop(name, None)  # fetched after all (an explicit fetch)
-            if need.conflict or need.ref.url is None or store.present_size(name) is not None:
+                continue
+            if need.conflict or need.ref.url is None:
                 continue
             size = need.ref.size
             left = None if size is None else max(size - store.partial_size(name), 0)
