@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from appliance.cli.confirm import confirm, yes_flag
 from appliance.cli.connect import json_flag, node_call, show_plain
 from towerbox_core import fmt
+from towerbox_core.api.artifacts import FETCH_UNDER_WAY
 from towerbox_core.commands import CommandGroup, out, table
 
 if TYPE_CHECKING:
     from towerbox_core.sync_client import ApiClient
-
-_ACTIVE = ("queued", "running", "verifying")
 
 
 class Requester(Protocol):
@@ -64,7 +63,7 @@ def follow(
         if current is None:
             raise LookupError(f"the node reports no fetch of {name}")
         update(current)
-        if current["state"] not in _ACTIVE:
+        if current["state"] not in FETCH_UNDER_WAY:
             return dict(current)
         time.sleep(poll_s)
 
@@ -76,7 +75,7 @@ def follow_all(
     while True:
         fetches: list[dict[str, Any]] = c.request("GET", "/api/v1/artifacts/fetches")
         update(fetches)
-        if not any(f["state"] in _ACTIVE for f in fetches):
+        if not any(f["state"] in FETCH_UNDER_WAY for f in fetches):
             return
         time.sleep(poll_s)
 
@@ -104,7 +103,7 @@ def _list(args: argparse.Namespace, c: Requester) -> Any:
 
             def update(fetches: list[dict[str, Any]]) -> None:
                 for f in fetches:
-                    if f["name"] not in tasks and f["state"] not in _ACTIVE:
+                    if f["name"] not in tasks and f["state"] not in FETCH_UNDER_WAY:
                         continue  # ended before this command: `list` shows how
                     if f["name"] not in tasks:
                         tasks[f["name"]] = bar.add_task(f["name"], total=None, rate="", left="")
@@ -196,7 +195,7 @@ def _fetch_cell(fetch: dict[str, Any] | None) -> str | None:
     if fetch is None:
         return None
     text = fmt.fetch_progress(fetch)
-    if fetch["state"] in _ACTIVE:
+    if fetch["state"] in FETCH_UNDER_WAY:
         return f"{fmt.bar(fetch['bytes_done'], fetch['bytes_total'])} {text}"
     return text
 

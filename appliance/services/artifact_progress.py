@@ -11,9 +11,7 @@ import datetime as dt
 import threading
 import time
 
-from towerbox_core.api.artifacts import FetchProgress
-
-ACTIVE = frozenset({"queued", "running", "verifying"})
+from towerbox_core.api.artifacts import FETCH_UNDER_WAY, FetchProgress
 
 
 def _iso(at: dt.datetime | None) -> str | None:
@@ -39,7 +37,7 @@ class FetchTracker:
 
     @property
     def active(self) -> bool:
-        return self.state in ACTIVE
+        return self.state in FETCH_UNDER_WAY
 
     # -- the fetcher's side (Listener) ------------------------------------------------
 
@@ -89,7 +87,7 @@ class FetchTracker:
                 if elapsed > 0:
                     rate = (self._done - self._resumed_from) / elapsed
             eta = None
-            if self._total is not None and self.state in ACTIVE and rate > 0:
+            if self._total is not None and self.state in FETCH_UNDER_WAY and rate > 0:
                 eta = max(self._total - self._done, 0) / rate
             elif self.state == "done":
                 eta = 0.0

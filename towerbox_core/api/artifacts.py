@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import msgspec
 
+# A fetch in one of these states has not ended: it holds its artifact's name, and a
+# client that shows progress keeps polling.
+FETCH_UNDER_WAY = frozenset({"queued", "running", "verifying"})
+
 
 class FetchProgress(msgspec.Struct, frozen=True):
     name: str

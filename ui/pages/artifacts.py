@@ -8,6 +8,7 @@ from typing import Any
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
+from towerbox_core.api.artifacts import FETCH_UNDER_WAY
 from ui import fmt
 from ui.api import ApiError
 from ui.deps import Deps
@@ -24,9 +25,6 @@ COLUMNS: list[dict[str, Any]] = [
     {"name": "needed_by", "label": "Needed by", "field": "needed_by", "align": "left"},
     {"name": "vms", "label": "VMs", "field": "vms", "align": "left"},
 ]
-
-
-FETCH_UNDER_WAY = ("queued", "running", "verifying")
 
 
 def artifact_rows(listing: dict[str, Any]) -> list[dict[str, Any]]:
