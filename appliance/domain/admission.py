@@ -53,15 +53,24 @@ def check_vcpus(spec: VmSpec, host_threads: int) -> None:
 
 def check_memory(spec: VmSpec, committed_mib: int, budget_mib: int, limits: HostLimits) -> None:
     asked = plain_memory_mib(spec.memory_mib, spec.hugepages)
-    if asked and committed_mib + asked > budget_mib:
+    if asked:
+        require_memory(f"VM {spec.name}", asked, committed_mib, budget_mib, limits)
+
+
+def require_memory(
+    who: str, asked_mib: int, committed_mib: int, budget_mib: int, limits: HostLimits
+) -> None:
+    """``asked_mib`` more of plain memory beside what VMs are given; ``who`` (a VM, or a
+    service's new replicas together) begins the refusal."""
+    if committed_mib + asked_mib > budget_mib:
         raise InsufficientResources(
-            f"VM {spec.name} needs {asked} MiB of host memory; {committed_mib} of "
+            f"{who} needs {asked_mib} MiB of host memory; {committed_mib} of "
             f"{budget_mib} MiB are given to VMs already (host memory less hugepage pools "
             f"and a {limits.memory_reserve_mib} MiB reserve, overcommit "
             f"{limits.memory_overcommit:g})",
             code="insufficient_memory",
             field="memory_mib",
-            asked_mib=asked,
+            asked_mib=asked_mib,
             committed_mib=committed_mib,
             budget_mib=budget_mib,
         )

@@ -2,8 +2,9 @@
 
 Before anything is created: each role's replica spec passes the same privilege and
 reference checks a VM create makes, and the sum of every replica's charge must fit
-the tenant's quotas. Host room and pinned cores are checked again per replica as it
-is made (VmService.create); a refusal there rolls the whole operation back.
+the tenant's quotas, and their memory together must fit what the host has left for
+VMs. Host room and pinned cores are checked again per replica as it is made
+(VmService.create); a refusal there rolls the whole operation back.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from appliance.catalog.model import CatalogEntry
+from appliance.domain.admission import plain_memory_mib
 from appliance.domain.quotas import Charge, charge_of, check_fits, sum_charges
 from appliance.services.auth import Principal
 from appliance.services.gpu_layouts import GpuLayoutService
@@ -34,6 +36,7 @@ def admit_replicas(
     """Refuse, with the quota and its numbers, ``n`` more replicas of each role."""
     charges: list[Charge] = []
     vms = 0
+    memory: list[tuple[str, int, int]] = []  # role, replicas, plain MiB each
     for role, n in wanted:
         if n <= 0:
             continue
@@ -44,11 +47,18 @@ def admit_replicas(
         # each replica is made.
         charges += [charge_of(spec, disk_gib=disk_gib(spec, image_dir), pinned_cores=0)] * n
         vms += n
+        if mib := plain_memory_mib(spec.memory_mib, spec.hugepages):
+            memory.append((role.name, n, mib))
     if not vms:
         return
     policy = admission.tenants.policy(tenant)
     usage = admission.tenants.usage(tenant)
     check_fits(tenant, policy.quotas, policy.grants, usage, sum_charges(charges), vms=vms)
+    # The host's memory for every new replica together: a deploy that cannot fit is
+    # refused before its first VM is made, not rolled back after its last one that did.
+    each = ", ".join(f"{role}: {n} at {mib} MiB" for role, n, mib in memory)
+    who = f"service {service} ({vms} new replica{'s' if vms > 1 else ''}: {each})"
+    admission.require_memory(who, sum(n * mib for _, n, mib in memory))
 
 
 def free_gpu_slices(layouts: GpuLayoutService, profile: str) -> int:

@@ -27,6 +27,7 @@ from appliance.domain.admission import (
     check_vcpus,
     memory_budget_mib,
     plain_memory_mib,
+    require_memory,
 )
 from appliance.domain.allocation import Allocation
 from appliance.domain.host import HostInventory
@@ -102,16 +103,27 @@ class VmAdmission:
         if checked_at is None or journal.head() != checked_at:
             self._check_rows(spec, alloc, disk_gib, None)
 
+    def committed_memory_mib(self) -> int:
+        """The plain memory every VM on the node is given, from the rows as they are."""
+        committed = 0
+        for row in Vm.select(Vm.spec):
+            mem = msgspec.json.decode(row.spec, type=_Memory)
+            committed += plain_memory_mib(mem.memory_mib, mem.hugepages)
+        return committed
+
+    def require_memory(self, who: str, asked_mib: int) -> None:
+        """Refuse ``asked_mib`` more of plain memory for ``who`` when the host has not
+        that much left for VMs (a service's replicas together, before any is made)."""
+        if asked_mib:
+            committed = self.committed_memory_mib()
+            require_memory(who, asked_mib, committed, self.memory_budget_mib, self.limits)
+
     def _check_rows(
         self, spec: VmSpec, alloc: Allocation, disk_gib: int, policy: Policy | None
     ) -> None:
         """Host memory and the tenant's quotas, from the rows as they are now."""
         if plain_memory_mib(spec.memory_mib, spec.hugepages):
-            committed = 0
-            for row in Vm.select(Vm.spec):
-                mem = msgspec.json.decode(row.spec, type=_Memory)
-                committed += plain_memory_mib(mem.memory_mib, mem.hugepages)
-            check_memory(spec, committed, self.memory_budget_mib, self.limits)
+            check_memory(spec, self.committed_memory_mib(), self.memory_budget_mib, self.limits)
         if spec.tenant is None:
             return
         if policy is None:

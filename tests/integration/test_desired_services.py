@@ -21,8 +21,10 @@ from tests.support.services import (
     Listener,
     console_writer,
     listener,
+    made,
     point_replicas,
     service_node,
+    take_memory,
 )
 from tests.support.tenancy import clients
 
@@ -183,17 +185,30 @@ def test_a_failed_health_check_and_a_host_without_room_are_reported(
     assert quotas.is_success, quotas.text
     sick = shop(1)  # nothing listens on port 1: db never becomes healthy
     sick["service"]["roles"][0]["health"]["timeout_s"] = 0.5
+    # A service the host has no memory for refuses the whole document, as a quota does.
     huge = shop(server.port)
     huge["service"]["roles"][1]["spec"] = {"memory_mib": 4_000_000}
     resp = _post(c, agent, 1, {"sick": sick, "huge": huge})
+    assert (resp.status_code, resp.json()["code"]) == (409, "insufficient_memory"), resp.text
+    assert resp.json()["field"] == "services.huge.memory_mib"
+    assert _names() == []
+    # Room when the document came, taken by another VM while db waits for its check:
+    # the replica refused as it is made is the service's rejection, with its reason.
+    taken = threading.Event()
+    point_replicas(appliance, bad=lambda _vm: not taken.is_set())
+    huge["service"]["roles"][1]["spec"] = {"memory_mib": 60_000}
+    resp = _post(c, agent, 2, {"sick": sick, "huge": huge})
     assert resp.status_code == 200, resp.text
+    made("huge-db-1")
+    take_memory(appliance, c, admin, leave_mib=50_000)
+    taken.set()
     statuses = _statuses(appliance)
     assert {n: (s["status"], s.get("code")) for n, s in statuses.items()} == {
         "sick": ("failed", "unhealthy"),
         "huge": ("rejected", "insufficient_memory"),
     }
     assert "huge-api-1 could not be made" in statuses["huge"]["detail"]
-    assert _names() == []
+    assert _names() == ["hog"]
 
 
 def test_a_template_file_by_name_with_values(appliance: Appliance, api: Any) -> None:

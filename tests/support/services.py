@@ -119,6 +119,30 @@ def wait_state(app: Appliance, name: str, timeout_s: float = 60.0) -> Any:
     return None if row is None else row.state
 
 
+def made(name: str, timeout_s: float = 30.0) -> Vm:
+    """The VM row of ``name`` once a service operation under way has made it."""
+    deadline = time.monotonic() + timeout_s
+    while (vm := Vm.get_or_none(Vm.name == name)) is None:
+        assert time.monotonic() < deadline, f"{name} was never made"
+        time.sleep(0.05)
+    return vm
+
+
+def take_memory(app: Appliance, client: Any, admin: dict[str, str], leave_mib: int) -> None:
+    """Make a VM ("hog") that leaves VMs only ``leave_mib`` of the host's memory: what
+    another operator's create does between a service's admission and its replicas."""
+    admission = app.vms._admission
+    assert admission is not None
+    room = admission.memory_budget_mib - admission.committed_memory_mib()
+    hog = {
+        "name": "hog",
+        "appliance": "demo",
+        "spec": {"role": "b2b", "memory_mib": room - leave_mib},
+    }
+    resp = client.post("/api/v1/vms", headers=admin, json=hog)
+    assert resp.status_code == 201, resp.text
+
+
 def service_node(tmp_path: Path, **env: str) -> Iterator[Appliance]:
     """A tenant node (``tenant_node``) whose service operations have ended before it
     is torn down: a fixture's body, ``yield from service_node(tmp_path)``."""

@@ -13,6 +13,7 @@ import msgspec
 import pytest
 
 from appliance.context import Appliance
+from appliance.services.vm_provision import console_path
 from appliance.store import journal
 from appliance.store.models import Service, ServiceVm, Vm
 from tests.support.appliance import login
@@ -22,7 +23,9 @@ from tests.support.services import (
     booting,
     console_writer,
     generation_of,
+    made,
     point_replicas,
+    take_memory,
     wait_state,
 )
 from tests.support.tenancy import PASSWORD, Api, clients, principal_of, tenant_node
@@ -353,26 +356,66 @@ def test_a_gpu_role_surges_onto_a_free_slice_or_replaces_in_place(
     assert Service.get_by_id("inf").state == "ready"
 
 
-def test_a_role_that_cannot_be_placed_rolls_back_and_says_why(
-    appliance: Appliance, api: Api, server: Listener
+def test_a_service_the_host_has_no_memory_for_is_refused_before_anything_is_made(
+    appliance: Appliance, api: Api
 ) -> None:
     c, admin, acme = api
-    # The tenant may hold the memory, the host has not got it: the refusal comes when
-    # the second wave's replica is made, after the first wave runs.
+    # The tenant may hold any memory; the host has 179,200 MiB for VMs (see
+    # test_tenant_quotas), each role fits alone, the two together do not.
+    assert c.put("/api/v1/tenants/acme/quotas", headers=admin, json={"memory_mib": -1}).is_success
+    head = journal.head()
+    template = {
+        "name": "huge",
+        "roles": [
+            {"name": "db", "catalog": "demo", "spec": {"memory_mib": 60_000}},
+            {"name": "big", "catalog": "demo", "count": 2, "spec": {"memory_mib": 60_000}},
+        ],
+    }
+    resp = c.post("/api/v1/services", headers=acme, json={"service": template})
+    assert (resp.status_code, resp.json()["code"]) == (409, "insufficient_memory"), resp.text
+    assert resp.json()["detail"].startswith(
+        "service huge (3 new replicas: db: 1 at 60000 MiB, big: 2 at 60000 MiB) needs 180000 MiB "
+        "of host memory; 0 of 179200 MiB are given to VMs already"
+    )
+    assert Service.select().count() == 0 and Vm.select().count() == 0
+    assert journal.head() == head
+    # Scaling up is held to the same rule, counting the replicas that run.
+    template["roles"] = template["roles"][:1]
+    assert c.post("/api/v1/services", headers=acme, json={"service": template}).status_code == 202
+    assert wait_state(appliance, "huge") == "ready"
+    resp = c.post("/api/v1/services/huge/roles/db/scale", headers=acme, json={"count": 4})
+    assert (resp.status_code, resp.json()["code"]) == (409, "insufficient_memory"), resp.text
+    assert "(3 new replicas: db: 3 at 60000 MiB) needs 180000 MiB" in resp.json()["detail"]
+    assert "60000 of 179200 MiB are given to VMs already" in resp.json()["detail"]
+    assert [vm.name for vm in Vm.select()] == ["huge-db-1"]
+
+
+def test_a_role_that_cannot_be_placed_rolls_back_and_says_why(
+    appliance: Appliance, api: Api
+) -> None:
+    c, admin, acme = api
+    # The host has room for the service when it is asked for. While the first wave
+    # waits for its health check, another VM takes that room: the second wave's
+    # replica is refused as it is made, and the deploy undoes the first wave.
     assert c.put("/api/v1/tenants/acme/quotas", headers=admin, json={"memory_mib": -1}).is_success
     template = {
         "name": "huge",
         "roles": [
-            {"name": "db", "catalog": "demo", "health": {"kind": "tcp", "port": server.port}},
-            {"name": "big", "catalog": "demo", "after": ["db"], "spec": {"memory_mib": 4_000_000}},
+            {"name": "db", "catalog": "demo", "health": {"kind": "serial", "marker": "DB-READY"}},
+            {"name": "big", "catalog": "demo", "after": ["db"], "spec": {"memory_mib": 100_000}},
         ],
     }
     assert c.post("/api/v1/services", headers=acme, json={"service": template}).status_code == 202
+    db = made("huge-db-1")
+    take_memory(appliance, c, admin, leave_mib=50_000)
+    console = console_path(appliance.cfg, db.id)
+    console.parent.mkdir(parents=True, exist_ok=True)
+    console.write_text("booting\nDB-READY\n")
     assert wait_state(appliance, "huge") == "failed"
     view = c.get("/api/v1/services/huge", headers=acme).json()
     assert "role big: huge-big-1 could not be made" in view["message"]
     assert "insufficient_memory" in view["message"]
-    assert Vm.select().count() == 0
+    assert [vm.name for vm in Vm.select()] == ["hog"]
     assert _journal("service.failed")[-1]["state"]["cause"] == "insufficient_memory"
     assert "delete huge-db-1" in view["progress"]["steps"]
 
