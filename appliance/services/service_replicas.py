@@ -75,7 +75,7 @@ class Replicas:
         """Delete one replica VM; False (and logged) when it could not be."""
         op.step(f"delete {name}")
         try:
-            self._vms.delete(principal, name)
+            self._vms.delete(principal, name, for_service=True)
         except NotFound:
             return True  # already gone
         except TowerboxError as err:

@@ -54,6 +54,17 @@ def replicas(service: str, role: str | None = None) -> list[Replica]:
     ]
 
 
+def replica_of(vm_id: str) -> tuple[str, str] | None:
+    """The service and the role a VM is a replica of; None for a VM of its own."""
+    found = (
+        ServiceVm.select(ServiceVm.service, ServiceVm.role)
+        .where(ServiceVm.vm == vm_id)
+        .tuples()
+        .first()
+    )
+    return None if found is None else (str(found[0]), str(found[1]))
+
+
 def newest_first(found: list[Replica]) -> list[Replica]:
     return sorted(found, key=lambda r: (r.created_at, r.number), reverse=True)
 

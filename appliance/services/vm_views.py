@@ -15,6 +15,7 @@ from appliance.backends.vm.protocol import VmBackend
 from appliance.domain.vm_spec import VmSpec, spec_to_dict
 from appliance.services.gpu_binding import GpuBinder
 from appliance.services.monitor import Monitor
+from appliance.services.service_rows import replica_of
 from appliance.services.vm_attention import StartFailures, attention, unresponsive
 from appliance.services.vm_power import DEFINED, STOPPED
 from appliance.services.vm_seed import SeedPlan
@@ -65,11 +66,14 @@ class VmViews:
 
     def detail(self, vm: Vm) -> VmDetail:
         spec = msgspec.json.decode(vm.spec)
+        service, role = replica_of(vm.id) or (None, None)
         return VmDetail(
             **msgspec.structs.asdict(self.summary(vm)),
             spec=spec,
             allocation=msgspec.json.decode(vm.allocation),
             gpu=self._gpus.binding(vm.name) if self._gpus and spec.get("gpu") else None,
+            service=service,
+            service_role=role,
         )
 
 

@@ -27,6 +27,7 @@ from appliance.domain.vm_spec import CpuPolicy, Role, VmSpec
 from appliance.services.auth import Principal, aware_utc
 from appliance.services.gpu_binding import GpuBinder
 from appliance.services.monitor import Monitor, record_observed
+from appliance.services.service_rows import replica_of
 from appliance.services.vm_admission import VmAdmission
 from appliance.services.vm_attention import StartFailures, journal_start_failure
 from appliance.services.vm_gpu_drain import VmGpuDrain
@@ -348,8 +349,20 @@ class VmService:
         return self._view(vm)
 
     @space.uses_reserve
-    def delete(self, principal: Principal, name: str) -> None:
+    def delete(self, principal: Principal, name: str, *, for_service: bool = False) -> None:
+        """Destroy the VM and its disks. A service's replica is its service's to delete
+        (``for_service``): deleted on its own it would only leave its role short."""
         vm = self._writable(principal, name)
+        if not for_service and (owner := replica_of(vm.id)) is not None:
+            service, role = owner
+            raise Conflict(
+                f"VM {name} is a replica of role {role} of service {service}; the service "
+                f"deletes its replicas: scale the role down (towerbox service scale {service} "
+                f"{role} N) or remove the service (towerbox service remove {service})",
+                code="vm_in_service",
+                service=service,
+                role=role,
+            )
         # Refused before it destroys anything when not even the reserve is left.
         space.check_writable()
         with self._lock:

@@ -83,8 +83,8 @@ def _deploy_for_acme(
 
 def _clean_up(app: Appliance, root: Principal, vm_names: list[str]) -> None:
     app.services.runner.wait_idle(300)
-    for vm in Vm.select():
-        app.vms.delete(root, vm.name)
+    for vm in Vm.select():  # a service's replicas too: the node is torn down
+        app.vms.delete(root, vm.name, for_service=True)
     for vm_name in vm_names:
         Path(f"/var/log/libvirt/qemu/{vm_name}.log").unlink(missing_ok=True)
     app.close()

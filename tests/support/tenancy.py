@@ -57,8 +57,8 @@ def tenant_node(tmp_path: Path, **env: str) -> Iterator[Appliance]:
         assert c.post("/api/v1/n6/apply").status_code in (200, 201)
     yield app
     root = root_principal(app)
-    for vm in Vm.select():
-        app.vms.delete(root, vm.name)
+    for vm in Vm.select():  # a service's replicas too: the node is torn down
+        app.vms.delete(root, vm.name, for_service=True)
     app.close()
 
 

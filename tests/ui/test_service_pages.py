@@ -73,6 +73,11 @@ async def test_services_page_shows_roles_health_and_progress(user: User, node: A
         await user.should_see("ui-svc-web-2")
         await user.should_see("deploy (done)")
         await user.should_see("ready")
+        # A replica's page names its service, and its Delete is the service's.
+        await user.open("/vms/ui-svc-web-1")
+        await user.should_see("ui-svc, role web (a replica: the service deletes it)", retries=30)
+        delete = user.find(marker="vm-action-delete").elements.pop()
+        assert not delete.enabled
     finally:
         with node.http() as api:
             _remove(api, "ui-svc", "svc-tenant")

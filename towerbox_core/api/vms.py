@@ -74,6 +74,9 @@ class VmDetail(VmSummary, frozen=True):
     spec: dict[str, Any]  # the VM spec document as stored
     allocation: dict[str, Any]  # CPUs, NUMA node, hugepages, devices held for it
     gpu: GpuClaim | None  # the MIG slice it holds, when it asked for one
+    # The service and role it is a replica of (the service deletes it), or None.
+    service: str | None = None
+    service_role: str | None = None
 
 
 class VmSample(msgspec.Struct, frozen=True, gc=False):

@@ -28,6 +28,7 @@ def spec_rows(vm: dict[str, Any]) -> list[tuple[str, str]]:
         ("Appliance", str(vm.get("appliance") or "-")),
         ("Role", str(vm.get("role") or "-")),
         ("Tenant", str(vm.get("tenant") or "-")),
+        ("Service", _service_text(vm)),
         ("vCPUs", f"{vm.get('vcpus')} ({cpu.get('policy', '?')})"),
         ("Memory", fmt.mib(vm.get("memory_mib"))),
         ("Hugepages", str(spec.get("hugepages", "none"))),
@@ -46,6 +47,12 @@ def spec_rows(vm: dict[str, Any]) -> list[tuple[str, str]]:
         ("Restart policy", str(spec.get("restart", "-"))),
         ("Desired state", str(vm.get("desired_state", "-"))),
     ]
+
+
+def _service_text(vm: dict[str, Any]) -> str:
+    if not vm.get("service"):
+        return "-"
+    return f"{vm['service']}, role {vm.get('service_role')} (a replica: the service deletes it)"
 
 
 def _gpu_text(gpu: Any) -> str:
@@ -102,7 +109,9 @@ class VmDetail:
         self.state.text = state
         self.state.props(f"color={STATE_COLOURS.get(state, 'grey')}")
         for key, button in self.buttons.items():
-            button.set_enabled(vm_actions.BY_KEY[key].applies_to(state))
+            allowed = vm_actions.BY_KEY[key].applies_to(state)
+            # A service's replica is deleted by its service (scale or remove), not here.
+            button.set_enabled(allowed and not (key == "delete" and vm.get("service")))
         self.attention.text = attention.vm_line(vm) if vm.get("attention") else ""
         self.attention.set_visibility(bool(vm.get("attention")))
         self.spec_box.clear()

@@ -260,7 +260,7 @@ def test_a_failed_new_replica_stops_the_update_and_rolls_the_role_back(
 def test_scale_then_remove_in_reverse_start_order(
     appliance: Appliance, api: Api, server: Listener
 ) -> None:
-    c, _, acme = api
+    c, admin, acme = api
     with console_writer(appliance, "DB-READY", "-db-"):
         c.post("/api/v1/services", headers=acme, json={"service": three_roles(server.port)})
         assert wait_state(appliance, "shop") == "ready"
@@ -275,6 +275,15 @@ def test_scale_then_remove_in_reverse_start_order(
     assert _journal("service.scaled")[-1]["state"]["count"] == 1
     bad = c.post("/api/v1/services/shop/roles/nope/scale", headers=acme, json={"count": 1})
     assert bad.json()["code"] == "role_not_found"
+    # A replica is the service's to delete, for the tenant and for an infra-admin.
+    detail = c.get("/api/v1/vms/shop-api-1", headers=acme).json()
+    assert (detail["service"], detail["service_role"]) == ("shop", "api")
+    for headers in (acme, admin):
+        resp = c.delete("/api/v1/vms/shop-api-1", headers=headers)
+        assert (resp.status_code, resp.json()["code"]) == (409, "vm_in_service"), resp.text
+        assert (resp.json()["service"], resp.json()["role"]) == ("shop", "api")
+        assert "towerbox service scale shop api N" in resp.json()["detail"]
+    assert Vm.select().where(Vm.name == "shop-api-1").exists()
     head = journal.head()
     assert c.delete("/api/v1/services/shop", headers=acme).status_code == 202
     assert wait_state(appliance, "shop") is None
