@@ -58,7 +58,6 @@ from appliance.services.monitor import Monitor
 from appliance.services.n6 import N6Service
 from appliance.services.node_view import NodeViews
 from appliance.services.reconcile import Reconciler
-from appliance.services.service_admission import free_gpu_slices
 from appliance.services.service_manager import ServiceManager
 from appliance.services.service_rollout import RollingUpdates
 from appliance.services.sync import SyncStatusBoard
@@ -251,7 +250,7 @@ def build_appliance(cfg: Config) -> Appliance:
     )
     started_at = time.time()
     services = service_manager(cfg, backend, vms, catalog, gpus, n6, admission, tenants)
-    rollouts = RollingUpdates(services, functools.partial(free_gpu_slices, gpus))
+    rollouts = RollingUpdates(services, services.deps.free_gpu_slices)
     desired.attach_services(ServicesAdapter(services, rollouts))
     return Appliance(
         cfg=cfg,

@@ -21,6 +21,7 @@ from appliance.config import Config
 from appliance.domain.gpu.catalog import default_catalog
 from appliance.services.gpu_layouts import GpuLayoutService
 from appliance.services.n6 import N6Service
+from appliance.services.service_admission import free_gpu_slices
 from appliance.services.service_health import HealthProber
 from appliance.services.service_manager import ServiceDeps, ServiceManager
 from appliance.services.service_replicas import Replicas
@@ -129,6 +130,7 @@ def service_manager(
         tenants=tenants,
         image_dir=Path(cfg.image_dir),
         templates_dir=services_dir(cfg.resolved_catalog_dir()),
+        free_gpu_slices=functools.partial(free_gpu_slices, gpus),
     )
     manager = ServiceManager(deps, Replicas(vms, HealthProber(cfg, backend)))
     manager.recover()

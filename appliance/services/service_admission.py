@@ -2,13 +2,15 @@
 
 Before anything is created: each role's replica spec passes the same privilege and
 reference checks a VM create makes, and the sum of every replica's charge must fit
-the tenant's quotas, and their memory together must fit what the host has left for
-VMs. Host room and pinned cores are checked again per replica as it is made
+the tenant's quotas; their memory together must fit what the host has left for VMs,
+and GPU roles need a free MIG slice of their profile per replica. Host room, pinned
+cores and slices are checked again per replica as it is made and started
 (VmService.create); a refusal there rolls the whole operation back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from appliance.catalog.model import CatalogEntry
@@ -21,6 +23,7 @@ from appliance.services.vm_admission import VmAdmission
 from appliance.services.vm_provision import check_references, disk_gib, resolve_spec
 from towerbox_core.api.gpus import MigRole
 from towerbox_core.api.services import RoleTemplate
+from towerbox_core.errors import Conflict
 
 
 def admit_replicas(
@@ -32,11 +35,13 @@ def admit_replicas(
     catalog: dict[str, CatalogEntry],
     admission: VmAdmission,
     image_dir: Path,
+    free_gpu_slices: Callable[[str], int] | None = None,
 ) -> None:
     """Refuse, with the quota and its numbers, ``n`` more replicas of each role."""
     charges: list[Charge] = []
     vms = 0
     memory: list[tuple[str, int, int]] = []  # role, replicas, plain MiB each
+    slices: dict[str, list[tuple[str, int]]] = {}  # MIG profile: role, replicas
     for role, n in wanted:
         if n <= 0:
             continue
@@ -49,6 +54,8 @@ def admit_replicas(
         vms += n
         if mib := plain_memory_mib(spec.memory_mib, spec.hugepages):
             memory.append((role.name, n, mib))
+        if role.gpu is not None:
+            slices.setdefault(role.gpu, []).append((role.name, n))
     if not vms:
         return
     policy = admission.tenants.policy(tenant)
@@ -59,6 +66,28 @@ def admit_replicas(
     each = ", ".join(f"{role}: {n} at {mib} MiB" for role, n, mib in memory)
     who = f"service {service} ({vms} new replica{'s' if vms > 1 else ''}: {each})"
     admission.require_memory(who, sum(n * mib for _, n, mib in memory))
+    if free_gpu_slices is not None:
+        for profile, roles in sorted(slices.items()):
+            _require_slices(service, profile, roles, free_gpu_slices(profile))
+
+
+def _require_slices(service: str, profile: str, roles: list[tuple[str, int]], free: int) -> None:
+    """Each new replica of a GPU role takes a free MIG slice of its profile as it
+    starts: a service that asks for more than are free could only be rolled back."""
+    wanted = sum(n for _, n in roles)
+    if wanted <= free:
+        return
+    each = ", ".join(f"{role}: {n}" for role, n in roles)
+    raise Conflict(
+        f"service {service} needs {wanted} free {profile} MIG slice"
+        f"{'s' if wanted > 1 else ''} for its new replicas ({each}); this node has {free} "
+        "free: apply a GPU layout with more, or ask for fewer replicas",
+        code="no_free_gpu_slice",
+        field="gpu",
+        profile=profile,
+        wanted=wanted,
+        free=free,
+    )
 
 
 def free_gpu_slices(layouts: GpuLayoutService, profile: str) -> int:

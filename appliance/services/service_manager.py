@@ -73,6 +73,8 @@ class ServiceDeps:
     tenants: TenantService
     image_dir: Path
     templates_dir: Path
+    # Unowned B2B MIG slices of a profile now (None: a node without GPUs to count).
+    free_gpu_slices: Callable[[str], int] | None = None
 
 
 class ServiceManager:
@@ -243,6 +245,7 @@ class ServiceManager:
             catalog=self.deps.catalog,
             admission=self.deps.admission,
             image_dir=self.deps.image_dir,
+            free_gpu_slices=self.deps.free_gpu_slices,
         )
 
     def _deploy(self, op: Operation, principal: Principal, template: ServiceTemplate) -> None:

@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 
 from appliance.context import Appliance
 from appliance.store import journal
-from appliance.store.models import ServiceVm
+from appliance.store.models import ServiceVm, Vm
 from tests.support.services import (
     Listener,
     booting,
@@ -369,3 +369,30 @@ def test_a_gpu_role_without_a_free_slice_is_replaced_in_place(
             "role llm updated to generation 1",
         ],
     )
+
+
+def test_a_gpu_role_past_the_free_slices_is_refused_before_anything_is_made(
+    appliance: Appliance, api: Api, server: Listener
+) -> None:
+    c, admin, acme = api
+    gpu = _gpu_role(appliance, api, server.port, slices=3)  # 2 replicas, 1 slice free
+    before = sorted(vm.name for vm in Vm.select())
+    resp = c.post("/api/v1/services/inf/roles/llm/scale", headers=acme, json={"count": 4})
+    assert (resp.status_code, resp.json()["code"]) == (409, "no_free_gpu_slice"), resp.text
+    assert (resp.json()["wanted"], resp.json()["free"]) == (2, 1)
+    assert resp.json()["detail"].startswith(
+        f"service inf needs 2 free {PROFILE} MIG slices for its new replicas (llm: 2); "
+        "this node has 1 free"
+    )
+    role = {"name": "gen", "catalog": "demo", "count": 2, "gpu": PROFILE}
+    resp = c.post(
+        "/api/v1/services", headers=acme, json={"service": {"name": "more", "roles": [role]}}
+    )
+    assert (resp.status_code, resp.json()["code"]) == (409, "no_free_gpu_slice"), resp.text
+    assert sorted(vm.name for vm in Vm.select()) == before
+    assert sorted(o for o in _owners(c, admin, gpu).values() if o) == ["inf-llm-1", "inf-llm-2"]
+    # The one free slice takes one more replica.
+    resp = c.post("/api/v1/services/inf/roles/llm/scale", headers=acme, json={"count": 3})
+    assert resp.status_code == 202, resp.text
+    assert wait_state(appliance, "inf") == "ready"
+    assert None not in _owners(c, admin, gpu).values()
