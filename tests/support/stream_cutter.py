@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from urllib.parse import urlsplit
@@ -24,6 +25,9 @@ class StreamCutter:
         self.cut = False
         self.streams_opened = 0  # event streams asked for since the relay started
         self.requests = 0  # HTTP requests relayed, event streams included
+        # (monotonic time, what passed): request lines, and the streams' event types
+        # ("event: vm.state"), so a test that counts requests can say which and why.
+        self.log: list[tuple[float, str]] = []
         self._threads: list[threading.Thread] = []
 
     def cut_streams(self) -> None:
@@ -64,13 +68,27 @@ class StreamCutter:
         upstream = socket.create_connection(self._target)
         self._count(first)
         upstream.sendall(first)
-        self._spawn(_pipe, upstream, client)
+        self._spawn(_pipe, upstream, client, self._events if first.startswith(EVENTS) else None)
         _pipe(client, upstream, self._count)
+
+    def since(self, at: float) -> list[str]:
+        """What passed after monotonic time ``at``, each with its offset from it."""
+        with self._lock:
+            return [f"+{when - at:.1f}s {what}" for when, what in self.log if when > at]
 
     def _count(self, data: bytes) -> None:
         # Request lines; the UI's requests are small, never split across reads here.
+        lines = [line for line in data.split(b"\r\n") if line.endswith(b" HTTP/1.1")]
         with self._lock:
-            self.requests += data.count(b" HTTP/1.1\r\n")
+            self.requests += len(lines)
+            now = time.monotonic()
+            self.log += [(now, line.decode(errors="replace")) for line in lines]
+
+    def _events(self, data: bytes) -> None:
+        kinds = [line for line in data.split(b"\n") if line.startswith(b"event: ")]
+        with self._lock:
+            now = time.monotonic()
+            self.log += [(now, kind.decode(errors="replace")) for kind in kinds]
 
     def close(self) -> None:
         self._listener.close()
