@@ -11,6 +11,7 @@ import msgspec
 from appliance.store import journal
 from appliance.store.models import Service, ServiceVm, Vm, utcnow
 from towerbox_core.api.services import RoleTemplate, ServiceTemplate
+from towerbox_core.errors import Conflict
 
 _decode_template = msgspec.json.Decoder(ServiceTemplate).decode
 _decode_generations = msgspec.json.Decoder(dict[str, int]).decode
@@ -63,6 +64,23 @@ def replica_of(vm_id: str) -> tuple[str, str] | None:
         .first()
     )
     return None if found is None else (str(found[0]), str(found[1]))
+
+
+def refuse_replica(vm_id: str, name: str) -> None:
+    """Refuse to delete a service's replica on its own: it would only leave its role
+    short. The service deletes it (scale down, remove)."""
+    owner = replica_of(vm_id)
+    if owner is None:
+        return
+    service, role = owner
+    raise Conflict(
+        f"VM {name} is a replica of role {role} of service {service}; the service "
+        f"deletes its replicas: scale the role down (towerbox service scale {service} "
+        f"{role} N) or remove the service (towerbox service remove {service})",
+        code="vm_in_service",
+        service=service,
+        role=role,
+    )
 
 
 def newest_first(found: list[Replica]) -> list[Replica]:

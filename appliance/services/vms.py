@@ -27,7 +27,7 @@ from appliance.domain.vm_spec import CpuPolicy, Role, VmSpec
 from appliance.services.auth import Principal, aware_utc
 from appliance.services.gpu_binding import GpuBinder
 from appliance.services.monitor import Monitor, record_observed
-from appliance.services.service_rows import replica_of
+from appliance.services.service_rows import refuse_replica
 from appliance.services.vm_admission import VmAdmission
 from appliance.services.vm_attention import StartFailures, journal_start_failure
 from appliance.services.vm_gpu_drain import VmGpuDrain
@@ -353,16 +353,8 @@ class VmService:
         """Destroy the VM and its disks. A service's replica is its service's to delete
         (``for_service``): deleted on its own it would only leave its role short."""
         vm = self._writable(principal, name)
-        if not for_service and (owner := replica_of(vm.id)) is not None:
-            service, role = owner
-            raise Conflict(
-                f"VM {name} is a replica of role {role} of service {service}; the service "
-                f"deletes its replicas: scale the role down (towerbox service scale {service} "
-                f"{role} N) or remove the service (towerbox service remove {service})",
-                code="vm_in_service",
-                service=service,
-                role=role,
-            )
+        if not for_service:
+            refuse_replica(vm.id, name)
         # Refused before it destroys anything when not even the reserve is left.
         space.check_writable()
         with self._lock:
