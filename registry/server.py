@@ -20,6 +20,7 @@ from registry.api.app import create_app
 from registry.config import ENV_PREFIX, RegistryConfig
 from registry.context import build_registry
 from registry.metrics import MULTIPROC_ENV
+from registry.workers import mark_supervisor
 from towerbox_core.http_protocol import set_deadlines
 from towerbox_core.logsetup import setup_logging
 
@@ -89,5 +90,6 @@ def serve(cfg: RegistryConfig, workers: int | None, config_path: Path | None) ->
     if config_path is not None:
         # Workers load the config again; they must find the same file.
         os.environ[ENV_PREFIX + "CONFIG"] = str(config_path.resolve())
+    mark_supervisor()
     uvicorn.run("registry.api.app:create_app_from_env", factory=True, workers=count, **options)
     return 0

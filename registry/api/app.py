@@ -25,6 +25,7 @@ from registry.config import load_config
 from registry.context import Registry, build_registry
 from registry.rollout_ticker import RolloutTicker
 from registry.store.db import SCHEMA_VERSION
+from registry.workers import end_with_supervisor
 from towerbox_core import openapi_problems, problems
 from towerbox_core.api.fleet import Health
 from towerbox_core.asgi_status import latency_middleware
@@ -81,6 +82,7 @@ def create_app_from_env() -> Litestar:
     """uvicorn's factory: each worker process opens its own database connection."""
     cfg = load_config()
     setup_logging(cfg.log_level)
+    end_with_supervisor()
     registry = build_registry(cfg, bootstrap=False)
     serve = cfg.serve  # this worker's connections
     set_deadlines(serve.header_timeout_s, serve.body_timeout_s, serve.body_min_bytes_per_s)

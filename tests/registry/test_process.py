@@ -3,9 +3,12 @@ admin CLI, and two uvicorn workers on one PostgreSQL taking the same site's batc
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import signal
 import ssl
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -170,3 +173,57 @@ def test_two_workers_on_postgresql_store_each_seq_once(
     assert (summary["count"], summary["head"]) == (620, 620)
     workers = (tmp_path / "registry.log").read_text()
     assert "2 worker(s)" in workers
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has ended; only its parent has not reaped it yet
+
+
+def test_workers_end_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    port = free_port()
+    env = _env(
+        tmp_path, TOWERBOX_REGISTRY_SERVE_PORT=str(port), TOWERBOX_REGISTRY_SERVE_WORKERS="2"
+    )
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "registry.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([TOWERBOX, "registry", "serve"], env=env, stdout=out, stderr=out)
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 30
+        while len(workers := _children(proc.pid)) < 2 or not _answers(url):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        # Killed outright, the supervisor cannot stop its workers: they stop themselves.
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while alive := [pid for pid in workers if _alive(pid)]:
+            assert time.monotonic() < deadline, f"workers {alive} outlived their supervisor"
+            time.sleep(0.1)
+        assert not _answers(url)
+    finally:
+        proc.kill()
+        proc.wait()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
