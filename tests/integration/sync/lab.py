@@ -107,7 +107,9 @@ def open_lab(tmp_path: Path, database: str, **node_env: str) -> Iterator[Lab]:
     (tmp_path / "node").mkdir(exist_ok=True)
     # No watchdog pings: nobody reads the notify socket after READY, and a full
     # datagram queue would block the daemon.
-    with wan_namespace() as wan, running_daemon(cfg, tmp_path / "node", 0) as daemon:
+    # The daemon gets ``node_env`` too: config_env names only the settings every lab has.
+    node = running_daemon(cfg, tmp_path / "node", 0, extra_env=dict(node_env))
+    with wan_namespace() as wan, node as daemon:
         daemon.wait_notify("READY=1")
         registry = RegistryProcess(wan, tmp_path / "registry", database)
         registry.state_dir.mkdir()
