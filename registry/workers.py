@@ -18,7 +18,7 @@ import signal
 
 log = logging.getLogger(__name__)
 
-# Set by the supervisor before it starts the workers: the parent each must outlive not.
+# Set by the supervisor before it starts the workers: the process no worker outlives.
 SUPERVISOR_ENV = "TOWERBOX_REGISTRY_SUPERVISOR_PID"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
