@@ -29,8 +29,7 @@ from appliance.services.gpu_binding import GpuBinder
 from appliance.services.monitor import Monitor, record_observed
 from appliance.services.service_rows import refuse_replica
 from appliance.services.vm_admission import VmAdmission
-from appliance.services.vm_attention import StartFailures, journal_start_failure
-from appliance.services.vm_gpu_drain import VmGpuDrain
+from appliance.services.vm_domain_power import DomainPower
 from appliance.services.vm_intents import begin_create, end_create, undo_interrupted_creates
 from appliance.services.vm_power import ACTIVE, DEFINED, RUNNING, STOPPED, is_active, wait_off
 from appliance.services.vm_provision import (
@@ -41,7 +40,6 @@ from appliance.services.vm_provision import (
     define_domain,
     disk_gib,
     disk_paths,
-    reclaim_seed,
     resolve_spec,
     wire_vnets,
 )
@@ -90,8 +88,9 @@ class VmService:
         self._lock = threading.Lock()
         self._image_dir = Path(cfg.image_dir)
         self._templates_dir = cloud_init_dir(cfg.resolved_catalog_dir())
-        self.start_failures = StartFailures()
-        self.gpu_drain = VmGpuDrain(backend, gpus, cfg.gpu.drain_timeout_s, self._start_domain)
+        self._power = DomainPower(cfg, backend, gpus)
+        self.start_failures = self._power.start_failures
+        self.gpu_drain = self._power.gpu_drain
         self.views = VmViews(
             backend, monitor, gpus, self.start_failures, self.gpu_drain.is_draining
         )
@@ -252,59 +251,13 @@ class VmService:
                 code="domain_missing",
             )
         if status.state not in ACTIVE:
-            self._start_domain(vm)
+            self._power.start(vm)
             log.info("started VM %s", name, extra={"vm": name})
         return self._after_action(vm.id)
 
-    def _start_domain(self, vm: Vm) -> None:
-        """Every start's one path (the API, the reconciler, a reshape's resume): a
-        failure is kept for the VM's view until a start succeeds."""
-        try:
-            self._start_bound(vm)
-        except TowerboxError as err:
-            if self.start_failures.failed(vm.name, err):
-                journal_start_failure(vm.id, vm.name, err)
-            raise
-        self.start_failures.started(vm.name)
-
-    def _start_bound(self, vm: Vm) -> None:
-        """Start the domain, with its GPU slice bound first; nothing held on failure."""
-        spec = msgspec.json.decode(vm.spec, type=VmSpec)
-        if self._gpus is None or spec.gpu is None:
-            self._backend.start(vm.id)
-            return
-        if self.gpu_drain.is_draining(vm.name):
-            raise Conflict(
-                f"VM {vm.name} is being moved off a GPU slice that changes; it restarts "
-                "when the new layout is in place",
-                code="vm_draining",
-            )
-        bound = self._gpus.bind(vm.id, spec)
-        try:
-            self._backend.start(vm.id)
-        except BaseException:
-            self._gpus.unbind(vm.id, spec, release=True)
-            raise
-        if bound:
-            with journal.write_transaction():
-                journal.append("vm.gpu_bound", "vm", vm.id, {"name": vm.name, **bound})
-
     def prepare_restart(self, vm: Vm) -> None:
         """The reconciler's restart path: same GPU binding as an operator's start."""
-        self._start_domain(vm)
-
-    def _after_off(self, vm: Vm) -> None:
-        """After the domain is off: take its seed back, remove its vGPU, free its slice."""
-        reclaim_seed(self._cfg, vm.id)
-        spec = msgspec.json.decode(vm.spec, type=VmSpec)
-        if self._gpus is None or spec.gpu is None:
-            return
-        try:
-            self._gpus.unbind(vm.id, spec, release=True)
-        except TowerboxError as err:
-            log.error(
-                "VM %s: GPU slice not released: %s", vm.name, err.message, extra={"vm": vm.name}
-            )
+        self._power.start(vm)
 
     @space.uses_reserve
     def shutdown(self, principal: Principal, name: str, timeout_s: float | None) -> VmShutdown:
@@ -325,7 +278,7 @@ class VmService:
                     extra={"vm": name},
                 )
                 self._backend.destroy(vm.id)
-        self._after_off(vm)
+        self._power.after_off(vm)
         view = self._after_action(vm.id)
         return VmShutdown(**msgspec.structs.asdict(view), forced=forced)
 
@@ -335,7 +288,7 @@ class VmService:
         self._set_desired(vm, STOPPED, "vm.stop")
         if is_active(self._backend, vm.id):
             self._backend.destroy(vm.id)
-        self._after_off(vm)
+        self._power.after_off(vm)
         return self._after_action(vm.id)
 
     def reboot(self, principal: Principal, name: str) -> VmSummary:
@@ -360,7 +313,7 @@ class VmService:
         with self._lock:
             if is_active(self._backend, vm.id):
                 self._backend.destroy(vm.id)
-            self._after_off(vm)
+            self._power.after_off(vm)
             fault_point("vm.delete.after_destroy")
             if self._backend.status(vm.id) is not None:
                 self._backend.undefine(vm.id)
