@@ -220,17 +220,17 @@ class ServicesAdapter:
     # -- checks --------------------------------------------------------------------------
 
     def _admit(self, new: States) -> None:
-        """Each new service within its tenant's quotas, then every tenant's together."""
-        by_tenant: dict[str, list[tuple[RoleTemplate, int]]] = {}
+        """Each new service alone (its own field in the refusal), then all together:
+        each tenant's within its quotas, and everyone's within the host's room."""
+        together = []
         for name, state in sorted(new.items()):
             roles = [(r, r.count) for r in _template(state).roles]
             with _at(f"services.{name}"):
                 self._m.admit(NODE, name, state["tenant"], roles)
-            by_tenant.setdefault(state["tenant"], []).extend(roles)
-        for tenant, roles in sorted(by_tenant.items()):
-            names = sorted(n for n, s in new.items() if s["tenant"] == tenant)
+            together.append((name, state["tenant"], roles))
+        if len(together) > 1:
             with _at("services"):
-                self._m.admit(NODE, names[0], tenant, roles)
+                self._m.admit_together(NODE, together)
 
     # -- update and scale steps ----------------------------------------------------------
 

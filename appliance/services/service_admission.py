@@ -3,7 +3,9 @@
 Before anything is created: each role's replica spec passes the same privilege and
 reference checks a VM create makes, and the sum of every replica's charge must fit
 the tenant's quotas; their memory together must fit what the host has left for VMs,
-and GPU roles need a free MIG slice of their profile per replica. Host room, pinned
+and GPU roles need a free MIG slice of their profile per replica. Several services
+(a ``services`` document's) are checked together too: each tenant's against its
+quotas, and everyone's against the host. Host room, pinned
 cores and slices are checked again per replica as it is made and started
 (VmService.create); a refusal there rolls the whole operation back.
 """
@@ -25,53 +27,70 @@ from towerbox_core.api.gpus import MigRole
 from towerbox_core.api.services import RoleTemplate
 from towerbox_core.errors import Conflict
 
+# A service's new replicas: its name, its tenant, and how many more of each role.
+Wanted = tuple[str, str, list[tuple[RoleTemplate, int]]]
 
-def admit_replicas(
+
+def admit_services(
     principal: Principal,
-    service: str,
-    tenant: str,
-    wanted: list[tuple[RoleTemplate, int]],
+    services: list[Wanted],
     *,
     catalog: dict[str, CatalogEntry],
     admission: VmAdmission,
     image_dir: Path,
     free_gpu_slices: Callable[[str], int] | None = None,
 ) -> None:
-    """Refuse, with the quota and its numbers, ``n`` more replicas of each role."""
-    charges: list[Charge] = []
-    vms = 0
+    """Refuse the new replicas of several services unless they fit together: each
+    tenant's within its quotas, and all of them, whoever's, in the host's room."""
+    several = len(services) > 1
+    charges: dict[str, list[Charge]] = {}  # tenant: one charge per replica
     memory: list[tuple[str, int, int]] = []  # role, replicas, plain MiB each
     slices: dict[str, list[tuple[str, int]]] = {}  # MIG profile: role, replicas
-    for role, n in wanted:
-        if n <= 0:
-            continue
-        spec = resolve_spec(catalog, principal, replica_request(service, role, 1, tenant))
-        admission.check_privileges(principal, spec)
-        check_references(spec, image_dir)
-        # Pinned cores depend on the cores an allocation gets; they are counted when
-        # each replica is made.
-        charges += [charge_of(spec, disk_gib=disk_gib(spec, image_dir), pinned_cores=0)] * n
-        vms += n
-        if mib := plain_memory_mib(spec.memory_mib, spec.hugepages):
-            memory.append((role.name, n, mib))
-        if role.gpu is not None:
-            slices.setdefault(role.gpu, []).append((role.name, n))
-    if not vms:
+    for service, tenant, wanted in services:
+        for role, n in wanted:
+            if n <= 0:
+                continue
+            spec = resolve_spec(catalog, principal, replica_request(service, role, 1, tenant))
+            admission.check_privileges(principal, spec)
+            check_references(spec, image_dir)
+            # Pinned cores depend on the cores an allocation gets; they are counted
+            # when each replica is made.
+            charge = charge_of(spec, disk_gib=disk_gib(spec, image_dir), pinned_cores=0)
+            charges.setdefault(tenant, []).extend([charge] * n)
+            label = f"{service}/{role.name}" if several else role.name
+            if mib := plain_memory_mib(spec.memory_mib, spec.hugepages):
+                memory.append((label, n, mib))
+            if role.gpu is not None:
+                slices.setdefault(role.gpu, []).append((label, n))
+    if not charges:
         return
-    policy = admission.tenants.policy(tenant)
-    usage = admission.tenants.usage(tenant)
-    check_fits(tenant, policy.quotas, policy.grants, usage, sum_charges(charges), vms=vms)
+    for tenant, tenant_charges in sorted(charges.items()):
+        policy = admission.tenants.policy(tenant)
+        usage = admission.tenants.usage(tenant)
+        check_fits(
+            tenant,
+            policy.quotas,
+            policy.grants,
+            usage,
+            sum_charges(tenant_charges),
+            vms=len(tenant_charges),
+        )
     # The host's memory for every new replica together: a deploy that cannot fit is
     # refused before its first VM is made, not rolled back after its last one that did.
+    names = sorted({service for service, _, _ in services})
+    who = f"service{'s' if several else ''} {', '.join(names)}"
+    vms = sum(len(c) for c in charges.values())
     each = ", ".join(f"{role}: {n} at {mib} MiB" for role, n, mib in memory)
-    who = f"service {service} ({vms} new replica{'s' if vms > 1 else ''}: {each})"
-    admission.require_memory(who, sum(n * mib for _, n, mib in memory))
+    admission.require_memory(
+        f"{who} ({vms} new replica{'s' if vms > 1 else ''}: {each})",
+        sum(n * mib for _, n, mib in memory),
+    )
     if free_gpu_slices is not None:
         for profile, roles in sorted(slices.items()):
-            _require_slices(service, profile, roles, free_gpu_slices(profile))
+            _require_slices(who, profile, roles, free_gpu_slices(profile))
 
 
-def _require_slices(service: str, profile: str, roles: list[tuple[str, int]], free: int) -> None:
+def _require_slices(who: str, profile: str, roles: list[tuple[str, int]], free: int) -> None:
     """Each new replica of a GPU role takes a free MIG slice of its profile as it
     starts: a service that asks for more than are free could only be rolled back."""
     wanted = sum(n for _, n in roles)
@@ -79,7 +98,7 @@ def _require_slices(service: str, profile: str, roles: list[tuple[str, int]], fr
         return
     each = ", ".join(f"{role}: {n}" for role, n in roles)
     raise Conflict(
-        f"service {service} needs {wanted} free {profile} MIG slice"
+        f"{who} needs {wanted} free {profile} MIG slice"
         f"{'s' if wanted > 1 else ''} for its new replicas ({each}); this node has {free} "
         "free: apply a GPU layout with more, or ask for fewer replicas",
         code="no_free_gpu_slice",

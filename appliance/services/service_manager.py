@@ -22,7 +22,7 @@ import msgspec
 from appliance.catalog.model import CatalogEntry
 from appliance.catalog.values import redacted
 from appliance.services.auth import Principal
-from appliance.services.service_admission import admit_replicas
+from appliance.services.service_admission import Wanted, admit_services
 from appliance.services.service_health import QUICK_TCP_S, HealthProber, describe
 from appliance.services.service_ops import Operation, Runner
 from appliance.services.service_replicas import Replicas, StepFailed
@@ -237,11 +237,15 @@ class ServiceManager:
         tenant: str,
         wanted: list[tuple[RoleTemplate, int]],
     ) -> None:
-        admit_replicas(
+        """Refuse, with the quota or the host's room and its numbers, ``n`` more
+        replicas of each role."""
+        self.admit_together(principal, [(service, tenant, wanted)])
+
+    def admit_together(self, principal: Principal, services: list[Wanted]) -> None:
+        """Refuse the new replicas of several services unless they fit together."""
+        admit_services(
             principal,
-            service,
-            tenant,
-            wanted,
+            services,
             catalog=self.deps.catalog,
             admission=self.deps.admission,
             image_dir=self.deps.image_dir,

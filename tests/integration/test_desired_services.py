@@ -211,6 +211,32 @@ def test_a_failed_health_check_and_a_host_without_room_are_reported(
     assert _names() == ["hog"]
 
 
+def test_services_of_two_tenants_that_fit_alone_but_not_together_are_refused_whole(
+    appliance: Appliance, api: Any, server: Listener
+) -> None:
+    c, agent, _ = api
+    admin = {"Authorization": f"Bearer {appliance.cfg.cli_token_file.read_text().strip()}"}
+    for tenant in ("acme", "beta"):
+        quotas = c.put(f"/api/v1/tenants/{tenant}/quotas", headers=admin, json={"memory_mib": -1})
+        assert quotas.is_success, quotas.text
+    budget = appliance.services.deps.admission.memory_budget_mib
+    # Two api replicas of a third of the host's room each: one service fits, two do not.
+    a, b = shop(server.port), shop(server.port)
+    b["tenant"] = "beta"
+    for doc in (a, b):
+        doc["service"]["roles"][1]["spec"] = {"memory_mib": budget // 3}
+    resp = _post(c, agent, 1, {"a": a, "b": b})
+    assert (resp.status_code, resp.json()["code"]) == (409, "insufficient_memory"), resp.text
+    assert resp.json()["field"] == "services.memory_mib"
+    assert "services a, b (6 new replicas: a/db: 1 at" in resp.json()["detail"], resp.text
+    assert _names() == []
+    # Each alone fits: the document without the other deploys.
+    resp = _post(c, agent, 2, {"a": a})
+    assert resp.status_code == 200, resp.text
+    assert _statuses(appliance) == {"a": {"status": "deployed"}}
+    assert _names() == ["a-api-1", "a-api-2", "a-db-1"]
+
+
 def test_a_template_file_by_name_with_values(appliance: Appliance, api: Any) -> None:
     c, agent, _ = api
     entry = {"tenant": "beta", "template": "demo-web", "values": {"web": {"model": "m-2"}}}
