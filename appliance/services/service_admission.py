@@ -77,14 +77,17 @@ def admit_services(
         )
     # The host's memory for every new replica together: a deploy that cannot fit is
     # refused before its first VM is made, not rolled back after its last one that did.
-    names = sorted({service for service, _, _ in services})
-    who = f"service{'s' if several else ''} {', '.join(names)}"
     vms = sum(len(c) for c in charges.values())
+    replicas = f"{vms} new replica{'s' if vms > 1 else ''}"
     each = ", ".join(f"{role}: {n} at {mib} MiB" for role, n, mib in memory)
-    admission.require_memory(
-        f"{who} ({vms} new replica{'s' if vms > 1 else ''}: {each})",
-        sum(n * mib for _, n, mib in memory),
-    )
+    if several:  # one subject for the refusal: the document that asks for them all
+        adding = sorted({s for s, _, wanted in services if any(n > 0 for _, n in wanted)})
+        who = f"a services document (services {', '.join(adding)})"
+        asking = f"a services document (services {', '.join(adding)}; {replicas}: {each})"
+    else:
+        who = f"service {services[0][0]}"
+        asking = f"{who} ({replicas}: {each})"
+    admission.require_memory(asking, sum(n * mib for _, n, mib in memory))
     if free_gpu_slices is not None:
         for profile, roles in sorted(slices.items()):
             _require_slices(who, profile, roles, free_gpu_slices(profile))

@@ -228,7 +228,9 @@ def test_services_of_two_tenants_that_fit_alone_but_not_together_are_refused_who
     resp = _post(c, agent, 1, {"a": a, "b": b})
     assert (resp.status_code, resp.json()["code"]) == (409, "insufficient_memory"), resp.text
     assert resp.json()["field"] == "services.memory_mib"
-    assert "services a, b (6 new replicas: a/db: 1 at" in resp.json()["detail"], resp.text
+    detail = resp.json()["detail"]
+    assert detail.startswith("a services document (services a, b; 6 new replicas: a/db: 1 at")
+    assert f"b/api: 2 at {budget // 3} MiB" in detail, detail
     assert _names() == []
     # Each alone fits: the document without the other deploys.
     resp = _post(c, agent, 2, {"a": a})
