@@ -4,8 +4,10 @@ Object id ``service:NAME``; its state is the tenant and the template as the node
 would deploy it (the document's name and per-role values applied, a template file
 read). A document is checked whole before anything changes: the shared rules
 (``towerbox_core.service_rules``), then what only the node can say (the tenant, the
-template file, catalog entries, VNets, MIG profiles, values) and the quotas of every
-service it adds, summed per tenant. A refused document changes nothing.
+template file, catalog entries, VNets, MIG profiles, values), then the replicas it
+adds (its new services', its scale-ups'): the quotas, summed per tenant, and the
+host's memory and MIG slices, for all of them together. A refused document changes
+nothing.
 
 Applying it starts the service manager's background operations: a deploy for a new
 service, a rolling update per role whose catalog entry, values or spec changed, a
@@ -64,6 +66,7 @@ _REFUSALS = {"quota_exceeded", "insufficient_resources", "disk_too_large"}
 _STEP_WAIT_S = 3600.0
 _BUSY = {"deploying", "scaling", "updating", "removing"}
 Change = UpdateRequest | tuple[str, int]  # a role's rolling update, or its new count
+Wanted = list[tuple[RoleTemplate, int]]  # more replicas of each role
 
 
 @contextmanager
@@ -170,7 +173,11 @@ class ServicesAdapter:
             for oid, state in puts.items()
             if (name := oid.removeprefix(SERVICE)) in rows
         }
-        self._admit(new)
+        grown = {
+            name: (rows[name].tenant, _scale_ups(name, _template(puts[SERVICE + name]), todo))
+            for name, todo in steps.items()
+        }
+        self._admit(new, grown)
         for name, todo in steps.items():
             if todo and name in self._chains:
                 raise Conflict(
@@ -219,15 +226,19 @@ class ServicesAdapter:
 
     # -- checks --------------------------------------------------------------------------
 
-    def _admit(self, new: States) -> None:
-        """Each new service alone (its own field in the refusal), then all together:
-        each tenant's within its quotas, and everyone's within the host's room."""
-        together = []
+    def _admit(self, new: States, grown: dict[str, tuple[str, Wanted]]) -> None:
+        """Each new service, and each service's scale-ups, alone (its own field in
+        the refusal), then all together: each tenant's within its quotas, and
+        everyone's within the host's room."""
+        together: list[tuple[str, str, Wanted]] = []
         for name, state in sorted(new.items()):
-            roles = [(r, r.count) for r in _template(state).roles]
+            together.append((name, state["tenant"], [(r, r.count) for r in _template(state).roles]))
+        for name, (tenant, wanted) in sorted(grown.items()):
+            if wanted:
+                together.append((name, tenant, wanted))
+        for name, tenant, wanted in together:
             with _at(f"services.{name}"):
-                self._m.admit(NODE, name, state["tenant"], roles)
-            together.append((name, state["tenant"], roles))
+                self._m.admit(NODE, name, tenant, wanted)
         if len(together) > 1:
             with _at("services"):
                 self._m.admit_together(NODE, together)
@@ -379,3 +390,15 @@ def _changes(name: str, old: ServiceTemplate, new: ServiceTemplate) -> list[Chan
         if was.count != role.count:
             todo.append((role.name, role.count))
     return todo
+
+
+def _scale_ups(name: str, template: ServiceTemplate, todo: list[Change]) -> Wanted:
+    """The replicas the scales among ``todo`` add, each as its role will be made."""
+    roles = {r.name: r for r in template.roles}
+    ups: Wanted = []
+    for change in todo:
+        if isinstance(change, tuple):
+            role, count = change
+            if (more := count - len(replicas(name, role))) > 0:
+                ups.append((roles[role], more))
+    return ups

@@ -237,6 +237,15 @@ def test_services_of_two_tenants_that_fit_alone_but_not_together_are_refused_who
     assert resp.status_code == 200, resp.text
     assert _statuses(appliance) == {"a": {"status": "deployed"}}
     assert _names() == ["a-api-1", "a-api-2", "a-db-1"]
+    # A third api replica does not fit beside them: the scale-up refuses the document.
+    grown = shop(server.port, api_count=3)
+    grown["service"]["roles"][1]["spec"] = {"memory_mib": budget // 3}
+    resp = _post(c, agent, 3, {"a": grown})
+    assert (resp.status_code, resp.json()["code"]) == (409, "insufficient_memory"), resp.text
+    assert resp.json()["field"] == "services.a.memory_mib"
+    assert "service a (1 new replica: api: 1 at" in resp.json()["detail"]
+    assert _statuses(appliance) == {"a": {"status": "deployed"}}
+    assert _names() == ["a-api-1", "a-api-2", "a-db-1"]
 
 
 def test_a_template_file_by_name_with_values(appliance: Appliance, api: Any) -> None:
