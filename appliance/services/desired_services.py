@@ -174,7 +174,10 @@ class ServicesAdapter:
             if (name := oid.removeprefix(SERVICE)) in rows
         }
         grown = {
-            name: (rows[name].tenant, _scale_ups(name, _template(puts[SERVICE + name]), todo))
+            name: (
+                rows[name].tenant,
+                _scale_ups(name, template_of(rows[name]), _template(puts[SERVICE + name]), todo),
+            )
             for name, todo in steps.items()
         }
         self._admit(new, grown)
@@ -392,13 +395,15 @@ def _changes(name: str, old: ServiceTemplate, new: ServiceTemplate) -> list[Chan
     return todo
 
 
-def _scale_ups(name: str, template: ServiceTemplate, todo: list[Change]) -> Wanted:
-    """The replicas the scales among ``todo`` add, each as its role will be made."""
-    roles = {r.name: r for r in template.roles}
+def _scale_ups(name: str, old: ServiceTemplate, new: ServiceTemplate, todo: list[Change]) -> Wanted:
+    """The replicas the scales among ``todo`` add, each as its role will be made: from
+    the count the service has or is being brought to, whichever is more."""
+    was = {r.name: r.count for r in old.roles}
+    roles = {r.name: r for r in new.roles}
     ups: Wanted = []
     for change in todo:
         if isinstance(change, tuple):
             role, count = change
-            if (more := count - len(replicas(name, role))) > 0:
+            if (more := count - max(was[role], len(replicas(name, role)))) > 0:
                 ups.append((roles[role], more))
     return ups
