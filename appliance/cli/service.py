@@ -2,7 +2,7 @@
 
 deploy | list | show | scale | update | remove. Writes answer at once while the node
 works in the background; ``--wait`` polls the service until its operation ends and
-prints what it did.
+prints what it did, or exits 1 (``service_operation_failed``) when it failed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from appliance.cli.connect import json_flag, node_call, show_plain
 from appliance.cli.values import value_words
 from towerbox_core.api.services import SINGLE_ROLE
 from towerbox_core.commands import CommandGroup, out, table
-from towerbox_core.errors import InvalidInput
+from towerbox_core.errors import InvalidInput, TowerboxError
 
 if TYPE_CHECKING:
     from towerbox_core.sync_client import ApiClient
@@ -141,9 +141,17 @@ def _wait(c: ApiClient, name: str) -> Any:
                 return {"name": name, "state": "removed"}
             raise
         progress = view.get("progress") or {}
-        if progress.get("done", True):
-            return view
-        time.sleep(_WAIT_S)
+        if not progress.get("done", True):
+            time.sleep(_WAIT_S)
+            continue
+        if progress.get("failed"):
+            # A script that waited must be able to tell: the exit status says it failed.
+            raise TowerboxError(
+                f"the {progress['operation']} of service {name} failed: {view['message']} "
+                f"(towerbox service show {name} lists its steps)",
+                code="service_operation_failed",
+            )
+        return view
 
 
 def _write(args: argparse.Namespace, c: ApiClient, method: str, path: str, body: Any) -> Any:

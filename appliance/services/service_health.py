@@ -128,6 +128,8 @@ class HealthProber:
             result = self.probe(vm_id, health, max(0.05, min(2.0, left)))
             if result.healthy:
                 return result
-            if left <= 0 or stop():
+            if stop():  # the operation was asked to stop: no verdict on the replica
+                return Probe(False, f"not waited for further: {result.detail}")
+            if left <= 0:
                 return Probe(False, f"not healthy after {timeout:g} s: {result.detail}")
             time.sleep(min(_POLL_S, max(0.0, left)))

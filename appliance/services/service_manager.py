@@ -268,7 +268,7 @@ class ServiceManager:
                 for role, vm_id, vm in started:
                     self.replicas.await_healthy(op, role, vm_id, vm)
         except TowerboxError as err:
-            op.step(f"deploy failed: {err.message}; removing what it made")
+            op.fail(f"deploy failed: {err.message}; removing what it made")
             self.replicas.undo(op, principal, made)
             detail = {"operation": "deploy", "error": err.code, **_role_extra(err)}
             set_state(name, "failed", err.message, kind="service.failed", detail=detail)
@@ -335,6 +335,7 @@ class ServiceManager:
                 if not self.replicas.remove(op, principal, rep.vm):
                     raise StepFailed(f"role {role.name}: {rep.vm} could not be deleted")
         except TowerboxError as err:
+            op.fail(f"scale failed: {err.message}; removing what it made")
             self.replicas.undo(op, principal, made)
             left = len(replicas(name, role.name))
             message = f"scale of role {role.name} to {count} failed: {err.message}"
@@ -373,6 +374,7 @@ class ServiceManager:
             for rep in newest_first(replicas(template.name, role)):
                 if not self.replicas.remove(op, principal, rep.vm):
                     msg = f"remove stopped: {rep.vm} could not be deleted; see progress"
+                    op.fail(msg)
                     set_state(template.name, "failed", msg, kind="service.failed")
                     return
         delete_service(template.name)

@@ -25,6 +25,7 @@ class Operation:
         self.service = service
         self.kind = kind
         self.done = False
+        self.failed = False  # ended without doing what it was asked
         self._steps: list[str] = []
         self._lock = threading.Lock()
         self.stopping = threading.Event()
@@ -34,9 +35,16 @@ class Operation:
             self._steps.append(text)
         log.info("service %s: %s", self.service, text, extra={"service": self.service})
 
+    def fail(self, text: str) -> None:
+        """The step that ends it without doing what it was asked."""
+        self.failed = True
+        self.step(text)
+
     def progress(self) -> ServiceProgress:
         with self._lock:
-            return ServiceProgress(operation=self.kind, done=self.done, steps=list(self._steps))
+            return ServiceProgress(
+                operation=self.kind, done=self.done, steps=list(self._steps), failed=self.failed
+            )
 
 
 class Runner:
@@ -79,7 +87,7 @@ class Runner:
             work(op)
         except Exception:  # the operation records its own failures; this is a bug
             log.exception("service %s: %s crashed", op.service, op.kind)
-            op.step(f"{op.kind} stopped on an internal error; see the node's log")
+            op.fail(f"{op.kind} stopped on an internal error; see the node's log")
         finally:
             op.done = True
         for listener in self.listeners:

@@ -63,11 +63,18 @@ class Replicas:
         op.step(f"wait for {name}: {_what(role)}")
         probe = self.prober.wait_healthy(vm_id, role.health, stop=op.stopping.is_set)
         if not probe.healthy:
+            # Asked to stop (a remove, the node shutting down): no verdict on the replica.
+            stopped = op.stopping.is_set()
+            what = (
+                "was not waited for: the operation was asked to stop"
+                if stopped
+                else f"is not healthy: {probe.detail}"
+            )
             raise StepFailed(
-                f"role {role.name}: {name} is not healthy: {probe.detail}",
+                f"role {role.name}: {name} {what}",
                 role=role.name,
                 replica=name,
-                cause="unhealthy",
+                cause="stopped" if stopped else "unhealthy",
             )
         op.step(f"{name} healthy ({probe.detail})")
 

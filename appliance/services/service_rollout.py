@@ -155,7 +155,7 @@ class RollingUpdates:
                 elif not adds.remove(op, principal, old[step.replica].vm):
                     raise StepFailed(f"role {old_role.name}: {old[step.replica].vm} stays")
         except TowerboxError as err:
-            op.step(f"update failed: {err.message}; rolling role {old_role.name} back")
+            op.fail(f"update failed: {err.message}; rolling role {old_role.name} back")
             stuck = self._roll_back(op, principal, name, old_role, old_gen, made, healthy)
             done = stuck is None
             outcome = "rolled back" if stuck is None else f"NOT fully rolled back ({stuck.message})"

@@ -413,3 +413,31 @@ def test_a_trunk_on_a_datapath_this_host_lacks_is_refused_in_one_line(daemon: Da
     line = _error_line(shown)
     assert "[datapath_unavailable] (HTTP 409)" in line and f"({lacking[0]})" in line
     assert "brdp" not in _trunks(env)
+
+
+def test_a_service_operation_that_fails_under_wait_exits_1(daemon: Daemon, tmp_path: Path) -> None:
+    env = daemon.cli_env()
+    role = '[[roles]]\nname = "db"\ncatalog = "demo"\n'
+    fine = tmp_path / "fine.toml"
+    fine.write_text('name = "fine"\n' + role)
+    # Nothing listens on port 1: the deploy fails its health check and is rolled back.
+    never = tmp_path / "never.toml"
+    never.write_text(
+        'name = "never"\n' + role + 'health = { kind = "tcp", port = 1, timeout_s = 0.5 }\n'
+    )
+    made = towerbox(env, "tenant", "create", "waits")
+    assert made.returncode == EXIT_OK, made.stderr
+    deploy = ("service", "deploy", "--tenant", "waits", "--file")
+    done = towerbox(env, *deploy, str(fine), "--wait")
+    assert done.returncode == EXIT_OK, done.stderr
+    assert done.stdout.startswith("fine (waits): ready"), done.stdout
+    failed = towerbox(env, *deploy, str(never), "--wait")
+    assert failed.returncode == EXIT_REFUSED, failed.stdout
+    line = _error_line(failed)
+    assert line.startswith("error [service_operation_failed]: the deploy of service never failed")
+    assert "never-db-1 is not healthy" in line and "towerbox service show never" in line
+    shown = towerbox(env, "service", "show", "never")
+    assert shown.returncode == EXIT_OK and shown.stdout.startswith("never (waits): failed")
+    for name in ("fine", "never"):
+        removed = towerbox(env, "service", "remove", name, "--yes", "--wait")
+        assert removed.returncode == EXIT_OK, removed.stderr

@@ -144,6 +144,9 @@ class ServiceProgress(msgspec.Struct, frozen=True):
     operation: str  # deploy, scale, update, remove
     done: bool
     steps: list[str]  # what happened so far, in order
+    # Ended without doing what it was asked (rolled back, stopped, or crashed): the
+    # service's message says why. A waiting client exits non-zero on it.
+    failed: bool = False
 
 
 class ServiceView(msgspec.Struct, frozen=True):

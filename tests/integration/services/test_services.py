@@ -338,6 +338,10 @@ def test_remove_stops_a_deploy_under_way(appliance: Appliance, api: Api) -> None
     assert wait_state(appliance, "slow") is None
     assert time.monotonic() - started < 30
     assert Vm.select().count() == 0
+    # The deploy was stopped; its replica was not found unhealthy.
+    stopped = [e["state"] for e in _journal("service.failed") if e["object_id"] == "slow"]
+    assert [s["cause"] for s in stopped] == ["stopped"], stopped
+    assert "asked to stop" in stopped[0]["message"] and "not healthy" not in stopped[0]["message"]
 
 
 def test_a_gpu_role_surges_onto_a_free_slice_or_replaces_in_place(
