@@ -54,6 +54,8 @@ def _shutdown(args: argparse.Namespace, c: ApiClient) -> Any:
 def guard(args: argparse.Namespace, c: ApiClient) -> None:
     """Refuse or ask before a command that stops or removes a VM (see confirm)."""
     vm = c.request("GET", _path(args.name))
+    if args.vm_command == "delete" and vm.get("service"):
+        return  # the node refuses it (vm_in_service): no advice to stop it first
     running = vm["state"] not in _STOPPED
     if args.vm_command != "delete" and not running:
         return  # stopping a stopped VM disrupts nothing

@@ -431,6 +431,10 @@ def test_a_service_operation_that_fails_under_wait_exits_1(daemon: Daemon, tmp_p
     done = towerbox(env, *deploy, str(fine), "--wait")
     assert done.returncode == EXIT_OK, done.stderr
     assert done.stdout.startswith("fine (waits): ready"), done.stdout
+    # A running replica is its service's: the refusal says so, not "shut it down first".
+    replica = towerbox(env, "vm", "delete", "fine-db-1")
+    assert replica.returncode == EXIT_REFUSED
+    assert _error_line(replica).startswith("error [vm_in_service] (HTTP 409)"), replica.stderr
     failed = towerbox(env, *deploy, str(never), "--wait")
     assert failed.returncode == EXIT_REFUSED, failed.stdout
     line = _error_line(failed)
