@@ -442,6 +442,14 @@ def test_a_service_operation_that_fails_under_wait_exits_1(daemon: Daemon, tmp_p
     assert "never-db-1 is not healthy" in line and "towerbox service show never" in line
     shown = towerbox(env, "service", "show", "never")
     assert shown.returncode == EXIT_OK and shown.stdout.startswith("never (waits): failed")
+    # A count written as a string is refused, naming where it is; nothing is made.
+    quoted = tmp_path / "quoted.toml"
+    quoted.write_text('name = "quoted"\n' + role + 'count = "2"\n')
+    refused = towerbox(env, *deploy, str(quoted))
+    assert refused.returncode == EXIT_REFUSED
+    line = _error_line(refused)
+    assert line.startswith("error [invalid_request] (HTTP 400)"), line
+    assert "service.roles[0].count: Expected `int`, got `str`" in line, line
     for name in ("fine", "never"):
         removed = towerbox(env, "service", "remove", name, "--yes", "--wait")
         assert removed.returncode == EXIT_OK, removed.stderr

@@ -124,6 +124,7 @@ def test_site_input_is_validated(sqlite_api: Api) -> None:
         ({"name": "ok", "labels": {"tier": "has space"}}, "invalid_name"),
         ({"name": "ok", "token_ttl_s": 0}, "invalid_ttl"),
         ({"name": "ok", "extra": 1}, "invalid_request"),
+        ({"name": "ok", "token_ttl_s": "3600"}, "invalid_request"),  # a number, not a string
     ]:
         resp = client.post("/api/v1/sites", json=body, headers=sqlite_api.admin)
         assert resp.status_code in (400, 422), resp.text

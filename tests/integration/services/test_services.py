@@ -275,6 +275,12 @@ def test_scale_then_remove_in_reverse_start_order(
     assert _journal("service.scaled")[-1]["state"]["count"] == 1
     bad = c.post("/api/v1/services/shop/roles/nope/scale", headers=acme, json={"count": 1})
     assert bad.json()["code"] == "role_not_found"
+    # A count is a JSON number: "3" and true are refused, naming the field; nothing runs.
+    for count in ("3", True):
+        bad = c.post("/api/v1/services/shop/roles/api/scale", headers=acme, json={"count": count})
+        assert (bad.status_code, bad.json()["code"]) == (400, "invalid_request"), bad.text
+        assert bad.json()["errors"][0]["key"] == "count", bad.text
+    assert _journal("service.scaled")[-1]["state"]["count"] == 1
     # A replica is the service's to delete, for the tenant and for an infra-admin.
     detail = c.get("/api/v1/vms/shop-api-1", headers=acme).json()
     assert (detail["service"], detail["service_role"]) == ("shop", "api")
