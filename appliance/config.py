@@ -166,7 +166,11 @@ class ArtifactsConfig:
 
     bandwidth_bytes_s: int = 0  # node-wide download cap; 0: none
     concurrency: int = 2  # fetches at once; more wait their turn
-    retries: int = 3  # a cut transfer resumes (HTTP Range) up to this many times
+    # A cut transfer resumes (HTTP Range) up to this many times in a row without a byte
+    # gained, waiting retry_wait_s, then twice as long each time (at most 60 s): the
+    # defaults ride out some 30 s of a lost link or a restarting origin.
+    retries: int = 5
+    retry_wait_s: float = 1.0
     timeout_s: float = 30.0  # connect and read timeout of one request
     # Off-peak pre-cache window: opens at each cron time (five fields, UTC) and lasts
     # precache_minutes; missing artifacts are fetched only inside it. "": no window.
@@ -341,10 +345,15 @@ def _parse_cron(expression: str) -> None:
 
 
 def _check_artifacts(conf: ArtifactsConfig, origin: str) -> None:
-    if conf.concurrency < 1 or conf.bandwidth_bytes_s < 0 or conf.retries < 0:
+    if (
+        conf.concurrency < 1
+        or conf.bandwidth_bytes_s < 0
+        or conf.retries < 0
+        or conf.retry_wait_s < 0
+    ):
         raise ConfigError(
-            f"{origin}: [artifacts] concurrency must be at least 1, bandwidth_bytes_s and "
-            "retries at least 0",
+            f"{origin}: [artifacts] concurrency must be at least 1, bandwidth_bytes_s, "
+            "retries and retry_wait_s at least 0",
             field="artifacts",
         )
     if conf.precache_minutes < 1 or conf.timeout_s <= 0 or conf.precache_check_s <= 0:

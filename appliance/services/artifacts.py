@@ -2,7 +2,8 @@
 
 Fetches run on a small pool of worker threads (``[artifacts] concurrency``) that
 share one bandwidth cap, so the API answers at once with a progress object and stays
-responsive. A cut transfer is resumed (HTTP Range) up to ``retries`` times. Each
+responsive. A cut transfer is resumed (HTTP Range) after a wait that doubles while
+cuts come in a row with nothing gained, up to ``retries`` of them. Each
 fetch's outcome is one journal entry: ``artifact.fetched`` or ``artifact.failed``.
 """
 
@@ -33,6 +34,8 @@ from towerbox_core.api.artifacts import ArtifactList, ArtifactView, FetchProgres
 from towerbox_core.errors import Conflict, NotFound, TowerboxError
 
 log = logging.getLogger(__name__)
+
+_RETRY_WAIT_MAX_S = 60.0  # the longest wait before a cut transfer is resumed
 
 VmFiles = Callable[[], dict[str, list[str]]]  # image-folder file -> VMs that use it
 
@@ -222,14 +225,30 @@ class ArtifactService:
         def stop() -> bool:
             return should_stop() or self._closed.is_set()
 
-        for attempt in range(self.conf.retries + 1):
+        failed = 0  # cuts in a row that gained nothing
+        while True:
+            before = tracker.transferred
             try:
                 fetch(self.store, want, self.bucket, tracker, stop, self.conf.timeout_s)
             except TowerboxError as err:
-                if err.code != INTERRUPTED or attempt == self.conf.retries or stop():
+                # A long transfer may be cut many times; only cuts in a row count.
+                failed = 1 if tracker.transferred > before else failed + 1
+                if err.code != INTERRUPTED or failed > self.conf.retries or stop():
                     raise
-                log.warning("artifact %s: %s; resuming", ref.name, err.message)
-                time.sleep(min(0.2 * (attempt + 1), 2.0))
+                wait = min(self.conf.retry_wait_s * 2 ** (failed - 1), _RETRY_WAIT_MAX_S)
+                log.warning(
+                    "%s; resuming in %.1f s (try %d of %d)",
+                    err.message,
+                    wait,
+                    failed,
+                    self.conf.retries,
+                    extra={"artifact": ref.name},
+                )
+                end = time.monotonic() + wait
+                while not stop() and time.monotonic() < end:
+                    time.sleep(min(0.1, wait))
+                if stop():
+                    raise
             else:
                 self._remember(ref)
                 return

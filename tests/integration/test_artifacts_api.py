@@ -53,8 +53,11 @@ def node(
             TOWERBOX_CATALOG_DIR=str(catalog),
             TOWERBOX_ARTIFACTS_PRECACHE_CRON="0 1 * * *",
             TOWERBOX_ARTIFACTS_PRECACHE_MINUTES="60",
-            TOWERBOX_ARTIFACTS_RETRIES="0",
-            TOWERBOX_ARTIFACTS_CONCURRENCY=getattr(request, "param", "2"),
+            **{
+                "TOWERBOX_ARTIFACTS_RETRIES": "0",
+                "TOWERBOX_ARTIFACTS_CONCURRENCY": "2",
+                **getattr(request, "param", {}),  # a test's own settings
+            },
         )
         try:
             yield app, state, data
@@ -145,6 +148,36 @@ def test_a_bad_hash_fails_the_fetch_and_is_quarantined(
     assert os.listdir(Path(app.cfg.image_dir) / ".quarantine")
     unknown = client.post("/api/v1/artifacts/nothing.bin/fetch", headers=admin)
     assert unknown.status_code == 404 and unknown.json()["code"] == "artifact_not_found"
+
+
+@pytest.mark.parametrize(
+    "node",
+    [{"TOWERBOX_ARTIFACTS_RETRIES": "2", "TOWERBOX_ARTIFACTS_RETRY_WAIT_S": "0.05"}],
+    indirect=True,
+)
+def test_cut_transfers_are_resumed_while_they_gain_and_given_up_after_retries_in_a_row(
+    node: tuple[Appliance, ServerState, bytes], api: tuple[TestClient[Any], Any]
+) -> None:
+    app, state, data = node
+    client, admin = api
+    # Five cuts, each after an eighth of the file: more than the 2 retries, but every
+    # one gained bytes, so the fetch goes on and ends verified.
+    state.cut_after, state.cut_times = SIZE // 8, 5
+    client.post("/api/v1/artifacts/model.bin/fetch", headers=admin)
+    done = _fetch_of(client, admin, "model.bin", {"done", "failed"})
+    assert done["state"] == "done", done
+    assert state.sent == SIZE  # resumed each time: no byte fetched twice
+    assert (Path(app.cfg.image_dir) / "model.bin").read_bytes() == data
+    ranges = [asked for path, asked, _ in state.requests if path.endswith("/model.bin")]
+    assert len(ranges) == 6 and ranges[0] is None and all(ranges[1:]), ranges
+    # An origin that sends nothing: the first try and 2 retries in a row, then it fails.
+    (Path(app.cfg.image_dir) / "model.bin").unlink()
+    state.requests.clear()
+    state.cut_after, state.cut_times = 0, 10
+    client.post("/api/v1/artifacts/model.bin/fetch", headers=admin)
+    failed = _fetch_of(client, admin, "model.bin", {"done", "failed"})
+    assert failed["state"] == "failed" and failed["error_code"] == "artifact_fetch_interrupted"
+    assert len(state.requests) == 3, state.requests
 
 
 def test_gc_keeps_what_the_catalog_vms_and_keep_list_need(
@@ -285,7 +318,7 @@ def _set_artifact(app: Appliance, name: str, **fields: str) -> None:
     app.catalog["llm"] = msgspec.structs.replace(entry, artifacts=refs)
 
 
-@pytest.mark.parametrize("node", ["1"], indirect=True)
+@pytest.mark.parametrize("node", [{"TOWERBOX_ARTIFACTS_CONCURRENCY": "1"}], indirect=True)
 def test_the_concurrency_limit_queues_the_second_fetch(
     node: tuple[Appliance, ServerState, bytes], api: tuple[TestClient[Any], Any]
 ) -> None:

@@ -57,6 +57,7 @@ kind = "model"
 class ServerState:
     root: Path
     cut_after: int | None = None  # close the next transfer after this many body bytes
+    cut_times: int = 1  # ... and the ones after it, this many transfers in all
     stall_s: float = 0  # before that close, send nothing for this long (a stalled link)
     credentials: str | None = None  # "user:password" to demand as Basic auth (else 401)
     throttle_bps: int = 0  # 0: as fast as the machine goes
@@ -132,7 +133,10 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
 
         def _send(self, path: Path, offset: int, count: int) -> None:
             with state.lock:
-                cut, state.cut_after = state.cut_after, None
+                cut = state.cut_after
+                state.cut_times -= 1
+                if state.cut_times <= 0:
+                    state.cut_after, state.cut_times = None, 1
             limit = count if cut is None else min(count, cut)
             chunk = 1 << 20 if not state.throttle_bps else max(state.throttle_bps // 20, 1024)
             tls = isinstance(self.connection, ssl.SSLSocket)  # sendfile would skip the TLS
