@@ -85,6 +85,19 @@ class RollingUpdates:
             free_gpu_slices=self._free(gpu) if gpu is not None and self._free else 0,
         )
         answer = ServiceUpdateAnswer(service=name, role=role.name, dry_run=req.dry_run, plan=plan)
+        # The surge replicas are checked like any new one, in a dry run too: a plan the
+        # node would refuse is no plan.
+        surge = [(new_role, plan.max_surge)] if plan.max_surge else []
+        try:
+            self._m.admit(principal, name, row.tenant, surge)
+        except TowerboxError as err:
+            if err.status != 409 or plan.max_unavailable:
+                raise
+            err.message += (
+                f"; an update in place needs no new replica (max_surge 0, max_unavailable 1: "
+                f"towerbox service update {name} {role.name} --max-surge 0 --max-unavailable 1)"
+            )
+            raise
         if req.dry_run:
             return answer
         row = self._m.writable(principal, name)
@@ -98,8 +111,6 @@ class RollingUpdates:
                 "one whose role still has all its replicas",
                 code="service_not_ready",
             )
-        surge = [(new_role, plan.max_surge)] if plan.max_surge else []
-        self._m.admit(principal, name, row.tenant, surge)
         message = f"role {role.name}: rolling update, {len(plan.steps)} steps"
         self._m.runner.start(
             name,

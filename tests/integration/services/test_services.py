@@ -122,6 +122,27 @@ def test_a_role_that_fails_its_check_rolls_the_whole_deploy_back(
     assert wait_state(appliance, "shop") is None
 
 
+def test_an_update_whose_surge_passes_the_quota_is_refused_in_its_dry_run_too(
+    appliance: Appliance, api: Api
+) -> None:
+    c, _, acme = api
+    full = {"name": "full", "roles": [{"name": "a", "catalog": "demo", "count": 10}]}
+    assert c.post("/api/v1/services", headers=acme, json={"service": full}).status_code == 202
+    assert wait_state(appliance, "full") == "ready"  # acme's 10 VMs: its whole quota
+    change = {"role": "a", "spec": {"memory_mib": 192}}
+    for dry_run in (True, False):
+        resp = c.post(
+            "/api/v1/services/full/update", headers=acme, json={**change, "dry_run": dry_run}
+        )
+        assert (resp.status_code, resp.json()["code"]) == (409, "quota_exceeded"), resp.text
+        assert "--max-surge 0 --max-unavailable 1" in resp.json()["detail"]
+    in_place = {**change, "max_surge": 0, "max_unavailable": 1, "dry_run": True}
+    resp = c.post("/api/v1/services/full/update", headers=acme, json=in_place)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["plan"]["min_healthy"] == 9
+    assert Service.get_by_id("full").state == "ready"
+
+
 def test_refusals_before_anything_is_made(appliance: Appliance, api: Api) -> None:
     c, admin, acme = api
     head = journal.head()
@@ -368,6 +389,11 @@ def test_a_gpu_role_surges_onto_a_free_slice_or_replaces_in_place(
     gpu = c.get("/api/v1/gpus", headers=admin).json()["gpus"][0]["uuid"]
     layout = {"counts": {"1g.10gb": 2}}
     assert c.post(f"/api/v1/gpus/{gpu}/apply", headers=admin, json=layout).status_code == 200
+    # A surge replica is held to acme's quotas, in a dry run too: none for slices yet.
+    answer = c.post("/api/v1/services/inf/update", headers=acme, json=dry)
+    assert (answer.status_code, answer.json()["quota"]) == (409, "gpu_slices.1g.10gb")
+    quotas = {"gpu_slices": {"1g.10gb": 1}, "gpu_compute_slices": 1}
+    assert c.put("/api/v1/tenants/acme/quotas", headers=admin, json=quotas).is_success
     answer = c.post("/api/v1/services/inf/update", headers=acme, json=dry)
     assert answer.status_code == 200, answer.text
     plan = answer.json()["plan"]
