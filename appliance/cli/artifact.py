@@ -116,14 +116,23 @@ def _list(args: argparse.Namespace, c: Requester) -> Any:
 
 
 def _gc(args: argparse.Namespace, c: Requester) -> Any:
-    if not args.dry_run:
-        confirm(args, "remove the files no catalog entry or VM uses (--dry-run lists them)")
     body = {"dry_run": args.dry_run, "keep": args.keep}
-    if args.dry_run or args.json or not sys.stderr.isatty():
+    if args.dry_run:
         return c.request("POST", "/api/v1/artifacts/gc", json=body)
-    # On a terminal: the plan, then its files one by one (each only if it is still
-    # garbage when its turn comes), with a bar over the bytes.
+    # The plan first: the question names what goes, and nothing to remove asks nothing.
     plan = c.request("POST", "/api/v1/artifacts/gc", json={**body, "dry_run": True})
+    if not plan["removed"]:
+        return plan
+    if sys.stdin.isatty() and not args.yes:
+        for item in plan["removed"]:
+            sys.stderr.write(f"  {item['path']} ({fmt.size_bytes(item['bytes'])}, {item['why']})\n")
+    total = sum(item["bytes"] for item in plan["removed"])
+    count = len(plan["removed"])
+    confirm(args, f"remove these {count} file{'s' if count > 1 else ''} ({fmt.size_bytes(total)})")
+    if args.json or not sys.stderr.isatty():
+        return c.request("POST", "/api/v1/artifacts/gc", json=body)
+    # On a terminal: its files one by one (each only if it is still garbage when its
+    # turn comes), with a bar over the bytes.
     removed: list[dict[str, Any]] = []
     with _progress() as bar:
         total = sum(item["bytes"] for item in plan["removed"])

@@ -185,10 +185,10 @@ class ArtifactService:
         try:
             self._fetch_with_retries(tracker, ref, should_stop)
         except FetchPaused as err:
-            log.info("artifact %s: paused (%s)", ref.name, err.message)
+            log.info("%s", err.message, extra={"artifact": ref.name})  # names the artifact
             outcome = ("paused", None, None)
         except TowerboxError as err:
-            log.error("artifact %s not fetched: %s (%s)", ref.name, err.message, err.code)
+            log.error("not fetched: %s (%s)", err.message, err.code, extra={"artifact": ref.name})
             outcome = ("failed", err.code, err.message)
             entry = ("artifact.failed", {"code": err.code, "detail": err.message})
         except Exception as err:

@@ -50,6 +50,7 @@ from towerbox_core.api.services import (
     RoleTemplate,
     RoleView,
     ServiceDeployRequest,
+    ServiceProgress,
     ServiceTemplate,
     ServiceView,
 )
@@ -362,7 +363,10 @@ class ServiceManager:
 
         def removing() -> None:
             set_state(name, "removing", "removing the replicas in reverse start order")
-            answer.append(self._view(Service.get_by_id(name)))  # before the work can end
+            # Before the work can end; the progress is the remove's, not the last one's.
+            view = self._view(Service.get_by_id(name))
+            starting = ServiceProgress(operation="remove", done=False, steps=[])
+            answer.append(msgspec.structs.replace(view, progress=starting))
 
         self.runner.start(
             name, "remove", lambda op: self._remove(op, principal, template), removing

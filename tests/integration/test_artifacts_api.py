@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ from appliance.services.artifact_precache import Precache
 from appliance.store import journal
 from tests.support.appliance import REPO, admin_password, api_client, built, login
 from tests.support.artifact_server import LLM_ENTRY, ServerState, artifact_server
+from towerbox_core.errors import TowerboxError
 
 SIZE = 2 * 1024 * 1024 + 7
 NIGHT = dt.datetime(2026, 11, 30, 1, 30, tzinfo=dt.UTC)  # inside "0 1 * * *" for 60 min
@@ -424,3 +426,16 @@ def test_the_cli_shows_fetches_under_way_as_bars_and_gc_as_a_bar(
     assert (Path(app.cfg.image_dir) / "model.bin").exists()  # the catalog needs it
     removed = [e for e in journal.entries(limit=1000) if e["kind"] == "artifact.removed"]
     assert len(removed) == 2
+    # Asked on a terminal, gc names each file it would remove; a "no" removes nothing.
+    (Path(app.cfg.image_dir) / "old-c.img").write_bytes(b"\0" * (2 << 20))
+    answer = io.StringIO("n\n")
+    monkeypatch.setattr(answer, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(sys, "stdin", answer)
+    asked = parser.parse_args(["gc"])
+    with pytest.raises(TowerboxError) as declined:
+        _call(asked, through)
+    assert declined.value.code == "not_confirmed"
+    question = capsys.readouterr().err
+    assert "  old-c.img (2.0 MiB, unused)\n" in question
+    assert "remove these 1 file (2.0 MiB)? [y/N]" in question
+    assert (Path(app.cfg.image_dir) / "old-c.img").exists()

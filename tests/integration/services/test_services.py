@@ -312,7 +312,15 @@ def test_scale_then_remove_in_reverse_start_order(
         assert "towerbox service scale shop api N" in resp.json()["detail"]
     assert Vm.select().where(Vm.name == "shop-api-1").exists()
     head = journal.head()
-    assert c.delete("/api/v1/services/shop", headers=acme).status_code == 202
+    removing = c.delete("/api/v1/services/shop", headers=acme)
+    assert removing.status_code == 202
+    # The answer's progress is the remove's own, not the scale's before it.
+    assert removing.json()["progress"] == {
+        "operation": "remove",
+        "done": False,
+        "steps": [],
+        "failed": False,
+    }
     assert wait_state(appliance, "shop") is None
     gone = [
         e["object_id"] for e in journal.entries(after=head, limit=1000) if e["kind"] == "vm.deleted"
