@@ -155,6 +155,21 @@ class Appliance:
         self.db.close()
 
 
+def _artifacts(
+    cfg: Config, catalog: dict[str, CatalogEntry], vms: VmService, sync: SyncStatusBoard
+) -> ArtifactService:
+    artifacts = ArtifactService(
+        ArtifactStore(Path(cfg.image_dir)),
+        catalog,
+        functools.partial(vm_files, vms),
+        cfg.artifacts,
+        ArtifactOrigins(cfg.artifacts.registry_relay, sync),
+    )
+    with journal.acting_as(Actor(job="boot")):
+        artifacts.resume_asked()  # what a stop cut short
+    return artifacts
+
+
 def build_appliance(cfg: Config) -> Appliance:
     for d in (Path(cfg.state_dir), cfg.disk_dir, cfg.console_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -241,13 +256,7 @@ def build_appliance(cfg: Config) -> Appliance:
     )
     desired.restore()
     sync = SyncStatusBoard()
-    artifacts = ArtifactService(
-        ArtifactStore(Path(cfg.image_dir)),
-        catalog,
-        functools.partial(vm_files, vms),
-        cfg.artifacts,
-        ArtifactOrigins(cfg.artifacts.registry_relay, sync),
-    )
+    artifacts = _artifacts(cfg, catalog, vms, sync)
     started_at = time.time()
     services = service_manager(cfg, backend, vms, catalog, gpus, n6, admission, tenants)
     rollouts = RollingUpdates(services, services.deps.free_gpu_slices)

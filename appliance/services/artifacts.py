@@ -25,6 +25,7 @@ from appliance.backends.artifacts.store import ArtifactStore
 from appliance.catalog.images import file_sha256
 from appliance.catalog.model import ArtifactRef, CatalogEntry, entry_artifacts
 from appliance.config import ArtifactsConfig
+from appliance.services import artifact_intents
 from appliance.services.artifact_origin import ArtifactOrigins, is_registry_source
 from appliance.services.artifact_progress import FetchTracker
 from appliance.services.auth import Principal
@@ -36,6 +37,8 @@ from towerbox_core.errors import Conflict, NotFound, TowerboxError
 log = logging.getLogger(__name__)
 
 _RETRY_WAIT_MAX_S = 60.0  # the longest wait before a cut transfer is resumed
+NOW = "now"  # an operator's "fetch now"
+RESUMED = "resumed"  # one asked for, cut short by a daemon stop, fetched again at start
 
 VmFiles = Callable[[], dict[str, list[str]]]  # image-folder file -> VMs that use it
 
@@ -144,7 +147,30 @@ class ArtifactService:
 
     def fetch_now(self, principal: Principal, name: str) -> FetchProgress:
         principal.require_infra_admin()
-        return self.submit(name, "now").view()
+        # Written down first: a restart before the outcome is journalled starts it again.
+        artifact_intents.ask(name)
+        try:
+            return self.submit(name, NOW).view()
+        except TowerboxError:
+            with journal.write_transaction():
+                artifact_intents.settle(name)
+            raise
+
+    def resume_asked(self) -> list[str]:
+        """At start: fetch again what was asked for before a stop cut it short."""
+        resumed = []
+        for name in artifact_intents.asked():
+            try:
+                self.submit(name, RESUMED)
+            except TowerboxError as err:  # the catalog no longer needs it, say
+                log.warning("fetch of %s not resumed: %s", name, err.message)
+                with journal.write_transaction():
+                    artifact_intents.settle(name)
+                continue
+            resumed.append(name)
+        if resumed:
+            log.info("fetches asked for before the restart, resumed: %s", ", ".join(resumed))
+        return resumed
 
     def submit(
         self, name: str, reason: str, should_stop: Callable[[], bool] = lambda: False
@@ -206,10 +232,12 @@ class ArtifactService:
                     "reason": tracker.reason,
                 },
             )
-        # The outcome is in the journal before anyone sees the fetch end.
+        # The outcome is in the journal before anyone sees the fetch end; a paused
+        # fetch (the daemon stopping) stays asked for.
+        settled = outcome[0] != "paused"
         try:
             if entry is not None:
-                self._journal(ref.name, *entry)
+                self._journal(ref.name, *entry, settled=settled)
         except Exception:
             log.exception("artifact %s: the outcome could not be journalled", ref.name)
         finally:
@@ -272,11 +300,15 @@ class ArtifactService:
         st = os.stat(self.store.path(ref.name))
         self._verified[ref.name] = (st.st_ino, st.st_size, st.st_mtime_ns, ref.sha256)
 
-    def _journal(self, name: str, kind: str, state: dict[str, Any]) -> None:
+    def _journal(
+        self, name: str, kind: str, state: dict[str, Any], *, settled: bool = False
+    ) -> None:
         if self._closed.is_set():
             return  # the daemon is stopping; the database may be gone
         with journal.write_transaction():
             journal.append(kind, "artifact", name, state)
+            if settled:
+                artifact_intents.settle(name)
 
     def close(self) -> None:
         """Stop the fetches (their partial files stay for the next start) and the pool."""

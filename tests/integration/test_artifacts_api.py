@@ -22,7 +22,8 @@ import pytest
 from litestar.testing import TestClient
 
 from appliance.cli.artifact import follow
-from appliance.context import Appliance
+from appliance.context import Appliance, build_appliance
+from appliance.services import artifact_intents
 from appliance.services.artifact_precache import Precache
 from appliance.store import journal
 from tests.support.appliance import REPO, admin_password, api_client, built, login
@@ -180,6 +181,48 @@ def test_cut_transfers_are_resumed_while_they_gain_and_given_up_after_retries_in
     failed = _fetch_of(client, admin, "model.bin", {"done", "failed"})
     assert failed["state"] == "failed" and failed["error_code"] == "artifact_fetch_interrupted"
     assert len(state.requests) == 3, state.requests
+
+
+def test_a_fetch_asked_for_is_resumed_after_a_daemon_restart(tmp_path: Path) -> None:
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    data = os.urandom(SIZE)
+    (origin / "model.bin").write_bytes(data)
+    with artifact_server(origin) as (url, state):
+        catalog = tmp_path / "catalog"
+        catalog.mkdir()
+        sha = hashlib.sha256(data).hexdigest()
+        (catalog / "llm.toml").write_text(
+            LLM_ENTRY.format(url=url, sha=sha, size=SIZE, wrong="0" * 64)
+        )
+        app = built(tmp_path, TOWERBOX_CATALOG_DIR=str(catalog))
+        state.throttle_bps = 512 * 1024  # some four seconds for the file
+        with api_client(app) as client:
+            admin = login(client, "admin", admin_password(app.cfg))
+            assert client.post("/api/v1/artifacts/model.bin/fetch", headers=admin).is_success
+            _until(lambda: _fetch_of(client, admin, "model.bin", {"running"})["bytes_done"])
+        app.close()  # the daemon stops mid-transfer; the partial file stays
+        kept = (Path(app.cfg.image_dir) / ".partial" / "model.bin").stat().st_size
+        assert 0 < kept < SIZE
+        state.throttle_bps = 0
+        again = build_appliance(app.cfg)
+        try:
+            with api_client(again) as client:
+                admin = login(client, "admin", admin_password(again.cfg))
+                done = _fetch_of(client, admin, "model.bin", {"done", "failed"})
+                assert (done["state"], done["reason"]) == ("done", "resumed"), done
+                assert done["resumed_from"] >= kept
+                assert _artifact(client, admin, "model.bin")["state"] == "verified"
+            assert (Path(again.cfg.image_dir) / "model.bin").read_bytes() == data
+            assert artifact_intents.asked() == []  # crossed out with the outcome
+        finally:
+            again.close()
+        # The next start has nothing left to resume.
+        third = build_appliance(app.cfg)
+        try:
+            assert third.artifacts.fetches() == []
+        finally:
+            third.close()
 
 
 def test_gc_keeps_what_the_catalog_vms_and_keep_list_need(
