@@ -14,6 +14,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,11 @@ NIGHT = dt.datetime(2026, 11, 30, 1, 30, tzinfo=dt.UTC)  # inside "0 1 * * *" fo
 NOON = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 
 
-@pytest.fixture
-def node(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[tuple[Appliance, ServerState, bytes]]:
+@contextmanager
+def served_model(tmp_path: Path) -> Iterator[tuple[ServerState, bytes, Path]]:
+    """model.bin served from a local HTTP server, and a catalog whose entry llm needs
+    it (and broken.bin: the same file under a wrong hash): the server's state, the
+    file's bytes and the catalog folder."""
     origin = tmp_path / "origin"
     origin.mkdir()
     data = os.urandom(SIZE)
@@ -46,11 +48,19 @@ def node(
     with artifact_server(origin) as (url, state):
         catalog = tmp_path / "catalog"
         catalog.mkdir()
-        shutil.copy(REPO / "images" / "catalog" / "demo.toml", catalog)
-        shutil.copytree(REPO / "images" / "cloud-init", tmp_path / "cloud-init")
         sha = hashlib.sha256(data).hexdigest()
         text = LLM_ENTRY.format(url=url, sha=sha, size=SIZE, wrong="0" * 64)
         (catalog / "llm.toml").write_text(text)
+        yield state, data, catalog
+
+
+@pytest.fixture
+def node(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Appliance, ServerState, bytes]]:
+    with served_model(tmp_path) as (state, data, catalog):
+        shutil.copy(REPO / "images" / "catalog" / "demo.toml", catalog)
+        shutil.copytree(REPO / "images" / "cloud-init", tmp_path / "cloud-init")
         app = built(
             tmp_path,
             TOWERBOX_CATALOG_DIR=str(catalog),
@@ -184,17 +194,7 @@ def test_cut_transfers_are_resumed_while_they_gain_and_given_up_after_retries_in
 
 
 def test_a_fetch_asked_for_is_resumed_after_a_daemon_restart(tmp_path: Path) -> None:
-    origin = tmp_path / "origin"
-    origin.mkdir()
-    data = os.urandom(SIZE)
-    (origin / "model.bin").write_bytes(data)
-    with artifact_server(origin) as (url, state):
-        catalog = tmp_path / "catalog"
-        catalog.mkdir()
-        sha = hashlib.sha256(data).hexdigest()
-        (catalog / "llm.toml").write_text(
-            LLM_ENTRY.format(url=url, sha=sha, size=SIZE, wrong="0" * 64)
-        )
+    with served_model(tmp_path) as (state, data, catalog):
         app = built(tmp_path, TOWERBOX_CATALOG_DIR=str(catalog))
         state.throttle_bps = 512 * 1024  # some four seconds for the file
         with api_client(app) as client:
