@@ -9,6 +9,7 @@ object into typed values, refusing with a stable code and the field
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -185,8 +186,15 @@ def _check_text(name: str, decl: ValueDecl, text: str, field: str) -> str:
 def _wrong_type(name: str, decl: ValueDecl, field: str, raw: object) -> InvalidInput:
     wanted = "a list of strings" if decl.type == "list" else f"a {decl.type}"
     got = _KINDS.get(type(raw), type(raw).__name__)
+    hint = ""
+    if decl.type == "string" and isinstance(raw, bool | int | float) and not decl.secret:
+        # The CLI sends what reads as JSON typed: a string like 5 or true needs quotes.
+        text = json.dumps(raw)
+        hint = f'; a string is quoted: "{text}" (on the command line --value \'{name}="{text}"\')'
     return InvalidInput(
-        f"value {name!r} must be {wanted}, got {got}", code="invalid_value_type", field=field
+        f"value {name!r} must be {wanted}, got {got}{hint}",
+        code="invalid_value_type",
+        field=field,
     )
 
 

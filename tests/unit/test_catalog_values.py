@@ -77,10 +77,11 @@ def test_bad_values_are_refused_with_a_stable_code(
 def test_a_wrong_type_says_what_was_given() -> None:
     # A shell's --value replicas=2 arrives as a number; a string where a number is
     # declared says so too, so the operator sees what to quote or unquote.
+    # (A number where a string is declared also says how to quote it: below.)
     for given, got in (({"model": 7}, "an integer"), ({"replicas": "2"}, "a string")):
         with pytest.raises(InvalidInput) as info:
             check_values(DECLS, {**GOOD, **given})
-        assert info.value.message.endswith(f", got {got}")
+        assert f", got {got}" in info.value.message
 
 
 def test_a_required_value_left_out_is_refused() -> None:
@@ -194,3 +195,15 @@ def test_an_entry_with_values_and_a_model_survives_its_document() -> None:
     again = entry_from_document(entry_document(demo), REPO / "images" / "cloud-init", "entries[0]")
     assert again.cloud_init_values == demo.cloud_init_values
     assert again.model_file == demo.model_file
+
+
+def test_a_number_given_for_a_string_says_how_to_quote_it() -> None:
+    with pytest.raises(InvalidInput) as info:
+        check_values(DECLS, {**GOOD, "model": 5})
+    assert info.value.message == (
+        "value 'model' must be a string, got an integer; a string is quoted: \"5\" "
+        "(on the command line --value 'model=\"5\"')"
+    )
+    with pytest.raises(InvalidInput) as secret:
+        check_values(DECLS, {**GOOD, "api_key": 12345678})
+    assert "12345678" not in secret.value.message  # a secret is never echoed
