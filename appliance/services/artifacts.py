@@ -25,7 +25,7 @@ from appliance.backends.artifacts.store import ArtifactStore
 from appliance.catalog.images import file_sha256
 from appliance.catalog.model import ArtifactRef, CatalogEntry, entry_artifacts
 from appliance.config import ArtifactsConfig
-from appliance.services import artifact_intents
+from appliance.services import artifact_intents, artifact_verified
 from appliance.services.artifact_origin import ArtifactOrigins, is_registry_source
 from appliance.services.artifact_progress import FetchTracker
 from appliance.services.auth import Principal
@@ -80,8 +80,8 @@ class ArtifactService:
         self._pool = ThreadPoolExecutor(conf.concurrency, thread_name_prefix="artifact-fetch")
         self._lock = threading.Lock()
         self._fetches: dict[str, FetchTracker] = {}
-        # name -> (inode, size, mtime_ns, sha256) of files proven since the daemon started
-        self._verified: dict[str, tuple[int, int, int, str]] = {}
+        # name -> (inode, size, mtime_ns, sha256) of files proven, kept across restarts
+        self._verified = artifact_verified.load()
         self._closed = threading.Event()
 
     # -- reading -------------------------------------------------------------------------
@@ -298,7 +298,17 @@ class ArtifactService:
 
     def _remember(self, ref: ArtifactRef) -> None:
         st = os.stat(self.store.path(ref.name))
-        self._verified[ref.name] = (st.st_ino, st.st_size, st.st_mtime_ns, ref.sha256)
+        proof = (st.st_ino, st.st_size, st.st_mtime_ns, ref.sha256)
+        with self._lock:  # saved in order: the newest proofs are the ones kept
+            if self._verified.get(ref.name) == proof:
+                return
+            self._verified[ref.name] = proof
+            if self._closed.is_set():  # the daemon is stopping; the database may be gone
+                return
+            try:
+                artifact_verified.save(self._verified)
+            except TowerboxError as err:  # the file is good; only the next start re-hashes
+                log.warning("verified %s, not kept for the next start: %s", ref.name, err.message)
 
     def _journal(
         self, name: str, kind: str, state: dict[str, Any], *, settled: bool = False

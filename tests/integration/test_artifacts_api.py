@@ -217,10 +217,12 @@ def test_a_fetch_asked_for_is_resumed_after_a_daemon_restart(tmp_path: Path) -> 
             assert artifact_intents.asked() == []  # crossed out with the outcome
         finally:
             again.close()
-        # The next start has nothing left to resume.
+        # The next start has nothing left to resume, and still knows the file verified.
         third = build_appliance(app.cfg)
         try:
             assert third.artifacts.fetches() == []
+            views = {a.name: a.state for a in third.artifacts.artifacts().artifacts}
+            assert views["model.bin"] == "verified"
         finally:
             third.close()
 
