@@ -29,6 +29,7 @@ from towerbox_core import sdnotify
 from towerbox_core.errors import ConfigError, TowerboxError
 from towerbox_core.http_protocol import set_deadlines
 from towerbox_core.logsetup import setup_logging
+from towerbox_core.wire import Actor
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ async def first_jobs(appliance: Appliance) -> None:
 
     One that fails (a QEMU dying under the sweep, libvirtd restarting) is logged and
     runs again on schedule: the node's API must come up after a reboot regardless.
+    Then the artifact fetches asked for before a stop cut them short start again.
     """
     for name, job in (("monitor", appliance.monitor_job), ("reconcile", appliance.reconcile_job)):
         try:
@@ -92,6 +94,11 @@ async def first_jobs(appliance: Appliance) -> None:
                 err.message,
                 err.code,
             )
+    try:
+        with journal.acting_as(Actor(job="boot")):
+            appliance.artifacts.resume_asked()
+    except TowerboxError as err:  # they stay asked for: the next start tries again
+        log.error("fetches cut short not resumed: %s (%s)", err.message, err.code)
 
 
 async def _serve(appliance: Appliance) -> None:

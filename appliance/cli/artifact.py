@@ -122,7 +122,7 @@ def _gc(args: argparse.Namespace, c: Requester) -> Any:
     # The plan first: the question names what goes, and nothing to remove asks nothing.
     plan = c.request("POST", "/api/v1/artifacts/gc", json={**body, "dry_run": True})
     if not plan["removed"]:
-        return plan
+        return {**plan, "dry_run": False}
     if sys.stdin.isatty() and not args.yes:
         for item in plan["removed"]:
             sys.stderr.write(f"  {item['path']} ({fmt.size_bytes(item['bytes'])}, {item['why']})\n")
@@ -130,7 +130,9 @@ def _gc(args: argparse.Namespace, c: Requester) -> Any:
     count = len(plan["removed"])
     confirm(args, f"remove these {count} file{'s' if count > 1 else ''} ({fmt.size_bytes(total)})")
     if args.json or not sys.stderr.isatty():
-        return c.request("POST", "/api/v1/artifacts/gc", json=body)
+        # What was listed and agreed to, no more (each still only if it is garbage).
+        listed = [item["path"] for item in plan["removed"]]
+        return c.request("POST", "/api/v1/artifacts/gc", json={**body, "only": listed})
     # On a terminal: its files one by one (each only if it is still garbage when its
     # turn comes), with a bar over the bytes.
     removed: list[dict[str, Any]] = []

@@ -158,16 +158,13 @@ class Appliance:
 def _artifacts(
     cfg: Config, catalog: dict[str, CatalogEntry], vms: VmService, sync: SyncStatusBoard
 ) -> ArtifactService:
-    artifacts = ArtifactService(
+    return ArtifactService(
         ArtifactStore(Path(cfg.image_dir)),
         catalog,
         functools.partial(vm_files, vms),
         cfg.artifacts,
         ArtifactOrigins(cfg.artifacts.registry_relay, sync),
     )
-    with journal.acting_as(Actor(job="boot")):
-        artifacts.resume_asked()  # what a stop cut short
-    return artifacts
 
 
 def build_appliance(cfg: Config) -> Appliance:

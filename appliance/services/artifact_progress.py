@@ -34,6 +34,9 @@ class FetchTracker:
         self.error_code: str | None = None
         self.error: str | None = None
         self.transferred = 0  # bytes over the network across every attempt
+        # Asked for now while it ran for another reason (a pre-cache window): it no
+        # longer pauses when that reason's window closes.
+        self.asked_now = False
 
     @property
     def active(self) -> bool:

@@ -32,7 +32,7 @@ from appliance.services.auth import Principal
 from appliance.services.sync import SyncStatusBoard
 from appliance.store import journal
 from towerbox_core.api.artifacts import ArtifactList, ArtifactView, FetchProgress
-from towerbox_core.errors import Conflict, NotFound, TowerboxError
+from towerbox_core.errors import BackendUnavailable, Conflict, NotFound, TowerboxError
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +161,9 @@ class ArtifactService:
         resumed = []
         for name in artifact_intents.asked():
             try:
-                self.submit(name, RESUMED)
-            except TowerboxError as err:  # the catalog no longer needs it, say
+                # The agent has not reported yet at start: its relay is tried, not judged.
+                self.submit(name, RESUMED, check_origin=False)
+            except (NotFound, Conflict) as err:  # the catalog no longer fetches it
                 log.warning("fetch of %s not resumed: %s", name, err.message)
                 with journal.write_transaction():
                     artifact_intents.settle(name)
@@ -173,7 +174,12 @@ class ArtifactService:
         return resumed
 
     def submit(
-        self, name: str, reason: str, should_stop: Callable[[], bool] = lambda: False
+        self,
+        name: str,
+        reason: str,
+        should_stop: Callable[[], bool] = lambda: False,
+        *,
+        check_origin: bool = True,
     ) -> FetchTracker:
         """Queue a fetch of ``name`` (or return the one already under way)."""
         need = self.needed().get(name)
@@ -189,12 +195,18 @@ class ArtifactService:
             )
         if need.ref.url is None:
             raise Conflict(f"artifact {name!r} has no url to fetch it from", code="artifact_no_url")
-        if is_registry_source(need.ref.url) and self.store.present_size(name) is None:
-            self.origins.check_registry(name)  # say so now, not in the fetch's outcome
         with self._lock:
             current = self._fetches.get(name)
             if current is not None and current.active:
+                if reason == NOW:
+                    current.asked_now = True
                 return current
+            if (
+                check_origin
+                and is_registry_source(need.ref.url)
+                and self.store.present_size(name) is None
+            ):
+                self.origins.check_registry(name)  # say so now, not in the fetch's outcome
             tracker = FetchTracker(name, reason)
             self._fetches[name] = tracker
         ctx = contextvars.copy_context()  # the journal's actor follows the fetch
@@ -235,11 +247,22 @@ class ArtifactService:
         # The outcome is in the journal before anyone sees the fetch end; a paused
         # fetch (the daemon stopping) stays asked for.
         settled = outcome[0] != "paused"
+        with self._lock:  # an ask that finds this fetch under way is covered by its outcome
+            self._settle(tracker, ref.name, entry, settled, outcome)
+
+    def _settle(
+        self,
+        tracker: FetchTracker,
+        name: str,
+        entry: tuple[str, dict[str, Any]] | None,
+        settled: bool,
+        outcome: tuple[str, str | None, str | None],
+    ) -> None:
         try:
             if entry is not None:
-                self._journal(ref.name, *entry, settled=settled)
+                self._journal(name, *entry, settled=settled)
         except Exception:
-            log.exception("artifact %s: the outcome could not be journalled", ref.name)
+            log.exception("artifact %s: the outcome could not be journalled", name)
         finally:
             tracker.finish(*outcome)
 
@@ -251,21 +274,26 @@ class ArtifactService:
         want = self.origins.wanted(ref)
 
         def stop() -> bool:
-            return should_stop() or self._closed.is_set()
+            return (should_stop() and not tracker.asked_now) or self._closed.is_set()
 
-        failed = 0  # cuts in a row that gained nothing
+        failed = 0  # tries in a row that took the partial file no further
+        furthest = self.store.partial_size(ref.name)
         while True:
-            before = tracker.transferred
             try:
                 fetch(self.store, want, self.bucket, tracker, stop, self.conf.timeout_s)
             except TowerboxError as err:
-                # A long transfer may be cut many times; only cuts in a row count.
-                failed = 1 if tracker.transferred > before else failed + 1
-                if err.code != INTERRUPTED or failed > self.conf.retries or stop():
+                if not _worth_retrying(err):
+                    raise
+                # A long transfer may be cut many times; only tries in a row that did not
+                # take the file further count (a server ignoring ranges starts over).
+                reached = self.store.partial_size(ref.name)
+                failed = 1 if reached > furthest else failed + 1
+                furthest = max(furthest, reached)
+                if failed > self.conf.retries or stop():
                     raise
                 wait = min(self.conf.retry_wait_s * 2 ** (failed - 1), _RETRY_WAIT_MAX_S)
                 log.warning(
-                    "%s; resuming in %.1f s (try %d of %d)",
+                    "%s; trying again in %.1f s (%d of %d)",
                     err.message,
                     wait,
                     failed,
@@ -276,7 +304,10 @@ class ArtifactService:
                 while not stop() and time.monotonic() < end:
                     time.sleep(min(0.1, wait))
                 if stop():
-                    raise
+                    raise FetchPaused(
+                        f"artifact {ref.name}: paused while waiting to try again",
+                        artifact=ref.name,
+                    ) from err
             else:
                 self._remember(ref)
                 return
@@ -324,3 +355,13 @@ class ArtifactService:
         """Stop the fetches (their partial files stay for the next start) and the pool."""
         self._closed.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worth_retrying(err: TowerboxError) -> bool:
+    """A cut transfer, or an origin that answers it is unavailable for now (the
+    registry's relay restarting, a proxy's 502/503/504)."""
+    return (
+        err.code == INTERRUPTED
+        or isinstance(err, BackendUnavailable)
+        or (err.extra.get("http_status") in (502, 503, 504))
+    )

@@ -85,32 +85,23 @@ class RollingUpdates:
             free_gpu_slices=self._free(gpu) if gpu is not None and self._free else 0,
         )
         answer = ServiceUpdateAnswer(service=name, role=role.name, dry_run=req.dry_run, plan=plan)
+        if not req.dry_run:
+            row = self._m.writable(principal, name)
+            # A failed service whose role still has all its replicas (an update that
+            # could not roll back, a node stopped during one) is rolled forward from
+            # there; one still busy is refused by the runner (service_busy).
+            whole = row.state == "failed" and len(current) == role.count > 0
+            if row.state != "ready" and not whole:
+                raise Conflict(
+                    f"service {name} is {row.state}; only a ready service updates, or a "
+                    "failed one whose role still has all its replicas",
+                    code="service_not_ready",
+                )
         # The surge replicas are checked like any new one, in a dry run too: a plan the
         # node would refuse is no plan.
-        surge = [(new_role, plan.max_surge)] if plan.max_surge else []
-        try:
-            self._m.admit(principal, name, row.tenant, surge)
-        except TowerboxError as err:
-            if err.status != 409 or plan.max_unavailable:
-                raise
-            err.message += (
-                f"; an update in place needs no new replica (max_surge 0, max_unavailable 1: "
-                f"towerbox service update {name} {role.name} --max-surge 0 --max-unavailable 1)"
-            )
-            raise
+        self._admit_surge(principal, name, row.tenant, new_role, plan)
         if req.dry_run:
             return answer
-        row = self._m.writable(principal, name)
-        # A failed service whose role still has all its replicas (an update that could
-        # not roll back, a node stopped during one) is rolled forward from there; one
-        # still busy is refused by the runner (service_busy).
-        whole = row.state == "failed" and len(current) == role.count > 0
-        if row.state != "ready" and not whole:
-            raise Conflict(
-                f"service {name} is {row.state}; only a ready service updates, or a failed "
-                "one whose role still has all its replicas",
-                code="service_not_ready",
-            )
         message = f"role {role.name}: rolling update, {len(plan.steps)} steps"
         self._m.runner.start(
             name,
@@ -119,6 +110,21 @@ class RollingUpdates:
             before=lambda: set_state(name, "updating", message),
         )
         return answer
+
+    def _admit_surge(
+        self, principal: Principal, name: str, tenant: str, role: RoleTemplate, plan: RolloutPlan
+    ) -> None:
+        surge = [(role, plan.max_surge)] if plan.max_surge else []
+        try:
+            self._m.admit(principal, name, tenant, surge)
+        except TowerboxError as err:
+            if err.status != 409 or plan.max_unavailable:
+                raise
+            err.message += (
+                "; an update in place needs no new replica: ask again with max_surge 0 and "
+                "max_unavailable 1 (--max-surge 0 --max-unavailable 1)"
+            )
+            raise
 
     def _values(
         self, role: RoleTemplate, catalog: str, req: UpdateRequest

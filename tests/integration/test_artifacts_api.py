@@ -5,6 +5,7 @@ local HTTP server."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import hashlib
 import io
@@ -24,6 +25,7 @@ from litestar.testing import TestClient
 
 from appliance.cli.artifact import follow
 from appliance.context import Appliance, build_appliance
+from appliance.daemon import first_jobs
 from appliance.services import artifact_intents
 from appliance.services.artifact_precache import Precache
 from appliance.store import journal
@@ -191,6 +193,26 @@ def test_cut_transfers_are_resumed_while_they_gain_and_given_up_after_retries_in
     failed = _fetch_of(client, admin, "model.bin", {"done", "failed"})
     assert failed["state"] == "failed" and failed["error_code"] == "artifact_fetch_interrupted"
     assert len(state.requests) == 3, state.requests
+    # An origin answering 503 while it restarts is tried again, not given up on.
+    state.cut_after, state.cut_times, state.unavailable = None, 1, 2
+    state.requests.clear()
+    client.post("/api/v1/artifacts/model.bin/fetch", headers=admin)
+    done = _fetch_of(client, admin, "model.bin", {"done", "failed"})
+    assert done["state"] == "done", done
+    assert [status for _, _, status in state.requests] == [503, 503, 200], state.requests
+    # A server that ignores ranges starts over after each cut: no try takes the file
+    # further than the first, so the retries run out instead of going on for ever.
+    (Path(app.cfg.image_dir) / "model.bin").unlink()
+    state.ignore_range = True
+    state.cut_after, state.cut_times = SIZE // 4, 10
+    state.requests.clear()
+    client.post("/api/v1/artifacts/model.bin/fetch", headers=admin)
+    failed = _fetch_of(client, admin, "model.bin", {"done", "failed"})
+    assert failed["state"] == "failed" and failed["error_code"] == "artifact_fetch_interrupted"
+    # Three tries: the first, then two that each asked for a range, got a 200 and began
+    # again from byte 0.
+    ranges = [asked for _, asked, _ in state.requests]
+    assert ranges == [None, f"bytes={SIZE // 4}-", None, f"bytes={SIZE // 4}-", None], ranges
 
 
 def test_a_fetch_asked_for_is_resumed_after_a_daemon_restart(tmp_path: Path) -> None:
@@ -207,6 +229,7 @@ def test_a_fetch_asked_for_is_resumed_after_a_daemon_restart(tmp_path: Path) -> 
         state.throttle_bps = 0
         again = build_appliance(app.cfg)
         try:
+            asyncio.run(first_jobs(again))  # what the daemon runs before it serves
             with api_client(again) as client:
                 admin = login(client, "admin", admin_password(again.cfg))
                 done = _fetch_of(client, admin, "model.bin", {"done", "failed"})
@@ -220,6 +243,7 @@ def test_a_fetch_asked_for_is_resumed_after_a_daemon_restart(tmp_path: Path) -> 
         # The next start has nothing left to resume, and still knows the file verified.
         third = build_appliance(app.cfg)
         try:
+            asyncio.run(first_jobs(third))
             assert third.artifacts.fetches() == []
             views = {a.name: a.state for a in third.artifacts.artifacts().artifacts}
             assert views["model.bin"] == "verified"
@@ -311,6 +335,24 @@ def test_precache_fetches_only_inside_its_window_and_pauses_when_it_closes(
     assert done["state"] == "done" and done["resumed_from"] == kept
     assert (Path(app.cfg.image_dir) / "model.bin").read_bytes() == data
     assert [i.name for i in app.precache.plan().items] == ["broken.bin"]
+
+
+def test_a_fetch_asked_for_now_during_a_precache_outlasts_its_window(
+    node: tuple[Appliance, ServerState, bytes], api: tuple[TestClient[Any], Any]
+) -> None:
+    app, state, data = node
+    client, admin = api
+    now = [NIGHT]
+    app.precache.clock = lambda: now[0]
+    state.throttle_bps = 1024 * 1024  # two seconds for the file
+    assert "model.bin" in app.precache.tick()
+    _until(lambda: app.artifacts.store.partial_size("model.bin") > 0)
+    joined = client.post("/api/v1/artifacts/model.bin/fetch", headers=admin)
+    assert joined.status_code == 202 and joined.json()["reason"] == "precache"
+    now[0] = NOON  # the window closes: the operator's "now" keeps this one going
+    done = _fetch_of(client, admin, "model.bin", {"paused", "done", "failed"})
+    assert done["state"] == "done", done
+    assert (Path(app.cfg.image_dir) / "model.bin").read_bytes() == data
 
 
 def test_a_precache_failure_waits_for_the_next_window_and_a_wrong_file_is_held_back(
@@ -484,3 +526,10 @@ def test_the_cli_shows_fetches_under_way_as_bars_and_gc_as_a_bar(
     assert "  old-c.img (2.0 MiB, unused)\n" in question
     assert "remove these 1 file (2.0 MiB)? [y/N]" in question
     assert (Path(app.cfg.image_dir) / "old-c.img").exists()
+    # Off a terminal, what the plan listed is removed, no more; then nothing is left.
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    scripted = _call(parser.parse_args(["gc", "--yes", "--json"]), through)
+    assert [i["path"] for i in scripted["removed"]] == ["old-c.img"]
+    assert not scripted["dry_run"]
+    empty = _call(parser.parse_args(["gc", "--yes"]), through)
+    assert (empty["dry_run"], empty["removed"]) == (False, [])

@@ -58,6 +58,7 @@ class ServerState:
     root: Path
     cut_after: int | None = None  # close the next transfer after this many body bytes
     cut_times: int = 1  # ... and the ones after it, this many transfers in all
+    unavailable: int = 0  # answer this many requests 503 (an origin restarting)
     stall_s: float = 0  # before that close, send nothing for this long (a stalled link)
     credentials: str | None = None  # "user:password" to demand as Basic auth (else 401)
     throttle_bps: int = 0  # 0: as fast as the machine goes
@@ -85,6 +86,13 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
+            with state.lock:
+                busy, state.unavailable = state.unavailable > 0, max(0, state.unavailable - 1)
+            if busy:
+                self._status(503, self.headers.get("Range"))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             location = state.redirects.get(self.path)
             if location is not None:
                 self._status(302, self.headers.get("Range"))
