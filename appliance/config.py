@@ -166,9 +166,10 @@ class ArtifactsConfig:
 
     bandwidth_bytes_s: int = 0  # node-wide download cap; 0: none
     concurrency: int = 2  # fetches at once; more wait their turn
-    # A cut transfer resumes (HTTP Range) up to this many times in a row without a byte
-    # gained, waiting retry_wait_s, then twice as long each time (at most 60 s): the
-    # defaults ride out some 30 s of a lost link or a restarting origin.
+    # A cut transfer (or an origin answering 502/503/504) is tried again up to this many
+    # times in a row that take the file no further, waiting retry_wait_s, then twice as
+    # long each time (at most 60 s): the defaults ride out some 30 s of a lost link or a
+    # restarting origin.
     retries: int = 5
     retry_wait_s: float = 1.0
     timeout_s: float = 30.0  # connect and read timeout of one request

@@ -2,8 +2,10 @@
 
 Fetches run on a small pool of worker threads (``[artifacts] concurrency``) that
 share one bandwidth cap, so the API answers at once with a progress object and stays
-responsive. A cut transfer is resumed (HTTP Range) after a wait that doubles while
-cuts come in a row with nothing gained, up to ``retries`` of them. Each
+responsive. A cut transfer, or an origin that says it is unavailable for now, is
+tried again (resuming with HTTP Range) after a wait that doubles while tries in a row
+take the file no further, up to ``retries`` of them. A fetch asked for now is written
+down until it ends, and one a stop cut short starts again at the next start. Each
 fetch's outcome is one journal entry: ``artifact.fetched`` or ``artifact.failed``.
 """
 
