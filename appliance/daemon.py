@@ -94,9 +94,13 @@ async def first_jobs(appliance: Appliance) -> None:
                 err.message,
                 err.code,
             )
-    try:
+
+    def resume() -> None:
         with journal.acting_as(Actor(job="boot")):
             appliance.artifacts.resume_asked()
+
+    try:
+        await asyncio.to_thread(resume)  # database writes: off the event loop
     except TowerboxError as err:  # they stay asked for: the next start tries again
         log.error("fetches cut short not resumed: %s (%s)", err.message, err.code)
 
