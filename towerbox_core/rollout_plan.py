@@ -15,6 +15,7 @@ from towerbox_core.api.services import PlanStep, RolloutPlan
 from towerbox_core.errors import InvalidInput
 
 _MAX_STEP = 32
+_STEP_WORDS = {"create": "make", "await_health": "wait for the health check of", "delete": "delete"}
 
 
 def plan_rollout(
@@ -71,3 +72,22 @@ def plan_rollout(
         steps=steps,
         note=note,
     )
+
+
+def plan_in_words(plan: RolloutPlan) -> list[str]:
+    """A plan for a person, one line per step after the rule it keeps, for the CLI
+    and the UI alike."""
+    head = (
+        f"{plan.replicas} replica(s), surge {plan.max_surge}, unavailable "
+        f"{plan.max_unavailable}: at least {plan.min_healthy} healthy at every moment"
+    )
+    lines = [head] + ([plan.note] if plan.note else [])
+    for n, step in enumerate(plan.steps, 1):
+        lines.append(f"{n}. {_STEP_WORDS.get(step.action, step.action)} {_replica(step.replica)}")
+    return lines
+
+
+def _replica(handle: str) -> str:
+    """``new-0`` (the plan counts from 0) as "new replica 1"."""
+    age, _, index = handle.partition("-")
+    return f"{age} replica {int(index) + 1}" if index.isdigit() else handle

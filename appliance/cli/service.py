@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import msgspec
+
 from appliance.cli.confirm import confirm, yes_flag
 from appliance.cli.connect import json_flag, node_call, show_plain
 from appliance.cli.values import value_words
-from towerbox_core.api.services import SINGLE_ROLE
+from towerbox_core.api.services import SINGLE_ROLE, RolloutPlan
 from towerbox_core.commands import CommandGroup, out, table
 from towerbox_core.errors import InvalidInput, TowerboxError
+from towerbox_core.rollout_plan import plan_in_words
 
 if TYPE_CHECKING:
     from towerbox_core.sync_client import ApiClient
@@ -293,15 +296,10 @@ def _show(args: argparse.Namespace, result: Any) -> None:
         ]
         out(table(rows, _LIST_COLUMNS))
     elif isinstance(result, dict) and "plan" in result:
-        plan = result["plan"]
-        out(
-            f"{'dry run: ' if result['dry_run'] else ''}role {result['role']}: "
-            f"surge {plan['max_surge']}, unavailable {plan['max_unavailable']}, "
-            f"at least {plan['min_healthy']} healthy"
-        )
-        if plan["note"]:
-            out(plan["note"])
-        out(table(plan["steps"], ("action", "replica")))
+        plan = msgspec.convert(result["plan"], RolloutPlan)
+        out(f"{'dry run, nothing changed: ' if result['dry_run'] else ''}role {result['role']}")
+        for line in plan_in_words(plan):
+            out(f"  {line}")
     elif isinstance(result, dict) and "roles" in result:
         out(f"{result['name']} ({result['tenant']}): {result['state']} {result['message']}")
         roles, replicas = service_rows(result)

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from appliance.domain.vm_spec import VmSpec
-from towerbox_core.api.services import PlanStep, RoleView, RolloutPlan
+from towerbox_core.api.services import RoleView, ServiceProgress
 from towerbox_core.api.tenants import Grants, Quotas, TenantUsage, VmOptions
 from towerbox_core.api.vms import VmCreateRequest
 from ui import attention, fmt, slotmap, wan
@@ -19,7 +19,7 @@ from ui.pages.common import safe_next
 from ui.pages.dashboard import is_alert, vm_counts
 from ui.pages.n6 import status_lines, vnet_rows
 from ui.pages.service_deploy import deploy_body
-from ui.pages.service_update import plan_lines, update_body
+from ui.pages.service_update import update_body
 from ui.pages.tenant_edit import (
     QUOTA_NUMBERS,
     grants_update,
@@ -454,7 +454,7 @@ def test_a_one_role_service_from_the_catalog() -> None:
     assert "values" not in deploy_body("web", "demo", "", 1, {})["service"]["roles"][0]
 
 
-def test_an_update_names_only_what_changes_and_its_plan_reads_as_steps() -> None:
+def test_an_update_names_only_what_changes() -> None:
     role = RoleView("api", "demo", 2, 2, "TCP port 80 answers", [], {"model": "a"})
     body = update_body(role, "demo", {"model": "b", "hf_token": ""}, 1, 0)
     # An empty value keeps its setting: not sent, and the request merges.
@@ -468,20 +468,6 @@ def test_an_update_names_only_what_changes_and_its_plan_reads_as_steps() -> None
     moved = update_body(role, "vllm-inference", {}, 0, 1, "24.04-vllm")
     assert moved["catalog"] == "vllm-inference" and "values" not in moved
     assert moved["version"] == "24.04-vllm"  # what the dialog showed
-    plan = RolloutPlan(
-        replicas=1,
-        max_surge=0,
-        max_unavailable=1,
-        min_healthy=0,
-        steps=[PlanStep("delete", "old-0"), PlanStep("create", "new-0")],
-        note="no free 1g.10gb slice: replaced in place",
-    )
-    assert plan_lines(plan) == [
-        "1 replica(s), surge 0, unavailable 1: at least 0 healthy at every moment",
-        "no free 1g.10gb slice: replaced in place",
-        "1. delete old replica 1",
-        "2. make new replica 1",
-    ]
 
 
 def test_the_update_dialog_says_what_it_does_to_the_entry_version() -> None:
@@ -700,3 +686,13 @@ def test_a_sync_event_reaches_only_the_parts_that_follow_it() -> None:
     banner = _Part(nothing, lambda change: change.object_type == "alert", None, signals=(SYNCED,))
     everything = _Part(nothing, lambda _change: True, None)
     assert banner.matches(synced) and not everything.matches(synced)
+
+
+def test_a_failed_operation_is_not_shown_as_done() -> None:
+    from ui.pages.services import progress_title
+
+    steps = ["deploy started"]
+    assert progress_title(ServiceProgress("deploy", False, steps)) == "deploy (under way)"
+    assert progress_title(ServiceProgress("deploy", True, steps)) == "deploy (done)"
+    failed = ServiceProgress("update", True, steps, failed=True)
+    assert progress_title(failed) == "update (failed: the message above says why)"

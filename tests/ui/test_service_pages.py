@@ -83,6 +83,27 @@ async def test_services_page_shows_roles_health_and_progress(user: User, node: A
             _remove(api, "ui-svc", "svc-tenant")
 
 
+async def test_a_failed_deploy_says_so_on_its_card(user: User, node: Appliance) -> None:
+    # Nothing listens on port 1: the health check never passes; the deploy rolls back.
+    health = {"kind": "tcp", "port": 1, "timeout_s": 0.5}
+    role = {"name": "web", "catalog": "demo", "health": health}
+    with node.http() as api:
+        assert api.post("/api/v1/tenants", json={"name": "bad-tenant"}).status_code == 201
+        service = {"service": {"name": "bad-svc", "roles": [role]}, "tenant": "bad-tenant"}
+        assert api.post("/api/v1/services", json=service).status_code == 202
+        _until(api, lambda r: r.json()["state"] == "failed", "the deploy to fail", "bad-svc")
+    try:
+        await log_in(user, node.password)
+        await user.open("/services")
+        await user.should_see(marker="service-bad-svc", retries=30)
+        await user.should_see("deploy (failed: the message above says why)")
+        await user.should_see("bad-svc-web-1 is not healthy", retries=5)
+        await user.should_not_see("deploy (done)")
+    finally:
+        with node.http() as api:
+            _remove(api, "bad-svc", "bad-tenant")
+
+
 async def test_a_service_deploys_from_the_catalog_with_its_declared_values(
     user: User, node: Appliance
 ) -> None:

@@ -5,10 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from appliance.cli.service import _register, deploy_body, parse_values, service_rows, update_body
+from appliance.cli.service import (
+    _register,
+    _show,
+    deploy_body,
+    parse_values,
+    service_rows,
+    update_body,
+)
 from towerbox_core.errors import InvalidInput
+from towerbox_core.rollout_plan import plan_rollout
 
 
 def test_deploy_words_become_a_body(tmp_path: Path) -> None:
@@ -129,3 +138,18 @@ def test_a_view_becomes_role_and_replica_rows() -> None:
     assert roles[0]["values"] == "hf_token=(secret), model=a"
     assert roles[0]["version"] == "1 (catalog: 2)"  # the node's catalog moved on
     assert [r["vm"] for r in replicas] == ["s-api-1", "s-api-2"]
+
+
+def test_a_dry_run_prints_the_plan_as_numbered_steps(capsys: pytest.CaptureFixture[str]) -> None:
+    plan = msgspec.to_builtins(plan_rollout(2))
+    _show(argparse.Namespace(json=False), {"role": "api", "dry_run": True, "plan": plan})
+    assert capsys.readouterr().out.splitlines() == [
+        "dry run, nothing changed: role api",
+        "  2 replica(s), surge 1, unavailable 0: at least 2 healthy at every moment",
+        "  1. make new replica 1",
+        "  2. wait for the health check of new replica 1",
+        "  3. delete old replica 1",
+        "  4. make new replica 2",
+        "  5. wait for the health check of new replica 2",
+        "  6. delete old replica 2",
+    ]

@@ -9,7 +9,7 @@ import pytest
 
 from towerbox_core.api.services import HealthCheck, RoleTemplate, ServiceTemplate
 from towerbox_core.errors import InvalidInput
-from towerbox_core.rollout_plan import plan_rollout
+from towerbox_core.rollout_plan import plan_in_words, plan_rollout
 from towerbox_core.service_rules import (
     check_template,
     parse_services_document,
@@ -218,6 +218,17 @@ def test_gpu_bound_with_a_free_slice_surges_on_it() -> None:
     assert (plan.max_surge, plan.max_unavailable) == (1, 0)
     assert "free MIG slice" in plan.note
     assert plan_rollout(2, gpu_bound=True, free_gpu_slices=3).note == ""
+
+
+def test_a_plan_reads_as_numbered_steps_counting_replicas_from_1() -> None:
+    plan = plan_rollout(1, gpu_bound=True, free_gpu_slices=0)
+    assert plan_in_words(plan) == [
+        "1 replica(s), surge 0, unavailable 1: at least 0 healthy at every moment",
+        plan.note,
+        "1. delete old replica 1",
+        "2. make new replica 1",
+        "3. wait for the health check of new replica 1",
+    ]
 
 
 @pytest.mark.parametrize(("surge", "unavailable"), [(0, 0), (-1, 1), (1, 33)])

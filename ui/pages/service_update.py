@@ -16,13 +16,12 @@ import msgspec
 from nicegui import ui
 
 from towerbox_core.api.services import MAX_REPLICAS, RoleView, RolloutPlan, ServiceView
+from towerbox_core.rollout_plan import plan_in_words
 from ui.api import ApiError, service_path
 from ui.handles import tag
 from ui.session import UserApi
 from ui.value_fields import ValueFields
 from ui.vm_offer import non_empty
-
-STEP_WORDS = {"create": "make", "await_health": "wait for the health check of", "delete": "delete"}
 
 
 def update_body(
@@ -56,24 +55,6 @@ def version_note(role: RoleView | None, entry: dict[str, Any]) -> str:
     if was == now or (role.version is None and entry["name"] == role.catalog):
         return f"Runs {was}, as the catalog has it."
     return f"Runs {was}; the update moves it to {now}, even with nothing else changed."
-
-
-def plan_lines(plan: RolloutPlan) -> list[str]:
-    """A dry run's plan in words, one line per step, the rule it keeps first."""
-    head = (
-        f"{plan.replicas} replica(s), surge {plan.max_surge}, unavailable "
-        f"{plan.max_unavailable}: at least {plan.min_healthy} healthy at every moment"
-    )
-    lines = [head] + ([plan.note] if plan.note else [])
-    for n, step in enumerate(plan.steps, 1):
-        lines.append(f"{n}. {STEP_WORDS.get(step.action, step.action)} {_replica(step.replica)}")
-    return lines
-
-
-def _replica(handle: str) -> str:
-    """``new-0`` (the plan counts from 0) as "new replica 1"."""
-    age, _, index = handle.partition("-")
-    return f"{age} replica {int(index) + 1}" if index.isdigit() else handle
 
 
 class UpdateDialog:
@@ -168,7 +149,7 @@ class UpdateDialog:
         self.plan.clear()
         with self.plan:
             ui.label("Plan (nothing changed yet)").classes("text-subtitle2")
-            for line in plan_lines(plan):
+            for line in plan_in_words(plan):
                 ui.label(line).classes("text-sm font-mono")
 
     async def update(self) -> None:

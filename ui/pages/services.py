@@ -11,7 +11,7 @@ import msgspec
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
-from towerbox_core.api.services import RoleView, ServiceView
+from towerbox_core.api.services import RoleView, ServiceProgress, ServiceView
 from ui.api import ApiError
 from ui.deps import Deps
 from ui.live import about
@@ -32,6 +32,14 @@ STATE_COLOURS = {
 }
 PROGRESS_LINES = 8  # the newest steps of an operation shown under a service
 COLUMN_LABELS = {"vm": "VM"}
+
+
+def progress_title(progress: ServiceProgress) -> str:
+    """The operation and how it stands; a failed one (rolled back, stopped) is said
+    so, its reason being the service's message."""
+    if progress.failed:
+        return f"{progress.operation} (failed: the message above says why)"
+    return f"{progress.operation} ({'done' if progress.done else 'under way'})"
 
 
 def role_line(view: ServiceView) -> str:
@@ -136,8 +144,12 @@ class ServiceList:
                 ).props(f'aria-label="Replicas of {view.name}" dense flat')
             progress = view.progress
             if progress is not None:
-                status = "done" if progress.done else "under way"
-                ui.label(f"{progress.operation} ({status})").classes("text-sm font-bold")
+                tag(
+                    ui.label(progress_title(progress)).classes(
+                        "text-sm font-bold" + (" text-negative" if progress.failed else "")
+                    ),
+                    f"service-progress-title-{view.name}",
+                )
                 with tag(ui.column().classes("gap-0"), f"service-progress-{view.name}"):
                     for step in progress.steps[-PROGRESS_LINES:]:
                         ui.label(step).classes("text-sm font-mono")
