@@ -52,7 +52,7 @@ def _show_list(args: argparse.Namespace, result: Any) -> None:
 
 
 def _rules(args: argparse.Namespace) -> int:
-    from appliance.config import load_config
+    from appliance.config_load import load_config
     from appliance.domain.alerts.promql import render_rules
 
     try:

@@ -160,7 +160,7 @@ def show_json(result: Any) -> None:
 
 def node_call(args: argparse.Namespace, call: Call, show: Show = show_plain) -> int:
     """Run one API call against the appliance and print its answer; the exit status."""
-    from appliance.config import load_config
+    from appliance.config_load import load_config
     from towerbox_core.sync_client import ApiClient
 
     url = getattr(args, "url", None)

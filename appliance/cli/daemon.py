@@ -8,7 +8,7 @@ from towerbox_core.commands import CommandGroup, report
 
 
 def _run(args: argparse.Namespace) -> int:
-    from appliance.config import load_config
+    from appliance.config_load import load_config
     from appliance.daemon import run_daemon
     from towerbox_core.errors import TowerboxError
 

@@ -36,6 +36,12 @@ import msgspec
 
 from appliance.services.desired_adapters import NODE
 from appliance.services.desired_rule import States
+from appliance.services.desired_service_changes import (
+    Change,
+    Wanted,
+    changes_between,
+    scale_ups,
+)
 from appliance.services.service_manager import ServiceManager
 from appliance.services.service_rollout import RollingUpdates
 from appliance.services.service_rows import replicas, template_of
@@ -48,13 +54,11 @@ from appliance.services.service_templates import (
 from appliance.store import journal
 from appliance.store.models import JournalEntry, Meta, Service
 from towerbox_core.api.services import (
-    RoleTemplate,
     ServiceDeployRequest,
     ServiceTemplate,
-    SpecOverrides,
     UpdateRequest,
 )
-from towerbox_core.errors import Conflict, InvalidInput, TowerboxError
+from towerbox_core.errors import Conflict, TowerboxError
 from towerbox_core.service_rules import parse_services_document
 
 log = logging.getLogger(__name__)
@@ -65,8 +69,6 @@ _META = "desired_services"  # what this kind made, named, found in conflict, saw
 _REFUSALS = {"quota_exceeded", "insufficient_resources", "disk_too_large"}
 _STEP_WAIT_S = 3600.0
 _BUSY = {"deploying", "scaling", "updating", "removing"}
-Change = UpdateRequest | tuple[str, int]  # a role's rolling update, or its new count
-Wanted = list[tuple[RoleTemplate, int]]  # more replicas of each role
 
 
 @contextmanager
@@ -165,7 +167,7 @@ class ServicesAdapter:
             if oid.removeprefix(SERVICE) not in rows
         }
         steps = {
-            name: _changes(
+            name: changes_between(
                 name,
                 with_recorded_versions(template_of(rows[name]), self._m.deps.catalog),
                 _template(state),
@@ -176,7 +178,7 @@ class ServicesAdapter:
         grown = {
             name: (
                 rows[name].tenant,
-                _scale_ups(name, template_of(rows[name]), _template(puts[SERVICE + name]), todo),
+                scale_ups(name, template_of(rows[name]), _template(puts[SERVICE + name]), todo),
             )
             for name, todo in steps.items()
         }
@@ -350,60 +352,3 @@ def _failure_code(name: str) -> str:
         return "service_failed"
     # ``cause``: why a replica failed (insufficient_memory, unhealthy); ``error``: the step's.
     return str(state.get("cause") or state.get("error") or "service_failed")
-
-
-def _changes(name: str, old: ServiceTemplate, new: ServiceTemplate) -> list[Change]:
-    """The rolling updates and scales that take ``old`` (as recorded, a role recorded
-    before versions at its entry's version now) to ``new``; a change of anything
-    else (roles, order, health, GPU, VNets, description) is refused: remove the service
-    and deploy it again under a new name."""
-
-    def shape(t: ServiceTemplate) -> list[RoleTemplate]:
-        return [
-            msgspec.structs.replace(
-                r, count=0, catalog="", version=None, values={}, spec=SpecOverrides()
-            )
-            for r in t.roles
-        ]
-
-    if shape(old) != shape(new) or old.description != new.description:
-        raise InvalidInput(
-            f"service {name}: only a role's count, catalog entry and version, values and "
-            "spec change in place; remove the service and deploy it under a new name",
-            code="service_change_unsupported",
-            field=f"services.{name}",
-        )
-    todo: list[Change] = []
-    for was, role in zip(old.roles, new.roles, strict=True):
-        if (was.catalog, was.version, was.values, was.spec) != (
-            role.catalog,
-            role.version,
-            role.values,
-            role.spec,
-        ):
-            todo.append(
-                UpdateRequest(
-                    role.name,
-                    catalog=role.catalog,
-                    version=role.version,
-                    values=role.values,
-                    spec=role.spec,
-                )
-            )
-        if was.count != role.count:
-            todo.append((role.name, role.count))
-    return todo
-
-
-def _scale_ups(name: str, old: ServiceTemplate, new: ServiceTemplate, todo: list[Change]) -> Wanted:
-    """The replicas the scales among ``todo`` add, each as its role will be made: from
-    the count the service has or is being brought to, whichever is more."""
-    was = {r.name: r.count for r in old.roles}
-    roles = {r.name: r for r in new.roles}
-    ups: Wanted = []
-    for change in todo:
-        if isinstance(change, tuple):
-            role, count = change
-            if (more := count - max(was[role], len(replicas(name, role)))) > 0:
-                ups.append((roles[role], more))
-    return ups

@@ -13,7 +13,8 @@ from litestar.testing import TestClient
 
 from appliance.api.app import create_app
 from appliance.backends.vm.libvirt_backend import SYSTEM_URI
-from appliance.config import Config, load_config
+from appliance.config import Config
+from appliance.config_load import load_config
 from appliance.context import Appliance, build_appliance
 from appliance.store.models import Vm
 from tests.fixtures.hosts.make_fixture import build_dual_socket_sriov

@@ -90,7 +90,7 @@ def test_batches_are_cut_to_the_byte_bound() -> None:
 def test_make_runs_agent_config_meets_its_appliance_config() -> None:
     """`make run`'s agent (etc/agent-dev.toml) talks to the dev appliance's port and
     serves the blob relay where etc/dev.toml's appliance looks for it."""
-    from appliance.config import load_config
+    from appliance.config_load import load_config
 
     repo = Path(__file__).resolve().parents[2]
     agent = load_agent_config(repo / "etc" / "agent-dev.toml", env={})

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.config import load_config, parse_cpu_list
+from appliance.config import parse_cpu_list
+from appliance.config_load import load_config
 from towerbox_core.errors import ConfigError
 
 

@@ -9,7 +9,7 @@ import msgspec
 import peewee
 import pytest
 
-from appliance.config import load_config
+from appliance.config_load import load_config
 from appliance.domain.admission import HostLimits, check_memory, memory_budget_mib
 from appliance.domain.host import HostInventory, Hugepages, NumaNode
 from appliance.domain.quotas import (

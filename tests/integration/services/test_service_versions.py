@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from appliance.context import Appliance
-from appliance.services.desired_services import _changes
+from appliance.services.desired_service_changes import changes_between
 from appliance.services.service_templates import with_recorded_versions
 from appliance.store import journal
 from appliance.store.models import Service, ServiceVm
@@ -142,8 +142,8 @@ def test_a_services_document_moves_a_role_only_when_its_version_changed(
         role = {"name": "api", "catalog": "demo", "values": {"model": model}, "version": version}
         return msgspec.convert({"name": "llm", "roles": [role]}, ServiceTemplate)
 
-    assert _changes("llm", template("1"), template("1")) == []
-    assert _changes("llm", template("1"), template("2")) == [
+    assert changes_between("llm", template("1"), template("1")) == []
+    assert changes_between("llm", template("1"), template("2")) == [
         UpdateRequest(
             "api", catalog="demo", version="2", values={"model": "a"}, spec=SpecOverrides()
         )
@@ -152,8 +152,8 @@ def test_a_services_document_moves_a_role_only_when_its_version_changed(
     # it is compared at the version its entry has now.
     _new_version(appliance, "2")
     recorded = with_recorded_versions(template(None), appliance.catalog)
-    assert _changes("llm", recorded, template("2")) == []
-    changed = _changes("llm", recorded, template("2", model="b"))
+    assert changes_between("llm", recorded, template("2")) == []
+    changed = changes_between("llm", recorded, template("2", model="b"))
     assert [(u.version, u.values) for u in changed if isinstance(u, UpdateRequest)] == [
         ("2", {"model": "b"})
     ]

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from appliance.config import GpuScheduleConfig, config_from
+from appliance.config import GpuScheduleConfig
+from appliance.config_load import config_from
 from appliance.domain.gpu.target import LayoutRequest
 from towerbox_core.errors import ConfigError
 
