@@ -31,6 +31,7 @@ from appliance.services.service_rows import (
     newest_first,
     put_service,
     replicas,
+    role_named,
     role_of,
     set_state,
     template_of,
@@ -282,9 +283,7 @@ class ServiceManager:
     def scale(self, principal: Principal, name: str, role_name: str, count: int) -> ServiceView:
         row = self.writable(principal, name)
         check_count(count, "count")
-        role = role_of(row, role_name)
-        if role is None:
-            raise NotFound(f"service {name} has no role {role_name!r}", code="role_not_found")
+        role = role_named(row, role_name)
         if row.state != "ready":
             raise Conflict(
                 f"service {name} is {row.state}; only a ready service scales",

@@ -23,7 +23,7 @@ from appliance.services.service_rows import (
     Replica,
     generations_of,
     replicas,
-    role_of,
+    role_named,
     set_state,
     template_of,
 )
@@ -37,7 +37,7 @@ from towerbox_core.api.services import (
     UpdateRequest,
     ValueInput,
 )
-from towerbox_core.errors import Conflict, InvalidInput, NotFound, TowerboxError
+from towerbox_core.errors import Conflict, InvalidInput, TowerboxError
 from towerbox_core.rollout_plan import plan_rollout
 from towerbox_core.service_rules import check_entry_version, check_role
 
@@ -53,9 +53,7 @@ class RollingUpdates:
 
     def update(self, principal: Principal, name: str, req: UpdateRequest) -> ServiceUpdateAnswer:
         row = self._m.visible(principal, name)
-        role = role_of(row, req.role)
-        if role is None:
-            raise NotFound(f"service {name} has no role {req.role!r}", code="role_not_found")
+        role = role_named(row, req.role)
         if req.version is not None:
             check_entry_version(req.version, "version")
         catalog = req.catalog or role.catalog

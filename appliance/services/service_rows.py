@@ -11,7 +11,7 @@ import msgspec
 from appliance.store import journal
 from appliance.store.models import Service, ServiceVm, Vm, utcnow
 from towerbox_core.api.services import RoleTemplate, ServiceTemplate
-from towerbox_core.errors import Conflict
+from towerbox_core.errors import Conflict, NotFound
 
 _decode_template = msgspec.json.Decoder(ServiceTemplate).decode
 _decode_generations = msgspec.json.Decoder(dict[str, int]).decode
@@ -37,6 +37,18 @@ def generations_of(row: Service) -> dict[str, int]:
 
 def role_of(row: Service, role: str) -> RoleTemplate | None:
     return next((r for r in template_of(row).roles if r.name == role), None)
+
+
+def role_named(row: Service, role: str) -> RoleTemplate:
+    """The role a request names; NotFound (404 role_not_found) lists the roles there are."""
+    found = role_of(row, role)
+    if found is None:
+        roles = ", ".join(r.name for r in template_of(row).roles)
+        raise NotFound(
+            f"service {row.name} has no role {role!r}; its roles: {roles}",
+            code="role_not_found",
+        )
+    return found
 
 
 def replicas(service: str, role: str | None = None) -> list[Replica]:

@@ -296,6 +296,7 @@ def test_scale_then_remove_in_reverse_start_order(
     assert _journal("service.scaled")[-1]["state"]["count"] == 1
     bad = c.post("/api/v1/services/shop/roles/nope/scale", headers=acme, json={"count": 1})
     assert bad.json()["code"] == "role_not_found"
+    assert bad.json()["detail"].endswith("its roles: web, api, db"), bad.json()
     # A count is a JSON number: "3" and true are refused, naming the field; nothing runs.
     for count in ("3", True):
         bad = c.post("/api/v1/services/shop/roles/api/scale", headers=acme, json={"count": count})
