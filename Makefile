@@ -42,8 +42,7 @@ run: setup  ## Start the appliance (real libvirt when possible) and the web UI
 enroll: $(STAMP)  ## Enroll this node's agent with the local registry: make enroll TOKEN=tbe_...
 	@test -n "$(TOKEN)" || { echo "usage: make enroll TOKEN=tbe_...  (create a site on the registry UI's Enrollment page, http://127.0.0.1:8081/enroll, while make run runs)" >&2; exit 2; }
 	@mkdir -p var/agent var/run
-	@$(VENV)/bin/towerbox agent --agent-config etc/agent-dev.toml token \
-		--admin-token var/state/cli-token --out var/agent/agent-token
+	@$(VENV)/bin/towerbox agent --agent-config etc/agent-dev.toml token --out var/agent/agent-token
 	@$(VENV)/bin/towerbox agent --agent-config etc/agent-dev.toml enroll http://127.0.0.1:8600 "$(TOKEN)"
 	@echo "make run starts the agent within a few seconds (it waits for the enrollment)"
 

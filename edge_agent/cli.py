@@ -9,14 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from towerbox_core.commands import CommandGroup, report
-from towerbox_core.errors import TowerboxError
+from towerbox_core.commands import out as _out
+from towerbox_core.errors import TowerboxError, Unauthorized
 
 if TYPE_CHECKING:
     from edge_agent.config import AgentConfig
-from towerbox_core.commands import out as _out
-
-# Where the appliance keeps root's CLI token on a node (its state_dir).
-ROOT_CLI_TOKEN = Path("/var/lib/towerbox/cli-token")
 
 
 def _register(agent: argparse.ArgumentParser) -> None:
@@ -33,8 +30,8 @@ def _register(agent: argparse.ArgumentParser) -> None:
     token.add_argument(
         "--admin-token",
         type=Path,
-        default=ROOT_CLI_TOKEN,
-        help=f"the node's root CLI token (default {ROOT_CLI_TOKEN}, or $TOWERBOX_TOKEN)",
+        help="a file holding the node's root CLI token (default: $TOWERBOX_TOKEN, else the "
+        "agent config's appliance_cli_token_file, /var/lib/towerbox/cli-token)",
     )
     token.add_argument("--out", type=Path, help="write it to this file, mode 0600")
     token.add_argument("--name", default="edge-agent")
@@ -64,18 +61,24 @@ def _handle(args: argparse.Namespace) -> int:
         return report(err)
 
 
-def _root_token(path: Path) -> str:
-    token = os.environ.get("TOWERBOX_TOKEN", "").strip()
+def _root_token(named: Path | None, cfg: AgentConfig) -> str:
+    """--admin-token's file, else $TOWERBOX_TOKEN, else the file the config names."""
+    token = "" if named else os.environ.get("TOWERBOX_TOKEN", "").strip()
     if token:
         return token
+    path = named or Path(cfg.appliance_cli_token_file)
     try:
-        return path.read_text().strip()
+        token = path.read_text().strip()
     except OSError as err:
-        raise TowerboxError(
+        raise Unauthorized(
             f"cannot read the node's CLI token {path}: {err.strerror}; run this as root on "
-            "the node, or give --admin-token or $TOWERBOX_TOKEN",
+            "the node, or give --admin-token, $TOWERBOX_TOKEN or the agent config's "
+            "appliance_cli_token_file",
             code="token_missing",
         ) from err
+    if not token:
+        raise Unauthorized(f"the node's CLI token file {path} is empty", code="token_missing")
+    return token
 
 
 def _token(args: argparse.Namespace, cfg: AgentConfig) -> int:
@@ -84,7 +87,7 @@ def _token(args: argparse.Namespace, cfg: AgentConfig) -> int:
 
     # Run as root on the node: the CLI token root holds makes the agent's token.
     url = args.url or cfg.appliance_url
-    with ApiClient(url, token=_root_token(args.admin_token)) as client:
+    with ApiClient(url, token=_root_token(args.admin_token, cfg)) as client:
         answer = client.request("POST", "/api/v1/sync/agent-token", json={"name": args.name})
     if args.out:
         write_secret_file(args.out, answer["token"] + "\n")

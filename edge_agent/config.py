@@ -27,6 +27,9 @@ class AgentConfig:
     appliance_url: str = "unix:/run/towerbox/appliance.sock"
     # A sync-agent token (`towerbox agent token`), mode 0600, owned by the agent's user.
     token_file: str = "/etc/towerbox/agent-token"  # noqa: S105 - a path
+    # Root's CLI token of the appliance (its state_dir/cli-token): `towerbox agent
+    # token` makes the agent's token with it. The running agent never reads it.
+    appliance_cli_token_file: str = "/var/lib/towerbox/cli-token"  # noqa: S105 - a path
     state_dir: str = "/var/lib/towerbox-agent"
     # A CA bundle for the registry's TLS; "" uses the one given at enrollment, if any.
     ca_file: str = ""

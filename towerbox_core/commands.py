@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from towerbox_core.errors import ConfigError, InvalidInput, TowerboxError
+from towerbox_core.errors import ConfigError, InvalidInput, TowerboxError, Unauthorized
 
 ENTRY_POINT_GROUP = "towerbox.commands"
 
@@ -90,6 +90,8 @@ def exit_status(err: TowerboxError) -> int:
         return EXIT_SERVER if status >= 500 else EXIT_REFUSED
     if err.code.endswith(_UNREACHABLE_SUFFIXES):
         return EXIT_UNREACHABLE
+    if isinstance(err, Unauthorized):  # no token to send (one found here is checked there)
+        return EXIT_AUTH
     if isinstance(err, InvalidInput | ConfigError):
         return EXIT_USAGE
     return EXIT_REFUSED

@@ -90,6 +90,37 @@ def test_no_token_says_where_it_looked_and_how_to_get_one(daemon: Daemon, tmp_pa
     assert towerbox(env, "health").returncode == EXIT_OK
 
 
+def test_the_agents_token_is_made_with_the_root_token_its_config_names(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    env = {**daemon.cli_env(), "HOME": str(tmp_path)}
+    env.pop("TOWERBOX_TOKEN", None)
+    root_token = Path(daemon.env["TOWERBOX_STATE_DIR"]) / "cli-token"
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'appliance_url = "{daemon.url}"\nappliance_cli_token_file = "{root_token}"\n'
+    )
+    agent = ("agent", "--agent-config", str(config), "token")
+    out = tmp_path / "agent-token"
+    made = towerbox(env, *agent, "--out", str(out))
+    assert made.returncode == EXIT_OK, made.stderr
+    assert out.stat().st_mode & 0o777 == 0o600
+    with daemon.http(out.read_text().strip()) as api:  # a sync-agent's token
+        assert api.get("/api/v1/journal/summary").status_code == 200
+        assert api.get("/api/v1/vms").status_code == 403
+    # A config naming a file that is not there: exit 3, saying where it looked.
+    config.write_text(
+        f'appliance_url = "{daemon.url}"\nappliance_cli_token_file = "/nonexistent"\n'
+    )
+    missing = towerbox(env, *agent)
+    assert missing.returncode == EXIT_AUTH, missing.stdout
+    line = _error_line(missing)
+    assert line.startswith("error [token_missing]: cannot read the node's CLI token /nonexistent")
+    assert "appliance_cli_token_file" in line
+    # --admin-token names the file, over the config.
+    assert towerbox(env, *agent, "--admin-token", str(root_token)).returncode == EXIT_OK
+
+
 def test_a_refused_token_names_where_it_came_from(daemon: Daemon) -> None:
     env = {**daemon.cli_env(), "TOWERBOX_TOKEN": "tbx_not_a_token"}
     shown = towerbox(env, "vm", "list")
