@@ -63,9 +63,8 @@ def _handle(args: argparse.Namespace) -> int:
 
 def _root_token(named: Path | None, cfg: AgentConfig) -> str:
     """--admin-token's file, else $TOWERBOX_TOKEN, else the file the config names."""
-    token = "" if named else os.environ.get("TOWERBOX_TOKEN", "").strip()
-    if token:
-        return token
+    if named is None and (from_env := os.environ.get("TOWERBOX_TOKEN", "").strip()):
+        return from_env
     path = named or Path(cfg.appliance_cli_token_file)
     try:
         token = path.read_text().strip()

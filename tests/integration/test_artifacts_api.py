@@ -97,6 +97,13 @@ def _root(app: Appliance) -> Any:
     return Principal(admin.id, "admin", Role.INFRA_ADMIN, None, 0)
 
 
+def _clock(app: Appliance, start: dt.datetime) -> list[dt.datetime]:
+    """The pre-cache's clock, frozen at ``start``; a test moves it by setting [0]."""
+    now = [start]
+    app.precache.clock = lambda: now[0]
+    return now
+
+
 def _until(check: Callable[[], Any]) -> Any:
     """Poll until ``check`` answers something true (a deadline, not a threshold)."""
     deadline = time.monotonic() + 60
@@ -295,8 +302,7 @@ def test_precache_fetches_only_inside_its_window_and_pauses_when_it_closes(
 ) -> None:
     app, state, data = node
     client, admin = api
-    now = [NOON]
-    app.precache.clock = lambda: now[0]
+    now = _clock(app, NOON)
     plan = client.get("/api/v1/artifacts/plan", headers=admin).json()
     assert plan["window_cron"] == "0 1 * * *" and not plan["in_window"]
     assert plan["next_start"] == "2026-12-01T01:00:00+00:00"
@@ -342,8 +348,7 @@ def test_a_fetch_asked_for_now_during_a_precache_outlasts_its_window(
 ) -> None:
     app, state, data = node
     client, admin = api
-    now = [NIGHT]
-    app.precache.clock = lambda: now[0]
+    now = _clock(app, NIGHT)
     state.throttle_bps = 1024 * 1024  # two seconds for the file
     assert "model.bin" in app.precache.tick()
     _until(lambda: app.artifacts.store.partial_size("model.bin") > 0)
@@ -360,8 +365,7 @@ def test_a_precache_failure_waits_for_the_next_window_and_a_wrong_file_is_held_b
 ) -> None:
     app, state, data = node
     client, admin = api
-    now = [NIGHT]
-    app.precache.clock = lambda: now[0]
+    now = _clock(app, NIGHT)
     good_url = _artifact_ref(app, "model.bin").url
     _set_artifact(app, "model.bin", url=f"{good_url}.gone")  # its origin fails tonight
     assert sorted(app.precache.tick()) == ["broken.bin", "model.bin"]
